@@ -1,0 +1,29 @@
+# The README's two commands.  Both install what is missing first (apt, pip) and are safe to
+# run again.  Run as root.
+PYTHON ?= python3
+CONFIG ?= configs/default.yaml
+PYTEST_ARGS ?=
+
+.PHONY: run test setup setup-test build clean
+
+run: setup
+	$(PYTHON) -m dpdkswitch run $(CONFIG)
+
+test: setup-test
+	meson test -C build --print-errorlogs
+	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; exit 1; fi; exit $$rc
+	DPDKSWITCH_HUGEPAGES=off $(PYTHON) -m pytest -q -p no:cacheprovider -m "dpdk and not netns" $(PYTEST_ARGS); \
+	  rc=$$?; if [ $$rc -eq 5 ]; then echo "no datapath tests collected for the --no-huge pass" >&2; exit 1; fi; exit $$rc
+
+setup:
+	scripts/setup.sh run
+
+setup-test:
+	scripts/setup.sh test
+
+build:
+	ninja -C build
+
+clean:
+	rm -rf build

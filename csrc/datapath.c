@@ -1,0 +1,439 @@
+/*
+ * datapath.c — EAL start-up, datapath lifetime, mempools, the forwarding snapshot and PMD
+ * thread management.  Control thread only (see include/dpdkswitch.h and datapath.h).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_version.h>
+
+#include "datapath.h"
+
+static __thread char last_error[512];
+static bool eal_up;
+
+int
+dps_error(int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return -err;
+}
+
+const char *
+dps_last_error(void)
+{
+    return last_error;
+}
+
+/* ---- EAL ---- */
+
+int
+dps_eal_init(int argc, char **argv)
+{
+    if (eal_up)
+        return dps_error(EALREADY, "EAL is already running in this process");
+    int ret = rte_eal_init(argc, argv);
+    if (ret < 0)
+        return dps_error(rte_errno ? rte_errno : EINVAL, "EAL init failed: %s",
+                         rte_strerror(rte_errno));
+    eal_up = true;
+    return 0;
+}
+
+int
+dps_eal_initialized(void)
+{
+    return eal_up;
+}
+
+unsigned
+dps_eal_lcores(unsigned *out, unsigned n)
+{
+    unsigned k = 0, lcore;
+    if (k < n)
+        out[k] = rte_get_main_lcore();
+    k++;
+    RTE_LCORE_FOREACH_WORKER(lcore) {
+        if (k < n)
+            out[k] = lcore;
+        k++;
+    }
+    return k < n ? k : n;
+}
+
+unsigned
+dps_eal_main_lcore(void)
+{
+    return rte_get_main_lcore();
+}
+
+const char *
+dps_dpdk_version(void)
+{
+    return rte_version();
+}
+
+int
+dps_eal_has_hugepages(void)
+{
+    return rte_eal_has_hugepages();
+}
+
+uint64_t
+dps_tsc_hz(void)
+{
+    return rte_get_tsc_hz();
+}
+
+/* ---- Datapath lifetime ---- */
+
+struct dps_dp *
+dps_dp_create(const char *name, const struct dps_dp_params *params)
+{
+    if (!eal_up) {
+        dps_error(EINVAL, "EAL is not running: start it before creating a datapath");
+        return NULL;
+    }
+    struct dps_dp *dp = rte_zmalloc("dps_dp", sizeof *dp, RTE_CACHE_LINE_SIZE);
+    if (!dp) {
+        dps_error(ENOMEM, "no memory for datapath %s", name);
+        return NULL;
+    }
+    snprintf(dp->name, sizeof dp->name, "%s", name);
+    if (params)
+        dp->params = *params;
+    if (!dp->params.n_mbufs)
+        dp->params.n_mbufs = 16384;
+    if (!dp->params.mbuf_cache)
+        dp->params.mbuf_cache = 256;
+
+    size_t qsz = rte_rcu_qsbr_get_memsize(DPS_MAX_PMDS);
+    dp->qsbr = rte_zmalloc("dps_qsbr", qsz, RTE_CACHE_LINE_SIZE);
+    dp->stats = rte_zmalloc("dps_stats", sizeof *dp->stats * (DPS_MAX_PMDS + 1), RTE_CACHE_LINE_SIZE);
+    dp->port_tx_dropped = rte_zmalloc("dps_txdrop", sizeof *dp->port_tx_dropped * (DPS_MAX_PMDS + 1),
+                                      RTE_CACHE_LINE_SIZE);
+    if (!dp->qsbr || !dp->stats || !dp->port_tx_dropped || rte_rcu_qsbr_init(dp->qsbr, DPS_MAX_PMDS)) {
+        dps_error(ENOMEM, "no memory for datapath %s state", name);
+        goto fail;
+    }
+    dp->pmds[DPS_MANUAL_PMD] = dps_pmd_new(dp, DPS_MANUAL_PMD, rte_get_main_lcore());
+    if (!dp->pmds[DPS_MANUAL_PMD] || dps_fwd_publish(dp) < 0)
+        goto fail;
+    return dp;
+fail:
+    dps_dp_destroy(dp);
+    return NULL;
+}
+
+void
+dps_dp_destroy(struct dps_dp *dp)
+{
+    if (!dp)
+        return;
+    dps_pmd_stop(dp);
+    for (unsigned i = 0; i < DPS_MAX_PORTS; i++)
+        if (dp->ports[i].used)
+            dps_port_del(dp, i);
+    for (unsigned i = 0; i <= DPS_MAX_PMDS; i++)
+        rte_free(dp->pmds[i]);
+    for (unsigned i = 0; i < dp->n_pools; i++)
+        rte_mempool_free(dp->pools[i].mp);
+    rte_free(dp->fwd);
+    rte_free(dp->qsbr);
+    rte_free(dp->stats);
+    rte_free(dp->port_tx_dropped);
+    rte_free(dp);
+}
+
+uint64_t
+dps_clock_now(const struct dps_dp *dp)
+{
+    if (dp->params.manual_clock)
+        return dp->manual_ns;
+    return (uint64_t)((double)rte_get_tsc_cycles() * 1e9 / (double)rte_get_tsc_hz());
+}
+
+void
+dps_clock_set(struct dps_dp *dp, uint64_t ns)
+{
+    dp->manual_ns = ns;
+}
+
+/* ---- Mempools: one or more per NUMA socket ---- */
+
+struct rte_mempool *
+dps_pool_for(struct dps_dp *dp, int socket, uint32_t need)
+{
+    if (socket < 0)
+        socket = 0;
+    for (unsigned i = 0; i < dp->n_pools; i++) {
+        struct dps_pool *p = &dp->pools[i];
+        /* Keep a quarter of each pool for frames in flight (batches, caches, queues). */
+        if (p->socket == socket && p->committed + need <= p->mp->size * 3 / 4) {
+            p->committed += need;
+            return p->mp;
+        }
+    }
+    if (dp->n_pools == DPS_MAX_POOLS) {
+        dps_error(ENOSPC, "too many mempools: ports need more mbufs than %u pools hold", DPS_MAX_POOLS);
+        return NULL;
+    }
+    uint32_t n = dp->params.n_mbufs;
+    while (need > n * 3 / 4)
+        n *= 2;
+    char name[RTE_MEMPOOL_NAMESIZE];
+    snprintf(name, sizeof name, "dps%p_%u", (void *)dp, dp->n_pools);
+    struct rte_mempool *mp = rte_pktmbuf_pool_create(name, n, dp->params.mbuf_cache, 0,
+                                                     RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+    if (!mp && socket != 0)   /* a socket with no memory of its own (--no-huge, one node) */
+        mp = rte_pktmbuf_pool_create(name, n, dp->params.mbuf_cache, 0,
+                                     RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+    if (!mp) {
+        dps_error(rte_errno ? rte_errno : ENOMEM, "cannot create a mempool of %u mbufs on socket %d: %s",
+                  n, socket, rte_strerror(rte_errno));
+        return NULL;
+    }
+    dp->pools[dp->n_pools++] = (struct dps_pool){ .mp = mp, .socket = socket, .committed = need };
+    return mp;
+}
+
+void
+dps_pool_release(struct dps_dp *dp, struct rte_mempool *mp, uint32_t n)
+{
+    for (unsigned i = 0; i < dp->n_pools; i++)
+        if (dp->pools[i].mp == mp)
+            dp->pools[i].committed -= RTE_MIN(n, dp->pools[i].committed);
+}
+
+uint64_t
+dps_mbufs_in_use(const struct dps_dp *dp)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < dp->n_pools; i++)
+        n += rte_mempool_in_use_count(dp->pools[i].mp);
+    return n;
+}
+
+uint64_t
+dps_mbufs_total(const struct dps_dp *dp)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < dp->n_pools; i++)
+        n += dp->pools[i].mp->size;
+    return n;
+}
+
+/* ---- The forwarding snapshot ---- */
+
+static unsigned
+pmd_slot_of_lcore(const struct dps_dp *dp, uint32_t lcore)
+{
+    for (unsigned i = 0; i < dp->n_pmds; i++)
+        if (dp->pmds[i]->lcore == lcore)
+            return i;
+    return DPS_MAX_PMDS;
+}
+
+static int
+pin_of(const struct dps_dp *dp, uint32_t dp_port, uint16_t queue)
+{
+    for (unsigned i = 0; i < dp->n_pins; i++)
+        if (dp->pins[i].dp_port == dp_port && dp->pins[i].queue == queue)
+            return (int)pmd_slot_of_lcore(dp, dp->pins[i].lcore);
+    return -1;
+}
+
+/* Build the snapshot the current ports, map, PMDs and pins describe; publish it; wait until
+ * no PMD can still see the old one; free it. */
+int
+dps_fwd_publish(struct dps_dp *dp)
+{
+    struct dps_fwd *f = rte_zmalloc("dps_fwd", sizeof *f, RTE_CACHE_LINE_SIZE);
+    if (!f)
+        return dps_error(ENOMEM, "no memory for a forwarding snapshot");
+
+    unsigned rr = 0;
+    for (uint32_t pn = 0; pn < DPS_MAX_PORTS; pn++) {
+        const struct dps_port *p = &dp->ports[pn];
+        if (!p->used)
+            continue;
+        f->port[pn] = (struct dps_port_out){
+            .eth_port = p->eth_port, .n_txq = p->n_txq, .valid = true,
+            .shared = p->shared_txq, .txq_locks = (rte_spinlock_t *)p->txq_locks,
+        };
+        for (uint16_t q = 0; q < p->n_rxq; q++) {
+            unsigned slot;
+            if (!dp->n_pmds)
+                slot = DPS_MANUAL_PMD;
+            else {
+                int pinned = pin_of(dp, pn, q);
+                slot = pinned >= 0 && pinned < (int)dp->n_pmds ? (unsigned)pinned : rr++ % dp->n_pmds;
+            }
+            if (f->pmd[slot].n_rxq == DPS_MAX_RXQ_PER_PMD) {
+                rte_free(f);
+                return dps_error(ENOSPC, "a PMD would poll more than %d rx queues", DPS_MAX_RXQ_PER_PMD);
+            }
+            f->pmd[slot].rxq[f->pmd[slot].n_rxq++] = (struct dps_rxq_ref){ p->eth_port, q, pn };
+        }
+    }
+    for (uint32_t pn = 0; pn < DPS_MAX_PORTS; pn++) {
+        struct dps_fwd_entry *e = &f->map[pn];
+        for (uint32_t i = 0; i < dp->map[pn].n_out; i++)
+            if (f->port[dp->map[pn].out[i]].valid)
+                e->out[e->n_out++] = dp->map[pn].out[i];
+    }
+    for (unsigned slot = 0; slot <= DPS_MAX_PMDS; slot++) {
+        unsigned lcore = dp->pmds[slot] ? dp->pmds[slot]->lcore : rte_get_main_lcore();
+        int idx = rte_lcore_index(lcore);
+        f->pmd[slot].txq = idx < 0 ? 0 : (uint32_t)idx;
+        if (dp->pmds[slot] && dp->pmds[slot]->stats)
+            dp->pmds[slot]->stats->n_rxq = f->pmd[slot].n_rxq;
+    }
+
+    struct dps_fwd *old = dp->fwd;
+    __atomic_store_n(&dp->fwd, f, __ATOMIC_RELEASE);
+    rte_rcu_qsbr_synchronize(dp->qsbr, RTE_QSBR_THRID_INVALID);
+    rte_free(old);
+    return 0;
+}
+
+int
+dps_fwd_set(struct dps_dp *dp, uint32_t in_port, const uint32_t *out, unsigned n_out)
+{
+    if (in_port >= DPS_MAX_PORTS)
+        return dps_error(EINVAL, "port %u out of range (max %d)", in_port, DPS_MAX_PORTS - 1);
+    if (n_out > DPS_MAX_FWD_OUT)
+        return dps_error(EINVAL, "%u outputs: at most %d", n_out, DPS_MAX_FWD_OUT);
+    for (unsigned i = 0; i < n_out; i++)
+        if (out[i] >= DPS_MAX_PORTS)
+            return dps_error(EINVAL, "output port %u out of range", out[i]);
+    struct dps_fwd_entry e = { .n_out = n_out };
+    memcpy(e.out, out, n_out * sizeof *out);
+    dp->map[in_port] = e;
+    return dps_fwd_publish(dp);
+}
+
+/* ---- PMD threads ---- */
+
+int
+dps_pmd_start(struct dps_dp *dp, const uint32_t *lcores, unsigned n)
+{
+    if (dp->n_pmds)
+        return dps_error(EBUSY, "PMD threads already run on datapath %s", dp->name);
+    if (n > DPS_MAX_PMDS)
+        return dps_error(EINVAL, "%u PMD threads: at most %d", n, DPS_MAX_PMDS);
+    for (unsigned i = 0; i < n; i++) {
+        if (lcores[i] >= RTE_MAX_LCORE || !rte_lcore_is_enabled(lcores[i]))
+            return dps_error(EINVAL, "lcore %u is not one EAL was started with", lcores[i]);
+        if (lcores[i] == rte_get_main_lcore())
+            return dps_error(EINVAL, "lcore %u is the main lcore (the control thread): a PMD needs a worker lcore",
+                             lcores[i]);
+        if (rte_eal_get_lcore_state(lcores[i]) != WAIT)
+            return dps_error(EBUSY, "lcore %u is already running something", lcores[i]);
+        for (unsigned j = 0; j < i; j++)
+            if (lcores[j] == lcores[i])
+                return dps_error(EINVAL, "lcore %u given twice", lcores[i]);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (!dp->pmds[i]) {
+            dp->pmds[i] = dps_pmd_new(dp, i, lcores[i]);
+            if (!dp->pmds[i])
+                return -ENOMEM;
+        }
+        dp->pmds[i]->lcore = lcores[i];
+        dp->pmds[i]->stop = false;
+        dp->stats[i].lcore = lcores[i];
+        rte_rcu_qsbr_thread_register(dp->qsbr, i);
+    }
+    dp->n_pmds = n;
+    int ret = dps_fwd_publish(dp);
+    if (ret < 0) {
+        dp->n_pmds = 0;
+        return ret;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        ret = rte_eal_remote_launch(dps_pmd_main, dp->pmds[i], lcores[i]);
+        if (ret < 0) {
+            dps_pmd_stop(dp);
+            return dps_error(-ret, "cannot launch a PMD on lcore %u", lcores[i]);
+        }
+    }
+    return 0;
+}
+
+int
+dps_pmd_stop(struct dps_dp *dp)
+{
+    if (!dp->n_pmds)
+        return 0;
+    for (unsigned i = 0; i < dp->n_pmds; i++)
+        dp->pmds[i]->stop = true;
+    for (unsigned i = 0; i < dp->n_pmds; i++) {
+        rte_eal_wait_lcore(dp->pmds[i]->lcore);
+        rte_rcu_qsbr_thread_unregister(dp->qsbr, i);
+    }
+    dp->n_pmds = 0;
+    return dps_fwd_publish(dp);   /* every rx queue goes back to the manual poller */
+}
+
+unsigned
+dps_pmd_count(const struct dps_dp *dp)
+{
+    return dp->n_pmds;
+}
+
+int
+dps_pmd_pin(struct dps_dp *dp, const struct dps_rxq_pin *pins, unsigned n)
+{
+    if (n > RTE_DIM(dp->pins))
+        return dps_error(EINVAL, "%u pins: at most %zu", n, RTE_DIM(dp->pins));
+    memcpy(dp->pins, pins, n * sizeof *pins);
+    dp->n_pins = n;
+    return dps_fwd_publish(dp);
+}
+
+int
+dps_dp_poll(struct dps_dp *dp, unsigned iterations)
+{
+    if (dp->n_pmds)
+        return dps_error(EBUSY, "PMD threads poll datapath %s: stop them to poll by hand", dp->name);
+    uint64_t before = dp->stats[DPS_MANUAL_PMD].rx_packets;
+    for (unsigned i = 0; i < iterations; i++)
+        dps_pmd_iterate(dp->pmds[DPS_MANUAL_PMD]);
+    return (int)(dp->stats[DPS_MANUAL_PMD].rx_packets - before);
+}
+
+struct dps_pmd_stats *
+dps_pmd_stats(struct dps_dp *dp)
+{
+    return dp->stats;
+}
+
+int
+dps_rxq_assignment(const struct dps_dp *dp, struct dps_rxq_pin *out, unsigned n)
+{
+    unsigned k = 0;
+    for (unsigned slot = 0; slot <= DPS_MAX_PMDS; slot++) {
+        for (uint32_t i = 0; i < dp->fwd->pmd[slot].n_rxq; i++, k++) {
+            if (k >= n)
+                continue;
+            const struct dps_rxq_ref *r = &dp->fwd->pmd[slot].rxq[i];
+            out[k] = (struct dps_rxq_pin){
+                .dp_port = r->dp_port, .queue = r->queue,
+                .lcore = slot == DPS_MANUAL_PMD ? UINT32_MAX : dp->pmds[slot]->lcore,
+            };
+        }
+    }
+    return (int)k;
+}

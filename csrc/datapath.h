@@ -1,0 +1,148 @@
+/*
+ * datapath.h — the datapath's internal state, shared by datapath.c, port.c, pmd.c and
+ * testport.c.  Not part of the boundary: Python sees only include/dpdkswitch.h.
+ *
+ * Concurrency: one writer, the control thread.  PMD threads read the forwarding snapshot
+ * (struct dps_fwd) through an RCU-published pointer and report a quiescent state after every
+ * poll iteration (rte_rcu_qsbr).  The control thread never edits a published snapshot: it
+ * builds a new one, swaps the pointer, waits for a grace period, then frees the old one and
+ * only then releases what the old one referred to (a port being removed).  RCU rather than a
+ * command ring because a change (port removal above all) must know when no PMD can touch the
+ * old state any more, and a grace period says exactly that; PMDs pay one store per iteration.
+ */
+#ifndef DPS_DATAPATH_H
+#define DPS_DATAPATH_H 1
+
+#include <stdint.h>
+#include <stdbool.h>
+
+#include <rte_common.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+#include <rte_spinlock.h>
+
+#include "dpdkswitch.h"
+
+#define DPS_MAX_SOCKETS 8
+#define DPS_MAX_POOLS 16
+#define DPS_MANUAL_PMD DPS_MAX_PMDS      /* stats/snapshot slot of deterministic polling */
+#define DPS_MAX_TESTPORT_QUEUES 16
+
+/* Set the thread's last error (printf-style) and return -err (err > 0). */
+int dps_error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+struct dps_rxq_ref {
+    uint16_t eth_port;
+    uint16_t queue;
+    uint32_t dp_port;
+};
+
+/* How a PMD reaches one output port. */
+struct dps_port_out {
+    uint16_t eth_port;
+    uint16_t n_txq;
+    bool valid;
+    bool shared;                      /* fewer tx queues than lcores: lock txq_locks[] */
+    rte_spinlock_t *txq_locks;        /* n_txq locks, owned by struct dps_port */
+};
+
+struct dps_fwd_entry {
+    uint32_t n_out;
+    uint32_t out[DPS_MAX_FWD_OUT];
+};
+
+/* An immutable forwarding snapshot: what each PMD polls and where frames go. */
+struct dps_fwd {
+    struct {
+        uint32_t n_rxq;
+        uint32_t txq;                 /* the tx queue index this PMD (or the manual poller) uses */
+        struct dps_rxq_ref rxq[DPS_MAX_RXQ_PER_PMD];
+    } pmd[DPS_MAX_PMDS + 1];
+    struct dps_port_out port[DPS_MAX_PORTS];
+    struct dps_fwd_entry map[DPS_MAX_PORTS];
+};
+
+struct dps_testport {
+    uint16_t n_queues;
+    struct rte_ring *rx[DPS_MAX_TESTPORT_QUEUES];
+    struct rte_ring *tx[DPS_MAX_TESTPORT_QUEUES];
+    struct rte_mbuf *held;            /* drained but did not fit the caller's buffer */
+};
+
+struct dps_port {
+    bool used;
+    uint32_t dp_port;
+    uint16_t eth_port;
+    char name[DPS_NAME_LEN];
+    char devargs[256];
+    int socket;
+    uint16_t n_rxq, n_txq, n_rxd, n_txd;
+    bool shared_txq;
+    rte_spinlock_t txq_locks[RTE_MAX_QUEUES_PER_PORT];
+    struct rte_mempool *pool;
+    uint32_t mbufs_committed;         /* what its rx/tx rings can hold */
+    struct dps_testport *test;        /* non-NULL for a test port */
+};
+
+struct dps_pool {
+    struct rte_mempool *mp;
+    int socket;
+    uint32_t committed;               /* mbufs promised to port rings */
+};
+
+/* Per-PMD state the owning thread alone writes. */
+struct dps_pmd {
+    struct dps_dp *dp;
+    unsigned index;                   /* 0 .. DPS_MAX_PMDS-1, or DPS_MANUAL_PMD */
+    unsigned lcore;
+    volatile bool stop;
+    struct dps_pmd_stats *stats;
+    uint64_t *port_tx_dropped;        /* [DPS_MAX_PORTS] */
+    struct {
+        uint16_t n;
+        struct rte_mbuf *pkts[DPS_BURST];
+    } txb[DPS_MAX_PORTS];             /* pending output, flushed every iteration */
+    uint32_t pending[DPS_MAX_PORTS];  // ports with output in txb, in order
+    uint32_t n_pending;
+};
+
+struct dps_dp {
+    char name[DPS_NAME_LEN];
+    struct dps_dp_params params;
+    uint64_t manual_ns;
+    struct dps_port ports[DPS_MAX_PORTS];
+    struct dps_pool pools[DPS_MAX_POOLS];
+    unsigned n_pools;
+    struct dps_fwd_entry map[DPS_MAX_PORTS];      /* the control thread's copy of the map */
+    struct dps_rxq_pin pins[DPS_MAX_PORTS * 4];
+    unsigned n_pins;
+
+    struct dps_fwd *fwd;              /* RCU-published; PMDs load it with acquire */
+    struct rte_rcu_qsbr *qsbr;
+
+    unsigned n_pmds;
+    struct dps_pmd *pmds[DPS_MAX_PMDS + 1];       /* + the manual poller */
+    struct dps_pmd_stats *stats;                  /* [DPS_MAX_PMDS + 1] */
+    uint64_t (*port_tx_dropped)[DPS_MAX_PORTS];   /* [DPS_MAX_PMDS + 1][DPS_MAX_PORTS] */
+};
+
+/* datapath.c */
+int dps_fwd_publish(struct dps_dp *dp);
+struct rte_mempool *dps_pool_for(struct dps_dp *dp, int socket, uint32_t need);
+void dps_pool_release(struct dps_dp *dp, struct rte_mempool *mp, uint32_t n);
+
+/* port.c */
+int dps_port_setup(struct dps_dp *dp, struct dps_port *p, const struct dps_port_params *pp);
+void dps_port_teardown(struct dps_dp *dp, struct dps_port *p);
+
+/* pmd.c */
+unsigned dps_pmd_iterate(struct dps_pmd *pmd);
+struct dps_pmd *dps_pmd_new(struct dps_dp *dp, unsigned index, unsigned lcore);
+int dps_pmd_main(void *arg);
+
+/* testport.c */
+void dps_testport_free(struct dps_testport *t);
+
+#endif /* DPS_DATAPATH_H */

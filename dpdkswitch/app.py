@@ -1,0 +1,92 @@
+"""``dpdkswitch run``: the switch in the foreground, with its control socket and live view.
+
+Owns the control thread's asyncio loop: the control socket, SIGINT/SIGTERM, the once-a-second
+live view, and polling of bridges that have no PMD thread (``pmd_cores: []``).  Everything
+here runs on the main thread, which is EAL's main lcore and the datapath's only writer.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import signal
+import sys
+
+from . import __version__
+from .config import Config
+from .control import Commands, Server, dpif
+from .datapath import Eal, lib, ffi
+from .switch import Switch
+from .top import TopView
+
+
+def version_text() -> str:
+    return f"dpdkswitch {__version__} ({ffi.string(lib.dps_dpdk_version()).decode()})\n"
+
+
+def try_hint(config: Config) -> str | None:
+    """'ip netns exec h1 ping 10.0.0.2' for the first two addressed namespaces, if any."""
+    hosts = [(p.netns.name, p.netns.address) for b in config.bridges.values() for p in b.ports.values()
+             if p.netns and p.netns.address]
+    if len(hosts) < 2:
+        return None
+    return f"ip netns exec {hosts[0][0]} ping {ipaddress.ip_interface(hosts[1][1]).ip}"
+
+
+async def _poll_without_pmds(switch: Switch, stop: asyncio.Event) -> None:
+    """Bridges with no PMD thread are polled here, between control-thread work."""
+    while not stop.is_set():
+        got = 0
+        for br in switch.bridges.values():
+            if br.dp.n_pmds == 0:
+                got += br.dp.poll(4)
+        await asyncio.sleep(0 if got else 0.001)
+
+
+async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    commands = Commands()
+    commands.register("version", "", "this switch's version and DPDK's", 0, 0, lambda a: version_text())
+
+    def exit_cmd(args: list[str]) -> str:
+        loop.call_soon(stop.set)
+        return ""
+    commands.register("exit", "", "stop the switch", 0, 0, exit_cmd)
+    counters = dpif.register(commands, switch)
+    server = Server(socket_path, commands)
+    await server.start()
+
+    header = [f"dpdkswitch {__version__} on {config.path}: {len(switch.bridges)} bridge(s); {switch.eal_note}",
+              f"Ctrl-C stops it.  Counters: dpdkswitch ctl -s {socket_path} dpif/show"]
+    hint = try_hint(config)
+    if hint:
+        header.append(f"Try, in another terminal: {hint}")
+    print("\n".join(header), flush=True)
+    view = TopView(switch, counters, header)
+    poller = asyncio.create_task(_poll_without_pmds(switch, stop))
+    try:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+            if top and not stop.is_set():
+                sys.stdout.write("\x1b[H\x1b[2J" + view.render() + "\n")
+                sys.stdout.flush()
+    finally:
+        await poller
+        await server.stop()
+    print("stopping: PMD threads, ports, namespaces", flush=True)
+
+
+def run(config: Config, socket_path: str | None = None, top: bool = False) -> int:
+    switch = Switch(config)
+    switch.start()
+    try:
+        asyncio.run(serve(switch, config, socket_path or config.control_socket, top))
+    finally:
+        switch.stop()
+    return 0

@@ -1,0 +1,98 @@
+"""The ``dpdkswitch`` command: run a switch, talk to one, check a config."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import __version__
+from .config import ConfigError, load
+
+DEFAULT_SOCKET = "/run/dpdkswitch/ctl.sock"
+
+
+def _all_cpus() -> None:
+    """Start from every online CPU: a parent pinned to one core (EAL pins its main thread)
+    must not pin us, EAL places our threads itself."""
+    from .config import online_cpus
+    try:
+        os.sched_setaffinity(0, online_cpus())
+    except OSError:
+        pass
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from .app import run
+    from .datapath import DatapathError
+    from .netns import NetnsError
+    try:
+        config = load(a.config)
+    except ConfigError as e:
+        print(f"dpdkswitch: {e}", file=sys.stderr)
+        return 2
+    _all_cpus()
+    top = sys.stdout.isatty() if a.top is None else a.top
+    try:
+        return run(config, a.socket, top)
+    except (DatapathError, NetnsError, OSError, ConfigError) as e:
+        print(f"dpdkswitch: {e}", file=sys.stderr)
+        return 1
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    try:
+        config = load(a.config)
+    except ConfigError as e:
+        print(f"dpdkswitch: {e}", file=sys.stderr)
+        return 2
+    from .switch import parse_static_flow
+    try:
+        for b in config.bridges.values():
+            for f in b.flows:
+                parse_static_flow(f)
+    except ConfigError as e:
+        print(f"dpdkswitch: {e}", file=sys.stderr)
+        return 2
+    print(f"{a.config}: OK ({len(config.bridges)} bridge(s), "
+          f"{sum(len(b.ports) for b in config.bridges.values())} port(s))")
+    return 0
+
+
+def cmd_ctl(a: argparse.Namespace) -> int:
+    from .control import CommandError, call
+    try:
+        sys.stdout.write(call(a.socket, a.command, a.args))
+        return 0
+    except CommandError as e:
+        print(f"dpdkswitch ctl: {e}", file=sys.stderr)
+        return 2
+    except ConnectionError as e:
+        print(f"dpdkswitch ctl: {e}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="dpdkswitch", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"dpdkswitch {__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="run the switch in the foreground (Ctrl-C or SIGTERM stops it)")
+    r.add_argument("config")
+    r.add_argument("-s", "--socket", help="control socket (default: the config's control.socket)")
+    r.add_argument("--top", dest="top", action="store_true", default=None,
+                   help="live view of port and PMD counters (default when stdout is a terminal)")
+    r.add_argument("--no-top", dest="top", action="store_false")
+    r.set_defaults(fn=cmd_run)
+
+    c = sub.add_parser("ctl", help="send a command to a running switch (list-commands lists them)")
+    c.add_argument("-s", "--socket", default=os.environ.get("DPDKSWITCH_CTL", DEFAULT_SOCKET))
+    c.add_argument("command")
+    c.add_argument("args", nargs=argparse.REMAINDER)
+    c.set_defaults(fn=cmd_ctl)
+
+    k = sub.add_parser("check", help="validate a config file and exit")
+    k.add_argument("config")
+    k.set_defaults(fn=cmd_check)
+
+    a = ap.parse_args(argv)
+    return a.fn(a)

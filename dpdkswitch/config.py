@@ -1,0 +1,651 @@
+"""YAML config loader and strict schema checker for dpdkswitch.
+
+Owns: turning a config file into typed dataclasses (`Config` and friends) and
+rejecting anything questionable with ONE line of the form ``FILE:LINE: message``
+(raised as `ConfigError`).  The file is composed into a YAML node tree
+(``yaml.compose``) rather than ``safe_load``-ed so that every key and value keeps
+its position; unknown keys (with a "did you mean" hint), wrong types (bools are
+never ints), duplicate keys, bad device strings, cores that are not online and
+cross-field conflicts each give one precise error.  Line 0 means the file could
+not be read at all.
+
+Called by: the CLI and the tests, from the main thread, before EAL starts.
+Cost: pure Python, no I/O beyond reading the file (plus /sys/.../cpu/online).
+
+Schema reference (defaults in parentheses)::
+
+    dpdk:                       # optional
+      cores: [0, 1]             # ints, online, no duplicates; first = main (control)
+                                #   lcore (first two online CPUs, or one if only one)
+      hugepages: auto           # auto | on | off (auto)
+      memory_mb: 512            # positive int (None)
+      extra_args: []            # list of strings ([])
+      file_prefix: null         # string (None)
+    control:                    # optional
+      socket: /run/dpdkswitch/ctl.sock   # string (that)
+    bridges:                    # required, >= 1; name ^[A-Za-z0-9_.-]{1,15}$
+      br0:
+        datapath:               # optional
+          pmd_cores: [1]        # subset of dpdk.cores minus the main lcore; disjoint
+                                #   across bridges; [] = no PMD threads
+                                #   (all dpdk.cores but the first; error if none)
+          emc_insert_inv_prob: 100   # int >= 0, 0 = EMC off (100)
+          flow_limit: 200000         # int > 0 (200000)
+        openflow:               # optional
+          listen: []            # ptcp:PORT[:IP] | punix:PATH ([])
+          controllers: []       # tcp:HOST:PORT | ssl:HOST:PORT | unix:PATH ([])
+          fail_mode: standalone # standalone | secure (standalone)
+        ports:                  # required, >= 1; name ^[A-Za-z0-9_.-]{1,15}$
+          p1:
+            device: net_tap0    # required; PCI address or net_<driver><id>[,k=v...]
+            ofport: 1           # required, 1..65279, unique within the bridge
+            n_rxq: 1            # 1..64 (1)
+            n_txq: null         # 1..64 (None = chosen at run time)
+            rxd: 1024           # power of two, 64..16384 (1024)
+            txd: 1024           # power of two, 64..16384 (1024)
+            mtu: null           # 68..9710 (None)
+            rxq_affinity: {}    # rx queue (< n_rxq) -> core in the bridge's pmd_cores
+            netns:              # net_tap only
+              name: h1          # required, ^[A-Za-z0-9_.-]{1,32}$, unique in the config
+              address: null     # IPv4/IPv6 interface address, e.g. 10.0.0.1/24
+        flows: []               # ovs-ofctl flow strings, kept with their file:line
+
+Device strings: PCI ``[DDDD:]BB:DD.F[,key=value...]`` (any keys), or a vdev whose
+driver is one of `VDEV_KEYS` with only that driver's keys.  vdev names, PCI
+addresses and tap ``iface`` names must be unique across the whole config.
+"""
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, NoReturn
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+__all__ = [
+    "ConfigError", "NetnsConfig", "PortConfig", "OpenflowConfig", "FlowConfig",
+    "BridgeConfig", "DpdkConfig", "Config", "load", "loads", "online_cpus",
+    "parse_device", "VDEV_KEYS",
+]
+
+
+class ConfigError(Exception):
+    """A config problem; str() is the single line ``path:line: msg``."""
+
+    def __init__(self, path: str, line: int, msg: str):
+        self.path, self.line, self.msg = path, line, re.sub(r"\s*\n\s*", " ", str(msg))
+        super().__init__(f"{path}:{line}: {self.msg}")
+
+    def __reduce__(self):
+        return ConfigError, (self.path, self.line, self.msg)
+
+
+# ---------------------------------------------------------------- dataclasses
+
+@dataclass
+class NetnsConfig:
+    name: str
+    address: str | None = None
+
+
+@dataclass
+class PortConfig:
+    name: str
+    device: str
+    ofport: int
+    n_rxq: int = 1
+    n_txq: int | None = None
+    rxd: int = 1024
+    txd: int = 1024
+    mtu: int | None = None
+    rxq_affinity: dict[int, int] = field(default_factory=dict)
+    netns: NetnsConfig | None = None
+    where: str = ""  # "file:line" of the port's key
+
+    @property
+    def driver(self) -> str:
+        """'pci' or the vdev driver (tap, af_packet, pcap, ring, null, memif)."""
+        return parse_device(self.device)[0]
+
+    @property
+    def vdev_name(self) -> str | None:
+        driver, name, _ = parse_device(self.device)
+        return None if driver == "pci" else name
+
+    @property
+    def devargs_dict(self) -> dict[str, str]:
+        return {k: v or "" for k, v in parse_device(self.device)[2]}
+
+
+@dataclass
+class OpenflowConfig:
+    listen: list[str]
+    controllers: list[str]
+    fail_mode: str
+
+
+@dataclass
+class FlowConfig:
+    text: str
+    where: str
+
+
+@dataclass
+class BridgeConfig:
+    name: str
+    pmd_cores: list[int]
+    emc_insert_inv_prob: int
+    flow_limit: int
+    openflow: OpenflowConfig
+    ports: dict[str, PortConfig]
+    flows: list[FlowConfig]
+    where: str
+
+
+@dataclass
+class DpdkConfig:
+    cores: list[int]
+    hugepages: str
+    memory_mb: int | None
+    extra_args: list[str]
+    file_prefix: str | None
+
+
+@dataclass
+class Config:
+    path: str
+    dpdk: DpdkConfig
+    control_socket: str
+    bridges: dict[str, BridgeConfig]
+
+
+# ------------------------------------------------------------------- helpers
+
+def _parse_cpulist(text: str) -> set[int]:
+    """'0-3,8' -> {0, 1, 2, 3, 8} (the /sys cpulist format)."""
+    cpus: set[int] = set()
+    for part in filter(None, text.strip().split(",")):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def _cpulist(cpus) -> str:
+    """{0, 1, 2, 5} -> '0-2,5'."""
+    out, cpus = [], sorted(cpus)
+    for c in cpus:
+        if out and out[-1][1] == c - 1:
+            out[-1][1] = c
+        else:
+            out.append([c, c])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in out)
+
+
+def online_cpus() -> set[int]:
+    """CPUs we may run on: our affinity mask plus the kernel's online CPUs."""
+    cpus = set(os.sched_getaffinity(0))
+    try:
+        with open("/sys/devices/system/cpu/online") as f:
+            cpus |= _parse_cpulist(f.read())
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+def _unknown(key: str, allowed, where: str = "") -> str:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown key {key!r}{where}{hint} (allowed: {', '.join(allowed)})"
+
+
+# -------------------------------------------------------------- device strings
+
+VDEV_KEYS: dict[str, tuple[str, ...]] = {
+    "tap": ("iface", "mac", "remote", "persist"),
+    "af_packet": ("iface", "qpairs", "blocksz", "framesz", "framecnt", "qdisc_bypass"),
+    "pcap": ("rx_pcap", "tx_pcap", "rx_iface", "rx_iface_in", "tx_iface", "iface",
+             "infinite_rx", "phy_mac"),
+    "ring": ("nodeaction",),
+    "null": ("size", "copy", "no-rx"),
+    "memif": ("id", "role", "bsize", "rsize", "socket", "socket-abstract", "mac",
+              "secret", "zero-copy"),
+}
+_REQUIRED_DEVARGS = {"af_packet": ("iface",)}
+_FLAG_DEVARGS = {("tap", "persist")}  # may be given without '='
+_PCI_RE = re.compile(r"(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
+_VDEV_RE = re.compile(rf"net_({'|'.join(VDEV_KEYS)})[A-Za-z0-9_]+")
+
+
+def parse_device(dev: str) -> tuple[str, str, list[tuple[str, str | None]]]:
+    """Split a device string into (driver, name, [(key, value)]).
+
+    driver is 'pci' or a `VDEV_KEYS` driver; name is the part before the first
+    comma; value is None for a bare flag.  Raises ValueError (one line) if bad.
+    """
+    name, *args = dev.split(",")
+    if _PCI_RE.fullmatch(name):
+        driver = "pci"
+    elif m := _VDEV_RE.fullmatch(name):
+        driver = m.group(1)
+    else:
+        raise ValueError(f"bad device string {dev!r}: expected a PCI address or "
+                         f"net_<driver>N[,key=value...] with driver one of "
+                         f"{', '.join(VDEV_KEYS)}")
+    pairs: list[tuple[str, str | None]] = []
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        if driver != "pci" and key not in VDEV_KEYS[driver]:
+            raise ValueError(f"device {dev!r}: "
+                             f"{_unknown(key, VDEV_KEYS[driver], f' for net_{driver}')}")
+        if not key or (not value and (driver, key) not in _FLAG_DEVARGS):
+            raise ValueError(f"device {dev!r}: devarg {arg!r} is not key=value")
+        pairs.append((key, value if eq else None))
+    for key in _REQUIRED_DEVARGS.get(driver, ()):
+        if key not in dict(pairs):
+            raise ValueError(f"device {dev!r}: net_{driver} needs {key}=...")
+    return driver, name, pairs
+
+
+def _valid_port(s: str, lo: int = 0) -> bool:
+    return s.isascii() and s.isdigit() and lo <= int(s) <= 65535
+
+
+def _valid_ip(s: str) -> bool:
+    try:
+        ipaddress.ip_address(s.removeprefix("[").removesuffix("]"))
+        return True
+    except ValueError:
+        return False
+
+
+def _valid_listen(s: str) -> bool:
+    kind, _, rest = s.partition(":")
+    port, _, ip = rest.partition(":")
+    return (kind == "punix" and bool(rest)) or (
+        kind == "ptcp" and _valid_port(port) and (not ip or _valid_ip(ip)))
+
+
+def _valid_controller(s: str) -> bool:
+    kind, _, rest = s.partition(":")
+    host, _, port = rest.rpartition(":")
+    return (kind == "unix" and bool(rest)) or (
+        kind in ("tcp", "ssl") and bool(host) and _valid_port(port, 1))
+
+
+def _valid_cidr(s: str) -> bool:
+    try:
+        ipaddress.ip_interface(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _name_re(maxlen: int) -> re.Pattern:
+    return re.compile(rf"[A-Za-z0-9_.-]{{1,{maxlen}}}")
+
+
+# ------------------------------------------------------------- value checkers
+# A checker is fn(reader, node, key) -> python value; it raises via reader.fail.
+
+_T = "tag:yaml.org,2002:"
+_NULL, _BOOL, _INT, _FLOAT, _STR = (_T + t for t in ("null", "bool", "int", "float", "str"))
+_KINDS = {_BOOL: "boolean", _INT: "integer", _FLOAT: "float", _STR: "string"}
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+Checker = Callable[["_Reader", Node, str], Any]
+REQUIRED = object()
+
+
+def _is_null(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == _NULL
+
+
+def _describe(node: Node) -> str:
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    if node.tag == _NULL:
+        return f"null {node.value!r}" if node.value else "nothing (empty value)"
+    return f"{_KINDS.get(node.tag, node.tag)} {node.value!r}"
+
+
+def _str(r: _Reader, node: Node, key: str) -> str:
+    if isinstance(node, ScalarNode) and node.tag == _STR:
+        return node.value
+    quote = " (quote it to make it a string)" if node.tag in (_INT, _FLOAT, _BOOL) else ""
+    r.fail(node, f"{key}: expected a string, got {_describe(node)}{quote}")
+
+
+def _int(lo: int | None = None, hi: int | None = None, pow2: bool = False) -> Checker:
+    want = (f"a power of two in {lo}..{hi}" if pow2 else f"an integer in {lo}..{hi}"
+            if hi is not None else f"an integer >= {lo}" if lo is not None else "an integer")
+
+    def check(r: _Reader, node: Node, key: str) -> int:
+        if not (isinstance(node, ScalarNode) and node.tag == _INT):
+            r.fail(node, f"{key}: expected an integer, got {_describe(node)}")
+        v = _CONSTRUCTOR.construct_yaml_int(node)
+        if (lo is not None and v < lo) or (hi is not None and v > hi) or (pow2 and v & (v - 1)):
+            r.fail(node, f"{key}: expected {want}, got {v}")
+        return v
+    return check
+
+
+def _opt(check: Checker) -> Checker:
+    return lambda r, node, key: None if _is_null(node) else check(r, node, key)
+
+
+def _list(item: Checker) -> Checker:
+    def check(r: _Reader, node: Node, key: str) -> list:
+        if not isinstance(node, SequenceNode):
+            r.fail(node, f"{key}: expected a list, got {_describe(node)}")
+        return [item(r, n, f"{key}[{i}]") for i, n in enumerate(node.value)]
+    return check
+
+
+def _enum(*choices: str) -> Checker:
+    def check(r: _Reader, node: Node, key: str) -> str:
+        # on/off are YAML 1.1 booleans; accept their source text
+        if isinstance(node, ScalarNode) and node.tag in (_STR, _BOOL) and node.value in choices:
+            return node.value
+        r.fail(node, f"{key}: expected one of {', '.join(choices)}, got {_describe(node)}")
+    return check
+
+
+def _text(valid: Callable[[str], bool], expected: str) -> Checker:
+    def check(r: _Reader, node: Node, key: str) -> str:
+        s = _str(r, node, key)
+        if not valid(s):
+            r.fail(node, f"{key}: bad value {s!r}: expected {expected}")
+        return s
+    return check
+
+
+def _device(r: _Reader, node: Node, key: str) -> str:
+    # a device is never a number, so take unquoted 01:00.0 (a YAML 1.1 float) as text
+    if isinstance(node, ScalarNode) and node.tag in (_INT, _FLOAT):
+        node = ScalarNode(_STR, node.value, node.start_mark, node.end_mark)
+    s = _str(r, node, key)
+    try:
+        parse_device(s)
+    except ValueError as e:
+        r.fail(node, str(e))
+    return s
+
+
+def _flow(r: _Reader, node: Node, key: str) -> FlowConfig:
+    text = _str(r, node, key)
+    if not text.strip():
+        r.fail(node, f"{key}: empty flow")
+    return FlowConfig(text, r.where(node))
+
+
+def _section(r: _Reader, node: Node, key: str) -> Node:
+    return node  # a nested mapping; its shape is checked when it is parsed
+
+
+# ---------------------------------------------------------------- the schema
+# key -> (checker, default); REQUIRED marks mandatory keys.
+
+TOP = {"dpdk": (_section, None), "control": (_section, None), "bridges": (_section, REQUIRED)}
+DPDK = {
+    "cores": (_list(_int(0)), None),  # None: computed from online_cpus()
+    "hugepages": (_enum("auto", "on", "off"), "auto"),
+    "memory_mb": (_opt(_int(1)), None),
+    "extra_args": (_list(_str), []),
+    "file_prefix": (_opt(_str), None),
+}
+CONTROL = {"socket": (_text(bool, "a non-empty path"), "/run/dpdkswitch/ctl.sock")}
+BRIDGE = {
+    "datapath": (_section, None),
+    "openflow": (_section, None),
+    "ports": (_section, REQUIRED),
+    "flows": (_list(_flow), []),
+}
+DATAPATH = {
+    "pmd_cores": (_list(_int(0)), None),  # None: all dpdk.cores but the main one
+    "emc_insert_inv_prob": (_int(0), 100),
+    "flow_limit": (_int(1), 200000),
+}
+OPENFLOW = {
+    "listen": (_list(_text(_valid_listen, "ptcp:PORT[:IP] or punix:PATH")), []),
+    "controllers": (_list(_text(_valid_controller,
+                                "tcp:HOST:PORT, ssl:HOST:PORT or unix:PATH")), []),
+    "fail_mode": (_enum("standalone", "secure"), "standalone"),
+}
+PORT = {
+    "device": (_device, REQUIRED),
+    "ofport": (_int(1, 65279), REQUIRED),
+    "n_rxq": (_int(1, 64), 1),
+    "n_txq": (_opt(_int(1, 64)), None),
+    "rxd": (_int(64, 16384, pow2=True), 1024),
+    "txd": (_int(64, 16384, pow2=True), 1024),
+    "mtu": (_opt(_int(68, 9710)), None),
+    "rxq_affinity": (_section, None),
+    "netns": (_section, None),
+}
+NETNS = {
+    "name": (_text(_name_re(32).fullmatch, "1-32 characters of A-Za-z0-9_.-"), REQUIRED),
+    "address": (_opt(_text(_valid_cidr, "an IPv4 or IPv6 address/prefix, e.g. 10.0.0.1/24")),
+                None),
+}
+
+
+# -------------------------------------------------------------------- reader
+
+class _Reader:
+    """Walks the node tree of one file; knows the path and config-wide names."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.seen: dict[tuple[str, str], str] = {}  # (kind, name) -> "file:line"
+
+    def fail(self, node: Node, msg: str) -> NoReturn:
+        raise ConfigError(self.path, node.start_mark.line + 1, msg)
+
+    def where(self, node: Node) -> str:
+        return f"{self.path}:{node.start_mark.line + 1}"
+
+    def unique(self, kind: str, name: str, node: Node) -> None:
+        if (kind, name) in self.seen:
+            self.fail(node, f"{kind} {name!r} is already used at {self.seen[kind, name]}")
+        self.seen[kind, name] = self.where(node)
+
+    def pairs(self, node: Node | None, what: str) -> list[tuple[ScalarNode, Node]]:
+        """(key, value) nodes of a mapping; absent or empty -> []; no duplicates."""
+        if node is None or _is_null(node):
+            return []
+        if not isinstance(node, MappingNode):
+            self.fail(node, f"{what}: expected a mapping, got {_describe(node)}")
+        first: dict[str, Node] = {}
+        for k, _ in node.value:
+            if not isinstance(k, ScalarNode):
+                self.fail(k, f"{what}: keys must be plain scalars, got {_describe(k)}")
+            if k.tag == _T + "merge":
+                self.fail(k, f"{what}: YAML merge keys ('<<') are not supported")
+            if k.value in first:
+                self.fail(k, f"{what}: duplicate key {k.value!r} "
+                             f"(first defined on line {first[k.value].start_mark.line + 1})")
+            first[k.value] = k
+        return node.value
+
+    def section(self, node: Node | None, spec: dict, what: str, owner: Node):
+        """Check a mapping against spec; return ({key: value}, {key: (key_node, value_node)})."""
+        vals, nodes = {}, {}
+        for k, v in self.pairs(node, what):
+            if k.value not in spec:
+                self.fail(k, f"{what}: {_unknown(k.value, spec)}")
+            vals[k.value] = spec[k.value][0](self, v, k.value)
+            nodes[k.value] = (k, v)
+        for key, (_, default) in spec.items():
+            if key not in vals:
+                if default is REQUIRED:
+                    self.fail(owner, f"{what}: missing required key {key!r}")
+                vals[key] = list(default) if isinstance(default, list) else default
+        return vals, nodes
+
+    def name(self, key: ScalarNode, kind: str) -> str:
+        if not _name_re(15).fullmatch(key.value):
+            self.fail(key, f"bad {kind} name {key.value!r}: expected 1-15 characters of "
+                           f"A-Za-z0-9_.-")
+        return key.value
+
+    # -- sections
+
+    def config(self, root: Node) -> Config:
+        top, nodes = self.section(root, TOP, "top level", root)
+        dpdk = self.dpdk(top["dpdk"], nodes.get("dpdk", (root,))[0])
+        control, _ = self.section(top["control"], CONTROL, "control",
+                                  nodes.get("control", (root,))[0])
+        pmd_owner: dict[int, str] = {}
+        bridges = {}
+        for k, v in self.pairs(top["bridges"], "bridges"):
+            bridges[k.value] = self.bridge(k, v, dpdk, pmd_owner)
+        if not bridges:
+            self.fail(nodes["bridges"][0], "bridges: at least one bridge is required")
+        return Config(self.path, dpdk, control["socket"], bridges)
+
+    def dpdk(self, node: Node | None, owner: Node) -> DpdkConfig:
+        d, nodes = self.section(node, DPDK, "dpdk", owner)
+        online = online_cpus()
+        if d["cores"] is None:
+            d["cores"] = sorted(online)[:2]
+        else:
+            seq = nodes["cores"][1]
+            if not d["cores"]:
+                self.fail(seq, "dpdk.cores: at least one core is required")
+            for i, (core, item) in enumerate(zip(d["cores"], seq.value)):
+                if core not in online:
+                    self.fail(item, f"dpdk.cores: core {core} does not exist or is offline "
+                                    f"(online CPUs: {_cpulist(online)})")
+                if core in d["cores"][:i]:
+                    self.fail(item, f"dpdk.cores: core {core} is listed twice")
+        return DpdkConfig(**d)
+
+    def bridge(self, key: ScalarNode, node: Node, dpdk: DpdkConfig,
+               pmd_owner: dict[int, str]) -> BridgeConfig:
+        name = self.name(key, "bridge")
+        what = f"bridge {name!r}"
+        b, nodes = self.section(node, BRIDGE, what, key)
+        dp, dp_nodes = self.section(b["datapath"], DATAPATH, f"{what} datapath",
+                                    nodes.get("datapath", (key,))[0])
+        main = dpdk.cores[0]
+        pmd, explicit = dp["pmd_cores"], dp["pmd_cores"] is not None
+        if explicit:
+            items = dp_nodes["pmd_cores"][1].value
+        else:
+            pmd = dpdk.cores[1:]
+            items = [key] * len(pmd)
+            if not pmd:
+                self.fail(key, f"{what}: PMD threads need a core besides the main lcore "
+                               f"{main}; add one to dpdk.cores, or set datapath.pmd_cores: [] "
+                               f"to run without PMD threads")
+        for core, item in zip(pmd, items):
+            if core == main:
+                self.fail(item, f"pmd_cores: core {core} is the main lcore (dpdk.cores[0]); "
+                                f"PMD threads need other cores")
+            if core not in dpdk.cores:
+                self.fail(item, f"pmd_cores: core {core} is not in dpdk.cores {dpdk.cores}")
+            if core in pmd_owner:
+                other = pmd_owner[core]
+                self.fail(item, f"pmd_cores: core {core} is listed twice" if other == name else
+                          f"pmd_cores: core {core} is already used by bridge {other!r}"
+                          + ("" if explicit else " (pmd_cores defaults to all dpdk.cores but "
+                                                 "the first; set it explicitly)"))
+            pmd_owner[core] = name
+        openflow, _ = self.section(b["openflow"], OPENFLOW, f"{what} openflow",
+                                   nodes.get("openflow", (key,))[0])
+        ports: dict[str, PortConfig] = {}
+        ofports: dict[int, str] = {}
+        for k, v in self.pairs(b["ports"], f"{what} ports"):
+            ports[k.value] = self.port(k, v, pmd, ofports)
+        if not ports:
+            self.fail(nodes["ports"][0], f"{what}: at least one port is required")
+        return BridgeConfig(name, pmd, dp["emc_insert_inv_prob"], dp["flow_limit"],
+                            OpenflowConfig(**openflow), ports, b["flows"], self.where(key))
+
+    def port(self, key: ScalarNode, node: Node, pmd: list[int],
+             ofports: dict[int, str]) -> PortConfig:
+        name = self.name(key, "port")
+        what = f"port {name!r}"
+        p, nodes = self.section(node, PORT, what, key)
+        if p["ofport"] in ofports:
+            self.fail(nodes["ofport"][1], f"ofport {p['ofport']} is already used by port "
+                                          f"{ofports[p['ofport']]!r} of this bridge")
+        ofports[p["ofport"]] = name
+
+        dev_node = nodes["device"][1]
+        driver, devname, args = parse_device(p["device"])
+        if driver == "pci":
+            self.unique("PCI device", ("0000:" + devname)[-12:].lower(), dev_node)
+        else:
+            self.unique("vdev name", devname, dev_node)
+        if driver == "tap" and (iface := dict(args).get("iface")):
+            self.unique("tap iface", iface, dev_node)
+
+        affinity: dict[int, int] = {}
+        for qk, cv in self.pairs(p["rxq_affinity"], "rxq_affinity"):
+            q = _int(0)(self, qk, "rxq_affinity queue")
+            core = _int(0)(self, cv, f"rxq_affinity[{q}]")
+            if q in affinity:
+                self.fail(qk, f"rxq_affinity: queue {q} is listed twice")
+            if q >= p["n_rxq"]:
+                self.fail(qk, f"rxq_affinity: queue {q} does not exist (n_rxq is {p['n_rxq']})")
+            if core not in pmd:
+                self.fail(cv, f"rxq_affinity[{q}]: core {core} is not one of the bridge's "
+                              f"pmd_cores {pmd}")
+            affinity[q] = core
+
+        netns = None
+        if "netns" in nodes:
+            ns_key = nodes["netns"][0]
+            if driver != "tap":
+                self.fail(ns_key, f"netns: only valid for net_tap devices, {what} is {driver}")
+            if not dict(args).get("iface"):
+                self.fail(dev_node, f"{what} has a netns: name its tap interface with iface=NAME")
+            ns, ns_nodes = self.section(p["netns"], NETNS, f"{what} netns", ns_key)
+            self.unique("netns name", ns["name"], ns_nodes["name"][1])
+            netns = NetnsConfig(**ns)
+        p.update(rxq_affinity=affinity, netns=netns)
+        return PortConfig(name=name, where=self.where(key), **p)
+
+
+# ----------------------------------------------------------------------- API
+
+def loads(text: str, path: str = "<string>") -> Config:
+    """Parse and check config text; raise ConfigError (one line) on any problem."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        if e.context_mark and "end of stream" in (e.problem or ""):
+            mark = e.context_mark  # e.g. an unclosed quote: point at where it opened
+        context = f" ({e.context} at line {e.context_mark.line + 1})" if e.context_mark else ""
+        raise ConfigError(path, mark.line + 1 if mark else 1,
+                          f"YAML syntax error: {e.problem or e}{context}") from None
+    except yaml.reader.ReaderError as e:
+        raise ConfigError(path, text.count("\n", 0, e.position) + 1,
+                          f"YAML syntax error: {e.reason}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(path, 1, f"YAML syntax error: {e}") from None
+    if root is None:
+        raise ConfigError(path, 1, "config is empty; 'bridges' is required")
+    return _Reader(path).config(root)
+
+
+def load(path: str) -> Config:
+    """Read and check a config file; raise ConfigError (one line) on any problem."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError(path, 0, f"cannot read config: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, data.count(b"\n", 0, e.start) + 1,
+                          "config is not valid UTF-8") from None
+    return loads(text, path)

@@ -1,0 +1,143 @@
+"""The control socket: ``dpdkswitch ctl COMMAND ARGS`` talks to a running switch.
+
+A unix stream socket; one request per connection: the client sends one JSON line
+``{"command": NAME, "args": [...]}``, the server answers one JSON line ``{"ok": true,
+"output": TEXT}`` or ``{"ok": false, "error": TEXT}`` and closes.  Commands are registered by
+name (``Commands.register``), in Open vSwitch's appctl vocabulary where one exists.
+
+Contract: the server runs on the control thread's asyncio loop, so a command handler may
+call the datapath directly; handlers must be quick (no blocking I/O).  The client is plain
+blocking Python, usable from any process.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from dataclasses import dataclass
+from typing import Callable
+
+MAX_REQUEST = 1 << 20
+
+
+class CommandError(Exception):
+    """A command's clear refusal: bad arguments, unknown object."""
+
+
+@dataclass
+class Command:
+    name: str
+    usage: str
+    help: str
+    min_args: int
+    max_args: int
+    fn: Callable[[list[str]], str]
+
+
+class Commands:
+    def __init__(self) -> None:
+        self.table: dict[str, Command] = {}
+        self.register("list-commands", "", "list the commands this switch knows", 0, 0, self._list)
+
+    def register(self, name: str, usage: str, help: str, min_args: int, max_args: int,
+                 fn: Callable[[list[str]], str]) -> None:
+        self.table[name] = Command(name, usage, help, min_args, max_args, fn)
+
+    def _list(self, args: list[str]) -> str:
+        width = max(len(c.name) + len(c.usage) + 1 for c in self.table.values())
+        return "The available commands are:\n" + "".join(
+            f"  {(c.name + ' ' + c.usage).strip():<{width}}  {c.help}\n" for c in sorted(self.table.values(),
+                                                                                       key=lambda c: c.name))
+
+    def run(self, name: str, args: list[str]) -> str:
+        cmd = self.table.get(name)
+        if cmd is None:
+            raise CommandError(f"unknown command '{name}'; use list-commands to see the available commands")
+        if not cmd.min_args <= len(args) <= cmd.max_args:
+            raise CommandError(f"usage: {cmd.name} {cmd.usage}".rstrip())
+        return cmd.fn(args)
+
+
+class Server:
+    """Serves COMMANDS on a unix socket at PATH (its directory is created)."""
+
+    def __init__(self, path: str, commands: Commands):
+        self.path = path
+        self.commands = commands
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        if os.path.exists(self.path):
+            if _alive(self.path):
+                raise OSError(f"control socket {self.path} is in use by another running switch")
+            os.unlink(self.path)
+        self._server = await asyncio.start_unix_server(self._serve, path=self.path, limit=MAX_REQUEST)
+        os.chmod(self.path, 0o600)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), timeout=10)
+            try:
+                req = json.loads(line)
+                name, args = req["command"], [str(a) for a in req.get("args", [])]
+                reply = {"ok": True, "output": self.commands.run(name, args)}
+            except CommandError as e:
+                reply = {"ok": False, "error": str(e)}
+            except (ValueError, KeyError, TypeError):
+                reply = {"ok": False, "error": "bad request: expected one JSON line {\"command\": ..., \"args\": [...]}"}
+            except Exception as e:  # a command failed: say so, keep serving
+                reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        except (asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def _alive(path: str) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def call(path: str, command: str, args: list[str] | None = None, timeout: float = 30) -> str:
+    """Run COMMAND on the switch listening at PATH; its output, or CommandError."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+    except OSError as e:
+        raise ConnectionError(f"cannot reach the switch at {path}: {e.strerror or e} (is it running? "
+                              f"-s names another socket)") from None
+    with s:
+        s.sendall(json.dumps({"command": command, "args": args or []}).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+    if not data:
+        raise ConnectionError(f"the switch at {path} closed the connection without an answer")
+    reply = json.loads(data)
+    if not reply.get("ok"):
+        raise CommandError(reply.get("error", "failed"))
+    return reply.get("output", "")

@@ -1,0 +1,313 @@
+"""The datapath: the only package that touches cffi.
+
+Wraps ``csrc/include/dpdkswitch.h``: EAL start-up, datapaths, ports, test ports, the static
+forwarding map, PMD threads and their counters (numpy views of C memory, see ``abi``).
+
+Contract: every method is called from the control thread (the thread that started EAL,
+Python's main thread), one call at a time; the C side assumes a single writer.  Calls release
+the GIL.  Port and forwarding changes cost one RCU grace period (microseconds); reading
+counters costs a memory read.  Errors raise ``DatapathError`` with the C side's one-line
+reason.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._dpdkswitch import ffi, lib
+from .abi import PMD_STATS_DTYPE
+
+MAX_PORTS = lib.DPS_MAX_PORTS
+MAX_PMDS = lib.DPS_MAX_PMDS
+MANUAL_PMD = lib.DPS_MAX_PMDS  # counters slot of deterministic polling
+
+__all__ = ["DatapathError", "Eal", "Datapath", "MAX_PORTS", "MAX_PMDS", "MANUAL_PMD", "extension_path"]
+
+
+class DatapathError(RuntimeError):
+    """A datapath call failed; the message is the C side's reason."""
+
+    def __init__(self, msg: str, errno: int = 0):
+        super().__init__(msg)
+        self.errno = errno
+
+
+def _check(ret: int, what: str = "") -> int:
+    if ret < 0:
+        msg = ffi.string(lib.dps_last_error()).decode(errors="replace")
+        raise DatapathError(f"{what}: {msg}" if what and msg else (msg or what or "datapath error"), -ret)
+    return ret
+
+
+def extension_path() -> str:
+    """The compiled extension, whose DWARF describes the C structures Python views."""
+    from . import _dpdkswitch
+    return _dpdkswitch.__file__
+
+
+def hugepages_free_mb() -> int:
+    """2 MB (default-size) hugepages free on this machine, in MB."""
+    free = size_kb = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("HugePages_Free:"):
+                    free = int(line.split()[1])
+                elif line.startswith("Hugepagesize:"):
+                    size_kb = int(line.split()[1])
+    except OSError:
+        return 0
+    return free * size_kb // 1024
+
+
+class Eal:
+    """DPDK's Environment Abstraction Layer: process-global, started once."""
+
+    args: list[str] | None = None
+
+    @staticmethod
+    def running() -> bool:
+        return bool(lib.dps_eal_initialized())
+
+    @classmethod
+    def build_args(cls, cores: list[int], hugepages: str = "auto", memory_mb: int | None = None,
+                   extra_args: list[str] | None = None, file_prefix: str | None = None,
+                   pci: bool = False) -> tuple[list[str], str]:
+        """EAL arguments for a config's ``dpdk:`` section, and a note on the memory choice.
+
+        hugepages: 'on' needs free hugepages, 'off' runs without, 'auto' takes them when
+        enough are free.  Each process gets its own file prefix, so several switches and test
+        sessions run side by side.
+        """
+        mem = memory_mb or 1024
+        free = hugepages_free_mb()
+        if hugepages == "on" and free < min(mem, 256):
+            raise DatapathError(f"hugepages: on, but only {free} MB of hugepages are free "
+                                f"(reserve them: echo N > /proc/sys/vm/nr_hugepages)")
+        use_huge = hugepages == "on" or (hugepages == "auto" and free >= min(mem, 256))
+        prefix = file_prefix or f"dpdkswitch-{os.getpid()}"
+        args = ["dpdkswitch", "-l", ",".join(map(str, cores)), "--main-lcore", str(cores[0]),
+                "--file-prefix", prefix, "--log-level", "lib.eal:notice"]
+        if use_huge:
+            args += ["--in-memory"]
+            if memory_mb:
+                args += ["-m", str(memory_mb)]
+            note = f"hugepages: {free} MB free"
+        else:
+            args += ["--no-huge", "-m", str(mem), "--no-shconf"]
+            note = (f"no hugepages ({free} MB free): running with --no-huge, {mem} MB of ordinary memory"
+                    if hugepages == "auto" else "hugepages: off (--no-huge)")
+        if not pci:
+            args += ["--no-pci"]
+        args += list(extra_args or [])
+        return args, note
+
+    @classmethod
+    def start(cls, args: list[str]) -> None:
+        if cls.running():
+            if cls.args != args:
+                raise DatapathError("EAL already runs in this process with other arguments "
+                                    f"({cls.args}); it starts once per process")
+            return
+        argv = [ffi.new("char[]", a.encode()) for a in args]
+        _check(lib.dps_eal_init(len(argv), ffi.new("char *[]", argv)), "EAL")
+        cls.args = list(args)
+
+    @staticmethod
+    def lcores() -> list[int]:
+        out = ffi.new("unsigned[]", 256)
+        return list(out[0:lib.dps_eal_lcores(out, 256)])
+
+    @staticmethod
+    def has_hugepages() -> bool:
+        return bool(lib.dps_eal_has_hugepages())
+
+    @staticmethod
+    def tsc_hz() -> int:
+        return int(lib.dps_tsc_hz())
+
+
+@dataclass
+class PortInfo:
+    dp_port: int
+    name: str
+    driver: str
+    eth_port: int
+    socket: int
+    n_rxq: int
+    n_txq: int
+    n_rxd: int
+    n_txd: int
+    mtu: int
+    txq_shared: bool
+    link_up: bool
+    link_speed: int
+    mac: str
+
+
+PORT_STATS_FIELDS = ("rx_packets", "rx_bytes", "rx_missed", "rx_errors", "rx_nombuf",
+                     "tx_packets", "tx_bytes", "tx_errors", "tx_dropped")
+
+
+class Datapath:
+    """One datapath: its ports, its PMD threads, its mempools."""
+
+    def __init__(self, name: str, n_mbufs: int = 0, manual_clock: bool = False):
+        if not Eal.running():
+            raise DatapathError("start EAL (Eal.start) before creating a datapath")
+        params = ffi.new("struct dps_dp_params *", {"n_mbufs": n_mbufs, "manual_clock": int(manual_clock)})
+        self._dp = lib.dps_dp_create(name.encode(), params)
+        if self._dp == ffi.NULL:
+            _check(-1, f"datapath {name}")
+        self.name = name
+        stats = lib.dps_pmd_stats(self._dp)
+        buf = ffi.buffer(stats, PMD_STATS_DTYPE.itemsize * (MAX_PMDS + 1))
+        self._stats = np.frombuffer(buf, dtype=PMD_STATS_DTYPE)
+
+    # -- lifetime
+    def close(self) -> None:
+        if self._dp is not None:
+            self._stats = None
+            lib.dps_dp_destroy(self._dp)
+            self._dp = None
+
+    def __enter__(self) -> "Datapath":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._dp is None
+
+    @property
+    def h(self):
+        """The C handle; a closed datapath refuses every call instead of crashing."""
+        if self._dp is None:
+            raise DatapathError(f"datapath {self.name} is closed")
+        return self._dp
+
+    # -- clock and memory
+    @property
+    def now_ns(self) -> int:
+        return int(lib.dps_clock_now(self.h))
+
+    def set_clock(self, ns: int) -> None:
+        lib.dps_clock_set(self.h, ns)
+
+    def mbufs_in_use(self) -> int:
+        return int(lib.dps_mbufs_in_use(self.h))
+
+    def mbufs_total(self) -> int:
+        return int(lib.dps_mbufs_total(self.h))
+
+    # -- ports
+    def add_port(self, dp_port: int, devargs: str, n_rxq: int = 1, n_txq: int | None = None,
+                 rxd: int = 1024, txd: int = 1024, mtu: int | None = None) -> PortInfo:
+        keep = ffi.new("char[]", devargs.encode())
+        params = ffi.new("struct dps_port_params *", {
+            "devargs": keep, "dp_port": dp_port, "n_rxq": n_rxq, "n_txq": n_txq or 0,
+            "n_rxd": rxd, "n_txd": txd, "mtu": mtu or 0})
+        _check(lib.dps_port_add(self.h, params), f"port {dp_port} ({devargs})")
+        return self.port_info(dp_port)
+
+    def add_test_port(self, dp_port: int, name: str, n_queues: int = 1) -> PortInfo:
+        _check(lib.dps_testport_add(self.h, name.encode(), dp_port, n_queues), f"test port {name}")
+        return self.port_info(dp_port)
+
+    def del_port(self, dp_port: int) -> None:
+        _check(lib.dps_port_del(self.h, dp_port), f"port {dp_port}")
+
+    def ports(self) -> list[int]:
+        out = ffi.new("uint32_t[]", MAX_PORTS)
+        return list(out[0:lib.dps_port_list(self.h, out, MAX_PORTS)])
+
+    def port_info(self, dp_port: int) -> PortInfo:
+        i = ffi.new("struct dps_port_info *")
+        _check(lib.dps_port_info(self.h, dp_port, i), f"port {dp_port}")
+        return PortInfo(dp_port, ffi.string(i.name).decode(), ffi.string(i.driver).decode(), i.eth_port,
+                        i.socket, i.n_rxq, i.n_txq, i.n_rxd, i.n_txd, i.mtu, bool(i.txq_shared),
+                        bool(i.link_up), i.link_speed, ":".join("%02x" % b for b in i.mac))
+
+    def port_stats(self, dp_port: int) -> dict[str, int]:
+        s = ffi.new("struct dps_port_stats *")
+        _check(lib.dps_port_stats(self.h, dp_port, s), f"port {dp_port}")
+        return {k: int(getattr(s, k)) for k in PORT_STATS_FIELDS}
+
+    def port_xstats(self, dp_port: int) -> dict[str, int]:
+        n = 64
+        while True:
+            out = ffi.new("struct dps_xstat[]", n)
+            got = _check(lib.dps_port_xstats(self.h, dp_port, out, n), f"port {dp_port}")
+            if got <= n:
+                return {ffi.string(out[i].name).decode(): int(out[i].value) for i in range(got)}
+            n = got
+
+    # -- test ports
+    def inject(self, dp_port: int, frames: list[bytes], queue: int = 0) -> int:
+        data = b"".join(frames)
+        lens = ffi.new("uint32_t[]", [len(f) for f in frames])
+        return _check(lib.dps_testport_inject(self.h, dp_port, queue, data, lens, len(frames)),
+                      f"inject into port {dp_port}")
+
+    def drain(self, dp_port: int, max_frames: int = 1 << 16) -> list[bytes]:
+        frames: list[bytes] = []
+        buf = ffi.new("uint8_t[]", 1 << 20)
+        lens = ffi.new("uint32_t[]", 4096)
+        while len(frames) < max_frames:
+            n = _check(lib.dps_testport_drain(self.h, dp_port, buf, 1 << 20, lens,
+                                              min(4096, max_frames - len(frames))), f"drain port {dp_port}")
+            off = 0
+            for i in range(n):
+                frames.append(bytes(ffi.buffer(buf + off, lens[i])))
+                off += lens[i]
+            if n == 0:
+                break
+        return frames
+
+    # -- forwarding
+    def set_forward(self, in_port: int, outputs: list[int]) -> None:
+        out = ffi.new("uint32_t[]", list(outputs) or [0])
+        _check(lib.dps_fwd_set(self.h, in_port, out, len(outputs)), f"forwarding from port {in_port}")
+
+    # -- PMD threads
+    def start_pmds(self, lcores: list[int]) -> None:
+        _check(lib.dps_pmd_start(self.h, ffi.new("uint32_t[]", lcores), len(lcores)), "PMD start")
+
+    def pin_rxqs(self, pins: list[tuple[int, int, int]]) -> None:
+        """Pin rx queues: (dp_port, queue, lcore) each."""
+        arr = ffi.new("struct dps_rxq_pin[]", [{"dp_port": p, "queue": q, "lcore": c} for p, q, c in pins] or 1)
+        _check(lib.dps_pmd_pin(self.h, arr, len(pins)), "rx queue pinning")
+
+    def stop_pmds(self) -> None:
+        _check(lib.dps_pmd_stop(self.h), "PMD stop")
+
+    @property
+    def n_pmds(self) -> int:
+        return int(lib.dps_pmd_count(self.h))
+
+    def poll(self, iterations: int = 1) -> int:
+        """Deterministic mode: run poll iterations on this thread; frames received."""
+        return _check(lib.dps_dp_poll(self.h, iterations), "poll")
+
+    def pmd_stats(self) -> np.ndarray:
+        """Per-PMD counters, a live view of C memory: slot i is PMD i, the last is manual polling."""
+        return self._stats
+
+    def rxq_assignment(self) -> list[tuple[int, int, int | None]]:
+        """(dp_port, queue, lcore polling it or None) for every rx queue."""
+        out = ffi.new("struct dps_rxq_pin[]", 1024)
+        n = _check(lib.dps_rxq_assignment(self.h, out, 1024), "rx queue assignment")
+        return [(out[i].dp_port, out[i].queue, None if out[i].lcore == 0xFFFFFFFF else out[i].lcore)
+                for i in range(min(n, 1024))]
+
+
+_PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
+
+
+def is_pci(devargs: str) -> bool:
+    return bool(_PCI_RE.match(devargs))

@@ -1,0 +1,86 @@
+"""numpy dtypes that view C memory in place, and their check against the compiled DWARF.
+
+Python never writes a C struct layout twice by hand without checking it: each dtype here is
+verified, field by field, against the DWARF of the built extension (``check``), by
+tests/test_abi.py and on demand.  Pure Python; reads one ELF file.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# struct dps_pmd_stats (include/dpdkswitch.h): per-PMD counters, one writer each.
+PMD_STATS_DTYPE = np.dtype([
+    ("rx_packets", "<u8"),
+    ("tx_packets", "<u8"),
+    ("tx_dropped", "<u8"),
+    ("busy_cycles", "<u8"),
+    ("idle_cycles", "<u8"),
+    ("iterations", "<u8"),
+    ("lcore", "<u4"),
+    ("active", "<u4"),
+    ("n_rxq", "<u4"),
+    ("pad", "<u4", (3,)),
+])
+
+VIEWS = {"dps_pmd_stats": PMD_STATS_DTYPE}
+
+
+def dwarf_struct(path: str, name: str) -> tuple[int, dict[str, tuple[int, int]]]:
+    """(size, {field: (offset, size)}) of ``struct NAME`` in an ELF file's DWARF."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        if not elf.has_dwarf_info():
+            raise LookupError(f"{path} has no DWARF: build it with -g")
+        dwarf = elf.get_dwarf_info()
+        for cu in dwarf.iter_CUs():
+            for die in cu.iter_DIEs():
+                if die.tag != "DW_TAG_structure_type" or "DW_AT_name" not in die.attributes:
+                    continue
+                if die.attributes["DW_AT_name"].value.decode() != name or "DW_AT_byte_size" not in die.attributes:
+                    continue
+                fields = {}
+                for m in die.iter_children():
+                    if m.tag != "DW_TAG_member":
+                        continue
+                    fname = m.attributes["DW_AT_name"].value.decode()
+                    off = m.attributes["DW_AT_data_member_location"].value
+                    fields[fname] = (off, _type_size(m.get_DIE_from_attribute("DW_AT_type")))
+                return die.attributes["DW_AT_byte_size"].value, fields
+    raise LookupError(f"struct {name} not found in {path}")
+
+
+def _type_size(die) -> int:
+    while "DW_AT_byte_size" not in die.attributes:
+        if die.tag == "DW_TAG_array_type":
+            n = 1
+            for sub in die.iter_children():
+                if sub.tag == "DW_TAG_subrange_type":
+                    if "DW_AT_count" in sub.attributes:
+                        n *= sub.attributes["DW_AT_count"].value
+                    else:
+                        n *= sub.attributes["DW_AT_upper_bound"].value + 1
+            return n * _type_size(die.get_DIE_from_attribute("DW_AT_type"))
+        die = die.get_DIE_from_attribute("DW_AT_type")
+    return die.attributes["DW_AT_byte_size"].value
+
+
+def check(path: str, struct: str, dtype: np.dtype) -> list[str]:
+    """Differences between a dtype and the C struct: empty when they agree exactly."""
+    size, fields = dwarf_struct(path, struct)
+    errors = []
+    if dtype.itemsize != size:
+        errors.append(f"struct {struct}: C size {size}, numpy itemsize {dtype.itemsize}")
+    for name in dtype.names:
+        if name not in fields:
+            errors.append(f"struct {struct}: numpy field {name} is not in C")
+            continue
+        off, fsize = fields[name]
+        np_off, np_size = dtype.fields[name][1], dtype.fields[name][0].itemsize
+        if (off, fsize) != (np_off, np_size):
+            errors.append(f"struct {struct}.{name}: C offset {off} size {fsize}, numpy offset {np_off} size {np_size}")
+    for name in fields:
+        if name not in dtype.names:
+            errors.append(f"struct {struct}: C field {name} has no numpy field")
+    return errors

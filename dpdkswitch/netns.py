@@ -1,0 +1,68 @@
+"""Network namespaces for tap ports: a host on the far side of a switch port.
+
+A port with ``netns: {name: h1, address: 10.0.0.1/24}`` has its tap interface moved into
+namespace h1 (created if missing) and addressed there, so ``ip netns exec h1 ping ...``
+crosses the switch.  Namespaces this module created are removed again by ``cleanup``.
+
+Called from the control thread when ports are added or removed.  Cost: a few ``ip``
+commands (milliseconds each).
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+
+
+class NetnsError(RuntimeError):
+    pass
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise NetnsError(f"ip {' '.join(args)}: {r.stderr.strip() or 'failed'}")
+    return r
+
+
+def exists(name: str) -> bool:
+    return name in _ip("netns", "list", check=False).stdout.split()
+
+
+def link_exists(iface: str, netns: str | None = None) -> bool:
+    args = (["-n", netns] if netns else []) + ["link", "show", "dev", iface]
+    return _ip(*args, check=False).returncode == 0
+
+
+class Namespaces:
+    """The namespaces one switch uses; remembers which it created."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def attach(self, iface: str, name: str, address: str | None, timeout: float = 5.0) -> None:
+        """Move IFACE into namespace NAME (creating it), address it, bring it up."""
+        if not exists(name):
+            _ip("netns", "add", name)
+            self.created.append(name)
+        # DPDK's tap PMD creates the interface as the port is probed; wait until the kernel has it.
+        deadline = time.monotonic() + timeout
+        while not link_exists(iface):
+            if link_exists(iface, name):
+                break
+            if time.monotonic() > deadline:
+                raise NetnsError(f"tap interface {iface} did not appear")
+            time.sleep(0.02)
+        if link_exists(iface):
+            _ip("link", "set", "dev", iface, "netns", name)
+        _ip("-n", name, "link", "set", "dev", "lo", "up")
+        # No IPv6 duplicate-address detection delay: hosts are usable at once.
+        subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", f"net.ipv6.conf.{iface}.accept_dad=0"],
+                       capture_output=True)
+        if address:
+            _ip("-n", name, "addr", "replace", address, "dev", iface)
+        _ip("-n", name, "link", "set", "dev", iface, "up")
+
+    def cleanup(self) -> None:
+        for name in reversed(self.created):
+            _ip("netns", "delete", name, check=False)
+        self.created.clear()

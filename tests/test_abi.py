@@ -1,0 +1,18 @@
+"""The numpy views of C memory agree with the compiled structs, field by field (DWARF)."""
+import numpy as np
+import pytest
+
+from dpdkswitch.datapath import abi, extension_path
+
+
+@pytest.mark.parametrize("struct", sorted(abi.VIEWS))
+def test_view_matches_dwarf(struct):
+    assert abi.check(extension_path(), struct, abi.VIEWS[struct]) == []
+
+
+def test_check_catches_a_wrong_layout():
+    # A dtype with two fields swapped in size must be reported: the check is not vacuous.
+    wrong = np.dtype([(n, "<u4" if n == "tx_packets" else abi.PMD_STATS_DTYPE.fields[n][0])
+                      for n in abi.PMD_STATS_DTYPE.names])
+    errors = abi.check(extension_path(), "dps_pmd_stats", wrong)
+    assert any("tx_packets" in e for e in errors) and any("size" in e for e in errors)

@@ -1,0 +1,207 @@
+"""Tests for dpdkswitch.config: good configs load with defaults, bad ones give
+exactly one `file:line: message` line pointing at the `# <- error` marker."""
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+from dpdkswitch import config
+from dpdkswitch.config import ConfigError
+
+BAD = Path(__file__).parent / "bad_configs"
+REAL_ONLINE_CPUS = config.online_cpus
+MARKER = "# <- error"
+
+
+@pytest.fixture(autouse=True)
+def four_cpus(monkeypatch):
+    monkeypatch.setattr(config, "online_cpus", lambda: {0, 1, 2, 3})
+
+
+def marker_line(text: str) -> int:
+    (line,) = [i for i, l in enumerate(text.splitlines(), 1) if MARKER in l]
+    return line
+
+
+def check_error(err: ConfigError, path: str, line: int, needles) -> None:
+    msg = str(err)
+    assert "\n" not in msg
+    assert msg.startswith(f"{path}:{line}: "), msg
+    assert (err.path, err.line, msg) == (path, line, f"{path}:{line}: {err.msg}")
+    for needle in needles:
+        assert needle in msg, msg
+
+
+# file -> substrings the error must mention
+BAD_CASES = {
+    "unknown_key.yaml": ["'ofprot'", "did you mean 'ofport'?"],
+    "wrong_type.yaml": ["n_rxq", "expected an integer, got string 'abc'"],
+    "bool_as_int.yaml": ["ofport", "expected an integer, got boolean 'yes'"],
+    "bad_devargs.yaml": ["net_pcap0,rx_pcap", "'rx_pcap' is not key=value"],
+    "unknown_driver_key.yaml": ["'ifname'", "iface, mac, remote, persist"],
+    "bad_device.yaml": ["bad device string 'eth0'", "PCI address", "tap, af_packet"],
+    "af_packet_no_iface.yaml": ["net_af_packet0", "needs iface="],
+    "missing_core.yaml": ["core 4095", "offline", "0-3"],
+    "duplicate_core.yaml": ["core 1", "twice"],
+    "duplicate_ofport.yaml": ["ofport 1", "'p1'"],
+    "netns_non_tap.yaml": ["netns", "net_tap", "pcap"],
+    "netns_no_iface.yaml": ["iface", "netns"],
+    "bad_yaml_syntax.yaml": ["YAML syntax error", "flow sequence"],
+    "duplicate_key.yaml": ["duplicate key 'device'", "line 5"],
+    "bad_hugepages.yaml": ["hugepages", "auto, on, off", "'sometimes'"],
+    "pmd_main_core.yaml": ["pmd_cores", "core 0", "main lcore"],
+    "pmd_not_in_cores.yaml": ["core 2", "dpdk.cores"],
+    "pmd_overlap.yaml": ["core 2", "bridge 'br0'"],
+    "no_pmd_core.yaml": ["bridge 'br0'", "PMD threads need a core besides the main", "[]"],
+    "rxq_affinity_non_pmd.yaml": ["rxq_affinity[1]", "core 2", "pmd_cores [1]"],
+    "rxq_affinity_bad_queue.yaml": ["queue 1", "n_rxq is 1"],
+    "rxd_not_pow2.yaml": ["rxd", "power of two", "1000"],
+    "duplicate_vdev.yaml": ["'net_tap0'", "already used", "duplicate_vdev.yaml:4"],
+    "duplicate_netns.yaml": ["netns name 'h1'", "already used"],
+    "bad_netns_address.yaml": ["address", "10.0.0.300/24"],
+    "missing_ofport.yaml": ["port 'p1'", "missing required key 'ofport'"],
+    "bad_port_name.yaml": ["bad port name 'this-name-is-too-long'"],
+    "no_ports.yaml": ["bridge 'br0'", "at least one port"],
+    "bad_listen.yaml": ["listen[0]", "'tcp:6653'", "ptcp:PORT[:IP]"],
+    "bad_controller.yaml": ["controllers[0]", "tcp:HOST:PORT"],
+    "bad_section_type.yaml": ["dpdk", "expected a mapping, got a list"],
+    "missing_bridges.yaml": ["missing required key 'bridges'"],
+}
+
+
+def test_every_bad_config_is_covered():
+    assert set(BAD_CASES) == {p.name for p in BAD.glob("*.yaml")}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CASES))
+def test_bad_config(name):
+    path = BAD / name
+    with pytest.raises(ConfigError) as ei:
+        config.load(str(path))
+    check_error(ei.value, str(path), marker_line(path.read_text()), BAD_CASES[name])
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("dpdk: {cores: []}  # <- error\nbridges: {}", ["at least one core"]),
+    ("bridges: {}  # <- error", ["at least one bridge"]),
+    ("bridges:\n  br0:\n    ports:\n      p1: {device: net_tap0, ofport: 1}\n"
+     "  br1:\n    ports:\n      p1: {device: net_tap1, ofport: 1}\n"
+     "    extra: 1  # <- error", ["unknown key 'extra'", "allowed: datapath"]),
+    ("bridges:\n  br0:\n    ports:\n      p1: {device: 'net_tap0,iface=a', ofport: 1}\n"
+     "      p2: {device: 'net_tap1,iface=a', ofport: 2}  # <- error", ["tap iface 'a'"]),
+    ("bridges:\n  br0:\n    ports:\n      p1: {device: net_tap0, ofport: 1, mtu: 9711}  # <- error",
+     ["mtu", "68..9710"]),
+    ("bridges:\n  br0:\n    flows: [1]  # <- error\n", ["flows[0]", "expected a string", "quote"]),
+    ("x: 'unterminated  # <- error\n", ["YAML syntax error"]),
+    ("<<: {a: 1}  # <- error\n", ["merge keys"]),
+])
+def test_bad_inline(text, needles):
+    with pytest.raises(ConfigError) as ei:
+        config.loads(text, "inline.yaml")
+    check_error(ei.value, "inline.yaml", marker_line(text), needles)
+
+
+def test_empty_and_unreadable(tmp_path):
+    with pytest.raises(ConfigError, match=r"^<string>:1: config is empty"):
+        config.loads("")
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=rf"^{missing}:0: cannot read config"):
+        config.load(str(missing))
+
+
+GOOD = """\
+dpdk:
+  cores: [0, 1, 2]
+  hugepages: off
+  memory_mb: 256
+  extra_args: ["--no-pci"]
+control:
+  socket: /tmp/ctl.sock
+bridges:
+  br0:
+    datapath: {pmd_cores: [1], flow_limit: 1000}
+    openflow:
+      listen: ["ptcp:6653:127.0.0.1", "punix:/tmp/br0.mgmt"]
+      controllers: ["tcp:10.0.0.9:6653", "ssl:[::1]:6653", "unix:/tmp/c.sock"]
+      fail_mode: secure
+    ports:
+      p1:
+        device: "net_tap0,iface=dtap0,persist"
+        ofport: 1
+        n_rxq: 2
+        rxq_affinity: {0: 1, 1: 1}
+        netns: {name: h1, address: 10.0.0.1/24}
+      p2:
+        device: "net_pcap0,rx_pcap=in.pcap,infinite_rx=1"
+        ofport: 2
+        n_txq: 4
+        rxd: 512
+        mtu: 9000
+      p3: {device: "0000:01:00.0,foo=bar", ofport: 3}
+    flows:
+      - priority=10,in_port=1,actions=output:2
+      - "priority=0,actions=drop"
+  br1:
+    datapath: {pmd_cores: [2]}
+    ports:
+      p1: {device: 01:00.1, ofport: 7}
+"""
+
+
+def test_good_config_round_trips():
+    cfg = config.loads(GOOD, "good.yaml")
+    assert cfg.path == "good.yaml" and cfg.control_socket == "/tmp/ctl.sock"
+    assert cfg.dpdk == config.DpdkConfig([0, 1, 2], "off", 256, ["--no-pci"], None)
+    br0 = cfg.bridges["br0"]
+    assert (br0.name, br0.pmd_cores, br0.emc_insert_inv_prob, br0.flow_limit, br0.where) == \
+        ("br0", [1], 100, 1000, "good.yaml:9")
+    assert br0.openflow.fail_mode == "secure" and len(br0.openflow.controllers) == 3
+    assert br0.flows == [config.FlowConfig("priority=10,in_port=1,actions=output:2", "good.yaml:30"),
+                         config.FlowConfig("priority=0,actions=drop", "good.yaml:31")]
+    p1, p2, p3 = br0.ports.values()
+    assert p1 == config.PortConfig("p1", "net_tap0,iface=dtap0,persist", 1, n_rxq=2,
+                                   rxq_affinity={0: 1, 1: 1},
+                                   netns=config.NetnsConfig("h1", "10.0.0.1/24"),
+                                   where="good.yaml:16")
+    assert (p1.driver, p1.vdev_name, p1.devargs_dict) == \
+        ("tap", "net_tap0", {"iface": "dtap0", "persist": ""})
+    assert (p2.n_txq, p2.rxd, p2.txd, p2.mtu, p2.driver) == (4, 512, 1024, 9000, "pcap")
+    assert p2.devargs_dict == {"rx_pcap": "in.pcap", "infinite_rx": "1"}
+    assert (p3.driver, p3.vdev_name, p3.devargs_dict) == ("pci", None, {"foo": "bar"})
+    assert cfg.bridges["br1"].ports["p1"].device == "01:00.1"  # unquoted, still a string
+
+
+def test_minimal_config_gets_defaults():
+    cfg = config.loads("bridges:\n  br0:\n    ports:\n      p1: {device: net_ring0, ofport: 1}\n")
+    assert cfg.dpdk == config.DpdkConfig([0, 1], "auto", None, [], None)
+    assert cfg.control_socket == "/run/dpdkswitch/ctl.sock"
+    br = cfg.bridges["br0"]
+    assert (br.pmd_cores, br.emc_insert_inv_prob, br.flow_limit, br.flows) == ([1], 100, 200000, [])
+    assert br.openflow == config.OpenflowConfig([], [], "standalone")
+    assert br.ports["p1"] == config.PortConfig("p1", "net_ring0", 1, where="<string>:4")
+
+
+def test_single_core_with_explicit_no_pmd():
+    cfg = config.loads("dpdk: {cores: [3]}\nbridges:\n  br0:\n    datapath: {pmd_cores: []}\n"
+                       "    ports: {p1: {device: net_null0, ofport: 1}}\n")
+    assert cfg.dpdk.cores == [3] and cfg.bridges["br0"].pmd_cores == []
+
+
+def test_default_pmd_cores_overlap_between_bridges():
+    text = ("bridges:\n  br0: {ports: {p1: {device: net_tap0, ofport: 1}}}\n"
+            "  br1: {ports: {p1: {device: net_tap1, ofport: 1}}}  # <- error\n")
+    with pytest.raises(ConfigError) as ei:
+        config.loads(text)
+    check_error(ei.value, "<string>", 3, ["already used by bridge 'br0'", "set it explicitly"])
+
+
+def test_cpulist_and_online_cpus():
+    assert config._parse_cpulist("0-3,8,10-11\n") == {0, 1, 2, 3, 8, 10, 11}
+    assert config._cpulist({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
+    assert os.sched_getaffinity(0) <= REAL_ONLINE_CPUS()
+
+
+def test_error_pickles():
+    err = pickle.loads(pickle.dumps(ConfigError("f.yaml", 3, "boom")))
+    assert (str(err), err.path, err.line, err.msg) == ("f.yaml:3: boom", "f.yaml", 3, "boom")

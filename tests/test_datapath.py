@@ -1,0 +1,112 @@
+"""The datapath in deterministic mode: test ports, the static map, counters, errors, mbufs."""
+import pytest
+
+from dpdkswitch.datapath import MANUAL_PMD, Datapath, DatapathError, Eal
+
+from frames import udp_frame
+
+pytestmark = pytest.mark.dpdk
+
+
+def test_frames_cross_the_map_byte_exact(dp):
+    base = dp.mbufs_in_use()
+    dp.add_test_port(1, "dta")
+    dp.add_test_port(2, "dtb")
+    dp.set_forward(1, [2])
+    frames = [udp_frame(i, size=64 + i) for i in range(200)]
+    assert dp.inject(1, frames) == 200
+    assert dp.drain(2) == []                   # nothing moves until polled
+    assert dp.poll(20) == 200
+    assert dp.drain(2) == frames
+    assert dp.drain(1) == []
+    st = dp.pmd_stats()[MANUAL_PMD]
+    assert (st["rx_packets"], st["tx_packets"], st["iterations"]) == (200, 200, 20)
+    assert dp.port_stats(2)["tx_packets"] == 200
+    dp.del_port(1)
+    dp.del_port(2)
+    assert dp.mbufs_in_use() == base
+
+
+def test_flood_copies_to_every_output_and_frees_once(dp):
+    for n in (1, 2, 3, 4):
+        dp.add_test_port(n, f"fl{n}")
+    in_use = dp.mbufs_in_use()
+    dp.set_forward(1, [2, 3, 4])
+    frames = [udp_frame(i) for i in range(100)]
+    dp.inject(1, frames)
+    dp.poll(10)
+    for n in (2, 3, 4):
+        assert dp.drain(n) == frames
+    assert dp.mbufs_in_use() == in_use
+
+
+def test_drop_and_unmapped_port_free_frames(dp):
+    dp.add_test_port(1, "dr1")
+    dp.add_test_port(2, "dr2")
+    in_use = dp.mbufs_in_use()
+    dp.inject(1, [udp_frame(i) for i in range(50)])
+    dp.poll(5)
+    assert dp.drain(2) == []
+    assert dp.mbufs_in_use() == in_use
+
+
+def test_removed_output_port_is_never_used(dp):
+    dp.add_test_port(1, "ro1")
+    dp.add_test_port(2, "ro2")
+    dp.add_test_port(3, "ro3")
+    dp.set_forward(1, [2, 3])
+    dp.del_port(3)
+    dp.inject(1, [udp_frame(0)])
+    dp.poll(1)
+    assert dp.drain(2) == [udp_frame(0)]
+    assert dp.ports() == [1, 2]
+
+
+def test_manual_clock(dp):
+    dp.set_clock(5_000_000_000)
+    assert dp.now_ns == 5_000_000_000
+
+
+def test_errors_are_clear(dp):
+    with pytest.raises(DatapathError, match="nosuch"):
+        dp.add_port(5, "net_nosuch0")
+    dp.add_test_port(1, "er1")
+    with pytest.raises(DatapathError, match="taken"):
+        dp.add_test_port(1, "er2")
+    with pytest.raises(DatapathError, match="no port 9"):
+        dp.del_port(9)
+    with pytest.raises(DatapathError, match="out of range"):
+        dp.set_forward(300, [1])
+    with pytest.raises(DatapathError, match="main lcore"):
+        dp.start_pmds([Eal.lcores()[0]])
+    with pytest.raises(DatapathError, match="rx queues"):
+        dp.add_port(6, "net_null_q,no-rx=1", n_rxq=4096)
+    assert dp.ports() == [1]                 # failed adds leave nothing behind
+
+
+def test_vdevs_probe_and_report(dp, tmp_path):
+    info = dp.add_port(3, "net_null_rep,no-rx=1", n_rxq=2, rxd=512, txd=512)
+    assert (info.driver, info.n_rxq, info.n_rxd) == ("net_null", 2, 512)
+    xs = dp.port_xstats(3)
+    assert "rx_good_packets" in xs and "tx_good_packets" in xs
+    with pytest.raises(DatapathError, match="in use"):
+        dp.add_port(4, "net_null_rep")
+    dp.del_port(3)
+    dp.add_port(3, "net_null_rep")          # the name is free again once unplugged
+
+
+def test_eal_starts_once(eal):
+    with pytest.raises(DatapathError, match="once"):
+        Eal.start(["dpdkswitch", "--no-huge"])
+
+
+def test_datapath_after_close_is_refused_cleanly(eal):
+    d = Datapath("closing", manual_clock=True)
+    d.add_test_port(1, "cl1")
+    d.close()
+    assert d.closed
+    with pytest.raises(DatapathError, match="closed"):
+        d.add_test_port(2, "cl2")
+    with pytest.raises(DatapathError, match="closed"):
+        d.poll()
+    d.close()                                # twice is harmless

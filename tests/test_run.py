@@ -1,0 +1,118 @@
+"""`dpdkswitch run` as a user runs it: the default config, two hosts in namespaces, ping
+between them across the DPDK tap ports, the control socket, ports added and removed while it
+runs, and a clean stop on SIGTERM."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from dpdkswitch.control import call
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+
+
+def netns_list() -> list[str]:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+
+
+def ctl(sock, *args):
+    return call(sock, args[0], list(args[1:]))
+
+
+def start_switch(tmp_path, pmd_cores):
+    """The default config, renamed so it cannot clash with a switch a person is running."""
+    cfg = yaml.safe_load(open(os.path.join(ROOT, "configs/default.yaml")))
+    tag = f"{os.getpid() % 100000}{'p' if pmd_cores else 'm'}"
+    br = cfg["bridges"]["br0"]
+    if pmd_cores is not None:
+        br["datapath"]["pmd_cores"] = pmd_cores
+    hosts = {}
+    for i, (name, port) in enumerate(br["ports"].items()):
+        port["device"] = f"net_tap_{tag}{i},iface=dt{tag}{i}"
+        port["netns"]["name"] = f"dpst-{tag}-{i}"
+        hosts[name] = (port["netns"]["name"], port["netns"]["address"].split("/")[0])
+    sock = str(tmp_path / "ctl.sock")
+    cfg["control"]["socket"] = sock
+    path = tmp_path / "switch.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    log = open(tmp_path / "switch.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "dpdkswitch", "run", str(path), "--no-top"],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            ctl(sock, "version")
+            break
+        except (ConnectionError, FileNotFoundError, OSError):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError("switch did not start:\n" + (tmp_path / "switch.log").read_text())
+            time.sleep(0.2)
+    return proc, sock, hosts, tmp_path / "switch.log"
+
+
+@pytest.mark.parametrize("pmd_cores", [None, []], ids=["pmd-thread", "main-thread-polling"])
+def test_default_config_pings_across_the_switch(tmp_path, pmd_cores):
+    if pmd_cores is None and os.cpu_count() < 2:
+        pytest.skip("the default config's PMD needs a second CPU")
+    proc, sock, hosts, log = start_switch(tmp_path, pmd_cores)
+    (ns1, _), (ns2, ip2) = hosts["p1"], hosts["p2"]
+    try:
+        assert ns1 in netns_list() and ns2 in netns_list()
+        ping = subprocess.run(["ip", "netns", "exec", ns1, "ping", "-c", "3", "-i", "0.2", "-W", "2", ip2],
+                              capture_output=True, text=True, timeout=30)
+        assert ping.returncode == 0, ping.stdout + ping.stderr + log.read_text()
+        assert " 0% packet loss" in ping.stdout
+
+        assert ctl(sock, "version").startswith("dpdkswitch ")
+        show = ctl(sock, "dpif/show")
+        for line in show.splitlines():
+            if line.strip().startswith("RX packets:"):
+                assert int(line.split("RX packets:")[1].split()[0]) >= 3, show
+        stats = ctl(sock, "dpif/pmd-stats-show")
+        received = int(stats.split("packets received:")[1].split()[0])
+        assert received >= 6, stats            # 3 requests + 3 replies, at least
+        if pmd_cores is None:
+            assert "core_id 1" in stats and "avg processing cycles per packet" in stats
+
+        # Ports come and go while it runs.
+        out = ctl(sock, "dpif/add-port", "br0", "p3", f"net_null_rt{os.getpid() % 1000},no-rx=1", "3")
+        assert "ofport 3" in out
+        assert " p3 3/" in ctl(sock, "dpif/show")
+        with pytest.raises(Exception, match="ofport 3 is taken"):
+            ctl(sock, "dpif/add-port", "br0", "p4", "net_null_other,no-rx=1", "3")
+        ctl(sock, "dpif/del-port", "br0", "p3")
+        assert " p3 " not in ctl(sock, "dpif/show")
+        ping = subprocess.run(["ip", "netns", "exec", ns1, "ping", "-c", "2", "-i", "0.2", "-W", "2", ip2],
+                              capture_output=True, text=True, timeout=30)
+        assert ping.returncode == 0, ping.stdout
+
+        with pytest.raises(Exception, match="unknown command"):
+            ctl(sock, "no/such-command")
+        assert "dpif/pmd-stats-show" in ctl(sock, "list-commands")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+    assert rc == 0, log.read_text()
+    assert ns1 not in netns_list() and ns2 not in netns_list()
+    assert not os.path.exists(sock)
+
+
+def test_bad_config_is_one_line_with_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("bridges:\n  br0:\n    ports:\n      p1: {device: 'net_bogus0', ofport: 1}\n")
+    r = subprocess.run([sys.executable, "-m", "dpdkswitch", "run", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{bad}:4:" in lines[0] and "net_bogus0" in lines[0], r.stderr
+
+
+def test_ctl_without_a_switch_says_so(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "dpdkswitch", "ctl", "-s", str(tmp_path / "none.sock"), "version"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "cannot reach the switch" in r.stderr

@@ -44,7 +44,10 @@ then
 fi
 
 # The package, editable, built by meson into build/ (rebuilt on import when C changes).
-if ! $PY -c "import dpdkswitch.datapath" 2>/dev/null || [[ ! -f build/build.ninja ]]; then
+# (Re)install when missing, or when the installed one is another checkout's.
+here=$(pwd -P)
+installed=$(cd / && $PY -c "import os, dpdkswitch.datapath._dpdkswitch as m; print(os.path.realpath(m.__file__))" 2>/dev/null || true)
+if [[ $installed != "$here"/build/* ]] || [[ ! -f build/build.ninja ]]; then
     say "building dpdkswitch (meson, into build/)"
     $PY -m pip install -q --root-user-action=ignore --no-build-isolation -Cbuild-dir=build -e .
 fi

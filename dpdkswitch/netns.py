@@ -33,6 +33,13 @@ def link_exists(iface: str, netns: str | None = None) -> bool:
     return _ip(*args, check=False).returncode == 0
 
 
+def link_up(iface: str, netns: str) -> bool:
+    """Whether IFACE in NETNS has carrier.  DPDK's tap driver asks in its own namespace, so
+    for a tap moved into a host namespace its own answer is always 'down'."""
+    r = _ip("-n", netns, "-o", "link", "show", "dev", iface, check=False)
+    return r.returncode == 0 and "LOWER_UP" in r.stdout
+
+
 class Namespaces:
     """The namespaces one switch uses; remembers which it created."""
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from .config import BridgeConfig, Config, ConfigError, FlowConfig, PortConfig
 from .datapath import Datapath, DatapathError, Eal, PortInfo, is_pci
 from .netns import Namespaces
+from .netns import link_up as netns_link_up
 
 _FLOW_RE = re.compile(r"^(?:priority=(?P<prio>\d+),)?(?:in_port=(?P<in>\d+),)?actions=(?P<actions>.*)$")
 
@@ -116,6 +117,14 @@ class Bridge:
             raise DatapathError(f"bridge {self.config.name} has no port {name}")
         self.apply_forwarding()
         self.dp.del_port(port.dp_port)
+
+    def port_info(self, port: Port) -> PortInfo:
+        """The device's view of the port; for a tap in a host namespace, the link state the
+        host sees (the tap driver cannot see into the namespace)."""
+        info = self.dp.port_info(port.dp_port)
+        if port.config.netns:
+            info.link_up = netns_link_up(port.config.devargs_dict["iface"], port.config.netns.name)
+        return info
 
     def by_ofport(self, ofport: int) -> Port | None:
         return next((p for p in self.ports.values() if p.ofport == ofport), None)

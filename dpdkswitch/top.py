@@ -34,7 +34,7 @@ class TopView:
                          f"{'rx total':>12} {'tx total':>12} {'dropped':>9}")
             for p in sorted(br.ports.values(), key=lambda p: p.ofport):
                 s = br.dp.port_stats(p.dp_port)
-                info = br.dp.port_info(p.dp_port)
+                info = br.port_info(p)
                 prev = self.last.get((bname, p.name), s)
                 self.last[(bname, p.name)] = s
                 drops = s["rx_missed"] + s["rx_nombuf"] + s["tx_dropped"] + s["tx_errors"]

@@ -83,7 +83,9 @@ def test_default_config_pings_across_the_switch(tmp_path, pmd_cores):
         # Ports come and go while it runs.
         out = ctl(sock, "dpif/add-port", "br0", "p3", f"net_null_rt{os.getpid() % 1000},no-rx=1", "3")
         assert "ofport 3" in out
-        assert " p3 3/" in ctl(sock, "dpif/show")
+        show = ctl(sock, "dpif/show")
+        assert " p3 3/" in show
+        assert show.count("link up") == 3, show   # the taps as their hosts see them, and the null port
         with pytest.raises(Exception, match="ofport 3 is taken"):
             ctl(sock, "dpif/add-port", "br0", "p4", "net_null_other,no-rx=1", "3")
         ctl(sock, "dpif/del-port", "br0", "p3")
@@ -116,3 +118,14 @@ def test_ctl_without_a_switch_says_so(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dpdkswitch", "ctl", "-s", str(tmp_path / "none.sock"), "version"],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "cannot reach the switch" in r.stderr
+
+
+def test_device_that_fails_to_probe_names_its_line(tmp_path):
+    bad = tmp_path / "probe.yaml"
+    bad.write_text("bridges:\n  br0:\n    datapath: {pmd_cores: []}\n    ports:\n"
+                   f"      p1: {{device: 'net_pcap_np,rx_pcap={tmp_path}/missing.pcap', ofport: 1}}\n")
+    r = subprocess.run([sys.executable, "-m", "dpdkswitch", "run", str(bad), "--no-top"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"dpdkswitch: {bad}:5: port p1:") and "cannot probe" in last, r.stderr

@@ -32,7 +32,7 @@ def register(commands: Commands, switch: Switch) -> dict[str, PmdCounters]:
             out.append(f"{br.config.name}: {dp.n_pmds} PMD thread(s) on lcores {cores}, "
                        f"mbufs in use {dp.mbufs_in_use()}/{dp.mbufs_total()}")
             for p in sorted(br.ports.values(), key=lambda p: p.ofport):
-                i = dp.port_info(p.dp_port)
+                i = br.port_info(p)
                 s = dp.port_stats(p.dp_port)
                 link = f"link {'up' if i.link_up else 'down'}" + (f" {i.link_speed} Mbps" if i.link_up else "")
                 ns = f", netns {p.config.netns.name}" if p.config.netns else ""

@@ -33,6 +33,56 @@
 #define DPS_NAME_LEN 64
 #define DPS_XSTAT_NAME_LEN 64
 
+/* ---- The flow key ------------------------------------------------------------------------
+ *
+ * What the parser extracts from a frame, and what flows match on (with a mask of the same
+ * layout).  Every multi-byte field is in network byte order, so a mask applies to the bytes as
+ * they are and a set-field writes them back unchanged.  Fields a frame does not have are zero:
+ * "absent" is told apart by eth_type, nw_proto and nw_frag, as in Open vSwitch.  The Python side
+ * describes each field (offset, width, prerequisites) once, in dpdkswitch/ofproto/fields.py;
+ * tests/test_abi.py checks that description against this struct's DWARF.
+ */
+#define DPS_VLAN_CFI 0x1000           /* in vlan_tci (host order): a tag is present */
+#define DPS_FRAG_ANY 1                /* nw_frag: the packet is a fragment */
+#define DPS_FRAG_LATER 2              /* nw_frag: a fragment other than the first */
+
+struct dps_flow_key {
+    /* metadata (not from the frame) */
+    uint32_t in_port;                 /* datapath port, host order */
+    uint32_t recirc_id;               /* host order; 0 = first pass */
+    uint32_t dp_hash;                 /* host order; set by the hash action */
+    uint32_t pad0;
+    /* L2 */
+    uint8_t eth_dst[6];
+    uint8_t eth_src[6];
+    uint16_t eth_type;                /* the type after the VLAN tags (0x05ff for 802.2 frames) */
+    uint16_t vlan_tci[2];             /* outer, inner: TCI | DPS_VLAN_CFI when the tag exists */
+    uint16_t vlan_tpid[2];            /* 0x8100 or 0x88a8; 0 when absent */
+    uint16_t pad1;
+    /* L3: IPv4 (first 4 bytes of nw_src/nw_dst), IPv6, or ARP (spa/tpa) */
+    uint8_t nw_src[16];
+    uint8_t nw_dst[16];
+    uint32_t ipv6_label;              /* 20 bits */
+    uint8_t nw_proto;                 /* IP protocol / IPv6 next header after extensions; ARP op (low byte) */
+    uint8_t nw_tos;                   /* DSCP << 2 | ECN */
+    uint8_t nw_ttl;
+    uint8_t nw_frag;                  /* DPS_FRAG_* */
+    uint8_t arp_sha[6];               /* ARP sha, or ICMPv6 ND source link-layer address */
+    uint8_t arp_tha[6];               /* ARP tha, or ICMPv6 ND target link-layer address */
+    /* L4 */
+    uint16_t tp_src;                  /* TCP/UDP/SCTP port; ICMP type (low byte) */
+    uint16_t tp_dst;                  /* TCP/UDP/SCTP port; ICMP code (low byte) */
+    uint16_t tcp_flags;               /* 12 bits */
+    uint16_t pad2;
+    uint8_t nd_target[16];            /* ICMPv6 neighbour solicitation/advertisement target */
+    uint32_t pad3;                    /* to a whole number of 64-bit words: 120 bytes */
+};
+
+/* Parse FRAME (len bytes) received on IN_PORT into KEY.  Never reads past len: a truncated
+ * or malformed frame is parsed up to its valid prefix, the rest left absent (zero).  Any
+ * thread; costs tens of cycles. */
+void dps_parse(const uint8_t *frame, uint32_t len, uint32_t in_port, struct dps_flow_key *key);
+
 /* ---- EAL: process-global, started once ------------------------------------------------ */
 
 /* The last error of the calling thread, one line; "" if none. */

@@ -24,7 +24,7 @@ MAX_PORTS = lib.DPS_MAX_PORTS
 MAX_PMDS = lib.DPS_MAX_PMDS
 MANUAL_PMD = lib.DPS_MAX_PMDS  # counters slot of deterministic polling
 
-__all__ = ["DatapathError", "Eal", "Datapath", "MAX_PORTS", "MAX_PMDS", "MANUAL_PMD", "extension_path"]
+__all__ = ["DatapathError", "Eal", "Datapath", "parse", "MAX_PORTS", "MAX_PMDS", "MANUAL_PMD", "extension_path"]
 
 
 class DatapathError(RuntimeError):
@@ -304,6 +304,13 @@ class Datapath:
         n = _check(lib.dps_rxq_assignment(self.h, out, 1024), "rx queue assignment")
         return [(out[i].dp_port, out[i].queue, None if out[i].lcore == 0xFFFFFFFF else out[i].lcore)
                 for i in range(min(n, 1024))]
+
+
+def parse(frame: bytes, in_port: int = 0) -> bytes:
+    """The datapath's flow key of FRAME (``KEY_SIZE`` bytes, layout in ofproto.fields)."""
+    key = ffi.new("struct dps_flow_key *")
+    lib.dps_parse(frame, len(frame), in_port, key)
+    return bytes(ffi.buffer(key))
 
 
 _PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")

@@ -22,7 +22,12 @@ PMD_STATS_DTYPE = np.dtype([
     ("pad", "<u4", (3,)),
 ])
 
-VIEWS = {"dps_pmd_stats": PMD_STATS_DTYPE}
+def _views() -> dict[str, np.dtype]:
+    from ..ofproto.fields import KEY_DTYPE
+    return {"dps_pmd_stats": PMD_STATS_DTYPE, "dps_flow_key": KEY_DTYPE}
+
+
+VIEWS = _views()
 
 
 def dwarf_struct(path: str, name: str) -> tuple[int, dict[str, tuple[int, int]]]:

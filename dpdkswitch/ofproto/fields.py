@@ -1,0 +1,180 @@
+"""The match fields: one table that the flow-string parser, the OpenFlow codec, the classifier's
+wildcard tracker and the datapath key all read.
+
+Each ``Field`` says where its bits live in the datapath flow key (``struct dps_flow_key`` in
+csrc/include/dpdkswitch.h, mirrored by ``KEY_DTYPE`` and checked against the compiled DWARF by
+tests/test_abi.py), how wide it is, whether it can be masked, what it requires (prerequisites,
+as in OpenFlow: tp_dst needs tcp, udp or sctp), and its names: the ovs-ofctl name, its
+aliases, and its OXM (class, field) for the wire.  Pipeline-only fields (metadata, registers)
+have no place in the key (``member`` is None).
+
+Pure data plus small conversions; any thread.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# struct dps_flow_key, member by member (all multi-byte members in network byte order except
+# the metadata ones, which are host order).
+KEY_DTYPE = np.dtype([
+    ("in_port", "<u4"), ("recirc_id", "<u4"), ("dp_hash", "<u4"), ("pad0", "<u4"),
+    ("eth_dst", "u1", (6,)), ("eth_src", "u1", (6,)), ("eth_type", ">u2"),
+    ("vlan_tci", ">u2", (2,)), ("vlan_tpid", ">u2", (2,)), ("pad1", "<u2"),
+    ("nw_src", "u1", (16,)), ("nw_dst", "u1", (16,)), ("ipv6_label", ">u4"),
+    ("nw_proto", "u1"), ("nw_tos", "u1"), ("nw_ttl", "u1"), ("nw_frag", "u1"),
+    ("arp_sha", "u1", (6,)), ("arp_tha", "u1", (6,)),
+    ("tp_src", ">u2"), ("tp_dst", ">u2"), ("tcp_flags", ">u2"), ("pad2", "<u2"),
+    ("nd_target", "u1", (16,)), ("pad3", "<u4"),
+])
+KEY_SIZE = KEY_DTYPE.itemsize
+
+OXM_OF_BASIC = 0x8000      # OpenFlow basic class
+NXM_NX = 0x0001            # Nicira extensions (ovs-ofctl's nw_ttl, ip_frag, ...)
+OXM_ONF = 0xFFFF           # experimenter (unused so far)
+
+ETH_TYPE_IP, ETH_TYPE_ARP, ETH_TYPE_IPV6 = 0x0800, 0x0806, 0x86DD
+ETH_TYPE_VLAN, ETH_TYPE_QINQ = 0x8100, 0x88A8
+VLAN_CFI = 0x1000          # OFPVID_PRESENT, and the key's "tag present" bit
+FRAG_ANY, FRAG_LATER = 1, 2
+
+# Prerequisites: a name -> list of alternatives, each a list of (field, value, mask) that must
+# all hold.  Resolved by ``prereqs_of``.
+PREREQS: dict[str, list[list[tuple[str, int, int | None]]]] = {
+    "": [[]],
+    "ip4": [[("eth_type", ETH_TYPE_IP, None)]],
+    "ip6": [[("eth_type", ETH_TYPE_IPV6, None)]],
+    "ip": [[("eth_type", ETH_TYPE_IP, None)], [("eth_type", ETH_TYPE_IPV6, None)]],
+    "arp": [[("eth_type", ETH_TYPE_ARP, None)]],
+    "vlan": [[("vlan_vid", VLAN_CFI, VLAN_CFI)]],
+    "tcp": [[("eth_type", t, None), ("ip_proto", 6, None)] for t in (ETH_TYPE_IP, ETH_TYPE_IPV6)],
+    "udp": [[("eth_type", t, None), ("ip_proto", 17, None)] for t in (ETH_TYPE_IP, ETH_TYPE_IPV6)],
+    "sctp": [[("eth_type", t, None), ("ip_proto", 132, None)] for t in (ETH_TYPE_IP, ETH_TYPE_IPV6)],
+    "icmp4": [[("eth_type", ETH_TYPE_IP, None), ("ip_proto", 1, None)]],
+    "icmp6": [[("eth_type", ETH_TYPE_IPV6, None), ("ip_proto", 58, None)]],
+    "nd": [[("eth_type", ETH_TYPE_IPV6, None), ("ip_proto", 58, None), ("icmpv6_type", t, None),
+            ("icmpv6_code", 0, None)] for t in (135, 136)],
+    "nd_sll": [[("eth_type", ETH_TYPE_IPV6, None), ("ip_proto", 58, None), ("icmpv6_type", 135, None),
+                ("icmpv6_code", 0, None)]],
+    "nd_tll": [[("eth_type", ETH_TYPE_IPV6, None), ("ip_proto", 58, None), ("icmpv6_type", 136, None),
+                ("icmpv6_code", 0, None)]],
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str                  # ovs-ofctl name, as dump-flows prints it
+    bits: int                  # width of the OpenFlow value
+    maskable: bool
+    prereq: str                # key of PREREQS
+    oxm: tuple[int, int] | None        # (class, field) on the wire; None: no OXM
+    member: str | None         # KEY_DTYPE member holding it; None: pipeline-only
+    offset: int = 0            # first byte within the member
+    nbytes: int = 0            # bytes of the member it spans (0: the whole member)
+    shift: int = 0             # value = (member bytes as big-endian int >> shift) & (2**bits - 1)
+    aliases: tuple[str, ...] = ()
+    writable: bool = True      # set-field may write it
+    kind: str = "int"          # how strings show it: int, hex, mac, ipv4, ipv6, port
+
+    @property
+    def key_offset(self) -> int:
+        """Byte offset of this field's bytes in the flow key."""
+        return KEY_DTYPE.fields[self.member][1] + self.offset
+
+    @property
+    def key_nbytes(self) -> int:
+        return self.nbytes or KEY_DTYPE.fields[self.member][0].itemsize
+
+    @property
+    def byteorder(self) -> str:
+        """Metadata members (in_port, recirc_id, dp_hash) are host order; frame fields big-endian."""
+        return "little" if KEY_DTYPE.fields[self.member][0].base.byteorder == "<" else "big"
+
+    @property
+    def all_ones(self) -> int:
+        return (1 << self.bits) - 1
+
+    def key_mask_bytes(self, mask: int | None = None) -> tuple[int, bytes]:
+        """(offset, mask bytes) this field (with MASK, default exact) covers in the key."""
+        m = (self.all_ones if mask is None else mask) << self.shift
+        return self.key_offset, m.to_bytes(self.key_nbytes, self.byteorder)
+
+    def from_key(self, key: bytes) -> int:
+        """The field's value in a flow key (bytes of KEY_SIZE)."""
+        raw = int.from_bytes(key[self.key_offset:self.key_offset + self.key_nbytes], self.byteorder)
+        return (raw >> self.shift) & self.all_ones
+
+    def to_key(self, key: bytearray, value: int, mask: int | None = None) -> None:
+        """Write VALUE (under MASK) into a flow key in place."""
+        off, n = self.key_offset, self.key_nbytes
+        m = ((self.all_ones if mask is None else mask) & self.all_ones) << self.shift
+        raw = int.from_bytes(key[off:off + n], self.byteorder)
+        raw = (raw & ~m) | ((value << self.shift) & m)
+        key[off:off + n] = raw.to_bytes(n, self.byteorder)
+
+
+def _f(name, bits, maskable, prereq, oxm, member, offset=0, nbytes=0, shift=0, aliases=(), writable=True,
+       kind="int"):
+    return Field(name, bits, maskable, prereq, oxm, member, offset, nbytes, shift, tuple(aliases), writable, kind)
+
+
+B = OXM_OF_BASIC
+FIELDS: list[Field] = [
+    _f("in_port", 32, False, "", (B, 0), "in_port", kind="port", writable=False),
+    _f("metadata", 64, True, "", (B, 2), None, kind="hex"),
+    _f("eth_dst", 48, True, "", (B, 3), "eth_dst", aliases=["dl_dst"], kind="mac"),
+    _f("eth_src", 48, True, "", (B, 4), "eth_src", aliases=["dl_src"], kind="mac"),
+    _f("eth_type", 16, False, "", (B, 5), "eth_type", aliases=["dl_type"], kind="hex", writable=False),
+    _f("vlan_vid", 13, True, "", (B, 6), "vlan_tci", nbytes=2, kind="int"),
+    _f("vlan_pcp", 3, False, "vlan", (B, 7), "vlan_tci", nbytes=2, shift=13, aliases=["dl_vlan_pcp"]),
+    _f("ip_dscp", 6, False, "ip", (B, 8), "nw_tos", shift=2),
+    _f("ip_ecn", 2, False, "ip", (B, 9), "nw_tos", aliases=["nw_ecn"]),
+    _f("ip_proto", 8, False, "ip", (B, 10), "nw_proto", aliases=["nw_proto"], writable=False),
+    _f("ipv4_src", 32, True, "ip4", (B, 11), "nw_src", nbytes=4, aliases=["nw_src", "ip_src"], kind="ipv4"),
+    _f("ipv4_dst", 32, True, "ip4", (B, 12), "nw_dst", nbytes=4, aliases=["nw_dst", "ip_dst"], kind="ipv4"),
+    _f("tcp_src", 16, True, "tcp", (B, 13), "tp_src"),
+    _f("tcp_dst", 16, True, "tcp", (B, 14), "tp_dst"),
+    _f("udp_src", 16, True, "udp", (B, 15), "tp_src"),
+    _f("udp_dst", 16, True, "udp", (B, 16), "tp_dst"),
+    _f("sctp_src", 16, True, "sctp", (B, 17), "tp_src"),
+    _f("sctp_dst", 16, True, "sctp", (B, 18), "tp_dst"),
+    _f("icmp_type", 8, False, "icmp4", (B, 19), "tp_src", offset=1, nbytes=1, aliases=["icmpv4_type"]),
+    _f("icmp_code", 8, False, "icmp4", (B, 20), "tp_dst", offset=1, nbytes=1, aliases=["icmpv4_code"]),
+    _f("arp_op", 16, False, "arp", (B, 21), "nw_proto", writable=False),
+    _f("arp_spa", 32, True, "arp", (B, 22), "nw_src", nbytes=4, kind="ipv4"),
+    _f("arp_tpa", 32, True, "arp", (B, 23), "nw_dst", nbytes=4, kind="ipv4"),
+    _f("arp_sha", 48, True, "arp", (B, 24), "arp_sha", kind="mac"),
+    _f("arp_tha", 48, True, "arp", (B, 25), "arp_tha", kind="mac"),
+    _f("ipv6_src", 128, True, "ip6", (B, 26), "nw_src", kind="ipv6"),
+    _f("ipv6_dst", 128, True, "ip6", (B, 27), "nw_dst", kind="ipv6"),
+    _f("ipv6_label", 20, True, "ip6", (B, 28), "ipv6_label", kind="hex"),
+    _f("icmpv6_type", 8, False, "icmp6", (B, 29), "tp_src", offset=1, nbytes=1),
+    _f("icmpv6_code", 8, False, "icmp6", (B, 30), "tp_dst", offset=1, nbytes=1),
+    _f("nd_target", 128, True, "nd", (B, 31), "nd_target", aliases=["ipv6_nd_target"], kind="ipv6"),
+    _f("nd_sll", 48, True, "nd_sll", (B, 32), "arp_sha", aliases=["ipv6_nd_sll"], kind="mac"),
+    _f("nd_tll", 48, True, "nd_tll", (B, 33), "arp_tha", aliases=["ipv6_nd_tll"], kind="mac"),
+    # Nicira extensions ovs-ofctl uses.
+    _f("nw_ttl", 8, False, "ip", (NXM_NX, 29), "nw_ttl"),
+    _f("ip_frag", 2, True, "ip", (NXM_NX, 26), "nw_frag", aliases=["nw_frag"], writable=False),
+    _f("tcp_flags", 12, True, "tcp", (NXM_NX, 34), "tcp_flags", kind="hex", writable=False),
+    _f("nw_tos", 8, False, "ip", None, "nw_tos", writable=True),
+]
+
+BY_NAME: dict[str, Field] = {}
+for _fld in FIELDS:
+    for _n in (_fld.name, *_fld.aliases):
+        BY_NAME[_n] = _fld
+BY_OXM: dict[tuple[int, int], Field] = {f.oxm: f for f in FIELDS if f.oxm}
+
+
+def field(name: str) -> Field:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown field '{name}'") from None
+
+
+def prereqs_of(f: Field) -> list[list[tuple[Field, int, int | None]]]:
+    """The alternatives of (field, value, mask) conditions a match on F needs."""
+    return [[(BY_NAME[n], v, m) for n, v, m in alt] for alt in PREREQS[f.prereq]]

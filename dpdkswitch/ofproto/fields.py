@@ -12,6 +12,7 @@ Pure data plus small conversions; any thread.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,7 +90,8 @@ class Field:
     @property
     def byteorder(self) -> str:
         """Metadata members (in_port, recirc_id, dp_hash) are host order; frame fields big-endian."""
-        return "little" if KEY_DTYPE.fields[self.member][0].base.byteorder == "<" else "big"
+        order = KEY_DTYPE.fields[self.member][0].base.byteorder
+        return {"<": "little", ">": "big", "|": "big", "=": sys.byteorder}[order]
 
     @property
     def all_ones(self) -> int:

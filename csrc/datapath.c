@@ -117,6 +117,9 @@ dps_dp_create(const char *name, const struct dps_dp_params *params)
         dp->params.n_mbufs = 16384;
     if (!dp->params.mbuf_cache)
         dp->params.mbuf_cache = 256;
+    if (!dp->params.flow_limit)
+        dp->params.flow_limit = 200000;
+    dp->emc_inv_prob = dp->params.emc_insert_inv_prob;
 
     size_t qsz = rte_rcu_qsbr_get_memsize(DPS_MAX_PMDS);
     dp->qsbr = rte_zmalloc("dps_qsbr", qsz, RTE_CACHE_LINE_SIZE);
@@ -127,6 +130,15 @@ dps_dp_create(const char *name, const struct dps_dp_params *params)
         dps_error(ENOMEM, "no memory for datapath %s state", name);
         goto fail;
     }
+    dp->meters = rte_zmalloc("dps_meters", sizeof *dp->meters * DPS_MAX_METERS, RTE_CACHE_LINE_SIZE);
+    if (!dp->meters) {
+        dps_error(ENOMEM, "no memory for meters");
+        goto fail;
+    }
+    for (unsigned i = 0; i < DPS_MAX_METERS; i++)
+        rte_spinlock_init(&dp->meters[i].lock);
+    if (dps_flow_table_init(dp, dp->params.flow_limit) < 0 || dps_upcall_init(dp) < 0)
+        goto fail;
     dp->pmds[DPS_MANUAL_PMD] = dps_pmd_new(dp, DPS_MANUAL_PMD, rte_get_main_lcore());
     if (!dp->pmds[DPS_MANUAL_PMD] || dps_fwd_publish(dp) < 0)
         goto fail;
@@ -146,7 +158,10 @@ dps_dp_destroy(struct dps_dp *dp)
         if (dp->ports[i].used)
             dps_port_del(dp, i);
     for (unsigned i = 0; i <= DPS_MAX_PMDS; i++)
-        rte_free(dp->pmds[i]);
+        dps_pmd_free(dp->pmds[i]);
+    dps_upcall_fini(dp);
+    dps_flow_table_fini(dp);
+    rte_free(dp->meters);
     for (unsigned i = 0; i < dp->n_pools; i++)
         rte_mempool_free(dp->pools[i].mp);
     rte_free(dp->fwd);
@@ -194,10 +209,11 @@ dps_pool_for(struct dps_dp *dp, int socket, uint32_t need)
         n *= 2;
     char name[RTE_MEMPOOL_NAMESIZE];
     snprintf(name, sizeof name, "dps%p_%u", (void *)dp, dp->n_pools);
-    struct rte_mempool *mp = rte_pktmbuf_pool_create(name, n, dp->params.mbuf_cache, 0,
+    /* The private area carries a frame's key and reason on its way to the slow path. */
+    struct rte_mempool *mp = rte_pktmbuf_pool_create(name, n, dp->params.mbuf_cache, dps_mbuf_priv_size(),
                                                      RTE_MBUF_DEFAULT_BUF_SIZE, socket);
     if (!mp && socket != 0)   /* a socket with no memory of its own (--no-huge, one node) */
-        mp = rte_pktmbuf_pool_create(name, n, dp->params.mbuf_cache, 0,
+        mp = rte_pktmbuf_pool_create(name, n, dp->params.mbuf_cache, dps_mbuf_priv_size(),
                                      RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
     if (!mp) {
         dps_error(rte_errno ? rte_errno : ENOMEM, "cannot create a mempool of %u mbufs on socket %d: %s",
@@ -287,12 +303,6 @@ dps_fwd_publish(struct dps_dp *dp)
             f->pmd[slot].rxq[f->pmd[slot].n_rxq++] = (struct dps_rxq_ref){ p->eth_port, q, pn };
         }
     }
-    for (uint32_t pn = 0; pn < DPS_MAX_PORTS; pn++) {
-        struct dps_fwd_entry *e = &f->map[pn];
-        for (uint32_t i = 0; i < dp->map[pn].n_out; i++)
-            if (f->port[dp->map[pn].out[i]].valid)
-                e->out[e->n_out++] = dp->map[pn].out[i];
-    }
     for (unsigned slot = 0; slot <= DPS_MAX_PMDS; slot++) {
         unsigned lcore = dp->pmds[slot] ? dp->pmds[slot]->lcore : rte_get_main_lcore();
         int idx = rte_lcore_index(lcore);
@@ -301,27 +311,18 @@ dps_fwd_publish(struct dps_dp *dp)
             dp->pmds[slot]->stats->n_rxq = f->pmd[slot].n_rxq;
     }
 
+    /* Each port may hold an equal share of the upcall ring, so one cannot starve the rest. */
+    unsigned n_ports = 0;
+    for (uint32_t pn = 0; pn < DPS_MAX_PORTS; pn++)
+        n_ports += dp->ports[pn].used;
+    dp->upcall_share = rte_ring_get_size(dp->upcalls) / (n_ports ? n_ports : 1);
+
     struct dps_fwd *old = dp->fwd;
     __atomic_store_n(&dp->fwd, f, __ATOMIC_RELEASE);
     rte_rcu_qsbr_synchronize(dp->qsbr, RTE_QSBR_THRID_INVALID);
     rte_free(old);
+    dps_flow_reclaim(dp);
     return 0;
-}
-
-int
-dps_fwd_set(struct dps_dp *dp, uint32_t in_port, const uint32_t *out, unsigned n_out)
-{
-    if (in_port >= DPS_MAX_PORTS)
-        return dps_error(EINVAL, "port %u out of range (max %d)", in_port, DPS_MAX_PORTS - 1);
-    if (n_out > DPS_MAX_FWD_OUT)
-        return dps_error(EINVAL, "%u outputs: at most %d", n_out, DPS_MAX_FWD_OUT);
-    for (unsigned i = 0; i < n_out; i++)
-        if (out[i] >= DPS_MAX_PORTS)
-            return dps_error(EINVAL, "output port %u out of range", out[i]);
-    struct dps_fwd_entry e = { .n_out = n_out };
-    memcpy(e.out, out, n_out * sizeof *out);
-    dp->map[in_port] = e;
-    return dps_fwd_publish(dp);
 }
 
 /* ---- PMD threads ---- */
@@ -347,7 +348,7 @@ dps_pmd_start(struct dps_dp *dp, const uint32_t *lcores, unsigned n)
     }
     for (unsigned i = 0; i < n; i++) {
         if (!dp->pmds[i]) {
-            dp->pmds[i] = dps_pmd_new(dp, i, lcores[i]);
+            dp->pmds[i] = dps_pmd_new(dp, i, lcores[i]);   /* kept until the datapath goes: flows count on it */
             if (!dp->pmds[i])
                 return -ENOMEM;
         }

@@ -1,6 +1,5 @@
 /*
- * datapath.h — the datapath's internal state, shared by datapath.c, port.c, pmd.c and
- * testport.c.  Not part of the boundary: Python sees only include/dpdkswitch.h.
+ * datapath.h — the datapath's internal state, shared by the C files of csrc/.  Not part of the boundary: Python sees only include/dpdkswitch.h.
  *
  * Concurrency: one writer, the control thread.  PMD threads read the forwarding snapshot
  * (struct dps_fwd) through an RCU-published pointer and report a quiescent state after every
@@ -24,6 +23,7 @@
 #include <rte_spinlock.h>
 
 #include "dpdkswitch.h"
+#include "flow.h"
 
 #define DPS_MAX_SOCKETS 8
 #define DPS_MAX_POOLS 16
@@ -48,12 +48,7 @@ struct dps_port_out {
     rte_spinlock_t *txq_locks;        /* n_txq locks, owned by struct dps_port */
 };
 
-struct dps_fwd_entry {
-    uint32_t n_out;
-    uint32_t out[DPS_MAX_FWD_OUT];
-};
-
-/* An immutable forwarding snapshot: what each PMD polls and where frames go. */
+/* An immutable forwarding snapshot: what each PMD polls and how it reaches each port. */
 struct dps_fwd {
     struct {
         uint32_t n_rxq;
@@ -61,7 +56,6 @@ struct dps_fwd {
         struct dps_rxq_ref rxq[DPS_MAX_RXQ_PER_PMD];
     } pmd[DPS_MAX_PMDS + 1];
     struct dps_port_out port[DPS_MAX_PORTS];
-    struct dps_fwd_entry map[DPS_MAX_PORTS];
 };
 
 struct dps_testport {
@@ -104,8 +98,14 @@ struct dps_pmd {
         uint16_t n;
         struct rte_mbuf *pkts[DPS_BURST];
     } txb[DPS_MAX_PORTS];             /* pending output, flushed every iteration */
-    uint32_t pending[DPS_MAX_PORTS];  // ports with output in txb, in order
+    uint32_t pending[DPS_MAX_PORTS];  /* ports with output in txb, in order */
     uint32_t n_pending;
+    struct dps_flow_stats *fstats;    /* [flow_limit]: this PMD's counters of each flow */
+    struct dps_emc *emc;
+    struct dps_pmd_cls cls;           /* its own ranking of the subtables */
+    struct dps_inflight inflight;     /* misses upcalled, not yet answered; parked frames */
+    uint64_t *upcalls_by_port;        /* [DPS_MAX_PORTS]: upcalls queued, per input port */
+    uint32_t rng;
 };
 
 struct dps_dp {
@@ -115,7 +115,6 @@ struct dps_dp {
     struct dps_port ports[DPS_MAX_PORTS];
     struct dps_pool pools[DPS_MAX_POOLS];
     unsigned n_pools;
-    struct dps_fwd_entry map[DPS_MAX_PORTS];      /* the control thread's copy of the map */
     struct dps_rxq_pin pins[DPS_MAX_PORTS * 4];
     unsigned n_pins;
 
@@ -125,6 +124,14 @@ struct dps_dp {
     unsigned n_pmds;
     struct dps_pmd *pmds[DPS_MAX_PMDS + 1];       /* + the manual poller */
     struct dps_pmd_stats *stats;                  /* [DPS_MAX_PMDS + 1] */
+    struct dps_flow_table ft;                     /* flows, subtables, UFID index */
+    struct dps_meter *meters;                     /* [DPS_MAX_METERS] */
+    struct rte_ring *upcalls;                     /* PMDs -> control thread */
+    int upcall_efd;
+    volatile uint32_t upcall_waiting;             /* set by the consumer before it sleeps */
+    uint64_t upcalls_taken[DPS_MAX_PORTS];        /* consumed, per input port (control thread) */
+    uint32_t upcall_share;                        /* ring slots one port may hold */
+    uint32_t emc_inv_prob;
     uint64_t (*port_tx_dropped)[DPS_MAX_PORTS];   /* [DPS_MAX_PMDS + 1][DPS_MAX_PORTS] */
 };
 
@@ -138,9 +145,28 @@ int dps_port_setup(struct dps_dp *dp, struct dps_port *p, const struct dps_port_
 void dps_port_teardown(struct dps_dp *dp, struct dps_port *p);
 
 /* pmd.c */
-unsigned dps_pmd_iterate(struct dps_pmd *pmd);
 struct dps_pmd *dps_pmd_new(struct dps_dp *dp, unsigned index, unsigned lcore);
+void dps_pmd_free(struct dps_pmd *pmd);
 int dps_pmd_main(void *arg);
+unsigned dps_pmd_iterate(struct dps_pmd *pmd);
+void dps_pmd_flush(struct dps_pmd *pmd, const struct dps_fwd *f);
+void dps_tx_enqueue(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port, struct rte_mbuf *m);
+void dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
+                      uint32_t slot, uint64_t now);
+
+/* actions.c */
+void dps_actions_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m,
+                         struct dps_flow_key *key, const uint8_t *actions, uint32_t len, unsigned depth);
+int dps_actions_validate(const uint8_t *actions, uint32_t len, char *why, size_t whylen);
+
+/* upcall.c */
+uint16_t dps_mbuf_priv_size(void);
+int dps_upcall_init(struct dps_dp *dp);
+void dps_upcall_fini(struct dps_dp *dp);
+void dps_upcall(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *key, uint32_t type,
+                uint64_t cookie);
+void dps_upcall_miss(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *key, uint32_t hash);
+void dps_inflight_retry(struct dps_pmd *pmd, const struct dps_fwd *f);
 
 /* testport.c */
 void dps_testport_free(struct dps_testport *t);

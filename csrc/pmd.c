@@ -1,8 +1,10 @@
 /*
  * pmd.c — the poll-mode loop.  One thread per worker lcore, each with its own rx queues, its
- * own tx queue on every port and its own counters; or the control thread itself in
- * deterministic mode (dps_dp_poll).  Reads only the RCU-published forwarding snapshot.
+ * own tx queue on every port, its own exact-match cache and counters; or the control thread
+ * itself in deterministic mode (dps_dp_poll).  Reads the RCU-published forwarding snapshot
+ * and flow table only (see datapath.h and flow.h).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <rte_cycles.h>
@@ -10,6 +12,7 @@
 #include <rte_malloc.h>
 
 #include "datapath.h"
+#include "parse.h"
 
 struct dps_pmd *
 dps_pmd_new(struct dps_dp *dp, unsigned index, unsigned lcore)
@@ -24,7 +27,31 @@ dps_pmd_new(struct dps_dp *dp, unsigned index, unsigned lcore)
     pmd->lcore = lcore;
     pmd->stats = &dp->stats[index];
     pmd->port_tx_dropped = dp->port_tx_dropped[index];
+    pmd->rng = 0x9e3779b9u * (index + 1);
+    pmd->fstats = calloc(dp->ft.limit, sizeof *pmd->fstats);
+    pmd->upcalls_by_port = calloc(DPS_MAX_PORTS, sizeof *pmd->upcalls_by_port);
+    pmd->emc = rte_zmalloc("dps_emc", sizeof *pmd->emc, RTE_CACHE_LINE_SIZE);
+    if (!pmd->fstats || !pmd->upcalls_by_port || !pmd->emc) {
+        dps_pmd_free(pmd);
+        dps_error(ENOMEM, "no memory for a PMD's caches and counters");
+        return NULL;
+    }
+    for (unsigned i = 0; i < DPS_EMC_ENTRIES; i++)
+        pmd->emc->e[i].slot = UINT32_MAX;
     return pmd;
+}
+
+void
+dps_pmd_free(struct dps_pmd *pmd)
+{
+    if (!pmd)
+        return;
+    for (uint32_t i = 0; i < pmd->inflight.n_parked; i++)
+        rte_pktmbuf_free(pmd->inflight.parked[i]);
+    free(pmd->fstats);
+    free(pmd->upcalls_by_port);
+    rte_free(pmd->emc);
+    rte_free(pmd);
 }
 
 /* Send one port's batch on this PMD's tx queue; count what the queue refused. */
@@ -40,6 +67,7 @@ tx_flush_port(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port)
     if (o->shared)
         rte_spinlock_unlock(&o->txq_locks[q]);
     pmd->stats->tx_packets += sent;
+    pmd->stats->tx_batches++;
     if (sent < n) {
         rte_pktmbuf_free_bulk(&pmd->txb[port].pkts[sent], n - sent);
         pmd->stats->tx_dropped += n - sent;
@@ -48,9 +76,9 @@ tx_flush_port(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port)
     pmd->txb[port].n = 0;
 }
 
-/* Queue one frame for output on a port; flushed at the end of the iteration. */
-static inline void
-tx_enqueue(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port, struct rte_mbuf *m)
+/* Queue one frame for output on a port; sent at the end of the iteration. */
+void
+dps_tx_enqueue(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port, struct rte_mbuf *m)
 {
     if (pmd->txb[port].n == DPS_BURST)   /* a full batch mid-burst goes now */
         tx_flush_port(pmd, f, port);
@@ -59,8 +87,8 @@ tx_enqueue(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port, struct r
     pmd->txb[port].pkts[pmd->txb[port].n++] = m;
 }
 
-static void
-tx_flush(struct dps_pmd *pmd, const struct dps_fwd *f)
+void
+dps_pmd_flush(struct dps_pmd *pmd, const struct dps_fwd *f)
 {
     for (uint32_t i = 0; i < pmd->n_pending; i++)
         if (pmd->txb[pmd->pending[i]].n)
@@ -68,42 +96,65 @@ tx_flush(struct dps_pmd *pmd, const struct dps_fwd *f)
     pmd->n_pending = 0;
 }
 
-/* Forward a burst by the static map: each frame to every output of its input port. */
-static void
-process(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, struct rte_mbuf **pkts,
-        uint16_t n)
+/* A frame that hit flow SLOT: count it against the flow, run the flow's actions. */
+void
+dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
+                 uint32_t slot, uint64_t now)
 {
-    const struct dps_fwd_entry *e = &f->map[in_port];
-    if (e->n_out == 0) {
-        rte_pktmbuf_free_bulk(pkts, n);
-        return;
-    }
-    if (e->n_out > 1)
-        for (uint16_t i = 0; i < n; i++)
-            rte_mbuf_refcnt_update(pkts[i], (int16_t)(e->n_out - 1));
-    for (uint32_t o = 0; o < e->n_out; o++)
-        for (uint16_t i = 0; i < n; i++)
-            tx_enqueue(pmd, f, e->out[o], pkts[i]);
+    const struct dps_flow *fl = &pmd->dp->ft.flows[slot];
+    const struct dps_actions *acts = __atomic_load_n(&fl->actions, __ATOMIC_ACQUIRE);
+    struct dps_flow_stats *s = &pmd->fstats[slot];
+    s->packets++;
+    s->bytes += rte_pktmbuf_pkt_len(m);
+    s->used_ns = now;
+    s->tcp_flags |= rte_be_to_cpu_16(key->tcp_flags);
+    dps_actions_execute(pmd, f, m, key, acts->data, acts->len, 0);
 }
 
-/* One poll iteration: every rx queue once, then flush output.  Returns frames received. */
+/* Parse, classify, act on one burst from one rx queue. */
+static void
+process(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, struct rte_mbuf **pkts, uint16_t n,
+        uint64_t now)
+{
+    struct dps_flow_key keys[DPS_BURST];
+    uint32_t hashes[DPS_BURST], slots[DPS_BURST];
+    for (uint16_t i = 0; i < n; i++) {
+        struct dps_offsets o;
+        dps_parse_ofs(rte_pktmbuf_mtod(pkts[i], const uint8_t *), rte_pktmbuf_data_len(pkts[i]), in_port,
+                      &keys[i], &o);
+        hashes[i] = (pkts[i]->ol_flags & RTE_MBUF_F_RX_RSS_HASH)
+                    ? pkts[i]->hash.rss ^ (in_port * 0x9e3779b1u) : dps_key_hash(&keys[i]);
+    }
+    dps_classify(pmd, pkts, keys, hashes, slots, n);
+    for (uint16_t i = 0; i < n; i++) {
+        if (slots[i] == UINT32_MAX)
+            dps_upcall_miss(pmd, pkts[i], &keys[i], hashes[i]);
+        else
+            dps_pmd_run_flow(pmd, f, pkts[i], &keys[i], slots[i], now);
+    }
+}
+
+/* One poll iteration: parked frames, every rx queue once, then flush output.  Returns frames
+ * received. */
 unsigned
 dps_pmd_iterate(struct dps_pmd *pmd)
 {
     const struct dps_fwd *f = __atomic_load_n(&pmd->dp->fwd, __ATOMIC_ACQUIRE);
     const typeof(f->pmd[0]) *mine = &f->pmd[pmd->index];
     struct rte_mbuf *pkts[DPS_BURST];
+    uint64_t now = dps_clock_now(pmd->dp);
     unsigned total = 0;
 
+    dps_inflight_retry(pmd, f);
     for (uint32_t i = 0; i < mine->n_rxq; i++) {
         const struct dps_rxq_ref *rxq = &mine->rxq[i];
         uint16_t n = rte_eth_rx_burst(rxq->eth_port, rxq->queue, pkts, DPS_BURST);
         if (n == 0)
             continue;
         total += n;
-        process(pmd, f, rxq->dp_port, pkts, n);
+        process(pmd, f, rxq->dp_port, pkts, n, now);
     }
-    tx_flush(pmd, f);
+    dps_pmd_flush(pmd, f);
     pmd->stats->rx_packets += total;
     pmd->stats->iterations++;
     return total;
@@ -125,7 +176,7 @@ dps_pmd_main(void *arg)
             pmd->stats->busy_cycles += cycles;
         else
             pmd->stats->idle_cycles += cycles;
-        rte_rcu_qsbr_quiescent(qsbr, pmd->index);   /* holds no snapshot past this point */
+        rte_rcu_qsbr_quiescent(qsbr, pmd->index);   /* holds nothing published past this point */
     }
     pmd->stats->active = 0;
     rte_rcu_qsbr_thread_offline(qsbr, pmd->index);

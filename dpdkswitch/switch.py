@@ -115,6 +115,7 @@ class Bridge:
         port = self.ports.pop(name, None)
         if port is None:
             raise DatapathError(f"bridge {self.config.name} has no port {name}")
+        self.dp.clear_forward(port.dp_port)
         self.apply_forwarding()
         self.dp.del_port(port.dp_port)
 

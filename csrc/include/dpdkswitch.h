@@ -28,7 +28,6 @@
 #define DPS_MAX_PORTS 256         /* datapath port numbers are 0 .. DPS_MAX_PORTS-1 */
 #define DPS_MAX_PMDS 32           /* PMD threads per datapath */
 #define DPS_MAX_RXQ_PER_PMD 64    /* rx queues one PMD polls */
-#define DPS_MAX_FWD_OUT 16        /* output ports of one static-map entry */
 #define DPS_BURST 32              /* rx burst and tx batch size */
 #define DPS_NAME_LEN 64
 #define DPS_XSTAT_NAME_LEN 64
@@ -108,6 +107,10 @@ struct dps_dp_params {
     uint32_t n_mbufs;        /* mbufs of the first mempool on each NUMA socket; 0 = 16384 */
     uint32_t mbuf_cache;     /* per-lcore mempool cache; 0 = 256 */
     int manual_clock;        /* 1: dps_clock_now() returns what dps_clock_set() gave */
+    uint32_t flow_limit;     /* datapath flows at most; 0 = 200000 */
+    uint32_t upcall_ring;    /* upcall ring slots, a power of two; 0 = 4096 */
+    uint32_t emc_insert_inv_prob; /* exact-match cache insertion 1/N; 0 = never; default set by Python */
+    uint32_t pad;
 };
 
 struct dps_dp *dps_dp_create(const char *name, const struct dps_dp_params *params);
@@ -186,10 +189,145 @@ int dps_testport_inject(struct dps_dp *dp, uint32_t dp_port, uint16_t queue,
 int dps_testport_drain(struct dps_dp *dp, uint32_t dp_port, uint8_t *buf, size_t buflen,
                        uint32_t *lens, unsigned max);
 
-/* ---- Forwarding: the static port map (until the flow cache replaces it) -------------- */
+/* ---- Datapath actions ------------------------------------------------------------------
+ *
+ * An action list is a sequence of struct dps_action, each followed by its payload, each
+ * `len` bytes in all (header included), a multiple of 8.  An empty list drops.  Nested lists
+ * (sample, clone) are the payload.  Python builds them (dpdkswitch/datapath/odp.py); the
+ * datapath checks a list once when it is installed and never again.
+ */
+struct dps_action {
+    uint16_t type;                    /* DPS_ACT_* */
+    uint16_t len;                     /* bytes, header included, multiple of 8 */
+    uint32_t arg;
+};
+#define DPS_ACT_OUTPUT 1              /* arg: datapath port */
+#define DPS_ACT_PUSH_VLAN 2           /* arg: tpid << 16 | tci (host order) */
+#define DPS_ACT_POP_VLAN 3
+#define DPS_ACT_SET_MASKED 4          /* arg: DPS_SET_*; payload: value bytes, then mask bytes */
+#define DPS_ACT_USERSPACE 5           /* to the slow path; payload: uint64 cookie */
+#define DPS_ACT_SAMPLE 6              /* arg: probability, of UINT32_MAX; payload: actions */
+#define DPS_ACT_CLONE 7               /* payload: actions run on a copy */
+#define DPS_ACT_HASH 8                /* arg: basis; dp_hash = hash of the 5-tuple */
+#define DPS_ACT_RECIRC 9              /* arg: recirc_id; look the frame up again */
+#define DPS_ACT_METER 10              /* arg: meter id */
+#define DPS_ACT_TRUNCATE 11           /* arg: max frame length from here on */
 
-/* Frames received on IN_PORT go out of each of OUT (n_out ≤ DPS_MAX_FWD_OUT; 0 drops). */
-int dps_fwd_set(struct dps_dp *dp, uint32_t in_port, const uint32_t *out, unsigned n_out);
+/* What DPS_ACT_SET_MASKED writes: value and mask structs of these sizes, network order. */
+#define DPS_SET_ETH 1                 /* 12: dst[6] src[6] */
+#define DPS_SET_VLAN 2                /* 2: outer tag's TCI (VID + PCP; the CFI bit is ignored) */
+#define DPS_SET_IPV4 3                /* 10: src[4] dst[4] tos ttl; checksums fixed */
+#define DPS_SET_IPV6 4                /* 38: src[16] dst[16] label[4] tclass hlimit */
+#define DPS_SET_TCP 5                 /* 4: src[2] dst[2]; checksum fixed */
+#define DPS_SET_UDP 6                 /* 4: src[2] dst[2]; checksum fixed */
+
+#define DPS_MAX_METERS 4096
+#define DPS_METER_PKTPS 1             /* rate in packets per second, else kbit/s */
+struct dps_meter_band {
+    uint32_t rate;
+    uint32_t burst;                   /* bucket size, same unit; 0 = rate / 10 (100 ms) */
+};
+/* Set (or with n_bands 0, delete) meter ID: frames over the lowest band's rate are dropped. */
+int dps_meter_set(struct dps_dp *dp, uint32_t id, uint32_t flags, const struct dps_meter_band *bands,
+                  unsigned n_bands);
+int dps_meter_stats(const struct dps_dp *dp, uint32_t id, uint64_t *packets, uint64_t *dropped);
+
+/* ---- Datapath flows ---------------------------------------------------------------------
+ *
+ * A flow is (key, mask) → actions, named by a 128-bit UFID the slow path chooses.  Flows live
+ * in one table all PMDs read without locks: the control thread is the only writer, and
+ * deleted or replaced state is freed only after an RCU grace period.  A put is visible to
+ * every PMD when the call returns; a delete, likewise (and no frame sees a half-made change:
+ * actions are swapped whole).  Per-flow counters are kept per PMD and summed on read.
+ */
+struct dps_ufid {
+    uint64_t lo, hi;
+};
+#define DPS_FLOW_CREATE 1             /* fail with -EEXIST if the UFID exists */
+#define DPS_FLOW_MODIFY 2             /* fail with -ENOENT unless it exists; replace actions */
+#define DPS_FLOW_RESET_STATS 4
+
+struct dps_flow_stats {
+    uint64_t packets;
+    uint64_t bytes;
+    uint64_t used_ns;                 /* datapath clock at the last hit; 0 never */
+    uint16_t tcp_flags;               /* OR of the TCP flags seen (host order) */
+    uint16_t pad[3];
+};
+
+struct dps_flow_put {
+    struct dps_ufid ufid;
+    const struct dps_flow_key *key;
+    const struct dps_flow_key *mask;
+    const uint8_t *actions;
+    uint32_t actions_len;
+    uint32_t flags;                   /* DPS_FLOW_* (neither CREATE nor MODIFY: either) */
+    int32_t result;                   /* out: 0 or -errno */
+    uint32_t pad;
+};
+/* Install a batch; each put's result says how it went.  Returns how many succeeded. */
+int dps_flow_put_batch(struct dps_dp *dp, struct dps_flow_put *puts, unsigned n);
+/* Delete flows; their final counters into STATS (may be NULL).  Returns how many existed. */
+int dps_flow_del_batch(struct dps_dp *dp, const struct dps_ufid *ufids, unsigned n,
+                       struct dps_flow_stats *stats);
+/* One flow: key, mask, counters, and its actions into ACTIONS (room *actions_len, set to
+ * the length; -ENOSPC if it does not fit). */
+int dps_flow_get(const struct dps_dp *dp, const struct dps_ufid *ufid, struct dps_flow_key *key,
+                 struct dps_flow_key *mask, struct dps_flow_stats *stats, uint8_t *actions,
+                 uint32_t *actions_len);
+struct dps_flow_dump {
+    struct dps_ufid ufid;
+    struct dps_flow_key key;
+    struct dps_flow_key mask;
+    struct dps_flow_stats stats;
+    uint32_t actions_ofs;             /* into the dump's action buffer */
+    uint32_t actions_len;
+};
+/* Up to n flows from *cursor on (start at 0), actions packed into ACTBUF.  Returns how many;
+ * *cursor is where to go on, UINT32_MAX at the end. */
+int dps_flow_dump(const struct dps_dp *dp, uint32_t *cursor, struct dps_flow_dump *out, unsigned n,
+                  uint8_t *actbuf, uint32_t actbuf_len);
+int dps_flow_flush(struct dps_dp *dp);
+unsigned dps_flow_count(const struct dps_dp *dp);
+unsigned dps_subtable_count(const struct dps_dp *dp);
+/* Megaflows off: every flow put from now on matches every key field exactly (its mask is
+ * ignored); existing flows are flushed.  On again: masks apply. */
+int dps_megaflows_set(struct dps_dp *dp, int enabled);
+void dps_emc_insert_prob_set(struct dps_dp *dp, uint32_t inv_prob);
+
+/* ---- Misses and packets to and from the slow path ---------------------------------------
+ *
+ * A miss (or a userspace action) puts the frame, by reference, on the upcall ring with its
+ * key.  The PMD never blocks: a full ring, or a port over its fair share of the ring, drops
+ * the frame and counts it as lost.  While a flow's miss is in flight, its later frames are
+ * parked in the PMD (counted as dups) and looked up again once flows change.  The ring's
+ * consumer is the control thread; an eventfd wakes it.
+ */
+#define DPS_UPCALL_MISS 1
+#define DPS_UPCALL_ACTION 2           /* a userspace action; cookie set */
+struct dps_upcall {
+    void *packet;                     /* a reference: execute or free it, exactly once */
+    const uint8_t *data;              /* the frame, valid until then */
+    uint32_t len;
+    uint32_t type;                    /* DPS_UPCALL_* */
+    uint64_t cookie;
+    struct dps_flow_key key;
+};
+/* The eventfd that becomes readable when upcalls wait.  Read it (8 bytes) to re-arm. */
+int dps_upcall_fd(const struct dps_dp *dp);
+/* Ask to be woken by the eventfd; returns how many upcalls already wait (then don't sleep). */
+unsigned dps_upcall_arm(struct dps_dp *dp);
+/* Take up to n upcalls. */
+int dps_upcall_recv(struct dps_dp *dp, struct dps_upcall *out, unsigned n);
+/* Run ACTIONS on an upcalled packet and let go of it (sent from the control thread's tx
+ * queue).  The packet reference is consumed whatever happens. */
+int dps_packet_execute(struct dps_dp *dp, void *packet, const uint8_t *actions, uint32_t actions_len);
+void dps_packet_free(struct dps_dp *dp, void *packet);
+/* Build a packet from bytes, as received on IN_PORT, and run ACTIONS on it. */
+int dps_execute(struct dps_dp *dp, const uint8_t *frame, uint32_t len, uint32_t in_port,
+                const uint8_t *actions, uint32_t actions_len);
+/* Check an action list as a put would; 0 or -EINVAL with the reason. */
+int dps_actions_check(const struct dps_dp *dp, const uint8_t *actions, uint32_t len);
 
 /* ---- PMD threads ---------------------------------------------------------------------- */
 
@@ -215,7 +353,7 @@ unsigned dps_pmd_count(const struct dps_dp *dp);
 int dps_dp_poll(struct dps_dp *dp, unsigned iterations);
 
 /* Per-PMD counters, written by their PMD only, read in place (tests/test_abi.py checks the
- * layout against numpy).  64 bytes apart, so no two PMDs share a cache line. */
+ * layout against numpy).  192 bytes each, so no two PMDs share a cache line. */
 struct dps_pmd_stats {
     uint64_t rx_packets;
     uint64_t tx_packets;
@@ -223,10 +361,20 @@ struct dps_pmd_stats {
     uint64_t busy_cycles;            /* TSC cycles of iterations that received packets */
     uint64_t idle_cycles;            /* TSC cycles of iterations that received none */
     uint64_t iterations;
+    uint64_t emc_hits;               /* exact-match cache hits */
+    uint64_t megaflow_hits;          /* masked classifier hits */
+    uint64_t subtable_lookups;       /* subtables probed for the masked hits */
+    uint64_t misses;                 /* upcalls queued */
+    uint64_t lost;                   /* misses dropped: ring full, or the port's share used */
+    uint64_t dups;                   /* misses of a flow already upcalled: parked, not queued */
+    uint64_t tx_batches;             /* tx bursts sent (tx_packets / tx_batches = batch size) */
+    uint64_t recirculations;
+    uint64_t meter_drops;
+    uint64_t action_drops;           /* bad actions, recirculation too deep, no buffer to copy */
     uint32_t lcore;
     uint32_t active;                 /* 1 while the thread runs */
     uint32_t n_rxq;                  /* rx queues it polls */
-    uint32_t pad[3];
+    uint32_t pad[13];
 };
 /* The counters array: DPS_MAX_PMDS + 1 entries (the last for deterministic polling). */
 struct dps_pmd_stats *dps_pmd_stats(struct dps_dp *dp);

@@ -19,6 +19,7 @@ import numpy as np
 
 from ._dpdkswitch import ffi, lib
 from .abi import PMD_STATS_DTYPE
+from ..ofproto.fields import KEY_SIZE
 
 MAX_PORTS = lib.DPS_MAX_PORTS
 MAX_PMDS = lib.DPS_MAX_PMDS
@@ -155,10 +156,13 @@ PORT_STATS_FIELDS = ("rx_packets", "rx_bytes", "rx_missed", "rx_errors", "rx_nom
 class Datapath:
     """One datapath: its ports, its PMD threads, its mempools."""
 
-    def __init__(self, name: str, n_mbufs: int = 0, manual_clock: bool = False):
+    def __init__(self, name: str, n_mbufs: int = 0, manual_clock: bool = False, flow_limit: int = 0,
+                 upcall_ring: int = 0, emc_insert_inv_prob: int = 100):
         if not Eal.running():
             raise DatapathError("start EAL (Eal.start) before creating a datapath")
-        params = ffi.new("struct dps_dp_params *", {"n_mbufs": n_mbufs, "manual_clock": int(manual_clock)})
+        params = ffi.new("struct dps_dp_params *", {
+            "n_mbufs": n_mbufs, "manual_clock": int(manual_clock), "flow_limit": flow_limit,
+            "upcall_ring": upcall_ring, "emc_insert_inv_prob": emc_insert_inv_prob})
         self._dp = lib.dps_dp_create(name.encode(), params)
         if self._dp == ffi.NULL:
             _check(-1, f"datapath {name}")
@@ -269,10 +273,142 @@ class Datapath:
                 break
         return frames
 
-    # -- forwarding
+    # -- flows
+    def flow_put(self, ufid: int, key: bytes, mask: bytes, actions: bytes, create: bool = False,
+                 modify: bool = False, reset_stats: bool = False) -> None:
+        """Install (or change the actions of) one flow; raises on failure."""
+        res = self.flow_put_batch([(ufid, key, mask, actions)], create=create, modify=modify,
+                                  reset_stats=reset_stats)
+        if res[0]:
+            raise DatapathError(ffi.string(lib.dps_last_error()).decode(), res[0][0])
+
+    def flow_put_batch(self, puts, create: bool = False, modify: bool = False,
+                       reset_stats: bool = False) -> list[tuple[int, str] | None]:
+        """PUTS: (ufid, key bytes, mask bytes, actions bytes) each.  Per put: None, or (errno, reason)."""
+        n = len(puts)
+        arr = ffi.new("struct dps_flow_put[]", max(n, 1))
+        keep = []
+        flags = (lib.DPS_FLOW_CREATE if create else 0) | (lib.DPS_FLOW_MODIFY if modify else 0) | \
+                (lib.DPS_FLOW_RESET_STATS if reset_stats else 0)
+        for i, (ufid, key, mask, acts) in enumerate(puts):
+            if len(key) != KEY_SIZE or len(mask) != KEY_SIZE:
+                raise ValueError(f"flow key and mask are {KEY_SIZE} bytes")
+            k, m, a = ffi.from_buffer(key), ffi.from_buffer(mask), ffi.new("uint8_t[]", acts or b"\0")
+            keep += [k, m, a]
+            arr[i].ufid.lo, arr[i].ufid.hi = ufid & 0xFFFFFFFFFFFFFFFF, ufid >> 64
+            arr[i].key = ffi.cast("struct dps_flow_key *", k)
+            arr[i].mask = ffi.cast("struct dps_flow_key *", m)
+            arr[i].actions, arr[i].actions_len, arr[i].flags = a, len(acts), flags
+        lib.dps_flow_put_batch(self.h, arr, n)
+        out: list[tuple[int, str] | None] = []
+        for i in range(n):
+            if arr[i].result == 0:
+                out.append(None)
+            else:
+                out.append((-arr[i].result, self._put_error(arr[i].result)))
+        return out
+
+    @staticmethod
+    def _put_error(result: int) -> str:
+        return {-17: "flow exists", -2: "no such flow", -28: "flow limit reached or no room",
+                -22: "bad key, mask or actions"}.get(result, f"error {-result}")
+
+    def flow_del(self, ufids: list[int]) -> list[dict | None]:
+        """Delete flows; for each, its final counters, or None if it did not exist."""
+        n = len(ufids)
+        arr = ffi.new("struct dps_ufid[]", max(n, 1))
+        for i, u in enumerate(ufids):
+            arr[i].lo, arr[i].hi = u & 0xFFFFFFFFFFFFFFFF, u >> 64
+        stats = ffi.new("struct dps_flow_stats[]", max(n, 1))
+        before = set(u for u in ufids if self._exists(u))
+        _check(lib.dps_flow_del_batch(self.h, arr, n, stats), "flow delete")
+        return [_stats(stats[i]) if u in before else None for i, u in enumerate(ufids)]
+
+    def _exists(self, ufid: int) -> bool:
+        u = ffi.new("struct dps_ufid *", {"lo": ufid & 0xFFFFFFFFFFFFFFFF, "hi": ufid >> 64})
+        return lib.dps_flow_get(self.h, u, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL) == 0
+
+    def flow_get(self, ufid: int) -> dict | None:
+        u = ffi.new("struct dps_ufid *", {"lo": ufid & 0xFFFFFFFFFFFFFFFF, "hi": ufid >> 64})
+        key, mask = ffi.new("struct dps_flow_key *"), ffi.new("struct dps_flow_key *")
+        st = ffi.new("struct dps_flow_stats *")
+        alen = ffi.new("uint32_t *", 4096)
+        acts = ffi.new("uint8_t[]", 4096)
+        if lib.dps_flow_get(self.h, u, key, mask, st, acts, alen) < 0:
+            return None
+        return {"ufid": ufid, "key": bytes(ffi.buffer(key)), "mask": bytes(ffi.buffer(mask)),
+                "actions": bytes(ffi.buffer(acts, alen[0])), **_stats(st[0])}
+
+    def flow_dump(self) -> list[dict]:
+        out = []
+        cursor = ffi.new("uint32_t *", 0)
+        batch = ffi.new("struct dps_flow_dump[]", 256)
+        abuf = ffi.new("uint8_t[]", 1 << 18)
+        while cursor[0] != 0xFFFFFFFF:
+            n = _check(lib.dps_flow_dump(self.h, cursor, batch, 256, abuf, 1 << 18), "flow dump")
+            for i in range(n):
+                d = batch[i]
+                out.append({"ufid": d.ufid.lo | d.ufid.hi << 64, "key": bytes(ffi.buffer(ffi.addressof(d.key))),
+                            "mask": bytes(ffi.buffer(ffi.addressof(d.mask))),
+                            "actions": bytes(ffi.buffer(abuf + d.actions_ofs, d.actions_len)), **_stats(d.stats)})
+        return out
+
+    def flow_flush(self) -> int:
+        return _check(lib.dps_flow_flush(self.h), "flow flush")
+
+    def flow_count(self) -> int:
+        return int(lib.dps_flow_count(self.h))
+
+    def subtable_count(self) -> int:
+        return int(lib.dps_subtable_count(self.h))
+
+    def set_megaflows(self, enabled: bool) -> None:
+        _check(lib.dps_megaflows_set(self.h, int(enabled)), "megaflows")
+
+    def set_emc_insert_inv_prob(self, n: int) -> None:
+        lib.dps_emc_insert_prob_set(self.h, n)
+
     def set_forward(self, in_port: int, outputs: list[int]) -> None:
-        out = ffi.new("uint32_t[]", list(outputs) or [0])
-        _check(lib.dps_fwd_set(self.h, in_port, out, len(outputs)), f"forwarding from port {in_port}")
+        """Frames from IN_PORT go out of each of OUTPUTS (none: dropped): one flow matching in_port
+        alone, named by a UFID derived from the port (the static port map)."""
+        from . import odp
+        key, mask = bytearray(KEY_SIZE), bytearray(KEY_SIZE)
+        key[0:4] = in_port.to_bytes(4, "little")
+        mask[0:4] = b"\xff\xff\xff\xff"
+        self.flow_put(STATIC_UFID_BASE | in_port, bytes(key), bytes(mask),
+                      odp.encode([odp.Output(p) for p in outputs]))
+
+    def clear_forward(self, in_port: int) -> None:
+        self.flow_del([STATIC_UFID_BASE | in_port])
+
+    # -- meters
+    def meter_set(self, meter_id: int, rate: int, burst: int = 0, pktps: bool = False) -> None:
+        band = ffi.new("struct dps_meter_band *", {"rate": rate, "burst": burst})
+        _check(lib.dps_meter_set(self.h, meter_id, lib.DPS_METER_PKTPS if pktps else 0, band, 1), "meter")
+
+    def meter_del(self, meter_id: int) -> None:
+        _check(lib.dps_meter_set(self.h, meter_id, 0, ffi.NULL, 0), "meter")
+
+    def meter_stats(self, meter_id: int) -> tuple[int, int]:
+        p, d = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        _check(lib.dps_meter_stats(self.h, meter_id, p, d), "meter")
+        return int(p[0]), int(d[0])
+
+    # -- the slow path's side: upcalls and packet-out
+    def upcall_fd(self) -> int:
+        return int(lib.dps_upcall_fd(self.h))
+
+    def upcall_arm(self) -> int:
+        return int(lib.dps_upcall_arm(self.h))
+
+    def upcalls(self, max_n: int = 64) -> list["Upcall"]:
+        arr = ffi.new("struct dps_upcall[]", max_n)
+        n = lib.dps_upcall_recv(self.h, arr, max_n)
+        return [Upcall(self, arr[i]) for i in range(n)]
+
+    def execute(self, frame: bytes, in_port: int, actions: bytes) -> None:
+        """Packet-out: FRAME, as if received on IN_PORT, through ACTIONS."""
+        _check(lib.dps_execute(self.h, frame, len(frame), in_port, actions, len(actions)), "execute")
 
     # -- PMD threads
     def start_pmds(self, lcores: list[int]) -> None:
@@ -304,6 +440,50 @@ class Datapath:
         n = _check(lib.dps_rxq_assignment(self.h, out, 1024), "rx queue assignment")
         return [(out[i].dp_port, out[i].queue, None if out[i].lcore == 0xFFFFFFFF else out[i].lcore)
                 for i in range(min(n, 1024))]
+
+
+STATIC_UFID_BASE = 0x5747 << 112        # UFIDs of the static port map's flows
+
+
+def _stats(s) -> dict:
+    return {"packets": int(s.packets), "bytes": int(s.bytes), "used_ns": int(s.used_ns),
+            "tcp_flags": int(s.tcp_flags)}
+
+
+class Upcall:
+    """A frame the datapath handed to the slow path, by reference: ``execute`` or ``free`` it,
+    once (a later call is refused; one never made is made by the garbage collector)."""
+
+    __slots__ = ("dp", "_pkt", "data", "key", "type", "cookie")
+
+    def __init__(self, dp: "Datapath", u):
+        self.dp = dp
+        self._pkt = u.packet
+        self.data = bytes(ffi.buffer(u.data, u.len))
+        self.key = bytes(ffi.buffer(ffi.addressof(u.key)))
+        self.type = "miss" if u.type == lib.DPS_UPCALL_MISS else "action"
+        self.cookie = int(u.cookie)
+
+    @property
+    def in_port(self) -> int:
+        return int.from_bytes(self.key[0:4], "little")
+
+    def _take(self):
+        if self._pkt is None:
+            raise DatapathError("this upcall's packet was already executed or freed")
+        p, self._pkt = self._pkt, None
+        return p
+
+    def execute(self, actions: bytes) -> None:
+        _check(lib.dps_packet_execute(self.dp.h, self._take(), actions, len(actions)), "execute")
+
+    def free(self) -> None:
+        lib.dps_packet_free(self.dp.h, self._take())
+
+    def __del__(self):
+        if self._pkt is not None and not self.dp.closed:
+            lib.dps_packet_free(self.dp._dp, self._pkt)
+            self._pkt = None
 
 
 def parse(frame: bytes, in_port: int = 0) -> bytes:

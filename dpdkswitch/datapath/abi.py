@@ -16,11 +16,22 @@ PMD_STATS_DTYPE = np.dtype([
     ("busy_cycles", "<u8"),
     ("idle_cycles", "<u8"),
     ("iterations", "<u8"),
+    ("emc_hits", "<u8"),
+    ("megaflow_hits", "<u8"),
+    ("subtable_lookups", "<u8"),
+    ("misses", "<u8"),
+    ("lost", "<u8"),
+    ("dups", "<u8"),
+    ("tx_batches", "<u8"),
+    ("recirculations", "<u8"),
+    ("meter_drops", "<u8"),
+    ("action_drops", "<u8"),
     ("lcore", "<u4"),
     ("active", "<u4"),
     ("n_rxq", "<u4"),
-    ("pad", "<u4", (3,)),
+    ("pad", "<u4", (13,)),
 ])
+
 
 def _views() -> dict[str, np.dtype]:
     from ..ofproto.fields import KEY_DTYPE

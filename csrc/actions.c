@@ -1,0 +1,419 @@
+/*
+ * actions.c — executing datapath action lists on a frame: output, VLAN push/pop, masked
+ * set-field with incremental checksum updates, userspace, sample, clone, hash, recirculate,
+ * meter, truncate.  Runs on a PMD (or the control thread for packet-out and deterministic
+ * polling) and consumes the frame it is given: sent, upcalled or freed, exactly once.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <rte_byteorder.h>
+#include <rte_hash_crc.h>
+#include <rte_mbuf.h>
+
+#include "datapath.h"
+#include "parse.h"
+
+static const uint16_t set_size[] = {
+    [DPS_SET_ETH] = 12, [DPS_SET_VLAN] = 2, [DPS_SET_IPV4] = 10,
+    [DPS_SET_IPV6] = 38, [DPS_SET_TCP] = 4, [DPS_SET_UDP] = 4,
+};
+
+static inline const struct dps_action *
+act_at(const uint8_t *a)
+{
+    return (const struct dps_action *)(const void *)a;
+}
+
+int
+dps_actions_validate(const uint8_t *a, uint32_t len, char *why, size_t n)
+{
+    uint32_t off = 0;
+    while (off < len) {
+        if (len - off < sizeof(struct dps_action)) {
+            snprintf(why, n, "%u stray bytes at offset %u", len - off, off);
+            return -1;
+        }
+        const struct dps_action *h = act_at(a + off);
+        if (h->len < 8 || h->len % 8 || h->len > len - off) {
+            snprintf(why, n, "action at offset %u: length %u (must be 8.., a multiple of 8, within the list)",
+                     off, h->len);
+            return -1;
+        }
+        uint32_t plen = h->len - sizeof *h;
+        switch (h->type) {
+        case DPS_ACT_OUTPUT:
+            if (h->arg >= DPS_MAX_PORTS) {
+                snprintf(why, n, "output to port %u: ports go up to %d", h->arg, DPS_MAX_PORTS - 1);
+                return -1;
+            }
+            break;
+        case DPS_ACT_PUSH_VLAN:
+            if ((h->arg >> 16) != 0x8100 && (h->arg >> 16) != 0x88a8) {
+                snprintf(why, n, "push_vlan with TPID 0x%04x", h->arg >> 16);
+                return -1;
+            }
+            break;
+        case DPS_ACT_POP_VLAN: case DPS_ACT_HASH: case DPS_ACT_RECIRC: case DPS_ACT_TRUNCATE:
+            break;
+        case DPS_ACT_METER:
+            if (h->arg >= DPS_MAX_METERS) {
+                snprintf(why, n, "meter %u: ids go up to %d", h->arg, DPS_MAX_METERS - 1);
+                return -1;
+            }
+            break;
+        case DPS_ACT_SET_MASKED:
+            if (h->arg == 0 || h->arg >= RTE_DIM(set_size) || !set_size[h->arg]
+                || plen != RTE_ALIGN_CEIL(2u * set_size[h->arg], 8u)) {
+                snprintf(why, n, "set_masked of kind %u with %u payload bytes", h->arg, plen);
+                return -1;
+            }
+            break;
+        case DPS_ACT_USERSPACE:
+            if (plen < 8) {
+                snprintf(why, n, "userspace action without its cookie");
+                return -1;
+            }
+            break;
+        case DPS_ACT_SAMPLE: case DPS_ACT_CLONE:
+            if (dps_actions_validate(a + off + sizeof *h, plen, why, n) < 0)
+                return -1;
+            break;
+        default:
+            snprintf(why, n, "unknown action type %u at offset %u", h->type, off);
+            return -1;
+        }
+        off += h->len;
+    }
+    return 0;
+}
+
+int
+dps_actions_check(const struct dps_dp *dp, const uint8_t *actions, uint32_t len)
+{
+    (void)dp;
+    char why[160];
+    if (dps_actions_validate(actions, len, why, sizeof why) < 0)
+        return dps_error(EINVAL, "bad actions: %s", why);
+    return 0;
+}
+
+/* ---- Checksums: RFC 1624 incremental updates over raw 16-bit words ---- */
+
+static inline uint16_t
+csum_fold(uint32_t s)
+{
+    while (s >> 16)
+        s = (s & 0xffff) + (s >> 16);
+    return (uint16_t)s;
+}
+
+static inline void
+csum_replace(uint16_t *csum, const void *old, const void *new, unsigned nbytes)
+{
+    uint32_t s = (uint16_t)~*csum;
+    const uint8_t *o = old, *w = new;
+    for (unsigned i = 0; i < nbytes; i += 2) {
+        uint16_t ov, nv;
+        memcpy(&ov, o + i, 2);
+        memcpy(&nv, w + i, 2);
+        s += (uint16_t)~ov;
+        s += nv;
+    }
+    *csum = (uint16_t)~csum_fold(s);
+}
+
+/* Write VALUE under MASK over FIELD (n bytes); the old bytes go to OLD. */
+static inline void
+masked_write(uint8_t *field, const uint8_t *value, const uint8_t *mask, unsigned n, uint8_t *old)
+{
+    memcpy(old, field, n);
+    for (unsigned i = 0; i < n; i++)
+        field[i] = (uint8_t)((field[i] & ~mask[i]) | (value[i] & mask[i]));
+}
+
+/* The L4 checksum, if the frame has a TCP or UDP header whose checksum covers these bytes. */
+static uint16_t *
+l4_csum(uint8_t *f, const struct dps_offsets *o, uint8_t proto, bool later_frag)
+{
+    if (o->l4 == DPS_OFS_NONE || later_frag)
+        return NULL;
+    uint32_t room = o->l4_end > o->l4 ? o->l4_end - o->l4 : 0;
+    if (proto == 6 && room >= 20)
+        return (uint16_t *)(void *)(f + o->l4 + 16);
+    if (proto == 17 && room >= 8)
+        return (uint16_t *)(void *)(f + o->l4 + 6);
+    if (proto == 58 && room >= 4)
+        return (uint16_t *)(void *)(f + o->l4 + 2);
+    return NULL;
+}
+
+static void
+l4_csum_replace(uint16_t *c, uint8_t proto, bool v4, const void *old, const void *new, unsigned n)
+{
+    if (!c || (proto == 17 && v4 && *c == 0))
+        return;                            /* none, or UDP over IPv4 without a checksum */
+    csum_replace(c, old, new, n);
+    if (proto == 17 && *c == 0)
+        *c = 0xffff;
+}
+
+/* Apply one set_masked; returns false if the frame lacks the header. */
+static bool
+set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
+{
+    uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
+    uint32_t len = rte_pktmbuf_data_len(m);
+    const uint8_t *mask = val + set_size[kind];
+    struct dps_flow_key k;
+    struct dps_offsets o;
+    uint8_t old[40];
+
+    if (kind == DPS_SET_ETH) {
+        if (len < 12)
+            return false;
+        masked_write(f, val, mask, 12, old);
+        return true;
+    }
+    dps_parse_ofs(f, len, 0, &k, &o);
+    if (kind == DPS_SET_VLAN) {
+        if (!o.n_vlans)
+            return false;
+        uint8_t v[2] = { val[0], val[1] }, mk[2] = { (uint8_t)(mask[0] & ~0x10), mask[1] };
+        masked_write(f + 14, v, mk, 2, old);
+        return true;
+    }
+    uint16_t eth_type = rte_be_to_cpu_16(k.eth_type);
+    bool later = k.nw_frag & DPS_FRAG_LATER;
+    if (kind == DPS_SET_IPV4) {
+        if (eth_type != 0x0800 || o.l3 == DPS_OFS_NONE)
+            return false;
+        uint8_t *ip = f + o.l3;
+        uint16_t *ipc = (uint16_t *)(void *)(ip + 10);
+        uint16_t *l4c = l4_csum(f, &o, k.nw_proto, later);
+        masked_write(ip + 12, val, mask, 8, old);                   /* src, dst */
+        csum_replace(ipc, old, ip + 12, 8);
+        l4_csum_replace(l4c, k.nw_proto, true, old, ip + 12, 8);    /* the pseudo-header */
+        uint8_t w_old[2] = { ip[0], ip[1] };                        /* tos with version/ihl */
+        masked_write(ip + 1, val + 8, mask + 8, 1, old);
+        csum_replace(ipc, w_old, ip, 2);
+        uint8_t t_old[2] = { ip[8], ip[9] };                        /* ttl with protocol */
+        masked_write(ip + 8, val + 9, mask + 9, 1, old);
+        csum_replace(ipc, t_old, ip + 8, 2);
+        return true;
+    }
+    if (kind == DPS_SET_IPV6) {
+        if (eth_type != 0x86dd || o.l3 == DPS_OFS_NONE)
+            return false;
+        uint8_t *ip = f + o.l3;
+        uint16_t *l4c = l4_csum(f, &o, k.nw_proto, later);
+        masked_write(ip + 8, val, mask, 32, old);                   /* src, dst */
+        l4_csum_replace(l4c, k.nw_proto, false, old, ip + 8, 32);  /* the pseudo-header */
+        uint32_t vtcfl, lab, lmask;
+        memcpy(&vtcfl, ip, 4);
+        memcpy(&lab, val + 32, 4);
+        memcpy(&lmask, mask + 32, 4);
+        vtcfl = rte_be_to_cpu_32(vtcfl);
+        uint32_t l = rte_be_to_cpu_32(lab) & 0xfffff, lm = rte_be_to_cpu_32(lmask) & 0xfffff;
+        uint32_t tc = val[36], tm = mask[36];
+        vtcfl = (vtcfl & ~lm) | (l & lm);
+        vtcfl = (vtcfl & ~(tm << 20)) | ((tc & tm) << 20);
+        vtcfl = rte_cpu_to_be_32(vtcfl);
+        memcpy(ip, &vtcfl, 4);
+        ip[7] = (uint8_t)((ip[7] & ~mask[37]) | (val[37] & mask[37]));
+        return true;
+    }
+    /* TCP / UDP ports */
+    uint8_t want = kind == DPS_SET_TCP ? 6 : 17;
+    if (k.nw_proto != want || o.l4 == DPS_OFS_NONE || later)
+        return false;
+    uint16_t *c = l4_csum(f, &o, want, later);
+    if (!c)
+        return false;
+    uint8_t *ports = f + o.l4;
+    masked_write(ports, val, mask, 4, old);
+    l4_csum_replace(c, want, eth_type == 0x0800, old, ports, 4);
+    return true;
+}
+
+static bool
+push_vlan(struct rte_mbuf *m, uint32_t arg)
+{
+    if (rte_pktmbuf_data_len(m) < 12)
+        return false;
+    uint8_t *f = (uint8_t *)rte_pktmbuf_prepend(m, 4);
+    if (!f)
+        return false;
+    memmove(f, f + 4, 12);
+    uint16_t tpid = rte_cpu_to_be_16((uint16_t)(arg >> 16));
+    uint16_t tci = rte_cpu_to_be_16((uint16_t)(arg & 0xefff));   /* the CFI bit means "present" to us */
+    memcpy(f + 12, &tpid, 2);
+    memcpy(f + 14, &tci, 2);
+    return true;
+}
+
+static void
+pop_vlan(struct rte_mbuf *m)
+{
+    uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
+    if (rte_pktmbuf_data_len(m) < 18)
+        return;
+    uint16_t t = rte_be_to_cpu_16(*(uint16_t *)(void *)(f + 12));
+    if (t != 0x8100 && t != 0x88a8)
+        return;
+    memmove(f + 4, f, 12);
+    rte_pktmbuf_adj(m, 4);
+}
+
+/* Whether any action from A on may change the frame (then earlier outputs need a copy). */
+static bool
+modifies(const uint8_t *a, uint32_t len)
+{
+    for (uint32_t off = 0; off < len; off += act_at(a + off)->len) {
+        uint16_t t = act_at(a + off)->type;
+        if (t == DPS_ACT_PUSH_VLAN || t == DPS_ACT_POP_VLAN || t == DPS_ACT_SET_MASKED || t == DPS_ACT_TRUNCATE
+            || ((t == DPS_ACT_CLONE || t == DPS_ACT_SAMPLE) && modifies(a + off + 8, act_at(a + off)->len - 8)))
+            return true;
+    }
+    return false;
+}
+
+/* A frame for a side branch: the same mbuf, shared, when nothing will change it, else a copy. */
+static struct rte_mbuf *
+branch(struct rte_mbuf *m, bool must_copy, uint32_t max_len)
+{
+    if (!must_copy && max_len >= rte_pktmbuf_pkt_len(m)) {
+        rte_mbuf_refcnt_update(m, 1);
+        return m;
+    }
+    return rte_pktmbuf_copy(m, m->pool, 0, max_len);
+}
+
+static uint32_t
+hash_5tuple(const struct dps_flow_key *k, uint32_t basis)
+{
+    uint32_t h = rte_hash_crc(k->nw_src, 16, basis);
+    h = rte_hash_crc(k->nw_dst, 16, h);
+    h = rte_hash_crc_4byte((uint32_t)k->nw_proto << 16 | k->eth_type, h);
+    return rte_hash_crc_4byte((uint32_t)k->tp_src << 16 | k->tp_dst, h);
+}
+
+static void
+recirculate(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, const struct dps_flow_key *prev,
+            uint32_t recirc_id, unsigned depth)
+{
+    if (depth >= DPS_MAX_RECIRC) {
+        pmd->stats->action_drops++;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    pmd->stats->recirculations++;
+    struct dps_flow_key key;
+    dps_parse(rte_pktmbuf_mtod(m, uint8_t *), rte_pktmbuf_data_len(m), prev->in_port, &key);
+    key.recirc_id = recirc_id;
+    key.dp_hash = prev->dp_hash;
+    uint32_t hash = dps_key_hash(&key), slot;
+    dps_classify(pmd, &m, &key, &hash, &slot, 1);
+    if (slot == UINT32_MAX) {
+        dps_upcall_miss(pmd, m, &key, hash);
+        return;
+    }
+    const struct dps_flow *fl = &pmd->dp->ft.flows[slot];
+    const struct dps_actions *acts = __atomic_load_n(&fl->actions, __ATOMIC_ACQUIRE);
+    dps_actions_execute(pmd, f, m, &key, acts->data, acts->len, depth + 1);
+}
+
+void
+dps_actions_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
+                    const uint8_t *a, uint32_t len, unsigned depth)
+{
+    uint32_t trunc = UINT32_MAX;
+    for (uint32_t off = 0; off < len;) {
+        const struct dps_action *h = act_at(a + off);
+        const uint8_t *payload = a + off + sizeof *h;
+        uint32_t plen = h->len - sizeof *h;
+        off += h->len;
+        bool last = off >= len;
+        switch (h->type) {
+        case DPS_ACT_OUTPUT: {
+            if (!f->port[h->arg].valid) {
+                pmd->stats->action_drops++;
+                break;
+            }
+            if (last && trunc >= rte_pktmbuf_pkt_len(m)) {
+                dps_tx_enqueue(pmd, f, h->arg, m);
+                return;
+            }
+            struct rte_mbuf *c = branch(m, !last && modifies(a + off, len - off), trunc);
+            if (c)
+                dps_tx_enqueue(pmd, f, h->arg, c);
+            else
+                pmd->stats->action_drops++;
+            break;
+        }
+        case DPS_ACT_PUSH_VLAN:
+            if (!push_vlan(m, h->arg)) {
+                pmd->stats->action_drops++;
+                rte_pktmbuf_free(m);
+                return;
+            }
+            break;
+        case DPS_ACT_POP_VLAN:
+            pop_vlan(m);
+            break;
+        case DPS_ACT_SET_MASKED:
+            set_masked(m, h->arg, payload);   /* a frame without the header is left as it is */
+            break;
+        case DPS_ACT_USERSPACE: {
+            uint64_t cookie;
+            memcpy(&cookie, payload, 8);
+            struct rte_mbuf *c = last ? m : branch(m, true, UINT32_MAX);
+            if (c)
+                dps_upcall(pmd, c, key, DPS_UPCALL_ACTION, cookie);
+            if (last)
+                return;
+            break;
+        }
+        case DPS_ACT_SAMPLE:
+            pmd->rng = pmd->rng * 1103515245u + 12345u;
+            if (h->arg != UINT32_MAX && (pmd->rng ^ (pmd->rng >> 16)) > h->arg)
+                break;
+            /* sampled: run the nested actions on a branch, as clone does */
+            __attribute__((fallthrough));
+        case DPS_ACT_CLONE: {
+            struct rte_mbuf *c = branch(m, modifies(payload, plen), UINT32_MAX);
+            if (!c) {
+                pmd->stats->action_drops++;
+                break;
+            }
+            struct dps_flow_key k2 = *key;
+            dps_actions_execute(pmd, f, c, &k2, payload, plen, depth);
+            break;
+        }
+        case DPS_ACT_HASH:
+            key->dp_hash = hash_5tuple(key, h->arg);
+            break;
+        case DPS_ACT_RECIRC:
+            if (!last) {
+                struct rte_mbuf *c = branch(m, true, UINT32_MAX);
+                if (c)
+                    recirculate(pmd, f, c, key, h->arg, depth);
+                break;
+            }
+            recirculate(pmd, f, m, key, h->arg, depth);
+            return;
+        case DPS_ACT_METER:
+            if (!dps_meter_allow(pmd->dp, h->arg, rte_pktmbuf_pkt_len(m), dps_clock_now(pmd->dp))) {
+                pmd->stats->meter_drops++;
+                rte_pktmbuf_free(m);
+                return;
+            }
+            break;
+        case DPS_ACT_TRUNCATE:
+            trunc = h->arg;
+            break;
+        }
+    }
+    rte_pktmbuf_free(m);                   /* no output took it: the list ends in a drop */
+}

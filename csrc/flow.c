@@ -1,0 +1,751 @@
+/*
+ * flow.c — the flow table and the masked classifier: flow put/delete/get/dump from the control
+ * thread, batched classification (exact-match cache, then subtables) on the PMDs, and meters.
+ * The concurrency rules are in flow.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_cycles.h>
+#include <rte_errno.h>
+#include <rte_hash_crc.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+
+#include "datapath.h"
+
+/* ---- Hashing and masks ---- */
+
+uint32_t
+dps_key_hash(const struct dps_flow_key *k)
+{
+    const uint64_t *w = (const uint64_t *)(const void *)k;
+    uint32_t h = 0xdeadbeef;
+    for (unsigned i = 0; i < DPS_KEY_WORDS; i++)
+        h = rte_hash_crc_8byte(w[i], h);
+    return h;
+}
+
+static void
+key_and(struct dps_flow_key *out, const struct dps_flow_key *k, const struct dps_flow_key *m)
+{
+    uint64_t *o = (uint64_t *)(void *)out;
+    const uint64_t *a = (const void *)k, *b = (const void *)m;
+    for (unsigned i = 0; i < DPS_KEY_WORDS; i++)
+        o[i] = a[i] & b[i];
+}
+
+/* The subtable's hash key: the masked words of a key, packed. */
+static inline void
+compress(const struct dps_subtable *st, const struct dps_flow_key *k, uint64_t *out)
+{
+    const uint64_t *w = (const uint64_t *)(const void *)k;
+    out[0] = 0;
+    for (uint32_t i = 0; i < st->n_words; i++)
+        out[i] = w[st->words[i]] & st->mword[i];
+}
+
+static uint32_t
+subtable_key_len(const struct dps_subtable *st)
+{
+    return (st->n_words ? st->n_words : 1) * 8;
+}
+
+/* ---- Subtables ---- */
+
+static struct rte_hash *
+subtable_hash(const struct dps_subtable *st, uint32_t capacity)
+{
+    static uint32_t seq;
+    char name[RTE_HASH_NAMESIZE];
+    snprintf(name, sizeof name, "dps_st%u", __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
+    struct rte_hash_parameters p = {
+        .name = name, .entries = capacity, .key_len = subtable_key_len(st),
+        .hash_func = rte_hash_crc, .hash_func_init_val = 0, .socket_id = (int)rte_socket_id(),
+        .extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_EXT_TABLE,
+    };
+    return rte_hash_create(&p);
+}
+
+static struct dps_subtable *
+subtable_new(const struct dps_flow_key *mask, uint32_t capacity)
+{
+    struct dps_subtable *st = rte_zmalloc("dps_subtable", sizeof *st, RTE_CACHE_LINE_SIZE);
+    if (!st)
+        return NULL;
+    st->mask = *mask;
+    const uint64_t *m = (const uint64_t *)(const void *)mask;
+    for (unsigned i = 0; i < DPS_KEY_WORDS; i++)
+        if (m[i]) {
+            st->words[st->n_words] = (uint8_t)i;
+            st->mword[st->n_words++] = m[i];
+        }
+    st->capacity = capacity;
+    st->h = subtable_hash(st, capacity);
+    if (!st->h) {
+        rte_free(st);
+        return NULL;
+    }
+    return st;
+}
+
+static void
+subtable_free(struct dps_subtable *st)
+{
+    if (st) {
+        rte_hash_free(st->h);
+        rte_free(st);
+    }
+}
+
+/* Publish a new set of subtables: OLD's array with REMOVE taken out and ADD put in. */
+static int
+cls_publish(struct dps_dp *dp, struct dps_subtable *remove, struct dps_subtable *add)
+{
+    struct dps_flow_table *ft = &dp->ft;
+    struct dps_cls *n = rte_zmalloc("dps_cls", sizeof *n, RTE_CACHE_LINE_SIZE);
+    if (!n)
+        return dps_error(ENOMEM, "no memory for the classifier");
+    for (uint32_t i = 0; i < ft->cls->n; i++)
+        if (ft->cls->st[i] != remove)
+            n->st[n->n++] = ft->cls->st[i];
+    if (add)
+        n->st[n->n++] = add;
+    struct dps_cls *old = ft->cls;
+    __atomic_store_n(&ft->cls, n, __ATOMIC_RELEASE);
+    ft->version++;
+    rte_rcu_qsbr_synchronize(dp->qsbr, RTE_QSBR_THRID_INVALID);
+    rte_free(old);
+    return 0;
+}
+
+static struct dps_subtable *
+subtable_find(struct dps_flow_table *ft, const struct dps_flow_key *mask)
+{
+    for (uint32_t i = 0; i < ft->cls->n; i++)
+        if (memcmp(&ft->cls->st[i]->mask, mask, sizeof *mask) == 0)
+            return ft->cls->st[i];
+    return NULL;
+}
+
+/* A full subtable is rebuilt twice as big and swapped in. */
+static int
+subtable_grow(struct dps_dp *dp, struct dps_subtable *st, struct dps_subtable **out)
+{
+    struct dps_flow_table *ft = &dp->ft;
+    struct dps_subtable *big = subtable_new(&st->mask, st->capacity * 2);
+    if (!big)
+        return dps_error(ENOMEM, "no memory to grow a subtable to %u flows", st->capacity * 2);
+    const void *k;
+    void *data;
+    uint32_t it = 0;
+    while (rte_hash_iterate(st->h, &k, &data, &it) >= 0) {
+        if (rte_hash_add_key_data(big->h, k, data) < 0) {
+            subtable_free(big);
+            return dps_error(ENOMEM, "cannot grow a subtable");
+        }
+        ft->flows[(uintptr_t)data].st = big;
+    }
+    big->n_flows = st->n_flows;
+    int ret = cls_publish(dp, st, big);
+    if (ret < 0)
+        return ret;
+    subtable_free(st);
+    *out = big;
+    return 0;
+}
+
+/* ---- The table ---- */
+
+int
+dps_flow_table_init(struct dps_dp *dp, uint32_t limit)
+{
+    struct dps_flow_table *ft = &dp->ft;
+    ft->limit = limit;
+    ft->flows = calloc(limit, sizeof *ft->flows);
+    ft->free = malloc(limit * sizeof *ft->free);
+    ft->cls = rte_zmalloc("dps_cls", sizeof *ft->cls, RTE_CACHE_LINE_SIZE);
+    char name[RTE_HASH_NAMESIZE];
+    static uint32_t seq;
+    snprintf(name, sizeof name, "dps_ufid%u", __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
+    struct rte_hash_parameters p = { .name = name, .entries = limit < 1024 ? 1024 : limit,
+                                     .key_len = sizeof(struct dps_ufid), .hash_func = rte_hash_crc,
+                                     .socket_id = (int)rte_socket_id(),
+                                     .extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE };
+    ft->by_ufid = rte_hash_create(&p);
+    if (!ft->flows || !ft->free || !ft->cls || !ft->by_ufid)
+        return dps_error(ENOMEM, "no memory for a flow table of %u flows", limit);
+    for (uint32_t i = 0; i < limit; i++)
+        ft->free[i] = limit - 1 - i;
+    ft->n_free = limit;
+    ft->megaflows = true;
+    memset(&ft->exact, 0xff, sizeof ft->exact);
+    ft->exact.pad0 = ft->exact.pad1 = ft->exact.pad2 = ft->exact.pad3 = 0;
+    return 0;
+}
+
+void
+dps_flow_table_fini(struct dps_dp *dp)
+{
+    struct dps_flow_table *ft = &dp->ft;
+    if (ft->flows)
+        for (uint32_t i = 0; i < ft->limit; i++)
+            if (ft->flows[i].used)
+                rte_free(ft->flows[i].actions);
+    for (uint32_t i = 0; i < ft->n_dead_actions; i++)
+        rte_free(ft->dead_actions[i]);
+    if (ft->cls)
+        for (uint32_t i = 0; i < ft->cls->n; i++)
+            subtable_free(ft->cls->st[i]);
+    rte_free(ft->cls);
+    rte_hash_free(ft->by_ufid);
+    free(ft->flows);
+    free(ft->free);
+    free(ft->dead_actions);
+    memset(ft, 0, sizeof *ft);
+}
+
+static void
+flow_stats_sum(const struct dps_dp *dp, uint32_t slot, struct dps_flow_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    for (unsigned i = 0; i <= DPS_MAX_PMDS; i++) {
+        const struct dps_pmd *pmd = dp->pmds[i];
+        if (!pmd || !pmd->fstats)
+            continue;
+        const struct dps_flow_stats *s = &pmd->fstats[slot];
+        out->packets += s->packets;
+        out->bytes += s->bytes;
+        out->tcp_flags |= s->tcp_flags;
+        if (s->used_ns > out->used_ns)
+            out->used_ns = s->used_ns;
+    }
+}
+
+/* Counters since the flow was put or last reset.  PMDs own the counters, so a reset keeps a
+ * baseline instead of writing them; TCP flags, an OR, cannot be un-ORed and stay as seen. */
+static void
+flow_stats_since_reset(const struct dps_dp *dp, uint32_t slot, struct dps_flow_stats *out)
+{
+    const struct dps_flow *f = &dp->ft.flows[slot];
+    flow_stats_sum(dp, slot, out);
+    out->packets -= f->base.packets;
+    out->bytes -= f->base.bytes;
+    if (!out->packets)
+        out->tcp_flags = 0;
+}
+
+static int
+ufid_slot(const struct dps_flow_table *ft, const struct dps_ufid *ufid)
+{
+    void *data;
+    if (rte_hash_lookup_data(ft->by_ufid, ufid, &data) < 0)
+        return -1;
+    return (int)(uintptr_t)data;
+}
+
+static struct dps_actions *
+actions_copy(const uint8_t *a, uint32_t len)
+{
+    struct dps_actions *acts = rte_malloc("dps_actions", sizeof *acts + len, RTE_CACHE_LINE_SIZE);
+    if (acts) {
+        acts->len = len;
+        memcpy(acts->data, a, len);
+    }
+    return acts;
+}
+
+static void
+actions_retire(struct dps_flow_table *ft, struct dps_actions *a)
+{
+    if (ft->n_dead_actions == ft->dead_actions_cap) {
+        uint32_t cap = ft->dead_actions_cap ? ft->dead_actions_cap * 2 : 256;
+        void *n = realloc(ft->dead_actions, cap * sizeof *ft->dead_actions);
+        if (!n)
+            return;   /* leak one list rather than free it under a reader */
+        ft->dead_actions = n;
+        ft->dead_actions_cap = cap;
+    }
+    ft->dead_actions[ft->n_dead_actions++] = a;
+}
+
+void
+dps_flow_reclaim(struct dps_dp *dp)
+{
+    struct dps_flow_table *ft = &dp->ft;
+    for (uint32_t i = 0; i < ft->n_dead_actions; i++)
+        rte_free(ft->dead_actions[i]);
+    ft->n_dead_actions = 0;
+}
+
+static int
+flow_put_one(struct dps_dp *dp, struct dps_flow_put *p)
+{
+    struct dps_flow_table *ft = &dp->ft;
+    char why[160];
+    if (!p->key || !p->mask)
+        return dps_error(EINVAL, "a flow needs a key and a mask");
+    if (dps_actions_validate(p->actions, p->actions_len, why, sizeof why) < 0)
+        return dps_error(EINVAL, "bad actions: %s", why);
+
+    int slot = ufid_slot(ft, &p->ufid);
+    if (slot >= 0) {
+        if (p->flags & DPS_FLOW_CREATE)
+            return dps_error(EEXIST, "flow %016lx%016lx exists", (unsigned long)p->ufid.hi,
+                             (unsigned long)p->ufid.lo);
+        struct dps_flow *f = &ft->flows[slot];
+        struct dps_actions *a = actions_copy(p->actions, p->actions_len);
+        if (!a)
+            return dps_error(ENOMEM, "no memory for actions");
+        struct dps_actions *old = f->actions;
+        __atomic_store_n(&f->actions, a, __ATOMIC_RELEASE);
+        actions_retire(ft, old);
+        if (p->flags & DPS_FLOW_RESET_STATS)
+            flow_stats_sum(dp, (uint32_t)slot, &f->base);
+        return 0;
+    }
+    if (p->flags & DPS_FLOW_MODIFY)
+        return dps_error(ENOENT, "no flow %016lx%016lx to modify", (unsigned long)p->ufid.hi,
+                         (unsigned long)p->ufid.lo);
+    if (ft->n_free == 0)
+        return dps_error(ENOSPC, "flow limit (%u) reached", ft->limit);
+
+    const struct dps_flow_key *mask = ft->megaflows ? p->mask : &ft->exact;
+    struct dps_flow_key key;
+    key_and(&key, p->key, mask);
+    struct dps_subtable *st = subtable_find(ft, mask);
+    if (!st) {
+        if (ft->cls->n == DPS_MAX_SUBTABLES)
+            return dps_error(ENOSPC, "%d distinct masks: no room for another", DPS_MAX_SUBTABLES);
+        st = subtable_new(mask, 1024);
+        if (!st)
+            return dps_error(ENOMEM, "no memory for a subtable");
+        int ret = cls_publish(dp, NULL, st);
+        if (ret < 0) {
+            subtable_free(st);
+            return ret;
+        }
+    }
+    uint64_t ck[DPS_KEY_WORDS];
+    compress(st, &key, ck);
+    if (rte_hash_lookup(st->h, ck) >= 0)
+        return dps_error(EEXIST, "an identical flow (same key and mask) exists under another UFID");
+    if (st->n_flows >= st->capacity * 7 / 8) {
+        int ret = subtable_grow(dp, st, &st);
+        if (ret < 0)
+            return ret;
+    }
+
+    uint32_t s = ft->free[--ft->n_free];
+    struct dps_flow *f = &ft->flows[s];
+    f->actions = actions_copy(p->actions, p->actions_len);
+    if (!f->actions) {
+        ft->free[ft->n_free++] = s;
+        return dps_error(ENOMEM, "no memory for actions");
+    }
+    f->key = key;
+    f->ufid = p->ufid;
+    f->st = st;
+    f->gen++;
+    f->used = 1;
+    memset(&f->base, 0, sizeof f->base);   /* the slot's PMD counters were zeroed when it died */
+    __atomic_store_n(&f->dead, 0, __ATOMIC_RELEASE);
+    int ret = rte_hash_add_key_data(ft->by_ufid, &p->ufid, (void *)(uintptr_t)s);
+    if (ret == 0)
+        ret = rte_hash_add_key_data(st->h, ck, (void *)(uintptr_t)s);
+    if (ret < 0) {
+        rte_hash_del_key(ft->by_ufid, &p->ufid);
+        rte_free(f->actions);
+        f->used = 0;
+        f->dead = 1;
+        ft->free[ft->n_free++] = s;
+        return dps_error(-ret, "cannot index the flow: %s", rte_strerror(-ret));
+    }
+    st->n_flows++;
+    ft->n_flows++;
+    return 0;
+}
+
+int
+dps_flow_put_batch(struct dps_dp *dp, struct dps_flow_put *puts, unsigned n)
+{
+    int ok = 0;
+    for (unsigned i = 0; i < n; i++) {
+        puts[i].result = flow_put_one(dp, &puts[i]);
+        ok += puts[i].result == 0;
+    }
+    if (ok)
+        __atomic_fetch_add(&dp->ft.version, 1, __ATOMIC_RELEASE);
+    if (dp->ft.n_dead_actions > 4096) {
+        rte_rcu_qsbr_synchronize(dp->qsbr, RTE_QSBR_THRID_INVALID);
+        dps_flow_reclaim(dp);
+    }
+    return ok;
+}
+
+int
+dps_flow_del_batch(struct dps_dp *dp, const struct dps_ufid *ufids, unsigned n, struct dps_flow_stats *stats)
+{
+    struct dps_flow_table *ft = &dp->ft;
+    struct { uint32_t slot; int32_t pos; struct dps_subtable *st; } *dead = malloc((n ? n : 1) * sizeof *dead);
+    if (!dead)
+        return dps_error(ENOMEM, "no memory to delete %u flows", n);
+    unsigned n_dead = 0;
+    for (unsigned i = 0; i < n; i++) {
+        int slot = ufid_slot(ft, &ufids[i]);
+        if (stats)
+            memset(&stats[i], 0, sizeof stats[i]);
+        if (slot < 0)
+            continue;
+        struct dps_flow *f = &ft->flows[slot];
+        uint64_t ck[DPS_KEY_WORDS];
+        compress(f->st, &f->key, ck);
+        __atomic_store_n(&f->dead, 1, __ATOMIC_RELEASE);
+        int32_t pos = rte_hash_del_key(f->st->h, ck);
+        rte_hash_del_key(ft->by_ufid, &ufids[i]);
+        f->st->n_flows--;
+        ft->n_flows--;
+        dead[n_dead++] = (typeof(*dead)){ (uint32_t)slot, pos, f->st };
+    }
+    if (n_dead) {
+        __atomic_fetch_add(&ft->version, 1, __ATOMIC_RELEASE);
+        rte_rcu_qsbr_synchronize(dp->qsbr, RTE_QSBR_THRID_INVALID);   /* no PMD holds them now */
+        unsigned k = 0;
+        for (unsigned i = 0; i < n; i++) {
+            if (k < n_dead && stats && memcmp(&ft->flows[dead[k].slot].ufid, &ufids[i], sizeof ufids[i]) == 0)
+                flow_stats_since_reset(dp, dead[k++].slot, &stats[i]);
+        }
+        for (unsigned i = 0; i < n_dead; i++) {
+            struct dps_flow *f = &ft->flows[dead[i].slot];
+            for (unsigned p = 0; p <= DPS_MAX_PMDS; p++)   /* no PMD writes them any more */
+                if (dp->pmds[p] && dp->pmds[p]->fstats)
+                    memset(&dp->pmds[p]->fstats[dead[i].slot], 0, sizeof(struct dps_flow_stats));
+            if (dead[i].pos >= 0)
+                rte_hash_free_key_with_position(dead[i].st->h, dead[i].pos);
+            rte_free(f->actions);
+            f->actions = NULL;
+            f->used = 0;
+            ft->free[ft->n_free++] = dead[i].slot;
+        }
+        for (unsigned i = 0; i < n_dead; i++)    /* empty subtables go */
+            if (dead[i].st && dead[i].st->n_flows == 0) {
+                struct dps_subtable *st = dead[i].st;
+                for (unsigned j = i; j < n_dead; j++)
+                    if (dead[j].st == st)
+                        dead[j].st = NULL;
+                if (cls_publish(dp, st, NULL) == 0)
+                    subtable_free(st);
+            }
+        dps_flow_reclaim(dp);
+    }
+    free(dead);
+    return (int)n_dead;
+}
+
+int
+dps_flow_get(const struct dps_dp *dp, const struct dps_ufid *ufid, struct dps_flow_key *key,
+             struct dps_flow_key *mask, struct dps_flow_stats *stats, uint8_t *actions, uint32_t *actions_len)
+{
+    int slot = ufid_slot(&dp->ft, ufid);
+    if (slot < 0)
+        return dps_error(ENOENT, "no flow %016lx%016lx", (unsigned long)ufid->hi, (unsigned long)ufid->lo);
+    const struct dps_flow *f = &dp->ft.flows[slot];
+    if (key)
+        *key = f->key;
+    if (mask)
+        *mask = f->st->mask;
+    if (stats)
+        flow_stats_since_reset(dp, (uint32_t)slot, stats);
+    if (actions_len) {
+        uint32_t room = *actions_len;
+        *actions_len = f->actions->len;
+        if (f->actions->len > room)
+            return dps_error(ENOSPC, "actions are %u bytes", f->actions->len);
+        if (actions)
+            memcpy(actions, f->actions->data, f->actions->len);
+    }
+    return 0;
+}
+
+int
+dps_flow_dump(const struct dps_dp *dp, uint32_t *cursor, struct dps_flow_dump *out, unsigned n,
+              uint8_t *actbuf, uint32_t actbuf_len)
+{
+    const struct dps_flow_table *ft = &dp->ft;
+    unsigned k = 0;
+    uint32_t used = 0, i = *cursor;
+    for (; i < ft->limit && k < n; i++) {
+        const struct dps_flow *f = &ft->flows[i];
+        if (!f->used || f->dead)
+            continue;
+        if (used + f->actions->len > actbuf_len)
+            break;
+        out[k].ufid = f->ufid;
+        out[k].key = f->key;
+        out[k].mask = f->st->mask;
+        flow_stats_since_reset(dp, i, &out[k].stats);
+        out[k].actions_ofs = used;
+        out[k].actions_len = f->actions->len;
+        memcpy(actbuf + used, f->actions->data, f->actions->len);
+        used += f->actions->len;
+        k++;
+    }
+    *cursor = i >= ft->limit ? UINT32_MAX : i;
+    return (int)k;
+}
+
+int
+dps_flow_flush(struct dps_dp *dp)
+{
+    struct dps_flow_table *ft = &dp->ft;
+    struct dps_ufid *all = malloc((ft->n_flows ? ft->n_flows : 1) * sizeof *all);
+    if (!all)
+        return dps_error(ENOMEM, "no memory to flush");
+    unsigned n = 0;
+    for (uint32_t i = 0; i < ft->limit; i++)
+        if (ft->flows[i].used && !ft->flows[i].dead)
+            all[n++] = ft->flows[i].ufid;
+    int ret = dps_flow_del_batch(dp, all, n, NULL);
+    free(all);
+    return ret;
+}
+
+unsigned
+dps_flow_count(const struct dps_dp *dp)
+{
+    return dp->ft.n_flows;
+}
+
+unsigned
+dps_subtable_count(const struct dps_dp *dp)
+{
+    return dp->ft.cls->n;
+}
+
+int
+dps_megaflows_set(struct dps_dp *dp, int enabled)
+{
+    dp->ft.megaflows = enabled != 0;
+    int ret = dps_flow_flush(dp);
+    return ret < 0 ? ret : 0;
+}
+
+void
+dps_emc_insert_prob_set(struct dps_dp *dp, uint32_t inv_prob)
+{
+    __atomic_store_n(&dp->emc_inv_prob, inv_prob, __ATOMIC_RELAXED);
+}
+
+/* ---- Classification (PMD side) ---- */
+
+static inline bool
+key_eq(const struct dps_flow_key *a, const struct dps_flow_key *b)
+{
+    const uint64_t *x = (const void *)a, *y = (const void *)b;
+    uint64_t d = 0;
+    for (unsigned i = 0; i < DPS_KEY_WORDS; i++)
+        d |= x[i] ^ y[i];
+    return d == 0;
+}
+
+static inline bool
+flow_alive(const struct dps_flow_table *ft, uint32_t slot, uint32_t gen)
+{
+    if (slot >= ft->limit)
+        return false;
+    const struct dps_flow *f = &ft->flows[slot];
+    return f->gen == gen && !__atomic_load_n(&f->dead, __ATOMIC_ACQUIRE);
+}
+
+static inline uint32_t
+emc_lookup(const struct dps_emc *emc, const struct dps_flow_table *ft, const struct dps_flow_key *k, uint32_t h)
+{
+    for (uint32_t probe = 0, idx = h; probe < 2; probe++, idx >>= DPS_EMC_SHIFT) {
+        const struct dps_emc_entry *e = &emc->e[idx & (DPS_EMC_ENTRIES - 1)];
+        if (e->hash == h && e->slot != UINT32_MAX && key_eq(&e->key, k) && flow_alive(ft, e->slot, e->gen))
+            return e->slot;
+    }
+    return UINT32_MAX;
+}
+
+static inline void
+emc_insert(struct dps_emc *emc, const struct dps_flow_table *ft, const struct dps_flow_key *k, uint32_t h,
+           uint32_t slot)
+{
+    struct dps_emc_entry *a = &emc->e[h & (DPS_EMC_ENTRIES - 1)];
+    struct dps_emc_entry *b = &emc->e[(h >> DPS_EMC_SHIFT) & (DPS_EMC_ENTRIES - 1)];
+    struct dps_emc_entry *e = a;
+    if (a->slot != UINT32_MAX && flow_alive(ft, a->slot, a->gen) && !(a->hash == h && key_eq(&a->key, k)))
+        e = b;                             /* keep a live entry in the first place; take the second */
+    e->hash = h;
+    e->slot = slot;
+    e->gen = ft->flows[slot].gen;
+    e->key = *k;
+}
+
+/* Bring the PMD's subtable order up to date with the published set; re-rank by hits now and
+ * then (about once a second), as Open vSwitch re-sorts its pvector. */
+static void
+pmd_cls_refresh(struct dps_pmd_cls *pc, const struct dps_cls *cls)
+{
+    if (pc->seen != cls) {
+        struct dps_subtable *order[DPS_MAX_SUBTABLES];
+        uint64_t hits[DPS_MAX_SUBTABLES];
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < pc->n; i++)              /* keep the order of those still there */
+            for (uint32_t j = 0; j < cls->n; j++)
+                if (cls->st[j] == pc->order[i]) {
+                    hits[n] = pc->hits[i];
+                    order[n++] = pc->order[i];
+                    break;
+                }
+        for (uint32_t j = 0; j < cls->n; j++) {          /* then the new ones */
+            bool known = false;
+            for (uint32_t i = 0; i < n && !known; i++)
+                known = order[i] == cls->st[j];
+            if (!known) {
+                hits[n] = 0;
+                order[n++] = cls->st[j];
+            }
+        }
+        memcpy(pc->order, order, n * sizeof *order);
+        memcpy(pc->hits, hits, n * sizeof *hits);
+        pc->n = n;
+        pc->seen = cls;
+    }
+    uint64_t now = rte_rdtsc();
+    if (now >= pc->next_rank_tsc) {
+        pc->next_rank_tsc = now + rte_get_tsc_hz();
+        for (uint32_t i = 1; i < pc->n; i++)             /* insertion sort, most hits first */
+            for (uint32_t j = i; j > 0 && pc->hits[j] > pc->hits[j - 1]; j--) {
+                RTE_SWAP(pc->hits[j], pc->hits[j - 1]);
+                RTE_SWAP(pc->order[j], pc->order[j - 1]);
+            }
+        for (uint32_t i = 0; i < pc->n; i++)
+            pc->hits[i] /= 2;
+    }
+}
+
+void
+dps_classify(struct dps_pmd *pmd, struct rte_mbuf **pkts, struct dps_flow_key *keys, uint32_t *hashes,
+             uint32_t *slots, unsigned n)
+{
+    struct dps_dp *dp = pmd->dp;
+    const struct dps_flow_table *ft = &dp->ft;
+    uint32_t inv = __atomic_load_n(&dp->emc_inv_prob, __ATOMIC_RELAXED);
+    unsigned miss[DPS_BURST], n_miss = 0;
+
+    for (unsigned i = 0; i < n; i++) {
+        slots[i] = inv ? emc_lookup(pmd->emc, ft, &keys[i], hashes[i]) : UINT32_MAX;
+        if (slots[i] != UINT32_MAX)
+            pmd->stats->emc_hits++;
+        else
+            miss[n_miss++] = i;
+    }
+    if (!n_miss)
+        return;
+
+    const struct dps_cls *cls = __atomic_load_n(&ft->cls, __ATOMIC_ACQUIRE);
+    struct dps_pmd_cls *pc = &pmd->cls;
+    pmd_cls_refresh(pc, cls);
+    uint64_t ck[DPS_BURST][DPS_KEY_WORDS];
+    const void *kp[DPS_BURST];
+    void *data[DPS_BURST];
+    for (uint32_t s = 0; s < pc->n && n_miss; s++) {
+        const struct dps_subtable *st = pc->order[s];
+        for (unsigned j = 0; j < n_miss; j++) {
+            compress(st, &keys[miss[j]], ck[j]);
+            kp[j] = ck[j];
+        }
+        uint64_t hit = 0;
+        if (rte_hash_lookup_bulk_data(st->h, kp, n_miss, &hit, data) <= 0)
+            continue;
+        unsigned left = 0;
+        for (unsigned j = 0; j < n_miss; j++) {
+            unsigned i = miss[j];
+            if (!(hit & (1ull << j))) {
+                miss[left++] = i;
+                continue;
+            }
+            uint32_t slot = (uint32_t)(uintptr_t)data[j];
+            slots[i] = slot;
+            pc->hits[s]++;
+            pmd->stats->megaflow_hits++;
+            pmd->stats->subtable_lookups += s + 1;
+            if (inv && (inv == 1 || (pmd->rng = pmd->rng * 1103515245u + 12345u) % inv == 0))
+                emc_insert(pmd->emc, ft, &keys[i], hashes[i], slot);
+        }
+        n_miss = left;
+    }
+    (void)pkts;
+}
+
+/* ---- Meters ---- */
+
+int
+dps_meter_set(struct dps_dp *dp, uint32_t id, uint32_t flags, const struct dps_meter_band *bands, unsigned n)
+{
+    if (id >= DPS_MAX_METERS)
+        return dps_error(EINVAL, "meter %u: ids go up to %d", id, DPS_MAX_METERS - 1);
+    struct dps_meter *m = &dp->meters[id];
+    rte_spinlock_lock(&m->lock);
+    if (n == 0) {
+        m->valid = false;
+    } else {
+        uint32_t rate = bands[0].rate, burst = bands[0].burst;
+        for (unsigned i = 1; i < n; i++)              /* the lowest rate's band drops first */
+            if (bands[i].rate < rate) {
+                rate = bands[i].rate;
+                burst = bands[i].burst;
+            }
+        m->pktps = flags & DPS_METER_PKTPS;
+        m->rate = rate;
+        m->burst = burst ? burst : (rate / 10 ? rate / 10 : 1);
+        m->tokens_milli = m->burst * 1000;
+        m->last_ns = dps_clock_now(dp);
+        m->packets = m->dropped = 0;
+        m->valid = true;
+    }
+    rte_spinlock_unlock(&m->lock);
+    return 0;
+}
+
+int
+dps_meter_stats(const struct dps_dp *dp, uint32_t id, uint64_t *packets, uint64_t *dropped)
+{
+    if (id >= DPS_MAX_METERS || !dp->meters[id].valid)
+        return dps_error(ENOENT, "no meter %u", id);
+    *packets = dp->meters[id].packets;
+    *dropped = dp->meters[id].dropped;
+    return 0;
+}
+
+/* Shared token bucket (one per meter, a spinlock each): the rate holds whatever PMDs the
+ * metered traffic spreads over, which per-PMD buckets could not promise. */
+bool
+dps_meter_allow(struct dps_dp *dp, uint32_t id, uint32_t bytes, uint64_t now)
+{
+    if (id >= DPS_MAX_METERS)
+        return true;
+    struct dps_meter *m = &dp->meters[id];
+    if (!m->valid)
+        return true;                       /* OpenFlow: a missing meter is the slow path's error */
+    rte_spinlock_lock(&m->lock);
+    if (now > m->last_ns) {
+        m->tokens_milli += (now - m->last_ns) * m->rate / 1000000;
+        if (m->tokens_milli > m->burst * 1000)
+            m->tokens_milli = m->burst * 1000;
+        m->last_ns = now;
+    }
+    uint64_t cost = m->pktps ? 1000 : (uint64_t)bytes * 8;
+    bool ok = m->tokens_milli >= cost;
+    if (ok)
+        m->tokens_milli -= cost;
+    else
+        m->dropped++;
+    m->packets++;
+    rte_spinlock_unlock(&m->lock);
+    return ok;
+}

@@ -1,0 +1,145 @@
+/*
+ * flow.h — datapath flows: the flow table, the masked classifier (tuple space search: one hash
+ * table per distinct mask), the per-PMD exact-match cache, in-flight misses and meters.
+ *
+ * Concurrency (see datapath.h): the control thread is the only writer.  PMDs read flows and
+ * subtables without locks:
+ *   - a flow is published by inserting it into its subtable's lock-free hash (rte_hash with
+ *     RW_CONCURRENCY_LF) after it is fully written; deleted by removing it and marking it dead;
+ *     its slot is reused, with a new generation, only after an RCU grace period;
+ *   - a flow's actions are swapped as one pointer; the old list is freed after a grace period;
+ *   - the set of subtables is an immutable array published by pointer (RCU), replaced when a
+ *     subtable appears, disappears or is rebuilt bigger.
+ * The exact-match cache belongs to its PMD alone; its entries name a flow by (slot, generation)
+ * and are checked against the flow on every hit, so a dead flow is never used.
+ */
+#ifndef DPS_FLOW_H
+#define DPS_FLOW_H 1
+
+#include <stdint.h>
+#include <stdbool.h>
+
+#include <rte_hash.h>
+#include <rte_spinlock.h>
+
+#include "dpdkswitch.h"
+
+#define DPS_KEY_WORDS (sizeof(struct dps_flow_key) / 8)
+#define DPS_MAX_SUBTABLES 512
+#define DPS_EMC_ENTRIES 8192               /* per PMD; a power of two */
+#define DPS_EMC_SHIFT 13
+#define DPS_INFLIGHT 256                   /* misses in flight per PMD; a power of two */
+#define DPS_PARKED 512                     /* frames parked behind them */
+#define DPS_INFLIGHT_NS 20000000ull        /* 20 ms: after that a parked frame is upcalled again */
+#define DPS_MAX_RECIRC 6
+
+struct dps_actions {
+    uint32_t len;
+    uint8_t data[];
+};
+
+struct dps_subtable;
+
+struct dps_flow {
+    struct dps_flow_key key;               /* already masked */
+    struct dps_ufid ufid;
+    struct dps_actions *actions;           /* RCU: swap whole */
+    struct dps_subtable *st;
+    uint32_t gen;                          /* bumped whenever the slot is (re)used */
+    volatile uint8_t dead;
+    uint8_t used;                          /* slot taken (control thread's view) */
+    uint16_t pad;
+    struct dps_flow_stats base;            /* counters at the last reset (control thread) */
+};
+
+struct dps_subtable {
+    struct dps_flow_key mask;
+    uint32_t n_words;                      /* mask words that are not zero */
+    uint8_t words[DPS_KEY_WORDS];
+    uint64_t mword[DPS_KEY_WORDS];
+    struct rte_hash *h;                    /* compressed masked key -> flow slot */
+    uint32_t capacity;
+    uint32_t n_flows;
+};
+
+/* The subtables, as PMDs see them: immutable once published. */
+struct dps_cls {
+    uint32_t n;
+    struct dps_subtable *st[DPS_MAX_SUBTABLES];
+};
+
+struct dps_flow_table {
+    struct dps_flow *flows;                /* [limit] */
+    uint32_t limit;
+    uint32_t n_flows;
+    uint32_t *free;                        /* free slots (a stack) */
+    uint32_t n_free;
+    struct dps_actions **dead_actions;     /* replaced action lists waiting, likewise */
+    uint32_t n_dead_actions, dead_actions_cap;
+    struct rte_hash *by_ufid;              /* UFID -> slot (control thread only) */
+    struct dps_cls *cls;                   /* RCU-published */
+    volatile uint64_t version;             /* bumped by every change PMDs should notice */
+    bool megaflows;
+    struct dps_flow_key exact;             /* the mask used while megaflows are off */
+};
+
+/* A PMD's own order of the subtables, re-ranked by hits. */
+struct dps_pmd_cls {
+    const struct dps_cls *seen;            /* the snapshot the order was made for */
+    uint32_t n;
+    struct dps_subtable *order[DPS_MAX_SUBTABLES];
+    uint64_t hits[DPS_MAX_SUBTABLES];      /* by position in order[] */
+    uint64_t next_rank_tsc;
+};
+
+struct dps_emc_entry {
+    uint32_t hash;
+    uint32_t slot;
+    uint32_t gen;
+    uint32_t pad;
+    struct dps_flow_key key;
+};
+struct dps_emc {
+    struct dps_emc_entry e[DPS_EMC_ENTRIES];
+};
+
+struct dps_inflight {
+    struct {
+        uint32_t hash;
+        uint32_t pad;
+        uint64_t since_ns;
+        struct dps_flow_key key;
+    } miss[DPS_INFLIGHT];
+    struct rte_mbuf *parked[DPS_PARKED];
+    uint32_t n_parked;
+    uint64_t parked_version;               /* flow table version when last retried */
+    uint64_t oldest_ns;
+};
+
+struct dps_meter {
+    rte_spinlock_t lock;
+    bool valid;
+    bool pktps;
+    uint64_t rate;                         /* tokens per second: packets, or bits / 1000 */
+    uint64_t burst;                        /* bucket size, in tokens */
+    uint64_t tokens_milli;                 /* thousandths of a token */
+    uint64_t last_ns;
+    uint64_t packets, dropped;
+};
+
+struct dps_dp;
+struct dps_pmd;
+struct dps_fwd;
+
+int dps_flow_table_init(struct dps_dp *dp, uint32_t limit);
+void dps_flow_table_fini(struct dps_dp *dp);
+/* After a grace period: recycle dead flow slots and free replaced action lists. */
+void dps_flow_reclaim(struct dps_dp *dp);
+
+/* PMD side: classify a burst.  flows[i] gets the slot of pkts[i]'s flow or UINT32_MAX. */
+void dps_classify(struct dps_pmd *pmd, struct rte_mbuf **pkts, struct dps_flow_key *keys, uint32_t *hashes,
+                  uint32_t *slots, unsigned n);
+bool dps_meter_allow(struct dps_dp *dp, uint32_t id, uint32_t bytes, uint64_t now_ns);
+uint32_t dps_key_hash(const struct dps_flow_key *k);
+
+#endif

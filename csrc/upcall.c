@@ -1,0 +1,244 @@
+/*
+ * upcall.c — frames to and from the slow path.  PMDs put misses (and userspace actions) on one
+ * multi-producer ring, by reference, the key in the mbuf's private area; the control thread is
+ * its single consumer, woken by an eventfd.  Also packet-out: the control thread runs action
+ * lists on frames, through its own tx queue.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+
+#include "datapath.h"
+
+struct dps_upcall_meta {
+    struct dps_flow_key key;
+    uint32_t type;
+    uint32_t pad;
+    uint64_t cookie;
+};
+
+uint16_t
+dps_mbuf_priv_size(void)
+{
+    return RTE_ALIGN_CEIL(sizeof(struct dps_upcall_meta), RTE_MBUF_PRIV_ALIGN);
+}
+
+int
+dps_upcall_init(struct dps_dp *dp)
+{
+    uint32_t size = dp->params.upcall_ring ? dp->params.upcall_ring : 4096;
+    if (!rte_is_power_of_2(size))
+        return dps_error(EINVAL, "upcall ring size %u is not a power of two", size);
+    char name[RTE_RING_NAMESIZE];
+    snprintf(name, sizeof name, "dps_up%p", (void *)dp);
+    dp->upcalls = rte_ring_create(name, size, (int)rte_socket_id(), RING_F_SC_DEQ | RING_F_EXACT_SZ);
+    dp->upcall_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!dp->upcalls || dp->upcall_efd < 0)
+        return dps_error(ENOMEM, "cannot create the upcall ring (%u) or its eventfd", size);
+    dp->upcall_share = size;
+    return 0;
+}
+
+void
+dps_upcall_fini(struct dps_dp *dp)
+{
+    struct rte_mbuf *m;
+    while (dp->upcalls && rte_ring_dequeue(dp->upcalls, (void **)&m) == 0)
+        rte_pktmbuf_free(m);
+    rte_ring_free(dp->upcalls);
+    if (dp->upcall_efd > 0)
+        close(dp->upcall_efd);
+}
+
+/* Queue a frame for the slow path, or drop and count it: ring full, or its port's share used. */
+void
+dps_upcall(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *key, uint32_t type,
+           uint64_t cookie)
+{
+    struct dps_dp *dp = pmd->dp;
+    uint32_t port = key->in_port < DPS_MAX_PORTS ? key->in_port : 0;
+    uint64_t queued = 0;
+    for (unsigned i = 0; i <= DPS_MAX_PMDS; i++)
+        if (dp->pmds[i] && dp->pmds[i]->upcalls_by_port)
+            queued += __atomic_load_n(&dp->pmds[i]->upcalls_by_port[port], __ATOMIC_RELAXED);
+    uint64_t taken = __atomic_load_n(&dp->upcalls_taken[port], __ATOMIC_RELAXED);
+    if (queued - taken >= dp->upcall_share || rte_pktmbuf_priv_size(m->pool) < sizeof(struct dps_upcall_meta)) {
+        pmd->stats->lost++;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    struct dps_upcall_meta *meta = rte_mbuf_to_priv(m);
+    meta->key = *key;
+    meta->type = type;
+    meta->cookie = cookie;
+    if (rte_ring_mp_enqueue(dp->upcalls, m) != 0) {
+        pmd->stats->lost++;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    __atomic_store_n(&pmd->upcalls_by_port[port], pmd->upcalls_by_port[port] + 1, __ATOMIC_RELAXED);
+    if (type == DPS_UPCALL_MISS)
+        pmd->stats->misses++;
+    if (__atomic_load_n(&dp->upcall_waiting, __ATOMIC_ACQUIRE)
+        && __atomic_exchange_n(&dp->upcall_waiting, 0, __ATOMIC_ACQ_REL)) {
+        uint64_t one = 1;
+        ssize_t r = write(dp->upcall_efd, &one, sizeof one);
+        (void)r;
+    }
+}
+
+static inline bool
+same_key(const struct dps_flow_key *a, const struct dps_flow_key *b)
+{
+    return memcmp(a, b, sizeof *a) == 0;
+}
+
+/* A miss: upcall it, unless the same flow's miss is already in flight; then park the frame
+ * until flows change (or the miss is old), so a burst of one new flow costs one upcall. */
+void
+dps_upcall_miss(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *key, uint32_t hash)
+{
+    struct dps_inflight *in = &pmd->inflight;
+    uint64_t now = dps_clock_now(pmd->dp);
+    typeof(in->miss[0]) *e = &in->miss[hash & (DPS_INFLIGHT - 1)];
+    if (e->since_ns && e->hash == hash && now - e->since_ns < DPS_INFLIGHT_NS && same_key(&e->key, key)
+        && in->n_parked < DPS_PARKED && rte_pktmbuf_priv_size(m->pool) >= sizeof(struct dps_upcall_meta)) {
+        ((struct dps_upcall_meta *)rte_mbuf_to_priv(m))->key = *key;
+        if (in->n_parked == 0) {
+            in->oldest_ns = now;
+            in->parked_version = __atomic_load_n(&pmd->dp->ft.version, __ATOMIC_ACQUIRE);
+        }
+        in->parked[in->n_parked++] = m;
+        pmd->stats->dups++;
+        return;
+    }
+    e->hash = hash;
+    e->since_ns = now | 1;
+    e->key = *key;
+    dps_upcall(pmd, m, key, DPS_UPCALL_MISS, 0);
+}
+
+/* Parked frames: looked up again when flows changed; upcalled when their miss is old. */
+void
+dps_inflight_retry(struct dps_pmd *pmd, const struct dps_fwd *f)
+{
+    struct dps_inflight *in = &pmd->inflight;
+    if (!in->n_parked)
+        return;
+    uint64_t version = __atomic_load_n(&pmd->dp->ft.version, __ATOMIC_ACQUIRE);
+    uint64_t now = dps_clock_now(pmd->dp);
+    bool expired = now - in->oldest_ns >= DPS_INFLIGHT_NS;
+    if (version == in->parked_version && !expired)
+        return;
+    struct rte_mbuf *pkts[DPS_PARKED];
+    unsigned n = in->n_parked, keep = 0;
+    memcpy(pkts, in->parked, n * sizeof *pkts);
+    in->n_parked = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct dps_flow_key key = ((struct dps_upcall_meta *)rte_mbuf_to_priv(pkts[i]))->key;
+        uint32_t hash = dps_key_hash(&key), slot;
+        dps_classify(pmd, &pkts[i], &key, &hash, &slot, 1);
+        if (slot != UINT32_MAX)
+            dps_pmd_run_flow(pmd, f, pkts[i], &key, slot, now);
+        else if (expired)
+            dps_upcall(pmd, pkts[i], &key, DPS_UPCALL_MISS, 0);
+        else
+            in->parked[keep++] = pkts[i];
+    }
+    in->n_parked = keep;
+    in->parked_version = version;
+    if (expired)
+        in->oldest_ns = now;
+}
+
+/* ---- The control thread's side ---- */
+
+int
+dps_upcall_fd(const struct dps_dp *dp)
+{
+    return dp->upcall_efd;
+}
+
+unsigned
+dps_upcall_arm(struct dps_dp *dp)
+{
+    __atomic_store_n(&dp->upcall_waiting, 1, __ATOMIC_RELEASE);
+    return rte_ring_count(dp->upcalls);
+}
+
+int
+dps_upcall_recv(struct dps_dp *dp, struct dps_upcall *out, unsigned n)
+{
+    struct rte_mbuf *pkts[256];
+    unsigned got = rte_ring_sc_dequeue_burst(dp->upcalls, (void **)pkts, RTE_MIN(n, 256u), NULL);
+    for (unsigned i = 0; i < got; i++) {
+        struct rte_mbuf *m = pkts[i];
+        const struct dps_upcall_meta *meta = rte_mbuf_to_priv(m);
+        if (m->nb_segs > 1)
+            rte_pktmbuf_linearize(m);
+        out[i].packet = m;
+        out[i].data = rte_pktmbuf_mtod(m, const uint8_t *);
+        out[i].len = rte_pktmbuf_data_len(m);
+        out[i].type = meta->type;
+        out[i].cookie = meta->cookie;
+        out[i].key = meta->key;
+        uint32_t port = meta->key.in_port < DPS_MAX_PORTS ? meta->key.in_port : 0;
+        __atomic_store_n(&dp->upcalls_taken[port], dp->upcalls_taken[port] + 1, __ATOMIC_RELAXED);
+    }
+    return (int)got;
+}
+
+static int
+execute_on(struct dps_dp *dp, struct rte_mbuf *m, struct dps_flow_key *key, const uint8_t *actions, uint32_t len)
+{
+    char why[160];
+    if (dps_actions_validate(actions, len, why, sizeof why) < 0) {
+        rte_pktmbuf_free(m);
+        return dps_error(EINVAL, "bad actions: %s", why);
+    }
+    struct dps_pmd *ctl = dp->pmds[DPS_MANUAL_PMD];
+    const struct dps_fwd *f = __atomic_load_n(&dp->fwd, __ATOMIC_ACQUIRE);
+    dps_actions_execute(ctl, f, m, key, actions, len, 0);
+    dps_pmd_flush(ctl, f);
+    return 0;
+}
+
+int
+dps_packet_execute(struct dps_dp *dp, void *packet, const uint8_t *actions, uint32_t len)
+{
+    struct rte_mbuf *m = packet;
+    struct dps_flow_key key = ((struct dps_upcall_meta *)rte_mbuf_to_priv(m))->key;
+    return execute_on(dp, m, &key, actions, len);
+}
+
+void
+dps_packet_free(struct dps_dp *dp, void *packet)
+{
+    (void)dp;
+    rte_pktmbuf_free(packet);
+}
+
+int
+dps_execute(struct dps_dp *dp, const uint8_t *frame, uint32_t len, uint32_t in_port, const uint8_t *actions,
+            uint32_t actions_len)
+{
+    struct rte_mempool *mp = dp->n_pools ? dp->pools[0].mp : dps_pool_for(dp, 0, 0);
+    if (!mp)
+        return -ENOMEM;
+    struct rte_mbuf *m = rte_pktmbuf_alloc(mp);
+    if (!m)
+        return dps_error(ENOBUFS, "no mbuf for a packet-out");
+    char *d = len <= rte_pktmbuf_tailroom(m) ? rte_pktmbuf_append(m, (uint16_t)len) : NULL;
+    if (!d) {
+        rte_pktmbuf_free(m);
+        return dps_error(EMSGSIZE, "a %u-byte packet does not fit one mbuf", len);
+    }
+    memcpy(d, frame, len);
+    struct dps_flow_key key;
+    dps_parse(frame, len, in_port, &key);
+    return execute_on(dp, m, &key, actions, actions_len);
+}

@@ -1,0 +1,184 @@
+"""Datapath actions, encoded the way csrc/include/dpdkswitch.h documents (struct dps_action
+lists), and decoded back for display.  Pure functions; any thread.
+
+    encode([Output(2), PushVlan(100), Output(3)]) -> bytes for dps_flow_put / dps_execute
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ._dpdkswitch import lib
+
+HDR = struct.Struct("=HHI")
+
+
+@dataclass(frozen=True)
+class Output:
+    port: int
+
+
+@dataclass(frozen=True)
+class PushVlan:
+    tci: int                  # VID | PCP << 13 (the CFI bit is ignored)
+    tpid: int = 0x8100
+
+
+@dataclass(frozen=True)
+class PopVlan:
+    pass
+
+
+@dataclass(frozen=True)
+class SetMasked:
+    """Write VALUE under MASK over one header group: kind is 'eth' (dst+src, 12 bytes), 'vlan' (2),
+    'ipv4' (src dst tos ttl, 10), 'ipv6' (src dst label tclass hlimit, 38), 'tcp' or 'udp' (4)."""
+    kind: str
+    value: bytes
+    mask: bytes
+
+
+@dataclass(frozen=True)
+class Userspace:
+    cookie: int
+
+
+@dataclass(frozen=True)
+class Sample:
+    probability: float        # 0..1
+    actions: tuple
+
+
+@dataclass(frozen=True)
+class Clone:
+    actions: tuple
+
+
+@dataclass(frozen=True)
+class Hash:
+    basis: int = 0
+
+
+@dataclass(frozen=True)
+class Recirc:
+    recirc_id: int
+
+
+@dataclass(frozen=True)
+class Meter:
+    meter_id: int
+
+
+@dataclass(frozen=True)
+class Truncate:
+    max_len: int
+
+
+SET_KINDS = {"eth": (lib.DPS_SET_ETH, 12), "vlan": (lib.DPS_SET_VLAN, 2), "ipv4": (lib.DPS_SET_IPV4, 10),
+             "ipv6": (lib.DPS_SET_IPV6, 38), "tcp": (lib.DPS_SET_TCP, 4), "udp": (lib.DPS_SET_UDP, 4)}
+_KIND_NAMES = {v[0]: k for k, v in SET_KINDS.items()}
+
+
+def _tlv(type_: int, arg: int, payload: bytes = b"") -> bytes:
+    payload += b"\0" * (-len(payload) % 8)
+    return HDR.pack(type_, HDR.size + len(payload), arg & 0xFFFFFFFF) + payload
+
+
+def encode(actions) -> bytes:
+    out = []
+    for a in actions:
+        match a:
+            case Output(port):
+                out.append(_tlv(lib.DPS_ACT_OUTPUT, port))
+            case PushVlan(tci, tpid):
+                out.append(_tlv(lib.DPS_ACT_PUSH_VLAN, tpid << 16 | (tci & 0xEFFF)))
+            case PopVlan():
+                out.append(_tlv(lib.DPS_ACT_POP_VLAN, 0))
+            case SetMasked(kind, value, mask):
+                code, size = SET_KINDS[kind]
+                if len(value) != size or len(mask) != size:
+                    raise ValueError(f"set {kind}: value and mask are {size} bytes each")
+                out.append(_tlv(lib.DPS_ACT_SET_MASKED, code, value + mask))
+            case Userspace(cookie):
+                out.append(_tlv(lib.DPS_ACT_USERSPACE, 0, struct.pack("=Q", cookie)))
+            case Sample(p, nested):
+                out.append(_tlv(lib.DPS_ACT_SAMPLE, 0xFFFFFFFF if p >= 1 else int(p * 0xFFFFFFFF), encode(nested)))
+            case Clone(nested):
+                out.append(_tlv(lib.DPS_ACT_CLONE, 0, encode(nested)))
+            case Hash(basis):
+                out.append(_tlv(lib.DPS_ACT_HASH, basis))
+            case Recirc(rid):
+                out.append(_tlv(lib.DPS_ACT_RECIRC, rid))
+            case Meter(mid):
+                out.append(_tlv(lib.DPS_ACT_METER, mid))
+            case Truncate(n):
+                out.append(_tlv(lib.DPS_ACT_TRUNCATE, n))
+            case _:
+                raise TypeError(f"not a datapath action: {a!r}")
+    return b"".join(out)
+
+
+def decode(data: bytes) -> list:
+    out, off = [], 0
+    while off < len(data):
+        type_, length, arg = HDR.unpack_from(data, off)
+        payload = data[off + HDR.size:off + length]
+        off += length
+        if type_ == lib.DPS_ACT_OUTPUT:
+            out.append(Output(arg))
+        elif type_ == lib.DPS_ACT_PUSH_VLAN:
+            out.append(PushVlan(arg & 0xFFFF, arg >> 16))
+        elif type_ == lib.DPS_ACT_POP_VLAN:
+            out.append(PopVlan())
+        elif type_ == lib.DPS_ACT_SET_MASKED:
+            kind = _KIND_NAMES[arg]
+            n = SET_KINDS[kind][1]
+            out.append(SetMasked(kind, payload[:n], payload[n:2 * n]))
+        elif type_ == lib.DPS_ACT_USERSPACE:
+            out.append(Userspace(struct.unpack_from("=Q", payload)[0]))
+        elif type_ == lib.DPS_ACT_SAMPLE:
+            out.append(Sample(arg / 0xFFFFFFFF, tuple(decode(payload))))
+        elif type_ == lib.DPS_ACT_CLONE:
+            out.append(Clone(tuple(decode(payload))))
+        elif type_ == lib.DPS_ACT_HASH:
+            out.append(Hash(arg))
+        elif type_ == lib.DPS_ACT_RECIRC:
+            out.append(Recirc(arg))
+        elif type_ == lib.DPS_ACT_METER:
+            out.append(Meter(arg))
+        elif type_ == lib.DPS_ACT_TRUNCATE:
+            out.append(Truncate(arg))
+        else:
+            raise ValueError(f"unknown datapath action type {type_}")
+    return out
+
+
+def format_actions(actions) -> str:
+    """Open vSwitch's dpctl style: output:2,push_vlan(vid=10,pcp=0),..."""
+    parts = []
+    for a in actions:
+        match a:
+            case Output(p):
+                parts.append(str(p))
+            case PushVlan(tci, tpid):
+                parts.append(f"push_vlan(vid={tci & 0xFFF},pcp={tci >> 13}"
+                             + (f",tpid=0x{tpid:04x})" if tpid != 0x8100 else ")"))
+            case PopVlan():
+                parts.append("pop_vlan")
+            case SetMasked(kind, v, m):
+                parts.append(f"set({kind}(value={v.hex()},mask={m.hex()}))")
+            case Userspace(c):
+                parts.append(f"userspace(cookie=0x{c:x})")
+            case Sample(p, nested):
+                parts.append(f"sample(sample={p * 100:.1f}%,actions({format_actions(nested)}))")
+            case Clone(nested):
+                parts.append(f"clone({format_actions(nested)})")
+            case Hash(b):
+                parts.append(f"hash(l4({b}))")
+            case Recirc(r):
+                parts.append(f"recirc(0x{r:x})")
+            case Meter(m):
+                parts.append(f"meter({m})")
+            case Truncate(n):
+                parts.append(f"trunc({n})")
+    return ",".join(parts) if parts else "drop"

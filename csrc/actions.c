@@ -370,7 +370,7 @@ dps_actions_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbu
             memcpy(&cookie, payload, 8);
             struct rte_mbuf *c = last ? m : branch(m, true, UINT32_MAX);
             if (c)
-                dps_upcall(pmd, c, key, DPS_UPCALL_ACTION, cookie);
+                dps_upcall(pmd, c, key, DPS_UPCALL_ACTION, cookie, 0);
             if (last)
                 return;
             break;

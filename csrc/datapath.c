@@ -315,7 +315,7 @@ dps_fwd_publish(struct dps_dp *dp)
     unsigned n_ports = 0;
     for (uint32_t pn = 0; pn < DPS_MAX_PORTS; pn++)
         n_ports += dp->ports[pn].used;
-    dp->upcall_share = rte_ring_get_size(dp->upcalls) / (n_ports ? n_ports : 1);
+    dp->upcall_share = rte_ring_get_capacity(dp->upcalls) / (n_ports ? n_ports : 1);
 
     struct dps_fwd *old = dp->fwd;
     __atomic_store_n(&dp->fwd, f, __ATOMIC_RELEASE);

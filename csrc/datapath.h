@@ -102,6 +102,7 @@ struct dps_pmd {
     uint32_t n_pending;
     struct dps_flow_stats *fstats;    /* [flow_limit]: this PMD's counters of each flow */
     struct dps_emc *emc;
+    struct dps_emc_hints *hints;
     struct dps_pmd_cls cls;           /* its own ranking of the subtables */
     struct dps_inflight inflight;     /* misses upcalled, not yet answered; parked frames */
     uint64_t *upcalls_by_port;        /* [DPS_MAX_PORTS]: upcalls queued, per input port */
@@ -164,7 +165,7 @@ uint16_t dps_mbuf_priv_size(void);
 int dps_upcall_init(struct dps_dp *dp);
 void dps_upcall_fini(struct dps_dp *dp);
 void dps_upcall(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *key, uint32_t type,
-                uint64_t cookie);
+                uint64_t cookie, uint32_t hash);
 void dps_upcall_miss(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *key, uint32_t hash);
 void dps_inflight_retry(struct dps_pmd *pmd, const struct dps_fwd *f);
 

@@ -682,6 +682,50 @@ dps_classify(struct dps_pmd *pmd, struct rte_mbuf **pkts, struct dps_flow_key *k
     (void)pkts;
 }
 
+uint32_t
+dps_flow_lookup_slot(const struct dps_dp *dp, const struct dps_flow_key *key)
+{
+    const struct dps_cls *cls = dp->ft.cls;
+    for (uint32_t i = 0; i < cls->n; i++) {
+        uint64_t ck[DPS_KEY_WORDS];
+        void *data;
+        compress(cls->st[i], key, ck);
+        if (rte_hash_lookup_data(cls->st[i]->h, ck, &data) >= 0)
+            return (uint32_t)(uintptr_t)data;
+    }
+    return UINT32_MAX;
+}
+
+void
+dps_emc_hint(struct dps_pmd *pmd, const struct dps_flow_key *key, uint32_t hash, uint32_t slot, uint32_t gen)
+{
+    struct dps_emc_hints *q = pmd->hints;
+    uint32_t head = q->head, tail = __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE);
+    if (head - tail >= DPS_EMC_HINTS)
+        return;                            /* full: the cache fills itself the slow way */
+    typeof(q->h[0]) *e = &q->h[head % DPS_EMC_HINTS];
+    e->slot = slot;
+    e->gen = gen;
+    e->hash = hash;
+    e->key = *key;
+    __atomic_store_n(&q->head, head + 1, __ATOMIC_RELEASE);
+}
+
+void
+dps_emc_hints_apply(struct dps_pmd *pmd)
+{
+    struct dps_emc_hints *q = pmd->hints;
+    uint32_t tail = q->tail, head = __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
+    uint32_t inv = __atomic_load_n(&pmd->dp->emc_inv_prob, __ATOMIC_RELAXED);
+    for (; tail != head; tail++) {
+        const typeof(q->h[0]) *e = &q->h[tail % DPS_EMC_HINTS];
+        if (inv && flow_alive(&pmd->dp->ft, e->slot, e->gen)
+            && (inv == 1 || (pmd->rng = pmd->rng * 1103515245u + 12345u) % inv == 0))
+            emc_insert(pmd->emc, &pmd->dp->ft, &e->key, e->hash, e->slot);
+    }
+    __atomic_store_n(&q->tail, tail, __ATOMIC_RELEASE);
+}
+
 /* ---- Meters ---- */
 
 int

@@ -106,7 +106,7 @@ struct dps_emc {
 struct dps_inflight {
     struct {
         uint32_t hash;
-        uint32_t pad;
+        uint32_t valid;
         uint64_t since_ns;
         struct dps_flow_key key;
     } miss[DPS_INFLIGHT];
@@ -114,6 +114,18 @@ struct dps_inflight {
     uint32_t n_parked;
     uint64_t parked_version;               /* flow table version when last retried */
     uint64_t oldest_ns;
+};
+
+/* Flows the slow path just installed for a PMD's misses, for that PMD to put in its exact-match
+ * cache (as Open vSwitch inserts a new flow into the EMC of the PMD that missed).  Single
+ * producer (control thread), single consumer (the PMD). */
+#define DPS_EMC_HINTS 64
+struct dps_emc_hints {
+    struct {
+        uint32_t slot, gen, hash, pad;
+        struct dps_flow_key key;
+    } h[DPS_EMC_HINTS];
+    volatile uint32_t head, tail;
 };
 
 struct dps_meter {
@@ -137,6 +149,10 @@ void dps_flow_table_fini(struct dps_dp *dp);
 void dps_flow_reclaim(struct dps_dp *dp);
 
 /* PMD side: classify a burst.  flows[i] gets the slot of pkts[i]'s flow or UINT32_MAX. */
+/* Control thread: the flow KEY hits, without any cache; UINT32_MAX if none. */
+uint32_t dps_flow_lookup_slot(const struct dps_dp *dp, const struct dps_flow_key *key);
+void dps_emc_hint(struct dps_pmd *pmd, const struct dps_flow_key *key, uint32_t hash, uint32_t slot, uint32_t gen);
+void dps_emc_hints_apply(struct dps_pmd *pmd);
 void dps_classify(struct dps_pmd *pmd, struct rte_mbuf **pkts, struct dps_flow_key *keys, uint32_t *hashes,
                   uint32_t *slots, unsigned n);
 bool dps_meter_allow(struct dps_dp *dp, uint32_t id, uint32_t bytes, uint64_t now_ns);

@@ -31,7 +31,8 @@ dps_pmd_new(struct dps_dp *dp, unsigned index, unsigned lcore)
     pmd->fstats = calloc(dp->ft.limit, sizeof *pmd->fstats);
     pmd->upcalls_by_port = calloc(DPS_MAX_PORTS, sizeof *pmd->upcalls_by_port);
     pmd->emc = rte_zmalloc("dps_emc", sizeof *pmd->emc, RTE_CACHE_LINE_SIZE);
-    if (!pmd->fstats || !pmd->upcalls_by_port || !pmd->emc) {
+    pmd->hints = rte_zmalloc("dps_hints", sizeof *pmd->hints, RTE_CACHE_LINE_SIZE);
+    if (!pmd->fstats || !pmd->upcalls_by_port || !pmd->emc || !pmd->hints) {
         dps_pmd_free(pmd);
         dps_error(ENOMEM, "no memory for a PMD's caches and counters");
         return NULL;
@@ -51,6 +52,7 @@ dps_pmd_free(struct dps_pmd *pmd)
     free(pmd->fstats);
     free(pmd->upcalls_by_port);
     rte_free(pmd->emc);
+    rte_free(pmd->hints);
     rte_free(pmd);
 }
 
@@ -145,6 +147,7 @@ dps_pmd_iterate(struct dps_pmd *pmd)
     uint64_t now = dps_clock_now(pmd->dp);
     unsigned total = 0;
 
+    dps_emc_hints_apply(pmd);
     dps_inflight_retry(pmd, f);
     for (uint32_t i = 0; i < mine->n_rxq; i++) {
         const struct dps_rxq_ref *rxq = &mine->rxq[i];

@@ -17,8 +17,10 @@
 struct dps_upcall_meta {
     struct dps_flow_key key;
     uint32_t type;
-    uint32_t pad;
+    uint32_t hash;
     uint64_t cookie;
+    uint32_t pmd;                          /* the PMD that upcalled it */
+    uint32_t pad;
 };
 
 uint16_t
@@ -57,7 +59,7 @@ dps_upcall_fini(struct dps_dp *dp)
 /* Queue a frame for the slow path, or drop and count it: ring full, or its port's share used. */
 void
 dps_upcall(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *key, uint32_t type,
-           uint64_t cookie)
+           uint64_t cookie, uint32_t hash)
 {
     struct dps_dp *dp = pmd->dp;
     uint32_t port = key->in_port < DPS_MAX_PORTS ? key->in_port : 0;
@@ -75,6 +77,8 @@ dps_upcall(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *k
     meta->key = *key;
     meta->type = type;
     meta->cookie = cookie;
+    meta->pmd = pmd->index;
+    meta->hash = hash;
     if (rte_ring_mp_enqueue(dp->upcalls, m) != 0) {
         pmd->stats->lost++;
         rte_pktmbuf_free(m);
@@ -105,7 +109,7 @@ dps_upcall_miss(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_k
     struct dps_inflight *in = &pmd->inflight;
     uint64_t now = dps_clock_now(pmd->dp);
     typeof(in->miss[0]) *e = &in->miss[hash & (DPS_INFLIGHT - 1)];
-    if (e->since_ns && e->hash == hash && now - e->since_ns < DPS_INFLIGHT_NS && same_key(&e->key, key)
+    if (e->valid && e->hash == hash && now - e->since_ns < DPS_INFLIGHT_NS && same_key(&e->key, key)
         && in->n_parked < DPS_PARKED && rte_pktmbuf_priv_size(m->pool) >= sizeof(struct dps_upcall_meta)) {
         ((struct dps_upcall_meta *)rte_mbuf_to_priv(m))->key = *key;
         if (in->n_parked == 0) {
@@ -117,9 +121,10 @@ dps_upcall_miss(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_k
         return;
     }
     e->hash = hash;
-    e->since_ns = now | 1;
+    e->valid = 1;
+    e->since_ns = now;
     e->key = *key;
-    dps_upcall(pmd, m, key, DPS_UPCALL_MISS, 0);
+    dps_upcall(pmd, m, key, DPS_UPCALL_MISS, 0, hash);
 }
 
 /* Parked frames: looked up again when flows changed; upcalled when their miss is old. */
@@ -145,7 +150,7 @@ dps_inflight_retry(struct dps_pmd *pmd, const struct dps_fwd *f)
         if (slot != UINT32_MAX)
             dps_pmd_run_flow(pmd, f, pkts[i], &key, slot, now);
         else if (expired)
-            dps_upcall(pmd, pkts[i], &key, DPS_UPCALL_MISS, 0);
+            dps_upcall(pmd, pkts[i], &key, DPS_UPCALL_MISS, 0, hash);
         else
             in->parked[keep++] = pkts[i];
     }
@@ -211,7 +216,15 @@ int
 dps_packet_execute(struct dps_dp *dp, void *packet, const uint8_t *actions, uint32_t len)
 {
     struct rte_mbuf *m = packet;
-    struct dps_flow_key key = ((struct dps_upcall_meta *)rte_mbuf_to_priv(m))->key;
+    const struct dps_upcall_meta *meta = rte_mbuf_to_priv(m);
+    struct dps_flow_key key = meta->key;
+    /* The miss's flow is installed by now (the slow path puts before it executes): let the PMD
+     * that missed put it in its exact-match cache, so the flow's next frames hit there. */
+    if (meta->type == DPS_UPCALL_MISS && meta->pmd <= DPS_MAX_PMDS && dp->pmds[meta->pmd]) {
+        uint32_t slot = dps_flow_lookup_slot(dp, &key);
+        if (slot != UINT32_MAX)
+            dps_emc_hint(dp->pmds[meta->pmd], &key, meta->hash, slot, dp->ft.flows[slot].gen);
+    }
     return execute_on(dp, m, &key, actions, len);
 }
 

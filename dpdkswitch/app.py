@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import signal
 import sys
 
@@ -42,6 +43,20 @@ async def _poll_without_pmds(switch: Switch, stop: asyncio.Event) -> None:
         await asyncio.sleep(0 if got else 0.001)
 
 
+def _drop_misses(switch: Switch) -> None:
+    """The static map's table miss: frames no flow matched are dropped (freed, counted by the
+    PMD as misses).  The OpenFlow pipeline's upcall handler takes this place."""
+    for br in switch.bridges.values():
+        try:
+            os.read(br.dp.upcall_fd(), 8)
+        except BlockingIOError:
+            pass
+        while ups := br.dp.upcalls(256):
+            for u in ups:
+                u.free()
+        br.dp.upcall_arm()
+
+
 async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -67,6 +82,10 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     print("\n".join(header), flush=True)
     view = TopView(switch, counters, header)
     poller = asyncio.create_task(_poll_without_pmds(switch, stop))
+    for br in switch.bridges.values():
+        loop.add_reader(br.dp.upcall_fd(), _drop_misses, switch)
+        br.dp.upcall_arm()
+    _drop_misses(switch)
     try:
         while not stop.is_set():
             try:
@@ -77,6 +96,8 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
                 sys.stdout.write("\x1b[H\x1b[2J" + view.render() + "\n")
                 sys.stdout.flush()
     finally:
+        for br in switch.bridges.values():
+            loop.remove_reader(br.dp.upcall_fd())
         await poller
         await server.stop()
     print("stopping: PMD threads, ports, namespaces", flush=True)

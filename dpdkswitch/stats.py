@@ -13,7 +13,9 @@ import numpy as np
 from .datapath import MANUAL_PMD, Eal
 from .switch import Bridge
 
-PMD_COUNTERS = ("rx_packets", "tx_packets", "tx_dropped", "busy_cycles", "idle_cycles", "iterations")
+PMD_COUNTERS = ("rx_packets", "tx_packets", "tx_dropped", "busy_cycles", "idle_cycles", "iterations",
+                "emc_hits", "megaflow_hits", "subtable_lookups", "misses", "lost", "dups", "tx_batches",
+                "recirculations", "meter_drops", "action_drops")
 
 
 @dataclass
@@ -71,11 +73,23 @@ def format_pmd_stats(bridge: Bridge, counters: PmdCounters) -> str:
         total = f.c["busy_cycles"] + f.c["idle_cycles"]
         head = (f"pmd thread numa_id 0 core_id {f.lcore}:" if f.lcore is not None
                 else "main thread (deterministic polling):")
+        c = f.c
         lines += [f"{bridge.config.name} {head}",
-                  f"  packets received: {f.c['rx_packets']}",
-                  f"  packets sent: {f.c['tx_packets']}",
-                  f"  tx dropped (queue full): {f.c['tx_dropped']}",
-                  f"  iterations: {f.c['iterations']}",
+                  f"  packets received: {c['rx_packets']}",
+                  f"  packet recirculations: {c['recirculations']}",
+                  f"  emc hits: {c['emc_hits']}",
+                  f"  megaflow hits: {c['megaflow_hits']}",
+                  f"  avg. subtable lookups per megaflow hit: "
+                  f"{c['subtable_lookups'] / c['megaflow_hits'] if c['megaflow_hits'] else 0:.2f}",
+                  f"  miss with success upcall: {c['misses']}",
+                  f"  miss with failed upcall: {c['lost']}",
+                  f"  miss duplicates parked: {c['dups']}",
+                  f"  packets sent: {c['tx_packets']}",
+                  f"  avg. packets per output batch: {c['tx_packets'] / c['tx_batches'] if c['tx_batches'] else 0:.2f}",
+                  f"  tx dropped (queue full): {c['tx_dropped']}",
+                  f"  meter drops: {c['meter_drops']}",
+                  f"  action drops: {c['action_drops']}",
+                  f"  iterations: {c['iterations']}",
                   f"  rx queues polled: {f.n_rxq}"]
         if f.lcore is not None:
             lines += [f"  idle cycles: {f.c['idle_cycles']} ({100 - f.busy_pct if total else 0:.2f}%)",

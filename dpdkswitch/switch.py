@@ -82,7 +82,9 @@ class Bridge:
     @classmethod
     def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False) -> "Bridge":
         n = mbufs_for(list(config.ports.values()), len(Eal.lcores()))
-        br = cls(config, Datapath(config.name, n_mbufs=n, manual_clock=manual_clock), netns)
+        dp = Datapath(config.name, n_mbufs=n, manual_clock=manual_clock, flow_limit=config.flow_limit,
+                      emc_insert_inv_prob=config.emc_insert_inv_prob)
+        br = cls(config, dp, netns)
         br.rules = [parse_static_flow(f) for f in config.flows]
         return br
 

@@ -94,6 +94,12 @@ def test_default_config_pings_across_the_switch(tmp_path, pmd_cores):
                               capture_output=True, text=True, timeout=30)
         assert ping.returncode == 0, ping.stdout
 
+        flows = ctl(sock, "dpif/dump-flows")
+        assert len(flows.splitlines()) == 2 and "in_port=1," in flows and "actions:2" in flows, flows
+        assert "ufid:" in ctl(sock, "dpif/dump-flows", "-m")
+        assert "emc hits:" in ctl(sock, "dpif/pmd-stats-show")
+        with pytest.raises(Exception, match="static port map"):
+            ctl(sock, "dpif/disable-megaflows")
         with pytest.raises(Exception, match="unknown command"):
             ctl(sock, "no/such-command")
         assert "dpif/pmd-stats-show" in ctl(sock, "list-commands")

@@ -100,6 +100,49 @@ def register(commands: Commands, switch: Switch) -> dict[str, PmdCounters]:
             raise CommandError(f"bridge {args[0]} has no port {args[1]}")
         return "".join(f"{k}: {v}\n" for k, v in br.dp.port_xstats(p.dp_port).items())
 
+    def dump_flows(args: list[str]) -> str:
+        from ..datapath.odp import decode, format_actions, format_key
+        verbose = "-m" in args
+        rest = [a for a in args if a != "-m"]
+        out = []
+        now = None
+        for br in bridges(rest[:1]):
+            now = br.dp.now_ns
+            names = {p.dp_port: p.name for p in br.ports.values()}
+            for f in br.dp.flow_dump():
+                used = "never" if not f["used_ns"] else f"{max(0.0, (now - f['used_ns']) / 1e9):.3f}s"
+                acts = format_actions(decode(f["actions"]))
+                ufid = f"ufid:{f['ufid']:032x}, " if verbose else ""
+                out.append(f"{ufid}{format_key(f['key'], f['mask'], verbose)}, packets:{f['packets']}, "
+                           f"bytes:{f['bytes']}, used:{used}, actions:{acts}")
+            del names
+        return "\n".join(out) + ("\n" if out else "")
+
+    def del_flows(args: list[str]) -> str:
+        for br in bridges(args):
+            br.dp.flow_flush()
+        return ""
+
+    def megaflows(enabled: bool):
+        def run(args: list[str]) -> str:
+            if not enabled:
+                # Exact-match flows need a slow path to install one per microflow; the static port
+                # map has none, so switching megaflows off would stop all forwarding.
+                raise CommandError("this switch forwards by its static port map, which has no slow path "
+                                   "to install exact-match flows: megaflows stay on")
+            for br in bridges(args):
+                br.dp.set_megaflows(enabled)
+                br.apply_forwarding()
+            return f"megaflows {'enabled' if enabled else 'disabled'}\n"
+        return run
+
+    commands.register("dpif/dump-flows", "[-m] [BRIDGE]", "datapath flows: match, counters, actions", 0, 2,
+                      dump_flows)
+    commands.register("dpif/del-flows", "[BRIDGE]", "delete every datapath flow", 0, 1, del_flows)
+    commands.register("dpif/disable-megaflows", "[BRIDGE]", "install exact-match flows only (flushes)", 0, 1,
+                      megaflows(False))
+    commands.register("dpif/enable-megaflows", "[BRIDGE]", "install wildcarded flows again (flushes)", 0, 1,
+                      megaflows(True))
     commands.register("dpif/show", "[BRIDGE]", "ports with their counters", 0, 1, show)
     commands.register("dpif/pmd-stats-show", "[BRIDGE]", "per-PMD counters", 0, 1, pmd_stats_show)
     commands.register("dpif/pmd-stats-clear", "[BRIDGE]", "zero the per-PMD counters", 0, 1, pmd_stats_clear)

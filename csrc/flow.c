@@ -113,6 +113,7 @@ cls_publish(struct dps_dp *dp, struct dps_subtable *remove, struct dps_subtable 
             n->st[n->n++] = ft->cls->st[i];
     if (add)
         n->st[n->n++] = add;
+    n->gen = ft->cls->gen + 1;
     struct dps_cls *old = ft->cls;
     __atomic_store_n(&ft->cls, n, __ATOMIC_RELEASE);
     ft->version++;
@@ -181,6 +182,7 @@ dps_flow_table_init(struct dps_dp *dp, uint32_t limit)
         ft->free[i] = limit - 1 - i;
     ft->n_free = limit;
     ft->megaflows = true;
+    ft->cls->gen = 1;
     memset(&ft->exact, 0xff, sizeof ft->exact);
     ft->exact.pad0 = ft->exact.pad1 = ft->exact.pad2 = ft->exact.pad3 = 0;
     return 0;
@@ -590,7 +592,7 @@ emc_insert(struct dps_emc *emc, const struct dps_flow_table *ft, const struct dp
 static void
 pmd_cls_refresh(struct dps_pmd_cls *pc, const struct dps_cls *cls)
 {
-    if (pc->seen != cls) {
+    if (pc->seen_gen != cls->gen) {
         struct dps_subtable *order[DPS_MAX_SUBTABLES];
         uint64_t hits[DPS_MAX_SUBTABLES];
         uint32_t n = 0;
@@ -613,7 +615,7 @@ pmd_cls_refresh(struct dps_pmd_cls *pc, const struct dps_cls *cls)
         memcpy(pc->order, order, n * sizeof *order);
         memcpy(pc->hits, hits, n * sizeof *hits);
         pc->n = n;
-        pc->seen = cls;
+        pc->seen_gen = cls->gen;
     }
     uint64_t now = rte_rdtsc();
     if (now >= pc->next_rank_tsc) {

@@ -64,6 +64,7 @@ struct dps_subtable {
 
 /* The subtables, as PMDs see them: immutable once published. */
 struct dps_cls {
+    uint64_t gen;                          /* distinct for every published set */
     uint32_t n;
     struct dps_subtable *st[DPS_MAX_SUBTABLES];
 };
@@ -85,7 +86,8 @@ struct dps_flow_table {
 
 /* A PMD's own order of the subtables, re-ranked by hits. */
 struct dps_pmd_cls {
-    const struct dps_cls *seen;            /* the snapshot the order was made for */
+    uint64_t seen_gen;                     /* the snapshot the order was made for (by gen: a new
+                                            * snapshot may reuse a freed one's address) */
     uint32_t n;
     struct dps_subtable *order[DPS_MAX_SUBTABLES];
     uint64_t hits[DPS_MAX_SUBTABLES];      /* by position in order[] */

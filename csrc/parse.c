@@ -4,6 +4,7 @@
  * with neighbour discovery.  Every read is bounds-checked against the frame's length: a
  * truncated or malformed header ends parsing there and leaves the rest of the key zero.
  */
+#include <stdbool.h>
 #include <string.h>
 
 #include <rte_byteorder.h>
@@ -33,7 +34,7 @@ rd16(const uint8_t *p)
 
 /* TCP, UDP, SCTP, ICMP: the transport fields, if the whole header is there. */
 static void
-parse_l4(const uint8_t *f, uint32_t ofs, uint32_t end, struct dps_flow_key *k)
+parse_l4(const uint8_t *f, uint32_t ofs, uint32_t end, struct dps_flow_key *k, bool v6)
 {
     uint32_t room = end > ofs ? end - ofs : 0;
     const uint8_t *p = f + ofs;
@@ -53,13 +54,13 @@ parse_l4(const uint8_t *f, uint32_t ofs, uint32_t end, struct dps_flow_key *k)
             memcpy(&k->tp_src, p, 4);
         break;
     case IPPROTO_ICMP_:
-        if (room >= 4) {
+        if (!v6 && room >= 4) {
             k->tp_src = rte_cpu_to_be_16(p[0]);
             k->tp_dst = rte_cpu_to_be_16(p[1]);
         }
         break;
     case IPPROTO_ICMPV6_:
-        if (room < 4)
+        if (!v6 || room < 4)
             break;
         k->tp_src = rte_cpu_to_be_16(p[0]);
         k->tp_dst = rte_cpu_to_be_16(p[1]);
@@ -126,6 +127,7 @@ parse_ipv6(const uint8_t *f, uint32_t ofs, uint32_t len, struct dps_flow_key *k,
     memcpy(k->nw_dst, p + 24, 16);
     uint8_t nh = p[6];
     ofs += 40;
+    len = *end;                                /* extension headers lie within the payload */
     for (int i = 0; i < 16; i++) {            /* extension headers, bounded */
         k->nw_proto = nh;
         if (nh == 0 || nh == 43 || nh == 60 || nh == 51) {     /* hop-by-hop, routing, dst opts, AH */
@@ -190,13 +192,15 @@ dps_parse_ofs(const uint8_t *f, uint32_t len, uint32_t in_port, struct dps_flow_
     ofs += 2;
     k->eth_type = rte_cpu_to_be_16(type < 0x600 ? ETH_TYPE_NONE : type);
 
-    uint32_t l4 = 0, end = len;
+    uint32_t l4 = 0, end = 0;
     if (type == ETH_TYPE_IPV4) {
-        o->l3 = (uint16_t)ofs;
         l4 = parse_ipv4(f, ofs, len, k, &end);
+        if (end)
+            o->l3 = (uint16_t)ofs;
     } else if (type == ETH_TYPE_IPV6) {
-        o->l3 = (uint16_t)ofs;
         l4 = parse_ipv6(f, ofs, len, k, &end);
+        if (end)
+            o->l3 = (uint16_t)ofs;
     } else if (type == ETH_TYPE_ARP) {
         const uint8_t *p = f + ofs;
         if (len - ofs >= 28 && rd16(p) == rte_cpu_to_be_16(1) && rd16(p + 2) == rte_cpu_to_be_16(0x0800)
@@ -211,10 +215,11 @@ dps_parse_ofs(const uint8_t *f, uint32_t len, uint32_t in_port, struct dps_flow_
         }
         return;
     }
-    if (l4) {
-        o->l4 = (uint16_t)l4;
+    if (o->l3 != DPS_OFS_NONE)
         o->l4_end = (uint16_t)end;
-        parse_l4(f, l4, end, k);
+    if (l4 && l4 < end) {
+        o->l4 = (uint16_t)l4;
+        parse_l4(f, l4, end, k, type == ETH_TYPE_IPV6);
     }
 }
 

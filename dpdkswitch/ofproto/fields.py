@@ -31,6 +31,26 @@ KEY_DTYPE = np.dtype([
 ])
 KEY_SIZE = KEY_DTYPE.itemsize
 
+# The classifier's lookup stages (as Open vSwitch's staged lookup): metadata, L2, L3, L4.  A
+# lookup that fails at a stage consults only the bits of the stages up to it.
+STAGE_OF_MEMBER = {
+    "in_port": 0, "recirc_id": 0, "dp_hash": 0, "pad0": 0,
+    "eth_dst": 1, "eth_src": 1, "eth_type": 1, "vlan_tci": 1, "vlan_tpid": 1, "pad1": 1,
+    "nw_src": 2, "nw_dst": 2, "ipv6_label": 2, "nw_proto": 2, "nw_tos": 2, "nw_ttl": 2, "nw_frag": 2,
+    "arp_sha": 2, "arp_tha": 2,
+    "tp_src": 3, "tp_dst": 3, "tcp_flags": 3, "pad2": 3, "nd_target": 3, "pad3": 3,
+}
+
+
+def stage_masks() -> list[int]:
+    """The key bits (as a big-endian int of KEY_SIZE bytes) of each stage."""
+    masks = [0, 0, 0, 0]
+    for name in KEY_DTYPE.names:
+        off, size = KEY_DTYPE.fields[name][1], KEY_DTYPE.fields[name][0].itemsize
+        bits = ((1 << (8 * size)) - 1) << (8 * (KEY_SIZE - off - size))
+        masks[STAGE_OF_MEMBER[name]] |= bits
+    return masks
+
 OXM_OF_BASIC = 0x8000      # OpenFlow basic class
 NXM_NX = 0x0001            # Nicira extensions (ovs-ofctl's nw_ttl, ip_frag, ...)
 OXM_ONF = 0xFFFF           # experimenter (unused so far)
@@ -54,6 +74,7 @@ PREREQS: dict[str, list[list[tuple[str, int, int | None]]]] = {
     "sctp": [[("eth_type", t, None), ("ip_proto", 132, None)] for t in (ETH_TYPE_IP, ETH_TYPE_IPV6)],
     "icmp4": [[("eth_type", ETH_TYPE_IP, None), ("ip_proto", 1, None)]],
     "icmp6": [[("eth_type", ETH_TYPE_IPV6, None), ("ip_proto", 58, None)]],
+    # As Open vSwitch: ND fields need type 135/136 and code 0 (the parser reads ND only then).
     "nd": [[("eth_type", ETH_TYPE_IPV6, None), ("ip_proto", 58, None), ("icmpv6_type", t, None),
             ("icmpv6_code", 0, None)] for t in (135, 136)],
     "nd_sll": [[("eth_type", ETH_TYPE_IPV6, None), ("ip_proto", 58, None), ("icmpv6_type", 135, None),
@@ -65,7 +86,7 @@ PREREQS: dict[str, list[list[tuple[str, int, int | None]]]] = {
 
 @dataclass(frozen=True)
 class Field:
-    name: str                  # ovs-ofctl name, as dump-flows prints it
+    name: str                  # canonical (OXM-style) name; ovs-ofctl's spellings are aliases
     bits: int                  # width of the OpenFlow value
     maskable: bool
     prereq: str                # key of PREREQS
@@ -97,9 +118,14 @@ class Field:
     def all_ones(self) -> int:
         return (1 << self.bits) - 1
 
+    @property
+    def key_bit_shift(self) -> int:
+        """Where this field's value starts in the key as a big-endian int (big-endian members)."""
+        return 8 * (KEY_SIZE - self.key_offset - self.key_nbytes) + self.shift
+
     def key_mask_bytes(self, mask: int | None = None) -> tuple[int, bytes]:
         """(offset, mask bytes) this field (with MASK, default exact) covers in the key."""
-        m = (self.all_ones if mask is None else mask) << self.shift
+        m = ((self.all_ones if mask is None else mask) << self.shift) & ((1 << 8 * self.key_nbytes) - 1)
         return self.key_offset, m.to_bytes(self.key_nbytes, self.byteorder)
 
     def from_key(self, key: bytes) -> int:
@@ -110,7 +136,7 @@ class Field:
     def to_key(self, key: bytearray, value: int, mask: int | None = None) -> None:
         """Write VALUE (under MASK) into a flow key in place."""
         off, n = self.key_offset, self.key_nbytes
-        m = ((self.all_ones if mask is None else mask) & self.all_ones) << self.shift
+        m = (((self.all_ones if mask is None else mask) & self.all_ones) << self.shift) & ((1 << 8 * n) - 1)
         raw = int.from_bytes(key[off:off + n], self.byteorder)
         raw = (raw & ~m) | ((value << self.shift) & m)
         key[off:off + n] = raw.to_bytes(n, self.byteorder)
@@ -160,7 +186,6 @@ FIELDS: list[Field] = [
     _f("nw_ttl", 8, False, "ip", (NXM_NX, 29), "nw_ttl"),
     _f("ip_frag", 2, True, "ip", (NXM_NX, 26), "nw_frag", aliases=["nw_frag"], writable=False),
     _f("tcp_flags", 12, True, "tcp", (NXM_NX, 34), "tcp_flags", kind="hex", writable=False),
-    _f("nw_tos", 8, False, "ip", None, "nw_tos", writable=True),
 ]
 
 BY_NAME: dict[str, Field] = {}

@@ -1,0 +1,734 @@
+"""Flows in ovs-ofctl syntax: ``parse_flow`` reads what ``ovs-ofctl add-flow`` (and del-flows,
+dump-flows) accepts, ``format_flow`` prints what ``ovs-ofctl dump-flows`` prints, over the fields
+of fields.FIELDS and the actions and instructions of actions.py.
+
+Syntax (see ovs-fields(7), ovs-actions(7)): comma- or space-separated ``key=value`` items, the
+protocol words (ip, ipv6, tcp, udp, sctp, icmp, icmp6, arp, tcp6, udp6, sctp6), the OpenFlow
+1.0 spellings (dl_vlan, dl_vlan_pcp, vlan_tci, nw_tos, tp_src/tp_dst, nw_src with arp ...),
+values in decimal or 0x hex, addresses with /prefix or /mask, then ``actions=`` and the rest of
+the line as actions and instructions.  Items may come in any order (``tp_dst=80,tcp``).
+
+Representation choices:
+  - nw_tos=N matches ip_dscp=N>>2 (ECN bits ignored, as ovs-ofctl does); mod_nw_tos:N and
+    set_field:N->nw_tos are SetField('ip_dscp', N>>2).  fields.py's 8-bit nw_tos is not produced.
+  - mod_vlan_vid:N is SetField('vlan_vid', N|0x1000) and mod_vlan_pcp:N SetField('vlan_pcp', N):
+    pushing a tag when the packet has none is translation's concern (ovs-ofctl adds push_vlan
+    when the match does not require a tag).  set_field to vlan_vid must carry the 0x1000 bit.
+  - Prerequisites ovs-ofctl leaves implied are added: vlan_pcp/dl_vlan_pcp adds
+    vlan_vid=0x1000/0x1000, nd_target/nd_sll/nd_tll add icmp_code=0.  Protocols are never
+    guessed: tp_dst=80 without tcp/udp/sctp is an error (ovs-ofctl silently drops it).
+  - Stricter than ovs-ofctl: a field given twice with different values, or two protocols that
+    disagree (ipv6,tcp), is an error rather than "last one wins"; numeric OpenFlow 1.0 port
+    numbers (65534) are taken as the 32-bit port numbers they are, not mapped to LOCAL.
+  - actions=drop (or nothing) is no instruction at all; an empty write_actions() is dropped.
+  - Not supported: resubmit, load, enqueue, masked set_field, controller options other than
+    max_len, dec_ttl(ids), registers, conntrack, tunnels, MPLS, rarp, igmp.
+
+Pure functions; any thread.
+"""
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from dataclasses import dataclass, field as dc_field
+
+from .actions import (INSTRUCTION_ORDER, OFPCML_NO_BUFFER, OFPP_ANY, OFPP_CONTROLLER, OFPP_MAX, RESERVED_PORTS,
+                      ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut, DecNwTtl, GotoTable, Group, Meter, Output,
+                      PopVlan, PushVlan, SetField, SetNwTtl, SetQueue, WriteActions, WriteMetadata)
+from .fields import (BY_NAME, ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_IPV6, ETH_TYPE_QINQ, ETH_TYPE_VLAN, FRAG_ANY,
+                     FRAG_LATER, VLAN_CFI, Field, prereqs_of)
+from .match import Match, MatchError
+
+__all__ = ["FlowParseError", "FlowSpec", "FlowStats", "FLOW_FLAGS", "parse_flow", "parse_match", "parse_actions",
+           "format_flow", "format_match", "format_actions"]
+
+OFP_DEFAULT_PRIORITY = 0x8000
+OFPG_ANY, OFPG_ALL = 0xFFFFFFFF, 0xFFFFFFFC
+U64 = (1 << 64) - 1
+# OpenFlow 1.3 OFPFF_* bits, by their ovs-ofctl names (in the order dump-flows prints them).
+FLOW_FLAGS = {"send_flow_rem": 1 << 0, "check_overlap": 1 << 1, "reset_counts": 1 << 2,
+              "no_packet_counts": 1 << 3, "no_byte_counts": 1 << 4}
+
+
+class FlowParseError(ValueError):
+    pass
+
+
+class _Bad(Exception):
+    """A problem with one item; the caller names the item."""
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    match: Match = dc_field(default_factory=Match)
+    instructions: tuple = ()                 # actions.py instructions, in INSTRUCTION_ORDER
+    table_id: int | None = None              # None: not given (add: table 0; delete/dump: all)
+    priority: int = OFP_DEFAULT_PRIORITY
+    cookie: int = 0
+    cookie_mask: int = 0                     # nonzero: match cookies (modify/delete/dump)
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    importance: int = 0
+    flags: int = 0                           # FLOW_FLAGS bits
+    out_port: int | None = None              # delete/dump filters; None: any
+    out_group: int | None = None
+
+
+@dataclass(frozen=True)
+class FlowStats:
+    duration: float = 0.0                    # seconds
+    n_packets: int = 0
+    n_bytes: int = 0
+    idle_age: int | None = None
+    hard_age: int | None = None
+
+
+# ---- values ------------------------------------------------------------------------------------
+
+_NUM = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
+_MAC = re.compile(r"[0-9a-fA-F]{1,2}(?::[0-9a-fA-F]{1,2}){5}")
+_PORT_NAMES = {v: k.upper() for k, v in RESERVED_PORTS.items()}
+
+
+def _num(text: str, bits: int = 64, what: str = "value") -> int:
+    if not _NUM.fullmatch(text):
+        raise _Bad(f"'{text}' is not a number (decimal or 0x hex)")
+    n = int(text, 0) if text[:2].lower() == "0x" else int(text, 10)
+    if n >> bits:
+        raise _Bad(f"{what} {text} does not fit in {bits} bits")
+    return n
+
+
+def _mac(text: str) -> int:
+    if not _MAC.fullmatch(text):
+        raise _Bad(f"'{text}' is not a MAC address (xx:xx:xx:xx:xx:xx)")
+    return int("".join(f"{int(b, 16):02x}" for b in text.split(":")), 16)
+
+
+def _ip(cls):
+    def parse(text: str) -> int:
+        try:
+            return int(cls(text))
+        except ValueError:
+            raise _Bad(f"'{text}' is not an {cls.__name__[:4]} address") from None
+    return parse
+
+
+def _port(text: str) -> int:
+    if text.lower() in RESERVED_PORTS:
+        return RESERVED_PORTS[text.lower()]
+    n = _num(text, 32, "port") if _NUM.fullmatch(text) else None
+    if n is None or OFPP_MAX < n < min(RESERVED_PORTS.values()):
+        raise _Bad(f"'{text}' is not a port (a number up to {OFPP_MAX:#x}, or one of "
+                   f"{', '.join(RESERVED_PORTS)})")
+    return n
+
+
+def _fmt_port(port: int) -> str:
+    return _PORT_NAMES.get(port, str(port))
+
+
+_PARSE = {"int": _num, "hex": _num, "mac": _mac, "ipv4": _ip(ipaddress.IPv4Address),
+          "ipv6": _ip(ipaddress.IPv6Address), "port": _port}
+
+
+def _fmt_mac(v: int) -> str:
+    return ":".join(f"{b:02x}" for b in v.to_bytes(6, "big"))
+
+
+def _fmt_ip(cls, bits):
+    def fmt(v: int, mask: int | None) -> str:
+        s = str(cls(v))
+        if mask is None:
+            return s
+        prefix = bin(mask).count("1")
+        return f"{s}/{prefix}" if mask == ((1 << bits) - 1) ^ ((1 << bits - prefix) - 1) else f"{s}/{cls(mask)}"
+    return fmt
+
+
+_FORMAT = {"int": lambda v, m: str(v) if m is None else f"{v:#x}/{m:#x}",
+           "hex": lambda v, m: f"{v:#x}" if m is None else f"{v:#x}/{m:#x}",
+           "mac": lambda v, m: _fmt_mac(v) if m is None else f"{_fmt_mac(v)}/{_fmt_mac(m)}",
+           "ipv4": _fmt_ip(ipaddress.IPv4Address, 32), "ipv6": _fmt_ip(ipaddress.IPv6Address, 128),
+           "port": lambda v, m: _fmt_port(v)}
+
+
+def _value(f: Field, text: str) -> tuple[int, int | None]:
+    """TEXT (VALUE or VALUE/MASK, addresses also /PREFIX) as F's value and mask."""
+    v, slash, m = text.partition("/")
+    value = _PARSE[f.kind](v)
+    if not slash:
+        return value, None
+    if f.kind in ("ipv4", "ipv6") and m.isdigit():
+        if int(m) > f.bits:
+            raise _Bad(f"prefix /{m} is longer than {f.bits} bits")
+        return value, f.all_ones ^ ((1 << f.bits - int(m)) - 1)
+    return value, _PARSE[f.kind](m)
+
+
+# ip_frag words (ovs-fields(7)): value/mask over bit 0 (FRAG_ANY) and bit 1 (FRAG_LATER).
+_FRAG = {"no": (0, FRAG_ANY), "yes": (FRAG_ANY, FRAG_ANY), "first": (FRAG_ANY, FRAG_ANY | FRAG_LATER),
+         "later": (FRAG_ANY | FRAG_LATER, FRAG_ANY | FRAG_LATER), "not_later": (0, FRAG_LATER)}
+_FRAG_NAME = {vm: w for w, vm in _FRAG.items()}
+_TCP_FLAGS = ["fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns"]
+
+
+def _tcp_flags(text: str) -> tuple[int, int]:
+    """+syn-ack style (as ovs-fields(7)) or VALUE[/MASK]."""
+    if text[:1] not in "+-":
+        v, m = _value(BY_NAME["tcp_flags"], text)
+        return v, 0xFFF if m is None else m
+    value = mask = 0
+    for sign, name in re.findall(r"([+-])(\w+|\[[0-9a-fA-F]+\])", text):
+        bit = (1 << _TCP_FLAGS.index(name)) if name in _TCP_FLAGS else int(name[1:-1], 16) if name[0] == "[" else 0
+        if not bit or bit > 0x800 or bit & (bit - 1):
+            raise _Bad(f"unknown TCP flag '{name}' (expected one of {', '.join(_TCP_FLAGS)}, or [200], [400], [800])")
+        value, mask = value | (bit if sign == "+" else 0), mask | bit
+    if re.sub(r"([+-])(\w+|\[[0-9a-fA-F]+\])", "", text):
+        raise _Bad(f"'{text}' is not +flag-flag... or VALUE/MASK")
+    return value, mask
+
+
+def _fmt_tcp_flags(v: int, m: int) -> str:
+    return "".join(("+" if v >> i & 1 else "-") + (_TCP_FLAGS[i] if i < 9 else f"[{1 << i:x}]")
+                   for i in range(12) if m >> i & 1)
+
+
+# ---- tokens ------------------------------------------------------------------------------------
+
+def _items(text: str):
+    """(key, value, item text) of each item, as ovs-ofctl's ofputil_parse_key_value splits them:
+    key=value or key:value up to a comma or blank, key(value) up to the matching parenthesis."""
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i] in ", \t\r\n":
+            i += 1
+        if i >= n:
+            return
+        j = i
+        while j < n and text[j] not in ":=(, \t\r\n":
+            j += 1
+        key, delim = text[i:j], text[j] if j < n else ""
+        if delim not in ":=(":
+            yield key, "", key
+            i = j
+            continue
+        k, depth = j + 1, 0
+        while k < n and (depth or (text[k] != ")" if delim == "(" else text[k] not in ", \t\r\n")):
+            depth += {"(": 1, ")": -1}.get(text[k], 0)
+            k += 1
+        if delim == "(" and k >= n:
+            raise FlowParseError(f"'{text[i:]}': missing ')'")
+        yield key, text[j + 1:k], text[i:k + (delim == "(")]
+        i = k + (delim == "(")
+
+
+def _unknown(kind: str, name: str, known) -> FlowParseError:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return FlowParseError(f"unknown {kind} '{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+
+
+# ---- matches -----------------------------------------------------------------------------------
+
+PROTOCOLS = {"ip": (ETH_TYPE_IP, None), "ipv6": (ETH_TYPE_IPV6, None), "arp": (ETH_TYPE_ARP, None),
+             "icmp": (ETH_TYPE_IP, 1), "tcp": (ETH_TYPE_IP, 6), "udp": (ETH_TYPE_IP, 17), "sctp": (ETH_TYPE_IP, 132),
+             "icmp6": (ETH_TYPE_IPV6, 58), "tcp6": (ETH_TYPE_IPV6, 6), "udp6": (ETH_TYPE_IPV6, 17),
+             "sctp6": (ETH_TYPE_IPV6, 132)}
+_PROTOCOL_NAME = {v: k for k, v in PROTOCOLS.items()}
+_L4 = {6: "tcp", 17: "udp", 132: "sctp"}
+_HEADER = {"table", "priority", "cookie", "idle_timeout", "hard_timeout", "importance", "out_port", "out_group"}
+_IGNORED = {"duration", "n_packets", "n_bytes", "idle_age", "hard_age"}
+_SPECIAL = {"nw_tos", "dl_vlan", "vlan_tci", "tp_src", "tp_dst"}
+# Names whose meaning depends on eth_type (stage 1) or ip_proto (stage 2): read after the others.
+_STAGE = {"nw_src": 1, "nw_dst": 1, "nw_proto": 1, "icmp_type": 1, "icmp_code": 1, "tp_src": 2, "tp_dst": 2}
+_IMPLIED_OK = ("vlan_vid", "icmpv6_code")     # prerequisites added when left implied
+
+
+class _MatchBuilder:
+    def __init__(self):
+        self.m, self.src = Match(), {}
+
+    def put(self, name: str, value: int, mask: int | None, item: str) -> None:
+        try:
+            new = self.m.with_field(name, value, mask)
+        except MatchError as e:
+            raise _Bad(str(e)) from None
+        f = BY_NAME[name].name
+        if f in self.m and self.m[f] != new.get(f):
+            raise _Bad(f"conflicts with '{self.src[f]}'")
+        self.m = new
+        self.src.setdefault(f, item)
+
+    def add(self, key: str, value: str, item: str) -> None:
+        if key in PROTOCOLS:
+            if value:
+                raise _Bad(f"'{key}' takes no value")
+            eth, proto = PROTOCOLS[key]
+            self.put("eth_type", eth, None, item)
+            if proto is not None:
+                self.put("ip_proto", proto, None, item)
+            return
+        if not value:
+            raise _Bad(f"{key} needs a value ({key}=VALUE)")
+        eth, proto = self.m.value("eth_type"), self.m.value("ip_proto")
+        if key in ("tp_src", "tp_dst"):
+            if eth not in (ETH_TYPE_IP, ETH_TYPE_IPV6) or proto not in _L4:
+                raise _Bad(f"{key} requires tcp, udp or sctp")
+            key = f"{_L4[proto]}_{key[3:]}"
+        elif key in ("icmp_type", "icmp_code") and eth == ETH_TYPE_IPV6:
+            key = "icmpv6_" + key[5:]
+        elif eth == ETH_TYPE_ARP and key in ("nw_src", "nw_dst", "nw_proto"):
+            key = {"nw_src": "arp_spa", "nw_dst": "arp_tpa", "nw_proto": "arp_op"}[key]
+        if key == "nw_tos":                     # the DSCP bits of the TOS byte; ECN ignored
+            self.put("ip_dscp", _num(value, 8, "nw_tos") >> 2, None, item)
+        elif key == "dl_vlan":
+            vid = _num(value, 16, "dl_vlan")
+            if vid > 0xFFF and vid != 0xFFFF:
+                raise _Bad("dl_vlan must be 0..4095, or 0xffff for no VLAN tag")
+            self.put("vlan_vid", 0 if vid == 0xFFFF else vid | VLAN_CFI, None, item)
+        elif key == "vlan_tci":
+            v, slash, m = value.partition("/")
+            self._vlan_tci(_num(v, 16, "vlan_tci"), _num(m, 16, "vlan_tci mask") if slash else None, item)
+        elif BY_NAME.get(key) is BY_NAME["ip_frag"] and not value[:1].isdigit():
+            if value not in _FRAG:
+                raise _Bad(f"'{value}' is not a fragment type (expected {', '.join(_FRAG)})")
+            self.put("ip_frag", *_FRAG[value], item)
+        elif BY_NAME.get(key) is BY_NAME["tcp_flags"]:
+            self.put("tcp_flags", *_tcp_flags(value), item)
+        elif key in BY_NAME:
+            self.put(key, *_value(BY_NAME[key], value), item)
+        else:
+            raise _unknown("field", key, [*BY_NAME, *PROTOCOLS, *_SPECIAL, *_HEADER, *FLOW_FLAGS])
+
+    def _vlan_tci(self, v: int, m: int | None, item: str) -> None:
+        """vlan_tci=V/M (PCP:3, present:1, VID:12) onto vlan_vid (present+VID) and vlan_pcp."""
+        m = 0xFFFF if m is None else m
+        pcp_mask, present = m & 0xE000, m & v & VLAN_CFI
+        if pcp_mask not in (0, 0xE000):
+            raise _Bad("the PCP bits of vlan_tci can only be matched all or none (vlan_pcp is not maskable)")
+        if pcp_mask and not m & VLAN_CFI:
+            raise _Bad("a vlan_tci match on PCP must also match the 0x1000 (tag present) bit")
+        if pcp_mask and not present and v & 0xE000:
+            raise _Bad("vlan_tci with PCP bits but without the 0x1000 (tag present) bit matches nothing")
+        self.put("vlan_vid", v & 0x1FFF, m & 0x1FFF, item)
+        if pcp_mask and present:
+            self.put("vlan_pcp", v >> 13, None, item)
+
+    def done(self) -> Match:
+        m = self.m.implied(only=_IMPLIED_OK)
+        try:
+            m.check_prereqs()
+        except MatchError as e:
+            need = " or ".join(format_match(a) for a in e.alternatives)
+            item = self.src.get(e.field, e.field)
+            said = re.split(r"[=:(]", item)[0]           # the name as given (nw_src, dl_vlan_pcp ...)
+            name = said if BY_NAME.get(said) is BY_NAME[e.field] else e.field
+            raise FlowParseError(f"'{item}': {name} requires {need}") from None
+        return m
+
+
+def _build_match(pairs) -> Match:
+    b = _MatchBuilder()
+    for key, value, item in sorted(pairs, key=lambda p: _STAGE.get(p[0], 0)):
+        try:
+            b.add(key, value, item)
+        except _Bad as e:
+            raise FlowParseError(f"'{item}': {e}") from None
+    return b.done()
+
+
+def parse_match(text: str) -> Match:
+    """A match alone (del-flows/dump-flows filters without the other keywords)."""
+    pairs = list(_items(text))
+    for key, _, item in pairs:
+        if key in _HEADER or key in FLOW_FLAGS or key.startswith("action"):
+            raise FlowParseError(f"'{item}': not a match field")
+    return _build_match(pairs)
+
+
+# ---- actions and instructions --------------------------------------------------------------------
+
+def _set_field(name: str, text: str, match: Match) -> SetField:
+    """SetField of NAME (any name or alias; tp_src/tp_dst/icmp_type by the match) to TEXT."""
+    eth, proto = match.value("eth_type"), match.value("ip_proto")
+    if name in ("tp_src", "tp_dst"):
+        if proto not in _L4:
+            raise _Bad(f"{name} requires tcp, udp or sctp in the match")
+        name = f"{_L4[proto]}_{name[3:]}"
+    elif name in ("icmp_type", "icmp_code") and eth == ETH_TYPE_IPV6:
+        name = "icmpv6_" + name[5:]
+    if name == "nw_tos":
+        return _set_tos(text)
+    if name not in BY_NAME:
+        raise _unknown("field", name, [n for n, f in BY_NAME.items() if f.writable])
+    f = BY_NAME[name]
+    if not f.writable or f.member is None:
+        raise _Bad(f"{f.name} is not writable by set_field" + (" (use write_metadata)" if f.member is None else ""))
+    if "/" in text:
+        raise _Bad("masked set_field is not supported")
+    value = _value(f, text)[0]
+    if value > f.all_ones:
+        raise _Bad(f"value {text} does not fit {f.name} ({f.bits} bits)")
+    if f.name == "vlan_vid" and not value & VLAN_CFI:
+        raise _Bad(f"vlan_vid value must include the 0x1000 (present) bit ({value | VLAN_CFI:#x}); "
+                   f"or use mod_vlan_vid:{value}")
+    if f.prereq != "vlan" and not match.prereqs_ok(f):     # a VLAN can be pushed first
+        need = " or ".join(format_match(Match({g.name: (v, m) for g, v, m in alt})) for alt in prereqs_of(f))
+        raise _Bad(f"setting {f.name} requires {need} in the match")
+    return SetField(f.name, value)
+
+
+def _set_field_action(text: str, match: Match) -> SetField:
+    value, arrow, name = text.rpartition("->")
+    if not arrow:
+        raise _Bad("set_field needs VALUE->FIELD")
+    return _set_field(name, value, match)
+
+
+def _set_tos(text: str) -> SetField:
+    tos = _num(text, 8, "TOS")
+    if tos & 3:
+        raise _Bad(f"{text} is not a valid TOS (the low 2 bits, ECN, must be 0)")
+    return SetField("ip_dscp", tos >> 2)
+
+
+def _controller(text: str, match: Match) -> Output:
+    if not text:
+        return Output(OFPP_CONTROLLER)
+    if "=" not in text:
+        return Output(OFPP_CONTROLLER, _num(text, 16, "max_len"))
+    max_len = OFPCML_NO_BUFFER
+    for key, value, item in _items(text):
+        if key != "max_len":
+            raise _Bad(f"controller option '{key}' is not supported (only max_len)")
+        max_len = _num(value, 16, "max_len")
+    return Output(OFPP_CONTROLLER, max_len)
+
+
+def _output(port: int) -> Output:
+    if port == OFPP_ANY:
+        raise _Bad("cannot output to port ANY")
+    return Output(port)
+
+
+def _push_vlan(text: str, match: Match) -> PushVlan:
+    ethertype = _num(text, 16, "ethertype")
+    if ethertype not in (ETH_TYPE_VLAN, ETH_TYPE_QINQ):
+        raise _Bad(f"push_vlan ethertype must be {ETH_TYPE_VLAN:#x} or {ETH_TYPE_QINQ:#x}")
+    return PushVlan(ethertype)
+
+
+def _unsupported(why: str):
+    def parse(text, match):
+        raise _Bad(why)
+    return parse
+
+
+def _noarg(cls):
+    def parse(text, match):
+        if text:
+            raise _Bad(f"takes no argument (arguments of {cls.__name__} are not supported)")
+        return cls()
+    return parse
+
+
+_ACTIONS = {
+    "output": lambda t, m: _output(_port(t)),
+    "controller": _controller,
+    "group": lambda t, m: Group(_num(t, 32, "group")),
+    "mod_vlan_vid": lambda t, m: SetField("vlan_vid", _num(t, 12, "VLAN id") | VLAN_CFI),
+    "mod_vlan_pcp": lambda t, m: SetField("vlan_pcp", _num(t, 3, "VLAN priority")),
+    "strip_vlan": _noarg(PopVlan), "pop_vlan": _noarg(PopVlan),
+    "push_vlan": _push_vlan,
+    "mod_dl_src": lambda t, m: _set_field("eth_src", t, m), "mod_dl_dst": lambda t, m: _set_field("eth_dst", t, m),
+    "mod_nw_src": lambda t, m: _set_field("ipv4_src", t, m), "mod_nw_dst": lambda t, m: _set_field("ipv4_dst", t, m),
+    "mod_nw_tos": lambda t, m: _set_tos(t),
+    "mod_nw_ecn": lambda t, m: _set_field("ip_ecn", t, m),
+    "mod_nw_ttl": lambda t, m: SetNwTtl(_num(t, 8, "TTL")),
+    "mod_tp_src": lambda t, m: _set_field("tp_src", t, m), "mod_tp_dst": lambda t, m: _set_field("tp_dst", t, m),
+    "dec_ttl": _noarg(DecNwTtl),
+    "set_field": _set_field_action,
+    "set_queue": lambda t, m: SetQueue(_num(t, 32, "queue")),
+    "copy_ttl_out": _noarg(CopyTtlOut), "copy_ttl_in": _noarg(CopyTtlIn),
+    "resubmit": _unsupported("resubmit is not supported (it is an Open vSwitch extension); use goto_table:N"),
+    "load": _unsupported("load is not supported; use set_field:VALUE->FIELD"),
+    "enqueue": _unsupported("enqueue is not supported; use set_queue:QUEUE,output:PORT"),
+}
+_INSTRUCTION_NAMES = {Meter: "meter", ApplyActions: "apply_actions", ClearActions: "clear_actions",
+                      WriteActions: "write_actions", WriteMetadata: "write_metadata", GotoTable: "goto_table"}
+
+
+def _action(key: str, text: str, match: Match):
+    k = key.lower()
+    if k in _ACTIONS:
+        return _ACTIONS[k](text, match)
+    if k in RESERVED_PORTS or _NUM.fullmatch(k):
+        if text:
+            raise _Bad(f"'{key}' takes no argument")
+        return _output(_port(k))
+    raise _Bad(str(_unknown("action", key, [*_ACTIONS, *RESERVED_PORTS, "drop", *_INSTRUCTION_NAMES.values()])))
+
+
+def _action_list(text: str, match: Match) -> tuple:
+    out = []
+    for key, value, item in _items(text):
+        if key.lower() == "drop" and not value:
+            continue
+        try:
+            out.append(_action(key, value, match))
+        except _Bad as e:
+            raise FlowParseError(f"'{item}': {e}") from None
+    return tuple(out)
+
+
+def _metadata(text: str) -> WriteMetadata:
+    v, slash, m = text.partition("/")
+    mask = _num(m, 64, "mask") if slash else U64
+    return WriteMetadata(_num(v, 64, "metadata") & mask, mask)
+
+
+_INSTRUCTIONS = {
+    "meter": lambda t, m: Meter(_num(t, 32, "meter")),
+    "apply_actions": lambda t, m: ApplyActions(_action_list(t, m)),
+    "clear_actions": _noarg(ClearActions),
+    "write_actions": lambda t, m: WriteActions(_action_list(t, m)),
+    "write_metadata": lambda t, m: _metadata(t),
+    "goto_table": lambda t, m: GotoTable(_num(t, 8, "table")),
+}
+
+
+def parse_actions(text: str, match: Match = Match()) -> tuple:
+    """The instructions of an ``actions=`` value (MATCH: what mod_tp_dst and set_field check
+    prerequisites against)."""
+    got: dict[type, object] = {}
+    apply: list = []
+    items = list(_items(text))
+    if any(k.lower() == "drop" and not v for k, v, _ in items) and len(items) > 1:
+        raise FlowParseError('"drop" must not be accompanied by any other action or instruction')
+    last = 0
+    for key, value, item in items:
+        if key.lower() == "drop" and not value:
+            continue
+        try:
+            if key.lower() in _INSTRUCTIONS:
+                inst = _INSTRUCTIONS[key.lower()](value, match)
+            else:
+                inst = ApplyActions((_action(key, value, match),))
+        except _Bad as e:
+            raise FlowParseError(f"'{item}': {e}") from None
+        kind = type(inst)
+        rank = INSTRUCTION_ORDER.index(kind)
+        if rank < last:
+            later = _INSTRUCTION_NAMES[INSTRUCTION_ORDER[last]]
+            raise FlowParseError(f"'{item}': {_INSTRUCTION_NAMES[kind]} must come before {later} "
+                                 f"(instructions go in the order {', '.join(_INSTRUCTION_NAMES.values())})")
+        last = rank
+        if kind is ApplyActions:
+            apply.extend(inst.actions)
+        elif kind in got:
+            raise FlowParseError(f"'{item}': {_INSTRUCTION_NAMES[kind]} given twice")
+        else:
+            got[kind] = inst
+    if apply:
+        got[ApplyActions] = ApplyActions(tuple(apply))
+    return tuple(got[k] for k in INSTRUCTION_ORDER if k in got and not (k is WriteActions and not got[k].actions))
+
+
+# ---- flows -------------------------------------------------------------------------------------
+
+_ACTIONS_RE = re.compile(r"\bactions?\s*=")
+
+
+def parse_flow(text: str, require_actions: bool = True) -> FlowSpec:
+    """A flow as ``ovs-ofctl add-flow`` takes it (with REQUIRE_ACTIONS false: also without
+    ``actions=``, as del-flows takes it).  Also reads dump-flows output back (its duration,
+    n_packets, n_bytes, idle_age, hard_age are ignored)."""
+    found = _ACTIONS_RE.search(text)
+    if found is None and require_actions:
+        raise FlowParseError("must specify actions (actions=...; actions=drop to drop)")
+    flow_text, act_text = (text[:found.start()], text[found.end():]) if found else (text, None)
+    spec: dict = {}
+    pairs = []
+    for key, value, item in _items(flow_text):
+        try:
+            if key in FLOW_FLAGS:
+                if value:
+                    raise _Bad("a flag takes no value")
+                spec["flags"] = spec.get("flags", 0) | FLOW_FLAGS[key]
+            elif key in _IGNORED:
+                pass
+            elif key in _HEADER:
+                if not value:
+                    raise _Bad(f"{key} needs a value")
+                _header(spec, key, value)
+            else:
+                pairs.append((key, value, item))
+        except _Bad as e:
+            raise FlowParseError(f"'{item}': {e}") from None
+    match = _build_match(pairs)
+    instructions = parse_actions(act_text, match) if act_text is not None else ()
+    return FlowSpec(match=match, instructions=instructions, **spec)
+
+
+def _header(spec: dict, key: str, value: str) -> None:
+    if key == "table":
+        spec["table_id"] = _num(value, 8, "table")
+        if spec["table_id"] == 0xFF:
+            raise _Bad("table must be 0..254")
+    elif key == "cookie":
+        v, slash, m = value.partition("/")
+        spec["cookie_mask"] = _num(m, 64, "cookie mask") if slash else 0
+        spec["cookie"] = _num(v, 64, "cookie") & (spec["cookie_mask"] if slash else U64)
+    elif key == "out_port":
+        spec["out_port"] = _port(value)
+    elif key == "out_group":
+        spec["out_group"] = {"any": OFPG_ANY, "all": OFPG_ALL}.get(value.lower()) or _num(value, 32, "group")
+    else:                                   # priority, idle_timeout, hard_timeout, importance
+        spec[key] = _num(value, 16, key)
+
+
+# ---- printing ----------------------------------------------------------------------------------
+
+# The order ovs-ofctl's match_format prints fields in, and the names it prints them under.
+_PRINT_ORDER = ["metadata", "in_port", "vlan", "eth_src", "eth_dst", "eth_type", "ipv6_src", "ipv6_dst",
+                "ipv6_label", "arp_spa", "arp_tpa", "ipv4_src", "ipv4_dst", "ip_proto", "arp_op", "arp_sha", "arp_tha",
+                "ip_dscp", "ip_ecn", "nw_ttl", "ip_frag", "icmp_type", "icmp_code", "icmpv6_type", "icmpv6_code",
+                "nd_target", "nd_sll", "nd_tll", "tcp_src", "udp_src", "sctp_src", "tcp_dst", "udp_dst", "sctp_dst",
+                "tcp_flags"]
+_PRINT_NAME = {"eth_src": "dl_src", "eth_dst": "dl_dst", "eth_type": "dl_type", "ipv4_src": "nw_src",
+               "ipv4_dst": "nw_dst", "ip_proto": "nw_proto", "ip_ecn": "nw_ecn", "ip_frag": "nw_frag"}
+_TP = {f"{l4}_{d}": (l4, f"tp_{d}") for l4 in _L4.values() for d in ("src", "dst")}
+_SET_FIELD_NAME = {"ipv4_src": "ip_src", "ipv4_dst": "ip_dst", "ip_ecn": "nw_ecn"}
+
+
+def _fmt_field(m: Match, name: str, word: str | None) -> str | None:
+    """NAME=VALUE as ovs-ofctl prints it, or None where protocol WORD already says it."""
+    f = BY_NAME[name]
+    v, mask = m[name]
+    eth, proto = m.value("eth_type"), m.value("ip_proto")
+    if name == "eth_type":
+        return None if word else f"dl_type=0x{v:04x}"
+    if name == "ip_proto" and word and PROTOCOLS[word][1] is not None:
+        return None
+    if name == "ip_dscp":
+        return f"nw_tos={v << 2}"
+    if name == "ipv6_label":
+        return f"ipv6_label=0x{v:05x}" + ("" if mask is None else f"/0x{mask:05x}")
+    if name == "ip_frag" and (v, mask or 3) in _FRAG_NAME:
+        return f"nw_frag={_FRAG_NAME[v, mask or 3]}"
+    if name == "tcp_flags":
+        return f"tcp_flags={_fmt_tcp_flags(v, f.all_ones if mask is None else mask)}"
+    shown = _PRINT_NAME.get(name, name)
+    if name in _TP and _L4.get(proto) == _TP[name][0] and eth in (ETH_TYPE_IP, ETH_TYPE_IPV6):
+        shown = _TP[name][1]                 # tcp_src -> tp_src where the match says tcp
+    elif name.startswith("icmpv6_") and eth == ETH_TYPE_IPV6:
+        shown = "icmp_" + name[7:]
+    return f"{shown}={_FORMAT[f.kind](v, mask)}"
+
+
+def _fmt_vlan(m: Match) -> str | None:
+    vid, pcp = m.get("vlan_vid"), m.get("vlan_pcp")
+    if vid is None and pcp is None:
+        return None
+    v = (vid[0] if vid else 0) | (pcp[0] << 13 if pcp else 0)
+    mask = (0x1FFF if vid and vid[1] is None else vid[1] if vid else 0) | (0xE000 if pcp else 0)
+    vid_mask, pcp_mask = mask & 0x0FFF, mask & 0xE000
+    if mask & v & VLAN_CFI and vid_mask in (0, 0xFFF) and pcp_mask in (0, 0xE000) and vid_mask | pcp_mask:
+        return ",".join([f"dl_vlan={v & 0xFFF}"] * bool(vid_mask) + [f"dl_vlan_pcp={v >> 13}"] * bool(pcp_mask))
+    return f"vlan_tci=0x{v:04x}" + ("" if mask == 0xFFFF else f"/0x{mask:04x}")
+
+
+def format_match(match: Match) -> str:
+    """The match as ovs-ofctl prints it: protocol word first, then its fields in its order."""
+    out = []
+    eth, proto = match.value("eth_type"), match.value("ip_proto")
+    word = _PROTOCOL_NAME.get((eth, proto)) or _PROTOCOL_NAME.get((eth, None))
+    if word:
+        out.append(word)
+    names = [n for n in _PRINT_ORDER if n == "vlan" or n in match]
+    names += [n for n in match if n not in _PRINT_ORDER and n not in ("vlan_vid", "vlan_pcp")]   # new fields
+    for name in names:
+        s = _fmt_vlan(match) if name == "vlan" else _fmt_field(match, name, word)
+        if s:
+            out.append(s)
+    return ",".join(out)
+
+
+def _fmt_action(a) -> str:
+    match a:
+        case Output(port=p, max_len=n) if p == OFPP_CONTROLLER:
+            return f"CONTROLLER:{n}"
+        case Output(port=p):
+            return _PORT_NAMES[p] if p in _PORT_NAMES else f"output:{p}"
+        case Group(group_id=g):
+            return f"group:{g}"
+        case SetField(field=name, value=v):
+            f = BY_NAME[name]
+            return f"set_field:{_FORMAT[f.kind](v, None)}->{_SET_FIELD_NAME.get(f.name, f.name)}"
+        case PushVlan(ethertype=t):
+            return f"push_vlan:0x{t:04x}"
+        case SetQueue(queue_id=q):
+            return f"set_queue:{q}"
+        case SetNwTtl(ttl=t):
+            return f"mod_nw_ttl:{t}"
+    return {PopVlan: "pop_vlan", DecNwTtl: "dec_ttl", CopyTtlOut: "copy_ttl_out", CopyTtlIn: "copy_ttl_in"}[type(a)]
+
+
+def _fmt_instruction(i) -> str:
+    match i:
+        case ApplyActions(actions=acts):
+            return ",".join(map(_fmt_action, acts))
+        case WriteActions(actions=acts):
+            return f"write_actions({','.join(map(_fmt_action, acts)) or 'drop'})"
+        case WriteMetadata(value=v, mask=m):
+            return f"write_metadata:{v:#x}" + ("" if m == U64 else f"/{m:#x}")
+        case GotoTable(table_id=t):
+            return f"goto_table:{t}"
+        case Meter(meter_id=n):
+            return f"meter:{n}"
+    return "clear_actions"
+
+
+def format_actions(instructions) -> str:
+    """The ``actions=`` value as ovs-ofctl prints it (OpenFlow 1.3 spellings); "drop" if none."""
+    ordered = sorted(instructions, key=lambda i: INSTRUCTION_ORDER.index(type(i)))
+    return ",".join(s for s in map(_fmt_instruction, ordered) if s) or "drop"
+
+
+def _fmt_duration(seconds: float) -> str:
+    """As ovs-ofctl: whole seconds bare, milliseconds with 3 decimals, else up to 9."""
+    sec, ns = divmod(round(seconds * 1e9), 10**9)
+    frac = "" if not ns else f".{ns // 10**6:03d}" if not ns % 10**6 else f".{ns:09d}".rstrip("0")
+    return f"{sec}{frac}s"
+
+
+def format_flow(spec: FlowSpec, stats: FlowStats | None = None) -> str:
+    """One line of ``ovs-ofctl dump-flows`` (without its leading blank); without STATS as
+    ``--no-stats`` prints it, except that a given table_id (even 0) is printed."""
+    s = ""
+    if stats or spec.cookie or spec.cookie_mask:
+        s += f"cookie={spec.cookie:#x}" + (f"/{spec.cookie_mask:#x}" if spec.cookie_mask else "") + ", "
+    if stats:
+        s += f"duration={_fmt_duration(stats.duration)}, "
+    if stats or spec.table_id is not None:
+        s += f"table={spec.table_id or 0}, "
+    if stats:
+        s += f"n_packets={stats.n_packets}, n_bytes={stats.n_bytes}, "
+    for key in ("idle_timeout", "hard_timeout"):
+        if getattr(spec, key):
+            s += f"{key}={getattr(spec, key)}, "
+    s += "".join(f"{name} " for name, bit in FLOW_FLAGS.items() if spec.flags & bit)
+    if spec.importance:
+        s += f"importance={spec.importance}, "
+    if stats and stats.idle_age is not None:
+        s += f"idle_age={stats.idle_age}, "
+    if stats and stats.hard_age is not None:
+        s += f"hard_age={stats.hard_age}, "
+    if spec.out_port is not None:
+        s += f"out_port={_fmt_port(spec.out_port)}, "
+    if spec.out_group is not None:
+        s += f"out_group={spec.out_group}, "
+    priority = f"priority={spec.priority}" if spec.priority != OFP_DEFAULT_PRIORITY else ""
+    match = ",".join(filter(None, [priority, format_match(spec.match)]))
+    return s + (match + " " if match else "") + "actions=" + format_actions(spec.instructions)

@@ -1,0 +1,258 @@
+"""The match of a flow: an immutable, hashable mapping from a field name (``Field.name`` of
+fields.FIELDS) to ``(value, mask)``, mask None meaning exact; values are stored already masked,
+a mask of all ones is stored as None and a mask of 0 drops the field.
+
+What it can do with a datapath flow key (bytes of fields.KEY_SIZE): test one (``matches``), turn
+itself into the key/mask pair the datapath classifies with (``key_and_mask``), and compare with
+another match (``overlaps``, ``is_subset_of``: for check_overlap and loose/strict flow-mods).
+Both key operations include the prerequisites the match implies (``implied``: tcp_dst with
+eth_type=0x0800 implies ip_proto=6) so that a bare tcp_dst never matches a UDP packet's ports.
+Pipeline-only fields (metadata: ``member`` None) are kept but are not part of the key.
+
+Pure data; any thread.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+
+from .fields import BY_NAME, FIELDS, KEY_SIZE, Field, prereqs_of
+
+_ORDER = {f.name: i for i, f in enumerate(FIELDS)}
+
+Cond = tuple[Field, int, int]          # (field, value, mask) with the mask spelled out
+
+
+class MatchError(ValueError):
+    """A bad field, value or mask, or a prerequisite the match lacks (then ``field`` names the
+    field and ``alternatives`` lists the matches, one of which it would need to include)."""
+
+    def __init__(self, message: str, field: str | None = None, alternatives: tuple[Match, ...] = ()):
+        super().__init__(message)
+        self.field, self.alternatives = field, alternatives
+
+
+def _field(name: str) -> Field:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise MatchError(f"unknown field '{name}'") from None
+
+
+def _full(f: Field, mask: int | None) -> int:
+    return f.all_ones if mask is None else mask
+
+
+def _key_limit(f: Field) -> int:
+    """The largest value the flow key can hold for F (arp_op is 16 bits wide but the key keeps
+    its low byte only, in nw_proto)."""
+    return min(f.all_ones, ((1 << 8 * f.key_nbytes) - 1) >> f.shift)
+
+
+def _alts(f: Field) -> list[list[Cond]]:
+    """F's prerequisite alternatives with the masks spelled out."""
+    return [[(g, v, _full(g, m)) for g, v, m in alt] for alt in prereqs_of(f)]
+
+
+class Match(Mapping[str, tuple[int, int | None]]):
+    """``Match({"eth_type": 0x0800, "ipv4_src": (0x0A000000, 0xFF000000)})``; aliases (nw_src,
+    dl_type ...) are accepted wherever a name is, and stored as the canonical name."""
+
+    __slots__ = ("_d", "_hash", "_implied", "_km")
+
+    def __init__(self, fields: Mapping[str, int | tuple[int, int | None]]
+                 | Iterable[tuple[str, int | tuple[int, int | None]]] = ()):
+        d: dict[str, tuple[int, int | None]] = {}
+        for name, v in fields.items() if isinstance(fields, Mapping) else fields:
+            value, mask = v if isinstance(v, tuple) else (v, None)
+            _put(d, name, value, mask)
+        self._set(d)
+
+    def _set(self, d: dict) -> None:
+        self._d = dict(sorted(d.items(), key=lambda kv: _ORDER[kv[0]]))
+        self._hash = self._implied = self._km = None
+
+    @classmethod
+    def _new(cls, d: dict) -> Match:
+        m = cls.__new__(cls)
+        m._set(d)
+        return m
+
+    # -- mapping ----------------------------------------------------------------------------
+    def __getitem__(self, name: str) -> tuple[int, int | None]:
+        return self._d[BY_NAME[name].name if name in BY_NAME else name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __eq__(self, other) -> bool:
+        return self._d == other._d if isinstance(other, Match) else NotImplemented
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(tuple(self._d.items()))
+        return self._hash
+
+    def __repr__(self) -> str:
+        return "Match({%s})" % ", ".join(f"{n!r}: {hex(v) if m is None else (hex(v), hex(m))}"
+                                         for n, (v, m) in self._d.items())
+
+    def value(self, name: str) -> int | None:
+        """The value of an exact-matched field, else None."""
+        vm = self.get(name)
+        return vm[0] if vm is not None and vm[1] is None else None
+
+    # -- building -----------------------------------------------------------------------------
+    def with_field(self, name: str, value: int, mask: int | None = None) -> Match:
+        """A copy with NAME matched on VALUE under MASK (None: exact; 0: NAME wildcarded)."""
+        d = dict(self._d)
+        _put(d, name, value, mask)
+        return Match._new(d)
+
+    def without(self, *names: str) -> Match:
+        drop = {_field(x).name for x in names}
+        return Match._new({n: vm for n, vm in self._d.items() if n not in drop})
+
+    def conditions(self) -> list[Cond]:
+        return [(BY_NAME[n], v, _full(BY_NAME[n], m)) for n, (v, m) in self._d.items()]
+
+    # -- prerequisites ------------------------------------------------------------------------
+    def _satisfied(self, c: Cond) -> bool:
+        f, v, m = c
+        vm = self._d.get(f.name)
+        return vm is not None and _full(f, vm[1]) & m == m and vm[0] & m == v & m
+
+    def _compatible(self, c: Cond) -> bool:
+        f, v, m = c
+        vm = self._d.get(f.name)
+        return vm is None or not (vm[0] ^ v) & _full(f, vm[1]) & m
+
+    def prereqs_ok(self, f: Field | str) -> bool:
+        """Whether this match states (explicitly) one alternative of F's prerequisites."""
+        f = _field(f) if isinstance(f, str) else f
+        return any(all(self._satisfied(c) for c in alt) for alt in _alts(f))
+
+    def check_prereqs(self) -> None:
+        """Raise MatchError naming the first field whose prerequisites are not all present."""
+        for name in self._d:
+            f = BY_NAME[name]
+            if not self.prereqs_ok(f):
+                alts = tuple(Match({g.name: (v, m) for g, v, m in alt}) for alt in _alts(f))
+                need = " or ".join(",".join(f"{g}={v:#x}" if m is None else f"{g}={v:#x}/{m:#x}"
+                                            for g, (v, m) in a.items()) for a in alts)
+                raise MatchError(f"{name} requires {need}", name, alts)
+
+    def implied(self, only: Iterable[str] | None = None) -> Match:
+        """This match plus the prerequisites it implies: for a field whose prerequisites are not
+        stated, the conditions of the one alternative its other fields leave possible.  ONLY:
+        add conditions on these fields only (an alternative needing others is left alone)."""
+        if only is None and self._implied is not None:
+            return self._implied
+        allowed = None if only is None else {_field(n).name for n in only}
+        m, changed = self, True
+        while changed:
+            changed = False
+            for name in list(m._d):
+                alts = _alts(BY_NAME[name])
+                if any(all(m._satisfied(c) for c in alt) for alt in alts):
+                    continue
+                possible = [alt for alt in alts if all(m._compatible(c) for c in alt)]
+                if len(possible) != 1:
+                    continue
+                missing = [c for c in possible[0] if not m._satisfied(c)]
+                if allowed is not None and any(f.name not in allowed for f, _, _ in missing):
+                    continue
+                d = dict(m._d)
+                for f, v, mask in missing:
+                    ov, om = d.get(f.name, (0, 0))
+                    _put(d, f.name, ov | v & mask, _full(f, om) | mask)
+                m, changed = Match._new(d), True
+        if only is None:
+            self._implied = m
+        return m
+
+    # -- the datapath key ---------------------------------------------------------------------
+    def key_and_mask(self) -> tuple[bytes, bytes]:
+        """The flow key and mask (KEY_SIZE bytes each) of this match and its implied
+        prerequisites.  MatchError if two fields want different values of the same bits."""
+        if self._km is None:
+            key, mask = bytearray(KEY_SIZE), bytearray(KEY_SIZE)
+            for f, v, m in self.implied().conditions():
+                if f.member is None:
+                    continue
+                m &= _key_limit(f)
+                fk = bytearray(KEY_SIZE)
+                f.to_key(fk, v, m)
+                off, mb = f.key_mask_bytes(m)
+                for i, b in enumerate(mb, off):
+                    if (key[i] ^ fk[i]) & mask[i] & b:
+                        raise MatchError(f"{f.name} contradicts another field of the match")
+                    key[i] |= fk[i] & b
+                    mask[i] |= b
+            self._km = bytes(key), bytes(mask)
+        return self._km
+
+    def matches(self, key: bytes, pipeline: Mapping[str, int] | None = None) -> bool:
+        """Whether a packet with flow KEY matches (in_port compared as the key holds it).
+        Pipeline-only fields are checked against PIPELINE ({name: value}, absent = 0) if given,
+        else ignored."""
+        for f, v, m in self.implied().conditions():
+            if f.member is None:
+                if pipeline is not None and pipeline.get(f.name, 0) & m != v:
+                    return False
+            elif f.from_key(key) & m != v:
+                return False
+        return True
+
+    def _key_ints(self) -> tuple[int, int] | None:
+        try:
+            k, m = self.key_and_mask()
+        except MatchError:
+            return None            # contradictory: matches no packet
+        return int.from_bytes(k, "big"), int.from_bytes(m, "big")
+
+    def _pipeline(self) -> dict[str, tuple[int, int]]:
+        return {f.name: (v, m) for f, v, m in self.conditions() if f.member is None}
+
+    def overlaps(self, other: Match) -> bool:
+        """Whether some packet (flow key and pipeline fields) matches both."""
+        a, b = self._key_ints(), other._key_ints()
+        if a is None or b is None or (a[0] ^ b[0]) & a[1] & b[1]:
+            return False
+        pa, pb = self._pipeline(), other._pipeline()
+        return all(not (v ^ pb[n][0]) & m & pb[n][1] for n, (v, m) in pa.items() if n in pb)
+
+    def is_subset_of(self, other: Match) -> bool:
+        """Whether every packet matching this matches OTHER too (other is no narrower)."""
+        a, b = self._key_ints(), other._key_ints()
+        if a is None:
+            return True
+        if b is None or b[1] & ~a[1] or (a[0] ^ b[0]) & b[1]:
+            return False
+        pa = self._pipeline()
+        for n, (v, m) in other._pipeline().items():
+            sv, sm = pa.get(n, (0, 0))
+            if m & ~sm or (sv ^ v) & m:
+                return False
+        return True
+
+
+def _put(d: dict, name: str, value: int, mask: int | None) -> None:
+    """Validate and store NAME=VALUE/MASK into D (canonical name, masked value)."""
+    f = _field(name)
+    for what, x in (("value", value), ("mask", mask)):
+        if x is not None and not 0 <= x <= f.all_ones:
+            raise MatchError(f"{what} {x if 0 <= x <= 0xFFFF else hex(x)} does not fit {f.name} ({f.bits} bits)")
+    if mask == f.all_ones:
+        mask = None
+    if mask is not None and not f.maskable:
+        raise MatchError(f"{f.name} is not maskable")
+    if mask == 0:
+        d.pop(f.name, None)
+        return
+    value &= _full(f, mask)
+    if f.member is not None and value > _key_limit(f):
+        raise MatchError(f"{f.name} value {value} does not fit the datapath flow key (at most {_key_limit(f)})")
+    d[f.name] = (value, mask)

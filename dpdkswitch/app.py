@@ -1,7 +1,8 @@
 """``dpdkswitch run``: the switch in the foreground, with its control socket and live view.
 
 Owns the control thread's asyncio loop: the control socket, SIGINT/SIGTERM, the once-a-second
-live view, and polling of bridges that have no PMD thread (``pmd_cores: []``).  Everything
+live view, the upcall handlers (woken by each datapath's eventfd), the revalidators (every
+500 ms), and polling of bridges that have no PMD thread (``pmd_cores: []``).  Everything
 here runs on the main thread, which is EAL's main lcore and the datapath's only writer.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from . import __version__
 from .config import Config
 from .control import Commands, Server, dpif
+from .control import ofproto as ofproto_cmds
 from .datapath import Eal, lib, ffi
 from .switch import Switch
 from .top import TopView
@@ -43,18 +45,27 @@ async def _poll_without_pmds(switch: Switch, stop: asyncio.Event) -> None:
         await asyncio.sleep(0 if got else 0.001)
 
 
-def _drop_misses(switch: Switch) -> None:
-    """The static map's table miss: frames no flow matched are dropped (freed, counted by the
-    PMD as misses).  The OpenFlow pipeline's upcall handler takes this place."""
-    for br in switch.bridges.values():
+def _handle_upcalls(br) -> None:
+    """The datapath's eventfd fired: take the upcalls (a bounded batch), re-arm."""
+    try:
+        os.read(br.dp.upcall_fd(), 8)
+    except BlockingIOError:
+        pass
+    while br.upcalls.handle():
+        pass
+    if br.dp.upcall_arm():                     # more arrived meanwhile: go again soon
+        asyncio.get_running_loop().call_soon(_handle_upcalls, br)
+
+
+async def _revalidate(switch: Switch, stop: asyncio.Event) -> None:
+    """Every 500 ms: stats to rules, expiry, megaflows true to the tables."""
+    while not stop.is_set():
+        for br in switch.bridges.values():
+            br.revalidator.run()
         try:
-            os.read(br.dp.upcall_fd(), 8)
-        except BlockingIOError:
+            await asyncio.wait_for(stop.wait(), timeout=0.5)
+        except asyncio.TimeoutError:
             pass
-        while ups := br.dp.upcalls(256):
-            for u in ups:
-                u.free()
-        br.dp.upcall_arm()
 
 
 async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> None:
@@ -71,6 +82,7 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
         return ""
     commands.register("exit", "", "stop the switch", 0, 0, exit_cmd)
     counters = dpif.register(commands, switch)
+    ofproto_cmds.register(commands, switch)
     server = Server(socket_path, commands)
     await server.start()
 
@@ -82,10 +94,10 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     print("\n".join(header), flush=True)
     view = TopView(switch, counters, header)
     poller = asyncio.create_task(_poll_without_pmds(switch, stop))
+    revalidator = asyncio.create_task(_revalidate(switch, stop))
     for br in switch.bridges.values():
-        loop.add_reader(br.dp.upcall_fd(), _drop_misses, switch)
-        br.dp.upcall_arm()
-    _drop_misses(switch)
+        loop.add_reader(br.dp.upcall_fd(), _handle_upcalls, br)
+        _handle_upcalls(br)
     try:
         while not stop.is_set():
             try:
@@ -99,6 +111,7 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
         for br in switch.bridges.values():
             loop.remove_reader(br.dp.upcall_fd())
         await poller
+        await revalidator
         await server.stop()
     print("stopping: PMD threads, ports, namespaces", flush=True)
 

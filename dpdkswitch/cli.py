@@ -45,11 +45,11 @@ def cmd_check(a: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"dpdkswitch: {e}", file=sys.stderr)
         return 2
-    from .switch import parse_static_flow
+    from .switch import parse_config_flow
     try:
         for b in config.bridges.values():
             for f in b.flows:
-                parse_static_flow(f)
+                parse_config_flow(f)
     except ConfigError as e:
         print(f"dpdkswitch: {e}", file=sys.stderr)
         return 2

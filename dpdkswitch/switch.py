@@ -1,8 +1,8 @@
 """The switch: bridges built from a config, each one datapath with its ports and PMD threads.
 
 Owns the mapping from config to datapath: EAL arguments, mempool sizing, OpenFlow port
-numbers to datapath port numbers, namespaces of tap ports, and (until the OpenFlow pipeline
-lands) the static forwarding map read from ``flows``.
+numbers to datapath port numbers, namespaces of tap ports, and each bridge's OpenFlow
+pipeline with its upcall handler and revalidator.
 
 Contract: built, changed and stopped from the control thread only (the one that started
 EAL).  Adding or removing a port costs a device probe or unplug plus one RCU grace period;
@@ -10,46 +10,30 @@ the PMDs keep forwarding meanwhile.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from .config import BridgeConfig, Config, ConfigError, FlowConfig, PortConfig
 from .datapath import Datapath, DatapathError, Eal, PortInfo, is_pci
+from .ofproto.flowstr import FlowParseError, FlowSpec, parse_flow
+from .ofproto.match import MatchError
+from .ofproto.pipeline import FlowModError, Pipeline, PortEntry
+from .ofproto.xlate import Translator
+from .revalidator import Revalidator
+from .upcall import UpcallHandler
 from .netns import Namespaces
 from .netns import link_up as netns_link_up
 
-_FLOW_RE = re.compile(r"^(?:priority=(?P<prio>\d+),)?(?:in_port=(?P<in>\d+),)?actions=(?P<actions>.*)$")
-
-
-@dataclass
-class StaticRule:
-    priority: int
-    in_port: int | None       # OpenFlow port, None = any
-    outputs: list[int]        # OpenFlow ports; [] = drop
-
-
-def parse_static_flow(flow: FlowConfig) -> StaticRule:
-    """``[priority=N,][in_port=N,]actions=output:M[,output:K]|drop``: the static map's rules.
-
-    The full OpenFlow pipeline replaces this; until then anything else is refused, by name.
-    """
-    def refuse() -> ConfigError:
+def parse_config_flow(flow: FlowConfig) -> FlowSpec:
+    """A flow of the YAML, in ovs-ofctl syntax; a bad one is a config error at its line."""
+    try:
+        return parse_flow(flow.text)
+    except (FlowParseError, MatchError) as e:
         path, _, line = flow.where.rpartition(":")
-        return ConfigError(path, int(line), f"flow {flow.text!r}: this datapath forwards by a static port "
-                           "map, which takes only '[priority=N,][in_port=N,]actions=output:M[,output:K...]' "
-                           "or 'actions=drop'")
+        raise ConfigError(path, int(line), f"flow {flow.text!r}: {e}") from None
 
-    m = _FLOW_RE.match(flow.text.replace(" ", ""))
-    if not m:
-        raise refuse()
-    outputs: list[int] = []
-    if m.group("actions") not in ("drop", ""):
-        for action in m.group("actions").split(","):
-            am = re.fullmatch(r"output:(\d+)", action)
-            if not am:
-                raise refuse()
-            outputs.append(int(am.group(1)))
-    return StaticRule(int(m.group("prio") or 32768), int(m.group("in")) if m.group("in") else None, outputs)
+
+# Until MAC learning (NORMAL) lands, a bridge without flows floods: a hub.
+DEFAULT_FLOWS = ["priority=0,actions=flood"]
 
 
 def mbufs_for(ports: list[PortConfig], n_lcores: int) -> int:
@@ -76,16 +60,30 @@ class Bridge:
     config: BridgeConfig
     dp: Datapath
     netns: Namespaces
+    pipeline: Pipeline
+    xlate: Translator
+    upcalls: UpcallHandler
+    revalidator: Revalidator
     ports: dict[str, Port] = field(default_factory=dict)
-    rules: list[StaticRule] = field(default_factory=list)
 
     @classmethod
     def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False) -> "Bridge":
+        specs = [parse_config_flow(f) for f in config.flows] or [parse_flow(f) for f in DEFAULT_FLOWS]
         n = mbufs_for(list(config.ports.values()), len(Eal.lcores()))
         dp = Datapath(config.name, n_mbufs=n, manual_clock=manual_clock, flow_limit=config.flow_limit,
                       emc_insert_inv_prob=config.emc_insert_inv_prob)
-        br = cls(config, dp, netns)
-        br.rules = [parse_static_flow(f) for f in config.flows]
+        pipeline = Pipeline(clock=lambda: dp.now_ns / 1e9)
+        xlate = Translator(pipeline)
+        handler = UpcallHandler(dp, pipeline, xlate, flow_limit=config.flow_limit)
+        br = cls(config, dp, netns, pipeline, xlate, handler, Revalidator(dp, pipeline, xlate, handler))
+        for spec, fc in zip(specs, config.flows or [None] * len(specs)):
+            try:
+                pipeline.add(spec)
+            except (FlowModError, MatchError) as e:
+                if fc is None:
+                    raise
+                path, _, line = fc.where.rpartition(":")
+                raise ConfigError(path, int(line), f"flow {fc.text!r}: {e}") from None
         return br
 
     # -- ports
@@ -109,16 +107,17 @@ class Bridge:
         except Exception:
             self.del_port(pc.name)
             raise
+        self.pipeline.set_port(PortEntry(pc.ofport, pc.name, dp_port))
         self.apply_pins()
-        self.apply_forwarding()
+        self.revalidator.run()
         return port
 
     def del_port(self, name: str) -> None:
         port = self.ports.pop(name, None)
         if port is None:
             raise DatapathError(f"bridge {self.config.name} has no port {name}")
-        self.dp.clear_forward(port.dp_port)
-        self.apply_forwarding()
+        self.pipeline.del_port(port.ofport)
+        self.revalidator.run()                 # no megaflow sends to it any more
         self.dp.del_port(port.dp_port)
 
     def port_info(self, port: Port) -> PortInfo:
@@ -131,25 +130,6 @@ class Bridge:
 
     def by_ofport(self, ofport: int) -> Port | None:
         return next((p for p in self.ports.values() if p.ofport == ofport), None)
-
-    # -- forwarding: the static map
-    def outputs_for(self, in_port: Port) -> list[int]:
-        """Datapath ports a frame from IN_PORT goes to: the highest-priority matching rule, or
-        with no rules at all, every other port (a hub, until MAC learning lands)."""
-        if not self.rules:
-            return [p.dp_port for p in self.ports.values() if p is not in_port]
-        best = None
-        for r in self.rules:
-            if (r.in_port is None or r.in_port == in_port.ofport) and (best is None or r.priority > best.priority):
-                best = r
-        if best is None:
-            return []
-        out = [self.by_ofport(o) for o in best.outputs]
-        return [p.dp_port for p in out if p is not None and p is not in_port]
-
-    def apply_forwarding(self) -> None:
-        for p in self.ports.values():
-            self.dp.set_forward(p.dp_port, self.outputs_for(p))
 
     def apply_pins(self) -> None:
         pins = [(p.dp_port, q, core) for p in self.ports.values() for q, core in p.config.rxq_affinity.items()]

@@ -98,8 +98,25 @@ def test_default_config_pings_across_the_switch(tmp_path, pmd_cores):
         assert len(flows.splitlines()) == 2 and "in_port=1," in flows and "actions:2" in flows, flows
         assert "ufid:" in ctl(sock, "dpif/dump-flows", "-m")
         assert "emc hits:" in ctl(sock, "dpif/pmd-stats-show")
-        with pytest.raises(Exception, match="static port map"):
-            ctl(sock, "dpif/disable-megaflows")
+        # The default bridge floods (no flows in its config): one megaflow per input port.
+        trace = ctl(sock, "ofproto/trace", "br0", "in_port=1,icmp,nw_src=10.0.0.1,nw_dst=10.0.0.2")
+        assert "Datapath actions: 2" in trace and "Megaflow: recirc_id=0,in_port=1\n" in trace, trace
+        assert "priority=0 actions=FLOOD" in ctl(sock, "ofctl/dump-flows", "br0")
+        ctl(sock, "dpif/disable-megaflows")
+        ping = subprocess.run(["ip", "netns", "exec", ns1, "ping", "-c", "2", "-i", "0.2", "-W", "2", ip2],
+                              capture_output=True, text=True, timeout=30)
+        assert ping.returncode == 0, ping.stdout
+        exact = ctl(sock, "dpif/dump-flows")
+        assert "icmp_type=8" in exact and "ipv4_src=10.0.0.1" in exact, exact
+        ctl(sock, "dpif/enable-megaflows")
+        # A rule from the control socket takes effect on cached traffic at once: drop ICMP.
+        ctl(sock, "ofctl/add-flow", "br0", "priority=100,icmp,actions=drop")
+        ping = subprocess.run(["ip", "netns", "exec", ns1, "ping", "-c", "2", "-i", "0.2", "-W", "1", ip2],
+                              capture_output=True, text=True, timeout=30)
+        assert ping.returncode != 0
+        assert "n_packets=" in ctl(sock, "ofctl/dump-flows", "br0", "icmp")
+        ctl(sock, "ofctl/del-flows", "br0", "icmp")
+        assert "upcalls:" in ctl(sock, "upcall/show")
         with pytest.raises(Exception, match="unknown command"):
             ctl(sock, "no/such-command")
         assert "dpif/pmd-stats-show" in ctl(sock, "list-commands")

@@ -121,18 +121,15 @@ def register(commands: Commands, switch: Switch) -> dict[str, PmdCounters]:
     def del_flows(args: list[str]) -> str:
         for br in bridges(args):
             br.dp.flow_flush()
+            br.upcalls.ukeys.clear()
         return ""
 
     def megaflows(enabled: bool):
         def run(args: list[str]) -> str:
-            if not enabled:
-                # Exact-match flows need a slow path to install one per microflow; the static port
-                # map has none, so switching megaflows off would stop all forwarding.
-                raise CommandError("this switch forwards by its static port map, which has no slow path "
-                                   "to install exact-match flows: megaflows stay on")
             for br in bridges(args):
-                br.dp.set_megaflows(enabled)
-                br.apply_forwarding()
+                br.dp.set_megaflows(enabled)         # flushes the datapath's flows
+                br.upcalls.megaflows = enabled
+                br.upcalls.ukeys.clear()
             return f"megaflows {'enabled' if enabled else 'disabled'}\n"
         return run
 

@@ -1,0 +1,146 @@
+"""OpenFlow-level commands on the control socket: trace a packet through the tables, list and
+change rules without a controller, show the upcall handler and the revalidator.
+
+``ofproto/trace``, ``ofctl/dump-flows``, ``ofctl/add-flow``, ``ofctl/mod-flows``,
+``ofctl/del-flows``, ``upcall/show``, ``revalidator/run``.  Handlers run on the control
+thread; a rule change triggers one revalidation pass before the command returns, so its effect
+on cached traffic is done when the command is.
+"""
+from __future__ import annotations
+
+from ..datapath import odp, parse
+from ..ofproto.fields import BY_NAME, KEY_SIZE
+from ..ofproto.flowstr import FlowParseError, FlowStats, format_flow, parse_flow, parse_match
+from ..ofproto.match import MatchError
+from ..ofproto.pipeline import FlowModError
+from ..switch import Switch
+from . import CommandError, Commands
+
+IN_PORT = BY_NAME["in_port"]
+
+
+def register(commands: Commands, switch: Switch) -> None:
+    def bridge(name: str):
+        if name not in switch.bridges:
+            raise CommandError(f"no bridge {name} (have: {', '.join(switch.bridges)})")
+        return switch.bridges[name]
+
+    def flow_arg(text: str, require_actions: bool = True):
+        try:
+            return parse_flow(text, require_actions=require_actions)
+        except (FlowParseError, MatchError) as e:
+            raise CommandError(f"bad flow {text!r}: {e}") from None
+
+    def trace(args: list[str]) -> str:
+        br = bridge(args[0])
+        try:
+            match = parse_match(args[1])
+        except (FlowParseError, MatchError) as e:
+            raise CommandError(f"bad flow {args[1]!r}: {e}") from None
+        ofport = match.value("in_port")
+        port = br.by_ofport(ofport) if ofport is not None else None
+        if port is None:
+            raise CommandError("the flow needs in_port=N, a port of the bridge")
+        if len(args) == 4 and args[2] == "-packet":
+            try:
+                key = parse(bytes.fromhex(args[3]), port.dp_port)
+            except ValueError:
+                raise CommandError("-packet takes the frame in hex") from None
+        elif len(args) == 2:
+            k = bytearray(match.key_and_mask()[0])
+            IN_PORT.to_key(k, port.dp_port)
+            key = bytes(k)
+        else:
+            raise CommandError("usage: ofproto/trace BRIDGE FLOW [-packet HEX]")
+        t = br.xlate.translate(key, trace=True)
+        mask = t.megaflow_mask()
+        full = bytes([0xFF]) * KEY_SIZE
+        out = [f"Flow: {odp.format_key(key, full)}", "", f'bridge("{br.config.name}")',
+               "-" * (10 + len(br.config.name))]
+        out += t.trace
+        out += ["", f"Megaflow: {odp.format_key(key, mask)}",
+                f"Datapath actions: {odp.format_actions(t.actions)}"]
+        if t.error:
+            out.append(f"Translation failed: {t.error}")
+        return "\n".join(out) + "\n"
+
+    def dump_flows(args: list[str]) -> str:
+        br = bridge(args[0])
+        spec = flow_arg(args[1], require_actions=False) if len(args) > 1 else None
+        now = br.dp.now_ns / 1e9
+        lines = []
+        entries = list(br.pipeline._selected(spec, strict=False)) if spec else list(br.pipeline.entries())
+        for e in sorted(entries, key=lambda e: (e.table_id, -e.priority, e.seq)):
+            st = FlowStats(duration=now - e.created, n_packets=e.packets, n_bytes=e.bytes,
+                           idle_age=int(now - e.last_used))
+            lines.append(" " + format_flow(e.spec(), st))
+        return "\n".join(lines) + ("\n" if lines else "")
+
+    def changed(br) -> None:
+        br.revalidator.run()
+
+    def add_flow(args: list[str]) -> str:
+        br = bridge(args[0])
+        try:
+            br.pipeline.add(flow_arg(args[1]))
+        except (FlowModError, MatchError) as e:
+            raise CommandError(str(e)) from None
+        changed(br)
+        return ""
+
+    def mod_flows(args: list[str]) -> str:
+        strict = "--strict" in args
+        args = [a for a in args if a != "--strict"]
+        br = bridge(args[0])
+        try:
+            n = len(br.pipeline.modify(flow_arg(args[1]), strict=strict))
+        except (FlowModError, MatchError) as e:
+            raise CommandError(str(e)) from None
+        changed(br)
+        return f"modified {n} rule(s)\n"
+
+    def del_flows(args: list[str]) -> str:
+        strict = "--strict" in args
+        args = [a for a in args if a != "--strict"]
+        br = bridge(args[0])
+        spec = flow_arg(args[1], require_actions=False) if len(args) > 1 else flow_arg("", require_actions=False)
+        n = len(br.pipeline.delete(spec, strict=strict))
+        changed(br)
+        return f"deleted {n} rule(s)\n"
+
+    def upcall_show(args: list[str]) -> str:
+        out = []
+        for br in ([bridge(args[0])] if args else switch.bridges.values()):
+            s = br.upcalls.stats
+            last = br.revalidator.last
+            out += [f"{br.config.name}:",
+                    f"  flows: {br.dp.flow_count()} (limit {br.upcalls.flow_limit}), megaflows "
+                    f"{'on' if br.upcalls.megaflows else 'off'}, subtables {br.dp.subtable_count()}",
+                    f"  upcalls: {s.upcalls}, translations: {s.translations}, installed: {s.installed}, "
+                    f"flow limit hits: {s.flow_limit_hits}, put errors: {s.put_errors}, "
+                    f"packet-ins: {s.packet_ins}, translation errors: {s.errors}"]
+            if last:
+                out.append(f"  last revalidation: {last.seconds * 1000:.1f} ms, {last.flows} flows, "
+                           f"{last.revalidated} re-translated, {last.modified} modified, {last.deleted} deleted, "
+                           f"{last.idle_deleted} idle, {last.rules_expired} rules expired")
+        return "\n".join(out) + "\n"
+
+    def reval(args: list[str]) -> str:
+        out = []
+        for br in ([bridge(args[0])] if args else switch.bridges.values()):
+            r = br.revalidator.run()
+            out.append(f"{br.config.name}: {r.flows} flows, {r.revalidated} re-translated, "
+                       f"{r.modified} modified, {r.deleted + r.idle_deleted} deleted in {r.seconds * 1000:.1f} ms")
+        return "\n".join(out) + "\n"
+
+    commands.register("ofproto/trace", "BRIDGE FLOW [-packet HEX]",
+                      "the tables and rules a packet visits, its datapath actions and megaflow", 2, 4, trace)
+    commands.register("ofctl/dump-flows", "BRIDGE [MATCH]", "OpenFlow rules with their counters", 1, 2,
+                      dump_flows)
+    commands.register("ofctl/add-flow", "BRIDGE FLOW", "add a rule (ovs-ofctl syntax)", 2, 2, add_flow)
+    commands.register("ofctl/mod-flows", "BRIDGE FLOW [--strict]", "change the actions of rules", 2, 3,
+                      mod_flows)
+    commands.register("ofctl/del-flows", "BRIDGE [MATCH] [--strict]", "delete rules", 1, 3, del_flows)
+    commands.register("upcall/show", "[BRIDGE]", "the upcall handler's and revalidator's counters", 0, 1,
+                      upcall_show)
+    commands.register("revalidator/run", "[BRIDGE]", "one revalidation pass, now", 0, 1, reval)

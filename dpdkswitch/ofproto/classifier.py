@@ -1,0 +1,258 @@
+"""The OpenFlow classifier of one table: tuple space search with wildcard tracking.
+
+Rules are grouped by mask into subtables; subtables are visited in order of their highest
+priority, so a lookup stops as soon as no later subtable can beat the best rule found.  Every
+lookup records in ``Wildcards`` exactly which key bits it consulted, so that translation can
+install the narrowest megaflow that is still correct:
+
+* **staged lookup** (as Open vSwitch): a subtable is probed stage by stage (metadata, L2, L3,
+  L4); a miss at a stage consults only the bits of the stages so far, so a rule on tp_dst does
+  not make megaflows of non-matching traffic match L4 (or even L3) fields;
+* **prefix tracking** on IPv4/IPv6 source and destination: before probing a subtable that
+  matches an address prefix of length p, the set of all rule prefixes of length p says whether
+  any can match; if none can, the subtable is skipped and only the leading address bits needed
+  to tell the packet apart from every such prefix are consulted.
+
+Keys are big-endian ints of the datapath flow key's bytes (``fields.KEY_SIZE``), with in_port
+holding the OpenFlow port; ``metadata`` is the pipeline register, tracked separately (it never
+reaches the datapath).  Called from the control thread; a lookup costs one dict probe per
+stage per subtable visited.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from .fields import BY_NAME, KEY_SIZE, Field, stage_masks
+from .match import Match
+
+STAGES = stage_masks()
+CUMULATIVE = [sum(STAGES[:i + 1]) for i in range(len(STAGES))]
+KEY_BITS = 8 * KEY_SIZE
+TRIE_FIELDS = [BY_NAME[n] for n in ("ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst")]
+_ETH_TYPE = BY_NAME["eth_type"]
+_TRIE_ETH = {"ipv4_src": 0x0800, "ipv4_dst": 0x0800, "ipv6_src": 0x86DD, "ipv6_dst": 0x86DD}
+
+
+@dataclass
+class Wildcards:
+    """Bits a translation consulted: ``key`` over the flow key, ``meta`` over metadata."""
+    key: int = 0
+    meta: int = 0
+
+    def unwildcard(self, f: Field, mask: int | None = None) -> None:
+        self.key |= ((f.all_ones if mask is None else mask) & f.all_ones) << f.key_bit_shift
+
+
+def key_int(key: bytes) -> int:
+    return int.from_bytes(key, "big")
+
+
+def field_of(f: Field, key: int) -> int:
+    return (key >> f.key_bit_shift) & f.all_ones
+
+
+class PrefixSet:
+    """Every rule's prefix on one address field, by length, with counts (several rules may
+    share one).  ``bits_to_rule_out`` answers the prefix-tracking question."""
+
+    def __init__(self, f: Field):
+        self.f = f
+        self.count: dict[int, dict[int, int]] = {}
+        self._sorted: dict[int, list[int]] = {}
+
+    def add(self, plen: int, prefix: int) -> None:
+        c = self.count.setdefault(plen, {})
+        c[prefix] = c.get(prefix, 0) + 1
+        self._sorted.pop(plen, None)
+
+    def remove(self, plen: int, prefix: int) -> None:
+        c = self.count[plen]
+        c[prefix] -= 1
+        if not c[prefix]:
+            del c[prefix]
+        if not c:
+            del self.count[plen]
+        self._sorted.pop(plen, None)
+
+    def bits_to_rule_out(self, addr: int, plen: int) -> int:
+        """0 if some prefix of length PLEN matches ADDR; else how many leading bits of ADDR prove
+        that none does (any address sharing them also matches none)."""
+        c = self.count.get(plen)
+        if not c:
+            return 1 if plen else 0
+        p = addr >> (self.f.bits - plen)
+        if p in c:
+            return 0
+        vals = self._sorted.get(plen)
+        if vals is None:
+            vals = self._sorted[plen] = sorted(c)
+        i = bisect.bisect_left(vals, p)
+        lcp = 0
+        for x in vals[max(0, i - 1):i + 1]:      # the longest common prefix is with a neighbour
+            lcp = max(lcp, plen - (x ^ p).bit_length())
+        return min(plen, lcp + 1)
+
+
+def _prefix_len(f: Field, mask: int) -> int | None:
+    """The prefix length if MASK (of field F) is a CIDR mask, else None."""
+    m = mask & f.all_ones
+    inv = ~m & f.all_ones
+    if inv & (inv + 1):
+        return None
+    return f.bits - inv.bit_length()
+
+
+@dataclass(eq=False)
+class Rule:
+    """One OpenFlow rule as the classifier sees it; the table keeps the rest on it."""
+    priority: int
+    match: Match
+    key: int = 0
+    mask: int = 0
+    meta: int = 0
+    meta_mask: int = 0
+    data: object = None          # the table's own record (instructions, counters, timeouts)
+
+    @classmethod
+    def of(cls, priority: int, match: Match, data: object = None) -> "Rule":
+        k, m = match.key_and_mask()
+        meta, meta_mask = match.get("metadata", (0, 0))
+        meta_mask = (1 << 64) - 1 if meta_mask is None else meta_mask
+        return cls(priority, match, key_int(k), key_int(m), meta, meta_mask, data)
+
+
+@dataclass(eq=False)
+class Subtable:
+    mask: int
+    meta_mask: int
+    stage_masks: list[int]
+    stage_sets: list[dict] = field(default_factory=list)
+    rules: dict[tuple[int, int], list[Rule]] = field(default_factory=dict)
+    prefixes: list[tuple[PrefixSet, int]] = field(default_factory=list)
+    max_priority: int = -1
+    n_rules: int = 0
+
+
+class Classifier:
+    def __init__(self) -> None:
+        self.subtables: dict[tuple[int, int], Subtable] = {}
+        self.order: list[Subtable] = []            # by max_priority, highest first
+        self.tries = {f.name: PrefixSet(f) for f in TRIE_FIELDS}
+        self.n_rules = 0
+
+    # -- changes
+    def insert(self, rule: Rule) -> None:
+        st = self.subtables.get((rule.mask, rule.meta_mask))
+        if st is None:
+            st = self._new_subtable(rule.mask, rule.meta_mask)
+        lst = st.rules.setdefault((rule.key, rule.meta), [])
+        lst.append(rule)
+        lst.sort(key=lambda r: -r.priority)
+        for i, sm in enumerate(st.stage_masks[:-1]):
+            k = (rule.key & sm, rule.meta & st.meta_mask)
+            st.stage_sets[i][k] = st.stage_sets[i].get(k, 0) + 1
+        for ps, plen in st.prefixes:
+            ps.add(plen, field_of(ps.f, rule.key) >> (ps.f.bits - plen) if plen else 0)
+        st.n_rules += 1
+        self.n_rules += 1
+        if rule.priority > st.max_priority:
+            st.max_priority = rule.priority
+            self._sort()
+
+    def remove(self, rule: Rule) -> None:
+        st = self.subtables[(rule.mask, rule.meta_mask)]
+        lst = st.rules[(rule.key, rule.meta)]
+        lst.remove(rule)
+        if not lst:
+            del st.rules[(rule.key, rule.meta)]
+        for i, sm in enumerate(st.stage_masks[:-1]):
+            k = (rule.key & sm, rule.meta & st.meta_mask)
+            st.stage_sets[i][k] -= 1
+            if not st.stage_sets[i][k]:
+                del st.stage_sets[i][k]
+        for ps, plen in st.prefixes:
+            ps.remove(plen, field_of(ps.f, rule.key) >> (ps.f.bits - plen) if plen else 0)
+        st.n_rules -= 1
+        self.n_rules -= 1
+        if not st.n_rules:
+            del self.subtables[(st.mask, st.meta_mask)]
+            self.order.remove(st)
+        elif rule.priority == st.max_priority:
+            st.max_priority = max(lst[0].priority for lst in st.rules.values())
+            self._sort()
+
+    def _new_subtable(self, mask: int, meta_mask: int) -> Subtable:
+        # Stages that add no bits are dropped; the last one is the whole mask.
+        stages, prev = [], -1
+        for cm in CUMULATIVE:
+            if mask & cm != prev:
+                stages.append(mask & cm)
+                prev = mask & cm
+        if not stages or stages[-1] != mask:
+            stages.append(mask)
+        st = Subtable(mask, meta_mask, stages, [dict() for _ in stages[:-1]])
+        for f in TRIE_FIELDS:
+            fm = field_of(f, mask)
+            if fm:
+                plen = _prefix_len(f, fm)
+                if plen is not None and plen < f.bits or plen == f.bits:
+                    st.prefixes.append((self.tries[f.name], plen))
+        self.subtables[(mask, meta_mask)] = st
+        self.order.append(st)
+        return st
+
+    def _sort(self) -> None:
+        self.order.sort(key=lambda s: -s.max_priority)
+
+    # -- lookup
+    def lookup(self, key: int, meta: int = 0, wc: Wildcards | None = None) -> Rule | None:
+        """The highest-priority rule matching (KEY, META); WC gathers the bits consulted."""
+        wc = wc if wc is not None else Wildcards()
+        best: Rule | None = None
+        eth_type = field_of(_ETH_TYPE, key)
+        for st in self.order:
+            if best is not None and st.max_priority <= best.priority:
+                break
+            if self._ruled_out_by_prefix(st, key, eth_type, wc):
+                continue
+            wc.meta |= st.meta_mask
+            m = meta & st.meta_mask
+            for i, sm in enumerate(st.stage_masks[:-1]):
+                if (key & sm, m) not in st.stage_sets[i]:
+                    wc.key |= sm
+                    break
+            else:
+                wc.key |= st.mask
+                rules = st.rules.get((key & st.mask, m))
+                if rules and (best is None or rules[0].priority > best.priority):
+                    best = rules[0]
+        return best
+
+    @staticmethod
+    def _ruled_out_by_prefix(st: Subtable, key: int, eth_type: int, wc: Wildcards) -> bool:
+        for ps, plen in st.prefixes:
+            if eth_type != _TRIE_ETH[ps.f.name] or plen == 0:
+                continue
+            bits = ps.bits_to_rule_out(field_of(ps.f, key), plen)
+            if bits:
+                wc.unwildcard(ps.f, ((1 << bits) - 1) << (ps.f.bits - bits))
+                wc.unwildcard(_ETH_TYPE)
+                return True
+        return False
+
+    def rules(self):
+        for st in list(self.order):
+            for lst in list(st.rules.values()):
+                yield from list(lst)
+
+    def find_exactly(self, match: Match, priority: int) -> Rule | None:
+        """The rule with exactly this match and priority (OpenFlow's strict semantics)."""
+        r = Rule.of(priority, match)
+        st = self.subtables.get((r.mask, r.meta_mask))
+        if st is None:
+            return None
+        for cand in st.rules.get((r.key, r.meta), []):
+            if cand.priority == priority and cand.match == match:
+                return cand
+        return None

@@ -1,0 +1,279 @@
+"""A bridge's OpenFlow state: ports, up to 255 tables of rules, groups and meters, and the
+flow-mod, group-mod and meter-mod semantics of OpenFlow 1.3.
+
+Every change bumps ``version`` and records what it touched (``changes``), so the revalidator
+knows which cached megaflows to look at again.  Pure Python; the control thread only.  A
+flow-mod costs a classifier insert or a scan of the table for loose matches.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from .actions import (ApplyActions, GotoTable, Group, Output, WriteActions, OFPP_ANY)
+from .classifier import Classifier, Rule
+from .flowstr import FlowSpec
+from .match import Match
+
+N_TABLES = 255
+OFPG_ANY = 0xFFFFFFFF
+OFPG_ALL = 0xFFFFFFFC
+FLAG_SEND_FLOW_REM, FLAG_CHECK_OVERLAP, FLAG_RESET_COUNTS, FLAG_NO_PKT_COUNTS, FLAG_NO_BYT_COUNTS = 1, 2, 4, 8, 16
+
+
+class FlowModError(Exception):
+    """A flow-mod, group-mod or meter-mod OpenFlow refuses: ``kind`` names the error."""
+
+    def __init__(self, kind: str, msg: str):
+        super().__init__(msg)
+        self.kind = kind          # overlap, bad_table, bad_group, group_exists, unknown_group, ...
+
+
+@dataclass(eq=False)
+class FlowEntry:
+    """One rule of a table, with its counters and timeouts."""
+    table_id: int
+    priority: int
+    match: Match
+    instructions: tuple
+    cookie: int = 0
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    flags: int = 0
+    created: float = 0.0            # seconds, on the switch clock
+    last_used: float = 0.0
+    packets: int = 0
+    bytes: int = 0
+    rule: Rule | None = None
+    seq: int = 0
+
+    def outputs_to(self, port: int) -> bool:
+        return any(isinstance(a, Output) and a.port == port for i in self.instructions
+                   if isinstance(i, (ApplyActions, WriteActions)) for a in i.actions)
+
+    def uses_group(self, gid: int) -> bool:
+        return any(isinstance(a, Group) and a.group_id == gid for i in self.instructions
+                   if isinstance(i, (ApplyActions, WriteActions)) for a in i.actions)
+
+    def spec(self) -> FlowSpec:
+        return FlowSpec(match=self.match, instructions=self.instructions, table_id=self.table_id,
+                        priority=self.priority, cookie=self.cookie, idle_timeout=self.idle_timeout,
+                        hard_timeout=self.hard_timeout, flags=self.flags)
+
+
+@dataclass
+class Table:
+    table_id: int
+    cls: Classifier = field(default_factory=Classifier)
+    lookups: int = 0
+    matches: int = 0
+
+    def entries(self):
+        for r in self.cls.rules():
+            yield r.data
+
+
+@dataclass
+class Bucket:
+    actions: tuple
+    weight: int = 1
+    watch_port: int = OFPP_ANY
+    watch_group: int = OFPG_ANY
+    packets: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class GroupEntry:
+    group_id: int
+    type: str                       # all, select, indirect, ff
+    buckets: list[Bucket]
+    packets: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class MeterEntry:
+    meter_id: int
+    pktps: bool
+    bands: list[tuple[int, int]]    # (rate, burst)
+
+
+@dataclass
+class PortEntry:
+    ofport: int
+    name: str
+    dp_port: int
+    live: bool = True
+    no_flood: bool = False
+    no_fwd: bool = False
+
+
+@dataclass
+class Removed:
+    """A rule that left by timeout or delete, for flow-removed messages."""
+    entry: FlowEntry
+    reason: str                     # idle_timeout, hard_timeout, delete, group_delete
+
+
+class Pipeline:
+    def __init__(self, clock=lambda: 0.0):
+        self.tables = [Table(i) for i in range(N_TABLES)]
+        self.groups: dict[int, GroupEntry] = {}
+        self.meters: dict[int, MeterEntry] = {}
+        self.ports: dict[int, PortEntry] = {}
+        self.version = 0
+        self.clock = clock
+        self._seq = itertools.count(1)
+        self.changed_rules: set[FlowEntry] = set()   # since the revalidator last looked
+        self.changed_tables: set[int] = set()
+        self.changed_groups: set[int] = set()
+        self.full_revalidation = False
+        self.removed: list[Removed] = []
+
+    # -- bookkeeping for the revalidator
+    def _touch(self, entry: FlowEntry | None = None, table: int | None = None) -> None:
+        self.version += 1
+        if entry is not None:
+            self.changed_rules.add(entry)
+        if table is not None:
+            self.changed_tables.add(table)
+
+    def take_changes(self):
+        out = (self.changed_rules, self.changed_tables, self.changed_groups, self.full_revalidation)
+        self.changed_rules, self.changed_tables, self.changed_groups = set(), set(), set()
+        self.full_revalidation = False
+        return out
+
+    # -- ports
+    def port_by_dp(self, dp_port: int) -> PortEntry | None:
+        return next((p for p in self.ports.values() if p.dp_port == dp_port), None)
+
+    def set_port(self, port: PortEntry) -> None:
+        self.ports[port.ofport] = port
+        self.version += 1
+        self.full_revalidation = True
+
+    def del_port(self, ofport: int) -> None:
+        self.ports.pop(ofport, None)
+        self.version += 1
+        self.full_revalidation = True
+
+    # -- flow-mod
+    def _check(self, spec: FlowSpec) -> None:
+        spec.match.check_prereqs()
+        for ins in spec.instructions:
+            if isinstance(ins, GotoTable) and ins.table_id <= (spec.table_id or 0):
+                raise FlowModError("bad_table", f"goto_table:{ins.table_id} must go forward from table "
+                                   f"{spec.table_id or 0}")
+            if isinstance(ins, GotoTable) and ins.table_id >= N_TABLES:
+                raise FlowModError("bad_table", f"no table {ins.table_id}")
+            if isinstance(ins, (ApplyActions, WriteActions)):
+                for a in ins.actions:
+                    if isinstance(a, Group) and a.group_id not in self.groups:
+                        raise FlowModError("unknown_group", f"group {a.group_id} does not exist")
+
+    def add(self, spec: FlowSpec) -> FlowEntry:
+        tid = spec.table_id or 0
+        if tid >= N_TABLES:
+            raise FlowModError("bad_table", f"no table {tid}")
+        self._check(spec)
+        table = self.tables[tid]
+        old = table.cls.find_exactly(spec.match, spec.priority)
+        if spec.flags & FLAG_CHECK_OVERLAP:
+            for r in table.cls.rules():
+                if r is not old and r.priority == spec.priority and r.match.overlaps(spec.match):
+                    raise FlowModError("overlap", "the new rule overlaps an existing rule of the same priority")
+        now = self.clock()
+        e = FlowEntry(tid, spec.priority, spec.match, spec.instructions, spec.cookie, spec.idle_timeout,
+                      spec.hard_timeout, spec.flags, created=now, last_used=now, seq=next(self._seq))
+        if old is not None:                       # an identical rule is replaced; counters kept
+            oe: FlowEntry = old.data
+            if not spec.flags & FLAG_RESET_COUNTS:
+                e.packets, e.bytes = oe.packets, oe.bytes
+            table.cls.remove(old)
+            self._touch(oe, tid)
+        e.rule = Rule.of(spec.priority, spec.match, e)
+        table.cls.insert(e.rule)
+        self._touch(e, tid)
+        return e
+
+    def _selected(self, spec: FlowSpec, strict: bool, tables=None):
+        tids = [spec.table_id] if spec.table_id not in (None, 0xFF) else range(N_TABLES)
+        for tid in tids if tables is None else tables:
+            t = self.tables[tid]
+            if not t.cls.n_rules:
+                continue
+            if strict:
+                r = t.cls.find_exactly(spec.match, spec.priority)
+                cands = [r.data] if r else []
+            else:
+                cands = [r.data for r in t.cls.rules() if r.match.is_subset_of(spec.match)]
+            for e in cands:
+                if spec.cookie_mask and (e.cookie ^ spec.cookie) & spec.cookie_mask:
+                    continue
+                if spec.out_port not in (None, OFPP_ANY) and not e.outputs_to(spec.out_port):
+                    continue
+                if spec.out_group not in (None, OFPG_ANY) and not e.uses_group(spec.out_group):
+                    continue
+                yield e
+
+    def modify(self, spec: FlowSpec, strict: bool = False) -> list[FlowEntry]:
+        self._check(spec)
+        out = list(self._selected(spec, strict))
+        for e in out:
+            e.instructions = spec.instructions
+            if spec.flags & FLAG_RESET_COUNTS:
+                e.packets = e.bytes = 0
+            self._touch(e, e.table_id)
+        return out
+
+    def delete(self, spec: FlowSpec, strict: bool = False, reason: str = "delete") -> list[FlowEntry]:
+        out = list(self._selected(spec, strict))
+        for e in out:
+            self._remove(e, reason)
+        return out
+
+    def _remove(self, e: FlowEntry, reason: str) -> None:
+        self.tables[e.table_id].cls.remove(e.rule)
+        self._touch(e, e.table_id)
+        if e.flags & FLAG_SEND_FLOW_REM:
+            self.removed.append(Removed(e, reason))
+
+    def entries(self, table_id: int | None = None):
+        for t in self.tables if table_id is None else [self.tables[table_id]]:
+            yield from t.entries()
+
+    def expire(self, now: float) -> list[FlowEntry]:
+        """Rules past their idle or hard timeout leave."""
+        gone = []
+        for e in list(self.entries()):
+            if e.hard_timeout and now - e.created >= e.hard_timeout:
+                self._remove(e, "hard_timeout")
+                gone.append(e)
+            elif e.idle_timeout and now - e.last_used >= e.idle_timeout:
+                self._remove(e, "idle_timeout")
+                gone.append(e)
+        return gone
+
+    # -- groups and meters
+    def group_mod(self, command: str, group: GroupEntry) -> None:
+        gid = group.group_id
+        if command == "add":
+            if gid in self.groups:
+                raise FlowModError("group_exists", f"group {gid} exists")
+            self.groups[gid] = group
+        elif command == "modify":
+            if gid not in self.groups:
+                raise FlowModError("unknown_group", f"group {gid} does not exist")
+            self.groups[gid] = group
+        elif command == "delete":
+            gids = list(self.groups) if gid == OFPG_ALL else [gid]
+            for g in gids:
+                if self.groups.pop(g, None) is not None:
+                    for e in [e for e in self.entries() if e.uses_group(g)]:
+                        self._remove(e, "group_delete")
+        self.changed_groups.add(gid)
+        self.version += 1
+        if gid == OFPG_ALL:
+            self.full_revalidation = True

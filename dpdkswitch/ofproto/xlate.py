@@ -1,0 +1,430 @@
+"""Translation: a packet's flow key through the OpenFlow pipeline, to datapath actions plus the
+megaflow mask that makes them valid for every packet it covers.
+
+In: the datapath flow key of a missed packet (in_port is a datapath port).  Out
+(``Translation``): datapath actions (``datapath.odp``), the wildcards — every key bit a
+decision looked at, from classifier lookups (see classifier.py) and from actions that read the
+packet (dec_ttl, select groups, prerequisites of set-field, VLAN presence) — and the side
+effects: rules and groups used (for stats and revalidation), packet-ins (as userspace actions,
+so they stay in the slow path), errors.
+
+Header changes are tracked on a copy of the flow and *committed* as datapath set/push/pop
+actions only where they matter (before an output, a userspace action or a group), the way
+Open vSwitch's commit_odp_actions does.  Pure Python; control thread.  Cost: one classifier
+lookup per table visited plus a few field compares per output.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+from ..datapath import odp
+from .actions import (ACTION_SET_ORDER, INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
+                      DecNwTtl, GotoTable, Group, Meter, OFPCML_NO_BUFFER, OFPP_ALL, OFPP_CONTROLLER, OFPP_FLOOD,
+                      OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output, PopVlan, PushVlan,
+                      SetField, SetNwTtl, SetQueue, WriteActions, WriteMetadata)
+from .classifier import Wildcards, key_int
+from .fields import BY_NAME, KEY_DTYPE, KEY_SIZE, VLAN_CFI, prereqs_of
+from .pipeline import FlowEntry, Pipeline
+
+MAX_DEPTH = 64
+F = BY_NAME
+IN_PORT = F["in_port"]
+
+def _ofs(member: str) -> int:
+    return KEY_DTYPE.fields[member][1]
+
+
+_TCI = [(_ofs("vlan_tci") + 2 * i, _ofs("vlan_tci") + 2 * i + 2) for i in range(2)]   # outer, inner
+_TPID = [(_ofs("vlan_tpid") + 2 * i, _ofs("vlan_tpid") + 2 * i + 2) for i in range(2)]
+_ETH = slice(_ofs("eth_dst"), _ofs("eth_src") + 6)                                  # dst, src
+_SRC, _DST, _LABEL, _TOS, _TTL = _ofs("nw_src"), _ofs("nw_dst"), _ofs("ipv6_label"), _ofs("nw_tos"), _ofs("nw_ttl")
+_PORTS = slice(_ofs("tp_src"), _ofs("tp_dst") + 2)
+assert _TTL == _TOS + 1
+
+
+@dataclass(frozen=True)
+class PacketIn:
+    reason: str                      # no_match, action, invalid_ttl
+    table_id: int
+    cookie: int
+    max_len: int
+    metadata: int
+
+
+class PacketInRegistry:
+    """Packet-in contexts by a small integer, the userspace action's cookie."""
+
+    def __init__(self) -> None:
+        self.by_id: list[PacketIn] = []
+        self.ids: dict[PacketIn, int] = {}
+
+    def id_of(self, pi: PacketIn) -> int:
+        if pi not in self.ids:
+            self.ids[pi] = len(self.by_id)
+            self.by_id.append(pi)
+        return self.ids[pi]
+
+    def get(self, cookie: int) -> PacketIn | None:
+        return self.by_id[cookie] if 0 <= cookie < len(self.by_id) else None
+
+
+@dataclass
+class Translation:
+    actions: list = field(default_factory=list)
+    wc: Wildcards = field(default_factory=Wildcards)
+    entries: list[FlowEntry] = field(default_factory=list)
+    tables: list[int] = field(default_factory=list)
+    groups: list[tuple[int, int]] = field(default_factory=list)   # (group id, bucket index)
+    packet_ins: list[PacketIn] = field(default_factory=list)
+    error: str | None = None
+    trace: list[str] = field(default_factory=list)
+
+    def megaflow_mask(self) -> bytes:
+        """The wildcards as a datapath mask; in_port and recirc_id are always exact."""
+        m = bytearray(self.wc.key.to_bytes(KEY_SIZE, "big"))
+        m[0:8] = b"\xff" * 8
+        return bytes(m)
+
+
+class _Ctx:
+    """The state of one translation: the flow as the pipeline sees it, and as committed."""
+
+    def __init__(self, pipeline: Pipeline, key: bytes, registry: PacketInRegistry, trace: bool):
+        self.p = pipeline
+        self.reg = registry
+        port = pipeline.port_by_dp(IN_PORT.from_key(key))
+        self.in_ofport = port.ofport if port else 0xFFFFFFFF
+        self.in_dp = IN_PORT.from_key(key)
+        self.flow = bytearray(key)
+        IN_PORT.to_key(self.flow, self.in_ofport)
+        self.base = bytearray(self.flow)          # what the packet is, as far as actions went
+        self.metadata = 0
+        self.out = Translation()
+        self.odp = self.out.actions
+        self.depth = 0
+        self.tracing = trace
+        self.action_set: dict[type, object] = {}
+        self.table_id = 0
+        self.cookie = 0
+
+    def log(self, msg: str) -> None:
+        if self.tracing:
+            self.out.trace.append("    " * self.depth + msg)
+
+    # -- reading the flow, recording what was read
+    def get(self, name: str) -> int:
+        f = F[name]
+        self.out.wc.unwildcard(f)
+        return f.from_key(self.flow)
+
+    def prereqs_hold(self, name: str) -> bool:
+        alts = prereqs_of(F[name])
+        for alt in alts:
+            for g, _, _ in alt:
+                self.out.wc.unwildcard(g)
+        return any(all(g.from_key(self.flow) & (g.all_ones if m is None else m) == v for g, v, m in alt)
+                   for alt in alts)
+
+    # -- VLAN stack: [(tpid, tci)] outer first
+    @staticmethod
+    def _stack(k: bytearray) -> list[tuple[int, int]]:
+        out = []
+        for (a, b), (c, d) in zip(_TCI, _TPID):
+            tci = int.from_bytes(k[a:b], "big")
+            if tci & VLAN_CFI:
+                out.append((int.from_bytes(k[c:d], "big"), tci))
+        return out
+
+    @staticmethod
+    def _set_stack(k: bytearray, stack) -> None:
+        for i, ((a, b), (c, d)) in enumerate(zip(_TCI, _TPID)):
+            tpid, tci = stack[i] if i < len(stack) else (0, 0)
+            k[a:b] = tci.to_bytes(2, "big")
+            k[c:d] = tpid.to_bytes(2, "big")
+
+    def vlan_present(self) -> bool:
+        self.out.wc.key |= VLAN_CFI << F["vlan_vid"].key_bit_shift
+        return bool(int.from_bytes(self.flow[18:20], "big") & VLAN_CFI)
+
+    # -- commit header changes to datapath actions
+    def commit(self) -> None:
+        f, b = self.flow, self.base
+        fs, bs = self._stack(f), self._stack(b)
+        if fs != bs:
+            k = 0
+            while k < min(len(fs), len(bs)) and fs[-1 - k] == bs[-1 - k]:
+                k += 1
+            if len(fs) == len(bs) and len(fs) - k == 1 and fs[0][0] == bs[0][0]:
+                self.odp.append(odp.SetMasked("vlan", (fs[0][1] & 0xEFFF).to_bytes(2, "big"), b"\xef\xff"))
+            else:
+                for _ in range(len(bs) - k):
+                    self.odp.append(odp.PopVlan())
+                for tpid, tci in reversed(fs[:len(fs) - k]):
+                    self.odp.append(odp.PushVlan(tci & 0xEFFF, tpid))
+        if f[_ETH] != b[_ETH]:
+            self.odp.append(odp.SetMasked("eth", bytes(f[_ETH]), _diff_mask(f[_ETH], b[_ETH])))
+        eth_type = F["eth_type"].from_key(f)
+        if eth_type == 0x0800:
+            new = bytes(f[_SRC:_SRC + 4] + f[_DST:_DST + 4] + f[_TOS:_TTL + 1])    # src dst tos ttl
+            old = bytes(b[_SRC:_SRC + 4] + b[_DST:_DST + 4] + b[_TOS:_TTL + 1])
+            if new != old:
+                self.odp.append(odp.SetMasked("ipv4", new, _field_mask(new, old, [4, 4, 1, 1])))
+        elif eth_type == 0x86DD:
+            new = bytes(f[_SRC:_SRC + 16] + f[_DST:_DST + 16] + f[_LABEL:_LABEL + 4] + f[_TOS:_TTL + 1])
+            old = bytes(b[_SRC:_SRC + 16] + b[_DST:_DST + 16] + b[_LABEL:_LABEL + 4] + b[_TOS:_TTL + 1])
+            if new != old:
+                mask = bytearray(_field_mask(new, old, [16, 16, 4, 1, 1]))
+                mask[32:36] = bytes(a & c for a, c in zip(mask[32:36], b"\x00\x0f\xff\xff"))
+                self.odp.append(odp.SetMasked("ipv6", new, bytes(mask)))
+        if eth_type in (0x0800, 0x86DD) and f[_PORTS] != b[_PORTS]:
+            kind = {6: "tcp", 17: "udp"}.get(F["ip_proto"].from_key(f))
+            if kind:
+                self.odp.append(odp.SetMasked(kind, bytes(f[_PORTS]), _field_mask(f[_PORTS], b[_PORTS], [2, 2])))
+        self.base = bytearray(f)
+
+
+def _diff_mask(new: bytes, old: bytes) -> bytes:
+    """Whole-field masks (6-byte MACs) over the fields that differ."""
+    out = bytearray(len(new))
+    for i in range(0, len(new), 6):
+        if new[i:i + 6] != old[i:i + 6]:
+            out[i:i + 6] = b"\xff" * 6
+    return bytes(out)
+
+
+def _field_mask(new: bytes, old: bytes, sizes: list[int]) -> bytes:
+    out, off = bytearray(), 0
+    for n in sizes:
+        out += (b"\xff" * n) if new[off:off + n] != old[off:off + n] else bytes(n)
+        off += n
+    return bytes(out)
+
+
+class Translator:
+    def __init__(self, pipeline: Pipeline, registry: PacketInRegistry | None = None):
+        self.p = pipeline
+        self.registry = registry or PacketInRegistry()
+
+    def translate(self, key: bytes, trace: bool = False, table_id: int = 0) -> Translation:
+        c = _Ctx(self.p, key, self.registry, trace)
+        c.out.wc.unwildcard(IN_PORT)
+        try:
+            self._table(c, table_id)
+        except _Stop:
+            pass
+        if c.out.error:
+            c.odp.clear()
+            c.log(f"error: {c.out.error}; the packet is dropped")
+        return c.out
+
+    # -- tables and instructions
+    def _table(self, c: _Ctx, table_id: int) -> None:
+        c.depth += 1
+        if c.depth > MAX_DEPTH:
+            c.out.error = f"over the maximum translation depth {MAX_DEPTH}"
+            return
+        table = self.p.tables[table_id]
+        table.lookups += 1
+        c.out.tables.append(table_id)
+        rule = table.cls.lookup(key_int(bytes(c.flow)), c.metadata, c.out.wc)
+        if rule is None:
+            c.log(f"{table_id}. No match: table miss, drop")
+            self._end_of_pipeline(c)
+            return
+        e: FlowEntry = rule.data
+        table.matches += 1
+        c.out.entries.append(e)
+        c.table_id, c.cookie = table_id, e.cookie
+        if c.tracing:
+            from .flowstr import format_actions, format_match
+            c.log(f"{table_id}. {format_match(e.match) or '(any)'}, priority {e.priority}, cookie {e.cookie:#x}")
+            c.log(f"    {format_actions(e.instructions)}")
+        goto = None
+        for ins in sorted(e.instructions, key=lambda i: INSTRUCTION_ORDER.index(type(i))):
+            if isinstance(ins, Meter):
+                if ins.meter_id in self.p.meters:
+                    c.odp.append(odp.Meter(ins.meter_id))
+            elif isinstance(ins, ApplyActions):
+                self._actions(c, ins.actions)
+            elif isinstance(ins, ClearActions):
+                c.action_set.clear()
+            elif isinstance(ins, WriteActions):
+                for a in ins.actions:
+                    c.action_set[type(a)] = a
+            elif isinstance(ins, WriteMetadata):
+                c.metadata = (c.metadata & ~ins.mask) | (ins.value & ins.mask)
+            elif isinstance(ins, GotoTable):
+                goto = ins.table_id
+            if c.out.error:
+                return
+        if goto is not None:
+            self._table(c, goto)
+        else:
+            self._end_of_pipeline(c)
+
+    def _end_of_pipeline(self, c: _Ctx) -> None:
+        acts = [c.action_set[t] for t in ACTION_SET_ORDER if t in c.action_set]
+        if any(isinstance(a, Group) for a in acts):
+            acts = [a for a in acts if not isinstance(a, Output)]
+        c.action_set = {}
+        if acts:
+            c.log(f"action set: {acts}")
+            self._actions(c, acts)
+
+    # -- actions
+    def _actions(self, c: _Ctx, actions) -> None:
+        for a in actions:
+            if c.out.error:
+                return
+            if isinstance(a, Output):
+                self._output(c, a)
+            elif isinstance(a, Group):
+                self._group(c, a.group_id)
+            elif isinstance(a, SetField):
+                self._set_field(c, a.field, a.value)
+            elif isinstance(a, PushVlan):
+                stack = c._stack(c.flow)
+                c.vlan_present()
+                tci = (stack[0][1] if stack else 0) | VLAN_CFI
+                c._set_stack(c.flow, [(a.ethertype, tci)] + stack)
+            elif isinstance(a, PopVlan):
+                stack = c._stack(c.flow)
+                if c.vlan_present():
+                    c._set_stack(c.flow, stack[1:])
+            elif isinstance(a, DecNwTtl):
+                if not c.prereqs_hold("nw_ttl"):
+                    continue
+                ttl = c.get("nw_ttl")
+                if ttl <= 1:                 # the packet goes no further: to the controller only
+                    c.log("dec_ttl: TTL expired")
+                    self._packet_in(c, "invalid_ttl", OFPCML_NO_BUFFER)
+                    raise _Stop
+                F["nw_ttl"].to_key(c.flow, ttl - 1)
+            elif isinstance(a, SetNwTtl):
+                if c.prereqs_hold("nw_ttl"):
+                    F["nw_ttl"].to_key(c.flow, a.ttl)
+            elif isinstance(a, (SetQueue, CopyTtlOut, CopyTtlIn)):
+                pass                 # no queues in the datapath; no MPLS to copy TTLs with
+
+    def _set_field(self, c: _Ctx, name: str, value: int) -> None:
+        f = F[name]
+        if name in ("vlan_vid", "vlan_pcp"):
+            stack = c._stack(c.flow)
+            if not c.vlan_present():     # as Open vSwitch's mod_vlan_vid/pcp: push a tag first
+                stack = [(0x8100, VLAN_CFI)]
+            tpid, tci = stack[0]
+            if name == "vlan_vid":
+                tci = (tci & 0xE000) | (value & 0xFFF) | VLAN_CFI
+            else:
+                tci = (tci & 0x1FFF) | ((value & 7) << 13)
+            c._set_stack(c.flow, [(tpid, tci)] + stack[1:])
+            return
+        if not f.writable or f.member is None or not c.prereqs_hold(name):
+            c.log(f"set_field {name}: prerequisites not met, skipped")
+            return
+        f.to_key(c.flow, value)
+
+    def _packet_in(self, c: _Ctx, reason: str, max_len: int) -> None:
+        c.commit()
+        pi = PacketIn(reason, c.table_id, c.cookie, max_len, c.metadata)
+        c.out.packet_ins.append(pi)
+        c.odp.append(odp.Userspace(self.registry.id_of(pi)))
+
+    def _output(self, c: _Ctx, a: Output) -> None:
+        port = a.port
+        if port == OFPP_CONTROLLER:
+            c.log(f"output to controller (max_len {a.max_len})")
+            self._packet_in(c, "action", a.max_len)
+        elif port == OFPP_IN_PORT:
+            if c.in_ofport in self.p.ports:
+                c.commit()
+                c.odp.append(odp.Output(c.in_dp))
+        elif port in (OFPP_FLOOD, OFPP_ALL):
+            c.commit()
+            for p in sorted(self.p.ports.values(), key=lambda p: p.ofport):
+                if p.ofport != c.in_ofport and not p.no_fwd and (port == OFPP_ALL or not p.no_flood):
+                    c.odp.append(odp.Output(p.dp_port))
+        elif port == OFPP_TABLE:
+            self._table(c, 0)
+        elif port in (OFPP_NORMAL, OFPP_LOCAL):
+            c.log(f"output to {'NORMAL' if port == OFPP_NORMAL else 'LOCAL'}: not supported by this "
+                  "switch yet, dropped")
+        elif port < OFPP_MAX:
+            p = self.p.ports.get(port)
+            if p is None or p.no_fwd:
+                c.log(f"output:{port}: no such port, dropped")
+            elif port == c.in_ofport:
+                c.log(f"output:{port} is the input port: skipped (use in_port)")
+            else:
+                c.commit()
+                c.odp.append(odp.Output(p.dp_port))
+
+    def _group(self, c: _Ctx, gid: int) -> None:
+        g = self.p.groups.get(gid)
+        if g is None:
+            c.log(f"group {gid}: no such group, dropped")
+            return
+        live = [i for i, b in enumerate(g.buckets) if self._live(b)]
+        if g.type == "all":
+            chosen = list(range(len(g.buckets)))
+        elif g.type == "indirect":
+            chosen = [0] if g.buckets else []
+        elif g.type == "ff":
+            chosen = live[:1]
+        else:                                          # select: a hash of the flow, by weight
+            chosen = self._select(c, g, live)
+        c.log(f"group {gid} ({g.type}): bucket(s) {chosen}")
+        c.commit()
+        for i in chosen:
+            c.out.groups.append((gid, i))
+            self._bucket(c, g.buckets[i].actions, clone=len(chosen) > 1 or g.type == "all")
+
+    def _bucket(self, c: _Ctx, actions, clone: bool) -> None:
+        if not clone:
+            self._actions(c, actions)
+            return
+        saved = (bytearray(c.flow), bytearray(c.base), c.odp, c.action_set)
+        c.odp, c.action_set = [], {}
+        try:
+            self._actions(c, actions)
+            nested = c.odp
+        finally:
+            c.flow, c.base, c.odp, c.action_set = saved
+        if nested:
+            c.odp.append(odp.Clone(tuple(nested)))
+
+    def _live(self, b) -> bool:
+        if b.watch_port not in (None, 0xFFFFFFFF):
+            p = self.p.ports.get(b.watch_port)
+            if p is None or not p.live:
+                return False
+        if b.watch_group not in (None, 0xFFFFFFFF):
+            g = self.p.groups.get(b.watch_group)
+            if g is None or not any(self._live(x) for x in g.buckets):
+                return False
+        return True
+
+    def _select(self, c: _Ctx, g, live: list[int]) -> list[int]:
+        weights = [(i, g.buckets[i].weight) for i in live if g.buckets[i].weight > 0]
+        if not weights:
+            return []
+        names = ["eth_src", "eth_dst", "eth_type"]
+        eth_type = F["eth_type"].from_key(c.flow)
+        if eth_type in (0x0800, 0x86DD):
+            names += ["ipv4_src", "ipv4_dst"] if eth_type == 0x0800 else ["ipv6_src", "ipv6_dst"]
+            names.append("ip_proto")
+            proto = F["ip_proto"].from_key(c.flow)
+            if proto in (6, 17, 132):
+                names += {6: ["tcp_src", "tcp_dst"], 17: ["udp_src", "udp_dst"], 132: ["sctp_src", "sctp_dst"]}[proto]
+        data = b"".join(c.get(n).to_bytes(16, "big") for n in names)
+        h = zlib.crc32(data) % sum(w for _, w in weights)
+        for i, w in weights:
+            if h < w:
+                return [i]
+            h -= w
+        return [weights[-1][0]]
+
+
+class _Stop(Exception):
+    """Translation ends here (an expired TTL)."""

@@ -1,0 +1,151 @@
+"""The revalidator: keeps the datapath's megaflows true to the OpenFlow tables.
+
+Each pass (every ≤ 500 ms, and on demand after a change) it dumps the datapath flows and:
+
+* pushes their counters to the OpenFlow rules (and tables, groups, buckets) their translation
+  used, so rule counters and idle timeouts see cached traffic;
+* expires rules past their idle or hard timeout;
+* deletes megaflows idle longer than max-idle (10 s by default; 100 ms while there are more
+  flows than the flow limit, as Open vSwitch shrinks it under pressure);
+* re-translates the megaflows a change may have affected — those that used a modified or
+  deleted rule, that crossed a table where a new rule overlaps them, or that used a changed
+  group; all of them after a port change — and then changes their actions in place, or
+  deletes them when the new translation needs bits the megaflow does not match.
+
+Contract: the control thread's loop; one pass costs a flow dump plus one translation per
+affected megaflow.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .datapath import Datapath, odp
+from .ofproto.classifier import key_int
+from .ofproto.fields import BY_NAME
+from .ofproto.pipeline import Pipeline
+from .ofproto.xlate import Translator
+from .upcall import Ukey, UpcallHandler
+
+IN_PORT = BY_NAME["in_port"]
+
+
+@dataclass
+class PassReport:
+    flows: int = 0
+    revalidated: int = 0
+    modified: int = 0
+    deleted: int = 0
+    idle_deleted: int = 0
+    rules_expired: int = 0
+    seconds: float = 0.0
+
+
+class Revalidator:
+    def __init__(self, dp: Datapath, pipeline: Pipeline, translator: Translator, handler: UpcallHandler,
+                 max_idle_ms: int = 10000):
+        self.dp = dp
+        self.p = pipeline
+        self.xlate = translator
+        self.handler = handler
+        self.max_idle_ms = max_idle_ms
+        self.last: PassReport | None = None
+
+    def _pipeline_key(self, uk: Ukey) -> int:
+        k = bytearray(uk.key)
+        port = self.p.port_by_dp(IN_PORT.from_key(k))
+        IN_PORT.to_key(k, port.ofport if port else 0xFFFFFFFF)
+        return key_int(bytes(k))
+
+    def _affected(self, uk: Ukey, rules, tables, groups, full: bool) -> bool:
+        if full or any(g in groups for g, _ in uk.groups) or any(e in rules for e in uk.entries):
+            return True
+        if not tables or not tables.intersection(uk.tables):
+            return False
+        ok, om = self._pipeline_key(uk), key_int(uk.mask)
+        for e in rules:                       # a new rule in a table it crossed, overlapping it
+            if e.table_id in uk.tables and e.rule is not None and not (e.rule.key ^ ok) & e.rule.mask & om:
+                return True
+        return False
+
+    def run(self) -> PassReport:
+        t0 = time.perf_counter()
+        rep = PassReport()
+        now_ns = self.dp.now_ns
+        now_s = now_ns / 1e9
+        ukeys = self.handler.ukeys
+        flows = self.dp.flow_dump()
+        rep.flows = len(flows)
+        max_idle_ns = (100 if len(flows) > self.handler.flow_limit else self.max_idle_ms) * 1_000_000
+
+        idle = []
+        for f in flows:                       # counters to the rules; idle megaflows
+            uk = ukeys.get(f["ufid"])
+            if uk is None:
+                continue
+            self._push(uk, f["packets"], f["bytes"], f["used_ns"], now_s)
+            if now_ns - (f["used_ns"] or uk.created_ns) >= max_idle_ns:
+                idle.append(uk)
+        rep.rules_expired = len(self.p.expire(now_s))
+        self._delete(idle)
+        rep.idle_deleted = len(idle)
+
+        rules, tables, groups, full = self.p.take_changes()
+        if rules or tables or groups or full:
+            modify, delete = [], []
+            for uk in list(ukeys.values()):
+                if uk.version == self.p.version or not self._affected(uk, rules, tables, groups, full):
+                    uk.version = self.p.version
+                    continue
+                rep.revalidated += 1
+                t = self.xlate.translate(uk.key)
+                new_mask = key_int(t.megaflow_mask())
+                if t.error or new_mask & ~key_int(uk.mask):
+                    delete.append(uk)          # it would now need bits it does not match
+                    continue
+                acts = odp.encode(t.actions)
+                uk.entries, uk.tables, uk.groups, uk.version = t.entries, t.tables, t.groups, self.p.version
+                if acts != uk.actions:
+                    uk.actions = acts
+                    modify.append(uk)
+            if modify:
+                res = self.dp.flow_put_batch([(u.ufid, u.key, u.mask, u.actions) for u in modify], modify=True)
+                delete += [u for u, r in zip(modify, res) if r is not None]
+                rep.modified = sum(r is None for r in res)
+            self._delete(delete)
+            rep.deleted = len(delete)
+        rep.seconds = time.perf_counter() - t0
+        self.last = rep
+        return rep
+
+    def _push(self, uk: Ukey, packets: int, nbytes: int, used_ns: int, now_s: float) -> None:
+        dp_, db = packets - uk.packets, nbytes - uk.bytes
+        if dp_ <= 0:
+            return
+        uk.packets, uk.bytes, uk.used_ns = packets, nbytes, used_ns
+        used_s = used_ns / 1e9 if used_ns else now_s
+        for e in uk.entries:
+            e.packets += dp_
+            e.bytes += db
+            e.last_used = max(e.last_used, used_s)
+        for tid in uk.tables:
+            self.p.tables[tid].lookups += dp_
+        for tid in {e.table_id for e in uk.entries}:
+            self.p.tables[tid].matches += dp_
+        for gid, b in uk.groups:
+            g = self.p.groups.get(gid)
+            if g is not None and b < len(g.buckets):
+                g.packets += dp_
+                g.bytes += db
+                g.buckets[b].packets += dp_
+                g.buckets[b].bytes += db
+
+    def _delete(self, ukeys: list[Ukey]) -> None:
+        if not ukeys:
+            return
+        finals = self.dp.flow_del([u.ufid for u in ukeys])
+        now_s = self.dp.now_ns / 1e9
+        for u, fin in zip(ukeys, finals):
+            if fin is not None:
+                self._push(u, fin["packets"], fin["bytes"], fin["used_ns"], now_s)
+            self.handler.ukeys.pop(u.ufid, None)

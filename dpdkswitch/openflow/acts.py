@@ -1,0 +1,277 @@
+"""Actions and instructions on the wire, to and from the value classes of ``ofproto.actions``.
+
+OpenFlow 1.3: the standard actions those classes cover (set-field through an OXM TLV) and all six
+instructions.  OpenFlow 1.0 actions map onto the same classes: output (16-bit reserved ports
+onto OFPP_*), set_vlan_vid -> SetField('vlan_vid', vid | 0x1000), set_vlan_pcp, strip_vlan ->
+PopVlan, set_dl_src/dst, set_nw_src/dst, set_nw_tos -> SetField('ip_dscp', tos >> 2),
+set_tp_src/dst -> SetField('tcp_src'...) (udp/sctp when the flow matches that ip_proto), enqueue
+-> SetQueue + Output; and Nicira's dec_ttl and set_queue vendor actions -> DecNwTtl, SetQueue.
+Encoding 1.0 turns SetQueue + Output (default max_len) back into enqueue.
+
+Decoding raises ``OFPError`` (OFPET_BAD_ACTION / OFPET_BAD_INSTRUCTION codes); encoding expects
+actions the version can express (ValueError otherwise).  Semantic checks that need the switch's
+state (ports, groups, meters, set-field against the match) are left to the caller.
+
+Pure functions; any thread; cost linear in the number of actions.
+"""
+from __future__ import annotations
+
+import struct
+
+from ..ofproto import actions as A
+from ..ofproto import fields as F
+from . import consts as C
+from .errors import OFPError
+from .oxm import Match, decode_oxms, encode_oxm
+from .wire import Layout, zeros_to8
+
+_TL = struct.Struct("!HH")
+_VALID_RESERVED_OUT = {A.OFPP_IN_PORT, A.OFPP_TABLE, A.OFPP_NORMAL, A.OFPP_FLOOD, A.OFPP_ALL, A.OFPP_CONTROLLER,
+                       A.OFPP_LOCAL}
+
+
+def _ba(code: int) -> OFPError:
+    return OFPError(C.OFPET_BAD_ACTION, code)
+
+
+def _bi(code: int) -> OFPError:
+    return OFPError(C.OFPET_BAD_INSTRUCTION, code)
+
+
+def _tlvs(data: bytes, bad_len: OFPError):
+    """(type, whole TLV) for each type/length TLV filling DATA; lengths must be >= 8, multiples of 8."""
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < 4:
+            raise bad_len
+        type_, n = _TL.unpack_from(data, pos)
+        if n < 8 or n % 8 or pos + n > len(data):
+            raise bad_len
+        yield type_, data[pos:pos + n]
+        pos += n
+
+
+# --- OpenFlow 1.3 actions -------------------------------------------------------------------------
+_ACT13: dict[int, tuple[type, Layout]] = {
+    C.OFPAT_OUTPUT: (A.Output, Layout("port:P max_len:H 6x")),
+    C.OFPAT_COPY_TTL_OUT: (A.CopyTtlOut, Layout("4x")),
+    C.OFPAT_COPY_TTL_IN: (A.CopyTtlIn, Layout("4x")),
+    C.OFPAT_PUSH_VLAN: (A.PushVlan, Layout("ethertype:H 2x")),
+    C.OFPAT_POP_VLAN: (A.PopVlan, Layout("4x")),
+    C.OFPAT_SET_QUEUE: (A.SetQueue, Layout("queue_id:I")),
+    C.OFPAT_GROUP: (A.Group, Layout("group_id:I")),
+    C.OFPAT_SET_NW_TTL: (A.SetNwTtl, Layout("ttl:B 3x")),
+    C.OFPAT_DEC_NW_TTL: (A.DecNwTtl, Layout("4x")),
+}
+_ACT13_TYPE = {cls: (t, lay) for t, (cls, lay) in _ACT13.items()}
+
+
+def _check_output(port: int) -> None:
+    if not (0 < port < A.OFPP_MAX or port in _VALID_RESERVED_OUT):
+        raise _ba(C.OFPBAC_BAD_OUT_PORT)
+
+
+def _decode_set_field(tlv: bytes) -> A.SetField:
+    if len(tlv) < 8:
+        raise _ba(C.OFPBAC_BAD_SET_LEN)
+    _, fh, n = struct.unpack_from("!HBB", tlv, 4)
+    if len(tlv) != (8 + n + 7) & ~7:
+        raise _ba(C.OFPBAC_BAD_SET_LEN)
+    if fh & 1:
+        raise _ba(C.OFPBAC_BAD_SET_ARGUMENT)      # set-field takes no mask
+    try:
+        (name, (value, _)), = decode_oxms(tlv[4:8 + n])[0].items()
+    except OFPError as e:
+        raise _ba({C.OFPBMC_BAD_FIELD: C.OFPBAC_BAD_SET_TYPE, C.OFPBMC_BAD_LEN: C.OFPBAC_BAD_SET_LEN}
+                  .get(e.code, C.OFPBAC_BAD_SET_ARGUMENT)) from None
+    if not F.field(name).writable:
+        raise _ba(C.OFPBAC_BAD_SET_TYPE)
+    return A.SetField(name, value)
+
+
+def encode_action13(a: A.Action) -> bytes:
+    if isinstance(a, A.SetField):
+        oxm = encode_oxm(F.field(a.field), a.value)
+        return _TL.pack(C.OFPAT_SET_FIELD, (4 + len(oxm) + 7) & ~7) + oxm + zeros_to8(4 + len(oxm))
+    t, lay = _ACT13_TYPE[type(a)]
+    return _TL.pack(t, 4 + lay.size) + lay.pack(a)
+
+
+def decode_action13(type_: int, tlv: bytes) -> A.Action:
+    if type_ == C.OFPAT_SET_FIELD:
+        return _decode_set_field(tlv)
+    if type_ == C.OFPAT_EXPERIMENTER:
+        raise _ba(C.OFPBAC_BAD_EXPERIMENTER)
+    if type_ not in _ACT13:
+        raise _ba(C.OFPBAC_BAD_TYPE)
+    cls, lay = _ACT13[type_]
+    if len(tlv) != 4 + lay.size:
+        raise _ba(C.OFPBAC_BAD_LEN)
+    a = cls(**lay.unpack(tlv, 4))
+    if cls is A.Output:
+        _check_output(a.port)
+    elif cls is A.PushVlan and a.ethertype not in (F.ETH_TYPE_VLAN, F.ETH_TYPE_QINQ):
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    return a
+
+
+# --- OpenFlow 1.0 actions -------------------------------------------------------------------------
+_L10 = {
+    C.OFPAT10_OUTPUT: Layout("port:p max_len:H"),
+    C.OFPAT10_SET_VLAN_VID: Layout("v:H 2x"),
+    C.OFPAT10_SET_VLAN_PCP: Layout("v:B 3x"),
+    C.OFPAT10_STRIP_VLAN: Layout("4x"),
+    C.OFPAT10_SET_DL_SRC: Layout("v:M 6x"),
+    C.OFPAT10_SET_DL_DST: Layout("v:M 6x"),
+    C.OFPAT10_SET_NW_SRC: Layout("v:I"),
+    C.OFPAT10_SET_NW_DST: Layout("v:I"),
+    C.OFPAT10_SET_NW_TOS: Layout("v:B 3x"),
+    C.OFPAT10_SET_TP_SRC: Layout("v:H 2x"),
+    C.OFPAT10_SET_TP_DST: Layout("v:H 2x"),
+    C.OFPAT10_ENQUEUE: Layout("port:p 6x queue_id:I"),
+}
+_NX = Layout("vendor:I subtype:H")
+_NX_BODY = {C.NXAST_DEC_TTL: Layout("6x"), C.NXAST_SET_QUEUE: Layout("2x queue_id:I")}
+# The field each set_* action writes; set_tp_* picks by the flow's ip_proto (tcp by default).
+_SET10 = {C.OFPAT10_SET_VLAN_PCP: "vlan_pcp", C.OFPAT10_SET_DL_SRC: "eth_src", C.OFPAT10_SET_DL_DST: "eth_dst",
+          C.OFPAT10_SET_NW_SRC: "ipv4_src", C.OFPAT10_SET_NW_DST: "ipv4_dst"}
+_SET10_TYPE = {v: k for k, v in _SET10.items()}
+_TP10 = {17: "udp", 132: "sctp"}
+_TP10_TYPE = {f"{p}_{d}": t for p in ("tcp", "udp", "sctp")
+              for d, t in (("src", C.OFPAT10_SET_TP_SRC), ("dst", C.OFPAT10_SET_TP_DST))}
+
+
+def decode_action10(type_: int, tlv: bytes, ip_proto: int | None = None) -> tuple[A.Action, ...]:
+    if type_ == C.OFPAT10_VENDOR:
+        v = _NX.unpack(tlv, 4, err=(C.OFPET_BAD_ACTION, C.OFPBAC_BAD_LEN))
+        if v["vendor"] != C.NX_VENDOR_ID:
+            raise _ba(C.OFPBAC_BAD_EXPERIMENTER)
+        lay = _NX_BODY.get(v["subtype"])
+        if lay is None:
+            raise _ba(C.OFPBAC_BAD_EXP_TYPE)
+        if len(tlv) != 10 + lay.size:
+            raise _ba(C.OFPBAC_BAD_LEN)
+        return (A.DecNwTtl(),) if v["subtype"] == C.NXAST_DEC_TTL else (A.SetQueue(lay.unpack(tlv, 10)["queue_id"]),)
+    lay = _L10.get(type_)
+    if lay is None:
+        raise _ba(C.OFPBAC_BAD_TYPE)
+    if len(tlv) != 4 + lay.size:
+        raise _ba(C.OFPBAC_BAD_LEN)
+    d = lay.unpack(tlv, 4)
+    v = d.get("v")
+    if type_ == C.OFPAT10_OUTPUT:
+        _check_output(d["port"])
+        return (A.Output(d["port"], d["max_len"]),)
+    if type_ == C.OFPAT10_ENQUEUE:
+        _check_output(d["port"])
+        return A.SetQueue(d["queue_id"]), A.Output(d["port"])
+    if type_ == C.OFPAT10_STRIP_VLAN:
+        return (A.PopVlan(),)
+    if (type_ == C.OFPAT10_SET_VLAN_VID and v > 0xFFF or type_ == C.OFPAT10_SET_VLAN_PCP and v > 7
+            or type_ == C.OFPAT10_SET_NW_TOS and v & 3):
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    if type_ == C.OFPAT10_SET_VLAN_VID:
+        return (A.SetField("vlan_vid", v | C.OFPVID_PRESENT),)
+    if type_ == C.OFPAT10_SET_NW_TOS:
+        return (A.SetField("ip_dscp", v >> 2),)
+    if type_ in (C.OFPAT10_SET_TP_SRC, C.OFPAT10_SET_TP_DST):
+        d = "src" if type_ == C.OFPAT10_SET_TP_SRC else "dst"
+        return (A.SetField(f"{_TP10.get(ip_proto, 'tcp')}_{d}", v),)
+    return (A.SetField(_SET10[type_], v),)
+
+
+def encode_actions10(actions: tuple[A.Action, ...] | list[A.Action]) -> bytes:
+    out, i = [], 0
+    while i < len(actions):
+        a = actions[i]
+        nxt = actions[i + 1] if i + 1 < len(actions) else None
+        i += 1
+        if isinstance(a, A.SetQueue) and isinstance(nxt, A.Output) and nxt.max_len == A.OFPCML_NO_BUFFER:
+            t, vals, i = C.OFPAT10_ENQUEUE, {"port": nxt.port, "queue_id": a.queue_id}, i + 1
+        elif isinstance(a, A.Output):
+            t, vals = C.OFPAT10_OUTPUT, {"port": a.port, "max_len": a.max_len}
+        elif isinstance(a, A.PopVlan):
+            t, vals = C.OFPAT10_STRIP_VLAN, {}
+        elif isinstance(a, (A.DecNwTtl, A.SetQueue)):
+            sub = C.NXAST_DEC_TTL if isinstance(a, A.DecNwTtl) else C.NXAST_SET_QUEUE
+            body = _NX.pack({"vendor": C.NX_VENDOR_ID, "subtype": sub}) + _NX_BODY[sub].pack(a)
+            out.append(_TL.pack(C.OFPAT10_VENDOR, 4 + len(body)) + body)
+            continue
+        elif isinstance(a, A.SetField):
+            name, v = F.field(a.field).name, a.value
+            if name == "vlan_vid" and v & C.OFPVID_PRESENT:
+                t, v = C.OFPAT10_SET_VLAN_VID, v & 0xFFF
+            elif name == "ip_dscp":
+                t, v = C.OFPAT10_SET_NW_TOS, v << 2
+            else:
+                t = _SET10_TYPE.get(name) or _TP10_TYPE.get(name)
+                if t is None:
+                    raise ValueError(f"OpenFlow 1.0 cannot express {a}")
+            vals = {"v": v}
+        else:
+            raise ValueError(f"OpenFlow 1.0 cannot express {a}")
+        lay = _L10[t]
+        out.append(_TL.pack(t, 4 + lay.size) + lay.pack(vals))
+    return b"".join(out)
+
+
+# --- both versions --------------------------------------------------------------------------------
+def encode_actions(actions, version: int) -> bytes:
+    """An action list in VERSION's encoding."""
+    if version == C.OFP10_VERSION:
+        return encode_actions10(actions)
+    return b"".join(encode_action13(a) for a in actions)
+
+
+def decode_actions(data: bytes, version: int, match: Match | None = None) -> tuple[A.Action, ...]:
+    """The actions filling DATA.  MATCH (1.0 only) tells set_tp_src/dst which field they write."""
+    bad_len = _ba(C.OFPBAC_BAD_LEN)
+    if version == C.OFP10_VERSION:
+        proto = (match or {}).get("ip_proto", (None,))[0]
+        return tuple(a for t, tlv in _tlvs(data, bad_len) for a in decode_action10(t, tlv, proto))
+    return tuple(decode_action13(t, tlv) for t, tlv in _tlvs(data, bad_len))
+
+
+# --- instructions (OpenFlow 1.3) ------------------------------------------------------------------
+_INSTR: dict[int, tuple[type, Layout]] = {
+    C.OFPIT_GOTO_TABLE: (A.GotoTable, Layout("table_id:B 3x")),
+    C.OFPIT_WRITE_METADATA: (A.WriteMetadata, Layout("4x value:Q mask:Q")),
+    C.OFPIT_WRITE_ACTIONS: (A.WriteActions, Layout("4x")),
+    C.OFPIT_APPLY_ACTIONS: (A.ApplyActions, Layout("4x")),
+    C.OFPIT_CLEAR_ACTIONS: (A.ClearActions, Layout("4x")),
+    C.OFPIT_METER: (A.Meter, Layout("meter_id:I")),
+}
+_INSTR_TYPE = {cls: (t, lay) for t, (cls, lay) in _INSTR.items()}
+_WITH_ACTIONS = (A.WriteActions, A.ApplyActions)
+
+
+def encode_instructions(instructions) -> bytes:
+    out = []
+    for ins in instructions:
+        t, lay = _INSTR_TYPE[type(ins)]
+        acts = encode_actions(ins.actions, C.OFP13_VERSION) if isinstance(ins, _WITH_ACTIONS) else b""
+        out.append(_TL.pack(t, 4 + lay.size + len(acts)) + lay.pack(ins) + acts)
+    return b"".join(out)
+
+
+def decode_instructions(data: bytes) -> tuple[A.Instruction, ...]:
+    out, seen = [], set()
+    for t, tlv in _tlvs(data, _bi(C.OFPBIC_BAD_LEN)):
+        if t == C.OFPIT_EXPERIMENTER:
+            raise _bi(C.OFPBIC_BAD_EXPERIMENTER)
+        if t not in _INSTR:
+            raise _bi(C.OFPBIC_UNKNOWN_INST)
+        if t in seen:
+            raise _bi(C.OFPBIC_UNSUP_INST)        # 1.3 has no "duplicate instruction" code
+        seen.add(t)
+        cls, lay = _INSTR[t]
+        if cls in _WITH_ACTIONS:
+            out.append(cls(decode_actions(tlv[8:], C.OFP13_VERSION)))
+            continue
+        if len(tlv) != 4 + lay.size:
+            raise _bi(C.OFPBIC_BAD_LEN)
+        ins = cls(**lay.unpack(tlv, 4))
+        if cls is A.GotoTable and ins.table_id > C.OFPTT_MAX:
+            raise _bi(C.OFPBIC_BAD_TABLE_ID)
+        out.append(ins)
+    return tuple(out)

@@ -266,15 +266,18 @@ pop_vlan(struct rte_mbuf *m)
     rte_pktmbuf_adj(m, 4);
 }
 
-/* Whether any action from A on may change the frame (then earlier outputs need a copy). */
+/* Whether the actions from A on might change the frame, or hand it on to be changed (the
+ * slow path, a second pass): then a frame already queued elsewhere must be a copy. */
 static bool
 modifies(const uint8_t *a, uint32_t len)
 {
     for (uint32_t off = 0; off < len; off += act_at(a + off)->len) {
         uint16_t t = act_at(a + off)->type;
-        if (t == DPS_ACT_PUSH_VLAN || t == DPS_ACT_POP_VLAN || t == DPS_ACT_SET_MASKED || t == DPS_ACT_TRUNCATE
-            || ((t == DPS_ACT_CLONE || t == DPS_ACT_SAMPLE) && modifies(a + off + 8, act_at(a + off)->len - 8)))
-            return true;
+        if (t == DPS_ACT_OUTPUT || t == DPS_ACT_METER || t == DPS_ACT_HASH)
+            continue;
+        if ((t == DPS_ACT_CLONE || t == DPS_ACT_SAMPLE) && !modifies(a + off + 8, act_at(a + off)->len - 8))
+            continue;
+        return true;
     }
     return false;
 }
@@ -319,9 +322,7 @@ recirculate(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, co
         dps_upcall_miss(pmd, m, &key, hash);
         return;
     }
-    const struct dps_flow *fl = &pmd->dp->ft.flows[slot];
-    const struct dps_actions *acts = __atomic_load_n(&fl->actions, __ATOMIC_ACQUIRE);
-    dps_actions_execute(pmd, f, m, &key, acts->data, acts->len, depth + 1);
+    dps_pmd_run_flow(pmd, f, m, &key, slot, dps_clock_now(pmd->dp), depth + 1);
 }
 
 void
@@ -382,7 +383,8 @@ dps_actions_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbu
             /* sampled: run the nested actions on a branch, as clone does */
             __attribute__((fallthrough));
         case DPS_ACT_CLONE: {
-            struct rte_mbuf *c = branch(m, modifies(payload, plen), UINT32_MAX);
+            /* Shared only if neither the branch nor what follows it can change the frame. */
+            struct rte_mbuf *c = branch(m, modifies(payload, plen) || modifies(a + off, len - off), UINT32_MAX);
             if (!c) {
                 pmd->stats->action_drops++;
                 break;

@@ -153,7 +153,7 @@ unsigned dps_pmd_iterate(struct dps_pmd *pmd);
 void dps_pmd_flush(struct dps_pmd *pmd, const struct dps_fwd *f);
 void dps_tx_enqueue(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port, struct rte_mbuf *m);
 void dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
-                      uint32_t slot, uint64_t now);
+                      uint32_t slot, uint64_t now, unsigned depth);
 
 /* actions.c */
 void dps_actions_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m,

@@ -101,7 +101,7 @@ dps_pmd_flush(struct dps_pmd *pmd, const struct dps_fwd *f)
 /* A frame that hit flow SLOT: count it against the flow, run the flow's actions. */
 void
 dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
-                 uint32_t slot, uint64_t now)
+                 uint32_t slot, uint64_t now, unsigned depth)
 {
     const struct dps_flow *fl = &pmd->dp->ft.flows[slot];
     const struct dps_actions *acts = __atomic_load_n(&fl->actions, __ATOMIC_ACQUIRE);
@@ -110,7 +110,7 @@ dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *
     s->bytes += rte_pktmbuf_pkt_len(m);
     s->used_ns = now;
     s->tcp_flags |= rte_be_to_cpu_16(key->tcp_flags);
-    dps_actions_execute(pmd, f, m, key, acts->data, acts->len, 0);
+    dps_actions_execute(pmd, f, m, key, acts->data, acts->len, depth);
 }
 
 /* Parse, classify, act on one burst from one rx queue. */
@@ -132,7 +132,7 @@ process(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, struct r
         if (slots[i] == UINT32_MAX)
             dps_upcall_miss(pmd, pkts[i], &keys[i], hashes[i]);
         else
-            dps_pmd_run_flow(pmd, f, pkts[i], &keys[i], slots[i], now);
+            dps_pmd_run_flow(pmd, f, pkts[i], &keys[i], slots[i], now, 0);
     }
 }
 

@@ -148,7 +148,7 @@ dps_inflight_retry(struct dps_pmd *pmd, const struct dps_fwd *f)
         uint32_t hash = dps_key_hash(&key), slot;
         dps_classify(pmd, &pkts[i], &key, &hash, &slot, 1);
         if (slot != UINT32_MAX)
-            dps_pmd_run_flow(pmd, f, pkts[i], &key, slot, now);
+            dps_pmd_run_flow(pmd, f, pkts[i], &key, slot, now, 0);
         else if (expired)
             dps_upcall(pmd, pkts[i], &key, DPS_UPCALL_MISS, 0, hash);
         else

@@ -68,7 +68,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 __all__ = [
     "ConfigError", "NetnsConfig", "PortConfig", "OpenflowConfig", "FlowConfig",
-    "BridgeConfig", "DpdkConfig", "Config", "load", "loads", "online_cpus",
+    "BridgeConfig", "DpdkConfig", "Config", "load", "loads", "online_cpus", "MacTableConfig", "StaticMac",
     "parse_device", "VDEV_KEYS",
 ]
 
@@ -105,6 +105,9 @@ class PortConfig:
     rxq_affinity: dict[int, int] = field(default_factory=dict)
     netns: NetnsConfig | None = None
     where: str = ""  # "file:line" of the port's key
+    vlan_mode: str | None = None       # None: trunk, or access when a tag is given
+    tag: int | None = None
+    trunks: list[int] | None = None
 
     @property
     def driver(self) -> str:
@@ -119,6 +122,21 @@ class PortConfig:
     @property
     def devargs_dict(self) -> dict[str, str]:
         return {k: v or "" for k, v in parse_device(self.device)[2]}
+
+
+@dataclass
+class StaticMac:
+    mac: str
+    vlan: int
+    port: str                  # a port name of the bridge
+    where: str = ""
+
+
+@dataclass
+class MacTableConfig:
+    idle_time: int = 300
+    max_entries: int = 8192
+    static: list[StaticMac] = field(default_factory=list)
 
 
 @dataclass
@@ -144,6 +162,9 @@ class BridgeConfig:
     ports: dict[str, PortConfig]
     flows: list[FlowConfig]
     where: str
+    mac_table: MacTableConfig = field(default_factory=MacTableConfig)
+    flood_vlans: list[int] = field(default_factory=list)
+    forward_bpdu: bool = False
 
 
 @dataclass
@@ -364,6 +385,23 @@ def _text(valid: Callable[[str], bool], expected: str) -> Checker:
     return check
 
 
+def _bool(r: _Reader, node: Node, key: str) -> bool:
+    if not (isinstance(node, ScalarNode) and node.tag.endswith(":bool")):
+        r.fail(node, f"{key}: expected true or false, got {_describe(node)}")
+    return node.value.lower() in ("true", "yes", "on")
+
+
+_MAC_RE = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+
+
+def _static_mac(r: _Reader, node: Node, key: str) -> "StaticMac":
+    """{mac: 02:00:00:00:00:01, vlan: 10, port: p1}"""
+    spec = {"mac": (_text(_MAC_RE.fullmatch, "a MAC address xx:xx:xx:xx:xx:xx"), REQUIRED),
+            "vlan": (_int(0, 4095), 0), "port": (_str, REQUIRED)}
+    v, _ = r.section(node, spec, f"{key} entry", node)
+    return StaticMac(v["mac"], v["vlan"], v["port"], r.where(node))
+
+
 def _device(r: _Reader, node: Node, key: str) -> str:
     # a device is never a number, so take unquoted 01:00.0 (a YAML 1.1 float) as text
     if isinstance(node, ScalarNode) and node.tag in (_INT, _FLOAT):
@@ -404,6 +442,14 @@ BRIDGE = {
     "openflow": (_section, None),
     "ports": (_section, REQUIRED),
     "flows": (_list(_flow), []),
+    "mac_table": (_section, None),
+    "flood_vlans": (_list(_int(0, 4095)), []),
+    "forward_bpdu": (_bool, False),
+}
+MAC_TABLE = {
+    "idle_time": (_int(15, 3600), 300),
+    "max_entries": (_int(10, 1000000), 8192),
+    "static": (_list(_static_mac), []),
 }
 DATAPATH = {
     "pmd_cores": (_list(_int(0)), None),  # None: all dpdk.cores but the main one
@@ -426,6 +472,9 @@ PORT = {
     "mtu": (_opt(_int(68, 9710)), None),
     "rxq_affinity": (_section, None),
     "netns": (_section, None),
+    "vlan_mode": (_enum("access", "trunk", "native-tagged", "native-untagged", "dot1q-tunnel"), None),
+    "tag": (_opt(_int(0, 4095)), None),
+    "trunks": (_opt(_list(_int(0, 4095))), None),
 }
 NETNS = {
     "name": (_text(_name_re(32).fullmatch, "1-32 characters of A-Za-z0-9_.-"), REQUIRED),
@@ -564,8 +613,15 @@ class _Reader:
             ports[k.value] = self.port(k, v, pmd, ofports)
         if not ports:
             self.fail(nodes["ports"][0], f"{what}: at least one port is required")
+        mt, _ = self.section(b["mac_table"], MAC_TABLE, f"{what} mac_table",
+                             nodes.get("mac_table", (key,))[0])
+        for sm in mt["static"]:
+            if sm.port not in ports:
+                path, _, line = sm.where.rpartition(":")
+                raise ConfigError(path, int(line), f"static MAC {sm.mac}: no port {sm.port!r} in {what}")
         return BridgeConfig(name, pmd, dp["emc_insert_inv_prob"], dp["flow_limit"],
-                            OpenflowConfig(**openflow), ports, b["flows"], self.where(key))
+                            OpenflowConfig(**openflow), ports, b["flows"], self.where(key),
+                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"])
 
     def port(self, key: ScalarNode, node: Node, pmd: list[int],
              ofports: dict[int, str]) -> PortConfig:
@@ -609,7 +665,15 @@ class _Reader:
             ns, ns_nodes = self.section(p["netns"], NETNS, f"{what} netns", ns_key)
             self.unique("netns name", ns["name"], ns_nodes["name"][1])
             netns = NetnsConfig(**ns)
-        p.update(rxq_affinity=affinity, netns=netns)
+        mode = p["vlan_mode"] or ("access" if p["tag"] is not None else "trunk")
+        if mode in ("access", "native-tagged", "native-untagged", "dot1q-tunnel") and p["tag"] is None:
+            self.fail(nodes.get("vlan_mode", (key,))[0], f"{what}: vlan_mode {mode} needs a tag")
+        if mode in ("access", "dot1q-tunnel") and p["trunks"] is not None:
+            self.fail(nodes["trunks"][0], f"{what}: an {mode} port carries only its tag; trunks do not apply")
+        if mode == "trunk" and p["tag"] is not None:
+            self.fail(nodes["tag"][0], f"{what}: a trunk port has no tag (use native-tagged or "
+                                       f"native-untagged for a native VLAN)")
+        p.update(rxq_affinity=affinity, netns=netns, vlan_mode=mode)
         return PortConfig(name=name, where=self.where(key), **p)
 
 

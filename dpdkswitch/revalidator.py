@@ -57,8 +57,10 @@ class Revalidator:
         IN_PORT.to_key(k, port.ofport if port else 0xFFFFFFFF)
         return key_int(bytes(k))
 
-    def _affected(self, uk: Ukey, rules, tables, groups, full: bool) -> bool:
+    def _affected(self, uk: Ukey, rules, tables, groups, full: bool, macs=frozenset()) -> bool:
         if full or any(g in groups for g, _ in uk.groups) or any(e in rules for e in uk.entries):
+            return True
+        if macs and any(m in macs for m in uk.macs):
             return True
         if not tables or not tables.intersection(uk.tables):
             return False
@@ -87,14 +89,16 @@ class Revalidator:
             if now_ns - (f["used_ns"] or uk.created_ns) >= max_idle_ns:
                 idle.append(uk)
         rep.rules_expired = len(self.p.expire(now_s))
+        self.p.macs.expire(now_s)
         self._delete(idle)
         rep.idle_deleted = len(idle)
 
         rules, tables, groups, full = self.p.take_changes()
-        if rules or tables or groups or full:
+        macs = self.p.macs.take_changes()
+        if rules or tables or groups or full or macs:
             modify, delete = [], []
             for uk in list(ukeys.values()):
-                if uk.version == self.p.version or not self._affected(uk, rules, tables, groups, full):
+                if not self._affected(uk, rules, tables, groups, full, macs):
                     uk.version = self.p.version
                     continue
                 rep.revalidated += 1
@@ -105,6 +109,7 @@ class Revalidator:
                     continue
                 acts = odp.encode(t.actions)
                 uk.entries, uk.tables, uk.groups, uk.version = t.entries, t.tables, t.groups, self.p.version
+                uk.macs, uk.learns = t.macs, t.learns
                 if acts != uk.actions:
                     uk.actions = acts
                     modify.append(uk)
@@ -124,6 +129,8 @@ class Revalidator:
             return
         uk.packets, uk.bytes, uk.used_ns = packets, nbytes, used_ns
         used_s = used_ns / 1e9 if used_ns else now_s
+        for vlan, mac, port, garp in uk.learns:     # cached traffic keeps its MACs learned
+            self.p.macs.learn(vlan, mac, port, used_s, garp)
         for e in uk.entries:
             e.packets += dp_
             e.bytes += db

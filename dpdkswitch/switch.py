@@ -16,6 +16,7 @@ from .config import BridgeConfig, Config, ConfigError, FlowConfig, PortConfig
 from .datapath import Datapath, DatapathError, Eal, PortInfo, is_pci
 from .ofproto.flowstr import FlowParseError, FlowSpec, parse_flow
 from .ofproto.match import MatchError
+from .ofproto.normal import VlanPort
 from .ofproto.pipeline import FlowModError, Pipeline, PortEntry
 from .ofproto.xlate import Translator
 from .revalidator import Revalidator
@@ -32,8 +33,8 @@ def parse_config_flow(flow: FlowConfig) -> FlowSpec:
         raise ConfigError(path, int(line), f"flow {flow.text!r}: {e}") from None
 
 
-# Until MAC learning (NORMAL) lands, a bridge without flows floods: a hub.
-DEFAULT_FLOWS = ["priority=0,actions=flood"]
+# A bridge without flows is a learning switch, as Open vSwitch's default bridge.
+DEFAULT_FLOWS = ["priority=0,actions=NORMAL"]
 
 
 def mbufs_for(ports: list[PortConfig], n_lcores: int) -> int:
@@ -73,6 +74,10 @@ class Bridge:
         dp = Datapath(config.name, n_mbufs=n, manual_clock=manual_clock, flow_limit=config.flow_limit,
                       emc_insert_inv_prob=config.emc_insert_inv_prob)
         pipeline = Pipeline(clock=lambda: dp.now_ns / 1e9)
+        pipeline.macs.idle_time = config.mac_table.idle_time
+        pipeline.macs.max_entries = config.mac_table.max_entries
+        pipeline.flood_vlans = set(config.flood_vlans)
+        pipeline.forward_bpdu = config.forward_bpdu
         xlate = Translator(pipeline)
         handler = UpcallHandler(dp, pipeline, xlate, flow_limit=config.flow_limit)
         br = cls(config, dp, netns, pipeline, xlate, handler, Revalidator(dp, pipeline, xlate, handler))
@@ -107,7 +112,11 @@ class Bridge:
         except Exception:
             self.del_port(pc.name)
             raise
-        self.pipeline.set_port(PortEntry(pc.ofport, pc.name, dp_port))
+        self.pipeline.set_port(PortEntry(pc.ofport, pc.name, dp_port, vlan=VlanPort(
+            pc.vlan_mode or "trunk", pc.tag, frozenset(pc.trunks) if pc.trunks is not None else None)))
+        for sm in self.config.mac_table.static:
+            if sm.port == pc.name:
+                self.pipeline.macs.add_static(sm.vlan, int(sm.mac.replace(":", ""), 16), pc.ofport)
         self.apply_pins()
         self.revalidator.run()
         return port

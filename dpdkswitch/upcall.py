@@ -40,6 +40,8 @@ class Ukey:
     groups: list[tuple[int, int]]
     version: int                     # pipeline version it was translated at
     created_ns: int
+    macs: list = field(default_factory=list)       # (vlan, mac) NORMAL looked up
+    learns: list = field(default_factory=list)     # (vlan, mac, ofport, garp) NORMAL learned
     packets: int = 0                 # counters already pushed to the rules
     bytes: int = 0
     used_ns: int = 0
@@ -105,6 +107,8 @@ class UpcallHandler:
                 continue
             t = self.xlate.translate(key)
             self.stats.translations += 1
+            for vlan, mac, port, garp in t.learns:       # NORMAL learns from the packets it saw
+                self.p.macs.learn(vlan, mac, port, now / 1e9, garp)
             actions = odp.encode(t.actions)
             if t.error:
                 self.stats.errors += 1
@@ -119,7 +123,7 @@ class UpcallHandler:
                 continue
             masked = bytes(a & b for a, b in zip(key, mask))
             uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.entries, t.tables, t.groups,
-                                         self.p.version, now)
+                                         self.p.version, now, t.macs, t.learns)
             fresh.append(uk)
             puts.append((ufid, masked, mask, actions))
         if puts:

@@ -163,7 +163,7 @@ def test_good_config_round_trips():
     assert p1 == config.PortConfig("p1", "net_tap0,iface=dtap0,persist", 1, n_rxq=2,
                                    rxq_affinity={0: 1, 1: 1},
                                    netns=config.NetnsConfig("h1", "10.0.0.1/24"),
-                                   where="good.yaml:16")
+                                   where="good.yaml:16", vlan_mode="trunk")
     assert (p1.driver, p1.vdev_name, p1.devargs_dict) == \
         ("tap", "net_tap0", {"iface": "dtap0", "persist": ""})
     assert (p2.n_txq, p2.rxd, p2.txd, p2.mtu, p2.driver) == (4, 512, 1024, 9000, "pcap")
@@ -179,7 +179,7 @@ def test_minimal_config_gets_defaults():
     br = cfg.bridges["br0"]
     assert (br.pmd_cores, br.emc_insert_inv_prob, br.flow_limit, br.flows) == ([1], 100, 200000, [])
     assert br.openflow == config.OpenflowConfig([], [], "standalone")
-    assert br.ports["p1"] == config.PortConfig("p1", "net_ring0", 1, where="<string>:4")
+    assert br.ports["p1"] == config.PortConfig("p1", "net_ring0", 1, where="<string>:4", vlan_mode="trunk")
 
 
 def test_single_core_with_explicit_no_pmd():

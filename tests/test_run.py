@@ -20,6 +20,11 @@ def netns_list() -> list[str]:
     return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
 
 
+def iface_of(ns: str) -> str:
+    out = subprocess.run(["ip", "-n", ns, "-o", "link", "show"], capture_output=True, text=True).stdout
+    return next(line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if "LOOPBACK" not in line)
+
+
 def ctl(sock, *args):
     return call(sock, args[0], list(args[1:]))
 
@@ -94,14 +99,20 @@ def test_default_config_pings_across_the_switch(tmp_path, pmd_cores):
                               capture_output=True, text=True, timeout=30)
         assert ping.returncode == 0, ping.stdout
 
+        # A bridge without flows is a learning switch: megaflows match MACs, known MACs go to
+        # one port, and the table lists each host's MAC on its port.
         flows = ctl(sock, "dpif/dump-flows")
-        assert len(flows.splitlines()) == 2 and "in_port=1," in flows and "actions:2" in flows, flows
+        assert "in_port=1," in flows and "eth_type=0x800" in flows and "actions:2" in flows, flows
+        fdb = ctl(sock, "fdb/show", "br0")
+        for port, (ns, _) in ((1, hosts["p1"]), (2, hosts["p2"])):
+            mac = subprocess.run(["ip", "netns", "exec", ns, "cat", f"/sys/class/net/{iface_of(ns)}/address"],
+                                 capture_output=True, text=True).stdout.strip()
+            assert any(line.split()[0] == str(port) and mac in line for line in fdb.splitlines()[1:]), fdb
         assert "ufid:" in ctl(sock, "dpif/dump-flows", "-m")
         assert "emc hits:" in ctl(sock, "dpif/pmd-stats-show")
-        # The default bridge floods (no flows in its config): one megaflow per input port.
         trace = ctl(sock, "ofproto/trace", "br0", "in_port=1,icmp,nw_src=10.0.0.1,nw_dst=10.0.0.2")
-        assert "Datapath actions: 2" in trace and "Megaflow: recirc_id=0,in_port=1\n" in trace, trace
-        assert "priority=0 actions=FLOOD" in ctl(sock, "ofctl/dump-flows", "br0")
+        assert "Datapath actions: 2" in trace and "NORMAL" in trace and "flooding" in trace, trace
+        assert "priority=0 actions=NORMAL" in ctl(sock, "ofctl/dump-flows", "br0")
         ctl(sock, "dpif/disable-megaflows")
         ping = subprocess.run(["ip", "netns", "exec", ns1, "ping", "-c", "2", "-i", "0.2", "-W", "2", ip2],
                               capture_output=True, text=True, timeout=30)

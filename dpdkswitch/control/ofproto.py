@@ -133,6 +133,34 @@ def register(commands: Commands, switch: Switch) -> None:
                        f"{r.modified} modified, {r.deleted + r.idle_deleted} deleted in {r.seconds * 1000:.1f} ms")
         return "\n".join(out) + "\n"
 
+    def fdb_show(args: list[str]) -> str:
+        br = bridge(args[0])
+        now = br.dp.now_ns / 1e9
+        names = {p.ofport: p.name for p in br.ports.values()}
+        out = [" port  VLAN  MAC                Age"]
+        for (vlan, mac), e in sorted(br.pipeline.macs.entries.items(), key=lambda kv: (kv[1].port, kv[0])):
+            age = "static" if e.static else str(int(now - e.last_seen))
+            macs = ":".join(f"{b:02x}" for b in mac.to_bytes(6, "big"))
+            out.append(f"{e.port:>5}  {vlan:>4}  {macs}  {age:>4}    ({names.get(e.port, '?')})")
+        return "\n".join(out) + "\n"
+
+    def fdb_flush(args: list[str]) -> str:
+        for br in ([bridge(args[0])] if args else switch.bridges.values()):
+            br.pipeline.macs.flush()
+            br.revalidator.run()
+        return "table successfully flushed\n"
+
+    def fdb_stats(args: list[str]) -> str:
+        m = bridge(args[0]).pipeline.macs
+        return (f"Statistics for bridge \"{args[0]}\":\n  Current/maximum MAC entries in the table: "
+                f"{len(m.entries)}/{m.max_entries}\n  Total number of learned MAC entries     : {m.learned}\n"
+                f"  Total number of expired MAC entries     : {m.expired}\n"
+                f"  Total number of evicted MAC entries     : {m.evicted}\n"
+                f"  Total number of port moved MAC entries  : {m.moved}\n")
+
+    commands.register("fdb/show", "BRIDGE", "the learned MAC addresses: port, VLAN, MAC, age", 1, 1, fdb_show)
+    commands.register("fdb/flush", "[BRIDGE]", "forget the learned MAC addresses", 0, 1, fdb_flush)
+    commands.register("fdb/stats-show", "BRIDGE", "MAC table counters", 1, 1, fdb_stats)
     commands.register("ofproto/trace", "BRIDGE FLOW [-packet HEX]",
                       "the tables and rules a packet visits, its datapath actions and megaflow", 2, 4, trace)
     commands.register("ofctl/dump-flows", "BRIDGE [MATCH]", "OpenFlow rules with their counters", 1, 2,

@@ -14,6 +14,7 @@ from .actions import (ApplyActions, GotoTable, Group, Output, WriteActions, OFPP
 from .classifier import Classifier, Rule
 from .flowstr import FlowSpec
 from .match import Match
+from .normal import MacTable, VlanPort
 
 N_TABLES = 255
 OFPG_ANY = 0xFFFFFFFF
@@ -107,6 +108,7 @@ class PortEntry:
     live: bool = True
     no_flood: bool = False
     no_fwd: bool = False
+    vlan: VlanPort = field(default_factory=VlanPort)
 
 
 @dataclass
@@ -130,6 +132,9 @@ class Pipeline:
         self.changed_groups: set[int] = set()
         self.full_revalidation = False
         self.removed: list[Removed] = []
+        self.macs = MacTable()                        # NORMAL's MAC learning table
+        self.flood_vlans: set[int] = set()
+        self.forward_bpdu = False
 
     # -- bookkeeping for the revalidator
     def _touch(self, entry: FlowEntry | None = None, table: int | None = None) -> None:
@@ -156,6 +161,7 @@ class Pipeline:
 
     def del_port(self, ofport: int) -> None:
         self.ports.pop(ofport, None)
+        self.macs.flush(ofport)
         self.version += 1
         self.full_revalidation = True
 

@@ -25,6 +25,7 @@ from .actions import (ACTION_SET_ORDER, INSTRUCTION_ORDER, ApplyActions, ClearAc
                       SetField, SetNwTtl, SetQueue, WriteActions, WriteMetadata)
 from .classifier import Wildcards, key_int
 from .fields import BY_NAME, KEY_DTYPE, KEY_SIZE, VLAN_CFI, prereqs_of
+from .normal import RESERVED_MCAST, RESERVED_MCAST_MASK
 from .pipeline import FlowEntry, Pipeline
 
 MAX_DEPTH = 64
@@ -77,6 +78,8 @@ class Translation:
     tables: list[int] = field(default_factory=list)
     groups: list[tuple[int, int]] = field(default_factory=list)   # (group id, bucket index)
     packet_ins: list[PacketIn] = field(default_factory=list)
+    macs: list[tuple[int, int]] = field(default_factory=list)          # (vlan, mac) NORMAL looked up
+    learns: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (vlan, mac, ofport, garp)
     error: str | None = None
     trace: list[str] = field(default_factory=list)
 
@@ -145,7 +148,7 @@ class _Ctx:
 
     def vlan_present(self) -> bool:
         self.out.wc.key |= VLAN_CFI << F["vlan_vid"].key_bit_shift
-        return bool(int.from_bytes(self.flow[18:20], "big") & VLAN_CFI)
+        return bool(int.from_bytes(self.flow[_TCI[0][0]:_TCI[0][1]], "big") & VLAN_CFI)
 
     # -- commit header changes to datapath actions
     def commit(self) -> None:
@@ -347,9 +350,10 @@ class Translator:
                     c.odp.append(odp.Output(p.dp_port))
         elif port == OFPP_TABLE:
             self._table(c, 0)
-        elif port in (OFPP_NORMAL, OFPP_LOCAL):
-            c.log(f"output to {'NORMAL' if port == OFPP_NORMAL else 'LOCAL'}: not supported by this "
-                  "switch yet, dropped")
+        elif port == OFPP_NORMAL:
+            self._normal(c)
+        elif port == OFPP_LOCAL:
+            c.log("output to LOCAL: this switch has no local port, dropped")
         elif port < OFPP_MAX:
             p = self.p.ports.get(port)
             if p is None or p.no_fwd:
@@ -359,6 +363,63 @@ class Translator:
             else:
                 c.commit()
                 c.odp.append(odp.Output(p.dp_port))
+
+    # -- NORMAL: the learning switch
+    def _normal(self, c: _Ctx) -> None:
+        p = self.p
+        inp = p.ports.get(c.in_ofport)
+        if inp is None:
+            c.log("NORMAL: packet from an unknown port, dropped")
+            return
+        eth_type = c.get("eth_type")
+        present = c.vlan_present()
+        if not present and eth_type in (0x8100, 0x88A8):
+            c.log("NORMAL: partial VLAN tag, dropped")
+            return
+        vid = c.get("vlan_vid") & 0xFFF if present else None
+        vlan = inp.vlan.input_vlan(vid)
+        if vlan is None:
+            c.log(f"NORMAL: VLAN {vid} is not allowed on {inp.vlan.mode} port {inp.name}, dropped")
+            return
+        dst, src = c.get("eth_dst"), c.get("eth_src")
+        if dst & RESERVED_MCAST_MASK == RESERVED_MCAST and not p.forward_bpdu:
+            c.log("NORMAL: reserved multicast destination (forward_bpdu is off), dropped")
+            return
+        learn = vlan not in p.flood_vlans
+        if learn and not src & 0x010000000000:
+            garp = eth_type == 0x0806 and dst == 0xFFFFFFFFFFFF and (
+                c.get("arp_op") == 2 or c.get("arp_spa") == c.get("arp_tpa"))
+            c.out.learns.append((vlan, src, inp.ofport, garp))
+        c.out.macs.append((vlan, dst))
+        out = p.macs.lookup(vlan, dst) if learn and not dst & 0x010000000000 else None
+        if out == inp.ofport:
+            c.log(f"NORMAL: {dst:012x} was learned on the input port, dropped")
+            return
+        if out is not None and out in p.ports:
+            c.log(f"NORMAL: VLAN {vlan}, {dst:012x} learned on port {out}: forwarding")
+            self._output_normal(c, inp, p.ports[out], vlan)
+            return
+        c.log(f"NORMAL: VLAN {vlan}, no learned port for {dst:012x}: flooding")
+        for port in sorted(p.ports.values(), key=lambda q: q.ofport):
+            if port.ofport != inp.ofport and not port.no_flood and not port.no_fwd and port.vlan.carries(vlan):
+                self._output_normal(c, inp, port, vlan)
+
+    def _output_normal(self, c: _Ctx, inp, port, vlan: int) -> None:
+        stack = c._stack(c.flow)
+        # Take the input port's tag off (a dot1q-tunnel port's customer tags stay: they are payload).
+        inner = stack if inp.vlan.mode == "dot1q-tunnel" or not stack else stack[1:]
+        pcp = stack[0][1] >> 13 if stack and inp.vlan.mode != "dot1q-tunnel" else 0
+        tag = port.vlan.output_tag(vlan)
+        if port.vlan.mode == "dot1q-tunnel" or tag is None:
+            new = inner
+        else:
+            tpid = inp.vlan.qinq_tpid if inp.vlan.mode == "dot1q-tunnel" else 0x8100
+            new = [(tpid, tag | pcp << 13 | VLAN_CFI)] + inner
+        saved = bytearray(c.flow)
+        c._set_stack(c.flow, new)
+        c.commit()
+        c.odp.append(odp.Output(port.dp_port))
+        c.flow = saved
 
     def _group(self, c: _Ctx, gid: int) -> None:
         g = self.p.groups.get(gid)

@@ -53,8 +53,18 @@ def _handle_upcalls(br) -> None:
         pass
     while br.upcalls.handle():
         pass
+    loop = asyncio.get_running_loop()
+    if br.pipeline.macs.changed and not getattr(br, "_reval_soon", False):
+        # A MAC was learned or moved: the megaflows that depend on it are re-translated within
+        # 10 ms (coalesced), not at the next periodic pass.
+        br._reval_soon = True
+
+        def soon():
+            br._reval_soon = False
+            br.revalidator.run()
+        loop.call_later(0.01, soon)
     if br.dp.upcall_arm():                     # more arrived meanwhile: go again soon
-        asyncio.get_running_loop().call_soon(_handle_upcalls, br)
+        loop.call_soon(_handle_upcalls, br)
 
 
 async def _revalidate(switch: Switch, stop: asyncio.Event) -> None:

@@ -71,6 +71,16 @@ def cmd_ctl(a: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_bench(a: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+    if a.compare and a.json:
+        print("dpdkswitch bench: --json is for one run; --compare writes JSON into --out", file=sys.stderr)
+        return 2
+    if not a.compare:
+        _all_cpus()
+    return bench_main(a)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dpdkswitch", description=__doc__)
     ap.add_argument("--version", action="version", version=f"dpdkswitch {__version__}")
@@ -93,6 +103,20 @@ def main(argv: list[str] | None = None) -> int:
     k = sub.add_parser("check", help="validate a config file and exit")
     k.add_argument("config")
     k.set_defaults(fn=cmd_check)
+
+    b = sub.add_parser("bench", help="run a benchmark scenario (or --compare with OVS-DPDK and testpmd)")
+    b.add_argument("scenario", nargs="*", metavar="SCENARIO",
+                   help="one scenario; with --compare any number (default: all in the file)")
+    b.add_argument("--scenarios", metavar="FILE", help="scenarios.yaml (default: ../shared/bench/ of the repo)")
+    b.add_argument("--seconds", type=float, default=10.0, help="measuring time per run (default 10)")
+    b.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+    b.add_argument("--pmd-core", type=int, default=1, help="the PMD thread's core (default 1)")
+    b.add_argument("--ctl-core", type=int, default=0, help="the control thread's core (default 0)")
+    b.add_argument("--compare", action="store_true",
+                   help="run this switch, OVS-DPDK and testpmd, interleaved, and compare their medians")
+    b.add_argument("--runs", type=int, default=3, help="runs of each peer with --compare (default 3)")
+    b.add_argument("--out", metavar="DIR", help="--compare's output directory (default results/<timestamp>/)")
+    b.set_defaults(fn=cmd_bench)
 
     a = ap.parse_args(argv)
     return a.fn(a)

@@ -129,8 +129,8 @@ class Revalidator:
             return
         uk.packets, uk.bytes, uk.used_ns = packets, nbytes, used_ns
         used_s = used_ns / 1e9 if used_ns else now_s
-        for vlan, mac, port, garp in uk.learns:     # cached traffic keeps its MACs learned
-            self.p.macs.learn(vlan, mac, port, used_s, garp)
+        for vlan, mac, port, _ in uk.learns:        # cached traffic keeps its MACs learned
+            self.p.macs.refresh(vlan, mac, port, used_s)
         for e in uk.entries:
             e.packets += dp_
             e.bytes += db

@@ -114,6 +114,16 @@ class MacTable:
         self.changed.add(key)
         return True
 
+    def refresh(self, vlan: int, mac: int, port: int, now: float) -> None:
+        """Cached traffic from MAC on PORT was seen: keep its entry alive.  Never a move: counters
+        arrive late, and a host that moved since must not be pulled back."""
+        e = self.entries.get((vlan, mac))
+        if e is None:
+            self.learn(vlan, mac, port, now)
+        elif e.port == port:
+            e.last_seen = max(e.last_seen, now)
+            self.entries.move_to_end((vlan, mac))
+
     def add_static(self, vlan: int, mac: int, port: int) -> None:
         self.entries[(vlan, mac)] = MacEntry(port, 0.0, static=True)
         self.changed.add((vlan, mac))

@@ -1,0 +1,318 @@
+"""OpenFlow connections: the byte stream, version negotiation, echo and inactivity probes, and
+the endpoints that make connections (passive listeners, active controllers that reconnect).
+
+``OFConnection`` is an asyncio Protocol: it splits the stream into messages (a framing error
+closes it: no boundary can be trusted after one), answers HELLO with the negotiated version
+(bitmaps; OpenFlow 1.3 and 1.0), answers echo requests, probes a silent peer (an echo request
+after ``probe_interval`` seconds without a message, closed after twice that), and hands every
+other message of one read to its owner's ``handle_batch`` at once, so the owner can apply a
+whole read of flow-mods and revalidate once.  Replies are buffered; while the peer does not
+read them (the transport's write buffer is full), reading from it pauses.
+
+``Listener`` serves ``ptcp:PORT[:IP]`` (loopback by default) or ``punix:PATH``;
+``ActiveController`` keeps a connection to ``tcp:HOST:PORT`` or ``unix:PATH`` up, reconnecting
+with exponential backoff (1 s doubling to 8 s).
+
+Contract: the control thread's asyncio loop only.  Cost per read: one framing pass plus the
+owner's handling; per message, one decode.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import time
+from typing import Protocol as TypingProtocol
+
+from . import consts as C
+from .errors import FramingError, OFPError, error_reply
+from .framing import split_messages
+from .message import EchoReply, EchoRequest, Error, Hello, Message, decode, encode
+
+OUR_VERSIONS = (C.OFP10_VERSION, C.OFP13_VERSION)
+PROBE_INTERVAL = 5.0
+BACKOFF_MIN, BACKOFF_MAX = 1.0, 8.0
+WRITE_HIGH_WATER = 4 << 20          # bytes of unsent replies before reading from the peer pauses
+PROBE_XID = 0xFFFFFFF0
+
+
+def log(msg: str) -> None:
+    print(f"openflow: {msg}", flush=True)
+
+
+class Owner(TypingProtocol):
+    """What a connection reports to (the bridge's OpenFlow switch)."""
+
+    def connected(self, conn: "OFConnection") -> None: ...
+    def disconnected(self, conn: "OFConnection") -> None: ...
+    def handle_batch(self, conn: "OFConnection", batch: list[tuple[bytes, Message | OFPError]]) -> None: ...
+
+
+def negotiate(hello: Hello) -> int | None:
+    """The version both sides speak, from the peer's HELLO; None when there is none."""
+    if hello.versions:
+        common = set(OUR_VERSIONS) & set(hello.versions)
+        return max(common) if common else None
+    v = min(hello.version, max(OUR_VERSIONS))
+    return v if v in OUR_VERSIONS else None
+
+
+class OFConnection(asyncio.Protocol):
+    """One OpenFlow channel.  ``kind`` is "primary" (a controller we connected to) or "service"
+    (a peer that connected to one of our listeners, as ovs-ofctl does)."""
+
+    def __init__(self, owner: Owner, kind: str, name: str, probe_interval: float = PROBE_INTERVAL):
+        self.owner, self.kind, self.name = owner, kind, name
+        self.probe_interval = probe_interval
+        self.transport: asyncio.Transport | None = None
+        self.version: int | None = None           # negotiated; None until the peer's HELLO
+        self.buf = bytearray()
+        self.closed = asyncio.get_running_loop().create_future()
+        self.last_rx = time.monotonic()
+        self.probe_sent = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        # Per-connection OpenFlow state the owner keeps here.
+        self.miss_send_len = 128 if kind == "primary" else 0
+        self.role = C.OFPCR_ROLE_EQUAL
+        self.async_masks: dict[str, tuple[int, int]] = {}
+        self.stats = {"rx": 0, "tx": 0, "errors": 0}
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.send(encode(Hello(versions=OUR_VERSIONS, version=max(OUR_VERSIONS))))
+        self._arm()
+
+    def connection_lost(self, exc) -> None:
+        if self._timer:
+            self._timer.cancel()
+        was_up = self.version is not None
+        self._closing = True
+        if not self.closed.done():
+            self.closed.set_result(was_up)
+        if was_up:
+            self.owner.disconnected(self)
+
+    def pause_writing(self) -> None:
+        if self.transport and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.last_rx = time.monotonic()
+        self.probe_sent = False
+        self.buf += data
+        try:
+            raws, rest = split_messages(self.buf)
+        except FramingError as e:
+            log(f"{self.name}: {e}; closing")
+            self.close()
+            return
+        self.buf = bytearray(rest)
+        batch: list[tuple[bytes, Message | OFPError]] = []
+        for raw in raws:
+            if self._closing:
+                return
+            self.stats["rx"] += 1
+            try:
+                msg = decode(raw)
+            except OFPError as e:
+                if self.version is None:
+                    self._hello_failed(C.OFPHFC_EPERM, raw, b"expected a HELLO")
+                    return
+                batch.append((raw, e))
+                continue
+            if self.version is None:
+                if not isinstance(msg, Hello):
+                    self._hello_failed(C.OFPHFC_EPERM, raw, b"expected a HELLO")
+                    return
+                v = negotiate(msg)
+                if v is None:
+                    self._hello_failed(C.OFPHFC_INCOMPATIBLE, raw,
+                                       b"this switch speaks OpenFlow 1.0 and 1.3 (versions 1 and 4)")
+                    return
+                self.version = v
+                self.owner.connected(self)
+                continue
+            if raw[0] != self.version:
+                if isinstance(msg, Hello):
+                    continue                          # a second HELLO: nothing to do
+                batch.append((raw, OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_VERSION, raw[:64], msg.xid,
+                                            self.version)))
+                continue
+            if isinstance(msg, EchoRequest) and not isinstance(msg, EchoReply):
+                self.send(encode(EchoReply(data=msg.data, version=self.version, xid=msg.xid)))
+            elif isinstance(msg, (EchoReply, Hello)):
+                pass                                  # liveness is any message at all
+            else:
+                batch.append((raw, msg))
+        if batch:
+            self.owner.handle_batch(self, batch)
+
+    # -- sending
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+            self.stats["tx"] += 1
+
+    def send_msg(self, msg: Message) -> None:
+        msg.version = self.version
+        self.send(encode(msg))
+
+    def send_error(self, exc: OFPError, xid: int | None = None) -> None:
+        self.stats["errors"] += 1
+        self.send(error_reply(exc, xid=xid, version=self.version))
+
+    def _hello_failed(self, code: int, raw: bytes, why: bytes) -> None:
+        xid = struct.unpack_from("!I", raw, 4)[0] if len(raw) >= 8 else 0
+        version = raw[0] if raw and raw[0] in OUR_VERSIONS else max(OUR_VERSIONS)
+        self.send(encode(Error(type=C.OFPET_HELLO_FAILED, code=code, data=why, version=version, xid=xid)))
+        log(f"{self.name}: version negotiation failed ({why.decode()}); closing")
+        self.close()
+
+    def close(self) -> None:
+        """Close after the buffered replies are sent."""
+        self._closing = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    # -- inactivity probe
+    def _arm(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(min(1.0, self.probe_interval / 4), self._check_idle)
+
+    def _check_idle(self) -> None:
+        if self._closing:
+            return
+        idle = time.monotonic() - self.last_rx
+        if idle >= 2 * self.probe_interval and self.probe_sent:
+            log(f"{self.name}: no reply to an echo request in {self.probe_interval:g} s; closing")
+            self.transport.abort()
+            return
+        if idle >= self.probe_interval and not self.probe_sent:
+            self.probe_sent = True
+            self.send(encode(EchoRequest(version=self.version or max(OUR_VERSIONS), xid=PROBE_XID)))
+        self._arm()
+
+
+# --- endpoints --------------------------------------------------------------------------------
+def parse_listen(target: str) -> tuple[str, str | int, str | None]:
+    """('tcp', port, ip) for ptcp:PORT[:IP] (IP defaults to 127.0.0.1), ('unix', path, None)
+    for punix:PATH."""
+    kind, _, rest = target.partition(":")
+    if kind == "punix":
+        return "unix", rest, None
+    port, _, ip = rest.partition(":")
+    return "tcp", int(port), (ip.strip("[]") or "127.0.0.1")
+
+
+def parse_active(target: str) -> tuple[str, str, int | None]:
+    """('tcp', host, port), ('ssl', host, port) or ('unix', path, None)."""
+    kind, _, rest = target.partition(":")
+    if kind == "unix":
+        return "unix", rest, None
+    host, _, port = rest.rpartition(":")
+    return kind, host.strip("[]"), int(port)
+
+
+class Listener:
+    """A passive endpoint: every peer that connects gets its own (service) connection."""
+
+    def __init__(self, target: str, owner: Owner, probe_interval: float = PROBE_INTERVAL):
+        self.target, self.owner, self.probe_interval = target, owner, probe_interval
+        self.server: asyncio.AbstractServer | None = None
+        self.path: str | None = None
+
+    def _factory(self):
+        return OFConnection(self.owner, "service", self.target, self.probe_interval)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        kind, where, ip = parse_listen(self.target)
+        if kind == "unix":
+            self.path = str(where)
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            if os.path.exists(self.path):
+                os.unlink(self.path)
+            self.server = await loop.create_unix_server(self._factory, path=self.path)
+            os.chmod(self.path, 0o600)
+        else:
+            self.server = await loop.create_server(self._factory, host=ip, port=int(where), reuse_address=True)
+
+    @property
+    def port(self) -> int | None:
+        """The TCP port actually bound (for ptcp:0)."""
+        if self.server is None or self.path is not None:
+            return None
+        return self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            try:
+                await asyncio.wait_for(self.server.wait_closed(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+            self.server = None
+        if self.path:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+
+class ActiveController:
+    """An active endpoint: connect, and reconnect with backoff whenever the connection is lost."""
+
+    def __init__(self, target: str, owner: Owner, probe_interval: float = PROBE_INTERVAL):
+        self.target, self.owner, self.probe_interval = target, owner, probe_interval
+        self.conn: OFConnection | None = None
+        self.task: asyncio.Task | None = None
+        self.attempts = 0
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        kind, where, port = parse_active(self.target)
+        if kind == "ssl":
+            log(f"{self.target}: ssl controllers are not supported (no certificate settings); not connecting")
+            return
+        backoff = BACKOFF_MIN
+        factory = lambda: OFConnection(self.owner, "primary", self.target, self.probe_interval)  # noqa: E731
+        while True:
+            self.attempts += 1
+            try:
+                if kind == "unix":
+                    _, conn = await asyncio.wait_for(loop.create_unix_connection(factory, path=where), 5)
+                else:
+                    _, conn = await asyncio.wait_for(loop.create_connection(factory, host=where, port=port), 5)
+            except (OSError, asyncio.TimeoutError):
+                conn = None
+            if conn is not None:
+                self.conn = conn
+                negotiated = await conn.closed
+                self.conn = None
+                if negotiated:
+                    backoff = BACKOFF_MIN            # it worked: start over from the shortest wait
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self.task = None
+        if self.conn is not None:
+            self.conn.close()

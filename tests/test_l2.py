@@ -1,0 +1,122 @@
+"""The learning switch with real hosts: VLAN access and trunk ports, MAC moves, fdb commands.
+Hosts are network namespaces behind DPDK tap ports of `dpdkswitch run`."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from switchproc import TAG, SwitchProc, ns_sh, ping, sh
+
+pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+
+
+def quiet(ns: str) -> None:
+    """No IPv6 chatter (router solicitations, MLD) in a host: counters then show only our traffic."""
+    ns_sh(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", check=False)
+    ns_sh(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", check=False)
+
+
+def trunk_host(ns: str, tap: str, vlans: dict[int, str]) -> subprocess.Popen:
+    """A host on a trunk port answering ARP and ping on each VLAN, tagged on the wire
+    (tests/vlanhost.py: this kernel may have no 802.1Q devices to do it)."""
+    ns_sh(ns, "ip", "link", "set", tap, "up")
+    here = os.path.dirname(os.path.abspath(__file__))
+    p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, os.path.join(here, "vlanhost.py"), tap]
+                         + [f"{vid}={addr.split('/')[0]}" for vid, addr in vlans.items()])
+    time.sleep(1.5)                            # scapy's start-up
+    return p
+
+
+def port(name, i, ns, addr=None, extra=""):
+    a = f", address: {addr}" if addr else ""
+    return (f"      {name}: {{device: 'net_tap_l{TAG}{i},iface=l{TAG}{i}', ofport: {i}, "
+            f"netns: {{name: {ns}{a}}}{extra}}}\n")
+
+
+def test_vlans_keep_hosts_apart_and_trunks_carry_them(tmp_path):
+    ns = {h: f"l2v{TAG}{h}" for h in ("a", "b", "c", "d")}
+    cfg = ("dpdk: {cores: [0, 1]}\ncontrol: {socket: @SOCK@}\nbridges:\n  br0:\n    datapath: {pmd_cores: [1]}\n"
+           "    ports:\n"
+           + port("pa", 1, ns["a"], "10.9.0.1/24", ", tag: 10")
+           + port("pb", 2, ns["b"], "10.9.0.2/24", ", tag: 10")
+           + port("pc", 3, ns["c"], None, ", vlan_mode: trunk, trunks: [10, 20]")
+           + port("pd", 4, ns["d"], "10.9.0.4/24", ", tag: 20"))
+    sw = SwitchProc(tmp_path, cfg)
+    try:
+        for h in ns.values():
+            quiet(h)
+        host_c = trunk_host(ns["c"], f"l{TAG}3", {10: "10.9.0.3/24", 20: "10.9.20.3/24"})
+        ns_sh(ns["d"], "ip", "addr", "add", "10.9.20.4/24", "dev", f"l{TAG}4")
+
+        assert ping(ns["a"], "10.9.0.2")                   # access to access, VLAN 10
+        assert ping(ns["a"], "10.9.0.3")                   # access to trunk, tagged 10 there
+        assert ping(ns["d"], "10.9.20.3")                  # VLAN 20 over the same trunk
+        assert not ping(ns["d"], "10.9.0.3", count=1, wait=1)  # the trunk host's VLAN 10 address
+        assert not ping(ns["a"], "10.9.0.4", count=2, wait=1)   # same subnet, VLAN 20: apart
+        assert not ping(ns["d"], "10.9.0.2", count=2, wait=1)
+
+        host_c.kill()
+        # A TCP transfer inside VLAN 10, between the access hosts.
+        payload = os.urandom(200_000)
+        (tmp_path / "payload").write_bytes(payload)
+        server = ("import socket,sys;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+                  "s.bind(('10.9.0.2',5001));s.listen(1);c,_=s.accept();d=b''\n"
+                  "while True:\n b=c.recv(65536)\n if not b: break\n d+=b\n"
+                  f"open('{tmp_path}/got','wb').write(d)")
+        srv = subprocess.Popen(["ip", "netns", "exec", ns["b"], "python3", "-c", server])
+        time.sleep(0.5)
+        client = ("import socket;s=socket.create_connection(('10.9.0.2',5001),timeout=10);"
+                  f"s.sendall(open('{tmp_path}/payload','rb').read());s.close()")
+        ns_sh(ns["a"], "python3", "-c", client)
+        srv.wait(timeout=20)
+        assert (tmp_path / "got").read_bytes() == payload
+
+        fdb = sw.ctl("fdb/show", "br0")
+        rows = [l.split() for l in fdb.splitlines()[1:]]
+        assert {(r[0], r[1]) for r in rows} >= {("1", "10"), ("2", "10"), ("3", "10"), ("3", "20"), ("4", "20")}, fdb
+        # Across VLANs no TCP either: VLAN 20's host cannot reach VLAN 10's server.
+        srv = subprocess.Popen(["ip", "netns", "exec", ns["b"], "python3", "-c", server])
+        time.sleep(0.5)
+        r = ns_sh(ns["d"], "python3", "-c", client.replace("10.9.0.2", "10.9.0.2") , check=False, timeout=30)
+        srv.kill()
+        assert r.returncode != 0
+    finally:
+        assert sw.stop() == 0, sw.log.read_text()
+    for h in ns.values():
+        assert h not in sh("ip", "netns", "list").stdout
+
+
+def test_mac_move_follows_within_one_revalidation(tmp_path):
+    ns = {h: f"l2m{TAG}{h}" for h in ("h", "a", "b")}
+    cfg = ("dpdk: {cores: [0, 1]}\ncontrol: {socket: @SOCK@}\nbridges:\n  br0:\n    datapath: {pmd_cores: [1]}\n"
+           "    ports:\n"
+           + port("ph", 1, ns["h"], "10.8.0.1/24")
+           + port("pa", 2, ns["a"])
+           + port("pb", 3, ns["b"]))
+    sw = SwitchProc(tmp_path, cfg)
+    mac, ip = "02:aa:bb:cc:dd:01", "10.8.0.9/24"
+    try:
+        for h in ns.values():
+            quiet(h)
+        ta, tb = f"l{TAG}2", f"l{TAG}3"
+        ns_sh(ns["a"], "ip", "link", "set", ta, "address", mac)
+        ns_sh(ns["a"], "ip", "addr", "add", ip, "dev", ta)
+        assert ping(ns["h"], "10.8.0.9")
+        assert any(mac in l and l.split()[0] == "2" for l in sw.ctl("fdb/show", "br0").splitlines())
+
+        # The host moves: gone from A, the same MAC and address now behind B.
+        ns_sh(ns["a"], "ip", "addr", "flush", "dev", ta)
+        ns_sh(ns["a"], "ip", "link", "set", ta, "down")
+        ns_sh(ns["b"], "ip", "link", "set", tb, "address", mac)
+        ns_sh(ns["b"], "ip", "addr", "add", ip, "dev", tb)
+        assert ping(ns["b"], "10.8.0.1", count=8)          # it speaks first: the switch learns the move
+        sw.ctl("revalidator/run")
+        assert any(mac in l and l.split()[0] == "3" for l in sw.ctl("fdb/show", "br0").splitlines())
+        before = sw.tx_packets("pa")
+        assert ping(ns["h"], "10.8.0.9", count=5)
+        assert sw.tx_packets("pa") == before, "a frame went to the old port after the move"
+        assert "port moved MAC entries  : 1" in sw.ctl("fdb/stats-show", "br0")
+    finally:
+        assert sw.stop() == 0, sw.log.read_text()

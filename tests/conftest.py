@@ -22,7 +22,7 @@ def eal():
     """EAL in this process: lcores 0 and 1 (main + one worker for PMD tests) when present."""
     from dpdkswitch.datapath import Eal
     cores = sorted(online_cpus())[:2]
-    args, note = Eal.build_args(cores, os.environ.get("DPDKSWITCH_HUGEPAGES", "auto"), memory_mb=1024,
+    args, note = Eal.build_args(cores, os.environ.get("DPDKSWITCH_HUGEPAGES", "auto"),
                                 file_prefix=f"dps-test-{os.getpid()}")
     Eal.start(args)
     mode = os.environ.get("DPDKSWITCH_HUGEPAGES", "auto")

@@ -84,11 +84,12 @@ class Eal:
         sessions run side by side.
         """
         mem = memory_mb or 1024
+        need = memory_mb or 256               # on hugepages EAL grows its memory on demand
         free = hugepages_free_mb()
-        if hugepages == "on" and free < min(mem, 256):
-            raise DatapathError(f"hugepages: on, but only {free} MB of hugepages are free "
+        if hugepages == "on" and free < need:
+            raise DatapathError(f"hugepages: on, but only {free} MB of hugepages are free, {need} MB needed "
                                 f"(reserve them: echo N > /proc/sys/vm/nr_hugepages)")
-        use_huge = hugepages == "on" or (hugepages == "auto" and free >= min(mem, 256))
+        use_huge = hugepages == "on" or (hugepages == "auto" and free >= need)
         prefix = file_prefix or f"dpdkswitch-{os.getpid()}"
         args = ["dpdkswitch", "-l", ",".join(map(str, cores)), "--main-lcore", str(cores[0]),
                 "--file-prefix", prefix, "--log-level", "lib.eal:notice"]

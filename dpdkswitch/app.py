@@ -18,6 +18,7 @@ from .config import Config
 from .control import Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
 from .datapath import Eal, lib, ffi
+from .openflow.ofswitch import OpenFlowService
 from .switch import Switch
 from .top import TopView
 
@@ -95,6 +96,8 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     ofproto_cmds.register(commands, switch)
     server = Server(socket_path, commands)
     await server.start()
+    openflow = OpenFlowService(switch, socket_path)
+    await openflow.start()
 
     header = [f"dpdkswitch {__version__} on {config.path}: {len(switch.bridges)} bridge(s); {switch.eal_note}",
               f"Ctrl-C stops it.  Counters: dpdkswitch ctl -s {socket_path} dpif/show"]
@@ -122,6 +125,7 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
             loop.remove_reader(br.dp.upcall_fd())
         await poller
         await revalidator
+        await openflow.stop()
         await server.stop()
     print("stopping: PMD threads, ports, namespaces", flush=True)
 

@@ -133,6 +133,18 @@ class StaticMac:
 
 
 @dataclass
+class MirrorConfig:
+    name: str
+    select_all: bool = False
+    select_src_port: list[str] = field(default_factory=list)
+    select_dst_port: list[str] = field(default_factory=list)
+    select_vlan: list[int] | None = None
+    output_port: str | None = None
+    output_vlan: int | None = None
+    where: str = ""
+
+
+@dataclass
 class MacTableConfig:
     idle_time: int = 300
     max_entries: int = 8192
@@ -165,6 +177,7 @@ class BridgeConfig:
     mac_table: MacTableConfig = field(default_factory=MacTableConfig)
     flood_vlans: list[int] = field(default_factory=list)
     forward_bpdu: bool = False
+    mirrors: list[MirrorConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -445,6 +458,15 @@ BRIDGE = {
     "mac_table": (_section, None),
     "flood_vlans": (_list(_int(0, 4095)), []),
     "forward_bpdu": (_bool, False),
+    "mirrors": (_section, None),
+}
+MIRROR = {
+    "select_all": (_bool, False),
+    "select_src_port": (_list(_str), []),
+    "select_dst_port": (_list(_str), []),
+    "select_vlan": (_opt(_list(_int(0, 4095))), None),
+    "output_port": (_opt(_str), None),
+    "output_vlan": (_opt(_int(1, 4095)), None),
 }
 MAC_TABLE = {
     "idle_time": (_int(15, 3600), 300),
@@ -619,9 +641,25 @@ class _Reader:
             if sm.port not in ports:
                 path, _, line = sm.where.rpartition(":")
                 raise ConfigError(path, int(line), f"static MAC {sm.mac}: no port {sm.port!r} in {what}")
+        mirrors = []
+        for mk, mv in self.pairs(b["mirrors"], f"{what} mirrors"):
+            m, mnodes = self.section(mv, MIRROR, f"mirror {mk.value!r}", mk)
+            if (m["output_port"] is None) == (m["output_vlan"] is None):
+                self.fail(mk, f"mirror {mk.value!r}: give exactly one of output_port and output_vlan")
+            for k in ("select_src_port", "select_dst_port"):
+                for pn in m[k]:
+                    if pn not in ports:
+                        self.fail(mnodes[k][1], f"mirror {mk.value!r}: {k}: no port {pn!r} in {what}")
+            if m["output_port"] is not None and m["output_port"] not in ports:
+                self.fail(mnodes["output_port"][1], f"mirror {mk.value!r}: no port {m['output_port']!r} in {what}")
+            if not (m["select_all"] or m["select_src_port"] or m["select_dst_port"]):
+                self.fail(mk, f"mirror {mk.value!r} selects nothing: select_all, select_src_port or select_dst_port")
+            mirrors.append(MirrorConfig(mk.value, where=self.where(mk), **m))
+        if len(mirrors) > 32:
+            self.fail(nodes["mirrors"][0], f"{what}: at most 32 mirrors")
         return BridgeConfig(name, pmd, dp["emc_insert_inv_prob"], dp["flow_limit"],
                             OpenflowConfig(**openflow), ports, b["flows"], self.where(key),
-                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"])
+                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors)
 
     def port(self, key: ScalarNode, node: Node, pmd: list[int],
              ofports: dict[int, str]) -> PortConfig:

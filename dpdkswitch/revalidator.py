@@ -109,7 +109,7 @@ class Revalidator:
                     continue
                 acts = odp.encode(t.actions)
                 uk.entries, uk.tables, uk.groups, uk.version = t.entries, t.tables, t.groups, self.p.version
-                uk.macs, uk.learns = t.macs, t.learns
+                uk.macs, uk.learns, uk.mirrors = t.macs, t.learns, t.mirrors
                 if acts != uk.actions:
                     uk.actions = acts
                     modify.append(uk)
@@ -139,6 +139,10 @@ class Revalidator:
             self.p.tables[tid].lookups += dp_
         for tid in {e.table_id for e in uk.entries}:
             self.p.tables[tid].matches += dp_
+        for i in getattr(uk, "mirrors", ()):
+            if i < len(self.p.mirrors):
+                self.p.mirrors[i].packets += dp_
+                self.p.mirrors[i].bytes += db
         for gid, b in uk.groups:
             g = self.p.groups.get(gid)
             if g is not None and b < len(g.buckets):

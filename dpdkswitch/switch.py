@@ -16,7 +16,7 @@ from .config import BridgeConfig, Config, ConfigError, FlowConfig, PortConfig
 from .datapath import Datapath, DatapathError, Eal, PortInfo, is_pci
 from .ofproto.flowstr import FlowParseError, FlowSpec, parse_flow
 from .ofproto.match import MatchError
-from .ofproto.normal import VlanPort
+from .ofproto.normal import Mirror, VlanPort
 from .ofproto.pipeline import FlowModError, Pipeline, PortEntry
 from .ofproto.xlate import Translator
 from .revalidator import Revalidator
@@ -144,8 +144,19 @@ class Bridge:
         pins = [(p.dp_port, q, core) for p in self.ports.values() for q, core in p.config.rxq_affinity.items()]
         self.dp.pin_rxqs(pins)
 
+    def apply_mirrors(self) -> None:
+        byname = {p.name: p.ofport for p in self.ports.values()}
+        for mc in self.config.mirrors:
+            self.pipeline.set_mirror(Mirror(
+                mc.name, mc.select_all, frozenset(byname[n] for n in mc.select_src_port if n in byname),
+                frozenset(byname[n] for n in mc.select_dst_port if n in byname),
+                frozenset(mc.select_vlan) if mc.select_vlan is not None else None,
+                byname.get(mc.output_port) if mc.output_port else None, mc.output_vlan))
+
     # -- PMDs
     def start(self) -> None:
+        self.apply_mirrors()
+        self.revalidator.run()
         if self.config.pmd_cores:
             self.dp.start_pmds(self.config.pmd_cores)
             self.apply_pins()

@@ -42,6 +42,7 @@ class Ukey:
     created_ns: int
     macs: list = field(default_factory=list)       # (vlan, mac) NORMAL looked up
     learns: list = field(default_factory=list)     # (vlan, mac, ofport, garp) NORMAL learned
+    mirrors: list = field(default_factory=list)    # mirrors that copied it
     packets: int = 0                 # counters already pushed to the rules
     bytes: int = 0
     used_ns: int = 0
@@ -103,7 +104,7 @@ class UpcallHandler:
             covered = next((uk for uk in fresh if bytes(a & b for a, b in zip(key, uk.mask)) == uk.key), None)
             if covered is not None:           # a megaflow this batch installed covers it already
                 planned.append((members, covered.actions))
-                self._credit(covered.entries, members)
+                self._credit(covered.entries, members, covered.mirrors)
                 continue
             t = self.xlate.translate(key)
             self.stats.translations += 1
@@ -112,7 +113,7 @@ class UpcallHandler:
             actions = odp.encode(t.actions)
             if t.error:
                 self.stats.errors += 1
-            self._credit(t.entries, members)
+            self._credit(t.entries, members, t.mirrors)
             mask = t.megaflow_mask() if self.megaflows else b"\xff" * KEY_SIZE
             ufid = megaflow_ufid(key, mask)
             planned.append((members, actions))
@@ -123,7 +124,7 @@ class UpcallHandler:
                 continue
             masked = bytes(a & b for a, b in zip(key, mask))
             uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.entries, t.tables, t.groups,
-                                         self.p.version, now, t.macs, t.learns)
+                                         self.p.version, now, t.macs, t.learns, t.mirrors)
             fresh.append(uk)
             puts.append((ufid, masked, mask, actions))
         if puts:
@@ -141,10 +142,14 @@ class UpcallHandler:
                 u.execute(actions)
         return len(ups)
 
-    def _credit(self, entries: list[FlowEntry], members) -> None:
+    def _credit(self, entries: list[FlowEntry], members, mirrors=()) -> None:
         """The missed packets count for the rules that decided their fate, as cached ones do."""
         n, nbytes = len(members), sum(len(u.data) for u in members)
         now_s = self.dp.now_ns / 1e9
+        for i in mirrors:
+            if i < len(self.p.mirrors):
+                self.p.mirrors[i].packets += n
+                self.p.mirrors[i].bytes += nbytes
         for e in entries:
             e.packets += n
             e.bytes += nbytes

@@ -158,6 +158,19 @@ def register(commands: Commands, switch: Switch) -> None:
                 f"  Total number of evicted MAC entries     : {m.evicted}\n"
                 f"  Total number of port moved MAC entries  : {m.moved}\n")
 
+    def mirror_show(args: list[str]) -> str:
+        br = bridge(args[0])
+        names = {p.ofport: p.name for p in br.ports.values()}
+        out = []
+        for m in br.pipeline.mirrors:
+            dest = f"port {names.get(m.out_port, m.out_port)}" if m.out_port is not None else f"VLAN {m.out_vlan}"
+            sel = "all" if m.select_all else (f"src {sorted(names[p] for p in m.src)} "
+                                              f"dst {sorted(names[p] for p in m.dst)}")
+            out.append(f"{m.name}: {sel}, vlans {sorted(m.vlans) if m.vlans is not None else 'all'} -> {dest}: "
+                       f"packets {m.packets}, bytes {m.bytes}")
+        return "\n".join(out) + ("\n" if out else "")
+
+    commands.register("mirror/show", "BRIDGE", "mirrors and their counters", 1, 1, mirror_show)
     commands.register("fdb/show", "BRIDGE", "the learned MAC addresses: port, VLAN, MAC, age", 1, 1, fdb_show)
     commands.register("fdb/flush", "[BRIDGE]", "forget the learned MAC addresses", 0, 1, fdb_flush)
     commands.register("fdb/stats-show", "BRIDGE", "MAC table counters", 1, 1, fdb_stats)

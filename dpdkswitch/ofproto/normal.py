@@ -63,6 +63,24 @@ class VlanPort:
         return vlan or None
 
 
+MAX_MIRRORS = 32
+
+
+@dataclass
+class Mirror:
+    """SPAN/RSPAN: copies of the frames that enter SRC ports or leave DST ports (all, with
+    select_all), of the VLANs selected (all if none), to OUT_PORT or flooded on OUT_VLAN."""
+    name: str
+    select_all: bool = False
+    src: frozenset[int] = frozenset()        # OpenFlow ports
+    dst: frozenset[int] = frozenset()
+    vlans: frozenset[int] | None = None
+    out_port: int | None = None
+    out_vlan: int | None = None
+    packets: int = 0
+    bytes: int = 0
+
+
 @dataclass
 class MacEntry:
     port: int

@@ -14,7 +14,7 @@ from .actions import (ApplyActions, GotoTable, Group, Output, WriteActions, OFPP
 from .classifier import Classifier, Rule
 from .flowstr import FlowSpec
 from .match import Match
-from .normal import MacTable, VlanPort
+from .normal import MAX_MIRRORS, MacTable, Mirror, VlanPort
 
 N_TABLES = 255
 OFPG_ANY = 0xFFFFFFFF
@@ -133,6 +133,7 @@ class Pipeline:
         self.full_revalidation = False
         self.removed: list[Removed] = []
         self.macs = MacTable()                        # NORMAL's MAC learning table
+        self.mirrors: list[Mirror] = []
         self.flood_vlans: set[int] = set()
         self.forward_bpdu = False
 
@@ -261,6 +262,21 @@ class Pipeline:
                 self._remove(e, "idle_timeout")
                 gone.append(e)
         return gone
+
+    # -- mirrors
+    def mirror_outputs(self) -> set[int]:
+        return {m.out_port for m in self.mirrors if m.out_port is not None}
+
+    def set_mirror(self, mirror: Mirror) -> None:
+        others = [m for m in self.mirrors if m.name != mirror.name]
+        if len(others) >= MAX_MIRRORS:
+            raise FlowModError("too_many_mirrors", f"at most {MAX_MIRRORS} mirrors")
+        if (mirror.out_port is None) == (mirror.out_vlan is None):
+            raise FlowModError("bad_mirror", f"mirror {mirror.name}: one output, a port or a VLAN")
+        self.mirrors = others + [mirror]
+        self.macs.flush()
+        self.version += 1
+        self.full_revalidation = True
 
     # -- groups and meters
     def group_mod(self, command: str, group: GroupEntry) -> None:

@@ -77,6 +77,7 @@ class Translation:
     entries: list[FlowEntry] = field(default_factory=list)
     tables: list[int] = field(default_factory=list)
     groups: list[tuple[int, int]] = field(default_factory=list)   # (group id, bucket index)
+    mirrors: list[int] = field(default_factory=list)              # indexes into pipeline.mirrors
     packet_ins: list[PacketIn] = field(default_factory=list)
     macs: list[tuple[int, int]] = field(default_factory=list)          # (vlan, mac) NORMAL looked up
     learns: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (vlan, mac, ofport, garp)
@@ -212,6 +213,10 @@ class Translator:
     def translate(self, key: bytes, trace: bool = False, table_id: int = 0) -> Translation:
         c = _Ctx(self.p, key, self.registry, trace)
         c.out.wc.unwildcard(IN_PORT)
+        if c.in_ofport in self.p.mirror_outputs():
+            c.log("input port is a mirror output port: dropped")
+            return c.out
+        orig = bytearray(c.flow)
         try:
             self._table(c, table_id)
         except _Stop:
@@ -219,7 +224,48 @@ class Translator:
         if c.out.error:
             c.odp.clear()
             c.log(f"error: {c.out.error}; the packet is dropped")
+        elif self.p.mirrors:
+            self._mirror(c, orig)
         return c.out
+
+    def _mirror(self, c: _Ctx, orig: bytearray) -> None:
+        """Copies of the frame as it came in, for the mirrors that select it, first thing (OVS
+        mirrors the original flow): each in a clone, so its VLAN tagging stays its own."""
+        p = self.p
+        inp = p.ports.get(c.in_ofport)
+        if inp is None:
+            return
+        outs = {q.ofport for q in p.ports.values() if any(isinstance(a, odp.Output) and a.port == q.dp_port
+                                                              for a in _flat(c.odp))}
+        flow, base = c.flow, c.base
+        c.flow, c.base = bytearray(orig), bytearray(orig)
+        present = c.vlan_present()
+        vlan = inp.vlan.input_vlan(c.get("vlan_vid") & 0xFFF if present else None)
+        copies, done = [], set()
+        for i, m in enumerate(p.mirrors):
+            if not (m.select_all or c.in_ofport in m.src or outs & m.dst):
+                continue
+            if vlan is None or (m.vlans is not None and vlan not in m.vlans):
+                continue
+            target = (m.out_port, m.out_vlan)
+            if target in done:                 # two mirrors to one place: one copy
+                c.out.mirrors.append(i)
+                continue
+            done.add(target)
+            c.out.mirrors.append(i)
+            saved_odp, c.odp = c.odp, []
+            if m.out_port is not None and m.out_port in p.ports and m.out_port != c.in_ofport:
+                self._output_normal(c, inp, p.ports[m.out_port], vlan)
+            elif m.out_vlan is not None and m.out_vlan != vlan:
+                for q in sorted(p.ports.values(), key=lambda q: q.ofport):
+                    if q.ofport != c.in_ofport and q.ofport not in p.mirror_outputs() and q.vlan.carries(m.out_vlan):
+                        self._output_normal(c, inp, q, m.out_vlan)
+            if c.odp:
+                copies.append(odp.Clone(tuple(c.odp)))
+            c.odp = saved_odp
+            c.base = bytearray(orig)
+        c.flow, c.base = flow, base
+        c.odp[:0] = copies
 
     # -- tables and instructions
     def _table(self, c: _Ctx, table_id: int) -> None:
@@ -395,13 +441,15 @@ class Translator:
         if out == inp.ofport:
             c.log(f"NORMAL: {dst:012x} was learned on the input port, dropped")
             return
-        if out is not None and out in p.ports:
+        if out is not None and out in p.ports and out not in p.mirror_outputs():
             c.log(f"NORMAL: VLAN {vlan}, {dst:012x} learned on port {out}: forwarding")
             self._output_normal(c, inp, p.ports[out], vlan)
             return
         c.log(f"NORMAL: VLAN {vlan}, no learned port for {dst:012x}: flooding")
+        mirror_out = p.mirror_outputs()
         for port in sorted(p.ports.values(), key=lambda q: q.ofport):
-            if port.ofport != inp.ofport and not port.no_flood and not port.no_fwd and port.vlan.carries(vlan):
+            if (port.ofport != inp.ofport and not port.no_flood and not port.no_fwd and port.vlan.carries(vlan)
+                    and port.ofport not in mirror_out):
                 self._output_normal(c, inp, port, vlan)
 
     def _output_normal(self, c: _Ctx, inp, port, vlan: int) -> None:
@@ -485,6 +533,14 @@ class Translator:
                 return [i]
             h -= w
         return [weights[-1][0]]
+
+
+def _flat(actions):
+    for a in actions:
+        if isinstance(a, (odp.Clone, odp.Sample)):
+            yield from _flat(a.actions)
+        else:
+            yield a
 
 
 class _Stop(Exception):

@@ -29,7 +29,7 @@
 #define DPS_EMC_ENTRIES 8192               /* per PMD; a power of two */
 #define DPS_EMC_SHIFT 13
 #define DPS_INFLIGHT 256                   /* misses in flight per PMD; a power of two */
-#define DPS_PARKED 512                     /* frames parked behind them */
+#define DPS_PARKED 4096                    /* frames parked behind them (a few ms at line rate) */
 #define DPS_INFLIGHT_NS 20000000ull        /* 20 ms: after that a parked frame is upcalled again */
 #define DPS_MAX_RECIRC 6
 

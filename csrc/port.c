@@ -126,7 +126,7 @@ dps_port_setup(struct dps_dp *dp, struct dps_port *p, const struct dps_port_para
         return dps_error(-ret, "%s: bad descriptor counts (rx %u..%u, tx %u..%u)", p->name,
                          rl.nb_min, rl.nb_max, tl.nb_min, tl.nb_max);
 
-    p->mbufs_committed = (uint32_t)p->n_rxq * p->n_rxd + (uint32_t)p->n_txq * p->n_txd;
+    p->mbufs_committed = (uint32_t)p->n_rxq * p->n_rxd + (uint32_t)p->n_txq * p->n_txd + pp->extra_mbufs;
     p->pool = dps_pool_for(dp, p->socket, p->mbufs_committed);
     if (!p->pool)
         return -ENOMEM;

@@ -40,7 +40,7 @@ DEFAULT_FLOWS = ["priority=0,actions=NORMAL"]
 def mbufs_for(ports: list[PortConfig], n_lcores: int) -> int:
     """A mempool big enough for every port's rings, frames in flight and per-lcore caches."""
     rings = sum(p.n_rxq * p.rxd + (p.n_txq or n_lcores) * p.txd for p in ports)
-    need = rings * 4 // 3 + n_lcores * 512 + 4096
+    need = rings * 4 // 3 + n_lcores * 512 + 4096 + n_lcores * 4096   # + frames parked behind misses
     n = 16384
     while n < need:
         n *= 2

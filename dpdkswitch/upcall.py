@@ -24,7 +24,7 @@ from .ofproto.xlate import PacketIn, Translator
 
 def megaflow_ufid(key: bytes, mask: bytes) -> int:
     """A UFID that names the megaflow (masked key + mask): the same megaflow, the same UFID."""
-    masked = bytes(a & b for a, b in zip(key, mask))
+    masked = (int.from_bytes(key, "big") & int.from_bytes(mask, "big")).to_bytes(len(key), "big")
     return int.from_bytes(hashlib.blake2b(masked + mask, digest_size=16).digest(), "little")
 
 
@@ -99,9 +99,11 @@ class UpcallHandler:
             else:
                 groups[u.key].append(u)
 
-        puts, planned, fresh = [], [], []
+        puts, planned = [], []
+        fresh: dict[int, dict[int, Ukey]] = {}        # this batch's megaflows: mask -> masked key -> ukey
         for key, members in groups.items():
-            covered = next((uk for uk in fresh if bytes(a & b for a, b in zip(key, uk.mask)) == uk.key), None)
+            k = int.from_bytes(key, "big")
+            covered = next((by[k & m] for m, by in fresh.items() if k & m in by), None)
             if covered is not None:           # a megaflow this batch installed covers it already
                 planned.append((members, covered.actions))
                 self._credit(covered.entries, members, covered.mirrors)
@@ -122,10 +124,10 @@ class UpcallHandler:
             if len(self.ukeys) >= self.flow_limit:
                 self.stats.flow_limit_hits += 1
                 continue
-            masked = bytes(a & b for a, b in zip(key, mask))
+            masked = (int.from_bytes(key, "big") & int.from_bytes(mask, "big")).to_bytes(KEY_SIZE, "big")
             uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.entries, t.tables, t.groups,
                                          self.p.version, now, t.macs, t.learns, t.mirrors)
-            fresh.append(uk)
+            fresh.setdefault(int.from_bytes(mask, "big"), {})[int.from_bytes(masked, "big")] = uk
             puts.append((ufid, masked, mask, actions))
         if puts:
             for (ufid, *_), res in zip(puts, self.dp.flow_put_batch(puts)):

@@ -135,6 +135,8 @@ struct dps_port_params {
     uint16_t n_rxd;          /* 0 = 1024 */
     uint16_t n_txd;          /* 0 = 1024 */
     uint16_t mtu;            /* 0 = leave the device's */
+    uint32_t extra_mbufs;    /* mbufs the device keeps beyond its rings (net_pcap's infinite_rx
+                              * holds the whole file): the mempool is sized for them too */
 };
 
 /* Probe (hot-plug) the device, configure and start it, give its rx queues to PMDs. */

@@ -216,7 +216,7 @@ class Datapath:
         keep = ffi.new("char[]", devargs.encode())
         params = ffi.new("struct dps_port_params *", {
             "devargs": keep, "dp_port": dp_port, "n_rxq": n_rxq, "n_txq": n_txq or 0,
-            "n_rxd": rxd, "n_txd": txd, "mtu": mtu or 0})
+            "n_rxd": rxd, "n_txd": txd, "mtu": mtu or 0, "extra_mbufs": _held_mbufs(devargs) * n_rxq})
         _check(lib.dps_port_add(self.h, params), f"port {dp_port} ({devargs})")
         return self.port_info(dp_port)
 
@@ -441,6 +441,27 @@ class Datapath:
         n = _check(lib.dps_rxq_assignment(self.h, out, 1024), "rx queue assignment")
         return [(out[i].dp_port, out[i].queue, None if out[i].lcore == 0xFFFFFFFF else out[i].lcore)
                 for i in range(min(n, 1024))]
+
+
+def _held_mbufs(devargs: str) -> int:
+    """Frames a device keeps in mbufs of its own: net_pcap with infinite_rx=1 loads its whole
+    rx file into the pool at start.  Counted from the pcap's record headers."""
+    parts = dict(kv.split("=", 1) for kv in devargs.split(",")[1:] if "=" in kv)
+    if not devargs.startswith("net_pcap") or parts.get("infinite_rx") != "1" or "rx_pcap" not in parts:
+        return 0
+    n = 0
+    try:
+        with open(parts["rx_pcap"], "rb") as f:
+            head = f.read(24)
+            endian = "<" if head[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+            while rec := f.read(16):
+                if len(rec) < 16:
+                    break
+                f.seek(int.from_bytes(rec[8:12], "little" if endian == "<" else "big"), 1)
+                n += 1
+    except OSError:
+        return 0                             # the driver will say what is wrong with the file
+    return n
 
 
 STATIC_UFID_BASE = 0x5747 << 112        # UFIDs of the static port map's flows

@@ -100,6 +100,16 @@ subtable_free(struct dps_subtable *st)
     }
 }
 
+static bool
+mask_is_simple(const struct dps_flow_table *ft, const struct dps_flow_key *mask)
+{
+    const uint64_t *m = (const void *)mask, *s = (const void *)&ft->simple_mask;
+    uint64_t extra = 0;
+    for (unsigned i = 0; i < DPS_KEY_WORDS; i++)
+        extra |= m[i] & ~s[i];
+    return !extra && mask->in_port == UINT32_MAX;
+}
+
 /* Publish a new set of subtables: OLD's array with REMOVE taken out and ADD put in. */
 static int
 cls_publish(struct dps_dp *dp, struct dps_subtable *remove, struct dps_subtable *add)
@@ -114,6 +124,10 @@ cls_publish(struct dps_dp *dp, struct dps_subtable *remove, struct dps_subtable 
     if (add)
         n->st[n->n++] = add;
     n->gen = ft->cls->gen + 1;
+    uint32_t complex = 0;
+    for (uint32_t i = 0; i < n->n; i++)
+        complex += !mask_is_simple(ft, &n->st[i]->mask);
+    __atomic_store_n(&ft->n_complex, complex, __ATOMIC_RELEASE);
     struct dps_cls *old = ft->cls;
     __atomic_store_n(&ft->cls, n, __ATOMIC_RELEASE);
     ft->version++;
@@ -183,6 +197,12 @@ dps_flow_table_init(struct dps_dp *dp, uint32_t limit)
     ft->n_free = limit;
     ft->megaflows = true;
     ft->cls->gen = 1;
+    memset(ft->port_slots, 0xff, sizeof ft->port_slots);
+    ft->simple_mask.in_port = UINT32_MAX;
+    ft->simple_mask.recirc_id = UINT32_MAX;
+    ft->simple_mask.eth_type = UINT16_MAX;
+    ft->simple_mask.vlan_tci[0] = ft->simple_mask.vlan_tci[1] = UINT16_MAX;
+    ft->simple_mask.vlan_tpid[0] = ft->simple_mask.vlan_tpid[1] = UINT16_MAX;
     memset(&ft->exact, 0xff, sizeof ft->exact);
     ft->exact.pad0 = ft->exact.pad1 = ft->exact.pad2 = ft->exact.pad3 = 0;
     return 0;
@@ -248,15 +268,50 @@ ufid_slot(const struct dps_flow_table *ft, const struct dps_ufid *ufid)
     return (int)(uintptr_t)data;
 }
 
+/* Whether an action list reads the frame's key: hash, or userspace (which hands it up). */
+static bool
+needs_key(const uint8_t *a, uint32_t len)
+{
+    for (uint32_t off = 0; off < len;) {
+        const struct dps_action *h = (const void *)(a + off);
+        if (h->type == DPS_ACT_HASH || h->type == DPS_ACT_USERSPACE)
+            return true;
+        if ((h->type == DPS_ACT_CLONE || h->type == DPS_ACT_SAMPLE) && needs_key(a + off + 8, h->len - 8u))
+            return true;
+        off += h->len;
+    }
+    return false;
+}
+
 static struct dps_actions *
 actions_copy(const uint8_t *a, uint32_t len)
 {
     struct dps_actions *acts = rte_malloc("dps_actions", sizeof *acts + len, RTE_CACHE_LINE_SIZE);
     if (acts) {
         acts->len = len;
+        acts->needs_key = needs_key(a, len);
         memcpy(acts->data, a, len);
     }
     return acts;
+}
+
+static bool
+is_simple(const struct dps_flow_table *ft, const struct dps_flow *f)
+{
+    return mask_is_simple(ft, &f->st->mask) && f->key.recirc_id == 0 && f->key.in_port < DPS_MAX_PORTS;
+}
+
+/* A simple flow joins (or leaves) its port's short list; a full list is no loss, only slower:
+ * the frames take the full path.  Stores are single words: PMDs read the list lock-free. */
+static void
+simple_link(struct dps_flow_table *ft, const struct dps_flow *f, uint32_t slot, bool add)
+{
+    uint32_t *l = ft->port_slots[f->key.in_port];
+    for (unsigned i = 0; i < DPS_SIMPLE_PER_PORT; i++)
+        if (add ? l[i] == UINT32_MAX : l[i] == slot) {
+            __atomic_store_n(&l[i], add ? slot : UINT32_MAX, __ATOMIC_RELEASE);
+            return;
+        }
 }
 
 static void
@@ -367,6 +422,8 @@ flow_put_one(struct dps_dp *dp, struct dps_flow_put *p)
     }
     st->n_flows++;
     ft->n_flows++;
+    if (is_simple(ft, f))
+        simple_link(ft, f, s, true);
     return 0;
 }
 
@@ -404,6 +461,8 @@ dps_flow_del_batch(struct dps_dp *dp, const struct dps_ufid *ufids, unsigned n, 
         struct dps_flow *f = &ft->flows[slot];
         uint64_t ck[DPS_KEY_WORDS];
         compress(f->st, &f->key, ck);
+        if (is_simple(ft, f))
+            simple_link(ft, f, (uint32_t)slot, false);
         __atomic_store_n(&f->dead, 1, __ATOMIC_RELEASE);
         int32_t pos = rte_hash_del_key(f->st->h, ck);
         rte_hash_del_key(ft->by_ufid, &ufids[i]);

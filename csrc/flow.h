@@ -32,9 +32,11 @@
 #define DPS_PARKED 4096                    /* frames parked behind them (a few ms at line rate) */
 #define DPS_INFLIGHT_NS 20000000ull        /* 20 ms: after that a parked frame is upcalled again */
 #define DPS_MAX_RECIRC 6
+#define DPS_SIMPLE_PER_PORT 4
 
 struct dps_actions {
     uint32_t len;
+    uint32_t needs_key;                    /* hash or userspace in it: the frame's key must be parsed */
     uint8_t data[];
 };
 
@@ -80,6 +82,12 @@ struct dps_flow_table {
     struct rte_hash *by_ufid;              /* UFID -> slot (control thread only) */
     struct dps_cls *cls;                   /* RCU-published */
     volatile uint64_t version;             /* bumped by every change PMDs should notice */
+    /* The cheap path (as Open vSwitch's "simple match"): while every subtable's mask covers
+     * nothing but in_port, recirc_id, eth_type and the VLAN tags, a frame's flow is found among
+     * its port's few flows from its L2 header alone: no full parse, hash or cache. */
+    volatile uint32_t n_complex;           /* subtables with any other mask */
+    uint32_t port_slots[DPS_MAX_PORTS][DPS_SIMPLE_PER_PORT];   /* simple flows by in_port */
+    struct dps_flow_key simple_mask;       /* the bits a simple mask may have */
     bool megaflows;
     struct dps_flow_key exact;             /* the mask used while megaflows are off */
 };

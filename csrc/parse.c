@@ -224,6 +224,29 @@ dps_parse_ofs(const uint8_t *f, uint32_t len, uint32_t in_port, struct dps_flow_
 }
 
 void
+dps_parse_l2(const uint8_t *f, uint32_t len, struct dps_flow_key *k)
+{
+    k->eth_type = 0;
+    k->vlan_tci[0] = k->vlan_tci[1] = k->vlan_tpid[0] = k->vlan_tpid[1] = 0;
+    if (len < 14)
+        return;
+    uint32_t ofs = 12, n = 0;
+    uint16_t type = rte_be_to_cpu_16(rd16(f + ofs));
+    while ((type == ETH_TYPE_VLAN || type == ETH_TYPE_QINQ) && n < 2) {
+        if (len - ofs < 6) {
+            k->eth_type = rte_cpu_to_be_16(type);
+            return;
+        }
+        k->vlan_tpid[n] = rte_cpu_to_be_16(type);
+        k->vlan_tci[n] = rte_cpu_to_be_16(rte_be_to_cpu_16(rd16(f + ofs + 2)) | DPS_VLAN_CFI);
+        n++;
+        ofs += 4;
+        type = rte_be_to_cpu_16(rd16(f + ofs));
+    }
+    k->eth_type = rte_cpu_to_be_16(type < 0x600 ? ETH_TYPE_NONE : type);
+}
+
+void
 dps_parse(const uint8_t *frame, uint32_t len, uint32_t in_port, struct dps_flow_key *key)
 {
     struct dps_offsets o;

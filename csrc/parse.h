@@ -21,4 +21,7 @@ struct dps_offsets {
 void dps_parse_ofs(const uint8_t *frame, uint32_t len, uint32_t in_port, struct dps_flow_key *key,
                    struct dps_offsets *ofs);
 
+/* Only eth_type, vlan_tci and vlan_tpid of KEY, as dps_parse_ofs would set them. */
+void dps_parse_l2(const uint8_t *frame, uint32_t len, struct dps_flow_key *key);
+
 #endif

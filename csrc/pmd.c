@@ -10,6 +10,7 @@
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_malloc.h>
+#include <rte_prefetch.h>
 
 #include "datapath.h"
 #include "parse.h"
@@ -113,13 +114,93 @@ dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *
     dps_actions_execute(pmd, f, m, key, acts->data, acts->len, depth);
 }
 
+/* The cheap path: every flow matches the L2 header's metadata at most (in_port, eth_type,
+ * VLAN tags), so a frame's flow is one of its port's few simple flows, found from the L2 header
+ * alone.  Returns how many frames of the burst it took (a prefix); the rest take the full path. */
+static uint16_t
+process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, struct rte_mbuf **pkts,
+               uint16_t n, uint64_t now)
+{
+    const struct dps_flow_table *ft = &pmd->dp->ft;
+    if (__atomic_load_n(&ft->n_complex, __ATOMIC_ACQUIRE) || in_port >= DPS_MAX_PORTS)
+        return 0;
+    const uint32_t *list = ft->port_slots[in_port];
+    uint32_t slots[DPS_SIMPLE_PER_PORT];
+    unsigned n_slots = 0;
+    for (unsigned i = 0; i < DPS_SIMPLE_PER_PORT; i++) {
+        uint32_t s = __atomic_load_n(&list[i], __ATOMIC_ACQUIRE);
+        if (s != UINT32_MAX)
+            slots[n_slots++] = s;
+    }
+    if (!n_slots)
+        return 0;
+    if (n_slots == 1) {                        /* in_port alone decides: the whole burst at once */
+        const struct dps_flow *fl = &ft->flows[slots[0]];
+        const uint64_t *mw = (const void *)&fl->st->mask;
+        const struct dps_actions *acts = __atomic_load_n(&fl->actions, __ATOMIC_ACQUIRE);
+        if (!(mw[3] | mw[4]) && !acts->needs_key) {
+            struct dps_flow_stats *s = &pmd->fstats[slots[0]];
+            struct dps_flow_key key = { .in_port = in_port };
+            for (uint16_t i = 0; i < n; i++) {
+                s->bytes += rte_pktmbuf_pkt_len(pkts[i]);
+                dps_actions_execute(pmd, f, pkts[i], &key, acts->data, acts->len, 0);
+            }
+            s->packets += n;
+            s->used_ns = now;
+            pmd->stats->simple_hits += n;
+            return n;
+        }
+    }
+    for (uint16_t i = 0; i < n; i++)           /* the headers are read below: fetch them all now */
+        rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
+    /* The candidates' masks and keys, in the three words a simple mask may cover: 0 (in_port,
+     * recirc_id), 3 and 4 (eth_type, VLAN tags). */
+    uint64_t cm[DPS_SIMPLE_PER_PORT][3], ck[DPS_SIMPLE_PER_PORT][3];
+    const struct dps_actions *ca[DPS_SIMPLE_PER_PORT];
+    for (unsigned i = 0; i < n_slots; i++) {
+        const struct dps_flow *fl = &ft->flows[slots[i]];
+        const uint64_t *mw = (const void *)&fl->st->mask, *fw = (const void *)&fl->key;
+        cm[i][0] = mw[0], cm[i][1] = mw[3], cm[i][2] = mw[4];
+        ck[i][0] = fw[0], ck[i][1] = fw[3], ck[i][2] = fw[4];
+        ca[i] = __atomic_load_n(&fl->actions, __ATOMIC_ACQUIRE);
+    }
+    uint16_t done = 0;
+    for (; done < n; done++) {
+        struct rte_mbuf *m = pkts[done];
+        struct dps_flow_key key;
+        uint64_t *kw = (uint64_t *)(void *)&key;
+        kw[0] = in_port, kw[1] = 0, kw[3] = 0, kw[4] = 0;   /* all a simple flow or action reads */
+        dps_parse_l2(rte_pktmbuf_mtod(m, const uint8_t *), rte_pktmbuf_data_len(m), &key);
+        unsigned i = 0;
+        while (i < n_slots && (((kw[0] & cm[i][0]) ^ ck[i][0]) | ((kw[3] & cm[i][1]) ^ ck[i][1])
+                               | ((kw[4] & cm[i][2]) ^ ck[i][2])))
+            i++;
+        if (i == n_slots || ca[i]->needs_key)
+            break;
+        struct dps_flow_stats *s = &pmd->fstats[slots[i]];
+        s->packets++;
+        s->bytes += rte_pktmbuf_pkt_len(m);
+        s->used_ns = now;
+        dps_actions_execute(pmd, f, m, &key, ca[i]->data, ca[i]->len, 0);
+    }
+    pmd->stats->simple_hits += done;
+    return done;
+}
+
 /* Parse, classify, act on one burst from one rx queue. */
 static void
 process(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, struct rte_mbuf **pkts, uint16_t n,
         uint64_t now)
 {
+    uint16_t simple = process_simple(pmd, f, in_port, pkts, n, now);
+    if (simple == n)
+        return;
+    pkts += simple;
+    n -= simple;
     struct dps_flow_key keys[DPS_BURST];
     uint32_t hashes[DPS_BURST], slots[DPS_BURST];
+    for (uint16_t i = 0; i < n; i++)
+        rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
     for (uint16_t i = 0; i < n; i++) {
         struct dps_offsets o;
         dps_parse_ofs(rte_pktmbuf_mtod(pkts[i], const uint8_t *), rte_pktmbuf_data_len(pkts[i]), in_port,

@@ -51,7 +51,7 @@ SETUP_KEYS = ("setups_per_s", "miss_ok", "miss_failed", "flows_at_end")
 COMMON_KEYS = ("scenario", "seconds", "peer", "version")
 
 COUNTERS = ("rx_packets", "tx_packets", "tx_dropped", "busy_cycles", "idle_cycles", "iterations", "emc_hits",
-            "megaflow_hits", "subtable_lookups", "misses", "lost", "dups", "action_drops")
+            "megaflow_hits", "subtable_lookups", "misses", "lost", "dups", "action_drops", "simple_hits")
 
 
 class BenchError(Exception):
@@ -356,7 +356,8 @@ class Bench:
         return {
             "mpps": round(rx / dt / 1e6, 3),
             # frames the fast path decided (cache hits); the rest of rx were misses, upcalled or lost
-            "hit_mpps": round((d["emc_hits"] + d["megaflow_hits"]) / dt / 1e6, 3),
+            "hit_mpps": round((d["emc_hits"] + d["megaflow_hits"] + d["simple_hits"]) / dt / 1e6, 3),
+            "simple_match_hits": d["simple_hits"],
             "tx_mpps": round(d["tx_packets"] / dt / 1e6, 3),
             "cycles_per_packet": round(cycles / rx, 1) if rx else 0.0,
             "busy_cycles_per_packet": round(d["busy_cycles"] / rx, 1) if rx else 0.0,

@@ -15,7 +15,7 @@ from .switch import Bridge
 
 PMD_COUNTERS = ("rx_packets", "tx_packets", "tx_dropped", "busy_cycles", "idle_cycles", "iterations",
                 "emc_hits", "megaflow_hits", "subtable_lookups", "misses", "lost", "dups", "tx_batches",
-                "recirculations", "meter_drops", "action_drops")
+                "recirculations", "meter_drops", "action_drops", "simple_hits")
 
 
 @dataclass
@@ -77,6 +77,7 @@ def format_pmd_stats(bridge: Bridge, counters: PmdCounters) -> str:
         lines += [f"{bridge.config.name} {head}",
                   f"  packets received: {c['rx_packets']}",
                   f"  packet recirculations: {c['recirculations']}",
+                  f"  simple match hits: {c['simple_hits']}",
                   f"  emc hits: {c['emc_hits']}",
                   f"  megaflow hits: {c['megaflow_hits']}",
                   f"  avg. subtable lookups per megaflow hit: "

@@ -85,6 +85,6 @@ def test_bench_p2p_1flow_json():
         assert k in r, k
     assert r["peer"] == "dpdkswitch" and r["scenario"] == "p2p-1flow" and r["seconds"] == 1
     assert r["mpps"] > 0 and r["packets"] > 0
-    hits = r["emc_hits"] + r["megaflow_hits"]
+    hits = r["emc_hits"] + r["megaflow_hits"] + r["simple_match_hits"]
     assert abs(hits - r["packets"]) <= 0.01 * r["packets"] + 64, r
     assert r["miss_ok"] >= 1

@@ -51,8 +51,8 @@ def test_one_miss_then_exact_match_hits(dp2):
     (up,) = dp2.upcalls()                        # one upcall for the burst of one new flow
     assert up.type == "miss" and up.data == frames[0] and up.key == parse(frames[0], 1)
     actions = odp.encode([odp.Output(2)])
-    key, mask = in_port_flow(1)
-    dp2.flow_put(1, key, mask, actions)           # the slow path installs the flow,
+    mask = field_mask("in_port", "eth_dst")       # not in_port alone: that takes the cheap path
+    dp2.flow_put(1, bytes(a & b for a, b in zip(up.key, mask)), mask, actions)   # the slow path installs the flow,
     up.execute(actions)                           # then sends the missed frame itself
     dp2.poll(1)
     c = counters(dp2)
@@ -63,12 +63,43 @@ def test_one_miss_then_exact_match_hits(dp2):
 
 def test_emc_insertion_probability_zero_means_masked_hits_only(dp2):
     dp2.set_emc_insert_inv_prob(0)
-    key, mask = in_port_flow(1)
-    dp2.flow_put(1, key, mask, odp.encode([odp.Output(2)]))
+    mask = field_mask("in_port", "eth_dst")
+    dp2.flow_put(1, bytes(a & b for a, b in zip(parse(udp_frame(1), 1), mask)), mask, odp.encode([odp.Output(2)]))
     dp2.inject(1, [udp_frame(1)] * 10)
     dp2.poll(2)
     c = counters(dp2)
     assert (c["emc_hits"], c["megaflow_hits"]) == (0, 10)
+
+
+def test_in_port_and_vlan_flows_take_the_cheap_path(dp2):
+    """While every flow matches only in_port and L2 tags (Open vSwitch's "simple match"), frames
+    are forwarded without a full parse or a cache lookup, and the flows still count them."""
+    key, mask = in_port_flow(1)
+    dp2.flow_put(1, key, mask, odp.encode([odp.PushVlan(100), odp.Output(2)]))
+    frames = [udp_frame(i) for i in range(40)]
+    dp2.inject(1, frames)
+    dp2.poll(2)
+    c = dp2.pmd_stats()[MANUAL_PMD]
+    assert (int(c["simple_hits"]), int(c["emc_hits"]), int(c["megaflow_hits"])) == (40, 0, 0)
+    assert dp2.drain(2) == [f[:12] + b"\x81\x00\x00\x64" + f[12:] for f in frames]
+    assert dp2.flow_get(1)["packets"] == 40
+    # Two flows on port 2 told apart by their VLAN tag, from the L2 header alone.
+    vmask = field_mask("in_port", "vlan_vid")
+    tagged = bytearray(parse(frames[0][:12] + b"\x81\x00\x00\x0a" + frames[0][12:], 2))
+    untagged = bytearray(parse(frames[0], 2))
+    dp2.flow_put(2, bytes(a & b for a, b in zip(tagged, vmask)), vmask, odp.encode([odp.PopVlan(), odp.Output(1)]))
+    dp2.flow_put(3, bytes(a & b for a, b in zip(untagged, vmask)), vmask, b"")
+    dp2.inject(2, [frames[1][:12] + b"\x81\x00\x00\x0a" + frames[1][12:], frames[2]])
+    dp2.poll(2)
+    assert dp2.drain(1) == [frames[1]]
+    assert (dp2.flow_get(2)["packets"], dp2.flow_get(3)["packets"]) == (1, 1)
+    assert int(dp2.pmd_stats()[MANUAL_PMD]["simple_hits"]) == 42
+    # A flow with any other field ends the cheap path: the classifier takes over.
+    other = field_mask("in_port", "eth_dst")
+    dp2.flow_put(4, bytes(a & b for a, b in zip(parse(frames[3], 3), other)), other, b"")
+    dp2.inject(1, frames[:5])
+    dp2.poll(2)
+    assert int(dp2.pmd_stats()[MANUAL_PMD]["simple_hits"]) == 42 and len(dp2.drain(2)) == 5
 
 
 def test_full_ring_counts_lost_and_cached_flows_keep_forwarding(eal):

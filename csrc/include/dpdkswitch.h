@@ -373,10 +373,11 @@ struct dps_pmd_stats {
     uint64_t recirculations;
     uint64_t meter_drops;
     uint64_t action_drops;           /* bad actions, recirculation too deep, no buffer to copy */
+    uint64_t simple_hits;            /* frames forwarded by in_port alone: no parse, no cache */
     uint32_t lcore;
     uint32_t active;                 /* 1 while the thread runs */
     uint32_t n_rxq;                  /* rx queues it polls */
-    uint32_t pad[13];
+    uint32_t pad[11];
 };
 /* The counters array: DPS_MAX_PMDS + 1 entries (the last for deterministic polling). */
 struct dps_pmd_stats *dps_pmd_stats(struct dps_dp *dp);

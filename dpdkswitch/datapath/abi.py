@@ -26,10 +26,11 @@ PMD_STATS_DTYPE = np.dtype([
     ("recirculations", "<u8"),
     ("meter_drops", "<u8"),
     ("action_drops", "<u8"),
+    ("simple_hits", "<u8"),
     ("lcore", "<u4"),
     ("active", "<u4"),
     ("n_rxq", "<u4"),
-    ("pad", "<u4", (13,)),
+    ("pad", "<u4", (11,)),
 ])
 
 

@@ -126,7 +126,7 @@ CASES = [
      FlowSpec(M(eth_type=IP6, ip_proto=17), A(SetField("udp_dst", 53), SetField("udp_src", 54)))),
     ("ipv6,actions=set_field:::1->ipv6_src,set_field:0x12345->ipv6_label",
      FlowSpec(M(eth_type=IP6), A(SetField("ipv6_src", 1), SetField("ipv6_label", 0x12345)))),
-    ("icmp6,actions=set_field:1->icmp_type", FlowSpec(M(eth_type=IP6, ip_proto=58), A(SetField("icmpv6_type", 1)))),
+    ("ipv6,actions=set_field:5->ipv6_label", FlowSpec(M(eth_type=IP6), A(SetField("ipv6_label", 5)))),
     ("actions=set_field:0x1005->vlan_vid,set_field:3->vlan_pcp",
      FlowSpec(instructions=A(SetField("vlan_vid", 0x1005), SetField("vlan_pcp", 3)))),
     ("ip,actions=set_field:32->nw_tos,set_field:1.2.3.4->nw_src",
@@ -206,6 +206,8 @@ BAD = [
     ("actions=set_field:5", "set_field needs VALUE->FIELD"),
     ("actions=mod_tp_dst:80", "'mod_tp_dst:80': tp_dst requires tcp, udp or sctp in the match"),
     ("ip,actions=mod_nw_tos:33", "33 is not a valid TOS"),
+    ("icmp6,actions=set_field:1->icmp_type", "icmpv6_type is not writable"),   # no datapath set for it
+    ("sctp,actions=set_field:9->sctp_dst", "sctp_dst is not writable"),
     ("actions=push_vlan:0x800", "push_vlan ethertype must be 0x8100 or 0x88a8"),
     ("actions=controller(reason=no_match)", "controller option 'reason' is not supported"),
     ("actions=group:x", "'x' is not a number"),

@@ -96,7 +96,7 @@ class Field:
     nbytes: int = 0            # bytes of the member it spans (0: the whole member)
     shift: int = 0             # value = (member bytes as big-endian int >> shift) & (2**bits - 1)
     aliases: tuple[str, ...] = ()
-    writable: bool = True      # set-field may write it
+    writable: bool = True      # set-field may write it (the datapath has a masked set for it)
     kind: str = "int"          # how strings show it: int, hex, mac, ipv4, ipv6, port
 
     @property
@@ -165,23 +165,23 @@ FIELDS: list[Field] = [
     _f("tcp_dst", 16, True, "tcp", (B, 14), "tp_dst"),
     _f("udp_src", 16, True, "udp", (B, 15), "tp_src"),
     _f("udp_dst", 16, True, "udp", (B, 16), "tp_dst"),
-    _f("sctp_src", 16, True, "sctp", (B, 17), "tp_src"),
-    _f("sctp_dst", 16, True, "sctp", (B, 18), "tp_dst"),
-    _f("icmp_type", 8, False, "icmp4", (B, 19), "tp_src", offset=1, nbytes=1, aliases=["icmpv4_type"]),
-    _f("icmp_code", 8, False, "icmp4", (B, 20), "tp_dst", offset=1, nbytes=1, aliases=["icmpv4_code"]),
+    _f("sctp_src", 16, True, "sctp", (B, 17), "tp_src", writable=False),
+    _f("sctp_dst", 16, True, "sctp", (B, 18), "tp_dst", writable=False),
+    _f("icmp_type", 8, False, "icmp4", (B, 19), "tp_src", offset=1, nbytes=1, aliases=["icmpv4_type"], writable=False),
+    _f("icmp_code", 8, False, "icmp4", (B, 20), "tp_dst", offset=1, nbytes=1, aliases=["icmpv4_code"], writable=False),
     _f("arp_op", 16, False, "arp", (B, 21), "nw_proto", writable=False),
-    _f("arp_spa", 32, True, "arp", (B, 22), "nw_src", nbytes=4, kind="ipv4"),
-    _f("arp_tpa", 32, True, "arp", (B, 23), "nw_dst", nbytes=4, kind="ipv4"),
-    _f("arp_sha", 48, True, "arp", (B, 24), "arp_sha", kind="mac"),
-    _f("arp_tha", 48, True, "arp", (B, 25), "arp_tha", kind="mac"),
+    _f("arp_spa", 32, True, "arp", (B, 22), "nw_src", nbytes=4, kind="ipv4", writable=False),
+    _f("arp_tpa", 32, True, "arp", (B, 23), "nw_dst", nbytes=4, kind="ipv4", writable=False),
+    _f("arp_sha", 48, True, "arp", (B, 24), "arp_sha", kind="mac", writable=False),
+    _f("arp_tha", 48, True, "arp", (B, 25), "arp_tha", kind="mac", writable=False),
     _f("ipv6_src", 128, True, "ip6", (B, 26), "nw_src", kind="ipv6"),
     _f("ipv6_dst", 128, True, "ip6", (B, 27), "nw_dst", kind="ipv6"),
     _f("ipv6_label", 20, True, "ip6", (B, 28), "ipv6_label", kind="hex"),
-    _f("icmpv6_type", 8, False, "icmp6", (B, 29), "tp_src", offset=1, nbytes=1),
-    _f("icmpv6_code", 8, False, "icmp6", (B, 30), "tp_dst", offset=1, nbytes=1),
-    _f("nd_target", 128, True, "nd", (B, 31), "nd_target", aliases=["ipv6_nd_target"], kind="ipv6"),
-    _f("nd_sll", 48, True, "nd_sll", (B, 32), "arp_sha", aliases=["ipv6_nd_sll"], kind="mac"),
-    _f("nd_tll", 48, True, "nd_tll", (B, 33), "arp_tha", aliases=["ipv6_nd_tll"], kind="mac"),
+    _f("icmpv6_type", 8, False, "icmp6", (B, 29), "tp_src", offset=1, nbytes=1, writable=False),
+    _f("icmpv6_code", 8, False, "icmp6", (B, 30), "tp_dst", offset=1, nbytes=1, writable=False),
+    _f("nd_target", 128, True, "nd", (B, 31), "nd_target", aliases=["ipv6_nd_target"], kind="ipv6", writable=False),
+    _f("nd_sll", 48, True, "nd_sll", (B, 32), "arp_sha", aliases=["ipv6_nd_sll"], kind="mac", writable=False),
+    _f("nd_tll", 48, True, "nd_tll", (B, 33), "arp_tha", aliases=["ipv6_nd_tll"], kind="mac", writable=False),
     # Nicira extensions ovs-ofctl uses.
     _f("nw_ttl", 8, False, "ip", (NXM_NX, 29), "nw_ttl"),
     _f("ip_frag", 2, True, "ip", (NXM_NX, 26), "nw_frag", aliases=["nw_frag"], writable=False),

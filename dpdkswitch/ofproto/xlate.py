@@ -148,7 +148,7 @@ class _Ctx:
             k[c:d] = tpid.to_bytes(2, "big")
 
     def vlan_present(self) -> bool:
-        self.out.wc.key |= VLAN_CFI << F["vlan_vid"].key_bit_shift
+        self.out.wc.key |= ((1 << 64) - 1) << 8 * (KEY_SIZE - _TPID[1][1])   # the tag stack: VLAN actions move/keep its bits
         return bool(int.from_bytes(self.flow[_TCI[0][0]:_TCI[0][1]], "big") & VLAN_CFI)
 
     # -- commit header changes to datapath actions
@@ -189,20 +189,14 @@ class _Ctx:
 
 
 def _diff_mask(new: bytes, old: bytes) -> bytes:
-    """Whole-field masks (6-byte MACs) over the fields that differ."""
-    out = bytearray(len(new))
-    for i in range(0, len(new), 6):
-        if new[i:i + 6] != old[i:i + 6]:
-            out[i:i + 6] = b"\xff" * 6
-    return bytes(out)
+    """The bits that changed, and only those: a masked set writes nothing else, so bits the
+    megaflow does not match (ECN beside a written DSCP, say) keep each packet's own value.
+    (Every written field is matched, so its unchanged bits are the same in every packet.)"""
+    return bytes(a ^ b for a, b in zip(new, old))
 
 
 def _field_mask(new: bytes, old: bytes, sizes: list[int]) -> bytes:
-    out, off = bytearray(), 0
-    for n in sizes:
-        out += (b"\xff" * n) if new[off:off + n] != old[off:off + n] else bytes(n)
-        off += n
-    return bytes(out)
+    return _diff_mask(new, old)
 
 
 class Translator:
@@ -213,6 +207,13 @@ class Translator:
     def translate(self, key: bytes, trace: bool = False, table_id: int = 0) -> Translation:
         c = _Ctx(self.p, key, self.registry, trace)
         c.out.wc.unwildcard(IN_PORT)
+        if F["ip_frag"].from_key(key):
+            # As Open vSwitch's default fragment handling: the pipeline sees no L4 ports in any
+            # fragment (the first one's ports would send it one way and its followers another).
+            c.out.wc.unwildcard(F["ip_frag"])
+            for b in (c.flow, c.base):
+                b[_PORTS] = bytes(4)
+                b[_ofs("tcp_flags"):_ofs("tcp_flags") + 2] = bytes(2)
         if c.in_ofport in self.p.mirror_outputs():
             c.log("input port is a mirror output port: dropped")
             return c.out
@@ -300,7 +301,8 @@ class Translator:
                 c.action_set.clear()
             elif isinstance(ins, WriteActions):
                 for a in ins.actions:
-                    c.action_set[type(a)] = a
+                    # One action of each type, but set-fields one per field (OpenFlow 1.3 §5.10).
+                    c.action_set[(SetField, a.field) if isinstance(a, SetField) else type(a)] = a
             elif isinstance(ins, WriteMetadata):
                 c.metadata = (c.metadata & ~ins.mask) | (ins.value & ins.mask)
             elif isinstance(ins, GotoTable):
@@ -313,7 +315,7 @@ class Translator:
             self._end_of_pipeline(c)
 
     def _end_of_pipeline(self, c: _Ctx) -> None:
-        acts = [c.action_set[t] for t in ACTION_SET_ORDER if t in c.action_set]
+        acts = sorted(c.action_set.values(), key=lambda a: ACTION_SET_ORDER.index(type(a)))
         if any(isinstance(a, Group) for a in acts):
             acts = [a for a in acts if not isinstance(a, Output)]
         c.action_set = {}
@@ -352,7 +354,7 @@ class Translator:
                 F["nw_ttl"].to_key(c.flow, ttl - 1)
             elif isinstance(a, SetNwTtl):
                 if c.prereqs_hold("nw_ttl"):
-                    F["nw_ttl"].to_key(c.flow, a.ttl)
+                    self._set_field(c, "nw_ttl", a.ttl)      # unwildcards nw_ttl, as set_field does
             elif isinstance(a, (SetQueue, CopyTtlOut, CopyTtlIn)):
                 pass                 # no queues in the datapath; no MPLS to copy TTLs with
 
@@ -369,9 +371,15 @@ class Translator:
                 tci = (tci & 0x1FFF) | ((value & 7) << 13)
             c._set_stack(c.flow, [(tpid, tci)] + stack[1:])
             return
+        if f.member == "tp_src" or f.member == "tp_dst":
+            c.out.wc.unwildcard(F["ip_frag"])
+            if F["ip_frag"].from_key(c.flow):
+                c.log(f"set_field {name}: a fragment has no L4 ports to set, skipped")
+                return
         if not f.writable or f.member is None or not c.prereqs_hold(name):
             c.log(f"set_field {name}: prerequisites not met, skipped")
             return
+        c.out.wc.unwildcard(f)          # as Open vSwitch: whether commit() emits a set depends on the old value
         f.to_key(c.flow, value)
 
     def _packet_in(self, c: _Ctx, reason: str, max_len: int) -> None:
@@ -485,9 +493,9 @@ class Translator:
             chosen = self._select(c, g, live)
         c.log(f"group {gid} ({g.type}): bucket(s) {chosen}")
         c.commit()
-        for i in chosen:
+        for i in chosen:               # a bucket's changes stay in the bucket, whatever the type
             c.out.groups.append((gid, i))
-            self._bucket(c, g.buckets[i].actions, clone=len(chosen) > 1 or g.type == "all")
+            self._bucket(c, g.buckets[i].actions, clone=True)
 
     def _bucket(self, c: _Ctx, actions, clone: bool) -> None:
         if not clone:
@@ -504,15 +512,16 @@ class Translator:
             c.odp.append(odp.Clone(tuple(nested)))
 
     def _live(self, b) -> bool:
+        """A bucket watching nothing is live; else it is live if its port or its group is (as
+        Open vSwitch reads OpenFlow's 'port and/or group')."""
+        watches = []
         if b.watch_port not in (None, 0xFFFFFFFF):
             p = self.p.ports.get(b.watch_port)
-            if p is None or not p.live:
-                return False
+            watches.append(p is not None and p.live)
         if b.watch_group not in (None, 0xFFFFFFFF):
             g = self.p.groups.get(b.watch_group)
-            if g is None or not any(self._live(x) for x in g.buckets):
-                return False
-        return True
+            watches.append(g is not None and any(self._live(x) for x in g.buckets))
+        return not watches or any(watches)
 
     def _select(self, c: _Ctx, g, live: list[int]) -> list[int]:
         weights = [(i, g.buckets[i].weight) for i in live if g.buckets[i].weight > 0]

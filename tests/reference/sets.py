@@ -1,0 +1,592 @@
+"""The table sets the reference test runs: OpenFlow tables (ovs-ofctl syntax, the same strings
+for both switches), groups (ovs-ofctl add-group syntax), and input frames built with scapy.
+
+Every input frame that has room for it carries a tag ``ref#NNNN`` (its index) at the end of
+its payload, so a difference can be traced to the frame that caused it.  Frames of one flow
+come several times (they then hit the same megaflow) and every set has frames no rule matches.
+
+Conventions that keep the comparison meaningful (see the test module's docstring for why):
+  - VLAN flows under OpenFlow 1.3 say whether they want a tag (``vlan_tci=0x0000/0x1fff`` or
+    ``dl_vlan=N``); ``vlan_of10`` covers mod_vlan_vid on frames that may or may not have one.
+  - select groups: ``combine`` names the ports whose outputs are compared as one multiset,
+    because OVS and dpdkswitch hash flows onto buckets differently.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
+
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR  # noqa: E402
+from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr,  # noqa: E402
+                                ICMPv6NDOptSrcLLAddr, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
+                                IPv6ExtHdrHopByHop, IPv6ExtHdrRouting)
+from scapy.layers.l2 import ARP, LLC, SNAP, Dot1AD, Dot1Q, Dot3, Ether  # noqa: E402
+from scapy.layers.sctp import SCTP  # noqa: E402
+from scapy.packet import Padding, Raw  # noqa: E402
+
+TAG = b"ref#%04d"
+
+H1, H2, H3 = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03"
+BCAST = "ff:ff:ff:ff:ff:ff"
+
+
+@dataclass
+class RefSet:
+    name: str
+    doc: str
+    flows: list[str]
+    frames: list[bytes]
+    groups: list[str] = field(default_factory=list)
+    ports: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    combine: list[set[int]] = field(default_factory=list)     # ports compared as one multiset
+    protocol: str = "OpenFlow13"                               # what ovs-ofctl speaks to OVS
+
+
+class Frames:
+    """Input frames; ``add`` appends COUNT copies of PKT, each with its own tag."""
+
+    def __init__(self):
+        self.frames: list[bytes] = []
+
+    def add(self, pkt, count: int = 1, tag: bool = True) -> None:
+        for _ in range(count):
+            p = pkt.copy()
+            if tag:
+                p = p / Raw(TAG % len(self.frames))
+            self.frames.append(bytes(p))
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def eth(src=H1, dst=H2, vlans=()):
+    """Ether with VLAN tags, outer first: (vid, pcp) for 802.1Q, (vid, pcp, 0x88a8) for 802.1ad."""
+    p = Ether(src=src, dst=dst)
+    for v in vlans:
+        vid, pcp, *tpid = v
+        p = p / (Dot1AD(vlan=vid, prio=pcp) if tpid and tpid[0] == 0x88A8 else Dot1Q(vlan=vid, prio=pcp))
+    return p
+
+
+def ip4(src, dst, ttl=64, tos=0, **kw):
+    return IP(src=src, dst=dst, ttl=ttl, tos=tos, **kw)
+
+
+def arp(op, spa, tpa, sha=H1, tha="00:00:00:00:00:00"):
+    return ARP(op=op, psrc=spa, pdst=tpa, hwsrc=sha, hwdst=tha)
+
+
+# -------------------------------------------------------------------------------------- sets
+
+def set_vlan() -> RefSet:
+    f = Frames()
+    for i in range(6):
+        f.add(eth() / ip4(f"10.0.{i}.1", f"10.1.0.{i % 3}") / UDP(sport=1000 + i, dport=53), 3)
+        f.add(eth() / ip4(f"10.0.{i}.1", f"10.2.0.{i}") / TCP(sport=2000 + i, dport=80), 2)
+        f.add(eth() / ip4(f"10.0.{i}.1", f"10.3.0.{i}") / UDP(sport=1, dport=2), 1)          # misses
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 4)
+    f.add(eth() / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=7, dport=7), 4)
+    for vid in (10, 20, 40, 50, 70, 99):
+        for pcp in (0, 3, 7):
+            f.add(eth(vlans=[(vid, pcp)]) / ip4("10.5.0.1", f"10.6.{vid}.{pcp}") / UDP(sport=vid, dport=pcp), 2)
+        f.add(eth(dst=BCAST, vlans=[(vid, 1)]) / arp(1, "10.7.0.1", f"10.7.0.{vid}"), 1)
+    f.add(eth(vlans=[(0, 5)]) / ip4("10.8.0.1", "10.8.0.2") / UDP(), 3)        # priority tag (VID 0)
+    for outer, inner in ((10, 5), (20, 6), (50, 7), (99, 8)):                   # 802.1ad over 802.1Q
+        f.add(eth(vlans=[(outer, 2, 0x88A8), (inner, 4)]) / ip4("10.9.0.1", f"10.9.{outer}.{inner}") / UDP(), 2)
+        f.add(eth(vlans=[(outer, 2), (inner, 4)]) / ip4("10.9.1.1", f"10.9.{outer}.{inner}") / TCP(), 2)
+    flows = [
+        "priority=100,vlan_tci=0x0000/0x1fff,ip,nw_dst=10.1.0.0/16,actions=mod_vlan_vid:100,output:2",
+        "priority=100,vlan_tci=0x0000/0x1fff,ip,nw_dst=10.2.0.0/16,"
+        "actions=push_vlan:0x8100,set_field:4196->vlan_vid,mod_vlan_pcp:6,output:2",
+        "priority=100,vlan_tci=0x0000/0x1fff,arp,actions=push_vlan:0x88a8,set_field:4296->vlan_vid,output:3",
+        "priority=100,vlan_tci=0x0000/0x1fff,ipv6,actions=push_vlan:0x8100,set_field:4101->vlan_vid,"
+        "set_field:3->vlan_pcp,output:4",
+        "priority=100,dl_vlan=10,actions=strip_vlan,output:3",
+        "priority=100,dl_vlan=20,actions=mod_vlan_vid:30,output:3",
+        "priority=100,dl_vlan=40,actions=mod_vlan_pcp:5,output:4",
+        "priority=100,dl_vlan=50,actions=push_vlan:0x88a8,mod_vlan_vid:60,mod_vlan_pcp:1,output:4",
+        "priority=100,dl_vlan=70,ip,actions=pop_vlan,output:2,push_vlan:0x8100,mod_vlan_vid:71,output:3",
+        "priority=90,vlan_tci=0x1000/0x1000,ip,actions=output:4",
+        "priority=90,dl_vlan=99,arp,actions=set_field:4195->vlan_vid,output:2",
+    ]
+    return RefSet("vlan", "push_vlan (0x8100, 0x88a8), pop_vlan/strip_vlan, mod_vlan_vid/pcp, set_field "
+                  "vlan_vid/pcp on untagged, tagged, priority-tagged and double-tagged frames", flows, f.frames)
+
+
+def set_vlan_of10() -> RefSet:
+    f = Frames()
+    for i in range(8):
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}") / UDP(sport=i, dport=9), 3)
+        f.add(eth(vlans=[(5 + i, i % 8)]) / ip4("10.0.0.1", f"10.2.0.{i}") / UDP(sport=i, dport=9), 3)
+        f.add(eth(dst=BCAST, vlans=[(30 + i, 1)] if i % 2 else []) / arp(1, "10.0.0.1", f"10.0.1.{i}"), 2)
+        f.add(eth(vlans=[(60 + i, 0)] if i % 2 else []) / IPv6(src="2001:db8::1", dst=f"2001:db8::{i}") / UDP(), 2)
+    f.add(Ether(src=H1, dst=H2, type=0x88B5) / Raw(b"\x00" * 40), 5)                     # misses
+    flows = [
+        "priority=10,ip,actions=mod_vlan_vid:7,output:2",
+        "priority=10,arp,actions=mod_vlan_pcp:3,output:3",
+        "priority=10,ipv6,actions=strip_vlan,output:4",
+    ]
+    return RefSet("vlan_of10", "OpenFlow 1.0 mod_vlan_vid/mod_vlan_pcp: push a tag when there is none, else "
+                  "modify it; strip_vlan on untagged frames", flows, f.frames, protocol="OpenFlow10")
+
+
+def set_set_field_l2l3() -> RefSet:
+    f = Frames()
+    for i in range(5):
+        f.add(eth() / ip4(f"10.0.1.{i}", "10.20.0.1") / UDP(sport=100 + i, dport=200), 3)
+        f.add(eth() / ip4(f"10.0.2.{i}", "10.9.0.1") / TCP(sport=3000 + i, dport=443, flags="S"), 3)
+        f.add(eth() / ip4(f"10.0.3.{i}", "10.9.0.2") / UDP(sport=4000 + i, dport=53), 3)
+        f.add(eth() / ip4(f"10.0.3.{i}", "10.9.0.2") / UDP(sport=4100 + i, dport=53, chksum=0), 2)   # no UDP csum
+        f.add(eth() / ip4(f"10.0.4.{i}", "10.9.0.3", tos=(0x1c, 0x01, 0x02, 0x03, 0xff)[i]) / ICMP(type=8, id=i), 2)
+        f.add(eth() / ip4(f"10.0.5.{i}", "10.9.0.4", tos=0xb9) / TCP(sport=5, dport=6), 2)
+        f.add(eth() / ip4(f"10.0.8.{i}", "10.9.0.7", tos=(0x00, 0x04, 0xb8, 0x29, 0xfd)[i]) / UDP(sport=5), 2)
+        f.add(eth() / ip4(f"10.0.6.{i}", "10.9.0.5") / UDP(sport=5, dport=6), 2)
+        f.add(eth() / ip4(f"10.0.7.{i}", "10.9.0.6") / TCP(sport=5, dport=6), 2)
+        f.add(eth() / IPv6(src=f"2001:db8::{i + 10:x}", dst="2001:db8::1", tc=(0, 1, 2, 3, 0xa3)[i], fl=i)
+              / TCP(sport=1, dport=2), 2)
+        f.add(eth() / IPv6(src=f"2001:db8::{i + 10:x}", dst="2001:db8::1") / UDP(sport=1, dport=2), 2)
+    f.add(eth() / ip4("10.0.2.9", "10.9.0.1", options=[IPOption_RR(routers=["1.2.3.4"])]) / TCP(), 3)  # IHL 7
+    f.add(eth() / ip4("10.0.3.9", "10.9.0.2", options=[IPOption_RR(routers=["1.2.3.4"])]) / UDP(), 3)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 4)                                       # misses
+    flows = [
+        "priority=100,ip,nw_src=10.0.1.0/24,actions=mod_dl_src:02:aa:00:00:00:01,mod_dl_dst:02:bb:00:00:00:02,"
+        "output:2",
+        "priority=100,tcp,nw_dst=10.9.0.1,actions=mod_nw_src:192.168.1.1,mod_nw_dst:192.168.2.2,output:2",
+        "priority=100,udp,nw_dst=10.9.0.2,actions=set_field:172.16.0.1->ip_dst,output:3",
+        "priority=100,icmp,nw_dst=10.9.0.3,actions=mod_nw_tos:32,mod_nw_ttl:9,output:3",
+        "priority=100,ip,nw_dst=10.9.0.4,actions=set_field:46->ip_dscp,mod_nw_ecn:1,output:4",
+        "priority=100,ip,nw_dst=10.9.0.7,actions=mod_nw_ecn:2,output:2",
+        "priority=100,ip,nw_dst=10.9.0.5,actions=set_field:10.5.5.5->ip_src,set_field:10.6.6.6->ip_src,output:4",
+        "priority=100,ip,nw_dst=10.9.0.6,actions=set_field:02:00:00:00:00:09->eth_dst,output:2,"
+        "set_field:10.7.7.7->ip_dst,output:3",
+        "priority=100,tcp6,ipv6_dst=2001:db8::1,actions=set_field:2001:db8::99->ipv6_dst,"
+        "set_field:0x12345->ipv6_label,mod_nw_tos:16,output:4",
+        "priority=100,udp6,ipv6_dst=2001:db8::1,actions=set_field:2001:db8:ffff::1->ipv6_src,mod_nw_ttl:3,"
+        "output:2",
+    ]
+    return RefSet("set_field_l2l3", "set-field on eth src/dst, IPv4 src/dst/dscp/ecn/ttl (IP and TCP/UDP "
+                  "checksums, UDP without checksum, IPv4 options), IPv6 src/dst/label/tclass/hlimit", flows, f.frames)
+
+
+def set_set_field_l4() -> RefSet:
+    f = Frames()
+    for i in range(6):
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}") / TCP(sport=40000 + i, dport=80, flags="S"), 3)
+        f.add(eth() / ip4("10.0.0.2", f"10.1.0.{i}") / TCP(sport=1234, dport=9000 + i, flags="PA"), 2)
+        f.add(eth() / ip4("10.0.0.3", f"10.1.0.{i}") / UDP(sport=5000, dport=7000 + i), 3)
+        f.add(eth() / ip4("10.0.0.4", f"10.1.0.{i}") / UDP(sport=6000 + i, dport=53), 2)
+        f.add(eth() / ip4("10.0.0.4", f"10.1.0.{i}") / UDP(sport=6100 + i, dport=53, chksum=0), 2)
+        f.add(eth() / IPv6(src="2001:db8::1", dst=f"2001:db8::{i + 2}") / TCP(sport=50000 + i, dport=443), 2)
+        f.add(eth() / IPv6(src="2001:db8::1", dst=f"2001:db8::{i + 2}") / UDP(sport=50000 + i, dport=53), 2)
+        f.add(eth() / ip4("10.0.0.5", f"10.1.0.{i}") / TCP(sport=1, dport=2), 1)                   # priority 50
+    for i in range(3):
+        # Behind one and two VLAN tags (header offsets), and frames padded to 60 bytes (the L4
+        # checksum covers the IP payload, not the Ethernet padding).
+        f.add(eth(vlans=[(5, 1)]) / ip4("10.0.0.1", f"10.1.2.{i}") / TCP(sport=40100 + i, dport=80), 2)
+        f.add(eth(vlans=[(6, 0, 0x88A8), (7, 0)]) / ip4("10.0.0.4", f"10.1.2.{i}") / UDP(sport=6200 + i, dport=53), 2)
+        f.add(eth(vlans=[(8, 2)]) / IPv6(src="2001:db8::1", dst="2001:db8::9") / TCP(sport=50100 + i, dport=443), 2)
+        f.add(eth() / ip4("10.0.0.3", f"10.1.3.{i}") / UDP(sport=5000, dport=7100 + i) / Padding(TAG % len(f)), 2,
+              tag=False)
+        f.add(eth() / ip4("10.0.0.1", f"10.1.3.{i}") / TCP(sport=40200 + i, dport=80) / Padding(b"\0" * 6), 2)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
+    flows = [
+        "priority=100,tcp,tp_dst=80,actions=mod_tp_dst:8080,output:2",
+        "priority=100,tcp,tp_src=1234,actions=mod_tp_src:4321,mod_tp_dst:22,output:2",
+        "priority=100,udp,udp_src=5000,actions=set_field:6000->udp_src,output:3",
+        "priority=100,udp,udp_dst=53,actions=set_field:5353->udp_dst,mod_nw_src:10.99.0.1,output:3",
+        "priority=100,tcp6,tp_dst=443,actions=set_field:8443->tcp_dst,output:4",
+        "priority=100,udp6,tp_dst=53,actions=mod_tp_dst:5353,output:4",
+        "priority=50,ip,actions=output:4",
+    ]
+    return RefSet("set_field_l4", "set-field on TCP/UDP ports over IPv4 and IPv6 (checksums, UDP checksum 0), "
+                  "behind one and two VLAN tags, in frames with Ethernet padding", flows, f.frames)
+
+
+def set_ip_fragments() -> RefSet:
+    f = Frames()
+    for i in range(4):
+        f.add(eth() / ip4("10.0.0.6", "10.1.1.1", id=100 + i, flags="MF") / TCP(sport=999, dport=80), 2)
+        f.add(eth() / ip4("10.0.0.6", "10.1.1.1", id=100 + i, frag=3, proto=6) / Raw(b"x" * 24), 2)
+        f.add(eth() / ip4("10.0.0.7", "10.1.1.2", id=200 + i, flags="MF") / UDP(sport=5000, dport=1), 2)
+        f.add(eth() / ip4("10.0.0.7", "10.1.1.2", id=200 + i, frag=2, proto=17) / Raw(b"y" * 16), 2)
+        f.add(eth() / ip4("10.0.0.8", "10.1.1.3") / TCP(sport=999, dport=80), 2)               # not fragments
+        f.add(eth() / ip4("10.0.0.8", "10.1.1.3") / UDP(sport=5000, dport=1), 2)
+        f.add(eth() / ip4("10.0.0.9", "10.1.1.4") / ICMP(), 1)
+        f.add(eth() / IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment(id=i, m=1)
+              / TCP(sport=999, dport=80), 2)
+        f.add(eth() / IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment(id=i, offset=3, nh=6)
+              / Raw(b"z" * 16), 2)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
+    flows = [
+        "priority=100,tcp,tp_dst=80,actions=mod_tp_dst:8080,output:2",
+        "priority=100,udp,udp_src=5000,actions=set_field:6000->udp_src,output:3",
+        "priority=100,tcp6,tp_dst=80,actions=mod_tp_dst:8080,output:2",
+        "priority=90,ip,nw_frag=first,actions=output:4",
+        "priority=90,ip,nw_frag=later,actions=mod_nw_ttl:9,output:4",
+        "priority=80,ip,nw_frag=no,actions=output:2",
+        "priority=90,ipv6,nw_frag=yes,actions=output:3",
+    ]
+    return RefSet("ip_fragments", "IPv4 and IPv6 fragments: nw_frag matches, L4 port matches and rewrites on first "
+                  "fragments (OVS's default frag handling sees their ports as 0), later fragments", flows, f.frames)
+
+
+def set_ipv6_ext() -> RefSet:
+    f = Frames()
+    v6 = lambda i: IPv6(src=f"2001:db8::{i + 1}", dst="2001:db8::ff", hlim=30)      # noqa: E731
+    for i in range(5):
+        f.add(eth() / v6(i) / IPv6ExtHdrHopByHop() / UDP(sport=i, dport=53), 2)
+        f.add(eth() / v6(i) / IPv6ExtHdrRouting(addresses=["2001:db8::aa"]) / TCP(sport=i, dport=80), 2)
+        f.add(eth() / v6(i) / IPv6ExtHdrDestOpt() / UDP(sport=i, dport=53), 2)
+        f.add(eth() / v6(i) / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / TCP(sport=i, dport=81), 2)
+        f.add(eth() / v6(i) / UDP(sport=i, dport=53), 2)
+        f.add(eth() / v6(i) / IPv6ExtHdrHopByHop() / ICMPv6EchoRequest(id=i), 2)
+    f.add(eth() / IPv6(src="2001:db8::1", dst="2001:db8::2", nh=59) / Raw(b"\0" * 8), 3)   # no next header
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
+    flows = [
+        "priority=100,udp6,tp_dst=53,actions=mod_tp_dst:5353,output:2",
+        "priority=100,tcp6,tp_dst=80,actions=set_field:2001:db8::80->ipv6_dst,output:3",
+        "priority=90,icmp6,icmpv6_type=128,actions=dec_ttl,output:3",
+        "priority=10,ipv6,actions=dec_ttl,output:4",
+    ]
+    return RefSet("ipv6_ext_headers", "IPv6 behind hop-by-hop, routing and destination-options headers: L4 "
+                  "matches, port and address rewrites (checksums), dec_ttl, no next header", flows, f.frames)
+
+
+def set_l2_misc() -> RefSet:
+    f = Frames()
+    for i in range(4):
+        f.add(Dot3(src=H1, dst="01:80:c2:00:00:00") / LLC(dsap=0x42, ssap=0x42, ctrl=3) / Raw(b"\0" * 30), 2)
+        f.add(Dot3(src=H1, dst=H2) / LLC(dsap=0xAA, ssap=0xAA, ctrl=3) / SNAP(OUI=0, code=0x0800)
+              / ip4("10.0.0.1", "10.0.0.2") / UDP(sport=i), 2)
+        f.add(Ether(src=f"02:00:00:00:00:{i:02x}", dst=H2, type=0x88B5) / Raw(b"\0" * 40), 2)
+        f.add(Ether(src=f"04:00:00:00:00:{i:02x}", dst=H2, type=0x88B5) / Raw(b"\0" * 40), 1)
+        f.add(eth() / ip4(f"10.0.1.{i}", "10.0.0.2") / UDP(sport=i), 2)
+    # Malformed IPv4: a header cut short, an IHL below 5, a total length beyond the frame.
+    f.add(Ether(src=H1, dst=H2, type=0x0800) / Raw(b"\x45\x00\x00\x30" + b"\0" * 6), 2, tag=False)
+    f.add(Ether(src=H1, dst=H2) / IP(src="10.0.2.1", dst="10.0.0.2", ihl=4) / UDP(), 2)
+    f.add(Ether(src=H1, dst=H2) / IP(src="10.0.2.2", dst="10.0.0.2", len=400) / UDP(), 2)
+    f.add(Ether(src=H1, dst=H2, type=0x86DD) / Raw(b"\x60" + b"\0" * 10), 2, tag=False)
+    flows = [
+        "priority=30,dl_type=0x05ff,actions=output:4",
+        "priority=20,ip,nw_src=0.0.0.0,actions=output:2",
+        "priority=10,ip,actions=output:3",
+        "priority=10,ipv6,actions=output:4",
+        "priority=10,dl_type=0x88b5,dl_src=02:00:00:00:00:00/ff:ff:ff:00:00:00,actions=output:2,output:3",
+    ]
+    return RefSet("l2_misc", "802.3/LLC and SNAP frames (OVS's dl_type 0x05ff), masked eth_src, malformed "
+                  "IPv4/IPv6 headers (OVS leaves the L3 fields zero)", flows, f.frames)
+
+
+def set_set_field_other() -> RefSet:
+    f = Frames()
+    for i in range(5):
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}") / SCTP(sport=1000 + i, dport=9), 3)
+        f.add(eth() / ip4("10.0.0.2", f"10.1.0.{i}") / ICMP(type=8, id=i, seq=1), 3)
+        f.add(eth(dst=BCAST) / arp(1, f"10.0.1.{i}", "10.0.0.254", sha=f"02:00:00:00:01:{i:02x}"), 3)
+        f.add(eth() / IPv6(src="2001:db8::1", dst=f"2001:db8::{i + 2}") / ICMPv6EchoRequest(id=i), 3)
+    f.add(eth() / ip4("10.0.0.3", "10.1.0.1") / UDP(), 3)                                        # misses
+    flows = [
+        "priority=100,sctp,sctp_dst=9,actions=set_field:99->sctp_dst,output:2",
+        "priority=100,icmp,icmp_type=8,actions=set_field:13->icmp_type,output:3",
+        "priority=100,arp,arp_op=1,actions=set_field:10.0.0.253->arp_spa,set_field:02:00:00:00:00:fe->arp_sha,"
+        "output:4",
+        "priority=100,icmp6,icmpv6_type=128,actions=set_field:129->icmpv6_type,output:4",
+    ]
+    return RefSet("set_field_sctp_icmp_arp", "set-field on the writable fields beyond Ethernet/IP/TCP/UDP: SCTP "
+                  "ports, ICMP/ICMPv6 type, ARP addresses", flows, f.frames)
+
+
+def set_dec_ttl() -> RefSet:
+    f = Frames()
+    for ttl in (64, 255, 2, 1, 0):
+        for i in range(3):
+            f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}", ttl=ttl) / UDP(sport=ttl, dport=i), 2)
+            f.add(eth() / ip4("10.0.0.1", f"10.2.0.{i}", ttl=ttl) / TCP(sport=ttl, dport=i), 2)
+            f.add(eth() / ip4("10.0.0.1", f"10.3.0.{i}", ttl=ttl) / UDP(sport=ttl, dport=i), 1)
+            f.add(eth() / ip4("10.0.0.1", f"10.4.0.{i}", ttl=ttl) / UDP(sport=ttl, dport=i), 1)
+        f.add(eth() / IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=ttl) / UDP(sport=ttl), 2)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
+    f.add(eth() / ip4("10.0.0.1", "10.5.0.1", ttl=1) / UDP(), 3)
+    flows = [
+        "priority=100,ip,nw_dst=10.1.0.0/16,actions=dec_ttl,output:2",
+        "priority=100,ip,nw_dst=10.2.0.0/16,actions=output:3,dec_ttl,output:2",
+        "priority=100,ip,nw_dst=10.3.0.0/16,actions=dec_ttl,dec_ttl,mod_nw_src:10.33.0.1,output:4",
+        "priority=100,ip,nw_dst=10.4.0.0/16,actions=mod_nw_ttl:2,output:2,dec_ttl,output:3,dec_ttl,output:4",
+        "priority=100,ipv6,actions=dec_ttl,output:3",
+    ]
+    return RefSet("dec_ttl", "dec_ttl on IPv4/IPv6 (TTL 255, 64, 2, 1, 0: an expired TTL stops the actions "
+                  "after it), twice, between outputs", flows, f.frames)
+
+
+def _five_tuple_frames(f: Frames, n: int) -> None:
+    for i in range(n):
+        f.add(eth() / ip4(f"10.0.{i % 7}.{i}", f"10.1.{i % 5}.{i % 11}") / UDP(sport=1000 + i, dport=2000 + i % 13),
+              1 + i % 3)
+        f.add(eth() / ip4(f"10.2.{i % 3}.{i}", f"10.3.0.{i}") / TCP(sport=3000 + i, dport=80), 1 + i % 2)
+
+
+def set_groups_select() -> RefSet:
+    f = Frames()
+    _five_tuple_frames(f, 30)
+    for i in range(10):
+        f.add(eth() / ip4(f"10.4.0.{i}", "10.5.0.1") / ICMP(id=i), 2)
+        f.add(eth(src=f"02:00:00:00:02:{i:02x}", dst=BCAST) / arp(1, f"10.6.0.{i}", "10.6.0.254"), 1)
+    f.add(eth() / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(), 3)                           # misses
+    groups = [
+        "group_id=1,type=select,bucket=output:2,bucket=output:3,bucket=output:4",
+        "group_id=2,type=select,bucket=weight:10,actions=mod_dl_dst:02:00:00:00:00:99,output:2,"
+        "bucket=weight:20,actions=mod_dl_dst:02:00:00:00:00:99,output:3,bucket=weight:0,actions=output:5",
+        "group_id=3,type=select,bucket=watch_port:9,actions=output:5,bucket=watch_port:4,actions=output:4",
+    ]
+    flows = [
+        "priority=10,udp,actions=group:1",
+        "priority=10,tcp,actions=group:2",
+        "priority=10,icmp,actions=mod_nw_tos:8,group:1",
+        "priority=10,arp,actions=group:3",
+    ]
+    return RefSet("groups_select", "select groups: equal buckets, weighted buckets with one of weight 0, a "
+                  "bucket whose watch_port does not exist; outputs compared over ports 2-4 together (bucket "
+                  "choice is each switch's own hash), port 5 must stay empty", flows, f.frames, groups,
+                  ports=[1, 2, 3, 4, 5], combine=[{2, 3, 4}])
+
+
+def set_groups_all_indirect() -> RefSet:
+    f = Frames()
+    for i in range(8):
+        f.add(eth() / ip4(f"10.0.0.{i}", "10.1.0.1") / UDP(sport=i, dport=9), 3)
+        f.add(eth() / ip4(f"10.0.1.{i}", "10.1.0.2") / TCP(sport=i, dport=9), 3)
+        f.add(eth() / ip4(f"10.0.2.{i}", "10.1.0.3", ttl=5) / ICMP(id=i), 2)
+        f.add(eth() / IPv6(src=f"2001:db8::{i + 1}", dst="2001:db8::ff", hlim=9) / UDP(sport=i), 2)
+    f.add(eth() / ip4("10.0.4.1", "10.1.0.5", proto=47) / Raw(b"\x00" * 8), 3)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
+    groups = [
+        "group_id=10,type=indirect,bucket=mod_dl_src:02:00:00:00:10:10,output:5",
+        "group_id=1,type=all,bucket=output:2,bucket=mod_vlan_vid:7,output:3,"
+        "bucket=set_field:10.8.8.8->ip_dst,output:4,bucket=group:10",
+        "group_id=2,type=all,bucket=in_port,bucket=mod_nw_ttl:1,output:2",
+        "group_id=3,type=indirect,bucket=dec_ttl,mod_nw_tos:4,output:3",
+    ]
+    flows = [
+        "priority=10,udp,actions=group:1",
+        "priority=10,tcp,actions=mod_dl_dst:02:00:00:00:00:77,group:1,output:2",
+        "priority=10,icmp,actions=group:2,dec_ttl,output:4",
+        "priority=10,ipv6,actions=group:3",
+        "priority=5,ip,actions=group:3,group:10",
+    ]
+    return RefSet("groups_all_indirect", "all groups (each bucket on its own copy; the flow's later actions "
+                  "unaffected), indirect groups, a group calling a group, in_port in a bucket",
+                  flows, f.frames, groups, ports=[1, 2, 3, 4, 5])
+
+
+def set_groups_ff() -> RefSet:
+    f = Frames()
+    for g in range(1, 7):
+        for i in range(6):
+            f.add(eth() / ip4(f"10.0.{g}.{i}", "10.1.0.1") / UDP(sport=100 + i, dport=g), 1 + i % 3)
+    f.add(eth() / ip4("10.0.9.1", "10.1.0.1") / UDP(sport=1, dport=99), 3)                          # misses
+    groups = [
+        "group_id=1,type=fast_failover,bucket=watch_port:9,actions=output:2,bucket=watch_port:3,actions=output:3,"
+        "bucket=watch_port:4,actions=output:4",
+        "group_id=2,type=fast_failover,bucket=watch_port:2,actions=mod_dl_dst:02:00:00:00:00:22,output:2,"
+        "bucket=watch_port:3,actions=output:3",
+        "group_id=3,type=fast_failover,bucket=watch_port:9,actions=output:2,bucket=watch_port:8,actions=output:3",
+        "group_id=4,type=indirect,bucket=group:1",
+        "group_id=5,type=fast_failover,bucket=watch_group:3,actions=output:2,bucket=watch_group:2,actions=output:5",
+        "group_id=6,type=fast_failover,bucket=watch_group:4,actions=mod_nw_tos:4,group:2,"
+        "bucket=watch_port:4,actions=output:4",
+    ]
+    flows = [f"priority=10,udp,udp_dst={g},actions=group:{g}" for g in range(1, 7)]
+    return RefSet("groups_ff", "fast-failover groups: dead watch_port (no such port), live ones, none live, "
+                  "watch_group on a dead and a live group, an indirect group in front of one", flows,
+                  f.frames, groups, ports=[1, 2, 3, 4, 5])
+
+
+def set_groups_ff_watch_both() -> RefSet:
+    f = Frames()
+    for g in (1, 2, 3):
+        for i in range(8):
+            f.add(eth() / ip4(f"10.0.{g}.{i}", "10.1.0.1") / UDP(sport=100 + i, dport=g), 1 + i % 3)
+    f.add(eth() / ip4("10.0.9.1", "10.1.0.1") / UDP(sport=1, dport=99), 3)                          # misses
+    groups = [
+        "group_id=10,type=indirect,bucket=output:5",
+        "group_id=11,type=fast_failover,bucket=watch_port:9,actions=output:5",
+        "group_id=1,type=fast_failover,bucket=watch_port:9,watch_group:10,actions=output:2,"
+        "bucket=watch_port:4,actions=output:4",
+        "group_id=2,type=fast_failover,bucket=watch_port:3,watch_group:11,actions=output:3,"
+        "bucket=watch_port:4,actions=output:4",
+        "group_id=3,type=fast_failover,bucket=watch_port:9,watch_group:11,actions=output:2,"
+        "bucket=watch_port:4,actions=output:4",
+    ]
+    flows = [f"priority=10,udp,udp_dst={g},actions=group:{g}" for g in (1, 2, 3)]
+    return RefSet("groups_ff_watch_both", "fast-failover buckets with both watch_port and watch_group: OVS "
+                  "takes such a bucket as live when either is (OpenFlow says a port \"and/or\" a group "
+                  "controls liveness)", flows, f.frames, groups, ports=[1, 2, 3, 4, 5])
+
+
+def set_multi_table() -> RefSet:
+    f = Frames()
+    for i in range(6):
+        f.add(eth() / ip4(f"10.1.{i}.1", "10.9.0.1") / UDP(sport=i, dport=1), 3)
+        f.add(eth() / ip4(f"10.2.{i}.1", "10.9.0.1") / TCP(sport=i, dport=1), 3)
+        f.add(eth() / ip4(f"10.2.{i}.1", "10.9.0.1") / UDP(sport=i, dport=1), 3)
+        f.add(eth() / ip4(f"10.2.{i}.1", "10.9.0.1") / ICMP(id=i), 2)                  # table 2 miss
+        f.add(eth() / IPv6(src=f"2001:db8::{i + 1}", dst="2001:db8::ff") / UDP(sport=i), 2)
+        f.add(eth(dst=BCAST) / arp(1, f"10.3.0.{i}", "10.3.0.254"), 2)
+    f.add(Ether(src=H1, dst=H2, type=0x88B5) / Raw(b"\x00" * 40), 3)                               # misses
+    flows = [
+        "table=0,priority=10,in_port=1,ip,actions=mod_dl_src:02:00:00:00:00:aa,write_metadata:0x1/0xff,goto_table:1",
+        "table=0,priority=10,in_port=1,ipv6,actions=write_metadata:0x2/0xff,goto_table:1",
+        "table=0,priority=10,in_port=1,arp,actions=write_metadata:0xa00/0xff00,goto_table:2",
+        "table=0,priority=0,actions=drop",
+        "table=1,priority=20,metadata=0x1/0xff,ip,nw_src=10.1.0.0/16,actions=write_metadata:0x100/0xf00,"
+        "goto_table:2",
+        "table=1,priority=10,metadata=0x1/0xff,actions=write_metadata:0x200/0xf00,goto_table:2",
+        "table=1,priority=10,metadata=0x2/0xff,actions=output:4",
+        "table=2,priority=10,metadata=0x101,actions=output:2",
+        "table=2,priority=10,metadata=0x201,tcp,actions=output:3",
+        "table=2,priority=10,metadata=0x201,udp,actions=mod_tp_dst:7,goto_table:3",
+        "table=2,priority=10,metadata=0xa00/0xff00,actions=output:4",
+        "table=3,priority=1,metadata=0x201,actions=output:2,output:3",
+    ]
+    return RefSet("multi_table_metadata", "goto_table across four tables, write_metadata with masks, metadata "
+                  "matches (masked and exact), apply-actions carried across tables, misses in later tables",
+                  flows, f.frames)
+
+
+def set_action_set() -> RefSet:
+    f = Frames()
+    for i in range(6):
+        f.add(eth() / ip4(f"10.0.{i}.1", "10.9.0.1", ttl=9) / TCP(sport=i, dport=80), 3)
+        f.add(eth() / ip4(f"10.0.{i}.1", "10.9.0.1", ttl=9) / TCP(sport=i, dport=22), 2)
+        f.add(eth() / ip4(f"10.0.{i}.1", "10.9.0.1") / UDP(sport=i, dport=7), 2)
+        f.add(eth() / ip4(f"10.0.{i}.1", "10.9.0.1") / UDP(sport=i, dport=9), 2)
+        f.add(eth() / ip4(f"10.1.{i}.1", "10.9.0.1") / ICMP(), 2)                       # clear_actions: dropped
+        f.add(eth() / ip4(f"10.2.{i}.1", "10.9.0.1", ttl=1 + i % 2) / ICMP(), 2)        # dec_ttl in the set
+        f.add(eth() / IPv6(src=f"2001:db8::{i + 1}", dst="2001:db8::2") / UDP(sport=i), 2)
+        f.add(eth(dst=BCAST) / arp(1, f"10.3.0.{i}", "10.3.0.254"), 2)
+    f.add(Ether(src=H1, dst=H2, type=0x88B5) / Raw(b"\x00" * 40), 3)                               # misses
+    groups = ["group_id=1,type=all,bucket=output:4,bucket=output:5"]
+    flows = [
+        "table=0,priority=10,ip,actions=write_actions(output:2),goto_table:1",
+        "table=0,priority=10,ipv6,actions=write_actions(set_field:2001:db8::ff->ipv6_dst,output:3),goto_table:1",
+        "table=0,priority=10,arp,actions=write_actions(output:4),goto_table:1",
+        "table=1,priority=30,tcp,actions=write_actions(mod_dl_dst:02:00:00:00:00:33,set_field:10.3.3.3->ip_dst,"
+        "mod_nw_ttl:7),goto_table:2",
+        "table=1,priority=30,udp,actions=clear_actions,write_actions(output:3),goto_table:2",
+        "table=1,priority=20,ip,nw_src=10.1.0.0/16,actions=clear_actions",
+        "table=1,priority=10,arp,actions=output:2,write_actions(output:3)",
+        "table=1,priority=5,actions=goto_table:2",
+        "table=2,priority=10,udp,udp_dst=7,actions=write_actions(group:1)",
+        "table=2,priority=10,tcp,tcp_dst=22,actions=write_actions(push_vlan:0x8100,set_field:4097->vlan_vid)",
+        "table=2,priority=1,actions=write_actions(dec_ttl)",
+    ]
+    return RefSet("action_set", "write_actions/clear_actions: the action set across tables, its execution "
+                  "order (push_vlan, dec_ttl, set_field, group, output), one set-field per field, group "
+                  "overriding output, apply-actions beside it", flows, f.frames, groups, ports=[1, 2, 3, 4, 5])
+
+
+def set_priorities() -> RefSet:
+    f = Frames()
+    srcs = ["10.0.0.1", "10.1.0.1", "10.1.2.1", "10.1.2.3", "10.200.0.1", "11.0.0.1"]
+    for s in srcs:
+        f.add(eth() / ip4(s, "10.9.0.1") / UDP(sport=1, dport=5), 2)
+        f.add(eth() / ip4(s, "10.9.0.1") / UDP(sport=1, dport=0x8001), 1)
+        f.add(eth() / ip4(s, "10.9.0.1") / TCP(sport=1, dport=0x1234, flags="A"), 2)
+        f.add(eth() / ip4(s, "10.9.0.1") / TCP(sport=1, dport=0x2234, flags="S"), 1)
+        f.add(eth() / ip4(s, "192.168.5.1") / UDP(), 1)
+        f.add(eth(dst="01:00:5e:00:00:01") / ip4(s, "224.0.0.1") / UDP(), 1)
+    for s in ["2001:db8::1", "2001:db8:1::1", "2001:db8:1:2::1", "2001:db8:1:2::5", "2001:db9::1"]:
+        f.add(eth() / IPv6(src=s, dst="2001:db8::ff") / UDP(), 2)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)
+    f.add(Ether(src=H1, dst=H2, type=0x88B5) / Raw(b"\x00" * 40), 3)                               # misses
+    flows = [
+        "priority=10,ip,nw_src=10.0.0.0/8,actions=output:2",
+        "priority=20,ip,nw_src=10.1.0.0/16,actions=output:3",
+        "priority=30,ip,nw_src=10.1.2.0/24,actions=output:4",
+        "priority=5,ip,nw_src=10.1.2.3,actions=output:5",
+        "priority=40,tcp,nw_src=10.1.0.0/16,tp_dst=0x1000/0xf000,actions=output:5",
+        "priority=45,tcp,tcp_flags=+syn-ack,actions=output:2",
+        "priority=35,ip,nw_dst=192.168.0.1/255.255.0.255,actions=output:5",
+        "priority=50,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=output:2,output:3",
+        "priority=60,udp,udp_dst=0x8000/0x8000,actions=output:4",
+        "priority=10,ipv6,ipv6_src=2001:db8::/32,actions=output:2",
+        "priority=20,ipv6,ipv6_src=2001:db8:1::/48,actions=output:3",
+        "priority=30,ipv6,ipv6_src=2001:db8:1:2::/64,actions=output:4",
+        "priority=40,ipv6,ipv6_src=2001:db8:1:2::5/128,actions=output:5",
+    ]
+    return RefSet("priorities_prefixes", "overlapping rules at different priorities: nested IPv4 and IPv6 prefixes, "
+                  "a shadowed /32, masked ports, a non-contiguous mask, a multicast bit, TCP flags",
+                  flows, f.frames, ports=[1, 2, 3, 4, 5])
+
+
+def set_output_ports() -> RefSet:
+    f = Frames()
+    for d in range(1, 10):
+        for i in range(3):
+            f.add(eth() / ip4(f"10.0.0.{100 + i}", f"10.0.0.{d}") / UDP(sport=i, dport=d), 1 + i)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 4)
+    f.add(eth() / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(), 4)
+    f.add(Ether(src=H1, dst=H2, type=0x88B5) / Raw(b"\x00" * 40), 3)                               # misses
+    flows = [
+        "priority=10,ip,nw_dst=10.0.0.1,actions=in_port",
+        "priority=10,ip,nw_dst=10.0.0.2,actions=flood",
+        "priority=10,ip,nw_dst=10.0.0.3,actions=all",
+        "priority=10,ip,nw_dst=10.0.0.4,actions=output:1",
+        "priority=10,ip,nw_dst=10.0.0.5,actions=output:2,output:2,output:3",
+        "priority=10,ip,nw_dst=10.0.0.6,actions=mod_dl_src:02:00:00:00:00:06,in_port,output:2",
+        "priority=10,ip,nw_dst=10.0.0.7,actions=output:9",
+        "priority=10,ip,nw_dst=10.0.0.8,actions=flood,in_port",
+        "priority=10,ip,nw_dst=10.0.0.9,actions=output:in_port,mod_nw_ttl:3,all",
+        "priority=10,arp,actions=flood",
+        "priority=10,ipv6,actions=all",
+    ]
+    return RefSet("output_ports", "output to in_port (by name and by number), flood, all (OVS's LOCAL port is "
+                  "left out of the comparison), a port twice, a port that does not exist", flows, f.frames)
+
+
+def set_arp_ipv6() -> RefSet:
+    f = Frames()
+    for i in range(5):
+        f.add(eth(dst=BCAST) / arp(1, f"10.0.0.{10 + i}", "10.0.0.1"), 2)
+        f.add(eth() / arp(2, "10.0.0.1", f"10.0.0.{10 + i}", sha=H2, tha=H1), 2)
+        f.add(eth(dst=BCAST) / arp(1, f"10.0.1.{i}", "10.0.0.99"), 2)
+        f.add(eth(dst=BCAST) / arp(1, "10.0.2.1", "10.0.0.98", sha=f"02:00:00:00:01:{i:02x}"), 2)
+        f.add(eth(dst=BCAST) / arp(3, "10.0.2.1", "10.0.0.98", sha="02:00:00:00:02:00"), 1)          # RARP-like op
+        sll = f"02:00:00:00:00:{0xa0 + i:02x}"
+        f.add(eth(dst="33:33:ff:00:00:01") / IPv6(src=f"fe80::{i + 1}", dst="ff02::1:ff00:1", hlim=255)
+              / ICMPv6ND_NS(tgt="2001:db8::1") / ICMPv6NDOptSrcLLAddr(lladdr=sll), 2, tag=False)
+        f.add(eth(dst="33:33:ff:00:00:02") / IPv6(src=f"fe80::{i + 1}", dst="ff02::1:ff00:2", hlim=255)
+              / ICMPv6ND_NS(tgt="2001:db8::2") / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:aa"), 2, tag=False)
+        f.add(eth() / IPv6(src="2001:db8::1", dst=f"fe80::{i + 1}", hlim=255)
+              / ICMPv6ND_NA(tgt="2001:db8::1", R=0, S=1, O=1) / ICMPv6NDOptDstLLAddr(lladdr=H2), 2, tag=False)
+        f.add(eth() / IPv6(src=f"2001:db8::{i + 1}", dst="2001:db8::ff", hlim=3) / ICMPv6EchoRequest(id=i), 2)
+        f.add(eth() / IPv6(src=f"2001:db8::{i + 1}", dst="2001:db8::ff", fl=0x12345) / TCP(), 2)
+        f.add(eth() / IPv6(src=f"2001:db8::{i + 1}", dst="2001:db8::fe") / UDP(sport=i), 2)
+    f.add(Ether(src=H1, dst=H2, type=0x88B5) / Raw(b"\x00" * 40), 3)                               # misses
+    flows = [
+        "priority=20,arp,arp_op=1,arp_tpa=10.0.0.1,actions=output:2",
+        "priority=20,arp,arp_op=2,actions=output:3",
+        "priority=15,arp,arp_spa=10.0.1.0/24,actions=output:4",
+        "priority=10,arp,arp_sha=02:00:00:00:01:00/ff:ff:ff:ff:ff:00,actions=output:3",
+        "priority=5,arp,arp_op=3,actions=output:2",
+        "priority=20,icmp6,icmpv6_type=135,nd_target=2001:db8::1,actions=output:2",
+        "priority=15,icmp6,icmpv6_type=135,nd_sll=02:00:00:00:00:aa,actions=output:4",
+        "priority=20,icmp6,icmpv6_type=136,nd_target=2001:db8::1,actions=output:3",
+        "priority=15,icmp6,icmpv6_type=128,actions=dec_ttl,output:4",
+        "priority=10,ipv6,ipv6_label=0x12345,actions=output:4",
+        "priority=10,udp6,actions=set_field:2001:db8::77->ipv6_src,output:3",
+        "priority=5,ipv6,ipv6_dst=ff02::/16,actions=output:2,output:4",
+    ]
+    return RefSet("arp_ipv6", "ARP matches (op, spa/tpa prefixes, sha masks), IPv6 neighbour discovery (nd_target, "
+                  "nd_sll), ICMPv6, flow label, hop limit, set-field on IPv6", flows, f.frames)
+
+
+SETS = [set_vlan, set_vlan_of10, set_set_field_l2l3, set_set_field_l4, set_ip_fragments, set_ipv6_ext,
+        set_l2_misc, set_set_field_other, set_dec_ttl, set_groups_select, set_groups_all_indirect, set_groups_ff,
+        set_groups_ff_watch_both, set_multi_table, set_action_set, set_priorities, set_output_ports, set_arp_ipv6]
+
+
+def all_sets() -> list[RefSet]:
+    return [s() for s in SETS]

@@ -102,7 +102,9 @@ class Revalidator:
                     uk.version = self.p.version
                     continue
                 rep.revalidated += 1
-                t = self.xlate.translate(uk.key)
+                # The packet that made it, not the masked key: a lookup on the masked key may read
+                # other bits and want a wider match for no reason.
+                t = self.xlate.translate(uk.orig_key or uk.key)
                 new_mask = key_int(t.megaflow_mask())
                 if t.error or new_mask & ~key_int(uk.mask):
                     delete.append(uk)          # it would now need bits it does not match

@@ -43,6 +43,7 @@ class Ukey:
     macs: list = field(default_factory=list)       # (vlan, mac) NORMAL looked up
     learns: list = field(default_factory=list)     # (vlan, mac, ofport, garp) NORMAL learned
     mirrors: list = field(default_factory=list)    # mirrors that copied it
+    orig_key: bytes = b""                          # the missed packet's whole key: re-translated
     packets: int = 0                 # counters already pushed to the rules
     bytes: int = 0
     used_ns: int = 0
@@ -126,7 +127,7 @@ class UpcallHandler:
                 continue
             masked = (int.from_bytes(key, "big") & int.from_bytes(mask, "big")).to_bytes(KEY_SIZE, "big")
             uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.entries, t.tables, t.groups,
-                                         self.p.version, now, t.macs, t.learns, t.mirrors)
+                                         self.p.version, now, t.macs, t.learns, t.mirrors, key)
             fresh.setdefault(int.from_bytes(mask, "big"), {})[int.from_bytes(masked, "big")] = uk
             puts.append((ufid, masked, mask, actions))
         if puts:

@@ -167,25 +167,31 @@ class _Ctx:
                 for tpid, tci in reversed(fs[:len(fs) - k]):
                     self.odp.append(odp.PushVlan(tci & 0xEFFF, tpid))
         if f[_ETH] != b[_ETH]:
-            self.odp.append(odp.SetMasked("eth", bytes(f[_ETH]), _diff_mask(f[_ETH], b[_ETH])))
+            self.odp.append(_set("eth", bytes(f[_ETH]), _diff_mask(f[_ETH], b[_ETH])))
         eth_type = F["eth_type"].from_key(f)
         if eth_type == 0x0800:
             new = bytes(f[_SRC:_SRC + 4] + f[_DST:_DST + 4] + f[_TOS:_TTL + 1])    # src dst tos ttl
             old = bytes(b[_SRC:_SRC + 4] + b[_DST:_DST + 4] + b[_TOS:_TTL + 1])
             if new != old:
-                self.odp.append(odp.SetMasked("ipv4", new, _field_mask(new, old, [4, 4, 1, 1])))
+                self.odp.append(_set("ipv4", new, _field_mask(new, old, [4, 4, 1, 1])))
         elif eth_type == 0x86DD:
             new = bytes(f[_SRC:_SRC + 16] + f[_DST:_DST + 16] + f[_LABEL:_LABEL + 4] + f[_TOS:_TTL + 1])
             old = bytes(b[_SRC:_SRC + 16] + b[_DST:_DST + 16] + b[_LABEL:_LABEL + 4] + b[_TOS:_TTL + 1])
             if new != old:
                 mask = bytearray(_field_mask(new, old, [16, 16, 4, 1, 1]))
                 mask[32:36] = bytes(a & c for a, c in zip(mask[32:36], b"\x00\x0f\xff\xff"))
-                self.odp.append(odp.SetMasked("ipv6", new, bytes(mask)))
+                self.odp.append(_set("ipv6", new, bytes(mask)))
         if eth_type in (0x0800, 0x86DD) and f[_PORTS] != b[_PORTS]:
             kind = {6: "tcp", 17: "udp"}.get(F["ip_proto"].from_key(f))
             if kind:
-                self.odp.append(odp.SetMasked(kind, bytes(f[_PORTS]), _field_mask(f[_PORTS], b[_PORTS], [2, 2])))
+                self.odp.append(_set(kind, bytes(f[_PORTS]), _field_mask(f[_PORTS], b[_PORTS], [2, 2])))
         self.base = bytearray(f)
+
+
+def _set(kind: str, value: bytes, mask: bytes):
+    """A masked set with its value reduced to the mask: the bytes outside it are the first
+    packet's own and must not make two translations of one megaflow look different."""
+    return odp.SetMasked(kind, bytes(v & m for v, m in zip(value, mask)), mask)
 
 
 def _diff_mask(new: bytes, old: bytes) -> bytes:
@@ -478,6 +484,16 @@ class Translator:
         c.flow = saved
 
     def _group(self, c: _Ctx, gid: int) -> None:
+        c.depth += 1                           # groups that name each other: bounded like resubmits
+        try:
+            if c.depth > MAX_DEPTH:
+                c.out.error = f"over the maximum translation depth {MAX_DEPTH} (a loop of groups?)"
+                return
+            self._group_in(c, gid)
+        finally:
+            c.depth -= 1
+
+    def _group_in(self, c: _Ctx, gid: int) -> None:
         g = self.p.groups.get(gid)
         if g is None:
             c.log(f"group {gid}: no such group, dropped")

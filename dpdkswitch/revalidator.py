@@ -134,8 +134,7 @@ class Revalidator:
         for vlan, mac, port, _ in uk.learns:        # cached traffic keeps its MACs learned
             self.p.macs.refresh(vlan, mac, port, used_s)
         for e in uk.entries:
-            e.packets += dp_
-            e.bytes += db
+            e.count(dp_, db)
             e.last_used = max(e.last_used, used_s)
         for tid in uk.tables:
             self.p.tables[tid].lookups += dp_

@@ -154,8 +154,7 @@ class UpcallHandler:
                 self.p.mirrors[i].packets += n
                 self.p.mirrors[i].bytes += nbytes
         for e in entries:
-            e.packets += n
-            e.bytes += nbytes
+            e.count(n, nbytes)
             e.last_used = now_s
 
     def _packet_in(self, u) -> None:

@@ -812,3 +812,14 @@ def test_fast_failover_moves_cached_flows_to_the_next_live_bucket(dp):
     rig.r.run()
     out = rig.send(1, frames)
     assert len(out[2]) == 10 and out[3] == []
+
+
+def test_no_packet_and_no_byte_counts_flags(dp):
+    rig = Rig(dp)
+    rig.add("priority=10,udp,actions=output:2")
+    rule = next(iter(rig.p.entries()))
+    rule.flags |= 8 | 16                       # OFPFF_NO_PKT_COUNTS | OFPFF_NO_BYT_COUNTS
+    rig.send(1, [udp_frame(1), udp_frame(2)])
+    rig.send(1, [udp_frame(1), udp_frame(2)])
+    rig.r.run()
+    assert (rule.packets, rule.bytes) == (0, 0)

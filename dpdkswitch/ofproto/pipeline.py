@@ -48,6 +48,13 @@ class FlowEntry:
     rule: Rule | None = None
     seq: int = 0
 
+    def count(self, packets: int, nbytes: int) -> None:
+        """Traffic that hit the rule, unless its flags ask not to count it."""
+        if not self.flags & FLAG_NO_PKT_COUNTS:
+            self.packets += packets
+        if not self.flags & FLAG_NO_BYT_COUNTS:
+            self.bytes += nbytes
+
     def outputs_to(self, port: int) -> bool:
         return any(isinstance(a, Output) and a.port == port for i in self.instructions
                    if isinstance(i, (ApplyActions, WriteActions)) for a in i.actions)

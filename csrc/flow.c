@@ -18,14 +18,19 @@
 
 /* ---- Hashing and masks ---- */
 
+/* CRC32C of the key in three independent chains (the instruction's latency, not its
+ * throughput, bounds one chain), folded into one. */
 uint32_t
 dps_key_hash(const struct dps_flow_key *k)
 {
     const uint64_t *w = (const uint64_t *)(const void *)k;
-    uint32_t h = 0xdeadbeef;
-    for (unsigned i = 0; i < DPS_KEY_WORDS; i++)
-        h = rte_hash_crc_8byte(w[i], h);
-    return h;
+    uint32_t a = 0xdeadbeef, b = 0x9e3779b9, c = 0x85ebca6b;
+    for (unsigned i = 0; i + 2 < DPS_KEY_WORDS; i += 3) {
+        a = rte_hash_crc_8byte(w[i], a);
+        b = rte_hash_crc_8byte(w[i + 1], b);
+        c = rte_hash_crc_8byte(w[i + 2], c);
+    }
+    return rte_hash_crc_4byte(a ^ (b << 11 | b >> 21) ^ (c << 22 | c >> 10), 0x27d4eb2f);
 }
 
 static void

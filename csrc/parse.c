@@ -6,6 +6,9 @@
  */
 #include <stdbool.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include <rte_byteorder.h>
 
@@ -23,6 +26,27 @@
 #define IPPROTO_UDP_ 17
 #define IPPROTO_SCTP_ 132
 #define IPPROTO_ICMPV6_ 58
+
+/* Zero a key with plain vector stores: a memset of 120 bytes compiles to 'rep stos' here, whose
+ * start-up cost was a third of the whole per-packet budget. */
+static inline void
+key_zero(struct dps_flow_key *k)
+{
+#ifdef __SSE2__
+    _Static_assert(sizeof *k == 120, "key_zero writes 7 x 16 + 8 bytes");
+    __m128i z = _mm_setzero_si128(), *v = (__m128i *)(void *)k;
+    _mm_storeu_si128(v + 0, z);
+    _mm_storeu_si128(v + 1, z);
+    _mm_storeu_si128(v + 2, z);
+    _mm_storeu_si128(v + 3, z);
+    _mm_storeu_si128(v + 4, z);
+    _mm_storeu_si128(v + 5, z);
+    _mm_storeu_si128(v + 6, z);
+    _mm_storel_epi64(v + 7, z);
+#else
+    memset(k, 0, sizeof *k);
+#endif
+}
 
 static inline uint16_t
 rd16(const uint8_t *p)
@@ -163,7 +187,7 @@ void
 dps_parse_ofs(const uint8_t *f, uint32_t len, uint32_t in_port, struct dps_flow_key *k,
               struct dps_offsets *o)
 {
-    memset(k, 0, sizeof *k);
+    key_zero(k);
     k->in_port = in_port;
     o->l3 = o->l4 = DPS_OFS_NONE;
     o->l4_end = 0;

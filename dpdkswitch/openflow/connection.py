@@ -76,6 +76,7 @@ class OFConnection(asyncio.Protocol):
         self.miss_send_len = 128 if kind == "primary" else 0
         self.role = C.OFPCR_ROLE_EQUAL
         self.async_masks: dict[str, tuple[int, int]] = {}
+        self.table_id_ext = False                 # OpenFlow 1.0 + Nicira flow_mod_table_id
         self.stats = {"rx": 0, "tx": 0, "errors": 0}
 
     # -- asyncio.Protocol
@@ -121,6 +122,10 @@ class OFConnection(asyncio.Protocol):
             if self._closing:
                 return
             self.stats["rx"] += 1
+            table_id = None
+            if self.table_id_ext and raw[0] == C.OFP10_VERSION and raw[1] == C.OFPT_FLOW_MOD and len(raw) >= 58:
+                table_id = raw[56]                    # Nicira's flow_mod_table_id: the command's high byte
+                raw = raw[:56] + b"\0" + raw[57:]
             try:
                 msg = decode(raw)
             except OFPError as e:
@@ -148,10 +153,15 @@ class OFConnection(asyncio.Protocol):
                                             self.version)))
                 continue
             if isinstance(msg, EchoRequest) and not isinstance(msg, EchoReply):
+                if batch:                             # replies stay in the order of the requests
+                    self.owner.handle_batch(self, batch)
+                    batch = []
                 self.send(encode(EchoReply(data=msg.data, version=self.version, xid=msg.xid)))
             elif isinstance(msg, (EchoReply, Hello)):
                 pass                                  # liveness is any message at all
             else:
+                if table_id is not None:
+                    msg.table_id = table_id
                 batch.append((raw, msg))
         if batch:
             self.owner.handle_batch(self, batch)

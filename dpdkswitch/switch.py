@@ -69,7 +69,9 @@ class Bridge:
 
     @classmethod
     def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False) -> "Bridge":
-        specs = [parse_config_flow(f) for f in config.flows] or [parse_flow(f) for f in DEFAULT_FLOWS]
+        # No flows: a learning switch, unless the bridge is for controllers only (fail_mode secure).
+        defaults = [] if config.openflow.fail_mode == "secure" else DEFAULT_FLOWS
+        specs = [parse_config_flow(f) for f in config.flows] or [parse_flow(f) for f in defaults]
         n = mbufs_for(list(config.ports.values()), len(Eal.lcores()))
         dp = Datapath(config.name, n_mbufs=n, manual_clock=manual_clock, flow_limit=config.flow_limit,
                       emc_insert_inv_prob=config.emc_insert_inv_prob)

@@ -132,6 +132,7 @@ class Subtable:
     prefixes: list[tuple[PrefixSet, int]] = field(default_factory=list)
     max_priority: int = -1
     n_rules: int = 0
+    priorities: dict[int, int] = field(default_factory=dict)   # priority -> rules with it
 
 
 class Classifier:
@@ -156,6 +157,7 @@ class Classifier:
             ps.add(plen, field_of(ps.f, rule.key) >> (ps.f.bits - plen) if plen else 0)
         st.n_rules += 1
         self.n_rules += 1
+        st.priorities[rule.priority] = st.priorities.get(rule.priority, 0) + 1
         if rule.priority > st.max_priority:
             st.max_priority = rule.priority
             self._sort()
@@ -178,9 +180,13 @@ class Classifier:
         if not st.n_rules:
             del self.subtables[(st.mask, st.meta_mask)]
             self.order.remove(st)
-        elif rule.priority == st.max_priority:
-            st.max_priority = max(lst[0].priority for lst in st.rules.values())
-            self._sort()
+        else:
+            st.priorities[rule.priority] -= 1
+            if not st.priorities[rule.priority]:
+                del st.priorities[rule.priority]
+                if rule.priority == st.max_priority:     # by distinct priorities, not by rules
+                    st.max_priority = max(st.priorities)
+                    self._sort()
 
     def _new_subtable(self, mask: int, meta_mask: int) -> Subtable:
         # Stages that add no bits are dropped; the last one is the whole mask.

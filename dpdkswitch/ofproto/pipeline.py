@@ -139,6 +139,7 @@ class Pipeline:
         self.changed_groups: set[int] = set()
         self.full_revalidation = False
         self.removed: list[Removed] = []
+        self.timed: set[FlowEntry] = set()            # rules with an idle or hard timeout
         self.macs = MacTable()                        # NORMAL's MAC learning table
         self.mirrors: list[Mirror] = []
         self.flood_vlans: set[int] = set()
@@ -206,9 +207,12 @@ class Pipeline:
             if not spec.flags & FLAG_RESET_COUNTS:
                 e.packets, e.bytes = oe.packets, oe.bytes
             table.cls.remove(old)
+            self.timed.discard(oe)
             self._touch(oe, tid)
         e.rule = Rule.of(spec.priority, spec.match, e)
         table.cls.insert(e.rule)
+        if e.idle_timeout or e.hard_timeout:
+            self.timed.add(e)
         self._touch(e, tid)
         return e
 
@@ -250,6 +254,7 @@ class Pipeline:
 
     def _remove(self, e: FlowEntry, reason: str) -> None:
         self.tables[e.table_id].cls.remove(e.rule)
+        self.timed.discard(e)
         self._touch(e, e.table_id)
         if e.flags & FLAG_SEND_FLOW_REM:
             self.removed.append(Removed(e, reason))
@@ -261,7 +266,7 @@ class Pipeline:
     def expire(self, now: float) -> list[FlowEntry]:
         """Rules past their idle or hard timeout leave."""
         gone = []
-        for e in list(self.entries()):
+        for e in list(self.timed):
             if e.hard_timeout and now - e.created >= e.hard_timeout:
                 self._remove(e, "hard_timeout")
                 gone.append(e)

@@ -79,7 +79,17 @@ dps_port_add(struct dps_dp *dp, const struct dps_port_params *pp)
     memset(p, 0, sizeof *p);
     p->eth_port = eth_port;
     snprintf(p->devargs, sizeof p->devargs, "%s", pp->devargs);
-    ret = dps_port_setup(dp, p, pp);
+    return dps_port_setup(dp, p, pp);
+}
+
+static int port_configure(struct dps_dp *dp, struct dps_port *p, const struct dps_port_params *pp);
+
+/* Configure and start an ethdev that exists (eth_port set), and publish it; on failure, tear
+ * it down again (closed, unplugged, its mbufs released) and keep the reason. */
+int
+dps_port_setup(struct dps_dp *dp, struct dps_port *p, const struct dps_port_params *pp)
+{
+    int ret = port_configure(dp, p, pp);
     if (ret < 0) {
         char err[512];
         snprintf(err, sizeof err, "%s", dps_last_error());
@@ -89,10 +99,8 @@ dps_port_add(struct dps_dp *dp, const struct dps_port_params *pp)
     return 0;
 }
 
-/* Configure and start an ethdev that exists (eth_port set), and publish it.  On failure the
- * caller tears the port down (dps_port_teardown), which releases what this took. */
-int
-dps_port_setup(struct dps_dp *dp, struct dps_port *p, const struct dps_port_params *pp)
+static int
+port_configure(struct dps_dp *dp, struct dps_port *p, const struct dps_port_params *pp)
 {
     uint16_t pid = p->eth_port;
     struct rte_eth_dev_info info;

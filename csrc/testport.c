@@ -67,14 +67,7 @@ dps_testport_add(struct dps_dp *dp, const char *name, uint32_t dp_port, uint16_t
     snprintf(p->devargs, sizeof p->devargs, "net_ring:%s", name);
     struct dps_port_params pp = { .devargs = p->devargs, .dp_port = dp_port, .n_rxq = n_queues,
                                   .n_txq = n_queues, .n_rxd = 1024, .n_txd = 1024 };
-    int ret = dps_port_setup(dp, p, &pp);
-    if (ret < 0) {
-        char err[512];
-        snprintf(err, sizeof err, "%s", dps_last_error());
-        dps_port_teardown(dp, p);
-        return dps_error(-ret, "%s", err);
-    }
-    return 0;
+    return dps_port_setup(dp, p, &pp);
 }
 
 static struct dps_testport *

@@ -67,7 +67,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 __all__ = [
-    "ConfigError", "NetnsConfig", "PortConfig", "OpenflowConfig", "FlowConfig",
+    "ConfigError", "NetnsConfig", "PortConfig", "OpenflowConfig", "SslConfig", "FlowConfig",
     "BridgeConfig", "DpdkConfig", "Config", "load", "loads", "online_cpus", "MacTableConfig", "StaticMac",
     "parse_device", "VDEV_KEYS",
 ]
@@ -152,10 +152,18 @@ class MacTableConfig:
 
 
 @dataclass
+class SslConfig:
+    private_key: str
+    certificate: str
+    ca_cert: str
+
+
+@dataclass
 class OpenflowConfig:
     listen: list[str]
     controllers: list[str]
     fail_mode: str
+    ssl: SslConfig | None = None
 
 
 @dataclass
@@ -300,7 +308,7 @@ def _valid_listen(s: str) -> bool:
     kind, _, rest = s.partition(":")
     port, _, ip = rest.partition(":")
     return (kind == "punix" and bool(rest)) or (
-        kind == "ptcp" and _valid_port(port) and (not ip or _valid_ip(ip)))
+        kind in ("ptcp", "pssl") and _valid_port(port) and (not ip or _valid_ip(ip)))
 
 
 def _valid_controller(s: str) -> bool:
@@ -479,10 +487,16 @@ DATAPATH = {
     "flow_limit": (_int(1), 200000),
 }
 OPENFLOW = {
-    "listen": (_list(_text(_valid_listen, "ptcp:PORT[:IP] or punix:PATH")), []),
+    "listen": (_list(_text(_valid_listen, "ptcp:PORT[:IP], pssl:PORT[:IP] or punix:PATH")), []),
     "controllers": (_list(_text(_valid_controller,
                                 "tcp:HOST:PORT, ssl:HOST:PORT or unix:PATH")), []),
     "fail_mode": (_enum("standalone", "secure"), "standalone"),
+    "ssl": (_section, None),
+}
+SSL = {
+    "private_key": (_text(bool, "a file path"), REQUIRED),
+    "certificate": (_text(bool, "a file path"), REQUIRED),
+    "ca_cert": (_text(bool, "a file path"), REQUIRED),
 }
 PORT = {
     "device": (_device, REQUIRED),
@@ -627,8 +641,18 @@ class _Reader:
                           + ("" if explicit else " (pmd_cores defaults to all dpdk.cores but "
                                                  "the first; set it explicitly)"))
             pmd_owner[core] = name
-        openflow, _ = self.section(b["openflow"], OPENFLOW, f"{what} openflow",
-                                   nodes.get("openflow", (key,))[0])
+        of_key = nodes.get("openflow", (key,))[0]
+        openflow, of_nodes = self.section(b["openflow"], OPENFLOW, f"{what} openflow", of_key)
+        tls = [t for t in openflow["listen"] + openflow["controllers"] if t.startswith(("ssl:", "pssl:"))]
+        if openflow["ssl"] is not None:
+            ssl_cfg, ssl_nodes = self.section(openflow["ssl"], SSL, f"{what} openflow ssl", of_nodes["ssl"][0])
+            for k, v in ssl_cfg.items():
+                if not os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(self.path)), v)):
+                    self.fail(ssl_nodes[k][1], f"openflow ssl {k}: no file {v!r}")
+            openflow["ssl"] = SslConfig(**{k: os.path.join(os.path.dirname(os.path.abspath(self.path)), v)
+                                           for k, v in ssl_cfg.items()})
+        elif tls:
+            self.fail(of_key, f"{what} openflow: {tls[0]} needs ssl: {{private_key, certificate, ca_cert}}")
         ports: dict[str, PortConfig] = {}
         ofports: dict[int, str] = {}
         for k, v in self.pairs(b["ports"], f"{what} ports"):

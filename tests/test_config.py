@@ -123,7 +123,7 @@ bridges:
     datapath: {pmd_cores: [1], flow_limit: 1000}
     openflow:
       listen: ["ptcp:6653:127.0.0.1", "punix:/tmp/br0.mgmt"]
-      controllers: ["tcp:10.0.0.9:6653", "ssl:[::1]:6653", "unix:/tmp/c.sock"]
+      controllers: ["tcp:10.0.0.9:6653", "unix:/tmp/c.sock"]
       fail_mode: secure
     ports:
       p1:
@@ -156,7 +156,7 @@ def test_good_config_round_trips():
     br0 = cfg.bridges["br0"]
     assert (br0.name, br0.pmd_cores, br0.emc_insert_inv_prob, br0.flow_limit, br0.where) == \
         ("br0", [1], 100, 1000, "good.yaml:9")
-    assert br0.openflow.fail_mode == "secure" and len(br0.openflow.controllers) == 3
+    assert br0.openflow.fail_mode == "secure" and len(br0.openflow.controllers) == 2
     assert br0.flows == [config.FlowConfig("priority=10,in_port=1,actions=output:2", "good.yaml:30"),
                          config.FlowConfig("priority=0,actions=drop", "good.yaml:31")]
     p1, p2, p3 = br0.ports.values()
@@ -205,3 +205,18 @@ def test_cpulist_and_online_cpus():
 def test_error_pickles():
     err = pickle.loads(pickle.dumps(ConfigError("f.yaml", 3, "boom")))
     assert (str(err), err.path, err.line, err.msg) == ("f.yaml:3: boom", "f.yaml", 3, "boom")
+
+
+def test_tls_targets_need_certificates(tmp_path):
+    text = ("bridges:\n  br0:\n    datapath: {pmd_cores: []}\n    openflow:\n      listen: ['pssl:6653']\n"
+            "    ports:\n      p1: {device: net_null0, ofport: 1}\n")
+    with pytest.raises(config.ConfigError, match=r"t.yaml:4: .*pssl:6653 needs ssl"):
+        config.loads(text, str(tmp_path / "t.yaml"))
+    with_ssl = text.replace("listen: ['pssl:6653']\n", "listen: ['pssl:6653']\n      ssl: {private_key: k.pem, "
+                            "certificate: c.pem, ca_cert: ca.pem}\n")
+    with pytest.raises(config.ConfigError, match=r"t.yaml:6: openflow ssl private_key: no file 'k.pem'"):
+        config.loads(with_ssl, str(tmp_path / "t.yaml"))
+    for f in ("k.pem", "c.pem", "ca.pem"):
+        (tmp_path / f).write_text("x")
+    ssl = config.loads(with_ssl, str(tmp_path / "t.yaml")).bridges["br0"].openflow.ssl
+    assert ssl.ca_cert == str(tmp_path / "ca.pem")

@@ -214,13 +214,26 @@ class OFConnection(asyncio.Protocol):
 
 # --- endpoints --------------------------------------------------------------------------------
 def parse_listen(target: str) -> tuple[str, str | int, str | None]:
-    """('tcp', port, ip) for ptcp:PORT[:IP] (IP defaults to 127.0.0.1), ('unix', path, None)
-    for punix:PATH."""
+    """('tcp', port, ip) for ptcp:PORT[:IP] (IP defaults to 127.0.0.1), ('ssl', port, ip) for
+    pssl:, ('unix', path, None) for punix:PATH."""
     kind, _, rest = target.partition(":")
     if kind == "punix":
         return "unix", rest, None
     port, _, ip = rest.partition(":")
-    return "tcp", int(port), (ip.strip("[]") or "127.0.0.1")
+    return "ssl" if kind == "pssl" else "tcp", int(port), (ip.strip("[]") or "127.0.0.1")
+
+
+def tls_context(cfg, server: bool):
+    """TLS as Open vSwitch does it: our certificate and key, and the peer's certificate must be
+    signed by the CA (no host name check: controllers are named by address)."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cfg.certificate, cfg.private_key)
+    ctx.load_verify_locations(cfg.ca_cert)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
 
 
 def parse_active(target: str) -> tuple[str, str, int | None]:
@@ -235,10 +248,11 @@ def parse_active(target: str) -> tuple[str, str, int | None]:
 class Listener:
     """A passive endpoint: every peer that connects gets its own (service) connection."""
 
-    def __init__(self, target: str, owner: Owner, probe_interval: float = PROBE_INTERVAL):
+    def __init__(self, target: str, owner: Owner, probe_interval: float = PROBE_INTERVAL, ssl_cfg=None):
         self.target, self.owner, self.probe_interval = target, owner, probe_interval
         self.server: asyncio.AbstractServer | None = None
         self.path: str | None = None
+        self.ssl_cfg = ssl_cfg
 
     def _factory(self):
         return OFConnection(self.owner, "service", self.target, self.probe_interval)
@@ -254,7 +268,9 @@ class Listener:
             self.server = await loop.create_unix_server(self._factory, path=self.path)
             os.chmod(self.path, 0o600)
         else:
-            self.server = await loop.create_server(self._factory, host=ip, port=int(where), reuse_address=True)
+            tls = tls_context(self.ssl_cfg, server=True) if kind == "ssl" else None
+            self.server = await loop.create_server(self._factory, host=ip, port=int(where), reuse_address=True,
+                                                   ssl=tls)
 
     @property
     def port(self) -> int | None:
@@ -281,8 +297,9 @@ class Listener:
 class ActiveController:
     """An active endpoint: connect, and reconnect with backoff whenever the connection is lost."""
 
-    def __init__(self, target: str, owner: Owner, probe_interval: float = PROBE_INTERVAL):
+    def __init__(self, target: str, owner: Owner, probe_interval: float = PROBE_INTERVAL, ssl_cfg=None):
         self.target, self.owner, self.probe_interval = target, owner, probe_interval
+        self.ssl_cfg = ssl_cfg
         self.conn: OFConnection | None = None
         self.task: asyncio.Task | None = None
         self.attempts = 0
@@ -293,9 +310,7 @@ class ActiveController:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         kind, where, port = parse_active(self.target)
-        if kind == "ssl":
-            log(f"{self.target}: ssl controllers are not supported (no certificate settings); not connecting")
-            return
+        tls = tls_context(self.ssl_cfg, server=False) if kind == "ssl" else None
         backoff = BACKOFF_MIN
         factory = lambda: OFConnection(self.owner, "primary", self.target, self.probe_interval)  # noqa: E731
         while True:
@@ -304,8 +319,9 @@ class ActiveController:
                 if kind == "unix":
                     _, conn = await asyncio.wait_for(loop.create_unix_connection(factory, path=where), 5)
                 else:
-                    _, conn = await asyncio.wait_for(loop.create_connection(factory, host=where, port=port), 5)
-            except (OSError, asyncio.TimeoutError):
+                    _, conn = await asyncio.wait_for(loop.create_connection(factory, host=where, port=port, ssl=tls),
+                                                     5)
+            except (OSError, asyncio.TimeoutError):      # ssl.SSLError is an OSError: a refused peer
                 conn = None
             if conn is not None:
                 self.conn = conn

@@ -169,9 +169,9 @@ class OFSwitch:
         self.dpid = datapath_id(self.name)
         self.probe_interval = probe_interval
         self.conns: set[OFConnection] = set()
-        self.listeners = [Listener(t, self, probe_interval) for t in self.cfg.listen]
+        self.listeners = [Listener(t, self, probe_interval, self.cfg.ssl) for t in self.cfg.listen]
         self.mgmt = Listener(f"punix:{os.path.join(ctl_dir, self.name + '.mgmt')}", self, probe_interval)
-        self.controllers = [ActiveController(t, self, probe_interval) for t in self.cfg.controllers]
+        self.controllers = [ActiveController(t, self, probe_interval, self.cfg.ssl) for t in self.cfg.controllers]
         self.generation_id: int | None = None
         self.frag_flags = C.OFPC_FRAG_NORMAL
         self.port_config: dict[int, int] = {}          # ofport -> OFPPC_* bits set by port-mod

@@ -73,6 +73,9 @@ def cmd_ctl(a: argparse.Namespace) -> int:
 
 def cmd_bench(a: argparse.Namespace) -> int:
     from .bench import main as bench_main
+    if a.flow_mods:
+        from .flowmod_bench import main as flowmod_main
+        return flowmod_main(a.flow_mods, a.json)
     if a.compare and a.json:
         print("dpdkswitch bench: --json is for one run; --compare writes JSON into --out", file=sys.stderr)
         return 2
@@ -116,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="run this switch, OVS-DPDK and testpmd, interleaved, and compare their medians")
     b.add_argument("--runs", type=int, default=3, help="runs of each peer with --compare (default 3)")
     b.add_argument("--out", metavar="DIR", help="--compare's output directory (default results/<timestamp>/)")
+    b.add_argument("--flow-mods", type=int, metavar="N",
+                   help="time adding N flows with ovs-ofctl add-flows, here and on OVS-DPDK (e.g. 100000)")
     b.set_defaults(fn=cmd_bench)
 
     a = ap.parse_args(argv)

@@ -88,3 +88,15 @@ def test_bench_p2p_1flow_json():
     hits = r["emc_hits"] + r["megaflow_hits"] + r["simple_match_hits"]
     assert abs(hits - r["packets"]) <= 0.01 * r["packets"] + 64, r
     assert r["miss_ok"] >= 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"),
+                    reason="needs root and Open vSwitch with DPDK (make test's set-up installs it)")
+def test_flow_mod_throughput_side_by_side():
+    r = subprocess.run([sys.executable, "-m", "dpdkswitch", "bench", "--flow-mods", "1000", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    by = {x["peer"]: x for x in d["results"]}
+    assert by["dpdkswitch"]["flows"] == 1000 and by["ovs-dpdk"]["flows"] >= 1000   # OVS adds its NORMAL rule
+    assert by["dpdkswitch"]["seconds"] > 0 and by["ovs-dpdk"]["seconds"] > 0

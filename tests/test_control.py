@@ -26,6 +26,7 @@ def server(tmp_path):
     yield path
     loop.call_soon_threadsafe(loop.stop)
     t.join()
+    loop.run_until_complete(asyncio.sleep(0.05))   # let connections accepted last finish (and close)
     loop.run_until_complete(srv.stop())
     loop.close()
 

@@ -450,10 +450,12 @@ dps_flow_put_batch(struct dps_dp *dp, struct dps_flow_put *puts, unsigned n)
 }
 
 int
-dps_flow_del_batch(struct dps_dp *dp, const struct dps_ufid *ufids, unsigned n, struct dps_flow_stats *stats)
+dps_flow_del_batch(struct dps_dp *dp, const struct dps_ufid *ufids, unsigned n, struct dps_flow_stats *stats,
+                   uint8_t *found)
 {
     struct dps_flow_table *ft = &dp->ft;
-    struct { uint32_t slot; int32_t pos; struct dps_subtable *st; } *dead = malloc((n ? n : 1) * sizeof *dead);
+    struct { uint32_t slot; int32_t pos; struct dps_subtable *st; unsigned idx; } *dead =
+        malloc((n ? n : 1) * sizeof *dead);
     if (!dead)
         return dps_error(ENOMEM, "no memory to delete %u flows", n);
     unsigned n_dead = 0;
@@ -461,6 +463,8 @@ dps_flow_del_batch(struct dps_dp *dp, const struct dps_ufid *ufids, unsigned n, 
         int slot = ufid_slot(ft, &ufids[i]);
         if (stats)
             memset(&stats[i], 0, sizeof stats[i]);
+        if (found)
+            found[i] = slot >= 0;
         if (slot < 0)
             continue;
         struct dps_flow *f = &ft->flows[slot];
@@ -473,16 +477,13 @@ dps_flow_del_batch(struct dps_dp *dp, const struct dps_ufid *ufids, unsigned n, 
         rte_hash_del_key(ft->by_ufid, &ufids[i]);
         f->st->n_flows--;
         ft->n_flows--;
-        dead[n_dead++] = (typeof(*dead)){ (uint32_t)slot, pos, f->st };
+        dead[n_dead++] = (typeof(*dead)){ (uint32_t)slot, pos, f->st, i };
     }
     if (n_dead) {
         __atomic_fetch_add(&ft->version, 1, __ATOMIC_RELEASE);
         rte_rcu_qsbr_synchronize(dp->qsbr, RTE_QSBR_THRID_INVALID);   /* no PMD holds them now */
-        unsigned k = 0;
-        for (unsigned i = 0; i < n; i++) {
-            if (k < n_dead && stats && memcmp(&ft->flows[dead[k].slot].ufid, &ufids[i], sizeof ufids[i]) == 0)
-                flow_stats_since_reset(dp, dead[k++].slot, &stats[i]);
-        }
+        for (unsigned i = 0; stats && i < n_dead; i++)
+            flow_stats_since_reset(dp, dead[i].slot, &stats[dead[i].idx]);
         for (unsigned i = 0; i < n_dead; i++) {
             struct dps_flow *f = &ft->flows[dead[i].slot];
             for (unsigned p = 0; p <= DPS_MAX_PMDS; p++)   /* no PMD writes them any more */
@@ -573,7 +574,7 @@ dps_flow_flush(struct dps_dp *dp)
     for (uint32_t i = 0; i < ft->limit; i++)
         if (ft->flows[i].used && !ft->flows[i].dead)
             all[n++] = ft->flows[i].ufid;
-    int ret = dps_flow_del_batch(dp, all, n, NULL);
+    int ret = dps_flow_del_batch(dp, all, n, NULL, NULL);
     free(all);
     return ret;
 }

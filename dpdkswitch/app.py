@@ -55,13 +55,13 @@ def _handle_upcalls(br) -> None:
     while br.upcalls.handle():
         pass
     loop = asyncio.get_running_loop()
-    if br.pipeline.macs.changed and not getattr(br, "_reval_soon", False):
+    if br.pipeline.macs.changed and not br.revalidation_due:
         # A MAC was learned or moved: the megaflows that depend on it are re-translated within
         # 10 ms (coalesced), not at the next periodic pass.
-        br._reval_soon = True
+        br.revalidation_due = True
 
         def soon():
-            br._reval_soon = False
+            br.revalidation_due = False
             br.revalidator.run()
         loop.call_later(0.01, soon)
     if br.dp.upcall_arm():                     # more arrived meanwhile: go again soon

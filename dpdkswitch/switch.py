@@ -66,6 +66,7 @@ class Bridge:
     upcalls: UpcallHandler
     revalidator: Revalidator
     ports: dict[str, Port] = field(default_factory=dict)
+    revalidation_due: bool = False         # a pass is scheduled after a MAC table change
 
     @classmethod
     def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False) -> "Bridge":

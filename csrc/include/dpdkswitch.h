@@ -269,9 +269,10 @@ struct dps_flow_put {
 };
 /* Install a batch; each put's result says how it went.  Returns how many succeeded. */
 int dps_flow_put_batch(struct dps_dp *dp, struct dps_flow_put *puts, unsigned n);
-/* Delete flows; their final counters into STATS (may be NULL).  Returns how many existed. */
+/* Delete flows; their final counters into STATS and whether each existed into FOUND (either may
+ * be NULL).  Returns how many existed. */
 int dps_flow_del_batch(struct dps_dp *dp, const struct dps_ufid *ufids, unsigned n,
-                       struct dps_flow_stats *stats);
+                       struct dps_flow_stats *stats, uint8_t *found);
 /* One flow: key, mask, counters, and its actions into ACTIONS (room *actions_len, set to
  * the length; -ENOSPC if it does not fit). */
 int dps_flow_get(const struct dps_dp *dp, const struct dps_ufid *ufid, struct dps_flow_key *key,

@@ -105,17 +105,14 @@ def register(commands: Commands, switch: Switch) -> dict[str, PmdCounters]:
         verbose = "-m" in args
         rest = [a for a in args if a != "-m"]
         out = []
-        now = None
         for br in bridges(rest[:1]):
             now = br.dp.now_ns
-            names = {p.dp_port: p.name for p in br.ports.values()}
             for f in br.dp.flow_dump():
                 used = "never" if not f["used_ns"] else f"{max(0.0, (now - f['used_ns']) / 1e9):.3f}s"
                 acts = format_actions(decode(f["actions"]))
                 ufid = f"ufid:{f['ufid']:032x}, " if verbose else ""
                 out.append(f"{ufid}{format_key(f['key'], f['mask'], verbose)}, packets:{f['packets']}, "
                            f"bytes:{f['bytes']}, used:{used}, actions:{acts}")
-            del names
         return "\n".join(out) + ("\n" if out else "")
 
     def del_flows(args: list[str]) -> str:

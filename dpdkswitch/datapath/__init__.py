@@ -321,13 +321,9 @@ class Datapath:
         for i, u in enumerate(ufids):
             arr[i].lo, arr[i].hi = u & 0xFFFFFFFFFFFFFFFF, u >> 64
         stats = ffi.new("struct dps_flow_stats[]", max(n, 1))
-        before = set(u for u in ufids if self._exists(u))
-        _check(lib.dps_flow_del_batch(self.h, arr, n, stats), "flow delete")
-        return [_stats(stats[i]) if u in before else None for i, u in enumerate(ufids)]
-
-    def _exists(self, ufid: int) -> bool:
-        u = ffi.new("struct dps_ufid *", {"lo": ufid & 0xFFFFFFFFFFFFFFFF, "hi": ufid >> 64})
-        return lib.dps_flow_get(self.h, u, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL) == 0
+        found = ffi.new("uint8_t[]", max(n, 1))
+        _check(lib.dps_flow_del_batch(self.h, arr, n, stats, found), "flow delete")
+        return [_stats(stats[i]) if found[i] else None for i in range(n)]
 
     def flow_get(self, ufid: int) -> dict | None:
         u = ffi.new("struct dps_ufid *", {"lo": ufid & 0xFFFFFFFFFFFFFFFF, "hi": ufid >> 64})

@@ -173,18 +173,18 @@ class _Ctx:
             new = bytes(f[_SRC:_SRC + 4] + f[_DST:_DST + 4] + f[_TOS:_TTL + 1])    # src dst tos ttl
             old = bytes(b[_SRC:_SRC + 4] + b[_DST:_DST + 4] + b[_TOS:_TTL + 1])
             if new != old:
-                self.odp.append(_set("ipv4", new, _field_mask(new, old, [4, 4, 1, 1])))
+                self.odp.append(_set("ipv4", new, _diff_mask(new, old)))
         elif eth_type == 0x86DD:
             new = bytes(f[_SRC:_SRC + 16] + f[_DST:_DST + 16] + f[_LABEL:_LABEL + 4] + f[_TOS:_TTL + 1])
             old = bytes(b[_SRC:_SRC + 16] + b[_DST:_DST + 16] + b[_LABEL:_LABEL + 4] + b[_TOS:_TTL + 1])
             if new != old:
-                mask = bytearray(_field_mask(new, old, [16, 16, 4, 1, 1]))
+                mask = bytearray(_diff_mask(new, old))
                 mask[32:36] = bytes(a & c for a, c in zip(mask[32:36], b"\x00\x0f\xff\xff"))
                 self.odp.append(_set("ipv6", new, bytes(mask)))
         if eth_type in (0x0800, 0x86DD) and f[_PORTS] != b[_PORTS]:
             kind = {6: "tcp", 17: "udp"}.get(F["ip_proto"].from_key(f))
             if kind:
-                self.odp.append(_set(kind, bytes(f[_PORTS]), _field_mask(f[_PORTS], b[_PORTS], [2, 2])))
+                self.odp.append(_set(kind, bytes(f[_PORTS]), _diff_mask(f[_PORTS], b[_PORTS])))
         self.base = bytearray(f)
 
 
@@ -199,10 +199,6 @@ def _diff_mask(new: bytes, old: bytes) -> bytes:
     megaflow does not match (ECN beside a written DSCP, say) keep each packet's own value.
     (Every written field is matched, so its unchanged bits are the same in every packet.)"""
     return bytes(a ^ b for a, b in zip(new, old))
-
-
-def _field_mask(new: bytes, old: bytes, sizes: list[int]) -> bytes:
-    return _diff_mask(new, old)
 
 
 class Translator:

@@ -37,42 +37,42 @@ def try_hint(config: Config) -> str | None:
 
 
 async def _poll_without_pmds(switch: Switch, stop: asyncio.Event) -> None:
-    """Bridges with no PMD thread are polled here, between control-thread work."""
+    """Datapaths with no PMD thread are polled here, between control-thread work."""
     while not stop.is_set():
         got = 0
-        for br in switch.bridges.values():
-            if br.dp.n_pmds == 0:
-                got += br.dp.poll(4)
+        for backer in switch.backers():
+            if backer.dp.n_pmds == 0:
+                got += backer.dp.poll(4)
         await asyncio.sleep(0 if got else 0.001)
 
 
-def _handle_upcalls(br) -> None:
+def _handle_upcalls(backer) -> None:
     """The datapath's eventfd fired: take the upcalls (a bounded batch), re-arm."""
     try:
-        os.read(br.dp.upcall_fd(), 8)
+        os.read(backer.dp.upcall_fd(), 8)
     except BlockingIOError:
         pass
-    while br.upcalls.handle():
+    while backer.upcalls.handle():
         pass
     loop = asyncio.get_running_loop()
-    if br.pipeline.macs.changed and not br.revalidation_due:
+    if any(p.macs.changed for p in backer.pipelines) and not backer.revalidation_due:
         # A MAC was learned or moved: the megaflows that depend on it are re-translated within
         # 10 ms (coalesced), not at the next periodic pass.
-        br.revalidation_due = True
+        backer.revalidation_due = True
 
         def soon():
-            br.revalidation_due = False
-            br.revalidator.run()
+            backer.revalidation_due = False
+            backer.revalidator.run()
         loop.call_later(0.01, soon)
-    if br.dp.upcall_arm():                     # more arrived meanwhile: go again soon
-        loop.call_soon(_handle_upcalls, br)
+    if backer.dp.upcall_arm():                 # more arrived meanwhile: go again soon
+        loop.call_soon(_handle_upcalls, backer)
 
 
 async def _revalidate(switch: Switch, stop: asyncio.Event) -> None:
     """Every 500 ms: stats to rules, expiry, megaflows true to the tables."""
     while not stop.is_set():
-        for br in switch.bridges.values():
-            br.revalidator.run()
+        for backer in switch.backers():
+            backer.revalidator.run()
         try:
             await asyncio.wait_for(stop.wait(), timeout=0.5)
         except asyncio.TimeoutError:
@@ -108,9 +108,9 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     view = TopView(switch, counters, header)
     poller = asyncio.create_task(_poll_without_pmds(switch, stop))
     revalidator = asyncio.create_task(_revalidate(switch, stop))
-    for br in switch.bridges.values():
-        loop.add_reader(br.dp.upcall_fd(), _handle_upcalls, br)
-        _handle_upcalls(br)
+    for backer in switch.backers():
+        loop.add_reader(backer.dp.upcall_fd(), _handle_upcalls, backer)
+        _handle_upcalls(backer)
     try:
         while not stop.is_set():
             try:
@@ -121,8 +121,8 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
                 sys.stdout.write("\x1b[H\x1b[2J" + view.render() + "\n")
                 sys.stdout.flush()
     finally:
-        for br in switch.bridges.values():
-            loop.remove_reader(br.dp.upcall_fd())
+        for backer in switch.backers():
+            loop.remove_reader(backer.dp.upcall_fd())
         await poller
         await revalidator
         await openflow.stop()

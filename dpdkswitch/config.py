@@ -37,7 +37,13 @@ Schema reference (defaults in parentheses)::
           fail_mode: standalone # standalone | secure (standalone)
         ports:                  # required, >= 1; name ^[A-Za-z0-9_.-]{1,15}$
           p1:
-            device: net_tap0    # required; PCI address or net_<driver><id>[,k=v...]
+            device: net_tap0    # required (but for a patch port); PCI address or
+                                #   net_<driver><id>[,k=v...]
+            peer: null          # instead of device: a patch port, linked to the patch port
+                                #   of this name in another bridge, which names this one
+                                #   back; patch port names are unique in the config.
+                                #   Bridges linked by patch ports share one datapath: their
+                                #   datapath settings must agree (pmd_cores are pooled)
             ofport: 1           # required, 1..65279, unique within the bridge
             n_rxq: 1            # 1..64 (1)
             n_txq: null         # 1..64 (None = chosen at run time)
@@ -108,20 +114,24 @@ class PortConfig:
     vlan_mode: str | None = None       # None: trunk, or access when a tag is given
     tag: int | None = None
     trunks: list[int] | None = None
+    peer: str | None = None            # a patch port (device ""): the peer patch port's name
+    peer_bridge: str | None = None     # ... and its bridge, once linked
 
     @property
     def driver(self) -> str:
-        """'pci' or the vdev driver (tap, af_packet, pcap, ring, null, memif)."""
-        return parse_device(self.device)[0]
+        """'pci', the vdev driver (tap, af_packet, pcap, ring, null, memif), or 'patch'."""
+        return "patch" if self.peer else parse_device(self.device)[0]
 
     @property
     def vdev_name(self) -> str | None:
+        if self.peer:
+            return None
         driver, name, _ = parse_device(self.device)
         return None if driver == "pci" else name
 
     @property
     def devargs_dict(self) -> dict[str, str]:
-        return {k: v or "" for k, v in parse_device(self.device)[2]}
+        return {} if self.peer else {k: v or "" for k, v in parse_device(self.device)[2]}
 
 
 @dataclass
@@ -187,6 +197,10 @@ class BridgeConfig:
     forward_bpdu: bool = False
     mirrors: list[MirrorConfig] = field(default_factory=list)
 
+    def patch_peers(self) -> set[str]:
+        """The bridges this one's patch ports link to."""
+        return {p.peer_bridge for p in self.ports.values() if p.peer_bridge}
+
 
 @dataclass
 class DpdkConfig:
@@ -203,6 +217,24 @@ class Config:
     dpdk: DpdkConfig
     control_socket: str
     bridges: dict[str, BridgeConfig]
+
+    def datapaths(self) -> list[list[str]]:
+        """The bridges, grouped by datapath: bridges linked by patch ports (directly or through
+        others) share one; every other bridge has its own.  In config order."""
+        groups: list[list[str]] = []
+        placed: set[str] = set()
+        for name in self.bridges:
+            if name in placed:
+                continue
+            group, todo = [], [name]
+            while todo:
+                b = todo.pop()
+                if b not in placed:
+                    placed.add(b)
+                    group.append(b)
+                    todo += sorted(self.bridges[b].patch_peers())
+            groups.append(sorted(group, key=list(self.bridges).index))
+        return groups
 
 
 # ------------------------------------------------------------------- helpers
@@ -499,7 +531,8 @@ SSL = {
     "ca_cert": (_text(bool, "a file path"), REQUIRED),
 }
 PORT = {
-    "device": (_device, REQUIRED),
+    "device": (_opt(_device), None),
+    "peer": (_opt(_text(_name_re(15).fullmatch, "a patch port name (1-15 characters of A-Za-z0-9_.-)")), None),
     "ofport": (_int(1, 65279), REQUIRED),
     "n_rxq": (_int(1, 64), 1),
     "n_txq": (_opt(_int(1, 64)), None),
@@ -585,13 +618,57 @@ class _Reader:
         dpdk = self.dpdk(top["dpdk"], nodes.get("dpdk", (root,))[0])
         control, _ = self.section(top["control"], CONTROL, "control",
                                   nodes.get("control", (root,))[0])
-        pmd_owner: dict[int, str] = {}
+        pmd_claims: list[tuple[int, str, bool, Node]] = []
         bridges = {}
         for k, v in self.pairs(top["bridges"], "bridges"):
-            bridges[k.value] = self.bridge(k, v, dpdk, pmd_owner)
+            bridges[k.value] = self.bridge(k, v, dpdk, pmd_claims)
         if not bridges:
             self.fail(nodes["bridges"][0], "bridges: at least one bridge is required")
-        return Config(self.path, dpdk, control["socket"], bridges)
+        self.link_patches(bridges)
+        config = Config(self.path, dpdk, control["socket"], bridges)
+        self.check_datapaths(config, pmd_claims)
+        return config
+
+    def link_patches(self, bridges: dict[str, BridgeConfig]) -> None:
+        """Each patch port's peer: a patch port of that name in another bridge that names this
+        one back (Open vSwitch links only such pairs)."""
+        patches = {p.name: (b, p) for b in bridges.values() for p in b.ports.values() if p.peer}
+        for b, p in patches.values():
+            path, _, line = p.where.rpartition(":")
+            other = patches.get(p.peer)
+            if other is None:
+                raise ConfigError(path, int(line), f"patch port {p.name!r}: no patch port {p.peer!r} "
+                                                   f"in any bridge (peer names the other end)")
+            ob, op = other
+            if ob is b:
+                raise ConfigError(path, int(line), f"patch port {p.name!r}: its peer {p.peer!r} is in "
+                                                   f"the same bridge {b.name!r}; a patch links two bridges")
+            if op.peer != p.name:
+                raise ConfigError(path, int(line), f"patch port {p.name!r}: its peer {p.peer!r} (at "
+                                                   f"{op.where}) names {op.peer!r}, not {p.name!r}, as its peer")
+            p.peer_bridge = ob.name
+
+    def check_datapaths(self, config: Config, pmd_claims) -> None:
+        """Bridges of one datapath (linked by patch ports) agree on its settings and pool their
+        PMD cores; bridges of different datapaths never share a core."""
+        group_of = {b: i for i, g in enumerate(config.datapaths()) for b in g}
+        for group in config.datapaths():
+            first = config.bridges[group[0]]
+            for name in group[1:]:
+                b = config.bridges[name]
+                for key in ("flow_limit", "emc_insert_inv_prob"):
+                    if getattr(b, key) != getattr(first, key):
+                        path, _, line = b.where.rpartition(":")
+                        raise ConfigError(path, int(line), f"bridge {name!r} shares a datapath with bridge "
+                                          f"{first.name!r} (patch ports): datapath.{key} must be the same "
+                                          f"({getattr(b, key)} here, {getattr(first, key)} there)")
+        owner: dict[int, str] = {}
+        for core, name, explicit, item in pmd_claims:
+            other = owner.setdefault(core, name)
+            if group_of[other] != group_of[name]:
+                self.fail(item, f"pmd_cores: core {core} is already used by bridge {other!r}"
+                          + ("" if explicit else " (pmd_cores defaults to all dpdk.cores but "
+                                                 "the first; set it explicitly)"))
 
     def dpdk(self, node: Node | None, owner: Node) -> DpdkConfig:
         d, nodes = self.section(node, DPDK, "dpdk", owner)
@@ -611,7 +688,7 @@ class _Reader:
         return DpdkConfig(**d)
 
     def bridge(self, key: ScalarNode, node: Node, dpdk: DpdkConfig,
-               pmd_owner: dict[int, str]) -> BridgeConfig:
+               pmd_claims: list) -> BridgeConfig:
         name = self.name(key, "bridge")
         what = f"bridge {name!r}"
         b, nodes = self.section(node, BRIDGE, what, key)
@@ -634,13 +711,9 @@ class _Reader:
                                 f"PMD threads need other cores")
             if core not in dpdk.cores:
                 self.fail(item, f"pmd_cores: core {core} is not in dpdk.cores {dpdk.cores}")
-            if core in pmd_owner:
-                other = pmd_owner[core]
-                self.fail(item, f"pmd_cores: core {core} is listed twice" if other == name else
-                          f"pmd_cores: core {core} is already used by bridge {other!r}"
-                          + ("" if explicit else " (pmd_cores defaults to all dpdk.cores but "
-                                                 "the first; set it explicitly)"))
-            pmd_owner[core] = name
+            if any(c == core and b == name for c, b, _, _ in pmd_claims):
+                self.fail(item, f"pmd_cores: core {core} is listed twice")
+            pmd_claims.append((core, name, explicit, item))
         of_key = nodes.get("openflow", (key,))[0]
         openflow, of_nodes = self.section(b["openflow"], OPENFLOW, f"{what} openflow", of_key)
         tls = [t for t in openflow["listen"] + openflow["controllers"] if t.startswith(("ssl:", "pssl:"))]
@@ -695,6 +768,10 @@ class _Reader:
                                           f"{ofports[p['ofport']]!r} of this bridge")
         ofports[p["ofport"]] = name
 
+        if p["peer"] is not None:
+            return self.patch_port(key, name, p, nodes)
+        if p["device"] is None:
+            self.fail(key, f"{what}: missing required key 'device' (or 'peer', for a patch port)")
         dev_node = nodes["device"][1]
         driver, devname, args = parse_device(p["device"])
         if driver == "pci":
@@ -737,6 +814,19 @@ class _Reader:
                                        f"native-untagged for a native VLAN)")
         p.update(rxq_affinity=affinity, netns=netns, vlan_mode=mode)
         return PortConfig(name=name, where=self.where(key), **p)
+
+    def patch_port(self, key: ScalarNode, name: str, p: dict, nodes: dict) -> PortConfig:
+        """A patch port: no device, no queues; VLAN settings apply as to any port."""
+        what = f"patch port {name!r}"
+        for k in ("device", "n_rxq", "n_txq", "rxd", "txd", "mtu", "rxq_affinity", "netns"):
+            if k in nodes:
+                self.fail(nodes[k][0], f"{what}: {k!r} does not apply to a patch port (it has no device)")
+        self.unique("patch port", name, key)
+        mode = p["vlan_mode"] or ("access" if p["tag"] is not None else "trunk")
+        if mode != "trunk" and p["tag"] is None:
+            self.fail(nodes.get("vlan_mode", (key,))[0], f"{what}: vlan_mode {mode} needs a tag")
+        return PortConfig(name=name, device="", ofport=p["ofport"], where=self.where(key), vlan_mode=mode,
+                          tag=p["tag"], trunks=p["trunks"], peer=p["peer"])
 
 
 # ----------------------------------------------------------------------- API

@@ -25,7 +25,7 @@ from .ofproto.classifier import key_int
 from .ofproto.fields import BY_NAME
 from .ofproto.pipeline import Pipeline
 from .ofproto.xlate import Translator
-from .upcall import Ukey, UpcallHandler
+from .upcall import Ukey, UpcallHandler, credit
 
 IN_PORT = BY_NAME["in_port"]
 
@@ -41,7 +41,23 @@ class PassReport:
     seconds: float = 0.0
 
 
+@dataclass
+class _Changes:
+    """One pipeline's changes since the last pass."""
+    rules: set
+    tables: set
+    groups: set
+    full: bool
+    macs: set
+
+    def __bool__(self) -> bool:
+        return bool(self.rules or self.tables or self.groups or self.full or self.macs)
+
+
 class Revalidator:
+    """Revalidates the megaflows of one datapath, for every bridge on it (the translator's
+    pipelines)."""
+
     def __init__(self, dp: Datapath, pipeline: Pipeline, translator: Translator, handler: UpcallHandler,
                  max_idle_ms: int = 10000):
         self.dp = dp
@@ -51,23 +67,30 @@ class Revalidator:
         self.max_idle_ms = max_idle_ms
         self.last: PassReport | None = None
 
-    def _pipeline_key(self, uk: Ukey) -> int:
+    @staticmethod
+    def _pipeline_key(uk: Ukey) -> int:
         k = bytearray(uk.key)
-        port = self.p.port_by_dp(IN_PORT.from_key(k))
+        port = uk.visits[0].pipeline.port_by_dp(IN_PORT.from_key(k))
         IN_PORT.to_key(k, port.ofport if port else 0xFFFFFFFF)
         return key_int(bytes(k))
 
-    def _affected(self, uk: Ukey, rules, tables, groups, full: bool, macs=frozenset()) -> bool:
-        if full or any(g in groups for g, _ in uk.groups) or any(e in rules for e in uk.entries):
-            return True
-        if macs and any(m in macs for m in uk.macs):
-            return True
-        if not tables or not tables.intersection(uk.tables):
-            return False
-        ok, om = self._pipeline_key(uk), key_int(uk.mask)
-        for e in rules:                       # a new rule in a table it crossed, overlapping it
-            if e.table_id in uk.tables and e.rule is not None and not (e.rule.key ^ ok) & e.rule.mask & om:
+    def _affected(self, uk: Ukey, changes: dict) -> bool:
+        for i, v in enumerate(uk.visits):
+            ch = changes.get(v.pipeline)
+            if not ch:
+                continue
+            if ch.full or any(g in ch.groups for g, _ in v.groups) or any(e in ch.rules for e in v.entries):
                 return True
+            if ch.macs and any(m in ch.macs for m in v.macs):
+                return True
+            if not ch.tables or not ch.tables.intersection(v.tables):
+                continue
+            if i > 0:                         # behind a patch port: the key there is not uk.key
+                return True
+            ok, om = self._pipeline_key(uk), key_int(uk.mask)
+            for e in ch.rules:                # a new rule in a table it crossed, overlapping it
+                if e.table_id in v.tables and e.rule is not None and not (e.rule.key ^ ok) & e.rule.mask & om:
+                    return True
         return False
 
     def run(self) -> PassReport:
@@ -88,18 +111,19 @@ class Revalidator:
             self._push(uk, f["packets"], f["bytes"], f["used_ns"], now_s)
             if now_ns - (f["used_ns"] or uk.created_ns) >= max_idle_ns:
                 idle.append(uk)
-        rep.rules_expired = len(self.p.expire(now_s))
-        self.p.macs.expire(now_s)
+        pipelines = self.xlate.pipelines
+        rep.rules_expired = sum(len(p.expire(now_s)) for p in pipelines)
+        for p in pipelines:
+            p.macs.expire(now_s)
         self._delete(idle)
         rep.idle_deleted = len(idle)
 
-        rules, tables, groups, full = self.p.take_changes()
-        macs = self.p.macs.take_changes()
-        if rules or tables or groups or full or macs:
+        changes = {p: _Changes(*p.take_changes(), p.macs.take_changes()) for p in pipelines}
+        if any(changes.values()):
             modify, delete = [], []
             for uk in list(ukeys.values()):
-                if not self._affected(uk, rules, tables, groups, full, macs):
-                    uk.version = self.p.version
+                if not self._affected(uk, changes):
+                    uk.version = uk.visits[0].pipeline.version
                     continue
                 rep.revalidated += 1
                 # The packet that made it, not the masked key: a lookup on the masked key may read
@@ -110,8 +134,7 @@ class Revalidator:
                     delete.append(uk)          # it would now need bits it does not match
                     continue
                 acts = odp.encode(t.actions)
-                uk.entries, uk.tables, uk.groups, uk.version = t.entries, t.tables, t.groups, self.p.version
-                uk.macs, uk.learns, uk.mirrors = t.macs, t.learns, t.mirrors
+                uk.visits, uk.version = t.visits, t.visits[0].pipeline.version
                 if acts != uk.actions:
                     uk.actions = acts
                     modify.append(uk)
@@ -130,27 +153,7 @@ class Revalidator:
         if dp_ <= 0:
             return
         uk.packets, uk.bytes, uk.used_ns = packets, nbytes, used_ns
-        used_s = used_ns / 1e9 if used_ns else now_s
-        for vlan, mac, port, _ in uk.learns:        # cached traffic keeps its MACs learned
-            self.p.macs.refresh(vlan, mac, port, used_s)
-        for e in uk.entries:
-            e.count(dp_, db)
-            e.last_used = max(e.last_used, used_s)
-        for tid in uk.tables:
-            self.p.tables[tid].lookups += dp_
-        for tid in {e.table_id for e in uk.entries}:
-            self.p.tables[tid].matches += dp_
-        for i in getattr(uk, "mirrors", ()):
-            if i < len(self.p.mirrors):
-                self.p.mirrors[i].packets += dp_
-                self.p.mirrors[i].bytes += db
-        for gid, b in uk.groups:
-            g = self.p.groups.get(gid)
-            if g is not None and b < len(g.buckets):
-                g.packets += dp_
-                g.bytes += db
-                g.buckets[b].packets += dp_
-                g.buckets[b].bytes += db
+        credit(uk.visits, dp_, db, used_ns / 1e9 if used_ns else now_s)
 
     def _delete(self, ukeys: list[Ukey]) -> None:
         if not ukeys:

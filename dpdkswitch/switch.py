@@ -1,8 +1,10 @@
-"""The switch: bridges built from a config, each one datapath with its ports and PMD threads.
+"""The switch: bridges built from a config, on datapaths with their ports and PMD threads.
 
 Owns the mapping from config to datapath: EAL arguments, mempool sizing, OpenFlow port
 numbers to datapath port numbers, namespaces of tap ports, and each bridge's OpenFlow
-pipeline with its upcall handler and revalidator.
+pipeline.  A bridge has a datapath of its own, unless patch ports link it to other bridges:
+those share one (a ``Backer``, as Open vSwitch calls it), with one upcall handler and one
+revalidator for all of them, so a frame crosses every bridge on its way in one datapath pass.
 
 Contract: built, changed and stopped from the control thread only (the one that started
 EAL).  Adding or removing a port costs a device probe or unplug plus one RCU grace period;
@@ -13,12 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .config import BridgeConfig, Config, ConfigError, FlowConfig, PortConfig
-from .datapath import Datapath, DatapathError, Eal, PortInfo, is_pci
+from .datapath import PORT_STATS_FIELDS, Datapath, DatapathError, Eal, PortInfo, is_pci
 from .ofproto.flowstr import FlowParseError, FlowSpec, parse_flow
 from .ofproto.match import MatchError
 from .ofproto.normal import Mirror, VlanPort
 from .ofproto.pipeline import FlowModError, Pipeline, PortEntry
-from .ofproto.xlate import Translator
+from .ofproto.xlate import PacketInRegistry, Translator
 from .revalidator import Revalidator
 from .upcall import UpcallHandler
 from .netns import Namespaces
@@ -47,13 +49,75 @@ def mbufs_for(ports: list[PortConfig], n_lcores: int) -> int:
     return n
 
 
+PATCH_MAC_OUI = 0x02_00_5E_00_00_00    # patch ports get a locally administered MAC (no device)
+
+
 @dataclass
 class Port:
     name: str
     ofport: int
-    dp_port: int
+    dp_port: int                           # -1 for a patch port
     config: PortConfig
     info: PortInfo
+
+    @property
+    def is_patch(self) -> bool:
+        return self.dp_port < 0
+
+
+class Backer:
+    """One datapath and the slow path that serves it, for the bridges on it.
+
+    The first bridge's pipeline and translator seed the upcall handler and revalidator; every
+    bridge's translator shares the list of pipelines, so any of them translates a miss in the
+    bridge that owns its input port."""
+
+    def __init__(self, configs: list[BridgeConfig], manual_clock: bool = False):
+        first = configs[0]
+        ports = [p for c in configs for p in c.ports.values() if not p.peer]
+        self.names = [c.name for c in configs]
+        self.pmd_cores = sorted({core for c in configs for core in c.pmd_cores})
+        self.dp = Datapath(first.name, n_mbufs=mbufs_for(ports, len(Eal.lcores())), manual_clock=manual_clock,
+                           flow_limit=first.flow_limit, emc_insert_inv_prob=first.emc_insert_inv_prob)
+        self.flow_limit = first.flow_limit
+        self.pipelines: list[Pipeline] = []
+        self.registry = PacketInRegistry()
+        self.bridges: dict[str, "Bridge"] = {}
+        self.upcalls: UpcallHandler | None = None
+        self.revalidator: Revalidator | None = None
+        self.started = False
+        self.revalidation_due = False          # a pass is scheduled after a MAC table change
+
+    def attach(self, pipeline: Pipeline) -> Translator:
+        self.pipelines.append(pipeline)
+        xlate = Translator(pipeline, self.registry, self.pipelines)
+        if self.upcalls is None:
+            self.upcalls = UpcallHandler(self.dp, pipeline, xlate, flow_limit=self.flow_limit)
+            self.revalidator = Revalidator(self.dp, pipeline, xlate, self.upcalls)
+        return xlate
+
+    def free_dp_port(self) -> int:
+        used = {p.dp_port for br in self.bridges.values() for p in br.ports.values()}
+        return next(i for i in range(1, 256) if i not in used)
+
+    def start(self) -> None:
+        """PMD threads, once every bridge on it has its ports."""
+        if self.started:
+            return
+        self.started = True
+        self.revalidator.run()
+        if self.pmd_cores:
+            self.dp.start_pmds(self.pmd_cores)
+            for br in self.bridges.values():
+                br.apply_pins()
+
+    def detach(self, bridge: "Bridge") -> None:
+        """BRIDGE leaves; the last one out closes the datapath (stops PMDs, removes ports)."""
+        self.bridges.pop(bridge.config.name, None)
+        if bridge.pipeline in self.pipelines:
+            self.pipelines.remove(bridge.pipeline)
+        if not self.bridges:
+            self.dp.close()
 
 
 @dataclass
@@ -65,25 +129,26 @@ class Bridge:
     xlate: Translator
     upcalls: UpcallHandler
     revalidator: Revalidator
+    backer: Backer
     ports: dict[str, Port] = field(default_factory=dict)
-    revalidation_due: bool = False         # a pass is scheduled after a MAC table change
 
     @classmethod
-    def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False) -> "Bridge":
+    def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False,
+               backer: Backer | None = None) -> "Bridge":
+        """A bridge on BACKER's datapath (default: a datapath of its own)."""
         # No flows: a learning switch, unless the bridge is for controllers only (fail_mode secure).
         defaults = [] if config.openflow.fail_mode == "secure" else DEFAULT_FLOWS
         specs = [parse_config_flow(f) for f in config.flows] or [parse_flow(f) for f in defaults]
-        n = mbufs_for(list(config.ports.values()), len(Eal.lcores()))
-        dp = Datapath(config.name, n_mbufs=n, manual_clock=manual_clock, flow_limit=config.flow_limit,
-                      emc_insert_inv_prob=config.emc_insert_inv_prob)
-        pipeline = Pipeline(clock=lambda: dp.now_ns / 1e9)
+        backer = backer or Backer([config], manual_clock)
+        dp = backer.dp
+        pipeline = Pipeline(clock=lambda: dp.now_ns / 1e9, name=config.name)
         pipeline.macs.idle_time = config.mac_table.idle_time
         pipeline.macs.max_entries = config.mac_table.max_entries
         pipeline.flood_vlans = set(config.flood_vlans)
         pipeline.forward_bpdu = config.forward_bpdu
-        xlate = Translator(pipeline)
-        handler = UpcallHandler(dp, pipeline, xlate, flow_limit=config.flow_limit)
-        br = cls(config, dp, netns, pipeline, xlate, handler, Revalidator(dp, pipeline, xlate, handler))
+        xlate = backer.attach(pipeline)
+        br = cls(config, dp, netns, pipeline, xlate, backer.upcalls, backer.revalidator, backer)
+        backer.bridges[config.name] = br
         for spec, fc in zip(specs, config.flows or [None] * len(specs)):
             try:
                 pipeline.add(spec)
@@ -95,16 +160,14 @@ class Bridge:
         return br
 
     # -- ports
-    def _free_dp_port(self) -> int:
-        used = {p.dp_port for p in self.ports.values()}
-        return next(i for i in range(1, 256) if i not in used)
-
     def add_port(self, pc: PortConfig) -> Port:
         if pc.name in self.ports:
             raise DatapathError(f"bridge {self.config.name} already has a port {pc.name}")
         if any(p.ofport == pc.ofport for p in self.ports.values()):
             raise DatapathError(f"bridge {self.config.name}: ofport {pc.ofport} is taken")
-        dp_port = self._free_dp_port()
+        if pc.peer:
+            return self._add_patch(pc)
+        dp_port = self.backer.free_dp_port()
         info = self.dp.add_port(dp_port, pc.device, n_rxq=pc.n_rxq, n_txq=pc.n_txq, rxd=pc.rxd,
                                 txd=pc.txd, mtu=pc.mtu)
         port = Port(pc.name, pc.ofport, dp_port, pc, info)
@@ -115,36 +178,101 @@ class Bridge:
         except Exception:
             self.del_port(pc.name)
             raise
-        self.pipeline.set_port(PortEntry(pc.ofport, pc.name, dp_port, vlan=VlanPort(
-            pc.vlan_mode or "trunk", pc.tag, frozenset(pc.trunks) if pc.trunks is not None else None)))
+        self.pipeline.set_port(PortEntry(pc.ofport, pc.name, dp_port, vlan=self._vlan(pc)))
+        self._port_added(pc)
+        return port
+
+    @staticmethod
+    def _vlan(pc: PortConfig) -> VlanPort:
+        return VlanPort(pc.vlan_mode or "trunk", pc.tag, frozenset(pc.trunks) if pc.trunks is not None else None)
+
+    def _patch_peer(self, pc: PortConfig) -> tuple["Bridge", PortEntry] | None:
+        """The peer bridge and its end of the patch, when both are there."""
+        peer_br = self.backer.bridges.get(pc.peer_bridge or "")
+        if peer_br is None:
+            return None
+        peer = peer_br.ports.get(pc.peer)
+        if peer is None or not peer.is_patch or peer.config.peer != pc.name:
+            return None
+        return peer_br, peer_br.pipeline.ports[peer.ofport]
+
+    def _add_patch(self, pc: PortConfig) -> Port:
+        """A patch port: no datapath port; linked both ways once the peer is there."""
+        if pc.peer_bridge and pc.peer_bridge not in self.backer.names:
+            raise DatapathError(f"patch port {pc.name}: bridge {pc.peer_bridge} is on another datapath")
+        mac = PATCH_MAC_OUI | (hash(pc.name) & 0xFFFFFF)
+        info = PortInfo(-1, pc.name, "patch", -1, -1, 0, 0, 0, 0, 0, False, False, 0,
+                        ":".join(f"{b:02x}" for b in mac.to_bytes(6, "big")))
+        port = Port(pc.name, pc.ofport, -1, pc, info)
+        self.ports[pc.name] = port
+        entry = PortEntry(pc.ofport, pc.name, -1, live=False, vlan=self._vlan(pc))
+        linked = self._patch_peer(pc)
+        if linked is not None:
+            peer_br, peer = linked
+            entry.patch, entry.live = (peer_br.pipeline, peer.ofport), True
+            peer.patch, peer.live = (self.pipeline, pc.ofport), True
+            peer_br.ports[peer.name].info.link_up = True
+            info.link_up = True
+            peer_br.pipeline.set_port(peer)         # its translations change too
+        self.pipeline.set_port(entry)
+        self._port_added(pc)
+        return port
+
+    def _port_added(self, pc: PortConfig) -> None:
         for sm in self.config.mac_table.static:
             if sm.port == pc.name:
                 self.pipeline.macs.add_static(sm.vlan, int(sm.mac.replace(":", ""), 16), pc.ofport)
         self.apply_pins()
         self.revalidator.run()
-        return port
 
     def del_port(self, name: str) -> None:
         port = self.ports.pop(name, None)
         if port is None:
             raise DatapathError(f"bridge {self.config.name} has no port {name}")
+        entry = self.pipeline.ports.get(port.ofport)
+        if port.is_patch and entry is not None and entry.patch is not None:
+            peer_p, peer_ofport = entry.patch           # the other end stays, unlinked
+            peer = peer_p.ports.get(peer_ofport)
+            if peer is not None:
+                peer.patch, peer.live = None, False
+                peer_br = self.backer.bridges.get(peer_p.name)
+                if peer_br is not None and peer.name in peer_br.ports:
+                    peer_br.ports[peer.name].info.link_up = False
+                peer_p.set_port(peer)
         self.pipeline.del_port(port.ofport)
         self.revalidator.run()                 # no megaflow sends to it any more
-        self.dp.del_port(port.dp_port)
+        if not port.is_patch:
+            self.dp.del_port(port.dp_port)
 
     def port_info(self, port: Port) -> PortInfo:
         """The device's view of the port; for a tap in a host namespace, the link state the
-        host sees (the tap driver cannot see into the namespace)."""
+        host sees (the tap driver cannot see into the namespace); a patch port is up while
+        linked."""
+        if port.is_patch:
+            return port.info
         info = self.dp.port_info(port.dp_port)
         if port.config.netns:
             info.link_up = netns_link_up(port.config.devargs_dict["iface"], port.config.netns.name)
         return info
 
+    def port_stats(self, port: Port) -> dict[str, int]:
+        """The port's counters: the device's, or for a patch port what crossed it (counted as
+        the revalidator pushes datapath flow stats, as Open vSwitch counts patch ports)."""
+        if not port.is_patch:
+            return self.dp.port_stats(port.dp_port)
+        e = self.pipeline.ports.get(port.ofport)
+        stats = dict.fromkeys(PORT_STATS_FIELDS, 0)
+        if e is not None:
+            stats.update(rx_packets=e.rx_packets, rx_bytes=e.rx_bytes, tx_packets=e.tx_packets,
+                         tx_bytes=e.tx_bytes)
+        return stats
+
     def by_ofport(self, ofport: int) -> Port | None:
         return next((p for p in self.ports.values() if p.ofport == ofport), None)
 
     def apply_pins(self) -> None:
-        pins = [(p.dp_port, q, core) for p in self.ports.values() for q, core in p.config.rxq_affinity.items()]
+        pins = [(p.dp_port, q, core) for br in self.backer.bridges.values() for p in br.ports.values()
+                for q, core in p.config.rxq_affinity.items()]
         self.dp.pin_rxqs(pins)
 
     def apply_mirrors(self) -> None:
@@ -158,14 +286,12 @@ class Bridge:
 
     # -- PMDs
     def start(self) -> None:
+        """Mirrors, then the datapath's PMDs (once, for all the bridges on it)."""
         self.apply_mirrors()
-        self.revalidator.run()
-        if self.config.pmd_cores:
-            self.dp.start_pmds(self.config.pmd_cores)
-            self.apply_pins()
+        self.backer.start()
 
     def close(self) -> None:
-        self.dp.close()   # stops PMDs, removes ports
+        self.backer.detach(self)
 
 
 class Switch:
@@ -188,14 +314,18 @@ class Switch:
         if not Eal.running():
             self.start_eal()
         try:
-            for name, bc in self.config.bridges.items():
-                br = self.bridges[name] = Bridge.create(bc, self.netns, self.manual_clock)
-                for pc in bc.ports.values():
-                    try:
-                        br.add_port(pc)
-                    except DatapathError as e:
-                        raise DatapathError(f"{pc.where}: port {pc.name}: {e}") from None
-                br.start()
+            for group in self.config.datapaths():
+                backer = Backer([self.config.bridges[n] for n in group], self.manual_clock)
+                for name in group:
+                    bc = self.config.bridges[name]
+                    br = self.bridges[name] = Bridge.create(bc, self.netns, self.manual_clock, backer)
+                    for pc in bc.ports.values():
+                        try:
+                            br.add_port(pc)
+                        except DatapathError as e:
+                            raise DatapathError(f"{pc.where}: port {pc.name}: {e}") from None
+                for name in group:
+                    self.bridges[name].start()
         except BaseException:
             self.stop()
             raise
@@ -205,6 +335,14 @@ class Switch:
             br.close()
         self.bridges.clear()
         self.netns.cleanup()
+
+    def backers(self) -> list[Backer]:
+        """Each datapath once (bridges linked by patch ports share one)."""
+        out: list[Backer] = []
+        for br in self.bridges.values():
+            if br.backer not in out:
+                out.append(br.backer)
+        return out
 
     def bridge(self, name: str) -> Bridge:
         try:

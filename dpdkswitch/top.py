@@ -33,7 +33,7 @@ class TopView:
             lines.append(f"  {'port':<10} {'ofport':>6} {'link':>5} {'rx pps':>10} {'tx pps':>10} "
                          f"{'rx total':>12} {'tx total':>12} {'dropped':>9}")
             for p in sorted(br.ports.values(), key=lambda p: p.ofport):
-                s = br.dp.port_stats(p.dp_port)
+                s = br.port_stats(p)
                 info = br.port_info(p)
                 prev = self.last.get((bname, p.name), s)
                 self.last[(bname, p.name)] = s

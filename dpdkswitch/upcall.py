@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from .datapath import Datapath, odp
 from .ofproto.fields import KEY_SIZE
 from .ofproto.pipeline import FlowEntry, Pipeline
-from .ofproto.xlate import PacketIn, Translator
+from .ofproto.xlate import PacketIn, Translator, Visit
 
 
 def megaflow_ufid(key: bytes, mask: bytes) -> int:
@@ -35,18 +35,50 @@ class Ukey:
     key: bytes                       # datapath key (in_port = datapath port)
     mask: bytes
     actions: bytes
-    entries: list[FlowEntry]
-    tables: list[int]
-    groups: list[tuple[int, int]]
-    version: int                     # pipeline version it was translated at
+    visits: list[Visit]              # rules, tables, groups, MACs, mirrors it used, bridge by bridge
+    version: int                     # the input bridge's pipeline version it was translated at
     created_ns: int
-    macs: list = field(default_factory=list)       # (vlan, mac) NORMAL looked up
-    learns: list = field(default_factory=list)     # (vlan, mac, ofport, garp) NORMAL learned
-    mirrors: list = field(default_factory=list)    # mirrors that copied it
-    orig_key: bytes = b""                          # the missed packet's whole key: re-translated
+    orig_key: bytes = b""            # the missed packet's whole key: re-translated
     packets: int = 0                 # counters already pushed to the rules
     bytes: int = 0
     used_ns: int = 0
+
+    @property
+    def entries(self) -> list[FlowEntry]:
+        return [e for v in self.visits for e in v.entries]
+
+
+def credit(visits: list[Visit], packets: int, nbytes: int, used_s: float) -> None:
+    """Traffic of a megaflow (or of missed packets) to what its translation used: rules, their
+    tables, groups and buckets, mirrors, patch ports; and NORMAL's MACs stay learned."""
+    for v in visits:
+        p = v.pipeline
+        for vlan, mac, port, _ in v.learns:
+            p.macs.refresh(vlan, mac, port, used_s)
+        for e in v.entries:
+            e.count(packets, nbytes)
+            e.last_used = max(e.last_used, used_s)
+        for tid in v.tables:
+            p.tables[tid].lookups += packets
+        for tid in {e.table_id for e in v.entries}:
+            p.tables[tid].matches += packets
+        for i in v.mirrors:
+            if i < len(p.mirrors):
+                p.mirrors[i].packets += packets
+                p.mirrors[i].bytes += nbytes
+        for gid, b in v.groups:
+            g = p.groups.get(gid)
+            if g is not None and b < len(g.buckets):
+                g.packets += packets
+                g.bytes += nbytes
+                g.buckets[b].packets += packets
+                g.buckets[b].bytes += nbytes
+        if v.patch is not None:
+            left, entered = v.patch
+            left.tx_packets += packets
+            left.tx_bytes += nbytes
+            entered.rx_packets += packets
+            entered.rx_bytes += nbytes
 
 
 @dataclass
@@ -64,11 +96,13 @@ class UpcallStats:
 class PacketInEvent:
     pi: PacketIn
     data: bytes
-    in_port: int                     # OpenFlow port
+    in_port: int                     # OpenFlow port, in the bridge that sent it (pi.bridge)
     key: bytes
 
 
 class UpcallHandler:
+    """The upcalls of one datapath, for every bridge on it (TRANSLATOR knows their pipelines)."""
+
     def __init__(self, dp: Datapath, pipeline: Pipeline, translator: Translator, flow_limit: int = 200000,
                  on_packet_in=None, max_batch: int = 1024):
         self.dp = dp
@@ -78,6 +112,7 @@ class UpcallHandler:
         self.ukeys: dict[int, Ukey] = {}
         self.stats = UpcallStats()
         self.on_packet_in = on_packet_in or (lambda ev: None)
+        self.packet_in_hooks: dict[str, object] = {}   # bridge name -> its packet-in consumer
         self.max_batch = max_batch
         self.megaflows = True
 
@@ -107,16 +142,17 @@ class UpcallHandler:
             covered = next((by[k & m] for m, by in fresh.items() if k & m in by), None)
             if covered is not None:           # a megaflow this batch installed covers it already
                 planned.append((members, covered.actions))
-                self._credit(covered.entries, members, covered.mirrors)
+                self._credit(covered.visits, members)
                 continue
             t = self.xlate.translate(key)
             self.stats.translations += 1
-            for vlan, mac, port, garp in t.learns:       # NORMAL learns from the packets it saw
-                self.p.macs.learn(vlan, mac, port, now / 1e9, garp)
+            for v in t.visits:                           # NORMAL learns from the packets it saw
+                for vlan, mac, port, garp in v.learns:
+                    v.pipeline.macs.learn(vlan, mac, port, now / 1e9, garp)
             actions = odp.encode(t.actions)
             if t.error:
                 self.stats.errors += 1
-            self._credit(t.entries, members, t.mirrors)
+            self._credit(t.visits, members)
             mask = t.megaflow_mask() if self.megaflows else b"\xff" * KEY_SIZE
             ufid = megaflow_ufid(key, mask)
             planned.append((members, actions))
@@ -126,8 +162,8 @@ class UpcallHandler:
                 self.stats.flow_limit_hits += 1
                 continue
             masked = (int.from_bytes(key, "big") & int.from_bytes(mask, "big")).to_bytes(KEY_SIZE, "big")
-            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.entries, t.tables, t.groups,
-                                         self.p.version, now, t.macs, t.learns, t.mirrors, key)
+            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.visits, t.visits[0].pipeline.version,
+                                         now, key)
             fresh.setdefault(int.from_bytes(mask, "big"), {})[int.from_bytes(masked, "big")] = uk
             puts.append((ufid, masked, mask, actions))
         if puts:
@@ -145,22 +181,14 @@ class UpcallHandler:
                 u.execute(actions)
         return len(ups)
 
-    def _credit(self, entries: list[FlowEntry], members, mirrors=()) -> None:
+    def _credit(self, visits: list[Visit], members) -> None:
         """The missed packets count for the rules that decided their fate, as cached ones do."""
-        n, nbytes = len(members), sum(len(u.data) for u in members)
-        now_s = self.dp.now_ns / 1e9
-        for i in mirrors:
-            if i < len(self.p.mirrors):
-                self.p.mirrors[i].packets += n
-                self.p.mirrors[i].bytes += nbytes
-        for e in entries:
-            e.count(n, nbytes)
-            e.last_used = now_s
+        credit(visits, len(members), sum(len(u.data) for u in members), self.dp.now_ns / 1e9)
 
     def _packet_in(self, u) -> None:
         pi = self.xlate.registry.get(u.cookie)
-        port = self.p.port_by_dp(u.in_port)
         if pi is not None:
             self.stats.packet_ins += 1
-            self.on_packet_in(PacketInEvent(pi, u.data, port.ofport if port else 0, u.key))
+            hook = self.packet_in_hooks.get(pi.bridge, self.on_packet_in)
+            hook(PacketInEvent(pi, u.data, pi.in_port, u.key))
         u.free()

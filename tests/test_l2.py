@@ -120,3 +120,39 @@ def test_mac_move_follows_within_one_revalidation(tmp_path):
         assert "port moved MAC entries  : 1" in sw.ctl("fdb/stats-show", "br0")
     finally:
         assert sw.stop() == 0, sw.log.read_text()
+
+
+def test_hosts_on_two_bridges_talk_through_patch_ports(tmp_path):
+    """Two bridges linked by a patch port pair (sharing one datapath and its PMD): hosts on
+    each side ping and carry a TCP transfer; each direction is one datapath flow that outputs
+    straight to the far host's tap, and dpif/show lists the patch ports with no datapath port."""
+    ns = {h: f"l2p{TAG}{h}" for h in ("a", "b")}
+    cfg = ("dpdk: {cores: [0, 1]}\ncontrol: {socket: @SOCK@}\nbridges:\n"
+           "  br0:\n    ports:\n" + port("pa", 1, ns["a"], "10.7.0.1/24")
+           + "      px: {peer: py, ofport: 9}\n"
+           "  br1:\n    ports:\n" + port("pb", 2, ns["b"], "10.7.0.2/24")
+           + "      py: {peer: px, ofport: 9}\n")
+    sw = SwitchProc(tmp_path, cfg)
+    try:
+        for h in ns.values():
+            quiet(h)
+        assert ping(ns["a"], "10.7.0.2", count=3)
+        server = subprocess.Popen(["ip", "netns", "exec", ns["b"], sys.executable, "-c",
+                                   "import socket; s = socket.create_server(('10.7.0.2', 5001)); c, _ = s.accept(); "
+                                   "n = 0\nwhile (d := c.recv(65536)): n += len(d)\nprint(n)"],
+                                  stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        ns_sh(ns["a"], sys.executable, "-c", "import socket; s = socket.create_connection(('10.7.0.2', 5001)); "
+              "s.sendall(bytes(2_000_000)); s.close()")
+        assert server.communicate(timeout=30)[0].strip() == "2000000"
+        show = sw.ctl("dpif/show")
+        assert "px 9/none: (patch: peer=py) link up" in show and "py 9/none: (patch: peer=px) link up" in show
+        flows = sw.ctl("dpif/dump-flows", "br0")
+        lines = flows.splitlines()
+        assert any("eth_type=0x800" in l for l in lines), flows
+        # br0's flows (in on pa) go out on pb's datapath port, in one pass: no second lookup.
+        dp_b = next(l.split()[1].split("/")[1].rstrip(":") for l in show.splitlines() if l.strip().startswith("pb "))
+        assert all(l.rstrip().endswith(f"actions:{dp_b}") for l in lines), flows
+        assert sw.ctl("ofctl/dump-flows", "br1").count("n_packets=0") == 0
+    finally:
+        assert sw.stop() == 0, sw.log.read_text()

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from ..config import ConfigError, PortConfig, parse_device
 from ..datapath import DatapathError
+from ..ofproto.fields import BY_NAME
 from ..stats import PmdCounters, format_pmd_stats
 from ..switch import Switch
 from . import CommandError, Commands
+
+IN_PORT = BY_NAME["in_port"]
 
 
 def register(commands: Commands, switch: Switch) -> dict[str, PmdCounters]:
@@ -33,12 +36,15 @@ def register(commands: Commands, switch: Switch) -> dict[str, PmdCounters]:
                        f"mbufs in use {dp.mbufs_in_use()}/{dp.mbufs_total()}")
             for p in sorted(br.ports.values(), key=lambda p: p.ofport):
                 i = br.port_info(p)
-                s = dp.port_stats(p.dp_port)
+                s = br.port_stats(p)
                 link = f"link {'up' if i.link_up else 'down'}" + (f" {i.link_speed} Mbps" if i.link_up else "")
                 ns = f", netns {p.config.netns.name}" if p.config.netns else ""
-                out.append(f"  {p.name} {p.ofport}/{p.dp_port}: ({i.driver}: {i.name}) {link}, "
-                           f"rxq {i.n_rxq}, txq {i.n_txq}{' (shared)' if i.txq_shared else ''}, "
-                           f"mtu {i.mtu}, mac {i.mac}{ns}")
+                if p.is_patch:            # as Open vSwitch's dpif/show: no datapath port
+                    out.append(f"  {p.name} {p.ofport}/none: (patch: peer={p.config.peer}) {link}")
+                else:
+                    out.append(f"  {p.name} {p.ofport}/{p.dp_port}: ({i.driver}: {i.name}) {link}, "
+                               f"rxq {i.n_rxq}, txq {i.n_txq}{' (shared)' if i.txq_shared else ''}, "
+                               f"mtu {i.mtu}, mac {i.mac}{ns}")
                 out.append(f"    RX packets:{s['rx_packets']} bytes:{s['rx_bytes']} missed:{s['rx_missed']} "
                            f"errors:{s['rx_errors']} nombuf:{s['rx_nombuf']}")
                 out.append(f"    TX packets:{s['tx_packets']} bytes:{s['tx_bytes']} errors:{s['tx_errors']} "
@@ -98,6 +104,8 @@ def register(commands: Commands, switch: Switch) -> dict[str, PmdCounters]:
         p = br.ports.get(args[1])
         if p is None:
             raise CommandError(f"bridge {args[0]} has no port {args[1]}")
+        if p.is_patch:
+            raise CommandError(f"{args[1]} is a patch port: it has no device and no extended stats")
         return "".join(f"{k}: {v}\n" for k, v in br.dp.port_xstats(p.dp_port).items())
 
     def dump_flows(args: list[str]) -> str:
@@ -107,7 +115,10 @@ def register(commands: Commands, switch: Switch) -> dict[str, PmdCounters]:
         out = []
         for br in bridges(rest[:1]):
             now = br.dp.now_ns
+            mine = {p.dp_port for p in br.ports.values()}      # its datapath may serve other bridges
             for f in br.dp.flow_dump():
+                if IN_PORT.from_key(f["key"]) not in mine:
+                    continue
                 used = "never" if not f["used_ns"] else f"{max(0.0, (now - f['used_ns']) / 1e9):.3f}s"
                 acts = format_actions(decode(f["actions"]))
                 ufid = f"ufid:{f['ufid']:032x}, " if verbose else ""

@@ -41,6 +41,9 @@ def register(commands: Commands, switch: Switch) -> None:
         port = br.by_ofport(ofport) if ofport is not None else None
         if port is None:
             raise CommandError("the flow needs in_port=N, a port of the bridge")
+        if port.is_patch:
+            raise CommandError(f"in_port={ofport} is a patch port: its frames come from the peer bridge "
+                               f"{port.config.peer_bridge}; trace them from a port there")
         if len(args) == 4 and args[2] == "-packet":
             try:
                 key = parse(bytes.fromhex(args[3]), port.dp_port)

@@ -111,11 +111,16 @@ class MeterEntry:
 class PortEntry:
     ofport: int
     name: str
-    dp_port: int
+    dp_port: int                    # -1 for a patch port: it has none
     live: bool = True
     no_flood: bool = False
     no_fwd: bool = False
     vlan: VlanPort = field(default_factory=VlanPort)
+    patch: tuple["Pipeline", int] | None = None   # a linked patch port: the peer's pipeline and port
+    rx_packets: int = 0             # a patch port's counters (a datapath port's are the datapath's)
+    rx_bytes: int = 0
+    tx_packets: int = 0
+    tx_bytes: int = 0
 
 
 @dataclass
@@ -126,7 +131,8 @@ class Removed:
 
 
 class Pipeline:
-    def __init__(self, clock=lambda: 0.0):
+    def __init__(self, clock=lambda: 0.0, name: str = ""):
+        self.name = name                              # the bridge's
         self.tables = [Table(i) for i in range(N_TABLES)]
         self.groups: dict[int, GroupEntry] = {}
         self.meters: dict[int, MeterEntry] = {}

@@ -26,7 +26,7 @@ from .actions import (ACTION_SET_ORDER, INSTRUCTION_ORDER, ApplyActions, ClearAc
 from .classifier import Wildcards, key_int
 from .fields import BY_NAME, KEY_DTYPE, KEY_SIZE, VLAN_CFI, prereqs_of
 from .normal import RESERVED_MCAST, RESERVED_MCAST_MASK
-from .pipeline import FlowEntry, Pipeline
+from .pipeline import FlowEntry, Pipeline, PortEntry
 
 MAX_DEPTH = 64
 F = BY_NAME
@@ -51,6 +51,8 @@ class PacketIn:
     cookie: int
     max_len: int
     metadata: int
+    bridge: str = ""                 # the bridge whose pipeline sent it (patch ports: not the input's)
+    in_port: int = 0                 # its OpenFlow input port there
 
 
 class PacketInRegistry:
@@ -70,19 +72,41 @@ class PacketInRegistry:
         return self.by_id[cookie] if 0 <= cookie < len(self.by_id) else None
 
 
-@dataclass
-class Translation:
-    actions: list = field(default_factory=list)
-    wc: Wildcards = field(default_factory=Wildcards)
+@dataclass(eq=False)
+class Visit:
+    """What translation used in one bridge's pipeline: the input bridge's, then one per patch
+    port crossed (in the order crossed).  Stats go back to these, and a change to any of them
+    makes the megaflow due for revalidation."""
+    pipeline: Pipeline
     entries: list[FlowEntry] = field(default_factory=list)
     tables: list[int] = field(default_factory=list)
     groups: list[tuple[int, int]] = field(default_factory=list)   # (group id, bucket index)
     mirrors: list[int] = field(default_factory=list)              # indexes into pipeline.mirrors
-    packet_ins: list[PacketIn] = field(default_factory=list)
     macs: list[tuple[int, int]] = field(default_factory=list)          # (vlan, mac) NORMAL looked up
     learns: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (vlan, mac, ofport, garp)
+    patch: tuple[PortEntry, PortEntry] | None = None              # (left by, entered by): not for the first
+
+
+@dataclass
+class Translation:
+    actions: list = field(default_factory=list)
+    wc: Wildcards = field(default_factory=Wildcards)
+    visits: list[Visit] = field(default_factory=list)
+    packet_ins: list[PacketIn] = field(default_factory=list)
     error: str | None = None
     trace: list[str] = field(default_factory=list)
+
+    @property
+    def entries(self) -> list[FlowEntry]:
+        """Every rule matched, in every bridge crossed."""
+        return [e for v in self.visits for e in v.entries]
+
+    # The input bridge's part (the only one without patch ports).
+    tables = property(lambda self: self.visits[0].tables)
+    groups = property(lambda self: self.visits[0].groups)
+    mirrors = property(lambda self: self.visits[0].mirrors)
+    macs = property(lambda self: self.visits[0].macs)
+    learns = property(lambda self: self.visits[0].learns)
 
     def megaflow_mask(self) -> bytes:
         """The wildcards as a datapath mask; in_port and recirc_id are always exact."""
@@ -95,16 +119,17 @@ class _Ctx:
     """The state of one translation: the flow as the pipeline sees it, and as committed."""
 
     def __init__(self, pipeline: Pipeline, key: bytes, registry: PacketInRegistry, trace: bool):
-        self.p = pipeline
+        self.p = pipeline                         # the bridge translation is in (patch ports change it)
         self.reg = registry
         port = pipeline.port_by_dp(IN_PORT.from_key(key))
         self.in_ofport = port.ofport if port else 0xFFFFFFFF
-        self.in_dp = IN_PORT.from_key(key)
         self.flow = bytearray(key)
         IN_PORT.to_key(self.flow, self.in_ofport)
         self.base = bytearray(self.flow)          # what the packet is, as far as actions went
         self.metadata = 0
         self.out = Translation()
+        self.v = Visit(pipeline)
+        self.out.visits.append(self.v)
         self.odp = self.out.actions
         self.depth = 0
         self.tracing = trace
@@ -202,12 +227,26 @@ def _diff_mask(new: bytes, old: bytes) -> bytes:
 
 
 class Translator:
-    def __init__(self, pipeline: Pipeline, registry: PacketInRegistry | None = None):
+    """Translates for the bridges of one datapath.  PIPELINES: every bridge's pipeline on the
+    datapath (shared with the other bridges' translators; patch ports link them), or just
+    PIPELINE's.  A key is translated by the bridge that owns its input port."""
+
+    def __init__(self, pipeline: Pipeline, registry: PacketInRegistry | None = None,
+                 pipelines: list[Pipeline] | None = None):
         self.p = pipeline
         self.registry = registry or PacketInRegistry()
+        self.pipelines = pipelines if pipelines is not None else [pipeline]
+
+    def pipeline_of(self, dp_port: int) -> Pipeline:
+        """The pipeline of the bridge that owns datapath port DP_PORT (default: this one's)."""
+        if len(self.pipelines) > 1:
+            for p in self.pipelines:
+                if p.port_by_dp(dp_port) is not None:
+                    return p
+        return self.p
 
     def translate(self, key: bytes, trace: bool = False, table_id: int = 0) -> Translation:
-        c = _Ctx(self.p, key, self.registry, trace)
+        c = _Ctx(self.pipeline_of(IN_PORT.from_key(key)), key, self.registry, trace)
         c.out.wc.unwildcard(IN_PORT)
         if F["ip_frag"].from_key(key):
             # As Open vSwitch's default fragment handling: the pipeline sees no L4 ports in any
@@ -216,7 +255,7 @@ class Translator:
             for b in (c.flow, c.base):
                 b[_PORTS] = bytes(4)
                 b[_ofs("tcp_flags"):_ofs("tcp_flags") + 2] = bytes(2)
-        if c.in_ofport in self.p.mirror_outputs():
+        if c.in_ofport in c.p.mirror_outputs():
             c.log("input port is a mirror output port: dropped")
             return c.out
         orig = bytearray(c.flow)
@@ -227,14 +266,14 @@ class Translator:
         if c.out.error:
             c.odp.clear()
             c.log(f"error: {c.out.error}; the packet is dropped")
-        elif self.p.mirrors:
+        elif c.p.mirrors:
             self._mirror(c, orig)
         return c.out
 
     def _mirror(self, c: _Ctx, orig: bytearray) -> None:
         """Copies of the frame as it came in, for the mirrors that select it, first thing (OVS
         mirrors the original flow): each in a clone, so its VLAN tagging stays its own."""
-        p = self.p
+        p = c.p
         inp = p.ports.get(c.in_ofport)
         if inp is None:
             return
@@ -252,10 +291,10 @@ class Translator:
                 continue
             target = (m.out_port, m.out_vlan)
             if target in done:                 # two mirrors to one place: one copy
-                c.out.mirrors.append(i)
+                c.v.mirrors.append(i)
                 continue
             done.add(target)
-            c.out.mirrors.append(i)
+            c.v.mirrors.append(i)
             saved_odp, c.odp = c.odp, []
             if m.out_port is not None and m.out_port in p.ports and m.out_port != c.in_ofport:
                 self._output_normal(c, inp, p.ports[m.out_port], vlan)
@@ -276,17 +315,15 @@ class Translator:
         if c.depth > MAX_DEPTH:
             c.out.error = f"over the maximum translation depth {MAX_DEPTH}"
             return
-        table = self.p.tables[table_id]
-        table.lookups += 1
-        c.out.tables.append(table_id)
+        table = c.p.tables[table_id]
+        c.v.tables.append(table_id)
         rule = table.cls.lookup(key_int(bytes(c.flow)), c.metadata, c.out.wc)
         if rule is None:
             c.log(f"{table_id}. No match: table miss, drop")
             self._end_of_pipeline(c)
             return
         e: FlowEntry = rule.data
-        table.matches += 1
-        c.out.entries.append(e)
+        c.v.entries.append(e)
         c.table_id, c.cookie = table_id, e.cookie
         if c.tracing:
             from .flowstr import format_actions, format_match
@@ -295,7 +332,7 @@ class Translator:
         goto = None
         for ins in sorted(e.instructions, key=lambda i: INSTRUCTION_ORDER.index(type(i))):
             if isinstance(ins, Meter):
-                if ins.meter_id in self.p.meters:
+                if ins.meter_id in c.p.meters:
                     c.odp.append(odp.Meter(ins.meter_id))
             elif isinstance(ins, ApplyActions):
                 self._actions(c, ins.actions)
@@ -386,7 +423,7 @@ class Translator:
 
     def _packet_in(self, c: _Ctx, reason: str, max_len: int) -> None:
         c.commit()
-        pi = PacketIn(reason, c.table_id, c.cookie, max_len, c.metadata)
+        pi = PacketIn(reason, c.table_id, c.cookie, max_len, c.metadata, c.p.name, c.in_ofport)
         c.out.packet_ins.append(pi)
         c.odp.append(odp.Userspace(self.registry.id_of(pi)))
 
@@ -396,14 +433,13 @@ class Translator:
             c.log(f"output to controller (max_len {a.max_len})")
             self._packet_in(c, "action", a.max_len)
         elif port == OFPP_IN_PORT:
-            if c.in_ofport in self.p.ports:
-                c.commit()
-                c.odp.append(odp.Output(c.in_dp))
+            if c.in_ofport in c.p.ports:
+                self._emit(c, c.p.ports[c.in_ofport])
         elif port in (OFPP_FLOOD, OFPP_ALL):
             c.commit()
-            for p in sorted(self.p.ports.values(), key=lambda p: p.ofport):
+            for p in sorted(c.p.ports.values(), key=lambda p: p.ofport):
                 if p.ofport != c.in_ofport and not p.no_fwd and (port == OFPP_ALL or not p.no_flood):
-                    c.odp.append(odp.Output(p.dp_port))
+                    self._emit(c, p)
         elif port == OFPP_TABLE:
             self._table(c, 0)
         elif port == OFPP_NORMAL:
@@ -411,18 +447,49 @@ class Translator:
         elif port == OFPP_LOCAL:
             c.log("output to LOCAL: this switch has no local port, dropped")
         elif port < OFPP_MAX:
-            p = self.p.ports.get(port)
+            p = c.p.ports.get(port)
             if p is None or p.no_fwd:
                 c.log(f"output:{port}: no such port, dropped")
             elif port == c.in_ofport:
                 c.log(f"output:{port} is the input port: skipped (use in_port)")
             else:
-                c.commit()
-                c.odp.append(odp.Output(p.dp_port))
+                self._emit(c, p)
+
+    def _emit(self, c: _Ctx, port: PortEntry) -> None:
+        """Out of PORT of the current bridge: a datapath output, or on across a patch port."""
+        if port.dp_port >= 0:
+            c.commit()
+            c.odp.append(odp.Output(port.dp_port))
+        else:
+            self._patch(c, port)
+
+    def _patch(self, c: _Ctx, port: PortEntry) -> None:
+        """Into the peer bridge as if the frame came in on the peer port, as Open vSwitch does:
+        table 0 of the peer with metadata and the action set cleared, in one translation (so
+        one megaflow covers both bridges).  The frame's headers are the peer's to change; this
+        bridge carries on with its own view of them afterwards (commit() puts back what it
+        needs).  A dec_ttl that ends the frame there does not end it here."""
+        peer_p, peer_ofport = port.patch or (None, 0)
+        peer = peer_p.ports.get(peer_ofport) if peer_p else None
+        if peer is None or peer.patch is None:
+            c.log(f"output to patch port {port.name}: its peer is not there, dropped")
+            return
+        saved = (c.p, c.v, c.in_ofport, c.metadata, c.action_set, c.table_id, c.cookie, c.depth, bytearray(c.flow))
+        c.log(f"patch port {port.name} -> bridge {peer_p.name}, in_port {peer.ofport} ({peer.name})")
+        c.p, c.v = peer_p, Visit(peer_p, patch=(port, peer))
+        c.out.visits.append(c.v)
+        c.in_ofport, c.metadata, c.action_set = peer.ofport, 0, {}
+        IN_PORT.to_key(c.flow, peer.ofport)
+        try:
+            self._table(c, 0)
+        except _Stop:
+            pass
+        finally:
+            c.p, c.v, c.in_ofport, c.metadata, c.action_set, c.table_id, c.cookie, c.depth, c.flow = saved
 
     # -- NORMAL: the learning switch
     def _normal(self, c: _Ctx) -> None:
-        p = self.p
+        p = c.p
         inp = p.ports.get(c.in_ofport)
         if inp is None:
             c.log("NORMAL: packet from an unknown port, dropped")
@@ -445,8 +512,8 @@ class Translator:
         if learn and not src & 0x010000000000:
             garp = eth_type == 0x0806 and dst == 0xFFFFFFFFFFFF and (
                 c.get("arp_op") == 2 or c.get("arp_spa") == c.get("arp_tpa"))
-            c.out.learns.append((vlan, src, inp.ofport, garp))
-        c.out.macs.append((vlan, dst))
+            c.v.learns.append((vlan, src, inp.ofport, garp))
+        c.v.macs.append((vlan, dst))
         out = p.macs.lookup(vlan, dst) if learn and not dst & 0x010000000000 else None
         if out == inp.ofport:
             c.log(f"NORMAL: {dst:012x} was learned on the input port, dropped")
@@ -475,8 +542,7 @@ class Translator:
             new = [(tpid, tag | pcp << 13 | VLAN_CFI)] + inner
         saved = bytearray(c.flow)
         c._set_stack(c.flow, new)
-        c.commit()
-        c.odp.append(odp.Output(port.dp_port))
+        self._emit(c, port)
         c.flow = saved
 
     def _group(self, c: _Ctx, gid: int) -> None:
@@ -490,11 +556,11 @@ class Translator:
             c.depth -= 1
 
     def _group_in(self, c: _Ctx, gid: int) -> None:
-        g = self.p.groups.get(gid)
+        g = c.p.groups.get(gid)
         if g is None:
             c.log(f"group {gid}: no such group, dropped")
             return
-        live = [i for i, b in enumerate(g.buckets) if self._live(b)]
+        live = [i for i, b in enumerate(g.buckets) if self._live(c, b)]
         if g.type == "all":
             chosen = list(range(len(g.buckets)))
         elif g.type == "indirect":
@@ -506,7 +572,7 @@ class Translator:
         c.log(f"group {gid} ({g.type}): bucket(s) {chosen}")
         c.commit()
         for i in chosen:               # a bucket's changes stay in the bucket, whatever the type
-            c.out.groups.append((gid, i))
+            c.v.groups.append((gid, i))
             self._bucket(c, g.buckets[i].actions, clone=True)
 
     def _bucket(self, c: _Ctx, actions, clone: bool) -> None:
@@ -523,16 +589,16 @@ class Translator:
         if nested:
             c.odp.append(odp.Clone(tuple(nested)))
 
-    def _live(self, b) -> bool:
+    def _live(self, c: _Ctx, b) -> bool:
         """A bucket watching nothing is live; else it is live if its port or its group is (as
         Open vSwitch reads OpenFlow's 'port and/or group')."""
         watches = []
         if b.watch_port not in (None, 0xFFFFFFFF):
-            p = self.p.ports.get(b.watch_port)
+            p = c.p.ports.get(b.watch_port)
             watches.append(p is not None and p.live)
         if b.watch_group not in (None, 0xFFFFFFFF):
-            g = self.p.groups.get(b.watch_group)
-            watches.append(g is not None and any(self._live(x) for x in g.buckets))
+            g = c.p.groups.get(b.watch_group)
+            watches.append(g is not None and any(self._live(c, x) for x in g.buckets))
         return not watches or any(watches)
 
     def _select(self, c: _Ctx, g, live: list[int]) -> list[int]:

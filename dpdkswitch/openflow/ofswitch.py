@@ -114,7 +114,7 @@ def translate_actions(xlate, frame: bytes, in_ofport: int, dp_in_port: int, acti
     from ..ofproto import xlate as X
     key = parse(frame, dp_in_port)
     c = X._Ctx(xlate.p, key, xlate.registry, False)
-    if in_ofport not in xlate.p.ports:
+    if in_ofport not in xlate.p.ports or xlate.p.ports[in_ofport].dp_port < 0:    # or a patch port
         c.in_ofport = in_ofport
         IN_PORT.to_key(c.flow, in_ofport & IN_PORT.all_ones)
         c.base = bytearray(c.flow)
@@ -192,7 +192,7 @@ class OFSwitch:
     # -- lifetime
     async def start(self) -> None:
         self.port_snapshot = self._port_state()
-        self.br.upcalls.on_packet_in = self.on_packet_in
+        self.br.upcalls.packet_in_hooks[self.br.config.name] = self.on_packet_in
         self.br.pipeline.removed.clear()
         if self.cfg.fail_mode == "secure" and not self.br.config.flows:
             self._remove_default_rule()
@@ -213,7 +213,7 @@ class OFSwitch:
             await lst.stop()
         for conn in list(self.conns):
             conn.close()
-        self.br.upcalls.on_packet_in = lambda ev: None
+        self.br.upcalls.packet_in_hooks.pop(self.br.config.name, None)
 
     def primaries(self) -> list[OFConnection]:
         return [c for c in self.conns if c.kind == "primary"]
@@ -614,7 +614,7 @@ class OFSwitch:
         p = self.br.pipeline
         in_port = msg.in_port
         if in_port in p.ports:
-            dp_in = p.ports[in_port].dp_port
+            dp_in = max(p.ports[in_port].dp_port, 0)          # a patch port has no datapath port
         elif in_port in (A.OFPP_CONTROLLER, A.OFPP_LOCAL, A.OFPP_ANY):
             dp_in = 0
         else:
@@ -727,7 +727,7 @@ class OFSwitch:
             if want not in (A.OFPP_ANY, port.ofport):
                 continue
             try:
-                s = self.br.dp.port_stats(port.dp_port)
+                s = self.br.port_stats(port)
             except DatapathError:
                 continue
             sec, nsec = _split_time(time.monotonic() - self.port_since.get(port.ofport, time.monotonic()))

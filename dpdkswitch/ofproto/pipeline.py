@@ -150,6 +150,7 @@ class Pipeline:
         self.mirrors: list[Mirror] = []
         self.flood_vlans: set[int] = set()
         self.forward_bpdu = False
+        self.miss_to_controller = False               # table misses: packet-ins (an OpenFlow 1.0 controller)
 
     # -- bookkeeping for the revalidator
     def _touch(self, entry: FlowEntry | None = None, table: int | None = None) -> None:

@@ -319,7 +319,12 @@ class Translator:
         c.v.tables.append(table_id)
         rule = table.cls.lookup(key_int(bytes(c.flow)), c.metadata, c.out.wc)
         if rule is None:
-            c.log(f"{table_id}. No match: table miss, drop")
+            if c.p.miss_to_controller:        # OpenFlow 1.0's table miss (Open vSwitch's miss rule)
+                c.log(f"{table_id}. No match: table miss, to the controller (an OpenFlow 1.0 controller is connected)")
+                c.table_id, c.cookie = table_id, 0
+                self._packet_in(c, "no_match", OFPCML_NO_BUFFER)
+            else:
+                c.log(f"{table_id}. No match: table miss, drop")
             self._end_of_pipeline(c)
             return
         e: FlowEntry = rule.data

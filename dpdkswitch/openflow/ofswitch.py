@@ -225,6 +225,7 @@ class OFSwitch:
             log(f"{self.name}: connected to controller {conn.name}, OpenFlow {'1.3' if conn.version == V13 else '1.0'}")
         if conn.kind == "primary" and self.fail_open:
             self._set_fail_open(False)
+        self._update_table_miss()
 
     def disconnected(self, conn: OFConnection) -> None:
         self.conns.discard(conn)
@@ -232,6 +233,19 @@ class OFSwitch:
             log(f"{self.name}: controller {conn.name} disconnected")
             if not self.primaries() and self.cfg.fail_mode == "standalone":
                 self._set_fail_open(True)
+            self._update_table_miss()
+
+    def _update_table_miss(self) -> None:
+        """A table miss is a packet-in under OpenFlow 1.0 and a drop under 1.3: as Open vSwitch,
+        misses go to the controllers while any controller connection speaks 1.0."""
+        want = any(c.version == V10 for c in self.primaries())
+        p = self.br.pipeline
+        if p.miss_to_controller != want:
+            p.miss_to_controller = want
+            p.full_revalidation = True           # cached misses: drops become packet-ins, or back
+            p.version += 1
+            if not self.stopping:
+                self.br.revalidator.run()
 
     # -- fail modes
     def _fail_open_spec(self) -> FlowSpec:

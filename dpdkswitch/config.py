@@ -44,7 +44,9 @@ Schema reference (defaults in parentheses)::
                                 #   back; patch port names are unique in the config.
                                 #   Bridges linked by patch ports share one datapath: their
                                 #   datapath settings must agree (pmd_cores are pooled)
-            ofport: 1           # required, 1..65279, unique within the bridge
+            ofport: 1           # required, 1..65279 or LOCAL (the bridge's local port, as
+                                #   Open vSwitch's: output:LOCAL goes there, floods include
+                                #   it; e.g. a tap the host uses), unique within the bridge
             n_rxq: 1            # 1..64 (1)
             n_txq: null         # 1..64 (None = chosen at run time)
             rxd: 1024           # power of two, 64..16384 (1024)
@@ -467,6 +469,18 @@ def _device(r: _Reader, node: Node, key: str) -> str:
     return s
 
 
+OFPP_LOCAL = 0xFFFFFFFE
+
+
+def _ofport(r: _Reader, node: Node, key: str) -> int:
+    """1..65279, or LOCAL: the bridge's local port."""
+    if isinstance(node, ScalarNode) and node.tag == _STR and node.value.upper() == "LOCAL":
+        return OFPP_LOCAL
+    if not (isinstance(node, ScalarNode) and node.tag == _INT):
+        r.fail(node, f"{key}: expected an integer in 1..65279 or LOCAL, got {_describe(node)}")
+    return _int(1, 65279)(r, node, key)
+
+
 def _flow(r: _Reader, node: Node, key: str) -> FlowConfig:
     text = _str(r, node, key)
     if not text.strip():
@@ -533,7 +547,7 @@ SSL = {
 PORT = {
     "device": (_opt(_device), None),
     "peer": (_opt(_text(_name_re(15).fullmatch, "a patch port name (1-15 characters of A-Za-z0-9_.-)")), None),
-    "ofport": (_int(1, 65279), REQUIRED),
+    "ofport": (_ofport, REQUIRED),
     "n_rxq": (_int(1, 64), 1),
     "n_txq": (_opt(_int(1, 64)), None),
     "rxd": (_int(64, 16384, pow2=True), 1024),

@@ -37,7 +37,7 @@ def check_error(err: ConfigError, path: str, line: int, needles) -> None:
 BAD_CASES = {
     "unknown_key.yaml": ["'ofprot'", "did you mean 'ofport'?"],
     "wrong_type.yaml": ["n_rxq", "expected an integer, got string 'abc'"],
-    "bool_as_int.yaml": ["ofport", "expected an integer, got boolean 'yes'"],
+    "bool_as_int.yaml": ["ofport", "expected an integer in 1..65279 or LOCAL, got boolean 'yes'"],
     "bad_devargs.yaml": ["net_pcap0,rx_pcap", "'rx_pcap' is not key=value"],
     "unknown_driver_key.yaml": ["'ifname'", "iface, mac, remote, persist"],
     "bad_device.yaml": ["bad device string 'eth0'", "PCI address", "tap, af_packet"],
@@ -220,3 +220,12 @@ def test_tls_targets_need_certificates(tmp_path):
         (tmp_path / f).write_text("x")
     ssl = config.loads(with_ssl, str(tmp_path / "t.yaml")).bridges["br0"].openflow.ssl
     assert ssl.ca_cert == str(tmp_path / "ca.pem")
+
+
+def test_ofport_local_names_the_bridges_local_port():
+    c = config.loads("bridges:\n  br0:\n    datapath: {pmd_cores: []}\n    ports:\n"
+              "      l: {device: 'net_tap_lc0,iface=lc0', ofport: LOCAL}\n")
+    assert c.bridges["br0"].ports["l"].ofport == 0xFFFFFFFE
+    with pytest.raises(ConfigError, match=r"x.yaml:5: ofport: expected an integer in 1..65279 or LOCAL"):
+        config.loads("bridges:\n  br0:\n    datapath: {pmd_cores: []}\n    ports:\n"
+              "      l: {device: 'net_tap_lc0,iface=lc0', ofport: LOKAL}\n", "x.yaml")

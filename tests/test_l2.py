@@ -156,3 +156,25 @@ def test_hosts_on_two_bridges_talk_through_patch_ports(tmp_path):
         assert sw.ctl("ofctl/dump-flows", "br1").count("n_packets=0") == 0
     finally:
         assert sw.stop() == 0, sw.log.read_text()
+
+
+def test_the_local_port_takes_output_local_and_matches_in_port_local(tmp_path):
+    """ofport: LOCAL makes a port the bridge's local port (Open vSwitch's bridge interface):
+    rules send to it with output:LOCAL and match its frames with in_port=LOCAL."""
+    ns = {h: f"l2l{TAG}{h}" for h in ("h", "l")}
+    cfg = ("dpdk: {cores: [0, 1]}\ncontrol: {socket: @SOCK@}\nbridges:\n  br0:\n    datapath: {pmd_cores: [1]}\n"
+           "    ports:\n" + port("ph", 1, ns["h"], "10.6.0.1/24")
+           + f"      loc: {{device: 'net_tap_l{TAG}9,iface=l{TAG}9', ofport: LOCAL, "
+             f"netns: {{name: {ns['l']}, address: 10.6.0.2/24}}}}\n"
+           "    flows:\n      - 'in_port=1,actions=output:LOCAL'\n      - 'in_port=LOCAL,actions=output:1'\n")
+    sw = SwitchProc(tmp_path, cfg)
+    try:
+        for h in ns.values():
+            quiet(h)
+        assert ping(ns["h"], "10.6.0.2", count=3)
+        assert "loc LOCAL/" in sw.ctl("dpif/show")
+        flows = sw.ctl("ofctl/dump-flows", "br0")
+        assert "in_port=LOCAL" in flows and "actions=LOCAL" in flows.replace("output:LOCAL", "LOCAL")
+        assert all("n_packets=0" not in l for l in flows.splitlines() if "in_port" in l), flows
+    finally:
+        assert sw.stop() == 0, sw.log.read_text()

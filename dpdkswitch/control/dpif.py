@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..config import ConfigError, PortConfig, parse_device
 from ..datapath import DatapathError
+from ..ofproto.actions import OFPP_LOCAL
 from ..ofproto.fields import BY_NAME
 from ..stats import PmdCounters, format_pmd_stats
 from ..switch import Switch
@@ -39,10 +40,11 @@ def register(commands: Commands, switch: Switch) -> dict[str, PmdCounters]:
                 s = br.port_stats(p)
                 link = f"link {'up' if i.link_up else 'down'}" + (f" {i.link_speed} Mbps" if i.link_up else "")
                 ns = f", netns {p.config.netns.name}" if p.config.netns else ""
+                ofport = "LOCAL" if p.ofport == OFPP_LOCAL else p.ofport
                 if p.is_patch:            # as Open vSwitch's dpif/show: no datapath port
-                    out.append(f"  {p.name} {p.ofport}/none: (patch: peer={p.config.peer}) {link}")
+                    out.append(f"  {p.name} {ofport}/none: (patch: peer={p.config.peer}) {link}")
                 else:
-                    out.append(f"  {p.name} {p.ofport}/{p.dp_port}: ({i.driver}: {i.name}) {link}, "
+                    out.append(f"  {p.name} {ofport}/{p.dp_port}: ({i.driver}: {i.name}) {link}, "
                                f"rxq {i.n_rxq}, txq {i.n_txq}{' (shared)' if i.txq_shared else ''}, "
                                f"mtu {i.mtu}, mac {i.mac}{ns}")
                 out.append(f"    RX packets:{s['rx_packets']} bytes:{s['rx_bytes']} missed:{s['rx_missed']} "

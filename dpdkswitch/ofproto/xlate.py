@@ -450,7 +450,13 @@ class Translator:
         elif port == OFPP_NORMAL:
             self._normal(c)
         elif port == OFPP_LOCAL:
-            c.log("output to LOCAL: this switch has no local port, dropped")
+            p = c.p.ports.get(OFPP_LOCAL)
+            if p is None or p.no_fwd:
+                c.log("output to LOCAL: the bridge has no local port (ofport: LOCAL in its config), dropped")
+            elif c.in_ofport == OFPP_LOCAL:
+                c.log("output:LOCAL is the input port: skipped (use in_port)")
+            else:
+                self._emit(c, p)
         elif port < OFPP_MAX:
             p = c.p.ports.get(port)
             if p is None or p.no_fwd:

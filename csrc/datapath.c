@@ -96,6 +96,29 @@ dps_tsc_hz(void)
     return rte_get_tsc_hz();
 }
 
+void
+dps_pmd_stage_sampling(struct dps_dp *dp, uint32_t every)
+{
+    __atomic_store_n(&dp->stage_every, every, __ATOMIC_RELAXED);
+}
+
+void
+dps_mem_stats(const struct dps_dp *dp, struct dps_mem_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    for (unsigned s = 0; s < rte_socket_count(); s++) {
+        struct rte_malloc_socket_stats ms;
+        if (rte_malloc_get_socket_stats(rte_socket_id_by_idx(s), &ms) == 0) {
+            out->heap_allocated += ms.heap_allocsz_bytes;
+            out->heap_total += ms.heap_totalsz_bytes;
+        }
+    }
+    out->flow_slot_bytes = sizeof(struct dps_flow) + sizeof *dp->ft.free
+                           + (dp->n_pmds + 1) * sizeof(struct dps_flow_stats);
+    out->flow_limit = dp->ft.limit;
+    out->n_flows = dp->ft.n_flows;
+}
+
 /* ---- Datapath lifetime ---- */
 
 struct dps_dp *

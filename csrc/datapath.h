@@ -107,6 +107,8 @@ struct dps_pmd {
     struct dps_inflight inflight;     /* misses upcalled, not yet answered; parked frames */
     uint64_t *upcalls_by_port;        /* [DPS_MAX_PORTS]: upcalls queued, per input port */
     uint32_t rng;
+    uint64_t stage_t0, stage_tsc;     /* this iteration's first and last TSC read; 0: not timed */
+    uint64_t stage_laps[DPS_STAGES];  /* its cycles by stage, kept if it received frames */
 };
 
 struct dps_dp {
@@ -133,6 +135,7 @@ struct dps_dp {
     uint64_t upcalls_taken[DPS_MAX_PORTS];        /* consumed, per input port (control thread) */
     uint32_t upcall_share;                        /* ring slots one port may hold */
     uint32_t emc_inv_prob;
+    uint32_t stage_every;                         /* time every Nth iteration's stages; 0 off */
     uint64_t (*port_tx_dropped)[DPS_MAX_PORTS];   /* [DPS_MAX_PMDS + 1][DPS_MAX_PORTS] */
 };
 

@@ -695,14 +695,13 @@ pmd_cls_refresh(struct dps_pmd_cls *pc, const struct dps_cls *cls)
     }
 }
 
-void
-dps_classify(struct dps_pmd *pmd, struct rte_mbuf **pkts, struct dps_flow_key *keys, uint32_t *hashes,
-             uint32_t *slots, unsigned n)
+unsigned
+dps_classify_emc(struct dps_pmd *pmd, const struct dps_flow_key *keys, const uint32_t *hashes, uint32_t *slots,
+                 unsigned n, unsigned *miss)
 {
-    struct dps_dp *dp = pmd->dp;
-    const struct dps_flow_table *ft = &dp->ft;
-    uint32_t inv = __atomic_load_n(&dp->emc_inv_prob, __ATOMIC_RELAXED);
-    unsigned miss[DPS_BURST], n_miss = 0;
+    const struct dps_flow_table *ft = &pmd->dp->ft;
+    uint32_t inv = __atomic_load_n(&pmd->dp->emc_inv_prob, __ATOMIC_RELAXED);
+    unsigned n_miss = 0;
 
     for (unsigned i = 0; i < n; i++) {
         slots[i] = inv ? emc_lookup(pmd->emc, ft, &keys[i], hashes[i]) : UINT32_MAX;
@@ -711,6 +710,15 @@ dps_classify(struct dps_pmd *pmd, struct rte_mbuf **pkts, struct dps_flow_key *k
         else
             miss[n_miss++] = i;
     }
+    return n_miss;
+}
+
+void
+dps_classify_masked(struct dps_pmd *pmd, const struct dps_flow_key *keys, const uint32_t *hashes, uint32_t *slots,
+                    unsigned *miss, unsigned n_miss)
+{
+    const struct dps_flow_table *ft = &pmd->dp->ft;
+    uint32_t inv = __atomic_load_n(&pmd->dp->emc_inv_prob, __ATOMIC_RELAXED);
     if (!n_miss)
         return;
 
@@ -746,6 +754,14 @@ dps_classify(struct dps_pmd *pmd, struct rte_mbuf **pkts, struct dps_flow_key *k
         }
         n_miss = left;
     }
+}
+
+void
+dps_classify(struct dps_pmd *pmd, struct rte_mbuf **pkts, struct dps_flow_key *keys, uint32_t *hashes,
+             uint32_t *slots, unsigned n)
+{
+    unsigned miss[DPS_BURST];
+    dps_classify_masked(pmd, keys, hashes, slots, miss, dps_classify_emc(pmd, keys, hashes, slots, n, miss));
     (void)pkts;
 }
 

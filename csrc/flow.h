@@ -158,13 +158,19 @@ void dps_flow_table_fini(struct dps_dp *dp);
 /* After a grace period: recycle dead flow slots and free replaced action lists. */
 void dps_flow_reclaim(struct dps_dp *dp);
 
-/* PMD side: classify a burst.  flows[i] gets the slot of pkts[i]'s flow or UINT32_MAX. */
 /* Control thread: the flow KEY hits, without any cache; UINT32_MAX if none. */
 uint32_t dps_flow_lookup_slot(const struct dps_dp *dp, const struct dps_flow_key *key);
 void dps_emc_hint(struct dps_pmd *pmd, const struct dps_flow_key *key, uint32_t hash, uint32_t slot, uint32_t gen);
 void dps_emc_hints_apply(struct dps_pmd *pmd);
+/* PMD side: classify a burst (n <= DPS_BURST).  slots[i] gets the slot of keys[i]'s flow or
+ * UINT32_MAX.  The two halves, for a PMD that times them: the exact-match cache (sets every
+ * slot; the misses' indexes into MISS, returns how many), then the masked classifier for those. */
 void dps_classify(struct dps_pmd *pmd, struct rte_mbuf **pkts, struct dps_flow_key *keys, uint32_t *hashes,
                   uint32_t *slots, unsigned n);
+unsigned dps_classify_emc(struct dps_pmd *pmd, const struct dps_flow_key *keys, const uint32_t *hashes,
+                          uint32_t *slots, unsigned n, unsigned *miss);
+void dps_classify_masked(struct dps_pmd *pmd, const struct dps_flow_key *keys, const uint32_t *hashes,
+                         uint32_t *slots, unsigned *miss, unsigned n_miss);
 bool dps_meter_allow(struct dps_dp *dp, uint32_t id, uint32_t bytes, uint64_t now_ns);
 uint32_t dps_key_hash(const struct dps_flow_key *k);
 

@@ -57,6 +57,42 @@ dps_pmd_free(struct dps_pmd *pmd)
     rte_free(pmd);
 }
 
+/* Stage timing (see DPS_STAGE_* in dpdkswitch.h): every Nth iteration, when it is on, the TSC
+ * is read at each stage boundary; otherwise a boundary is one predicted branch. */
+static inline void
+stage_begin(struct dps_pmd *pmd)
+{
+    uint32_t every = __atomic_load_n(&pmd->dp->stage_every, __ATOMIC_RELAXED);
+    pmd->stage_t0 = pmd->stage_tsc = likely(!every) || pmd->stats->iterations % every ? 0 : rte_rdtsc();
+}
+
+static inline void
+stage_lap(struct dps_pmd *pmd, unsigned stage)
+{
+    if (unlikely(pmd->stage_tsc)) {
+        uint64_t t = rte_rdtsc();
+        pmd->stage_laps[stage] += t - pmd->stage_tsc;
+        pmd->stage_tsc = t;
+    }
+}
+
+/* The timed iteration's laps into the counters if it received frames; dropped if not. */
+static void
+stage_end(struct dps_pmd *pmd, unsigned received)
+{
+    if (likely(!pmd->stage_t0))
+        return;
+    if (received) {
+        pmd->stats->sampled_iterations++;
+        pmd->stats->sampled_packets += received;
+        pmd->stats->sampled_cycles += pmd->stage_tsc - pmd->stage_t0;
+        for (unsigned s = 0; s < DPS_STAGES; s++)
+            pmd->stats->stage_cycles[s] += pmd->stage_laps[s];
+    }
+    memset(pmd->stage_laps, 0, sizeof pmd->stage_laps);
+    pmd->stage_t0 = pmd->stage_tsc = 0;
+}
+
 /* Send one port's batch on this PMD's tx queue; count what the queue refused. */
 static void
 tx_flush_port(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port)
@@ -148,6 +184,7 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
             s->packets += n;
             s->used_ns = now;
             pmd->stats->simple_hits += n;
+            stage_lap(pmd, DPS_STAGE_SIMPLE);
             return n;
         }
     }
@@ -183,6 +220,7 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
         s->used_ns = now;
         dps_actions_execute(pmd, f, m, &key, ca[i]->data, ca[i]->len, 0);
     }
+    stage_lap(pmd, DPS_STAGE_SIMPLE);
     pmd->stats->simple_hits += done;
     return done;
 }
@@ -199,6 +237,7 @@ process(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, struct r
     n -= simple;
     struct dps_flow_key keys[DPS_BURST];
     uint32_t hashes[DPS_BURST], slots[DPS_BURST];
+    unsigned miss[DPS_BURST];
     for (uint16_t i = 0; i < n; i++)
         rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
     for (uint16_t i = 0; i < n; i++) {
@@ -208,13 +247,18 @@ process(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, struct r
         hashes[i] = (pkts[i]->ol_flags & RTE_MBUF_F_RX_RSS_HASH)
                     ? pkts[i]->hash.rss ^ (in_port * 0x9e3779b1u) : dps_key_hash(&keys[i]);
     }
-    dps_classify(pmd, pkts, keys, hashes, slots, n);
+    stage_lap(pmd, DPS_STAGE_PARSE);
+    unsigned n_miss = dps_classify_emc(pmd, keys, hashes, slots, n, miss);
+    stage_lap(pmd, DPS_STAGE_EMC);
+    dps_classify_masked(pmd, keys, hashes, slots, miss, n_miss);
+    stage_lap(pmd, DPS_STAGE_MASKED);
     for (uint16_t i = 0; i < n; i++) {
         if (slots[i] == UINT32_MAX)
             dps_upcall_miss(pmd, pkts[i], &keys[i], hashes[i]);
         else
             dps_pmd_run_flow(pmd, f, pkts[i], &keys[i], slots[i], now, 0);
     }
+    stage_lap(pmd, DPS_STAGE_ACTIONS);
 }
 
 /* One poll iteration: parked frames, every rx queue once, then flush output.  Returns frames
@@ -228,17 +272,22 @@ dps_pmd_iterate(struct dps_pmd *pmd)
     uint64_t now = dps_clock_now(pmd->dp);
     unsigned total = 0;
 
+    stage_begin(pmd);
     dps_emc_hints_apply(pmd);
     dps_inflight_retry(pmd, f);
+    stage_lap(pmd, DPS_STAGE_UPKEEP);
     for (uint32_t i = 0; i < mine->n_rxq; i++) {
         const struct dps_rxq_ref *rxq = &mine->rxq[i];
         uint16_t n = rte_eth_rx_burst(rxq->eth_port, rxq->queue, pkts, DPS_BURST);
+        stage_lap(pmd, DPS_STAGE_RX);
         if (n == 0)
             continue;
         total += n;
         process(pmd, f, rxq->dp_port, pkts, n, now);
     }
     dps_pmd_flush(pmd, f);
+    stage_lap(pmd, DPS_STAGE_TX);
+    stage_end(pmd, total);
     pmd->stats->rx_packets += total;
     pmd->stats->iterations++;
     return total;

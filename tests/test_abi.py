@@ -16,3 +16,10 @@ def test_check_catches_a_wrong_layout():
                       for n in abi.PMD_STATS_DTYPE.names])
     errors = abi.check(extension_path(), "dps_pmd_stats", wrong)
     assert any("tx_packets" in e for e in errors) and any("size" in e for e in errors)
+
+
+def test_stage_names_follow_the_c_stage_numbers():
+    from dpdkswitch.datapath import lib
+    assert lib.DPS_STAGES == len(abi.STAGES) == abi.PMD_STATS_DTYPE["stage_cycles"].shape[0]
+    for i, name in enumerate(abi.STAGES):
+        assert getattr(lib, f"DPS_STAGE_{name.upper()}") == i, name

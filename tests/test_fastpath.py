@@ -284,3 +284,67 @@ def test_thousand_flows_through_pmd_and_pcap_vdevs(eal, worker_lcore, tmp_path):
         d.del_port(2)
     expect = [(0x020000000000 | i).to_bytes(6, "big") + fr[6:] for i, fr in enumerate(frames)]
     assert read_pcap(str(dst)) == expect
+
+
+def _stages(d) -> dict:
+    from dpdkswitch.datapath.abi import STAGES
+    st = d.pmd_stats()[MANUAL_PMD]
+    return {"iterations": int(st["sampled_iterations"]), "packets": int(st["sampled_packets"]),
+            "cycles": int(st["sampled_cycles"]), **{s: int(c) for s, c in zip(STAGES, st["stage_cycles"])}}
+
+
+def _stage_sum(s: dict) -> int:
+    from dpdkswitch.datapath.abi import STAGES
+    return sum(s[n] for n in STAGES)
+
+
+def test_stage_cycles_are_sampled_only_when_asked(dp2):
+    """Stage timing: nothing while off; when on, every Nth iteration with frames is timed, the
+    stages the frames took have cycles, those they did not have none, and the stages add up to
+    no more than the timed iterations' own cycles."""
+    frames = [udp_frame(i) for i in range(32)]
+    key, mask = in_port_flow(1)
+    dp2.flow_put(1, key, mask, odp.encode([odp.Output(2)]))     # in_port alone: the cheap path
+    dp2.inject(1, frames)
+    dp2.poll(1)
+    assert all(v == 0 for v in _stages(dp2).values())           # off: never a TSC read
+    dp2.set_stage_sampling(1)
+    dp2.inject(1, frames)
+    dp2.poll(3)                                                 # one iteration with frames, two without
+    s = _stages(dp2)
+    assert (s["iterations"], s["packets"]) == (1, 32)           # idle iterations are not counted
+    assert s["simple"] > 0 and s["rx"] > 0 and s["tx"] > 0
+    assert s["parse"] == s["emc"] == s["masked"] == s["actions"] == 0
+    assert 0 < _stage_sum(s) <= s["cycles"]
+    assert len(dp2.drain(2)) == 64
+
+    # The full path: a mask beyond L2 ends the cheap path; first misses, then classifier hits.
+    dp2.flow_del([1])
+    m = field_mask("in_port", "eth_type", "ipv4_src")
+    dp2.flow_put_batch([(100 + i, bytes(a & b for a, b in zip(parse(f, 1), m)), m, odp.encode([odp.Output(2)]))
+                        for i, f in enumerate(frames)])
+    dp2.inject(1, frames)
+    dp2.poll(1)
+    s2 = _stages(dp2)
+    assert (s2["iterations"], s2["packets"]) == (2, 64)
+    for st in ("parse", "emc", "masked", "actions"):
+        assert s2[st] > 0, st
+    assert s2["simple"] == s["simple"]
+    assert 0 < _stage_sum(s2) <= s2["cycles"]
+    assert len(dp2.drain(2)) == 32
+
+    # Every 4th iteration only; off again stops it.
+    dp2.set_stage_sampling(4)
+    it0 = int(dp2.pmd_stats()[MANUAL_PMD]["iterations"])
+    for _ in range(8):
+        dp2.inject(1, frames)
+        dp2.poll(1)
+    timed = sum(1 for i in range(it0, it0 + 8) if i % 4 == 0)
+    assert _stages(dp2)["iterations"] == 2 + timed and _stages(dp2)["packets"] == 64 + 32 * timed
+    dp2.set_stage_sampling(0)
+    before = _stages(dp2)
+    dp2.inject(1, frames)
+    dp2.poll(4)
+    assert _stages(dp2) == before
+    with pytest.raises(ValueError):
+        dp2.set_stage_sampling(-1)

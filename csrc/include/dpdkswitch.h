@@ -355,8 +355,26 @@ unsigned dps_pmd_count(const struct dps_dp *dp);
  * are the last slot of dps_pmd_stats(), index DPS_MAX_PMDS. */
 int dps_dp_poll(struct dps_dp *dp, unsigned iterations);
 
+/* Cycles by stage.  While dps_pmd_stage_sampling(dp, N) is on, each PMD reads the TSC after
+ * every stage of every Nth poll iteration (once per stage per burst, not per frame) and adds
+ * the laps to stage_cycles[] below, for iterations that received frames; stage_cycles[s] /
+ * sampled_packets is stage s's cycles per frame.  Off (N = 0, the default) a stage boundary
+ * costs one predicted branch.  The cheap path (DPS_STAGE_SIMPLE) matches each frame's L2 header
+ * against its port's few flows and runs the flow's actions frame by frame, so its lookup and
+ * actions are one stage (with a single in_port-only flow it is actions alone); the full path's
+ * stages are PARSE, EMC, MASKED and ACTIONS. */
+#define DPS_STAGE_UPKEEP 0            /* EMC hints from the slow path; parked frames retried */
+#define DPS_STAGE_RX 1                /* rte_eth_rx_burst, every rx queue */
+#define DPS_STAGE_SIMPLE 2            /* the cheap path whole: L2 match and actions, frame by frame */
+#define DPS_STAGE_PARSE 3             /* the full parse and the key hash */
+#define DPS_STAGE_EMC 4               /* exact-match cache lookups */
+#define DPS_STAGE_MASKED 5            /* masked classifier: subtable lookups, EMC inserts */
+#define DPS_STAGE_ACTIONS 6           /* flow counters and actions (into tx batches); misses upcalled */
+#define DPS_STAGE_TX 7                /* rte_eth_tx_burst of the iteration's batches */
+#define DPS_STAGES 8
+
 /* Per-PMD counters, written by their PMD only, read in place (tests/test_abi.py checks the
- * layout against numpy).  192 bytes each, so no two PMDs share a cache line. */
+ * layout against numpy).  256 bytes each, so no two PMDs share a cache line. */
 struct dps_pmd_stats {
     uint64_t rx_packets;
     uint64_t tx_packets;
@@ -375,14 +393,35 @@ struct dps_pmd_stats {
     uint64_t meter_drops;
     uint64_t action_drops;           /* bad actions, recirculation too deep, no buffer to copy */
     uint64_t simple_hits;            /* frames forwarded by in_port alone: no parse, no cache */
+    uint64_t sampled_iterations;     /* iterations whose stages were timed (those with frames) */
+    uint64_t sampled_packets;        /* frames they received */
+    uint64_t sampled_cycles;         /* their TSC cycles, whole: the stages and the loop's own */
+    uint64_t stage_cycles[DPS_STAGES];   /* of those, in each stage (DPS_STAGE_*) */
     uint32_t lcore;
     uint32_t active;                 /* 1 while the thread runs */
     uint32_t n_rxq;                  /* rx queues it polls */
-    uint32_t pad[11];
+    uint32_t pad[5];
 };
 /* The counters array: DPS_MAX_PMDS + 1 entries (the last for deterministic polling). */
 struct dps_pmd_stats *dps_pmd_stats(struct dps_dp *dp);
 uint64_t dps_tsc_hz(void);
+/* Time the stages of every Nth poll iteration of every PMD (the deterministic poller too);
+ * 0 turns it off.  PMDs see the change at their next iteration. */
+void dps_pmd_stage_sampling(struct dps_dp *dp, uint32_t every);
+
+/* Memory, for the benchmark's per-megaflow figures. */
+struct dps_mem_stats {
+    uint64_t heap_allocated;         /* bytes allocated from DPDK's heaps (rte_malloc), every
+                                      * socket: the whole process's, every datapath's */
+    uint64_t heap_total;             /* the heaps' size */
+    uint64_t flow_slot_bytes;        /* outside those heaps, per flow slot (flow_limit of them,
+                                      * used or not): the slot, its free-list entry, and its
+                                      * counters in each PMD (the deterministic poller's too) */
+    uint32_t flow_limit;
+    uint32_t n_flows;
+};
+/* Fills OUT.  Costs a walk of the heaps' element lists: milliseconds. */
+void dps_mem_stats(const struct dps_dp *dp, struct dps_mem_stats *out);
 
 /* Which PMD polls which rx queue: fills up to n entries with (dp_port, queue, lcore of the
  * PMD that polls it, or UINT32_MAX while no PMD runs); returns how many rx queues exist. */

@@ -431,6 +431,21 @@ class Datapath:
         """Per-PMD counters, a live view of C memory: slot i is PMD i, the last is manual polling."""
         return self._stats
 
+    def set_stage_sampling(self, every: int) -> None:
+        """Time the stages of every EVERY-th poll iteration of each PMD (abi.STAGES, counted in
+        stage_cycles of pmd_stats()); 0 turns it off."""
+        if not 0 <= every < 1 << 32:
+            raise ValueError(f"stage sampling: {every} is not an iteration count")
+        lib.dps_pmd_stage_sampling(self.h, every)
+
+    def mem_stats(self) -> dict[str, int]:
+        """DPDK heap bytes in use and in all (the whole process's), the bytes each flow slot
+        takes outside that heap, the flow limit and the flows installed."""
+        m = ffi.new("struct dps_mem_stats *")
+        lib.dps_mem_stats(self.h, m)
+        return {k: int(getattr(m, k)) for k in ("heap_allocated", "heap_total", "flow_slot_bytes", "flow_limit",
+                                                "n_flows")}
+
     def rxq_assignment(self) -> list[tuple[int, int, int | None]]:
         """(dp_port, queue, lcore polling it or None) for every rx queue."""
         out = ffi.new("struct dps_rxq_pin[]", 1024)

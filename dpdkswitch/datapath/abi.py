@@ -27,11 +27,18 @@ PMD_STATS_DTYPE = np.dtype([
     ("meter_drops", "<u8"),
     ("action_drops", "<u8"),
     ("simple_hits", "<u8"),
+    ("sampled_iterations", "<u8"),
+    ("sampled_packets", "<u8"),
+    ("sampled_cycles", "<u8"),
+    ("stage_cycles", "<u8", (8,)),          # by DPS_STAGE_*: STAGES below
     ("lcore", "<u4"),
     ("active", "<u4"),
     ("n_rxq", "<u4"),
-    ("pad", "<u4", (11,)),
+    ("pad", "<u4", (5,)),
 ])
+
+# DPS_STAGE_* in order: the names of stage_cycles' entries.
+STAGES = ("upkeep", "rx", "simple", "parse", "emc", "masked", "actions", "tx")
 
 
 def _views() -> dict[str, np.dtype]:

@@ -7,7 +7,9 @@ so the revalidator re-translates exactly the megaflows that looked that (VLAN, M
 
 Port VLAN modes (``VlanPort``): access (tag), trunk (trunks; none = all), native-tagged and
 native-untagged (tag + trunks), dot1q-tunnel (tag, an outer 802.1ad tag added on the way in and
-removed on the way out).
+removed on the way out).  Tags are handled as Open vSwitch's NORMAL handles them (its xvlan, two
+tags deep, tests/test_reference_normal.py compares): ``ingress`` gives the tags a frame has inside
+the bridge, ``egress`` the ones it leaves a port with, ``carries`` whether a flood goes out a port.
 
 Pure Python; the control thread.  A learn or lookup is a dict operation.
 """
@@ -18,6 +20,18 @@ from dataclasses import dataclass, field
 
 RESERVED_MCAST = 0x0180C2000000           # 01:80:c2:00:00:0x, the 802.1D reserved range
 RESERVED_MCAST_MASK = 0xFFFFFFFFFFF0
+# What NORMAL drops unless forward_bpdu (OVS's eth_addr_is_reserved): the 802.1D range, and the
+# Extreme (EDP, EAPS: unicast addresses) and Cisco (ISL, CDP/VTP/DTP/PAgP/UDLD, PVST+, STP
+# UplinkFast, CFM) protocol addresses.
+RESERVED_MACS = frozenset([RESERVED_MCAST + i for i in range(16)]
+                          + [0x00E02B000000, 0x00E02B000004, 0x00E02B000006]
+                          + [0x01000C000000, 0x01000CCCCCCC, 0x01000CCCCCCD, 0x01000CCDCDCD]
+                          + [0x01000CCCCCC0 + i for i in range(8)])
+TAG_PRESENT = 0x1000                      # the flow key's "tag present" bit in a TCI (fields.VLAN_CFI)
+
+
+def is_reserved(mac: int) -> bool:
+    return mac in RESERVED_MACS
 DEFAULT_IDLE = 300
 DEFAULT_MAX = 8192
 MODES = ("access", "trunk", "native-tagged", "native-untagged", "dot1q-tunnel")
@@ -30,12 +44,26 @@ class VlanPort:
     trunks: frozenset[int] | None = None  # None: every VLAN
     qinq_tpid: int = 0x88A8
 
-    def carries(self, vlan: int) -> bool:
+    def trunks_vlan(self, vlan: int) -> bool:
+        """Whether VLAN rides this port tagged.  A native port always trunks its own VLAN and
+        never VLAN 0 (untagged frames on it are in its own VLAN)."""
         if self.mode in ("access", "dot1q-tunnel"):
-            return vlan == self.tag
-        if self.mode in ("native-tagged", "native-untagged") and vlan == self.tag:
-            return True
+            return False
+        if self.mode != "trunk" and self.tag:
+            if vlan == 0:
+                return False
+            if vlan == self.tag:
+                return True
         return self.trunks is None or vlan in self.trunks
+
+    def carries(self, vlan: int, inner: int = 0) -> bool:
+        """Whether a frame flooded in VLAN goes out this port; INNER: the VID of the tag below
+        the VLAN's inside the bridge (0: none), which an access port would not send."""
+        if self.mode == "access":
+            return vlan == self.tag and inner == 0
+        if self.mode == "dot1q-tunnel":
+            return vlan == self.tag
+        return self.trunks_vlan(vlan)
 
     def input_vlan(self, vid: int | None) -> int | None:
         """The VLAN of a frame received with VID (None: untagged; 0: priority-tagged), or None
@@ -49,18 +77,42 @@ class VlanPort:
         if self.mode in ("native-tagged", "native-untagged"):
             if vid is None:
                 return self.tag
-            return vid if self.trunks is None or vid in self.trunks or vid == self.tag else None
+            return vid if self.trunks_vlan(vid) else None
         if vid is None:                        # trunk: untagged frames are VLAN 0
-            return 0 if self.trunks is None or 0 in self.trunks else None
-        return vid if self.trunks is None or vid in self.trunks else None
+            return 0 if self.trunks_vlan(0) else None
+        return vid if self.trunks_vlan(vid) else None
 
-    def output_tag(self, vlan: int) -> int | None:
-        """The VID a frame of VLAN leaves this port with, None for untagged."""
-        if self.mode in ("access", "dot1q-tunnel"):
-            return None
-        if self.mode == "native-untagged" and vlan == self.tag:
-            return None
-        return vlan or None
+    def ingress(self, stack: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+        """The frame's tags as received, [(tpid, tci)] outer first (the flow key's two) -> its
+        tags inside the bridge, [(tpid, vid, pcp)], always two, (0, 0, 0) for none; the first
+        is its VLAN.  An access port's frame keeps only its VLAN (and the priority of a priority
+        tag); a dot1q-tunnel port's gets an outer tag of PCP 0 over the customer's outer tag."""
+        tags = [(tpid, tci & 0xFFF, tci >> 13) for tpid, tci in stack[:2]]
+        tags += [(0, 0, 0)] * (2 - len(tags))
+        (tpid, vid, pcp), inner = tags
+        if self.mode == "access":
+            return [(tpid or 0x8100, self.tag, pcp), (0, 0, 0)]
+        if self.mode == "dot1q-tunnel":
+            return [(self.qinq_tpid, self.tag, 0), tags[0]]
+        if self.mode != "trunk" and vid == 0:          # native: untagged or priority-tagged
+            return [(tpid or 0x8100, self.tag, pcp), inner]
+        return tags
+
+    def egress(self, tags: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+        """Tags inside the bridge (``ingress``) -> the tags [(tpid, tci)] the frame leaves this
+        port with.  An access port sends no tag, a native-untagged one none for its own VLAN, a
+        dot1q-tunnel one removes the outer; a tag with VID 0 and PCP 0 is left out, and with
+        it every tag below it (a priority tag with a priority stays)."""
+        if self.mode == "access":
+            tags = []
+        elif self.mode == "dot1q-tunnel" or (self.mode == "native-untagged" and tags[0][1] == self.tag):
+            tags = tags[1:]
+        out = []
+        for tpid, vid, pcp in tags:
+            if not vid and not pcp:
+                break
+            out.append((tpid or 0x8100, vid | pcp << 13 | TAG_PRESENT))
+        return out
 
 
 MAX_MIRRORS = 32

@@ -25,7 +25,7 @@ from .actions import (ACTION_SET_ORDER, INSTRUCTION_ORDER, ApplyActions, ClearAc
                       SetField, SetNwTtl, SetQueue, WriteActions, WriteMetadata)
 from .classifier import Wildcards, key_int
 from .fields import BY_NAME, KEY_DTYPE, KEY_SIZE, VLAN_CFI, prereqs_of
-from .normal import RESERVED_MCAST, RESERVED_MCAST_MASK
+from .normal import is_reserved
 from .pipeline import FlowEntry, Pipeline, PortEntry
 
 MAX_DEPTH = 64
@@ -516,8 +516,8 @@ class Translator:
             c.log(f"NORMAL: VLAN {vid} is not allowed on {inp.vlan.mode} port {inp.name}, dropped")
             return
         dst, src = c.get("eth_dst"), c.get("eth_src")
-        if dst & RESERVED_MCAST_MASK == RESERVED_MCAST and not p.forward_bpdu:
-            c.log("NORMAL: reserved multicast destination (forward_bpdu is off), dropped")
+        if is_reserved(dst) and not p.forward_bpdu:
+            c.log("NORMAL: reserved destination (forward_bpdu is off), dropped")
             return
         learn = vlan not in p.flood_vlans
         if learn and not src & 0x010000000000:
@@ -535,24 +535,17 @@ class Translator:
             return
         c.log(f"NORMAL: VLAN {vlan}, no learned port for {dst:012x}: flooding")
         mirror_out = p.mirror_outputs()
+        inner = inp.vlan.ingress(c._stack(c.flow))[1][1]
         for port in sorted(p.ports.values(), key=lambda q: q.ofport):
-            if (port.ofport != inp.ofport and not port.no_flood and not port.no_fwd and port.vlan.carries(vlan)
+            if (port.ofport != inp.ofport and not port.no_flood and not port.no_fwd and port.vlan.carries(vlan, inner)
                     and port.ofport not in mirror_out):
                 self._output_normal(c, inp, port, vlan)
 
     def _output_normal(self, c: _Ctx, inp, port, vlan: int) -> None:
-        stack = c._stack(c.flow)
-        # Take the input port's tag off (a dot1q-tunnel port's customer tags stay: they are payload).
-        inner = stack if inp.vlan.mode == "dot1q-tunnel" or not stack else stack[1:]
-        pcp = stack[0][1] >> 13 if stack and inp.vlan.mode != "dot1q-tunnel" else 0
-        tag = port.vlan.output_tag(vlan)
-        if port.vlan.mode == "dot1q-tunnel" or tag is None:
-            new = inner
-        else:
-            tpid = inp.vlan.qinq_tpid if inp.vlan.mode == "dot1q-tunnel" else 0x8100
-            new = [(tpid, tag | pcp << 13 | VLAN_CFI)] + inner
+        tags = inp.vlan.ingress(c._stack(c.flow))      # the tags inside the bridge (normal.VlanPort)
+        tags[0] = (tags[0][0], vlan, tags[0][2])        # in VLAN (a mirror's output VLAN, say)
         saved = bytearray(c.flow)
-        c._set_stack(c.flow, new)
+        c._set_stack(c.flow, port.vlan.egress(tags))
         self._emit(c, port)
         c.flow = saved
 

@@ -9,10 +9,15 @@ the tx pcaps.
 Groups: dpdkswitch has no group-mod path from text yet (no OpenFlow connection, no YAML key),
 so ``parse_group`` reads ovs-ofctl's group syntax into ``pipeline.GroupEntry`` and the groups
 go in through ``Pipeline.group_mod`` before the flows that use them (``Pipeline.add``).
+
+NORMAL (tests/test_reference_normal.py): INPUTS gives several input ports, each reading a pcap
+of its own; PORT_CONFIG adds YAML port keys (vlan_mode, tag, trunks) and BRIDGE_CONFIG bridge
+keys (forward_bpdu, flood_vlans, mac_table with static entries).
 """
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 from pathlib import Path
@@ -66,10 +71,14 @@ def _parse_bucket_actions(text: str) -> tuple:
     raise err
 
 
-def _config_yaml(name: str, ports: dict[int, str], flows: list[str]) -> str:
-    lines = ["bridges:", f"  {name}:", "    datapath: {pmd_cores: []}", "    ports:"]
+def _config_yaml(name: str, ports: dict[int, str], flows: list[str], port_config: dict[int, dict] | None = None,
+                 bridge_config: dict | None = None) -> str:
+    lines = ["bridges:", f"  {name}:", "    datapath: {pmd_cores: []}"]
+    lines += [f"    {k}: {json.dumps(v)}" for k, v in (bridge_config or {}).items()]    # JSON is YAML
+    lines.append("    ports:")
     for ofport, dev in sorted(ports.items()):
-        lines.append(f"      p{ofport}: {{device: {dev!r}, ofport: {ofport}}}")
+        extra = "".join(f", {k}: {json.dumps(v)}" for k, v in (port_config or {}).get(ofport, {}).items())
+        lines.append(f"      p{ofport}: {{device: {dev!r}, ofport: {ofport}{extra}}}")
     if flows:
         lines.append("    flows:")
         lines += [f"      - {f!r}" for f in flows]
@@ -77,12 +86,14 @@ def _config_yaml(name: str, ports: dict[int, str], flows: list[str]) -> str:
 
 
 def run_ours(workdir: str | os.PathLike, in_pcap: str, n_frames: int, ports: list[int], flows: list[str],
-             groups: list[str] = (), megaflows: bool = True,
-             max_rounds: int = 20000) -> tuple[dict[int, list[bytes]], dict]:
+             groups: list[str] = (), megaflows: bool = True, max_rounds: int = 20000, *,
+             inputs: dict[int, tuple[str, int]] | None = None, port_config: dict[int, dict] | None = None,
+             bridge_config: dict | None = None) -> tuple[dict[int, list[bytes]], dict]:
     """Through dpdkswitch (the session's EAL must be up): returns ({ofport: frames written to
     WORKDIR/ours-out<N>.pcap}, info with port counters and upcall stats).  MEGAFLOWS false:
     every installed flow is exact-match (a diagnostic: a difference that goes away then is a
-    megaflow-mask bug, not a translation one)."""
+    megaflow-mask bug, not a translation one).  INPUTS: {ofport: (pcap, frames in it)} when
+    other ports than 1 read input (IN_PCAP and N_FRAMES are then not used)."""
     from dpdkswitch.config import loads
     from dpdkswitch.ofproto.flowstr import FlowSpec, parse_flow
     from dpdkswitch.switch import Switch
@@ -92,9 +103,10 @@ def run_ours(workdir: str | os.PathLike, in_pcap: str, n_frames: int, ports: lis
     n = next(_seq)
     tag = f"r{os.getpid() % 100000}x{n}"
     outs = {p: workdir / f"ours{'' if megaflows else '-exact'}-out{p}.pcap" for p in ports}
-    devs = {p: (f"net_pcap_{tag}p{p},rx_pcap={in_pcap},tx_pcap={outs[p]}" if p == 1 else
+    inputs = inputs if inputs is not None else {1: (in_pcap, n_frames)}
+    devs = {p: (f"net_pcap_{tag}p{p},rx_pcap={inputs[p][0]},tx_pcap={outs[p]}" if p in inputs else
                 f"net_pcap_{tag}p{p},tx_pcap={outs[p]}") for p in ports}
-    text = _config_yaml(f"ref{n}", devs, [] if groups else list(flows))
+    text = _config_yaml(f"ref{n}", devs, [] if groups else list(flows), port_config, bridge_config)
     (workdir / "ours.yaml").write_text(text)
     config = loads(text, str(workdir / "ours.yaml"))
     sw = Switch(config)
@@ -110,12 +122,12 @@ def run_ours(workdir: str | os.PathLike, in_pcap: str, n_frames: int, ports: lis
                 br.pipeline.add(parse_flow(f))
             br.revalidator.run()
         br.upcalls.megaflows = megaflows
-        dp_in = br.by_ofport(1).dp_port
+        dp_in = {br.by_ofport(p).dp_port: count for p, (_, count) in inputs.items()}
         idle = 0
         for _ in range(max_rounds):
             got = br.dp.poll(8)
             handled = br.upcalls.handle()
-            done = br.dp.port_stats(dp_in)["rx_packets"] >= n_frames
+            done = all(br.dp.port_stats(d)["rx_packets"] >= count for d, count in dp_in.items())
             idle = idle + 1 if done and not got and not handled else 0
             if idle >= 5:
                 break

@@ -11,7 +11,11 @@ to exit and kills whatever is left: both daemons are this process's children.
 ``run_ovs`` is the whole exchange for one table set: ports (OpenFlow port 1 reads the input
 pcap, every port writes a tx pcap), groups, flows, LOCAL set no-flood, then the input port last
 so no frame arrives before the tables are in; wait until port 1 has received every frame; stop;
-read the tx pcaps back.
+read the tx pcaps back.  For NORMAL (tests/test_reference_normal.py) it also takes several input
+ports (each its own pcap; all are added after the flows, and nothing is polled before
+``start_pmd``), per-port VLAN settings (the Port table's vlan_mode, tag, trunks), Bridge columns
+(flood_vlans, other_config:forward-bpdu) and static MAC entries (``ovs-appctl fdb/add``, after
+every port is in: a port's VLAN change flushes the MACs on it, static ones too).
 
 Memory: 2 MB hugepages when enough are free (reserved first, as root, as
 shared/bench/ovs_dpdk_peer.py does; harmless when they are there already), else ``--no-huge``.
@@ -271,9 +275,11 @@ class Ovs:
         self.stop()
 
     # -- the bridge
-    def add_port(self, name: str, ofport: int, devargs: str) -> None:
+    def add_port(self, name: str, ofport: int, devargs: str, port_settings: list[str] = ()) -> None:
+        """PORT_SETTINGS: Port table column=value pairs (vlan_mode=trunk, tag=10, trunks=10,20)."""
         self.vsctl("add-port", self.bridge, name, "--", "set", "Interface", name, "type=dpdk",
-                   "options:dpdk-devargs=" + devargs, "ofport_request=%d" % ofport)
+                   "options:dpdk-devargs=" + devargs, "ofport_request=%d" % ofport,
+                   *(["--", "set", "Port", name, *port_settings] if port_settings else []))
         self.ports[name] = ofport
         got = self.vsctl("get", "Interface", name, "ofport").strip()
         err = self.vsctl("get", "Interface", name, "error").strip()
@@ -343,31 +349,53 @@ class Ovs:
             last = now
 
 
+def _port_settings(cfg: dict) -> list[str]:
+    """{"vlan_mode": "trunk", "tag": 10, "trunks": [10, 20]} -> Port column=value pairs."""
+    return [f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in cfg.items()]
+
+
 def run_ovs(workdir: str | os.PathLike, in_pcap: str, n_frames: int, ports: list[int], flows: list[str],
-            groups: list[str] = (), protocol: str = OFCTL_VERSION,
-            settle: float = 0.1) -> tuple[dict[int, list[bytes]], dict]:
+            groups: list[str] = (), protocol: str = OFCTL_VERSION, settle: float = 0.1, *,
+            inputs: dict[int, tuple[str, int]] | None = None, port_config: dict[int, dict] | None = None,
+            bridge_config: list[str] = (), fdb: list[tuple[int, int, str]] = ()) -> tuple[dict[int, list[bytes]], dict]:
     """Through Open vSwitch: every port of PORTS writes WORKDIR/ovs-out<N>.pcap, port 1 also
     reads IN_PCAP.  Returns ({ofport: frames written}, info with the memory mode, port stats
-    and the datapath flows)."""
+    and the datapath flows).  INPUTS: {ofport: (pcap, frames in it)} when other ports than 1
+    read input (IN_PCAP and N_FRAMES are then not used); PORT_CONFIG: {ofport: {Port column:
+    value}}; BRIDGE_CONFIG: Bridge column=value pairs; FDB: static MACs (ofport, vlan, mac)."""
     from frames import read_pcap, write_pcap
 
     workdir = Path(workdir)
     empty = workdir / "empty.pcap"
     write_pcap(str(empty), [])
     outs = {p: workdir / f"ovs-out{p}.pcap" for p in ports}
+    inputs = inputs if inputs is not None else {1: (in_pcap, n_frames)}
+    port_config = port_config or {}
     info: dict = {}
     with Ovs(workdir) as ovs:
         tag = ovs.file_prefix.replace("-", "_")
+        if bridge_config:
+            ovs.vsctl("set", "Bridge", ovs.bridge, *bridge_config)
         for p in sorted(ports):
-            if p == 1:
+            if p in inputs:
                 continue
-            ovs.add_port(f"p{p}", p, f"net_pcap_{tag}_{p},rx_pcap={empty},tx_pcap={outs[p]}")
+            ovs.add_port(f"p{p}", p, f"net_pcap_{tag}_{p},rx_pcap={empty},tx_pcap={outs[p]}",
+                         _port_settings(port_config.get(p, {})))
         ovs.add_groups(list(groups))
         ovs.add_flows(list(flows), protocol=protocol)
-        ovs.add_port("p1", 1, f"net_pcap_{tag}_1,rx_pcap={in_pcap},tx_pcap={outs[1]}")
+        for p, (pcap, _) in sorted(inputs.items()):
+            ovs.add_port(f"p{p}", p, f"net_pcap_{tag}_{p},rx_pcap={pcap},tx_pcap={outs[p]}",
+                         _port_settings(port_config.get(p, {})))
+        for p, vlan, mac in fdb:
+            ovs.appctl("fdb/add", ovs.bridge, f"p{p}", str(vlan), mac)
+        if fdb:
+            info["fdb_before"] = ovs.appctl("fdb/show", ovs.bridge)
         ovs.start_pmd()
-        ovs.wait_rx(1, n_frames)
+        for p, (_, n) in sorted(inputs.items()):
+            ovs.wait_rx(p, n)
         ovs.wait_quiet(settle)          # the last burst: received and counted, maybe not yet sent
+        if fdb:
+            info["fdb"] = ovs.appctl("fdb/show", ovs.bridge)
         info["memory"] = ovs.memory_note
         info["port_stats"] = ovs.port_stats()
         info["dp_flows"] = ovs.appctl("dpctl/dump-flows", check=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -99,26 +100,26 @@ class Field:
     writable: bool = True      # set-field may write it (the datapath has a masked set for it)
     kind: str = "int"          # how strings show it: int, hex, mac, ipv4, ipv6, port
 
-    @property
+    @cached_property
     def key_offset(self) -> int:
         """Byte offset of this field's bytes in the flow key."""
         return KEY_DTYPE.fields[self.member][1] + self.offset
 
-    @property
+    @cached_property
     def key_nbytes(self) -> int:
         return self.nbytes or KEY_DTYPE.fields[self.member][0].itemsize
 
-    @property
+    @cached_property
     def byteorder(self) -> str:
         """Metadata members (in_port, recirc_id, dp_hash) are host order; frame fields big-endian."""
         order = KEY_DTYPE.fields[self.member][0].base.byteorder
         return {"<": "little", ">": "big", "|": "big", "=": sys.byteorder}[order]
 
-    @property
+    @cached_property
     def all_ones(self) -> int:
         return (1 << self.bits) - 1
 
-    @property
+    @cached_property
     def key_bit_shift(self) -> int:
         """Where this field's value starts in the key as a big-endian int (big-endian members)."""
         return 8 * (KEY_SIZE - self.key_offset - self.key_nbytes) + self.shift
@@ -127,6 +128,18 @@ class Field:
         """(offset, mask bytes) this field (with MASK, default exact) covers in the key."""
         m = ((self.all_ones if mask is None else mask) << self.shift) & ((1 << 8 * self.key_nbytes) - 1)
         return self.key_offset, m.to_bytes(self.key_nbytes, self.byteorder)
+
+    def key_ints(self, value: int, mask: int) -> tuple[int, int]:
+        """VALUE under MASK as (value bits, mask bits) of the whole key read as one big-endian
+        int (the classifier's view of a key)."""
+        n = self.key_nbytes
+        mv = (mask << self.shift) & ((1 << 8 * n) - 1)
+        vv = (value << self.shift) & mv
+        if self.byteorder == "little":
+            mv = int.from_bytes(mv.to_bytes(n, "little"), "big")
+            vv = int.from_bytes(vv.to_bytes(n, "little"), "big")
+        pos = 8 * (KEY_SIZE - self.key_offset - n)
+        return vv << pos, mv << pos
 
     def from_key(self, key: bytes) -> int:
         """The field's value in a flow key (bytes of KEY_SIZE)."""
@@ -203,5 +216,12 @@ def field(name: str) -> Field:
 
 
 def prereqs_of(f: Field) -> list[list[tuple[Field, int, int | None]]]:
-    """The alternatives of (field, value, mask) conditions a match on F needs."""
-    return [[(BY_NAME[n], v, m) for n, v, m in alt] for alt in PREREQS[f.prereq]]
+    """The alternatives of (field, value, mask) conditions a match on F needs (shared: do not
+    change the lists)."""
+    alts = _PREREQS_OF.get(f.prereq)
+    if alts is None:
+        alts = _PREREQS_OF[f.prereq] = [[(BY_NAME[n], v, m) for n, v, m in alt] for alt in PREREQS[f.prereq]]
+    return alts
+
+
+_PREREQS_OF: dict[str, list] = {}

@@ -49,8 +49,14 @@ def _key_limit(f: Field) -> int:
 
 
 def _alts(f: Field) -> list[list[Cond]]:
-    """F's prerequisite alternatives with the masks spelled out."""
-    return [[(g, v, _full(g, m)) for g, v, m in alt] for alt in prereqs_of(f)]
+    """F's prerequisite alternatives with the masks spelled out (shared: do not change them)."""
+    alts = _ALTS.get(f.name)
+    if alts is None:
+        alts = _ALTS[f.name] = [[(g, v, _full(g, m)) for g, v, m in alt] for alt in prereqs_of(f)]
+    return alts
+
+
+_ALTS: dict[str, list[list[Cond]]] = {}
 
 
 class Match(Mapping[str, tuple[int, int | None]]):
@@ -178,21 +184,22 @@ class Match(Mapping[str, tuple[int, int | None]]):
         """The flow key and mask (KEY_SIZE bytes each) of this match and its implied
         prerequisites.  MatchError if two fields want different values of the same bits."""
         if self._km is None:
-            key, mask = bytearray(KEY_SIZE), bytearray(KEY_SIZE)
-            for f, v, m in self.implied().conditions():
-                if f.member is None:
-                    continue
-                m &= _key_limit(f)
-                fk = bytearray(KEY_SIZE)
-                f.to_key(fk, v, m)
-                off, mb = f.key_mask_bytes(m)
-                for i, b in enumerate(mb, off):
-                    if (key[i] ^ fk[i]) & mask[i] & b:
-                        raise MatchError(f"{f.name} contradicts another field of the match")
-                    key[i] |= fk[i] & b
-                    mask[i] |= b
-            self._km = bytes(key), bytes(mask)
+            key, mask = self.key_and_mask_ints()
+            self._km = key.to_bytes(KEY_SIZE, "big"), mask.to_bytes(KEY_SIZE, "big")
         return self._km
+
+    def key_and_mask_ints(self) -> tuple[int, int]:
+        """key_and_mask() as big-endian ints (the classifier's view)."""
+        key = mask = 0
+        for f, v, m in self.implied().conditions():
+            if f.member is None:
+                continue
+            kv, km = f.key_ints(v, m & _key_limit(f))
+            if (key ^ kv) & mask & km:
+                raise MatchError(f"{f.name} contradicts another field of the match")
+            key |= kv
+            mask |= km
+        return key, mask
 
     def matches(self, key: bytes, pipeline: Mapping[str, int] | None = None) -> bool:
         """Whether a packet with flow KEY matches (in_port compared as the key holds it).

@@ -17,7 +17,8 @@
 
 static const uint16_t set_size[] = {
     [DPS_SET_ETH] = 12, [DPS_SET_VLAN] = 2, [DPS_SET_IPV4] = 10,
-    [DPS_SET_IPV6] = 38, [DPS_SET_TCP] = 4, [DPS_SET_UDP] = 4,
+    [DPS_SET_IPV6] = 38, [DPS_SET_TCP] = 4, [DPS_SET_UDP] = 4, [DPS_SET_SCTP] = 4,
+    [DPS_SET_ICMP] = 2, [DPS_SET_ICMPV6] = 2, [DPS_SET_ARP] = 22, [DPS_SET_ND] = 28,
 };
 
 static inline const struct dps_action *
@@ -149,6 +150,35 @@ l4_csum(uint8_t *f, const struct dps_offsets *o, uint8_t proto, bool later_frag)
     return NULL;
 }
 
+/* SCTP's CRC32c after the first 4 bytes of an N-byte packet went from OLD to NEW.  The CRC is
+ * linear: two packets' CRCs differ by the CRC (from a zero register) of their difference, here
+ * the 4 changed bytes and N - 4 zero bytes.  So a wrong checksum stays as wrong as it was (as
+ * Open vSwitch keeps it), and the payload is not read. */
+static void
+sctp_csum_replace(uint8_t *csum, const uint8_t *old, const uint8_t *new, uint32_t n)
+{
+    uint32_t a, b, s;
+    memcpy(&a, old, 4);
+    memcpy(&b, new, 4);
+    uint32_t c = rte_hash_crc_4byte(a ^ b, 0);
+    uint32_t left = n - 4;
+    for (; left >= 8; left -= 8)
+        c = rte_hash_crc_8byte(0, c);
+    if (left >= 4) {
+        c = rte_hash_crc_4byte(0, c);
+        left -= 4;
+    }
+    if (left >= 2) {
+        c = rte_hash_crc_2byte(0, c);
+        left -= 2;
+    }
+    if (left)
+        c = rte_hash_crc_1byte(0, c);
+    memcpy(&s, csum, 4);
+    s ^= rte_cpu_to_le_32(c);             /* the CRC goes on the wire least significant byte first */
+    memcpy(csum, &s, 4);
+}
+
 static void
 l4_csum_replace(uint16_t *c, uint8_t proto, bool v4, const void *old, const void *new, unsigned n)
 {
@@ -224,16 +254,70 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
         ip[7] = (uint8_t)((ip[7] & ~mask[37]) | (val[37] & mask[37]));
         return true;
     }
-    /* TCP / UDP ports */
-    uint8_t want = kind == DPS_SET_TCP ? 6 : 17;
-    if (k.nw_proto != want || o.l4 == DPS_OFS_NONE || later)
+    if (kind == DPS_SET_ARP) {
+        if (eth_type != 0x0806 || o.l3 == DPS_OFS_NONE)     /* the parser found 28 bytes of it */
+            return false;
+        masked_write(f + o.l3 + 6, val, mask, 22, old);    /* op sha spa tha tpa */
+        return true;
+    }
+    if (o.l4 == DPS_OFS_NONE || later)
         return false;
-    uint16_t *c = l4_csum(f, &o, want, later);
-    if (!c)
+    uint8_t *l4 = f + o.l4;
+    uint32_t room = o.l4_end > o.l4 ? o.l4_end - o.l4 : 0;
+    if (kind == DPS_SET_TCP || kind == DPS_SET_UDP) {
+        uint8_t want = kind == DPS_SET_TCP ? 6 : 17;
+        uint16_t *c = k.nw_proto == want ? l4_csum(f, &o, want, later) : NULL;
+        if (!c)
+            return false;
+        masked_write(l4, val, mask, 4, old);
+        l4_csum_replace(c, want, eth_type == 0x0800, old, l4, 4);
+        return true;
+    }
+    if (kind == DPS_SET_SCTP) {
+        if (k.nw_proto != 132 || room < 12 || k.nw_frag)
+            return false;
+        masked_write(l4, val, mask, 4, old);
+        sctp_csum_replace(l4 + 8, old, l4, room);
+        return true;
+    }
+    /* ICMPv4, ICMPv6: type code checksum; the pseudo-header (ICMPv6) does not change here. */
+    bool v6 = kind != DPS_SET_ICMP;
+    if (eth_type != (v6 ? 0x86dd : 0x0800) || k.nw_proto != (v6 ? 58 : 1) || room < 4)
         return false;
-    uint8_t *ports = f + o.l4;
-    masked_write(ports, val, mask, 4, old);
-    l4_csum_replace(c, want, eth_type == 0x0800, old, ports, 4);
+    uint16_t *c = (uint16_t *)(void *)(l4 + 2);
+    if (kind != DPS_SET_ND) {
+        masked_write(l4, val, mask, 2, old);
+        csum_replace(c, old, l4, 2);
+        if (!v6 && *c == 0) {
+            /* One's complement has two zeros, and the update above may land on the wrong one:
+             * a message of zero bytes only sums to +0, so its checksum is 0xffff.  (ICMPv6 sums
+             * a pseudo-header too, which is never zero.) */
+            uint32_t i = 4;
+            while (i < room && !l4[i])
+                i++;
+            if (i == room && !l4[0] && !l4[1])
+                *c = 0xffff;
+        }
+        return true;
+    }
+    if (room < 24)
+        return false;
+    masked_write(l4 + 8, val, mask, 16, old);             /* the target */
+    csum_replace(c, old, l4 + 8, 16);
+    /* The options, walked as the parser walks them; the first link-layer address one is written
+     * if it is of the kind the value is for (as Open vSwitch: a message has one of them). */
+    for (uint32_t i = 24; i + 8 <= room;) {
+        uint32_t olen = l4[i + 1] * 8u;
+        if (olen == 0 || i + olen > room)
+            break;
+        if ((l4[i] == 1 || l4[i] == 2) && olen == 8) {
+            unsigned at = l4[i] == 1 ? 16 : 22;          /* sll, tll */
+            masked_write(l4 + i + 2, val + at, mask + at, 6, old);
+            csum_replace(c, old, l4 + i + 2, 6);
+            break;
+        }
+        i += olen;
+    }
     return true;
 }
 

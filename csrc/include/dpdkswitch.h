@@ -222,6 +222,16 @@ struct dps_action {
 #define DPS_SET_IPV6 4                /* 38: src[16] dst[16] label[4] tclass hlimit */
 #define DPS_SET_TCP 5                 /* 4: src[2] dst[2]; checksum fixed */
 #define DPS_SET_UDP 6                 /* 4: src[2] dst[2]; checksum fixed */
+#define DPS_SET_SCTP 7                /* 4: src[2] dst[2]; CRC32c adjusted (see below) */
+#define DPS_SET_ICMP 8                /* 2: type code (ICMPv4); checksum fixed */
+#define DPS_SET_ICMPV6 9              /* 2: type code; checksum fixed */
+#define DPS_SET_ARP 10                /* 22: op[2] sha[6] spa[4] tha[6] tpa[4], the frame's own layout */
+#define DPS_SET_ND 11                 /* 28: target[16] sll[6] tll[6]; checksum fixed (see below) */
+/* As Open vSwitch does them: SCTP's CRC32c changes by exactly the ports' share, so a wrong one
+ * stays wrong; a fragment's ports are left alone (its CRC covers more than the fragment).
+ * ARP: only the Ethernet/IPv4 ARP the parser reads.  ND: any ICMPv6 message of 24 bytes or more
+ * (translation emits it for neighbour solicitations and advertisements); sll and tll go into the
+ * first link-layer address option only if it is of that kind, and nowhere if there is none. */
 
 #define DPS_MAX_METERS 4096
 #define DPS_METER_PKTPS 1             /* rate in packets per second, else kbit/s */

@@ -32,7 +32,9 @@ class PopVlan:
 @dataclass(frozen=True)
 class SetMasked:
     """Write VALUE under MASK over one header group: kind is 'eth' (dst+src, 12 bytes), 'vlan' (2),
-    'ipv4' (src dst tos ttl, 10), 'ipv6' (src dst label tclass hlimit, 38), 'tcp' or 'udp' (4)."""
+    'ipv4' (src dst tos ttl, 10), 'ipv6' (src dst label tclass hlimit, 38), 'tcp', 'udp' or 'sctp'
+    (src dst, 4), 'icmp' or 'icmpv6' (type code, 2), 'arp' (op sha spa tha tpa, 22), 'nd' (target
+    sll tll, 28).  csrc/include/dpdkswitch.h (DPS_SET_*) says what each does to a frame."""
     kind: str
     value: bytes
     mask: bytes
@@ -75,7 +77,9 @@ class Truncate:
 
 
 SET_KINDS = {"eth": (lib.DPS_SET_ETH, 12), "vlan": (lib.DPS_SET_VLAN, 2), "ipv4": (lib.DPS_SET_IPV4, 10),
-             "ipv6": (lib.DPS_SET_IPV6, 38), "tcp": (lib.DPS_SET_TCP, 4), "udp": (lib.DPS_SET_UDP, 4)}
+             "ipv6": (lib.DPS_SET_IPV6, 38), "tcp": (lib.DPS_SET_TCP, 4), "udp": (lib.DPS_SET_UDP, 4),
+             "sctp": (lib.DPS_SET_SCTP, 4), "icmp": (lib.DPS_SET_ICMP, 2), "icmpv6": (lib.DPS_SET_ICMPV6, 2),
+             "arp": (lib.DPS_SET_ARP, 22), "nd": (lib.DPS_SET_ND, 28)}
 _KIND_NAMES = {v[0]: k for k, v in SET_KINDS.items()}
 
 
@@ -131,7 +135,9 @@ def decode(data: bytes) -> list:
         elif type_ == lib.DPS_ACT_POP_VLAN:
             out.append(PopVlan())
         elif type_ == lib.DPS_ACT_SET_MASKED:
-            kind = _KIND_NAMES[arg]
+            kind = _KIND_NAMES.get(arg)
+            if kind is None:
+                raise ValueError(f"set_masked of unknown kind {arg}")
             n = SET_KINDS[kind][1]
             out.append(SetMasked(kind, payload[:n], payload[n:2 * n]))
         elif type_ == lib.DPS_ACT_USERSPACE:

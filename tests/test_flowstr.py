@@ -133,6 +133,17 @@ CASES = [
      FlowSpec(M(eth_type=IP), A(SetField("ip_dscp", 8), SetField("ipv4_src", ip4("1.2.3.4"))))),
     ("actions=group:4,set_queue:3,copy_ttl_out,copy_ttl_in",
      FlowSpec(instructions=A(Group(4), SetQueue(3), CopyTtlOut(), CopyTtlIn()))),
+    ("sctp,actions=set_field:99->sctp_dst,mod_tp_src:7",
+     FlowSpec(M(eth_type=IP, ip_proto=132), A(SetField("sctp_dst", 99), SetField("sctp_src", 7)))),
+    ("icmp,actions=set_field:0->icmp_type,set_field:3->icmpv4_code",
+     FlowSpec(M(eth_type=IP, ip_proto=1), A(SetField("icmp_type", 0), SetField("icmp_code", 3)))),
+    ("icmp6,icmp_type=135,icmp_code=0,actions=set_field:136->icmp_type,set_field:::2->nd_target,"
+     "set_field:02:00:00:00:00:02->nd_sll",
+     FlowSpec(M(eth_type=IP6, ip_proto=58, icmpv6_type=135, icmpv6_code=0),
+              A(SetField("icmpv6_type", 136), SetField("nd_target", 2), SetField("nd_sll", 0x020000000002)))),
+    ("arp,actions=set_field:2->arp_op,set_field:10.0.0.1->arp_tpa,set_field:02:00:00:00:00:02->arp_tha",
+     FlowSpec(M(eth_type=0x0806), A(SetField("arp_op", 2), SetField("arp_tpa", ip4("10.0.0.1")),
+                                    SetField("arp_tha", 0x020000000002)))),
 ]
 
 
@@ -206,8 +217,13 @@ BAD = [
     ("actions=set_field:5", "set_field needs VALUE->FIELD"),
     ("actions=mod_tp_dst:80", "'mod_tp_dst:80': tp_dst requires tcp, udp or sctp in the match"),
     ("ip,actions=mod_nw_tos:33", "33 is not a valid TOS"),
-    ("icmp6,actions=set_field:1->icmp_type", "icmpv6_type is not writable"),   # no datapath set for it
-    ("sctp,actions=set_field:9->sctp_dst", "sctp_dst is not writable"),
+    ("tcp,actions=set_field:0x10->tcp_flags", "tcp_flags is not writable"),   # no datapath set for it
+    ("ip,actions=set_field:0->icmp_type", "setting icmp_type requires icmp in the match"),
+    ("icmp6,icmpv6_type=135,actions=set_field:02:00:00:00:00:01->nd_sll", "setting nd_sll requires icmp6,"
+                                                                         "icmp_type=135,icmp_code=0"),
+    ("icmp6,icmp_type=136,icmp_code=0,actions=set_field:02:00:00:00:00:01->nd_sll", "setting nd_sll requires"),
+    ("udp,actions=set_field:9->sctp_dst", "setting sctp_dst requires sctp"),
+    ("ip,actions=set_field:1->arp_op", "setting arp_op requires arp"),
     ("actions=push_vlan:0x800", "push_vlan ethertype must be 0x8100 or 0x88a8"),
     ("actions=controller(reason=no_match)", "controller option 'reason' is not supported"),
     ("actions=group:x", "'x' is not a number"),
@@ -267,6 +283,11 @@ OVS_FLOWS = [
     ("actions=controller,controller(max_len=50),normal,local,output:65534", False),   # 65534: OVS says LOCAL
     ("priority=5,cookie=0x10,table=3,idle_timeout=5,hard_timeout=7,send_flow_rem,check_overlap,actions=drop", False),
     ("priority=0,in_port=7,actions=output:1", True),
+    ("sctp,actions=set_field:99->sctp_dst,mod_tp_src:7", True),
+    ("icmp,actions=set_field:0->icmp_type,set_field:3->icmp_code", True),
+    ("icmp6,icmp_type=136,icmp_code=0,actions=set_field:129->icmpv6_type,set_field:::2->nd_target,"
+     "set_field:02:00:00:00:00:02->nd_tll", True),
+    ("arp,arp_op=1,actions=set_field:2->arp_op,set_field:10.0.0.1->arp_spa,set_field:02:00:00:00:00:02->arp_sha", True),
 ]
 OVS_HEADER = {"table:": "table=", "cookie:": "cookie=", "idle:": "idle_timeout=", "hard:": "hard_timeout=",
               "importance:": "importance="}

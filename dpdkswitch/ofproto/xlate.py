@@ -41,6 +41,7 @@ _TPID = [(_ofs("vlan_tpid") + 2 * i, _ofs("vlan_tpid") + 2 * i + 2) for i in ran
 _ETH = slice(_ofs("eth_dst"), _ofs("eth_src") + 6)                                  # dst, src
 _SRC, _DST, _LABEL, _TOS, _TTL = _ofs("nw_src"), _ofs("nw_dst"), _ofs("ipv6_label"), _ofs("nw_tos"), _ofs("nw_ttl")
 _PORTS = slice(_ofs("tp_src"), _ofs("tp_dst") + 2)
+_PROTO, _SHA, _THA, _NDT = _ofs("nw_proto"), _ofs("arp_sha"), _ofs("arp_tha"), _ofs("nd_target")
 assert _TTL == _TOS + 1
 
 
@@ -206,10 +207,18 @@ class _Ctx:
                 mask = bytearray(_diff_mask(new, old))
                 mask[32:36] = bytes(a & c for a, c in zip(mask[32:36], b"\x00\x0f\xff\xff"))
                 self.odp.append(_set("ipv6", new, bytes(mask)))
+        proto = f[_PROTO]
+        if eth_type == 0x86DD and proto == 58 and _nd(f) != _nd(b):     # ND before ICMP type/code, as OVS
+            self.odp.append(_set("nd", *_whole_fields(_nd(f), _nd(b))))
+        elif eth_type == 0x0806 and _arp(f) != _arp(b):
+            self.odp.append(_set("arp", *_whole_fields(_arp(f), _arp(b))))
         if eth_type in (0x0800, 0x86DD) and f[_PORTS] != b[_PORTS]:
-            kind = {6: "tcp", 17: "udp"}.get(F["ip_proto"].from_key(f))
+            kind = {6: "tcp", 17: "udp", 132: "sctp"}.get(proto)
             if kind:
                 self.odp.append(_set(kind, bytes(f[_PORTS]), _diff_mask(f[_PORTS], b[_PORTS])))
+            elif proto == (1 if eth_type == 0x0800 else 58):          # type, code: the ports' low bytes
+                new, old = bytes(f[_PORTS][1::2]), bytes(b[_PORTS][1::2])
+                self.odp.append(_set("icmp" if proto == 1 else "icmpv6", new, _diff_mask(new, old)))
         self.base = bytearray(f)
 
 
@@ -217,6 +226,27 @@ def _set(kind: str, value: bytes, mask: bytes):
     """A masked set with its value reduced to the mask: the bytes outside it are the first
     packet's own and must not make two translations of one megaflow look different."""
     return odp.SetMasked(kind, bytes(v & m for v, m in zip(value, mask)), mask)
+
+
+def _nd(k: bytearray) -> list[tuple[bytes, bytes]]:
+    """The ND set's fields in K: (value, the bits a set may write), target sll tll."""
+    return [(bytes(k[_NDT:_NDT + 16]), b"\xff" * 16), (bytes(k[_SHA:_SHA + 6]), b"\xff" * 6),
+            (bytes(k[_THA:_THA + 6]), b"\xff" * 6)]
+
+
+def _arp(k: bytearray) -> list[tuple[bytes, bytes]]:
+    """The ARP set's fields in K, op sha spa tha tpa: the key has the op's low byte only (as Open
+    vSwitch's), so only that byte is written."""
+    return [(bytes([0, k[_PROTO]]), b"\x00\xff"), (bytes(k[_SHA:_SHA + 6]), b"\xff" * 6),
+            (bytes(k[_SRC:_SRC + 4]), b"\xff" * 4), (bytes(k[_THA:_THA + 6]), b"\xff" * 6),
+            (bytes(k[_DST:_DST + 4]), b"\xff" * 4)]
+
+
+def _whole_fields(new, old) -> tuple[bytes, bytes]:
+    """Value and mask writing each changed field whole, as Open vSwitch's commit does: for ARP and
+    ND the frame may hold what the key does not (an op above 255, a second SLL option)."""
+    return (b"".join(v for v, _ in new),
+            b"".join(m if v != w else bytes(len(m)) for (v, m), (w, _) in zip(new, old)))
 
 
 def _diff_mask(new: bytes, old: bytes) -> bytes:

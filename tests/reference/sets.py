@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR  # noqa: E402
-from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr,  # noqa: E402
-                                ICMPv6NDOptSrcLLAddr, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
+from scapy.layers.inet6 import (ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,  # noqa: E402
+                                ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
                                 IPv6ExtHdrHopByHop, IPv6ExtHdrRouting)
 from scapy.layers.l2 import ARP, LLC, SNAP, Dot1AD, Dot1Q, Dot3, Ether  # noqa: E402
 from scapy.layers.sctp import SCTP  # noqa: E402
@@ -286,16 +286,39 @@ def set_set_field_other() -> RefSet:
         f.add(eth() / ip4("10.0.0.2", f"10.1.0.{i}") / ICMP(type=8, id=i, seq=1), 3)
         f.add(eth(dst=BCAST) / arp(1, f"10.0.1.{i}", "10.0.0.254", sha=f"02:00:00:00:01:{i:02x}"), 3)
         f.add(eth() / IPv6(src="2001:db8::1", dst=f"2001:db8::{i + 2}") / ICMPv6EchoRequest(id=i), 3)
+    for i in range(3):
+        f.add(eth() / IPv6(src="2001:db8::1", dst=f"2001:db8::{i + 2}") / SCTP(sport=2000 + i, dport=7), 2)
+        f.add(eth() / ip4("10.0.0.3", f"10.1.0.{i}") / SCTP(sport=3000 + i, dport=7, chksum=0x12345678), 2)
+        f.add(eth() / ip4("10.0.0.4", f"10.1.0.{i}") / ICMP(type=3, code=1), 2)
+        f.add(eth(dst=BCAST) / arp(2, f"10.0.2.{i}", "10.0.0.254", tha=H2), 2)
+        f.add(eth() / IPv6(src="2001:db8::1", dst=f"2001:db8::{i + 2}") / ICMPv6EchoReply(id=i), 2)
+        nd = eth(dst="33:33:ff:00:00:02") / IPv6(src="fe80::1", dst="ff02::1:ff00:2", hlim=255)
+        f.add(nd / ICMPv6ND_NS(tgt=f"2001:db8::{i + 2}") / ICMPv6NDOptSrcLLAddr(lladdr=H1), 2)
+        f.add(nd / ICMPv6ND_NS(tgt=f"2001:db8::{i + 2}"), 2)                          # no SLL option
+        f.add(nd / ICMPv6ND_NS(tgt=f"2001:db8::{i + 2}") / Raw(b"\x0e\x01" + bytes(6))     # a nonce first
+              / ICMPv6NDOptSrcLLAddr(lladdr=H1), 2)
+        f.add(eth(src=H2, dst=H1) / IPv6(src="fe80::2", dst="fe80::1", hlim=255) / ICMPv6ND_NA(
+            tgt=f"2001:db8::{i + 2}", S=1) / ICMPv6NDOptDstLLAddr(lladdr=H2), 2)
     f.add(eth() / ip4("10.0.0.3", "10.1.0.1") / UDP(), 3)                                        # misses
     flows = [
         "priority=100,sctp,sctp_dst=9,actions=set_field:99->sctp_dst,output:2",
+        "priority=100,sctp,sctp_dst=7,actions=set_field:0x9999->sctp_src,output:3",
+        "priority=100,sctp6,sctp_dst=7,actions=mod_tp_src:7,mod_tp_dst:8,output:2",
         "priority=100,icmp,icmp_type=8,actions=set_field:13->icmp_type,output:3",
+        "priority=100,icmp,icmp_type=3,actions=set_field:0->icmp_type,set_field:4->icmp_code,output:2",
         "priority=100,arp,arp_op=1,actions=set_field:10.0.0.253->arp_spa,set_field:02:00:00:00:00:fe->arp_sha,"
         "output:4",
+        "priority=100,arp,arp_op=2,actions=set_field:1->arp_op,set_field:10.0.0.9->arp_tpa,"
+        "set_field:02:00:00:00:00:ee->arp_tha,output:3",
         "priority=100,icmp6,icmpv6_type=128,actions=set_field:129->icmpv6_type,output:4",
+        "priority=100,icmp6,icmpv6_type=129,actions=set_field:5->icmpv6_code,output:2",
+        "priority=100,icmp6,icmpv6_type=135,icmpv6_code=0,actions=set_field:2001:db8::77->nd_target,"
+        "set_field:02:00:00:00:00:dd->nd_sll,output:3",
+        "priority=100,icmp6,icmpv6_type=136,icmpv6_code=0,actions=set_field:02:00:00:00:00:cc->nd_tll,output:4",
     ]
     return RefSet("set_field_sctp_icmp_arp", "set-field on the writable fields beyond Ethernet/IP/TCP/UDP: SCTP "
-                  "ports, ICMP/ICMPv6 type, ARP addresses", flows, f.frames)
+                  "ports (a wrong CRC32c among them), ICMP/ICMPv6 type and code, ARP fields, ND target, SLL (an "
+                  "NS without the option among them) and TLL", flows, f.frames)
 
 
 def set_dec_ttl() -> RefSet:

@@ -413,6 +413,8 @@ flow_put_one(struct dps_dp *dp, struct dps_flow_put *p)
     f->gen++;
     f->used = 1;
     memset(&f->base, 0, sizeof f->base);   /* the slot's PMD counters were zeroed when it died */
+    f->reported = 0;
+    f->created_ns = dps_clock_now(dp);
     __atomic_store_n(&f->dead, 0, __ATOMIC_RELEASE);
     int ret = rte_hash_add_key_data(ft->by_ufid, &p->ufid, (void *)(uintptr_t)s);
     if (ret == 0)
@@ -557,6 +559,32 @@ dps_flow_dump(const struct dps_dp *dp, uint32_t *cursor, struct dps_flow_dump *o
         out[k].actions_len = f->actions->len;
         memcpy(actbuf + used, f->actions->data, f->actions->len);
         used += f->actions->len;
+        k++;
+    }
+    *cursor = i >= ft->limit ? UINT32_MAX : i;
+    return (int)k;
+}
+
+int
+dps_flow_stats_changed(struct dps_dp *dp, uint32_t *cursor, uint64_t idle_before_ns,
+                       struct dps_flow_delta *out, unsigned n)
+{
+    struct dps_flow_table *ft = &dp->ft;
+    unsigned k = 0;
+    uint32_t i = *cursor;
+    for (; i < ft->limit && k < n; i++) {
+        struct dps_flow *f = &ft->flows[i];
+        if (!f->used || f->dead)
+            continue;
+        struct dps_flow_stats st;
+        flow_stats_since_reset(dp, i, &st);
+        uint64_t last = st.used_ns ? st.used_ns : f->created_ns;
+        if (st.packets == f->reported && !(idle_before_ns && last < idle_before_ns))
+            continue;
+        f->reported = st.packets;
+        out[k].ufid = f->ufid;
+        out[k].stats = st;
+        out[k].created_ns = f->created_ns;
         k++;
     }
     *cursor = i >= ft->limit ? UINT32_MAX : i;

@@ -52,6 +52,8 @@ struct dps_flow {
     uint8_t used;                          /* slot taken (control thread's view) */
     uint16_t pad;
     struct dps_flow_stats base;            /* counters at the last reset (control thread) */
+    uint64_t reported;                     /* packets dps_flow_stats_changed() last reported */
+    uint64_t created_ns;                   /* datapath clock at the put */
 };
 
 struct dps_subtable {

@@ -74,7 +74,7 @@ async def _revalidate(switch: Switch, stop: asyncio.Event) -> None:
         for backer in switch.backers():
             backer.revalidator.run()
         try:
-            await asyncio.wait_for(stop.wait(), timeout=0.5)
+            await asyncio.wait_for(stop.wait(), timeout=max((b.revalidator.interval() for b in switch.backers()), default=0.5))
         except asyncio.TimeoutError:
             pass
 

@@ -67,6 +67,11 @@ class Revalidator:
         self.max_idle_ms = max_idle_ms
         self.last: PassReport | None = None
 
+    def interval(self, base: float = 0.5) -> float:
+        """Seconds to the next periodic pass: BASE, or more while passes are long (many active
+        flows), so that they take at most a quarter of the control thread."""
+        return max(base, 4 * self.last.seconds) if self.last else base
+
     @staticmethod
     def _pipeline_key(uk: Ukey) -> int:
         k = bytearray(uk.key)
@@ -99,17 +104,18 @@ class Revalidator:
         now_ns = self.dp.now_ns
         now_s = now_ns / 1e9
         ukeys = self.handler.ukeys
-        flows = self.dp.flow_dump()
-        rep.flows = len(flows)
-        max_idle_ns = (100 if len(flows) > self.handler.flow_limit else self.max_idle_ms) * 1_000_000
+        rep.flows = self.dp.flow_count()
+        max_idle_ns = (100 if rep.flows > self.handler.flow_limit else self.max_idle_ms) * 1_000_000
 
         idle = []
-        for f in flows:                       # counters to the rules; idle megaflows
-            uk = ukeys.get(f["ufid"])
+        # Counters to the rules, and idle megaflows: only the flows that saw traffic since the
+        # last pass, or are idle, come up from the datapath.
+        for ufid, packets, nbytes, used_ns, created_ns in self.dp.flow_stats_changed(max(0, now_ns - max_idle_ns + 1)):
+            uk = ukeys.get(ufid)
             if uk is None:
                 continue
-            self._push(uk, f["packets"], f["bytes"], f["used_ns"], now_s)
-            if now_ns - (f["used_ns"] or uk.created_ns) >= max_idle_ns:
+            self._push(uk, packets, nbytes, used_ns, now_s)
+            if now_ns - (used_ns or created_ns) >= max_idle_ns:
                 idle.append(uk)
         pipelines = self.xlate.pipelines
         rep.rules_expired = sum(len(p.expire(now_s)) for p in pipelines)

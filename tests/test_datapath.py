@@ -140,3 +140,28 @@ def test_memory_accounting_follows_the_flows(dp):
     assert 2000 * len(acts) < grown < 2000 * 4096          # an action list each, the subtable's share
     dp.flow_flush()
     assert dp.mem_stats()["heap_allocated"] < m1["heap_allocated"]
+
+
+def test_stats_changed_reports_active_and_idle_flows_only(dp):
+    """The revalidator's incremental stats: a flow comes up when its counters moved since it last
+    came up, or when it has been idle since before the given time; otherwise it stays in C."""
+    from dpdkswitch.datapath import odp, parse
+    from dpdkswitch.ofproto.fields import KEY_SIZE
+    dp.add_test_port(1, "sca")
+    dp.add_test_port(2, "scb")
+    frames = [udp_frame(i) for i in range(3)]
+    acts = odp.encode([odp.Output(2)])
+    dp.set_clock(1_000)
+    dp.flow_put_batch([(100 + i, parse(f, 1), b"\xff" * KEY_SIZE, acts) for i, f in enumerate(frames)])
+    assert dp.flow_stats_changed() == []                   # no traffic yet, nothing idle asked
+    dp.set_clock(5_000)
+    dp.inject(1, [frames[1], frames[1]])
+    dp.poll(4)
+    (got,) = dp.flow_stats_changed()
+    assert got[:4] == (101, 2, 2 * len(frames[1]), 5_000) and got[4] == 1_000
+    assert dp.flow_stats_changed() == []                   # reported once
+    # Idle since before 3000: the two never hit (created at 1000); 101 was used at 5000.
+    assert sorted(u for u, *_ in dp.flow_stats_changed(3_000)) == [100, 102]
+    assert sorted(u for u, *_ in dp.flow_stats_changed(6_000)) == [100, 101, 102]
+    dp.flow_flush()
+    assert dp.flow_stats_changed(10**9) == []

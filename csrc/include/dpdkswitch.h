@@ -300,6 +300,18 @@ struct dps_flow_dump {
  * *cursor is where to go on, UINT32_MAX at the end. */
 int dps_flow_dump(const struct dps_dp *dp, uint32_t *cursor, struct dps_flow_dump *out, unsigned n,
                   uint8_t *actbuf, uint32_t actbuf_len);
+/* The revalidator's stats pass, incremental: from *cursor on, up to n flows whose packet count
+ * changed since this function last reported them, or whose last hit (or put, if never hit) is
+ * before IDLE_BEFORE_NS on the datapath clock (0: none is idle).  Counters as dps_flow_dump's.
+ * Control thread; O(flows) in C, but only what changed crosses to Python.  *cursor as for
+ * dps_flow_dump. */
+struct dps_flow_delta {
+    struct dps_ufid ufid;
+    struct dps_flow_stats stats;
+    uint64_t created_ns;
+};
+int dps_flow_stats_changed(struct dps_dp *dp, uint32_t *cursor, uint64_t idle_before_ns,
+                           struct dps_flow_delta *out, unsigned n);
 int dps_flow_flush(struct dps_dp *dp);
 unsigned dps_flow_count(const struct dps_dp *dp);
 unsigned dps_subtable_count(const struct dps_dp *dp);

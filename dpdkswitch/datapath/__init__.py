@@ -350,6 +350,21 @@ class Datapath:
                             "actions": bytes(ffi.buffer(abuf + d.actions_ofs, d.actions_len)), **_stats(d.stats)})
         return out
 
+    def flow_stats_changed(self, idle_before_ns: int = 0) -> list[tuple[int, int, int, int, int]]:
+        """(ufid, packets, bytes, used_ns, created_ns) of the flows whose packet count changed
+        since this was last asked, and of those idle since before IDLE_BEFORE_NS (0: none)."""
+        out = []
+        cursor = ffi.new("uint32_t *", 0)
+        n = 1024
+        batch = ffi.new("struct dps_flow_delta[]", n)
+        while cursor[0] != 0xFFFFFFFF:
+            got = _check(lib.dps_flow_stats_changed(self.h, cursor, idle_before_ns, batch, n), "flow stats")
+            for i in range(got):
+                d = batch[i]
+                s = d.stats
+                out.append((d.ufid.lo | d.ufid.hi << 64, s.packets, s.bytes, s.used_ns, d.created_ns))
+        return out
+
     def flow_flush(self) -> int:
         return _check(lib.dps_flow_flush(self.h), "flow flush")
 

@@ -8,6 +8,7 @@ here runs on the main thread, which is EAL's main lcore and the datapath's only 
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import os
 import signal
@@ -133,6 +134,10 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
 def run(config: Config, socket_path: str | None = None, top: bool = False) -> int:
     switch = Switch(config)
     switch.start()
+    # What start-up built (config, rules, ports) lives as long as the process: out of the
+    # cyclic collector's sight, so that a full collection (triggered as megaflows accumulate)
+    # does not walk every rule again; at 100k rules that was ~50 us per flow setup.
+    gc.freeze()
     try:
         asyncio.run(serve(switch, config, socket_path or config.control_socket, top))
     finally:

@@ -214,6 +214,7 @@ class Pipeline:
             if not spec.flags & FLAG_RESET_COUNTS:
                 e.packets, e.bytes = oe.packets, oe.bytes
             table.cls.remove(old)
+            oe.rule = None
             self.timed.discard(oe)
             self._touch(oe, tid)
         e.rule = Rule.of(spec.priority, spec.match, e)
@@ -261,6 +262,7 @@ class Pipeline:
 
     def _remove(self, e: FlowEntry, reason: str) -> None:
         self.tables[e.table_id].cls.remove(e.rule)
+        e.rule = None                 # no entry<->rule cycle: refcounting frees them (see app.py's gc)
         self.timed.discard(e)
         self._touch(e, e.table_id)
         if e.flags & FLAG_SEND_FLOW_REM:

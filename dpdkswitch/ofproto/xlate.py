@@ -38,6 +38,7 @@ def _ofs(member: str) -> int:
 
 _TCI = [(_ofs("vlan_tci") + 2 * i, _ofs("vlan_tci") + 2 * i + 2) for i in range(2)]   # outer, inner
 _TPID = [(_ofs("vlan_tpid") + 2 * i, _ofs("vlan_tpid") + 2 * i + 2) for i in range(2)]
+_VLAN_BYTES = (slice(_TCI[0][0], _TCI[1][1]), slice(_TPID[0][0], _TPID[1][1]))   # both tags' TCIs, TPIDs
 _ETH = slice(_ofs("eth_dst"), _ofs("eth_src") + 6)                                  # dst, src
 _SRC, _DST, _LABEL, _TOS, _TTL = _ofs("nw_src"), _ofs("nw_dst"), _ofs("ipv6_label"), _ofs("nw_tos"), _ofs("nw_ttl")
 _PORTS = slice(_ofs("tp_src"), _ofs("tp_dst") + 2)
@@ -180,7 +181,10 @@ class _Ctx:
     # -- commit header changes to datapath actions
     def commit(self) -> None:
         f, b = self.flow, self.base
-        fs, bs = self._stack(f), self._stack(b)
+        if f[_VLAN_BYTES[0]] != b[_VLAN_BYTES[0]] or f[_VLAN_BYTES[1]] != b[_VLAN_BYTES[1]]:
+            fs, bs = self._stack(f), self._stack(b)
+        else:
+            fs = bs = ()
         if fs != bs:
             k = 0
             while k < min(len(fs), len(bs)) and fs[-1 - k] == bs[-1 - k]:

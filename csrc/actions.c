@@ -210,8 +210,7 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
     if (kind == DPS_SET_VLAN) {
         if (!o.n_vlans)
             return false;
-        uint8_t v[2] = { val[0], val[1] }, mk[2] = { (uint8_t)(mask[0] & ~0x10), mask[1] };
-        masked_write(f + 14, v, mk, 2, old);
+        masked_write(f + 14, val, mask, 2, old);
         return true;
     }
     uint16_t eth_type = rte_be_to_cpu_16(k.eth_type);

@@ -277,16 +277,25 @@ def test_pop_vlan(dp):
     (0x0123, 0x0FFF, 0x123, 6),           # VID only
     (0xA000, 0xE000, 10, 5),              # PCP only
     (0xFFFF, 0x00F0, 0x0FA, 6),           # a few VID bits
-    (0x2FFF, 0xFFFF, 0xFFF, 1),           # both; the CFI/DEI bit of the value is ignored
+    (0x2FFF, 0xEFFF, 0xFFF, 1),           # both, DEI outside the mask
 ])
 def test_set_vlan_vid_pcp_on_a_tagged_frame(dp, value, mask, vid, pcp):
-    fr = tagged(tcp4(), (0x8100, 10, 6, 1))     # DEI set: it must stay set
+    fr = tagged(tcp4(), (0x8100, 10, 6, 1))     # DEI set: outside the mask, it must stay set
     got = only(run(dp, fr, [odp.SetMasked("vlan", struct.pack("!H", value), struct.pack("!H", mask)),
                             odp.Output(2)]), 2)
     p = Ether(fr)
     p[Dot1Q].vlan, p[Dot1Q].prio = vid, pcp
     assert got == expect(p)
     assert Ether(got)[Dot1Q].dei == 1
+
+
+@pytest.mark.parametrize("value,dei", [(0x2FFF, 0), (0x3FFF, 1)])
+def test_set_vlan_writes_dei_when_the_mask_has_it(dp, value, dei):
+    """Translation rewrites a whole tag with DEI cleared (as Open vSwitch's pop + push)."""
+    fr = tagged(tcp4(), (0x8100, 10, 6, 1 - dei))
+    got = only(run(dp, fr, [odp.SetMasked("vlan", struct.pack("!H", value), b"\xff\xff"), odp.Output(2)]), 2)
+    tag = Ether(got)[Dot1Q]
+    assert (tag.vlan, tag.prio, tag.dei) == (0xFFF, 1, dei)
 
 
 def test_set_vlan_changes_the_outer_tag_only(dp):

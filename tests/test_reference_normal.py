@@ -20,8 +20,6 @@ Where the two legitimately differ, the sets compare only what is comparable:
     handle two tags: a double-tagged frame entering a dot1q-tunnel port loses its innermost.
   - OVS's NORMAL megaflows miss some bits its translation read (see reference/normal.py): the
     frames never rely on them.
-  - DEI (KNOWN below): when NORMAL changes a tag's VID or PCP, OVS clears DEI and dpdkswitch
-    may keep it.
 
 On a difference the test prints, per port, each differing output traced back to its input
 frame (``ref#NNNN``), both sides' frames and the fields that differ.  The inputs (in-pN.pcap),
@@ -62,11 +60,7 @@ def _failed_upcalls(pmd_stats: str) -> int:
 
 
 # Differences from Open vSwitch that are known and left as they are, each for its reason.
-KNOWN = {
-    "dei_rewritten": "a tag whose VID or PCP changes: OVS pops and pushes it, clearing the DEI bit (its flow has "
-                     "no DEI), where dpdkswitch's datapath set-VLAN keeps DEI; dpdkswitch pops and pushes only when "
-                     "the tag stack changes shape, so the same frame leaves some ports with DEI, others without",
-}
+KNOWN: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("ns", [pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=KNOWN[s.name]))

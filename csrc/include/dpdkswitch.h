@@ -217,7 +217,7 @@ struct dps_action {
 
 /* What DPS_ACT_SET_MASKED writes: value and mask structs of these sizes, network order. */
 #define DPS_SET_ETH 1                 /* 12: dst[6] src[6] */
-#define DPS_SET_VLAN 2                /* 2: outer tag's TCI (VID + PCP; the CFI bit is ignored) */
+#define DPS_SET_VLAN 2                /* 2: outer tag's TCI (PCP, DEI, VID: the bits under the mask) */
 #define DPS_SET_IPV4 3                /* 10: src[4] dst[4] tos ttl; checksums fixed */
 #define DPS_SET_IPV6 4                /* 38: src[16] dst[16] label[4] tclass hlimit */
 #define DPS_SET_TCP 5                 /* 4: src[2] dst[2]; checksum fixed */

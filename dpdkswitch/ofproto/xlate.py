@@ -190,7 +190,9 @@ class _Ctx:
             while k < min(len(fs), len(bs)) and fs[-1 - k] == bs[-1 - k]:
                 k += 1
             if len(fs) == len(bs) and len(fs) - k == 1 and fs[0][0] == bs[0][0]:
-                self.odp.append(odp.SetMasked("vlan", (fs[0][1] & 0xEFFF).to_bytes(2, "big"), b"\xef\xff"))
+                # The whole TCI, DEI cleared: the key has no DEI (its bit says "tagged"), and a
+                # rewritten tag leaves without one, as Open vSwitch's pop + push gives it.
+                self.odp.append(odp.SetMasked("vlan", (fs[0][1] & 0xEFFF).to_bytes(2, "big"), b"\xff\xff"))
             else:
                 for _ in range(len(bs) - k):
                     self.odp.append(odp.PopVlan())

@@ -13,6 +13,14 @@ progress once a second) while one PMD thread forwards.
 It prints a table, or with ``--json`` one JSON line with the keys the peer scripts print
 (``mpps``, ``cycles_per_packet``, ``emc_hits``, ``megaflow_hits``, ``subtable_lookups_per_hit``,
 ``miss_ok``, ``miss_failed``, ``packets``; ``setups_per_s``, ``flows_at_end`` for setup).
+A forwarding run also has cycles per frame by stage: the PMD reads the TSC at its stage
+boundaries every ``--stage-sample`` th iteration (64; 0 turns it off), once per burst, and
+``stage_cycles_per_packet`` holds the stages of ``datapath.abi.STAGES`` and ``other`` (the
+loop's own), which add up to ``stage_sampled_cycles_per_packet``, the timed iterations' cycles
+per frame (about a TSC read per stage per burst above the untimed ones').
+
+``--revalidation N[,N...]`` and ``--memory [N]`` measure the flow table at scale instead
+(``flowtable_bench.py``).
 
 ``dpdkswitch bench --compare`` runs each scenario on this switch, on Open vSwitch 3.1's DPDK
 datapath (``ovs_dpdk_peer.py``) and on testpmd (``testpmd_limit.sh``, io mode), interleaved,
@@ -51,7 +59,9 @@ SETUP_KEYS = ("setups_per_s", "miss_ok", "miss_failed", "flows_at_end")
 COMMON_KEYS = ("scenario", "seconds", "peer", "version")
 
 COUNTERS = ("rx_packets", "tx_packets", "tx_dropped", "busy_cycles", "idle_cycles", "iterations", "emc_hits",
-            "megaflow_hits", "subtable_lookups", "misses", "lost", "dups", "action_drops", "simple_hits")
+            "megaflow_hits", "subtable_lookups", "misses", "lost", "dups", "action_drops", "simple_hits",
+            "sampled_iterations", "sampled_packets", "sampled_cycles")
+STAGE_SAMPLE = 64          # time the stages of every 64th PMD iteration (--stage-sample)
 
 
 class BenchError(Exception):
@@ -207,9 +217,10 @@ class Bench:
     """One scenario on one switch in this process: set-up, the control loop, the figures."""
 
     def __init__(self, name: str, sc: dict, pcap: Path, n_frames: int, ctl_core: int = 0, pmd_core: int = 1,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, stage_sample: int = STAGE_SAMPLE):
         self.name, self.sc, self.pcap, self.n_frames = name, sc, pcap, n_frames
         self.ctl_core, self.pmd_core = ctl_core, pmd_core
+        self.stage_sample = stage_sample
         self.progress = progress or Progress(False)
         self.switch = None
         self.br = None
@@ -244,6 +255,7 @@ class Bench:
             br.pipeline.add(s)
         t2 = time.perf_counter()
         br.revalidator.run()
+        br.dp.set_stage_sampling(self.stage_sample)
         self.info.update(rules=len(rules), rules_parse_s=round(t1 - t0, 3), rules_add_s=round(t2 - t1, 3),
                          rules_install_s=round(t2 - t0, 3))
         if len(rules) > 1000:
@@ -261,9 +273,12 @@ class Bench:
 
     # -- counters
     def snapshot(self) -> tuple[float, dict[str, int]]:
+        from .datapath.abi import STAGES
         st = self.br.dp.pmd_stats().copy()
         t = time.monotonic()
-        return t, {k: int(st[k].sum()) for k in COUNTERS}
+        c = {k: int(st[k].sum()) for k in COUNTERS}
+        c.update(zip(("stage_" + s for s in STAGES), (int(v) for v in st["stage_cycles"].sum(axis=0))))
+        return t, c
 
     # -- the control loop
     def loop(self, seconds: float, tick=None) -> None:
@@ -349,7 +364,7 @@ class Bench:
         self.loop(seconds, self._rate_ticker("measuring", t0 + seconds))
         t1, c1 = self.snapshot()
         self.progress.done()
-        d = {k: c1[k] - c0[k] for k in COUNTERS}
+        d = {k: c1[k] - c0[k] for k in c1}
         dt = t1 - t0
         rx = d["rx_packets"]
         cycles = d["busy_cycles"] + d["idle_cycles"]
@@ -379,6 +394,7 @@ class Bench:
             "measured_s": round(dt, 3),
             "flows_at_end": self.br.dp.flow_count(),
             "subtables": self.br.dp.subtable_count(),
+            **stage_figures(d, self.stage_sample),
         }
 
     def _setup(self, seconds: float) -> dict:
@@ -413,15 +429,30 @@ class Bench:
         }
 
 
+def stage_figures(d: dict[str, int], every: int) -> dict:
+    """Cycles per frame by stage over the sampled iterations of D (counter deltas), the loop's own
+    as "other"; and the sampled iterations' cycles per frame, to hold against the whole run's."""
+    from .datapath.abi import STAGES
+    out: dict = {"stage_sample_every": every}
+    n = d["sampled_packets"]
+    if not every or not n:
+        return out
+    per = {s: round(d["stage_" + s] / n, 1) for s in STAGES}
+    per["other"] = round((d["sampled_cycles"] - sum(d["stage_" + s] for s in STAGES)) / n, 1)
+    out.update(stage_cycles_per_packet=per, stage_sampled_cycles_per_packet=round(d["sampled_cycles"] / n, 1),
+               stage_sampled_iterations=d["sampled_iterations"], stage_sampled_packets=n)
+    return out
+
+
 def run_one(name: str, scen_file: Path, seconds: float, ctl_core: int, pmd_core: int,
-            progress: Progress) -> dict:
+            progress: Progress, stage_sample: int = STAGE_SAMPLE) -> dict:
     """One scenario, one run, in this process (EAL starts here)."""
     scenarios = load_scenarios(scen_file)
     if name not in scenarios:
         raise BenchError(f"no scenario {name!r} in {scen_file} (have: {', '.join(scenarios)})")
     sc = scenarios[name]
     pcap, n_frames = pcap_for(name, sc, bench_dir(scen_file))
-    b = Bench(name, sc, pcap, n_frames, ctl_core, pmd_core, progress)
+    b = Bench(name, sc, pcap, n_frames, ctl_core, pmd_core, progress, stage_sample)
     # Ctrl-C and SIGTERM stop the run cleanly (even when started with SIGINT ignored, as a
     # background job of a shell is): the switch is stopped in the finally below.
     old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -456,7 +487,16 @@ def format_result(r: dict) -> str:
         row = (r["scenario"], f"{r['mpps']:.3f}", f"{r['hit_mpps']:.3f}", f"{r['cycles_per_packet']:.1f}",
                f"{r['busy_cycles_per_packet']:.1f}", f"{r['emc_hits']:,}", f"{r['megaflow_hits']:,}",
                f"{r['subtable_lookups_per_hit']:.2f}", f"{r['miss_ok']:,}", f"{r['miss_failed']:,}")
-    return _table([head, row])
+    out = _table([head, row])
+    per = r.get("stage_cycles_per_packet")
+    if per:
+        names = list(per)
+        out += (f"\n\ncycles per frame by stage (every {r['stage_sample_every']}th PMD iteration timed: "
+                f"{r['stage_sampled_iterations']:,} iterations, {r['stage_sampled_packets']:,} frames)\n")
+        out += _table([("stage", *names, "timed total", "all busy"),
+                       ("cycles/frame", *(f"{per[n]:.1f}" for n in names),
+                        f"{r['stage_sampled_cycles_per_packet']:.1f}", f"{r['busy_cycles_per_packet']:.1f}")])
+    return out
 
 
 def _table(rows: list[tuple]) -> str:
@@ -529,10 +569,11 @@ class Children:
 
 
 def peer_command(peer: str, scenario: str, scen_file: Path, tools: Path, seconds: float, ctl_core: int,
-                 pmd_core: int) -> list[str]:
+                 pmd_core: int, stage_sample: int = STAGE_SAMPLE) -> list[str]:
     if peer == "dpdkswitch":
         return [sys.executable, "-m", "dpdkswitch", "bench", scenario, "--json", "--seconds", str(seconds),
-                "--scenarios", str(scen_file), "--ctl-core", str(ctl_core), "--pmd-core", str(pmd_core)]
+                "--scenarios", str(scen_file), "--ctl-core", str(ctl_core), "--pmd-core", str(pmd_core),
+                "--stage-sample", str(stage_sample)]
     if peer == "ovs-dpdk":
         # A work directory of ours: the peer otherwise leaves a fresh /tmp/ovs-peer-* (with the
         # pcap) behind on every run.  Keyed by the traffic's inputs, as it caches pcaps by name.
@@ -683,7 +724,7 @@ def plot(med: dict, path: Path) -> bool:
 
 
 def compare(names: list[str], scen_file: Path, runs: int, seconds: float, out: Path | None, ctl_core: int,
-            pmd_core: int, quiet: bool = False) -> int:
+            pmd_core: int, quiet: bool = False, stage_sample: int = STAGE_SAMPLE) -> int:
     scenarios = load_scenarios(scen_file)
     names = names or list(scenarios)
     unknown = [n for n in names if n not in scenarios]
@@ -715,7 +756,7 @@ def compare(names: list[str], scen_file: Path, runs: int, seconds: float, out: P
             peers = [p for p in PEERS if not (p == "testpmd-io" and measure == "setup")]
             for i in range(runs):
                 for peer in peers:
-                    cmd = peer_command(peer, name, scen_file, tools, seconds, ctl_core, pmd_core)
+                    cmd = peer_command(peer, name, scen_file, tools, seconds, ctl_core, pmd_core, stage_sample)
                     log(f"[{name} run {i + 1}/{runs}] {peer}: {' '.join(cmd)}")
                     env = None
                     if peer == "testpmd-io":   # its pcap cache, keyed like the OVS peer's
@@ -757,13 +798,16 @@ def main(a) -> int:
     from .netns import NetnsError
     try:
         scen_file = scenarios_path(a.scenarios)
+        if getattr(a, "revalidation", None) or getattr(a, "memory", None):
+            from . import flowtable_bench
+            return flowtable_bench.main(a, scen_file, Progress(not a.json))
         if a.compare:
             return compare(a.scenario, scen_file, a.runs, a.seconds, Path(a.out) if a.out else None,
-                           a.ctl_core, a.pmd_core)
+                           a.ctl_core, a.pmd_core, stage_sample=a.stage_sample)
         if len(a.scenario) != 1:
             raise BenchError("give one SCENARIO (or --compare [SCENARIO...])")
         progress = Progress(not a.json)
-        result = run_one(a.scenario[0], scen_file, a.seconds, a.ctl_core, a.pmd_core, progress)
+        result = run_one(a.scenario[0], scen_file, a.seconds, a.ctl_core, a.pmd_core, progress, a.stage_sample)
     except BenchError as e:
         print(f"dpdkswitch bench: {e}", file=sys.stderr)
         return 2

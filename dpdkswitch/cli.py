@@ -71,8 +71,37 @@ def cmd_ctl(a: argparse.Namespace) -> int:
         return 1
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(x.replace("_", "")) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give flow counts separated by commas, e.g. 10000,100000")
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: flow counts are 1 or more")
+    return counts
+
+
+def _every(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n < 1 << 32:
+        raise argparse.ArgumentTypeError(f"{text!r}: an iteration count, 0 for off")
+    return n
+
+
+def _count(text: str) -> int:
+    (n,) = _counts(text)
+    return n
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     from .bench import main as bench_main
+    if (a.revalidation or a.memory) and (a.scenario or a.compare or a.flow_mods):
+        print("dpdkswitch bench: --revalidation and --memory run alone (no SCENARIO, --compare or --flow-mods)",
+              file=sys.stderr)
+        return 2
     if a.flow_mods:
         from .flowmod_bench import main as flowmod_main
         return flowmod_main(a.flow_mods, a.json)
@@ -119,8 +148,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="run this switch, OVS-DPDK and testpmd, interleaved, and compare their medians")
     b.add_argument("--runs", type=int, default=3, help="runs of each peer with --compare (default 3)")
     b.add_argument("--out", metavar="DIR", help="--compare's output directory (default results/<timestamp>/)")
+    b.add_argument("--stage-sample", type=_every, default=64, metavar="N",
+                   help="time the PMD's stages (cycles per frame by stage) every Nth iteration; 0: off (default 64)")
     b.add_argument("--flow-mods", type=int, metavar="N",
                    help="time adding N flows with ovs-ofctl add-flows, here and on OVS-DPDK (e.g. 100000)")
+    b.add_argument("--revalidation", type=_counts, metavar="N[,N...]",
+                   help="time the revalidator pass after a flow-mod with N cached flows of one rule (e.g. 10000,100000)")
+    b.add_argument("--memory", type=_count, nargs="?", const=100000, metavar="N",
+                   help="memory per megaflow, datapath and slow path, with N flows installed (default 100000)")
     b.set_defaults(fn=cmd_bench)
 
     a = ap.parse_args(argv)

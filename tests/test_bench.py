@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from dpdkswitch import bench
+from dpdkswitch import bench, flowtable_bench
 from dpdkswitch.config import online_cpus
+from dpdkswitch.datapath.abi import STAGES
+
+from frames import udp_frame, write_pcap
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = bench.SHARED_BENCH
@@ -88,6 +91,37 @@ def test_bench_p2p_1flow_json():
     hits = r["emc_hits"] + r["megaflow_hits"] + r["simple_match_hits"]
     assert abs(hits - r["packets"]) <= 0.01 * r["packets"] + 64, r
     assert r["miss_ok"] >= 1
+    # Cycles by stage, from the sampled iterations: every stage has a figure, none is negative,
+    # they add up to the timed iterations' own cycles per frame (the loop's own is "other"), and
+    # that is of the order of the whole run's (a unit slip, e.g. per burst, would be 32 times it).
+    assert r["stage_sample_every"] == 64 and r["stage_sampled_packets"] > 0
+    per = r["stage_cycles_per_packet"]
+    assert set(per) == set(STAGES) | {"other"}
+    assert all(v >= 0 for v in per.values()), per
+    assert abs(sum(per.values()) - r["stage_sampled_cycles_per_packet"]) <= 0.1 * len(per), r
+    assert 0 < r["stage_sampled_cycles_per_packet"] < 10 * r["busy_cycles_per_packet"], r
+    # One in_port-only flow: the cheap path takes every frame; nothing is parsed or looked up.
+    assert per["simple"] > 0 and per["rx"] > 0 and per["tx"] > 0
+    assert per["parse"] == per["emc"] == per["masked"] == per["actions"] == 0, per
+
+
+def test_stage_figures_and_their_table():
+    d = {"sampled_packets": 64, "sampled_iterations": 2, "sampled_cycles": 6400,
+         **{"stage_" + s: 0 for s in STAGES}}
+    d.update(stage_rx=1280, stage_parse=1920, stage_emc=640, stage_actions=1600, stage_tx=640)
+    f = bench.stage_figures(d, 16)
+    assert f["stage_cycles_per_packet"] == {**{s: 0.0 for s in STAGES}, "rx": 20.0, "parse": 30.0, "emc": 10.0,
+                                            "actions": 25.0, "tx": 10.0, "other": 5.0}
+    assert f["stage_sampled_cycles_per_packet"] == 100.0 and f["stage_sample_every"] == 16
+    assert bench.stage_figures(d, 0) == {"stage_sample_every": 0}                  # off: no figures
+    assert bench.stage_figures({**d, "sampled_packets": 0}, 16) == {"stage_sample_every": 16}
+    r = {"scenario": "s", "mpps": 1.0, "hit_mpps": 1.0, "cycles_per_packet": 120.0, "busy_cycles_per_packet": 110.0,
+         "emc_hits": 1, "megaflow_hits": 2, "subtable_lookups_per_hit": 1.0, "miss_ok": 3, "miss_failed": 0,
+         "stage_sampled_iterations": 2, "stage_sampled_packets": 64, **f}
+    table = bench.format_result(r)
+    assert "every 16th PMD iteration" in table
+    row = next(line for line in table.splitlines() if line.startswith("cycles/frame")).split()
+    assert row[1:] == ["0.0", "20.0", "0.0", "30.0", "10.0", "0.0", "25.0", "10.0", "5.0", "100.0", "110.0"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"),
@@ -100,3 +134,71 @@ def test_flow_mod_throughput_side_by_side():
     by = {x["peer"]: x for x in d["results"]}
     assert by["dpdkswitch"]["flows"] == 1000 and by["ovs-dpdk"]["flows"] >= 1000   # OVS adds its NORMAL rule
     assert by["dpdkswitch"]["seconds"] > 0 and by["ovs-dpdk"]["seconds"] > 0
+
+
+# ---- the flow table at scale: revalidation after a flow-mod, memory per megaflow --------------
+
+@pytest.fixture
+def flows_pcap(tmp_path):
+    def make(n: int):
+        path = tmp_path / f"flows{n}.pcap"
+        frames = [udp_frame(i) for i in range(n)]
+        assert len({f[26:30] for f in frames}) == n               # n distinct source addresses
+        write_pcap(str(path), frames)
+        return path
+    return make
+
+
+@pytest.mark.dpdk
+def test_revalidation_leaves_every_flow_with_the_new_output(eal, flows_pcap):
+    with flowtable_bench.FlowTableBench(500, flows_pcap(500)) as b:
+        r = b.revalidation()
+        assert b.br.dp.flow_count() == 500 and len(b.br.upcalls.ukeys) == 500
+    assert r["verified"] is True, r
+    assert r["flows"] == r["flows_after"] == r["modified"] == r["revalidated"] == 500
+    assert r["deleted"] == 0 and r["flows_with_old_action"] == 0
+    assert r["revalidation_s"] > 0 and r["install_s"] > 0 and r["setups_per_s"] > 0
+
+
+@pytest.mark.dpdk
+def test_revalidation_check_catches_flows_left_behind(eal, flows_pcap):
+    """The measurement checks its result: a pass after the flow-mod that changes nothing is
+    reported as such, not timed as if it had worked."""
+    from dpdkswitch.revalidator import PassReport
+    with flowtable_bench.FlowTableBench(200, flows_pcap(200)) as b:
+        b.install()
+        passes = iter([b.br.revalidator.run, PassReport])     # the unchanged pass, then one doing nothing
+        b.br.revalidator.run = lambda: next(passes)()
+        r = b.flow_mod_pass()
+    assert r["verified"] is False
+    assert r["flows_with_old_action"] == 200 and r["flows_after"] == 200 and r["modified"] == 0
+
+
+@pytest.mark.dpdk
+def test_memory_per_megaflow_is_measured_on_both_sides(eal, flows_pcap):
+    with flowtable_bench.FlowTableBench(2000, flows_pcap(2000)) as b:
+        m = b.memory()
+    assert m["flows"] == 2000 and m["key_bytes"] == 120
+    assert 24 <= m["dp_heap_per_flow"] < 8192, m            # an action list at least; not pages
+    assert m["dp_slot_bytes_outside_heap"] >= 120 + 16 + 4 + 32, m
+    assert 0 < m["dp_slot_ufid_index_heap"] < 1024, m
+    assert m["dp_reserved_per_slot"] == pytest.approx(m["dp_slot_bytes_outside_heap"] + m["dp_slot_ufid_index_heap"], abs=0.1)
+    assert 120 < m["py_per_ukey"] < 64 * 1024, m            # the key and mask bytes at least
+
+
+@needs_shared
+@pytest.mark.skipif(os.geteuid() != 0, reason="the bench starts DPDK (EAL, vdevs, hugepages): needs root")
+def test_bench_revalidation_and_memory_json():
+    cmd = [sys.executable, "-m", "dpdkswitch", "bench", "--revalidation", "300,1000", "--memory", "500", "--json",
+           "--ctl-core", str(sorted(online_cpus())[0])]
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = [l for l in p.stdout.splitlines() if l.strip()]
+    assert len(lines) == 1, p.stdout
+    r = json.loads(lines[0])
+    assert [x["flows"] for x in r["revalidation"]] == [300, 1000]
+    for x in r["revalidation"]:
+        assert x["verified"] and x["modified"] == x["flows_after"] == x["flows"] and x["flows_with_old_action"] == 0
+    assert r["memory"]["flows"] == 500 and r["memory"]["dp_heap_per_flow"] > 0 and r["memory"]["py_per_ukey"] > 0
+    text = flowtable_bench.format_result(r)
+    assert "all output:3" in text and "Python heap per ukey" in text

@@ -181,6 +181,8 @@ class _Ctx:
     # -- commit header changes to datapath actions
     def commit(self) -> None:
         f, b = self.flow, self.base
+        if f == b:                      # nothing changed since the last commit (the common case)
+            return
         if f[_VLAN_BYTES[0]] != b[_VLAN_BYTES[0]] or f[_VLAN_BYTES[1]] != b[_VLAN_BYTES[1]]:
             fs, bs = self._stack(f), self._stack(b)
         else:

@@ -123,15 +123,21 @@ def flow_mod(**kw) -> C.FlowMod:
                         "instructions": (A.ApplyActions((A.Output(2),)),), **kw})
 
 
-@pytest.fixture(scope="module")
-def sw(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("robust")
+def controller_switch(tmp, tag: str, fail_mode: str):
+    """The switch with two net_null ports (1, 2), a ptcp listener and an active controller
+    target on a free port (``.ctl_port``) that the test serves itself."""
     ctl_port = free_port()
-    s = start_switch(tmp, f"{os.getpid() % 10000}r",
-                     {"openflow": {"controllers": [f"tcp:127.0.0.1:{ctl_port}"], "fail_mode": "standalone"}},
-                     taps=0, extra_ports={f"p{i}": {"device": f"net_null_r{os.getpid() % 10000}_{i},no-rx=1",
+    s = start_switch(tmp, f"{os.getpid() % 10000}{tag}",
+                     {"openflow": {"controllers": [f"tcp:127.0.0.1:{ctl_port}"], "fail_mode": fail_mode}},
+                     taps=0, extra_ports={f"p{i}": {"device": f"net_null_{tag}{os.getpid() % 10000}_{i},no-rx=1",
                                                     "ofport": i} for i in (1, 2)})
     s.ctl_port = ctl_port
+    return s
+
+
+@pytest.fixture(scope="module")
+def sw(tmp_path_factory):
+    s = controller_switch(tmp_path_factory.mktemp("robust"), "r", "standalone")
     yield s
     log = s.stop()
     assert s.proc.returncode == 0, log
@@ -336,12 +342,18 @@ def test_multipart_replies(sw):
 
 
 # --- active controller, fail mode, probes ---------------------------------------------------
-def test_active_controller_reconnects_with_backoff(sw):
+def controller_listener(port: int, timeout: float) -> socket.socket:
+    """Where the switch's active controller connection lands (the test plays the controller)."""
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", sw.ctl_port))
+    ls.bind(("127.0.0.1", port))
     ls.listen(4)
-    ls.settimeout(12)
+    ls.settimeout(timeout)
+    return ls
+
+
+def test_active_controller_reconnects_with_backoff(sw):
+    ls = controller_listener(sw.ctl_port, 12)
     watcher = Client(sw.port)
     try:
         assert any(f.cookie == FAIL_OPEN_COOKIE and f.priority == 0 for f in table0(watcher))

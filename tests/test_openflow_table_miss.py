@@ -16,8 +16,7 @@ from dpdkswitch.ofproto import actions as A
 from dpdkswitch.openflow import codec as C
 from dpdkswitch.openflow import consts as K
 
-from test_openflow_ofctl import free_port, start_switch
-from test_openflow_robust import Client
+from test_openflow_robust import Client, controller_listener, controller_switch
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -27,12 +26,7 @@ SENT = bytes.fromhex("020000000002020000000001080045000032000200004011f96a0a0000
 
 @pytest.fixture
 def sw(tmp_path):
-    ctl_port = free_port()
-    s = start_switch(tmp_path, f"{os.getpid() % 10000}m",
-                     {"openflow": {"controllers": [f"tcp:127.0.0.1:{ctl_port}"], "fail_mode": "secure"}},
-                     taps=0, extra_ports={f"p{i}": {"device": f"net_null_m{os.getpid() % 10000}_{i},no-rx=1",
-                                                    "ofport": i} for i in (1, 2)})
-    s.ctl_port = ctl_port
+    s = controller_switch(tmp_path, "m", "secure")
     yield s
     log = s.stop()
     assert s.proc.returncode == 0, log
@@ -59,11 +53,7 @@ def controller(ls: socket.socket, version: int) -> Client:
 
 
 def test_a_table_miss_is_a_packet_in_for_an_openflow_10_controller_and_a_drop_for_13(sw):
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", sw.ctl_port))
-    ls.listen(4)
-    ls.settimeout(15)
+    ls = controller_listener(sw.ctl_port, 15)
     watcher = Client(sw.port)
     try:
         ctl = controller(ls, 1)

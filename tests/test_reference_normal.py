@@ -55,10 +55,6 @@ def ovs_available():
         pytest.skip(f"Open vSwitch (DPDK) is not installed: {why}")
 
 
-def _failed_upcalls(pmd_stats: str) -> int:
-    return sum(int(n) for n in re.findall(r"miss with failed upcall:\s+(\d+)", pmd_stats))
-
-
 # Differences from Open vSwitch that are known and left as they are, each for its reason.
 KNOWN: dict[str, str] = {}
 
@@ -79,7 +75,7 @@ def test_normal_same_output_as_ovs(ns, ovs_available, eal, tmp_path):
     ovs_out, ovs_info = ovs_mod.run_ovs(tmp_path, "", 0, ns.ofports, FLOWS, inputs=inputs, port_config=ns.ports,
                                         bridge_config=ns.ovs_bridge_config(), fdb=ns.static)
     (tmp_path / "ovs-fdb.txt").write_text(ovs_info["fdb_before"] + "\n--- after\n" + ovs_info["fdb"])
-    assert _failed_upcalls(ovs_info["pmd_stats"]) == 0, \
+    assert ovs_mod.failed_upcalls(ovs_info["pmd_stats"]) == 0, \
         f"OVS dropped frames on failed upcalls; the comparison would be void:\n{ovs_info['pmd_stats']}"
     statics = [l.split() for l in ovs_info["fdb_before"].splitlines()[1:]]
     assert sum(1 for r in statics if r[-1] == "static") == len(ns.static), \

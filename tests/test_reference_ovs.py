@@ -38,8 +38,6 @@ installs it.
 """
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from frames import write_pcap
@@ -58,10 +56,6 @@ def ovs_available():
     why = ovs_mod.missing()
     if why:
         pytest.skip(f"Open vSwitch (DPDK) is not installed: {why}")
-
-
-def _failed_upcalls(pmd_stats: str) -> int:
-    return sum(int(n) for n in re.findall(r"miss with failed upcall:\s+(\d+)", pmd_stats))
 
 
 # Differences from Open vSwitch that are known and left as they are, each for its reason.
@@ -84,7 +78,7 @@ def test_same_output_as_ovs(rs, ovs_available, eal, tmp_path):
 
     ovs_out, ovs_info = ovs_mod.run_ovs(tmp_path, in_pcap, len(rs.frames), rs.ports, rs.flows, rs.groups,
                                         protocol=rs.protocol)
-    assert _failed_upcalls(ovs_info["pmd_stats"]) == 0, \
+    assert ovs_mod.failed_upcalls(ovs_info["pmd_stats"]) == 0, \
         f"OVS dropped frames on failed upcalls; the comparison would be void:\n{ovs_info['pmd_stats']}"
     assert sum(map(len, ovs_out.values())) > 0, f"OVS forwarded nothing: the set tests nothing\n{ovs_info}"
 

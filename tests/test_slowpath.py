@@ -468,6 +468,12 @@ def test_cached_flows_do_what_packet_out_does(prop_rig, spec, pkts):
     n_out = sum(sum(c.values()) for c in cached.values())
     event("frames out: " + ("none" if not n_out else "fewer than packets" if n_out < 2 * len(items) else "one or more each"))
     event(f"packet-ins: {'some' if pins_cached else 'none'}")
+    assert_same_as_packet_out(d, p, x, items, cached, pins_cached, h)
+
+
+def assert_same_as_packet_out(d, p, x, items, cached, pins_cached, h) -> None:
+    """What the cached flows sent (CACHED, PINS_CACHED) is what packet-out of each packet
+    through the same translation sends."""
     d.flow_flush()
     direct, pins_direct = _run_packet_out(d, p, x, items)
     for dpp in PROP_OF2DP.values():

@@ -42,6 +42,11 @@ OFCTL_VERSION = "OpenFlow13"
 _seq = itertools.count()
 
 
+def failed_upcalls(pmd_stats: str) -> int:
+    """Frames OVS dropped as 'miss with failed upcall' (dpif-netdev/pmd-stats-show)."""
+    return sum(int(n) for n in re.findall(r"miss with failed upcall:\s+(\d+)", pmd_stats))
+
+
 class OvsError(RuntimeError):
     pass
 

@@ -33,6 +33,7 @@ that touches the datapath runs on the main thread, the EAL main lcore.
 from __future__ import annotations
 
 import datetime
+import gc
 import hashlib
 import importlib.util
 import json
@@ -255,6 +256,7 @@ class Bench:
             br.pipeline.add(s)
         t2 = time.perf_counter()
         br.revalidator.run()
+        gc.freeze()                              # as `dpdkswitch run` does after start-up (app.py)
         br.dp.set_stage_sampling(self.stage_sample)
         self.info.update(rules=len(rules), rules_parse_s=round(t1 - t0, 3), rules_add_s=round(t2 - t1, 3),
                          rules_install_s=round(t2 - t0, 3))
@@ -300,7 +302,7 @@ class Bench:
                 rep = br.revalidator.run()
                 self.reval_passes += 1
                 self.reval_max_s = max(self.reval_max_s, rep.seconds)
-                next_reval = max(next_reval + REVALIDATE_S, time.monotonic())
+                next_reval = max(next_reval + br.revalidator.interval(REVALIDATE_S), time.monotonic())
             if now >= next_tick:
                 if tick:
                     tick()

@@ -169,4 +169,4 @@ class Revalidator:
         for u, fin in zip(ukeys, finals):
             if fin is not None:
                 self._push(u, fin["packets"], fin["bytes"], fin["used_ns"], now_s)
-            self.handler.ukeys.pop(u.ufid, None)
+            self.handler.forget(u)

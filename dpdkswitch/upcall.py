@@ -17,6 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .datapath import Datapath, odp
+from .ofproto.classifier import key_int
 from .ofproto.fields import KEY_SIZE
 from .ofproto.pipeline import FlowEntry, Pipeline
 from .ofproto.xlate import PacketIn, Translator, Visit
@@ -85,6 +86,7 @@ def credit(visits: list[Visit], packets: int, nbytes: int, used_s: float) -> Non
 class UpcallStats:
     upcalls: int = 0
     translations: int = 0
+    covered: int = 0                 # misses an installed megaflow already covered (queued before it)
     installed: int = 0
     flow_limit_hits: int = 0         # forwarded, but no flow installed: the limit was reached
     put_errors: int = 0
@@ -113,8 +115,37 @@ class UpcallHandler:
         self.stats = UpcallStats()
         self.on_packet_in = on_packet_in or (lambda ev: None)
         self.packet_in_hooks: dict[str, object] = {}   # bridge name -> its packet-in consumer
+        self.index: dict[int, dict[int, Ukey]] = {}    # installed megaflows: mask -> masked key -> ukey
         self.max_batch = max_batch
         self.megaflows = True
+
+    def _installed_covering(self, k: int) -> Ukey | None:
+        """An installed megaflow that covers key K and whose translation still holds as far as
+        can be told without translating again: one bridge, no MAC table in it, and no rule,
+        group or port change since (its pipeline's version).  Frames queued before their
+        megaflow went in come up as misses all the same; they need no translation of their own."""
+        for m, by in self.index.items():
+            uk = by.get(k & m)
+            if uk is not None:
+                v = uk.visits
+                ok = (self.ukeys.get(uk.ufid) is uk and len(v) == 1 and not v[0].macs
+                      and uk.version == v[0].pipeline.version)
+                return uk if ok else None
+        return None
+
+    def forget(self, uk: Ukey) -> None:
+        """UK's megaflow left the datapath."""
+        self.ukeys.pop(uk.ufid, None)
+        by = self.index.get(key_int(uk.mask))
+        if by is not None and by.get(key_int(uk.key)) is uk:
+            del by[key_int(uk.key)]
+            if not by:
+                del self.index[key_int(uk.mask)]
+
+    def clear(self) -> None:
+        """Every megaflow left the datapath (a flush)."""
+        self.ukeys.clear()
+        self.index.clear()
 
     def handle(self) -> int:
         """Take up to max_batch upcalls; returns how many were handled."""
@@ -140,7 +171,10 @@ class UpcallHandler:
         for key, members in groups.items():
             k = int.from_bytes(key, "big")
             covered = next((by[k & m] for m, by in fresh.items() if k & m in by), None)
-            if covered is not None:           # a megaflow this batch installed covers it already
+            if covered is None and self.index:
+                covered = self._installed_covering(k)
+                self.stats.covered += covered is not None
+            if covered is not None:           # a megaflow installed (maybe by this batch) covers it
                 planned.append((members, covered.actions))
                 self._credit(covered.visits, members)
                 continue
@@ -167,9 +201,10 @@ class UpcallHandler:
             fresh.setdefault(int.from_bytes(mask, "big"), {})[int.from_bytes(masked, "big")] = uk
             puts.append((ufid, masked, mask, actions))
         if puts:
-            for (ufid, *_), res in zip(puts, self.dp.flow_put_batch(puts)):
+            for (ufid, masked, mask, _), res in zip(puts, self.dp.flow_put_batch(puts)):
                 if res is None:
                     self.stats.installed += 1
+                    self.index.setdefault(key_int(mask), {})[key_int(masked)] = self.ukeys[ufid]
                     continue
                 del self.ukeys[ufid]
                 if res[0] == 28:                     # ENOSPC: the datapath's own limit

@@ -131,7 +131,7 @@ def register(commands: Commands, switch: Switch) -> dict[str, PmdCounters]:
     def del_flows(args: list[str]) -> str:
         for br in bridges(args):
             br.dp.flow_flush()
-            br.upcalls.ukeys.clear()
+            br.upcalls.clear()
         return ""
 
     def megaflows(enabled: bool):
@@ -139,7 +139,7 @@ def register(commands: Commands, switch: Switch) -> dict[str, PmdCounters]:
             for br in bridges(args):
                 br.dp.set_megaflows(enabled)         # flushes the datapath's flows
                 br.upcalls.megaflows = enabled
-                br.upcalls.ukeys.clear()
+                br.upcalls.clear()
             return f"megaflows {'enabled' if enabled else 'disabled'}\n"
         return run
 

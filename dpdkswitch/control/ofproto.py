@@ -119,7 +119,8 @@ def register(commands: Commands, switch: Switch) -> None:
             out += [f"{br.config.name}:",
                     f"  flows: {br.dp.flow_count()} (limit {br.upcalls.flow_limit}), megaflows "
                     f"{'on' if br.upcalls.megaflows else 'off'}, subtables {br.dp.subtable_count()}",
-                    f"  upcalls: {s.upcalls}, translations: {s.translations}, installed: {s.installed}, "
+                    f"  upcalls: {s.upcalls}, translations: {s.translations}, covered by an installed megaflow: "
+                    f"{s.covered}, installed: {s.installed}, "
                     f"flow limit hits: {s.flow_limit_hits}, put errors: {s.put_errors}, "
                     f"packet-ins: {s.packet_ins}, translation errors: {s.errors}"]
             if last:

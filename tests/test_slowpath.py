@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import random
 import struct
 from collections import Counter
 from typing import NamedTuple
@@ -143,6 +144,7 @@ PCPS = [0, 5]
 TTLS = [1, 2, 64]
 TPS = [53, 80, 443]
 SPORTS = [1000, 2000]
+DPORTS = TPS + [52, 81, 4000, 0x1234]       # neighbours of the rules' ports: ports tracking
 TOS = [0, 0x20]
 
 
@@ -199,7 +201,7 @@ VLAN_STACKS = [(), ((0x8100, 10, 0),), ((0x8100, 20, 0),), ((0x8100, 10, 5),), (
                ((0x8100, 20, 5), (0x8100, 10, 0))]
 PKT_POOLS = {"in_port": [1, 2, 3], "eth_src": MACS, "eth_dst": MACS, "vlans": VLAN_STACKS,
              "kind": ["ip4", "ip4", "ip6", "arp"], "src": range(3), "dst": range(3), "proto": [6, 17],
-             "sport": SPORTS, "dport": TPS, "ttl": TTLS, "tos": TOS}
+             "sport": SPORTS, "dport": DPORTS, "ttl": TTLS, "tos": TOS}
 
 
 @st.composite
@@ -302,7 +304,9 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
     if proto == "arp" and maybe():
         m.append(f"arp_spa={pick(PREFIXES4)}")
     if proto in ("tcp", "udp", "tcp6", "udp6") and draw(st.booleans()):
-        m.append(f"tp_dst={pick(TPS + [4000])}")
+        m.append(f"tp_dst={pick(TPS + [4000, '0x1000/0xf000', '0x0/0xffc0', '0x50/0xfffe'])}")
+    if proto in ("tcp", "udp", "tcp6", "udp6") and maybe():
+        m.append(f"tp_src={pick(SPORTS + ['0x400/0xfc00'])}")
     if t > 0 and maybe():
         m.append(f"metadata={pick(['0x1/0x1', '0x2/0x3', '0x0/0x1', '0x3'])}")
 
@@ -520,6 +524,30 @@ def test_rules_on_other_fields_do_not_narrow_udp_megaflows(dp):
     t = rig.x.translate(rig2_key)
     assert field_mask(t.megaflow_mask(), "ipv4_src") == 0
     assert field_mask(t.megaflow_mask(), "ipv4_dst") == 0
+
+
+def test_a_rule_on_one_port_costs_other_ports_a_few_bits(dp):
+    """Ports tracking: a miss on tp_dst=2048 consults only the leading dst-port bits that tell
+    the packet apart from 2048, so 5,000 different ports share at most 16 megaflows."""
+    rig = Rig(dp)
+    rig.add("priority=10,udp,tp_dst=2048,actions=output:2", "priority=0,actions=drop")
+    rnd = random.Random(7)
+    ports = [p for p in rnd.sample(range(1, 65536), 5001) if p != 2048][:5000]
+    frames = [f[:36] + struct.pack("!H", p) + f[38:] for f, p in
+              zip((udp_frame(i) for i in range(5000)), ports)]
+    hit = udp_frame(9)
+    hit = hit[:36] + struct.pack("!H", 2048) + hit[38:]
+    out = rig.send(1, frames + [hit])
+    assert out[2] == [hit] and out[1] == out[3] == []
+    assert dp.flow_count() <= 17, dp.flow_count()
+    t = rig.x.translate(parse(frames[0], 1))
+    m = field_mask(t.megaflow_mask(), "udp_dst")
+    assert m and m != 0xFFFF and m == (0xFFFF << (16 - bin(m).count("1"))) & 0xFFFF, hex(m)
+    assert (ports[0] ^ 2048) & m, "the consulted bits must tell the port from 2048"
+    assert field_mask(t.megaflow_mask(), "udp_src") == 0
+    assert field_mask(t.megaflow_mask(), "ipv4_src") == 0
+    # The hit itself still matches the port exactly.
+    assert field_mask(rig.x.translate(parse(hit, 1)).megaflow_mask(), "udp_dst") == 0xFFFF
 
 
 # ---- 3. revalidation ---------------------------------------------------------------------------

@@ -11,7 +11,11 @@ install the narrowest megaflow that is still correct:
 * **prefix tracking** on IPv4/IPv6 source and destination: before probing a subtable that
   matches an address prefix of length p, the set of all rule prefixes of length p says whether
   any can match; if none can, the subtable is skipped and only the leading address bits needed
-  to tell the packet apart from every such prefix are consulted.
+  to tell the packet apart from every such prefix are consulted;
+* **ports tracking** (Open vSwitch's ports trie): when a subtable's last stage adds only L4 port
+  bits and its probe fails, only the leading bits of (tp_src, tp_dst) that tell the packet apart
+  from every rule's ports are consulted, not all 32 — a rule on tp_dst=2048 costs megaflows a
+  few port bits, not one megaflow per port.
 
 Keys are big-endian ints of the datapath flow key's bytes (``fields.KEY_SIZE``), with in_port
 holding the OpenFlow port; ``metadata`` is the pipeline register, tracked separately (it never
@@ -30,6 +34,10 @@ STAGES = stage_masks()
 CUMULATIVE = [sum(STAGES[:i + 1]) for i in range(len(STAGES))]
 KEY_BITS = 8 * KEY_SIZE
 TRIE_FIELDS = [BY_NAME[n] for n in ("ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst")]
+_TP_DST = BY_NAME["tcp_dst"]
+PORTS_SHIFT = _TP_DST.key_bit_shift              # (tp_src, tp_dst): 32 contiguous key bits
+PORTS_BITS = 0xFFFFFFFF << PORTS_SHIFT
+assert BY_NAME["tcp_src"].key_bit_shift == PORTS_SHIFT + 16
 _ETH_TYPE = BY_NAME["eth_type"]
 _TRIE_ETH = {"ipv4_src": 0x0800, "ipv4_dst": 0x0800, "ipv6_src": 0x86DD, "ipv6_dst": 0x86DD}
 
@@ -56,8 +64,9 @@ class PrefixSet:
     """Every rule's prefix on one address field, by length, with counts (several rules may
     share one).  ``bits_to_rule_out`` answers the prefix-tracking question."""
 
-    def __init__(self, f: Field):
+    def __init__(self, f: Field | None, bits: int = 0):
         self.f = f
+        self.bits = f.bits if f is not None else bits
         self.count: dict[int, dict[int, int]] = {}
         self._sorted: dict[int, list[int]] = {}
 
@@ -81,7 +90,7 @@ class PrefixSet:
         c = self.count.get(plen)
         if not c:
             return 1 if plen else 0
-        p = addr >> (self.f.bits - plen)
+        p = addr >> (self.bits - plen)
         if p in c:
             return 0
         vals = self._sorted.get(plen)
@@ -130,6 +139,8 @@ class Subtable:
     stage_sets: list[dict] = field(default_factory=list)
     rules: dict[tuple[int, int], list[Rule]] = field(default_factory=dict)
     prefixes: list[tuple[PrefixSet, int]] = field(default_factory=list)
+    ports: PrefixSet | None = None   # the rules' (tp_src, tp_dst) under ports_mask: see lookup
+    ports_mask: int = 0              # 32 bits
     max_priority: int = -1
     n_rules: int = 0
     priorities: dict[int, int] = field(default_factory=dict)   # priority -> rules with it
@@ -155,6 +166,8 @@ class Classifier:
             st.stage_sets[i][k] = st.stage_sets[i].get(k, 0) + 1
         for ps, plen in st.prefixes:
             ps.add(plen, field_of(ps.f, rule.key) >> (ps.f.bits - plen) if plen else 0)
+        if st.ports is not None:
+            st.ports.add(32, (rule.key >> PORTS_SHIFT) & st.ports_mask)
         st.n_rules += 1
         self.n_rules += 1
         st.priorities[rule.priority] = st.priorities.get(rule.priority, 0) + 1
@@ -175,6 +188,8 @@ class Classifier:
                 del st.stage_sets[i][k]
         for ps, plen in st.prefixes:
             ps.remove(plen, field_of(ps.f, rule.key) >> (ps.f.bits - plen) if plen else 0)
+        if st.ports is not None:
+            st.ports.remove(32, (rule.key >> PORTS_SHIFT) & st.ports_mask)
         st.n_rules -= 1
         self.n_rules -= 1
         if not st.n_rules:
@@ -204,6 +219,9 @@ class Classifier:
                 plen = _prefix_len(f, fm)
                 if plen is not None and plen < f.bits or plen == f.bits:
                     st.prefixes.append((self.tries[f.name], plen))
+        last = stages[-1] & ~(stages[-2] if len(stages) > 1 else 0)
+        if last and not last & ~PORTS_BITS:          # the last stage is L4 ports alone
+            st.ports, st.ports_mask = PrefixSet(None, 32), (mask >> PORTS_SHIFT) & 0xFFFFFFFF
         self.subtables[(mask, meta_mask)] = st
         self.order.append(st)
         return st
@@ -229,8 +247,17 @@ class Classifier:
                     wc.key |= sm
                     break
             else:
-                wc.key |= st.mask
                 rules = st.rules.get((key & st.mask, m))
+                if not rules and st.ports is not None:
+                    # Earlier stages matched some rule, the ports none: the leading port bits
+                    # that differ from every rule's say so (0: some rule has these very ports,
+                    # so the miss is elsewhere; then everything was consulted).
+                    bits = st.ports.bits_to_rule_out((key >> PORTS_SHIFT) & st.ports_mask, 32)
+                    if bits:
+                        wc.key |= st.stage_masks[-2] if len(st.stage_masks) > 1 else 0
+                        wc.key |= ((((1 << bits) - 1) << (32 - bits)) & st.ports_mask) << PORTS_SHIFT
+                        continue
+                wc.key |= st.mask
                 if rules and (best is None or rules[0].priority > best.priority):
                     best = rules[0]
         return best

@@ -136,6 +136,28 @@ def test_flow_mod_throughput_side_by_side():
     assert by["dpdkswitch"]["seconds"] > 0 and by["ovs-dpdk"]["seconds"] > 0
 
 
+@needs_shared
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"),
+                    reason="needs root and Open vSwitch with DPDK (make test's set-up installs it)")
+def test_compare_runs_all_three_peers_end_to_end(tmp_path):
+    """`bench --compare` as a user runs it (one short run each): this switch, OVS-DPDK and
+    testpmd, their medians and ratios in results.json, and the plot."""
+    ctl, pmd = sorted(online_cpus())[:2]
+    out = tmp_path / "cmp"
+    r = subprocess.run([sys.executable, "-m", "dpdkswitch", "bench", "--compare", "p2p-1flow", "--runs", "1",
+                        "--seconds", "1", "--out", str(out), "--ctl-core", str(ctl), "--pmd-core", str(pmd)],
+                       cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    d = json.loads((out / "results.json").read_text())
+    m = d["medians"]["p2p-1flow"]
+    for peer in ("dpdkswitch", "ovs-dpdk", "testpmd-io"):
+        assert m["peers"][peer]["ok"] and m["peers"][peer]["mpps"] > 0, (peer, m)
+    assert m["ours_over_ovs"] == pytest.approx(m["peers"]["dpdkswitch"]["mpps"] / m["peers"]["ovs-dpdk"]["mpps"],
+                                               rel=0.01)
+    assert (out / "results.png").stat().st_size > 1000
+    assert "ours/OVS" in r.stdout and "p2p-1flow" in r.stdout
+
+
 # ---- the flow table at scale: revalidation after a flow-mod, memory per megaflow --------------
 
 @pytest.fixture

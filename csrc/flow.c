@@ -60,6 +60,82 @@ subtable_key_len(const struct dps_subtable *st)
 
 /* ---- Subtables ---- */
 
+/* The tiny[] sequence count (one writer, the control thread), as DPDK's rte_seqcount. */
+static inline void
+tiny_write_begin(struct dps_subtable *st)
+{
+    __atomic_store_n(&st->tiny_seq, st->tiny_seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static inline void
+tiny_write_end(struct dps_subtable *st)
+{
+    __atomic_store_n(&st->tiny_seq, st->tiny_seq + 1, __ATOMIC_RELEASE);
+}
+
+static void
+tiny_add(struct dps_subtable *st, const uint64_t *ck, uint32_t slot)
+{
+    if (st->n_tiny == DPS_TINY_OFF)
+        return;
+    tiny_write_begin(st);
+    if (st->n_tiny == DPS_TINY) {
+        __atomic_store_n(&st->n_tiny, DPS_TINY_OFF, __ATOMIC_RELAXED);
+    } else {
+        memcpy(&st->tiny_ck[st->n_tiny * st->n_words], ck, st->n_words * 8);
+        st->tiny_slot[st->n_tiny] = slot;
+        __atomic_store_n(&st->n_tiny, st->n_tiny + 1, __ATOMIC_RELAXED);
+    }
+    tiny_write_end(st);
+}
+
+static void
+tiny_del(struct dps_subtable *st, uint32_t slot)
+{
+    if (st->n_tiny == DPS_TINY_OFF)
+        return;
+    for (uint32_t e = 0; e < st->n_tiny; e++)
+        if (st->tiny_slot[e] == slot) {
+            uint32_t last = st->n_tiny - 1;
+            tiny_write_begin(st);
+            memcpy(&st->tiny_ck[e * st->n_words], &st->tiny_ck[last * st->n_words], st->n_words * 8);
+            st->tiny_slot[e] = st->tiny_slot[last];
+            __atomic_store_n(&st->n_tiny, last, __ATOMIC_RELAXED);
+            tiny_write_end(st);
+            return;
+        }
+}
+
+/* PMD side: FOUND[j] = the slot of the flow KEYS[MISS[j]] belongs to in ST, or UINT32_MAX.
+ * False when tiny[] cannot answer (too many flows, or edited meanwhile): probe the hash. */
+static inline bool
+tiny_probe(const struct dps_subtable *st, const struct dps_flow_key *keys, const unsigned *miss, unsigned n,
+           uint32_t *found)
+{
+    uint32_t seq = __atomic_load_n(&st->tiny_seq, __ATOMIC_ACQUIRE);
+    uint32_t nt = __atomic_load_n(&st->n_tiny, __ATOMIC_RELAXED);
+    if ((seq & 1) || nt > DPS_TINY)
+        return false;
+    const uint32_t nw = st->n_words;
+    for (unsigned j = 0; j < n; j++) {
+        const uint64_t *k = (const uint64_t *)(const void *)&keys[miss[j]];
+        found[j] = UINT32_MAX;
+        for (uint32_t e = 0; e < nt; e++) {
+            const uint64_t *t = &st->tiny_ck[e * nw];
+            uint32_t w = 0;
+            while (w < nw && t[w] == (k[st->words[w]] & st->mword[w]))
+                w++;
+            if (w == nw) {
+                found[j] = st->tiny_slot[e];
+                break;
+            }
+        }
+    }
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return __atomic_load_n(&st->tiny_seq, __ATOMIC_RELAXED) == seq;
+}
+
 static struct rte_hash *
 subtable_hash(const struct dps_subtable *st, uint32_t capacity)
 {
@@ -169,6 +245,7 @@ subtable_grow(struct dps_dp *dp, struct dps_subtable *st, struct dps_subtable **
         ft->flows[(uintptr_t)data].st = big;
     }
     big->n_flows = st->n_flows;
+    big->n_tiny = DPS_TINY_OFF;
     int ret = cls_publish(dp, st, big);
     if (ret < 0)
         return ret;
@@ -427,6 +504,7 @@ flow_put_one(struct dps_dp *dp, struct dps_flow_put *p)
         ft->free[ft->n_free++] = s;
         return dps_error(-ret, "cannot index the flow: %s", rte_strerror(-ret));
     }
+    tiny_add(st, ck, s);
     st->n_flows++;
     ft->n_flows++;
     if (is_simple(ft, f))
@@ -475,6 +553,7 @@ dps_flow_del_batch(struct dps_dp *dp, const struct dps_ufid *ufids, unsigned n, 
         if (is_simple(ft, f))
             simple_link(ft, f, (uint32_t)slot, false);
         __atomic_store_n(&f->dead, 1, __ATOMIC_RELEASE);
+        tiny_del(f->st, (uint32_t)slot);
         int32_t pos = rte_hash_del_key(f->st->h, ck);
         rte_hash_del_key(ft->by_ufid, &ufids[i]);
         f->st->n_flows--;
@@ -758,13 +837,24 @@ dps_classify_masked(struct dps_pmd *pmd, const struct dps_flow_key *keys, const 
     void *data[DPS_BURST];
     for (uint32_t s = 0; s < pc->n && n_miss; s++) {
         const struct dps_subtable *st = pc->order[s];
-        for (unsigned j = 0; j < n_miss; j++) {
-            compress(st, &keys[miss[j]], ck[j]);
-            kp[j] = ck[j];
-        }
         uint64_t hit = 0;
-        if (rte_hash_lookup_bulk_data(st->h, kp, n_miss, &hit, data) <= 0)
-            continue;
+        uint32_t found[DPS_BURST];
+        if (tiny_probe(st, keys, miss, n_miss, found)) {
+            for (unsigned j = 0; j < n_miss; j++)
+                if (found[j] != UINT32_MAX) {
+                    hit |= 1ull << j;
+                    data[j] = (void *)(uintptr_t)found[j];
+                }
+            if (!hit)
+                continue;
+        } else {
+            for (unsigned j = 0; j < n_miss; j++) {
+                compress(st, &keys[miss[j]], ck[j]);
+                kp[j] = ck[j];
+            }
+            if (rte_hash_lookup_bulk_data(st->h, kp, n_miss, &hit, data) <= 0)
+                continue;
+        }
         unsigned left = 0;
         for (unsigned j = 0; j < n_miss; j++) {
             unsigned i = miss[j];

@@ -9,7 +9,10 @@
  *     its slot is reused, with a new generation, only after an RCU grace period;
  *   - a flow's actions are swapped as one pointer; the old list is freed after a grace period;
  *   - the set of subtables is an immutable array published by pointer (RCU), replaced when a
- *     subtable appears, disappears or is rebuilt bigger.
+ *     subtable appears, disappears or is rebuilt bigger;
+ *   - a subtable that has never held more than DPS_TINY flows also keeps their compressed keys
+ *     in place (tiny[]), under a sequence count: PMDs compare against those instead of probing
+ *     the hash, and use the hash when the count says the control thread was editing them.
  * The exact-match cache belongs to its PMD alone; its entries name a flow by (slot, generation)
  * and are checked against the flow on every hit, so a dead flow is never used.
  */
@@ -33,6 +36,8 @@
 #define DPS_INFLIGHT_NS 20000000ull        /* 20 ms: after that a parked frame is upcalled again */
 #define DPS_MAX_RECIRC 6
 #define DPS_SIMPLE_PER_PORT 4
+#define DPS_TINY 8                         /* flows a subtable compares in place */
+#define DPS_TINY_OFF UINT32_MAX            /* n_tiny: it held more once; the hash alone */
 
 struct dps_actions {
     uint32_t len;
@@ -64,6 +69,10 @@ struct dps_subtable {
     struct rte_hash *h;                    /* compressed masked key -> flow slot */
     uint32_t capacity;
     uint32_t n_flows;
+    uint32_t tiny_seq;                     /* odd while the control thread edits the two below */
+    uint32_t n_tiny;                       /* == n_flows, or DPS_TINY_OFF */
+    uint32_t tiny_slot[DPS_TINY];
+    uint64_t tiny_ck[DPS_TINY * DPS_KEY_WORDS];   /* entry e's compressed key at e * n_words */
 };
 
 /* The subtables, as PMDs see them: immutable once published. */

@@ -96,9 +96,10 @@ struct dps_pmd {
     uint64_t *port_tx_dropped;        /* [DPS_MAX_PORTS] */
     struct {
         uint16_t n;
+        uint16_t listed;                  /* in pending[] (a full batch sent mid-iteration stays) */
         struct rte_mbuf *pkts[DPS_BURST];
     } txb[DPS_MAX_PORTS];             /* pending output, flushed every iteration */
-    uint32_t pending[DPS_MAX_PORTS];  /* ports with output in txb, in order */
+    uint32_t pending[DPS_MAX_PORTS];  /* ports with output in txb, in order, each once */
     uint32_t n_pending;
     struct dps_flow_stats *fstats;    /* [flow_limit]: this PMD's counters of each flow */
     struct dps_emc *emc;

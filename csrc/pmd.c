@@ -121,17 +121,40 @@ dps_tx_enqueue(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port, stru
 {
     if (pmd->txb[port].n == DPS_BURST)   /* a full batch mid-burst goes now */
         tx_flush_port(pmd, f, port);
-    if (pmd->txb[port].n == 0)
+    if (!pmd->txb[port].listed) {
+        pmd->txb[port].listed = 1;
         pmd->pending[pmd->n_pending++] = port;
+    }
     pmd->txb[port].pkts[pmd->txb[port].n++] = m;
+}
+
+/* The same for N frames in a row. */
+static void
+tx_enqueue_burst(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port, struct rte_mbuf **pkts, uint16_t n)
+{
+    if (!pmd->txb[port].listed) {
+        pmd->txb[port].listed = 1;
+        pmd->pending[pmd->n_pending++] = port;
+    }
+    while (n) {
+        if (pmd->txb[port].n == DPS_BURST)
+            tx_flush_port(pmd, f, port);
+        uint16_t k = RTE_MIN(n, (uint16_t)(DPS_BURST - pmd->txb[port].n));
+        memcpy(&pmd->txb[port].pkts[pmd->txb[port].n], pkts, k * sizeof *pkts);
+        pmd->txb[port].n += k;
+        pkts += k;
+        n -= k;
+    }
 }
 
 void
 dps_pmd_flush(struct dps_pmd *pmd, const struct dps_fwd *f)
 {
-    for (uint32_t i = 0; i < pmd->n_pending; i++)
+    for (uint32_t i = 0; i < pmd->n_pending; i++) {
         if (pmd->txb[pmd->pending[i]].n)
             tx_flush_port(pmd, f, pmd->pending[i]);
+        pmd->txb[pmd->pending[i]].listed = 0;
+    }
     pmd->n_pending = 0;
 }
 
@@ -177,10 +200,14 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
         if (!(mw[3] | mw[4]) && !acts->needs_key) {
             struct dps_flow_stats *s = &pmd->fstats[slots[0]];
             struct dps_flow_key key = { .in_port = in_port };
-            for (uint16_t i = 0; i < n; i++) {
+            const struct dps_action *a = (const void *)acts->data;
+            for (uint16_t i = 0; i < n; i++)
                 s->bytes += rte_pktmbuf_pkt_len(pkts[i]);
-                dps_actions_execute(pmd, f, pkts[i], &key, acts->data, acts->len, 0);
-            }
+            if (acts->len == sizeof *a && a->type == DPS_ACT_OUTPUT && f->port[a->arg].valid)
+                tx_enqueue_burst(pmd, f, a->arg, pkts, n);      /* output:PORT alone: as it came */
+            else
+                for (uint16_t i = 0; i < n; i++)
+                    dps_actions_execute(pmd, f, pkts[i], &key, acts->data, acts->len, 0);
             s->packets += n;
             s->used_ns = now;
             pmd->stats->simple_hits += n;

@@ -102,6 +102,52 @@ def test_in_port_and_vlan_flows_take_the_cheap_path(dp2):
     assert int(dp2.pmd_stats()[MANUAL_PMD]["simple_hits"]) == 42 and len(dp2.drain(2)) == 5
 
 
+def test_in_port_flow_with_one_output_forwards_whole_bursts_in_order(dp2):
+    """The commonest flow of all (in_port=1,actions=output:2) hands the received burst to the
+    output port as it is: every frame, in order, counted against the flow; an output to a port
+    that is not there is a counted drop, not a crash or a leak."""
+    key, mask = in_port_flow(1)
+    dp2.flow_put(1, key, mask, odp.encode([odp.Output(2)]))
+    frames = [udp_frame(i, size=60 + i % 40) for i in range(100)]   # 4 bursts, the last partial
+    idle = dp2.mbufs_in_use()
+    dp2.inject(1, frames)
+    dp2.poll(5)
+    assert dp2.drain(2) == frames
+    f = dp2.flow_get(1)
+    assert (f["packets"], f["bytes"]) == (100, sum(map(len, frames)))
+    assert int(dp2.pmd_stats()[MANUAL_PMD]["simple_hits"]) == 100
+    dp2.flow_put(1, key, mask, odp.encode([odp.Output(9)]), modify=True)    # no port 9
+    drops = int(dp2.pmd_stats()[MANUAL_PMD]["action_drops"])
+    dp2.inject(1, frames[:40])
+    dp2.poll(3)
+    assert int(dp2.pmd_stats()[MANUAL_PMD]["action_drops"]) - drops == 40
+    assert dp2.drain(2) == [] and dp2.mbufs_in_use() == idle
+
+
+def test_frames_parked_behind_a_miss_go_out_many_ports_at_once(eal):
+    """A thousand frames of one new flow wait behind its first miss; once the flow is in, the
+    next iteration sends all of them out of 11 ports, over 32 full batches per port (each port
+    listed once for the end-of-iteration flush however many batches went mid-way)."""
+    with Datapath("fppark", n_mbufs=32768, manual_clock=True) as dp:
+        for p in range(1, 13):
+            dp.add_test_port(p, f"fpk{p}")
+        dp.set_clock(10**9)
+        fr = udp_frame(3)
+        assert dp.inject(1, [fr] * 1000) == 1000
+        dp.poll(40)
+        c = counters(dp)
+        assert (c["rx_packets"], c["misses"], c["dups"]) == (1000, 1, 999)
+        (up,) = dp.upcalls()
+        up.free()
+        mask = field_mask("in_port", "eth_dst")
+        dp.flow_put(1, bytes(a & b for a, b in zip(parse(fr, 1), mask)), mask,
+                    odp.encode([odp.Output(p) for p in range(2, 13)]))
+        dp.poll(1)
+        for p in range(2, 13):
+            assert dp.drain(p) == [fr] * 999, p
+        assert dp.flow_get(1)["packets"] == 999
+
+
 def test_full_ring_counts_lost_and_cached_flows_keep_forwarding(eal):
     with Datapath("ring", n_mbufs=8192, manual_clock=True, upcall_ring=16) as d:
         d.add_test_port(1, "rga")

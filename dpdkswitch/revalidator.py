@@ -159,6 +159,7 @@ class Revalidator:
         if dp_ <= 0:
             return
         uk.packets, uk.bytes, uk.used_ns = packets, nbytes, used_ns
+        uk.visits[0].pipeline.n_hit += dp_
         credit(uk.visits, dp_, db, used_ns / 1e9 if used_ns else now_s)
 
     def _delete(self, ukeys: list[Ukey]) -> None:

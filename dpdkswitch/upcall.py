@@ -175,11 +175,13 @@ class UpcallHandler:
                 covered = self._installed_covering(k)
                 self.stats.covered += covered is not None
             if covered is not None:           # a megaflow installed (maybe by this batch) covers it
+                covered.visits[0].pipeline.n_missed += len(members)
                 planned.append((members, covered.actions))
                 self._credit(covered.visits, members)
                 continue
             t = self.xlate.translate(key)
             self.stats.translations += 1
+            t.visits[0].pipeline.n_missed += len(members)
             for v in t.visits:                           # NORMAL learns from the packets it saw
                 for vlan, mac, port, garp in v.learns:
                     v.pipeline.macs.learn(vlan, mac, port, now / 1e9, garp)

@@ -110,6 +110,9 @@ def test_a_frame_crosses_both_bridges_in_one_datapath_pass(switch):
     assert br0.port_stats(br0.ports["patch0"])["tx_packets"] == 40
     assert br0.port_stats(br0.ports["patch0"])["tx_bytes"] == n
     assert br1.port_stats(br1.ports["patch1"])["rx_packets"] == 40
+    # Lookups count on the input bridge alone, as Open vSwitch's dpif/show.
+    assert (br0.pipeline.n_missed, br0.pipeline.n_hit) == (20, 20)
+    assert (br1.pipeline.n_missed, br1.pipeline.n_hit) == (0, 0)
 
 
 def test_a_flow_mod_in_the_peer_bridge_revalidates_the_megaflow(switch):

@@ -151,6 +151,11 @@ class Pipeline:
         self.flood_vlans: set[int] = set()
         self.forward_bpdu = False
         self.miss_to_controller = False               # table misses: packet-ins (an OpenFlow 1.0 controller)
+        # Lookups, as Open vSwitch's dpif/show counts them on the input bridge (not a bridge
+        # reached through a patch port): packets its megaflows took in the datapath (as the
+        # revalidator pushes their counters), and packets that missed into the slow path.
+        self.n_hit = 0
+        self.n_missed = 0
 
     # -- bookkeeping for the revalidator
     def _touch(self, entry: FlowEntry | None = None, table: int | None = None) -> None:

@@ -811,14 +811,12 @@ dps_classify_emc(struct dps_pmd *pmd, const struct dps_flow_key *keys, const uin
     uint32_t inv = __atomic_load_n(&pmd->dp->emc_inv_prob, __ATOMIC_RELAXED);
     unsigned n_miss = 0;
 
-    if (inv)                               /* the entries span 3 lines; fetch the burst's first */
-        for (unsigned i = 0; i < n; i++) {
-            const char *e = (const char *)&pmd->emc->e[hashes[i] & (DPS_EMC_ENTRIES - 1)];
-            rte_prefetch0(e);
-            rte_prefetch0(e + 64);
-            rte_prefetch0(e + 128);
-        }
     for (unsigned i = 0; i < n; i++) {
+        if (inv && i + 4 < n) {            /* the flow a later frame's entry names: its line */
+            uint32_t s = pmd->emc->e[hashes[i + 4] & (DPS_EMC_ENTRIES - 1)].slot;
+            if (s < ft->limit)
+                rte_prefetch0(&ft->flows[s].gen);
+        }
         slots[i] = inv ? emc_lookup(pmd->emc, ft, &keys[i], hashes[i]) : UINT32_MAX;
         if (slots[i] != UINT32_MAX)
             pmd->stats->emc_hits++;

@@ -228,13 +228,19 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
         ck[i][0] = fw[0], ck[i][1] = fw[3], ck[i][2] = fw[4];
         ca[i] = __atomic_load_n(&fl->actions, __ATOMIC_ACQUIRE);
     }
+    /* The L2 headers first, all of them: matching a key right after parsing it stalled on
+     * store forwarding (word loads over the parser's narrow stores), half the stage's time. */
+    struct dps_flow_key keys[DPS_BURST];
+    for (uint16_t j = 0; j < n; j++) {
+        uint64_t *kw = (uint64_t *)(void *)&keys[j];
+        kw[0] = in_port, kw[1] = 0, kw[3] = 0, kw[4] = 0;   /* all a simple flow or action reads */
+        dps_parse_l2(rte_pktmbuf_mtod(pkts[j], const uint8_t *), rte_pktmbuf_data_len(pkts[j]), &keys[j]);
+    }
     uint16_t done = 0;
     for (; done < n; done++) {
         struct rte_mbuf *m = pkts[done];
-        struct dps_flow_key key;
-        uint64_t *kw = (uint64_t *)(void *)&key;
-        kw[0] = in_port, kw[1] = 0, kw[3] = 0, kw[4] = 0;   /* all a simple flow or action reads */
-        dps_parse_l2(rte_pktmbuf_mtod(m, const uint8_t *), rte_pktmbuf_data_len(m), &key);
+        struct dps_flow_key *key = &keys[done];
+        const uint64_t *kw = (const uint64_t *)(const void *)key;
         unsigned i = 0;
         while (i < n_slots && (((kw[0] & cm[i][0]) ^ ck[i][0]) | ((kw[3] & cm[i][1]) ^ ck[i][1])
                                | ((kw[4] & cm[i][2]) ^ ck[i][2])))
@@ -245,7 +251,7 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
         s->packets++;
         s->bytes += rte_pktmbuf_pkt_len(m);
         s->used_ns = now;
-        dps_actions_execute(pmd, f, m, &key, ca[i]->data, ca[i]->len, 0);
+        dps_actions_execute(pmd, f, m, key, ca[i]->data, ca[i]->len, 0);
     }
     stage_lap(pmd, DPS_STAGE_SIMPLE);
     pmd->stats->simple_hits += done;

@@ -84,9 +84,11 @@ class Revalidator:
             ch = changes.get(v.pipeline)
             if not ch:
                 continue
-            if ch.full or any(g in ch.groups for g, _ in v.groups) or any(e in ch.rules for e in v.entries):
-                return True
             if ch.macs and any(m in ch.macs for m in v.macs):
+                return True
+            if v.version == v.pipeline.version:
+                continue                      # translated after every rule, group or port change there
+            if ch.full or any(g in ch.groups for g, _ in v.groups) or any(e in ch.rules for e in v.entries):
                 return True
             if not ch.tables or not ch.tables.intersection(v.tables):
                 continue
@@ -130,6 +132,8 @@ class Revalidator:
             for uk in list(ukeys.values()):
                 if not self._affected(uk, changes):
                     uk.version = uk.visits[0].pipeline.version
+                    for v in uk.visits:
+                        v.version = v.pipeline.version
                     continue
                 rep.revalidated += 1
                 # The packet that made it, not the masked key: a lookup on the masked key may read

@@ -602,6 +602,27 @@ def test_full_revalidation_modifies_nothing_when_nothing_changed(dp):
     assert rep.modified == 0
 
 
+def test_megaflows_translated_after_the_changes_are_not_translated_again(dp):
+    """Rules added, then a burst of new flows translated against them: the revalidator's next
+    pass (which still sees those rule changes) pushes the flows' counters but translates none
+    again; a later flow-mod re-translates only the flows of the rule it touched."""
+    rig = Rig(dp)
+    n = 200
+    rules = rig.add(*[f"priority=10,ip,nw_src=10.0.0.{i},actions=output:2" for i in range(n)],
+                    "priority=0,actions=drop")
+    frames = [udp_frame(i) for i in range(n)]
+    out = rig.send(1, frames)
+    assert len(out[2]) == n and dp.flow_count() == n
+    out = rig.send(1, frames)                                   # datapath hits, counted below
+    rep = rig.r.run()
+    assert rep.revalidated == 0 and rep.modified == 0 and dp.flow_count() == n
+    assert [r.packets for r in rules[:n]] == [2] * n
+    rig.p.modify(parse_flow("priority=10,ip,nw_src=10.0.0.7,actions=output:3"), strict=True)
+    rep = rig.r.run()
+    assert (rep.revalidated, rep.modified) == (1, 1)
+    assert rig.send(1, [frames[7]])[3] == [frames[7]]
+
+
 # ---- 4. expiry on the manual clock -------------------------------------------------------------
 
 def udp(dport: int, i: int = 0) -> bytes:

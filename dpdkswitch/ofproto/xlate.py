@@ -87,6 +87,7 @@ class Visit:
     macs: list[tuple[int, int]] = field(default_factory=list)          # (vlan, mac) NORMAL looked up
     learns: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (vlan, mac, ofport, garp)
     patch: tuple[PortEntry, PortEntry] | None = None              # (left by, entered by): not for the first
+    version: int = -1        # the pipeline's version when translated (or last found still valid)
 
 
 @dataclass
@@ -130,7 +131,7 @@ class _Ctx:
         self.base = bytearray(self.flow)          # what the packet is, as far as actions went
         self.metadata = 0
         self.out = Translation()
-        self.v = Visit(pipeline)
+        self.v = Visit(pipeline, version=pipeline.version)
         self.out.visits.append(self.v)
         self.odp = self.out.actions
         self.depth = 0
@@ -525,7 +526,7 @@ class Translator:
             return
         saved = (c.p, c.v, c.in_ofport, c.metadata, c.action_set, c.table_id, c.cookie, c.depth, bytearray(c.flow))
         c.log(f"patch port {port.name} -> bridge {peer_p.name}, in_port {peer.ofport} ({peer.name})")
-        c.p, c.v = peer_p, Visit(peer_p, patch=(port, peer))
+        c.p, c.v = peer_p, Visit(peer_p, patch=(port, peer), version=peer_p.version)
         c.out.visits.append(c.v)
         c.in_ofport, c.metadata, c.action_set = peer.ofport, 0, {}
         IN_PORT.to_key(c.flow, peer.ofport)

@@ -186,7 +186,7 @@ class UpcallHandler:
                 for vlan, mac, port, garp in v.learns:
                     v.pipeline.macs.learn(vlan, mac, port, now / 1e9, garp)
             actions = odp.encode(t.actions)
-            if t.error:
+            if t.error or t.peer_errors:
                 self.stats.errors += 1
             self._credit(t.visits, members)
             mask = t.megaflow_mask() if self.megaflows else b"\xff" * KEY_SIZE

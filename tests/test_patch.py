@@ -167,7 +167,7 @@ def test_a_packet_in_from_the_peer_bridge_is_that_bridges(switch):
     assert (ev.pi.bridge, ev.in_port, ev.pi.reason, ev.data) == ("br1", 20, "action", udp_frame(5))
 
 
-def test_a_loop_of_patch_ports_is_a_counted_error_not_a_hang(switch):
+def test_a_loop_of_patch_ports_is_a_counted_error_and_bounded(switch):
     text = """\
 bridges:
   br0:
@@ -185,9 +185,35 @@ bridges:
     br0 = sw.bridges["br0"]
     h1 = host_port(br0, "h1", 1)
     br0.revalidator.run()
-    run(br0.backer, h1, [b"\xff" * 6 + udp_frame(1)[6:]])      # NORMAL floods round the loop
+    frame = b"\xff" * 6 + udp_frame(1)[6:]
+    run(br0.backer, h1, [frame])                                # NORMAL floods round the loop
     assert br0.upcalls.stats.errors == 1
-    assert br0.dp.drain(h1) == [] and br0.dp.flow_dump() == []
+    # As Open vSwitch: the depth limit ends the innermost lap, and its error stays in that
+    # bridge; each bridge before it keeps what it did, so the flood comes back out h1 once a
+    # lap: a loop of patch ports is a broadcast storm, bounded by the depth of 64.
+    back = br0.dp.drain(h1)
+    assert 1 <= len(back) <= 64 and set(back) == {frame}, len(back)
+    assert len(br0.dp.flow_dump()) == 1
+
+
+def test_an_error_in_the_peer_bridge_stays_there(switch):
+    """Open vSwitch's "out bridge errors do not propagate back": a frame br0 sends to a host
+    and across the patch port, where br1 runs past the depth limit (a chain of 70 goto_table),
+    still reaches the host; br1's part does nothing; the error is counted and traced."""
+    chain = [f"table={t},actions=goto_table:{t + 1}" for t in range(70)] + ["table=70,actions=output:2"]
+    sw = switch(two_bridges(["in_port=1,actions=output:3,output:10"], chain))
+    br0, br1 = sw.bridges["br0"], sw.bridges["br1"]
+    h1, h3, h2 = host_port(br0, "h1", 1), host_port(br0, "h3", 3), host_port(br1, "h2", 2)
+    br0.revalidator.run()
+    frames = [udp_frame(i) for i in range(5)]
+    run(br0.backer, h1, frames)
+    assert br0.dp.drain(h3) == frames and br1.dp.drain(h2) == []
+    assert br0.upcalls.stats.errors == 1
+    (flow,) = br0.dp.flow_dump()
+    assert [a.port for a in odp.decode(flow["actions"]) if isinstance(a, odp.Output)] == [h3]
+    t = br0.backer.upcalls.xlate.translate(flow["key"], trace=True)
+    assert t.error is None and len(t.peer_errors) == 1 and "depth" in t.peer_errors[0]
+    assert any("error in bridge br1" in line for line in t.trace)
 
 
 def test_deleting_one_end_unlinks_the_other(switch):

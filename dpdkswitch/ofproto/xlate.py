@@ -97,6 +97,7 @@ class Translation:
     visits: list[Visit] = field(default_factory=list)
     packet_ins: list[PacketIn] = field(default_factory=list)
     error: str | None = None
+    peer_errors: list[str] = field(default_factory=list)   # errors in bridges behind patch ports
     trace: list[str] = field(default_factory=list)
 
     @property
@@ -518,7 +519,9 @@ class Translator:
         table 0 of the peer with metadata and the action set cleared, in one translation (so
         one megaflow covers both bridges).  The frame's headers are the peer's to change; this
         bridge carries on with its own view of them afterwards (commit() puts back what it
-        needs).  A dec_ttl that ends the frame there does not end it here."""
+        needs).  A dec_ttl that ends the frame there does not end it here, and, as in Open
+        vSwitch, neither does an error there (too deep, say): the peer keeps what it did before
+        the error, this bridge carries on, and the error is reported (peer_errors)."""
         peer_p, peer_ofport = port.patch or (None, 0)
         peer = peer_p.ports.get(peer_ofport) if peer_p else None
         if peer is None or peer.patch is None:
@@ -536,6 +539,10 @@ class Translator:
             pass
         finally:
             c.p, c.v, c.in_ofport, c.metadata, c.action_set, c.table_id, c.cookie, c.depth, c.flow = saved
+        if c.out.error:
+            c.log(f"error in bridge {peer_p.name}: {c.out.error}; bridge {c.p.name} carries on")
+            c.out.peer_errors.append(f"{peer_p.name}: {c.out.error}")
+            c.out.error = None
 
     # -- NORMAL: the learning switch
     def _normal(self, c: _Ctx) -> None:

@@ -115,16 +115,23 @@ tx_flush_port(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port)
     pmd->txb[port].n = 0;
 }
 
+/* PORT has output this iteration: list it (once) for dps_pmd_flush. */
+static inline void
+tx_list(struct dps_pmd *pmd, uint32_t port)
+{
+    if (!pmd->txb[port].listed) {
+        pmd->txb[port].listed = 1;
+        pmd->pending[pmd->n_pending++] = port;
+    }
+}
+
 /* Queue one frame for output on a port; sent at the end of the iteration. */
 void
 dps_tx_enqueue(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port, struct rte_mbuf *m)
 {
     if (pmd->txb[port].n == DPS_BURST)   /* a full batch mid-burst goes now */
         tx_flush_port(pmd, f, port);
-    if (!pmd->txb[port].listed) {
-        pmd->txb[port].listed = 1;
-        pmd->pending[pmd->n_pending++] = port;
-    }
+    tx_list(pmd, port);
     pmd->txb[port].pkts[pmd->txb[port].n++] = m;
 }
 
@@ -132,10 +139,7 @@ dps_tx_enqueue(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port, stru
 static void
 tx_enqueue_burst(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port, struct rte_mbuf **pkts, uint16_t n)
 {
-    if (!pmd->txb[port].listed) {
-        pmd->txb[port].listed = 1;
-        pmd->pending[pmd->n_pending++] = port;
-    }
+    tx_list(pmd, port);
     while (n) {
         if (pmd->txb[port].n == DPS_BURST)
             tx_flush_port(pmd, f, port);

@@ -131,7 +131,6 @@ class Revalidator:
             modify, delete = [], []
             for uk in list(ukeys.values()):
                 if not self._affected(uk, changes):
-                    uk.version = uk.visits[0].pipeline.version
                     for v in uk.visits:
                         v.version = v.pipeline.version
                     continue
@@ -144,7 +143,7 @@ class Revalidator:
                     delete.append(uk)          # it would now need bits it does not match
                     continue
                 acts = odp.encode(t.actions)
-                uk.visits, uk.version = t.visits, t.visits[0].pipeline.version
+                uk.visits = t.visits
                 if acts != uk.actions:
                     uk.actions = acts
                     modify.append(uk)

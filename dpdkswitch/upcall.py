@@ -37,7 +37,7 @@ class Ukey:
     mask: bytes
     actions: bytes
     visits: list[Visit]              # rules, tables, groups, MACs, mirrors it used, bridge by bridge
-    version: int                     # the input bridge's pipeline version it was translated at
+                                     # (each with the pipeline version it was translated at)
     created_ns: int
     orig_key: bytes = b""            # the missed packet's whole key: re-translated
     packets: int = 0                 # counters already pushed to the rules
@@ -129,7 +129,7 @@ class UpcallHandler:
             if uk is not None:
                 v = uk.visits
                 ok = (self.ukeys.get(uk.ufid) is uk and len(v) == 1 and not v[0].macs
-                      and uk.version == v[0].pipeline.version)
+                      and v[0].version == v[0].pipeline.version)
                 return uk if ok else None
         return None
 
@@ -198,8 +198,7 @@ class UpcallHandler:
                 self.stats.flow_limit_hits += 1
                 continue
             masked = (int.from_bytes(key, "big") & int.from_bytes(mask, "big")).to_bytes(KEY_SIZE, "big")
-            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.visits, t.visits[0].pipeline.version,
-                                         now, key)
+            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.visits, now, key)
             fresh.setdefault(int.from_bytes(mask, "big"), {})[int.from_bytes(masked, "big")] = uk
             puts.append((ufid, masked, mask, actions))
         if puts:

@@ -39,6 +39,29 @@ def parse_config_flow(flow: FlowConfig) -> FlowSpec:
 DEFAULT_FLOWS = ["priority=0,actions=NORMAL"]
 
 
+def bridge_pipeline(config: BridgeConfig, clock=lambda: 0.0) -> Pipeline:
+    """The bridge's OpenFlow pipeline as its config sets it up: MAC table settings and the
+    YAML flows (none: a learning switch, unless the bridge is for controllers only, fail_mode
+    secure).  A flow that does not parse, or that the pipeline refuses (a group that does not
+    exist, a goto_table that does not go forward), is a ConfigError at its line."""
+    defaults = [] if config.openflow.fail_mode == "secure" else DEFAULT_FLOWS
+    specs = [parse_config_flow(f) for f in config.flows] or [parse_flow(f) for f in defaults]
+    pipeline = Pipeline(clock=clock, name=config.name)
+    pipeline.macs.idle_time = config.mac_table.idle_time
+    pipeline.macs.max_entries = config.mac_table.max_entries
+    pipeline.flood_vlans = set(config.flood_vlans)
+    pipeline.forward_bpdu = config.forward_bpdu
+    for spec, fc in zip(specs, config.flows or [None] * len(specs)):
+        try:
+            pipeline.add(spec)
+        except (FlowModError, MatchError) as e:
+            if fc is None:
+                raise
+            path, _, line = fc.where.rpartition(":")
+            raise ConfigError(path, int(line), f"flow {fc.text!r}: {e}") from None
+    return pipeline
+
+
 def mbufs_for(ports: list[PortConfig], n_lcores: int) -> int:
     """A mempool big enough for every port's rings, frames in flight and per-lcore caches."""
     rings = sum(p.n_rxq * p.rxd + (p.n_txq or n_lcores) * p.txd for p in ports)
@@ -47,6 +70,14 @@ def mbufs_for(ports: list[PortConfig], n_lcores: int) -> int:
     while n < need:
         n *= 2
     return n
+
+
+def eal_args(config: Config) -> tuple[list[str], str]:
+    """EAL's arguments for the config's ``dpdk:`` section, and a note on the memory choice
+    (DatapathError: hugepages: on, but too few are free)."""
+    d = config.dpdk
+    pci = any(is_pci(p.device) for b in config.bridges.values() for p in b.ports.values())
+    return Eal.build_args(d.cores, d.hugepages, d.memory_mb, d.extra_args, d.file_prefix, pci)
 
 
 PATCH_MAC_OUI = 0x02_00_5E_00_00_00    # patch ports get a locally administered MAC (no device)
@@ -136,27 +167,12 @@ class Bridge:
     def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False,
                backer: Backer | None = None) -> "Bridge":
         """A bridge on BACKER's datapath (default: a datapath of its own)."""
-        # No flows: a learning switch, unless the bridge is for controllers only (fail_mode secure).
-        defaults = [] if config.openflow.fail_mode == "secure" else DEFAULT_FLOWS
-        specs = [parse_config_flow(f) for f in config.flows] or [parse_flow(f) for f in defaults]
         backer = backer or Backer([config], manual_clock)
         dp = backer.dp
-        pipeline = Pipeline(clock=lambda: dp.now_ns / 1e9, name=config.name)
-        pipeline.macs.idle_time = config.mac_table.idle_time
-        pipeline.macs.max_entries = config.mac_table.max_entries
-        pipeline.flood_vlans = set(config.flood_vlans)
-        pipeline.forward_bpdu = config.forward_bpdu
+        pipeline = bridge_pipeline(config, clock=lambda: dp.now_ns / 1e9)
         xlate = backer.attach(pipeline)
         br = cls(config, dp, netns, pipeline, xlate, backer.upcalls, backer.revalidator, backer)
         backer.bridges[config.name] = br
-        for spec, fc in zip(specs, config.flows or [None] * len(specs)):
-            try:
-                pipeline.add(spec)
-            except (FlowModError, MatchError) as e:
-                if fc is None:
-                    raise
-                path, _, line = fc.where.rpartition(":")
-                raise ConfigError(path, int(line), f"flow {fc.text!r}: {e}") from None
         return br
 
     # -- ports
@@ -305,9 +321,7 @@ class Switch:
         self.eal_note = ""
 
     def start_eal(self) -> None:
-        d = self.config.dpdk
-        pci = any(is_pci(p.device) for b in self.config.bridges.values() for p in b.ports.values())
-        args, self.eal_note = Eal.build_args(d.cores, d.hugepages, d.memory_mb, d.extra_args, d.file_prefix, pci)
+        args, self.eal_note = eal_args(self.config)
         Eal.start(args)
 
     def start(self) -> None:

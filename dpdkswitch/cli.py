@@ -6,7 +6,7 @@ import os
 import sys
 
 from . import __version__
-from .config import ConfigError, load
+from .config import Config, ConfigError, load
 
 DEFAULT_SOCKET = "/run/dpdkswitch/ctl.sock"
 
@@ -21,17 +21,26 @@ def _all_cpus() -> None:
         pass
 
 
+def checked_config(path: str) -> Config:
+    """The config at PATH, through every check ``run`` applies before it starts EAL (the
+    schema, then `switch.check`); ConfigError, one line with FILE:LINE, on the first problem."""
+    from .switch import check
+    config = load(path)
+    check(config)
+    return config
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     from .app import run
     from .datapath import DatapathError
     from .netns import NetnsError
+    top = sys.stdout.isatty() if a.top is None else a.top
     try:
-        config = load(a.config)
+        config = checked_config(a.config)
     except ConfigError as e:
         print(f"dpdkswitch: {e}", file=sys.stderr)
         return 2
     _all_cpus()
-    top = sys.stdout.isatty() if a.top is None else a.top
     try:
         return run(config, a.socket, top)
     except (DatapathError, NetnsError, OSError, ConfigError) as e:
@@ -41,15 +50,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 def cmd_check(a: argparse.Namespace) -> int:
     try:
-        config = load(a.config)
-    except ConfigError as e:
-        print(f"dpdkswitch: {e}", file=sys.stderr)
-        return 2
-    from .switch import parse_config_flow
-    try:
-        for b in config.bridges.values():
-            for f in b.flows:
-                parse_config_flow(f)
+        config = checked_config(a.config)
     except ConfigError as e:
         print(f"dpdkswitch: {e}", file=sys.stderr)
         return 2

@@ -91,6 +91,12 @@ class ConfigError(Exception):
     def __reduce__(self):
         return ConfigError, (self.path, self.line, self.msg)
 
+    @classmethod
+    def at(cls, where: str, msg: str) -> "ConfigError":
+        """The error at WHERE, a ``file:line`` as the dataclasses keep it."""
+        path, _, line = where.rpartition(":")
+        return cls(path, int(line), msg)
+
 
 # ---------------------------------------------------------------- dataclasses
 
@@ -168,6 +174,7 @@ class SslConfig:
     private_key: str
     certificate: str
     ca_cert: str
+    where: str = field(default="", compare=False)   # "file:line" of the ssl key
 
 
 @dataclass
@@ -211,6 +218,7 @@ class DpdkConfig:
     memory_mb: int | None
     extra_args: list[str]
     file_prefix: str | None
+    hugepages_where: str = field(default="", compare=False)   # "file:line" of the hugepages key, if given
 
 
 @dataclass
@@ -699,7 +707,7 @@ class _Reader:
                                     f"(online CPUs: {_cpulist(online)})")
                 if core in d["cores"][:i]:
                     self.fail(item, f"dpdk.cores: core {core} is listed twice")
-        return DpdkConfig(**d)
+        return DpdkConfig(**d, hugepages_where=self.where(nodes["hugepages"][0]) if "hugepages" in nodes else "")
 
     def bridge(self, key: ScalarNode, node: Node, dpdk: DpdkConfig,
                pmd_claims: list) -> BridgeConfig:
@@ -737,7 +745,7 @@ class _Reader:
                 if not os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(self.path)), v)):
                     self.fail(ssl_nodes[k][1], f"openflow ssl {k}: no file {v!r}")
             openflow["ssl"] = SslConfig(**{k: os.path.join(os.path.dirname(os.path.abspath(self.path)), v)
-                                           for k, v in ssl_cfg.items()})
+                                           for k, v in ssl_cfg.items()}, where=self.where(of_nodes["ssl"][0]))
         elif tls:
             self.fail(of_key, f"{what} openflow: {tls[0]} needs ssl: {{private_key, certificate, ca_cert}}")
         ports: dict[str, PortConfig] = {}

@@ -21,6 +21,7 @@ from .ofproto.match import MatchError
 from .ofproto.normal import Mirror, VlanPort
 from .ofproto.pipeline import FlowModError, Pipeline, PortEntry
 from .ofproto.xlate import PacketInRegistry, Translator
+from .openflow.connection import tls_context
 from .revalidator import Revalidator
 from .upcall import UpcallHandler
 from .netns import Namespaces
@@ -78,6 +79,26 @@ def eal_args(config: Config) -> tuple[list[str], str]:
     d = config.dpdk
     pci = any(is_pci(p.device) for b in config.bridges.values() for p in b.ports.values())
     return Eal.build_args(d.cores, d.hugepages, d.memory_mb, d.extra_args, d.file_prefix, pci)
+
+
+def check(config: Config) -> None:
+    """Every check ``dpdkswitch run`` applies to CONFIG short of starting EAL, for ``dpdkswitch
+    check`` and for ``run`` before it starts EAL: EAL's arguments (``hugepages: on`` needs them
+    free), each bridge's pipeline built as `Bridge.create` builds it (without a datapath), and
+    the OpenFlow TLS files loaded as the connections load them.  ConfigError, one line with
+    FILE:LINE, on the first problem."""
+    try:
+        eal_args(config)
+    except DatapathError as e:
+        raise ConfigError.at(config.dpdk.hugepages_where or f"{config.path}:1", f"dpdk.{e}") from None
+    for bc in config.bridges.values():
+        bridge_pipeline(bc)
+        if bc.openflow.ssl is not None:
+            try:
+                tls_context(bc.openflow.ssl, server=True)
+            except (OSError, ValueError) as e:     # ssl.SSLError is an OSError
+                raise ConfigError.at(bc.openflow.ssl.where, f"bridge {bc.name!r} openflow ssl: the files do "
+                                     f"not load as a certificate, its key and a CA: {e}") from None
 
 
 PATCH_MAC_OUI = 0x02_00_5E_00_00_00    # patch ports get a locally administered MAC (no device)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dpdkswitch import config
+from dpdkswitch import cli, config, datapath, switch
 from dpdkswitch.config import ConfigError
 
 BAD = Path(__file__).parent / "bad_configs"
@@ -229,3 +229,77 @@ def test_ofport_local_names_the_bridges_local_port():
     with pytest.raises(ConfigError, match=r"x.yaml:5: ofport: expected an integer in 1..65279 or LOCAL"):
         config.loads("bridges:\n  br0:\n    datapath: {pmd_cores: []}\n    ports:\n"
               "      l: {device: 'net_tap_lc0,iface=lc0', ofport: LOKAL}\n", "x.yaml")
+
+
+# --- what `run` checks before it starts EAL: `dpdkswitch check` runs the same checks --------------
+# file (in bad_configs/pipeline/) -> substrings the error must mention.  The schema accepts each
+# of these files; the bridge's pipeline refuses it, as `run` builds it.
+PIPELINE = BAD / "pipeline"
+PIPELINE_CASES = {
+    "missing_group.yaml": ["'priority=10,udp,actions=group:7'", "group 7 does not exist"],
+    "missing_group_in_write_actions.yaml": ["group 3 does not exist"],
+    "backward_goto.yaml": ["goto_table:1 must go forward from table 3"],
+    "goto_same_table.yaml": ["goto_table:0 must go forward from table 0"],
+    "goto_past_last_table.yaml": ["no table 255"],
+    "check_overlap.yaml": ["check_overlap,priority=5,ip", "overlaps an existing rule"],
+    "second_bridge.yaml": ["'table=1,actions=group:1'", "group 1 does not exist"],
+}
+
+
+def test_every_pipeline_case_is_covered():
+    assert set(PIPELINE_CASES) == {p.name for p in PIPELINE.glob("*.yaml")}
+
+
+def dpdkswitch_check(capsys, path) -> tuple[int, str, str]:
+    rc = cli.main(["check", str(path)])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINE_CASES))
+def test_check_refuses_what_the_pipeline_refuses(name, capsys):
+    path = PIPELINE / name
+    config.load(str(path))                      # the file's schema is fine ...
+    rc, out, err = dpdkswitch_check(capsys, path)   # ... the bridge's pipeline is not
+    assert (rc, out) == (2, ""), err
+    (line,) = err.splitlines()
+    assert line.startswith("dpdkswitch: ")
+    with pytest.raises(ConfigError) as ei:
+        switch.check(config.load(str(path)))
+    assert line == f"dpdkswitch: {ei.value}"
+    check_error(ei.value, str(path), marker_line(path.read_text()), PIPELINE_CASES[name])
+
+
+def test_check_accepts_the_default_config_and_flows_the_pipeline_takes(capsys, tmp_path):
+    rc, out, err = dpdkswitch_check(capsys, Path(__file__).parent.parent / "configs" / "default.yaml")
+    assert (rc, err) == (0, "") and out.endswith(": OK (1 bridge(s), 2 port(s))\n")
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("dpdk: {cores: [0, 1]}\nbridges:\n  br0:\n    ports:\n      p1: {device: net_tap0, ofport: 1}\n"
+                  "    flows:\n      - table=0,priority=0,actions=goto_table:3\n"
+                  "      - table=3,priority=5,in_port=1,actions=NORMAL\n"
+                  "      - check_overlap,table=3,priority=5,in_port=2,actions=drop\n")
+    assert dpdkswitch_check(capsys, ok) == (0, f"{ok}: OK (1 bridge(s), 1 port(s))\n", "")
+
+
+def test_check_refuses_hugepages_on_when_too_few_are_free(monkeypatch):
+    text = "dpdk:\n  cores: [0, 1]\n  hugepages: on  # <- error\nbridges: {br0: {ports: {p1: {device: net_null0, ofport: 1}}}}\n"
+    cfg = config.loads(text, "huge.yaml")
+    monkeypatch.setattr(datapath, "hugepages_free_mb", lambda: 0)
+    with pytest.raises(ConfigError) as ei:
+        switch.check(cfg)
+    check_error(ei.value, "huge.yaml", 3, ["dpdk.hugepages: on, but only 0 MB of hugepages are free"])
+    monkeypatch.setattr(datapath, "hugepages_free_mb", lambda: 4096)
+    switch.check(cfg)
+
+
+def test_check_loads_the_tls_files(tmp_path):
+    text = ("bridges:\n  br0:\n    datapath: {pmd_cores: []}\n    openflow:\n      listen: ['pssl:6653']\n"
+            "      ssl: {private_key: k.pem, certificate: c.pem, ca_cert: ca.pem}  # <- error\n"
+            "    ports:\n      p1: {device: net_null0, ofport: 1}\n")
+    for f in ("k.pem", "c.pem", "ca.pem"):
+        (tmp_path / f).write_text("not a PEM file")
+    path = str(tmp_path / "t.yaml")
+    cfg = config.loads(text, path)              # the files exist: the schema is satisfied
+    with pytest.raises(ConfigError) as ei:
+        switch.check(cfg)
+    check_error(ei.value, path, 6, ["bridge 'br0' openflow ssl", "do not load"])

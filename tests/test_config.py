@@ -2,9 +2,11 @@
 exactly one `file:line: message` line pointing at the `# <- error` marker."""
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dpdkswitch import cli, config, datapath, switch
 from dpdkswitch.config import ConfigError
@@ -303,3 +305,57 @@ def test_check_loads_the_tls_files(tmp_path):
     with pytest.raises(ConfigError) as ei:
         switch.check(cfg)
     check_error(ei.value, path, 6, ["bridge 'br0' openflow ssl", "do not load"])
+
+
+# --- the README's config reference names exactly the keys the schema accepts ---------------------
+README = Path(__file__).parent.parent / "README.md"
+
+
+def readme_section(title: str) -> str:
+    return README.read_text().split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def schema_keys(table: dict, prefix: str = "") -> set[str]:
+    """Every key path the tables accept: 'bridges.*.ports.*.netns.name' ('*': a name the user
+    picks; '[]': an item of a list)."""
+    out = set()
+    for key, (check, _) in table.items():
+        out.add(prefix + key)
+        if isinstance(check, config.Section):
+            out |= schema_keys(check.table, prefix + key + {"one": ".", "named": ".*.", "list": "[]."}[check.kind])
+    return out
+
+
+def document_keys(data: dict, table: dict, prefix: str = "") -> set[str]:
+    """The key paths of a YAML document, read with the tables for where names and lists are."""
+    out = set()
+    for key, value in data.items():
+        out.add(prefix + str(key))
+        check = table.get(key, (None, None))[0]
+        if not isinstance(check, config.Section):
+            continue
+        if check.kind == "one":
+            out |= document_keys(value or {}, check.table, f"{prefix}{key}.")
+        elif check.kind == "named":
+            for item in (value or {}).values():
+                out |= document_keys(item or {}, check.table, f"{prefix}{key}.*.")
+        else:
+            for item in value or []:
+                out |= document_keys(item, check.table, f"{prefix}{key}[].")
+    return out
+
+
+def test_readme_config_reference_names_exactly_the_schemas_keys():
+    (block,) = re.findall(r"```yaml\n(.*?)```", readme_section("Config reference"), re.S)
+    documented = document_keys(yaml.safe_load(block), config.TOP)
+    accepted = schema_keys(config.TOP)
+    assert "bridges.*.ports.*.netns.name" in accepted and "bridges.*.mac_table.static[].mac" in accepted
+    assert sorted(accepted - documented) == [], "keys the README's config reference does not show"
+    assert sorted(documented - accepted) == [], "keys in the README's config reference the schema refuses"
+
+
+def test_readme_names_each_vdev_drivers_keys():
+    text = " ".join(readme_section("Config reference").split())
+    documented = {d: tuple(k.strip().removesuffix(" — required") for k in keys.split(","))
+                  for d, keys in re.findall(r"`net_(\w+)` \(([^)]*)\)", text)}
+    assert documented == config.VDEV_KEYS

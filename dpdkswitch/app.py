@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import ipaddress
+import logging
 import os
 import signal
 import sys
@@ -22,6 +23,8 @@ from .datapath import Eal, lib, ffi
 from .openflow.ofswitch import OpenFlowService
 from .switch import Switch
 from .top import TopView
+
+LOG = logging.getLogger("dpdkswitch")
 
 
 def version_text() -> str:
@@ -105,7 +108,8 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     hint = try_hint(config)
     if hint:
         header.append(f"Try, in another terminal: {hint}")
-    print("\n".join(header), flush=True)
+    if not top:                                # the live view shows it at its top
+        LOG.info("\n".join(header))
     view = TopView(switch, counters, header)
     poller = asyncio.create_task(_poll_without_pmds(switch, stop))
     revalidator = asyncio.create_task(_revalidate(switch, stop))
@@ -128,7 +132,7 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
         await revalidator
         await openflow.stop()
         await server.stop()
-    print("stopping: PMD threads, ports, namespaces", flush=True)
+    LOG.info("stopping: PMD threads, ports, namespaces")
 
 
 def run(config: Config, socket_path: str | None = None, top: bool = False) -> int:

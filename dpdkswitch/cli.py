@@ -1,14 +1,23 @@
-"""The ``dpdkswitch`` command: run a switch, talk to one, check a config."""
+"""The ``dpdkswitch`` command: run a switch, talk to one, check a config.
+
+``run`` sends its messages through `logging` (see log.py): the switch logs for a long time,
+under the live view, and some of its messages are rate limited.  The one-shot commands
+(``check``, ``ctl``, ``bench``'s usage errors, argparse's) print their answer or their error as
+a plain line on stdout or stderr: that line is the command's result, for a person or a script,
+written once as the process ends, so there is nothing to rate-limit or keep in view.
+"""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
-from . import __version__
+from . import __version__, log
 from .config import Config, ConfigError, load
 
 DEFAULT_SOCKET = "/run/dpdkswitch/ctl.sock"
+LOG = logging.getLogger("dpdkswitch")
 
 
 def _all_cpus() -> None:
@@ -35,16 +44,17 @@ def cmd_run(a: argparse.Namespace) -> int:
     from .datapath import DatapathError
     from .netns import NetnsError
     top = sys.stdout.isatty() if a.top is None else a.top
+    log.setup(live_view=top)
     try:
         config = checked_config(a.config)
     except ConfigError as e:
-        print(f"dpdkswitch: {e}", file=sys.stderr)
+        LOG.error("%s", e)
         return 2
     _all_cpus()
     try:
         return run(config, a.socket, top)
     except (DatapathError, NetnsError, OSError, ConfigError) as e:
-        print(f"dpdkswitch: {e}", file=sys.stderr)
+        LOG.error("%s", e)
         return 1
 
 

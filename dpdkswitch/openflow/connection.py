@@ -24,6 +24,7 @@ import struct
 import time
 from typing import Protocol as TypingProtocol
 
+from ..log import rate_limited
 from . import consts as C
 from .errors import FramingError, OFPError, error_reply
 from .framing import split_messages
@@ -36,8 +37,13 @@ WRITE_HIGH_WATER = 4 << 20          # bytes of unsent replies before reading fro
 PROBE_XID = 0xFFFFFFF0
 
 
+_LOG = rate_limited("dpdkswitch.openflow")
+
+
 def log(msg: str) -> None:
-    print(f"openflow: {msg}", flush=True)
+    """A message about a connection or what a peer sent: ``openflow: MSG``, rate limited per call
+    site (a peer can cause any number of them)."""
+    _LOG.info(msg, stacklevel=2)
 
 
 class Owner(TypingProtocol):

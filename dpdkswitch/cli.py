@@ -24,6 +24,7 @@ def _all_cpus() -> None:
 def cmd_run(a: argparse.Namespace) -> int:
     from .app import run
     from .datapath import DatapathError
+    from .instance import AlreadyRunning
     from .netns import NetnsError
     try:
         config = load(a.config)
@@ -34,7 +35,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     top = sys.stdout.isatty() if a.top is None else a.top
     try:
         return run(config, a.socket, top)
-    except (DatapathError, NetnsError, OSError, ConfigError) as e:
+    except (AlreadyRunning, DatapathError, NetnsError, OSError, ConfigError) as e:
         print(f"dpdkswitch: {e}", file=sys.stderr)
         return 1
 

@@ -11,6 +11,7 @@ import asyncio
 import gc
 import ipaddress
 import os
+import resource
 import signal
 import sys
 
@@ -20,6 +21,7 @@ from .control import Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
 from .datapath import Eal, lib, ffi
 from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
+from .openflow.connection import MAX_CONNECTIONS
 from .openflow.ofswitch import OpenFlowService
 from .switch import Switch
 from .top import TopView
@@ -143,6 +145,12 @@ def run(config: Config, socket_path: str | None = None, top: bool = False) -> in
     instance = Instance(socket_path, list(config.bridges))
     instance.acquire()
     sweep_runtime_dirs()
+    # Room for the OpenFlow connections it admits (openflow.connection.MAX_CONNECTIONS) beside
+    # its own ports and sockets: the soft limit of open files up to the hard one.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = MAX_CONNECTIONS + 1024 if hard == resource.RLIM_INFINITY else min(hard, MAX_CONNECTIONS + 1024)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     # Until the event loop takes the signals over, SIGTERM unwinds like Ctrl-C: whatever start-up
     # has made (ports, namespaces) is taken down by the handlers on the way out.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -171,3 +171,17 @@ def test_sweep_removes_only_empty_directories_of_dead_runs(tmp_path, monkeypatch
     assert sweep_runtime_dirs() == [f"dpdkswitch-{dead.pid}"]
     assert sorted(os.listdir(tmp_path)) == sorted([f"dpdkswitch-{os.getpid()}", "dpdkswitch-1",
                                                    "dpdkswitch-999999999", "someone-else"])
+
+
+def test_a_punix_listener_never_deletes_a_file_that_is_not_a_socket(tmp_path):
+    """punix:PATH replaces a stale socket, but a regular file at PATH is the user's: refused."""
+    import asyncio
+    from dpdkswitch.openflow.connection import Listener
+    keep = tmp_path / "precious.txt"
+    keep.write_text("data")
+
+    async def start():
+        await Listener(f"punix:{keep}", owner=None).start()
+    with pytest.raises(OSError, match="exists and is not a socket; not removing it"):
+        asyncio.run(start())
+    assert keep.read_text() == "data"

@@ -12,6 +12,7 @@ import gc
 import ipaddress
 import logging
 import os
+import resource
 import signal
 import sys
 
@@ -20,6 +21,8 @@ from .config import Config
 from .control import Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
 from .datapath import Eal, lib, ffi
+from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
+from .openflow.connection import MAX_CONNECTIONS
 from .openflow.ofswitch import OpenFlowService
 from .switch import Switch
 from .top import TopView
@@ -135,15 +138,44 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     LOG.info("stopping: PMD threads, ports, namespaces")
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run(config: Config, socket_path: str | None = None, top: bool = False) -> int:
-    switch = Switch(config)
-    switch.start()
-    # What start-up built (config, rules, ports) lives as long as the process: out of the
-    # cyclic collector's sight, so that a full collection (triggered as megaflows accumulate)
-    # does not walk every rule again; at 100k rules that was ~50 us per flow setup.
-    gc.freeze()
+    """Run the switch until SIGINT/SIGTERM or ``exit``.  Raises AlreadyRunning, before anything
+    is touched, when another instance holds this control socket or a bridge's .mgmt socket."""
+    socket_path = socket_path or config.control_socket
+    instance = Instance(socket_path, list(config.bridges))
+    instance.acquire()
+    sweep_runtime_dirs()
+    # Room for the OpenFlow connections it admits (openflow.connection.MAX_CONNECTIONS) beside
+    # its own ports and sockets: the soft limit of open files up to the hard one.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = MAX_CONNECTIONS + 1024 if hard == resource.RLIM_INFINITY else min(hard, MAX_CONNECTIONS + 1024)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    # Until the event loop takes the signals over, SIGTERM unwinds like Ctrl-C: whatever start-up
+    # has made (ports, namespaces) is taken down by the handlers on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
+    switch = Switch(config, netns_record=instance.netns_record)
     try:
-        asyncio.run(serve(switch, config, socket_path or config.control_socket, top))
+        switch.start()
+        # What start-up built (config, rules, ports) lives as long as the process: out of the
+        # cyclic collector's sight, so that a full collection (triggered as megaflows accumulate)
+        # does not walk every rule again; at 100k rules that was ~50 us per flow setup.
+        gc.freeze()
+        asyncio.run(serve(switch, config, socket_path, top))
+    except KeyboardInterrupt:
+        LOG.info("stopped during start-up: what it had set up is removed")
     finally:
-        switch.stop()
+        # Stopping is not interrupted by a second signal: a half-stopped switch leaks more.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            switch.stop()
+            if Eal.running():
+                remove_runtime_dir(Eal.file_prefix())
+        finally:
+            instance.release()
     return 0

@@ -42,6 +42,7 @@ def checked_config(path: str) -> Config:
 def cmd_run(a: argparse.Namespace) -> int:
     from .app import run
     from .datapath import DatapathError
+    from .instance import AlreadyRunning
     from .netns import NetnsError
     top = sys.stdout.isatty() if a.top is None else a.top
     log.setup(live_view=top)
@@ -53,7 +54,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     _all_cpus()
     try:
         return run(config, a.socket, top)
-    except (DatapathError, NetnsError, OSError, ConfigError) as e:
+    except (AlreadyRunning, DatapathError, NetnsError, OSError, ConfigError) as e:
         LOG.error("%s", e)
         return 1
 

@@ -334,11 +334,11 @@ class Bridge:
 class Switch:
     """Every bridge of one config, on one EAL."""
 
-    def __init__(self, config: Config, manual_clock: bool = False):
+    def __init__(self, config: Config, manual_clock: bool = False, netns_record: str | None = None):
         self.config = config
         self.manual_clock = manual_clock
         self.bridges: dict[str, Bridge] = {}
-        self.netns = Namespaces()
+        self.netns = Namespaces(netns_record)
         self.eal_note = ""
 
     def start_eal(self) -> None:

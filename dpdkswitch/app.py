@@ -2,8 +2,9 @@
 
 Owns the control thread's asyncio loop: the control socket, SIGINT/SIGTERM, the once-a-second
 live view, the upcall handlers (woken by each datapath's eventfd), the revalidators (every
-500 ms), and polling of bridges that have no PMD thread (``pmd_cores: []``).  Everything
-here runs on the main thread, which is EAL's main lcore and the datapath's only writer.
+500 ms) -- what one turn of each does is udpif.py's, which the benchmark drives too -- and
+polling of bridges that have no PMD thread (``pmd_cores: []``).  Everything here runs on the
+main thread, which is EAL's main lcore and the datapath's only writer.
 """
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ import asyncio
 import gc
 import ipaddress
 import logging
-import os
 import resource
 import signal
 import sys
 
-from . import __version__
+from . import __version__, udpif
 from .config import Config
 from .control import Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
@@ -54,34 +54,21 @@ async def _poll_without_pmds(switch: Switch, stop: asyncio.Event) -> None:
 
 
 def _handle_upcalls(backer) -> None:
-    """The datapath's eventfd fired: take the upcalls (a bounded batch), re-arm."""
-    try:
-        os.read(backer.dp.upcall_fd(), 8)
-    except BlockingIOError:
-        pass
-    while backer.upcalls.handle():
-        pass
+    """The datapath's eventfd fired: one upcall wake-up (udpif), then what it asks for."""
+    w = udpif.upcall_wakeup(backer)
     loop = asyncio.get_running_loop()
-    if any(p.macs.changed for p in backer.pipelines) and not backer.revalidation_due:
-        # A MAC was learned or moved: the megaflows that depend on it are re-translated within
-        # 10 ms (coalesced), not at the next periodic pass.
-        backer.revalidation_due = True
-
-        def soon():
-            backer.revalidation_due = False
-            backer.revalidator.run()
-        loop.call_later(0.01, soon)
-    if backer.dp.upcall_arm():                 # more arrived meanwhile: go again soon
+    if w.mac_pass_in is not None:              # a MAC was learned or moved
+        loop.call_later(w.mac_pass_in, udpif.mac_change_pass, backer)
+    if w.again:                                # more arrived meanwhile: go again soon
         loop.call_soon(_handle_upcalls, backer)
 
 
 async def _revalidate(switch: Switch, stop: asyncio.Event) -> None:
     """Every 500 ms: stats to rules, expiry, megaflows true to the tables."""
     while not stop.is_set():
-        for backer in switch.backers():
-            backer.revalidator.run()
+        wait = udpif.periodic_pass(switch.backers())
         try:
-            await asyncio.wait_for(stop.wait(), timeout=max((b.revalidator.interval() for b in switch.backers()), default=0.5))
+            await asyncio.wait_for(stop.wait(), timeout=wait)
         except asyncio.TimeoutError:
             pass
 

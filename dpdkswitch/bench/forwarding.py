@@ -4,8 +4,8 @@ One run is one process: it builds the scenario's pcap with the shared ``genpcap.
 starts EAL, builds bridge ``br0`` with port 1 = ``net_pcap0,rx_pcap=PCAP,infinite_rx=1`` and
 port 2 = ``net_null0,no-rx=1`` exactly as the peers do, installs the scenario's rules through
 the OpenFlow pipeline *before* port 1 exists, then runs the control loop itself in the
-foreground (upcalls, revalidator every 500 ms, progress once a second) while one PMD thread
-forwards.
+foreground while one PMD thread forwards: ``dpdkswitch run``'s upcall wake-ups and revalidator
+passes (udpif.py, the same functions), progress once a second.
 
 * ``measure: forwarding``: 3 s of warm-up, then the PMD counters over ``--seconds``.
 * ``measure: setup``: datapath flows installed per second while the miss storm lasts.
@@ -25,11 +25,11 @@ the run's seconds of the control core and of the PMD core.
 from __future__ import annotations
 
 import gc
-import os
 import select
 import time
 from pathlib import Path
 
+from .. import udpif
 from ..config import loads
 from ..datapath.abi import STAGES
 from ..ofproto.flowstr import FlowSpec, parse_flow
@@ -38,7 +38,7 @@ from .console import Progress, interruptible, table, version
 from .scenarios import BenchError, bench_dir, load_scenarios, pcap_for, rules_for
 
 WARMUP_S = 3.0
-REVALIDATE_S = 0.5
+UPCALL_BUDGET_S = 0.05     # an upcall wake-up yields after this long (`run`'s takes a storm whole)
 
 # The keys every forwarding result carries (the peers' vocabulary), and setup results.
 FORWARDING_KEYS = ("mpps", "cycles_per_packet", "emc_hits", "megaflow_hits", "subtable_lookups_per_hit",
@@ -88,6 +88,8 @@ class ScenarioRun:
         self.upcall_batches = 0
         self.upcall_busy_s = 0.0
         self._last_install_t: float | None = None
+        self.next_pass: float | None = None      # the control loop's timers, kept from warm-up to measuring
+        self.mac_pass_at: float | None = None
         self._miss_seen = (0, 0.0)               # (misses + lost, when that last changed)
 
     # -- set-up
@@ -136,57 +138,60 @@ class ScenarioRun:
 
     # -- the control loop
     def loop(self, seconds: float, tick=None) -> None:
-        """Run the control thread's duties for SECONDS: upcalls (eventfd, bounded batches),
-        the revalidator every 500 ms, TICK() once a second."""
-        br = self.br
-        fd = br.dp.upcall_fd()
+        """Run the control thread's duties for SECONDS, as ``dpdkswitch run`` does them
+        (udpif's upcall wake-up and its passes: periodic, and after a MAC change), and TICK()
+        once a second.  Its clock is a select() on the upcall eventfd, not asyncio; the one
+        difference is that an upcall wake-up yields after UPCALL_BUDGET_S, so that the
+        measuring window and the ticks hold through a miss storm."""
+        backer = self.br.backer
+        fd = backer.dp.upcall_fd()
         now = time.monotonic()
         deadline = now + seconds
-        next_reval = now + REVALIDATE_S
         next_tick = now + 1.0
+        if self.next_pass is None:
+            self.next_pass = now + udpif.REVALIDATE_S
+        again = True                             # whatever waits already
         while True:
             now = time.monotonic()
             if now >= deadline:
                 break
-            got = self._handle_upcalls(budget_s=0.05)
+            if again:
+                again = self._upcall_wakeup(backer)
             now = time.monotonic()
-            if now >= next_reval:
-                rep = br.revalidator.run()
-                self.reval_passes += 1
-                self.reval_max_s = max(self.reval_max_s, rep.seconds)
-                next_reval = max(next_reval + br.revalidator.interval(REVALIDATE_S), time.monotonic())
+            if self.mac_pass_at is not None and now >= self.mac_pass_at:
+                self.mac_pass_at = None
+                self._count_pass(udpif.mac_change_pass(backer))
+            if now >= self.next_pass:
+                wait = udpif.periodic_pass(self.switch.backers())
+                self._count_pass(backer.revalidator.last)
+                self.next_pass = time.monotonic() + wait
             if now >= next_tick:
                 if tick:
                     tick()
                 next_tick = max(next_tick + 1.0, now + 0.5)   # no burst of ticks after a long upcall batch
-            if not got and not br.dp.upcall_arm():
-                wait = max(0.0, min(next_reval, next_tick, deadline) - time.monotonic())
-                r, _, _ = select.select([fd], [], [], wait)
-                if r:
-                    try:
-                        os.read(fd, 8)
-                    except BlockingIOError:
-                        pass
+            if not again:
+                due = min(self.next_pass, next_tick, deadline, self.mac_pass_at or deadline)
+                r, _, _ = select.select([fd], [], [], max(0.0, due - time.monotonic()))
+                again = bool(r)
 
-    def _handle_upcalls(self, budget_s: float) -> int:
-        handler = self.br.upcalls
+    def _upcall_wakeup(self, backer) -> bool:
+        """One upcall wake-up, its cost and its installs counted; True to go again at once."""
+        before = backer.upcalls.stats.installed
         t0 = time.monotonic()
-        total = 0
-        before = handler.stats.installed
-        while True:
-            n = handler.handle()
-            if not n:
-                break
-            total += n
-            self.upcall_batches += 1
-            if time.monotonic() - t0 >= budget_s:
-                break
+        w = udpif.upcall_wakeup(backer, budget_s=UPCALL_BUDGET_S)
         t1 = time.monotonic()
-        if total:
+        if w.handled:
             self.upcall_busy_s += t1 - t0
-        if handler.stats.installed != before:
+            self.upcall_batches += w.batches
+        if backer.upcalls.stats.installed != before:
             self._last_install_t = t1
-        return total
+        if w.mac_pass_in is not None:
+            self.mac_pass_at = t1 + w.mac_pass_in
+        return w.again
+
+    def _count_pass(self, rep) -> None:
+        self.reval_passes += 1
+        self.reval_max_s = max(self.reval_max_s, rep.seconds)
 
     # -- measures
     def run(self, seconds: float) -> dict:

@@ -19,7 +19,7 @@ from .config import Config
 from .control import Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
 from .datapath import Eal, lib, ffi
-from .openflow.ofswitch import OpenFlowService
+from .ofswitch import OpenFlowService
 from .switch import Switch
 from .top import TopView
 

@@ -1,7 +1,7 @@
 """The OpenFlow switch side: what a bridge answers to controllers and to ``ovs-ofctl``.
 
 ``OFSwitch`` (one per bridge) serves OpenFlow 1.3 and the OpenFlow 1.0 subset ovs-ofctl uses
-over every connection of the bridge (see connection.py): features, config, flow-mod (add,
+over every connection of the bridge (see openflow/connection.py): features, config, flow-mod (add,
 modify, modify-strict, delete, delete-strict), group-mod, meter-mod (programming the datapath's
 meters too), port-mod, packet-out, barrier, roles, async config, and the multipart requests
 (desc, flow, aggregate, table, table-features, port stats, port desc, queue, group, group
@@ -46,18 +46,19 @@ from ..ofproto.flowstr import FlowSpec
 from ..ofproto.match import Match, MatchError
 from ..ofproto.pipeline import Bucket as PBucket
 from ..ofproto.pipeline import FlowModError, GroupEntry, MeterEntry, N_TABLES
-from . import consts as C
-from .connection import ActiveController, Listener, OFConnection, log
-from .errors import OFPError
-from .message import (HEADER, BarrierReply, BarrierRequest, Experimenter, FeaturesReply,
-                      FeaturesRequest, FlowMod, FlowRemoved, GetAsyncReply, GetAsyncRequest, GetConfigReply,
-                      GetConfigRequest, GroupMod, Message, MeterMod, MultipartRequest, PacketIn,
-                      PacketOut, PortMod, PortStatus, QueueGetConfigReply, QueueGetConfigRequest, RoleReply,
-                      RoleRequest, SetAsync, SetConfig, TableMod, encode)
-from .multipart import (AggregateStats, DescStats, FlowStats, FlowStatsRequest, GroupDesc, GroupFeatures,
-                        GroupStats, MeterConfig, MeterFeatures, MeterStats, PortStats, TableFeatures, TableStats)
-from .oxm import oxm_width
-from .records import Bucket, MeterBand, Port, Record
+from ..openflow import consts as C
+from ..openflow.connection import ActiveController, Listener, OFConnection, log
+from ..openflow.errors import OFPError
+from ..openflow.message import (HEADER, BarrierReply, BarrierRequest, Experimenter, FeaturesReply,
+                                FeaturesRequest, FlowMod, FlowRemoved, GetAsyncReply, GetAsyncRequest,
+                                GetConfigReply, GetConfigRequest, GroupMod, Message, MeterMod, MultipartRequest,
+                                PacketIn, PacketOut, PortMod, PortStatus, QueueGetConfigReply,
+                                QueueGetConfigRequest, RoleReply, RoleRequest, SetAsync, SetConfig, TableMod, encode)
+from ..openflow.multipart import (AggregateStats, DescStats, FlowStats, FlowStatsRequest, GroupDesc,
+                                  GroupFeatures, GroupStats, MeterConfig, MeterFeatures, MeterStats, PortStats,
+                                  TableFeatures, TableStats)
+from ..openflow.oxm import oxm_width
+from ..openflow.records import Bucket, MeterBand, Port, Record
 
 V10, V13 = C.OFP10_VERSION, C.OFP13_VERSION
 FAIL_OPEN_COOKIE = 0xFA11_0BE4_0000_0000      # marks the standalone fail mode's NORMAL rule

@@ -23,28 +23,6 @@ PI_REASON = {"no_match": C.OFPR_NO_MATCH, "action": C.OFPR_ACTION, "invalid_ttl"
 IN_PORT = F.BY_NAME["in_port"]
 
 
-def translate_actions(xlate, frame: bytes, in_ofport: int, dp_in_port: int, actions):
-    """The datapath actions that run ACTIONS (an OpenFlow action list) on FRAME received on
-    IN_OFPORT (a port, or OFPP_CONTROLLER/LOCAL/ANY), through the translator's own machinery;
-    the ``Translation``.  (ofproto.xlate has no public "translate this action list" yet.)"""
-    from ..ofproto import xlate as X
-    key = parse(frame, dp_in_port)
-    c = X._Ctx(xlate.p, key, xlate.registry, False)
-    if in_ofport not in xlate.p.ports or xlate.p.ports[in_ofport].dp_port < 0:    # or a patch port
-        c.in_ofport = in_ofport
-        IN_PORT.to_key(c.flow, in_ofport & IN_PORT.all_ones)
-        c.base = bytearray(c.flow)
-    c.out.wc.unwildcard(IN_PORT)
-    c.table_id = C.OFPTT_ALL                  # packet-ins of these actions come from no table
-    try:
-        xlate._actions(c, actions)
-    except X._Stop:
-        pass
-    if c.out.error:
-        c.odp.clear()
-    return c.out
-
-
 class PacketManager:
     """One bridge's packet-ins and packet-outs, for its OpenFlow switch.  PORTS: the bridge's
     PortManager (port-mod may stop a port's packet-ins).  BROADCAST(kind, reason, make) sends
@@ -106,7 +84,7 @@ class PacketManager:
         if len(msg.data) < 14:
             raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_PACKET)
         check_actions(p.groups, msg.actions)
-        t = translate_actions(self.br.xlate, msg.data, in_port, dp_in, msg.actions)
+        t = self.br.xlate.translate_actions(parse(msg.data, dp_in), in_port, msg.actions)
         for e in t.entries:
             e.packets += 1
             e.bytes += len(msg.data)

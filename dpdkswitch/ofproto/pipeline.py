@@ -229,7 +229,13 @@ class Pipeline:
         self._touch(e, tid)
         return e
 
-    def _selected(self, spec: FlowSpec, strict: bool, tables=None):
+    def select(self, spec: FlowSpec, strict: bool, tables=None):
+        """The rules SPEC selects, as a flow-mod's modify or delete (or a flow stats request)
+        would: in its table (every table when ``table_id`` is None or 0xFF; or those TABLES
+        name), the rule with exactly its match and priority when STRICT, else every rule whose
+        match is within SPEC's; then only those with its cookie under ``cookie_mask``, and
+        that output to ``out_port`` or use ``out_group`` when given.  A generator: take what
+        it yields before changing the tables."""
         tids = [spec.table_id] if spec.table_id not in (None, 0xFF) else range(N_TABLES)
         for tid in tids if tables is None else tables:
             t = self.tables[tid]
@@ -251,7 +257,7 @@ class Pipeline:
 
     def modify(self, spec: FlowSpec, strict: bool = False) -> list[FlowEntry]:
         self._check(spec)
-        out = list(self._selected(spec, strict))
+        out = list(self.select(spec, strict))
         for e in out:
             e.instructions = spec.instructions
             if spec.flags & FLAG_RESET_COUNTS:
@@ -260,7 +266,7 @@ class Pipeline:
         return out
 
     def delete(self, spec: FlowSpec, strict: bool = False, reason: str = "delete") -> list[FlowEntry]:
-        out = list(self._selected(spec, strict))
+        out = list(self.select(spec, strict))
         for e in out:
             self._remove(e, reason)
         return out

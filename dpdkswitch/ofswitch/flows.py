@@ -66,7 +66,7 @@ class FlowManager:
     def remove_default_rule(self) -> None:
         """Secure mode adds no rule: take out the bridge's default NORMAL rule."""
         spec = FlowSpec(match=Match(), table_id=0, priority=0, cookie=0, cookie_mask=(1 << 64) - 1)
-        for e in list(self.br.pipeline._selected(spec, strict=True)):
+        for e in list(self.br.pipeline.select(spec, strict=True)):
             if e.instructions == (A.ApplyActions((A.Output(A.OFPP_NORMAL),)),):
                 self.br.pipeline.delete(spec, strict=True)
                 self.br.revalidator.run()
@@ -128,7 +128,7 @@ class FlowManager:
             raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BUFFER_UNKNOWN)
 
     # -- flow and aggregate stats
-    def _selected(self, req: FlowStatsRequest):
+    def _requested(self, req: FlowStatsRequest):
         if req.table_id != C.OFPTT_ALL and req.table_id >= N_TABLES:
             raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_TABLE_ID)
         try:
@@ -139,12 +139,12 @@ class FlowManager:
                         out_port=None if req.out_port == A.OFPP_ANY else req.out_port,
                         out_group=None if req.out_group == C.OFPG_ANY else req.out_group)
         self.br.revalidator.run()               # fresh counters from the datapath
-        return list(self.br.pipeline._selected(spec, strict=False))
+        return list(self.br.pipeline.select(spec, strict=False))
 
     def mp_flow(self, conn, msg):
         now = self.br.pipeline.clock()
         out = []
-        for e in sorted(self._selected(msg.body), key=lambda e: (e.table_id, -e.priority, e.seq)):
+        for e in sorted(self._requested(msg.body), key=lambda e: (e.table_id, -e.priority, e.seq)):
             sec, nsec = split_time(now - e.created)
             instructions = e.instructions
             if conn.version == V10:
@@ -156,7 +156,7 @@ class FlowManager:
         return out
 
     def mp_aggregate(self, conn, msg):
-        es = self._selected(msg.body)
+        es = self._requested(msg.body)
         return AggregateStats(packet_count=sum(e.packets for e in es), byte_count=sum(e.bytes for e in es),
                               flow_count=len(es))
 

@@ -19,7 +19,7 @@ from .datapath import PORT_STATS_FIELDS, Datapath, DatapathError, Eal, PortInfo,
 from .ofproto.flowstr import FlowParseError, FlowSpec, parse_flow
 from .ofproto.match import MatchError
 from .ofproto.normal import Mirror, VlanPort
-from .ofproto.pipeline import FlowModError, Pipeline, PortEntry
+from .ofproto.pipeline import FlowModError, MeterEntry, Pipeline, PortEntry
 from .ofproto.xlate import PacketInRegistry, Translator
 from .revalidator import Revalidator
 from .upcall import UpcallHandler
@@ -283,6 +283,30 @@ class Bridge:
                 frozenset(byname[n] for n in mc.select_dst_port if n in byname),
                 frozenset(mc.select_vlan) if mc.select_vlan is not None else None,
                 byname.get(mc.output_port) if mc.output_port else None, mc.output_vlan))
+
+    # -- meters
+    def meter_mod(self, command: str, meter: MeterEntry) -> list[int]:
+        """OpenFlow meter-mod (add, modify, delete; see Pipeline.meter_mod): the pipeline's meter
+        table and the datapath's meters, kept in step; the ids of the meters changed.  A set
+        meter is programmed before the table takes it, so FlowModError (the table refuses) or
+        DatapathError (the datapath does) leave both as they were.  A deleted meter leaves the
+        table, its rules with it, then the datapath, where a missing meter passes everything."""
+        if command == "delete":
+            gone = self.pipeline.meter_mod(command, meter)
+            for mid in gone:
+                try:
+                    self.dp.meter_del(mid)
+                except DatapathError:
+                    pass                                # not in the datapath: nothing to undo
+            return gone
+        self.pipeline.check_meter_mod(command, meter)
+        rate, burst = meter.lowest_band()
+        self.dp.meter_set(meter.meter_id, rate, burst, meter.pktps)
+        return self.pipeline.meter_mod(command, meter)
+
+    def meter_stats(self, meter_id: int) -> tuple[int, int]:
+        """(packets, dropped) of the datapath's meter; DatapathError if it has none."""
+        return self.dp.meter_stats(meter_id)
 
     # -- PMDs
     def start(self) -> None:

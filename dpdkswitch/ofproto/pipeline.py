@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from .actions import (ApplyActions, GotoTable, Group, Output, WriteActions, OFPP_ANY)
+from .actions import (ApplyActions, GotoTable, Group, Meter, Output, WriteActions, OFPP_ANY)
 from .classifier import Classifier, Rule
 from .flowstr import FlowSpec
 from .match import Match
@@ -19,6 +19,7 @@ from .normal import MAX_MIRRORS, MacTable, Mirror, VlanPort
 N_TABLES = 255
 OFPG_ANY = 0xFFFFFFFF
 OFPG_ALL = 0xFFFFFFFC
+OFPM_ALL = 0xFFFFFFFF
 FLAG_SEND_FLOW_REM, FLAG_CHECK_OVERLAP, FLAG_RESET_COUNTS, FLAG_NO_PKT_COUNTS, FLAG_NO_BYT_COUNTS = 1, 2, 4, 8, 16
 
 
@@ -63,6 +64,9 @@ class FlowEntry:
         return any(isinstance(a, Group) and a.group_id == gid for i in self.instructions
                    if isinstance(i, (ApplyActions, WriteActions)) for a in i.actions)
 
+    def uses_meter(self, meter_id: int) -> bool:
+        return any(isinstance(i, Meter) and i.meter_id == meter_id for i in self.instructions)
+
     def spec(self) -> FlowSpec:
         return FlowSpec(match=self.match, instructions=self.instructions, table_id=self.table_id,
                         priority=self.priority, cookie=self.cookie, idle_timeout=self.idle_timeout,
@@ -105,6 +109,11 @@ class MeterEntry:
     meter_id: int
     pktps: bool
     bands: list[tuple[int, int]]    # (rate, burst)
+
+    def lowest_band(self) -> tuple[int, int]:
+        """(rate, burst) of the band that drops first: the lowest rate's (the first of equals),
+        the one the datapath's token bucket runs."""
+        return min(self.bands, key=lambda b: b[0])
 
 
 @dataclass
@@ -331,3 +340,32 @@ class Pipeline:
         self.version += 1
         if gid == OFPG_ALL:
             self.full_revalidation = True
+
+    def check_meter_mod(self, command: str, meter: MeterEntry) -> None:
+        """FlowModError if the meter table refuses COMMAND (add, modify, delete) for METER."""
+        mid = meter.meter_id
+        if command == "add" and mid in self.meters:
+            raise FlowModError("meter_exists", f"meter {mid} exists")
+        if command == "modify" and mid not in self.meters:
+            raise FlowModError("unknown_meter", f"meter {mid} does not exist")
+
+    def meter_mod(self, command: str, meter: MeterEntry) -> list[int]:
+        """OpenFlow meter-mod on the meter table: add or modify METER, or delete it (meter id
+        OFPM_ALL: every meter; one that is not there is no error), the rules that use a deleted
+        meter with it (flow-removed reason "delete").  The ids of the meters changed.  The
+        table only: the bridge that owns the datapath keeps its meters in step (switch.py's
+        Bridge.meter_mod).  FlowModError (``check_meter_mod``), and nothing changed, if refused."""
+        self.check_meter_mod(command, meter)
+        mid = meter.meter_id
+        if command == "delete":
+            gone = []
+            for m in list(self.meters) if mid == OFPM_ALL else [mid]:
+                if self.meters.pop(m, None) is None:
+                    continue
+                gone.append(m)
+                for e in [e for e in self.entries() if e.uses_meter(m)]:
+                    self._remove(e, "delete")
+            return gone
+        self.meters[mid] = meter
+        self.version += 1
+        return [mid]

@@ -2,18 +2,20 @@
 bands, rates in kb/s or packets/s, bursts), meter stats, meter config and meter features.
 The datapath runs one token bucket per meter, at the lowest band's rate.
 
-Contract: the control thread's asyncio loop (it programs the datapath's meters).  Cost: a
-meter-mod is one datapath call; deleting a meter scans the rules for those that use it, and
-meter stats scan the rules for each meter's flow count.
+The pipeline owns the meter table and the bridge keeps the datapath's meters in step with it
+(``Bridge.meter_mod``); this checks what OpenFlow forbids first (ids, flags, bands) and keeps
+each meter's flags, bands and creation time for meter config and stats.
+
+Contract: the control thread's asyncio loop (through the bridge, it programs the datapath's
+meters).  Cost: a meter-mod is one datapath call; deleting a meter scans the rules for those
+that use it, and meter stats scan the rules for each meter's flow count.
 """
 from __future__ import annotations
 
 import time
 
 from ..datapath import DatapathError
-from ..ofproto import actions as A
-from ..ofproto.flowstr import FlowSpec
-from ..ofproto.pipeline import MeterEntry
+from ..ofproto.pipeline import FlowModError, MeterEntry
 from ..openflow import consts as C
 from ..openflow.errors import OFPError
 from ..openflow.message import MeterMod
@@ -34,22 +36,12 @@ class MeterManager:
         self.info: dict[int, tuple[int, float, tuple[MeterBand, ...]]] = {}   # id -> (flags, created, bands)
 
     def meter_mod(self, conn, msg: MeterMod):
-        mid, p, dp = msg.meter_id, self.br.pipeline, self.br.dp
+        mid = msg.meter_id
         if msg.command == C.OFPMC_DELETE:
-            ids = list(p.meters) if mid == C.OFPM_ALL else [mid]
             if mid != C.OFPM_ALL and not 0 < mid <= C.OFPM_MAX:
                 raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_INVALID_METER)
-            for m in ids:
-                if p.meters.pop(m, None) is None:
-                    continue
+            for m in self.br.meter_mod("delete", MeterEntry(mid, False, [])):
                 self.info.pop(m, None)
-                for e in [e for e in p.entries() if any(isinstance(i, A.Meter) and i.meter_id == m
-                                                        for i in e.instructions)]:
-                    p.delete(FlowSpec(match=e.match, table_id=e.table_id, priority=e.priority), strict=True)
-                try:
-                    dp.meter_del(m)
-                except DatapathError:
-                    pass
                 self.changed()
             return
         if not 0 < mid <= C.OFPM_MAX:
@@ -67,23 +59,18 @@ class MeterManager:
                 raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_BAD_BAND)
             if b.rate == 0:
                 raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_BAD_RATE)
-            if b.burst_size and not flags & C.OFPMF_BURST:
+            if b.burst_size and not flags & C.OFPMF_BURST:     # so without the flag every burst is 0
                 raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_BAD_BURST)
-        if msg.command == C.OFPMC_ADD and mid in p.meters:
-            raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_METER_EXISTS)
-        if msg.command == C.OFPMC_MODIFY and mid not in p.meters:
-            raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_UNKNOWN_METER)
-        pktps = bool(flags & C.OFPMF_PKTPS)
-        band = min(msg.bands, key=lambda b: b.rate)
-        burst = band.burst_size if flags & C.OFPMF_BURST else 0
+        meter = MeterEntry(mid, bool(flags & C.OFPMF_PKTPS), [(b.rate, b.burst_size) for b in msg.bands])
         try:
-            dp.meter_set(mid, band.rate, burst, pktps)
+            self.br.meter_mod("add" if msg.command == C.OFPMC_ADD else "modify", meter)
+        except FlowModError as e:
+            raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_METER_EXISTS if e.kind == "meter_exists"
+                           else C.OFPMMFC_UNKNOWN_METER) from None
         except DatapathError:
             raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_OUT_OF_METERS) from None
-        p.meters[mid] = MeterEntry(mid, pktps, [(b.rate, b.burst_size) for b in msg.bands])
         created = self.info.get(mid, (0, time.monotonic(), ()))[1]
         self.info[mid] = (flags, created, tuple(msg.bands))
-        p.version += 1
         self.changed()
 
     def _wanted(self, want: int) -> list[int]:
@@ -94,13 +81,12 @@ class MeterManager:
         out = []
         for mid in self._wanted(msg.body.meter_id):
             try:
-                packets, dropped = self.br.dp.meter_stats(mid)
+                packets, dropped = self.br.meter_stats(mid)
             except DatapathError:
                 packets = dropped = 0
             flags, created, bands = self.info.get(mid, (0, now, ()))
             sec, nsec = split_time(now - created)
-            flows = sum(1 for e in self.br.pipeline.entries()
-                        if any(isinstance(i, A.Meter) and i.meter_id == mid for i in e.instructions))
+            flows = sum(1 for e in self.br.pipeline.entries() if e.uses_meter(mid))
             low = min(range(len(bands)), key=lambda i: bands[i].rate) if bands else None
             out.append(MeterStats(meter_id=mid, flow_count=flows, packet_in_count=packets, byte_in_count=0,
                                   duration_sec=sec, duration_nsec=nsec,

@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from .actions import (ApplyActions, GotoTable, Group, Meter, Output, WriteActions, OFPP_ANY)
-from .classifier import Classifier, Rule
+from .classifier import Classifier, Rule, key_int
 from .flowstr import FlowSpec
 from .match import Match
 from .normal import MAX_MIRRORS, MacTable, Mirror, VlanPort
@@ -174,6 +174,12 @@ class Pipeline:
         if table is not None:
             self.changed_tables.add(table)
 
+    def take_removed(self) -> list[Removed]:
+        """The rules that left (with flow-removed asked for) since the last call, oldest first."""
+        out = list(self.removed)
+        self.removed.clear()
+        return out
+
     def take_changes(self):
         out = (self.changed_rules, self.changed_tables, self.changed_groups, self.full_revalidation)
         self.changed_rules, self.changed_tables, self.changed_groups = set(), set(), set()
@@ -194,6 +200,17 @@ class Pipeline:
         self.macs.flush(ofport)
         self.version += 1
         self.full_revalidation = True
+
+    # -- table misses
+    def set_miss_to_controller(self, on: bool) -> bool:
+        """Table misses become packet-ins (ON: an OpenFlow 1.0 controller is connected) or
+        drops; every cached translation is looked at again.  Whether it changed anything."""
+        if self.miss_to_controller == on:
+            return False
+        self.miss_to_controller = on
+        self.full_revalidation = True           # cached misses: drops become packet-ins, or back
+        self.version += 1
+        return True
 
     # -- flow-mod
     def _check(self, spec: FlowSpec) -> None:
@@ -287,6 +304,12 @@ class Pipeline:
         self._touch(e, e.table_id)
         if e.flags & FLAG_SEND_FLOW_REM:
             self.removed.append(Removed(e, reason))
+
+    def lookup(self, table_id: int, key: bytes, metadata: int = 0) -> FlowEntry | None:
+        """The rule of table TABLE_ID that a packet with flow key KEY (in_port an OpenFlow port)
+        and METADATA hits; nothing counted, no wildcards tracked (translation does that)."""
+        r = self.tables[table_id].cls.lookup(key_int(key), metadata)
+        return r.data if r is not None else None
 
     def entries(self, table_id: int | None = None):
         for t in self.tables if table_id is None else [self.tables[table_id]]:

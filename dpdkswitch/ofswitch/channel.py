@@ -121,8 +121,8 @@ class OFSwitch:
     # -- lifetime
     async def start(self) -> None:
         self.ports.start()
-        self.br.upcalls.packet_in_hooks[self.br.config.name] = self.on_packet_in
-        self.br.pipeline.removed.clear()
+        self.br.set_packet_in_hook(self.on_packet_in)
+        self.br.pipeline.take_removed()               # rules that left before: nobody to tell
         if self.cfg.fail_mode == "secure" and not self.br.config.flows:
             self.flows.remove_default_rule()
         if self.cfg.fail_mode == "standalone" and self.cfg.controllers:
@@ -142,7 +142,7 @@ class OFSwitch:
             await lst.stop()
         for conn in list(self.conns):
             conn.close()
-        self.br.upcalls.packet_in_hooks.pop(self.br.config.name, None)
+        self.br.set_packet_in_hook(None)
 
     def primaries(self) -> list[OFConnection]:
         return [c for c in self.conns if c.kind == "primary"]
@@ -219,7 +219,7 @@ class OFSwitch:
         there is nothing to correct: the periodic pass takes the change records."""
         if not self.changed:
             return
-        if not self.br.upcalls.ukeys:
+        if not self.br.caches_megaflows():
             self.changed = False
             return
         wait = self.last_pass_end + 4 * self.last_pass_cost - time.monotonic()
@@ -234,7 +234,7 @@ class OFSwitch:
         self._pass_timer = None
         self.changed = False
         t0 = time.monotonic()
-        self.br.revalidator.run()
+        self.br.revalidate()
         self.last_pass_end = time.monotonic()
         self.last_pass_cost = self.last_pass_end - t0
         self.poll_events()

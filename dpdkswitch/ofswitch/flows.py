@@ -40,6 +40,7 @@ class FlowManager:
 
     def __init__(self, br, broadcast, changed):
         self.br = br
+        self.pipeline = br.pipeline
         self.broadcast = broadcast
         self.changed = changed
         self.fail_open = False
@@ -53,7 +54,7 @@ class FlowManager:
 
     def set_fail_open(self, on: bool) -> None:
         """The standalone fail mode's NORMAL rule, in (ON) or out."""
-        p = self.br.pipeline
+        p = self.pipeline
         if on:
             log(f"{self.br.config.name}: no controller connected: standalone fail mode, priority=0,actions=NORMAL")
             p.add(self._fail_open_spec())
@@ -61,15 +62,15 @@ class FlowManager:
             log(f"{self.br.config.name}: a controller is connected: the fail-open rule is removed")
             p.delete(self._fail_open_spec(), strict=True)
         self.fail_open = on
-        self.br.revalidator.run()
+        self.br.revalidate()
 
     def remove_default_rule(self) -> None:
         """Secure mode adds no rule: take out the bridge's default NORMAL rule."""
         spec = FlowSpec(match=Match(), table_id=0, priority=0, cookie=0, cookie_mask=(1 << 64) - 1)
-        for e in list(self.br.pipeline.select(spec, strict=True)):
+        for e in list(self.pipeline.select(spec, strict=True)):
             if e.instructions == (A.ApplyActions((A.Output(A.OFPP_NORMAL),)),):
-                self.br.pipeline.delete(spec, strict=True)
-                self.br.revalidator.run()
+                self.pipeline.delete(spec, strict=True)
+                self.br.revalidate()
 
     # -- flow-mod
     def _flow_spec(self, conn, msg: FlowMod) -> FlowSpec:
@@ -90,10 +91,10 @@ class FlowManager:
                 if isinstance(ins, A.GotoTable) and (table >= N_TABLES or ins.table_id <= table
                                                      or ins.table_id >= N_TABLES):
                     raise OFPError(C.OFPET_BAD_INSTRUCTION, C.OFPBIC_BAD_TABLE_ID)
-                if isinstance(ins, A.Meter) and ins.meter_id not in self.br.pipeline.meters:
+                if isinstance(ins, A.Meter) and ins.meter_id not in self.pipeline.meters:
                     raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_UNKNOWN_METER)
                 if isinstance(ins, (A.ApplyActions, A.WriteActions)):
-                    check_actions(self.br.pipeline.groups, ins.actions)
+                    check_actions(self.pipeline.groups, ins.actions)
         match = Match(msg.match)                  # prerequisites: the pipeline checks (MatchError)
         out_port = msg.out_port if cmd in (C.OFPFC_DELETE, C.OFPFC_DELETE_STRICT) else A.OFPP_ANY
         out_group = msg.out_group if v13 and cmd in (C.OFPFC_DELETE, C.OFPFC_DELETE_STRICT) else C.OFPG_ANY
@@ -106,7 +107,7 @@ class FlowManager:
     def flow_mod(self, conn, msg: FlowMod):
         self.n_flow_mods += 1
         spec = self._flow_spec(conn, msg)
-        p = self.br.pipeline
+        p = self.pipeline
         cmd = msg.command
         try:
             if cmd == C.OFPFC_ADD:
@@ -138,11 +139,11 @@ class FlowManager:
         spec = FlowSpec(match=match, table_id=req.table_id, cookie=req.cookie, cookie_mask=req.cookie_mask,
                         out_port=None if req.out_port == A.OFPP_ANY else req.out_port,
                         out_group=None if req.out_group == C.OFPG_ANY else req.out_group)
-        self.br.revalidator.run()               # fresh counters from the datapath
-        return list(self.br.pipeline.select(spec, strict=False))
+        self.br.revalidate()                    # fresh counters from the datapath
+        return list(self.pipeline.select(spec, strict=False))
 
     def mp_flow(self, conn, msg):
-        now = self.br.pipeline.clock()
+        now = self.pipeline.clock()
         out = []
         for e in sorted(self._requested(msg.body), key=lambda e: (e.table_id, -e.priority, e.seq)):
             sec, nsec = split_time(now - e.created)
@@ -163,10 +164,9 @@ class FlowManager:
     # -- flow-removed
     def poll_removed(self) -> None:
         """Flow-removed messages for the rules that left since the last look."""
-        p = self.br.pipeline
-        if p.removed:
-            removed, p.removed[:] = list(p.removed), []
-            now = p.clock()
+        removed = self.pipeline.take_removed()
+        if removed:
+            now = self.pipeline.clock()
             for rm in removed:
                 e = rm.entry
                 reason = REMOVED_REASON.get(rm.reason, C.OFPRR_DELETE)

@@ -32,12 +32,12 @@ class GroupManager:
     switch brings the cached megaflows in line)."""
 
     def __init__(self, br, changed):
-        self.br = br
+        self.pipeline = br.pipeline
         self.changed = changed
         self.created: dict[int, float] = {}       # group id -> when added or last modified (monotonic)
 
     def group_mod(self, conn, msg: GroupMod):
-        gid, p = msg.group_id, self.br.pipeline
+        gid, p = msg.group_id, self.pipeline
         if msg.command == C.OFPGC_DELETE:
             if gid > C.OFPG_MAX and gid not in (C.OFPG_ALL, C.OFPG_ANY):
                 raise OFPError(C.OFPET_GROUP_MOD_FAILED, C.OFPGMFC_INVALID_GROUP)
@@ -75,13 +75,13 @@ class GroupManager:
         self.changed()
 
     def _refs(self, gid: int) -> int:
-        return sum(1 for e in self.br.pipeline.entries() if e.uses_group(gid))
+        return sum(1 for e in self.pipeline.entries() if e.uses_group(gid))
 
     def mp_group(self, conn, msg):
         want = msg.body.group_id
         now = time.monotonic()
         out = []
-        for gid, g in sorted(self.br.pipeline.groups.items()):
+        for gid, g in sorted(self.pipeline.groups.items()):
             if want not in (C.OFPG_ALL, gid):
                 continue
             sec, nsec = split_time(now - self.created.get(gid, now))
@@ -96,7 +96,7 @@ class GroupManager:
                                                watch_port=b.watch_port if b.watch_port is not None else A.OFPP_ANY,
                                                watch_group=b.watch_group if b.watch_group is not None
                                                else C.OFPG_ANY) for b in g.buckets))
-                for gid, g in sorted(self.br.pipeline.groups.items())]
+                for gid, g in sorted(self.pipeline.groups.items())]
 
     def mp_group_features(self, conn, msg):
         acts = sum(1 << t for t in ACTION_TYPES)

@@ -32,6 +32,7 @@ class MeterManager:
 
     def __init__(self, br, changed):
         self.br = br
+        self.pipeline = br.pipeline
         self.changed = changed
         self.info: dict[int, tuple[int, float, tuple[MeterBand, ...]]] = {}   # id -> (flags, created, bands)
 
@@ -74,7 +75,7 @@ class MeterManager:
         self.changed()
 
     def _wanted(self, want: int) -> list[int]:
-        return sorted(m for m in self.br.pipeline.meters if want in (C.OFPM_ALL, m))
+        return sorted(m for m in self.pipeline.meters if want in (C.OFPM_ALL, m))
 
     def mp_meter(self, conn, msg):
         now = time.monotonic()
@@ -86,7 +87,7 @@ class MeterManager:
                 packets = dropped = 0
             flags, created, bands = self.info.get(mid, (0, now, ()))
             sec, nsec = split_time(now - created)
-            flows = sum(1 for e in self.br.pipeline.entries() if e.uses_meter(mid))
+            flows = sum(1 for e in self.pipeline.entries() if e.uses_meter(mid))
             low = min(range(len(bands)), key=lambda i: bands[i].rate) if bands else None
             out.append(MeterStats(meter_id=mid, flow_count=flows, packet_in_count=packets, byte_in_count=0,
                                   duration_sec=sec, duration_nsec=nsec,

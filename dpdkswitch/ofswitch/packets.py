@@ -8,10 +8,9 @@ a packet-out is a parse, a translation of its actions and one datapath execute.
 """
 from __future__ import annotations
 
-from ..datapath import DatapathError, odp, parse
+from ..datapath import DatapathError
 from ..ofproto import actions as A
 from ..ofproto import fields as F
-from ..ofproto.classifier import key_int
 from ..ofproto.pipeline import N_TABLES
 from ..openflow import consts as C
 from ..openflow.errors import OFPError
@@ -30,6 +29,7 @@ class PacketManager:
 
     def __init__(self, br, ports, broadcast):
         self.br = br
+        self.pipeline = br.pipeline
         self.ports = ports
         self.broadcast = broadcast
         self.n_packet_ins = 0
@@ -62,34 +62,23 @@ class PacketManager:
         was it that rule's controller action that sent it?"""
         if ev.pi.table_id >= N_TABLES:
             return False                          # from a packet-out's own actions
-        t = self.br.pipeline.tables[ev.pi.table_id]
         k = bytearray(ev.key)
         IN_PORT.to_key(k, ev.in_port)
-        r = t.cls.lookup(key_int(bytes(k)), ev.pi.metadata)
-        return (r is not None and r.priority == 0 and not len(r.match) and r.data.cookie == ev.pi.cookie
-                and r.data.outputs_to(A.OFPP_CONTROLLER))
+        e = self.pipeline.lookup(ev.pi.table_id, bytes(k), ev.pi.metadata)
+        return (e is not None and e.priority == 0 and not len(e.match) and e.cookie == ev.pi.cookie
+                and e.outputs_to(A.OFPP_CONTROLLER))
 
     # -- packet-out
     def packet_out(self, conn, msg: PacketOut):
         if msg.buffer_id != C.OFP_NO_BUFFER:
             raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BUFFER_UNKNOWN)
-        p = self.br.pipeline
-        in_port = msg.in_port
-        if in_port in p.ports:
-            dp_in = max(p.ports[in_port].dp_port, 0)          # a patch port has no datapath port
-        elif in_port in (A.OFPP_CONTROLLER, A.OFPP_LOCAL, A.OFPP_ANY):
-            dp_in = 0
-        else:
+        if msg.in_port not in self.pipeline.ports and msg.in_port not in (A.OFPP_CONTROLLER, A.OFPP_LOCAL,
+                                                                          A.OFPP_ANY):
             raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_PORT)
         if len(msg.data) < 14:
             raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_PACKET)
-        check_actions(p.groups, msg.actions)
-        t = self.br.xlate.translate_actions(parse(msg.data, dp_in), in_port, msg.actions)
-        for e in t.entries:
-            e.packets += 1
-            e.bytes += len(msg.data)
-        if t.actions:
-            try:
-                self.br.dp.execute(msg.data, dp_in, odp.encode(t.actions))
-            except DatapathError:
-                raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_PACKET) from None
+        check_actions(self.pipeline.groups, msg.actions)
+        try:
+            self.br.packet_out(msg.data, msg.in_port, msg.actions)
+        except DatapathError:
+            raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_PACKET) from None

@@ -40,6 +40,7 @@ class PortManager:
 
     def __init__(self, br, broadcast, changed):
         self.br = br
+        self.pipeline = br.pipeline
         self.broadcast = broadcast
         self.changed = changed
         self.config: dict[int, int] = {}            # ofport -> OFPPC_* bits set by port-mod
@@ -56,7 +57,7 @@ class PortManager:
 
     # -- port-mod
     def port_mod(self, conn, msg: PortMod):
-        p = self.br.pipeline
+        p = self.pipeline
         entry = p.ports.get(msg.port_no)
         port = self.br.by_ofport(msg.port_no)
         if entry is None or port is None:
@@ -80,7 +81,7 @@ class PortManager:
     # -- descriptions and stats
     def _record(self, port, version: int, link_up: bool) -> Port:
         cfg = self.config.get(port.ofport, 0)
-        entry = self.br.pipeline.ports.get(port.ofport)
+        entry = self.pipeline.ports.get(port.ofport)
         state = 0 if link_up else C.OFPPS_LINK_DOWN
         if version == V13:
             cfg &= ~(C.OFPPC_NO_FLOOD | C.OFPPC_NO_STP | C.OFPPC_NO_RECV_STP)
@@ -124,7 +125,7 @@ class PortManager:
 
     # -- queues: none
     def queue_config(self, conn, msg):
-        if msg.port not in self.br.pipeline.ports and msg.port != A.OFPP_ANY:
+        if msg.port not in self.pipeline.ports and msg.port != A.OFPP_ANY:
             raise OFPError(C.OFPET_QUEUE_OP_FAILED, C.OFPQOFC_BAD_PORT)
         reply = QueueGetConfigReply(port=msg.port)
         reply.xid = msg.xid
@@ -132,7 +133,7 @@ class PortManager:
 
     def mp_queue(self, conn, msg):
         want = msg.body.port_no
-        if want != A.OFPP_ANY and want not in self.br.pipeline.ports:
+        if want != A.OFPP_ANY and want not in self.pipeline.ports:
             raise OFPError(C.OFPET_QUEUE_OP_FAILED, C.OFPQOFC_BAD_PORT)
         return []
 
@@ -141,7 +142,7 @@ class PortManager:
         """ofport -> (name, dp_port, config bits) of the bridge's ports now."""
         now = time.monotonic()
         out = {}
-        for e in self.br.pipeline.ports.values():
+        for e in self.pipeline.ports.values():
             out[e.ofport] = (e.name, e.dp_port, self.config.get(e.ofport, 0))
             if self.snapshot.get(e.ofport, (None, None))[:2] != out[e.ofport][:2]:
                 self.since[e.ofport] = now

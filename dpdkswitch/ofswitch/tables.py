@@ -56,17 +56,13 @@ class TableManager:
 
     def __init__(self, br):
         self.br = br
+        self.pipeline = br.pipeline
 
     def set_miss_to_controller(self, want: bool, revalidate: bool) -> None:
         """Table misses become packet-ins (WANT) or drops; the cached misses follow (a pass now
         when REVALIDATE)."""
-        p = self.br.pipeline
-        if p.miss_to_controller != want:
-            p.miss_to_controller = want
-            p.full_revalidation = True           # cached misses: drops become packet-ins, or back
-            p.version += 1
-            if revalidate:
-                self.br.revalidator.run()
+        if self.pipeline.set_miss_to_controller(want) and revalidate:
+            self.br.revalidate()
 
     def table_mod(self, conn, msg):
         if msg.table_id >= N_TABLES and msg.table_id != C.OFPTT_ALL:
@@ -75,7 +71,7 @@ class TableManager:
             raise OFPError(C.OFPET_TABLE_MOD_FAILED, C.OFPTMFC_BAD_CONFIG)
 
     def mp_table(self, conn, msg):
-        tables = self.br.pipeline.tables
+        tables = self.pipeline.tables
         if conn.version == V10:
             return [TableStats(table_id=t.table_id, active_count=t.cls.n_rules, lookup_count=t.lookups,
                                matched_count=t.matches, name=f"table{t.table_id}", wildcards=C.OFPFW10_ALL,

@@ -46,6 +46,7 @@ from ..openflow.message import (HEADER, BarrierReply, BarrierRequest, Experiment
                                 TableMod)
 from ..openflow.multipart import DescStats
 from ..openflow.records import Record
+from ..switch import Bridge
 from .flows import FlowManager
 from .groups import GroupManager
 from .meters import MeterManager
@@ -71,7 +72,7 @@ def datapath_id(name: str) -> int:
 class OFSwitch:
     """One bridge's OpenFlow side."""
 
-    def __init__(self, br, ctl_dir: str, probe_interval: float = 5.0):
+    def __init__(self, br: Bridge, ctl_dir: str, probe_interval: float = 5.0):
         self.br = br
         self.name = br.config.name
         self.cfg = br.config.openflow

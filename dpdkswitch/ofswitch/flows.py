@@ -9,17 +9,19 @@ revalidation pass first (fresh counters), then scan the tables.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from ..ofproto import actions as A
 from ..ofproto.flowstr import FlowSpec
 from ..ofproto.match import Match, MatchError
-from ..ofproto.pipeline import FlowModError, N_TABLES
+from ..ofproto.pipeline import N_TABLES, FlowModError
 from ..openflow import consts as C
 from ..openflow.connection import log
 from ..openflow.errors import OFPError
 from ..openflow.message import FlowMod, FlowRemoved, encode
 from ..openflow.multipart import AggregateStats, FlowStats, FlowStatsRequest
+from ..switch import Bridge
 from .actions import check_actions
 from .duration import split_time
 
@@ -38,7 +40,7 @@ class FlowManager:
     async message to the connections that want it; CHANGED() says the rules changed (the
     switch brings the cached megaflows in line)."""
 
-    def __init__(self, br, broadcast, changed):
+    def __init__(self, br: Bridge, broadcast: Callable[..., None], changed: Callable[[], None]):
         self.br = br
         self.pipeline = br.pipeline
         self.broadcast = broadcast

@@ -10,6 +10,7 @@ group stats scan the rules for each group's reference count.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from ..ofproto import actions as A
 from ..ofproto.pipeline import Bucket as PBucket
@@ -19,6 +20,7 @@ from ..openflow.errors import OFPError
 from ..openflow.message import GroupMod
 from ..openflow.multipart import GroupDesc, GroupFeatures, GroupStats
 from ..openflow.records import Bucket
+from ..switch import Bridge
 from .actions import ACTION_TYPES, check_actions
 from .duration import split_time
 
@@ -31,7 +33,7 @@ class GroupManager:
     """One bridge's groups, for its OpenFlow switch.  CHANGED() says the groups changed (the
     switch brings the cached megaflows in line)."""
 
-    def __init__(self, br, changed):
+    def __init__(self, br: Bridge, changed: Callable[[], None]):
         self.pipeline = br.pipeline
         self.changed = changed
         self.created: dict[int, float] = {}       # group id -> when added or last modified (monotonic)

@@ -13,6 +13,7 @@ that use it, and meter stats scan the rules for each meter's flow count.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from ..datapath import DatapathError
 from ..ofproto.pipeline import FlowModError, MeterEntry
@@ -21,6 +22,7 @@ from ..openflow.errors import OFPError
 from ..openflow.message import MeterMod
 from ..openflow.multipart import MeterConfig, MeterFeatures, MeterStats
 from ..openflow.records import MeterBand
+from ..switch import Bridge
 from .duration import split_time
 
 MAX_METERS = 4096                             # the datapath's (DPS_MAX_METERS): ids 1..4095
@@ -30,7 +32,7 @@ class MeterManager:
     """One bridge's meters, for its OpenFlow switch.  CHANGED() says the meters changed (the
     switch brings the cached megaflows in line)."""
 
-    def __init__(self, br, changed):
+    def __init__(self, br: Bridge, changed: Callable[[], None]):
         self.br = br
         self.pipeline = br.pipeline
         self.changed = changed

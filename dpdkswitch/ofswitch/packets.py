@@ -8,6 +8,8 @@ a packet-out is a parse, a translation of its actions and one datapath execute.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..datapath import DatapathError
 from ..ofproto import actions as A
 from ..ofproto import fields as F
@@ -15,7 +17,9 @@ from ..ofproto.pipeline import N_TABLES
 from ..openflow import consts as C
 from ..openflow.errors import OFPError
 from ..openflow.message import PacketIn, PacketOut, encode
+from ..switch import Bridge
 from .actions import check_actions
+from .ports import PortManager
 
 V13 = C.OFP13_VERSION
 PI_REASON = {"no_match": C.OFPR_NO_MATCH, "action": C.OFPR_ACTION, "invalid_ttl": C.OFPR_INVALID_TTL}
@@ -27,7 +31,7 @@ class PacketManager:
     PortManager (port-mod may stop a port's packet-ins).  BROADCAST(kind, reason, make) sends
     an async message to the connections that want it."""
 
-    def __init__(self, br, ports, broadcast):
+    def __init__(self, br: Bridge, ports: PortManager, broadcast: Callable[..., None]):
         self.br = br
         self.pipeline = br.pipeline
         self.ports = ports

@@ -9,6 +9,7 @@ datapath call each); a link check (``poll_links``) is a datapath call per port, 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from ..datapath import DatapathError
 from ..ofproto import actions as A
@@ -17,6 +18,7 @@ from ..openflow.errors import OFPError
 from ..openflow.message import PortMod, PortStatus, QueueGetConfigReply, encode
 from ..openflow.multipart import PortStats
 from ..openflow.records import Port
+from ..switch import Bridge
 from .duration import split_time
 
 V10, V13 = C.OFP10_VERSION, C.OFP13_VERSION
@@ -38,7 +40,7 @@ class PortManager:
     async message to the connections that want it; CHANGED() says the ports changed (the
     switch brings the cached megaflows in line)."""
 
-    def __init__(self, br, broadcast, changed):
+    def __init__(self, br: Bridge, broadcast: Callable[..., None], changed: Callable[[], None]):
         self.br = br
         self.pipeline = br.pipeline
         self.broadcast = broadcast

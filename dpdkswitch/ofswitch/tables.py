@@ -16,6 +16,7 @@ from ..openflow import consts as C
 from ..openflow.errors import OFPError
 from ..openflow.multipart import TableFeatures, TableStats
 from ..openflow.oxm import oxm_width
+from ..switch import Bridge
 from .actions import ACTION_TYPES
 
 V10 = C.OFP10_VERSION
@@ -54,7 +55,7 @@ def table_features(table_id: int) -> TableFeatures:
 class TableManager:
     """One bridge's tables, for its OpenFlow switch."""
 
-    def __init__(self, br):
+    def __init__(self, br: Bridge):
         self.br = br
         self.pipeline = br.pipeline
 

@@ -87,7 +87,7 @@ class MeterManager:
                 packets, dropped = self.br.meter_stats(mid)
             except DatapathError:
                 packets = dropped = 0
-            flags, created, bands = self.info.get(mid, (0, now, ()))
+            _, created, bands = self.info.get(mid, (0, now, ()))
             sec, nsec = split_time(now - created)
             flows = sum(1 for e in self.pipeline.entries() if e.uses_meter(mid))
             low = min(range(len(bands)), key=lambda i: bands[i].rate) if bands else None

@@ -22,8 +22,8 @@ from .control import Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
 from .datapath import Eal, lib, ffi
 from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
+from .ofswitch import OpenFlowService
 from .openflow.connection import MAX_CONNECTIONS
-from .openflow.ofswitch import OpenFlowService
 from .switch import Switch
 from .top import TopView
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .config import BridgeConfig, Config, ConfigError, FlowConfig, PortConfig
-from .datapath import PORT_STATS_FIELDS, Datapath, DatapathError, Eal, PortInfo, is_pci
+from .datapath import PORT_STATS_FIELDS, Datapath, DatapathError, Eal, PortInfo, is_pci, odp, parse
 from .ofproto.flowstr import FlowParseError, FlowSpec, parse_flow
 from .ofproto.match import MatchError
 from .ofproto.normal import Mirror, VlanPort
-from .ofproto.pipeline import FlowModError, Pipeline, PortEntry
-from .ofproto.xlate import PacketInRegistry, Translator
+from .ofproto.pipeline import FlowModError, MeterEntry, Pipeline, PortEntry
+from .ofproto.xlate import PacketInRegistry, Translation, Translator
 from .openflow.connection import tls_context
 from .revalidator import Revalidator
 from .upcall import UpcallHandler
@@ -320,6 +320,64 @@ class Bridge:
                 frozenset(byname[n] for n in mc.select_dst_port if n in byname),
                 frozenset(mc.select_vlan) if mc.select_vlan is not None else None,
                 byname.get(mc.output_port) if mc.output_port else None, mc.output_vlan))
+
+    # -- the slow path, for the bridge's OpenFlow side
+    def revalidate(self):
+        """One revalidation pass now (of the datapath's every megaflow, shared with the bridges
+        patch ports link to): fresh rule counters, expiry, megaflows true to the tables."""
+        return self.revalidator.run()
+
+    def caches_megaflows(self) -> bool:
+        """Whether the datapath holds any megaflow the slow path installed (else a rule change
+        needs no revalidation pass: the periodic one takes its records)."""
+        return bool(self.upcalls.ukeys)
+
+    def set_packet_in_hook(self, hook) -> None:
+        """HOOK(PacketInEvent) receives the packet-ins of this bridge's rules (None: nobody)."""
+        if hook is None:
+            self.upcalls.packet_in_hooks.pop(self.config.name, None)
+        else:
+            self.upcalls.packet_in_hooks[self.config.name] = hook
+
+    def packet_out(self, frame: bytes, in_ofport: int, actions) -> Translation:
+        """OpenFlow packet-out: FRAME through ACTIONS (an OpenFlow action list), as received on
+        IN_OFPORT, a port of the bridge or a reserved port (CONTROLLER, LOCAL, ANY; those and
+        patch ports enter the datapath as its port 0).  The rules the actions reach (through
+        output:TABLE) count the frame.  The translation; DatapathError if the datapath refuses
+        the frame."""
+        entry = self.pipeline.ports.get(in_ofport)
+        dp_in = max(entry.dp_port, 0) if entry is not None else 0      # a patch port has no datapath port
+        t = self.xlate.translate_actions(parse(frame, dp_in), in_ofport, actions)
+        for e in t.entries:
+            e.packets += 1
+            e.bytes += len(frame)
+        if t.actions:
+            self.dp.execute(frame, dp_in, odp.encode(t.actions))
+        return t
+
+    # -- meters
+    def meter_mod(self, command: str, meter: MeterEntry) -> list[int]:
+        """OpenFlow meter-mod (add, modify, delete; see Pipeline.meter_mod): the pipeline's meter
+        table and the datapath's meters, kept in step; the ids of the meters changed.  A set
+        meter is programmed before the table takes it, so FlowModError (the table refuses) or
+        DatapathError (the datapath does) leave both as they were.  A deleted meter leaves the
+        table, its rules with it, then the datapath, where a missing meter passes everything."""
+        if command == "delete":
+            gone = self.pipeline.meter_mod(command, meter)
+            for mid in gone:
+                try:
+                    self.dp.meter_del(mid)
+                except DatapathError:
+                    pass                                # not in the datapath: nothing to undo
+            return gone
+        self.pipeline.check_meter_mod(command, meter)
+        rate, burst = meter.lowest_band()
+        self.dp.meter_set(meter.meter_id, rate, burst, meter.pktps)
+        return self.pipeline.meter_mod(command, meter)
+
+    def meter_stats(self, meter_id: int) -> tuple[int, int]:
+        """(packets, dropped) of the datapath's meter; DatapathError if it has none."""
+        return self.dp.meter_stats(meter_id)
 
     # -- PMDs
     def start(self) -> None:

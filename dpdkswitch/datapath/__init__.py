@@ -536,7 +536,7 @@ class Upcall:
 
     def __del__(self):
         if self._pkt is not None and not self.dp.closed:
-            lib.dps_packet_free(self.dp._dp, self._pkt)
+            lib.dps_packet_free(self.dp.h, self._pkt)
             self._pkt = None
 
 

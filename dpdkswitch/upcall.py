@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from .datapath import Datapath, odp
 from .ofproto.classifier import key_int
-from .ofproto.fields import KEY_SIZE
+from .flowkey import KEY_SIZE
 from .ofproto.pipeline import FlowEntry, Pipeline
 from .ofproto.xlate import PacketIn, Translator, Visit
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ._dpdkswitch import ffi, lib
 from .abi import PMD_STATS_DTYPE
-from ..ofproto.fields import KEY_SIZE
+from ..flowkey import KEY_SIZE
 
 MAX_PORTS = lib.DPS_MAX_PORTS
 MAX_PMDS = lib.DPS_MAX_PMDS
@@ -535,7 +535,7 @@ class Upcall:
 
 
 def parse(frame: bytes, in_port: int = 0) -> bytes:
-    """The datapath's flow key of FRAME (``KEY_SIZE`` bytes, layout in ofproto.fields)."""
+    """The datapath's flow key of FRAME (``KEY_SIZE`` bytes, layout in flowkey)."""
     key = ffi.new("struct dps_flow_key *")
     lib.dps_parse(frame, len(frame), in_port, key)
     return bytes(ffi.buffer(key))

@@ -1,9 +1,9 @@
 """The match fields: one table that the flow-string parser, the OpenFlow codec, the classifier's
-wildcard tracker and the datapath key all read.
+wildcard tracker and the display of datapath flows all read.
 
 Each ``Field`` says where its bits live in the datapath flow key (``struct dps_flow_key`` in
-csrc/include/dpdkswitch.h, mirrored by ``KEY_DTYPE`` and checked against the compiled DWARF by
-tests/test_abi.py), how wide it is, whether it can be masked, what it requires (prerequisites,
+csrc/include/dpdkswitch.h, whose layout is ``flowkey.KEY_DTYPE``, checked against the compiled
+DWARF by tests/test_abi.py), how wide it is, whether it can be masked, what it requires (prerequisites,
 as in OpenFlow: tp_dst needs tcp, udp or sctp), and its names: the ovs-ofctl name, its
 aliases, and its OXM (class, field) for the wire.  Pipeline-only fields (metadata, registers)
 have no place in the key (``member`` is None).
@@ -16,21 +16,7 @@ import sys
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
-
-# struct dps_flow_key, member by member (all multi-byte members in network byte order except
-# the metadata ones, which are host order).
-KEY_DTYPE = np.dtype([
-    ("in_port", "<u4"), ("recirc_id", "<u4"), ("dp_hash", "<u4"), ("pad0", "<u4"),
-    ("eth_dst", "u1", (6,)), ("eth_src", "u1", (6,)), ("eth_type", ">u2"),
-    ("vlan_tci", ">u2", (2,)), ("vlan_tpid", ">u2", (2,)), ("pad1", "<u2"),
-    ("nw_src", "u1", (16,)), ("nw_dst", "u1", (16,)), ("ipv6_label", ">u4"),
-    ("nw_proto", "u1"), ("nw_tos", "u1"), ("nw_ttl", "u1"), ("nw_frag", "u1"),
-    ("arp_sha", "u1", (6,)), ("arp_tha", "u1", (6,)),
-    ("tp_src", ">u2"), ("tp_dst", ">u2"), ("tcp_flags", ">u2"), ("pad2", "<u2"),
-    ("nd_target", "u1", (16,)), ("pad3", "<u4"),
-])
-KEY_SIZE = KEY_DTYPE.itemsize
+from ..flowkey import KEY_DTYPE, KEY_SIZE
 
 # The classifier's lookup stages (as Open vSwitch's staged lookup): metadata, L2, L3, L4.  A
 # lookup that fails at a stage consults only the bits of the stages up to it.

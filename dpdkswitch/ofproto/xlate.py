@@ -24,7 +24,8 @@ from .actions import (ACTION_SET_ORDER, INSTRUCTION_ORDER, ApplyActions, ClearAc
                       OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output, PopVlan, PushVlan,
                       SetField, SetNwTtl, SetQueue, WriteActions, WriteMetadata)
 from .classifier import Wildcards, key_int
-from .fields import BY_NAME, KEY_DTYPE, KEY_SIZE, VLAN_CFI, prereqs_of
+from ..flowkey import KEY_DTYPE, KEY_SIZE
+from .fields import BY_NAME, VLAN_CFI, prereqs_of
 from .normal import is_reserved
 from .pipeline import FlowEntry, Pipeline, PortEntry
 

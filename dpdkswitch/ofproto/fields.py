@@ -12,6 +12,7 @@ Pure data plus small conversions; any thread.
 """
 from __future__ import annotations
 
+import ipaddress
 import sys
 from dataclasses import dataclass
 from functools import cached_property
@@ -211,3 +212,41 @@ def prereqs_of(f: Field) -> list[list[tuple[Field, int, int | None]]]:
 
 
 _PREREQS_OF: dict[str, list] = {}
+
+
+def _fmt_value(f: Field, v: int) -> str:
+    if f.kind == "mac":
+        return ":".join(f"{b:02x}" for b in v.to_bytes(6, "big"))
+    if f.kind == "ipv4":
+        return str(ipaddress.IPv4Address(v))
+    if f.kind == "ipv6":
+        return str(ipaddress.IPv6Address(v))
+    if f.kind == "hex":
+        return f"0x{v:x}"
+    return str(v)
+
+
+def format_key(key: bytes, mask: bytes, verbose: bool = False) -> str:
+    """A datapath flow's match, field by field from the one field table: name=value[/mask] for
+    each field the mask covers (all fields with -m style VERBOSE, wildcarded ones as name=*)."""
+    out, seen = [], set()
+
+    def applies(f: Field) -> bool:   # the field means something for this key (tcp_src only for TCP, ...)
+        return any(all(p.from_key(key) & (p.all_ones if pm is None else pm) == pv for p, pv, pm in alt)
+                   for alt in prereqs_of(f))
+    recirc = int.from_bytes(mask[4:8], "little")
+    if recirc or verbose:
+        out.append(f"recirc_id={int.from_bytes(key[4:8], 'little')}" + ("" if recirc == 0xFFFFFFFF else
+                                                                           f"/0x{recirc:x}"))
+    for f in FIELDS:
+        if f.member is None or f.oxm is None or (f.member, f.offset, f.shift, f.bits) in seen or not applies(f):
+            continue
+        seen.add((f.member, f.offset, f.shift, f.bits))
+        m = f.from_key(mask)
+        if not m:
+            if verbose:
+                out.append(f"{f.name}=*")
+            continue
+        v = f.from_key(key)
+        out.append(f"{f.name}={_fmt_value(f, v)}" + ("" if m == f.all_ones else f"/{_fmt_value(f, m)}"))
+    return ",".join(out) or "(any)"

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..flowkey import KEY_SIZE
+from . import _dpdkswitch, odp
 from ._dpdkswitch import ffi, lib
 from .abi import PMD_STATS_DTYPE
-from ..flowkey import KEY_SIZE
 
 MAX_PORTS = lib.DPS_MAX_PORTS
 MAX_PMDS = lib.DPS_MAX_PMDS
@@ -45,7 +46,6 @@ def _check(ret: int, what: str = "") -> int:
 
 def extension_path() -> str:
     """The compiled extension, whose DWARF describes the C structures Python views."""
-    from . import _dpdkswitch
     return _dpdkswitch.__file__
 
 
@@ -383,7 +383,6 @@ class Datapath:
     def set_forward(self, in_port: int, outputs: list[int]) -> None:
         """Frames from IN_PORT go out of each of OUTPUTS (none: dropped): one flow matching in_port
         alone, named by a UFID derived from the port (the static port map)."""
-        from . import odp
         key, mask = bytearray(KEY_SIZE), bytearray(KEY_SIZE)
         key[0:4] = in_port.to_bytes(4, "little")
         mask[0:4] = b"\xff\xff\xff\xff"

@@ -19,13 +19,14 @@ import zlib
 from dataclasses import dataclass, field
 
 from ..datapath import odp
+from ..flowkey import KEY_DTYPE, KEY_SIZE
 from .actions import (ACTION_SET_ORDER, INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
                       DecNwTtl, GotoTable, Group, Meter, OFPCML_NO_BUFFER, OFPP_ALL, OFPP_CONTROLLER, OFPP_FLOOD,
                       OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output, PopVlan, PushVlan,
                       SetField, SetNwTtl, SetQueue, WriteActions, WriteMetadata)
 from .classifier import Wildcards, key_int
-from ..flowkey import KEY_DTYPE, KEY_SIZE
 from .fields import BY_NAME, VLAN_CFI, prereqs_of
+from .flowstr import format_actions, format_match
 from .normal import is_reserved
 from .pipeline import FlowEntry, Pipeline, PortEntry
 
@@ -372,7 +373,6 @@ class Translator:
         c.v.entries.append(e)
         c.table_id, c.cookie = table_id, e.cookie
         if c.tracing:
-            from .flowstr import format_actions, format_match
             c.log(f"{table_id}. {format_match(e.match) or '(any)'}, priority {e.priority}, cookie {e.cookie:#x}")
             c.log(f"    {format_actions(e.instructions)}")
         goto = None

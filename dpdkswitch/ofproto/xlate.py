@@ -162,21 +162,13 @@ class _Ctx:
                    for alt in alts)
 
     # -- VLAN stack: [(tpid, tci)] outer first
-    @staticmethod
-    def _stack(k: bytearray) -> list[tuple[int, int]]:
-        out = []
-        for (a, b), (c, d) in zip(_TCI, _TPID):
-            tci = int.from_bytes(k[a:b], "big")
-            if tci & VLAN_CFI:
-                out.append((int.from_bytes(k[c:d], "big"), tci))
-        return out
+    def vlan_stack(self) -> list[tuple[int, int]]:
+        """The flow's VLAN tags as the pipeline sees them (no bit of it is recorded as read)."""
+        return _stack(self.flow)
 
-    @staticmethod
-    def _set_stack(k: bytearray, stack) -> None:
-        for i, ((a, b), (c, d)) in enumerate(zip(_TCI, _TPID)):
-            tpid, tci = stack[i] if i < len(stack) else (0, 0)
-            k[a:b] = tci.to_bytes(2, "big")
-            k[c:d] = tpid.to_bytes(2, "big")
+    def set_vlan_stack(self, stack: list[tuple[int, int]]) -> None:
+        """Give the flow these VLAN tags (commit() turns the change into push/pop/set actions)."""
+        _set_stack(self.flow, stack)
 
     def vlan_present(self) -> bool:
         self.out.wc.key |= ((1 << 64) - 1) << 8 * (KEY_SIZE - _TPID[1][1])   # the tag stack: VLAN actions move/keep its bits
@@ -188,7 +180,7 @@ class _Ctx:
         if f == b:                      # nothing changed since the last commit (the common case)
             return
         if f[_VLAN_BYTES[0]] != b[_VLAN_BYTES[0]] or f[_VLAN_BYTES[1]] != b[_VLAN_BYTES[1]]:
-            fs, bs = self._stack(f), self._stack(b)
+            fs, bs = _stack(f), _stack(b)
         else:
             fs = bs = ()
         if fs != bs:
@@ -232,6 +224,24 @@ class _Ctx:
                 new, old = bytes(f[_PORTS][1::2]), bytes(b[_PORTS][1::2])
                 self.odp.append(_set("icmp" if proto == 1 else "icmpv6", new, _diff_mask(new, old)))
         self.base = bytearray(f)
+
+
+def _stack(k: bytearray) -> list[tuple[int, int]]:
+    """K's VLAN tags, [(tpid, tci)] outer first."""
+    out = []
+    for (a, b), (c, d) in zip(_TCI, _TPID):
+        tci = int.from_bytes(k[a:b], "big")
+        if tci & VLAN_CFI:
+            out.append((int.from_bytes(k[c:d], "big"), tci))
+    return out
+
+
+def _set_stack(k: bytearray, stack) -> None:
+    """Write STACK (``_stack``'s form) into K's tags; absent ones are zero."""
+    for i, ((a, b), (c, d)) in enumerate(zip(_TCI, _TPID)):
+        tpid, tci = stack[i] if i < len(stack) else (0, 0)
+        k[a:b] = tci.to_bytes(2, "big")
+        k[c:d] = tpid.to_bytes(2, "big")
 
 
 def _set(kind: str, value: bytes, mask: bytes):
@@ -420,14 +430,14 @@ class Translator:
             elif isinstance(a, SetField):
                 self._set_field(c, a.field, a.value)
             elif isinstance(a, PushVlan):
-                stack = c._stack(c.flow)
+                stack = c.vlan_stack()
                 c.vlan_present()
                 tci = (stack[0][1] if stack else 0) | VLAN_CFI
-                c._set_stack(c.flow, [(a.ethertype, tci)] + stack)
+                c.set_vlan_stack([(a.ethertype, tci)] + stack)
             elif isinstance(a, PopVlan):
-                stack = c._stack(c.flow)
+                stack = c.vlan_stack()
                 if c.vlan_present():
-                    c._set_stack(c.flow, stack[1:])
+                    c.set_vlan_stack(stack[1:])
             elif isinstance(a, DecNwTtl):
                 if not c.prereqs_hold("nw_ttl"):
                     continue
@@ -446,7 +456,7 @@ class Translator:
     def _set_field(self, c: _Ctx, name: str, value: int) -> None:
         f = F[name]
         if name in ("vlan_vid", "vlan_pcp"):
-            stack = c._stack(c.flow)
+            stack = c.vlan_stack()
             if not c.vlan_present():     # as Open vSwitch's mod_vlan_vid/pcp: push a tag first
                 stack = [(0x8100, VLAN_CFI)]
             tpid, tci = stack[0]
@@ -454,7 +464,7 @@ class Translator:
                 tci = (tci & 0xE000) | (value & 0xFFF) | VLAN_CFI
             else:
                 tci = (tci & 0x1FFF) | ((value & 7) << 13)
-            c._set_stack(c.flow, [(tpid, tci)] + stack[1:])
+            c.set_vlan_stack([(tpid, tci)] + stack[1:])
             return
         if f.member == "tp_src" or f.member == "tp_dst":
             c.out.wc.unwildcard(F["ip_frag"])
@@ -582,17 +592,17 @@ class Translator:
             return
         c.log(f"NORMAL: VLAN {vlan}, no learned port for {dst:012x}: flooding")
         mirror_out = p.mirror_outputs()
-        inner = inp.vlan.ingress(c._stack(c.flow))[1][1]
+        inner = inp.vlan.ingress(c.vlan_stack())[1][1]
         for port in sorted(p.ports.values(), key=lambda q: q.ofport):
             if (port.ofport != inp.ofport and not port.no_flood and not port.no_fwd and port.vlan.carries(vlan, inner)
                     and port.ofport not in mirror_out):
                 self._output_normal(c, inp, port, vlan)
 
     def _output_normal(self, c: _Ctx, inp, port, vlan: int) -> None:
-        tags = inp.vlan.ingress(c._stack(c.flow))      # the tags inside the bridge (normal.VlanPort)
+        tags = inp.vlan.ingress(c.vlan_stack())      # the tags inside the bridge (normal.VlanPort)
         tags[0] = (tags[0][0], vlan, tags[0][2])        # in VLAN (a mirror's output VLAN, say)
         saved = bytearray(c.flow)
-        c._set_stack(c.flow, port.vlan.egress(tags))
+        c.set_vlan_stack(port.vlan.egress(tags))
         self._emit(c, port)
         c.flow = saved
 

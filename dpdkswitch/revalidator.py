@@ -25,7 +25,8 @@ from .ofproto.classifier import key_int
 from .ofproto.fields import BY_NAME
 from .ofproto.pipeline import Pipeline
 from .ofproto.xlate import Translator
-from .upcall import Ukey, UpcallHandler, credit
+from .ukey import Ukey
+from .upcall import UpcallHandler, credit
 
 IN_PORT = BY_NAME["in_port"]
 
@@ -107,7 +108,7 @@ class Revalidator:
         now_s = now_ns / 1e9
         ukeys = self.handler.ukeys
         rep.flows = self.dp.flow_count()
-        max_idle_ns = (100 if rep.flows > self.handler.flow_limit else self.max_idle_ms) * 1_000_000
+        max_idle_ns = (100 if rep.flows > self.handler.ukeys.limit else self.max_idle_ms) * 1_000_000
 
         idle = []
         # Counters to the rules, and idle megaflows: only the flows that saw traffic since the
@@ -173,4 +174,4 @@ class Revalidator:
         for u, fin in zip(ukeys, finals):
             if fin is not None:
                 self._push(u, fin["packets"], fin["bytes"], fin["used_ns"], now_s)
-            self.handler.forget(u)
+            self.handler.ukeys.forget(u)

@@ -12,41 +12,14 @@ per distinct flow in the batch, one flow_put_batch, one packet-out per packet.
 """
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .datapath import Datapath, odp
-from .ofproto.classifier import key_int
 from .flowkey import KEY_SIZE
-from .ofproto.pipeline import FlowEntry, Pipeline
+from .ofproto.pipeline import Pipeline
 from .ofproto.xlate import PacketIn, Translator, Visit
-
-
-def megaflow_ufid(key: bytes, mask: bytes) -> int:
-    """A UFID that names the megaflow (masked key + mask): the same megaflow, the same UFID."""
-    masked = (int.from_bytes(key, "big") & int.from_bytes(mask, "big")).to_bytes(len(key), "big")
-    return int.from_bytes(hashlib.blake2b(masked + mask, digest_size=16).digest(), "little")
-
-
-@dataclass(eq=False)
-class Ukey:
-    """A megaflow the slow path installed, and what its translation depended on."""
-    ufid: int
-    key: bytes                       # datapath key (in_port = datapath port)
-    mask: bytes
-    actions: bytes
-    visits: list[Visit]              # rules, tables, groups, MACs, mirrors it used, bridge by bridge
-                                     # (each with the pipeline version it was translated at)
-    created_ns: int
-    orig_key: bytes = b""            # the missed packet's whole key: re-translated
-    packets: int = 0                 # counters already pushed to the rules
-    bytes: int = 0
-    used_ns: int = 0
-
-    @property
-    def entries(self) -> list[FlowEntry]:
-        return [e for v in self.visits for e in v.entries]
+from .ukey import Ukey, Ukeys, megaflow_ufid
 
 
 def credit(visits: list[Visit], packets: int, nbytes: int, used_s: float) -> None:
@@ -110,42 +83,38 @@ class UpcallHandler:
         self.dp = dp
         self.p = pipeline
         self.xlate = translator
-        self.flow_limit = flow_limit
-        self.ukeys: dict[int, Ukey] = {}
+        self.ukeys = Ukeys(flow_limit)                 # the megaflows it installed
         self.stats = UpcallStats()
         self.on_packet_in = on_packet_in or (lambda ev: None)
         self.packet_in_hooks: dict[str, object] = {}   # bridge name -> its packet-in consumer
-        self.index: dict[int, dict[int, Ukey]] = {}    # installed megaflows: mask -> masked key -> ukey
         self.max_batch = max_batch
         self.megaflows = True
+
+    @property
+    def flow_limit(self) -> int:
+        """Megaflows installed at most; misses beyond it are forwarded, not cached."""
+        return self.ukeys.limit
+
+    @flow_limit.setter
+    def flow_limit(self, n: int) -> None:
+        self.ukeys.limit = n
 
     def _installed_covering(self, k: int) -> Ukey | None:
         """An installed megaflow that covers key K and whose translation still holds as far as
         can be told without translating again: one bridge, no MAC table in it, and no rule,
         group or port change since (its pipeline's version).  Frames queued before their
         megaflow went in come up as misses all the same; they need no translation of their own."""
-        for m, by in self.index.items():
-            uk = by.get(k & m)
-            if uk is not None:
-                v = uk.visits
-                ok = (self.ukeys.get(uk.ufid) is uk and len(v) == 1 and not v[0].macs
-                      and v[0].version == v[0].pipeline.version)
-                return uk if ok else None
-        return None
-
-    def forget(self, uk: Ukey) -> None:
-        """UK's megaflow left the datapath."""
-        self.ukeys.pop(uk.ufid, None)
-        by = self.index.get(key_int(uk.mask))
-        if by is not None and by.get(key_int(uk.key)) is uk:
-            del by[key_int(uk.key)]
-            if not by:
-                del self.index[key_int(uk.mask)]
+        uk = self.ukeys.covering(k)
+        if uk is None:
+            return None
+        v = uk.visits
+        ok = (self.ukeys.get(uk.ufid) is uk and len(v) == 1 and not v[0].macs
+              and v[0].version == v[0].pipeline.version)
+        return uk if ok else None
 
     def clear(self) -> None:
         """Every megaflow left the datapath (a flush)."""
         self.ukeys.clear()
-        self.index.clear()
 
     def handle(self) -> int:
         """Take up to max_batch upcalls; returns how many were handled."""
@@ -171,7 +140,7 @@ class UpcallHandler:
         for key, members in groups.items():
             k = int.from_bytes(key, "big")
             covered = next((by[k & m] for m, by in fresh.items() if k & m in by), None)
-            if covered is None and self.index:
+            if covered is None and self.ukeys.index:
                 covered = self._installed_covering(k)
                 self.stats.covered += covered is not None
             if covered is not None:           # a megaflow installed (maybe by this batch) covers it
@@ -194,7 +163,7 @@ class UpcallHandler:
             planned.append((members, actions))
             if t.error or ufid in self.ukeys:
                 continue
-            if len(self.ukeys) >= self.flow_limit:
+            if len(self.ukeys) >= self.ukeys.limit:
                 self.stats.flow_limit_hits += 1
                 continue
             masked = (int.from_bytes(key, "big") & int.from_bytes(mask, "big")).to_bytes(KEY_SIZE, "big")
@@ -205,7 +174,7 @@ class UpcallHandler:
             for (ufid, masked, mask, _), res in zip(puts, self.dp.flow_put_batch(puts)):
                 if res is None:
                     self.stats.installed += 1
-                    self.index.setdefault(key_int(mask), {})[key_int(masked)] = self.ukeys[ufid]
+                    self.ukeys.indexed(self.ukeys[ufid])
                     continue
                 del self.ukeys[ufid]
                 if res[0] == 28:                     # ENOSPC: the datapath's own limit

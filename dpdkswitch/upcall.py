@@ -12,6 +12,7 @@ per distinct flow in the batch, one flow_put_batch, one packet-out per packet.
 """
 from __future__ import annotations
 
+import errno
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -177,9 +178,9 @@ class UpcallHandler:
                     self.ukeys.indexed(self.ukeys[ufid])
                     continue
                 del self.ukeys[ufid]
-                if res[0] == 28:                     # ENOSPC: the datapath's own limit
+                if res[0] == errno.ENOSPC:           # the datapath's own limit
                     self.stats.flow_limit_hits += 1
-                elif res[0] != 17:                   # EEXIST: the same megaflow is there already
+                elif res[0] != errno.EEXIST:         # not the same megaflow there already
                     self.stats.put_errors += 1
         for members, actions in planned:             # the missed packets themselves
             for u in members:

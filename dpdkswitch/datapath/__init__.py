@@ -11,6 +11,7 @@ reason.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ MAX_PORTS = lib.DPS_MAX_PORTS
 MAX_PMDS = lib.DPS_MAX_PMDS
 MANUAL_PMD = lib.DPS_MAX_PMDS  # counters slot of deterministic polling
 
-__all__ = ["DatapathError", "Eal", "Datapath", "parse", "MAX_PORTS", "MAX_PMDS", "MANUAL_PMD", "extension_path"]
+__all__ = ["DatapathError", "Eal", "Datapath", "Upcall", "parse", "MAX_PORTS", "MAX_PMDS", "MANUAL_PMD",
+           "extension_path"]
 
 
 class DatapathError(RuntimeError):
@@ -311,8 +313,9 @@ class Datapath:
 
     @staticmethod
     def _put_error(result: int) -> str:
-        return {-17: "flow exists", -2: "no such flow", -28: "flow limit reached or no room",
-                -22: "bad key, mask or actions"}.get(result, f"error {-result}")
+        return {errno.EEXIST: "flow exists", errno.ENOENT: "no such flow",
+                errno.ENOSPC: "flow limit reached or no room",
+                errno.EINVAL: "bad key, mask or actions"}.get(-result, f"error {-result}")
 
     def flow_del(self, ufids: list[int]) -> list[dict | None]:
         """Delete flows; for each, its final counters, or None if it did not exist."""

@@ -1,7 +1,7 @@
 """Ukeys: the megaflows the slow path installed in the datapath, each with the translation it
 came from (Open vSwitch's udpif_key).  The upcall handler adds them; the revalidator pushes
-their datapath counters to what their translation used, translates them again after a change,
-and deletes them.
+their datapath counters through their translation's xlate cache, translates them again after a
+change, and deletes them.
 
 Contract: the control thread only (the upcall handler and the revalidator run on its loop).
 Pure Python; a lookup by UFID is a dict operation, finding the megaflow that covers a key one
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .ofproto.classifier import key_int
 from .ofproto.pipeline import FlowEntry
-from .ofproto.xlate import Visit
+from .ofproto.xlate import XlateCache
 
 
 def megaflow_ufid(key: bytes, mask: bytes) -> int:
@@ -25,12 +25,12 @@ def megaflow_ufid(key: bytes, mask: bytes) -> int:
 
 @dataclass(eq=False)
 class Ukey:
-    """A megaflow the slow path installed, and what its translation depended on."""
+    """A megaflow the slow path installed, and what its translation used and did."""
     ufid: int
     key: bytes                       # datapath key (in_port = datapath port), masked
     mask: bytes
     actions: bytes
-    visits: list[Visit]              # rules, tables, groups, MACs, mirrors it used, bridge by bridge
+    visits: XlateCache               # rules, tables, groups, MACs, mirrors it used, bridge by bridge
                                      # (each with the pipeline version it was translated at)
     created_ns: int
     orig_key: bytes = b""            # the missed packet's whole key: re-translated

@@ -4,9 +4,12 @@ megaflow mask that makes them valid for every packet it covers.
 In: the datapath flow key of a missed packet (in_port is a datapath port).  Out
 (``Translation``): datapath actions (``datapath.odp``), the wildcards — every key bit a
 decision looked at, from classifier lookups (see classifier.py) and from actions that read the
-packet (dec_ttl, select groups, prerequisites of set-field, VLAN presence) — and the side
-effects: rules and groups used (for stats and revalidation), packet-ins (as userspace actions,
-so they stay in the slow path), errors.
+packet (dec_ttl, select groups, prerequisites of set-field, VLAN presence) — packet-ins (as
+userspace actions, so they stay in the slow path), errors, and the side effects, recorded and
+not done: an xlate cache (``XlateCache``) of the rules, tables, groups, mirrors, patch ports and
+MACs used and the MACs NORMAL learns, bridge by bridge, which ``Translation.commit`` replays
+through each owner's own function (and ``XlateCache.push_stats`` again for cached traffic).
+Translating changes nothing, so tracing and revalidation translate freely.
 
 Header changes are tracked on a copy of the flow and *committed* as datapath set/push/pop
 actions only where they matter (before an output, a userspace action or a group), the way
@@ -78,9 +81,10 @@ class PacketInRegistry:
 
 @dataclass(eq=False)
 class Visit:
-    """What translation used in one bridge's pipeline: the input bridge's, then one per patch
-    port crossed (in the order crossed).  Stats go back to these, and a change to any of them
-    makes the megaflow due for revalidation."""
+    """What translation used and did in one bridge's pipeline: the input bridge's, then one per
+    patch port crossed (in the order crossed).  Its side effects are replayed from here through
+    their owners (``learn``, ``credit``), and a change to anything it used makes the megaflow
+    due for revalidation."""
     pipeline: Pipeline
     entries: list[FlowEntry] = field(default_factory=list)
     tables: list[int] = field(default_factory=list)
@@ -91,12 +95,76 @@ class Visit:
     patch: tuple[PortEntry, PortEntry] | None = None              # (left by, entered by): not for the first
     version: int = -1        # the pipeline's version when translated (or last found still valid)
 
+    def learn(self, now: float) -> None:
+        """NORMAL learns the source MACs it saw, in this bridge's MAC table (a move, a GARP lock)."""
+        if self.learns:
+            macs = self.pipeline.macs
+            for vlan, mac, port, garp in self.learns:
+                macs.learn(vlan, mac, port, now, garp)
+
+    def credit(self, packets: int, nbytes: int, used: float) -> None:
+        """PACKETS (NBYTES, the last at USED) to what translation used here, each through its
+        owner: rules, tables, groups and their buckets, mirrors, the patch port it came in by
+        and the one it left by; and NORMAL's source MACs stay learned (never moved: a host may
+        have moved since the packets were counted)."""
+        p = self.pipeline
+        for vlan, mac, port, _ in self.learns:
+            p.macs.refresh(vlan, mac, port, used)
+        entries = self.entries
+        for e in entries:
+            e.credit(packets, nbytes, used)
+        tables = p.tables
+        for tid in self.tables:
+            tables[tid].count(packets)
+        if len(entries) == 1:                 # the common case, without a set
+            tables[entries[0].table_id].count(0, packets)
+        else:                                 # a table counts a packet matched once
+            for tid in {e.table_id for e in entries}:
+                tables[tid].count(0, packets)
+        for i in self.mirrors:
+            if i < len(p.mirrors):
+                p.mirrors[i].count(packets, nbytes)
+        for gid, bucket in self.groups:
+            g = p.groups.get(gid)
+            if g is not None:
+                g.credit(bucket, packets, nbytes)
+        if self.patch is not None:
+            left, entered = self.patch
+            left.count_tx(packets, nbytes)
+            entered.count_rx(packets, nbytes)
+
+
+class XlateCache(list[Visit]):
+    """A translation's side effects, to replay through their owners (Open vSwitch's xlate cache,
+    ofproto-dpif-xlate-cache.c): its ``Visit``s, the input bridge's first.  ``commit`` replays
+    those of the miss it was translated for; ``push_stats`` the stats of packets that took the
+    translation since: the datapath counters of its megaflow (the revalidator), or misses the
+    megaflow covered.  Translating has no side effect of its own."""
+
+    def commit(self, now: float, packets: int, nbytes: int) -> None:
+        """A miss of PACKETS (NBYTES) at NOW (seconds): NORMAL learns the MACs it saw, and the
+        packets count as missed (``push_stats``)."""
+        for v in self:
+            v.learn(now)
+        self.push_stats(packets, nbytes, now, missed=True)
+
+    def push_stats(self, packets: int, nbytes: int, used: float, missed: bool = False) -> None:
+        """PACKETS (NBYTES, the last at USED, seconds) took the translation: they count in the
+        input bridge's lookups, as hits in the datapath or MISSED into the slow path, and for
+        what translation used (``Visit.credit``)."""
+        if missed:
+            self[0].pipeline.count_lookups(missed=packets)
+        else:
+            self[0].pipeline.count_lookups(hit=packets)
+        for v in self:
+            v.credit(packets, nbytes, used)
+
 
 @dataclass
 class Translation:
     actions: list = field(default_factory=list)
     wc: Wildcards = field(default_factory=Wildcards)
-    visits: list[Visit] = field(default_factory=list)
+    visits: XlateCache = field(default_factory=XlateCache)   # what it used and did, bridge by bridge
     packet_ins: list[PacketIn] = field(default_factory=list)
     error: str | None = None
     peer_errors: list[str] = field(default_factory=list)   # errors in bridges behind patch ports
@@ -113,6 +181,11 @@ class Translation:
     mirrors = property(lambda self: self.visits[0].mirrors)
     macs = property(lambda self: self.visits[0].macs)
     learns = property(lambda self: self.visits[0].learns)
+
+    def commit(self, now: float, packets: int, nbytes: int) -> None:
+        """The side effects of translating a miss of PACKETS (NBYTES) at NOW (seconds), through
+        their owners (``XlateCache.commit``)."""
+        self.visits.commit(now, packets, nbytes)
 
     def megaflow_mask(self) -> bytes:
         """The wildcards as a datapath mask; in_port and recirc_id are always exact."""

@@ -9,7 +9,8 @@ on cached traffic is done when the command is.
 from __future__ import annotations
 
 from ..datapath import odp, parse
-from ..ofproto.fields import BY_NAME, KEY_SIZE, format_key
+from ..flowkey import KEY_SIZE
+from ..ofproto.fields import BY_NAME, format_key
 from ..ofproto.flowstr import FlowParseError, FlowStats, format_flow, parse_flow, parse_match
 from ..ofproto.match import MatchError
 from ..ofproto.pipeline import FlowModError

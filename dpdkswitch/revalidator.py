@@ -19,15 +19,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from .datapath import Datapath, odp
 from .ofproto.classifier import key_int
 from .ofproto.fields import BY_NAME
 from .ofproto.pipeline import Pipeline
 from .ofproto.xlate import Translator
-from .upcall import Ukey, UpcallHandler, credit
+from .ukey import Ukey, Ukeys
 
 IN_PORT = BY_NAME["in_port"]
+
+
+class Installer(Protocol):
+    """What the revalidator needs of the upcall handler: the megaflows it installed."""
+    ukeys: Ukeys
 
 
 @dataclass
@@ -58,12 +64,12 @@ class Revalidator:
     """Revalidates the megaflows of one datapath, for every bridge on it (the translator's
     pipelines)."""
 
-    def __init__(self, dp: Datapath, pipeline: Pipeline, translator: Translator, handler: UpcallHandler,
+    def __init__(self, dp: Datapath, pipeline: Pipeline, translator: Translator, handler: Installer,
                  max_idle_ms: int = 10000):
         self.dp = dp
         self.p = pipeline
         self.xlate = translator
-        self.handler = handler
+        self.ukeys = handler.ukeys
         self.max_idle_ms = max_idle_ms
         self.last: PassReport | None = None
 
@@ -105,9 +111,9 @@ class Revalidator:
         rep = PassReport()
         now_ns = self.dp.now_ns
         now_s = now_ns / 1e9
-        ukeys = self.handler.ukeys
+        ukeys = self.ukeys
         rep.flows = self.dp.flow_count()
-        max_idle_ns = (100 if rep.flows > self.handler.flow_limit else self.max_idle_ms) * 1_000_000
+        max_idle_ns = (100 if rep.flows > ukeys.limit else self.max_idle_ms) * 1_000_000
 
         idle = []
         # Counters to the rules, and idle megaflows: only the flows that saw traffic since the
@@ -162,8 +168,7 @@ class Revalidator:
         if dp_ <= 0:
             return
         uk.packets, uk.bytes, uk.used_ns = packets, nbytes, used_ns
-        uk.visits[0].pipeline.n_hit += dp_
-        credit(uk.visits, dp_, db, used_ns / 1e9 if used_ns else now_s)
+        uk.visits.push_stats(dp_, db, used_ns / 1e9 if used_ns else now_s)
 
     def _delete(self, ukeys: list[Ukey]) -> None:
         if not ukeys:
@@ -173,4 +178,4 @@ class Revalidator:
         for u, fin in zip(ukeys, finals):
             if fin is not None:
                 self._push(u, fin["packets"], fin["bytes"], fin["used_ns"], now_s)
-            self.handler.forget(u)
+            self.ukeys.forget(u)

@@ -1,10 +1,14 @@
 """Miss handling: the datapath's upcalls, in batches, turned into megaflows and packet-outs.
 
-A batch is taken from the upcall ring and grouped by flow key; each group is translated once
-(ofproto.xlate), installed as one batch of datapath flow puts, and the missed packets are then
-sent by packet-out with the same actions, so the first packet of every new flow is forwarded.
-Userspace upcalls (the controller action, an expired TTL) become packet-in events.  Every
-installed megaflow is remembered as a ``Ukey`` (for the revalidator).
+A batch is taken from the upcall ring and grouped by flow key.  Each group is translated once
+(ofproto.xlate) and the translation's side effects are committed through their owners
+(``Translation.commit``: NORMAL's MAC learning, the bridge's missed lookups, the packets' stats
+to rules, tables, groups, mirrors and patch ports); the new megaflows are installed as one batch
+of datapath flow puts, and the missed packets are then sent by packet-out with the same actions,
+so the first packet of every new flow is forwarded.  A miss that a megaflow installed already
+covers (queued before it went in) is not translated again: its translation's cache replays the
+stats.  Userspace upcalls (the controller action, an expired TTL) become packet-in events.
+Every installed megaflow is remembered as a ``Ukey`` (ukey.py; for the revalidator).
 
 Contract: runs on the control thread's loop (woken by the datapath's eventfd); one handle()
 call takes at most ``max_batch`` upcalls so the loop stays responsive.  Cost: one translation
@@ -12,74 +16,17 @@ per distinct flow in the batch, one flow_put_batch, one packet-out per packet.
 """
 from __future__ import annotations
 
-import hashlib
+import errno
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .datapath import Datapath, odp
-from .ofproto.classifier import key_int
-from .ofproto.fields import KEY_SIZE
-from .ofproto.pipeline import FlowEntry, Pipeline
-from .ofproto.xlate import PacketIn, Translator, Visit
+from .datapath import Datapath, Upcall, odp
+from .flowkey import KEY_SIZE
+from .ofproto.pipeline import Pipeline
+from .ofproto.xlate import PacketIn, Translator
+from .ukey import Ukey, Ukeys, megaflow_ufid
 
-
-def megaflow_ufid(key: bytes, mask: bytes) -> int:
-    """A UFID that names the megaflow (masked key + mask): the same megaflow, the same UFID."""
-    masked = (int.from_bytes(key, "big") & int.from_bytes(mask, "big")).to_bytes(len(key), "big")
-    return int.from_bytes(hashlib.blake2b(masked + mask, digest_size=16).digest(), "little")
-
-
-@dataclass(eq=False)
-class Ukey:
-    """A megaflow the slow path installed, and what its translation depended on."""
-    ufid: int
-    key: bytes                       # datapath key (in_port = datapath port)
-    mask: bytes
-    actions: bytes
-    visits: list[Visit]              # rules, tables, groups, MACs, mirrors it used, bridge by bridge
-                                     # (each with the pipeline version it was translated at)
-    created_ns: int
-    orig_key: bytes = b""            # the missed packet's whole key: re-translated
-    packets: int = 0                 # counters already pushed to the rules
-    bytes: int = 0
-    used_ns: int = 0
-
-    @property
-    def entries(self) -> list[FlowEntry]:
-        return [e for v in self.visits for e in v.entries]
-
-
-def credit(visits: list[Visit], packets: int, nbytes: int, used_s: float) -> None:
-    """Traffic of a megaflow (or of missed packets) to what its translation used: rules, their
-    tables, groups and buckets, mirrors, patch ports; and NORMAL's MACs stay learned."""
-    for v in visits:
-        p = v.pipeline
-        for vlan, mac, port, _ in v.learns:
-            p.macs.refresh(vlan, mac, port, used_s)
-        for e in v.entries:
-            e.count(packets, nbytes)
-            e.last_used = max(e.last_used, used_s)
-        for tid in v.tables:
-            p.tables[tid].lookups += packets
-        for tid in {e.table_id for e in v.entries}:
-            p.tables[tid].matches += packets
-        for i in v.mirrors:
-            if i < len(p.mirrors):
-                p.mirrors[i].packets += packets
-                p.mirrors[i].bytes += nbytes
-        for gid, b in v.groups:
-            g = p.groups.get(gid)
-            if g is not None and b < len(g.buckets):
-                g.packets += packets
-                g.bytes += nbytes
-                g.buckets[b].packets += packets
-                g.buckets[b].bytes += nbytes
-        if v.patch is not None:
-            left, entered = v.patch
-            left.tx_packets += packets
-            left.tx_bytes += nbytes
-            entered.rx_packets += packets
-            entered.rx_bytes += nbytes
+EXACT = b"\xff" * KEY_SIZE          # the mask of every megaflow while megaflows are off
 
 
 @dataclass
@@ -110,118 +57,120 @@ class UpcallHandler:
         self.dp = dp
         self.p = pipeline
         self.xlate = translator
-        self.flow_limit = flow_limit
-        self.ukeys: dict[int, Ukey] = {}
+        self.ukeys = Ukeys(flow_limit)                 # the megaflows it installed
         self.stats = UpcallStats()
         self.on_packet_in = on_packet_in or (lambda ev: None)
         self.packet_in_hooks: dict[str, object] = {}   # bridge name -> its packet-in consumer
-        self.index: dict[int, dict[int, Ukey]] = {}    # installed megaflows: mask -> masked key -> ukey
         self.max_batch = max_batch
         self.megaflows = True
+
+    @property
+    def flow_limit(self) -> int:
+        """Megaflows installed at most; misses beyond it are forwarded, not cached."""
+        return self.ukeys.limit
+
+    @flow_limit.setter
+    def flow_limit(self, n: int) -> None:
+        self.ukeys.limit = n
+
+    def clear(self) -> None:
+        """Every megaflow left the datapath (a flush)."""
+        self.ukeys.clear()
+
+    def handle(self) -> int:
+        """Take up to max_batch upcalls; returns how many were handled."""
+        ups = self._take()
+        if not ups:
+            return 0
+        self.stats.upcalls += len(ups)
+        misses: dict[bytes, list[Upcall]] = defaultdict(list)
+        for u in ups:
+            if u.type == "action":
+                self._packet_in(u)
+            else:
+                misses[u.key].append(u)
+        planned, puts = self._translate(misses, self.dp.now_ns)
+        self._install(puts)
+        for members, actions in planned:             # the missed packets themselves
+            for u in members:
+                u.execute(actions)
+        return len(ups)
+
+    def _take(self) -> list[Upcall]:
+        ups: list[Upcall] = []
+        while len(ups) < self.max_batch:
+            got = self.dp.upcalls(min(256, self.max_batch - len(ups)))
+            if not got:
+                break
+            ups += got
+        return ups
+
+    def _translate(self, misses: dict[bytes, list[Upcall]], now_ns: int):
+        """Each key's actions, its side effects committed, and the new megaflows to install:
+        ([(upcalls, actions)], [ukey])."""
+        now = now_ns / 1e9
+        planned: list[tuple[list[Upcall], bytes]] = []
+        puts: list[Ukey] = []
+        fresh: dict[int, dict[int, Ukey]] = {}        # this batch's megaflows: mask -> masked key -> ukey
+        for key, members in misses.items():
+            n, nbytes = len(members), sum(len(u.data) for u in members)
+            k = int.from_bytes(key, "big")
+            covered = next((by[k & m] for m, by in fresh.items() if k & m in by), None)
+            if covered is None and self.ukeys.index:
+                covered = self._installed_covering(k)
+                self.stats.covered += covered is not None
+            if covered is not None:           # a megaflow installed (maybe by this batch) covers it
+                covered.visits.push_stats(n, nbytes, now, missed=True)
+                planned.append((members, covered.actions))
+                continue
+            t = self.xlate.translate(key)
+            self.stats.translations += 1
+            t.commit(now, n, nbytes)
+            actions = odp.encode(t.actions)
+            if t.error or t.peer_errors:
+                self.stats.errors += 1
+            planned.append((members, actions))
+            mask = t.megaflow_mask() if self.megaflows else EXACT
+            ufid = megaflow_ufid(key, mask)
+            if t.error or ufid in self.ukeys:
+                continue
+            if len(self.ukeys) >= self.ukeys.limit:
+                self.stats.flow_limit_hits += 1
+                continue
+            m = int.from_bytes(mask, "big")
+            uk = self.ukeys[ufid] = Ukey(ufid, (k & m).to_bytes(KEY_SIZE, "big"), mask, actions, t.visits, now_ns, key)
+            fresh.setdefault(m, {})[k & m] = uk
+            puts.append(uk)
+        return planned, puts
 
     def _installed_covering(self, k: int) -> Ukey | None:
         """An installed megaflow that covers key K and whose translation still holds as far as
         can be told without translating again: one bridge, no MAC table in it, and no rule,
         group or port change since (its pipeline's version).  Frames queued before their
         megaflow went in come up as misses all the same; they need no translation of their own."""
-        for m, by in self.index.items():
-            uk = by.get(k & m)
-            if uk is not None:
-                v = uk.visits
-                ok = (self.ukeys.get(uk.ufid) is uk and len(v) == 1 and not v[0].macs
-                      and v[0].version == v[0].pipeline.version)
-                return uk if ok else None
-        return None
+        uk = self.ukeys.covering(k)
+        if uk is None:
+            return None
+        v = uk.visits
+        ok = (self.ukeys.get(uk.ufid) is uk and len(v) == 1 and not v[0].macs
+              and v[0].version == v[0].pipeline.version)
+        return uk if ok else None
 
-    def forget(self, uk: Ukey) -> None:
-        """UK's megaflow left the datapath."""
-        self.ukeys.pop(uk.ufid, None)
-        by = self.index.get(key_int(uk.mask))
-        if by is not None and by.get(key_int(uk.key)) is uk:
-            del by[key_int(uk.key)]
-            if not by:
-                del self.index[key_int(uk.mask)]
-
-    def clear(self) -> None:
-        """Every megaflow left the datapath (a flush)."""
-        self.ukeys.clear()
-        self.index.clear()
-
-    def handle(self) -> int:
-        """Take up to max_batch upcalls; returns how many were handled."""
-        ups = []
-        while len(ups) < self.max_batch:
-            got = self.dp.upcalls(min(256, self.max_batch - len(ups)))
-            if not got:
-                break
-            ups += got
-        if not ups:
-            return 0
-        self.stats.upcalls += len(ups)
-        now = self.dp.now_ns
-        groups: dict[bytes, list] = defaultdict(list)
-        for u in ups:
-            if u.type == "action":
-                self._packet_in(u)
-            else:
-                groups[u.key].append(u)
-
-        puts, planned = [], []
-        fresh: dict[int, dict[int, Ukey]] = {}        # this batch's megaflows: mask -> masked key -> ukey
-        for key, members in groups.items():
-            k = int.from_bytes(key, "big")
-            covered = next((by[k & m] for m, by in fresh.items() if k & m in by), None)
-            if covered is None and self.index:
-                covered = self._installed_covering(k)
-                self.stats.covered += covered is not None
-            if covered is not None:           # a megaflow installed (maybe by this batch) covers it
-                covered.visits[0].pipeline.n_missed += len(members)
-                planned.append((members, covered.actions))
-                self._credit(covered.visits, members)
+    def _install(self, puts: list[Ukey]) -> None:
+        if not puts:
+            return
+        for uk, res in zip(puts, self.dp.flow_put_batch([(u.ufid, u.key, u.mask, u.actions) for u in puts])):
+            if res is None:
+                self.stats.installed += 1
+                self.ukeys.indexed(uk)
                 continue
-            t = self.xlate.translate(key)
-            self.stats.translations += 1
-            t.visits[0].pipeline.n_missed += len(members)
-            for v in t.visits:                           # NORMAL learns from the packets it saw
-                for vlan, mac, port, garp in v.learns:
-                    v.pipeline.macs.learn(vlan, mac, port, now / 1e9, garp)
-            actions = odp.encode(t.actions)
-            if t.error or t.peer_errors:
-                self.stats.errors += 1
-            self._credit(t.visits, members)
-            mask = t.megaflow_mask() if self.megaflows else b"\xff" * KEY_SIZE
-            ufid = megaflow_ufid(key, mask)
-            planned.append((members, actions))
-            if t.error or ufid in self.ukeys:
-                continue
-            if len(self.ukeys) >= self.flow_limit:
+            del self.ukeys[uk.ufid]
+            if res[0] == errno.ENOSPC:                # the datapath's own limit
                 self.stats.flow_limit_hits += 1
-                continue
-            masked = (int.from_bytes(key, "big") & int.from_bytes(mask, "big")).to_bytes(KEY_SIZE, "big")
-            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.visits, now, key)
-            fresh.setdefault(int.from_bytes(mask, "big"), {})[int.from_bytes(masked, "big")] = uk
-            puts.append((ufid, masked, mask, actions))
-        if puts:
-            for (ufid, masked, mask, _), res in zip(puts, self.dp.flow_put_batch(puts)):
-                if res is None:
-                    self.stats.installed += 1
-                    self.index.setdefault(key_int(mask), {})[key_int(masked)] = self.ukeys[ufid]
-                    continue
-                del self.ukeys[ufid]
-                if res[0] == 28:                     # ENOSPC: the datapath's own limit
-                    self.stats.flow_limit_hits += 1
-                elif res[0] != 17:                   # EEXIST: the same megaflow is there already
-                    self.stats.put_errors += 1
-        for members, actions in planned:             # the missed packets themselves
-            for u in members:
-                u.execute(actions)
-        return len(ups)
+            elif res[0] != errno.EEXIST:              # not the same megaflow there already
+                self.stats.put_errors += 1
 
-    def _credit(self, visits: list[Visit], members) -> None:
-        """The missed packets count for the rules that decided their fate, as cached ones do."""
-        credit(visits, len(members), sum(len(u.data) for u in members), self.dp.now_ns / 1e9)
-
-    def _packet_in(self, u) -> None:
+    def _packet_in(self, u: Upcall) -> None:
         pi = self.xlate.registry.get(u.cookie)
         if pi is not None:
             self.stats.packet_ins += 1

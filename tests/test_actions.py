@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from dpdkswitch.datapath import MANUAL_PMD, Datapath, odp, parse
 from dpdkswitch.datapath._dpdkswitch import lib
-from dpdkswitch.ofproto.fields import BY_NAME, KEY_SIZE
+from dpdkswitch.flowkey import KEY_SIZE
+from dpdkswitch.ofproto.fields import BY_NAME
 
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR  # noqa: E402

@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from dpdkswitch.datapath import MANUAL_PMD, Datapath, odp, parse
-from dpdkswitch.ofproto.fields import BY_NAME, FIELDS, KEY_SIZE
+from dpdkswitch.flowkey import KEY_SIZE
+from dpdkswitch.ofproto.fields import BY_NAME, FIELDS
 
 from frames import udp_frame
 

@@ -125,7 +125,7 @@ def test_datapath_after_close_is_refused_cleanly(eal):
 
 def test_memory_accounting_follows_the_flows(dp):
     from dpdkswitch.datapath import odp
-    from dpdkswitch.ofproto.fields import KEY_SIZE
+    from dpdkswitch.flowkey import KEY_SIZE
     m0 = dp.mem_stats()
     assert m0["n_flows"] == 0 and m0["flow_limit"] == 200000
     assert 0 < m0["heap_allocated"] <= m0["heap_total"]
@@ -146,7 +146,7 @@ def test_stats_changed_reports_active_and_idle_flows_only(dp):
     """The revalidator's incremental stats: a flow comes up when its counters moved since it last
     came up, or when it has been idle since before the given time; otherwise it stays in C."""
     from dpdkswitch.datapath import odp, parse
-    from dpdkswitch.ofproto.fields import KEY_SIZE
+    from dpdkswitch.flowkey import KEY_SIZE
     dp.add_test_port(1, "sca")
     dp.add_test_port(2, "scb")
     frames = [udp_frame(i) for i in range(3)]

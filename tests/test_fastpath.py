@@ -7,7 +7,8 @@ import time
 import pytest
 
 from dpdkswitch.datapath import MANUAL_PMD, Datapath, DatapathError, odp, parse
-from dpdkswitch.ofproto.fields import BY_NAME, KEY_SIZE
+from dpdkswitch.flowkey import KEY_SIZE
+from dpdkswitch.ofproto.fields import BY_NAME
 
 from frames import read_pcap, udp_frame, write_pcap
 

@@ -11,11 +11,12 @@ import subprocess
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from dpdkswitch.flowkey import KEY_SIZE
 from dpdkswitch.ofproto.actions import (INSTRUCTION_ORDER, OFPP_ALL, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT,
                                         OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, RESERVED_PORTS, ApplyActions, ClearActions,
                                         CopyTtlIn, CopyTtlOut, DecNwTtl, GotoTable, Group, Meter, Output, PopVlan,
                                         PushVlan, SetField, SetNwTtl, SetQueue, WriteActions, WriteMetadata)
-from dpdkswitch.ofproto.fields import FIELDS, KEY_SIZE, field
+from dpdkswitch.ofproto.fields import FIELDS, field
 from dpdkswitch.ofproto.flowstr import (FlowParseError, FlowSpec, FlowStats, format_actions, format_flow,
                                         format_match, parse_actions, parse_flow, parse_match)
 from dpdkswitch.ofproto.match import Match, MatchError

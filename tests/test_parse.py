@@ -35,7 +35,8 @@ from scapy.layers.sctp import SCTP  # noqa: E402
 from scapy.packet import Raw  # noqa: E402
 
 from dpdkswitch.datapath import parse  # noqa: E402
-from dpdkswitch.ofproto.fields import BY_NAME, KEY_DTYPE, KEY_SIZE  # noqa: E402
+from dpdkswitch.flowkey import KEY_DTYPE, KEY_SIZE  # noqa: E402
+from dpdkswitch.ofproto.fields import BY_NAME  # noqa: E402
 
 VLAN_CFI, FRAG_ANY, FRAG_LATER = 0x1000, 1, 2
 ETH_IP, ETH_ARP, ETH_IPV6, ETH_VLAN, ETH_QINQ = 0x0800, 0x0806, 0x86DD, 0x8100, 0x88A8

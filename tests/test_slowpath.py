@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from dpdkswitch.datapath import MANUAL_PMD, Datapath, odp, parse
 from dpdkswitch.ofproto.actions import (DecNwTtl, Group, Output, PopVlan, PushVlan, SetField)
-from dpdkswitch.ofproto.fields import BY_NAME, VLAN_CFI
+from dpdkswitch.ofproto.fields import BY_NAME, VLAN_CFI, format_key
 from dpdkswitch.ofproto.flowstr import parse_flow
 from dpdkswitch.ofproto.pipeline import Bucket, FlowModError, GroupEntry, Pipeline, PortEntry
 from dpdkswitch.ofproto.xlate import Translator
@@ -356,12 +356,12 @@ def check_megaflows(x: Translator, keys: list[bytes]) -> int:
                 continue
             shared += 1
             assert norm(t2.actions) == norm(t.actions), (
-                f"packet {j} falls in packet {i}'s megaflow ({odp.format_key(k, mask)}) but translates to "
+                f"packet {j} falls in packet {i}'s megaflow ({format_key(k, mask)}) but translates to "
                 f"{odp.format_actions(t2.actions)} instead of {odp.format_actions(t.actions)}")
         # What the revalidator does with an unchanged pipeline: translate the masked key.
         r = x.translate(mk)
         assert norm(r.actions) == norm(t.actions), (
-            f"the megaflow's own (masked) key {odp.format_key(k, mask)} translates to "
+            f"the megaflow's own (masked) key {format_key(k, mask)} translates to "
             f"{odp.format_actions(r.actions)}, not {odp.format_actions(t.actions)}")
         if int.from_bytes(r.megaflow_mask(), "big") & ~int.from_bytes(mask, "big"):
             event("re-translating the masked key needs other bits (the revalidator would delete it)")

@@ -38,8 +38,9 @@
  * layout).  Every multi-byte field is in network byte order, so a mask applies to the bytes as
  * they are and a set-field writes them back unchanged.  Fields a frame does not have are zero:
  * "absent" is told apart by eth_type, nw_proto and nw_frag, as in Open vSwitch.  The Python side
- * describes each field (offset, width, prerequisites) once, in dpdkswitch/ofproto/fields.py;
- * tests/test_abi.py checks that description against this struct's DWARF.
+ * describes this layout once, in dpdkswitch/flowkey.py (tests/test_abi.py checks it against this
+ * struct's DWARF), and each match field on it (offset, width, prerequisites) once, in
+ * dpdkswitch/ofproto/fields.py.
  */
 #define DPS_VLAN_CFI 0x1000           /* in vlan_tci (host order): a tag is present */
 #define DPS_FRAG_ANY 1                /* nw_frag: the packet is a fragment */

@@ -9,7 +9,8 @@ on cached traffic is done when the command is.
 from __future__ import annotations
 
 from ..datapath import odp, parse
-from ..ofproto.fields import BY_NAME, KEY_SIZE
+from ..flowkey import KEY_SIZE
+from ..ofproto.fields import BY_NAME, format_key
 from ..ofproto.flowstr import FlowParseError, FlowStats, format_flow, parse_flow, parse_match
 from ..ofproto.match import MatchError
 from ..ofproto.pipeline import FlowModError
@@ -58,10 +59,10 @@ def register(commands: Commands, switch: Switch) -> None:
         t = br.xlate.translate(key, trace=True)
         mask = t.megaflow_mask()
         full = bytes([0xFF]) * KEY_SIZE
-        out = [f"Flow: {odp.format_key(key, full)}", "", f'bridge("{br.config.name}")',
+        out = [f"Flow: {format_key(key, full)}", "", f'bridge("{br.config.name}")',
                "-" * (10 + len(br.config.name))]
         out += t.trace
-        out += ["", f"Megaflow: {odp.format_key(key, mask)}",
+        out += ["", f"Megaflow: {format_key(key, mask)}",
                 f"Datapath actions: {odp.format_actions(t.actions)}"]
         if t.error:
             out.append(f"Translation failed: {t.error}")

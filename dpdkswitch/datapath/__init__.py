@@ -11,21 +11,24 @@ reason.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..flowkey import KEY_SIZE
+from . import _dpdkswitch, odp
 from ._dpdkswitch import ffi, lib
 from .abi import PMD_STATS_DTYPE
-from ..ofproto.fields import KEY_SIZE
 
 MAX_PORTS = lib.DPS_MAX_PORTS
 MAX_PMDS = lib.DPS_MAX_PMDS
 MANUAL_PMD = lib.DPS_MAX_PMDS  # counters slot of deterministic polling
 
-__all__ = ["DatapathError", "Eal", "Datapath", "parse", "MAX_PORTS", "MAX_PMDS", "MANUAL_PMD", "extension_path"]
+__all__ = ["DatapathError", "Eal", "Datapath", "Upcall", "parse", "MAX_PORTS", "MAX_PMDS", "MANUAL_PMD",
+           "extension_path"]
 
 
 class DatapathError(RuntimeError):
@@ -45,7 +48,6 @@ def _check(ret: int, what: str = "") -> int:
 
 def extension_path() -> str:
     """The compiled extension, whose DWARF describes the C structures Python views."""
-    from . import _dpdkswitch
     return _dpdkswitch.__file__
 
 
@@ -317,8 +319,9 @@ class Datapath:
 
     @staticmethod
     def _put_error(result: int) -> str:
-        return {-17: "flow exists", -2: "no such flow", -28: "flow limit reached or no room",
-                -22: "bad key, mask or actions"}.get(result, f"error {-result}")
+        return {errno.EEXIST: "flow exists", errno.ENOENT: "no such flow",
+                errno.ENOSPC: "flow limit reached or no room",
+                errno.EINVAL: "bad key, mask or actions"}.get(-result, f"error {-result}")
 
     def flow_del(self, ufids: list[int]) -> list[dict | None]:
         """Delete flows; for each, its final counters, or None if it did not exist."""
@@ -389,7 +392,6 @@ class Datapath:
     def set_forward(self, in_port: int, outputs: list[int]) -> None:
         """Frames from IN_PORT go out of each of OUTPUTS (none: dropped): one flow matching in_port
         alone, named by a UFID derived from the port (the static port map)."""
-        from . import odp
         key, mask = bytearray(KEY_SIZE), bytearray(KEY_SIZE)
         key[0:4] = in_port.to_bytes(4, "little")
         mask[0:4] = b"\xff\xff\xff\xff"
@@ -541,7 +543,7 @@ class Upcall:
 
 
 def parse(frame: bytes, in_port: int = 0) -> bytes:
-    """The datapath's flow key of FRAME (``KEY_SIZE`` bytes, layout in ofproto.fields)."""
+    """The datapath's flow key of FRAME (``KEY_SIZE`` bytes, layout in flowkey)."""
     key = ffi.new("struct dps_flow_key *")
     lib.dps_parse(frame, len(frame), in_port, key)
     return bytes(ffi.buffer(key))

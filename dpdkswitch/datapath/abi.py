@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..flowkey import KEY_DTYPE
+
 # struct dps_pmd_stats (include/dpdkswitch.h): per-PMD counters, one writer each.
 PMD_STATS_DTYPE = np.dtype([
     ("rx_packets", "<u8"),
@@ -41,12 +43,8 @@ PMD_STATS_DTYPE = np.dtype([
 STAGES = ("upkeep", "rx", "simple", "parse", "emc", "masked", "actions", "tx")
 
 
-def _views() -> dict[str, np.dtype]:
-    from ..ofproto.fields import KEY_DTYPE
-    return {"dps_pmd_stats": PMD_STATS_DTYPE, "dps_flow_key": KEY_DTYPE}
-
-
-VIEWS = _views()
+# Every dtype checked against the DWARF, by the C struct it views.
+VIEWS = {"dps_pmd_stats": PMD_STATS_DTYPE, "dps_flow_key": KEY_DTYPE}
 
 
 def dwarf_struct(path: str, name: str) -> tuple[int, dict[str, tuple[int, int]]]:

@@ -1,9 +1,9 @@
 """The match fields: one table that the flow-string parser, the OpenFlow codec, the classifier's
-wildcard tracker and the datapath key all read.
+wildcard tracker and the display of datapath flows all read.
 
 Each ``Field`` says where its bits live in the datapath flow key (``struct dps_flow_key`` in
-csrc/include/dpdkswitch.h, mirrored by ``KEY_DTYPE`` and checked against the compiled DWARF by
-tests/test_abi.py), how wide it is, whether it can be masked, what it requires (prerequisites,
+csrc/include/dpdkswitch.h, whose layout is ``flowkey.KEY_DTYPE``, checked against the compiled
+DWARF by tests/test_abi.py), how wide it is, whether it can be masked, what it requires (prerequisites,
 as in OpenFlow: tp_dst needs tcp, udp or sctp), and its names: the ovs-ofctl name, its
 aliases, and its OXM (class, field) for the wire.  Pipeline-only fields (metadata, registers)
 have no place in the key (``member`` is None).
@@ -12,25 +12,12 @@ Pure data plus small conversions; any thread.
 """
 from __future__ import annotations
 
+import ipaddress
 import sys
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
-
-# struct dps_flow_key, member by member (all multi-byte members in network byte order except
-# the metadata ones, which are host order).
-KEY_DTYPE = np.dtype([
-    ("in_port", "<u4"), ("recirc_id", "<u4"), ("dp_hash", "<u4"), ("pad0", "<u4"),
-    ("eth_dst", "u1", (6,)), ("eth_src", "u1", (6,)), ("eth_type", ">u2"),
-    ("vlan_tci", ">u2", (2,)), ("vlan_tpid", ">u2", (2,)), ("pad1", "<u2"),
-    ("nw_src", "u1", (16,)), ("nw_dst", "u1", (16,)), ("ipv6_label", ">u4"),
-    ("nw_proto", "u1"), ("nw_tos", "u1"), ("nw_ttl", "u1"), ("nw_frag", "u1"),
-    ("arp_sha", "u1", (6,)), ("arp_tha", "u1", (6,)),
-    ("tp_src", ">u2"), ("tp_dst", ">u2"), ("tcp_flags", ">u2"), ("pad2", "<u2"),
-    ("nd_target", "u1", (16,)), ("pad3", "<u4"),
-])
-KEY_SIZE = KEY_DTYPE.itemsize
+from ..flowkey import KEY_DTYPE, KEY_SIZE
 
 # The classifier's lookup stages (as Open vSwitch's staged lookup): metadata, L2, L3, L4.  A
 # lookup that fails at a stage consults only the bits of the stages up to it.
@@ -225,3 +212,41 @@ def prereqs_of(f: Field) -> list[list[tuple[Field, int, int | None]]]:
 
 
 _PREREQS_OF: dict[str, list] = {}
+
+
+def _fmt_value(f: Field, v: int) -> str:
+    if f.kind == "mac":
+        return ":".join(f"{b:02x}" for b in v.to_bytes(6, "big"))
+    if f.kind == "ipv4":
+        return str(ipaddress.IPv4Address(v))
+    if f.kind == "ipv6":
+        return str(ipaddress.IPv6Address(v))
+    if f.kind == "hex":
+        return f"0x{v:x}"
+    return str(v)
+
+
+def format_key(key: bytes, mask: bytes, verbose: bool = False) -> str:
+    """A datapath flow's match, field by field from the one field table: name=value[/mask] for
+    each field the mask covers (all fields with -m style VERBOSE, wildcarded ones as name=*)."""
+    out, seen = [], set()
+
+    def applies(f: Field) -> bool:   # the field means something for this key (tcp_src only for TCP, ...)
+        return any(all(p.from_key(key) & (p.all_ones if pm is None else pm) == pv for p, pv, pm in alt)
+                   for alt in prereqs_of(f))
+    recirc = int.from_bytes(mask[4:8], "little")
+    if recirc or verbose:
+        out.append(f"recirc_id={int.from_bytes(key[4:8], 'little')}" + ("" if recirc == 0xFFFFFFFF else
+                                                                           f"/0x{recirc:x}"))
+    for f in FIELDS:
+        if f.member is None or f.oxm is None or (f.member, f.offset, f.shift, f.bits) in seen or not applies(f):
+            continue
+        seen.add((f.member, f.offset, f.shift, f.bits))
+        m = f.from_key(mask)
+        if not m:
+            if verbose:
+                out.append(f"{f.name}=*")
+            continue
+        v = f.from_key(key)
+        out.append(f"{f.name}={_fmt_value(f, v)}" + ("" if m == f.all_ones else f"/{_fmt_value(f, m)}"))
+    return ",".join(out) or "(any)"

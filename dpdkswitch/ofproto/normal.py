@@ -132,6 +132,11 @@ class Mirror:
     packets: int = 0
     bytes: int = 0
 
+    def count(self, packets: int, nbytes: int) -> None:
+        """Traffic the mirror copied."""
+        self.packets += packets
+        self.bytes += nbytes
+
 
 @dataclass
 class MacEntry:

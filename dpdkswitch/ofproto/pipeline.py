@@ -56,6 +56,12 @@ class FlowEntry:
         if not self.flags & FLAG_NO_BYT_COUNTS:
             self.bytes += nbytes
 
+    def credit(self, packets: int, nbytes: int, used: float) -> None:
+        """Traffic that hit the rule (``count``), the last of it at USED (seconds): idle timeouts see it."""
+        self.count(packets, nbytes)
+        if used > self.last_used:
+            self.last_used = used
+
     def outputs_to(self, port: int) -> bool:
         return any(isinstance(a, Output) and a.port == port for i in self.instructions
                    if isinstance(i, (ApplyActions, WriteActions)) for a in i.actions)
@@ -84,6 +90,11 @@ class Table:
         for r in self.cls.rules():
             yield r.data
 
+    def count(self, lookups: int, matches: int = 0) -> None:
+        """Packets looked up in the table, and those of them a rule matched."""
+        self.lookups += lookups
+        self.matches += matches
+
 
 @dataclass
 class Bucket:
@@ -102,6 +113,16 @@ class GroupEntry:
     buckets: list[Bucket]
     packets: int = 0
     bytes: int = 0
+
+    def credit(self, bucket: int, packets: int, nbytes: int) -> None:
+        """Traffic that went through the group's BUCKET (an index: a bucket it no longer has
+        after a modify counts for nothing)."""
+        if bucket < len(self.buckets):
+            b = self.buckets[bucket]
+            self.packets += packets
+            self.bytes += nbytes
+            b.packets += packets
+            b.bytes += nbytes
 
 
 @dataclass
@@ -130,6 +151,16 @@ class PortEntry:
     rx_bytes: int = 0
     tx_packets: int = 0
     tx_bytes: int = 0
+
+    def count_rx(self, packets: int, nbytes: int) -> None:
+        """Traffic that entered the bridge by this (patch) port."""
+        self.rx_packets += packets
+        self.rx_bytes += nbytes
+
+    def count_tx(self, packets: int, nbytes: int) -> None:
+        """Traffic that left the bridge by this (patch) port."""
+        self.tx_packets += packets
+        self.tx_bytes += nbytes
 
 
 @dataclass
@@ -165,6 +196,11 @@ class Pipeline:
         # revalidator pushes their counters), and packets that missed into the slow path.
         self.n_hit = 0
         self.n_missed = 0
+
+    def count_lookups(self, hit: int = 0, missed: int = 0) -> None:
+        """Packets that came in on this bridge: HIT a megaflow in the datapath, or MISSED into the slow path."""
+        self.n_hit += hit
+        self.n_missed += missed
 
     # -- bookkeeping for the revalidator
     def _touch(self, entry: FlowEntry | None = None, table: int | None = None) -> None:

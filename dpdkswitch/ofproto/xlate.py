@@ -4,9 +4,12 @@ megaflow mask that makes them valid for every packet it covers.
 In: the datapath flow key of a missed packet (in_port is a datapath port).  Out
 (``Translation``): datapath actions (``datapath.odp``), the wildcards — every key bit a
 decision looked at, from classifier lookups (see classifier.py) and from actions that read the
-packet (dec_ttl, select groups, prerequisites of set-field, VLAN presence) — and the side
-effects: rules and groups used (for stats and revalidation), packet-ins (as userspace actions,
-so they stay in the slow path), errors.
+packet (dec_ttl, select groups, prerequisites of set-field, VLAN presence) — packet-ins (as
+userspace actions, so they stay in the slow path), errors, and the side effects, recorded and
+not done: an xlate cache (``XlateCache``) of the rules, tables, groups, mirrors, patch ports and
+MACs used and the MACs NORMAL learns, bridge by bridge, which ``Translation.commit`` replays
+through each owner's own function (and ``XlateCache.push_stats`` again for cached traffic).
+Translating changes nothing, so tracing and revalidation translate freely.
 
 Header changes are tracked on a copy of the flow and *committed* as datapath set/push/pop
 actions only where they matter (before an output, a userspace action or a group), the way
@@ -19,12 +22,14 @@ import zlib
 from dataclasses import dataclass, field
 
 from ..datapath import odp
+from ..flowkey import KEY_DTYPE, KEY_SIZE
 from .actions import (ACTION_SET_ORDER, INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
                       DecNwTtl, GotoTable, Group, Meter, OFPCML_NO_BUFFER, OFPP_ALL, OFPP_CONTROLLER, OFPP_FLOOD,
                       OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output, PopVlan, PushVlan,
                       SetField, SetNwTtl, SetQueue, WriteActions, WriteMetadata)
 from .classifier import Wildcards, key_int
-from .fields import BY_NAME, KEY_DTYPE, KEY_SIZE, VLAN_CFI, prereqs_of
+from .fields import BY_NAME, VLAN_CFI, prereqs_of
+from .flowstr import format_actions, format_match
 from .normal import is_reserved
 from .pipeline import FlowEntry, Pipeline, PortEntry
 
@@ -77,9 +82,10 @@ class PacketInRegistry:
 
 @dataclass(eq=False)
 class Visit:
-    """What translation used in one bridge's pipeline: the input bridge's, then one per patch
-    port crossed (in the order crossed).  Stats go back to these, and a change to any of them
-    makes the megaflow due for revalidation."""
+    """What translation used and did in one bridge's pipeline: the input bridge's, then one per
+    patch port crossed (in the order crossed).  Its side effects are replayed from here through
+    their owners (``learn``, ``credit``), and a change to anything it used makes the megaflow
+    due for revalidation."""
     pipeline: Pipeline
     entries: list[FlowEntry] = field(default_factory=list)
     tables: list[int] = field(default_factory=list)
@@ -90,12 +96,76 @@ class Visit:
     patch: tuple[PortEntry, PortEntry] | None = None              # (left by, entered by): not for the first
     version: int = -1        # the pipeline's version when translated (or last found still valid)
 
+    def learn(self, now: float) -> None:
+        """NORMAL learns the source MACs it saw, in this bridge's MAC table (a move, a GARP lock)."""
+        if self.learns:
+            macs = self.pipeline.macs
+            for vlan, mac, port, garp in self.learns:
+                macs.learn(vlan, mac, port, now, garp)
+
+    def credit(self, packets: int, nbytes: int, used: float) -> None:
+        """PACKETS (NBYTES, the last at USED) to what translation used here, each through its
+        owner: rules, tables, groups and their buckets, mirrors, the patch port it came in by
+        and the one it left by; and NORMAL's source MACs stay learned (never moved: a host may
+        have moved since the packets were counted)."""
+        p = self.pipeline
+        for vlan, mac, port, _ in self.learns:
+            p.macs.refresh(vlan, mac, port, used)
+        entries = self.entries
+        for e in entries:
+            e.credit(packets, nbytes, used)
+        tables = p.tables
+        for tid in self.tables:
+            tables[tid].count(packets)
+        if len(entries) == 1:                 # the common case, without a set
+            tables[entries[0].table_id].count(0, packets)
+        else:                                 # a table counts a packet matched once
+            for tid in {e.table_id for e in entries}:
+                tables[tid].count(0, packets)
+        for i in self.mirrors:
+            if i < len(p.mirrors):
+                p.mirrors[i].count(packets, nbytes)
+        for gid, bucket in self.groups:
+            g = p.groups.get(gid)
+            if g is not None:
+                g.credit(bucket, packets, nbytes)
+        if self.patch is not None:
+            left, entered = self.patch
+            left.count_tx(packets, nbytes)
+            entered.count_rx(packets, nbytes)
+
+
+class XlateCache(list[Visit]):
+    """A translation's side effects, to replay through their owners (Open vSwitch's xlate cache,
+    ofproto-dpif-xlate-cache.c): its ``Visit``s, the input bridge's first.  ``commit`` replays
+    those of the miss it was translated for; ``push_stats`` the stats of packets that took the
+    translation since: the datapath counters of its megaflow (the revalidator), or misses the
+    megaflow covered.  Translating has no side effect of its own."""
+
+    def commit(self, now: float, packets: int, nbytes: int) -> None:
+        """A miss of PACKETS (NBYTES) at NOW (seconds): NORMAL learns the MACs it saw, and the
+        packets count as missed (``push_stats``)."""
+        for v in self:
+            v.learn(now)
+        self.push_stats(packets, nbytes, now, missed=True)
+
+    def push_stats(self, packets: int, nbytes: int, used: float, missed: bool = False) -> None:
+        """PACKETS (NBYTES, the last at USED, seconds) took the translation: they count in the
+        input bridge's lookups, as hits in the datapath or MISSED into the slow path, and for
+        what translation used (``Visit.credit``)."""
+        if missed:
+            self[0].pipeline.count_lookups(missed=packets)
+        else:
+            self[0].pipeline.count_lookups(hit=packets)
+        for v in self:
+            v.credit(packets, nbytes, used)
+
 
 @dataclass
 class Translation:
     actions: list = field(default_factory=list)
     wc: Wildcards = field(default_factory=Wildcards)
-    visits: list[Visit] = field(default_factory=list)
+    visits: XlateCache = field(default_factory=XlateCache)   # what it used and did, bridge by bridge
     packet_ins: list[PacketIn] = field(default_factory=list)
     error: str | None = None
     peer_errors: list[str] = field(default_factory=list)   # errors in bridges behind patch ports
@@ -112,6 +182,11 @@ class Translation:
     mirrors = property(lambda self: self.visits[0].mirrors)
     macs = property(lambda self: self.visits[0].macs)
     learns = property(lambda self: self.visits[0].learns)
+
+    def commit(self, now: float, packets: int, nbytes: int) -> None:
+        """The side effects of translating a miss of PACKETS (NBYTES) at NOW (seconds), through
+        their owners (``XlateCache.commit``)."""
+        self.visits.commit(now, packets, nbytes)
 
     def megaflow_mask(self) -> bytes:
         """The wildcards as a datapath mask; in_port and recirc_id are always exact."""
@@ -161,21 +236,13 @@ class _Ctx:
                    for alt in alts)
 
     # -- VLAN stack: [(tpid, tci)] outer first
-    @staticmethod
-    def _stack(k: bytearray) -> list[tuple[int, int]]:
-        out = []
-        for (a, b), (c, d) in zip(_TCI, _TPID):
-            tci = int.from_bytes(k[a:b], "big")
-            if tci & VLAN_CFI:
-                out.append((int.from_bytes(k[c:d], "big"), tci))
-        return out
+    def vlan_stack(self) -> list[tuple[int, int]]:
+        """The flow's VLAN tags as the pipeline sees them (no bit of it is recorded as read)."""
+        return _stack(self.flow)
 
-    @staticmethod
-    def _set_stack(k: bytearray, stack) -> None:
-        for i, ((a, b), (c, d)) in enumerate(zip(_TCI, _TPID)):
-            tpid, tci = stack[i] if i < len(stack) else (0, 0)
-            k[a:b] = tci.to_bytes(2, "big")
-            k[c:d] = tpid.to_bytes(2, "big")
+    def set_vlan_stack(self, stack: list[tuple[int, int]]) -> None:
+        """Give the flow these VLAN tags (commit() turns the change into push/pop/set actions)."""
+        _set_stack(self.flow, stack)
 
     def vlan_present(self) -> bool:
         self.out.wc.key |= ((1 << 64) - 1) << 8 * (KEY_SIZE - _TPID[1][1])   # the tag stack: VLAN actions move/keep its bits
@@ -187,7 +254,7 @@ class _Ctx:
         if f == b:                      # nothing changed since the last commit (the common case)
             return
         if f[_VLAN_BYTES[0]] != b[_VLAN_BYTES[0]] or f[_VLAN_BYTES[1]] != b[_VLAN_BYTES[1]]:
-            fs, bs = self._stack(f), self._stack(b)
+            fs, bs = _stack(f), _stack(b)
         else:
             fs = bs = ()
         if fs != bs:
@@ -231,6 +298,24 @@ class _Ctx:
                 new, old = bytes(f[_PORTS][1::2]), bytes(b[_PORTS][1::2])
                 self.odp.append(_set("icmp" if proto == 1 else "icmpv6", new, _diff_mask(new, old)))
         self.base = bytearray(f)
+
+
+def _stack(k: bytearray) -> list[tuple[int, int]]:
+    """K's VLAN tags, [(tpid, tci)] outer first."""
+    out = []
+    for (a, b), (c, d) in zip(_TCI, _TPID):
+        tci = int.from_bytes(k[a:b], "big")
+        if tci & VLAN_CFI:
+            out.append((int.from_bytes(k[c:d], "big"), tci))
+    return out
+
+
+def _set_stack(k: bytearray, stack) -> None:
+    """Write STACK (``_stack``'s form) into K's tags; absent ones are zero."""
+    for i, ((a, b), (c, d)) in enumerate(zip(_TCI, _TPID)):
+        tpid, tci = stack[i] if i < len(stack) else (0, 0)
+        k[a:b] = tci.to_bytes(2, "big")
+        k[c:d] = tpid.to_bytes(2, "big")
 
 
 def _set(kind: str, value: bytes, mask: bytes):
@@ -394,7 +479,6 @@ class Translator:
         c.v.entries.append(e)
         c.table_id, c.cookie = table_id, e.cookie
         if c.tracing:
-            from .flowstr import format_actions, format_match
             c.log(f"{table_id}. {format_match(e.match) or '(any)'}, priority {e.priority}, cookie {e.cookie:#x}")
             c.log(f"    {format_actions(e.instructions)}")
         goto = None
@@ -442,14 +526,14 @@ class Translator:
             elif isinstance(a, SetField):
                 self._set_field(c, a.field, a.value)
             elif isinstance(a, PushVlan):
-                stack = c._stack(c.flow)
+                stack = c.vlan_stack()
                 c.vlan_present()
                 tci = (stack[0][1] if stack else 0) | VLAN_CFI
-                c._set_stack(c.flow, [(a.ethertype, tci)] + stack)
+                c.set_vlan_stack([(a.ethertype, tci)] + stack)
             elif isinstance(a, PopVlan):
-                stack = c._stack(c.flow)
+                stack = c.vlan_stack()
                 if c.vlan_present():
-                    c._set_stack(c.flow, stack[1:])
+                    c.set_vlan_stack(stack[1:])
             elif isinstance(a, DecNwTtl):
                 if not c.prereqs_hold("nw_ttl"):
                     continue
@@ -468,7 +552,7 @@ class Translator:
     def _set_field(self, c: _Ctx, name: str, value: int) -> None:
         f = F[name]
         if name in ("vlan_vid", "vlan_pcp"):
-            stack = c._stack(c.flow)
+            stack = c.vlan_stack()
             if not c.vlan_present():     # as Open vSwitch's mod_vlan_vid/pcp: push a tag first
                 stack = [(0x8100, VLAN_CFI)]
             tpid, tci = stack[0]
@@ -476,7 +560,7 @@ class Translator:
                 tci = (tci & 0xE000) | (value & 0xFFF) | VLAN_CFI
             else:
                 tci = (tci & 0x1FFF) | ((value & 7) << 13)
-            c._set_stack(c.flow, [(tpid, tci)] + stack[1:])
+            c.set_vlan_stack([(tpid, tci)] + stack[1:])
             return
         if f.member == "tp_src" or f.member == "tp_dst":
             c.out.wc.unwildcard(F["ip_frag"])
@@ -604,17 +688,17 @@ class Translator:
             return
         c.log(f"NORMAL: VLAN {vlan}, no learned port for {dst:012x}: flooding")
         mirror_out = p.mirror_outputs()
-        inner = inp.vlan.ingress(c._stack(c.flow))[1][1]
+        inner = inp.vlan.ingress(c.vlan_stack())[1][1]
         for port in sorted(p.ports.values(), key=lambda q: q.ofport):
             if (port.ofport != inp.ofport and not port.no_flood and not port.no_fwd and port.vlan.carries(vlan, inner)
                     and port.ofport not in mirror_out):
                 self._output_normal(c, inp, port, vlan)
 
     def _output_normal(self, c: _Ctx, inp, port, vlan: int) -> None:
-        tags = inp.vlan.ingress(c._stack(c.flow))      # the tags inside the bridge (normal.VlanPort)
+        tags = inp.vlan.ingress(c.vlan_stack())      # the tags inside the bridge (normal.VlanPort)
         tags[0] = (tags[0][0], vlan, tags[0][2])        # in VLAN (a mirror's output VLAN, say)
         saved = bytearray(c.flow)
-        c._set_stack(c.flow, port.vlan.egress(tags))
+        c.set_vlan_stack(port.vlan.egress(tags))
         self._emit(c, port)
         c.flow = saved
 

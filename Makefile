@@ -4,7 +4,7 @@ PYTHON ?= python3
 CONFIG ?= configs/default.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test fuzz setup setup-test build clean
+.PHONY: run test lint fuzz setup setup-test build clean
 
 run: setup
 	$(PYTHON) -m dpdkswitch run $(CONFIG)
@@ -12,12 +12,16 @@ run: setup
 FUZZ_SECONDS ?= 60
 
 test: setup-test
+	PYTHON=$(PYTHON) scripts/lint.sh
 	meson test -C build --print-errorlogs
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; exit 1; fi; exit $$rc
 	DPDKSWITCH_HUGEPAGES=off $(PYTHON) -m pytest -q -p no:cacheprovider -m "dpdk and not netns" $(PYTEST_ARGS); \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "no datapath tests collected for the --no-huge pass" >&2; exit 1; fi; exit $$rc
+
+lint: setup-test
+	PYTHON=$(PYTHON) scripts/lint.sh
 
 fuzz: setup-test
 	scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -28,7 +28,7 @@ fi
 
 PY=${PYTHON:-python3}
 pip_pkgs=(meson-python "meson>=1.1" ninja cffi numpy pyyaml pyelftools)
-[[ $want == test ]] && pip_pkgs+=(pytest hypothesis scapy os-ken)
+[[ $want == test ]] && pip_pkgs+=(pytest hypothesis scapy os-ken ruff import-linter)
 if ! $PY - "${pip_pkgs[@]}" <<'PYEOF'
 import sys, importlib.metadata as md, re
 for req in sys.argv[1:]:

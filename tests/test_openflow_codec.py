@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dpdkswitch.ofproto import actions as A

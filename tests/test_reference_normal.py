@@ -32,7 +32,6 @@ installs it.
 """
 from __future__ import annotations
 
-import re
 
 import pytest
 

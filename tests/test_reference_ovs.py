@@ -100,6 +100,6 @@ def test_same_output_as_ovs(rs, ovs_available, eal, tmp_path):
         pytest.fail(f"{rs.name} ({rs.doc}): dpdkswitch's output differs from Open vSwitch's "
                     f"(frames per port, OVS vs ours: {counts}; inputs, flows and both sides' pcaps are in "
                     f"{tmp_path})\nDiagnosis: {hint}\n\n" + "\n\n".join(problems) +
-                    f"\n\nflows:\n  " + "\n  ".join(rs.flows) +
+                    "\n\nflows:\n  " + "\n  ".join(rs.flows) +
                     ("\ngroups:\n  " + "\n  ".join(rs.groups) if rs.groups else "") +
                     f"\n\ndpdkswitch upcalls: {ours_info['upcalls']}", pytrace=False)

@@ -24,7 +24,7 @@ from dpdkswitch.ofproto.pipeline import Pipeline, PortEntry
 from dpdkswitch.ofproto.xlate import Translator
 
 from test_actions import rebuilt
-from test_slowpath import (PROP_OF2DP, SECOND, Rig, _run_cached, _run_packet_out, assert_same_as_packet_out,
+from test_slowpath import (PROP_OF2DP, SECOND, Rig, _run_cached, assert_same_as_packet_out,
                            check_megaflows, field_mask)
 
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)

@@ -31,7 +31,7 @@ def parse_group(text: str):
     """ovs-ofctl add-group syntax -> GroupEntry: ``group_id=N,type=T,bucket=...,bucket=...``;
     a bucket is ``[weight:W,][watch_port:P,][watch_group:G,]actions=A`` or just ``A``."""
     from dpdkswitch.ofproto.actions import ApplyActions
-    from dpdkswitch.ofproto.flowstr import _port, parse_actions
+    from dpdkswitch.ofproto.flowstr import _port
     from dpdkswitch.ofproto.pipeline import Bucket, GroupEntry
 
     head, *buckets = re.split(r",?\s*bucket=", text.strip())

@@ -56,7 +56,8 @@ from .message import (HEADER, BarrierReply, BarrierRequest, Experimenter, Featur
                       RoleRequest, SetAsync, SetConfig, TableMod, encode)
 from .multipart import (AggregateStats, DescStats, FlowStats, FlowStatsRequest, GroupDesc, GroupFeatures,
                         GroupStats, MeterConfig, MeterFeatures, MeterStats, PortStats, TableFeatures, TableStats)
-from .oxm import oxm_width
+from .acts import check_flow_mod
+from .oxm import oxm_maskable, oxm_width
 from .records import Bucket, MeterBand, Port, Record
 
 V10, V13 = C.OFP10_VERSION, C.OFP13_VERSION
@@ -146,7 +147,7 @@ def table_features(table_id: int) -> TableFeatures:
     instr = b"".join(struct.pack("!HH", t, 4) for t in INSTRUCTION_TYPES
                      if not (t == C.OFPIT_GOTO_TABLE and table_id >= N_TABLES - 1))
     acts = b"".join(struct.pack("!HH", t, 4) for t in ACTION_TYPES)
-    match = b"".join(struct.pack("!I", _oxm_header(f, f.maskable)) for f in fields)
+    match = b"".join(struct.pack("!I", _oxm_header(f, oxm_maskable(f))) for f in fields)
     wild = b"".join(struct.pack("!I", _oxm_header(f)) for f in fields)
     setf = b"".join(struct.pack("!I", _oxm_header(f)) for f in fields if f.writable)
     nxt = bytes(range(table_id + 1, N_TABLES))
@@ -459,7 +460,9 @@ class OFSwitch:
         if flags & ~(0x1F if v13 else 0x3) or not v13 and flags & C.OFPFF10_EMERG:
             raise err(C.OFPET_FLOW_MOD_FAILED, C.OFPFMFC_BAD_FLAGS)
         instructions = tuple(sorted(msg.instructions, key=lambda i: A.INSTRUCTION_ORDER.index(type(i))))
-        if cmd in (C.OFPFC_ADD, C.OFPFC_MODIFY, C.OFPFC_MODIFY_STRICT):
+        adds = cmd in (C.OFPFC_ADD, C.OFPFC_MODIFY, C.OFPFC_MODIFY_STRICT)
+        check_flow_mod(msg.match, instructions if adds else (), table, conn.version)   # Open vSwitch's verdict
+        if adds:
             for ins in instructions:
                 if isinstance(ins, A.GotoTable) and (table >= N_TABLES or ins.table_id <= table
                                                      or ins.table_id >= N_TABLES):

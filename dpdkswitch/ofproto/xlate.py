@@ -468,6 +468,13 @@ class Translator:
                 tci = (tci & 0x1FFF) | ((value & 7) << 13)
             c._set_stack(c.flow, [(tpid, tci)] + stack[1:])
             return
+        if f.name == "metadata":                 # pipeline state, not a header: no commit
+            c.metadata = value
+            return
+        if f.name == "in_port":                  # as OVS: later lookups, in_port and NORMAL see it
+            c.in_ofport = value
+            IN_PORT.to_key(c.flow, value)
+            return
         if f.member == "tp_src" or f.member == "tp_dst":
             c.out.wc.unwildcard(F["ip_frag"])
             if F["ip_frag"].from_key(c.flow) & FRAG_LATER:   # a first fragment's are set, as OVS

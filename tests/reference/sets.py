@@ -633,6 +633,9 @@ def set_fragments_l4() -> RefSet:
         f.add(eth() / ip4("10.0.0.3", "10.1.0.3", id=300 + i, flags="MF") / UDP(sport=90 + i, dport=6), 2)
         f.add(eth() / ip4("10.0.0.3", "10.1.0.3") / UDP(sport=90 + i, dport=6), 2)
         f.add(eth() / ip4("10.0.0.3", "10.1.0.3") / UDP(sport=90 + i, dport=0), 1)
+        # ICMP in first fragments: its type is set too (the lookup sees type and code as 0).
+        f.add(eth() / ip4("10.0.0.4", "10.1.0.4", id=400 + i, flags="MF") / ICMP(type=8, id=i), 2)
+        f.add(eth() / ip4("10.0.0.4", "10.1.0.4", id=400 + i, frag=2, proto=1) / Raw(b"v" * 16), 2)
     f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
     flows = [
         "priority=100,ipv6,ipv6_dst=2001:db8::1,nw_proto=6,actions=output:4",
@@ -648,6 +651,8 @@ def set_fragments_l4() -> RefSet:
         "priority=100,udp,nw_dst=10.1.0.3,tp_dst=6,actions=output:2",
         "priority=90,udp,nw_dst=10.1.0.3,tp_dst=0,actions=set_field:7->udp_src,output:4",
         "priority=50,ip,nw_dst=10.1.0.3,actions=output:3",
+        "priority=100,icmp,nw_dst=10.1.0.4,icmp_type=8,actions=output:2",
+        "priority=90,icmp,nw_dst=10.1.0.4,actions=set_field:0->icmp_type,output:3",
     ]
     return RefSet("fragments_l4", "IPv6 later fragments' nw_proto (44), tcp_flags matched on first fragments, "
                   "L4 set-field (TCP, UDP, SCTP; IPv4 and IPv6) on first fragments, ports seen as 0 by the "
@@ -741,10 +746,84 @@ def set_ipv4_proto58() -> RefSet:
                   flows, f.frames)
 
 
+def set_metadata_in_port() -> RefSet:
+    f = Frames()
+    for i in range(4):
+        for d in (1, 2, 3, 4):
+            f.add(eth() / ip4(f"10.0.0.{i + 1}", f"10.1.0.{d}") / UDP(sport=i, dport=d), 1 + i % 2)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
+    flows = [
+        "table=0,priority=10,ip,nw_dst=10.1.0.1,actions=set_field:0x5->metadata,goto_table:1",
+        "table=0,priority=10,ip,nw_dst=10.1.0.4,actions=goto_table:1",
+        "table=1,priority=10,metadata=0x5,actions=output:2",
+        "table=1,priority=5,actions=output:3",
+        "table=0,priority=10,ip,nw_dst=10.1.0.2,actions=set_field:3->in_port,goto_table:2",
+        "table=2,priority=10,in_port=3,actions=output:1,output:in_port",
+        "table=2,priority=5,actions=output:4",
+        "table=0,priority=10,ip,nw_dst=10.1.0.3,actions=set_field:2->in_port,output:2,output:4",
+    ]
+    return RefSet("set_field_metadata_in_port", "set_field to metadata (later tables match it) and to in_port "
+                  "(later tables match it; output to the new in_port is skipped, to the old one allowed)",
+                  flows, f.frames)
+
+
+def set_vlan_pcp_partial() -> RefSet:
+    f = Frames()
+    for pcp in range(8):
+        f.add(eth(vlans=[(10, pcp)]) / ip4("10.0.0.1", f"10.1.0.{pcp}") / UDP(sport=pcp), 2)
+    f.add(eth() / ip4("10.0.0.1", "10.2.0.1") / UDP(), 3)
+    flows = [
+        "priority=20,vlan_tci=0x3000/0x3000,actions=output:2",
+        "priority=10,vlan_tci=0x9000/0x9000,actions=output:3",
+        "priority=5,vlan_tci=0x1000/0x1000,actions=output:4",
+    ]
+    return RefSet("vlan_pcp_partial", "vlan_tci with partial PCP masks (OpenFlow 1.0 + NXM on the OVS side: "
+                  "OpenFlow 1.3's OXM cannot carry them)", flows, f.frames, protocol="OpenFlow10")
+
+
+# ---- Open vSwitch 3.1's own bugs (test_reference_ovs.KNOWN says what each is and why ours is right)
+
+def set_ovs_bug_later_fragment_csum() -> RefSet:
+    f = Frames()
+    for i in range(3):
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}", id=10 + i, frag=4, proto=6) / Raw(bytes(range(32))), 2)
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}", id=20 + i, frag=4, proto=17) / Raw(bytes(range(32))), 2)
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}") / TCP(sport=i, dport=80), 2)               # whole: agree
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
+    flows = ["priority=10,ip,actions=mod_nw_src:10.9.9.9,output:2"]
+    return RefSet("ovs_bug_later_fragment_csum", "an address rewrite on later IPv4 TCP/UDP fragments (their payload "
+                  "is no L4 header)", flows, f.frames)
+
+
+def set_ovs_bug_vlan_megaflow() -> RefSet:
+    f = Frames()
+    f.add(eth(vlans=[(10, 1)]) / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=1), 3)             # one tag, first
+    f.add(eth(vlans=[(10, 1), (20, 2)]) / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=1), 3)   # then two
+    flows = ["priority=10,dl_vlan=10,actions=push_vlan:0x8100,set_field:4126->vlan_vid,set_field:3->vlan_pcp,"
+             "output:2"]
+    return RefSet("ovs_bug_vlan_megaflow", "push_vlan onto a one-tag frame, then onto two-tag frames of the same "
+                  "outer tag", flows, f.frames)
+
+
+def set_ovs_bug_ff_select_action_set() -> RefSet:
+    f = Frames()
+    for i in range(4):
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}") / UDP(sport=i), 2)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
+    groups = ["group_id=2,type=select,bucket=output:3",
+              "group_id=1,type=fast_failover,bucket=watch_port:3,actions=group:2"]
+    flows = ["table=0,priority=10,ip,actions=write_actions(output:4),goto_table:1",
+             "table=1,priority=10,ip,actions=group:1"]
+    return RefSet("ovs_bug_ff_select_action_set", "an action set pending when a select group is reached "
+                  "through a fast-failover group", flows, f.frames, groups)
+
+
 SETS = [set_vlan, set_vlan_of10, set_set_field_l2l3, set_set_field_l4, set_ip_fragments, set_ipv6_ext,
         set_l2_misc, set_set_field_other, set_dec_ttl, set_groups_select, set_groups_all_indirect, set_groups_ff,
         set_groups_ff_watch_both, set_multi_table, set_action_set, set_priorities, set_output_ports, set_arp_ipv6,
-        set_fragments_l4, set_ttl_expiry_groups, set_bucket_action_set, set_ipv4_proto58]
+        set_fragments_l4, set_ttl_expiry_groups, set_bucket_action_set, set_ipv4_proto58,
+        set_metadata_in_port, set_vlan_pcp_partial,
+        set_ovs_bug_later_fragment_csum, set_ovs_bug_vlan_megaflow, set_ovs_bug_ff_select_action_set]
 
 
 def all_sets() -> list[RefSet]:

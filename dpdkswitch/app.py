@@ -2,26 +2,32 @@
 
 Owns the control thread's asyncio loop: the control socket, SIGINT/SIGTERM, the once-a-second
 live view, the upcall handlers (woken by each datapath's eventfd), the revalidators (every
-500 ms), and polling of bridges that have no PMD thread (``pmd_cores: []``).  Everything
-here runs on the main thread, which is EAL's main lcore and the datapath's only writer.
+500 ms) -- what one turn of each does is udpif.py's, which the benchmark drives too -- and
+polling of bridges that have no PMD thread (``pmd_cores: []``).  Everything here runs on the
+main thread, which is EAL's main lcore and the datapath's only writer.
 """
 from __future__ import annotations
 
 import asyncio
 import gc
 import ipaddress
-import os
+import logging
+import resource
 import signal
 import sys
 
-from . import __version__
+from . import __version__, udpif
 from .config import Config
 from .control import Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
 from .datapath import Eal, lib, ffi
-from .openflow.ofswitch import OpenFlowService
+from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
+from .ofswitch import OpenFlowService
+from .openflow.connection import MAX_CONNECTIONS
 from .switch import Switch
 from .top import TopView
+
+LOG = logging.getLogger("dpdkswitch")
 
 
 def version_text() -> str:
@@ -48,34 +54,21 @@ async def _poll_without_pmds(switch: Switch, stop: asyncio.Event) -> None:
 
 
 def _handle_upcalls(backer) -> None:
-    """The datapath's eventfd fired: take the upcalls (a bounded batch), re-arm."""
-    try:
-        os.read(backer.dp.upcall_fd(), 8)
-    except BlockingIOError:
-        pass
-    while backer.upcalls.handle():
-        pass
+    """The datapath's eventfd fired: one upcall wake-up (udpif), then what it asks for."""
+    w = udpif.upcall_wakeup(backer)
     loop = asyncio.get_running_loop()
-    if any(p.macs.changed for p in backer.pipelines) and not backer.revalidation_due:
-        # A MAC was learned or moved: the megaflows that depend on it are re-translated within
-        # 10 ms (coalesced), not at the next periodic pass.
-        backer.revalidation_due = True
-
-        def soon():
-            backer.revalidation_due = False
-            backer.revalidator.run()
-        loop.call_later(0.01, soon)
-    if backer.dp.upcall_arm():                 # more arrived meanwhile: go again soon
+    if w.mac_pass_in is not None:              # a MAC was learned or moved
+        loop.call_later(w.mac_pass_in, udpif.mac_change_pass, backer)
+    if w.again:                                # more arrived meanwhile: go again soon
         loop.call_soon(_handle_upcalls, backer)
 
 
 async def _revalidate(switch: Switch, stop: asyncio.Event) -> None:
     """Every 500 ms: stats to rules, expiry, megaflows true to the tables."""
     while not stop.is_set():
-        for backer in switch.backers():
-            backer.revalidator.run()
+        wait = udpif.periodic_pass(switch.backers())
         try:
-            await asyncio.wait_for(stop.wait(), timeout=max((b.revalidator.interval() for b in switch.backers()), default=0.5))
+            await asyncio.wait_for(stop.wait(), timeout=wait)
         except asyncio.TimeoutError:
             pass
 
@@ -105,7 +98,8 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     hint = try_hint(config)
     if hint:
         header.append(f"Try, in another terminal: {hint}")
-    print("\n".join(header), flush=True)
+    if not top:                                # the live view shows it at its top
+        LOG.info("\n".join(header))
     view = TopView(switch, counters, header)
     poller = asyncio.create_task(_poll_without_pmds(switch, stop))
     revalidator = asyncio.create_task(_revalidate(switch, stop))
@@ -128,18 +122,47 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
         await revalidator
         await openflow.stop()
         await server.stop()
-    print("stopping: PMD threads, ports, namespaces", flush=True)
+    LOG.info("stopping: PMD threads, ports, namespaces")
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def run(config: Config, socket_path: str | None = None, top: bool = False) -> int:
-    switch = Switch(config)
-    switch.start()
-    # What start-up built (config, rules, ports) lives as long as the process: out of the
-    # cyclic collector's sight, so that a full collection (triggered as megaflows accumulate)
-    # does not walk every rule again; at 100k rules that was ~50 us per flow setup.
-    gc.freeze()
+    """Run the switch until SIGINT/SIGTERM or ``exit``.  Raises AlreadyRunning, before anything
+    is touched, when another instance holds this control socket or a bridge's .mgmt socket."""
+    socket_path = socket_path or config.control_socket
+    instance = Instance(socket_path, list(config.bridges))
+    instance.acquire()
+    sweep_runtime_dirs()
+    # Room for the OpenFlow connections it admits (openflow.connection.MAX_CONNECTIONS) beside
+    # its own ports and sockets: the soft limit of open files up to the hard one.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = MAX_CONNECTIONS + 1024 if hard == resource.RLIM_INFINITY else min(hard, MAX_CONNECTIONS + 1024)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    # Until the event loop takes the signals over, SIGTERM unwinds like Ctrl-C: whatever start-up
+    # has made (ports, namespaces) is taken down by the handlers on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
+    switch = Switch(config, netns_record=instance.netns_record)
     try:
-        asyncio.run(serve(switch, config, socket_path or config.control_socket, top))
+        switch.start()
+        # What start-up built (config, rules, ports) lives as long as the process: out of the
+        # cyclic collector's sight, so that a full collection (triggered as megaflows accumulate)
+        # does not walk every rule again; at 100k rules that was ~50 us per flow setup.
+        gc.freeze()
+        asyncio.run(serve(switch, config, socket_path, top))
+    except KeyboardInterrupt:
+        LOG.info("stopped during start-up: what it had set up is removed")
     finally:
-        switch.stop()
+        # Stopping is not interrupted by a second signal: a half-stopped switch leaks more.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            switch.stop()
+            if Eal.running():
+                remove_runtime_dir(Eal.file_prefix())
+        finally:
+            instance.release()
     return 0

@@ -1,14 +1,23 @@
-"""The ``dpdkswitch`` command: run a switch, talk to one, check a config."""
+"""The ``dpdkswitch`` command: run a switch, talk to one, check a config.
+
+``run`` sends its messages through `logging` (see log.py): the switch logs for a long time,
+under the live view, and some of its messages are rate limited.  The one-shot commands
+(``check``, ``ctl``, ``bench``'s usage errors, argparse's) print their answer or their error as
+a plain line on stdout or stderr: that line is the command's result, for a person or a script,
+written once as the process ends, so there is nothing to rate-limit or keep in view.
+"""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
-from . import __version__
-from .config import ConfigError, load
+from . import __version__, log
+from .config import Config, ConfigError, load
 
 DEFAULT_SOCKET = "/run/dpdkswitch/ctl.sock"
+LOG = logging.getLogger("dpdkswitch")
 
 
 def _all_cpus() -> None:
@@ -21,35 +30,38 @@ def _all_cpus() -> None:
         pass
 
 
+def checked_config(path: str) -> Config:
+    """The config at PATH, through every check ``run`` applies before it starts EAL (the
+    schema, then `switch.check`); ConfigError, one line with FILE:LINE, on the first problem."""
+    from .switch import check
+    config = load(path)
+    check(config)
+    return config
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     from .app import run
     from .datapath import DatapathError
+    from .instance import AlreadyRunning
     from .netns import NetnsError
+    top = sys.stdout.isatty() if a.top is None else a.top
+    log.setup(live_view=top)
     try:
-        config = load(a.config)
+        config = checked_config(a.config)
     except ConfigError as e:
-        print(f"dpdkswitch: {e}", file=sys.stderr)
+        LOG.error("%s", e)
         return 2
     _all_cpus()
-    top = sys.stdout.isatty() if a.top is None else a.top
     try:
         return run(config, a.socket, top)
-    except (DatapathError, NetnsError, OSError, ConfigError) as e:
-        print(f"dpdkswitch: {e}", file=sys.stderr)
+    except (AlreadyRunning, DatapathError, NetnsError, OSError, ConfigError) as e:
+        LOG.error("%s", e)
         return 1
 
 
 def cmd_check(a: argparse.Namespace) -> int:
     try:
-        config = load(a.config)
-    except ConfigError as e:
-        print(f"dpdkswitch: {e}", file=sys.stderr)
-        return 2
-    from .switch import parse_config_flow
-    try:
-        for b in config.bridges.values():
-            for f in b.flows:
-                parse_config_flow(f)
+        config = checked_config(a.config)
     except ConfigError as e:
         print(f"dpdkswitch: {e}", file=sys.stderr)
         return 2
@@ -98,18 +110,8 @@ def _count(text: str) -> int:
 
 def cmd_bench(a: argparse.Namespace) -> int:
     from .bench import main as bench_main
-    if (a.revalidation or a.memory) and (a.scenario or a.compare or a.flow_mods):
-        print("dpdkswitch bench: --revalidation and --memory run alone (no SCENARIO, --compare or --flow-mods)",
-              file=sys.stderr)
-        return 2
-    if a.flow_mods:
-        from .flowmod_bench import main as flowmod_main
-        return flowmod_main(a.flow_mods, a.json)
-    if a.compare and a.json:
-        print("dpdkswitch bench: --json is for one run; --compare writes JSON into --out", file=sys.stderr)
-        return 2
-    if not a.compare:
-        _all_cpus()
+    if not (a.compare or a.flow_mods):
+        _all_cpus()                  # EAL starts in this process, as in `run`
     return bench_main(a)
 
 

@@ -10,57 +10,17 @@ cross-field conflicts each give one precise error.  Line 0 means the file could
 not be read at all.
 
 Called by: the CLI and the tests, from the main thread, before EAL starts.
-Cost: pure Python, no I/O beyond reading the file (plus /sys/.../cpu/online).
+Cost: pure Python, no I/O beyond reading the file (plus /sys/.../cpu/online, and whether
+the TLS files named exist).
 
-Schema reference (defaults in parentheses)::
+The schema is the tables under "the schema" below (key -> checker and default); the README's
+"Config reference" shows every key with its meaning and default, and a test holds the two to
+the same keys.  Device strings: PCI ``[DDDD:]BB:DD.F[,key=value...]`` (any keys), or a vdev
+whose driver is one of `VDEV_KEYS` with only that driver's keys.
 
-    dpdk:                       # optional
-      cores: [0, 1]             # ints, online, no duplicates; first = main (control)
-                                #   lcore (first two online CPUs, or one if only one)
-      hugepages: auto           # auto | on | off (auto)
-      memory_mb: 512            # positive int (None)
-      extra_args: []            # list of strings ([])
-      file_prefix: null         # string (None)
-    control:                    # optional
-      socket: /run/dpdkswitch/ctl.sock   # string (that)
-    bridges:                    # required, >= 1; name ^[A-Za-z0-9_.-]{1,15}$
-      br0:
-        datapath:               # optional
-          pmd_cores: [1]        # subset of dpdk.cores minus the main lcore; disjoint
-                                #   across bridges; [] = no PMD threads
-                                #   (all dpdk.cores but the first; error if none)
-          emc_insert_inv_prob: 100   # int >= 0, 0 = EMC off (100)
-          flow_limit: 200000         # int > 0 (200000)
-        openflow:               # optional
-          listen: []            # ptcp:PORT[:IP] | punix:PATH ([])
-          controllers: []       # tcp:HOST:PORT | ssl:HOST:PORT | unix:PATH ([])
-          fail_mode: standalone # standalone | secure (standalone)
-        ports:                  # required, >= 1; name ^[A-Za-z0-9_.-]{1,15}$
-          p1:
-            device: net_tap0    # required (but for a patch port); PCI address or
-                                #   net_<driver><id>[,k=v...]
-            peer: null          # instead of device: a patch port, linked to the patch port
-                                #   of this name in another bridge, which names this one
-                                #   back; patch port names are unique in the config.
-                                #   Bridges linked by patch ports share one datapath: their
-                                #   datapath settings must agree (pmd_cores are pooled)
-            ofport: 1           # required, 1..65279 or LOCAL (the bridge's local port, as
-                                #   Open vSwitch's: output:LOCAL goes there, floods include
-                                #   it; e.g. a tap the host uses), unique within the bridge
-            n_rxq: 1            # 1..64 (1)
-            n_txq: null         # 1..64 (None = chosen at run time)
-            rxd: 1024           # power of two, 64..16384 (1024)
-            txd: 1024           # power of two, 64..16384 (1024)
-            mtu: null           # 68..9710 (None)
-            rxq_affinity: {}    # rx queue (< n_rxq) -> core in the bridge's pmd_cores
-            netns:              # net_tap only
-              name: h1          # required, ^[A-Za-z0-9_.-]{1,32}$, unique in the config
-              address: null     # IPv4/IPv6 interface address, e.g. 10.0.0.1/24
-        flows: []               # ovs-ofctl flow strings, kept with their file:line
-
-Device strings: PCI ``[DDDD:]BB:DD.F[,key=value...]`` (any keys), or a vdev whose
-driver is one of `VDEV_KEYS` with only that driver's keys.  vdev names, PCI
-addresses and tap ``iface`` names must be unique across the whole config.
+What needs more than the file (a flow the pipeline refuses, hugepages that are not free, TLS
+files that do not load) is checked by ``switch.check``, which ``dpdkswitch check`` and ``run``
+both call.
 """
 from __future__ import annotations
 
@@ -90,6 +50,12 @@ class ConfigError(Exception):
 
     def __reduce__(self):
         return ConfigError, (self.path, self.line, self.msg)
+
+    @classmethod
+    def at(cls, where: str, msg: str) -> "ConfigError":
+        """The error at WHERE, a ``file:line`` as the dataclasses keep it."""
+        path, _, line = where.rpartition(":")
+        return cls(path, int(line), msg)
 
 
 # ---------------------------------------------------------------- dataclasses
@@ -168,6 +134,7 @@ class SslConfig:
     private_key: str
     certificate: str
     ca_cert: str
+    where: str = field(default="", compare=False)   # "file:line" of the ssl key
 
 
 @dataclass
@@ -211,6 +178,7 @@ class DpdkConfig:
     memory_mb: int | None
     extra_args: list[str]
     file_prefix: str | None
+    hugepages_where: str = field(default="", compare=False)   # "file:line" of the hugepages key, if given
 
 
 @dataclass
@@ -451,9 +419,7 @@ _MAC_RE = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 
 def _static_mac(r: _Reader, node: Node, key: str) -> "StaticMac":
     """{mac: 02:00:00:00:00:01, vlan: 10, port: p1}"""
-    spec = {"mac": (_text(_MAC_RE.fullmatch, "a MAC address xx:xx:xx:xx:xx:xx"), REQUIRED),
-            "vlan": (_int(0, 4095), 0), "port": (_str, REQUIRED)}
-    v, _ = r.section(node, spec, f"{key} entry", node)
+    v, _ = r.section(node, STATIC_MAC, f"{key} entry", node)
     return StaticMac(v["mac"], v["vlan"], v["port"], r.where(node))
 
 
@@ -488,61 +454,31 @@ def _flow(r: _Reader, node: Node, key: str) -> FlowConfig:
     return FlowConfig(text, r.where(node))
 
 
-def _section(r: _Reader, node: Node, key: str) -> Node:
-    return node  # a nested mapping; its shape is checked when it is parsed
+class Section:
+    """The checker of a key whose value is made of mappings that TABLE checks: one of them
+    (kind "one"), a mapping of names the user picks (bridges, ports, mirrors) to them ("named"),
+    or a list of them ("list", checked by CHECK).  A mapping is handed on as its node: the
+    reader checks it against TABLE when it gets there."""
+
+    def __init__(self, table: dict, kind: str = "one", check: Checker | None = None):
+        self.table, self.kind, self.check = table, kind, check
+
+    def __call__(self, r: _Reader, node: Node, key: str):
+        return self.check(r, node, key) if self.check else node
+
+
+def _mapping(r: _Reader, node: Node, key: str) -> Node:
+    return node  # a mapping of values (rxq_affinity: queue -> core); the reader checks it
 
 
 # ---------------------------------------------------------------- the schema
-# key -> (checker, default); REQUIRED marks mandatory keys.
+# key -> (checker, default); REQUIRED marks mandatory keys.  These tables are the schema: the
+# README's "Config reference" shows every key they accept (tests/test_config.py holds it to that).
 
-TOP = {"dpdk": (_section, None), "control": (_section, None), "bridges": (_section, REQUIRED)}
-DPDK = {
-    "cores": (_list(_int(0)), None),  # None: computed from online_cpus()
-    "hugepages": (_enum("auto", "on", "off"), "auto"),
-    "memory_mb": (_opt(_int(1)), None),
-    "extra_args": (_list(_str), []),
-    "file_prefix": (_opt(_str), None),
-}
-CONTROL = {"socket": (_text(bool, "a non-empty path"), "/run/dpdkswitch/ctl.sock")}
-BRIDGE = {
-    "datapath": (_section, None),
-    "openflow": (_section, None),
-    "ports": (_section, REQUIRED),
-    "flows": (_list(_flow), []),
-    "mac_table": (_section, None),
-    "flood_vlans": (_list(_int(0, 4095)), []),
-    "forward_bpdu": (_bool, False),
-    "mirrors": (_section, None),
-}
-MIRROR = {
-    "select_all": (_bool, False),
-    "select_src_port": (_list(_str), []),
-    "select_dst_port": (_list(_str), []),
-    "select_vlan": (_opt(_list(_int(0, 4095))), None),
-    "output_port": (_opt(_str), None),
-    "output_vlan": (_opt(_int(1, 4095)), None),
-}
-MAC_TABLE = {
-    "idle_time": (_int(15, 3600), 300),
-    "max_entries": (_int(10, 1000000), 8192),
-    "static": (_list(_static_mac), []),
-}
-DATAPATH = {
-    "pmd_cores": (_list(_int(0)), None),  # None: all dpdk.cores but the main one
-    "emc_insert_inv_prob": (_int(0), 100),
-    "flow_limit": (_int(1), 200000),
-}
-OPENFLOW = {
-    "listen": (_list(_text(_valid_listen, "ptcp:PORT[:IP], pssl:PORT[:IP] or punix:PATH")), []),
-    "controllers": (_list(_text(_valid_controller,
-                                "tcp:HOST:PORT, ssl:HOST:PORT or unix:PATH")), []),
-    "fail_mode": (_enum("standalone", "secure"), "standalone"),
-    "ssl": (_section, None),
-}
-SSL = {
-    "private_key": (_text(bool, "a file path"), REQUIRED),
-    "certificate": (_text(bool, "a file path"), REQUIRED),
-    "ca_cert": (_text(bool, "a file path"), REQUIRED),
+NETNS = {
+    "name": (_text(_name_re(32).fullmatch, "1-32 characters of A-Za-z0-9_.-"), REQUIRED),
+    "address": (_opt(_text(_valid_cidr, "an IPv4 or IPv6 address/prefix, e.g. 10.0.0.1/24")),
+                None),
 }
 PORT = {
     "device": (_opt(_device), None),
@@ -553,17 +489,67 @@ PORT = {
     "rxd": (_int(64, 16384, pow2=True), 1024),
     "txd": (_int(64, 16384, pow2=True), 1024),
     "mtu": (_opt(_int(68, 9710)), None),
-    "rxq_affinity": (_section, None),
-    "netns": (_section, None),
+    "rxq_affinity": (_mapping, None),
+    "netns": (Section(NETNS), None),
     "vlan_mode": (_enum("access", "trunk", "native-tagged", "native-untagged", "dot1q-tunnel"), None),
     "tag": (_opt(_int(0, 4095)), None),
     "trunks": (_opt(_list(_int(0, 4095))), None),
 }
-NETNS = {
-    "name": (_text(_name_re(32).fullmatch, "1-32 characters of A-Za-z0-9_.-"), REQUIRED),
-    "address": (_opt(_text(_valid_cidr, "an IPv4 or IPv6 address/prefix, e.g. 10.0.0.1/24")),
-                None),
+SSL = {
+    "private_key": (_text(bool, "a file path"), REQUIRED),
+    "certificate": (_text(bool, "a file path"), REQUIRED),
+    "ca_cert": (_text(bool, "a file path"), REQUIRED),
 }
+OPENFLOW = {
+    "listen": (_list(_text(_valid_listen, "ptcp:PORT[:IP], pssl:PORT[:IP] or punix:PATH")), []),
+    "controllers": (_list(_text(_valid_controller,
+                                "tcp:HOST:PORT, ssl:HOST:PORT or unix:PATH")), []),
+    "fail_mode": (_enum("standalone", "secure"), "standalone"),
+    "ssl": (Section(SSL), None),
+}
+DATAPATH = {
+    "pmd_cores": (_list(_int(0)), None),  # None: all dpdk.cores but the main one
+    "emc_insert_inv_prob": (_int(0), 100),
+    "flow_limit": (_int(1), 200000),
+}
+STATIC_MAC = {
+    "mac": (_text(_MAC_RE.fullmatch, "a MAC address xx:xx:xx:xx:xx:xx"), REQUIRED),
+    "vlan": (_int(0, 4095), 0),
+    "port": (_str, REQUIRED),
+}
+MAC_TABLE = {
+    "idle_time": (_int(15, 3600), 300),
+    "max_entries": (_int(10, 1000000), 8192),
+    "static": (Section(STATIC_MAC, "list", _list(_static_mac)), []),
+}
+MIRROR = {
+    "select_all": (_bool, False),
+    "select_src_port": (_list(_str), []),
+    "select_dst_port": (_list(_str), []),
+    "select_vlan": (_opt(_list(_int(0, 4095))), None),
+    "output_port": (_opt(_str), None),
+    "output_vlan": (_opt(_int(1, 4095)), None),
+}
+BRIDGE = {
+    "datapath": (Section(DATAPATH), None),
+    "openflow": (Section(OPENFLOW), None),
+    "ports": (Section(PORT, "named"), REQUIRED),
+    "flows": (_list(_flow), []),
+    "mac_table": (Section(MAC_TABLE), None),
+    "flood_vlans": (_list(_int(0, 4095)), []),
+    "forward_bpdu": (_bool, False),
+    "mirrors": (Section(MIRROR, "named"), None),
+}
+CONTROL = {"socket": (_text(bool, "a non-empty path"), "/run/dpdkswitch/ctl.sock")}
+DPDK = {
+    "cores": (_list(_int(0)), None),  # None: computed from online_cpus()
+    "hugepages": (_enum("auto", "on", "off"), "auto"),
+    "memory_mb": (_opt(_int(1)), None),
+    "extra_args": (_list(_str), []),
+    "file_prefix": (_opt(_str), None),
+}
+TOP = {"dpdk": (Section(DPDK), None), "control": (Section(CONTROL), None),
+       "bridges": (Section(BRIDGE, "named"), REQUIRED)}
 
 
 # -------------------------------------------------------------------- reader
@@ -699,7 +685,7 @@ class _Reader:
                                     f"(online CPUs: {_cpulist(online)})")
                 if core in d["cores"][:i]:
                     self.fail(item, f"dpdk.cores: core {core} is listed twice")
-        return DpdkConfig(**d)
+        return DpdkConfig(**d, hugepages_where=self.where(nodes["hugepages"][0]) if "hugepages" in nodes else "")
 
     def bridge(self, key: ScalarNode, node: Node, dpdk: DpdkConfig,
                pmd_claims: list) -> BridgeConfig:
@@ -737,7 +723,7 @@ class _Reader:
                 if not os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(self.path)), v)):
                     self.fail(ssl_nodes[k][1], f"openflow ssl {k}: no file {v!r}")
             openflow["ssl"] = SslConfig(**{k: os.path.join(os.path.dirname(os.path.abspath(self.path)), v)
-                                           for k, v in ssl_cfg.items()})
+                                           for k, v in ssl_cfg.items()}, where=self.where(of_nodes["ssl"][0]))
         elif tls:
             self.fail(of_key, f"{what} openflow: {tls[0]} needs ssl: {{private_key, certificate, ca_cert}}")
         ports: dict[str, PortConfig] = {}

@@ -2,13 +2,17 @@
 
 A port with ``netns: {name: h1, address: 10.0.0.1/24}`` has its tap interface moved into
 namespace h1 (created if missing) and addressed there, so ``ip netns exec h1 ping ...``
-crosses the switch.  Namespaces this module created are removed again by ``cleanup``.
+crosses the switch.  Namespaces this module created are removed again by ``cleanup``.  With a
+record file, each one created is written there as it is made, so that a run killed before its
+cleanup leaves a list: the next ``Namespaces`` on that file (the same instance's next start,
+see instance.py) removes what is listed and still there.
 
 Called from the control thread when ports are added or removed.  Cost: a few ``ip``
 commands (milliseconds each).
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
@@ -43,14 +47,42 @@ def link_up(iface: str, netns: str) -> bool:
 class Namespaces:
     """The namespaces one switch uses; remembers which it created."""
 
-    def __init__(self) -> None:
+    def __init__(self, record: str | None = None) -> None:
         self.created: list[str] = []
+        self.record = record
+        self.recovered: list[str] = []
+        if record:
+            try:
+                with open(record) as f:
+                    leftovers = f.read().split()
+            except FileNotFoundError:
+                leftovers = []
+            for name in leftovers:
+                if exists(name):
+                    _ip("netns", "delete", name, check=False)
+                    self.recovered.append(name)
+            self._write()
+
+    def _write(self) -> None:
+        if not self.record:
+            return
+        if not self.created:
+            try:
+                os.unlink(self.record)
+            except FileNotFoundError:
+                pass
+            return
+        tmp = self.record + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("\n".join(self.created) + "\n")
+        os.replace(tmp, self.record)
 
     def attach(self, iface: str, name: str, address: str | None, timeout: float = 5.0) -> None:
         """Move IFACE into namespace NAME (creating it), address it, bring it up."""
         if not exists(name):
+            self.created.append(name)          # recorded first: a kill between the two leaves no orphan
+            self._write()
             _ip("netns", "add", name)
-            self.created.append(name)
         # DPDK's tap PMD creates the interface as the port is probed; wait until the kernel has it.
         deadline = time.monotonic() + timeout
         while not link_exists(iface):
@@ -73,3 +105,4 @@ class Namespaces:
         for name in reversed(self.created):
             _ip("netns", "delete", name, check=False)
         self.created.clear()
+        self._write()

@@ -15,12 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .config import BridgeConfig, Config, ConfigError, FlowConfig, PortConfig
-from .datapath import PORT_STATS_FIELDS, Datapath, DatapathError, Eal, PortInfo, is_pci
+from .datapath import PORT_STATS_FIELDS, Datapath, DatapathError, Eal, PortInfo, is_pci, odp, parse
 from .ofproto.flowstr import FlowParseError, FlowSpec, parse_flow
 from .ofproto.match import MatchError
 from .ofproto.normal import Mirror, VlanPort
-from .ofproto.pipeline import FlowModError, Pipeline, PortEntry
-from .ofproto.xlate import PacketInRegistry, Translator
+from .ofproto.pipeline import FlowModError, MeterEntry, Pipeline, PortEntry
+from .ofproto.xlate import PacketInRegistry, Translation, Translator
+from .openflow.connection import tls_context
 from .revalidator import Revalidator
 from .upcall import UpcallHandler
 from .netns import Namespaces
@@ -39,6 +40,29 @@ def parse_config_flow(flow: FlowConfig) -> FlowSpec:
 DEFAULT_FLOWS = ["priority=0,actions=NORMAL"]
 
 
+def bridge_pipeline(config: BridgeConfig, clock=lambda: 0.0) -> Pipeline:
+    """The bridge's OpenFlow pipeline as its config sets it up: MAC table settings and the
+    YAML flows (none: a learning switch, unless the bridge is for controllers only, fail_mode
+    secure).  A flow that does not parse, or that the pipeline refuses (a group that does not
+    exist, a goto_table that does not go forward), is a ConfigError at its line."""
+    defaults = [] if config.openflow.fail_mode == "secure" else DEFAULT_FLOWS
+    specs = [parse_config_flow(f) for f in config.flows] or [parse_flow(f) for f in defaults]
+    pipeline = Pipeline(clock=clock, name=config.name)
+    pipeline.macs.idle_time = config.mac_table.idle_time
+    pipeline.macs.max_entries = config.mac_table.max_entries
+    pipeline.flood_vlans = set(config.flood_vlans)
+    pipeline.forward_bpdu = config.forward_bpdu
+    for spec, fc in zip(specs, config.flows or [None] * len(specs)):
+        try:
+            pipeline.add(spec)
+        except (FlowModError, MatchError) as e:
+            if fc is None:
+                raise
+            path, _, line = fc.where.rpartition(":")
+            raise ConfigError(path, int(line), f"flow {fc.text!r}: {e}") from None
+    return pipeline
+
+
 def mbufs_for(ports: list[PortConfig], n_lcores: int) -> int:
     """A mempool big enough for every port's rings, frames in flight and per-lcore caches."""
     rings = sum(p.n_rxq * p.rxd + (p.n_txq or n_lcores) * p.txd for p in ports)
@@ -47,6 +71,34 @@ def mbufs_for(ports: list[PortConfig], n_lcores: int) -> int:
     while n < need:
         n *= 2
     return n
+
+
+def eal_args(config: Config) -> tuple[list[str], str]:
+    """EAL's arguments for the config's ``dpdk:`` section, and a note on the memory choice
+    (DatapathError: hugepages: on, but too few are free)."""
+    d = config.dpdk
+    pci = any(is_pci(p.device) for b in config.bridges.values() for p in b.ports.values())
+    return Eal.build_args(d.cores, d.hugepages, d.memory_mb, d.extra_args, d.file_prefix, pci)
+
+
+def check(config: Config) -> None:
+    """Every check ``dpdkswitch run`` applies to CONFIG short of starting EAL, for ``dpdkswitch
+    check`` and for ``run`` before it starts EAL: EAL's arguments (``hugepages: on`` needs them
+    free), each bridge's pipeline built as `Bridge.create` builds it (without a datapath), and
+    the OpenFlow TLS files loaded as the connections load them.  ConfigError, one line with
+    FILE:LINE, on the first problem."""
+    try:
+        eal_args(config)
+    except DatapathError as e:
+        raise ConfigError.at(config.dpdk.hugepages_where or f"{config.path}:1", f"dpdk.{e}") from None
+    for bc in config.bridges.values():
+        bridge_pipeline(bc)
+        if bc.openflow.ssl is not None:
+            try:
+                tls_context(bc.openflow.ssl, server=True)
+            except (OSError, ValueError) as e:     # ssl.SSLError is an OSError
+                raise ConfigError.at(bc.openflow.ssl.where, f"bridge {bc.name!r} openflow ssl: the files do "
+                                     f"not load as a certificate, its key and a CA: {e}") from None
 
 
 PATCH_MAC_OUI = 0x02_00_5E_00_00_00    # patch ports get a locally administered MAC (no device)
@@ -136,27 +188,12 @@ class Bridge:
     def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False,
                backer: Backer | None = None) -> "Bridge":
         """A bridge on BACKER's datapath (default: a datapath of its own)."""
-        # No flows: a learning switch, unless the bridge is for controllers only (fail_mode secure).
-        defaults = [] if config.openflow.fail_mode == "secure" else DEFAULT_FLOWS
-        specs = [parse_config_flow(f) for f in config.flows] or [parse_flow(f) for f in defaults]
         backer = backer or Backer([config], manual_clock)
         dp = backer.dp
-        pipeline = Pipeline(clock=lambda: dp.now_ns / 1e9, name=config.name)
-        pipeline.macs.idle_time = config.mac_table.idle_time
-        pipeline.macs.max_entries = config.mac_table.max_entries
-        pipeline.flood_vlans = set(config.flood_vlans)
-        pipeline.forward_bpdu = config.forward_bpdu
+        pipeline = bridge_pipeline(config, clock=lambda: dp.now_ns / 1e9)
         xlate = backer.attach(pipeline)
         br = cls(config, dp, netns, pipeline, xlate, backer.upcalls, backer.revalidator, backer)
         backer.bridges[config.name] = br
-        for spec, fc in zip(specs, config.flows or [None] * len(specs)):
-            try:
-                pipeline.add(spec)
-            except (FlowModError, MatchError) as e:
-                if fc is None:
-                    raise
-                path, _, line = fc.where.rpartition(":")
-                raise ConfigError(path, int(line), f"flow {fc.text!r}: {e}") from None
         return br
 
     # -- ports
@@ -284,6 +321,64 @@ class Bridge:
                 frozenset(mc.select_vlan) if mc.select_vlan is not None else None,
                 byname.get(mc.output_port) if mc.output_port else None, mc.output_vlan))
 
+    # -- the slow path, for the bridge's OpenFlow side
+    def revalidate(self):
+        """One revalidation pass now (of the datapath's every megaflow, shared with the bridges
+        patch ports link to): fresh rule counters, expiry, megaflows true to the tables."""
+        return self.revalidator.run()
+
+    def caches_megaflows(self) -> bool:
+        """Whether the datapath holds any megaflow the slow path installed (else a rule change
+        needs no revalidation pass: the periodic one takes its records)."""
+        return bool(self.upcalls.ukeys)
+
+    def set_packet_in_hook(self, hook) -> None:
+        """HOOK(PacketInEvent) receives the packet-ins of this bridge's rules (None: nobody)."""
+        if hook is None:
+            self.upcalls.packet_in_hooks.pop(self.config.name, None)
+        else:
+            self.upcalls.packet_in_hooks[self.config.name] = hook
+
+    def packet_out(self, frame: bytes, in_ofport: int, actions) -> Translation:
+        """OpenFlow packet-out: FRAME through ACTIONS (an OpenFlow action list), as received on
+        IN_OFPORT, a port of the bridge or a reserved port (CONTROLLER, LOCAL, ANY; those and
+        patch ports enter the datapath as its port 0).  The rules the actions reach (through
+        output:TABLE) count the frame.  The translation; DatapathError if the datapath refuses
+        the frame."""
+        entry = self.pipeline.ports.get(in_ofport)
+        dp_in = max(entry.dp_port, 0) if entry is not None else 0      # a patch port has no datapath port
+        t = self.xlate.translate_actions(parse(frame, dp_in), in_ofport, actions)
+        for e in t.entries:
+            e.packets += 1
+            e.bytes += len(frame)
+        if t.actions:
+            self.dp.execute(frame, dp_in, odp.encode(t.actions))
+        return t
+
+    # -- meters
+    def meter_mod(self, command: str, meter: MeterEntry) -> list[int]:
+        """OpenFlow meter-mod (add, modify, delete; see Pipeline.meter_mod): the pipeline's meter
+        table and the datapath's meters, kept in step; the ids of the meters changed.  A set
+        meter is programmed before the table takes it, so FlowModError (the table refuses) or
+        DatapathError (the datapath does) leave both as they were.  A deleted meter leaves the
+        table, its rules with it, then the datapath, where a missing meter passes everything."""
+        if command == "delete":
+            gone = self.pipeline.meter_mod(command, meter)
+            for mid in gone:
+                try:
+                    self.dp.meter_del(mid)
+                except DatapathError:
+                    pass                                # not in the datapath: nothing to undo
+            return gone
+        self.pipeline.check_meter_mod(command, meter)
+        rate, burst = meter.lowest_band()
+        self.dp.meter_set(meter.meter_id, rate, burst, meter.pktps)
+        return self.pipeline.meter_mod(command, meter)
+
+    def meter_stats(self, meter_id: int) -> tuple[int, int]:
+        """(packets, dropped) of the datapath's meter; DatapathError if it has none."""
+        return self.dp.meter_stats(meter_id)
+
     # -- PMDs
     def start(self) -> None:
         """Mirrors, then the datapath's PMDs (once, for all the bridges on it)."""
@@ -297,17 +392,15 @@ class Bridge:
 class Switch:
     """Every bridge of one config, on one EAL."""
 
-    def __init__(self, config: Config, manual_clock: bool = False):
+    def __init__(self, config: Config, manual_clock: bool = False, netns_record: str | None = None):
         self.config = config
         self.manual_clock = manual_clock
         self.bridges: dict[str, Bridge] = {}
-        self.netns = Namespaces()
+        self.netns = Namespaces(netns_record)
         self.eal_note = ""
 
     def start_eal(self) -> None:
-        d = self.config.dpdk
-        pci = any(is_pci(p.device) for b in self.config.bridges.values() for p in b.ports.values())
-        args, self.eal_note = Eal.build_args(d.cores, d.hugepages, d.memory_mb, d.extra_args, d.file_prefix, pci)
+        args, self.eal_note = eal_args(self.config)
         Eal.start(args)
 
     def start(self) -> None:

@@ -1,4 +1,6 @@
-"""The live terminal view of ``dpdkswitch run``: port and PMD rates, redrawn each second.
+"""The live terminal view of ``dpdkswitch run``: port and PMD rates, redrawn each second, and
+below them the last messages the switch logged (the redraw clears the screen, so a message
+written to the terminal alone would last a second).
 
 Called from the control thread's loop once a second; reads counters in place (no datapath
 change), so it costs a few microseconds per port.
@@ -8,13 +10,18 @@ from __future__ import annotations
 import time
 
 from .datapath import Eal
+from .log import RECENT, Recent
 from .stats import PmdCounters
 from .switch import Switch
 
+MESSAGE_LINES = 8              # the last messages' lines, below the table
+
 
 class TopView:
-    def __init__(self, switch: Switch, counters: dict[str, PmdCounters], header: list[str]):
+    def __init__(self, switch: Switch, counters: dict[str, PmdCounters], header: list[str],
+                 messages: Recent = RECENT):
         self.switch = switch
+        self.messages = messages
         self.counters = counters
         self.header = header
         self.started = time.monotonic()
@@ -54,6 +61,9 @@ class TopView:
                 lines.append(f"  {who}: rx {d['rx_packets'] / dt:.0f} pps, tx {d['tx_packets'] / dt:.0f} pps, "
                              f"busy {busy:.1f}%, {cpp:.0f} cycles/packet, {f.n_rxq} rx queue(s)")
             lines.append("")
+        recent = self.messages.lines(MESSAGE_LINES)
+        if recent:
+            lines += ["messages:"] + [f"  {m}" for m in recent]
         return "\n".join(lines)
 
 

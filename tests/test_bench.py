@@ -12,32 +12,33 @@ from pathlib import Path
 
 import pytest
 
-from dpdkswitch import bench, flowtable_bench
+from dpdkswitch.bench import compare, flowtable, forwarding
+from dpdkswitch.bench import scenarios as bench_scenarios
 from dpdkswitch.config import online_cpus
 from dpdkswitch.datapath.abi import STAGES
 
 from frames import udp_frame, write_pcap
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = bench.SHARED_BENCH
+SHARED = bench_scenarios.SHARED_BENCH
 needs_shared = pytest.mark.skipif(not (SHARED / "scenarios.yaml").is_file(),
                                   reason=f"the shared benchmark material is not in {SHARED}")
 
 
 def _load(path: Path, name: str):
-    return bench._load_module(path, name)
+    return bench_scenarios._load_module(path, name)
 
 
 @needs_shared
 def test_rules_generate_matches_the_ovs_peer():
     peer = _load(SHARED / "ovs_dpdk_peer.py", "ovs_dpdk_peer_under_test")
-    scenarios = bench.load_scenarios(SHARED / "scenarios.yaml")
+    scenarios = bench_scenarios.load_scenarios(SHARED / "scenarios.yaml")
     for name, sc in scenarios.items():
-        assert bench.rules_for(sc) == peer.rules_for(sc), name
+        assert bench_scenarios.rules_for(sc) == peer.rules_for(sc), name
     # beyond 65,535 rules the third octet carries over, as in the peer
     sc = {"rules": ["priority=0,actions=drop"],
           "rules_generate": {"count": 70000, "template": "priority={i},ip,nw_src={ip_src},actions=output:2"}}
-    ours = bench.rules_for(sc)
+    ours = bench_scenarios.rules_for(sc)
     assert ours == peer.rules_for(sc)
     assert ours[0] == "priority=0,actions=drop" and len(ours) == 70001
     assert ours[1 + 65536] == "priority=65536,ip,nw_src=10.1.0.0,actions=output:2"
@@ -49,7 +50,7 @@ def test_generated_rules_match_the_generated_traffic():
     gen = _load(SHARED / "genpcap.py", "genpcap_under_test")
     for i in (0, 1, 255, 256, 65535, 65536, 99999):
         fr = gen.frame(i, ["ip_src"], 64, None)
-        assert ".".join(map(str, struct.unpack("!4B", fr[26:30]))) == bench.ip_src(i)
+        assert ".".join(map(str, struct.unpack("!4B", fr[26:30]))) == bench_scenarios.ip_src(i)
 
 
 def test_medians_and_ratios_with_a_failed_peer():
@@ -60,16 +61,16 @@ def test_medians_and_ratios_with_a_failed_peer():
             ok("testpmd-io", 20.0),
             {"scenario": "s", "peer": "ovs-dpdk", "run": 1, "ok": False, "result": {}, "error": "exit 1: no OVS"},
             ok("dpdkswitch", 1000, sc="u", metric="setups_per_s"), ok("ovs-dpdk", 4000, sc="u", metric="setups_per_s")]
-    med = bench.medians(runs, scenarios)
+    med = compare.medians(runs, scenarios)
     assert med["s"]["peers"]["dpdkswitch"]["mpps"] == 5.0
     assert med["s"]["ours_over_testpmd"] == 0.25
     assert med["s"]["peers"]["ovs-dpdk"] == {"ok": False, "runs": 1, "error": "exit 1: no OVS"}
     assert "ours_over_ovs" not in med["s"]
     assert med["u"]["metric"] == "setups_per_s" and med["u"]["ours_over_ovs"] == 0.25
-    table = bench.format_medians(med)
+    table = compare.format_medians(med)
     assert "FAILED" in table and "0.25" in table
-    assert bench._last_json("noise\n{\"mpps\": 1.5}\n") == {"mpps": 1.5}
-    assert bench._last_json("no json here") is None
+    assert compare._last_json("noise\n{\"mpps\": 1.5}\n") == {"mpps": 1.5}
+    assert compare._last_json("no json here") is None
 
 
 @needs_shared
@@ -84,7 +85,7 @@ def test_bench_p2p_1flow_json():
     lines = [l for l in p.stdout.splitlines() if l.strip()]
     assert len(lines) == 1, p.stdout                    # one JSON line, progress stays off with --json
     r = json.loads(lines[0])
-    for k in bench.FORWARDING_KEYS + bench.COMMON_KEYS:
+    for k in forwarding.FORWARDING_KEYS + forwarding.COMMON_KEYS:
         assert k in r, k
     assert r["peer"] == "dpdkswitch" and r["scenario"] == "p2p-1flow" and r["seconds"] == 1
     assert r["mpps"] > 0 and r["packets"] > 0
@@ -109,16 +110,16 @@ def test_stage_figures_and_their_table():
     d = {"sampled_packets": 64, "sampled_iterations": 2, "sampled_cycles": 6400,
          **{"stage_" + s: 0 for s in STAGES}}
     d.update(stage_rx=1280, stage_parse=1920, stage_emc=640, stage_actions=1600, stage_tx=640)
-    f = bench.stage_figures(d, 16)
+    f = forwarding.stage_figures(d, 16)
     assert f["stage_cycles_per_packet"] == {**{s: 0.0 for s in STAGES}, "rx": 20.0, "parse": 30.0, "emc": 10.0,
                                             "actions": 25.0, "tx": 10.0, "other": 5.0}
     assert f["stage_sampled_cycles_per_packet"] == 100.0 and f["stage_sample_every"] == 16
-    assert bench.stage_figures(d, 0) == {"stage_sample_every": 0}                  # off: no figures
-    assert bench.stage_figures({**d, "sampled_packets": 0}, 16) == {"stage_sample_every": 16}
+    assert forwarding.stage_figures(d, 0) == {"stage_sample_every": 0}                  # off: no figures
+    assert forwarding.stage_figures({**d, "sampled_packets": 0}, 16) == {"stage_sample_every": 16}
     r = {"scenario": "s", "mpps": 1.0, "hit_mpps": 1.0, "cycles_per_packet": 120.0, "busy_cycles_per_packet": 110.0,
          "emc_hits": 1, "megaflow_hits": 2, "subtable_lookups_per_hit": 1.0, "miss_ok": 3, "miss_failed": 0,
          "stage_sampled_iterations": 2, "stage_sampled_packets": 64, **f}
-    table = bench.format_result(r)
+    table = forwarding.format_result(r)
     assert "every 16th PMD iteration" in table
     row = next(line for line in table.splitlines() if line.startswith("cycles/frame")).split()
     assert row[1:] == ["0.0", "20.0", "0.0", "30.0", "10.0", "0.0", "25.0", "10.0", "5.0", "100.0", "110.0"]
@@ -132,7 +133,7 @@ def test_flow_mod_throughput_side_by_side():
     assert r.returncode == 0, r.stdout + r.stderr
     d = json.loads(r.stdout.strip().splitlines()[-1])
     by = {x["peer"]: x for x in d["results"]}
-    assert by["dpdkswitch"]["flows"] == 1000 and by["ovs-dpdk"]["flows"] >= 1000   # OVS adds its NORMAL rule
+    assert by["dpdkswitch"]["flows"] == 1000 and by["ovs-dpdk"]["flows"] >= 1000
     assert by["dpdkswitch"]["seconds"] > 0 and by["ovs-dpdk"]["seconds"] > 0
 
 
@@ -173,7 +174,7 @@ def flows_pcap(tmp_path):
 
 @pytest.mark.dpdk
 def test_revalidation_leaves_every_flow_with_the_new_output(eal, flows_pcap):
-    with flowtable_bench.FlowTableBench(500, flows_pcap(500)) as b:
+    with flowtable.FlowTableBench(500, flows_pcap(500)) as b:
         r = b.revalidation()
         assert b.br.dp.flow_count() == 500 and len(b.br.upcalls.ukeys) == 500
     assert r["verified"] is True, r
@@ -187,7 +188,7 @@ def test_revalidation_check_catches_flows_left_behind(eal, flows_pcap):
     """The measurement checks its result: a pass after the flow-mod that changes nothing is
     reported as such, not timed as if it had worked."""
     from dpdkswitch.revalidator import PassReport
-    with flowtable_bench.FlowTableBench(200, flows_pcap(200)) as b:
+    with flowtable.FlowTableBench(200, flows_pcap(200)) as b:
         b.install()
         passes = iter([b.br.revalidator.run, PassReport])     # the unchanged pass, then one doing nothing
         b.br.revalidator.run = lambda: next(passes)()
@@ -198,7 +199,7 @@ def test_revalidation_check_catches_flows_left_behind(eal, flows_pcap):
 
 @pytest.mark.dpdk
 def test_memory_per_megaflow_is_measured_on_both_sides(eal, flows_pcap):
-    with flowtable_bench.FlowTableBench(2000, flows_pcap(2000)) as b:
+    with flowtable.FlowTableBench(2000, flows_pcap(2000)) as b:
         m = b.memory()
     assert m["flows"] == 2000 and m["key_bytes"] == 120
     assert 24 <= m["dp_heap_per_flow"] < 8192, m            # an action list at least; not pages
@@ -222,5 +223,5 @@ def test_bench_revalidation_and_memory_json():
     for x in r["revalidation"]:
         assert x["verified"] and x["modified"] == x["flows_after"] == x["flows"] and x["flows_with_old_action"] == 0
     assert r["memory"]["flows"] == 500 and r["memory"]["dp_heap_per_flow"] > 0 and r["memory"]["py_per_ukey"] > 0
-    text = flowtable_bench.format_result(r)
+    text = flowtable.format_result(r)
     assert "all output:3" in text and "Python heap per ukey" in text

@@ -2,11 +2,13 @@
 exactly one `file:line: message` line pointing at the `# <- error` marker."""
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-from dpdkswitch import config
+from dpdkswitch import cli, config, datapath, switch
 from dpdkswitch.config import ConfigError
 
 BAD = Path(__file__).parent / "bad_configs"
@@ -229,3 +231,131 @@ def test_ofport_local_names_the_bridges_local_port():
     with pytest.raises(ConfigError, match=r"x.yaml:5: ofport: expected an integer in 1..65279 or LOCAL"):
         config.loads("bridges:\n  br0:\n    datapath: {pmd_cores: []}\n    ports:\n"
               "      l: {device: 'net_tap_lc0,iface=lc0', ofport: LOKAL}\n", "x.yaml")
+
+
+# --- what `run` checks before it starts EAL: `dpdkswitch check` runs the same checks --------------
+# file (in bad_configs/pipeline/) -> substrings the error must mention.  The schema accepts each
+# of these files; the bridge's pipeline refuses it, as `run` builds it.
+PIPELINE = BAD / "pipeline"
+PIPELINE_CASES = {
+    "missing_group.yaml": ["'priority=10,udp,actions=group:7'", "group 7 does not exist"],
+    "missing_group_in_write_actions.yaml": ["group 3 does not exist"],
+    "backward_goto.yaml": ["goto_table:1 must go forward from table 3"],
+    "goto_same_table.yaml": ["goto_table:0 must go forward from table 0"],
+    "goto_past_last_table.yaml": ["no table 255"],
+    "check_overlap.yaml": ["check_overlap,priority=5,ip", "overlaps an existing rule"],
+    "second_bridge.yaml": ["'table=1,actions=group:1'", "group 1 does not exist"],
+}
+
+
+def test_every_pipeline_case_is_covered():
+    assert set(PIPELINE_CASES) == {p.name for p in PIPELINE.glob("*.yaml")}
+
+
+def dpdkswitch_check(capsys, path) -> tuple[int, str, str]:
+    rc = cli.main(["check", str(path)])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINE_CASES))
+def test_check_refuses_what_the_pipeline_refuses(name, capsys):
+    path = PIPELINE / name
+    config.load(str(path))                      # the file's schema is fine ...
+    rc, out, err = dpdkswitch_check(capsys, path)   # ... the bridge's pipeline is not
+    assert (rc, out) == (2, ""), err
+    (line,) = err.splitlines()
+    assert line.startswith("dpdkswitch: ")
+    with pytest.raises(ConfigError) as ei:
+        switch.check(config.load(str(path)))
+    assert line == f"dpdkswitch: {ei.value}"
+    check_error(ei.value, str(path), marker_line(path.read_text()), PIPELINE_CASES[name])
+
+
+def test_check_accepts_the_default_config_and_flows_the_pipeline_takes(capsys, tmp_path):
+    rc, out, err = dpdkswitch_check(capsys, Path(__file__).parent.parent / "configs" / "default.yaml")
+    assert (rc, err) == (0, "") and out.endswith(": OK (1 bridge(s), 2 port(s))\n")
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("dpdk: {cores: [0, 1]}\nbridges:\n  br0:\n    ports:\n      p1: {device: net_tap0, ofport: 1}\n"
+                  "    flows:\n      - table=0,priority=0,actions=goto_table:3\n"
+                  "      - table=3,priority=5,in_port=1,actions=NORMAL\n"
+                  "      - check_overlap,table=3,priority=5,in_port=2,actions=drop\n")
+    assert dpdkswitch_check(capsys, ok) == (0, f"{ok}: OK (1 bridge(s), 1 port(s))\n", "")
+
+
+def test_check_refuses_hugepages_on_when_too_few_are_free(monkeypatch):
+    text = "dpdk:\n  cores: [0, 1]\n  hugepages: on  # <- error\nbridges: {br0: {ports: {p1: {device: net_null0, ofport: 1}}}}\n"
+    cfg = config.loads(text, "huge.yaml")
+    monkeypatch.setattr(datapath, "hugepages_free_mb", lambda: 0)
+    with pytest.raises(ConfigError) as ei:
+        switch.check(cfg)
+    check_error(ei.value, "huge.yaml", 3, ["dpdk.hugepages: on, but only 0 MB of hugepages are free"])
+    monkeypatch.setattr(datapath, "hugepages_free_mb", lambda: 4096)
+    switch.check(cfg)
+
+
+def test_check_loads_the_tls_files(tmp_path):
+    text = ("bridges:\n  br0:\n    datapath: {pmd_cores: []}\n    openflow:\n      listen: ['pssl:6653']\n"
+            "      ssl: {private_key: k.pem, certificate: c.pem, ca_cert: ca.pem}  # <- error\n"
+            "    ports:\n      p1: {device: net_null0, ofport: 1}\n")
+    for f in ("k.pem", "c.pem", "ca.pem"):
+        (tmp_path / f).write_text("not a PEM file")
+    path = str(tmp_path / "t.yaml")
+    cfg = config.loads(text, path)              # the files exist: the schema is satisfied
+    with pytest.raises(ConfigError) as ei:
+        switch.check(cfg)
+    check_error(ei.value, path, 6, ["bridge 'br0' openflow ssl", "do not load"])
+
+
+# --- the README's config reference names exactly the keys the schema accepts ---------------------
+README = Path(__file__).parent.parent / "README.md"
+
+
+def readme_section(title: str) -> str:
+    return README.read_text().split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def schema_keys(table: dict, prefix: str = "") -> set[str]:
+    """Every key path the tables accept: 'bridges.*.ports.*.netns.name' ('*': a name the user
+    picks; '[]': an item of a list)."""
+    out = set()
+    for key, (check, _) in table.items():
+        out.add(prefix + key)
+        if isinstance(check, config.Section):
+            out |= schema_keys(check.table, prefix + key + {"one": ".", "named": ".*.", "list": "[]."}[check.kind])
+    return out
+
+
+def document_keys(data: dict, table: dict, prefix: str = "") -> set[str]:
+    """The key paths of a YAML document, read with the tables for where names and lists are."""
+    out = set()
+    for key, value in data.items():
+        out.add(prefix + str(key))
+        check = table.get(key, (None, None))[0]
+        if not isinstance(check, config.Section):
+            continue
+        if check.kind == "one":
+            out |= document_keys(value or {}, check.table, f"{prefix}{key}.")
+        elif check.kind == "named":
+            for item in (value or {}).values():
+                out |= document_keys(item or {}, check.table, f"{prefix}{key}.*.")
+        else:
+            for item in value or []:
+                out |= document_keys(item, check.table, f"{prefix}{key}[].")
+    return out
+
+
+def test_readme_config_reference_names_exactly_the_schemas_keys():
+    (block,) = re.findall(r"```yaml\n(.*?)```", readme_section("Config reference"), re.S)
+    documented = document_keys(yaml.safe_load(block), config.TOP)
+    accepted = schema_keys(config.TOP)
+    assert "bridges.*.ports.*.netns.name" in accepted and "bridges.*.mac_table.static[].mac" in accepted
+    assert sorted(accepted - documented) == [], "keys the README's config reference does not show"
+    assert sorted(documented - accepted) == [], "keys in the README's config reference the schema refuses"
+
+
+def test_readme_names_each_vdev_drivers_keys():
+    text = " ".join(readme_section("Config reference").split())
+    documented = {d: tuple(k.strip().removesuffix(" — required") for k in keys.split(","))
+                  for d, keys in re.findall(r"`net_(\w+)` \(([^)]*)\)", text)}
+    assert documented == config.VDEV_KEYS

@@ -462,3 +462,62 @@ def test_fuzz_each_message_gets_an_answer_and_the_switch_keeps_serving(sw, fuzz_
         if isinstance(m, C.Error):
             assert m.data == raw[:64] and m.xid == struct.unpack_from("!I", raw, 4)[0], (raw, m)
     assert b.echo() == []
+
+
+# --- peers that misbehave as a whole ----------------------------------------------------------
+def test_a_peers_error_is_not_answered(sw):
+    """Two ends that answered each other's errors would do so for ever: an ERROR from the
+    peer gets no reply, and the connection keeps serving."""
+    c = Client(sw.port)
+    c.send(C.Error(type=K.OFPET_BAD_REQUEST, code=K.OFPBRC_BAD_TYPE, data=b"x" * 12))
+    got = c.echo()
+    assert got == [], got
+    assert table0(c) is not None
+    c.close()
+
+
+def test_connections_beyond_the_limit_are_refused_and_the_rest_keep_working(sw):
+    import resource
+    from dpdkswitch.openflow.connection import MAX_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = MAX_CONNECTIONS + 200
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    first = Client(sw.port)
+    held = [first.s]
+    try:
+        # Fill the switch up (raw sockets: accepted, counted, never spoken on).
+        for _ in range(MAX_CONNECTIONS + 50):
+            held.append(socket.create_connection(("127.0.0.1", sw.port), timeout=5))
+        # The switch accepts at its own pace: one more peer is closed by it at once, without
+        # a word, as soon as it has counted the ones before.
+        deadline = time.monotonic() + 30
+        while True:
+            extra = socket.create_connection(("127.0.0.1", sw.port), timeout=5)
+            extra.settimeout(5)
+            first_bytes = extra.recv(64)
+            if first_bytes == b"":
+                extra.close()
+                break
+            held.append(extra)                    # greeted: the switch had not caught up yet
+            assert time.monotonic() < deadline, "no connection was refused"
+            time.sleep(0.05)
+        # An established peer is served all along (its own inactivity probe may come first);
+        # the control socket answers.
+        assert all(isinstance(m, C.EchoRequest) for m in first.echo())
+        from dpdkswitch.control import call
+        assert call(sw.sock, "version", []).startswith("dpdkswitch ")
+    finally:
+        for s in held:
+            s.close()
+    # Once they are gone, a new peer connects as usual.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            c = Client(sw.port)
+            break
+        except (AssertionError, ConnectionError, TimeoutError):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert table0(c) is not None
+    c.close()

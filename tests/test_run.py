@@ -163,3 +163,16 @@ def test_device_that_fails_to_probe_names_its_line(tmp_path):
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith(f"dpdkswitch: {bad}:5: port p1:") and "cannot probe" in last, r.stderr
+
+
+def test_run_refuses_what_check_refuses_with_the_same_line_before_eal(tmp_path):
+    bad = tmp_path / "group.yaml"
+    bad.write_text("dpdk: {cores: [0]}\nbridges:\n  br0:\n    datapath: {pmd_cores: []}\n"
+                   "    ports:\n      p1: {device: net_null_rg0, ofport: 1}\n"
+                   "    flows: ['priority=1,actions=group:5']\n")
+    check = subprocess.run([sys.executable, "-m", "dpdkswitch", "check", str(bad)], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "dpdkswitch", "run", str(bad), "--no-top"], capture_output=True,
+                         text=True, timeout=60)
+    assert check.returncode == run.returncode == 2
+    assert check.stderr == run.stderr == f"dpdkswitch: {bad}:7: flow 'priority=1,actions=group:5': group 5 does not exist\n"
+    assert run.stdout == ""                     # no banner, no EAL: it stopped before starting anything

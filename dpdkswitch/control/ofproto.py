@@ -72,7 +72,7 @@ def register(commands: Commands, switch: Switch) -> None:
         spec = flow_arg(args[1], require_actions=False) if len(args) > 1 else None
         now = br.dp.now_ns / 1e9
         lines = []
-        entries = list(br.pipeline._selected(spec, strict=False)) if spec else list(br.pipeline.entries())
+        entries = list(br.pipeline.select(spec, strict=False)) if spec else list(br.pipeline.entries())
         for e in sorted(entries, key=lambda e: (e.table_id, -e.priority, e.seq)):
             st = FlowStats(duration=now - e.created, n_packets=e.packets, n_bytes=e.bytes,
                            idle_age=int(now - e.last_used))

@@ -118,6 +118,12 @@ class Eal:
         _check(lib.dps_eal_init(len(argv), ffi.new("char *[]", argv)), "EAL")
         cls.args = list(args)
 
+    @classmethod
+    def file_prefix(cls) -> str | None:
+        """The --file-prefix EAL runs with (its runtime directory's name), once started."""
+        args = cls.args or []
+        return args[args.index("--file-prefix") + 1] if "--file-prefix" in args else None
+
     @staticmethod
     def lcores() -> list[int]:
         out = ffi.new("unsigned[]", 256)
@@ -530,7 +536,7 @@ class Upcall:
 
     def __del__(self):
         if self._pkt is not None and not self.dp.closed:
-            lib.dps_packet_free(self.dp._dp, self._pkt)
+            lib.dps_packet_free(self.dp.h, self._pkt)
             self._pkt = None
 
 

@@ -80,7 +80,7 @@ class Match(Mapping[str, tuple[int, int | None]]):
     @classmethod
     def _new(cls, d: dict) -> Match:
         m = cls.__new__(cls)
-        m._set(d)
+        cls._set(m, d)
         return m
 
     # -- mapping ----------------------------------------------------------------------------

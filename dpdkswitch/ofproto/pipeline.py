@@ -10,8 +10,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from .actions import (ApplyActions, GotoTable, Group, Output, WriteActions, OFPP_ANY)
-from .classifier import Classifier, Rule
+from .actions import (ApplyActions, GotoTable, Group, Meter, Output, WriteActions, OFPP_ANY)
+from .classifier import Classifier, Rule, key_int
 from .flowstr import FlowSpec
 from .match import Match
 from .normal import MAX_MIRRORS, MacTable, Mirror, VlanPort
@@ -19,6 +19,7 @@ from .normal import MAX_MIRRORS, MacTable, Mirror, VlanPort
 N_TABLES = 255
 OFPG_ANY = 0xFFFFFFFF
 OFPG_ALL = 0xFFFFFFFC
+OFPM_ALL = 0xFFFFFFFF
 FLAG_SEND_FLOW_REM, FLAG_CHECK_OVERLAP, FLAG_RESET_COUNTS, FLAG_NO_PKT_COUNTS, FLAG_NO_BYT_COUNTS = 1, 2, 4, 8, 16
 
 
@@ -63,6 +64,9 @@ class FlowEntry:
         return any(isinstance(a, Group) and a.group_id == gid for i in self.instructions
                    if isinstance(i, (ApplyActions, WriteActions)) for a in i.actions)
 
+    def uses_meter(self, meter_id: int) -> bool:
+        return any(isinstance(i, Meter) and i.meter_id == meter_id for i in self.instructions)
+
     def spec(self) -> FlowSpec:
         return FlowSpec(match=self.match, instructions=self.instructions, table_id=self.table_id,
                         priority=self.priority, cookie=self.cookie, idle_timeout=self.idle_timeout,
@@ -105,6 +109,11 @@ class MeterEntry:
     meter_id: int
     pktps: bool
     bands: list[tuple[int, int]]    # (rate, burst)
+
+    def lowest_band(self) -> tuple[int, int]:
+        """(rate, burst) of the band that drops first: the lowest rate's (the first of equals),
+        the one the datapath's token bucket runs."""
+        return min(self.bands, key=lambda b: b[0])
 
 
 @dataclass
@@ -165,6 +174,12 @@ class Pipeline:
         if table is not None:
             self.changed_tables.add(table)
 
+    def take_removed(self) -> list[Removed]:
+        """The rules that left (with flow-removed asked for) since the last call, oldest first."""
+        out = list(self.removed)
+        self.removed.clear()
+        return out
+
     def take_changes(self):
         out = (self.changed_rules, self.changed_tables, self.changed_groups, self.full_revalidation)
         self.changed_rules, self.changed_tables, self.changed_groups = set(), set(), set()
@@ -185,6 +200,17 @@ class Pipeline:
         self.macs.flush(ofport)
         self.version += 1
         self.full_revalidation = True
+
+    # -- table misses
+    def set_miss_to_controller(self, on: bool) -> bool:
+        """Table misses become packet-ins (ON: an OpenFlow 1.0 controller is connected) or
+        drops; every cached translation is looked at again.  Whether it changed anything."""
+        if self.miss_to_controller == on:
+            return False
+        self.miss_to_controller = on
+        self.full_revalidation = True           # cached misses: drops become packet-ins, or back
+        self.version += 1
+        return True
 
     # -- flow-mod
     def _check(self, spec: FlowSpec) -> None:
@@ -229,7 +255,13 @@ class Pipeline:
         self._touch(e, tid)
         return e
 
-    def _selected(self, spec: FlowSpec, strict: bool, tables=None):
+    def select(self, spec: FlowSpec, strict: bool, tables=None):
+        """The rules SPEC selects, as a flow-mod's modify or delete (or a flow stats request)
+        would: in its table (every table when ``table_id`` is None or 0xFF; or those TABLES
+        name), the rule with exactly its match and priority when STRICT, else every rule whose
+        match is within SPEC's; then only those with its cookie under ``cookie_mask``, and
+        that output to ``out_port`` or use ``out_group`` when given.  A generator: take what
+        it yields before changing the tables."""
         tids = [spec.table_id] if spec.table_id not in (None, 0xFF) else range(N_TABLES)
         for tid in tids if tables is None else tables:
             t = self.tables[tid]
@@ -251,7 +283,7 @@ class Pipeline:
 
     def modify(self, spec: FlowSpec, strict: bool = False) -> list[FlowEntry]:
         self._check(spec)
-        out = list(self._selected(spec, strict))
+        out = list(self.select(spec, strict))
         for e in out:
             e.instructions = spec.instructions
             if spec.flags & FLAG_RESET_COUNTS:
@@ -260,7 +292,7 @@ class Pipeline:
         return out
 
     def delete(self, spec: FlowSpec, strict: bool = False, reason: str = "delete") -> list[FlowEntry]:
-        out = list(self._selected(spec, strict))
+        out = list(self.select(spec, strict))
         for e in out:
             self._remove(e, reason)
         return out
@@ -272,6 +304,12 @@ class Pipeline:
         self._touch(e, e.table_id)
         if e.flags & FLAG_SEND_FLOW_REM:
             self.removed.append(Removed(e, reason))
+
+    def lookup(self, table_id: int, key: bytes, metadata: int = 0) -> FlowEntry | None:
+        """The rule of table TABLE_ID that a packet with flow key KEY (in_port an OpenFlow port)
+        and METADATA hits; nothing counted, no wildcards tracked (translation does that)."""
+        r = self.tables[table_id].cls.lookup(key_int(key), metadata)
+        return r.data if r is not None else None
 
     def entries(self, table_id: int | None = None):
         for t in self.tables if table_id is None else [self.tables[table_id]]:
@@ -325,3 +363,32 @@ class Pipeline:
         self.version += 1
         if gid == OFPG_ALL:
             self.full_revalidation = True
+
+    def check_meter_mod(self, command: str, meter: MeterEntry) -> None:
+        """FlowModError if the meter table refuses COMMAND (add, modify, delete) for METER."""
+        mid = meter.meter_id
+        if command == "add" and mid in self.meters:
+            raise FlowModError("meter_exists", f"meter {mid} exists")
+        if command == "modify" and mid not in self.meters:
+            raise FlowModError("unknown_meter", f"meter {mid} does not exist")
+
+    def meter_mod(self, command: str, meter: MeterEntry) -> list[int]:
+        """OpenFlow meter-mod on the meter table: add or modify METER, or delete it (meter id
+        OFPM_ALL: every meter; one that is not there is no error), the rules that use a deleted
+        meter with it (flow-removed reason "delete").  The ids of the meters changed.  The
+        table only: the bridge that owns the datapath keeps its meters in step (switch.py's
+        Bridge.meter_mod).  FlowModError (``check_meter_mod``), and nothing changed, if refused."""
+        self.check_meter_mod(command, meter)
+        mid = meter.meter_id
+        if command == "delete":
+            gone = []
+            for m in list(self.meters) if mid == OFPM_ALL else [mid]:
+                if self.meters.pop(m, None) is None:
+                    continue
+                gone.append(m)
+                for e in [e for e in self.entries() if e.uses_meter(m)]:
+                    self._remove(e, "delete")
+            return gone
+        self.meters[mid] = meter
+        self.version += 1
+        return [mid]

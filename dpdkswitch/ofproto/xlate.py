@@ -29,6 +29,7 @@ from .normal import is_reserved
 from .pipeline import FlowEntry, Pipeline, PortEntry
 
 MAX_DEPTH = 64
+NO_TABLE = 0xFF                      # OpenFlow's OFPTT_ALL: the table of a packet-out's packet-ins
 F = BY_NAME
 IN_PORT = F["in_port"]
 
@@ -303,6 +304,25 @@ class Translator:
             c.log(f"error: {c.out.error}; the packet is dropped")
         elif c.p.mirrors:
             self._mirror(c, orig)
+        return c.out
+
+    def translate_actions(self, key: bytes, in_ofport: int, actions) -> Translation:
+        """ACTIONS (an OpenFlow action list: a packet-out's) run on the packet whose datapath
+        flow key is KEY, received on IN_OFPORT of this translator's bridge.  IN_OFPORT may be a
+        port with no datapath port to be seen in KEY: a patch port, or a reserved one
+        (CONTROLLER, LOCAL, ANY).  Unlike ``translate``, no table is looked up unless the
+        actions say so (output:TABLE), no mirror applies, and packet-ins the actions make come
+        from no table (``NO_TABLE``).  An error leaves no datapath actions."""
+        c = _Ctx(self.p, key, self.registry, False)
+        if in_ofport not in self.p.ports or self.p.ports[in_ofport].dp_port < 0:    # or a patch port
+            c.in_ofport = in_ofport
+            IN_PORT.to_key(c.flow, in_ofport & IN_PORT.all_ones)
+            c.base = bytearray(c.flow)
+        c.out.wc.unwildcard(IN_PORT)
+        c.table_id = NO_TABLE
+        self._actions(c, actions)
+        if c.out.error:
+            c.odp.clear()
         return c.out
 
     def _mirror(self, c: _Ctx, orig: bytearray) -> None:
@@ -701,7 +721,3 @@ def _flat(actions):
         else:
             yield a
 
-
-class _Stop(Exception):
-    """Nothing raises it any more (an expired TTL ends only the action list it is in:
-    ``_actions`` returns False); kept while callers outside this module still catch it."""

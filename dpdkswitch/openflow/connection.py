@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import struct
 import time
 from typing import Protocol as TypingProtocol
 
+from ..log import rate_limited
 from . import consts as C
 from .errors import FramingError, OFPError, error_reply
 from .framing import split_messages
@@ -33,11 +35,17 @@ OUR_VERSIONS = (C.OFP10_VERSION, C.OFP13_VERSION)
 PROBE_INTERVAL = 5.0
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 8.0
 WRITE_HIGH_WATER = 4 << 20          # bytes of unsent replies before reading from the peer pauses
+MAX_CONNECTIONS = 1000              # OpenFlow connections open at once, all bridges and listeners
 PROBE_XID = 0xFFFFFFF0
 
 
+_LOG = rate_limited("dpdkswitch.openflow")
+
+
 def log(msg: str) -> None:
-    print(f"openflow: {msg}", flush=True)
+    """A message about a connection or what a peer sent: ``openflow: MSG``, rate limited per call
+    site (a peer can cause any number of them)."""
+    _LOG.info(msg, stacklevel=2)
 
 
 class Owner(TypingProtocol):
@@ -59,7 +67,14 @@ def negotiate(hello: Hello) -> int | None:
 
 class OFConnection(asyncio.Protocol):
     """One OpenFlow channel.  ``kind`` is "primary" (a controller we connected to) or "service"
-    (a peer that connected to one of our listeners, as ovs-ofctl does)."""
+    (a peer that connected to one of our listeners, as ovs-ofctl does).
+
+    At most ``MAX_CONNECTIONS`` are open at once in the process: a peer that connects beyond
+    that is closed at once (and counted in ``refused``), so that a connection flood cannot take
+    the file descriptors the switch needs for its own ports and sockets."""
+
+    open_count = 0
+    refused = 0
 
     def __init__(self, owner: Owner, kind: str, name: str, probe_interval: float = PROBE_INTERVAL):
         self.owner, self.kind, self.name = owner, kind, name
@@ -72,6 +87,7 @@ class OFConnection(asyncio.Protocol):
         self.probe_sent = False
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
+        self._counted = False
         # Per-connection OpenFlow state the owner keeps here.
         self.miss_send_len = 128 if kind == "primary" else 0
         self.role = C.OFPCR_ROLE_EQUAL
@@ -82,11 +98,24 @@ class OFConnection(asyncio.Protocol):
     # -- asyncio.Protocol
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if OFConnection.open_count >= MAX_CONNECTIONS:
+            OFConnection.refused += 1
+            if OFConnection.refused in (1, 10, 100) or OFConnection.refused % 1000 == 0:
+                log(f"{self.name}: {OFConnection.open_count} connections open (at most {MAX_CONNECTIONS}); "
+                    f"refused {OFConnection.refused} so far")
+            self._closing = True
+            transport.abort()
+            return
+        OFConnection.open_count += 1
+        self._counted = True
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.send(encode(Hello(versions=OUR_VERSIONS, version=max(OUR_VERSIONS))))
         self._arm()
 
     def connection_lost(self, exc) -> None:
+        if self._counted:
+            OFConnection.open_count -= 1
+            self._counted = False
         if self._timer:
             self._timer.cancel()
         was_up = self.version is not None
@@ -159,6 +188,12 @@ class OFConnection(asyncio.Protocol):
                 self.send(encode(EchoReply(data=msg.data, version=self.version, xid=msg.xid)))
             elif isinstance(msg, (EchoReply, Hello)):
                 pass                                  # liveness is any message at all
+            elif isinstance(msg, Error):
+                # A peer's ERROR is never answered (two switches would answer each other for
+                # ever); counted and shown, as Open vSwitch logs it.
+                self.stats["errors_received"] = self.stats.get("errors_received", 0) + 1
+                if self.stats["errors_received"] <= 10:
+                    log(f"{self.name}: peer sent an error (type {msg.type}, code {msg.code})")
             else:
                 if table_id is not None:
                     msg.table_id = table_id
@@ -263,7 +298,9 @@ class Listener:
         if kind == "unix":
             self.path = str(where)
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            if os.path.exists(self.path):
+            if os.path.lexists(self.path):
+                if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                    raise OSError(f"{self.target}: {self.path} exists and is not a socket; not removing it")
                 os.unlink(self.path)
             self.server = await loop.create_unix_server(self._factory, path=self.path)
             os.chmod(self.path, 0o600)

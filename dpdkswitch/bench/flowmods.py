@@ -1,6 +1,8 @@
 """Flow-mod throughput: the same `ovs-ofctl add-flows` file of N rules into this switch (over
 OpenFlow, a ptcp: listener) and into Open vSwitch 3.1 with its DPDK datapath (its br0.mgmt
-socket), timed side by side.  Each side runs in its own processes and is stopped afterwards.
+socket; started by ovs.py, as the reference tests start it), timed side by side.  Each side
+runs in its own processes and is stopped afterwards; both tables start empty, in
+``fail_mode: secure``.
 
 Called by `dpdkswitch bench --flow-mods N`; the main thread only; costs two switch start-ups
 and the two add-flows runs.
@@ -9,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-VSWITCHD = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"
+from .ovs import Ovs, OvsError, missing
 
 
 def rules(n: int) -> list[str]:
@@ -78,37 +79,12 @@ def ours(path: Path, work: Path) -> dict:
 
 
 def ovs(path: Path, work: Path) -> dict:
-    if not (os.path.exists(VSWITCHD) and shutil.which("ovs-vsctl")):
-        raise RuntimeError("Open vSwitch with DPDK is not installed (apt-get install openvswitch-switch-dpdk)")
-    run = work / "ovs"
-    run.mkdir()
-    env = dict(os.environ, OVS_RUNDIR=str(run), OVS_LOGDIR=str(run), OVS_DBDIR=str(run))
-    db = f"unix:{run}/db.sock"
-    sh = lambda *a: subprocess.run(a, check=True, capture_output=True, env=env)   # noqa: E731
-    pids = []
-    try:
-        sh("ovsdb-tool", "create", f"{run}/conf.db", "/usr/share/openvswitch/vswitch.ovsschema")
-        sh("ovsdb-server", f"{run}/conf.db", f"--remote=p{db}", f"--pidfile={run}/db.pid", "--detach",
-           f"--log-file={run}/db.log")
-        pids.append(run / "db.pid")
-        vsctl = ["ovs-vsctl", f"--db={db}"]
-        sh(*vsctl, "--no-wait", "init")
-        sh(*vsctl, "--no-wait", "set", "Open_vSwitch", ".", "other_config:dpdk-init=true",
-           f"other_config:dpdk-extra=--no-pci --in-memory --file-prefix=fm{os.getpid()}",
-           "other_config:dpdk-lcore-mask=0x1", "other_config:pmd-cpu-mask=0x2")
-        sh(VSWITCHD, db, f"--pidfile={run}/vswitchd.pid", "--detach", f"--log-file={run}/vswitchd.log")
-        pids.append(run / "vswitchd.pid")
-        sh(*vsctl, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev")
-        target = f"unix:{run}/br0.mgmt"
-        dt = _timed_add_flows(target, path, env)
-        return {"peer": "ovs-dpdk", "seconds": round(dt, 2), "flows": _count(target, env)}
-    finally:
-        for pidfile in reversed(pids):
-            try:
-                os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
-            except (OSError, ValueError):
-                pass
-        time.sleep(1)
+    why = missing()
+    if why:
+        raise OvsError(why)
+    with Ovs(work, bridge="br0") as sw:
+        dt = _timed_add_flows(sw.mgmt, path, sw.env)
+        return {"peer": "ovs-dpdk", "seconds": round(dt, 2), "flows": _count(sw.mgmt, sw.env)}
 
 
 def main(n: int, as_json: bool) -> int:

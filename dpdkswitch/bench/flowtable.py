@@ -27,6 +27,13 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from ..config import loads
+from ..datapath import MANUAL_PMD, Datapath, Eal, odp
+from ..ofproto.flowstr import parse_flow
+from ..switch import Bridge, Switch
+from .console import Progress, table, version
+from .scenarios import BenchError, bench_dir, pcap_for
+
 RULE = "priority=10,udp,actions=output:2"
 NEW_RULE = "priority=10,udp,actions=output:3"
 SECOND = 1_000_000_000
@@ -60,9 +67,6 @@ class FlowTableBench:
         self.br = None
 
     def __enter__(self) -> "FlowTableBench":
-        from .config import loads
-        from .datapath import Eal
-        from .switch import Bridge, Switch
         config = loads(config_text(self.pcap, self.n, self.ctl_core, next(_runs)), "<bench>")
         bc = config.bridges["br0"]
         self.switch = Switch(config, manual_clock=True)
@@ -89,8 +93,6 @@ class FlowTableBench:
     def install(self) -> float:
         """Port 1 comes up and its pcap is polled until it is exhausted and every upcall handled;
         returns the seconds that took.  Fails unless N flows and N ukeys resulted."""
-        from .bench import BenchError
-        from .datapath import MANUAL_PMD
         br = self.br
         t0 = time.perf_counter()
         br.add_port(br.config.ports["p1"])
@@ -115,8 +117,6 @@ class FlowTableBench:
 
     def flow_mod_pass(self) -> dict:
         """A pass with nothing changed; the flow-mod; the pass after it, timed and checked."""
-        from .datapath import odp
-        from .ofproto.flowstr import parse_flow
         br = self.br
         quiet = br.revalidator.run()          # counters pushed to the rule; nothing to re-translate
         t0 = time.perf_counter()
@@ -161,7 +161,6 @@ class FlowTableBench:
 def ufid_index_heap_per_slot(dp, limit: int = 100000) -> float:
     """DPDK heap a datapath takes per flow slot of its limit (the UFID index): the heap growth of
     creating a bare datapath of 2 × LIMIT slots less that of one of LIMIT, over LIMIT."""
-    from .datapath import Datapath
     grown = []
     for k, lim in enumerate((limit, 2 * limit)):
         before = dp.mem_stats()["heap_allocated"]
@@ -174,13 +173,11 @@ def ufid_index_heap_per_slot(dp, limit: int = 100000) -> float:
 
 
 def _pcap(n: int, scen_file: Path) -> Path:
-    from .bench import bench_dir, pcap_for
     path, _ = pcap_for(f"flows-{n}", {"traffic": {"flows": n, "vary": ["ip_src"]}}, bench_dir(scen_file))
     return path
 
 
-def run(counts: list[int], memory_n: int | None, scen_file: Path, ctl_core: int, progress) -> dict:
-    from .bench import version
+def run(counts: list[int], memory_n: int | None, scen_file: Path, ctl_core: int, progress: Progress) -> dict:
     out: dict = {"peer": "dpdkswitch", "version": version(), "rule": RULE, "new_rule": NEW_RULE}
     if counts:
         out["revalidation"] = []
@@ -196,7 +193,6 @@ def run(counts: list[int], memory_n: int | None, scen_file: Path, ctl_core: int,
 
 
 def format_result(r: dict) -> str:
-    from .bench import _table
     parts = []
     if "revalidation" in r:
         rows = [("flows", "install s", "setups/s", "pass, unchanged ms", "flow-mod ms", "pass after it ms",
@@ -208,7 +204,7 @@ def format_result(r: dict) -> str:
                          f"{x['deleted']:,}", "yes" if x["verified"] else
                          f"NO ({x['flows_with_old_action']:,} flows with the old action, {x['flows_after']:,} flows)"))
         parts.append(f"revalidation after a flow-mod ({r['rule']} -> {r['new_rule']}), N exact-match megaflows "
-                     f"of that one rule installed through the upcall path\n" + _table(rows))
+                     f"of that one rule installed through the upcall path\n" + table(rows))
     if "memory" in r:
         m = r["memory"]
         rows = [("what", "bytes"),
@@ -221,11 +217,11 @@ def format_result(r: dict) -> str:
                 ("  of which in the heap: the UFID index", f"{m['dp_slot_ufid_index_heap']:,.0f}"),
                 ("slow path, Python heap per ukey (tracemalloc)", f"{m['py_per_ukey']:,.0f}")]
         parts.append(f"memory per megaflow, {m['flows']:,} exact-match megaflows ({m['key_bytes']}-byte keys) "
-                     f"installed through the upcall path\n" + _table(rows))
+                     f"installed through the upcall path\n" + table(rows))
     return "\n\n".join(parts)
 
 
-def main(a, scen_file: Path, progress) -> int:
+def main(a, scen_file: Path, progress: Progress) -> int:
     r = run(a.revalidation or [], a.memory, scen_file, a.ctl_core, progress)
     if a.json:
         print(json.dumps(r), flush=True)

@@ -1,0 +1,88 @@
+"""Frames between the bridge and its controllers: packet-in (the upcall handler's, to the
+connections that want it; a table-miss rule's controller action is reported as a table miss)
+and packet-out (a controller's frame through an action list, into the datapath).
+
+Contract: the control thread's asyncio loop; packet-ins come from the upcall handler there.
+Cost: a packet-in is one encode per connection (and a classifier lookup to tell a table miss);
+a packet-out is a parse, a translation of its actions and one datapath execute.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..datapath import DatapathError
+from ..ofproto import actions as A
+from ..ofproto import fields as F
+from ..ofproto.pipeline import N_TABLES
+from ..openflow import consts as C
+from ..openflow.errors import OFPError
+from ..openflow.message import PacketIn, PacketOut, encode
+from ..switch import Bridge
+from .actions import check_actions
+from .ports import PortManager
+
+V13 = C.OFP13_VERSION
+PI_REASON = {"no_match": C.OFPR_NO_MATCH, "action": C.OFPR_ACTION, "invalid_ttl": C.OFPR_INVALID_TTL}
+IN_PORT = F.BY_NAME["in_port"]
+
+
+class PacketManager:
+    """One bridge's packet-ins and packet-outs, for its OpenFlow switch.  PORTS: the bridge's
+    PortManager (port-mod may stop a port's packet-ins).  BROADCAST(kind, reason, make) sends
+    an async message to the connections that want it."""
+
+    def __init__(self, br: Bridge, ports: PortManager, broadcast: Callable[..., None]):
+        self.br = br
+        self.pipeline = br.pipeline
+        self.ports = ports
+        self.broadcast = broadcast
+        self.n_packet_ins = 0
+
+    # -- packet-in
+    def packet_in(self, ev) -> None:
+        """The upcall handler's packet-in (PacketInEvent: pi, data, in_port, key)."""
+        if not self.ports.sends_packet_ins(ev.in_port):
+            return
+        pi = ev.pi
+        reason = PI_REASON.get(pi.reason, C.OFPR_ACTION)
+        if reason == C.OFPR_ACTION and self._is_table_miss(ev):
+            reason = C.OFPR_NO_MATCH              # a table-miss rule's controller action
+        self.n_packet_ins += 1
+        data = bytes(ev.data)
+
+        def make(conn):
+            max_len = pi.max_len if pi.reason == "action" else conn.miss_send_len
+            body = data if max_len == C.OFPCML_NO_BUFFER else data[:max_len]
+            match = {"in_port": (ev.in_port, None)}
+            if pi.metadata and conn.version == V13:
+                match["metadata"] = (pi.metadata, None)
+            return encode(PacketIn(buffer_id=C.OFP_NO_BUFFER, total_len=len(data), reason=reason,
+                                   table_id=pi.table_id, cookie=pi.cookie, match=match, data=body,
+                                   version=conn.version, xid=0))
+        self.broadcast("packet_in", reason, make)
+
+    def _is_table_miss(self, ev) -> bool:
+        """Did the packet hit its table's table-miss rule (priority 0, matching everything), and
+        was it that rule's controller action that sent it?"""
+        if ev.pi.table_id >= N_TABLES:
+            return False                          # from a packet-out's own actions
+        k = bytearray(ev.key)
+        IN_PORT.to_key(k, ev.in_port)
+        e = self.pipeline.lookup(ev.pi.table_id, bytes(k), ev.pi.metadata)
+        return (e is not None and e.priority == 0 and not len(e.match) and e.cookie == ev.pi.cookie
+                and e.outputs_to(A.OFPP_CONTROLLER))
+
+    # -- packet-out
+    def packet_out(self, conn, msg: PacketOut):
+        if msg.buffer_id != C.OFP_NO_BUFFER:
+            raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BUFFER_UNKNOWN)
+        if msg.in_port not in self.pipeline.ports and msg.in_port not in (A.OFPP_CONTROLLER, A.OFPP_LOCAL,
+                                                                          A.OFPP_ANY):
+            raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_PORT)
+        if len(msg.data) < 14:
+            raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_PACKET)
+        check_actions(self.pipeline.groups, msg.actions)
+        try:
+            self.br.packet_out(msg.data, msg.in_port, msg.actions)
+        except DatapathError:
+            raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_PACKET) from None

@@ -26,7 +26,8 @@ mod_vlan_vid/mod_vlan_pcp in ovs-ofctl text (``push_tag``: their positions) push
 there is none, so they need none.
 
 ``set_field_value_error`` is the value check of a set-field (``bad_set_argument``), apart
-because the wire codec makes it while decoding, as Open vSwitch does.
+because Open vSwitch makes it while decoding, before this walk (openflow/acts.check_flow_mod
+keeps that order; the text parser makes it per action).
 
 Pure functions; any thread; linear in the actions.
 """
@@ -35,31 +36,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from .actions import (
-    OFPP_ALL,
-    OFPP_CONTROLLER,
-    OFPP_FLOOD,
-    OFPP_IN_PORT,
-    OFPP_LOCAL,
-    OFPP_NORMAL,
-    OFPP_TABLE,
-    ApplyActions,
-    DecNwTtl,
-    GotoTable,
-    PopVlan,
-    PushVlan,
-    SetField,
-    SetNwTtl,
-    WriteActions,
-)
-from .fields import (
-    BY_NAME,
-    FRAG_LATER,
-    NOT_IN_LATER_FRAGMENTS,
-    VLAN_CFI,
-    Field,
-    prereqs_of,
-)
+from .actions import (OFPP_ALL, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_NORMAL, OFPP_TABLE,
+                      ApplyActions, DecNwTtl, GotoTable, PopVlan, PushVlan, SetField, SetNwTtl, WriteActions)
+from .fields import BY_NAME, FRAG_LATER, NOT_IN_LATER_FRAGMENTS, VLAN_CFI, Field, prereqs_of
 from .match import Match
 
 MAX_VLANS = 2                     # tags in the flow key (Open vSwitch's with vlan-limit 2)

@@ -273,7 +273,7 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
         return true;
     }
     if (kind == DPS_SET_SCTP) {
-        if (k.nw_proto != 132 || room < 12 || k.nw_frag)
+        if (k.nw_proto != 132 || room < 12)           /* first fragments too, as OVS */
             return false;
         masked_write(l4, val, mask, 4, old);
         sctp_csum_replace(l4 + 8, old, l4, room);

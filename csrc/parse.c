@@ -170,9 +170,8 @@ parse_ipv6(const uint8_t *f, uint32_t ofs, uint32_t len, struct dps_flow_key *k,
             ofs += 8;
             if (fo & 0xfff9) {                 /* offset or M */
                 k->nw_frag = DPS_FRAG_ANY;
-                if (fo & 0xfff8) {
+                if (fo & 0xfff8) {             /* a later fragment: nw_proto stays 44 (as OVS) */
                     k->nw_frag |= DPS_FRAG_LATER;
-                    k->nw_proto = nh;
                     return 0;
                 }
             }

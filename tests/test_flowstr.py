@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from dpdkswitch.flowkey import KEY_SIZE
 from dpdkswitch.ofproto.actions import (INSTRUCTION_ORDER, OFPP_ALL, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT,
                                         OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, RESERVED_PORTS, ApplyActions, ClearActions,
-                                        CopyTtlIn, CopyTtlOut, DecNwTtl, GotoTable, Group, Meter, Output, PopVlan,
+                                        DecNwTtl, GotoTable, Group, Meter, Output, PopVlan,
                                         PushVlan, SetField, SetNwTtl, SetQueue, WriteActions, WriteMetadata)
-from dpdkswitch.ofproto.fields import FIELDS, field
+from dpdkswitch.ofproto.consistency import ActionError, check, untagged_vlan_sets
+from dpdkswitch.ofproto.fields import FIELDS, NOT_IN_LATER_FRAGMENTS, field
 from dpdkswitch.ofproto.flowstr import (FlowParseError, FlowSpec, FlowStats, format_actions, format_flow,
                                         format_match, parse_actions, parse_flow, parse_match)
 from dpdkswitch.ofproto.match import Match, MatchError
@@ -128,17 +129,30 @@ CASES = [
     ("ipv6,actions=set_field:::1->ipv6_src,set_field:0x12345->ipv6_label",
      FlowSpec(M(eth_type=IP6), A(SetField("ipv6_src", 1), SetField("ipv6_label", 0x12345)))),
     ("ipv6,actions=set_field:5->ipv6_label", FlowSpec(M(eth_type=IP6), A(SetField("ipv6_label", 5)))),
-    ("actions=set_field:0x1005->vlan_vid,set_field:3->vlan_pcp",
-     FlowSpec(instructions=A(SetField("vlan_vid", 0x1005), SetField("vlan_pcp", 3)))),
+    ("dl_vlan=3,actions=set_field:0x1005->vlan_vid,set_field:3->vlan_pcp",          # a tag to set: OVS's rule
+     FlowSpec(M(vlan_vid=0x1003), A(SetField("vlan_vid", 0x1005), SetField("vlan_pcp", 3)))),
+    ("actions=push_vlan:0x8100,set_field:0x1005->vlan_vid", FlowSpec(instructions=A(PushVlan(0x8100),
+                                                                                    SetField("vlan_vid", 0x1005)))),
+    ("actions=mod_vlan_vid:5,mod_vlan_pcp:3,write_actions(mod_vlan_pcp:1)",       # they push a tag when none
+     FlowSpec(instructions=(ApplyActions((SetField("vlan_vid", 0x1005), SetField("vlan_pcp", 3))),
+                            WriteActions((SetField("vlan_pcp", 1),))))),
+    ("ipv6,actions=write_actions(pop_vlan,dec_ttl)", FlowSpec(M(eth_type=IP6), (WriteActions((PopVlan(), DecNwTtl())),))),
+    ("actions=set_field:0x5->metadata,set_field:3->in_port",                      # OVS writes both
+     FlowSpec(instructions=A(SetField("metadata", 5), SetField("in_port", 3)))),
+    ("icmp6,icmp_type=135,actions=set_field:::2->nd_target,set_field:02:00:00:00:00:01->nd_sll",   # code 0 implied
+     FlowSpec(M(eth_type=IP6, ip_proto=58, icmpv6_type=135),
+              A(SetField("nd_target", 2), SetField("nd_sll", 0x020000000001)))),
+    ("vlan_tci=0x3000/0x3000,actions=drop", FlowSpec(M(vlan_vid=(0x1000, 0x1000), vlan_pcp=(1, 1)))),
+    ("table=2,actions=goto_table:3", FlowSpec(instructions=(GotoTable(3),), table_id=2)),
+    ("actions=output:0xfeff,output:0", FlowSpec(instructions=A(Output(0xFEFF), Output(0)))),
     ("ip,actions=set_field:32->nw_tos,set_field:1.2.3.4->nw_src",
      FlowSpec(M(eth_type=IP), A(SetField("ip_dscp", 8), SetField("ipv4_src", ip4("1.2.3.4"))))),
-    ("actions=group:4,set_queue:3,copy_ttl_out,copy_ttl_in",
-     FlowSpec(instructions=A(Group(4), SetQueue(3), CopyTtlOut(), CopyTtlIn()))),
+    ("actions=group:4,set_queue:3", FlowSpec(instructions=A(Group(4), SetQueue(3)))),
     ("sctp,actions=set_field:99->sctp_dst,mod_tp_src:7",
      FlowSpec(M(eth_type=IP, ip_proto=132), A(SetField("sctp_dst", 99), SetField("sctp_src", 7)))),
     ("icmp,actions=set_field:0->icmp_type,set_field:3->icmpv4_code",
      FlowSpec(M(eth_type=IP, ip_proto=1), A(SetField("icmp_type", 0), SetField("icmp_code", 3)))),
-    ("icmp6,icmp_type=135,icmp_code=0,actions=set_field:136->icmp_type,set_field:::2->nd_target,"
+    ("icmp6,icmp_type=135,icmp_code=0,actions=set_field:136->icmpv6_type,set_field:::2->nd_target,"
      "set_field:02:00:00:00:00:02->nd_sll",
      FlowSpec(M(eth_type=IP6, ip_proto=58, icmpv6_type=135, icmpv6_code=0),
               A(SetField("icmpv6_type", 136), SetField("nd_target", 2), SetField("nd_sll", 0x020000000002)))),
@@ -194,7 +208,7 @@ BAD = [
     ("tcp,tcp_flags=+syn+foo,actions=drop", "unknown TCP flag 'foo'"),
     ("dl_vlan=5000,actions=drop", "dl_vlan must be 0..4095, or 0xffff"),
     ("vlan_tci=0x5000/0xe000,actions=drop", "must also match the 0x1000 (tag present) bit"),
-    ("vlan_tci=0x3000/0x3000,actions=drop", "PCP bits of vlan_tci can only be matched all or none"),
+    ("vlan_tci=0x2000/0x2000,actions=drop", "must also match the 0x1000 (tag present) bit"),
     ("ipv6,tcp,actions=drop", "'tcp': conflicts with 'ipv6'"),
     ("ip,nw_src=1.1.1.1,nw_src=2.2.2.2,actions=drop", "'nw_src=2.2.2.2': conflicts with 'nw_src=1.1.1.1'"),
     ("tcp=5,actions=drop", "'tcp=5': 'tcp' takes no value"),
@@ -220,8 +234,30 @@ BAD = [
     ("ip,actions=mod_nw_tos:33", "33 is not a valid TOS"),
     ("tcp,actions=set_field:0x10->tcp_flags", "tcp_flags is not writable"),   # no datapath set for it
     ("ip,actions=set_field:0->icmp_type", "setting icmp_type requires icmp in the match"),
-    ("icmp6,icmpv6_type=135,actions=set_field:02:00:00:00:00:01->nd_sll", "setting nd_sll requires icmp6,"
-                                                                         "icmp_type=135,icmp_code=0"),
+    ("icmp6,icmpv6_type=135,icmp_code=1,actions=set_field:02:00:00:00:00:01->nd_sll", "setting nd_sll requires "
+                                                                                    "icmp6,icmp_type=135,icmp_code=0"),
+    # Open vSwitch's verdicts (OpenFlow 1.3): actions that do not fit the match.
+    ("actions=pop_vlan", "pop_vlan needs a VLAN tag in the match"),
+    ("dl_vlan=5,actions=pop_vlan,strip_vlan", "pop_vlan needs a VLAN tag in the match"),
+    ("ip,actions=set_field:3->vlan_pcp", "setting vlan_pcp requires a VLAN tag in the match"),
+    ("dl_vlan=5,actions=pop_vlan,set_field:4101->vlan_vid", "setting vlan_vid requires a VLAN tag in the match"),
+    ("actions=write_actions(set_field:4101->vlan_vid)", "setting vlan_vid requires a VLAN tag"),
+    ("arp,actions=dec_ttl", "dec_ttl needs ip or ipv6 in the match"),
+    ("actions=mod_nw_ttl:3", "mod_nw_ttl needs ip or ipv6 in the match"),
+    ("actions=mod_nw_tos:8", "setting ip_dscp requires ip or ipv6 in the match"),
+    ("actions=push_vlan:0x8100,push_vlan:0x8100,push_vlan:0x88a8", "push_vlan: a third VLAN tag"),
+    ("dl_vlan=5,actions=push_vlan:0x8100,write_actions(push_vlan:0x8100)", "push_vlan: a third VLAN tag"),
+    ("tcp,ip_frag=later,tp_dst=80,actions=drop", "tcp_dst cannot be matched in later fragments"),
+    ("tcp,ip_frag=later,tcp_flags=+syn,actions=drop", "tcp_flags cannot be matched in later fragments"),
+    ("udp,ip_frag=later,actions=mod_tp_dst:53", "setting udp_dst requires udp or udp6 in the match (not ip_frag"),
+    ("icmp6,actions=set_field:3->icmp_type", "setting icmp_type requires icmp in the match"),
+    ("arp,actions=set_field:256->arp_op", "arp_op 256: Open vSwitch writes 0..255 only"),
+    ("actions=copy_ttl_out", "copy_ttl_out is not supported"),
+    ("actions=copy_ttl_in", "copy_ttl_in is not supported"),
+    ("actions=output:0xffffff00", "cannot output to port 0xffffff00"),
+    ("actions=output:70000", "cannot output to port 0x11170"),
+    ("table=3,actions=goto_table:1", "goto_table:1 must go forward from table 3"),
+    ("actions=goto_table:0", "goto_table:0 must go forward from table 0"),
     ("icmp6,icmp_type=136,icmp_code=0,actions=set_field:02:00:00:00:00:01->nd_sll", "setting nd_sll requires"),
     ("udp,actions=set_field:9->sctp_dst", "setting sctp_dst requires sctp"),
     ("ip,actions=set_field:1->arp_op", "setting arp_op requires arp"),
@@ -417,23 +453,48 @@ def matches(draw):
         value = draw(ports()) if f.kind == "port" else draw(st.integers(0, _limit(f)))
         mask = draw(st.one_of(st.none(), st.integers(0, f.all_ones))) if f.maskable else None
         d[f.name] = (value, mask)
+    if "ip_frag" in d and any(n in NOT_IN_LATER_FRAGMENTS for n in d):   # later fragments have no L4 header
+        d["ip_frag"] = (d["ip_frag"][0] & ~2, d["ip_frag"][1])
     return Match(d)
+
+
+def consistent(m: Match, instructions, table_id: int) -> tuple:
+    """INSTRUCTIONS without the actions that would not fit M and the goto_table that would not
+    go forward: what parse_flow refuses, as Open vSwitch does (consistency.check)."""
+    out = []
+    for ins in instructions:
+        if isinstance(ins, GotoTable) and ins.table_id <= table_id:
+            continue
+        if isinstance(ins, (ApplyActions, WriteActions)):
+            kept = []
+            for a in ins.actions:
+                trial = (*out, type(ins)((*kept, a)))
+                try:
+                    check(m, trial, table_id, push_tag=untagged_vlan_sets(m, trial))
+                except ActionError:
+                    continue
+                kept.append(a)
+            if kept:
+                out.append(type(ins)(tuple(kept)))
+            continue
+        out.append(ins)
+    return tuple(out)
 
 
 def actions_for(m: Match):
     writable = [f for f in FIELDS if f.writable and f.member and f.name not in SKIP
                 and (f.prereq == "vlan" or m.prereqs_ok(f))]
     setf = st.sampled_from(writable).flatmap(
-        lambda f: st.integers(0, f.all_ones).map(
+        lambda f: st.integers(0, _limit(f)).map(          # arp_op: 0..255, as Open vSwitch writes
             lambda v: SetField(f.name, v | 0x1000 if f.name == "vlan_vid" else v)))
     return st.one_of(
         setf, setf, setf,
-        st.one_of(st.integers(0, OFPP_MAX), st.sampled_from([OFPP_IN_PORT, OFPP_NORMAL, OFPP_FLOOD, OFPP_ALL,
+        st.one_of(st.integers(0, 0xFEFF), st.sampled_from([OFPP_IN_PORT, OFPP_NORMAL, OFPP_FLOOD, OFPP_ALL,
                                                               OFPP_LOCAL, RESERVED_PORTS["table"]])).map(Output),
         st.integers(0, 0xFFFF).map(lambda n: Output(OFPP_CONTROLLER, n)),
         st.integers(0, 0xFFFFFFFF).map(Group), st.sampled_from([PushVlan(0x8100), PushVlan(0x88A8)]),
         st.just(PopVlan()), st.integers(0, 0xFFFFFFFF).map(SetQueue), st.just(DecNwTtl()),
-        st.integers(0, 255).map(SetNwTtl), st.just(CopyTtlOut()), st.just(CopyTtlIn()))
+        st.integers(0, 255).map(SetNwTtl))
 
 
 @st.composite
@@ -455,9 +516,10 @@ def flows(draw):
     if draw(st.booleans()):
         inst[GotoTable] = GotoTable(draw(st.integers(0, 254)))
     cookie_mask = draw(st.sampled_from([0, 0xFFFF, (1 << 64) - 1]))
+    table_id = draw(st.one_of(st.none(), st.integers(0, 254)))
     return FlowSpec(
-        match=m, instructions=tuple(inst[k] for k in INSTRUCTION_ORDER if k in inst),
-        table_id=draw(st.one_of(st.none(), st.integers(0, 254))), priority=draw(st.integers(0, 0xFFFF)),
+        match=m, instructions=consistent(m, tuple(inst[k] for k in INSTRUCTION_ORDER if k in inst), table_id or 0),
+        table_id=table_id, priority=draw(st.integers(0, 0xFFFF)),
         cookie=draw(st.integers(0, (1 << 64) - 1)) & (cookie_mask or (1 << 64) - 1), cookie_mask=cookie_mask,
         idle_timeout=draw(st.integers(0, 0xFFFF)), hard_timeout=draw(st.integers(0, 0xFFFF)),
         importance=draw(st.integers(0, 0xFFFF)), flags=draw(st.integers(0, 0x1F)),

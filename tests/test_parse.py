@@ -308,8 +308,7 @@ def expect_from_scapy(frame: bytes, in_port: int) -> dict:
                                       IPv6ExtHdrFragment)), layer.summary()
             if nh == 44 and (layer.offset or layer.m):
                 e["nw_frag"] = FRAG_ANY | (FRAG_LATER if layer.offset else 0)
-                if layer.offset:
-                    nh = layer.nh
+                if layer.offset:           # a later fragment's nw_proto is the fragment header's, 44 (as OVS)
                     break
             nh, layer = layer.nh, layer.payload
         e["nw_proto"] = nh

@@ -3,8 +3,10 @@
 Deterministic datapaths (no PMD thread, manual clock) with test ports; the tests play the
 control thread's loop by hand (inject, poll, ``UpcallHandler.handle``, poll, ``Revalidator.run``).
 
-* Megaflow soundness (hypothesis): random pipelines (tables, metadata, goto, groups, header
-  rewrites, VLAN push/pop) and random packets from small pools: whatever packet falls in the
+* Megaflow soundness (hypothesis): random pipelines (tables, metadata, goto, groups whose buckets
+  are action sets, header rewrites, VLAN push/pop, dec_ttl, fragment and TCP flag matches) and
+  random packets from small pools (IPv4/IPv6 first and later fragments among them, TTLs 0-2):
+  whatever packet falls in the
   megaflow a translation installs gets the same datapath actions; through the real datapath,
   what cached flows do to the packets equals packet-out of each packet's own translation.
   Actions are compared as what they do: a masked set's value bits outside its mask are ignored.
@@ -30,9 +32,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from dpdkswitch.datapath import MANUAL_PMD, Datapath, odp, parse
-from dpdkswitch.ofproto.actions import (DecNwTtl, Group, Output, PopVlan, PushVlan, SetField)
+from dpdkswitch.ofproto.actions import (DecNwTtl, Group, Output, PopVlan, PushVlan, SetField, SetNwTtl)
 from dpdkswitch.ofproto.fields import BY_NAME, VLAN_CFI, format_key
-from dpdkswitch.ofproto.flowstr import parse_flow
+from dpdkswitch.ofproto.flowstr import FlowParseError, parse_flow
 from dpdkswitch.ofproto.pipeline import Bucket, FlowModError, GroupEntry, Pipeline, PortEntry
 from dpdkswitch.ofproto.xlate import Translator
 from dpdkswitch.revalidator import Revalidator
@@ -141,7 +143,8 @@ IP4S = ["10.0.0.1", "10.0.0.2", "10.0.1.1", "10.1.0.1", "192.168.0.1"]
 IP6S = ["2001:db8::1", "2001:db8::2", "2001:db8:0:1::1"]
 VIDS = [10, 20]
 PCPS = [0, 5]
-TTLS = [1, 2, 64]
+TTLS = [0, 1, 2, 64]
+FRAGS = ["none", "none", "first", "later"]     # IPv4 MF/offset, IPv6 a fragment header
 TPS = [53, 80, 443]
 SPORTS = [1000, 2000]
 DPORTS = TPS + [52, 81, 4000, 0x1234]       # neighbours of the rules' ports: ports tracking
@@ -161,6 +164,7 @@ class Pkt(NamedTuple):
     dport: int
     ttl: int
     tos: int
+    frag: str = "none"                # none, first, later
 
 
 def build(p: Pkt) -> bytes:
@@ -177,11 +181,16 @@ def build(p: Pkt) -> bytes:
     else:
         l4 = struct.pack("!HHHH", p.sport, p.dport, 8 + len(payload), 0) + payload
     if p.kind == "ip4":
-        ip = struct.pack("!BBHHHBBHII", 0x45, p.tos, 20 + len(l4), 1, 0, p.ttl, p.proto, 0,
+        frag = {"none": 0, "first": 0x2000, "later": 0x2003}[p.frag]       # MF, offset 3 (x 8 bytes)
+        ip = struct.pack("!BBHHHBBHII", 0x45, p.tos, 20 + len(l4), 1, frag, p.ttl, p.proto, 0,
                          int(ipaddress.IPv4Address(IP4S[p.src])), int(ipaddress.IPv4Address(IP4S[p.dst])))
         ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
         return eth + b"\x08\x00" + ip + l4
-    ip6 = struct.pack("!IHBB", 6 << 28 | p.tos << 20, len(l4), p.proto, p.ttl) \
+    nh = p.proto
+    if p.frag != "none":                      # a fragment header, M set; a later one has an offset
+        l4 = struct.pack("!BBHI", p.proto, 0, 1 | (3 << 3 if p.frag == "later" else 0), 7) + l4
+        nh = 44
+    ip6 = struct.pack("!IHBB", 6 << 28 | p.tos << 20, len(l4), nh, p.ttl) \
         + ipaddress.IPv6Address(IP6S[p.src]).packed + ipaddress.IPv6Address(IP6S[p.dst]).packed
     return eth + b"\x86\xdd" + ip6 + l4
 
@@ -201,7 +210,7 @@ VLAN_STACKS = [(), ((0x8100, 10, 0),), ((0x8100, 20, 0),), ((0x8100, 10, 5),), (
                ((0x8100, 20, 5), (0x8100, 10, 0))]
 PKT_POOLS = {"in_port": [1, 2, 3], "eth_src": MACS, "eth_dst": MACS, "vlans": VLAN_STACKS,
              "kind": ["ip4", "ip4", "ip6", "arp"], "src": range(3), "dst": range(3), "proto": [6, 17],
-             "sport": SPORTS, "dport": DPORTS, "ttl": TTLS, "tos": TOS}
+             "sport": SPORTS, "dport": DPORTS, "ttl": TTLS, "tos": TOS, "frag": FRAGS}
 
 
 @st.composite
@@ -245,9 +254,10 @@ class PipeSpec(NamedTuple):
 def _bucket_actions(draw, gid: int, gids: list[int]) -> tuple:
     pool = [Output(1), Output(2), Output(3), SetField("eth_src", MACS[0]), SetField("vlan_vid", VLAN_CFI | 30),
             PushVlan(0x8100), PopVlan(), DecNwTtl(), SetField("ipv4_dst", int(ipaddress.IPv4Address("10.9.9.9"))),
-            SetField("udp_dst", 4000), SetField("tcp_src", 7)]
+            SetField("udp_dst", 4000), SetField("tcp_src", 7), SetNwTtl(1), SetField("vlan_pcp", 5)]
     pool += [Group(g) for g in gids if g > gid]       # chains go one way: no loops
-    acts = draw(st.lists(st.sampled_from(pool), min_size=0, max_size=3))
+    # A bucket is an action set: outputs before rewrites, two outputs, a group with an output.
+    acts = draw(st.lists(st.sampled_from(pool), min_size=0, max_size=5))
     if not any(isinstance(a, (Output, Group)) for a in acts):
         acts.append(draw(st.sampled_from([Output(1), Output(2), Output(3)])))
     return tuple(acts)
@@ -303,15 +313,22 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
         m.append(f"ipv6_{pick(['src', 'dst'])}={pick(PREFIXES6)}")
     if proto == "arp" and maybe():
         m.append(f"arp_spa={pick(PREFIXES4)}")
-    if proto in ("tcp", "udp", "tcp6", "udp6") and draw(st.booleans()):
-        m.append(f"tp_dst={pick(TPS + [4000, '0x1000/0xf000', '0x0/0xffc0', '0x50/0xfffe'])}")
-    if proto in ("tcp", "udp", "tcp6", "udp6") and maybe():
+    frag = pick(["no", "first", "later", "yes", "not_later"]) if proto and proto != "arp" and maybe() else None
+    if frag:
+        m.append(f"nw_frag={frag}")
+    l4 = proto in ("tcp", "udp", "tcp6", "udp6") and frag != "later"     # a later fragment has no L4 header
+    if l4 and draw(st.booleans()):
+        m.append(f"tp_dst={pick(TPS + [0, 4000, '0x1000/0xf000', '0x0/0xffc0', '0x50/0xfffe'])}")
+    if l4 and maybe():
         m.append(f"tp_src={pick(SPORTS + ['0x400/0xfc00'])}")
+    if l4 and proto in ("tcp", "tcp6") and maybe():
+        m.append(f"tcp_flags={pick(['+syn', '-syn', '+syn-ack', '+ack'])}")
     if t > 0 and maybe():
         m.append(f"metadata={pick(['0x1/0x1', '0x2/0x3', '0x0/0x1', '0x3'])}")
 
     acts = ["mod_dl_src:02:00:00:00:00:01", "mod_dl_dst:0a:1b:2c:3d:4e:5f", "mod_vlan_vid:10", "mod_vlan_vid:30",
-            "mod_vlan_pcp:5", "push_vlan:0x8100", "push_vlan:0x88a8", "strip_vlan", "dec_ttl", "mod_nw_ttl:64"]
+            "mod_vlan_pcp:5", "push_vlan:0x8100", "push_vlan:0x88a8", "strip_vlan", "dec_ttl", "mod_nw_ttl:64",
+            "mod_nw_ttl:1"]
     if proto in ("ip", "tcp", "udp"):
         acts += ["mod_nw_src:10.0.0.1", "mod_nw_dst:10.0.0.2", "mod_nw_tos:32"]
     if proto in ("ipv6", "tcp6", "udp6"):
@@ -319,15 +336,28 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
     if proto in ("tcp", "udp", "tcp6", "udp6"):
         acts += ["mod_tp_dst:53", "mod_tp_src:1000"]
     outs = ["output:1", "output:2", "output:3", "in_port", "flood", "controller"] + [f"group:{g}" for g in gids]
-    apply = draw(st.lists(st.sampled_from(acts + outs + outs), max_size=4))
+    apply = _fits(",".join(m), draw(st.lists(st.sampled_from(acts + outs + outs), max_size=4)))
     ins = list(apply)
     if maybe():
-        ins.append(f"write_actions({pick(outs)})")
+        ins.append(f"write_actions({pick(['', 'dec_ttl,', 'mod_nw_ttl:1,', 'strip_vlan,'])}{pick(outs)})")
     if t < n_tables - 1 and maybe():
         ins.append(f"write_metadata:{pick(['0x1/0x1', '0x2/0x2', '0x3', '0x0/0x1'])}")
     if t < n_tables - 1 and draw(st.integers(0, 3)):
         ins.append(f"goto_table:{draw(st.integers(t + 1, n_tables - 1))}")
     return ",".join(m) + ",actions=" + (",".join(ins) or "drop")
+
+
+def _fits(head: str, acts: list[str]) -> list[str]:
+    """ACTS without those Open vSwitch would refuse after match HEAD (pop_vlan without a tag,
+    dec_ttl without ip, a third tag...): the pipelines are made of flows it would take."""
+    kept: list[str] = []
+    for a in acts:
+        try:
+            parse_flow(f"{head},actions={','.join([*kept, a])}")
+        except FlowParseError:
+            continue
+        kept.append(a)
+    return kept
 
 
 def make_pipeline(spec: PipeSpec, of2dp: dict[int, int], clock=lambda: 0.0) -> Pipeline:

@@ -116,6 +116,28 @@ Instruction = ApplyActions | WriteActions | ClearActions | WriteMetadata | GotoT
 # The order OpenFlow 1.3 executes instructions in, whatever order they were given.
 INSTRUCTION_ORDER = (Meter, ApplyActions, ClearActions, WriteActions, WriteMetadata, GotoTable)
 
-# The order an action set executes in (OpenFlow 1.3 §5.10); Output/Group last.
-ACTION_SET_ORDER = (CopyTtlIn, PopVlan, PushVlan, CopyTtlOut, DecNwTtl, SetNwTtl, SetField, SetQueue, Group,
-                    Output)
+# An action set runs these first, the last of each kind, in this order (OpenFlow 1.3 §5.10).
+_ONE_OF_EACH = (CopyTtlIn, PopVlan, PushVlan, CopyTtlOut, DecNwTtl)      # before the set-fields
+_SETS = (SetNwTtl, SetField)
+
+
+def execution_order(action_set) -> tuple[Action, ...]:
+    """The action list an action set runs as (OpenFlow 1.3 §5.10, as Open vSwitch's
+    ofpacts_execute_action_set): ACTION_SET holds actions in the order they were written (a
+    later one replaces an earlier one of its kind); what runs is the last copy_ttl_in, pop_vlan,
+    push_vlan, copy_ttl_out and dec_ttl, then every set-field and mod_nw_ttl in the order
+    written (so the last value of each field), the last set_queue, then the last group, or
+    else the last output.  Without a group or an output nothing runs at all: a packet that
+    goes nowhere needs no change.  Group buckets are action sets too."""
+    last: dict[type, Action] = {}
+    sets = []
+    for a in action_set:
+        if isinstance(a, _SETS):
+            sets.append(a)
+        else:
+            last[type(a)] = a
+    end = last.get(Group) or last.get(Output)
+    if end is None:
+        return ()
+    return (*(last[t] for t in _ONE_OF_EACH if t in last), *sets,
+            *((last[SetQueue],) if SetQueue in last else ()), end)

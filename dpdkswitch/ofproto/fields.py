@@ -47,6 +47,10 @@ ETH_TYPE_IP, ETH_TYPE_ARP, ETH_TYPE_IPV6 = 0x0800, 0x0806, 0x86DD
 ETH_TYPE_VLAN, ETH_TYPE_QINQ = 0x8100, 0x88A8
 VLAN_CFI = 0x1000          # OFPVID_PRESENT, and the key's "tag present" bit
 FRAG_ANY, FRAG_LATER = 1, 2
+# What a later fragment does not have (no L4 header): a match on them there matches nothing, a
+# set-field of them does nothing; Open vSwitch refuses both (its prerequisites say "not later").
+NOT_IN_LATER_FRAGMENTS = frozenset({"tcp_src", "tcp_dst", "udp_src", "udp_dst", "sctp_src", "sctp_dst",
+                                    "tcp_flags"})
 
 # Prerequisites: a name -> list of alternatives, each a list of (field, value, mask) that must
 # all hold.  Resolved by ``prereqs_of``.
@@ -155,7 +159,8 @@ FIELDS: list[Field] = [
     _f("eth_src", 48, True, "", (B, 4), "eth_src", aliases=["dl_src"], kind="mac"),
     _f("eth_type", 16, False, "", (B, 5), "eth_type", aliases=["dl_type"], kind="hex", writable=False),
     _f("vlan_vid", 13, True, "", (B, 6), "vlan_tci", nbytes=2, kind="int"),
-    _f("vlan_pcp", 3, False, "vlan", (B, 7), "vlan_tci", nbytes=2, shift=13, aliases=["dl_vlan_pcp"]),
+    # Maskable here (vlan_tci=0x3000/0x3000, as Open vSwitch's NXM); OpenFlow 1.3's OXM is not (oxm.py).
+    _f("vlan_pcp", 3, True, "vlan", (B, 7), "vlan_tci", nbytes=2, shift=13, aliases=["dl_vlan_pcp"]),
     _f("ip_dscp", 6, False, "ip", (B, 8), "nw_tos", shift=2),
     _f("ip_ecn", 2, False, "ip", (B, 9), "nw_tos", aliases=["nw_ecn"]),
     _f("ip_proto", 8, False, "ip", (B, 10), "nw_proto", aliases=["nw_proto"], writable=False),

@@ -17,12 +17,23 @@ Representation choices:
   - Prerequisites ovs-ofctl leaves implied are added: vlan_pcp/dl_vlan_pcp adds
     vlan_vid=0x1000/0x1000, nd_target/nd_sll/nd_tll add icmp_code=0.  Protocols are never
     guessed: tp_dst=80 without tcp/udp/sctp is an error (ovs-ofctl silently drops it).
+  - A flow whose actions do not fit its match is refused as Open vSwitch refuses it over
+    OpenFlow 1.3 (consistency.py): pop_vlan or set_field to vlan_vid/vlan_pcp without a tag,
+    dec_ttl/mod_nw_ttl/mod_nw_tos without ip, a third VLAN tag, L4 ports in later fragments,
+    set_field:N->icmp_type under icmp6, goto_table backwards; so are copy_ttl_in/out (OVS has
+    them not) and outputs to ports from 0xff00 up that are not reserved ones.  mod_vlan_vid and
+    mod_vlan_pcp push a tag when there is none, so they need none (ovs-ofctl writes them as
+    push_vlan + set_field then).
   - Stricter than ovs-ofctl: a field given twice with different values, or two protocols that
     disagree (ipv6,tcp), is an error rather than "last one wins"; numeric OpenFlow 1.0 port
-    numbers (65534) are taken as the 32-bit port numbers they are, not mapped to LOCAL.
+    numbers (65534) are taken as the 32-bit port numbers they are, not mapped to LOCAL (an
+    output to one is dropped: no port has it; over the wire Open vSwitch refuses it); a value
+    too wide for its field (ip_dscp=64) is an error, not truncated; vlan_tci PCP bits need the
+    0x1000 bit (a tag) in the mask.  A partial PCP mask (vlan_tci=0x3000/0x3000) is kept as
+    written (ovs-ofctl -O OpenFlow13 rounds it to a whole PCP or drops it).
   - actions=drop (or nothing) is no instruction at all; an empty write_actions() is dropped.
   - Not supported: resubmit, load, enqueue, masked set_field, controller options other than
-    max_len, dec_ttl(ids), registers, conntrack, tunnels, MPLS, rarp, igmp.
+    max_len, dec_ttl(ids), registers, conntrack, tunnels, MPLS (copy_ttl_in/out), rarp, igmp.
 
 Pure functions; any thread.
 """
@@ -37,7 +48,8 @@ from .actions import (INSTRUCTION_ORDER, OFPCML_NO_BUFFER, OFPP_ANY, OFPP_CONTRO
                       ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut, DecNwTtl, GotoTable, Group, Meter, Output,
                       PopVlan, PushVlan, SetField, SetNwTtl, SetQueue, WriteActions, WriteMetadata)
 from .fields import (BY_NAME, ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_IPV6, ETH_TYPE_QINQ, ETH_TYPE_VLAN, FRAG_ANY,
-                     FRAG_LATER, VLAN_CFI, Field, prereqs_of)
+                     FRAG_LATER, NOT_IN_LATER_FRAGMENTS, VLAN_CFI, Field)
+from .consistency import ActionError, check, output_port_ok, set_field_value_error, untagged_vlan_sets
 from .match import Match, MatchError
 
 __all__ = ["FlowParseError", "FlowSpec", "FlowStats", "FLOW_FLAGS", "parse_flow", "parse_match", "parse_actions",
@@ -237,6 +249,8 @@ PROTOCOLS = {"ip": (ETH_TYPE_IP, None), "ipv6": (ETH_TYPE_IPV6, None), "arp": (E
              "sctp6": (ETH_TYPE_IPV6, 132)}
 _PROTOCOL_NAME = {v: k for k, v in PROTOCOLS.items()}
 _L4 = {6: "tcp", 17: "udp", 132: "sctp"}
+_SETTABLE = frozenset({"in_port"})      # set_field may write it though the datapath key holds no set for it
+_PUSH_TAG = ("mod_vlan_vid", "mod_vlan_pcp")      # they push a tag when there is none
 _HEADER = {"table", "priority", "cookie", "idle_timeout", "hard_timeout", "importance", "out_port", "out_group"}
 _IGNORED = {"duration", "n_packets", "n_bytes", "idle_age", "hard_age"}
 _SPECIAL = {"nw_tos", "dl_vlan", "vlan_tci", "tp_src", "tp_dst"}
@@ -305,23 +319,23 @@ class _MatchBuilder:
         """vlan_tci=V/M (PCP:3, present:1, VID:12) onto vlan_vid (present+VID) and vlan_pcp."""
         m = 0xFFFF if m is None else m
         pcp_mask, present = m & 0xE000, m & v & VLAN_CFI
-        if pcp_mask not in (0, 0xE000):
-            raise _Bad("the PCP bits of vlan_tci can only be matched all or none (vlan_pcp is not maskable)")
         if pcp_mask and not m & VLAN_CFI:
             raise _Bad("a vlan_tci match on PCP must also match the 0x1000 (tag present) bit")
         if pcp_mask and not present and v & 0xE000:
             raise _Bad("vlan_tci with PCP bits but without the 0x1000 (tag present) bit matches nothing")
         self.put("vlan_vid", v & 0x1FFF, m & 0x1FFF, item)
         if pcp_mask and present:
-            self.put("vlan_pcp", v >> 13, None, item)
+            self.put("vlan_pcp", v >> 13, pcp_mask >> 13, item)
 
     def done(self) -> Match:
         m = self.m.implied(only=_IMPLIED_OK)
         try:
             m.check_prereqs()
         except MatchError as e:
-            need = " or ".join(format_match(a) for a in e.alternatives)
             item = self.src.get(e.field, e.field)
+            if not e.alternatives:
+                raise FlowParseError(f"'{item}': {e}") from None
+            need = " or ".join(format_match(a) for a in e.alternatives)
             said = re.split(r"[=:(]", item)[0]           # the name as given (nw_src, dl_vlan_pcp ...)
             name = said if BY_NAME.get(said) is BY_NAME[e.field] else e.field
             raise FlowParseError(f"'{item}': {name} requires {need}") from None
@@ -351,32 +365,27 @@ def parse_match(text: str) -> Match:
 
 def _set_field(name: str, text: str, match: Match) -> SetField:
     """SetField of NAME (any name or alias; tp_src/tp_dst/icmp_type by the match) to TEXT."""
-    eth, proto = match.value("eth_type"), match.value("ip_proto")
+    proto = match.value("ip_proto")
     if name in ("tp_src", "tp_dst"):
         if proto not in _L4:
             raise _Bad(f"{name} requires tcp, udp or sctp in the match")
         name = f"{_L4[proto]}_{name[3:]}"
-    elif name in ("icmp_type", "icmp_code") and eth == ETH_TYPE_IPV6:
-        name = "icmpv6_" + name[5:]
     if name == "nw_tos":
         return _set_tos(text)
     if name not in BY_NAME:
-        raise _unknown("field", name, [n for n, f in BY_NAME.items() if f.writable])
+        raise _unknown("field", name, [n for n, f in BY_NAME.items() if f.writable or n in _SETTABLE])
     f = BY_NAME[name]
-    if not f.writable or f.member is None:
-        raise _Bad(f"{f.name} is not writable by set_field" + (" (use write_metadata)" if f.member is None else ""))
+    if not f.writable and f.name not in _SETTABLE:
+        raise _Bad(f"{f.name} is not writable by set_field")
     if "/" in text:
         raise _Bad("masked set_field is not supported")
     value = _value(f, text)[0]
     if value > f.all_ones:
         raise _Bad(f"value {text} does not fit {f.name} ({f.bits} bits)")
-    if f.name == "vlan_vid" and not value & VLAN_CFI:
-        raise _Bad(f"vlan_vid value must include the 0x1000 (present) bit ({value | VLAN_CFI:#x}); "
-                   f"or use mod_vlan_vid:{value}")
-    if f.prereq != "vlan" and not match.prereqs_ok(f):     # a VLAN can be pushed first
-        need = " or ".join(format_match(Match({g.name: (v, m) for g, v, m in alt})) for alt in prereqs_of(f))
-        raise _Bad(f"setting {f.name} requires {need} in the match")
-    return SetField(f.name, value)
+    why = set_field_value_error(f.name, value)
+    if why:
+        raise _Bad(why + (f"; or use mod_vlan_vid:{value & 0xFFF}" if f.name == "vlan_vid" else ""))
+    return SetField(f.name, value)      # its prerequisites: consistency.check, in the order of the actions
 
 
 def _set_field_action(text: str, match: Match) -> SetField:
@@ -409,6 +418,8 @@ def _controller(text: str, match: Match) -> Output:
 def _output(port: int) -> Output:
     if port == OFPP_ANY:
         raise _Bad("cannot output to port ANY")
+    if port > 0xFFFF and not output_port_ok(port):     # 0xff00-0xffff: see "Stricter" above
+        raise _Bad(f"cannot output to port {port:#x} (ports go up to 0xfeff; above, only the reserved ones)")
     return Output(port)
 
 
@@ -450,7 +461,8 @@ _ACTIONS = {
     "dec_ttl": _noarg(DecNwTtl),
     "set_field": _set_field_action,
     "set_queue": lambda t, m: SetQueue(_num(t, 32, "queue")),
-    "copy_ttl_out": _noarg(CopyTtlOut), "copy_ttl_in": _noarg(CopyTtlIn),
+    "copy_ttl_out": _unsupported("copy_ttl_out is not supported (it is for MPLS; Open vSwitch refuses it too)"),
+    "copy_ttl_in": _unsupported("copy_ttl_in is not supported (it is for MPLS; Open vSwitch refuses it too)"),
     "resubmit": _unsupported("resubmit is not supported (it is an Open vSwitch extension); use goto_table:N"),
     "load": _unsupported("load is not supported; use set_field:VALUE->FIELD"),
     "enqueue": _unsupported("enqueue is not supported; use set_queue:QUEUE,output:PORT"),
@@ -499,10 +511,23 @@ _INSTRUCTIONS = {
 
 
 def parse_actions(text: str, match: Match = Match()) -> tuple:
-    """The instructions of an ``actions=`` value (MATCH: what mod_tp_dst and set_field check
-    prerequisites against)."""
+    """The instructions of an ``actions=`` value (MATCH: what mod_tp_dst/mod_tp_src name their
+    field by).  Whether they fit the match is parse_flow's check (a group bucket has none)."""
+    return _parse_actions(text, match)[0]
+
+
+def _push_tag_positions(text: str) -> list[int]:
+    """Where mod_vlan_vid/mod_vlan_pcp are in an action list's text (as _action_list counts)."""
+    items = [k.lower() for k, v, _ in _items(text) if not (k.lower() == "drop" and not v)]
+    return [i for i, k in enumerate(items) if k in _PUSH_TAG]
+
+
+def _parse_actions(text: str, match: Match) -> tuple[tuple, list[tuple[type, int]]]:
+    """parse_actions, and the positions (ApplyActions or WriteActions, index) of the actions
+    that push a tag when there is none (consistency.check's PUSH_TAG)."""
     got: dict[type, object] = {}
     apply: list = []
+    push_tag: list[tuple[type, int]] = []
     items = list(_items(text))
     if any(k.lower() == "drop" and not v for k, v, _ in items) and len(items) > 1:
         raise FlowParseError('"drop" must not be accompanied by any other action or instruction')
@@ -518,6 +543,12 @@ def parse_actions(text: str, match: Match = Match()) -> tuple:
         except _Bad as e:
             raise FlowParseError(f"'{item}': {e}") from None
         kind = type(inst)
+        if key.lower() in _PUSH_TAG:
+            push_tag.append((ApplyActions, len(apply)))
+        elif kind is WriteActions:
+            push_tag += [(WriteActions, i) for i in _push_tag_positions(value)]
+        elif kind is ApplyActions:
+            push_tag += [(ApplyActions, len(apply) + i) for i in _push_tag_positions(value)]
         rank = INSTRUCTION_ORDER.index(kind)
         if rank < last:
             later = _INSTRUCTION_NAMES[INSTRUCTION_ORDER[last]]
@@ -532,7 +563,8 @@ def parse_actions(text: str, match: Match = Match()) -> tuple:
             got[kind] = inst
     if apply:
         got[ApplyActions] = ApplyActions(tuple(apply))
-    return tuple(got[k] for k in INSTRUCTION_ORDER if k in got and not (k is WriteActions and not got[k].actions))
+    return (tuple(got[k] for k in INSTRUCTION_ORDER if k in got and not (k is WriteActions and not got[k].actions)),
+            push_tag)
 
 
 # ---- flows -------------------------------------------------------------------------------------
@@ -540,10 +572,12 @@ def parse_actions(text: str, match: Match = Match()) -> tuple:
 _ACTIONS_RE = re.compile(r"\bactions?\s*=")
 
 
-def parse_flow(text: str, require_actions: bool = True) -> FlowSpec:
-    """A flow as ``ovs-ofctl add-flow`` takes it (with REQUIRE_ACTIONS false: also without
-    ``actions=``, as del-flows takes it).  Also reads dump-flows output back (its duration,
-    n_packets, n_bytes, idle_age, hard_age are ignored)."""
+def parse_flow(text: str, require_actions: bool = True, of10: bool = False) -> FlowSpec:
+    """A flow as ``ovs-ofctl -O OpenFlow13 add-flow`` takes it (with REQUIRE_ACTIONS false: also
+    without ``actions=``, as del-flows takes it).  Also reads dump-flows output back (its
+    duration, n_packets, n_bytes, idle_age, hard_age are ignored).  OF10: its actions as
+    OpenFlow 1.0's (``-O OpenFlow10``): pop_vlan, dec_ttl, the mod_* need nothing in the match
+    (a packet without that header is left alone)."""
     found = _ACTIONS_RE.search(text)
     if found is None and require_actions:
         raise FlowParseError("must specify actions (actions=...; actions=drop to drop)")
@@ -567,7 +601,17 @@ def parse_flow(text: str, require_actions: bool = True) -> FlowSpec:
         except _Bad as e:
             raise FlowParseError(f"'{item}': {e}") from None
     match = _build_match(pairs)
-    instructions = parse_actions(act_text, match) if act_text is not None else ()
+    instructions = ()
+    if act_text is not None:
+        instructions, push_tag = _parse_actions(act_text, match)
+        try:
+            check(match, instructions, spec.get("table_id") or 0, of10=of10, push_tag=push_tag)
+        except ActionError as e:
+            if e.alternatives:                  # a set-field's prerequisites, as people write them
+                need = " or ".join(format_match(a) for a in e.alternatives)
+                raise FlowParseError(f"setting {e.field} requires {need} in the match"
+                                     + (" (not ip_frag=later)" if e.field in NOT_IN_LATER_FRAGMENTS else "")) from None
+            raise FlowParseError(str(e)) from None
     return FlowSpec(match=match, instructions=instructions, **spec)
 
 
@@ -632,7 +676,8 @@ def _fmt_vlan(m: Match) -> str | None:
     if vid is None and pcp is None:
         return None
     v = (vid[0] if vid else 0) | (pcp[0] << 13 if pcp else 0)
-    mask = (0x1FFF if vid and vid[1] is None else vid[1] if vid else 0) | (0xE000 if pcp else 0)
+    mask = (0x1FFF if vid and vid[1] is None else vid[1] if vid else 0) | ((7 if pcp[1] is None else pcp[1]) << 13
+                                                                            if pcp else 0)
     vid_mask, pcp_mask = mask & 0x0FFF, mask & 0xE000
     if mask & v & VLAN_CFI and vid_mask in (0, 0xFFF) and pcp_mask in (0, 0xE000) and vid_mask | pcp_mask:
         return ",".join([f"dl_vlan={v & 0xFFF}"] * bool(vid_mask) + [f"dl_vlan_pcp={v >> 13}"] * bool(pcp_mask))
@@ -675,12 +720,19 @@ def _fmt_action(a) -> str:
     return {PopVlan: "pop_vlan", DecNwTtl: "dec_ttl", CopyTtlOut: "copy_ttl_out", CopyTtlIn: "copy_ttl_in"}[type(a)]
 
 
-def _fmt_instruction(i) -> str:
+def _fmt_vlan_push(a) -> str:
+    """A vlan_vid/vlan_pcp set-field where the packet has no tag: it pushes one (mod_vlan_*)."""
+    return f"mod_vlan_vid:{a.value & 0xFFF}" if a.field == "vlan_vid" else f"mod_vlan_pcp:{a.value}"
+
+
+def _fmt_instruction(i, push_tag=frozenset()) -> str:
+    def acts_text(kind, acts):
+        return ",".join(_fmt_vlan_push(a) if (kind, n) in push_tag else _fmt_action(a) for n, a in enumerate(acts))
     match i:
         case ApplyActions(actions=acts):
-            return ",".join(map(_fmt_action, acts))
+            return acts_text(ApplyActions, acts)
         case WriteActions(actions=acts):
-            return f"write_actions({','.join(map(_fmt_action, acts)) or 'drop'})"
+            return f"write_actions({acts_text(WriteActions, acts) or 'drop'})"
         case WriteMetadata(value=v, mask=m):
             return f"write_metadata:{v:#x}" + ("" if m == U64 else f"/{m:#x}")
         case GotoTable(table_id=t):
@@ -690,10 +742,13 @@ def _fmt_instruction(i) -> str:
     return "clear_actions"
 
 
-def format_actions(instructions) -> str:
-    """The ``actions=`` value as ovs-ofctl prints it (OpenFlow 1.3 spellings); "drop" if none."""
+def format_actions(instructions, match: Match | None = None) -> str:
+    """The ``actions=`` value as ovs-ofctl prints it (OpenFlow 1.3 spellings); "drop" if none.
+    With the flow's MATCH, a vlan_vid/vlan_pcp set-field where the packet has no tag is printed
+    as the mod_vlan_vid/mod_vlan_pcp that pushes one (set_field would need the tag)."""
     ordered = sorted(instructions, key=lambda i: INSTRUCTION_ORDER.index(type(i)))
-    return ",".join(s for s in map(_fmt_instruction, ordered) if s) or "drop"
+    push_tag = untagged_vlan_sets(match, ordered) if match is not None else frozenset()
+    return ",".join(s for s in (_fmt_instruction(i, push_tag) for i in ordered) if s) or "drop"
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -731,4 +786,4 @@ def format_flow(spec: FlowSpec, stats: FlowStats | None = None) -> str:
         s += f"out_group={spec.out_group}, "
     priority = f"priority={spec.priority}" if spec.priority != OFP_DEFAULT_PRIORITY else ""
     match = ",".join(filter(None, [priority, format_match(spec.match)]))
-    return s + (match + " " if match else "") + "actions=" + format_actions(spec.instructions)
+    return s + (match + " " if match else "") + "actions=" + format_actions(spec.instructions, spec.match)

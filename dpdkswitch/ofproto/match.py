@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 
-from .fields import BY_NAME, FIELDS, KEY_SIZE, Field, prereqs_of
+from .fields import BY_NAME, FIELDS, FRAG_LATER, KEY_SIZE, NOT_IN_LATER_FRAGMENTS, Field, prereqs_of
 
 _ORDER = {f.name: i for i, f in enumerate(FIELDS)}
 
@@ -141,7 +141,14 @@ class Match(Mapping[str, tuple[int, int | None]]):
         return any(all(self._satisfied(c) for c in alt) for alt in _alts(f))
 
     def check_prereqs(self) -> None:
-        """Raise MatchError naming the first field whose prerequisites are not all present."""
+        """Raise MatchError naming the first field whose prerequisites are not all present, or
+        an L4 field matched in later fragments only (they have none; no ``alternatives`` then)."""
+        frag = self._d.get("ip_frag")
+        if frag is not None and frag[0] & FRAG_LATER:
+            for name in self._d:
+                if name in NOT_IN_LATER_FRAGMENTS:
+                    raise MatchError(f"{name} cannot be matched in later fragments (ip_frag=later): they have "
+                                     "no L4 header", name)
         for name in self._d:
             f = BY_NAME[name]
             if not self.prereqs_ok(f):

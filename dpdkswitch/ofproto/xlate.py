@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 
 from ..datapath import odp
 from ..flowkey import KEY_DTYPE, KEY_SIZE
-from .actions import (ACTION_SET_ORDER, INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
+from .actions import (INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
                       DecNwTtl, GotoTable, Group, Meter, OFPCML_NO_BUFFER, OFPP_ALL, OFPP_CONTROLLER, OFPP_FLOOD,
                       OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output, PopVlan, PushVlan,
-                      SetField, SetNwTtl, SetQueue, WriteActions, WriteMetadata)
+                      SetField, SetNwTtl, SetQueue, WriteActions, WriteMetadata, execution_order)
 from .classifier import Wildcards, key_int
-from .fields import BY_NAME, VLAN_CFI, prereqs_of
+from .fields import BY_NAME, FRAG_LATER, VLAN_CFI, prereqs_of
 from .flowstr import format_actions, format_match
 from .normal import is_reserved
 from .pipeline import FlowEntry, Pipeline, PortEntry
@@ -48,6 +48,9 @@ _VLAN_BYTES = (slice(_TCI[0][0], _TCI[1][1]), slice(_TPID[0][0], _TPID[1][1]))  
 _ETH = slice(_ofs("eth_dst"), _ofs("eth_src") + 6)                                  # dst, src
 _SRC, _DST, _LABEL, _TOS, _TTL = _ofs("nw_src"), _ofs("nw_dst"), _ofs("ipv6_label"), _ofs("nw_tos"), _ofs("nw_ttl")
 _PORTS = slice(_ofs("tp_src"), _ofs("tp_dst") + 2)
+_PORTS_WC = Wildcards()                             # the L4 ports' bits, as wildcards
+_PORTS_WC.unwildcard(F["tcp_src"])                  # tp_src, tp_dst whole
+_PORTS_WC.unwildcard(F["tcp_dst"])
 _PROTO, _SHA, _THA, _NDT = _ofs("nw_proto"), _ofs("arp_sha"), _ofs("arp_tha"), _ofs("nd_target")
 assert _TTL == _TOS + 1
 
@@ -213,7 +216,7 @@ class _Ctx:
         self.odp = self.out.actions
         self.depth = 0
         self.tracing = trace
-        self.action_set: dict[type, object] = {}
+        self.action_set: list = []                # written actions, in order (execution_order runs them)
         self.table_id = 0
         self.cookie = 0
 
@@ -374,21 +377,13 @@ class Translator:
     def translate(self, key: bytes, trace: bool = False, table_id: int = 0) -> Translation:
         c = _Ctx(self.pipeline_of(IN_PORT.from_key(key)), key, self.registry, trace)
         c.out.wc.unwildcard(IN_PORT)
-        if F["ip_frag"].from_key(key):
-            # As Open vSwitch's default fragment handling: the pipeline sees no L4 ports in any
-            # fragment (the first one's ports would send it one way and its followers another).
-            c.out.wc.unwildcard(F["ip_frag"])
-            for b in (c.flow, c.base):
-                b[_PORTS] = bytes(4)
-                b[_ofs("tcp_flags"):_ofs("tcp_flags") + 2] = bytes(2)
+        # Whether it is a fragment decides every lookup (see _table), as in Open vSwitch's.
+        c.out.wc.unwildcard(F["ip_frag"])
         if c.in_ofport in c.p.mirror_outputs():
             c.log("input port is a mirror output port: dropped")
             return c.out
         orig = bytearray(c.flow)
-        try:
-            self._table(c, table_id)
-        except _Stop:
-            pass
+        self._pipeline(c, table_id)
         if c.out.error:
             c.odp.clear()
             c.log(f"error: {c.out.error}; the packet is dropped")
@@ -410,10 +405,7 @@ class Translator:
             c.base = bytearray(c.flow)
         c.out.wc.unwildcard(IN_PORT)
         c.table_id = NO_TABLE
-        try:
-            self._actions(c, actions)
-        except _Stop:
-            pass
+        self._actions(c, actions)
         if c.out.error:
             c.odp.clear()
         return c.out
@@ -465,7 +457,18 @@ class Translator:
             return
         table = c.p.tables[table_id]
         c.v.tables.append(table_id)
-        rule = table.cls.lookup(key_int(bytes(c.flow)), c.metadata, c.out.wc)
+        if F["ip_frag"].from_key(c.flow):
+            # As Open vSwitch's default fragment handling: the lookup sees no L4 ports in a
+            # fragment (the first one's would send it one way and its followers another), and
+            # only the lookup: the actions see the first fragment's ports and TCP flags.  The
+            # real ports then decide nothing here, so their bits stay wildcarded.
+            key = bytearray(c.flow)
+            key[_PORTS] = bytes(4)
+            ports_wc = c.out.wc.key & _PORTS_WC.key
+            rule = table.cls.lookup(key_int(bytes(key)), c.metadata, c.out.wc)
+            c.out.wc.key = c.out.wc.key & ~_PORTS_WC.key | ports_wc
+        else:
+            rule = table.cls.lookup(key_int(bytes(c.flow)), c.metadata, c.out.wc)
         if rule is None:
             if c.p.miss_to_controller:        # OpenFlow 1.0's table miss (Open vSwitch's miss rule)
                 c.log(f"{table_id}. No match: table miss, to the controller (an OpenFlow 1.0 controller is connected)")
@@ -473,7 +476,6 @@ class Translator:
                 self._packet_in(c, "no_match", OFPCML_NO_BUFFER)
             else:
                 c.log(f"{table_id}. No match: table miss, drop")
-            self._end_of_pipeline(c)
             return
         e: FlowEntry = rule.data
         c.v.entries.append(e)
@@ -487,13 +489,13 @@ class Translator:
                 if ins.meter_id in c.p.meters:
                     c.odp.append(odp.Meter(ins.meter_id))
             elif isinstance(ins, ApplyActions):
-                self._actions(c, ins.actions)
+                if not self._actions(c, ins.actions):
+                    c.log("the rest of this rule's instructions are skipped (the action set stays)")
+                    return
             elif isinstance(ins, ClearActions):
                 c.action_set.clear()
             elif isinstance(ins, WriteActions):
-                for a in ins.actions:
-                    # One action of each type, but set-fields one per field (OpenFlow 1.3 §5.10).
-                    c.action_set[(SetField, a.field) if isinstance(a, SetField) else type(a)] = a
+                c.action_set.extend(ins.actions)
             elif isinstance(ins, WriteMetadata):
                 c.metadata = (c.metadata & ~ins.mask) | (ins.value & ins.mask)
             elif isinstance(ins, GotoTable):
@@ -502,23 +504,30 @@ class Translator:
                 return
         if goto is not None:
             self._table(c, goto)
-        else:
+
+    def _pipeline(self, c: _Ctx, table_id: int) -> None:
+        """From TABLE_ID to the end of the pipeline, then the action set (as Open vSwitch: once,
+        whatever ended the pipeline: a rule without goto_table, a table miss, an expired TTL)."""
+        self._table(c, table_id)
+        if not c.out.error:
             self._end_of_pipeline(c)
 
     def _end_of_pipeline(self, c: _Ctx) -> None:
-        acts = sorted(c.action_set.values(), key=lambda a: ACTION_SET_ORDER.index(type(a)))
-        if any(isinstance(a, Group) for a in acts):
-            acts = [a for a in acts if not isinstance(a, Output)]
-        c.action_set = {}
+        acts = execution_order(c.action_set)
+        c.action_set = []
         if acts:
             c.log(f"action set: {acts}")
             self._actions(c, acts)
 
     # -- actions
-    def _actions(self, c: _Ctx, actions) -> None:
+    def _actions(self, c: _Ctx, actions) -> bool:
+        """Run an action list; False when a dec_ttl expired in it, which ends this list only
+        (Open vSwitch: "stop processing for the current table"): the rest of the rule's
+        instructions, of a group bucket or of the action set.  The pending action set, the
+        actions after a group whose bucket it was, another bucket: these carry on."""
         for a in actions:
             if c.out.error:
-                return
+                return True
             if isinstance(a, Output):
                 self._output(c, a)
             elif isinstance(a, Group):
@@ -538,16 +547,17 @@ class Translator:
                 if not c.prereqs_hold("nw_ttl"):
                     continue
                 ttl = c.get("nw_ttl")
-                if ttl <= 1:                 # the packet goes no further: to the controller only
+                if ttl <= 1:                 # to the controller, and this action list ends
                     c.log("dec_ttl: TTL expired")
                     self._packet_in(c, "invalid_ttl", OFPCML_NO_BUFFER)
-                    raise _Stop
+                    return False
                 F["nw_ttl"].to_key(c.flow, ttl - 1)
             elif isinstance(a, SetNwTtl):
                 if c.prereqs_hold("nw_ttl"):
                     self._set_field(c, "nw_ttl", a.ttl)      # unwildcards nw_ttl, as set_field does
             elif isinstance(a, (SetQueue, CopyTtlOut, CopyTtlIn)):
                 pass                 # no queues in the datapath; no MPLS to copy TTLs with
+        return True
 
     def _set_field(self, c: _Ctx, name: str, value: int) -> None:
         f = F[name]
@@ -562,10 +572,17 @@ class Translator:
                 tci = (tci & 0x1FFF) | ((value & 7) << 13)
             c.set_vlan_stack([(tpid, tci)] + stack[1:])
             return
+        if f.name == "metadata":                 # pipeline state, not a header: no commit
+            c.metadata = value
+            return
+        if f.name == "in_port":                  # as OVS: later lookups, in_port and NORMAL see it
+            c.in_ofport = value
+            IN_PORT.to_key(c.flow, value)
+            return
         if f.member == "tp_src" or f.member == "tp_dst":
             c.out.wc.unwildcard(F["ip_frag"])
-            if F["ip_frag"].from_key(c.flow):
-                c.log(f"set_field {name}: a fragment has no L4 ports to set, skipped")
+            if F["ip_frag"].from_key(c.flow) & FRAG_LATER:   # a first fragment's are set, as OVS
+                c.log(f"set_field {name}: a later fragment has no L4 header, skipped")
                 return
         if not f.writable or f.member is None or not c.prereqs_hold(name):
             c.log(f"set_field {name}: prerequisites not met, skipped")
@@ -593,7 +610,7 @@ class Translator:
                 if p.ofport != c.in_ofport and not p.no_fwd and (port == OFPP_ALL or not p.no_flood):
                     self._emit(c, p)
         elif port == OFPP_TABLE:
-            self._table(c, 0)
+            self._pipeline(c, 0)
         elif port == OFPP_NORMAL:
             self._normal(c)
         elif port == OFPP_LOCAL:
@@ -638,12 +655,10 @@ class Translator:
         c.log(f"patch port {port.name} -> bridge {peer_p.name}, in_port {peer.ofport} ({peer.name})")
         c.p, c.v = peer_p, Visit(peer_p, patch=(port, peer), version=peer_p.version)
         c.out.visits.append(c.v)
-        c.in_ofport, c.metadata, c.action_set = peer.ofport, 0, {}
+        c.in_ofport, c.metadata, c.action_set = peer.ofport, 0, []
         IN_PORT.to_key(c.flow, peer.ofport)
         try:
-            self._table(c, 0)
-        except _Stop:
-            pass
+            self._pipeline(c, 0)
         finally:
             c.p, c.v, c.in_ofport, c.metadata, c.action_set, c.table_id, c.cookie, c.depth, c.flow = saved
         if c.out.error:
@@ -733,11 +748,15 @@ class Translator:
             self._bucket(c, g.buckets[i].actions, clone=True)
 
     def _bucket(self, c: _Ctx, actions, clone: bool) -> None:
+        """A bucket's actions are an action set, as in Open vSwitch (OpenFlow 1.3 §5.6.1 and
+        ofpacts_execute_action_set): they run in the action set's order, one of each kind, and
+        not at all without an output or a group.  A TTL that expires ends this bucket only."""
+        actions = execution_order(actions)
         if not clone:
             self._actions(c, actions)
             return
         saved = (bytearray(c.flow), bytearray(c.base), c.odp, c.action_set)
-        c.odp, c.action_set = [], {}
+        c.odp, c.action_set = [], []
         try:
             self._actions(c, actions)
             nested = c.odp
@@ -786,6 +805,3 @@ def _flat(actions):
         else:
             yield a
 
-
-class _Stop(Exception):
-    """Translation ends here (an expired TTL)."""

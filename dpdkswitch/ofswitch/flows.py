@@ -17,6 +17,7 @@ from ..ofproto.flowstr import FlowSpec
 from ..ofproto.match import Match, MatchError
 from ..ofproto.pipeline import N_TABLES, FlowModError
 from ..openflow import consts as C
+from ..openflow.acts import check_flow_mod
 from ..openflow.connection import log
 from ..openflow.errors import OFPError
 from ..openflow.message import FlowMod, FlowRemoved, encode
@@ -88,7 +89,9 @@ class FlowManager:
         if flags & ~(0x1F if v13 else 0x3) or not v13 and flags & C.OFPFF10_EMERG:
             raise OFPError(C.OFPET_FLOW_MOD_FAILED, C.OFPFMFC_BAD_FLAGS)
         instructions = tuple(sorted(msg.instructions, key=lambda i: A.INSTRUCTION_ORDER.index(type(i))))
-        if cmd in (C.OFPFC_ADD, C.OFPFC_MODIFY, C.OFPFC_MODIFY_STRICT):
+        adds = cmd in (C.OFPFC_ADD, C.OFPFC_MODIFY, C.OFPFC_MODIFY_STRICT)
+        check_flow_mod(msg.match, instructions if adds else (), table, conn.version)   # Open vSwitch's verdict
+        if adds:
             for ins in instructions:
                 if isinstance(ins, A.GotoTable) and (table >= N_TABLES or ins.table_id <= table
                                                      or ins.table_id >= N_TABLES):

@@ -15,7 +15,7 @@ from ..ofproto.pipeline import N_TABLES
 from ..openflow import consts as C
 from ..openflow.errors import OFPError
 from ..openflow.multipart import TableFeatures, TableStats
-from ..openflow.oxm import oxm_width
+from ..openflow.oxm import oxm_maskable, oxm_width
 from ..switch import Bridge
 from .actions import ACTION_TYPES
 
@@ -40,7 +40,7 @@ def table_features(table_id: int) -> TableFeatures:
     instr = b"".join(struct.pack("!HH", t, 4) for t in INSTRUCTION_TYPES
                      if not (t == C.OFPIT_GOTO_TABLE and table_id >= N_TABLES - 1))
     acts = b"".join(struct.pack("!HH", t, 4) for t in ACTION_TYPES)
-    match = b"".join(struct.pack("!I", _oxm_header(f, f.maskable)) for f in fields)
+    match = b"".join(struct.pack("!I", _oxm_header(f, oxm_maskable(f))) for f in fields)
     wild = b"".join(struct.pack("!I", _oxm_header(f)) for f in fields)
     setf = b"".join(struct.pack("!I", _oxm_header(f)) for f in fields if f.writable)
     nxt = bytes(range(table_id + 1, N_TABLES))

@@ -9,8 +9,12 @@ set_tp_src/dst -> SetField('tcp_src'...) (udp/sctp when the flow matches that ip
 Encoding 1.0 turns SetQueue + Output (default max_len) back into enqueue.
 
 Decoding raises ``OFPError`` (OFPET_BAD_ACTION / OFPET_BAD_INSTRUCTION codes); encoding expects
-actions the version can express (ValueError otherwise).  Semantic checks that need the switch's
-state (ports, groups, meters, set-field against the match) are left to the caller.
+actions the version can express (ValueError otherwise).  set_field to in_port travels as Nicira's
+16-bit NXM_OF_IN_PORT, as ovs-ofctl sends it (Open vSwitch refuses OXM's IN_PORT there,
+OFPBAC_BAD_SET_ARGUMENT, and so does this).  ``check_flow_mod`` is what Open vSwitch checks when a
+flow-mod arrives beyond the bytes: set-field values, output ports, copy_ttl_*, and whether the
+actions fit the match (ofproto.consistency), each answered with Open vSwitch's error; checks that
+need the switch's state (ports, groups, meters) are left to the caller.
 
 Pure functions; any thread; cost linear in the number of actions.
 """
@@ -19,11 +23,13 @@ from __future__ import annotations
 import struct
 
 from ..ofproto import actions as A
+from ..ofproto import consistency
 from ..ofproto import fields as F
+from ..ofproto.match import Match as OfMatch
 from . import consts as C
 from .errors import OFPError
 from .oxm import Match, decode_oxms, encode_oxm
-from .wire import Layout, zeros_to8
+from .wire import Layout, port_from10, port_to10, zeros_to8
 
 _TL = struct.Struct("!HH")
 _VALID_RESERVED_OUT = {A.OFPP_IN_PORT, A.OFPP_TABLE, A.OFPP_NORMAL, A.OFPP_FLOOD, A.OFPP_ALL, A.OFPP_CONTROLLER,
@@ -71,14 +77,27 @@ def _check_output(port: int) -> None:
         raise _ba(C.OFPBAC_BAD_OUT_PORT)
 
 
+_NXM_OF_IN_PORT = (0x0000, 0)          # 16 bits, OpenFlow 1.0 port numbers
+_OXM_IN_PORT = F.field("in_port").oxm
+_NXM_OF_VLAN_TCI = (0x0000, 4)
+
+
 def _decode_set_field(tlv: bytes) -> A.SetField:
     if len(tlv) < 8:
         raise _ba(C.OFPBAC_BAD_SET_LEN)
-    _, fh, n = struct.unpack_from("!HBB", tlv, 4)
+    cls, fh, n = struct.unpack_from("!HBB", tlv, 4)
     if len(tlv) != (8 + n + 7) & ~7:
         raise _ba(C.OFPBAC_BAD_SET_LEN)
     if fh & 1:
         raise _ba(C.OFPBAC_BAD_SET_ARGUMENT)      # set-field takes no mask
+    if (cls, fh >> 1) == _NXM_OF_IN_PORT:
+        if n != 2:
+            raise _ba(C.OFPBAC_BAD_SET_LEN)
+        return A.SetField("in_port", port_from10(struct.unpack_from("!H", tlv, 8)[0]))
+    if (cls, fh >> 1) == _OXM_IN_PORT:
+        raise _ba(C.OFPBAC_BAD_SET_ARGUMENT)      # as Open vSwitch (ovs-ofctl sends NXM_OF_IN_PORT)
+    if (cls, fh >> 1) == _NXM_OF_VLAN_TCI:
+        raise _ba(C.OFPBAC_BAD_SET_TYPE)
     try:
         (name, (value, _)), = decode_oxms(tlv[4:8 + n])[0].items()
     except OFPError as e:
@@ -91,7 +110,10 @@ def _decode_set_field(tlv: bytes) -> A.SetField:
 
 def encode_action13(a: A.Action) -> bytes:
     if isinstance(a, A.SetField):
-        oxm = encode_oxm(F.field(a.field), a.value)
+        if F.field(a.field).name == "in_port":
+            oxm = struct.pack("!HBBH", _NXM_OF_IN_PORT[0], _NXM_OF_IN_PORT[1] << 1, 2, port_to10(a.value))
+        else:
+            oxm = encode_oxm(F.field(a.field), a.value)
         return _TL.pack(C.OFPAT_SET_FIELD, (4 + len(oxm) + 7) & ~7) + oxm + zeros_to8(4 + len(oxm))
     t, lay = _ACT13_TYPE[type(a)]
     return _TL.pack(t, 4 + lay.size) + lay.pack(a)
@@ -275,3 +297,35 @@ def decode_instructions(data: bytes) -> tuple[A.Instruction, ...]:
             raise _bi(C.OFPBIC_BAD_TABLE_ID)
         out.append(ins)
     return tuple(out)
+
+
+# --- what Open vSwitch checks when a flow-mod arrives ---------------------------------------------
+_KIND = {"match_inconsistent": _ba(C.OFPBAC_MATCH_INCONSISTENT), "bad_tag": _ba(C.OFPBAC_BAD_TAG),
+         "bad_table": _bi(C.OFPBIC_BAD_TABLE_ID)}
+
+
+def check_flow_mod(match: Match, instructions, table_id: int, version: int) -> None:
+    """Raise OFPError where Open vSwitch 3.1 refuses a flow-mod adding these INSTRUCTIONS with
+    MATCH to table TABLE_ID over VERSION, with its type and code: an L4 field matched in later
+    fragments only (OFPBMC_BAD_PREREQ), a set-field value it does not write (vlan_vid without
+    the present bit, arp_op above 255: OFPBAC_BAD_SET_ARGUMENT), copy_ttl_in/out
+    (OFPBAC_BAD_TYPE), an output to a port from 0xff00 up that is not a reserved one
+    (OFPBAC_BAD_OUT_PORT), then actions that do not fit the match (consistency.check)."""
+    m = OfMatch(match)
+    try:
+        m.check_prereqs()
+    except ValueError as e:              # MatchError: the decoder checked the rest; this is fragments'
+        raise OFPError(C.OFPET_BAD_MATCH, C.OFPBMC_BAD_PREREQ) from e
+    for ins in instructions:
+        for a in getattr(ins, "actions", ()):
+            if isinstance(a, (A.CopyTtlIn, A.CopyTtlOut)):
+                raise _ba(C.OFPBAC_BAD_TYPE)
+            if isinstance(a, A.Output) and not consistency.output_port_ok(a.port):
+                raise _ba(C.OFPBAC_BAD_OUT_PORT)
+            if isinstance(a, A.SetField) and consistency.set_field_value_error(a.field, a.value):
+                raise _ba(C.OFPBAC_BAD_SET_ARGUMENT)
+    try:
+        consistency.check(m, instructions, table_id, of10=version == C.OFP10_VERSION)
+    except consistency.ActionError as e:
+        err = _KIND[e.kind]
+        raise OFPError(err.type, err.code) from e

@@ -6,7 +6,9 @@ OFPVID_PRESENT).
 
 Decoding checks lengths, values, masks and prerequisites (``fields.prereqs_of``) and raises
 ``OFPError(OFPET_BAD_MATCH, ...)``; it returns canonical matches: an all-ones mask becomes None
-(exact) and an all-zero mask drops the field.  OpenFlow 1.0 matches ignore members whose
+(exact) and an all-zero mask drops the field.  A VLAN PCP matched in part (vlan_tci=0x3000/0x3000
+in ovs-ofctl's text) has no OXM form (VLAN_PCP takes no mask): it goes, with the VID, as
+Nicira's NXM_OF_VLAN_TCI, as Open vSwitch writes it; decoding reads that field too.  OpenFlow 1.0 matches ignore members whose
 prerequisites fail, as 1.0 switches do.  Encoding expects a valid match (ValueError otherwise).
 
 Pure functions; any thread; cost linear in the number of fields.
@@ -28,6 +30,15 @@ _MATCH_HDR = struct.Struct("!HH")
 
 def _bm(code: int) -> tuple[int, int]:
     return C.OFPET_BAD_MATCH, code
+
+
+NXM_OF_VLAN_TCI = (0x0000, 4)          # 16 bits: PCP, present (CFI), VID; maskable
+_OXM_UNMASKABLE = {"vlan_pcp"}          # maskable in our matches, not as an OXM
+
+
+def oxm_maskable(f: F.Field) -> bool:
+    """Whether F's OXM TLV may carry a mask."""
+    return f.maskable and f.name not in _OXM_UNMASKABLE
 
 
 def oxm_width(f: F.Field) -> int:
@@ -60,7 +71,14 @@ def encode_oxm(f: F.Field, value: int, mask: int | None = None) -> bytes:
 
 
 def encode_oxms(match: Match) -> bytes:
-    return b"".join(encode_oxm(F.field(n), v, m) for n, (v, m) in canonical(match).items())
+    match = canonical(match)
+    pcp = match.get("vlan_pcp")
+    if pcp is None or pcp[1] is None:
+        return b"".join(encode_oxm(F.field(n), v, m) for n, (v, m) in match.items())
+    vid_v, vid_m = match.get("vlan_vid", (0, 0))
+    tci = struct.pack("!HH", vid_v | pcp[0] << 13, (0x1FFF if vid_m is None else vid_m) | pcp[1] << 13)
+    return (_OXM_HDR.pack(NXM_OF_VLAN_TCI[0], NXM_OF_VLAN_TCI[1] << 1 | 1, 4) + tci
+            + b"".join(encode_oxm(F.field(n), v, m) for n, (v, m) in match.items() if n not in ("vlan_vid", "vlan_pcp")))
 
 
 def encode_match(match: Match) -> bytes:
@@ -84,13 +102,17 @@ def decode_oxms(data: bytes) -> tuple[Match, list[bool]]:
         if len(body) != n:
             raise OFPError(*_bm(C.OFPBMC_BAD_LEN))
         pos += 4 + n
+        if (cls, fid) == NXM_OF_VLAN_TCI:
+            _decode_tci(body, hasmask, match, seen)
+            hasmasks.append(bool(hasmask))
+            continue
         f = F.BY_OXM.get((cls, fid))
         if f is None:
             raise OFPError(*_bm(C.OFPBMC_BAD_FIELD))
         w = oxm_width(f)
         if n != w * (1 + hasmask):
             raise OFPError(*_bm(C.OFPBMC_BAD_LEN))
-        if hasmask and not f.maskable:
+        if hasmask and not oxm_maskable(f):
             raise OFPError(*_bm(C.OFPBMC_BAD_MASK))
         if f.name in seen:
             raise OFPError(*_bm(C.OFPBMC_DUP_FIELD))
@@ -111,6 +133,21 @@ def decode_oxms(data: bytes) -> tuple[Match, list[bool]]:
                 mask = None
         match[f.name] = (value, mask)
     return match, hasmasks
+
+
+def _decode_tci(body: bytes, hasmask: int, match: Match, seen: set[str]) -> None:
+    """NXM_OF_VLAN_TCI into MATCH as vlan_vid (present bit + VID) and vlan_pcp."""
+    if len(body) != 2 * (1 + hasmask):
+        raise OFPError(*_bm(C.OFPBMC_BAD_LEN))
+    value, mask = struct.unpack("!H", body[:2])[0], struct.unpack("!H", body[2:])[0] if hasmask else 0xFFFF
+    if value & ~mask:
+        raise OFPError(*_bm(C.OFPBMC_BAD_WILDCARDS))
+    if seen & {"vlan_vid", "vlan_pcp"}:
+        raise OFPError(*_bm(C.OFPBMC_DUP_FIELD))
+    seen.update(("vlan_vid", "vlan_pcp"))
+    for name, v, m in (("vlan_vid", value & 0x1FFF, mask & 0x1FFF), ("vlan_pcp", value >> 13, mask >> 13)):
+        if m:
+            match[name] = (v, None if m == F.field(name).all_ones else m)
 
 
 def _holds(match: Match, f: F.Field, value: int, mask: int | None) -> bool:

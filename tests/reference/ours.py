@@ -88,12 +88,14 @@ def _config_yaml(name: str, ports: dict[int, str], flows: list[str], port_config
 def run_ours(workdir: str | os.PathLike, in_pcap: str, n_frames: int, ports: list[int], flows: list[str],
              groups: list[str] = (), megaflows: bool = True, max_rounds: int = 20000, *,
              inputs: dict[int, tuple[str, int]] | None = None, port_config: dict[int, dict] | None = None,
-             bridge_config: dict | None = None) -> tuple[dict[int, list[bytes]], dict]:
+             bridge_config: dict | None = None, protocol: str = "OpenFlow13") -> tuple[dict[int, list[bytes]], dict]:
     """Through dpdkswitch (the session's EAL must be up): returns ({ofport: frames written to
     WORKDIR/ours-out<N>.pcap}, info with port counters and upcall stats).  MEGAFLOWS false:
     every installed flow is exact-match (a diagnostic: a difference that goes away then is a
     megaflow-mask bug, not a translation one).  INPUTS: {ofport: (pcap, frames in it)} when
-    other ports than 1 read input (IN_PCAP and N_FRAMES are then not used)."""
+    other ports than 1 read input (IN_PCAP and N_FRAMES are then not used).  PROTOCOL: the
+    OpenFlow version the flows are read in (OpenFlow10: pop_vlan or dec_ttl need nothing in the
+    match, as Open vSwitch takes them over 1.0; such flows go in as the groups' do)."""
     from dpdkswitch.config import loads
     from dpdkswitch.ofproto.flowstr import FlowSpec, parse_flow
     from dpdkswitch.switch import Switch
@@ -106,7 +108,8 @@ def run_ours(workdir: str | os.PathLike, in_pcap: str, n_frames: int, ports: lis
     inputs = inputs if inputs is not None else {1: (in_pcap, n_frames)}
     devs = {p: (f"net_pcap_{tag}p{p},rx_pcap={inputs[p][0]},tx_pcap={outs[p]}" if p in inputs else
                 f"net_pcap_{tag}p{p},tx_pcap={outs[p]}") for p in ports}
-    text = _config_yaml(f"ref{n}", devs, [] if groups else list(flows), port_config, bridge_config)
+    direct = bool(groups) or protocol == "OpenFlow10"         # not through the config: see the docstring
+    text = _config_yaml(f"ref{n}", devs, [] if direct else list(flows), port_config, bridge_config)
     (workdir / "ours.yaml").write_text(text)
     config = loads(text, str(workdir / "ours.yaml"))
     sw = Switch(config)
@@ -114,12 +117,12 @@ def run_ours(workdir: str | os.PathLike, in_pcap: str, n_frames: int, ports: lis
     sw.start()
     try:
         (br,) = sw.bridges.values()
-        if groups:
+        if direct:
             br.pipeline.delete(FlowSpec(priority=0), strict=True)    # the default flood rule
             for g in groups:
                 br.pipeline.group_mod("add", parse_group(g))
             for f in flows:
-                br.pipeline.add(parse_flow(f))
+                br.pipeline.add(parse_flow(f, of10=protocol == "OpenFlow10"))
             br.revalidator.run()
         br.upcalls.megaflows = megaflows
         dp_in = {br.by_ofport(p).dp_port: count for p, (_, count) in inputs.items()}

@@ -606,9 +606,224 @@ def set_arp_ipv6() -> RefSet:
                   "nd_sll), ICMPv6, flow label, hop limit, set-field on IPv6", flows, f.frames)
 
 
+def set_fragments_l4() -> RefSet:
+    f = Frames()
+    frag6 = lambda dst, **kw: eth() / IPv6(src="2001:db8::9", dst=dst, nh=44) / IPv6ExtHdrFragment(**kw)  # noqa: E731
+    for i in range(3):
+        # IPv6 later fragments: their nw_proto is 44, the fragment header's (OVS), not the upper protocol.
+        f.add(frag6("2001:db8::1", id=i, offset=3, nh=6) / Raw(b"z" * 16), 2)
+        f.add(frag6("2001:db8::1", id=i, offset=5, nh=17) / Raw(b"y" * 16), 2)
+        f.add(frag6("2001:db8::1", id=i, m=1, nh=6) / TCP(sport=10 + i, dport=80), 2)          # first: 6
+        # L4 set-field on IPv6 first fragments (and on whole packets, and later fragments: not set).
+        f.add(frag6("2001:db8::2", id=i, m=1, nh=6) / TCP(sport=20 + i, dport=80, flags="S"), 2)
+        f.add(frag6("2001:db8::2", id=i, m=1, nh=17) / UDP(sport=30 + i, dport=6), 2)
+        f.add(frag6("2001:db8::2", id=i, offset=2, nh=17) / Raw(b"x" * 16), 2)
+        f.add(eth() / IPv6(src="2001:db8::9", dst="2001:db8::2") / UDP(sport=40 + i, dport=6), 2)
+        # tcp_flags on IPv4 first fragments: matched (OVS zeroes only the ports, for the lookup).
+        f.add(eth() / ip4("10.0.0.1", "10.1.0.1", id=100 + i, flags="MF") / TCP(sport=50 + i, dport=80, flags="S"), 2)
+        f.add(eth() / ip4("10.0.0.1", "10.1.0.1", id=100 + i, flags="MF") / TCP(sport=50 + i, dport=80, flags="A"), 2)
+        f.add(eth() / ip4("10.0.0.1", "10.1.0.1") / TCP(sport=50 + i, dport=80, flags="S"), 2)
+        f.add(eth() / ip4("10.0.0.1", "10.1.0.1", id=100 + i, frag=4, proto=6) / Raw(b"w" * 16), 2)
+        # L4 set-field on IPv4 first fragments: TCP, UDP, SCTP.
+        f.add(eth() / ip4("10.0.0.2", "10.1.0.2", id=200 + i, flags="MF") / UDP(sport=60 + i, dport=6), 2)
+        f.add(eth() / ip4("10.0.0.2", "10.1.0.2", id=200 + i, flags="MF") / TCP(sport=70 + i, dport=7), 2)
+        f.add(eth() / ip4("10.0.0.2", "10.1.0.2", id=200 + i, flags="MF") / SCTP(sport=80 + i, dport=8), 2)
+        f.add(eth() / ip4("10.0.0.2", "10.1.0.2") / UDP(sport=60 + i, dport=6), 2)
+        # The lookup sees a fragment's ports as 0, the actions see the real ones.
+        f.add(eth() / ip4("10.0.0.3", "10.1.0.3", id=300 + i, flags="MF") / UDP(sport=90 + i, dport=6), 2)
+        f.add(eth() / ip4("10.0.0.3", "10.1.0.3") / UDP(sport=90 + i, dport=6), 2)
+        f.add(eth() / ip4("10.0.0.3", "10.1.0.3") / UDP(sport=90 + i, dport=0), 1)
+        # ICMP in first fragments: its type is set too (the lookup sees type and code as 0).
+        f.add(eth() / ip4("10.0.0.4", "10.1.0.4", id=400 + i, flags="MF") / ICMP(type=8, id=i), 2)
+        f.add(eth() / ip4("10.0.0.4", "10.1.0.4", id=400 + i, frag=2, proto=1) / Raw(b"v" * 16), 2)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
+    flows = [
+        "priority=100,ipv6,ipv6_dst=2001:db8::1,nw_proto=6,actions=output:4",
+        "priority=100,ipv6,ipv6_dst=2001:db8::1,nw_proto=17,actions=output:4",
+        "priority=90,ipv6,ipv6_dst=2001:db8::1,nw_proto=44,actions=output:3",
+        "priority=100,tcp6,ipv6_dst=2001:db8::2,actions=mod_tp_dst:8080,output:2",
+        "priority=100,udp6,ipv6_dst=2001:db8::2,actions=set_field:80->udp_dst,mod_tp_src:7,output:3",
+        "priority=100,tcp,nw_dst=10.1.0.1,tcp_flags=+syn,actions=output:2",
+        "priority=50,ip,nw_dst=10.1.0.1,actions=output:3",
+        "priority=100,udp,nw_dst=10.1.0.2,actions=set_field:80->udp_dst,output:4",
+        "priority=100,tcp,nw_dst=10.1.0.2,actions=mod_tp_src:1234,mod_tp_dst:22,output:4",
+        "priority=100,sctp,nw_dst=10.1.0.2,actions=set_field:99->sctp_dst,output:2",
+        "priority=100,udp,nw_dst=10.1.0.3,tp_dst=6,actions=output:2",
+        "priority=90,udp,nw_dst=10.1.0.3,tp_dst=0,actions=set_field:7->udp_src,output:4",
+        "priority=50,ip,nw_dst=10.1.0.3,actions=output:3",
+        "priority=100,icmp,nw_dst=10.1.0.4,icmp_type=8,actions=output:2",
+        "priority=90,icmp,nw_dst=10.1.0.4,actions=set_field:0->icmp_type,output:3",
+    ]
+    return RefSet("fragments_l4", "IPv6 later fragments' nw_proto (44), tcp_flags matched on first fragments, "
+                  "L4 set-field (TCP, UDP, SCTP; IPv4 and IPv6) on first fragments, ports seen as 0 by the "
+                  "lookup only", flows, f.frames)
+
+
+def set_ttl_expiry_groups() -> RefSet:
+    f = Frames()
+    for ttl in (64, 2, 1, 0):
+        for i in range(2):
+            for d in (1, 2, 3):
+                f.add(eth() / ip4("10.0.0.1", f"10.1.0.{d}", ttl=ttl) / TCP(sport=ttl, dport=i), 1 + i)
+            for d in (1, 2, 3):
+                f.add(eth() / ip4("10.0.0.1", f"10.2.0.{d}", ttl=ttl) / UDP(sport=ttl, dport=i), 1 + i)
+        f.add(eth() / IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=ttl) / UDP(sport=ttl), 2)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
+    groups = [
+        "group_id=1,type=all,bucket=dec_ttl,bucket=output:in_port",
+        "group_id=2,type=all,bucket=dec_ttl,output:2,bucket=output:3",
+        "group_id=3,type=indirect,bucket=dec_ttl,output:4",
+    ]
+    flows = [
+        "table=0,priority=10,tcp,nw_dst=10.1.0.1,actions=group:1",
+        "table=0,priority=10,tcp,nw_dst=10.1.0.2,actions=group:2,output:4",
+        "table=0,priority=10,tcp,nw_dst=10.1.0.3,actions=group:3,output:2",
+        "table=0,priority=10,udp,nw_dst=10.2.0.0/16,actions=write_actions(output:2),goto_table:1",
+        "table=0,priority=10,ipv6,actions=write_actions(output:3),goto_table:1",
+        "table=1,priority=10,udp,nw_dst=10.2.0.1,actions=dec_ttl,output:3",
+        "table=1,priority=10,udp,nw_dst=10.2.0.2,actions=dec_ttl,write_actions(output:4),goto_table:2",
+        "table=1,priority=10,udp,nw_dst=10.2.0.3,actions=group:3,write_actions(output:3)",
+        "table=1,priority=10,ipv6,actions=dec_ttl,clear_actions",
+        "table=2,priority=10,ip,actions=output:3",
+    ]
+    return RefSet("ttl_expiry_groups_action_set", "dec_ttl expiring (TTL 1, 0) in a group bucket ends that bucket "
+                  "only, and in apply-actions ends that table's instructions but not the pending action set",
+                  flows, f.frames, groups, ports=[1, 2, 3, 4])
+
+
+def set_bucket_action_set() -> RefSet:
+    f = Frames()
+    for i in range(4):
+        for d in range(1, 7):
+            f.add(eth() / ip4("10.0.0.1", f"10.1.0.{d}", ttl=64 - i) / UDP(sport=i, dport=d), 1 + i % 2)
+        f.add(eth(vlans=[(10, 1), (20, 2)]) / ip4("10.0.0.2", f"10.2.0.{i}") / UDP(sport=i), 2)
+        f.add(eth(vlans=[(11, 3)]) / ip4("10.0.0.2", f"10.2.1.{i}") / UDP(sport=i), 2)
+        f.add(eth() / ip4("10.0.0.3", f"10.3.0.{i}") / TCP(sport=i), 2)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
+    groups = [
+        "group_id=9,type=indirect,bucket=output:3",
+        "group_id=1,type=all,bucket=output:2,dec_ttl",
+        "group_id=2,type=indirect,bucket=output:4,output:4",
+        "group_id=3,type=all,bucket=pop_vlan,strip_vlan,output:in_port,bucket=output:3",
+        "group_id=4,type=all,bucket=output:3,mod_dl_dst:02:00:00:00:00:99,set_field:10.9.9.9->ip_dst",
+        "group_id=5,type=all,bucket=mod_nw_ttl:5,dec_ttl,output:4,bucket=output:2,group:9",
+        "group_id=6,type=fast_failover,bucket=watch_port:4,actions=output:4,output:2,mod_nw_tos:8",
+        "group_id=7,type=all,bucket=push_vlan:0x8100,mod_vlan_vid:5,output:3",
+        "group_id=8,type=all,bucket=mod_dl_src:02:00:00:00:00:88",
+    ]
+    flows = [
+        "priority=10,udp,nw_dst=10.1.0.1,actions=group:1",
+        "priority=10,udp,nw_dst=10.1.0.2,actions=group:2",
+        "priority=10,udp,nw_dst=10.1.0.3,actions=group:4,output:2",
+        "priority=10,udp,nw_dst=10.1.0.4,actions=group:5",
+        "priority=10,udp,nw_dst=10.1.0.5,actions=group:6",
+        "priority=10,udp,nw_dst=10.1.0.6,actions=group:8,output:4",
+        "priority=10,dl_vlan=10,actions=group:3",
+        "priority=10,dl_vlan=11,actions=group:3",
+        "priority=10,tcp,vlan_tci=0x0000/0x1fff,actions=group:7",
+    ]
+    return RefSet("bucket_action_set", "group buckets are action sets: pop/push/dec_ttl/set-fields run before "
+                  "the output, one action of each kind (the last output; a group over an output), a bucket "
+                  "without an output does nothing", flows, f.frames, groups, ports=[1, 2, 3, 4])
+
+
+def set_ipv4_proto58() -> RefSet:
+    f = Frames()
+    for i in range(3):
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}", proto=58) / Raw(b"\x00" * 8), 2, tag=False)
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}", proto=58) / Raw(b"\x80\x00\x12\x34" + b"\x00" * 4), 2)
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}") / ICMP(type=8, id=i), 2)
+        f.add(eth() / IPv6(src="2001:db8::1", dst=f"2001:db8::{i + 2}") / ICMPv6EchoRequest(id=i), 2)
+        f.add(eth() / IPv6(src="2001:db8::1", dst=f"2001:db8::{i + 2}", nh=1) / Raw(b"\x08\x00\x12\x34" + bytes(4)),
+              2)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
+    flows = [
+        "priority=10,ip,actions=set_field:10.0.0.9->ip_src,output:2",
+        "priority=10,ipv6,actions=set_field:2001:db8::99->ipv6_src,output:3",
+    ]
+    return RefSet("ipv4_proto58", "an address rewrite on IPv4 carrying protocol 58 (not ICMPv6 there) and IPv6 "
+                  "carrying protocol 1 leaves the payload alone; ICMPv6's checksum follows the address",
+                  flows, f.frames)
+
+
+def set_metadata_in_port() -> RefSet:
+    f = Frames()
+    for i in range(4):
+        for d in (1, 2, 3, 4):
+            f.add(eth() / ip4(f"10.0.0.{i + 1}", f"10.1.0.{d}") / UDP(sport=i, dport=d), 1 + i % 2)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
+    flows = [
+        "table=0,priority=10,ip,nw_dst=10.1.0.1,actions=set_field:0x5->metadata,goto_table:1",
+        "table=0,priority=10,ip,nw_dst=10.1.0.4,actions=goto_table:1",
+        "table=1,priority=10,metadata=0x5,actions=output:2",
+        "table=1,priority=5,actions=output:3",
+        "table=0,priority=10,ip,nw_dst=10.1.0.2,actions=set_field:3->in_port,goto_table:2",
+        "table=2,priority=10,in_port=3,actions=output:1,output:in_port",
+        "table=2,priority=5,actions=output:4",
+        "table=0,priority=10,ip,nw_dst=10.1.0.3,actions=set_field:2->in_port,output:2,output:4",
+    ]
+    return RefSet("set_field_metadata_in_port", "set_field to metadata (later tables match it) and to in_port "
+                  "(later tables match it; output to the new in_port is skipped, to the old one allowed)",
+                  flows, f.frames)
+
+
+def set_vlan_pcp_partial() -> RefSet:
+    f = Frames()
+    for pcp in range(8):
+        f.add(eth(vlans=[(10, pcp)]) / ip4("10.0.0.1", f"10.1.0.{pcp}") / UDP(sport=pcp), 2)
+    f.add(eth() / ip4("10.0.0.1", "10.2.0.1") / UDP(), 3)
+    flows = [
+        "priority=20,vlan_tci=0x3000/0x3000,actions=output:2",
+        "priority=10,vlan_tci=0x9000/0x9000,actions=output:3",
+        "priority=5,vlan_tci=0x1000/0x1000,actions=output:4",
+    ]
+    return RefSet("vlan_pcp_partial", "vlan_tci with partial PCP masks (OpenFlow 1.0 + NXM on the OVS side: "
+                  "OpenFlow 1.3's OXM cannot carry them)", flows, f.frames, protocol="OpenFlow10")
+
+
+# ---- Open vSwitch 3.1's own bugs (test_reference_ovs.KNOWN says what each is and why ours is right)
+
+def set_ovs_bug_later_fragment_csum() -> RefSet:
+    f = Frames()
+    for i in range(3):
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}", id=10 + i, frag=4, proto=6) / Raw(bytes(range(32))), 2)
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}", id=20 + i, frag=4, proto=17) / Raw(bytes(range(32))), 2)
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}") / TCP(sport=i, dport=80), 2)               # whole: agree
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
+    flows = ["priority=10,ip,actions=mod_nw_src:10.9.9.9,output:2"]
+    return RefSet("ovs_bug_later_fragment_csum", "an address rewrite on later IPv4 TCP/UDP fragments (their payload "
+                  "is no L4 header)", flows, f.frames)
+
+
+def set_ovs_bug_vlan_megaflow() -> RefSet:
+    f = Frames()
+    f.add(eth(vlans=[(10, 1)]) / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=1), 3)             # one tag, first
+    f.add(eth(vlans=[(10, 1), (20, 2)]) / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=1), 3)   # then two
+    flows = ["priority=10,dl_vlan=10,actions=push_vlan:0x8100,set_field:4126->vlan_vid,set_field:3->vlan_pcp,"
+             "output:2"]
+    return RefSet("ovs_bug_vlan_megaflow", "push_vlan onto a one-tag frame, then onto two-tag frames of the same "
+                  "outer tag", flows, f.frames)
+
+
+def set_ovs_bug_ff_select_action_set() -> RefSet:
+    f = Frames()
+    for i in range(4):
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}") / UDP(sport=i), 2)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                                       # misses
+    groups = ["group_id=2,type=select,bucket=output:3",
+              "group_id=1,type=fast_failover,bucket=watch_port:3,actions=group:2"]
+    flows = ["table=0,priority=10,ip,actions=write_actions(output:4),goto_table:1",
+             "table=1,priority=10,ip,actions=group:1"]
+    return RefSet("ovs_bug_ff_select_action_set", "an action set pending when a select group is reached "
+                  "through a fast-failover group", flows, f.frames, groups)
+
+
 SETS = [set_vlan, set_vlan_of10, set_set_field_l2l3, set_set_field_l4, set_ip_fragments, set_ipv6_ext,
         set_l2_misc, set_set_field_other, set_dec_ttl, set_groups_select, set_groups_all_indirect, set_groups_ff,
-        set_groups_ff_watch_both, set_multi_table, set_action_set, set_priorities, set_output_ports, set_arp_ipv6]
+        set_groups_ff_watch_both, set_multi_table, set_action_set, set_priorities, set_output_ports, set_arp_ipv6,
+        set_fragments_l4, set_ttl_expiry_groups, set_bucket_action_set, set_ipv4_proto58,
+        set_metadata_in_port, set_vlan_pcp_partial,
+        set_ovs_bug_later_fragment_csum, set_ovs_bug_vlan_megaflow, set_ovs_bug_ff_select_action_set]
 
 
 def all_sets() -> list[RefSet]:

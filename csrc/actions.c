@@ -14,6 +14,7 @@
 
 #include "datapath.h"
 #include "parse.h"
+#include "util.h"
 
 static const uint16_t set_size[] = {
     [DPS_SET_ETH] = 12, [DPS_SET_VLAN] = 2, [DPS_SET_IPV4] = 10,
@@ -100,31 +101,6 @@ dps_actions_check(const struct dps_dp *dp, const uint8_t *actions, uint32_t len)
     return 0;
 }
 
-/* ---- Checksums: RFC 1624 incremental updates over raw 16-bit words ---- */
-
-static inline uint16_t
-csum_fold(uint32_t s)
-{
-    while (s >> 16)
-        s = (s & 0xffff) + (s >> 16);
-    return (uint16_t)s;
-}
-
-static inline void
-csum_replace(uint16_t *csum, const void *old, const void *new, unsigned nbytes)
-{
-    uint32_t s = (uint16_t)~*csum;
-    const uint8_t *o = old, *w = new;
-    for (unsigned i = 0; i < nbytes; i += 2) {
-        uint16_t ov, nv;
-        memcpy(&ov, o + i, 2);
-        memcpy(&nv, w + i, 2);
-        s += (uint16_t)~ov;
-        s += nv;
-    }
-    *csum = (uint16_t)~csum_fold(s);
-}
-
 /* Write VALUE under MASK over FIELD (n bytes); the old bytes go to OLD. */
 static inline void
 masked_write(uint8_t *field, const uint8_t *value, const uint8_t *mask, unsigned n, uint8_t *old)
@@ -184,7 +160,7 @@ l4_csum_replace(uint16_t *c, uint8_t proto, bool v4, const void *old, const void
 {
     if (!c || (proto == 17 && v4 && *c == 0))
         return;                            /* none, or UDP over IPv4 without a checksum */
-    csum_replace(c, old, new, n);
+    dps_csum_replace(c, old, new, n);
     if (proto == 17 && *c == 0)
         *c = 0xffff;
 }
@@ -222,14 +198,14 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
         uint16_t *ipc = (uint16_t *)(void *)(ip + 10);
         uint16_t *l4c = l4_csum(f, &o, k.nw_proto, later);
         masked_write(ip + 12, val, mask, 8, old);                   /* src, dst */
-        csum_replace(ipc, old, ip + 12, 8);
+        dps_csum_replace(ipc, old, ip + 12, 8);
         l4_csum_replace(l4c, k.nw_proto, true, old, ip + 12, 8);    /* the pseudo-header */
         uint8_t w_old[2] = { ip[0], ip[1] };                        /* tos with version/ihl */
         masked_write(ip + 1, val + 8, mask + 8, 1, old);
-        csum_replace(ipc, w_old, ip, 2);
+        dps_csum_replace(ipc, w_old, ip, 2);
         uint8_t t_old[2] = { ip[8], ip[9] };                        /* ttl with protocol */
         masked_write(ip + 8, val + 9, mask + 9, 1, old);
-        csum_replace(ipc, t_old, ip + 8, 2);
+        dps_csum_replace(ipc, t_old, ip + 8, 2);
         return true;
     }
     if (kind == DPS_SET_IPV6) {
@@ -286,7 +262,7 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
     uint16_t *c = (uint16_t *)(void *)(l4 + 2);
     if (kind != DPS_SET_ND) {
         masked_write(l4, val, mask, 2, old);
-        csum_replace(c, old, l4, 2);
+        dps_csum_replace(c, old, l4, 2);
         if (!v6 && *c == 0) {
             /* One's complement has two zeros, and the update above may land on the wrong one:
              * a message of zero bytes only sums to +0, so its checksum is 0xffff.  (ICMPv6 sums
@@ -302,7 +278,7 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
     if (room < 24)
         return false;
     masked_write(l4 + 8, val, mask, 16, old);             /* the target */
-    csum_replace(c, old, l4 + 8, 16);
+    dps_csum_replace(c, old, l4 + 8, 16);
     /* The options, walked as the parser walks them; the first link-layer address one is written
      * if it is of the kind the value is for (as Open vSwitch: a message has one of them). */
     for (uint32_t i = 24; i + 8 <= room;) {
@@ -312,7 +288,7 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
         if ((l4[i] == 1 || l4[i] == 2) && olen == 8) {
             unsigned at = l4[i] == 1 ? 16 : 22;          /* sll, tll */
             masked_write(l4 + i + 2, val + at, mask + at, 6, old);
-            csum_replace(c, old, l4 + i + 2, 6);
+            dps_csum_replace(c, old, l4 + i + 2, 6);
             break;
         }
         i += olen;

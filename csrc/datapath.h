@@ -24,14 +24,12 @@
 
 #include "dpdkswitch.h"
 #include "flow.h"
+#include "util.h"
 
 #define DPS_MAX_SOCKETS 8
 #define DPS_MAX_POOLS 16
 #define DPS_MANUAL_PMD DPS_MAX_PMDS      /* stats/snapshot slot of deterministic polling */
 #define DPS_MAX_TESTPORT_QUEUES 16
-
-/* Set the thread's last error (printf-style) and return -err (err > 0). */
-int dps_error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 struct dps_rxq_ref {
     uint16_t eth_port;

@@ -1,10 +1,8 @@
 /*
- * actions.c — executing datapath action lists on a frame: output, VLAN push/pop, masked
+ * actions.c — the action executor (contract in actions.h): output, VLAN push/pop, masked
  * set-field with incremental checksum updates, userspace, sample, clone, hash, recirculate,
- * meter, truncate.  Runs on a PMD (or the control thread for packet-out and deterministic
- * polling) and consumes the frame it is given: sent, upcalled or freed, exactly once.
+ * meter, truncate.  What needs the datapath goes through the caller's struct dps_exec_ops.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,7 +10,7 @@
 #include <rte_hash_crc.h>
 #include <rte_mbuf.h>
 
-#include "datapath.h"
+#include "actions.h"
 #include "parse.h"
 #include "util.h"
 
@@ -91,14 +89,18 @@ dps_actions_validate(const uint8_t *a, uint32_t len, char *why, size_t n)
     return 0;
 }
 
-int
-dps_actions_check(const struct dps_dp *dp, const uint8_t *actions, uint32_t len)
+bool
+dps_actions_need_key(const uint8_t *a, uint32_t len)
 {
-    (void)dp;
-    char why[160];
-    if (dps_actions_validate(actions, len, why, sizeof why) < 0)
-        return dps_error(EINVAL, "bad actions: %s", why);
-    return 0;
+    for (uint32_t off = 0; off < len; off += act_at(a + off)->len) {
+        const struct dps_action *h = act_at(a + off);
+        if (h->type == DPS_ACT_HASH || h->type == DPS_ACT_USERSPACE)
+            return true;
+        if ((h->type == DPS_ACT_CLONE || h->type == DPS_ACT_SAMPLE)
+            && dps_actions_need_key(a + off + sizeof *h, h->len - (uint32_t)sizeof *h))
+            return true;
+    }
+    return false;
 }
 
 /* Write VALUE under MASK over FIELD (n bytes); the old bytes go to OLD. */
@@ -111,18 +113,18 @@ masked_write(uint8_t *field, const uint8_t *value, const uint8_t *mask, unsigned
 }
 
 /* The L4 checksum, if the frame has a TCP or UDP header whose checksum covers these bytes. */
-static uint16_t *
+static uint8_t *
 l4_csum(uint8_t *f, const struct dps_offsets *o, uint8_t proto, bool later_frag)
 {
     if (o->l4 == DPS_OFS_NONE || later_frag)
         return NULL;
     uint32_t room = o->l4_end > o->l4 ? o->l4_end - o->l4 : 0;
     if (proto == 6 && room >= 20)
-        return (uint16_t *)(void *)(f + o->l4 + 16);
+        return f + o->l4 + 16;
     if (proto == 17 && room >= 8)
-        return (uint16_t *)(void *)(f + o->l4 + 6);
+        return f + o->l4 + 6;
     if (proto == 58 && room >= 4)
-        return (uint16_t *)(void *)(f + o->l4 + 2);
+        return f + o->l4 + 2;
     return NULL;
 }
 
@@ -156,13 +158,13 @@ sctp_csum_replace(uint8_t *csum, const uint8_t *old, const uint8_t *new, uint32_
 }
 
 static void
-l4_csum_replace(uint16_t *c, uint8_t proto, bool v4, const void *old, const void *new, unsigned n)
+l4_csum_replace(uint8_t *c, uint8_t proto, bool v4, const void *old, const void *new, unsigned n)
 {
-    if (!c || (proto == 17 && v4 && *c == 0))
+    if (!c || (proto == 17 && v4 && dps_get16(c) == 0))
         return;                            /* none, or UDP over IPv4 without a checksum */
     dps_csum_replace(c, old, new, n);
-    if (proto == 17 && *c == 0)
-        *c = 0xffff;
+    if (proto == 17 && dps_get16(c) == 0)
+        dps_put16(c, 0xffff);
 }
 
 /* Apply one set_masked; returns false if the frame lacks the header. */
@@ -195,8 +197,8 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
         if (eth_type != 0x0800 || o.l3 == DPS_OFS_NONE)
             return false;
         uint8_t *ip = f + o.l3;
-        uint16_t *ipc = (uint16_t *)(void *)(ip + 10);
-        uint16_t *l4c = l4_csum(f, &o, k.nw_proto, later);
+        uint8_t *ipc = ip + 10;
+        uint8_t *l4c = l4_csum(f, &o, k.nw_proto, later);
         masked_write(ip + 12, val, mask, 8, old);                   /* src, dst */
         dps_csum_replace(ipc, old, ip + 12, 8);
         l4_csum_replace(l4c, k.nw_proto, true, old, ip + 12, 8);    /* the pseudo-header */
@@ -212,7 +214,7 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
         if (eth_type != 0x86dd || o.l3 == DPS_OFS_NONE)
             return false;
         uint8_t *ip = f + o.l3;
-        uint16_t *l4c = l4_csum(f, &o, k.nw_proto, later);
+        uint8_t *l4c = l4_csum(f, &o, k.nw_proto, later);
         masked_write(ip + 8, val, mask, 32, old);                   /* src, dst */
         l4_csum_replace(l4c, k.nw_proto, false, old, ip + 8, 32);  /* the pseudo-header */
         uint32_t vtcfl, lab, lmask;
@@ -241,7 +243,7 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
     uint32_t room = o.l4_end > o.l4 ? o.l4_end - o.l4 : 0;
     if (kind == DPS_SET_TCP || kind == DPS_SET_UDP) {
         uint8_t want = kind == DPS_SET_TCP ? 6 : 17;
-        uint16_t *c = k.nw_proto == want ? l4_csum(f, &o, want, later) : NULL;
+        uint8_t *c = k.nw_proto == want ? l4_csum(f, &o, want, later) : NULL;
         if (!c)
             return false;
         masked_write(l4, val, mask, 4, old);
@@ -259,11 +261,11 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
     bool v6 = kind != DPS_SET_ICMP;
     if (eth_type != (v6 ? 0x86dd : 0x0800) || k.nw_proto != (v6 ? 58 : 1) || room < 4)
         return false;
-    uint16_t *c = (uint16_t *)(void *)(l4 + 2);
+    uint8_t *c = l4 + 2;
     if (kind != DPS_SET_ND) {
         masked_write(l4, val, mask, 2, old);
         dps_csum_replace(c, old, l4, 2);
-        if (!v6 && *c == 0) {
+        if (!v6 && dps_get16(c) == 0) {
             /* One's complement has two zeros, and the update above may land on the wrong one:
              * a message of zero bytes only sums to +0, so its checksum is 0xffff.  (ICMPv6 sums
              * a pseudo-header too, which is never zero.) */
@@ -271,7 +273,7 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
             while (i < room && !l4[i])
                 i++;
             if (i == room && !l4[0] && !l4[1])
-                *c = 0xffff;
+                dps_put16(c, 0xffff);
         }
         return true;
     }
@@ -331,7 +333,7 @@ pop_vlan(struct rte_mbuf *m)
     uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
     if (rte_pktmbuf_data_len(m) < 18)
         return;
-    uint16_t t = rte_be_to_cpu_16(*(uint16_t *)(void *)(f + 12));
+    uint16_t t = dps_get_be16(f + 12);
     if (t != 0x8100 && t != 0x88a8)
         return;
     move_macs(f + 4, f);
@@ -374,32 +376,9 @@ hash_5tuple(const struct dps_flow_key *k, uint32_t basis)
     return rte_hash_crc_4byte((uint32_t)k->tp_src << 16 | k->tp_dst, h);
 }
 
-static void
-recirculate(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, const struct dps_flow_key *prev,
-            uint32_t recirc_id, unsigned depth)
-{
-    if (depth >= DPS_MAX_RECIRC) {
-        pmd->stats->action_drops++;
-        rte_pktmbuf_free(m);
-        return;
-    }
-    pmd->stats->recirculations++;
-    struct dps_flow_key key;
-    dps_parse(rte_pktmbuf_mtod(m, uint8_t *), rte_pktmbuf_data_len(m), prev->in_port, &key);
-    key.recirc_id = recirc_id;
-    key.dp_hash = prev->dp_hash;
-    uint32_t hash = dps_key_hash(&key), slot;
-    dps_classify(pmd, &m, &key, &hash, &slot, 1);
-    if (slot == UINT32_MAX) {
-        dps_upcall_miss(pmd, m, &key, hash);
-        return;
-    }
-    dps_pmd_run_flow(pmd, f, m, &key, slot, dps_clock_now(pmd->dp), depth + 1);
-}
-
 void
-dps_actions_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
-                    const uint8_t *a, uint32_t len, unsigned depth)
+dps_actions_execute(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, struct dps_flow_key *key,
+                    const uint8_t *a, uint32_t len)
 {
     uint32_t trunc = UINT32_MAX;
     for (uint32_t off = 0; off < len;) {
@@ -410,24 +389,20 @@ dps_actions_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbu
         bool last = off >= len;
         switch (h->type) {
         case DPS_ACT_OUTPUT: {
-            if (!f->port[h->arg].valid) {
-                pmd->stats->action_drops++;
-                break;
-            }
             if (last && trunc >= rte_pktmbuf_pkt_len(m)) {
-                dps_tx_enqueue(pmd, f, h->arg, m);
+                ops->output(ctx, h->arg, m);
                 return;
             }
             struct rte_mbuf *c = branch(m, !last && modifies(a + off, len - off), trunc);
             if (c)
-                dps_tx_enqueue(pmd, f, h->arg, c);
+                ops->output(ctx, h->arg, c);
             else
-                pmd->stats->action_drops++;
+                ops->dropped(ctx);
             break;
         }
         case DPS_ACT_PUSH_VLAN:
             if (!push_vlan(m, h->arg)) {
-                pmd->stats->action_drops++;
+                ops->dropped(ctx);
                 rte_pktmbuf_free(m);
                 return;
             }
@@ -443,14 +418,13 @@ dps_actions_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbu
             memcpy(&cookie, payload, 8);
             struct rte_mbuf *c = last ? m : branch(m, true, UINT32_MAX);
             if (c)
-                dps_upcall(pmd, c, key, DPS_UPCALL_ACTION, cookie, 0);
+                ops->userspace(ctx, c, key, cookie);
             if (last)
                 return;
             break;
         }
         case DPS_ACT_SAMPLE:
-            pmd->rng = pmd->rng * 1103515245u + 12345u;
-            if (h->arg != UINT32_MAX && (pmd->rng ^ (pmd->rng >> 16)) > h->arg)
+            if (h->arg != UINT32_MAX && ops->random(ctx) > h->arg)
                 break;
             /* sampled: run the nested actions on a branch, as clone does */
             __attribute__((fallthrough));
@@ -458,11 +432,11 @@ dps_actions_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbu
             /* Shared only if neither the branch nor what follows it can change the frame. */
             struct rte_mbuf *c = branch(m, modifies(payload, plen) || modifies(a + off, len - off), UINT32_MAX);
             if (!c) {
-                pmd->stats->action_drops++;
+                ops->dropped(ctx);
                 break;
             }
             struct dps_flow_key k2 = *key;
-            dps_actions_execute(pmd, f, c, &k2, payload, plen, depth);
+            dps_actions_execute(ops, ctx, c, &k2, payload, plen);
             break;
         }
         case DPS_ACT_HASH:
@@ -472,14 +446,13 @@ dps_actions_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbu
             if (!last) {
                 struct rte_mbuf *c = branch(m, true, UINT32_MAX);
                 if (c)
-                    recirculate(pmd, f, c, key, h->arg, depth);
+                    ops->recirculate(ctx, c, key, h->arg);
                 break;
             }
-            recirculate(pmd, f, m, key, h->arg, depth);
+            ops->recirculate(ctx, m, key, h->arg);
             return;
         case DPS_ACT_METER:
-            if (!dps_meter_allow(pmd->dp, h->arg, rte_pktmbuf_pkt_len(m), dps_clock_now(pmd->dp))) {
-                pmd->stats->meter_drops++;
+            if (!ops->meter(ctx, h->arg, rte_pktmbuf_pkt_len(m))) {
                 rte_pktmbuf_free(m);
                 return;
             }

@@ -22,6 +22,7 @@
 #include <rte_ring.h>
 #include <rte_spinlock.h>
 
+#include "actions.h"
 #include "dpdkswitch.h"
 #include "flow.h"
 #include "util.h"
@@ -156,11 +157,11 @@ void dps_pmd_flush(struct dps_pmd *pmd, const struct dps_fwd *f);
 void dps_tx_enqueue(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port, struct rte_mbuf *m);
 void dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
                       uint32_t slot, uint64_t now, unsigned depth);
-
-/* actions.c */
-void dps_actions_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m,
-                         struct dps_flow_key *key, const uint8_t *actions, uint32_t len, unsigned depth);
-int dps_actions_validate(const uint8_t *actions, uint32_t len, char *why, size_t whylen);
+/* Run ACTIONS on M with this PMD (or the control thread's) behind the executor's callbacks:
+ * output into its tx batches, userspace onto the upcall ring, recirculation (DEPTH passes so
+ * far) back into classification, meters, its counters. */
+void dps_pmd_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
+                     const uint8_t *actions, uint32_t len, unsigned depth);
 
 /* upcall.c */
 uint16_t dps_mbuf_priv_size(void);

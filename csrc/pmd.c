@@ -162,6 +162,96 @@ dps_pmd_flush(struct dps_pmd *pmd, const struct dps_fwd *f)
     pmd->n_pending = 0;
 }
 
+/* ---- The executor's callbacks: how an action list reaches this PMD's datapath ---- */
+
+struct pmd_exec {
+    struct dps_pmd *pmd;
+    const struct dps_fwd *f;
+    unsigned depth;                   /* recirculations so far */
+};
+
+static void
+exec_output(void *ctx, uint32_t port, struct rte_mbuf *m)
+{
+    const struct pmd_exec *x = ctx;
+    if (unlikely(!x->f->port[port].valid)) {
+        x->pmd->stats->action_drops++;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    dps_tx_enqueue(x->pmd, x->f, port, m);
+}
+
+static void
+exec_userspace(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *key, uint64_t cookie)
+{
+    const struct pmd_exec *x = ctx;
+    dps_upcall(x->pmd, m, key, DPS_UPCALL_ACTION, cookie, 0);
+}
+
+/* The frame is parsed again (earlier actions may have changed it) and looked up as RECIRC_ID. */
+static void
+exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev, uint32_t recirc_id)
+{
+    const struct pmd_exec *x = ctx;
+    struct dps_pmd *pmd = x->pmd;
+    if (x->depth >= DPS_MAX_RECIRC) {
+        pmd->stats->action_drops++;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    pmd->stats->recirculations++;
+    struct dps_flow_key key;
+    dps_parse(rte_pktmbuf_mtod(m, uint8_t *), rte_pktmbuf_data_len(m), prev->in_port, &key);
+    key.recirc_id = recirc_id;
+    key.dp_hash = prev->dp_hash;
+    uint32_t hash = dps_key_hash(&key), slot;
+    dps_classify(pmd, &m, &key, &hash, &slot, 1);
+    if (slot == UINT32_MAX) {
+        dps_upcall_miss(pmd, m, &key, hash);
+        return;
+    }
+    dps_pmd_run_flow(pmd, x->f, m, &key, slot, dps_clock_now(pmd->dp), x->depth + 1);
+}
+
+static bool
+exec_meter(void *ctx, uint32_t id, uint32_t bytes)
+{
+    const struct pmd_exec *x = ctx;
+    if (dps_meter_allow(x->pmd->dp, id, bytes, dps_clock_now(x->pmd->dp)))
+        return true;
+    x->pmd->stats->meter_drops++;
+    return false;
+}
+
+static uint32_t
+exec_random(void *ctx)
+{
+    const struct pmd_exec *x = ctx;
+    x->pmd->rng = x->pmd->rng * 1103515245u + 12345u;
+    return x->pmd->rng ^ (x->pmd->rng >> 16);
+}
+
+static void
+exec_dropped(void *ctx)
+{
+    const struct pmd_exec *x = ctx;
+    x->pmd->stats->action_drops++;
+}
+
+static const struct dps_exec_ops pmd_exec_ops = {
+    .output = exec_output, .userspace = exec_userspace, .recirculate = exec_recirculate,
+    .meter = exec_meter, .random = exec_random, .dropped = exec_dropped,
+};
+
+void
+dps_pmd_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
+                const uint8_t *actions, uint32_t len, unsigned depth)
+{
+    struct pmd_exec x = { pmd, f, depth };
+    dps_actions_execute(&pmd_exec_ops, &x, m, key, actions, len);
+}
+
 /* A frame that hit flow SLOT: count it against the flow, run the flow's actions. */
 void
 dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
@@ -174,7 +264,7 @@ dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *
     s->bytes += rte_pktmbuf_pkt_len(m);
     s->used_ns = now;
     s->tcp_flags |= rte_be_to_cpu_16(key->tcp_flags);
-    dps_actions_execute(pmd, f, m, key, acts->data, acts->len, depth);
+    dps_pmd_execute(pmd, f, m, key, acts->data, acts->len, depth);
 }
 
 /* The cheap path: every flow matches the L2 header's metadata at most (in_port, eth_type,
@@ -211,7 +301,7 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
                 tx_enqueue_burst(pmd, f, a->arg, pkts, n);      /* output:PORT alone: as it came */
             else
                 for (uint16_t i = 0; i < n; i++)
-                    dps_actions_execute(pmd, f, pkts[i], &key, acts->data, acts->len, 0);
+                    dps_pmd_execute(pmd, f, pkts[i], &key, acts->data, acts->len, 0);
             s->packets += n;
             s->used_ns = now;
             pmd->stats->simple_hits += n;
@@ -255,7 +345,7 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
         s->packets++;
         s->bytes += rte_pktmbuf_pkt_len(m);
         s->used_ns = now;
-        dps_actions_execute(pmd, f, m, key, ca[i]->data, ca[i]->len, 0);
+        dps_pmd_execute(pmd, f, m, key, ca[i]->data, ca[i]->len, 0);
     }
     stage_lap(pmd, DPS_STAGE_SIMPLE);
     pmd->stats->simple_hits += done;

@@ -207,7 +207,7 @@ execute_on(struct dps_dp *dp, struct rte_mbuf *m, struct dps_flow_key *key, cons
     }
     struct dps_pmd *ctl = dp->pmds[DPS_MANUAL_PMD];
     const struct dps_fwd *f = __atomic_load_n(&dp->fwd, __ATOMIC_ACQUIRE);
-    dps_actions_execute(ctl, f, m, key, actions, len, 0);
+    dps_pmd_execute(ctl, f, m, key, actions, len, 0);
     dps_pmd_flush(ctl, f);
     return 0;
 }

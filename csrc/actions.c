@@ -340,20 +340,57 @@ pop_vlan(struct rte_mbuf *m)
     rte_pktmbuf_adj(m, 4);
 }
 
-/* Whether the actions from A on might change the frame, or hand it on to be changed (the
- * slow path, a second pass): then a frame already queued elsewhere must be a copy. */
-static bool
-modifies(const uint8_t *a, uint32_t len)
+static bool list_modifies(const uint8_t *a, uint32_t len);
+
+/* Whether action H might change the frame, or hand it on to be changed (the slow path, a
+ * second pass): then a frame already queued elsewhere must be a copy. */
+static inline bool
+action_modifies(const struct dps_action *h)
 {
-    for (uint32_t off = 0; off < len; off += act_at(a + off)->len) {
-        uint16_t t = act_at(a + off)->type;
-        if (t == DPS_ACT_OUTPUT || t == DPS_ACT_METER || t == DPS_ACT_HASH)
-            continue;
-        if ((t == DPS_ACT_CLONE || t == DPS_ACT_SAMPLE) && !modifies(a + off + 8, act_at(a + off)->len - 8))
-            continue;
+    switch (h->type) {
+    case DPS_ACT_OUTPUT: case DPS_ACT_METER: case DPS_ACT_HASH:
+        return false;
+    case DPS_ACT_CLONE: case DPS_ACT_SAMPLE:
+        return list_modifies((const uint8_t *)(h + 1), h->len - (uint32_t)sizeof *h);
+    default:
         return true;
     }
+}
+
+/* Whether any action of the list might (stops at the first that does). */
+static bool
+list_modifies(const uint8_t *a, uint32_t len)
+{
+    for (uint32_t off = 0; off < len; off += act_at(a + off)->len)
+        if (action_modifies(act_at(a + off)))
+            return true;
     return false;
+}
+
+/* Where the list's last action that might change the frame ends, 0 if none: an action that
+ * starts before that offset has one after it.  One pass, made once per list executed, so a list
+ * of many outputs costs time linear in its length (not a rescan at every output). */
+static uint32_t
+modifying_end(const uint8_t *a, uint32_t len)
+{
+    uint32_t end = 0;
+    for (uint32_t off = 0; off < len;) {
+        const struct dps_action *h = act_at(a + off);
+        off += h->len;
+        if (action_modifies(h))
+            end = off;
+    }
+    return end;
+}
+
+/* Whether an action of the list at or after OFF might change the frame; *MOD_END caches
+ * modifying_end(), UINT32_MAX until it is needed (most lists never ask). */
+static inline bool
+modified_from(const uint8_t *a, uint32_t len, uint32_t off, uint32_t *mod_end)
+{
+    if (*mod_end == UINT32_MAX)
+        *mod_end = modifying_end(a, len);
+    return off < *mod_end;
 }
 
 /* A frame for a side branch: the same mbuf, shared, when nothing will change it, else a copy. */
@@ -381,6 +418,7 @@ dps_actions_execute(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *
                     const uint8_t *a, uint32_t len)
 {
     uint32_t trunc = UINT32_MAX;
+    uint32_t mod_end = UINT32_MAX;         /* see modified_from() */
     for (uint32_t off = 0; off < len;) {
         const struct dps_action *h = act_at(a + off);
         const uint8_t *payload = a + off + sizeof *h;
@@ -393,7 +431,7 @@ dps_actions_execute(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *
                 ops->output(ctx, h->arg, m);
                 return;
             }
-            struct rte_mbuf *c = branch(m, !last && modifies(a + off, len - off), trunc);
+            struct rte_mbuf *c = branch(m, !last && modified_from(a, len, off, &mod_end), trunc);
             if (c)
                 ops->output(ctx, h->arg, c);
             else
@@ -430,7 +468,8 @@ dps_actions_execute(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *
             __attribute__((fallthrough));
         case DPS_ACT_CLONE: {
             /* Shared only if neither the branch nor what follows it can change the frame. */
-            struct rte_mbuf *c = branch(m, modifies(payload, plen) || modifies(a + off, len - off), UINT32_MAX);
+            bool must_copy = (!last && modified_from(a, len, off, &mod_end)) || list_modifies(payload, plen);
+            struct rte_mbuf *c = branch(m, must_copy, UINT32_MAX);
             if (!c) {
                 ops->dropped(ctx);
                 break;

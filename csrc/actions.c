@@ -398,7 +398,7 @@ static struct rte_mbuf *
 branch(struct rte_mbuf *m, bool must_copy, uint32_t max_len)
 {
     if (!must_copy && max_len >= rte_pktmbuf_pkt_len(m)) {
-        rte_mbuf_refcnt_update(m, 1);
+        rte_pktmbuf_refcnt_update(m, 1);      /* every segment: each is freed on its own */
         return m;
     }
     return rte_pktmbuf_copy(m, m->pool, 0, max_len);

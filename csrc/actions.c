@@ -112,9 +112,10 @@ masked_write(uint8_t *field, const uint8_t *value, const uint8_t *mask, unsigned
         field[i] = (uint8_t)((field[i] & ~mask[i]) | (value[i] & mask[i]));
 }
 
-/* The L4 checksum, if the frame has a TCP or UDP header whose checksum covers these bytes. */
+/* The L4 checksum over a pseudo-header, if the frame has one: TCP's or UDP's, or ICMPv6's (an
+ * IPv6 frame's protocol 58; under IPv4, 58 has no checksum of ours to fix). */
 static uint8_t *
-l4_csum(uint8_t *f, const struct dps_offsets *o, uint8_t proto, bool later_frag)
+l4_csum(uint8_t *f, const struct dps_offsets *o, uint8_t proto, bool v6, bool later_frag)
 {
     if (o->l4 == DPS_OFS_NONE || later_frag)
         return NULL;
@@ -123,7 +124,7 @@ l4_csum(uint8_t *f, const struct dps_offsets *o, uint8_t proto, bool later_frag)
         return f + o->l4 + 16;
     if (proto == 17 && room >= 8)
         return f + o->l4 + 6;
-    if (proto == 58 && room >= 4)
+    if (proto == 58 && v6 && room >= 4)
         return f + o->l4 + 2;
     return NULL;
 }
@@ -198,7 +199,7 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
             return false;
         uint8_t *ip = f + o.l3;
         uint8_t *ipc = ip + 10;
-        uint8_t *l4c = l4_csum(f, &o, k.nw_proto, later);
+        uint8_t *l4c = l4_csum(f, &o, k.nw_proto, false, later);
         masked_write(ip + 12, val, mask, 8, old);                   /* src, dst */
         dps_csum_replace(ipc, old, ip + 12, 8);
         l4_csum_replace(l4c, k.nw_proto, true, old, ip + 12, 8);    /* the pseudo-header */
@@ -214,7 +215,7 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
         if (eth_type != 0x86dd || o.l3 == DPS_OFS_NONE)
             return false;
         uint8_t *ip = f + o.l3;
-        uint8_t *l4c = l4_csum(f, &o, k.nw_proto, later);
+        uint8_t *l4c = l4_csum(f, &o, k.nw_proto, true, later);
         masked_write(ip + 8, val, mask, 32, old);                   /* src, dst */
         l4_csum_replace(l4c, k.nw_proto, false, old, ip + 8, 32);  /* the pseudo-header */
         uint32_t vtcfl, lab, lmask;
@@ -243,7 +244,7 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
     uint32_t room = o.l4_end > o.l4 ? o.l4_end - o.l4 : 0;
     if (kind == DPS_SET_TCP || kind == DPS_SET_UDP) {
         uint8_t want = kind == DPS_SET_TCP ? 6 : 17;
-        uint8_t *c = k.nw_proto == want ? l4_csum(f, &o, want, later) : NULL;
+        uint8_t *c = k.nw_proto == want ? l4_csum(f, &o, want, eth_type == 0x86dd, later) : NULL;
         if (!c)
             return false;
         masked_write(l4, val, mask, 4, old);

@@ -458,6 +458,8 @@ dps_actions_execute(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *
             struct rte_mbuf *c = last ? m : branch(m, true, UINT32_MAX);
             if (c)
                 ops->userspace(ctx, c, key, cookie);
+            else
+                ops->dropped(ctx);
             if (last)
                 return;
             break;
@@ -487,6 +489,8 @@ dps_actions_execute(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *
                 struct rte_mbuf *c = branch(m, true, UINT32_MAX);
                 if (c)
                     ops->recirculate(ctx, c, key, h->arg);
+                else
+                    ops->dropped(ctx);
                 break;
             }
             ops->recirculate(ctx, m, key, h->arg);

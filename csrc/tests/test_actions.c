@@ -173,6 +173,42 @@ chained_frame_shared_by_two_outputs(void)
     rte_mempool_free(mp);
 }
 
+/* A side branch to the slow path or to a second pass is always a copy; when no mbuf is left for
+ * it, the frame goes on and the copy that could not be made is counted (action_drops). */
+static void
+failed_copies_are_counted(void)
+{
+    struct rte_mempool *mp = rte_pktmbuf_pool_create("tact_one", 1, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                                     SOCKET_ID_ANY);
+    CHECK(mp != NULL, "mempool");
+    if (!mp)
+        return;
+    static const struct dps_action lists[][2] = {
+        { { DPS_ACT_USERSPACE, 16, 0 }, { DPS_ACT_OUTPUT, 8, 2 } },
+        { { DPS_ACT_RECIRC, 8, 1 }, { DPS_ACT_OUTPUT, 8, 2 } },
+    };
+    for (unsigned i = 0; i < 2; i++) {
+        uint8_t list[24] = { 0 };
+        uint32_t len = 0;
+        memcpy(list, &lists[i][0], 8);
+        len = lists[i][0].len;
+        memcpy(list + len, &lists[i][1], 8);
+        len += 8;
+        struct rte_mbuf *m = rte_pktmbuf_alloc(mp);          /* the pool's only mbuf */
+        memcpy(rte_pktmbuf_append(m, FRAME_LEN), buf, FRAME_LEN);
+        struct dps_flow_key key = { .in_port = 1 };
+        unsigned drops = 0;
+        n_kept = 0;
+        dps_actions_execute(&keep_ops, &drops, m, &key, list, len);
+        CHECK(n_kept == 1 && kept[0] == m, "list %u: the frame itself goes on to the output", i);
+        CHECK(drops == 1, "list %u: the copy that could not be made is counted: %u", i, drops);
+        for (unsigned k = 0; k < n_kept; k++)
+            rte_pktmbuf_free(kept[k]);
+        CHECK(rte_mempool_in_use_count(mp) == 0, "list %u: nothing held", i);
+    }
+    rte_mempool_free(mp);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -241,6 +277,7 @@ main(int argc, char **argv)
     dps_dp_destroy(dp);
 
     chained_frame_shared_by_two_outputs();
+    failed_copies_are_counted();
     printf("%d failed\n", failures);
     return failures ? 1 : 0;
 }

@@ -20,12 +20,6 @@ static const uint16_t set_size[] = {
     [DPS_SET_ICMP] = 2, [DPS_SET_ICMPV6] = 2, [DPS_SET_ARP] = 22, [DPS_SET_ND] = 28,
 };
 
-static inline const struct dps_action *
-act_at(const uint8_t *a)
-{
-    return (const struct dps_action *)(const void *)a;
-}
-
 int
 dps_actions_validate(const uint8_t *a, uint32_t len, char *why, size_t n)
 {
@@ -35,7 +29,7 @@ dps_actions_validate(const uint8_t *a, uint32_t len, char *why, size_t n)
             snprintf(why, n, "%u stray bytes at offset %u", len - off, off);
             return -1;
         }
-        const struct dps_action *h = act_at(a + off);
+        const struct dps_action *h = dps_act_at(a + off);
         if (h->len < 8 || h->len % 8 || h->len > len - off) {
             snprintf(why, n, "action at offset %u: length %u (must be 8.., a multiple of 8, within the list)",
                      off, h->len);
@@ -92,8 +86,8 @@ dps_actions_validate(const uint8_t *a, uint32_t len, char *why, size_t n)
 bool
 dps_actions_need_key(const uint8_t *a, uint32_t len)
 {
-    for (uint32_t off = 0; off < len; off += act_at(a + off)->len) {
-        const struct dps_action *h = act_at(a + off);
+    for (uint32_t off = 0; off < len; off += dps_act_at(a + off)->len) {
+        const struct dps_action *h = dps_act_at(a + off);
         if (h->type == DPS_ACT_HASH || h->type == DPS_ACT_USERSPACE)
             return true;
         if ((h->type == DPS_ACT_CLONE || h->type == DPS_ACT_SAMPLE)
@@ -168,9 +162,8 @@ l4_csum_replace(uint8_t *c, uint8_t proto, bool v4, const void *old, const void 
         dps_put16(c, 0xffff);
 }
 
-/* Apply one set_masked; returns false if the frame lacks the header. */
-static bool
-set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
+bool
+dps_set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
 {
     uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
     uint32_t len = rte_pktmbuf_data_len(m);
@@ -299,50 +292,6 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
     return true;
 }
 
-/* Move the 12 address bytes of an Ethernet header by 4 (overlapping): both words are loaded
- * before either is stored, which the compiler keeps inline, unlike a memmove call. */
-static inline void
-move_macs(uint8_t *dst, const uint8_t *src)
-{
-    uint64_t a;
-    uint32_t b;
-    memcpy(&a, src, 8);
-    memcpy(&b, src + 8, 4);
-    memcpy(dst, &a, 8);
-    memcpy(dst + 8, &b, 4);
-}
-
-static bool
-push_vlan(struct rte_mbuf *m, uint32_t arg)
-{
-    if (rte_pktmbuf_data_len(m) < 12)
-        return false;
-    uint8_t *f = (uint8_t *)rte_pktmbuf_prepend(m, 4);
-    if (!f)
-        return false;
-    move_macs(f, f + 4);
-    uint16_t tpid = rte_cpu_to_be_16((uint16_t)(arg >> 16));
-    uint16_t tci = rte_cpu_to_be_16((uint16_t)(arg & 0xefff));   /* the CFI bit means "present" to us */
-    memcpy(f + 12, &tpid, 2);
-    memcpy(f + 14, &tci, 2);
-    return true;
-}
-
-static void
-pop_vlan(struct rte_mbuf *m)
-{
-    uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
-    if (rte_pktmbuf_data_len(m) < 18)
-        return;
-    uint16_t t = dps_get_be16(f + 12);
-    if (t != 0x8100 && t != 0x88a8)
-        return;
-    move_macs(f + 4, f);
-    rte_pktmbuf_adj(m, 4);
-}
-
-static bool list_modifies(const uint8_t *a, uint32_t len);
-
 /* Whether action H might change the frame, or hand it on to be changed (the slow path, a
  * second pass): then a frame already queued elsewhere must be a copy. */
 static inline bool
@@ -352,31 +301,27 @@ action_modifies(const struct dps_action *h)
     case DPS_ACT_OUTPUT: case DPS_ACT_METER: case DPS_ACT_HASH:
         return false;
     case DPS_ACT_CLONE: case DPS_ACT_SAMPLE:
-        return list_modifies((const uint8_t *)(h + 1), h->len - (uint32_t)sizeof *h);
+        return dps_actions_modify((const uint8_t *)(h + 1), h->len - (uint32_t)sizeof *h);
     default:
         return true;
     }
 }
 
-/* Whether any action of the list might (stops at the first that does). */
-static bool
-list_modifies(const uint8_t *a, uint32_t len)
+bool
+dps_actions_modify(const uint8_t *a, uint32_t len)
 {
-    for (uint32_t off = 0; off < len; off += act_at(a + off)->len)
-        if (action_modifies(act_at(a + off)))
+    for (uint32_t off = 0; off < len; off += dps_act_at(a + off)->len)
+        if (action_modifies(dps_act_at(a + off)))
             return true;
     return false;
 }
 
-/* Where the list's last action that might change the frame ends, 0 if none: an action that
- * starts before that offset has one after it.  One pass, made once per list executed, so a list
- * of many outputs costs time linear in its length (not a rescan at every output). */
-static uint32_t
-modifying_end(const uint8_t *a, uint32_t len)
+uint32_t
+dps_actions_modifying_end(const uint8_t *a, uint32_t len)
 {
     uint32_t end = 0;
     for (uint32_t off = 0; off < len;) {
-        const struct dps_action *h = act_at(a + off);
+        const struct dps_action *h = dps_act_at(a + off);
         off += h->len;
         if (action_modifies(h))
             end = off;
@@ -384,29 +329,8 @@ modifying_end(const uint8_t *a, uint32_t len)
     return end;
 }
 
-/* Whether an action of the list at or after OFF might change the frame; *MOD_END caches
- * modifying_end(), UINT32_MAX until it is needed (most lists never ask). */
-static inline bool
-modified_from(const uint8_t *a, uint32_t len, uint32_t off, uint32_t *mod_end)
-{
-    if (*mod_end == UINT32_MAX)
-        *mod_end = modifying_end(a, len);
-    return off < *mod_end;
-}
-
-/* A frame for a side branch: the same mbuf, shared, when nothing will change it, else a copy. */
-static struct rte_mbuf *
-branch(struct rte_mbuf *m, bool must_copy, uint32_t max_len)
-{
-    if (!must_copy && max_len >= rte_pktmbuf_pkt_len(m)) {
-        rte_pktmbuf_refcnt_update(m, 1);      /* every segment: each is freed on its own */
-        return m;
-    }
-    return rte_pktmbuf_copy(m, m->pool, 0, max_len);
-}
-
-static uint32_t
-hash_5tuple(const struct dps_flow_key *k, uint32_t basis)
+uint32_t
+dps_actions_hash(const struct dps_flow_key *k, uint32_t basis)
 {
     uint32_t h = rte_hash_crc(k->nw_src, 16, basis);
     h = rte_hash_crc(k->nw_dst, 16, h);
@@ -418,93 +342,5 @@ void
 dps_actions_execute(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, struct dps_flow_key *key,
                     const uint8_t *a, uint32_t len)
 {
-    uint32_t trunc = UINT32_MAX;
-    uint32_t mod_end = UINT32_MAX;         /* see modified_from() */
-    for (uint32_t off = 0; off < len;) {
-        const struct dps_action *h = act_at(a + off);
-        const uint8_t *payload = a + off + sizeof *h;
-        uint32_t plen = h->len - sizeof *h;
-        off += h->len;
-        bool last = off >= len;
-        switch (h->type) {
-        case DPS_ACT_OUTPUT: {
-            if (last && trunc >= rte_pktmbuf_pkt_len(m)) {
-                ops->output(ctx, h->arg, m);
-                return;
-            }
-            struct rte_mbuf *c = branch(m, !last && modified_from(a, len, off, &mod_end), trunc);
-            if (c)
-                ops->output(ctx, h->arg, c);
-            else
-                ops->dropped(ctx);
-            break;
-        }
-        case DPS_ACT_PUSH_VLAN:
-            if (!push_vlan(m, h->arg)) {
-                ops->dropped(ctx);
-                rte_pktmbuf_free(m);
-                return;
-            }
-            break;
-        case DPS_ACT_POP_VLAN:
-            pop_vlan(m);
-            break;
-        case DPS_ACT_SET_MASKED:
-            set_masked(m, h->arg, payload);   /* a frame without the header is left as it is */
-            break;
-        case DPS_ACT_USERSPACE: {
-            uint64_t cookie;
-            memcpy(&cookie, payload, 8);
-            struct rte_mbuf *c = last ? m : branch(m, true, UINT32_MAX);
-            if (c)
-                ops->userspace(ctx, c, key, cookie);
-            else
-                ops->dropped(ctx);
-            if (last)
-                return;
-            break;
-        }
-        case DPS_ACT_SAMPLE:
-            if (h->arg != UINT32_MAX && ops->random(ctx) > h->arg)
-                break;
-            /* sampled: run the nested actions on a branch, as clone does */
-            __attribute__((fallthrough));
-        case DPS_ACT_CLONE: {
-            /* Shared only if neither the branch nor what follows it can change the frame. */
-            bool must_copy = (!last && modified_from(a, len, off, &mod_end)) || list_modifies(payload, plen);
-            struct rte_mbuf *c = branch(m, must_copy, UINT32_MAX);
-            if (!c) {
-                ops->dropped(ctx);
-                break;
-            }
-            struct dps_flow_key k2 = *key;
-            dps_actions_execute(ops, ctx, c, &k2, payload, plen);
-            break;
-        }
-        case DPS_ACT_HASH:
-            key->dp_hash = hash_5tuple(key, h->arg);
-            break;
-        case DPS_ACT_RECIRC:
-            if (!last) {
-                struct rte_mbuf *c = branch(m, true, UINT32_MAX);
-                if (c)
-                    ops->recirculate(ctx, c, key, h->arg);
-                else
-                    ops->dropped(ctx);
-                break;
-            }
-            ops->recirculate(ctx, m, key, h->arg);
-            return;
-        case DPS_ACT_METER:
-            if (!ops->meter(ctx, h->arg, rte_pktmbuf_pkt_len(m))) {
-                rte_pktmbuf_free(m);
-                return;
-            }
-            break;
-        case DPS_ACT_TRUNCATE:
-            trunc = h->arg;
-            break;
-        }
-    }
-    rte_pktmbuf_free(m);                   /* no output took it: the list ends in a drop */
+    dps_actions_run(ops, ctx, m, key, a, len);
 }

@@ -2,7 +2,8 @@
  * pmd.c — the poll-mode loop.  One thread per worker lcore, each with its own rx queues, its
  * own tx queue on every port, its own exact-match cache and counters; or the control thread
  * itself in deterministic mode (dps_dp_poll).  Reads the RCU-published forwarding snapshot
- * and flow table only (see datapath.h and flow.h).
+ * and flow table only (see datapath.h and flow.h).  Also the action executor's callbacks: how
+ * an action list reaches the datapath (tx batches, the upcall ring, a second lookup, meters).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -244,12 +245,20 @@ static const struct dps_exec_ops pmd_exec_ops = {
     .meter = exec_meter, .random = exec_random, .dropped = exec_dropped,
 };
 
+/* The executor with this PMD behind it, inline: the callbacks above become direct calls. */
+static inline __attribute__((always_inline)) void
+pmd_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
+            const uint8_t *actions, uint32_t len, unsigned depth)
+{
+    struct pmd_exec x = { pmd, f, depth };
+    dps_actions_run(&pmd_exec_ops, &x, m, key, actions, len);
+}
+
 void
 dps_pmd_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
                 const uint8_t *actions, uint32_t len, unsigned depth)
 {
-    struct pmd_exec x = { pmd, f, depth };
-    dps_actions_execute(&pmd_exec_ops, &x, m, key, actions, len);
+    pmd_execute(pmd, f, m, key, actions, len, depth);
 }
 
 /* A frame that hit flow SLOT: count it against the flow, run the flow's actions. */
@@ -264,7 +273,7 @@ dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *
     s->bytes += rte_pktmbuf_pkt_len(m);
     s->used_ns = now;
     s->tcp_flags |= rte_be_to_cpu_16(key->tcp_flags);
-    dps_pmd_execute(pmd, f, m, key, acts->data, acts->len, depth);
+    pmd_execute(pmd, f, m, key, acts->data, acts->len, depth);
 }
 
 /* The cheap path: every flow matches the L2 header's metadata at most (in_port, eth_type,
@@ -301,7 +310,7 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
                 tx_enqueue_burst(pmd, f, a->arg, pkts, n);      /* output:PORT alone: as it came */
             else
                 for (uint16_t i = 0; i < n; i++)
-                    dps_pmd_execute(pmd, f, pkts[i], &key, acts->data, acts->len, 0);
+                    pmd_execute(pmd, f, pkts[i], &key, acts->data, acts->len, 0);
             s->packets += n;
             s->used_ns = now;
             pmd->stats->simple_hits += n;
@@ -345,7 +354,7 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
         s->packets++;
         s->bytes += rte_pktmbuf_pkt_len(m);
         s->used_ns = now;
-        dps_pmd_execute(pmd, f, m, key, ca[i]->data, ca[i]->len, 0);
+        pmd_execute(pmd, f, m, key, ca[i]->data, ca[i]->len, 0);
     }
     stage_lap(pmd, DPS_STAGE_SIMPLE);
     pmd->stats->simple_hits += done;

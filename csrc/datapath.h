@@ -8,6 +8,12 @@
  * only then releases what the old one referred to (a port being removed).  RCU rather than a
  * command ring because a change (port removal above all) must know when no PMD can touch the
  * old state any more, and a grace period says exactly that; PMDs pay one store per iteration.
+ *
+ * Callers of the functions below: the control thread, except those marked "PMD side" (pmd.c's
+ * loop, tx batches and action callbacks; upcall.c's dps_upcall, dps_upcall_miss and
+ * dps_inflight_retry), which run on a PMD thread, or on the control thread in deterministic
+ * mode and for packet-out.  Cost: PMD-side calls are per frame or per burst (tens to hundreds
+ * of cycles); control-side calls that publish a snapshot wait a grace period (microseconds).
  */
 #ifndef DPS_DATAPATH_H
 #define DPS_DATAPATH_H 1
@@ -148,7 +154,7 @@ void dps_pool_release(struct dps_dp *dp, struct rte_mempool *mp, uint32_t n);
 int dps_port_setup(struct dps_dp *dp, struct dps_port *p, const struct dps_port_params *pp);
 void dps_port_teardown(struct dps_dp *dp, struct dps_port *p);
 
-/* pmd.c */
+/* pmd.c (dps_pmd_new/free: control thread; the rest: PMD side) */
 struct dps_pmd *dps_pmd_new(struct dps_dp *dp, unsigned index, unsigned lcore);
 void dps_pmd_free(struct dps_pmd *pmd);
 int dps_pmd_main(void *arg);
@@ -163,7 +169,7 @@ void dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_m
 void dps_pmd_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
                      const uint8_t *actions, uint32_t len, unsigned depth);
 
-/* upcall.c */
+/* upcall.c (init/fini: control thread; dps_upcall, dps_upcall_miss, dps_inflight_retry: PMD side) */
 uint16_t dps_mbuf_priv_size(void);
 int dps_upcall_init(struct dps_dp *dp);
 void dps_upcall_fini(struct dps_dp *dp);

@@ -1,7 +1,9 @@
 /*
- * actions.c — the action executor (contract in actions.h): output, VLAN push/pop, masked
- * set-field with incremental checksum updates, userspace, sample, clone, hash, recirculate,
- * meter, truncate.  What needs the datapath goes through the caller's struct dps_exec_ops.
+ * actions.c — the action executor's out-of-line half (the contract, and the loop that runs a
+ * list, inline, are in actions.h): checking a list, masked set-field with incremental checksum
+ * updates, the scans for what later actions change, the hash action, and dps_actions_execute,
+ * the loop's out-of-line instance.  What needs the datapath goes through the caller's struct
+ * dps_exec_ops.
  */
 #include <stdio.h>
 #include <string.h>

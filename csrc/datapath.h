@@ -97,6 +97,9 @@ struct dps_pmd {
     unsigned index;                   /* 0 .. DPS_MAX_PMDS-1, or DPS_MANUAL_PMD */
     unsigned lcore;
     volatile bool stop;
+    const struct dps_fwd *fwd;        /* the snapshot of the iteration (or packet-out) running:
+                                       * what the executor's callbacks read; stale in between */
+    unsigned recirc_depth;            /* recirculations of the frame being run */
     struct dps_pmd_stats *stats;
     uint64_t *port_tx_dropped;        /* [DPS_MAX_PORTS] */
     struct {
@@ -161,13 +164,14 @@ int dps_pmd_main(void *arg);
 unsigned dps_pmd_iterate(struct dps_pmd *pmd);
 void dps_pmd_flush(struct dps_pmd *pmd, const struct dps_fwd *f);
 void dps_tx_enqueue(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port, struct rte_mbuf *m);
-void dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
-                      uint32_t slot, uint64_t now, unsigned depth);
-/* Run ACTIONS on M with this PMD (or the control thread's) behind the executor's callbacks:
- * output into its tx batches, userspace onto the upcall ring, recirculation (DEPTH passes so
- * far) back into classification, meters, its counters. */
+/* A frame that hit flow SLOT: its counters, its actions (on the snapshot pmd->fwd). */
+void dps_pmd_run_flow(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *key, uint32_t slot,
+                      uint64_t now);
+/* Run ACTIONS on M with this PMD (or the control thread's) behind the executor's callbacks,
+ * on snapshot F: output into its tx batches, userspace onto the upcall ring, recirculation
+ * back into classification, meters, its counters. */
 void dps_pmd_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
-                     const uint8_t *actions, uint32_t len, unsigned depth);
+                     const uint8_t *actions, uint32_t len);
 
 /* upcall.c (init/fini: control thread; dps_upcall, dps_upcall_miss, dps_inflight_retry: PMD side) */
 uint16_t dps_mbuf_priv_size(void);
@@ -176,7 +180,7 @@ void dps_upcall_fini(struct dps_dp *dp);
 void dps_upcall(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *key, uint32_t type,
                 uint64_t cookie, uint32_t hash);
 void dps_upcall_miss(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *key, uint32_t hash);
-void dps_inflight_retry(struct dps_pmd *pmd, const struct dps_fwd *f);
+void dps_inflight_retry(struct dps_pmd *pmd);
 
 /* testport.c */
 void dps_testport_free(struct dps_testport *t);

@@ -163,40 +163,33 @@ dps_pmd_flush(struct dps_pmd *pmd, const struct dps_fwd *f)
     pmd->n_pending = 0;
 }
 
-/* ---- The executor's callbacks: how an action list reaches this PMD's datapath ---- */
-
-struct pmd_exec {
-    struct dps_pmd *pmd;
-    const struct dps_fwd *f;
-    unsigned depth;                   /* recirculations so far */
-};
+/* ---- The executor's callbacks: how an action list reaches this PMD's datapath ----
+ * CTX is the PMD; pmd->fwd is the snapshot its iteration (or packet-out) reads. */
 
 static void
 exec_output(void *ctx, uint32_t port, struct rte_mbuf *m)
 {
-    const struct pmd_exec *x = ctx;
-    if (unlikely(!x->f->port[port].valid)) {
-        x->pmd->stats->action_drops++;
+    struct dps_pmd *pmd = ctx;
+    if (unlikely(!pmd->fwd->port[port].valid)) {
+        pmd->stats->action_drops++;
         rte_pktmbuf_free(m);
         return;
     }
-    dps_tx_enqueue(x->pmd, x->f, port, m);
+    dps_tx_enqueue(pmd, pmd->fwd, port, m);
 }
 
 static void
 exec_userspace(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *key, uint64_t cookie)
 {
-    const struct pmd_exec *x = ctx;
-    dps_upcall(x->pmd, m, key, DPS_UPCALL_ACTION, cookie, 0);
+    dps_upcall(ctx, m, key, DPS_UPCALL_ACTION, cookie, 0);
 }
 
 /* The frame is parsed again (earlier actions may have changed it) and looked up as RECIRC_ID. */
 static void
 exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev, uint32_t recirc_id)
 {
-    const struct pmd_exec *x = ctx;
-    struct dps_pmd *pmd = x->pmd;
-    if (x->depth >= DPS_MAX_RECIRC) {
+    struct dps_pmd *pmd = ctx;
+    if (pmd->recirc_depth >= DPS_MAX_RECIRC) {
         pmd->stats->action_drops++;
         rte_pktmbuf_free(m);
         return;
@@ -212,32 +205,34 @@ exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev,
         dps_upcall_miss(pmd, m, &key, hash);
         return;
     }
-    dps_pmd_run_flow(pmd, x->f, m, &key, slot, dps_clock_now(pmd->dp), x->depth + 1);
+    pmd->recirc_depth++;
+    dps_pmd_run_flow(pmd, m, &key, slot, dps_clock_now(pmd->dp));
+    pmd->recirc_depth--;
 }
 
 static bool
 exec_meter(void *ctx, uint32_t id, uint32_t bytes)
 {
-    const struct pmd_exec *x = ctx;
-    if (dps_meter_allow(x->pmd->dp, id, bytes, dps_clock_now(x->pmd->dp)))
+    struct dps_pmd *pmd = ctx;
+    if (dps_meter_allow(pmd->dp, id, bytes, dps_clock_now(pmd->dp)))
         return true;
-    x->pmd->stats->meter_drops++;
+    pmd->stats->meter_drops++;
     return false;
 }
 
 static uint32_t
 exec_random(void *ctx)
 {
-    const struct pmd_exec *x = ctx;
-    x->pmd->rng = x->pmd->rng * 1103515245u + 12345u;
-    return x->pmd->rng ^ (x->pmd->rng >> 16);
+    struct dps_pmd *pmd = ctx;
+    pmd->rng = pmd->rng * 1103515245u + 12345u;
+    return pmd->rng ^ (pmd->rng >> 16);
 }
 
 static void
 exec_dropped(void *ctx)
 {
-    const struct pmd_exec *x = ctx;
-    x->pmd->stats->action_drops++;
+    struct dps_pmd *pmd = ctx;
+    pmd->stats->action_drops++;
 }
 
 static const struct dps_exec_ops pmd_exec_ops = {
@@ -247,24 +242,23 @@ static const struct dps_exec_ops pmd_exec_ops = {
 
 /* The executor with this PMD behind it, inline: the callbacks above become direct calls. */
 static inline __attribute__((always_inline)) void
-pmd_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
-            const uint8_t *actions, uint32_t len, unsigned depth)
+pmd_execute(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *key, const uint8_t *actions,
+            uint32_t len)
 {
-    struct pmd_exec x = { pmd, f, depth };
-    dps_actions_run(&pmd_exec_ops, &x, m, key, actions, len);
+    dps_actions_run(&pmd_exec_ops, pmd, m, key, actions, len);
 }
 
 void
 dps_pmd_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
-                const uint8_t *actions, uint32_t len, unsigned depth)
+                const uint8_t *actions, uint32_t len)
 {
-    pmd_execute(pmd, f, m, key, actions, len, depth);
+    pmd->fwd = f;
+    pmd_execute(pmd, m, key, actions, len);
 }
 
 /* A frame that hit flow SLOT: count it against the flow, run the flow's actions. */
 void
-dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
-                 uint32_t slot, uint64_t now, unsigned depth)
+dps_pmd_run_flow(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *key, uint32_t slot, uint64_t now)
 {
     const struct dps_flow *fl = &pmd->dp->ft.flows[slot];
     const struct dps_actions *acts = __atomic_load_n(&fl->actions, __ATOMIC_ACQUIRE);
@@ -273,7 +267,7 @@ dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *
     s->bytes += rte_pktmbuf_pkt_len(m);
     s->used_ns = now;
     s->tcp_flags |= rte_be_to_cpu_16(key->tcp_flags);
-    pmd_execute(pmd, f, m, key, acts->data, acts->len, depth);
+    pmd_execute(pmd, m, key, acts->data, acts->len);
 }
 
 /* The cheap path: every flow matches the L2 header's metadata at most (in_port, eth_type,
@@ -310,7 +304,7 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
                 tx_enqueue_burst(pmd, f, a->arg, pkts, n);      /* output:PORT alone: as it came */
             else
                 for (uint16_t i = 0; i < n; i++)
-                    pmd_execute(pmd, f, pkts[i], &key, acts->data, acts->len, 0);
+                    pmd_execute(pmd, pkts[i], &key, acts->data, acts->len);
             s->packets += n;
             s->used_ns = now;
             pmd->stats->simple_hits += n;
@@ -354,7 +348,7 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
         s->packets++;
         s->bytes += rte_pktmbuf_pkt_len(m);
         s->used_ns = now;
-        pmd_execute(pmd, f, m, key, ca[i]->data, ca[i]->len, 0);
+        pmd_execute(pmd, m, key, ca[i]->data, ca[i]->len);
     }
     stage_lap(pmd, DPS_STAGE_SIMPLE);
     pmd->stats->simple_hits += done;
@@ -400,7 +394,7 @@ process(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, struct r
         if (slots[i] == UINT32_MAX)
             dps_upcall_miss(pmd, pkts[i], &keys[i], hashes[i]);
         else
-            dps_pmd_run_flow(pmd, f, pkts[i], &keys[i], slots[i], now, 0);
+            dps_pmd_run_flow(pmd, pkts[i], &keys[i], slots[i], now);
     }
     stage_lap(pmd, DPS_STAGE_ACTIONS);
 }
@@ -416,9 +410,10 @@ dps_pmd_iterate(struct dps_pmd *pmd)
     uint64_t now = dps_clock_now(pmd->dp);
     unsigned total = 0;
 
+    pmd->fwd = f;
     stage_begin(pmd);
     dps_emc_hints_apply(pmd);
-    dps_inflight_retry(pmd, f);
+    dps_inflight_retry(pmd);
     stage_lap(pmd, DPS_STAGE_UPKEEP);
     for (uint32_t i = 0; i < mine->n_rxq; i++) {
         const struct dps_rxq_ref *rxq = &mine->rxq[i];

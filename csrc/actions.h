@@ -9,7 +9,7 @@
  *
  * Contract:
  *   - Callers: a PMD thread, for the flows its frames hit, and the control thread, for
- *     packet-out and deterministic polling (csrc/pmd.c's dps_pmd_execute for both).  Any
+ *     packet-out and deterministic polling (csrc/pmd.c's callbacks for both).  Any
  *     thread; re-entrant: the executor keeps no state, and the callbacks run on the caller's
  *     thread before it returns (recirculate runs the executor again inside).
  *   - Two entry points, one loop: dps_actions_run is inline, so a datapath that passes its

@@ -9,6 +9,7 @@ PYTEST_ARGS ?=
 run: setup
 	$(PYTHON) -m dpdkswitch run $(CONFIG)
 
+# Fuzzing time in all, split evenly over scripts/fuzz.sh's targets (the parser, the action executor).
 FUZZ_SECONDS ?= 60
 
 test: setup-test

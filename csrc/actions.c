@@ -1,10 +1,10 @@
 /*
- * actions.c — executing datapath action lists on a frame: output, VLAN push/pop, masked
- * set-field with incremental checksum updates, userspace, sample, clone, hash, recirculate,
- * meter, truncate.  Runs on a PMD (or the control thread for packet-out and deterministic
- * polling) and consumes the frame it is given: sent, upcalled or freed, exactly once.
+ * actions.c — the action executor's out-of-line half (the contract, and the loop that runs a
+ * list, inline, are in actions.h): checking a list, masked set-field with incremental checksum
+ * updates, the scans for what later actions change, the hash action, and dps_actions_execute,
+ * the loop's out-of-line instance.  What needs the datapath goes through the caller's struct
+ * dps_exec_ops.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,20 +12,15 @@
 #include <rte_hash_crc.h>
 #include <rte_mbuf.h>
 
-#include "datapath.h"
+#include "actions.h"
 #include "parse.h"
+#include "util.h"
 
 static const uint16_t set_size[] = {
     [DPS_SET_ETH] = 12, [DPS_SET_VLAN] = 2, [DPS_SET_IPV4] = 10,
     [DPS_SET_IPV6] = 38, [DPS_SET_TCP] = 4, [DPS_SET_UDP] = 4, [DPS_SET_SCTP] = 4,
     [DPS_SET_ICMP] = 2, [DPS_SET_ICMPV6] = 2, [DPS_SET_ARP] = 22, [DPS_SET_ND] = 28,
 };
-
-static inline const struct dps_action *
-act_at(const uint8_t *a)
-{
-    return (const struct dps_action *)(const void *)a;
-}
 
 int
 dps_actions_validate(const uint8_t *a, uint32_t len, char *why, size_t n)
@@ -36,7 +31,7 @@ dps_actions_validate(const uint8_t *a, uint32_t len, char *why, size_t n)
             snprintf(why, n, "%u stray bytes at offset %u", len - off, off);
             return -1;
         }
-        const struct dps_action *h = act_at(a + off);
+        const struct dps_action *h = dps_act_at(a + off);
         if (h->len < 8 || h->len % 8 || h->len > len - off) {
             snprintf(why, n, "action at offset %u: length %u (must be 8.., a multiple of 8, within the list)",
                      off, h->len);
@@ -90,39 +85,18 @@ dps_actions_validate(const uint8_t *a, uint32_t len, char *why, size_t n)
     return 0;
 }
 
-int
-dps_actions_check(const struct dps_dp *dp, const uint8_t *actions, uint32_t len)
+bool
+dps_actions_need_key(const uint8_t *a, uint32_t len)
 {
-    (void)dp;
-    char why[160];
-    if (dps_actions_validate(actions, len, why, sizeof why) < 0)
-        return dps_error(EINVAL, "bad actions: %s", why);
-    return 0;
-}
-
-/* ---- Checksums: RFC 1624 incremental updates over raw 16-bit words ---- */
-
-static inline uint16_t
-csum_fold(uint32_t s)
-{
-    while (s >> 16)
-        s = (s & 0xffff) + (s >> 16);
-    return (uint16_t)s;
-}
-
-static inline void
-csum_replace(uint16_t *csum, const void *old, const void *new, unsigned nbytes)
-{
-    uint32_t s = (uint16_t)~*csum;
-    const uint8_t *o = old, *w = new;
-    for (unsigned i = 0; i < nbytes; i += 2) {
-        uint16_t ov, nv;
-        memcpy(&ov, o + i, 2);
-        memcpy(&nv, w + i, 2);
-        s += (uint16_t)~ov;
-        s += nv;
+    for (uint32_t off = 0; off < len; off += dps_act_at(a + off)->len) {
+        const struct dps_action *h = dps_act_at(a + off);
+        if (h->type == DPS_ACT_HASH || h->type == DPS_ACT_USERSPACE)
+            return true;
+        if ((h->type == DPS_ACT_CLONE || h->type == DPS_ACT_SAMPLE)
+            && dps_actions_need_key(a + off + sizeof *h, h->len - (uint32_t)sizeof *h))
+            return true;
     }
-    *csum = (uint16_t)~csum_fold(s);
+    return false;
 }
 
 /* Write VALUE under MASK over FIELD (n bytes); the old bytes go to OLD. */
@@ -134,19 +108,20 @@ masked_write(uint8_t *field, const uint8_t *value, const uint8_t *mask, unsigned
         field[i] = (uint8_t)((field[i] & ~mask[i]) | (value[i] & mask[i]));
 }
 
-/* The L4 checksum, if the frame has a TCP or UDP header whose checksum covers these bytes. */
-static uint16_t *
-l4_csum(uint8_t *f, const struct dps_offsets *o, uint8_t proto, bool later_frag)
+/* The L4 checksum over a pseudo-header, if the frame has one: TCP's or UDP's, or ICMPv6's (an
+ * IPv6 frame's protocol 58; under IPv4, 58 has no checksum of ours to fix). */
+static uint8_t *
+l4_csum(uint8_t *f, const struct dps_offsets *o, uint8_t proto, bool v6, bool later_frag)
 {
     if (o->l4 == DPS_OFS_NONE || later_frag)
         return NULL;
     uint32_t room = o->l4_end > o->l4 ? o->l4_end - o->l4 : 0;
     if (proto == 6 && room >= 20)
-        return (uint16_t *)(void *)(f + o->l4 + 16);
+        return f + o->l4 + 16;
     if (proto == 17 && room >= 8)
-        return (uint16_t *)(void *)(f + o->l4 + 6);
-    if (proto == 58 && room >= 4)
-        return (uint16_t *)(void *)(f + o->l4 + 2);
+        return f + o->l4 + 6;
+    if (proto == 58 && v6 && room >= 4)
+        return f + o->l4 + 2;
     return NULL;
 }
 
@@ -180,18 +155,17 @@ sctp_csum_replace(uint8_t *csum, const uint8_t *old, const uint8_t *new, uint32_
 }
 
 static void
-l4_csum_replace(uint16_t *c, uint8_t proto, bool v4, const void *old, const void *new, unsigned n)
+l4_csum_replace(uint8_t *c, uint8_t proto, bool v4, const void *old, const void *new, unsigned n)
 {
-    if (!c || (proto == 17 && v4 && *c == 0))
+    if (!c || (proto == 17 && v4 && dps_get16(c) == 0))
         return;                            /* none, or UDP over IPv4 without a checksum */
-    csum_replace(c, old, new, n);
-    if (proto == 17 && *c == 0)
-        *c = 0xffff;
+    dps_csum_replace(c, old, new, n);
+    if (proto == 17 && dps_get16(c) == 0)
+        dps_put16(c, 0xffff);
 }
 
-/* Apply one set_masked; returns false if the frame lacks the header. */
-static bool
-set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
+bool
+dps_set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
 {
     uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
     uint32_t len = rte_pktmbuf_data_len(m);
@@ -219,24 +193,24 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
         if (eth_type != 0x0800 || o.l3 == DPS_OFS_NONE)
             return false;
         uint8_t *ip = f + o.l3;
-        uint16_t *ipc = (uint16_t *)(void *)(ip + 10);
-        uint16_t *l4c = l4_csum(f, &o, k.nw_proto, later);
+        uint8_t *ipc = ip + 10;
+        uint8_t *l4c = l4_csum(f, &o, k.nw_proto, false, later);
         masked_write(ip + 12, val, mask, 8, old);                   /* src, dst */
-        csum_replace(ipc, old, ip + 12, 8);
+        dps_csum_replace(ipc, old, ip + 12, 8);
         l4_csum_replace(l4c, k.nw_proto, true, old, ip + 12, 8);    /* the pseudo-header */
         uint8_t w_old[2] = { ip[0], ip[1] };                        /* tos with version/ihl */
         masked_write(ip + 1, val + 8, mask + 8, 1, old);
-        csum_replace(ipc, w_old, ip, 2);
+        dps_csum_replace(ipc, w_old, ip, 2);
         uint8_t t_old[2] = { ip[8], ip[9] };                        /* ttl with protocol */
         masked_write(ip + 8, val + 9, mask + 9, 1, old);
-        csum_replace(ipc, t_old, ip + 8, 2);
+        dps_csum_replace(ipc, t_old, ip + 8, 2);
         return true;
     }
     if (kind == DPS_SET_IPV6) {
         if (eth_type != 0x86dd || o.l3 == DPS_OFS_NONE)
             return false;
         uint8_t *ip = f + o.l3;
-        uint16_t *l4c = l4_csum(f, &o, k.nw_proto, later);
+        uint8_t *l4c = l4_csum(f, &o, k.nw_proto, true, later);
         masked_write(ip + 8, val, mask, 32, old);                   /* src, dst */
         l4_csum_replace(l4c, k.nw_proto, false, old, ip + 8, 32);  /* the pseudo-header */
         uint32_t vtcfl, lab, lmask;
@@ -265,7 +239,7 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
     uint32_t room = o.l4_end > o.l4 ? o.l4_end - o.l4 : 0;
     if (kind == DPS_SET_TCP || kind == DPS_SET_UDP) {
         uint8_t want = kind == DPS_SET_TCP ? 6 : 17;
-        uint16_t *c = k.nw_proto == want ? l4_csum(f, &o, want, later) : NULL;
+        uint8_t *c = k.nw_proto == want ? l4_csum(f, &o, want, eth_type == 0x86dd, later) : NULL;
         if (!c)
             return false;
         masked_write(l4, val, mask, 4, old);
@@ -283,11 +257,11 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
     bool v6 = kind != DPS_SET_ICMP;
     if (eth_type != (v6 ? 0x86dd : 0x0800) || k.nw_proto != (v6 ? 58 : 1) || room < 4)
         return false;
-    uint16_t *c = (uint16_t *)(void *)(l4 + 2);
+    uint8_t *c = l4 + 2;
     if (kind != DPS_SET_ND) {
         masked_write(l4, val, mask, 2, old);
-        csum_replace(c, old, l4, 2);
-        if (!v6 && *c == 0) {
+        dps_csum_replace(c, old, l4, 2);
+        if (!v6 && dps_get16(c) == 0) {
             /* One's complement has two zeros, and the update above may land on the wrong one:
              * a message of zero bytes only sums to +0, so its checksum is 0xffff.  (ICMPv6 sums
              * a pseudo-header too, which is never zero.) */
@@ -295,14 +269,14 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
             while (i < room && !l4[i])
                 i++;
             if (i == room && !l4[0] && !l4[1])
-                *c = 0xffff;
+                dps_put16(c, 0xffff);
         }
         return true;
     }
     if (room < 24)
         return false;
     masked_write(l4 + 8, val, mask, 16, old);             /* the target */
-    csum_replace(c, old, l4 + 8, 16);
+    dps_csum_replace(c, old, l4 + 8, 16);
     /* The options, walked as the parser walks them; the first link-layer address one is written
      * if it is of the kind the value is for (as Open vSwitch: a message has one of them). */
     for (uint32_t i = 24; i + 8 <= room;) {
@@ -312,7 +286,7 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
         if ((l4[i] == 1 || l4[i] == 2) && olen == 8) {
             unsigned at = l4[i] == 1 ? 16 : 22;          /* sll, tll */
             masked_write(l4 + i + 2, val + at, mask + at, 6, old);
-            csum_replace(c, old, l4 + i + 2, 6);
+            dps_csum_replace(c, old, l4 + i + 2, 6);
             break;
         }
         i += olen;
@@ -320,77 +294,45 @@ set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
     return true;
 }
 
-/* Move the 12 address bytes of an Ethernet header by 4 (overlapping): both words are loaded
- * before either is stored, which the compiler keeps inline, unlike a memmove call. */
-static inline void
-move_macs(uint8_t *dst, const uint8_t *src)
+/* Whether action H might change the frame, or hand it on to be changed (the slow path, a
+ * second pass): then a frame already queued elsewhere must be a copy. */
+static inline bool
+action_modifies(const struct dps_action *h)
 {
-    uint64_t a;
-    uint32_t b;
-    memcpy(&a, src, 8);
-    memcpy(&b, src + 8, 4);
-    memcpy(dst, &a, 8);
-    memcpy(dst + 8, &b, 4);
-}
-
-static bool
-push_vlan(struct rte_mbuf *m, uint32_t arg)
-{
-    if (rte_pktmbuf_data_len(m) < 12)
+    switch (h->type) {
+    case DPS_ACT_OUTPUT: case DPS_ACT_METER: case DPS_ACT_HASH:
         return false;
-    uint8_t *f = (uint8_t *)rte_pktmbuf_prepend(m, 4);
-    if (!f)
-        return false;
-    move_macs(f, f + 4);
-    uint16_t tpid = rte_cpu_to_be_16((uint16_t)(arg >> 16));
-    uint16_t tci = rte_cpu_to_be_16((uint16_t)(arg & 0xefff));   /* the CFI bit means "present" to us */
-    memcpy(f + 12, &tpid, 2);
-    memcpy(f + 14, &tci, 2);
-    return true;
-}
-
-static void
-pop_vlan(struct rte_mbuf *m)
-{
-    uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
-    if (rte_pktmbuf_data_len(m) < 18)
-        return;
-    uint16_t t = rte_be_to_cpu_16(*(uint16_t *)(void *)(f + 12));
-    if (t != 0x8100 && t != 0x88a8)
-        return;
-    move_macs(f + 4, f);
-    rte_pktmbuf_adj(m, 4);
-}
-
-/* Whether the actions from A on might change the frame, or hand it on to be changed (the
- * slow path, a second pass): then a frame already queued elsewhere must be a copy. */
-static bool
-modifies(const uint8_t *a, uint32_t len)
-{
-    for (uint32_t off = 0; off < len; off += act_at(a + off)->len) {
-        uint16_t t = act_at(a + off)->type;
-        if (t == DPS_ACT_OUTPUT || t == DPS_ACT_METER || t == DPS_ACT_HASH)
-            continue;
-        if ((t == DPS_ACT_CLONE || t == DPS_ACT_SAMPLE) && !modifies(a + off + 8, act_at(a + off)->len - 8))
-            continue;
+    case DPS_ACT_CLONE: case DPS_ACT_SAMPLE:
+        return dps_actions_modify((const uint8_t *)(h + 1), h->len - (uint32_t)sizeof *h);
+    default:
         return true;
     }
+}
+
+bool
+dps_actions_modify(const uint8_t *a, uint32_t len)
+{
+    for (uint32_t off = 0; off < len; off += dps_act_at(a + off)->len)
+        if (action_modifies(dps_act_at(a + off)))
+            return true;
     return false;
 }
 
-/* A frame for a side branch: the same mbuf, shared, when nothing will change it, else a copy. */
-static struct rte_mbuf *
-branch(struct rte_mbuf *m, bool must_copy, uint32_t max_len)
+uint32_t
+dps_actions_modifying_end(const uint8_t *a, uint32_t len)
 {
-    if (!must_copy && max_len >= rte_pktmbuf_pkt_len(m)) {
-        rte_mbuf_refcnt_update(m, 1);
-        return m;
+    uint32_t end = 0;
+    for (uint32_t off = 0; off < len;) {
+        const struct dps_action *h = dps_act_at(a + off);
+        off += h->len;
+        if (action_modifies(h))
+            end = off;
     }
-    return rte_pktmbuf_copy(m, m->pool, 0, max_len);
+    return end;
 }
 
-static uint32_t
-hash_5tuple(const struct dps_flow_key *k, uint32_t basis)
+uint32_t
+dps_actions_hash(const struct dps_flow_key *k, uint32_t basis)
 {
     uint32_t h = rte_hash_crc(k->nw_src, 16, basis);
     h = rte_hash_crc(k->nw_dst, 16, h);
@@ -398,120 +340,9 @@ hash_5tuple(const struct dps_flow_key *k, uint32_t basis)
     return rte_hash_crc_4byte((uint32_t)k->tp_src << 16 | k->tp_dst, h);
 }
 
-static void
-recirculate(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, const struct dps_flow_key *prev,
-            uint32_t recirc_id, unsigned depth)
-{
-    if (depth >= DPS_MAX_RECIRC) {
-        pmd->stats->action_drops++;
-        rte_pktmbuf_free(m);
-        return;
-    }
-    pmd->stats->recirculations++;
-    struct dps_flow_key key;
-    dps_parse(rte_pktmbuf_mtod(m, uint8_t *), rte_pktmbuf_data_len(m), prev->in_port, &key);
-    key.recirc_id = recirc_id;
-    key.dp_hash = prev->dp_hash;
-    uint32_t hash = dps_key_hash(&key), slot;
-    dps_classify(pmd, &m, &key, &hash, &slot, 1);
-    if (slot == UINT32_MAX) {
-        dps_upcall_miss(pmd, m, &key, hash);
-        return;
-    }
-    dps_pmd_run_flow(pmd, f, m, &key, slot, dps_clock_now(pmd->dp), depth + 1);
-}
-
 void
-dps_actions_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
-                    const uint8_t *a, uint32_t len, unsigned depth)
+dps_actions_execute(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, struct dps_flow_key *key,
+                    const uint8_t *a, uint32_t len)
 {
-    uint32_t trunc = UINT32_MAX;
-    for (uint32_t off = 0; off < len;) {
-        const struct dps_action *h = act_at(a + off);
-        const uint8_t *payload = a + off + sizeof *h;
-        uint32_t plen = h->len - sizeof *h;
-        off += h->len;
-        bool last = off >= len;
-        switch (h->type) {
-        case DPS_ACT_OUTPUT: {
-            if (!f->port[h->arg].valid) {
-                pmd->stats->action_drops++;
-                break;
-            }
-            if (last && trunc >= rte_pktmbuf_pkt_len(m)) {
-                dps_tx_enqueue(pmd, f, h->arg, m);
-                return;
-            }
-            struct rte_mbuf *c = branch(m, !last && modifies(a + off, len - off), trunc);
-            if (c)
-                dps_tx_enqueue(pmd, f, h->arg, c);
-            else
-                pmd->stats->action_drops++;
-            break;
-        }
-        case DPS_ACT_PUSH_VLAN:
-            if (!push_vlan(m, h->arg)) {
-                pmd->stats->action_drops++;
-                rte_pktmbuf_free(m);
-                return;
-            }
-            break;
-        case DPS_ACT_POP_VLAN:
-            pop_vlan(m);
-            break;
-        case DPS_ACT_SET_MASKED:
-            set_masked(m, h->arg, payload);   /* a frame without the header is left as it is */
-            break;
-        case DPS_ACT_USERSPACE: {
-            uint64_t cookie;
-            memcpy(&cookie, payload, 8);
-            struct rte_mbuf *c = last ? m : branch(m, true, UINT32_MAX);
-            if (c)
-                dps_upcall(pmd, c, key, DPS_UPCALL_ACTION, cookie, 0);
-            if (last)
-                return;
-            break;
-        }
-        case DPS_ACT_SAMPLE:
-            pmd->rng = pmd->rng * 1103515245u + 12345u;
-            if (h->arg != UINT32_MAX && (pmd->rng ^ (pmd->rng >> 16)) > h->arg)
-                break;
-            /* sampled: run the nested actions on a branch, as clone does */
-            __attribute__((fallthrough));
-        case DPS_ACT_CLONE: {
-            /* Shared only if neither the branch nor what follows it can change the frame. */
-            struct rte_mbuf *c = branch(m, modifies(payload, plen) || modifies(a + off, len - off), UINT32_MAX);
-            if (!c) {
-                pmd->stats->action_drops++;
-                break;
-            }
-            struct dps_flow_key k2 = *key;
-            dps_actions_execute(pmd, f, c, &k2, payload, plen, depth);
-            break;
-        }
-        case DPS_ACT_HASH:
-            key->dp_hash = hash_5tuple(key, h->arg);
-            break;
-        case DPS_ACT_RECIRC:
-            if (!last) {
-                struct rte_mbuf *c = branch(m, true, UINT32_MAX);
-                if (c)
-                    recirculate(pmd, f, c, key, h->arg, depth);
-                break;
-            }
-            recirculate(pmd, f, m, key, h->arg, depth);
-            return;
-        case DPS_ACT_METER:
-            if (!dps_meter_allow(pmd->dp, h->arg, rte_pktmbuf_pkt_len(m), dps_clock_now(pmd->dp))) {
-                pmd->stats->meter_drops++;
-                rte_pktmbuf_free(m);
-                return;
-            }
-            break;
-        case DPS_ACT_TRUNCATE:
-            trunc = h->arg;
-            break;
-        }
-    }
-    rte_pktmbuf_free(m);                   /* no output took it: the list ends in a drop */
+    dps_actions_run(ops, ctx, m, key, a, len);
 }

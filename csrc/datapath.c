@@ -3,7 +3,6 @@
  * thread management.  Control thread only (see include/dpdkswitch.h and datapath.h).
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,24 +16,7 @@
 
 #include "datapath.h"
 
-static __thread char last_error[512];
 static bool eal_up;
-
-int
-dps_error(int err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
-    va_end(ap);
-    return -err;
-}
-
-const char *
-dps_last_error(void)
-{
-    return last_error;
-}
 
 /* ---- EAL ---- */
 

@@ -8,6 +8,12 @@
  * only then releases what the old one referred to (a port being removed).  RCU rather than a
  * command ring because a change (port removal above all) must know when no PMD can touch the
  * old state any more, and a grace period says exactly that; PMDs pay one store per iteration.
+ *
+ * Callers of the functions below: the control thread, except those marked "PMD side" (pmd.c's
+ * loop, tx batches and action callbacks; upcall.c's dps_upcall, dps_upcall_miss and
+ * dps_inflight_retry), which run on a PMD thread, or on the control thread in deterministic
+ * mode and for packet-out.  Cost: PMD-side calls are per frame or per burst (tens to hundreds
+ * of cycles); control-side calls that publish a snapshot wait a grace period (microseconds).
  */
 #ifndef DPS_DATAPATH_H
 #define DPS_DATAPATH_H 1
@@ -22,16 +28,15 @@
 #include <rte_ring.h>
 #include <rte_spinlock.h>
 
+#include "actions.h"
 #include "dpdkswitch.h"
 #include "flow.h"
+#include "util.h"
 
 #define DPS_MAX_SOCKETS 8
 #define DPS_MAX_POOLS 16
 #define DPS_MANUAL_PMD DPS_MAX_PMDS      /* stats/snapshot slot of deterministic polling */
 #define DPS_MAX_TESTPORT_QUEUES 16
-
-/* Set the thread's last error (printf-style) and return -err (err > 0). */
-int dps_error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 struct dps_rxq_ref {
     uint16_t eth_port;
@@ -92,6 +97,9 @@ struct dps_pmd {
     unsigned index;                   /* 0 .. DPS_MAX_PMDS-1, or DPS_MANUAL_PMD */
     unsigned lcore;
     volatile bool stop;
+    const struct dps_fwd *fwd;        /* the snapshot of the iteration (or packet-out) running:
+                                       * what the executor's callbacks read; stale in between */
+    unsigned recirc_depth;            /* recirculations of the frame being run */
     struct dps_pmd_stats *stats;
     uint64_t *port_tx_dropped;        /* [DPS_MAX_PORTS] */
     struct {
@@ -149,29 +157,30 @@ void dps_pool_release(struct dps_dp *dp, struct rte_mempool *mp, uint32_t n);
 int dps_port_setup(struct dps_dp *dp, struct dps_port *p, const struct dps_port_params *pp);
 void dps_port_teardown(struct dps_dp *dp, struct dps_port *p);
 
-/* pmd.c */
+/* pmd.c (dps_pmd_new/free: control thread; the rest: PMD side) */
 struct dps_pmd *dps_pmd_new(struct dps_dp *dp, unsigned index, unsigned lcore);
 void dps_pmd_free(struct dps_pmd *pmd);
 int dps_pmd_main(void *arg);
 unsigned dps_pmd_iterate(struct dps_pmd *pmd);
 void dps_pmd_flush(struct dps_pmd *pmd, const struct dps_fwd *f);
 void dps_tx_enqueue(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t port, struct rte_mbuf *m);
-void dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
-                      uint32_t slot, uint64_t now, unsigned depth);
+/* A frame that hit flow SLOT: its counters, its actions (on the snapshot pmd->fwd). */
+void dps_pmd_run_flow(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *key, uint32_t slot,
+                      uint64_t now);
+/* Run ACTIONS on M with this PMD (or the control thread's) behind the executor's callbacks,
+ * on snapshot F: output into its tx batches, userspace onto the upcall ring, recirculation
+ * back into classification, meters, its counters. */
+void dps_pmd_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
+                     const uint8_t *actions, uint32_t len);
 
-/* actions.c */
-void dps_actions_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m,
-                         struct dps_flow_key *key, const uint8_t *actions, uint32_t len, unsigned depth);
-int dps_actions_validate(const uint8_t *actions, uint32_t len, char *why, size_t whylen);
-
-/* upcall.c */
+/* upcall.c (init/fini: control thread; dps_upcall, dps_upcall_miss, dps_inflight_retry: PMD side) */
 uint16_t dps_mbuf_priv_size(void);
 int dps_upcall_init(struct dps_dp *dp);
 void dps_upcall_fini(struct dps_dp *dp);
 void dps_upcall(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *key, uint32_t type,
                 uint64_t cookie, uint32_t hash);
 void dps_upcall_miss(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *key, uint32_t hash);
-void dps_inflight_retry(struct dps_pmd *pmd, const struct dps_fwd *f);
+void dps_inflight_retry(struct dps_pmd *pmd);
 
 /* testport.c */
 void dps_testport_free(struct dps_testport *t);

@@ -351,28 +351,13 @@ ufid_slot(const struct dps_flow_table *ft, const struct dps_ufid *ufid)
     return (int)(uintptr_t)data;
 }
 
-/* Whether an action list reads the frame's key: hash, or userspace (which hands it up). */
-static bool
-needs_key(const uint8_t *a, uint32_t len)
-{
-    for (uint32_t off = 0; off < len;) {
-        const struct dps_action *h = (const void *)(a + off);
-        if (h->type == DPS_ACT_HASH || h->type == DPS_ACT_USERSPACE)
-            return true;
-        if ((h->type == DPS_ACT_CLONE || h->type == DPS_ACT_SAMPLE) && needs_key(a + off + 8, h->len - 8u))
-            return true;
-        off += h->len;
-    }
-    return false;
-}
-
 static struct dps_actions *
 actions_copy(const uint8_t *a, uint32_t len)
 {
     struct dps_actions *acts = rte_malloc("dps_actions", sizeof *acts + len, RTE_CACHE_LINE_SIZE);
     if (acts) {
         acts->len = len;
-        acts->needs_key = needs_key(a, len);
+        acts->needs_key = dps_actions_need_key(a, len);
         memcpy(acts->data, a, len);
     }
     return acts;
@@ -418,6 +403,16 @@ dps_flow_reclaim(struct dps_dp *dp)
     for (uint32_t i = 0; i < ft->n_dead_actions; i++)
         rte_free(ft->dead_actions[i]);
     ft->n_dead_actions = 0;
+}
+
+int
+dps_actions_check(const struct dps_dp *dp, const uint8_t *actions, uint32_t len)
+{
+    (void)dp;
+    char why[160];
+    if (dps_actions_validate(actions, len, why, sizeof why) < 0)
+        return dps_error(EINVAL, "bad actions: %s", why);
+    return 0;
 }
 
 static int

@@ -15,6 +15,12 @@
  *     the hash, and use the hash when the count says the control thread was editing them.
  * The exact-match cache belongs to its PMD alone; its entries name a flow by (slot, generation)
  * and are checked against the flow on every hit, so a dead flow is never used.
+ *
+ * Callers and cost: table set-up, puts, deletes, dumps, meter changes and
+ * dps_flow_lookup_slot run on the control thread (a put or delete may wait a grace period);
+ * dps_classify*, dps_emc_*, dps_meter_allow and dps_key_hash on a PMD (or the control thread
+ * polling by hand): per burst, an exact-match probe per frame and a hash probe per subtable
+ * tried for the misses; a meter check takes its meter's spinlock.
  */
 #ifndef DPS_FLOW_H
 #define DPS_FLOW_H 1

@@ -2,7 +2,8 @@
  * pmd.c — the poll-mode loop.  One thread per worker lcore, each with its own rx queues, its
  * own tx queue on every port, its own exact-match cache and counters; or the control thread
  * itself in deterministic mode (dps_dp_poll).  Reads the RCU-published forwarding snapshot
- * and flow table only (see datapath.h and flow.h).
+ * and flow table only (see datapath.h and flow.h).  Also the action executor's callbacks: how
+ * an action list reaches the datapath (tx batches, the upcall ring, a second lookup, meters).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -162,10 +163,102 @@ dps_pmd_flush(struct dps_pmd *pmd, const struct dps_fwd *f)
     pmd->n_pending = 0;
 }
 
+/* ---- The executor's callbacks: how an action list reaches this PMD's datapath ----
+ * CTX is the PMD; pmd->fwd is the snapshot its iteration (or packet-out) reads. */
+
+static void
+exec_output(void *ctx, uint32_t port, struct rte_mbuf *m)
+{
+    struct dps_pmd *pmd = ctx;
+    if (unlikely(!pmd->fwd->port[port].valid)) {
+        pmd->stats->action_drops++;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    dps_tx_enqueue(pmd, pmd->fwd, port, m);
+}
+
+static void
+exec_userspace(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *key, uint64_t cookie)
+{
+    dps_upcall(ctx, m, key, DPS_UPCALL_ACTION, cookie, 0);
+}
+
+/* The frame is parsed again (earlier actions may have changed it) and looked up as RECIRC_ID. */
+static void
+exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev, uint32_t recirc_id)
+{
+    struct dps_pmd *pmd = ctx;
+    if (pmd->recirc_depth >= DPS_MAX_RECIRC) {
+        pmd->stats->action_drops++;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    pmd->stats->recirculations++;
+    struct dps_flow_key key;
+    dps_parse(rte_pktmbuf_mtod(m, uint8_t *), rte_pktmbuf_data_len(m), prev->in_port, &key);
+    key.recirc_id = recirc_id;
+    key.dp_hash = prev->dp_hash;
+    uint32_t hash = dps_key_hash(&key), slot;
+    dps_classify(pmd, &m, &key, &hash, &slot, 1);
+    if (slot == UINT32_MAX) {
+        dps_upcall_miss(pmd, m, &key, hash);
+        return;
+    }
+    pmd->recirc_depth++;
+    dps_pmd_run_flow(pmd, m, &key, slot, dps_clock_now(pmd->dp));
+    pmd->recirc_depth--;
+}
+
+static bool
+exec_meter(void *ctx, uint32_t id, uint32_t bytes)
+{
+    struct dps_pmd *pmd = ctx;
+    if (dps_meter_allow(pmd->dp, id, bytes, dps_clock_now(pmd->dp)))
+        return true;
+    pmd->stats->meter_drops++;
+    return false;
+}
+
+static uint32_t
+exec_random(void *ctx)
+{
+    struct dps_pmd *pmd = ctx;
+    pmd->rng = pmd->rng * 1103515245u + 12345u;
+    return pmd->rng ^ (pmd->rng >> 16);
+}
+
+static void
+exec_dropped(void *ctx)
+{
+    struct dps_pmd *pmd = ctx;
+    pmd->stats->action_drops++;
+}
+
+static const struct dps_exec_ops pmd_exec_ops = {
+    .output = exec_output, .userspace = exec_userspace, .recirculate = exec_recirculate,
+    .meter = exec_meter, .random = exec_random, .dropped = exec_dropped,
+};
+
+/* The executor with this PMD behind it, inline: the callbacks above become direct calls. */
+static inline __attribute__((always_inline)) void
+pmd_execute(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *key, const uint8_t *actions,
+            uint32_t len)
+{
+    dps_actions_run(&pmd_exec_ops, pmd, m, key, actions, len);
+}
+
+void
+dps_pmd_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
+                const uint8_t *actions, uint32_t len)
+{
+    pmd->fwd = f;
+    pmd_execute(pmd, m, key, actions, len);
+}
+
 /* A frame that hit flow SLOT: count it against the flow, run the flow's actions. */
 void
-dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m, struct dps_flow_key *key,
-                 uint32_t slot, uint64_t now, unsigned depth)
+dps_pmd_run_flow(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *key, uint32_t slot, uint64_t now)
 {
     const struct dps_flow *fl = &pmd->dp->ft.flows[slot];
     const struct dps_actions *acts = __atomic_load_n(&fl->actions, __ATOMIC_ACQUIRE);
@@ -174,7 +267,7 @@ dps_pmd_run_flow(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *
     s->bytes += rte_pktmbuf_pkt_len(m);
     s->used_ns = now;
     s->tcp_flags |= rte_be_to_cpu_16(key->tcp_flags);
-    dps_actions_execute(pmd, f, m, key, acts->data, acts->len, depth);
+    pmd_execute(pmd, m, key, acts->data, acts->len);
 }
 
 /* The cheap path: every flow matches the L2 header's metadata at most (in_port, eth_type,
@@ -211,7 +304,7 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
                 tx_enqueue_burst(pmd, f, a->arg, pkts, n);      /* output:PORT alone: as it came */
             else
                 for (uint16_t i = 0; i < n; i++)
-                    dps_actions_execute(pmd, f, pkts[i], &key, acts->data, acts->len, 0);
+                    pmd_execute(pmd, pkts[i], &key, acts->data, acts->len);
             s->packets += n;
             s->used_ns = now;
             pmd->stats->simple_hits += n;
@@ -255,7 +348,7 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
         s->packets++;
         s->bytes += rte_pktmbuf_pkt_len(m);
         s->used_ns = now;
-        dps_actions_execute(pmd, f, m, key, ca[i]->data, ca[i]->len, 0);
+        pmd_execute(pmd, m, key, ca[i]->data, ca[i]->len);
     }
     stage_lap(pmd, DPS_STAGE_SIMPLE);
     pmd->stats->simple_hits += done;
@@ -301,7 +394,7 @@ process(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, struct r
         if (slots[i] == UINT32_MAX)
             dps_upcall_miss(pmd, pkts[i], &keys[i], hashes[i]);
         else
-            dps_pmd_run_flow(pmd, f, pkts[i], &keys[i], slots[i], now, 0);
+            dps_pmd_run_flow(pmd, pkts[i], &keys[i], slots[i], now);
     }
     stage_lap(pmd, DPS_STAGE_ACTIONS);
 }
@@ -317,9 +410,10 @@ dps_pmd_iterate(struct dps_pmd *pmd)
     uint64_t now = dps_clock_now(pmd->dp);
     unsigned total = 0;
 
+    pmd->fwd = f;
     stage_begin(pmd);
     dps_emc_hints_apply(pmd);
-    dps_inflight_retry(pmd, f);
+    dps_inflight_retry(pmd);
     stage_lap(pmd, DPS_STAGE_UPKEEP);
     for (uint32_t i = 0; i < mine->n_rxq; i++) {
         const struct dps_rxq_ref *rxq = &mine->rxq[i];

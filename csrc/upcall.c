@@ -129,7 +129,7 @@ dps_upcall_miss(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_k
 
 /* Parked frames: looked up again when flows changed; upcalled when their miss is old. */
 void
-dps_inflight_retry(struct dps_pmd *pmd, const struct dps_fwd *f)
+dps_inflight_retry(struct dps_pmd *pmd)
 {
     struct dps_inflight *in = &pmd->inflight;
     if (!in->n_parked)
@@ -148,7 +148,7 @@ dps_inflight_retry(struct dps_pmd *pmd, const struct dps_fwd *f)
         uint32_t hash = dps_key_hash(&key), slot;
         dps_classify(pmd, &pkts[i], &key, &hash, &slot, 1);
         if (slot != UINT32_MAX)
-            dps_pmd_run_flow(pmd, f, pkts[i], &key, slot, now, 0);
+            dps_pmd_run_flow(pmd, pkts[i], &key, slot, now);
         else if (expired)
             dps_upcall(pmd, pkts[i], &key, DPS_UPCALL_MISS, 0, hash);
         else
@@ -207,7 +207,7 @@ execute_on(struct dps_dp *dp, struct rte_mbuf *m, struct dps_flow_key *key, cons
     }
     struct dps_pmd *ctl = dp->pmds[DPS_MANUAL_PMD];
     const struct dps_fwd *f = __atomic_load_n(&dp->fwd, __ATOMIC_ACQUIRE);
-    dps_actions_execute(ctl, f, m, key, actions, len, 0);
+    dps_pmd_execute(ctl, f, m, key, actions, len);
     dps_pmd_flush(ctl, f);
     return 0;
 }

@@ -414,6 +414,17 @@ def test_set_ipv6_addresses_fixes_the_icmpv6_checksum(dp):
     assert_checksums_ok(got)
 
 
+def test_set_ipv4_addresses_over_protocol_58_leave_the_payload_alone(dp):
+    """58 is ICMPv6 only under IPv6: over IPv4 it has no pseudo-header checksum to fix, so an
+    address rewrite changes the IP header alone (it used to change payload bytes 2-3)."""
+    fr = bytes(Ether(src=MAC1, dst=MAC2) / IP(src="10.9.9.9", dst="10.0.0.2", proto=58) / Raw(bytes(8)))
+    got = only(run(dp, fr, [ipv4_set(src=ip4b("10.0.0.1"), smask=b"\xff" * 4), odp.Output(2)]), 2)
+    p = Ether(fr)
+    p[IP].src = "10.0.0.1"
+    assert got == expect(p)
+    assert got[-8:] == bytes(8)
+
+
 # ---- TCP, UDP ports -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("make,kind,layer", [(tcp4, "tcp", TCP), (tcp6, "tcp", TCP), (udp4, "udp", UDP),

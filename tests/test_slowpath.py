@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from dpdkswitch.datapath import MANUAL_PMD, Datapath, odp, parse
 from dpdkswitch.ofproto.actions import (DecNwTtl, Group, Output, PopVlan, PushVlan, SetField, SetNwTtl)
-from dpdkswitch.ofproto.fields import BY_NAME, VLAN_CFI, format_key
+from dpdkswitch.ofproto.fields import BY_NAME, FIELDS, VLAN_CFI, format_key
 from dpdkswitch.ofproto.flowstr import FlowParseError, parse_flow
 from dpdkswitch.ofproto.pipeline import Bucket, FlowModError, GroupEntry, Pipeline, PortEntry
 from dpdkswitch.ofproto.xlate import Translator
@@ -435,6 +435,33 @@ def test_megaflow_sharing_is_not_vacuous(eal):
             base._replace(ttl=1, src=1)]
     keys = [frame_and_key(q, PROP_OF2DP)[1] for q in pkts]
     assert check_megaflows(x, keys) >= 10
+
+
+
+def test_fragments_get_their_own_megaflow_only_where_ports_decide(eal):
+    """A fragment's lookup sees no L4 ports, so where a rule on ports decided a whole packet's
+    fate, its megaflow must not catch that packet's first fragment (which the ports rule does
+    not match): the fragment bits are in the mask.  Where no port decided anything, fragments
+    and whole packets share one megaflow, as wide as before: an in_port rule's megaflow stays
+    in_port only, which the fast path's cheap path takes."""
+    spec = PipeSpec(flows=["priority=10,udp,tp_dst=53,actions=output:2", "priority=5,ip,actions=output:3"],
+                    groups=[], live=(True,) * 3)
+    x = Translator(make_pipeline(spec, PROP_OF2DP))
+    base = Pkt(1, MACS[0], MACS[1], (), "ip4", 0, 1, 17, 1000, 53, 64, 0)
+    pkts = [base, base._replace(frag="first"), base._replace(frag="later"),
+            base._replace(kind="ip6"), base._replace(kind="ip6", frag="first")]
+    keys = [frame_and_key(q, PROP_OF2DP)[1] for q in pkts]
+    check_megaflows(x, keys)
+    whole, first = x.translate(keys[0]), x.translate(keys[1])
+    assert outputs(whole.actions) != outputs(first.actions)
+    assert field_mask(whole.megaflow_mask(), "ip_frag")
+
+    x = Translator(make_pipeline(PipeSpec(flows=["in_port=1,actions=output:2"], groups=[], live=(True,) * 3),
+                                 PROP_OF2DP))
+    assert check_megaflows(x, keys) > 0
+    for k in keys:
+        mask = x.translate(k).megaflow_mask()
+        assert [f.name for f in FIELDS if f.member and field_mask(mask, f.name)] == ["in_port"], format_key(k, mask)
 
 
 # -- through the real datapath

@@ -377,8 +377,6 @@ class Translator:
     def translate(self, key: bytes, trace: bool = False, table_id: int = 0) -> Translation:
         c = _Ctx(self.pipeline_of(IN_PORT.from_key(key)), key, self.registry, trace)
         c.out.wc.unwildcard(IN_PORT)
-        # Whether it is a fragment decides every lookup (see _table), as in Open vSwitch's.
-        c.out.wc.unwildcard(F["ip_frag"])
         if c.in_ofport in c.p.mirror_outputs():
             c.log("input port is a mirror output port: dropped")
             return c.out
@@ -466,9 +464,17 @@ class Translator:
             key[_PORTS] = bytes(4)
             ports_wc = c.out.wc.key & _PORTS_WC.key
             rule = table.cls.lookup(key_int(bytes(key)), c.metadata, c.out.wc)
+            consulted_ports = c.out.wc.key & _PORTS_WC.key & ~ports_wc
             c.out.wc.key = c.out.wc.key & ~_PORTS_WC.key | ports_wc
         else:
             rule = table.cls.lookup(key_int(bytes(c.flow)), c.metadata, c.out.wc)
+            consulted_ports = c.out.wc.key & _PORTS_WC.key
+        if consulted_ports:
+            # The lookup looked at L4 ports, which a fragment's lookup sees as zeros: whether
+            # the packet is a fragment decided it.  A lookup that never looked at them decides
+            # the same for fragments and whole packets, so the megaflow stays as wide as
+            # before (an in_port rule keeps its in_port-only megaflow and the cheap path).
+            c.out.wc.unwildcard(F["ip_frag"])
         if rule is None:
             if c.p.miss_to_controller:        # OpenFlow 1.0's table miss (Open vSwitch's miss rule)
                 c.log(f"{table_id}. No match: table miss, to the controller (an OpenFlow 1.0 controller is connected)")

@@ -5,6 +5,10 @@ under the live view, and some of its messages are rate limited.  The one-shot co
 (``check``, ``ctl``, ``bench``'s usage errors, argparse's) print their answer or their error as
 a plain line on stdout or stderr: that line is the command's result, for a person or a script,
 written once as the process ends, so there is nothing to rate-limit or keep in view.
+
+Each command imports what it needs when it runs: ``ctl`` answers without loading
+the datapath's extension (cffi, numpy, DPDK's libraries).  No import here dodges a circle: this
+is the top layer (see the README's "Layers, checked").
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import os
 import sys
 
 from . import __version__, log
-from .config import Config, ConfigError, load
+from .config import Config, ConfigError, load, online_cpus
 
 DEFAULT_SOCKET = "/run/dpdkswitch/ctl.sock"
 LOG = logging.getLogger("dpdkswitch")
@@ -23,7 +27,6 @@ LOG = logging.getLogger("dpdkswitch")
 def _all_cpus() -> None:
     """Start from every online CPU: a parent pinned to one core (EAL pins its main thread)
     must not pin us, EAL places our threads itself."""
-    from .config import online_cpus
     try:
         os.sched_setaffinity(0, online_cpus())
     except OSError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..config import ConfigError, PortConfig, parse_device
 from ..datapath import DatapathError
+from ..datapath.odp import decode, format_actions
 from ..ofproto.actions import OFPP_LOCAL
 from ..ofproto.fields import BY_NAME, format_key
 from ..stats import PmdCounters, format_pmd_stats
@@ -112,7 +113,6 @@ def register(commands: Commands, switch: Switch) -> dict[str, PmdCounters]:
         return "".join(f"{k}: {v}\n" for k, v in br.dp.port_xstats(p.dp_port).items())
 
     def dump_flows(args: list[str]) -> str:
-        from ..datapath.odp import decode, format_actions
         verbose = "-m" in args
         rest = [a for a in args if a != "-m"]
         out = []

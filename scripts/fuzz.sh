@@ -51,7 +51,7 @@ sanitize=(-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fn
 # build TARGET: build/fuzz/fuzz_TARGET, unless it is newer than all its sources.
 build() {
     local t=$1 bin=$out/fuzz_$1 cflags libs=""
-    local srcs=(csrc/parse.c csrc/parse.h csrc/include/dpdkswitch.h csrc/fuzz/fuzz_"$t".c scripts/fuzz.sh)
+    local srcs=(csrc/parse.c csrc/parse.h csrc/include/dpdkswitch.h csrc/fuzz/fuzz_"$t".c csrc/fuzz/invariant.h scripts/fuzz.sh)
     local units=(csrc/parse.c csrc/fuzz/fuzz_"$t".c)
     if [[ $t == actions ]]; then
         srcs+=(csrc/actions.c csrc/actions.h csrc/util.h)

@@ -49,47 +49,13 @@
 #include "actions.h"
 #include "parse.h"
 
+#define FUZZ_TARGET "fuzz_actions"
+#include "invariant.h"
+
 #define DATA_ROOM 2048                  /* of the mbufs the pool hands out (copies) */
 #define MAX_HELD 4096                   /* frames the callbacks keep per input */
 #define MAX_FRAME 4096
 #define MAX_GROWTH RTE_PKTMBUF_HEADROOM /* what push_vlan can prepend, at most */
-
-/* ---- Invariants ---- */
-
-static const char *ignored;             /* FUZZ_ACTIONS_IGNORE */
-static const uint8_t *cur_input;
-static size_t cur_size;
-
-static int
-is_ignored(const char *name)
-{
-    if (!ignored)
-        return 0;
-    size_t n = strlen(name);
-    for (const char *p = ignored; (p = strstr(p, name)) != NULL; p += n)
-        if ((p == ignored || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
-            return 1;
-    return 0;
-}
-
-static void
-violated(const char *name, const char *expr, int line, const char *detail)
-{
-    if (is_ignored(name))
-        return;
-    fprintf(stderr, "\nfuzz_actions: invariant '%s' violated: %s (fuzz_actions.c:%d)%s%s\ninput (%zu bytes): ",
-            name, expr, line, detail ? ": " : "", detail ? detail : "", cur_size);
-    for (size_t i = 0; i < cur_size; i++)
-        fprintf(stderr, "%02x", cur_input[i]);
-    fprintf(stderr, "\n");
-    abort();
-}
-
-#define CHECK(name, cond, detail)                                                            \
-    do {                                                                                     \
-        if (!(cond))                                                                         \
-            violated(name, #cond, __LINE__, detail);                                         \
-    } while (0)
 
 /* ---- An EAL-less mempool: each mbuf its own two heap blocks (header, data buffer) ---- */
 
@@ -517,7 +483,7 @@ int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    ignored = getenv("FUZZ_ACTIONS_IGNORE");
+    fuzz_invariants_init("FUZZ_ACTIONS_IGNORE");
     pool = pool_make();
     return 0;
 }
@@ -537,8 +503,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t flen = (uint32_t)(size - sizeof kn - alen);
     if (flen > MAX_FRAME)
         return -1;
-    cur_input = data;
-    cur_size = size;
+    fuzz_invariants_input(data, size);
 
     /* The list, exactly sized (ASan sees a read past its end), and checked as a put is. */
     uint8_t *acts = malloc(alen ? alen : 1);

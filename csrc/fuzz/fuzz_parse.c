@@ -21,47 +21,15 @@
 
 #include "parse.h"
 
+#define FUZZ_TARGET "fuzz_parse"
+#include "invariant.h"
+
 #define ETH_IPV4 0x0800
 #define ETH_ARP 0x0806
 #define ETH_IPV6 0x86dd
 #define ETH_VLAN 0x8100
 #define ETH_QINQ 0x88a8
 #define ETH_NONE 0x05ff
-
-static const char *ignored;             /* FUZZ_PARSE_IGNORE, read once */
-static const uint8_t *cur_frame;
-static size_t cur_len;
-
-static int
-is_ignored(const char *name)
-{
-    if (!ignored)
-        return 0;
-    size_t n = strlen(name);
-    for (const char *p = ignored; (p = strstr(p, name)) != NULL; p += n)
-        if ((p == ignored || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
-            return 1;
-    return 0;
-}
-
-static void
-violated(const char *name, const char *expr, int line)
-{
-    if (is_ignored(name))
-        return;
-    fprintf(stderr, "\nfuzz_parse: invariant '%s' violated: %s (fuzz_parse.c:%d)\nframe (%zu bytes): ",
-            name, expr, line, cur_len);
-    for (size_t i = 0; i < cur_len; i++)
-        fprintf(stderr, "%02x", cur_frame[i]);
-    fprintf(stderr, "\n");
-    abort();
-}
-
-#define CHECK(name, cond)                                                                    \
-    do {                                                                                     \
-        if (!(cond))                                                                         \
-            violated(name, #cond, __LINE__);                                                 \
-    } while (0)
 
 static inline uint16_t
 be16(uint16_t v)                        /* network-order member -> host */
@@ -223,7 +191,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int init;
     if (!init) {
-        ignored = getenv("FUZZ_PARSE_IGNORE");
+        fuzz_invariants_init("FUZZ_PARSE_IGNORE");
         init = 1;
     }
     if (size > 65535)                   /* parse.c caps len at 65535 anyway */
@@ -232,8 +200,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!f)
         return 0;
     memcpy(f, data, size);
-    cur_frame = f;
-    cur_len = size;
+    fuzz_invariants_input(f, size);
     uint32_t in_port = (uint32_t)size * 2654435761u ^ (size ? f[0] : 0x5a);
 
     struct dps_flow_key k, k2, k3;

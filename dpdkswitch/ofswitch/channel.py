@@ -27,7 +27,6 @@ pipeline change per flow-mod; a multipart reply is built in one go and sent in â
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import struct
 import time
@@ -63,12 +62,6 @@ MODIFYING = (FlowMod, GroupMod, PortMod, TableMod, MeterMod, PacketOut)
 MULTIPART_V10 = (C.OFPMP_DESC, C.OFPMP_FLOW, C.OFPMP_AGGREGATE, C.OFPMP_TABLE, C.OFPMP_PORT_STATS, C.OFPMP_QUEUE)
 
 
-def datapath_id(name: str) -> int:
-    """A stable 48-bit datapath id from the bridge name (the low bits, as a MAC would be)."""
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=6).digest(), "big") & 0xFEFFFFFFFFFF | (
-        0x020000000000)
-
-
 class OFSwitch:
     """One bridge's OpenFlow side."""
 
@@ -76,7 +69,6 @@ class OFSwitch:
         self.br = br
         self.name = br.config.name
         self.cfg = br.config.openflow
-        self.dpid = datapath_id(self.name)
         self.probe_interval = probe_interval
         self.conns: set[OFConnection] = set()
         self.listeners = [Listener(t, self, probe_interval, self.cfg.ssl) for t in self.cfg.listen]
@@ -113,6 +105,12 @@ class OFSwitch:
             C.OFPMP_METER: self.meters.mp_meter, C.OFPMP_METER_CONFIG: self.meters.mp_meter_config,
             C.OFPMP_METER_FEATURES: self.meters.mp_meter_features,
         }
+
+    @property
+    def dpid(self) -> int:
+        """The datapath id features replies carry: the config's ``openflow.datapath_id``, or the
+        hash of the bridge name (config.default_datapath_id)."""
+        return self.br.config.datapath_id
 
     @property
     def stats(self) -> dict[str, int]:

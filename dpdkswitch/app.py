@@ -87,10 +87,10 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
         return ""
     commands.register("exit", "", "stop the switch", 0, 0, exit_cmd)
     counters = dpif.register(commands, switch)
-    ofproto_cmds.register(commands, switch)
+    openflow = OpenFlowService(switch, socket_path)
+    ofproto_cmds.register(commands, switch, openflow)
     server = Server(socket_path, commands)
     await server.start()
-    openflow = OpenFlowService(switch, socket_path)
     await openflow.start()
 
     header = [f"dpdkswitch {__version__} on {config.path}: {len(switch.bridges)} bridge(s); {switch.eal_note}",

@@ -25,6 +25,7 @@ both call.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import ipaddress
 import os
 import re
@@ -37,7 +38,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 __all__ = [
     "ConfigError", "NetnsConfig", "PortConfig", "OpenflowConfig", "SslConfig", "FlowConfig",
     "BridgeConfig", "DpdkConfig", "Config", "load", "loads", "online_cpus", "MacTableConfig", "StaticMac",
-    "parse_device", "VDEV_KEYS",
+    "parse_device", "VDEV_KEYS", "default_datapath_id",
 ]
 
 
@@ -143,6 +144,7 @@ class OpenflowConfig:
     controllers: list[str]
     fail_mode: str
     ssl: SslConfig | None = None
+    datapath_id: int | None = None     # None: default_datapath_id(bridge name)
 
 
 @dataclass
@@ -165,6 +167,11 @@ class BridgeConfig:
     flood_vlans: list[int] = field(default_factory=list)
     forward_bpdu: bool = False
     mirrors: list[MirrorConfig] = field(default_factory=list)
+
+    @property
+    def datapath_id(self) -> int:
+        """The bridge's OpenFlow datapath id: ``openflow.datapath_id``, or the default from its name."""
+        return self.openflow.datapath_id or default_datapath_id(self.name)
 
     def patch_peers(self) -> set[str]:
         """The bridges this one's patch ports link to."""
@@ -238,6 +245,13 @@ def online_cpus() -> set[int]:
     except (OSError, ValueError):
         pass
     return cpus
+
+
+def default_datapath_id(bridge: str) -> int:
+    """The datapath id of a bridge whose config sets none: 48 stable bits from its name (a
+    locally administered unicast MAC, as Open vSwitch derives one from the bridge's MAC)."""
+    return int.from_bytes(hashlib.blake2b(bridge.encode(), digest_size=6).digest(), "big") & 0xFEFFFFFFFFFF | (
+        0x020000000000)
 
 
 def _unknown(key: str, allowed, where: str = "") -> str:
@@ -447,6 +461,31 @@ def _ofport(r: _Reader, node: Node, key: str) -> int:
     return _int(1, 65279)(r, node, key)
 
 
+_HEX_DPID_RE = re.compile(r"(0[xX])?[0-9a-fA-F]{1,16}")
+MAX_DPID = (1 << 64) - 1
+
+
+def _datapath_id(r: _Reader, node: Node, key: str) -> int:
+    """1..2^64-1: an integer (0x... in YAML is one), or a hex string, "0x..." or Open vSwitch's
+    other-config:datapath-id form (16 hex digits)."""
+    want = "a hex string (0x1 to 0xffffffffffffffff, or 16 hex digits) or an integer in 1..2^64-1"
+    if isinstance(node, ScalarNode) and node.tag == _INT and ":" not in node.value:   # not 1:30 (base 60)
+        if re.fullmatch(r"[-+]?0[0-9_]+", node.value):   # YAML 1.1 reads 0010 as octal 8
+            r.fail(node, f"{key}: {node.value} reads as an octal number in YAML; write 0x{node.value.lstrip('0')}"
+                         f" or quote it ('{node.value}') for the hex digits")
+        v = _CONSTRUCTOR.construct_yaml_int(node)
+    elif isinstance(node, ScalarNode) and node.tag == _STR:
+        text = node.value.strip()
+        if not _HEX_DPID_RE.fullmatch(text) or not (text[:2] in ("0x", "0X") or len(text) == 16):
+            r.fail(node, f"{key}: bad value {node.value!r}: expected {want}")
+        v = int(text, 16)
+    else:
+        r.fail(node, f"{key}: expected {want}, got {_describe(node)}")
+    if not 1 <= v <= MAX_DPID:
+        r.fail(node, f"{key}: {node.value} is out of range: expected {want}")
+    return v
+
+
 def _flow(r: _Reader, node: Node, key: str) -> FlowConfig:
     text = _str(r, node, key)
     if not text.strip():
@@ -506,6 +545,7 @@ OPENFLOW = {
                                 "tcp:HOST:PORT, ssl:HOST:PORT or unix:PATH")), []),
     "fail_mode": (_enum("standalone", "secure"), "standalone"),
     "ssl": (Section(SSL), None),
+    "datapath_id": (_opt(_datapath_id), None),
 }
 DATAPATH = {
     "pmd_cores": (_list(_int(0)), None),  # None: all dpdk.cores but the main one
@@ -625,6 +665,12 @@ class _Reader:
         if not bridges:
             self.fail(nodes["bridges"][0], "bridges: at least one bridge is required")
         self.link_patches(bridges)
+        for b in bridges.values():
+            dpid = f"0x{b.datapath_id:016x}"
+            if b.openflow.datapath_id is None and ("datapath_id", dpid) in self.seen:
+                raise ConfigError.at(self.seen["datapath_id", dpid],
+                                     f"datapath_id {dpid} is the default of bridge {b.name!r} (a hash of its "
+                                     f"name); datapath ids are unique across bridges")
         config = Config(self.path, dpdk, control["socket"], bridges)
         self.check_datapaths(config, pmd_claims)
         return config
@@ -717,6 +763,8 @@ class _Reader:
         of_key = nodes.get("openflow", (key,))[0]
         openflow, of_nodes = self.section(b["openflow"], OPENFLOW, f"{what} openflow", of_key)
         tls = [t for t in openflow["listen"] + openflow["controllers"] if t.startswith(("ssl:", "pssl:"))]
+        if openflow["datapath_id"] is not None:
+            self.unique("datapath_id", f"0x{openflow['datapath_id']:016x}", of_nodes["datapath_id"][1])
         if openflow["ssl"] is not None:
             ssl_cfg, ssl_nodes = self.section(openflow["ssl"], SSL, f"{what} openflow ssl", of_nodes["ssl"][0])
             for k, v in ssl_cfg.items():

@@ -69,6 +69,11 @@ BAD_CASES = {
     "bad_controller.yaml": ["controllers[0]", "tcp:HOST:PORT"],
     "bad_section_type.yaml": ["dpdk", "expected a mapping, got a list"],
     "missing_bridges.yaml": ["missing required key 'bridges'"],
+    "bad_datapath_id.yaml": ["datapath_id", "'0xg1'", "hex string"],
+    "datapath_id_zero.yaml": ["datapath_id", "out of range", "1..2^64-1"],
+    "datapath_id_too_wide.yaml": ["datapath_id", "0x1ffffffffffffffff", "out of range"],
+    "datapath_id_octal.yaml": ["datapath_id", "octal", "0x10"],
+    "duplicate_datapath_id.yaml": ["datapath_id '0x000000000000002a'", "already used at", "duplicate_datapath_id.yaml:3"],
 }
 
 
@@ -234,6 +239,36 @@ def test_ofport_local_names_the_bridges_local_port():
 
 
 # --- what `run` checks before it starts EAL: `dpdkswitch check` runs the same checks --------------
+DPID_BRIDGES = ("bridges:\n  br0:\n    openflow: {datapath_id: %s}\n    datapath: {pmd_cores: []}\n"
+                "    ports: {p1: {device: net_ring0, ofport: 1}}\n")
+
+
+@pytest.mark.parametrize("text, want", [("0x2a", 42), ("42", 42), ("'0x2A'", 42), ("'000000000000002a'", 42),
+                                        ("0xffffffffffffffff", 2**64 - 1), ("'0xfedcba9876543210'", 0xfedcba9876543210)])
+def test_datapath_id_is_hex_or_an_integer(text, want):
+    br = config.loads(DPID_BRIDGES % text).bridges["br0"]
+    assert br.openflow.datapath_id == want and br.datapath_id == want
+
+
+def test_datapath_id_defaults_to_the_hash_of_the_bridge_name():
+    """The default is what every release before the key gave, so a controller keyed on it keeps
+    finding the bridge."""
+    cfg = config.loads("bridges:\n  br0: {datapath: {pmd_cores: []}, ports: {p1: {device: net_ring0, ofport: 1}}}\n"
+                       "  br1: {datapath: {pmd_cores: []}, ports: {p1: {device: net_ring1, ofport: 1}}}\n")
+    assert cfg.bridges["br0"].openflow.datapath_id is None
+    assert cfg.bridges["br0"].datapath_id == 0xa6483c7b87c4
+    assert cfg.bridges["br1"].datapath_id not in (None, 0xa6483c7b87c4)
+
+
+def test_datapath_id_may_not_be_another_bridges_default():
+    text = ("bridges:\n  br0: {datapath: {pmd_cores: []}, ports: {p1: {device: net_ring0, ofport: 1}}}\n"
+            "  br1:\n    openflow: {datapath_id: 0xa6483c7b87c4}  # <- error\n    datapath: {pmd_cores: []}\n"
+            "    ports: {p1: {device: net_ring1, ofport: 1}}\n")
+    with pytest.raises(ConfigError) as ei:
+        config.loads(text, "x.yaml")
+    check_error(ei.value, "x.yaml", marker_line(text), ["0x0000a6483c7b87c4", "default of bridge 'br0'"])
+
+
 # file (in bad_configs/pipeline/) -> substrings the error must mention.  The schema accepts each
 # of these files; the bridge's pipeline refuses it, as `run` builds it.
 PIPELINE = BAD / "pipeline"

@@ -19,13 +19,14 @@ import time
 import pytest
 import yaml
 
-from dpdkswitch.control import call
+from dpdkswitch.control import CommandError, call
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.skipif(not os.path.exists("/usr/bin/ovs-ofctl"), reason="needs ovs-ofctl")]
 
 OFCTL = "/usr/bin/ovs-ofctl"
 VERSIONS = ["OpenFlow13", "OpenFlow10"]
+DPID = "0x00000000cafef00d"          # the module switch's openflow.datapath_id
 
 
 # --- helpers shared by the OpenFlow test modules --------------------------------------------------
@@ -132,7 +133,7 @@ def port_counters(version: str, target: str) -> dict[int, dict[str, int]]:
 @pytest.fixture(scope="module")
 def sw(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ofctl")
-    s = start_switch(tmp, f"{os.getpid() % 10000}c", {"openflow": {"fail_mode": "secure"}})
+    s = start_switch(tmp, f"{os.getpid() % 10000}c", {"openflow": {"fail_mode": "secure", "datapath_id": DPID}})
     yield s
     log = s.stop()
     assert s.proc.returncode == 0, log
@@ -227,6 +228,52 @@ def test_show_ports_and_packet_out(sw, version):
     out = ofctl(version, "packet-out", sw.tcp, f"in_port=77,packet={frame},actions=output:2", check=False)
     # (OpenFlow 1.0 has no BAD_PORT code: the nearest is EPERM)
     assert ("OFPBRC_BAD_PORT" if version == "OpenFlow13" else "OFPBRC_EPERM") in out, out
+
+
+@pytest.mark.parametrize("via", ["tcp", "unix"])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_show_gives_the_configured_datapath_id(sw, version, via):
+    show = ofctl(version, "show", targets(sw)[via])
+    assert re.search(r"dpid:00000000cafef00d$", show.splitlines()[0]), show
+    assert "  dpid:00000000cafef00d\n" in sw.ctl("dpif/show")
+    mine = sw.ctl("ofproto/show", "br0")
+    assert mine.startswith("br0: dpid:00000000cafef00d (openflow.datapath_id)\nn_tables:255"), mine
+    for n in (1, 2):                                   # the ports by OpenFlow number, as ovs-ofctl has them
+        addr = re.search(rf"^ {n}\(p{n}\): addr:([0-9a-f:]{{17}})$", show, re.M).group(1)
+        assert f"\n {n}(p{n}): addr:{addr}\n" in mine, mine
+    assert "fail_mode: secure\n" in mine, mine
+    with pytest.raises(CommandError, match="no bridge br9"):
+        sw.ctl("ofproto/show", "br9")
+    commands = sw.ctl("list-commands")
+    assert "ofproto/show BRIDGE " in commands and "ofproto/list-controllers [BRIDGE] " in commands, commands
+
+
+def test_list_controllers_shows_the_listeners_connections(sw, tmp_path):
+    """A listener's row lists the connections made to it (ovs-ofctl monitor stays connected)."""
+    idle = sw.ctl("ofproto/list-controllers", "br0")
+    assert f"  listener ptcp:{sw.port}:127.0.0.1: listening=true port={sw.port}\n" in idle, idle
+    assert f"  listener punix:{sw.mgmt}: listening=true\n" in idle, idle
+    assert "connection:" not in idle and "controller" not in idle, idle
+    mon = subprocess.Popen([OFCTL, "-O", "OpenFlow13", f"--unixctl={tmp_path}/mon.ctl", "monitor", sw.tcp],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while "connection:" not in (got := sw.ctl("ofproto/list-controllers")):
+            assert time.monotonic() < deadline and mon.poll() is None, got
+            time.sleep(0.1)
+        lines = got.splitlines()
+        i = lines.index(f"  listener ptcp:{sw.port}:127.0.0.1: listening=true port={sw.port}")
+        conn = lines[i + 1]
+        assert re.fullmatch(r"    connection: peer=127\.0\.0\.1:\d+ version=OpenFlow13 role=other "
+                            r"sec_since_connect=\d+ messages_in=[1-9]\d* messages_out=[1-9]\d* errors_sent=\d+ "
+                            r"packet_ins_dropped=0", conn), got
+    finally:
+        mon.terminate()
+        mon.wait()
+    deadline = time.monotonic() + 10
+    while "connection:" in (got := sw.ctl("ofproto/list-controllers", "br0")):
+        assert time.monotonic() < deadline, got
+        time.sleep(0.1)
 
 
 def test_groups(sw):

@@ -134,3 +134,91 @@ def test_os_ken_relays_packets_and_fail_open_comes_and_goes(tmp_path):
             app.wait()
         log = sw.stop()
     assert sw.proc.returncode == 0, log
+
+
+STATUS_APP = """
+from os_ken.base import app_manager
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from os_ken.ofproto import ofproto_v1_3
+
+
+class Status(app_manager.OSKenApp):
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def features(self, ev):
+        dp = ev.msg.datapath
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        print(f"FEATURES dpid={ev.msg.datapath_id:#x}", flush=True)
+        dp.send_msg(parser.OFPRoleRequest(dp, ofp.OFPCR_ROLE_MASTER, 1))
+        inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [parser.OFPActionGroup(99)])]
+        dp.send_msg(parser.OFPFlowMod(datapath=dp, priority=5, match=parser.OFPMatch(in_port=1), instructions=inst))
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def error(self, ev):
+        print(f"ERROR type={ev.msg.type} code={ev.msg.code}", flush=True)
+"""
+
+
+def controller_rows(sw) -> dict[str, str]:
+    """target -> its row in ofproto/list-controllers br0."""
+    out = sw.ctl("ofproto/list-controllers", "br0")
+    return {m.group(1): m.group(2) for m in re.finditer(r"^  controller (\S+): (.*)$", out, re.M)}
+
+
+def test_datapath_id_reaches_os_ken_and_list_controllers_shows_each_controller(tmp_path):
+    """openflow.datapath_id is the features reply's (a value above 2^63, so all 64 bits count);
+    ofproto/list-controllers shows the os-ken controller connected, with the role it asked for
+    and its counters, and a controller nobody serves as not connected, and then os-ken as not
+    connected once it is gone."""
+    ctl_port, nobody = free_port(), free_port()
+    dpid = 0xfedcba9876543210
+    sw = start_switch(tmp_path, f"{os.getpid() % 10000}s",
+                      {"openflow": {"controllers": [f"tcp:127.0.0.1:{ctl_port}", f"tcp:127.0.0.1:{nobody}"],
+                                    "fail_mode": "secure", "datapath_id": dpid}})
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "runner.py").write_text(RUNNER)
+    (app_dir / "status.py").write_text(STATUS_APP)
+    app_log = tmp_path / "osken.log"
+    app = None
+    osken, dead = f"tcp:127.0.0.1:{ctl_port}", f"tcp:127.0.0.1:{nobody}"
+    try:
+        rows = controller_rows(sw)
+        assert set(rows) == {osken, dead}, rows
+        assert all(r.startswith("is_connected=false state=") for r in rows.values()), rows
+        app = subprocess.Popen([sys.executable, "runner.py", str(ctl_port), "status"], cwd=app_dir,
+                               stdout=open(app_log, "w"), stderr=subprocess.STDOUT)
+        wait_for("os-ken to get its error back", lambda: "ERROR type=" in app_log.read_text(), timeout=25)
+        log = app_log.read_text()
+        assert f"FEATURES dpid={dpid:#x}" in log, log
+        assert "ERROR type=2 code=9" in log, log                 # OFPET_BAD_ACTION, OFPBAC_BAD_OUT_GROUP
+        rows = controller_rows(sw)
+        m = re.fullmatch(r"is_connected=true state=ACTIVE peer=127\.0\.0\.1:\d+ version=OpenFlow13 role=master "
+                         r"sec_since_connect=(\d+) messages_in=(\d+) messages_out=(\d+) errors_sent=1 "
+                         r"packet_ins_dropped=0", rows[osken])
+        assert m, rows
+        # in: hello, features request, role request, flow-mod at least; out: hello, features reply,
+        # role reply, the error at least
+        assert int(m.group(2)) >= 4 and int(m.group(3)) >= 4, rows
+        assert re.match(r'is_connected=false state=(BACKOFF|CONNECTING) attempts=[1-9]\d* '
+                        r'last_error="Connection refused"$', rows[dead]), rows
+        show = sw.ctl("ofproto/show", "br0")
+        assert show.startswith(f"br0: dpid:{dpid:016x} (openflow.datapath_id)\n"), show
+        assert "controllers: 2 configured, 1 connected;" in show, show
+
+        app.terminate()
+        app.wait(timeout=10)
+        app = None
+        rows = wait_for("os-ken to show as disconnected",
+                        lambda: (r := controller_rows(sw)) and r[osken].startswith("is_connected=false") and r)
+        assert re.match(r"is_connected=false state=(BACKOFF|CONNECTING) attempts=\d+ sec_since_disconnect=\d+ "
+                        r'last_error="', rows[osken]), rows
+        assert "messages_in" not in rows[osken] and "role=" not in rows[osken], rows
+    finally:
+        if app is not None:
+            app.kill()
+            app.wait()
+        log = sw.stop()
+    assert sw.proc.returncode == 0, log

@@ -36,6 +36,7 @@ def register(commands: Commands, switch: Switch) -> dict[str, PmdCounters]:
             cores = br.config.pmd_cores if dp.n_pmds else []
             out.append(f"{br.config.name}: {dp.n_pmds} PMD thread(s) on lcores {cores}, "
                        f"mbufs in use {dp.mbufs_in_use()}/{dp.mbufs_total()}")
+            out.append(f"  dpid:{br.config.datapath_id:016x}")
             out.append(f"  lookups: hit:{br.pipeline.n_hit} missed:{br.pipeline.n_missed}")
             for p in sorted(br.ports.values(), key=lambda p: p.ofport):
                 i = br.port_info(p)

@@ -1,10 +1,12 @@
 """OpenFlow-level commands on the control socket: trace a packet through the tables, list and
-change rules without a controller, show the upcall handler and the revalidator.
+change rules without a controller, show the upcall handler and the revalidator, and a bridge's
+OpenFlow side (datapath id, ports, fail mode) and its controllers.
 
-``ofproto/trace``, ``ofctl/dump-flows``, ``ofctl/add-flow``, ``ofctl/mod-flows``,
-``ofctl/del-flows``, ``upcall/show``, ``revalidator/run``.  Handlers run on the control
-thread; a rule change triggers one revalidation pass before the command returns, so its effect
-on cached traffic is done when the command is.
+``ofproto/trace``, ``ofproto/show``, ``ofproto/list-controllers``, ``ofctl/dump-flows``,
+``ofctl/add-flow``, ``ofctl/mod-flows``, ``ofctl/del-flows``, ``upcall/show``,
+``revalidator/run``.  Handlers run on the control thread; a rule change triggers one
+revalidation pass before the command returns, so its effect on cached traffic is done when the
+command is.  ``ofproto/show`` reads ports and rules in O(ports + rules).
 """
 from __future__ import annotations
 
@@ -13,14 +15,41 @@ from ..flowkey import KEY_SIZE
 from ..ofproto.fields import BY_NAME, format_key
 from ..ofproto.flowstr import FlowParseError, FlowStats, format_flow, parse_flow, parse_match
 from ..ofproto.match import MatchError
-from ..ofproto.pipeline import FlowModError
+from ..ofproto.actions import OFPP_LOCAL
+from ..ofproto.pipeline import N_TABLES, FlowModError
+from ..ofswitch import OpenFlowService
+from ..ofswitch.channel import CAPABILITIES_V13
+from ..openflow import consts as C
 from ..switch import Switch
 from . import CommandError, Commands
 
 IN_PORT = BY_NAME["in_port"]
+CAPABILITY_NAMES = [(C.OFPC_FLOW_STATS, "FLOW_STATS"), (C.OFPC_TABLE_STATS, "TABLE_STATS"),
+                    (C.OFPC_PORT_STATS, "PORT_STATS"), (C.OFPC_GROUP_STATS, "GROUP_STATS"),
+                    (C.OFPC_IP_REASM, "IP_REASM"), (C.OFPC_QUEUE_STATS, "QUEUE_STATS"),
+                    (C.OFPC_PORT_BLOCKED, "PORT_BLOCKED")]
+PORT_CONFIG_NAMES = [(C.OFPPC_PORT_DOWN, "PORT_DOWN"), (C.OFPPC_NO_RECV, "NO_RECV"), (C.OFPPC_NO_FWD, "NO_FWD"),
+                     (C.OFPPC_NO_PACKET_IN, "NO_PACKET_IN")]
+PORT_STATE_NAMES = [(C.OFPPS_LINK_DOWN, "LINK_DOWN"), (C.OFPPS_BLOCKED, "BLOCKED"), (C.OFPPS_LIVE, "LIVE")]
 
 
-def register(commands: Commands, switch: Switch) -> None:
+def _bits(value: int, names) -> str:
+    """OpenFlow flag bits as ovs-ofctl prints them: their names, or 0."""
+    return " ".join(n for bit, n in names if value & bit) or "0"
+
+
+def _fields(row: dict, skip=("kind", "target", "connections")) -> str:
+    """key=value ..., values with spaces quoted."""
+    def val(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return f'"{v}"' if isinstance(v, str) and (" " in v or not v) else str(v)
+    return " ".join(f"{k}={val(v)}" for k, v in row.items() if k not in skip)
+
+
+def register(commands: Commands, switch: Switch, openflow: OpenFlowService | None = None) -> None:
+    """The commands on SWITCH's bridges; ofproto/show and ofproto/list-controllers need OPENFLOW,
+    the bridges' OpenFlow side (without it they are not registered)."""
     def bridge(name: str):
         if name not in switch.bridges:
             raise CommandError(f"no bridge {name} (have: {', '.join(switch.bridges)})")
@@ -175,6 +204,59 @@ def register(commands: Commands, switch: Switch) -> None:
                        f"packets {m.packets}, bytes {m.bytes}")
         return "\n".join(out) + ("\n" if out else "")
 
+    def ofswitch(name: str):
+        bridge(name)
+        return openflow.switches[name]
+
+    def of_show(args: list[str]) -> str:
+        """As ``ovs-ofctl show``: features, ports with their OpenFlow numbers, and the fail mode."""
+        ofs = ofswitch(args[0])
+        br = ofs.br
+        source = "openflow.datapath_id" if br.config.openflow.datapath_id is not None else \
+            "default: a hash of the bridge name"
+        out = [f"{ofs.name}: dpid:{ofs.dpid:016x} ({source})",
+               f"n_tables:{N_TABLES}, n_buffers:0",
+               f"capabilities: {_bits(CAPABILITIES_V13, CAPABILITY_NAMES)}"]
+        for rec in ofs.ports.desc(C.OFP13_VERSION):
+            number = "LOCAL" if rec.port_no == OFPP_LOCAL else str(rec.port_no)
+            mac = ":".join(f"{b:02x}" for b in rec.hw_addr.to_bytes(6, "big"))
+            out += [f" {number}({rec.name}): addr:{mac}",
+                    f"     config:     {_bits(rec.config, PORT_CONFIG_NAMES)}",
+                    f"     state:      {_bits(rec.state, PORT_STATE_NAMES)}",
+                    f"     speed: {rec.curr_speed // 1000} Mbps now, {rec.max_speed // 1000} Mbps max"]
+        mode = ofs.cfg.fail_mode
+        if mode == "standalone" and ofs.cfg.controllers:
+            mode += (" (no controller connected: priority=0,actions=NORMAL is in force)" if ofs.flows.fail_open
+                     else " (a controller is connected)")
+        elif mode == "standalone":
+            mode += " (no controller configured)"
+        rows = ofs.endpoints()
+        ctls = [r for r in rows if r["kind"] == "controller"]
+        n_service = sum(len(r["connections"]) for r in rows if r["kind"] == "listener")
+        out += [f"fail_mode: {mode}",
+                f"rules: {sum(1 for _ in br.pipeline.entries())}, groups: {len(br.pipeline.groups)}, "
+                f"meters: {len(br.pipeline.meters)}",
+                f"controllers: {len(ctls)} configured, {sum(r['is_connected'] for r in ctls)} connected; "
+                f"listeners: {', '.join(r['target'] for r in rows if r['kind'] == 'listener')} "
+                f"({n_service} connection(s)); see ofproto/list-controllers"]
+        return "\n".join(out) + "\n"
+
+    def list_controllers(args: list[str]) -> str:
+        out = []
+        for name in ([args[0]] if args else list(openflow.switches)):
+            out.append(f"{name}:")
+            for row in ofswitch(name).endpoints():
+                out.append(f"  {row['kind']} {row['target']}: {_fields(row)}")
+                for conn in row.get("connections", []):
+                    out.append(f"    connection: {_fields(conn)}")
+        return "\n".join(out) + "\n"
+
+    if openflow is not None:
+        commands.register("ofproto/show", "BRIDGE",
+                          "the bridge as OpenFlow sees it: datapath id, tables, ports, fail mode", 1, 1, of_show)
+        commands.register("ofproto/list-controllers", "[BRIDGE]",
+                          "controllers and listeners: target, connected, role, state, counters", 0, 1,
+                          list_controllers)
     commands.register("mirror/show", "BRIDGE", "mirrors and their counters", 1, 1, mirror_show)
     commands.register("fdb/show", "BRIDGE", "the learned MAC addresses: port, VLAN, MAC, age", 1, 1, fdb_show)
     commands.register("fdb/flush", "[BRIDGE]", "forget the learned MAC addresses", 0, 1, fdb_flush)

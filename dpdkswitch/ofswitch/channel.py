@@ -3,8 +3,9 @@
 ``OFSwitch`` (one per bridge) serves OpenFlow 1.3 and the OpenFlow 1.0 subset ovs-ofctl uses
 over every connection of the bridge (see openflow/connection.py).  This module is its channel:
 the connections, the dispatch of their messages, features, config, barrier, roles, async
-config, desc, multipart replies, the async messages' delivery, the fail modes and the
-revalidation after changes.  The rest is done by one manager per concept, each in the module
+config, desc, multipart replies, the async messages' delivery, the fail modes, the
+revalidation after changes, and the state of its controllers and listeners (``endpoints``, which
+``ofproto/list-controllers`` shows).  The rest is done by one manager per concept, each in the module
 of its name: ``flows`` (flow-mod, flow and aggregate stats, flow-removed, the fail modes'
 rule), ``groups``, ``meters`` (programming the datapath's meters too), ``ports`` (port-mod,
 port desc and stats, queues, port-status), ``packets`` (packet-in from the upcall handler,
@@ -27,7 +28,6 @@ pipeline change per flow-mod; a multipart reply is built in one go and sent in â
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import struct
 import time
@@ -60,13 +60,12 @@ PART = 60000                                  # bytes of records per multipart r
 ASYNC_DEFAULTS = {"packet_in": (0b111, 0), "port_status": (0b111, 0b111), "flow_removed": (0b1111, 0)}
 NXT_FLOW_MOD_TABLE_ID = 15
 MODIFYING = (FlowMod, GroupMod, PortMod, TableMod, MeterMod, PacketOut)
+# What features replies announce (ofproto/show prints the same).
+CAPABILITIES_V10 = C.OFPC_FLOW_STATS | C.OFPC_TABLE_STATS | C.OFPC_PORT_STATS | C.OFPC_ARP_MATCH_IP
+CAPABILITIES_V13 = C.OFPC_FLOW_STATS | C.OFPC_TABLE_STATS | C.OFPC_PORT_STATS | C.OFPC_GROUP_STATS
+# Roles as Open vSwitch's Controller table names them (OpenFlow's EQUAL is "other").
+ROLE_NAMES = {C.OFPCR_ROLE_EQUAL: "other", C.OFPCR_ROLE_MASTER: "master", C.OFPCR_ROLE_SLAVE: "slave"}
 MULTIPART_V10 = (C.OFPMP_DESC, C.OFPMP_FLOW, C.OFPMP_AGGREGATE, C.OFPMP_TABLE, C.OFPMP_PORT_STATS, C.OFPMP_QUEUE)
-
-
-def datapath_id(name: str) -> int:
-    """A stable 48-bit datapath id from the bridge name (the low bits, as a MAC would be)."""
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=6).digest(), "big") & 0xFEFFFFFFFFFF | (
-        0x020000000000)
 
 
 class OFSwitch:
@@ -76,7 +75,6 @@ class OFSwitch:
         self.br = br
         self.name = br.config.name
         self.cfg = br.config.openflow
-        self.dpid = datapath_id(self.name)
         self.probe_interval = probe_interval
         self.conns: set[OFConnection] = set()
         self.listeners = [Listener(t, self, probe_interval, self.cfg.ssl) for t in self.cfg.listen]
@@ -113,6 +111,12 @@ class OFSwitch:
             C.OFPMP_METER: self.meters.mp_meter, C.OFPMP_METER_CONFIG: self.meters.mp_meter_config,
             C.OFPMP_METER_FEATURES: self.meters.mp_meter_features,
         }
+
+    @property
+    def dpid(self) -> int:
+        """The datapath id features replies carry: the config's ``openflow.datapath_id``, or the
+        hash of the bridge name (config.default_datapath_id)."""
+        return self.br.config.datapath_id
 
     @property
     def stats(self) -> dict[str, int]:
@@ -261,13 +265,12 @@ class OFSwitch:
     # features, config, barrier, roles, async
     def _features(self, conn, msg):
         if conn.version == V10:
-            caps = C.OFPC_FLOW_STATS | C.OFPC_TABLE_STATS | C.OFPC_PORT_STATS | C.OFPC_ARP_MATCH_IP
             ports = tuple(self.ports.desc(V10))
-            reply = FeaturesReply(datapath_id=self.dpid, n_buffers=0, n_tables=N_TABLES, capabilities=caps,
-                                  actions=(1 << 12) - 1, ports=ports)
+            reply = FeaturesReply(datapath_id=self.dpid, n_buffers=0, n_tables=N_TABLES,
+                                  capabilities=CAPABILITIES_V10, actions=(1 << 12) - 1, ports=ports)
         else:
-            caps = C.OFPC_FLOW_STATS | C.OFPC_TABLE_STATS | C.OFPC_PORT_STATS | C.OFPC_GROUP_STATS
-            reply = FeaturesReply(datapath_id=self.dpid, n_buffers=0, n_tables=N_TABLES, capabilities=caps)
+            reply = FeaturesReply(datapath_id=self.dpid, n_buffers=0, n_tables=N_TABLES,
+                                  capabilities=CAPABILITIES_V13)
         self._reply(conn, msg, reply)
 
     def _get_config(self, conn, msg):
@@ -373,8 +376,41 @@ class OFSwitch:
                     data = make(conn)
                 except (ValueError, struct.error, KeyError):
                     continue                      # not expressible in this connection's version
-                if data is not None:
-                    conn.send(data)
+                if data is not None and not conn.send(data) and kind == "packet_in":
+                    conn.stats["packet_ins_dropped"] += 1   # the connection is closing
+
+    # -- state, for ofproto/list-controllers
+    def endpoints(self) -> list[dict]:
+        """Each controller and listener of the bridge with its state, as Open vSwitch's Controller
+        table shows it (target, is_connected, role, status: state, sec_since_connect,
+        sec_since_disconnect, last_error) plus each connection's counters; a listener lists the
+        connections made to it.  Rows are dicts in display order."""
+        now = time.monotonic()
+        rows = []
+        for c in self.controllers:
+            conn = c.conn if c.conn is not None and c.conn.version is not None else None
+            row: dict = {"kind": "controller", "target": c.target, "is_connected": conn is not None}
+            if conn is not None:
+                row["state"] = "IDLE" if conn.probe_sent else "ACTIVE"
+                row.update(connection_status(conn, now))
+            else:
+                row["state"] = ("VOID" if c.task is None else "CONNECTING" if c.connecting or c.conn is not None
+                                else "BACKOFF")
+                row["attempts"] = c.attempts
+                if c.disconnected_at is not None:
+                    row["sec_since_disconnect"] = int(now - c.disconnected_at)
+                if c.last_error:
+                    row["last_error"] = c.last_error
+            rows.append(row)
+        for lst in [*self.listeners, self.mgmt]:
+            conns = sorted((c for c in self.conns if c.kind == "service" and c.name == lst.target),
+                           key=lambda c: c.connected_at or 0.0)
+            row = {"kind": "listener", "target": lst.target, "listening": lst.server is not None}
+            if lst.port is not None:
+                row["port"] = lst.port
+            row["connections"] = [connection_status(c, now) for c in conns]
+            rows.append(row)
+        return rows
 
     def on_packet_in(self, ev) -> None:
         """The upcall handler's packet-in (PacketInEvent: pi, data, in_port, key)."""
@@ -390,3 +426,17 @@ class OFSwitch:
         """Link changes (a few ``ip`` calls for ports in namespaces): port-status MODIFY."""
         if any(self._wants(c, "port_status", C.OFPPR_MODIFY) for c in self.conns):
             self.ports.poll_links()
+
+
+def connection_status(conn: OFConnection, now: float) -> dict:
+    """One negotiated connection's peer, version, role, age and counters."""
+    row: dict = {}
+    peer = conn.transport.get_extra_info("peername") if conn.transport is not None else None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        row["peer"] = f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
+    row.update({"version": "OpenFlow13" if conn.version == V13 else "OpenFlow10",
+                "role": ROLE_NAMES.get(conn.role, str(conn.role)),
+                "sec_since_connect": int(now - conn.connected_at) if conn.connected_at is not None else 0,
+                "messages_in": conn.stats["rx"], "messages_out": conn.stats["tx"],
+                "errors_sent": conn.stats["errors"], "packet_ins_dropped": conn.stats["packet_ins_dropped"]})
+    return row

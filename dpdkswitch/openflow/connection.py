@@ -11,7 +11,10 @@ read them (the transport's write buffer is full), reading from it pauses.
 
 ``Listener`` serves ``ptcp:PORT[:IP]`` (loopback by default) or ``punix:PATH``;
 ``ActiveController`` keeps a connection to ``tcp:HOST:PORT`` or ``unix:PATH`` up, reconnecting
-with exponential backoff (1 s doubling to 8 s).
+with exponential backoff (1 s doubling to 8 s).  What ``ofproto/list-controllers`` shows is
+kept here: per connection, messages in and out, errors sent and packet-ins dropped (``stats``),
+when it was negotiated and why it closed; per controller, its attempts, its last error and when
+its last connection ended.
 
 Contract: the control thread's asyncio loop only.  Cost per read: one framing pass plus the
 owner's handling; per message, one decode.
@@ -93,7 +96,9 @@ class OFConnection(asyncio.Protocol):
         self.role = C.OFPCR_ROLE_EQUAL
         self.async_masks: dict[str, tuple[int, int]] = {}
         self.table_id_ext = False                 # OpenFlow 1.0 + Nicira flow_mod_table_id
-        self.stats = {"rx": 0, "tx": 0, "errors": 0}
+        self.stats = {"rx": 0, "tx": 0, "errors": 0, "packet_ins_dropped": 0}
+        self.connected_at: float | None = None    # monotonic time of the HELLO exchange
+        self.error: str | None = None             # why it closed, when it did (shown by the owner)
 
     # -- asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -118,6 +123,8 @@ class OFConnection(asyncio.Protocol):
             self._counted = False
         if self._timer:
             self._timer.cancel()
+        if self.error is None and not self._closing:
+            self.error = _reason(exc) if isinstance(exc, OSError) else str(exc) if exc else "closed by the peer"
         was_up = self.version is not None
         self._closing = True
         if not self.closed.done():
@@ -143,6 +150,7 @@ class OFConnection(asyncio.Protocol):
             raws, rest = split_messages(self.buf)
         except FramingError as e:
             log(f"{self.name}: {e}; closing")
+            self.error = str(e)
             self.close()
             return
         self.buf = bytearray(rest)
@@ -173,6 +181,7 @@ class OFConnection(asyncio.Protocol):
                                        b"this switch speaks OpenFlow 1.0 and 1.3 (versions 1 and 4)")
                     return
                 self.version = v
+                self.connected_at = time.monotonic()
                 self.owner.connected(self)
                 continue
             if raw[0] != self.version:
@@ -202,10 +211,13 @@ class OFConnection(asyncio.Protocol):
             self.owner.handle_batch(self, batch)
 
     # -- sending
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> bool:
+        """Queue DATA (one or more messages); False when the connection is closing, so it is not sent."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
             self.stats["tx"] += 1
+            return True
+        return False
 
     def send_msg(self, msg: Message) -> None:
         msg.version = self.version
@@ -220,6 +232,7 @@ class OFConnection(asyncio.Protocol):
         version = raw[0] if raw and raw[0] in OUR_VERSIONS else max(OUR_VERSIONS)
         self.send(encode(Error(type=C.OFPET_HELLO_FAILED, code=code, data=why, version=version, xid=xid)))
         log(f"{self.name}: version negotiation failed ({why.decode()}); closing")
+        self.error = f"version negotiation failed ({why.decode()})"
         self.close()
 
     def close(self) -> None:
@@ -239,6 +252,7 @@ class OFConnection(asyncio.Protocol):
         idle = time.monotonic() - self.last_rx
         if idle >= 2 * self.probe_interval and self.probe_sent:
             log(f"{self.name}: no reply to an echo request in {self.probe_interval:g} s; closing")
+            self.error = f"no reply to an echo request in {self.probe_interval:g} s"
             self.transport.abort()
             return
         if idle >= self.probe_interval and not self.probe_sent:
@@ -278,6 +292,14 @@ def parse_active(target: str) -> tuple[str, str, int | None]:
         return "unix", rest, None
     host, _, port = rest.rpartition(":")
     return kind, host.strip("[]"), int(port)
+
+
+def _reason(e: OSError) -> str:
+    """Why a connection attempt failed, as Open vSwitch says it ("Connection refused", not
+    asyncio's "Connect call failed (addr)"); TLS and name errors in their own words."""
+    if (type(e) is OSError or isinstance(e, ConnectionError)) and e.errno and e.errno > 0:
+        return os.strerror(e.errno)
+    return str(e)
 
 
 class Listener:
@@ -340,6 +362,9 @@ class ActiveController:
         self.conn: OFConnection | None = None
         self.task: asyncio.Task | None = None
         self.attempts = 0
+        self.connecting = False                  # a connection attempt is in flight
+        self.last_error: str | None = None       # why the last attempt or connection ended
+        self.disconnected_at: float | None = None   # monotonic; when the last negotiated one ended
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -352,19 +377,26 @@ class ActiveController:
         factory = lambda: OFConnection(self.owner, "primary", self.target, self.probe_interval)  # noqa: E731
         while True:
             self.attempts += 1
+            self.connecting = True
             try:
                 if kind == "unix":
                     _, conn = await asyncio.wait_for(loop.create_unix_connection(factory, path=where), 5)
                 else:
                     _, conn = await asyncio.wait_for(loop.create_connection(factory, host=where, port=port, ssl=tls),
                                                      5)
-            except (OSError, asyncio.TimeoutError):      # ssl.SSLError is an OSError: a refused peer
-                conn = None
+            except asyncio.TimeoutError:
+                conn, self.last_error = None, "connection timed out"
+            except OSError as e:                     # ssl.SSLError is an OSError: a refused peer
+                conn, self.last_error = None, _reason(e)
+            finally:
+                self.connecting = False
             if conn is not None:
                 self.conn = conn
                 negotiated = await conn.closed
                 self.conn = None
+                self.last_error = conn.error or "closed"
                 if negotiated:
+                    self.disconnected_at = time.monotonic()
                     backoff = BACKOFF_MIN            # it worked: start over from the shortest wait
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)

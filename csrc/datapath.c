@@ -1,7 +1,11 @@
 /*
  * datapath.c — EAL start-up, datapath lifetime, mempools, the forwarding snapshot and PMD
- * thread management.  Control thread only (see include/dpdkswitch.h and datapath.h).
+ * thread management.  Control thread only (see include/dpdkswitch.h and datapath.h), but for
+ * the log stream's write, which runs on whatever thread DPDK logs from.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE                    /* fopencookie */
+#endif
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,12 +15,103 @@
 #include <rte_ethdev.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
+#include <rte_log.h>
 #include <rte_malloc.h>
+#include <rte_spinlock.h>
 #include <rte_version.h>
 
 #include "datapath.h"
 
 static bool eal_up;
+
+/* ---- DPDK's log: a bounded buffer of lines, drained by the control thread ---- */
+
+static struct dps_log_line log_ring[DPS_LOG_SLOTS];
+static uint32_t log_head, log_tail;            /* free-running; under log_lock */
+static uint64_t log_dropped;                   /* under log_lock */
+static rte_spinlock_t log_lock = RTE_SPINLOCK_INITIALIZER;
+static FILE *log_stream;
+
+/* The line a thread is writing, until its newline: DPDK writes a message in one or more
+ * pieces, and threads write at the same time. */
+static __thread char log_partial[DPS_LOG_LINE];
+static __thread size_t log_partial_len;
+static __thread uint32_t log_partial_level;
+
+static void
+log_push(uint32_t level, const char *text, size_t len)
+{
+    rte_spinlock_lock(&log_lock);
+    if (log_head - log_tail >= DPS_LOG_SLOTS) {
+        log_dropped++;
+    } else {
+        struct dps_log_line *l = &log_ring[log_head % DPS_LOG_SLOTS];
+        l->level = level;
+        memcpy(l->text, text, len);
+        l->text[len] = '\0';
+        log_head++;
+    }
+    rte_spinlock_unlock(&log_lock);
+}
+
+/* The stream's write: cut what DPDK writes into lines.  rte_vlog() set the level of the
+ * message this thread is writing; the stream is unbuffered, so it is this thread's. */
+static ssize_t
+log_write(void *cookie, const char *buf, size_t size)
+{
+    (void)cookie;
+    int level = rte_log_cur_msg_loglevel();
+    size_t i = 0;
+    while (i < size) {
+        const char *nl = memchr(buf + i, '\n', size - i);
+        size_t n = nl ? (size_t)(nl - (buf + i)) : size - i;
+        if (log_partial_len == 0)
+            log_partial_level = level > 0 ? (uint32_t)level : 0;
+        size_t room = sizeof log_partial - 1 - log_partial_len;
+        size_t take = n < room ? n : room;
+        memcpy(log_partial + log_partial_len, buf + i, take);
+        log_partial_len += take;
+        i += n;
+        if (nl) {
+            i++;
+            log_push(log_partial_level, log_partial, log_partial_len);
+            log_partial_len = 0;
+        }
+    }
+    return (ssize_t)size;
+}
+
+int
+dps_log_capture(void)
+{
+    if (log_stream)
+        return 0;
+    cookie_io_functions_t io = { .write = log_write };
+    FILE *f = fopencookie(NULL, "w", io);
+    if (!f)
+        return dps_error(errno, "cannot open a stream for DPDK's log: %s", strerror(errno));
+    setvbuf(f, NULL, _IONBF, 0);
+    if (rte_openlog_stream(f) < 0) {
+        fclose(f);
+        return dps_error(EINVAL, "DPDK refused the log stream");
+    }
+    log_stream = f;
+    return 0;
+}
+
+unsigned
+dps_log_take(struct dps_log_line *out, unsigned n, uint64_t *dropped)
+{
+    unsigned k = 0;
+    rte_spinlock_lock(&log_lock);
+    for (; k < n && log_tail != log_head; k++, log_tail++)
+        out[k] = log_ring[log_tail % DPS_LOG_SLOTS];
+    if (dropped)
+        *dropped = log_dropped;
+    log_dropped = 0;
+    rte_spinlock_unlock(&log_lock);
+    return k;
+}
 
 /* ---- EAL ---- */
 

@@ -116,6 +116,11 @@ port_configure(struct dps_dp *dp, struct dps_port *p, const struct dps_port_para
         return dps_error(EINVAL, "%s: %u rx queues asked, the device has %u", p->name, p->n_rxq,
                          info.max_rx_queues);
     uint16_t want_txq = pp->n_txq ? pp->n_txq : (uint16_t)rte_lcore_count();
+    /* net_tap wants as many tx queues as rx queues (a queue pair is one fd of the tap): ask for
+     * that at once, sharing the tx queues between lcores, rather than fail a configure that
+     * logs "dev_configure = -1" and retry. */
+    if (!pp->n_txq && strcmp(info.driver_name, "net_tap") == 0)
+        want_txq = p->n_rxq;
     if (pp->n_txq && pp->n_txq > info.max_tx_queues)
         return dps_error(EINVAL, "%s: %u tx queues asked, the device has %u", p->name, pp->n_txq,
                          info.max_tx_queues);

@@ -22,6 +22,7 @@ from .control import Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
 from .datapath import Eal, lib, ffi
 from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
+from .ofproto.actions import OFPP_LOCAL
 from .ofswitch import OpenFlowService
 from .openflow.connection import MAX_CONNECTIONS
 from .switch import Switch
@@ -41,6 +42,27 @@ def try_hint(config: Config) -> str | None:
     if len(hosts) < 2:
         return None
     return f"ip netns exec {hosts[0][0]} ping {ipaddress.ip_interface(hosts[1][1]).ip}"
+
+
+def port_lines(switch: Switch) -> list[str]:
+    """Each bridge with its PMD threads, and each of its ports with its device and link state
+    (for a tap in a host namespace, as the host sees it), for the start-up banner."""
+    out = []
+    for br in switch.bridges.values():
+        pmds = br.dp.n_pmds
+        out.append(f"bridge {br.config.name}: " + (f"{pmds} PMD thread(s) on lcores {br.config.pmd_cores}"
+                                                  if pmds else "no PMD thread: the control thread polls"))
+        for p in sorted(br.ports.values(), key=lambda p: p.ofport):
+            i = br.port_info(p)
+            ofport = "LOCAL" if p.ofport == OFPP_LOCAL else p.ofport
+            where = f"patch to {p.config.peer}" if p.is_patch else f"{i.name} ({i.driver})"
+            host = ""
+            if p.config.netns:
+                ns = p.config.netns
+                host = (f"; host side {p.config.devargs_dict.get('iface', '')} in netns {ns.name}"
+                        + (f", {ns.address}" if ns.address else ""))
+            out.append(f"  port {p.name} (ofport {ofport}): {where}, link {'up' if i.link_up else 'down'}{host}")
+    return out
 
 
 async def _poll_without_pmds(switch: Switch, stop: asyncio.Event) -> None:
@@ -93,13 +115,15 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     await server.start()
     await openflow.start()
 
-    header = [f"dpdkswitch {__version__} on {config.path}: {len(switch.bridges)} bridge(s); {switch.eal_note}",
+    header = [f"dpdkswitch {__version__} on {config.path}: {len(switch.bridges)} bridge(s)",
+              switch.eal_note,
+              f"control socket: {socket_path}",
               f"Ctrl-C stops it.  Counters: dpdkswitch ctl -s {socket_path} dpif/show"]
     hint = try_hint(config)
     if hint:
         header.append(f"Try, in another terminal: {hint}")
-    if not top:                                # the live view shows it at its top
-        LOG.info("\n".join(header))
+    if not top:                                # the live view shows it (less the ports) at its top
+        LOG.info("\n".join(header[:2] + port_lines(switch) + header[2:]))
     view = TopView(switch, counters, header)
     poller = asyncio.create_task(_poll_without_pmds(switch, stop))
     revalidator = asyncio.create_task(_revalidate(switch, stop))
@@ -112,6 +136,7 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             except asyncio.TimeoutError:
                 pass
+            Eal.drain_log()                    # what DPDK logged meanwhile, from any thread
             if top and not stop.is_set():
                 sys.stdout.write("\x1b[H\x1b[2J" + view.render() + "\n")
                 sys.stdout.flush()

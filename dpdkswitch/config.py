@@ -35,6 +35,8 @@ from typing import Any, Callable, NoReturn
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .log import DPDK_LEVEL_DEFAULT, DPDK_LEVELS
+
 __all__ = [
     "ConfigError", "NetnsConfig", "PortConfig", "OpenflowConfig", "SslConfig", "FlowConfig",
     "BridgeConfig", "DpdkConfig", "Config", "load", "loads", "online_cpus", "MacTableConfig", "StaticMac",
@@ -185,6 +187,7 @@ class DpdkConfig:
     memory_mb: int | None
     extra_args: list[str]
     file_prefix: str | None
+    log_level: str = DPDK_LEVEL_DEFAULT     # DPDK's own log: a name of log.DPDK_LEVELS
     hugepages_where: str = field(default="", compare=False)   # "file:line" of the hugepages key, if given
 
 
@@ -587,6 +590,7 @@ DPDK = {
     "memory_mb": (_opt(_int(1)), None),
     "extra_args": (_list(_str), []),
     "file_prefix": (_opt(_str), None),
+    "log_level": (_enum(*DPDK_LEVELS), DPDK_LEVEL_DEFAULT),
 }
 TOP = {"dpdk": (Section(DPDK), None), "control": (Section(CONTROL), None),
        "bridges": (Section(BRIDGE, "named"), REQUIRED)}

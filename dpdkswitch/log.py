@@ -13,6 +13,11 @@ A logger whose messages a packet or a peer can cause comes from `rate_limited`: 
 call sites passes at most `RATE_BURST` messages per `RATE_INTERVAL` seconds, and the next one
 that passes after some were dropped says how many (Open vSwitch's VLOG_RATE_LIMIT).
 
+DPDK's own messages (EAL, its libraries, the drivers) come through the ``dpdkswitch.dpdk``
+logger, written ``dpdk: EAL: ...``: the datapath drains them from C (see `Eal.drain_log`) and
+hands each line to `dpdk_line` with DPDK's level, which `from_dpdk` maps to logging's.  The
+user picks how much of it to see with ``dpdk: {log_level: ...}`` (`DPDK_LEVELS`).
+
 Contract: set up once by the CLI, before the switch starts.  Records come from the control
 thread (logging's handlers lock, so another thread may log too).  Cost per record: one dict
 look-up in the rate limit, one formatted write per handler.
@@ -29,6 +34,32 @@ ROOT = "dpdkswitch"
 RATE_BURST = 10                # messages per call site ...
 RATE_INTERVAL = 60.0           # ... per this many seconds
 RECENT_SIZE = 100              # messages the live view can show
+
+
+DPDK = ROOT + ".dpdk"           # DPDK's own messages, shown as "dpdk: ..."
+# dpdk.log_level: each name, as DPDK's --log-level takes it, and the level of logging's the
+# "dpdk" logger passes from (logging has no notice: it is information, as DPDK's info is).
+DPDK_LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "notice": logging.INFO,
+               "info": logging.INFO, "debug": logging.DEBUG}
+DPDK_LEVEL_DEFAULT = "warning"
+
+
+def from_dpdk(level: int) -> int:
+    """logging's level for DPDK's (rte_log's 1 emergency .. 8 debug; 0, a line written outside
+    rte_log, is information)."""
+    if 1 <= level <= 3:
+        return logging.CRITICAL
+    return {4: logging.ERROR, 5: logging.WARNING, 8: logging.DEBUG}.get(level, logging.INFO)
+
+
+def set_dpdk_level(name: str) -> None:
+    """Let the "dpdk" logger pass what ``dpdk.log_level: NAME`` asks for (a name of `DPDK_LEVELS`)."""
+    logging.getLogger(DPDK).setLevel(DPDK_LEVELS[name])
+
+
+def dpdk_line(level: int, text: str) -> None:
+    """One line of DPDK's log at logging's LEVEL, through the "dpdk" logger."""
+    logging.getLogger(DPDK).log(level, "%s", text)
 
 
 class Format(logging.Formatter):

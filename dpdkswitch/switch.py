@@ -78,7 +78,7 @@ def eal_args(config: Config) -> tuple[list[str], str]:
     (DatapathError: hugepages: on, but too few are free)."""
     d = config.dpdk
     pci = any(is_pci(p.device) for b in config.bridges.values() for p in b.ports.values())
-    return Eal.build_args(d.cores, d.hugepages, d.memory_mb, d.extra_args, d.file_prefix, pci)
+    return Eal.build_args(d.cores, d.hugepages, d.memory_mb, d.extra_args, d.file_prefix, pci, d.log_level)
 
 
 def check(config: Config) -> None:

@@ -52,6 +52,7 @@ BAD_CASES = {
     "bad_yaml_syntax.yaml": ["YAML syntax error", "flow sequence"],
     "duplicate_key.yaml": ["duplicate key 'device'", "line 5"],
     "bad_hugepages.yaml": ["hugepages", "auto, on, off", "'sometimes'"],
+    "bad_log_level.yaml": ["log_level", "error, warning, notice, info, debug", "'loud'"],
     "pmd_main_core.yaml": ["pmd_cores", "core 0", "main lcore"],
     "pmd_not_in_cores.yaml": ["core 2", "dpdk.cores"],
     "pmd_overlap.yaml": ["core 2", "bridge 'br0'"],
@@ -177,6 +178,16 @@ def test_good_config_round_trips():
     assert p2.devargs_dict == {"rx_pcap": "in.pcap", "infinite_rx": "1"}
     assert (p3.driver, p3.vdev_name, p3.devargs_dict) == ("pci", None, {"foo": "bar"})
     assert cfg.bridges["br1"].ports["p1"].device == "01:00.1"  # unquoted, still a string
+
+
+def test_dpdk_log_level_reaches_eal_for_every_log_type():
+    text = "bridges:\n  br0:\n    ports:\n      p1: {device: net_ring0, ofport: 1}\n"
+    assert config.loads(text).dpdk.log_level == "warning"
+    cfg = config.loads("dpdk: {log_level: debug}\n" + text)
+    assert cfg.dpdk.log_level == "debug"
+    args, _ = switch.eal_args(cfg)
+    assert ["--log-level", "*:debug"] == args[args.index("*:debug") - 1:args.index("*:debug") + 1]
+    assert datapath.Eal.log_level_of(args) == "debug"
 
 
 def test_minimal_config_gets_defaults():

@@ -94,3 +94,40 @@ def test_openflow_messages_are_rate_limited_per_call_site(streams):
     lines = out.getvalue().splitlines()
     assert lines.count("openflow: br0: handling FlowMod failed") == log.RATE_BURST
     assert lines[-1] == "openflow: br0: controller tcp:10.0.0.9:6653 disconnected"
+
+
+def test_dpdks_lines_read_dpdk_at_their_level_and_the_level_the_user_picked(streams):
+    out, err = streams
+    log.set_dpdk_level("warning")
+    try:
+        log.dpdk_line(log.from_dpdk(4), "net_pcap: Couldn't open /nope.pcap")
+        log.dpdk_line(log.from_dpdk(7), "EAL: Detected CPU lcores: 2")          # info: below warning
+        assert err.getvalue() == "dpdk: net_pcap: Couldn't open /nope.pcap\n" and out.getvalue() == ""
+        log.set_dpdk_level("info")
+        log.dpdk_line(log.from_dpdk(7), "EAL: Detected CPU lcores: 2")
+        log.dpdk_line(log.from_dpdk(8), "EAL: open shared lib x.so")            # debug: below info
+        assert out.getvalue() == "dpdk: EAL: Detected CPU lcores: 2\n"
+    finally:
+        logging.getLogger(log.DPDK).setLevel(logging.NOTSET)
+
+
+def test_only_the_known_harmless_dpdk_messages_are_demoted():
+    from dpdkswitch.datapath import _harmless
+    harmless = [
+        "EAL: No free 1048576 kB hugepages reported on node 0",
+        "TELEMETRY: No legacy callbacks, legacy socket not created",
+        "tap_nl_dump_ext_ack(): Specified qdisc kind is unknown",
+        "qdisc_create_multiq(): Could not add multiq qdisc (2): No such file or directory",
+        "eth_dev_tap_create(): dq0: failed to create multiq qdisc.",
+        "eth_dev_tap_create():  Disabling rte flow support: No such file or directory(2)",
+        "tap_mp_req_on_rxtx(): Failed to send start req to secondary 95",
+    ]
+    real = [
+        "Port0 dev_configure = -1",
+        "tap_dev_configure(): net_tap90: number of rx queues 1 must be equal to number of tx queues 2",
+        "EAL: failed to parse device \"net_nosuch0\"",
+        "eth_pcap_probe(): Couldn't open /tmp/missing.pcap: No such file or directory",
+        "EAL: Cannot get hugepage information.",
+    ]
+    assert [t for t in harmless if not _harmless(t)] == []
+    assert [t for t in real if _harmless(t)] == []

@@ -2,6 +2,7 @@
 between them across the DPDK tap ports, the control socket, ports added and removed while it
 runs, and a clean stop on SIGTERM."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,9 +30,11 @@ def ctl(sock, *args):
     return call(sock, args[0], list(args[1:]))
 
 
-def start_switch(tmp_path, pmd_cores):
-    """The default config, renamed so it cannot clash with a switch a person is running."""
+def start_switch(tmp_path, pmd_cores, dpdk=None):
+    """The default config, renamed so it cannot clash with a switch a person is running (and
+    DPDK settings changed as DPDK says)."""
     cfg = yaml.safe_load(open(os.path.join(ROOT, "configs/default.yaml")))
+    cfg["dpdk"].update(dpdk or {})
     tag = f"{os.getpid() % 100000}{'p' if pmd_cores else 'm'}"
     br = cfg["bridges"]["br0"]
     if pmd_cores is not None:
@@ -176,3 +179,37 @@ def test_run_refuses_what_check_refuses_with_the_same_line_before_eal(tmp_path):
     assert check.returncode == run.returncode == 2
     assert check.stderr == run.stderr == f"dpdkswitch: {bad}:7: flow 'priority=1,actions=group:5': group 5 does not exist\n"
     assert run.stdout == ""                     # no banner, no EAL: it stopped before starting anything
+
+
+def run_and_stop(tmp_path, pmd_cores=None, dpdk=None) -> tuple[str, str]:
+    """Start the default config, stop it with SIGTERM; its control socket and everything it
+    printed (stdout and stderr)."""
+    proc, sock, _, log = start_switch(tmp_path, pmd_cores, dpdk)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, log.read_text()
+    return sock, log.read_text()
+
+
+def test_start_prints_no_failure_and_says_what_runs(tmp_path):
+    """A start that works reads like one: no line of DPDK's or ours says error or failed, and
+    the banner says what a user needs to know: bridges, ports and their links, the control
+    socket, where the memory came from."""
+    if os.cpu_count() < 2:
+        pytest.skip("the default config's PMD needs a second CPU")
+    sock, out = run_and_stop(tmp_path)
+    bad = [line for line in out.splitlines() if re.search(r"error|failed|= -1", line, re.I)]
+    assert not bad, out
+    assert "bridge br0:" in out, out
+    for port, ofport in (("p1", 1), ("p2", 2)):
+        assert re.search(rf"^  port {port} \(ofport {ofport}\): .*net_tap.*, link up", out, re.M), out
+    assert f"control socket: {sock}" in out, out
+    assert re.search(r"^memory: (\d+ MB hugepages|no hugepages|hugepages: off)", out, re.M), out
+
+
+def test_dpdk_log_level_debug_shows_dpdks_lines_through_our_log(tmp_path):
+    sock, out = run_and_stop(tmp_path, [], {"log_level": "debug"})
+    assert re.search(r"^dpdk: EAL: ", out, re.M), out           # EAL's own lines, our prefix
+    # the tap driver's known-harmless messages are kept for debug, not deleted
+    assert re.search(r"^dpdk: .*(multiq qdisc|req to secondary)", out, re.M), out
+    # and the tap ports were configured with equal queues at once, not after a refusal
+    assert "must be equal to number of tx queues" not in out and "dev_configure = -1" not in out, out

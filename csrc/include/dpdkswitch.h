@@ -100,6 +100,31 @@ const char *dps_dpdk_version(void);
 /* Whether EAL runs on hugepages (0 for --no-huge). */
 int dps_eal_has_hugepages(void);
 
+/* ---- DPDK's own log --------------------------------------------------------------------
+ *
+ * dps_log_capture() points DPDK's log stream (rte_openlog_stream) at a bounded buffer of
+ * lines, so EAL's, the libraries' and the drivers' messages reach Python's logging instead of
+ * stdout.  Any thread may log (EAL's interrupt thread, PMD threads): a line is copied into
+ * the buffer under a spinlock held for that copy only, never waiting on Python; when the
+ * buffer is full the line is dropped and counted.  The control thread drains it with
+ * dps_log_take().  A line longer than DPS_LOG_LINE - 1 bytes is cut there.
+ */
+#define DPS_LOG_LINE 512
+#define DPS_LOG_SLOTS 1024            /* lines the buffer holds */
+
+struct dps_log_line {
+    uint32_t level;                   /* DPDK's: 1 emergency .. 4 error, 5 warning, 6 notice,
+                                       * 7 info, 8 debug; 0 if it came from no rte_log call */
+    char text[DPS_LOG_LINE];          /* without its newline, NUL-terminated */
+};
+
+/* Send DPDK's log to the buffer.  Call before dps_eal_init, so EAL's own start-up lines are
+ * caught; a second call is a no-op.  Process-global. */
+int dps_log_capture(void);
+/* Move up to N of the buffered lines, oldest first, to OUT; returns how many.  *DROPPED gets
+ * the lines lost to a full buffer since the previous call.  Control thread; a memcpy a line. */
+unsigned dps_log_take(struct dps_log_line *out, unsigned n, uint64_t *dropped);
+
 /* ---- Datapath ------------------------------------------------------------------------- */
 
 struct dps_dp;

@@ -1,13 +1,17 @@
 /*
  * C unit tests of the datapath through include/dpdkswitch.h: test ports on rings, the static
- * map, deterministic polling, a PMD thread, and mbuf accounting across port removal.
+ * map, deterministic polling, a PMD thread, mbuf accounting across port removal, and DPDK's log
+ * captured in lines.
  * Runs EAL in memory without hugepages, so it needs root but no set-up.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <rte_log.h>             /* to log as a driver does */
 
 #include "dpdkswitch.h"
 
@@ -68,6 +72,54 @@ inject(struct dps_dp *dp, uint32_t port, unsigned n, unsigned len)
     }
     int got = dps_testport_inject(dp, port, 0, frames, lens, n);
     CHECK(got == (int)n, "injected %d of %u", got, n);
+}
+
+static void *
+log_lines(void *arg)
+{
+    unsigned id = *(unsigned *)arg;
+    for (unsigned i = 0; i < 1000; i++)
+        rte_log(RTE_LOG_ERR, RTE_LOGTYPE_USER1, "ctest: thread %u line %u\n", id, i);
+    return NULL;
+}
+
+/* DPDK's log reaches the buffer in whole lines at their level, whatever thread writes and in
+ * however many pieces; a full buffer drops lines and counts them. */
+static void
+test_log(void)
+{
+    static struct dps_log_line lines[DPS_LOG_SLOTS];
+    uint64_t dropped;
+    CHECK(dps_log_capture() == 0 && dps_log_capture() == 0, "log capture");
+    dps_log_take(lines, DPS_LOG_SLOTS, &dropped);
+    rte_log(RTE_LOG_WARNING, RTE_LOGTYPE_USER1, "ctest: in ");
+    rte_log(RTE_LOG_WARNING, RTE_LOGTYPE_USER1, "two pieces\nctest: %s\n", "second line");
+    unsigned n = dps_log_take(lines, DPS_LOG_SLOTS, &dropped);
+    CHECK(n == 2 && dropped == 0, "%u lines, %lu dropped", n, (unsigned long)dropped);
+    CHECK(n >= 1 && lines[0].level == RTE_LOG_WARNING && strcmp(lines[0].text, "ctest: in two pieces") == 0,
+          "first line '%s' level %u", lines[0].text, lines[0].level);
+    CHECK(n >= 2 && strcmp(lines[1].text, "ctest: second line") == 0, "second line '%s'", lines[1].text);
+
+    pthread_t t[2];
+    unsigned ids[2] = { 0, 1 };
+    for (unsigned i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, log_lines, &ids[i]);
+    for (unsigned i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    n = dps_log_take(lines, DPS_LOG_SLOTS, &dropped);
+    CHECK(n == DPS_LOG_SLOTS && dropped == 2000 - DPS_LOG_SLOTS, "%u lines kept, %lu dropped", n,
+          (unsigned long)dropped);
+    int next[2] = { 0, 0 };
+    for (unsigned i = 0; i < n; i++) {
+        unsigned id, line;
+        char end;
+        int ok = sscanf(lines[i].text, "ctest: thread %u line %u%c", &id, &line, &end) == 2 && id < 2
+                 && (int)line >= next[id] && lines[i].level == RTE_LOG_ERR;
+        CHECK(ok, "line %u is '%s' (level %u)", i, lines[i].text, lines[i].level);
+        if (ok)
+            next[id] = (int)line + 1;
+    }
+    CHECK(dps_log_take(lines, DPS_LOG_SLOTS, &dropped) == 0 && dropped == 0, "drained, counter reset");
 }
 
 int
@@ -160,6 +212,7 @@ main(int argc, char **argv)
     CHECK(dps_port_add(dp, &(struct dps_port_params){ .devargs = "net_null0,no-rx=1", .dp_port = 5 }) == 0,
           "null port");
     dps_dp_destroy(dp);
+    test_log();
     printf("%d failed\n", failures);
     return failures ? 1 : 0;
 }

@@ -12,12 +12,14 @@ reason.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
+from .. import log
 from ..flowkey import KEY_SIZE
 from . import _dpdkswitch, odp
 from ._dpdkswitch import ffi, lib
@@ -41,6 +43,7 @@ class DatapathError(RuntimeError):
 
 def _check(ret: int, what: str = "") -> int:
     if ret < 0:
+        Eal.drain_log()                 # the driver's reason, if it gave one, comes first
         msg = ffi.string(lib.dps_last_error()).decode(errors="replace")
         raise DatapathError(f"{what}: {msg}" if what and msg else (msg or what or "datapath error"), -ret)
     return ret
@@ -51,25 +54,95 @@ def extension_path() -> str:
     return _dpdkswitch.__file__
 
 
-def hugepages_free_mb() -> int:
-    """2 MB (default-size) hugepages free on this machine, in MB."""
-    free = size_kb = 0
+def hugepages_meminfo() -> tuple[int, int, int]:
+    """The kernel's default-size hugepage pool (vm.nr_hugepages): page size in kB, pages
+    reserved, pages free; zeros if /proc/meminfo cannot be read."""
+    keys = {"Hugepagesize:": 0, "HugePages_Total:": 0, "HugePages_Free:": 0}
     try:
         with open("/proc/meminfo") as f:
             for line in f:
-                if line.startswith("HugePages_Free:"):
-                    free = int(line.split()[1])
-                elif line.startswith("Hugepagesize:"):
-                    size_kb = int(line.split()[1])
+                key, _, rest = line.partition(" ")
+                if key in keys:
+                    keys[key] = int(rest.split()[0])
     except OSError:
-        return 0
+        pass
+    return keys["Hugepagesize:"], keys["HugePages_Total:"], keys["HugePages_Free:"]
+
+
+def hugepages_free_mb() -> int:
+    """2 MB (default-size) hugepages free on this machine, in MB."""
+    size_kb, _, free = hugepages_meminfo()
     return free * size_kb // 1024
 
 
+# DPDK's messages that read like failures and are not, on the machines the switch runs on.
+# Logged at debug (seen with ``dpdk: {log_level: debug}``) whatever level DPDK gave them; every
+# other line keeps its level.  Each pattern is searched in the line; the second item says why
+# the message is harmless.
+_MULTIQ = ("net_tap: this kernel has no multiq qdisc (sch_multiq), which the tap driver wants only "
+           "for rte_flow rules on the tap; the switch uses none, and the tap forwards without it")
+HARMLESS = tuple((re.compile(pattern), why) for pattern, why in (
+    (r"No free \d+ kB hugepages reported on node",
+     "EAL: every hugepage size the kernel offers is listed; a size with none reserved (1 GB pages, "
+     "usually) is skipped, and the start-up banner says which memory the switch runs on"),
+    (r"TELEMETRY: No legacy callbacks, legacy socket not created",
+     "telemetry: the legacy socket serves pre-20.05 clients through callbacks nothing here registers; "
+     "the telemetry socket itself (dpdk-telemetry.py) runs"),
+    (r"tap_nl_dump_ext_ack\(\): Specified qdisc kind is unknown", _MULTIQ),
+    (r"Could not add multiq qdisc", _MULTIQ),
+    (r"failed to create multiq qdisc", _MULTIQ),
+    (r"Disabling rte flow support", _MULTIQ),
+    (r"Failed to send (start|stop) req to secondary",
+     "net_tap tells secondary processes that its queues start or stop; EAL runs --in-memory or "
+     "--no-shconf here, so there can be none, and DPDK's multi-process channel refuses the request"),
+))
+
+
+def _harmless(text: str) -> bool:
+    return any(pattern.search(text) for pattern, _ in HARMLESS)
+
+
 class Eal:
-    """DPDK's Environment Abstraction Layer: process-global, started once."""
+    """DPDK's Environment Abstraction Layer: process-global, started once.
+
+    DPDK's own log goes to a buffer in C from the moment `start` is called (whatever thread
+    logs, it never waits on Python); `drain_log` moves it to the "dpdk" logger (log.py), and
+    runs after every call of this package that fails, after EAL's start and port changes, and
+    whenever the control thread's loop calls it."""
 
     args: list[str] | None = None
+    log_dropped = 0                     # DPDK log lines lost to a full buffer, in all
+
+    @classmethod
+    def drain_log(cls) -> int:
+        """DPDK's buffered lines to the "dpdk" logger, the known-harmless ones (`HARMLESS`) at
+        debug; returns how many.  Control thread."""
+        out = ffi.new("struct dps_log_line[]", 64)
+        dropped = ffi.new("uint64_t *")
+        total = 0
+        while True:
+            n = lib.dps_log_take(out, 64, dropped)
+            if dropped[0]:
+                cls.log_dropped += dropped[0]
+                log.dpdk_line(logging.WARNING, f"{dropped[0]} lines of DPDK's log lost: they came faster "
+                                                "than the control thread took them")
+            for i in range(n):
+                text = ffi.string(out[i].text).decode(errors="replace")
+                log.dpdk_line(logging.DEBUG if _harmless(text) else log.from_dpdk(out[i].level), text)
+            total += n
+            if n < 64:
+                return total
+
+    @staticmethod
+    def log_level_of(args: list[str]) -> str | None:
+        """The level EAL's arguments give every log type (``--log-level *:LEVEL``), if any."""
+        level = None
+        for i, a in enumerate(args):
+            value = a.partition("=")[2] if a.startswith("--log-level=") else \
+                (args[i + 1] if a == "--log-level" and i + 1 < len(args) else "")
+            if value.startswith("*:"):
+                level = value[2:]
+        return level
 
     @staticmethod
     def running() -> bool:
@@ -78,32 +151,38 @@ class Eal:
     @classmethod
     def build_args(cls, cores: list[int], hugepages: str = "auto", memory_mb: int | None = None,
                    extra_args: list[str] | None = None, file_prefix: str | None = None,
-                   pci: bool = False) -> tuple[list[str], str]:
-        """EAL arguments for a config's ``dpdk:`` section, and a note on the memory choice.
+                   pci: bool = False, log_level: str = log.DPDK_LEVEL_DEFAULT) -> tuple[list[str], str]:
+        """EAL arguments for a config's ``dpdk:`` section, and a note on the memory choice
+        (where the memory comes from, for the start-up banner).
 
         hugepages: 'on' needs free hugepages, 'off' runs without, 'auto' takes them when
         enough are free.  Each process gets its own file prefix, so several switches and test
-        sessions run side by side.
+        sessions run side by side.  log_level (a name of log.DPDK_LEVELS) is DPDK's global level
+        and every log type's, those its drivers register later included.
         """
         mem = memory_mb or 1024
         need = memory_mb or 256               # on hugepages EAL grows its memory on demand
         free = hugepages_free_mb()
+        size_kb, total, _ = hugepages_meminfo()
         if hugepages == "on" and free < need:
             raise DatapathError(f"hugepages: on, but only {free} MB of hugepages are free, {need} MB needed "
                                 f"(reserve them: echo N > /proc/sys/vm/nr_hugepages)")
         use_huge = hugepages == "on" or (hugepages == "auto" and free >= need)
         prefix = file_prefix or f"dpdkswitch-{os.getpid()}"
         args = ["dpdkswitch", "-l", ",".join(map(str, cores)), "--main-lcore", str(cores[0]),
-                "--file-prefix", prefix, "--log-level", "lib.eal:notice"]
+                "--file-prefix", prefix, "--log-level", log_level, "--log-level", f"*:{log_level}"]
         if use_huge:
             args += ["--in-memory"]
             if memory_mb:
                 args += ["-m", str(memory_mb)]
-            note = f"hugepages: {free} MB free"
+            note = (f"memory: {size_kb // 1024 or size_kb} {'MB' if size_kb >= 1024 else 'kB'} hugepages from "
+                    f"the kernel's pool (vm.nr_hugepages), {free} MB free of {total * size_kb // 1024} MB; "
+                    f"EAL maps them as it needs them (--in-memory)")
         else:
             args += ["--no-huge", "-m", str(mem), "--no-shconf"]
-            note = (f"no hugepages ({free} MB free): running with --no-huge, {mem} MB of ordinary memory"
-                    if hugepages == "auto" else "hugepages: off (--no-huge)")
+            note = (f"memory: no hugepages ({free} MB free, {need} MB wanted): --no-huge, {mem} MB of "
+                    f"ordinary memory" if hugepages == "auto" else
+                    f"memory: hugepages: off, so --no-huge, {mem} MB of ordinary memory")
         if not pci:
             args += ["--no-pci"]
         args += list(extra_args or [])
@@ -116,9 +195,14 @@ class Eal:
                 raise DatapathError("EAL already runs in this process with other arguments "
                                     f"({cls.args}); it starts once per process")
             return
+        _check(lib.dps_log_capture(), "DPDK's log")
+        level = cls.log_level_of(args)
+        if level in log.DPDK_LEVELS:
+            log.set_dpdk_level(level)
         argv = [ffi.new("char[]", a.encode()) for a in args]
         _check(lib.dps_eal_init(len(argv), ffi.new("char *[]", argv)), "EAL")
         cls.args = list(args)
+        cls.drain_log()
 
     @classmethod
     def file_prefix(cls) -> str | None:
@@ -186,6 +270,7 @@ class Datapath:
             self._stats = None
             lib.dps_dp_destroy(self._dp)
             self._dp = None
+            Eal.drain_log()
 
     def __enter__(self) -> "Datapath":
         return self
@@ -226,6 +311,7 @@ class Datapath:
             "devargs": keep, "dp_port": dp_port, "n_rxq": n_rxq, "n_txq": n_txq or 0,
             "n_rxd": rxd, "n_txd": txd, "mtu": mtu or 0, "extra_mbufs": _held_mbufs(devargs) * n_rxq})
         _check(lib.dps_port_add(self.h, params), f"port {dp_port} ({devargs})")
+        Eal.drain_log()
         return self.port_info(dp_port)
 
     def add_test_port(self, dp_port: int, name: str, n_queues: int = 1) -> PortInfo:
@@ -234,6 +320,7 @@ class Datapath:
 
     def del_port(self, dp_port: int) -> None:
         _check(lib.dps_port_del(self.h, dp_port), f"port {dp_port}")
+        Eal.drain_log()
 
     def ports(self) -> list[int]:
         out = ffi.new("uint32_t[]", MAX_PORTS)

@@ -293,6 +293,11 @@ async def apply_openflow(ofs, p: BridgePlan) -> list[str]:
         c = ActiveController(t, ofs, ofs.probe_interval, p.new.openflow.ssl)
         c.start()
         ofs.controllers.append(c)
+    # Standalone: the fail-open NORMAL rule while controllers are configured and none is
+    # connected, as at start (a bridge without controllers is a plain one: its own rules).
+    fail_open = p.new.openflow.fail_mode == "standalone" and bool(ofs.controllers) and not ofs.primaries()
+    if fail_open != ofs.flows.fail_open:
+        ofs.flows.set_fail_open(fail_open)
     return problems
 
 

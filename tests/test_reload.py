@@ -242,3 +242,35 @@ def test_reload_while_hosts_ping(tmp_path):
         assert " 0% packet loss" in stats, stats
     finally:
         assert sw.stop() == 0, sw.log.read_text()
+
+
+def test_reload_sets_mirrors_flooding_listeners_and_controllers(running, tmp_path):
+    from dpdkswitch.ofswitch import OpenFlowService
+    sw, path, text = running
+    br = sw.bridges["br0"]
+    lsock = tmp_path / "of.sock"
+
+    async def go():
+        service = OpenFlowService(sw, str(tmp_path / "ctl.sock"))
+        await service.start()
+        ofs = service.switches["br0"]
+        try:
+            r = Reloader(sw, service)
+            path.write_text(edit(text, ("listen: []", f"listen: ['punix:{lsock}'], controllers: ['tcp:127.0.0.1:1']"),
+                                 ("      m1: {select_src_port: [p1], output_port: p3}\n",
+                                  "      m2: {select_dst_port: [p2], output_vlan: 20}\n"),
+                                 ("    mac_table:", "    flood_vlans: [20]\n    mac_table:")))
+            out = await r.reload()
+            assert f"listener punix:{lsock} added" in out and "mirror m1 removed" in out, out
+            assert [m.name for m in br.pipeline.mirrors] == ["m2"] and br.pipeline.mirrors[0].dst == {2}
+            assert br.pipeline.flood_vlans == {20}
+            assert lsock.exists() and [c.target for c in ofs.controllers] == ["tcp:127.0.0.1:1"]
+            assert ofs.flows.fail_open                       # standalone, a controller configured, none up
+            path.write_text(text)
+            out = await r.reload()
+            assert f"listener punix:{lsock} removed" in out and "controller tcp:127.0.0.1:1 removed" in out, out
+            assert not lsock.exists() and ofs.controllers == [] and not ofs.flows.fail_open
+            assert [m.name for m in br.pipeline.mirrors] == ["m1"] and br.pipeline.flood_vlans == set()
+        finally:
+            await service.stop()
+    asyncio.run(go())

@@ -42,8 +42,7 @@ LOG = logging.getLogger("dpdkswitch")
 VLAN_KEYS = ("vlan_mode", "tag", "trunks")
 PIN_KEYS = ("rxq_affinity",)
 DPDK_KEYS = ("cores", "hugepages", "memory_mb", "extra_args", "file_prefix")
-DATAPATH_KEYS = {"pmd_cores": "pmd_cores", "emc_insert_inv_prob": "emc_insert_inv_prob",
-                 "flow_limit": "flow_limit"}
+DATAPATH_KEYS = ("pmd_cores", "emc_insert_inv_prob", "flow_limit")
 
 
 class ReloadRefused(Exception):
@@ -55,9 +54,8 @@ class ReloadFailed(Exception):
 
 
 def _same(a, b) -> bool:
-    """Config records equal but for where they are written (their file:line)."""
-    strip = {"where": ""} if dataclasses.is_dataclass(a) and hasattr(a, "where") else {}
-    return dataclasses.replace(a, **strip) == dataclasses.replace(b, **strip) if strip else a == b
+    """Two config records (with a ``where``) equal but for where they are written."""
+    return dataclasses.replace(a, where="") == dataclasses.replace(b, where="")
 
 
 def _port_key(pc) -> dict:
@@ -229,7 +227,8 @@ def apply_bridge(br: Bridge, p: BridgePlan) -> list[str]:
     for mac, vlan, _port in p.statics_removed:
         pipeline.macs.del_static(vlan, _mac(mac))
     for name in p.ports_removed:
-        br.del_port(name)
+        if name in br.ports:                   # (not: dpif/del-port took it already)
+            br.del_port(name)
     for name in p.ports_added:
         try:
             br.add_port(p.new.ports[name])
@@ -237,7 +236,8 @@ def apply_bridge(br: Bridge, p: BridgePlan) -> list[str]:
             problems.append(f"{p.new.ports[name].where}: port {name}: {e}")
             del p.new.ports[name]
     for name in p.ports_vlan:
-        br.set_port_vlan(p.new.ports[name])
+        if name in br.ports:
+            br.set_port_vlan(p.new.ports[name])
     for name, port in br.ports.items():        # the rest: the same settings, from the new file
         port.config = p.new.ports.get(name, port.config)      # (not: one dpif/add-port added)
     if p.ports_pins:
@@ -265,7 +265,8 @@ def apply_bridge(br: Bridge, p: BridgePlan) -> list[str]:
         pipeline.flood_vlans = set(p.new.flood_vlans)
         pipeline.forward_bpdu = p.new.forward_bpdu
         pipeline.invalidate()
-    br.revalidate()
+    if p.changes():
+        br.revalidate()                        # the megaflows the changes touch, now
     return problems
 
 

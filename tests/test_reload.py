@@ -274,3 +274,18 @@ def test_reload_sets_mirrors_flooding_listeners_and_controllers(running, tmp_pat
         finally:
             await service.stop()
     asyncio.run(go())
+
+
+def test_a_port_that_does_not_come_up_is_reported_and_tried_again(running, tmp_path):
+    from dpdkswitch.reconfig import ReloadFailed
+    sw, path, text = running
+    br = sw.bridges["br0"]
+    broken = f"      p4: {{device: 'net_pcap_rl4,rx_pcap={tmp_path}/missing.pcap', ofport: 4}}\n"
+    bad = edit(text, ("ofport: 1, tag: 10", "ofport: 1, tag: 20"), ("    flows:", broken + "    flows:"))
+    path.write_text(bad)
+    line = next(i for i, l in enumerate(bad.splitlines(), 1) if "net_pcap_rl4" in l)
+    with pytest.raises(ReloadFailed, match=f"{path}:{line}: port p4: "):
+        reload(sw)
+    assert "p4" not in br.ports and br.pipeline.ports[1].vlan.tag == 20      # the rest is applied
+    path.write_text(edit(bad, (f"net_pcap_rl4,rx_pcap={tmp_path}/missing.pcap", "net_null_rl4")))
+    assert "port p4 added" in reload(sw) and "p4" in br.ports

@@ -1,10 +1,11 @@
 """``dpdkswitch run``: the switch in the foreground, with its control socket and live view.
 
-Owns the control thread's asyncio loop: the control socket, SIGINT/SIGTERM, the once-a-second
-live view, the upcall handlers (woken by each datapath's eventfd), the revalidators (every
-500 ms) -- what one turn of each does is udpif.py's, which the benchmark drives too -- and
-polling of bridges that have no PMD thread (``pmd_cores: []``).  Everything here runs on the
-main thread, which is EAL's main lcore and the datapath's only writer.
+Owns the control thread's asyncio loop: the control socket, SIGINT/SIGTERM, SIGHUP (a reload
+of the config file, as ``ctl reload``: reconfig.py), the once-a-second live view, the upcall
+handlers (woken by each datapath's eventfd), the revalidators (every 500 ms) -- what one turn
+of each does is udpif.py's, which the benchmark drives too -- and polling of bridges that have
+no PMD thread (``pmd_cores: []``).  Everything here runs on the main thread, which is EAL's
+main lcore and the datapath's only writer.
 """
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ from . import __version__, udpif
 from .config import Config
 from .control import Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
+from .control import reload as reload_cmds
 from .datapath import Eal, lib, ffi
 from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
 from .ofproto.actions import OFPP_LOCAL
 from .ofswitch import OpenFlowService
+from .reconfig import Reloader
 from .openflow.connection import MAX_CONNECTIONS
 from .switch import Switch
 from .top import TopView
@@ -95,6 +98,14 @@ async def _revalidate(switch: Switch, stop: asyncio.Event) -> None:
             pass
 
 
+async def _reload_on_sighup(reloader: Reloader) -> None:
+    """SIGHUP: ``reload``, its answer or its refusal in the log."""
+    try:
+        await reloader.reload()                # logs what changed
+    except Exception as e:                     # a bad file, a refused key: the switch runs on
+        LOG.error("SIGHUP: %s", e)
+
+
 async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -114,6 +125,15 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     server = Server(socket_path, commands)
     await server.start()
     await openflow.start()
+    reloader = Reloader(switch, openflow)
+    reload_cmds.register(commands, reloader)
+    reloads: set[asyncio.Task] = set()         # held until done (the loop keeps only weak references)
+
+    def on_sighup() -> None:
+        task = loop.create_task(_reload_on_sighup(reloader))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
 
     header = [f"dpdkswitch {__version__} on {config.path}: {len(switch.bridges)} bridge(s)",
               switch.eal_note,

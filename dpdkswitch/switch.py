@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import BridgeConfig, Config, ConfigError, FlowConfig, PortConfig
+from .config import BridgeConfig, Config, ConfigError, FlowConfig, MirrorConfig, PortConfig
 from .datapath import PORT_STATS_FIELDS, Datapath, DatapathError, Eal, PortInfo, is_pci, odp, parse
 from .ofproto.flowstr import FlowParseError, FlowSpec, parse_flow
 from .ofproto.match import MatchError
@@ -40,13 +40,20 @@ def parse_config_flow(flow: FlowConfig) -> FlowSpec:
 DEFAULT_FLOWS = ["priority=0,actions=NORMAL"]
 
 
+def config_flows(config: BridgeConfig) -> list[FlowSpec]:
+    """The bridge's rules as its config gives them: the YAML flows, or with none the default
+    (a learning switch, unless the bridge is for controllers only, fail_mode secure).
+    ConfigError at its line for a flow that does not parse."""
+    defaults = [] if config.openflow.fail_mode == "secure" else DEFAULT_FLOWS
+    return [parse_config_flow(f) for f in config.flows] or [parse_flow(f) for f in defaults]
+
+
 def bridge_pipeline(config: BridgeConfig, clock=lambda: 0.0) -> Pipeline:
     """The bridge's OpenFlow pipeline as its config sets it up: MAC table settings and the
-    YAML flows (none: a learning switch, unless the bridge is for controllers only, fail_mode
-    secure).  A flow that does not parse, or that the pipeline refuses (a group that does not
-    exist, a goto_table that does not go forward), is a ConfigError at its line."""
-    defaults = [] if config.openflow.fail_mode == "secure" else DEFAULT_FLOWS
-    specs = [parse_config_flow(f) for f in config.flows] or [parse_flow(f) for f in defaults]
+    rules of `config_flows`.  A flow that does not parse, or that the pipeline refuses (a
+    group that does not exist, a goto_table that does not go forward), is a ConfigError at
+    its line."""
+    specs = config_flows(config)
     pipeline = Pipeline(clock=clock, name=config.name)
     pipeline.macs.idle_time = config.mac_table.idle_time
     pipeline.macs.max_entries = config.mac_table.max_entries
@@ -81,14 +88,16 @@ def eal_args(config: Config) -> tuple[list[str], str]:
     return Eal.build_args(d.cores, d.hugepages, d.memory_mb, d.extra_args, d.file_prefix, pci, d.log_level)
 
 
-def check(config: Config) -> None:
+def check(config: Config, eal: bool = True) -> None:
     """Every check ``dpdkswitch run`` applies to CONFIG short of starting EAL, for ``dpdkswitch
     check`` and for ``run`` before it starts EAL: EAL's arguments (``hugepages: on`` needs them
-    free), each bridge's pipeline built as `Bridge.create` builds it (without a datapath), and
-    the OpenFlow TLS files loaded as the connections load them.  ConfigError, one line with
-    FILE:LINE, on the first problem."""
+    free; not with EAL false, for a reload into a running EAL that holds them), each bridge's
+    pipeline built as `Bridge.create` builds it (without a datapath), and the OpenFlow TLS
+    files loaded as the connections load them.  ConfigError, one line with FILE:LINE, on the
+    first problem."""
     try:
-        eal_args(config)
+        if eal:
+            eal_args(config)
     except DatapathError as e:
         raise ConfigError.at(config.dpdk.hugepages_where or f"{config.path}:1", f"dpdk.{e}") from None
     for bc in config.bridges.values():
@@ -312,14 +321,29 @@ class Bridge:
                 for q, core in p.config.rxq_affinity.items()]
         self.dp.pin_rxqs(pins)
 
-    def apply_mirrors(self) -> None:
+    def mirror(self, mc: MirrorConfig) -> Mirror:
+        """The pipeline's mirror for MC, on the OpenFlow ports its port names have now."""
         byname = {p.name: p.ofport for p in self.ports.values()}
+        return Mirror(
+            mc.name, mc.select_all, frozenset(byname[n] for n in mc.select_src_port if n in byname),
+            frozenset(byname[n] for n in mc.select_dst_port if n in byname),
+            frozenset(mc.select_vlan) if mc.select_vlan is not None else None,
+            byname.get(mc.output_port) if mc.output_port else None, mc.output_vlan)
+
+    def apply_mirrors(self) -> None:
         for mc in self.config.mirrors:
-            self.pipeline.set_mirror(Mirror(
-                mc.name, mc.select_all, frozenset(byname[n] for n in mc.select_src_port if n in byname),
-                frozenset(byname[n] for n in mc.select_dst_port if n in byname),
-                frozenset(mc.select_vlan) if mc.select_vlan is not None else None,
-                byname.get(mc.output_port) if mc.output_port else None, mc.output_vlan))
+            self.pipeline.set_mirror(self.mirror(mc))
+
+    def set_port_vlan(self, pc: PortConfig) -> None:
+        """Port PC.name takes PC's VLAN settings (mode, tag, trunks) in place: its datapath port
+        and counters stay; the MACs learned on it are forgotten (they were learned on its old
+        VLANs) and every cached translation is looked at again on the next revalidation."""
+        port = self.ports[pc.name]
+        port.config = pc
+        entry = self.pipeline.ports[port.ofport]
+        entry.vlan = self._vlan(pc)
+        self.pipeline.set_port(entry)
+        self.pipeline.macs.flush(port.ofport)
 
     # -- the slow path, for the bridge's OpenFlow side
     def revalidate(self):

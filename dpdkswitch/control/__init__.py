@@ -6,17 +6,19 @@ A unix stream socket; one request per connection: the client sends one JSON line
 name (``Commands.register``), in Open vSwitch's appctl vocabulary where one exists.
 
 Contract: the server runs on the control thread's asyncio loop, so a command handler may
-call the datapath directly; handlers must be quick (no blocking I/O).  The client is plain
-blocking Python, usable from any process.
+call the datapath directly; handlers must be quick (no blocking I/O).  A handler may return
+an awaitable (``reload``, which starts and stops OpenFlow listeners): the server awaits it.
+The client is plain blocking Python, usable from any process.
 """
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import socket
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 
 MAX_REQUEST = 1 << 20
 
@@ -32,7 +34,7 @@ class Command:
     help: str
     min_args: int
     max_args: int
-    fn: Callable[[list[str]], str]
+    fn: Callable[[list[str]], str | Awaitable[str]]
 
 
 class Commands:
@@ -41,7 +43,7 @@ class Commands:
         self.register("list-commands", "", "list the commands this switch knows", 0, 0, self._list)
 
     def register(self, name: str, usage: str, help: str, min_args: int, max_args: int,
-                 fn: Callable[[list[str]], str]) -> None:
+                 fn: Callable[[list[str]], str | Awaitable[str]]) -> None:
         self.table[name] = Command(name, usage, help, min_args, max_args, fn)
 
     def _list(self, args: list[str]) -> str:
@@ -82,7 +84,10 @@ class Server:
             try:
                 req = json.loads(line)
                 name, args = req["command"], [str(a) for a in req.get("args", [])]
-                reply = {"ok": True, "output": self.commands.run(name, args)}
+                output = self.commands.run(name, args)
+                if inspect.isawaitable(output):    # a command that awaits (reload: listeners)
+                    output = await output
+                reply = {"ok": True, "output": output}
             except CommandError as e:
                 reply = {"ok": False, "error": str(e)}
             except (ValueError, KeyError, TypeError):

@@ -203,6 +203,15 @@ class MacTable:
         self.entries[(vlan, mac)] = MacEntry(port, 0.0, static=True)
         self.changed.add((vlan, mac))
 
+    def del_static(self, vlan: int, mac: int) -> bool:
+        """The static entry for MAC on VLAN leaves (a learned one stays); whether there was one."""
+        e = self.entries.get((vlan, mac))
+        if e is None or not e.static:
+            return False
+        del self.entries[(vlan, mac)]
+        self.changed.add((vlan, mac))
+        return True
+
     def expire(self, now: float) -> int:
         old = [k for k, e in self.entries.items() if not e.static and now - e.last_seen >= self.idle_time]
         for k in old:

@@ -378,6 +378,23 @@ class Pipeline:
         self.version += 1
         self.full_revalidation = True
 
+    def del_mirror(self, name: str) -> bool:
+        """Mirror NAME stops copying; whether there was one."""
+        others = [m for m in self.mirrors if m.name != name]
+        if len(others) == len(self.mirrors):
+            return False
+        self.mirrors = others
+        self.macs.flush()
+        self.version += 1
+        self.full_revalidation = True
+        return True
+
+    def invalidate(self) -> None:
+        """A setting NORMAL translates with changed (flood_vlans, forward_bpdu): every cached
+        translation is looked at again."""
+        self.version += 1
+        self.full_revalidation = True
+
     # -- groups and meters
     def group_mod(self, command: str, group: GroupEntry) -> None:
         gid = group.group_id

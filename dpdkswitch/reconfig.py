@@ -1,0 +1,345 @@
+"""Live reconfiguration: the difference between the running config and the YAML read again,
+applied to the running switch without restarting EAL (``dpdkswitch ctl reload``, SIGHUP).
+
+``diff(old, new)`` is pure: a `Plan` of what changes per bridge (ports removed, added, or
+changed in place, the YAML's rules removed and added, mirrors, MAC table settings and static
+entries, flood_vlans, OpenFlow listeners and controllers), or `ReloadRefused` naming the key
+that cannot change while the switch runs (``dpdk:``, ``control.socket``, bridges added or
+removed, a bridge's ``datapath:``, ``openflow.fail_mode`` and ``ssl``, patch ports that would
+regroup the datapaths).  ``reload(switch, service)`` loads the file the switch was started
+with, checks it as ``dpdkswitch check`` does (ConfigError, FILE:LINE), diffs it and only then
+applies it: a refused file changes nothing.
+
+What is not in the plan is not touched: a port whose settings are the same keeps its datapath
+port, queues and counters; a rule of the YAML that is the same (table, priority, match,
+instructions, cookie, timeouts, flags) stays, with its counters; rules that controllers added
+are never looked at.  A rule whose match and priority stay but whose actions change is
+replaced as an OpenFlow add replaces it (counters kept).  A port whose device, netns, queues,
+MTU or ofport change is removed and added again; one whose VLAN settings change keeps its
+datapath port (`Bridge.set_port_vlan`).  Afterwards one revalidation pass brings the cached
+megaflows in line with the changed ports, rules and settings.
+
+Contract: the control thread (its asyncio loop), as every other change of the switch.  Cost:
+the file's parse and check, plus one device probe or unplug per port added or removed, one
+flow-mod per rule changed and one revalidation pass per datapath touched.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+from .config import BridgeConfig, Config, load
+from .datapath import DatapathError
+from .ofproto.flowstr import FlowSpec
+from .ofproto.pipeline import FlowModError
+from .openflow.connection import ActiveController, Listener
+from .switch import Bridge, Switch, check, config_flows
+
+LOG = logging.getLogger("dpdkswitch")
+
+VLAN_KEYS = ("vlan_mode", "tag", "trunks")
+PIN_KEYS = ("rxq_affinity",)
+DPDK_KEYS = ("cores", "hugepages", "memory_mb", "extra_args", "file_prefix")
+DATAPATH_KEYS = ("pmd_cores", "emc_insert_inv_prob", "flow_limit")
+
+
+class ReloadRefused(Exception):
+    """A change the running switch cannot take (one line, naming the key); nothing changed."""
+
+
+class ReloadFailed(Exception):
+    """Applying a checked plan failed part way (a device that does not probe): what was done."""
+
+
+def _same(a, b) -> bool:
+    """Two config records (with a ``where``) equal but for where they are written."""
+    return dataclasses.replace(a, where="") == dataclasses.replace(b, where="")
+
+
+def _port_key(pc) -> dict:
+    return {f.name: getattr(pc, f.name) for f in dataclasses.fields(pc) if f.name not in ("where", "peer_bridge")}
+
+
+def _static_key(sm) -> tuple[str, int, str]:
+    return sm.mac.lower(), sm.vlan, sm.port
+
+
+def _flow_key(spec: FlowSpec) -> tuple:
+    """A rule's identity in its table: what an OpenFlow add with it replaces."""
+    return spec.table_id or 0, spec.priority, spec.match
+
+
+@dataclass
+class BridgePlan:
+    """What changes on one bridge."""
+    name: str
+    new: BridgeConfig
+    ports_removed: list[str] = field(default_factory=list)     # incl. those replaced
+    ports_added: list[str] = field(default_factory=list)       # incl. those replaced
+    ports_replaced: list[str] = field(default_factory=list)
+    ports_vlan: list[str] = field(default_factory=list)        # VLAN settings, in place
+    ports_pins: list[str] = field(default_factory=list)        # rxq_affinity, in place
+    flows_removed: list[FlowSpec] = field(default_factory=list)
+    flows_added: list[FlowSpec] = field(default_factory=list)
+    flows_kept: int = 0
+    mirrors_removed: list[str] = field(default_factory=list)
+    mirrors_set: list[str] = field(default_factory=list)
+    mac_table: bool = False                                    # idle_time, max_entries
+    statics_removed: list = field(default_factory=list)        # (mac, vlan, port)
+    statics_added: list = field(default_factory=list)
+    flood: bool = False                                        # flood_vlans, forward_bpdu
+    listen_removed: list[str] = field(default_factory=list)
+    listen_added: list[str] = field(default_factory=list)
+    controllers_removed: list[str] = field(default_factory=list)
+    controllers_added: list[str] = field(default_factory=list)
+
+    def changes(self) -> list[str]:
+        """One short phrase per change, for the command's answer and the log."""
+        out = [f"port {n} removed" for n in self.ports_removed if n not in self.ports_replaced]
+        out += [f"port {n} added" for n in self.ports_added if n not in self.ports_replaced]
+        out += [f"port {n} replaced" for n in self.ports_replaced]
+        out += [f"port {n} VLANs changed" for n in self.ports_vlan]
+        out += [f"port {n} rxq_affinity changed" for n in self.ports_pins]
+        if self.flows_removed or self.flows_added:
+            out.append(f"flows: {len(self.flows_removed)} removed, {len(self.flows_added)} added, "
+                       f"{self.flows_kept} kept")
+        out += [f"mirror {n} removed" for n in self.mirrors_removed]
+        out += [f"mirror {n} set" for n in self.mirrors_set]
+        if self.mac_table:
+            out.append("mac_table settings changed")
+        if self.statics_removed or self.statics_added:
+            out.append(f"static MACs: {len(self.statics_removed)} removed, {len(self.statics_added)} added")
+        if self.flood:
+            out.append("flood_vlans/forward_bpdu changed")
+        out += [f"listener {t} removed" for t in self.listen_removed]
+        out += [f"listener {t} added" for t in self.listen_added]
+        out += [f"controller {t} removed" for t in self.controllers_removed]
+        out += [f"controller {t} added" for t in self.controllers_added]
+        return out
+
+
+@dataclass
+class Plan:
+    new: Config
+    bridges: list[BridgePlan]
+
+    def summary(self) -> str:
+        lines = [f"{b.name}: {'; '.join(b.changes())}" for b in self.bridges if b.changes()]
+        return "\n".join(lines) + "\n" if lines else "no change\n"
+
+
+def _refuse(key: str, old, new) -> ReloadRefused:
+    return ReloadRefused(f"reload refused: {key} changed ({old!r} -> {new!r}); that takes a restart "
+                         f"of the switch. Nothing changed.")
+
+
+def diff(old: Config, new: Config) -> Plan:
+    """What turns the running OLD config into NEW; ReloadRefused for what cannot change live."""
+    for k in DPDK_KEYS:
+        if getattr(old.dpdk, k) != getattr(new.dpdk, k):
+            raise _refuse(f"dpdk.{k}", getattr(old.dpdk, k), getattr(new.dpdk, k))
+    if old.control_socket != new.control_socket:
+        raise _refuse("control.socket", old.control_socket, new.control_socket)
+    if list(old.bridges) != list(new.bridges):
+        raise _refuse("bridges", list(old.bridges), list(new.bridges))
+    if old.datapaths() != new.datapaths():
+        raise _refuse("bridges (patch ports that link bridges into one datapath)", old.datapaths(),
+                      new.datapaths())
+    return Plan(new, [_bridge_diff(old.bridges[n], new.bridges[n]) for n in old.bridges])
+
+
+def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
+    what = f"bridge {o.name}"
+    for k in DATAPATH_KEYS:
+        if getattr(o, k) != getattr(n, k):
+            raise _refuse(f"{what} datapath.{k}", getattr(o, k), getattr(n, k))
+    if o.openflow.fail_mode != n.openflow.fail_mode:
+        raise _refuse(f"{what} openflow.fail_mode", o.openflow.fail_mode, n.openflow.fail_mode)
+    if o.openflow.ssl != n.openflow.ssl:
+        raise _refuse(f"{what} openflow.ssl", o.openflow.ssl, n.openflow.ssl)
+    p = BridgePlan(o.name, n)
+    for name, opc in o.ports.items():
+        npc = n.ports.get(name)
+        if npc is None:
+            p.ports_removed.append(name)
+            continue
+        a, b = _port_key(opc), _port_key(npc)
+        differ = {k for k in a if a[k] != b[k]}
+        if differ - set(VLAN_KEYS) - set(PIN_KEYS):
+            p.ports_removed.append(name)
+            p.ports_added.append(name)
+            p.ports_replaced.append(name)
+            continue
+        if differ & set(VLAN_KEYS):
+            p.ports_vlan.append(name)
+        if differ & set(PIN_KEYS):
+            p.ports_pins.append(name)
+    p.ports_added += [name for name in n.ports if name not in o.ports]
+
+    old_flows, new_flows = config_flows(o), config_flows(n)
+    new_set, old_set = set(new_flows), set(old_flows)
+    p.flows_added = [s for s in dict.fromkeys(new_flows) if s not in old_set]
+    p.flows_removed = [s for s in dict.fromkeys(old_flows) if s not in new_set]
+    p.flows_kept = len(set(old_flows) & new_set)
+
+    touched = set(p.ports_removed) | set(p.ports_added)
+    old_m = {m.name: m for m in o.mirrors}
+    for m in n.mirrors:
+        om = old_m.get(m.name)
+        names = set(m.select_src_port) | set(m.select_dst_port) | {m.output_port}
+        if om is None or not _same(om, m) or names & touched:
+            p.mirrors_set.append(m.name)
+    p.mirrors_removed = [name for name in old_m if name not in {m.name for m in n.mirrors}]
+
+    p.mac_table = (o.mac_table.idle_time, o.mac_table.max_entries) != (n.mac_table.idle_time,
+                                                                         n.mac_table.max_entries)
+    old_s = {_static_key(s) for s in o.mac_table.static}
+    new_s = {_static_key(s) for s in n.mac_table.static}
+    gone_ports = set(p.ports_removed)
+    p.statics_removed = sorted(s for s in old_s if s not in new_s or s[2] in gone_ports)
+    # A port added (or added again) takes its static entries as it comes (Bridge.add_port).
+    p.statics_added = sorted(s for s in new_s if s[2] not in set(p.ports_added)
+                             and (s not in old_s or s[2] in gone_ports))
+    p.flood = (o.flood_vlans, o.forward_bpdu) != (n.flood_vlans, n.forward_bpdu)
+
+    p.listen_removed = [t for t in o.openflow.listen if t not in n.openflow.listen]
+    p.listen_added = [t for t in n.openflow.listen if t not in o.openflow.listen]
+    p.controllers_removed = [t for t in o.openflow.controllers if t not in n.openflow.controllers]
+    p.controllers_added = [t for t in n.openflow.controllers if t not in o.openflow.controllers]
+    return p
+
+
+def _mac(text: str) -> int:
+    return int(text.replace(":", ""), 16)
+
+
+def apply_bridge(br: Bridge, p: BridgePlan) -> list[str]:
+    """BR takes plan P (ports, rules, mirrors, MAC table, flooding); then one revalidation pass.
+    The problems, one line each: a port that does not come up is left out (and out of P.new,
+    which becomes the running config, so that a reload of the same file tries it again); a
+    rule that a controller's rule refuses is left out.  The rest is applied."""
+    problems = []
+    readded = {_flow_key(s) for s in p.flows_added}
+    br.config = p.new                          # the ports added below take their static MACs from it
+    pipeline = br.pipeline
+    for mac, vlan, _port in p.statics_removed:
+        pipeline.macs.del_static(vlan, _mac(mac))
+    for name in p.ports_removed:
+        if name in br.ports:                   # (not: dpif/del-port took it already)
+            br.del_port(name)
+    for name in p.ports_added:
+        try:
+            br.add_port(p.new.ports[name])
+        except (DatapathError, OSError, RuntimeError) as e:
+            problems.append(f"{p.new.ports[name].where}: port {name}: {e}")
+            del p.new.ports[name]
+    for name in p.ports_vlan:
+        if name in br.ports:
+            br.set_port_vlan(p.new.ports[name])
+    for name, port in br.ports.items():        # the rest: the same settings, from the new file
+        port.config = p.new.ports.get(name, port.config)      # (not: one dpif/add-port added)
+    if p.ports_pins:
+        br.apply_pins()
+    for spec in p.flows_removed:
+        if _flow_key(spec) not in readded:   # else the add below replaces it, counters kept
+            pipeline.delete(dataclasses.replace(spec, table_id=spec.table_id or 0), strict=True)
+    for spec in p.flows_added:
+        try:
+            pipeline.add(spec)
+        except FlowModError as e:              # checked on a fresh pipeline; a controller's rule may clash
+            problems.append(f"bridge {p.name}: a flow of the file: {e}")
+    for name in p.mirrors_removed:
+        pipeline.del_mirror(name)
+    for mc in p.new.mirrors:
+        if mc.name in p.mirrors_set:
+            pipeline.set_mirror(br.mirror(mc))
+    if p.mac_table:
+        pipeline.macs.idle_time = p.new.mac_table.idle_time
+        pipeline.macs.max_entries = p.new.mac_table.max_entries
+    for mac, vlan, port in p.statics_added:
+        if port in br.ports:
+            pipeline.macs.add_static(vlan, _mac(mac), br.ports[port].ofport)
+    if p.flood:
+        pipeline.flood_vlans = set(p.new.flood_vlans)
+        pipeline.forward_bpdu = p.new.forward_bpdu
+        pipeline.invalidate()
+    if p.changes():
+        br.revalidate()                        # the megaflows the changes touch, now
+    return problems
+
+
+async def apply_openflow(ofs, p: BridgePlan) -> list[str]:
+    """OFS (the bridge's OFSwitch) takes P's listeners and controllers: those removed stop
+    (a removed controller's connection closes), those added start.  The problems, one line
+    each (a listener whose address is taken): the rest is applied."""
+    problems = []
+    ofs.cfg = p.new.openflow
+    for lst in [x for x in ofs.listeners if x.target in p.listen_removed]:
+        ofs.listeners.remove(lst)
+        await lst.stop()
+    for c in [x for x in ofs.controllers if x.target in p.controllers_removed]:
+        ofs.controllers.remove(c)
+        await c.stop()
+    for t in p.listen_added:
+        lst = Listener(t, ofs, ofs.probe_interval, p.new.openflow.ssl)
+        try:
+            await lst.start()
+        except OSError as e:
+            problems.append(f"bridge {p.name}: listener {t}: {e.strerror or e}")
+            continue
+        ofs.listeners.append(lst)
+    for t in p.controllers_added:
+        c = ActiveController(t, ofs, ofs.probe_interval, p.new.openflow.ssl)
+        c.start()
+        ofs.controllers.append(c)
+    # Standalone: the fail-open NORMAL rule while controllers are configured and none is
+    # connected, as at start (a bridge without controllers is a plain one: its own rules).
+    fail_open = p.new.openflow.fail_mode == "standalone" and bool(ofs.controllers) and not ofs.primaries()
+    if fail_open != ofs.flows.fail_open:
+        ofs.flows.set_fail_open(fail_open)
+    return problems
+
+
+class Reloader:
+    """``reload`` for one running switch and its OpenFlow side (SERVICE: an OpenFlowService,
+    or None): one reload at a time."""
+
+    def __init__(self, switch: Switch, service=None):
+        self.switch = switch
+        self.service = service
+        self.lock = asyncio.Lock()
+
+    def plan(self, path: str | None = None) -> Plan:
+        """The checked plan for the file (default: the one the switch runs on); ConfigError or
+        ReloadRefused, with nothing changed."""
+        new = load(path or self.switch.config.path)
+        refused = None
+        try:
+            plan = diff(self.switch.config, new)
+        except ReloadRefused as e:
+            refused = e
+        check(new, eal=False)                  # a bad file says where first
+        if refused is not None:
+            raise refused
+        return plan
+
+    async def reload(self, path: str | None = None) -> str:
+        """Read the file again and apply the difference; what changed (one line per bridge).
+        ConfigError, ReloadRefused (nothing changed) or ReloadFailed (part applied)."""
+        async with self.lock:
+            plan = self.plan(path)
+            problems = []
+            for bp in plan.bridges:
+                problems += apply_bridge(self.switch.bridges[bp.name], bp)
+            self.switch.config = plan.new
+            for bp in plan.bridges:
+                ofs = self.service.switches.get(bp.name) if self.service is not None else None
+                if ofs is not None:
+                    problems += await apply_openflow(ofs, bp)
+            out = plan.summary()
+            LOG.info("reload of %s: %s", plan.new.path, out.strip().replace("\n", "; "))
+            if problems:
+                raise ReloadFailed("; ".join(problems) + " (the rest of the reload is applied)")
+            return out

@@ -373,7 +373,11 @@ class OFSwitch:
                     data = make(conn)
                 except (ValueError, struct.error, KeyError):
                     continue                      # not expressible in this connection's version
-                if data is not None:
+                if data is None:
+                    continue
+                if kind == "packet_in":
+                    conn.send_packet_in(data)         # at most PACKET_IN_QUEUE_MAX wait per connection
+                else:
                     conn.send(data)
 
     def on_packet_in(self, ev) -> None:

@@ -303,10 +303,12 @@ bridges:
 
 
 SENDER = """
-import socket, sys
+import socket, sys, time
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind((sys.argv[1], 0))
 for i in range(int(sys.argv[2])):
+    if i % 100 == 99:
+        time.sleep(0.002)            # 100 frames every 2 ms: the tap's queue holds them
     s.send(b"\\xff" * 6 + (0x020000000000 + i).to_bytes(6, "big") + b"\\x88\\xb5" + bytes(46))
 """
 
@@ -331,7 +333,7 @@ def test_controller_meter_end_to_end(tmp_path):
         ns, _ = sw.hosts["p1"]
         subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", SENDER, f"do{tag}1", "3000"],
                        check=True, timeout=60)
-        first, got = None, 0
+        first, got, total = None, 0, 0
         while True:                                   # packet-ins until 1 s of quiet
             try:
                 m = c.recv(timeout=1.0)
@@ -340,12 +342,13 @@ def test_controller_meter_end_to_end(tmp_path):
             if isinstance(m, C.PacketIn):
                 first = first or time.monotonic()
                 got += time.monotonic() - first < 1.0
+                total += 1
         assert 15 <= got <= 25, got                   # in the first second: 20 and the refill
         (st,) = [s for part in c.multipart(K.OFPMP_METER, C.MeterStatsRequest(meter_id=K.OFPM_CONTROLLER))
                  for s in part.body]
         dropped = st.band_stats[0][0]
-        assert st.packet_in_count >= 1000, st         # most of the burst reached the meter ...
-        assert dropped >= st.packet_in_count - 45, st     # ... and it dropped all but ~20 a second
+        assert st.packet_in_count >= 1000, st         # most of the burst reached the meter,
+        assert 0 <= st.packet_in_count - dropped - total <= 2, (st, total)   # which dropped what we did not get
     finally:
         c.close()
         log = sw.stop()

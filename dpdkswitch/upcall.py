@@ -88,12 +88,12 @@ class UpcallHandler:
         self.stats.upcalls += len(ups)
         misses: dict[bytes, list[Upcall]] = defaultdict(list)
         now_ns = self.dp.now_ns
+        metering = any(p.slow_meters for p in self.xlate.pipelines)
         for u in ups:
             if u.type == "action":
                 self._packet_in(u)
                 continue
-            p = self.xlate.pipeline_of(u.in_port)
-            if p.slow_meters and not p.meter_admit(OFPM_SLOWPATH, len(u.data), now_ns):
+            if metering and not self.xlate.pipeline_of(u.in_port).meter_admit(OFPM_SLOWPATH, len(u.data), now_ns):
                 self.stats.metered += 1
                 u.free()
                 continue

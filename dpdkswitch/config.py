@@ -147,6 +147,8 @@ class OpenflowConfig:
     fail_mode: str
     ssl: SslConfig | None = None
     datapath_id: int | None = None     # None: default_datapath_id(bridge name)
+    controller_rate_limit: int | None = None     # packet-ins/s per connection; None: no limit
+    controller_burst_limit: int | None = None    # None: controller_rate_limit / 4
 
 
 @dataclass
@@ -549,6 +551,8 @@ OPENFLOW = {
     "fail_mode": (_enum("standalone", "secure"), "standalone"),
     "ssl": (Section(SSL), None),
     "datapath_id": (_opt(_datapath_id), None),
+    "controller_rate_limit": (_opt(_int(100)), None),    # Open vSwitch's minimums: 100 and 25
+    "controller_burst_limit": (_opt(_int(25)), None),
 }
 DATAPATH = {
     "pmd_cores": (_list(_int(0)), None),  # None: all dpdk.cores but the main one
@@ -778,6 +782,9 @@ class _Reader:
                                            for k, v in ssl_cfg.items()}, where=self.where(of_nodes["ssl"][0]))
         elif tls:
             self.fail(of_key, f"{what} openflow: {tls[0]} needs ssl: {{private_key, certificate, ca_cert}}")
+        if openflow["controller_burst_limit"] is not None and openflow["controller_rate_limit"] is None:
+            self.fail(of_nodes["controller_burst_limit"][1],
+                      f"{what} openflow: controller_burst_limit needs controller_rate_limit")
         ports: dict[str, PortConfig] = {}
         ofports: dict[int, str] = {}
         for k, v in self.pairs(b["ports"], f"{what} ports"):

@@ -8,6 +8,8 @@ of datapath flow puts, and the missed packets are then sent by packet-out with t
 so the first packet of every new flow is forwarded.  A miss that a megaflow installed already
 covers (queued before it went in) is not translated again: its translation's cache replays the
 stats.  Userspace upcalls (the controller action, an expired TTL) become packet-in events.
+A miss over its bridge's ``OFPM_SLOWPATH`` meter (when a controller set one) is dropped
+before translation and counted (``metered``).
 Every installed megaflow is remembered as a ``Ukey`` (ukey.py; for the revalidator).
 
 Contract: runs on the control thread's loop (woken by the datapath's eventfd); one handle()
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 from .datapath import Datapath, Upcall, odp
 from .flowkey import KEY_SIZE
-from .ofproto.pipeline import Pipeline
+from .ofproto.pipeline import OFPM_SLOWPATH, Pipeline
 from .ofproto.xlate import PacketIn, Translator
 from .ukey import Ukey, Ukeys, megaflow_ufid
 
@@ -39,6 +41,7 @@ class UpcallStats:
     put_errors: int = 0
     packet_ins: int = 0
     errors: int = 0
+    metered: int = 0                 # misses the bridge's OFPM_SLOWPATH meter dropped
 
 
 @dataclass
@@ -84,12 +87,18 @@ class UpcallHandler:
             return 0
         self.stats.upcalls += len(ups)
         misses: dict[bytes, list[Upcall]] = defaultdict(list)
+        now_ns = self.dp.now_ns
+        metering = any(p.slow_meters for p in self.xlate.pipelines)
         for u in ups:
             if u.type == "action":
                 self._packet_in(u)
-            else:
-                misses[u.key].append(u)
-        planned, puts = self._translate(misses, self.dp.now_ns)
+                continue
+            if metering and not self.xlate.pipeline_of(u.in_port).meter_admit(OFPM_SLOWPATH, len(u.data), now_ns):
+                self.stats.metered += 1
+                u.free()
+                continue
+            misses[u.key].append(u)
+        planned, puts = self._translate(misses, now_ns)
         self._install(puts)
         for members, actions in planned:             # the missed packets themselves
             for u in members:

@@ -20,6 +20,10 @@ N_TABLES = 255
 OFPG_ANY = 0xFFFFFFFF
 OFPG_ALL = 0xFFFFFFFC
 OFPM_ALL = 0xFFFFFFFF
+OFPM_MAX = 0xFFFF0000                 # the last meter id a rule may use
+OFPM_SLOWPATH = 0xFFFFFFFD            # the slow path's meter: misses of the bridge
+OFPM_CONTROLLER = 0xFFFFFFFE          # the controllers' meter: the bridge's packet-ins
+SLOW_PATH_METERS = (OFPM_SLOWPATH, OFPM_CONTROLLER)
 FLAG_SEND_FLOW_REM, FLAG_CHECK_OVERLAP, FLAG_RESET_COUNTS, FLAG_NO_PKT_COUNTS, FLAG_NO_BYT_COUNTS = 1, 2, 4, 8, 16
 
 
@@ -137,6 +141,63 @@ class MeterEntry:
         return min(self.bands, key=lambda b: b[0])
 
 
+class TokenBucket:
+    """A token bucket on the caller's clock (nanoseconds: the datapath's, manual in tests; it
+    never reads a clock itself).  RATE tokens a second, at most CAPACITY held; it starts full.
+    Tokens are counted in thousandths, as the datapath's meters count them (a token is a
+    packet, or a kilobit: a byte is 8 thousandths)."""
+
+    __slots__ = ("rate", "capacity_milli", "milli", "last_ns")
+
+    def __init__(self, rate: int, capacity: int):
+        self.rate = rate
+        self.capacity_milli = capacity * 1000
+        self.milli = self.capacity_milli
+        self.last_ns = 0                    # full already: the first refill changes nothing
+
+    def refill(self, now_ns: int) -> None:
+        if now_ns > self.last_ns:
+            self.milli = min(self.capacity_milli, self.milli + (now_ns - self.last_ns) * self.rate // 1_000_000)
+            self.last_ns = now_ns
+
+    def take(self, milli: int, now_ns: int) -> bool:
+        """Take MILLI thousandths of a token if there are that many."""
+        self.refill(now_ns)
+        if self.milli >= milli:
+            self.milli -= milli
+            return True
+        return False
+
+
+class SlowPathMeter:
+    """A meter the slow path runs (OFPM_CONTROLLER, OFPM_SLOWPATH), as Open vSwitch's userspace
+    datapath runs meters: one bucket per drop band, holding its burst plus one second of its
+    rate and starting full; a packet one band cannot pay for is dropped, counted on the band
+    of the highest rate it exceeded.  Rates in packets/s or kb/s (tokens are bits then)."""
+
+    def __init__(self, entry: MeterEntry):
+        self.entry = entry
+        self.buckets = [TokenBucket(rate, rate + burst) for rate, burst in entry.bands]
+        self.packets = self.bytes = 0
+        self.band_packets = [0] * len(entry.bands)
+        self.band_bytes = [0] * len(entry.bands)
+
+    def admit(self, nbytes: int, now_ns: int) -> bool:
+        """Whether a packet of NBYTES passes at NOW_NS; counted either way."""
+        self.packets += 1
+        self.bytes += nbytes
+        cost = 1000 if self.entry.pktps else nbytes * 8          # thousandths of a packet or a kilobit
+        exceeded = -1
+        for i, b in enumerate(self.buckets):
+            if not b.take(cost, now_ns) and (exceeded < 0 or b.rate > self.buckets[exceeded].rate):
+                exceeded = i
+        if exceeded < 0:
+            return True
+        self.band_packets[exceeded] += 1
+        self.band_bytes[exceeded] += nbytes
+        return False
+
+
 @dataclass
 class PortEntry:
     ofport: int
@@ -176,6 +237,7 @@ class Pipeline:
         self.tables = [Table(i) for i in range(N_TABLES)]
         self.groups: dict[int, GroupEntry] = {}
         self.meters: dict[int, MeterEntry] = {}
+        self.slow_meters: dict[int, SlowPathMeter] = {}   # OFPM_CONTROLLER, OFPM_SLOWPATH when set
         self.ports: dict[int, PortEntry] = {}
         self.version = 0
         self.clock = clock
@@ -439,9 +501,18 @@ class Pipeline:
                 if self.meters.pop(m, None) is None:
                     continue
                 gone.append(m)
+                self.slow_meters.pop(m, None)
                 for e in [e for e in self.entries() if e.uses_meter(m)]:
                     self._remove(e, "delete")
             return gone
         self.meters[mid] = meter
+        if mid in SLOW_PATH_METERS:
+            self.slow_meters[mid] = SlowPathMeter(meter)
         self.version += 1
         return [mid]
+
+    def meter_admit(self, meter_id: int, nbytes: int, now_ns: int) -> bool:
+        """Whether the slow-path meter METER_ID (OFPM_CONTROLLER, OFPM_SLOWPATH) lets a packet of
+        NBYTES through at NOW_NS (the datapath's clock); True when that meter is not set."""
+        m = self.slow_meters.get(meter_id)
+        return m is None or m.admit(nbytes, now_ns)

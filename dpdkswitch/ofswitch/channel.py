@@ -376,8 +376,12 @@ class OFSwitch:
                     data = make(conn)
                 except (ValueError, struct.error, KeyError):
                     continue                      # not expressible in this connection's version
-                if data is not None and not conn.send(data) and kind == "packet_in":
-                    conn.stats["packet_ins_dropped"] += 1   # the connection is closing
+                if data is None:
+                    continue
+                if kind == "packet_in":
+                    conn.send_packet_in(data)     # dropped and counted there when PACKET_IN_QUEUE_MAX wait or it is closing
+                else:
+                    conn.send(data)
 
     # -- state, for ofproto/list-controllers
     def endpoints(self) -> list[dict]:

@@ -96,6 +96,8 @@ class FlowManager:
                 if isinstance(ins, A.GotoTable) and (table >= N_TABLES or ins.table_id <= table
                                                      or ins.table_id >= N_TABLES):
                     raise OFPError(C.OFPET_BAD_INSTRUCTION, C.OFPBIC_BAD_TABLE_ID)
+                if isinstance(ins, A.Meter) and not 0 < ins.meter_id <= C.OFPM_MAX:
+                    raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_INVALID_METER)   # the slow path's: no rule's
                 if isinstance(ins, A.Meter) and ins.meter_id not in self.pipeline.meters:
                     raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_UNKNOWN_METER)
                 if isinstance(ins, (A.ApplyActions, A.WriteActions)):

@@ -1,6 +1,9 @@
 """The bridge's meters as OpenFlow changes and reads them: meter-mod (add, modify, delete; drop
 bands, rates in kb/s or packets/s, bursts), meter stats, meter config and meter features.
-The datapath runs one token bucket per meter, at the lowest band's rate.
+The datapath runs one token bucket per meter, at the lowest band's rate.  The two meters of
+the slow path, ``OFPM_CONTROLLER`` (the bridge's packet-ins, to all its controllers) and
+``OFPM_SLOWPATH`` (the bridge's misses), are the pipeline's (``SlowPathMeter``: a bucket per
+band, as Open vSwitch's userspace datapath), not the datapath's; their stats are its counters.
 
 The pipeline owns the meter table and the bridge keeps the datapath's meters in step with it
 (``Bridge.meter_mod``); this checks what OpenFlow forbids first (ids, flags, bands) and keeps
@@ -16,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from ..datapath import DatapathError
-from ..ofproto.pipeline import FlowModError, MeterEntry
+from ..ofproto.pipeline import SLOW_PATH_METERS, FlowModError, MeterEntry
 from ..openflow import consts as C
 from ..openflow.errors import OFPError
 from ..openflow.message import MeterMod
@@ -41,15 +44,15 @@ class MeterManager:
     def meter_mod(self, conn, msg: MeterMod):
         mid = msg.meter_id
         if msg.command == C.OFPMC_DELETE:
-            if mid != C.OFPM_ALL and not 0 < mid <= C.OFPM_MAX:
+            if mid != C.OFPM_ALL and not 0 < mid <= C.OFPM_MAX and mid not in SLOW_PATH_METERS:
                 raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_INVALID_METER)
             for m in self.br.meter_mod("delete", MeterEntry(mid, False, [])):
                 self.info.pop(m, None)
                 self.changed()
             return
-        if not 0 < mid <= C.OFPM_MAX:
+        if not 0 < mid <= C.OFPM_MAX and mid not in SLOW_PATH_METERS:
             raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_INVALID_METER)
-        if mid >= MAX_METERS:
+        if MAX_METERS <= mid <= C.OFPM_MAX:
             raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_OUT_OF_METERS)
         flags = msg.flags
         if flags & ~(C.OFPMF_KBPS | C.OFPMF_PKTPS | C.OFPMF_BURST | C.OFPMF_STATS) or (
@@ -65,8 +68,12 @@ class MeterManager:
             if b.burst_size and not flags & C.OFPMF_BURST:     # so without the flag every burst is 0
                 raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_BAD_BURST)
         meter = MeterEntry(mid, bool(flags & C.OFPMF_PKTPS), [(b.rate, b.burst_size) for b in msg.bands])
+        command = "add" if msg.command == C.OFPMC_ADD else "modify"
         try:
-            self.br.meter_mod("add" if msg.command == C.OFPMC_ADD else "modify", meter)
+            if mid in SLOW_PATH_METERS:               # the slow path's: the pipeline runs it
+                self.pipeline.meter_mod(command, meter)
+            else:
+                self.br.meter_mod(command, meter)
         except FlowModError as e:
             raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_METER_EXISTS if e.kind == "meter_exists"
                            else C.OFPMMFC_UNKNOWN_METER) from None
@@ -83,12 +90,18 @@ class MeterManager:
         now = time.monotonic()
         out = []
         for mid in self._wanted(msg.body.meter_id):
+            _, created, bands = self.info.get(mid, (0, now, ()))
+            sec, nsec = split_time(now - created)
+            slow = self.pipeline.slow_meters.get(mid)
+            if slow is not None:
+                out.append(MeterStats(meter_id=mid, flow_count=0, packet_in_count=slow.packets,
+                                      byte_in_count=slow.bytes, duration_sec=sec, duration_nsec=nsec,
+                                      band_stats=tuple(zip(slow.band_packets, slow.band_bytes))))
+                continue
             try:
                 packets, dropped = self.br.meter_stats(mid)
             except DatapathError:
                 packets = dropped = 0
-            _, created, bands = self.info.get(mid, (0, now, ()))
-            sec, nsec = split_time(now - created)
             flows = sum(1 for e in self.pipeline.entries() if e.uses_meter(mid))
             low = min(range(len(bands)), key=lambda i: bands[i].rate) if bands else None
             out.append(MeterStats(meter_id=mid, flow_count=flows, packet_in_count=packets, byte_in_count=0,

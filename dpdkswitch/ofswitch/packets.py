@@ -2,18 +2,28 @@
 connections that want it; a table-miss rule's controller action is reported as a table miss)
 and packet-out (a controller's frame through an action list, into the datapath).
 
+Packet-ins are limited three ways, each drop counted: the ``OFPM_CONTROLLER`` meter, when a
+controller set one (all the bridge's packet-ins; the meter stats count its drops); the
+bridge's ``controller_rate_limit``/``controller_burst_limit`` (as Open vSwitch's: per
+connection, a bucket for table misses and one for the rest; Open vSwitch queues up to the
+burst and sends later, here what the bucket cannot pay for is dropped and counted in the
+connection's ``packet_ins_limited``); and the connection's queue cap (connection.py: at most
+``PACKET_IN_QUEUE_MAX`` packet-ins waiting in its write buffer).  Every limiter runs on the
+datapath's clock (manual in deterministic tests).
+
 Contract: the control thread's asyncio loop; packet-ins come from the upcall handler there.
 Cost: a packet-in is one encode per connection (and a classifier lookup to tell a table miss);
 a packet-out is a parse, a translation of its actions and one datapath execute.
 """
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 from ..datapath import DatapathError
 from ..ofproto import actions as A
 from ..ofproto import fields as F
-from ..ofproto.pipeline import N_TABLES
+from ..ofproto.pipeline import N_TABLES, OFPM_CONTROLLER, TokenBucket
 from ..openflow import consts as C
 from ..openflow.errors import OFPError
 from ..openflow.message import PacketIn, PacketOut, encode
@@ -37,20 +47,44 @@ class PacketManager:
         self.ports = ports
         self.broadcast = broadcast
         self.n_packet_ins = 0
+        self.n_metered = 0                        # dropped by the OFPM_CONTROLLER meter
+        of = br.config.openflow
+        self.rate_limit = of.controller_rate_limit       # packets/s per connection; None: off
+        self.burst_limit = of.controller_burst_limit or max(1, (self.rate_limit or 0) // 4)
+        self._buckets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # conn -> [miss, other]
+
+    def _rate_limited(self, conn, reason: int, now_ns: int) -> bool:
+        """Over CONN's controller_rate_limit (Open vSwitch's two schedulers per connection: table
+        misses, and every other reason)?  Counted on the connection when so."""
+        if self.rate_limit is None:
+            return False
+        pair = self._buckets.get(conn)
+        if pair is None:
+            pair = self._buckets[conn] = [TokenBucket(self.rate_limit, self.burst_limit) for _ in range(2)]
+        if pair[reason != C.OFPR_NO_MATCH].take(1000, now_ns):
+            return False
+        conn.stats["packet_ins_limited"] = conn.stats.get("packet_ins_limited", 0) + 1
+        return True
 
     # -- packet-in
     def packet_in(self, ev) -> None:
         """The upcall handler's packet-in (PacketInEvent: pi, data, in_port, key)."""
         if not self.ports.sends_packet_ins(ev.in_port):
             return
+        now_ns = self.br.dp.now_ns
+        if not self.pipeline.meter_admit(OFPM_CONTROLLER, len(ev.data), now_ns):
+            self.n_metered += 1                   # counted on the meter's band too
+            return
         pi = ev.pi
         reason = PI_REASON.get(pi.reason, C.OFPR_ACTION)
         if reason == C.OFPR_ACTION and self._is_table_miss(ev):
             reason = C.OFPR_NO_MATCH              # a table-miss rule's controller action
-        self.n_packet_ins += 1
         data = bytes(ev.data)
+        self.n_packet_ins += 1
 
         def make(conn):
+            if self._rate_limited(conn, reason, now_ns):
+                return None
             max_len = pi.max_len if pi.reason == "action" else conn.miss_send_len
             body = data if max_len == C.OFPCML_NO_BUFFER else data[:max_len]
             match = {"in_port": (ev.in_port, None)}

@@ -7,7 +7,10 @@ closes it: no boundary can be trusted after one), answers HELLO with the negotia
 after ``probe_interval`` seconds without a message, closed after twice that), and hands every
 other message of one read to its owner's ``handle_batch`` at once, so the owner can apply a
 whole read of flow-mods and revalidate once.  Replies are buffered; while the peer does not
-read them (the transport's write buffer is full), reading from it pauses.
+read them (the transport's write buffer is full), reading from it pauses.  Packet-ins are
+not buffered without bound: at most ``PACKET_IN_QUEUE_MAX`` (100, as Open vSwitch) wait in a
+connection's write buffer; beyond that ``send_packet_in`` drops them and counts them
+(``stats["packet_ins_dropped"]``, ``packet_ins_queued()``).
 
 ``Listener`` serves ``ptcp:PORT[:IP]`` (loopback by default) or ``punix:PATH``;
 ``ActiveController`` keeps a connection to ``tcp:HOST:PORT`` or ``unix:PATH`` up, reconnecting
@@ -26,6 +29,7 @@ import os
 import stat
 import struct
 import time
+from collections import deque
 from typing import Protocol as TypingProtocol
 
 from ..log import rate_limited
@@ -40,6 +44,7 @@ BACKOFF_MIN, BACKOFF_MAX = 1.0, 8.0
 WRITE_HIGH_WATER = 4 << 20          # bytes of unsent replies before reading from the peer pauses
 MAX_CONNECTIONS = 1000              # OpenFlow connections open at once, all bridges and listeners
 PROBE_XID = 0xFFFFFFF0
+PACKET_IN_QUEUE_MAX = 100           # packet-ins waiting in a connection's write buffer at most
 
 
 _LOG = rate_limited("dpdkswitch.openflow")
@@ -99,6 +104,8 @@ class OFConnection(asyncio.Protocol):
         self.stats = {"rx": 0, "tx": 0, "errors": 0, "packet_ins_dropped": 0}
         self.connected_at: float | None = None    # monotonic time of the HELLO exchange
         self.error: str | None = None             # why it closed, when it did (shown by the owner)
+        self._tx_bytes = 0                        # bytes given to the transport, ever
+        self._pin_ends: deque[int] = deque()      # _tx_bytes at the end of each packet-in not yet flushed
 
     # -- asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -215,9 +222,34 @@ class OFConnection(asyncio.Protocol):
         """Queue DATA (one or more messages); False when the connection is closing, so it is not sent."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+            self._tx_bytes += len(data)
             self.stats["tx"] += 1
             return True
         return False
+
+    def packet_ins_queued(self) -> int:
+        """Packet-ins sent but still in the transport's write buffer (not yet taken by the
+        kernel), as far as its buffered byte count tells."""
+        if self.transport is None:
+            return 0
+        flushed = self._tx_bytes - self.transport.get_write_buffer_size()
+        q = self._pin_ends
+        while q and q[0] <= flushed:
+            q.popleft()
+        return len(q)
+
+    def send_packet_in(self, data: bytes) -> bool:
+        """Send a packet-in unless ``PACKET_IN_QUEUE_MAX`` wait already (then it is dropped and
+        counted, as Open vSwitch's rconn drops beyond its queue limit).  Whether it was sent."""
+        if self.transport is None or self.transport.is_closing():
+            self.stats["packet_ins_dropped"] += 1     # the connection is closing
+            return False
+        if self.packet_ins_queued() >= PACKET_IN_QUEUE_MAX:
+            self.stats["packet_ins_dropped"] += 1
+            return False
+        self.send(data)
+        self._pin_ends.append(self._tx_bytes)
+        return True
 
     def send_msg(self, msg: Message) -> None:
         msg.version = self.version

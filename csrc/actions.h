@@ -16,7 +16,8 @@
  *     callbacks as a constant struct gets direct calls the compiler can inline (the PMD: an
  *     out-of-line loop with an indirect call per action cost its VLAN-push path 2-5 cycles a
  *     frame); dps_actions_execute is the same loop out of line, for ops known at run time only
- *     (the fuzz target) and for nested lists (clone, sample).
+ *     (the fuzz target), for what is not per frame (packet-out) and for nested lists (clone,
+ *     sample).
  *   - The list has passed dps_actions_validate (every length and argument in range, ports and
  *     meter ids below their limits): the executor does not check it again.
  *   - The frame is consumed exactly once: handed to output, userspace or recirculate (each
@@ -45,8 +46,11 @@
 /* The datapath as the executor sees it.  CTX is the caller's, passed back unchanged.  Every
  * callback that takes a frame takes it for good (sends, queues or frees it). */
 struct dps_exec_ops {
-    /* Send M out of datapath PORT (< DPS_MAX_PORTS; a port that is not there drops M and
-     * counts it). */
+    /* Whether datapath PORT (< DPS_MAX_PORTS) is there to send to: false skips the output (the
+     * callback counts the drop).  Asked before the frame is branched, so an output to a port
+     * that is gone costs no copy. */
+    bool (*port_ok)(void *ctx, uint32_t port);
+    /* Send M out of datapath PORT (one port_ok accepted). */
     void (*output)(void *ctx, uint32_t port, struct rte_mbuf *m);
     /* Hand M to the slow path with COOKIE and KEY (the frame's key as the list began, with the
      * dp_hash a hash action gave it). */
@@ -175,6 +179,8 @@ dps_actions_run(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, s
         bool last = off >= len;
         switch (h->type) {
         case DPS_ACT_OUTPUT: {
+            if (!ops->port_ok(ctx, h->arg))
+                break;                     /* counted by the callback; a last output's frame is freed below */
             if (last && trunc >= rte_pktmbuf_pkt_len(m)) {
                 ops->output(ctx, h->arg, m);
                 return;

@@ -211,6 +211,14 @@ keep(struct rte_mbuf *m)
     n_held++;
 }
 
+static bool
+fake_port_ok(void *ctx, uint32_t port)
+{
+    (void)ctx;
+    CHECK("output_port_valid", port < DPS_MAX_PORTS, NULL);
+    return true;
+}
+
 static void
 fake_output(void *ctx, uint32_t port, struct rte_mbuf *m)
 {
@@ -259,7 +267,7 @@ fake_dropped(void *ctx)
 }
 
 static const struct dps_exec_ops fake_ops = {
-    .output = fake_output, .userspace = fake_userspace, .recirculate = fake_recirculate,
+    .port_ok = fake_port_ok, .output = fake_output, .userspace = fake_userspace, .recirculate = fake_recirculate,
     .meter = fake_meter, .random = fake_random, .dropped = fake_dropped,
 };
 

@@ -277,7 +277,7 @@ main(int argc, char **argv)
     uint32_t len = 0;
     for (unsigned i = 0; i < N_OUT; i++)
         len += put_output(acts + len, 2);
-    CHECK(dps_actions_check(dp, acts, len) == 0, "a list of %u outputs is valid", N_OUT);
+    CHECK(dps_actions_check(acts, len) == 0, "a list of %u outputs is valid", N_OUT);
     frame(f, 7);
     CHECK(dps_execute(dp, f, FRAME_LEN, 1, acts, len) == 0, "packet-out of %u outputs", N_OUT);
     drain_check(dp, 2, N_OUT, 7, NULL);
@@ -290,7 +290,7 @@ main(int argc, char **argv)
     len += put_set_eth_src(acts + len);
     for (unsigned i = 0; i < N_OUT / 2; i++)
         len += put_output(acts + len, 3);
-    CHECK(dps_actions_check(dp, acts, len) == 0, "outputs around a rewrite");
+    CHECK(dps_actions_check(acts, len) == 0, "outputs around a rewrite");
     frame(f, 8);
     CHECK(dps_execute(dp, f, FRAME_LEN, 1, acts, len) == 0, "packet-out around a rewrite");
     drain_check(dp, 2, N_OUT / 2, 8, NULL);

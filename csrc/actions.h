@@ -87,10 +87,13 @@ bool dps_actions_need_key(const uint8_t *actions, uint32_t len);
  * parses the frame for its header; false, and the frame unchanged, if it has none. */
 bool dps_set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *value);
 /* Whether any action of a list might change the frame, or hand it on to be changed (the slow
- * path, a second pass).  Stops at the first that does. */
+ * path, a second pass).  The early-exit form of dps_actions_modifying_end() != 0: it stops at
+ * the first such action, where that one must walk the whole list to find the last; used
+ * where only "any?" is asked (a clone's or sample's nested list). */
 bool dps_actions_modify(const uint8_t *actions, uint32_t len);
 /* Where the list's last such action ends, 0 if none: an action that starts before that offset
- * has one after it.  One pass over the list. */
+ * has one after it.  One pass over the whole list (made once per run of a list, when a side
+ * branch first needs it: dps_modified_from). */
 uint32_t dps_actions_modifying_end(const uint8_t *actions, uint32_t len);
 /* The hash action's dp_hash: the 5-tuple of KEY from BASIS. */
 uint32_t dps_actions_hash(const struct dps_flow_key *key, uint32_t basis);

@@ -309,6 +309,7 @@ action_modifies(const struct dps_action *h)
     }
 }
 
+/* dps_actions_modifying_end(a, len) != 0, but stopping at the first modifying action. */
 bool
 dps_actions_modify(const uint8_t *a, uint32_t len)
 {

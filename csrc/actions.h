@@ -16,7 +16,8 @@
  *     callbacks as a constant struct gets direct calls the compiler can inline (the PMD: an
  *     out-of-line loop with an indirect call per action cost its VLAN-push path 2-5 cycles a
  *     frame); dps_actions_execute is the same loop out of line, for ops known at run time only
- *     (the fuzz target) and for nested lists (clone, sample).
+ *     (the fuzz target), for what is not per frame (packet-out) and for nested lists (clone,
+ *     sample).
  *   - The list has passed dps_actions_validate (every length and argument in range, ports and
  *     meter ids below their limits): the executor does not check it again.
  *   - The frame is consumed exactly once: handed to output, userspace or recirculate (each
@@ -45,8 +46,11 @@
 /* The datapath as the executor sees it.  CTX is the caller's, passed back unchanged.  Every
  * callback that takes a frame takes it for good (sends, queues or frees it). */
 struct dps_exec_ops {
-    /* Send M out of datapath PORT (< DPS_MAX_PORTS; a port that is not there drops M and
-     * counts it). */
+    /* Whether datapath PORT (< DPS_MAX_PORTS) is there to send to: false skips the output (the
+     * callback counts the drop).  Asked before the frame is branched, so an output to a port
+     * that is gone costs no copy. */
+    bool (*port_ok)(void *ctx, uint32_t port);
+    /* Send M out of datapath PORT (one port_ok accepted). */
     void (*output)(void *ctx, uint32_t port, struct rte_mbuf *m);
     /* Hand M to the slow path with COOKIE and KEY (the frame's key as the list began, with the
      * dp_hash a hash action gave it). */
@@ -83,10 +87,13 @@ bool dps_actions_need_key(const uint8_t *actions, uint32_t len);
  * parses the frame for its header; false, and the frame unchanged, if it has none. */
 bool dps_set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *value);
 /* Whether any action of a list might change the frame, or hand it on to be changed (the slow
- * path, a second pass).  Stops at the first that does. */
+ * path, a second pass).  The early-exit form of dps_actions_modifying_end() != 0: it stops at
+ * the first such action, where that one must walk the whole list to find the last; used
+ * where only "any?" is asked (a clone's or sample's nested list). */
 bool dps_actions_modify(const uint8_t *actions, uint32_t len);
 /* Where the list's last such action ends, 0 if none: an action that starts before that offset
- * has one after it.  One pass over the list. */
+ * has one after it.  One pass over the whole list (made once per run of a list, when a side
+ * branch first needs it: dps_modified_from). */
 uint32_t dps_actions_modifying_end(const uint8_t *actions, uint32_t len);
 /* The hash action's dp_hash: the 5-tuple of KEY from BASIS. */
 uint32_t dps_actions_hash(const struct dps_flow_key *key, uint32_t basis);
@@ -175,6 +182,8 @@ dps_actions_run(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, s
         bool last = off >= len;
         switch (h->type) {
         case DPS_ACT_OUTPUT: {
+            if (!ops->port_ok(ctx, h->arg))
+                break;                     /* counted by the callback; a last output's frame is freed below */
             if (last && trunc >= rte_pktmbuf_pkt_len(m)) {
                 ops->output(ctx, h->arg, m);
                 return;

@@ -406,9 +406,8 @@ dps_flow_reclaim(struct dps_dp *dp)
 }
 
 int
-dps_actions_check(const struct dps_dp *dp, const uint8_t *actions, uint32_t len)
+dps_actions_check(const uint8_t *actions, uint32_t len)
 {
-    (void)dp;
     char why[160];
     if (dps_actions_validate(actions, len, why, sizeof why) < 0)
         return dps_error(EINVAL, "bad actions: %s", why);
@@ -419,11 +418,11 @@ static int
 flow_put_one(struct dps_dp *dp, struct dps_flow_put *p)
 {
     struct dps_flow_table *ft = &dp->ft;
-    char why[160];
     if (!p->key || !p->mask)
         return dps_error(EINVAL, "a flow needs a key and a mask");
-    if (dps_actions_validate(p->actions, p->actions_len, why, sizeof why) < 0)
-        return dps_error(EINVAL, "bad actions: %s", why);
+    int rc = dps_actions_check(p->actions, p->actions_len);
+    if (rc < 0)
+        return rc;
 
     int slot = ufid_slot(ft, &p->ufid);
     if (slot >= 0) {

@@ -13,6 +13,7 @@
 #include <rte_byteorder.h>
 
 #include "parse.h"
+#include "util.h"
 
 #define ETH_TYPE_IPV4 0x0800
 #define ETH_TYPE_ARP 0x0806
@@ -48,14 +49,6 @@ key_zero(struct dps_flow_key *k)
 #endif
 }
 
-static inline uint16_t
-rd16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-
 /* TCP, UDP, SCTP, ICMP: the transport fields, if the whole header is there. */
 static void
 parse_l4(const uint8_t *f, uint32_t ofs, uint32_t end, struct dps_flow_key *k, bool v6)
@@ -66,7 +59,7 @@ parse_l4(const uint8_t *f, uint32_t ofs, uint32_t end, struct dps_flow_key *k, b
     case IPPROTO_TCP_:
         if (room >= 20 && (p[12] >> 4) >= 5) {
             memcpy(&k->tp_src, p, 4);
-            k->tcp_flags = rte_cpu_to_be_16(rte_be_to_cpu_16(rd16(p + 12)) & 0x0fff);
+            k->tcp_flags = rte_cpu_to_be_16(dps_get_be16(p + 12) & 0x0fff);
         }
         break;
     case IPPROTO_UDP_:
@@ -115,14 +108,14 @@ parse_ipv4(const uint8_t *f, uint32_t ofs, uint32_t len, struct dps_flow_key *k,
     uint32_t ihl = (p[0] & 0x0f) * 4u;
     if (ihl < 20 || ihl > len - ofs)
         return 0;
-    uint32_t tot = rte_be_to_cpu_16(rd16(p + 2));
+    uint32_t tot = dps_get_be16(p + 2);
     *end = (tot >= ihl && ofs + tot < len) ? ofs + tot : len;   /* Ethernet padding is not payload */
     memcpy(k->nw_src, p + 12, 4);
     memcpy(k->nw_dst, p + 16, 4);
     k->nw_tos = p[1];
     k->nw_ttl = p[8];
     k->nw_proto = p[9];
-    uint16_t frag = rte_be_to_cpu_16(rd16(p + 6));
+    uint16_t frag = dps_get_be16(p + 6);
     if (frag & 0x3fff) {                       /* MF or an offset */
         k->nw_frag = DPS_FRAG_ANY;
         if (frag & 0x1fff) {
@@ -142,7 +135,7 @@ parse_ipv6(const uint8_t *f, uint32_t ofs, uint32_t len, struct dps_flow_key *k,
     uint32_t vtcfl;
     memcpy(&vtcfl, p, 4);
     vtcfl = rte_be_to_cpu_32(vtcfl);
-    uint32_t plen = rte_be_to_cpu_16(rd16(p + 4));
+    uint32_t plen = dps_get_be16(p + 4);
     *end = ofs + 40 + plen < len ? ofs + 40 + plen : len;
     k->nw_tos = (uint8_t)(vtcfl >> 20);
     k->ipv6_label = rte_cpu_to_be_32(vtcfl & 0xfffff);
@@ -165,7 +158,7 @@ parse_ipv6(const uint8_t *f, uint32_t ofs, uint32_t len, struct dps_flow_key *k,
         } else if (nh == 44) {                 /* fragment */
             if (len - ofs < 8)
                 return 0;
-            uint16_t fo = rte_be_to_cpu_16(rd16(f + ofs + 2));
+            uint16_t fo = dps_get_be16(f + ofs + 2);
             nh = f[ofs];
             ofs += 8;
             if (fo & 0xfff9) {                 /* offset or M */
@@ -200,17 +193,17 @@ dps_parse_ofs(const uint8_t *f, uint32_t len, uint32_t in_port, struct dps_flow_
     if (len < 14)
         return;
     uint32_t ofs = 12;
-    uint16_t type = rte_be_to_cpu_16(rd16(f + ofs));
+    uint16_t type = dps_get_be16(f + ofs);
     while ((type == ETH_TYPE_VLAN || type == ETH_TYPE_QINQ) && o->n_vlans < 2) {
         if (len - ofs < 6) {                   /* a tag type with no room for the tag */
             k->eth_type = rte_cpu_to_be_16(type);
             return;
         }
         k->vlan_tpid[o->n_vlans] = rte_cpu_to_be_16(type);
-        k->vlan_tci[o->n_vlans] = rte_cpu_to_be_16(rte_be_to_cpu_16(rd16(f + ofs + 2)) | DPS_VLAN_CFI);
+        k->vlan_tci[o->n_vlans] = rte_cpu_to_be_16(dps_get_be16(f + ofs + 2) | DPS_VLAN_CFI);
         o->n_vlans++;
         ofs += 4;
-        type = rte_be_to_cpu_16(rd16(f + ofs));
+        type = dps_get_be16(f + ofs);
     }
     ofs += 2;
     k->eth_type = rte_cpu_to_be_16(type < 0x600 ? ETH_TYPE_NONE : type);
@@ -226,10 +219,10 @@ dps_parse_ofs(const uint8_t *f, uint32_t len, uint32_t in_port, struct dps_flow_
             o->l3 = (uint16_t)ofs;
     } else if (type == ETH_TYPE_ARP) {
         const uint8_t *p = f + ofs;
-        if (len - ofs >= 28 && rd16(p) == rte_cpu_to_be_16(1) && rd16(p + 2) == rte_cpu_to_be_16(0x0800)
+        if (len - ofs >= 28 && dps_get16(p) == rte_cpu_to_be_16(1) && dps_get16(p + 2) == rte_cpu_to_be_16(0x0800)
             && p[4] == 6 && p[5] == 4) {
             o->l3 = (uint16_t)ofs;
-            uint16_t op = rte_be_to_cpu_16(rd16(p + 6));
+            uint16_t op = dps_get_be16(p + 6);
             k->nw_proto = op <= 0xff ? (uint8_t)op : 0;
             memcpy(k->arp_sha, p + 8, 6);
             memcpy(k->nw_src, p + 14, 4);
@@ -254,17 +247,17 @@ dps_parse_l2(const uint8_t *f, uint32_t len, struct dps_flow_key *k)
     if (len < 14)
         return;
     uint32_t ofs = 12, n = 0;
-    uint16_t type = rte_be_to_cpu_16(rd16(f + ofs));
+    uint16_t type = dps_get_be16(f + ofs);
     while ((type == ETH_TYPE_VLAN || type == ETH_TYPE_QINQ) && n < 2) {
         if (len - ofs < 6) {
             k->eth_type = rte_cpu_to_be_16(type);
             return;
         }
         k->vlan_tpid[n] = rte_cpu_to_be_16(type);
-        k->vlan_tci[n] = rte_cpu_to_be_16(rte_be_to_cpu_16(rd16(f + ofs + 2)) | DPS_VLAN_CFI);
+        k->vlan_tci[n] = rte_cpu_to_be_16(dps_get_be16(f + ofs + 2) | DPS_VLAN_CFI);
         n++;
         ofs += 4;
-        type = rte_be_to_cpu_16(rd16(f + ofs));
+        type = dps_get_be16(f + ofs);
     }
     k->eth_type = rte_cpu_to_be_16(type < 0x600 ? ETH_TYPE_NONE : type);
 }

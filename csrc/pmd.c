@@ -166,15 +166,21 @@ dps_pmd_flush(struct dps_pmd *pmd, const struct dps_fwd *f)
 /* ---- The executor's callbacks: how an action list reaches this PMD's datapath ----
  * CTX is the PMD; pmd->fwd is the snapshot its iteration (or packet-out) reads. */
 
-static void
-exec_output(void *ctx, uint32_t port, struct rte_mbuf *m)
+static bool
+exec_port_ok(void *ctx, uint32_t port)
 {
     struct dps_pmd *pmd = ctx;
     if (unlikely(!pmd->fwd->port[port].valid)) {
         pmd->stats->action_drops++;
-        rte_pktmbuf_free(m);
-        return;
+        return false;
     }
+    return true;
+}
+
+static void
+exec_output(void *ctx, uint32_t port, struct rte_mbuf *m)
+{
+    struct dps_pmd *pmd = ctx;
     dps_tx_enqueue(pmd, pmd->fwd, port, m);
 }
 
@@ -236,11 +242,12 @@ exec_dropped(void *ctx)
 }
 
 static const struct dps_exec_ops pmd_exec_ops = {
-    .output = exec_output, .userspace = exec_userspace, .recirculate = exec_recirculate,
-    .meter = exec_meter, .random = exec_random, .dropped = exec_dropped,
+    .port_ok = exec_port_ok, .output = exec_output, .userspace = exec_userspace,
+    .recirculate = exec_recirculate, .meter = exec_meter, .random = exec_random, .dropped = exec_dropped,
 };
 
-/* The executor with this PMD behind it, inline: the callbacks above become direct calls. */
+/* The executor with this PMD behind it, inline: the callbacks above become direct calls.  For the
+ * per-frame sites only; packet-out (dps_pmd_execute) takes the out-of-line instance. */
 static inline __attribute__((always_inline)) void
 pmd_execute(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *key, const uint8_t *actions,
             uint32_t len)
@@ -253,7 +260,7 @@ dps_pmd_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m
                 const uint8_t *actions, uint32_t len)
 {
     pmd->fwd = f;
-    pmd_execute(pmd, m, key, actions, len);
+    dps_actions_execute(&pmd_exec_ops, pmd, m, key, actions, len);   /* out of line: not per frame */
 }
 
 /* A frame that hit flow SLOT: count it against the flow, run the flow's actions. */

@@ -200,10 +200,10 @@ dps_upcall_recv(struct dps_dp *dp, struct dps_upcall *out, unsigned n)
 static int
 execute_on(struct dps_dp *dp, struct rte_mbuf *m, struct dps_flow_key *key, const uint8_t *actions, uint32_t len)
 {
-    char why[160];
-    if (dps_actions_validate(actions, len, why, sizeof why) < 0) {
+    int rc = dps_actions_check(actions, len);
+    if (rc < 0) {
         rte_pktmbuf_free(m);
-        return dps_error(EINVAL, "bad actions: %s", why);
+        return rc;
     }
     struct dps_pmd *ctl = dp->pmds[DPS_MANUAL_PMD];
     const struct dps_fwd *f = __atomic_load_n(&dp->fwd, __ATOMIC_ACQUIRE);

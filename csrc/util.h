@@ -1,12 +1,14 @@
 /*
  * util.h — helpers any C file of csrc/ may use, none of them tied to a datapath: the calling
  * thread's last error, unaligned reads and writes of frame bytes, and one's-complement checksum
- * arithmetic (RFC 1071 sums, RFC 1624 incremental updates).
+ * arithmetic (folding a 32-bit sum's carries into 16 bits, as RFC 1071 does; RFC 1624
+ * incremental updates).  No full sum over a buffer: the datapath never computes one, every
+ * rewrite updates the checksum it touches incrementally.
  *
  * Contract: any thread; nothing here keeps shared state (the last error is per thread).  All
- * but dps_error (util.c) are inline and cost a few instructions: a checksum update costs one
- * add per 16-bit word changed.  Frame bytes are read and written with memcpy, so a header at
- * any address is fine (no aligned-pointer casts).
+ * but dps_error (util.c) are inline and cost a few instructions: a checksum update costs two
+ * adds per 16-bit word changed and a fold.  Frame bytes are read and written with memcpy, so a
+ * header at any address is fine (no aligned-pointer casts).
  */
 #ifndef DPS_UTIL_H
 #define DPS_UTIL_H 1

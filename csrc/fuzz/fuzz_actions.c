@@ -48,6 +48,7 @@
 
 #include "actions.h"
 #include "parse.h"
+#include "util.h"
 
 #define FUZZ_TARGET "fuzz_actions"
 #include "invariant.h"
@@ -211,6 +212,14 @@ keep(struct rte_mbuf *m)
     n_held++;
 }
 
+static bool
+fake_port_ok(void *ctx, uint32_t port)
+{
+    (void)ctx;
+    CHECK("output_port_valid", port < DPS_MAX_PORTS, NULL);
+    return true;
+}
+
 static void
 fake_output(void *ctx, uint32_t port, struct rte_mbuf *m)
 {
@@ -259,7 +268,7 @@ fake_dropped(void *ctx)
 }
 
 static const struct dps_exec_ops fake_ops = {
-    .output = fake_output, .userspace = fake_userspace, .recirculate = fake_recirculate,
+    .port_ok = fake_port_ok, .output = fake_output, .userspace = fake_userspace, .recirculate = fake_recirculate,
     .meter = fake_meter, .random = fake_random, .dropped = fake_dropped,
 };
 
@@ -295,17 +304,11 @@ list_scan(const uint8_t *a, uint32_t len, struct list_info *li)
 
 /* ---- Checksums, from scratch ---- */
 
-static inline uint32_t
-rd16(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 8 | p[1];
-}
-
 static uint32_t
 sum16(const uint8_t *p, uint32_t n, uint32_t s)
 {
     for (uint32_t i = 0; i + 1 < n; i += 2)
-        s += rd16(p + i);
+        s += dps_get_be16(p + i);
     if (n & 1)
         s += (uint32_t)p[n - 1] << 8;
     return s;
@@ -350,7 +353,7 @@ csum_state(const uint8_t *f, uint32_t len, unsigned *checkable)
     uint32_t s = 0, l4len = 0, l4 = o.l4;
     uint8_t proto = 0;
     if (type == 0x0800) {
-        uint32_t ihl = (ip[0] & 15) * 4u, total = rd16(ip + 2);
+        uint32_t ihl = (ip[0] & 15) * 4u, total = dps_get_be16(ip + 2);
         if (ihl < 20 || o.l3 + ihl > len)
             return 0;
         *checkable |= CS_IP4;
@@ -364,7 +367,7 @@ csum_state(const uint8_t *f, uint32_t len, unsigned *checkable)
         else if (proto != 1 && proto != 132)
             return ok;
     } else if (type == 0x86dd) {
-        uint32_t end = o.l3 + 40u + rd16(ip + 4);
+        uint32_t end = o.l3 + 40u + dps_get_be16(ip + 4);
         if (k.nw_frag || l4 == DPS_OFS_NONE || o.l3 + 40u > len || end > len || l4 > end)
             return 0;
         proto = k.nw_proto;
@@ -380,7 +383,7 @@ csum_state(const uint8_t *f, uint32_t len, unsigned *checkable)
     uint32_t need = proto == 6 ? 20 : proto == 132 ? 12 : proto == 17 ? 8 : 4;
     if (l4len < need)
         return ok;
-    if (proto == 17 && type == 0x0800 && rd16(p + 6) == 0)
+    if (proto == 17 && type == 0x0800 && dps_get_be16(p + 6) == 0)
         return ok;                      /* UDP over IPv4 without a checksum */
     *checkable |= CS_L4;
     if (proto == 132) {

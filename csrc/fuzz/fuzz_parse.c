@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "parse.h"
+#include "util.h"
 
 #define FUZZ_TARGET "fuzz_parse"
 #include "invariant.h"
@@ -35,12 +36,6 @@ static inline uint16_t
 be16(uint16_t v)                        /* network-order member -> host */
 {
     return (uint16_t)((v >> 8) | (v << 8));
-}
-
-static inline uint16_t
-rd16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
 }
 
 static int
@@ -107,16 +102,16 @@ check(const uint8_t *f, uint32_t len, uint32_t in_port, const struct dps_flow_ke
         if (tpid) {
             CHECK("vlan_tags_in_order", tags == i);
             CHECK("vlan_tag_in_frame", 12u + 4u * i + 6u <= len);
-            CHECK("vlan_tag_bytes", rd16(f + 12 + 4 * i) == tpid
-                                        && (rd16(f + 14 + 4 * i) | DPS_VLAN_CFI) == tci);
+            CHECK("vlan_tag_bytes", dps_get_be16(f + 12 + 4 * i) == tpid
+                                        && (dps_get_be16(f + 14 + 4 * i) | DPS_VLAN_CFI) == tci);
             tags++;
         }
     }
     CHECK("n_vlans", o->n_vlans == tags);
     /* The type after the tags (a tag type itself when the tag after it is cut short). */
     CHECK("eth_type_in_frame", 14u + 4u * tags <= len);
-    CHECK("eth_type_bytes", type == ETH_NONE ? rd16(f + 12 + 4 * tags) < 0x600
-                                             : rd16(f + 12 + 4 * tags) == type);
+    CHECK("eth_type_bytes", type == ETH_NONE ? dps_get_be16(f + 12 + 4 * tags) < 0x600
+                                             : dps_get_be16(f + 12 + 4 * tags) == type);
 
     int ipv4 = type == ETH_IPV4, ipv6 = type == ETH_IPV6, arp = type == ETH_ARP;
     if (!ipv4 && !ipv6 && !arp) {
@@ -135,7 +130,7 @@ check(const uint8_t *f, uint32_t len, uint32_t in_port, const struct dps_flow_ke
             CHECK("arp_in_frame", o->l3 + 28u <= len);
             CHECK("arp_bytes", memcmp(k->arp_sha, p + 8, 6) == 0 && memcmp(k->nw_src, p + 14, 4) == 0
                                    && memcmp(k->arp_tha, p + 18, 6) == 0 && memcmp(k->nw_dst, p + 24, 4) == 0);
-            CHECK("arp_op", k->nw_proto == (rd16(p + 6) <= 0xff ? rd16(p + 6) : 0));
+            CHECK("arp_op", k->nw_proto == (dps_get_be16(p + 6) <= 0xff ? dps_get_be16(p + 6) : 0));
         }
         return;
     }
@@ -163,9 +158,9 @@ check(const uint8_t *f, uint32_t len, uint32_t in_port, const struct dps_flow_ke
         const uint8_t *p = f + l3;
         if (l3 + 40u <= len && (p[0] >> 4) == 6)
             CHECK("ipv6_bytes", memcmp(k->nw_src, p + 8, 16) == 0 && memcmp(k->nw_dst, p + 24, 16) == 0
-                                    && k->nw_ttl == p[7] && k->nw_tos == (uint8_t)(rd16(p) >> 4)
+                                    && k->nw_ttl == p[7] && k->nw_tos == (uint8_t)(dps_get_be16(p) >> 4)
                                     && k->ipv6_label == __builtin_bswap32(
-                                           (uint32_t)(p[1] & 15) << 16 | rd16(p + 2)));
+                                           (uint32_t)(p[1] & 15) << 16 | dps_get_be16(p + 2)));
         else
             CHECK("ipv6_invalid_rest_zero", ZERO_FROM(k, nw_src) && o->l4 == DPS_OFS_NONE);
     }

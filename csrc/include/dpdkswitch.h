@@ -378,7 +378,7 @@ void dps_packet_free(struct dps_dp *dp, void *packet);
 int dps_execute(struct dps_dp *dp, const uint8_t *frame, uint32_t len, uint32_t in_port,
                 const uint8_t *actions, uint32_t actions_len);
 /* Check an action list as a put would; 0 or -EINVAL with the reason. */
-int dps_actions_check(const struct dps_dp *dp, const uint8_t *actions, uint32_t len);
+int dps_actions_check(const uint8_t *actions, uint32_t len);
 
 /* ---- PMD threads ---------------------------------------------------------------------- */
 

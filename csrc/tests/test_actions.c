@@ -85,6 +85,17 @@ drain_check(struct dps_dp *dp, uint32_t port, unsigned expect, unsigned which, c
 static struct rte_mbuf *kept[16];
 static unsigned n_kept;
 
+static unsigned n_gone;                 /* outputs refused: port GONE_PORT is not there */
+#define GONE_PORT 9
+
+static bool
+keep_port_ok(void *ctx, uint32_t port)
+{
+    (void)ctx;
+    n_gone += port == GONE_PORT;
+    return port != GONE_PORT;
+}
+
 static void
 keep_output(void *ctx, uint32_t port, struct rte_mbuf *m)
 {
@@ -128,7 +139,7 @@ count_drop(void *ctx)
 }
 
 static const struct dps_exec_ops keep_ops = {
-    .output = keep_output, .userspace = keep_userspace, .recirculate = keep_recirculate,
+    .port_ok = keep_port_ok, .output = keep_output, .userspace = keep_userspace, .recirculate = keep_recirculate,
     .meter = pass_meter, .random = no_random, .dropped = count_drop,
 };
 
@@ -209,6 +220,36 @@ failed_copies_are_counted(void)
     rte_mempool_free(mp);
 }
 
+/* An output to a port that is gone is refused before the frame is branched: no copy is made
+ * for it (the pool's only mbuf is the frame), and the frame goes on to the next action. */
+static void
+output_to_gone_port_makes_no_copy(void)
+{
+    struct rte_mempool *mp = rte_pktmbuf_pool_create("tact_gone", 1, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                                     SOCKET_ID_ANY);
+    CHECK(mp != NULL, "mempool");
+    if (!mp)
+        return;
+    static const struct dps_action list[] = {
+        { DPS_ACT_OUTPUT, 8, GONE_PORT }, { DPS_ACT_PUSH_VLAN, 8, 0x81000005 }, { DPS_ACT_OUTPUT, 8, 2 },
+    };
+    struct rte_mbuf *m = rte_pktmbuf_alloc(mp);
+    memcpy(rte_pktmbuf_append(m, FRAME_LEN), buf, FRAME_LEN);
+    struct dps_flow_key key = { .in_port = 1 };
+    unsigned drops = 0;
+    n_kept = 0;
+    n_gone = 0;
+    dps_actions_execute(&keep_ops, &drops, m, &key, (const uint8_t *)list, sizeof list);
+    CHECK(n_gone == 1, "the gone port is refused once: %u", n_gone);
+    CHECK(drops == 0, "no copy was tried for it: %u dropped", drops);
+    CHECK(n_kept == 1 && kept[0] == m && rte_pktmbuf_pkt_len(m) == FRAME_LEN + 4,
+          "the frame itself, tagged, goes on to port 2");
+    for (unsigned k = 0; k < n_kept; k++)
+        rte_pktmbuf_free(kept[k]);
+    CHECK(rte_mempool_in_use_count(mp) == 0, "nothing held");
+    rte_mempool_free(mp);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -236,7 +277,7 @@ main(int argc, char **argv)
     uint32_t len = 0;
     for (unsigned i = 0; i < N_OUT; i++)
         len += put_output(acts + len, 2);
-    CHECK(dps_actions_check(dp, acts, len) == 0, "a list of %u outputs is valid", N_OUT);
+    CHECK(dps_actions_check(acts, len) == 0, "a list of %u outputs is valid", N_OUT);
     frame(f, 7);
     CHECK(dps_execute(dp, f, FRAME_LEN, 1, acts, len) == 0, "packet-out of %u outputs", N_OUT);
     drain_check(dp, 2, N_OUT, 7, NULL);
@@ -249,7 +290,7 @@ main(int argc, char **argv)
     len += put_set_eth_src(acts + len);
     for (unsigned i = 0; i < N_OUT / 2; i++)
         len += put_output(acts + len, 3);
-    CHECK(dps_actions_check(dp, acts, len) == 0, "outputs around a rewrite");
+    CHECK(dps_actions_check(acts, len) == 0, "outputs around a rewrite");
     frame(f, 8);
     CHECK(dps_execute(dp, f, FRAME_LEN, 1, acts, len) == 0, "packet-out around a rewrite");
     drain_check(dp, 2, N_OUT / 2, 8, NULL);
@@ -278,6 +319,7 @@ main(int argc, char **argv)
 
     chained_frame_shared_by_two_outputs();
     failed_copies_are_counted();
+    output_to_gone_port_makes_no_copy();
     printf("%d failed\n", failures);
     return failures ? 1 : 0;
 }

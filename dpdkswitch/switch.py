@@ -367,14 +367,15 @@ class Bridge:
         """OpenFlow packet-out: FRAME through ACTIONS (an OpenFlow action list), as received on
         IN_OFPORT, a port of the bridge or a reserved port (CONTROLLER, LOCAL, ANY; those and
         patch ports enter the datapath as its port 0).  The rules the actions reach (through
-        output:TABLE) count the frame.  The translation; DatapathError if the datapath refuses
+        output:TABLE) count the frame (``FlowEntry.credit``: unless their flags say not to) and
+        were used now.  The translation; DatapathError if the datapath refuses
         the frame."""
         entry = self.pipeline.ports.get(in_ofport)
         dp_in = max(entry.dp_port, 0) if entry is not None else 0      # a patch port has no datapath port
         t = self.xlate.translate_actions(parse(frame, dp_in), in_ofport, actions)
+        now = self.dp.now_ns / 1e9
         for e in t.entries:
-            e.packets += 1
-            e.bytes += len(frame)
+            e.credit(1, len(frame), now)
         if t.actions:
             self.dp.execute(frame, dp_in, odp.encode(t.actions))
         return t

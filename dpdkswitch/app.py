@@ -28,7 +28,7 @@ from .ofproto.actions import OFPP_LOCAL
 from .ofswitch import OpenFlowService
 from .reconfig import Reloader
 from .openflow.connection import MAX_CONNECTIONS
-from .switch import Switch
+from .switch import Checked, Switch
 from .top import TopView
 
 LOG = logging.getLogger("dpdkswitch")
@@ -174,8 +174,9 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def run(config: Config, socket_path: str | None = None, top: bool = False) -> int:
-    """Run the switch until SIGINT/SIGTERM or ``exit``.  Raises AlreadyRunning, before anything
+def run(config: Config, socket_path: str | None = None, top: bool = False, checked: Checked | None = None) -> int:
+    """Run the switch until SIGINT/SIGTERM or ``exit`` (with what `switch.check` built from
+    CONFIG, when CHECKED: not built again).  Raises AlreadyRunning, before anything
     is touched, when another instance holds this control socket or a bridge's .mgmt socket."""
     socket_path = socket_path or config.control_socket
     instance = Instance(socket_path, list(config.bridges))
@@ -190,7 +191,7 @@ def run(config: Config, socket_path: str | None = None, top: bool = False) -> in
     # Until the event loop takes the signals over, SIGTERM unwinds like Ctrl-C: whatever start-up
     # has made (ports, namespaces) is taken down by the handlers on the way out.
     signal.signal(signal.SIGTERM, _interrupt)
-    switch = Switch(config, netns_record=instance.netns_record)
+    switch = Switch(config, netns_record=instance.netns_record, checked=checked)
     try:
         switch.start()
         # What start-up built (config, rules, ports) lives as long as the process: out of the

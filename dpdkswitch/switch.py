@@ -88,26 +88,37 @@ def eal_args(config: Config) -> tuple[list[str], str]:
     return Eal.build_args(d.cores, d.hugepages, d.memory_mb, d.extra_args, d.file_prefix, pci, d.log_level)
 
 
-def check(config: Config, eal: bool = True) -> None:
+@dataclass
+class Checked:
+    """What `check` built, for `Switch` to take rather than build again: each bridge's pipeline
+    by name (on no clock yet: `Bridge.create` gives it its datapath's) and EAL's arguments
+    with their note (None when EAL was not checked)."""
+    pipelines: dict[str, Pipeline]
+    eal: tuple[list[str], str] | None = None
+
+
+def check(config: Config, eal: bool = True) -> Checked:
     """Every check ``dpdkswitch run`` applies to CONFIG short of starting EAL, for ``dpdkswitch
     check`` and for ``run`` before it starts EAL: EAL's arguments (``hugepages: on`` needs them
     free; not with EAL false, for a reload into a running EAL that holds them), each bridge's
     pipeline built as `Bridge.create` builds it (without a datapath), and the OpenFlow TLS
-    files loaded as the connections load them.  ConfigError, one line with FILE:LINE, on the
-    first problem."""
+    files loaded as the connections load them.  What it built (``Checked``); ConfigError, one
+    line with FILE:LINE, on the first problem."""
+    checked = Checked({})
     try:
         if eal:
-            eal_args(config)
+            checked.eal = eal_args(config)
     except DatapathError as e:
         raise ConfigError.at(config.dpdk.hugepages_where or f"{config.path}:1", f"dpdk.{e}") from None
     for bc in config.bridges.values():
-        bridge_pipeline(bc)
+        checked.pipelines[bc.name] = bridge_pipeline(bc)
         if bc.openflow.ssl is not None:
             try:
                 tls_context(bc.openflow.ssl, server=True)
             except (OSError, ValueError) as e:     # ssl.SSLError is an OSError
                 raise ConfigError.at(bc.openflow.ssl.where, f"bridge {bc.name!r} openflow ssl: the files do "
                                      f"not load as a certificate, its key and a CA: {e}") from None
+    return checked
 
 
 PATCH_MAC_OUI = 0x02_00_5E_00_00_00    # patch ports get a locally administered MAC (no device)
@@ -195,11 +206,16 @@ class Bridge:
 
     @classmethod
     def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False,
-               backer: Backer | None = None) -> "Bridge":
-        """A bridge on BACKER's datapath (default: a datapath of its own)."""
+               backer: Backer | None = None, pipeline: Pipeline | None = None) -> "Bridge":
+        """A bridge on BACKER's datapath (default: a datapath of its own), with PIPELINE (one
+        `bridge_pipeline` built from CONFIG, as `check` does; default: built here)."""
         backer = backer or Backer([config], manual_clock)
         dp = backer.dp
-        pipeline = bridge_pipeline(config, clock=lambda: dp.now_ns / 1e9)
+        clock = lambda: dp.now_ns / 1e9
+        if pipeline is None:
+            pipeline = bridge_pipeline(config, clock=clock)
+        else:
+            pipeline.set_clock(clock)
         xlate = backer.attach(pipeline)
         br = cls(config, dp, netns, pipeline, xlate, backer.upcalls, backer.revalidator, backer)
         backer.bridges[config.name] = br
@@ -417,15 +433,22 @@ class Bridge:
 class Switch:
     """Every bridge of one config, on one EAL."""
 
-    def __init__(self, config: Config, manual_clock: bool = False, netns_record: str | None = None):
+    def __init__(self, config: Config, manual_clock: bool = False, netns_record: str | None = None,
+                 checked: Checked | None = None):
+        """CHECKED: what `check` built from CONFIG, taken rather than built again (once)."""
         self.config = config
+        self.checked = checked
         self.manual_clock = manual_clock
         self.bridges: dict[str, Bridge] = {}
         self.netns = Namespaces(netns_record)
         self.eal_note = ""
 
     def start_eal(self) -> None:
-        args, self.eal_note = eal_args(self.config)
+        if self.checked is not None and self.checked.eal is not None:
+            args, self.eal_note = self.checked.eal
+            self.checked.eal = None
+        else:
+            args, self.eal_note = eal_args(self.config)
         Eal.start(args)
 
     def start(self) -> None:
@@ -436,7 +459,8 @@ class Switch:
                 backer = Backer([self.config.bridges[n] for n in group], self.manual_clock)
                 for name in group:
                     bc = self.config.bridges[name]
-                    br = self.bridges[name] = Bridge.create(bc, self.netns, self.manual_clock, backer)
+                    built = self.checked.pipelines.pop(name, None) if self.checked is not None else None
+                    br = self.bridges[name] = Bridge.create(bc, self.netns, self.manual_clock, backer, built)
                     for pc in bc.ports.values():
                         try:
                             br.add_port(pc)

@@ -31,7 +31,6 @@ import asyncio
 import os
 import struct
 import time
-import traceback
 
 from .. import __version__
 from ..ofproto.match import MatchError
@@ -201,8 +200,7 @@ class OFSwitch:
                                 xid=struct.unpack_from("!I", raw, 4)[0])
             except Exception as e:                    # our bug: say so, answer EPERM, keep serving
                 self.n_errors += 1
-                log(f"{self.name}: handling {type(msg).__name__} failed: {type(e).__name__}: {e}")
-                traceback.print_exc()
+                log(f"{self.name}: handling {type(msg).__name__} failed: {type(e).__name__}: {e}", exc_info=True)
                 conn.send_error(OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_EPERM, raw[:64]),
                                 xid=struct.unpack_from("!I", raw, 4)[0])
         self.sync()

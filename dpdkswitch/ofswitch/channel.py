@@ -7,7 +7,8 @@ config, desc, multipart replies, the async messages' delivery, the fail modes, t
 revalidation after changes, and the state of its controllers and listeners (``endpoints``, which
 ``ofproto/list-controllers`` shows).  The rest is done by one manager per concept, each in the module
 of its name: ``flows`` (flow-mod, flow and aggregate stats, flow-removed, the fail modes'
-rule), ``groups``, ``meters`` (programming the datapath's meters too), ``ports`` (port-mod,
+rule), ``groups``, ``meters`` (meter-mod, meter stats and features; ``Bridge.meter_mod`` programs
+the datapath's meters), ``ports`` (port-mod,
 port desc and stats, queues, port-status), ``packets`` (packet-in from the upcall handler,
 packet-out) and ``tables`` (table-mod, table stats and features, what a table miss does).
 

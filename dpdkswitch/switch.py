@@ -32,8 +32,7 @@ def parse_config_flow(flow: FlowConfig) -> FlowSpec:
     try:
         return parse_flow(flow.text)
     except (FlowParseError, MatchError) as e:
-        path, _, line = flow.where.rpartition(":")
-        raise ConfigError(path, int(line), f"flow {flow.text!r}: {e}") from None
+        raise ConfigError.at(flow.where, f"flow {flow.text!r}: {e}") from None
 
 
 # A bridge without flows is a learning switch, as Open vSwitch's default bridge.
@@ -65,8 +64,7 @@ def bridge_pipeline(config: BridgeConfig, clock=lambda: 0.0) -> Pipeline:
         except (FlowModError, MatchError) as e:
             if fc is None:
                 raise
-            path, _, line = fc.where.rpartition(":")
-            raise ConfigError(path, int(line), f"flow {fc.text!r}: {e}") from None
+            raise ConfigError.at(fc.where, f"flow {fc.text!r}: {e}") from None
     return pipeline
 
 

@@ -22,7 +22,7 @@ from .config import Config
 from .control import Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
 from .control import reload as reload_cmds
-from .datapath import Eal, lib, ffi
+from .datapath import Eal, dpdk_version
 from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
 from .ofproto.actions import OFPP_LOCAL
 from .ofswitch import OpenFlowService
@@ -35,7 +35,8 @@ LOG = logging.getLogger("dpdkswitch")
 
 
 def version_text() -> str:
-    return f"dpdkswitch {__version__} ({ffi.string(lib.dps_dpdk_version()).decode()})\n"
+    """This switch's version and DPDK's, as ``version`` and every bench result show them."""
+    return f"dpdkswitch {__version__} ({dpdk_version()})\n"
 
 
 def try_hint(config: Config) -> str | None:

@@ -221,7 +221,7 @@ class Config:
 
 # ------------------------------------------------------------------- helpers
 
-def _parse_cpulist(text: str) -> set[int]:
+def parse_cpulist(text: str) -> set[int]:
     """'0-3,8' -> {0, 1, 2, 3, 8} (the /sys cpulist format)."""
     cpus: set[int] = set()
     for part in filter(None, text.strip().split(",")):
@@ -246,7 +246,7 @@ def online_cpus() -> set[int]:
     cpus = set(os.sched_getaffinity(0))
     try:
         with open("/sys/devices/system/cpu/online") as f:
-            cpus |= _parse_cpulist(f.read())
+            cpus |= parse_cpulist(f.read())
     except (OSError, ValueError):
         pass
     return cpus

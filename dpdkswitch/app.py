@@ -22,20 +22,21 @@ from .config import Config
 from .control import Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
 from .control import reload as reload_cmds
-from .datapath import Eal, lib, ffi
+from .datapath import Eal, dpdk_version
 from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
 from .ofproto.actions import OFPP_LOCAL
 from .ofswitch import OpenFlowService
 from .reconfig import Reloader
 from .openflow.connection import MAX_CONNECTIONS
-from .switch import Switch
+from .switch import Checked, Switch
 from .top import TopView
 
 LOG = logging.getLogger("dpdkswitch")
 
 
 def version_text() -> str:
-    return f"dpdkswitch {__version__} ({ffi.string(lib.dps_dpdk_version()).decode()})\n"
+    """This switch's version and DPDK's, as ``version`` and every bench result show them."""
+    return f"dpdkswitch {__version__} ({dpdk_version()})\n"
 
 
 def try_hint(config: Config) -> str | None:
@@ -174,8 +175,9 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def run(config: Config, socket_path: str | None = None, top: bool = False) -> int:
-    """Run the switch until SIGINT/SIGTERM or ``exit``.  Raises AlreadyRunning, before anything
+def run(config: Config, socket_path: str | None = None, top: bool = False, checked: Checked | None = None) -> int:
+    """Run the switch until SIGINT/SIGTERM or ``exit`` (with what `switch.check` built from
+    CONFIG, when CHECKED: not built again).  Raises AlreadyRunning, before anything
     is touched, when another instance holds this control socket or a bridge's .mgmt socket."""
     socket_path = socket_path or config.control_socket
     instance = Instance(socket_path, list(config.bridges))
@@ -190,7 +192,7 @@ def run(config: Config, socket_path: str | None = None, top: bool = False) -> in
     # Until the event loop takes the signals over, SIGTERM unwinds like Ctrl-C: whatever start-up
     # has made (ports, namespaces) is taken down by the handlers on the way out.
     signal.signal(signal.SIGTERM, _interrupt)
-    switch = Switch(config, netns_record=instance.netns_record)
+    switch = Switch(config, netns_record=instance.netns_record, checked=checked)
     try:
         switch.start()
         # What start-up built (config, rules, ports) lives as long as the process: out of the

@@ -16,9 +16,13 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from . import __version__, log
 from .config import Config, ConfigError, load, online_cpus
+
+if TYPE_CHECKING:
+    from .switch import Checked
 
 DEFAULT_SOCKET = "/run/dpdkswitch/ctl.sock"
 LOG = logging.getLogger("dpdkswitch")
@@ -33,13 +37,13 @@ def _all_cpus() -> None:
         pass
 
 
-def checked_config(path: str) -> Config:
+def checked_config(path: str) -> tuple[Config, Checked]:
     """The config at PATH, through every check ``run`` applies before it starts EAL (the
-    schema, then `switch.check`); ConfigError, one line with FILE:LINE, on the first problem."""
+    schema, then `switch.check`), and what the checks built (``switch.Checked``, for ``run``
+    to take); ConfigError, one line with FILE:LINE, on the first problem."""
     from .switch import check
     config = load(path)
-    check(config)
-    return config
+    return config, check(config)
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -50,13 +54,13 @@ def cmd_run(a: argparse.Namespace) -> int:
     top = sys.stdout.isatty() if a.top is None else a.top
     log.setup(live_view=top)
     try:
-        config = checked_config(a.config)
+        config, checked = checked_config(a.config)
     except ConfigError as e:
         LOG.error("%s", e)
         return 2
     _all_cpus()
     try:
-        return run(config, a.socket, top)
+        return run(config, a.socket, top, checked)
     except (AlreadyRunning, DatapathError, NetnsError, OSError, ConfigError) as e:
         LOG.error("%s", e)
         return 1
@@ -64,7 +68,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 def cmd_check(a: argparse.Namespace) -> int:
     try:
-        config = checked_config(a.config)
+        config, _ = checked_config(a.config)
     except ConfigError as e:
         print(f"dpdkswitch: {e}", file=sys.stderr)
         return 2

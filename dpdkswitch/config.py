@@ -221,7 +221,7 @@ class Config:
 
 # ------------------------------------------------------------------- helpers
 
-def _parse_cpulist(text: str) -> set[int]:
+def parse_cpulist(text: str) -> set[int]:
     """'0-3,8' -> {0, 1, 2, 3, 8} (the /sys cpulist format)."""
     cpus: set[int] = set()
     for part in filter(None, text.strip().split(",")):
@@ -246,7 +246,7 @@ def online_cpus() -> set[int]:
     cpus = set(os.sched_getaffinity(0))
     try:
         with open("/sys/devices/system/cpu/online") as f:
-            cpus |= _parse_cpulist(f.read())
+            cpus |= parse_cpulist(f.read())
     except (OSError, ValueError):
         pass
     return cpus
@@ -688,18 +688,17 @@ class _Reader:
         one back (Open vSwitch links only such pairs)."""
         patches = {p.name: (b, p) for b in bridges.values() for p in b.ports.values() if p.peer}
         for b, p in patches.values():
-            path, _, line = p.where.rpartition(":")
             other = patches.get(p.peer)
             if other is None:
-                raise ConfigError(path, int(line), f"patch port {p.name!r}: no patch port {p.peer!r} "
-                                                   f"in any bridge (peer names the other end)")
+                raise ConfigError.at(p.where, f"patch port {p.name!r}: no patch port {p.peer!r} "
+                                              f"in any bridge (peer names the other end)")
             ob, op = other
             if ob is b:
-                raise ConfigError(path, int(line), f"patch port {p.name!r}: its peer {p.peer!r} is in "
-                                                   f"the same bridge {b.name!r}; a patch links two bridges")
+                raise ConfigError.at(p.where, f"patch port {p.name!r}: its peer {p.peer!r} is in "
+                                              f"the same bridge {b.name!r}; a patch links two bridges")
             if op.peer != p.name:
-                raise ConfigError(path, int(line), f"patch port {p.name!r}: its peer {p.peer!r} (at "
-                                                   f"{op.where}) names {op.peer!r}, not {p.name!r}, as its peer")
+                raise ConfigError.at(p.where, f"patch port {p.name!r}: its peer {p.peer!r} (at "
+                                              f"{op.where}) names {op.peer!r}, not {p.name!r}, as its peer")
             p.peer_bridge = ob.name
 
     def check_datapaths(self, config: Config, pmd_claims) -> None:
@@ -712,10 +711,9 @@ class _Reader:
                 b = config.bridges[name]
                 for key in ("flow_limit", "emc_insert_inv_prob"):
                     if getattr(b, key) != getattr(first, key):
-                        path, _, line = b.where.rpartition(":")
-                        raise ConfigError(path, int(line), f"bridge {name!r} shares a datapath with bridge "
-                                          f"{first.name!r} (patch ports): datapath.{key} must be the same "
-                                          f"({getattr(b, key)} here, {getattr(first, key)} there)")
+                        raise ConfigError.at(b.where, f"bridge {name!r} shares a datapath with bridge "
+                                             f"{first.name!r} (patch ports): datapath.{key} must be the same "
+                                             f"({getattr(b, key)} here, {getattr(first, key)} there)")
         owner: dict[int, str] = {}
         for core, name, explicit, item in pmd_claims:
             other = owner.setdefault(core, name)
@@ -795,8 +793,7 @@ class _Reader:
                              nodes.get("mac_table", (key,))[0])
         for sm in mt["static"]:
             if sm.port not in ports:
-                path, _, line = sm.where.rpartition(":")
-                raise ConfigError(path, int(line), f"static MAC {sm.mac}: no port {sm.port!r} in {what}")
+                raise ConfigError.at(sm.where, f"static MAC {sm.mac}: no port {sm.port!r} in {what}")
         mirrors = []
         for mk, mv in self.pairs(b["mirrors"], f"{what} mirrors"):
             m, mnodes = self.section(mv, MIRROR, f"mirror {mk.value!r}", mk)

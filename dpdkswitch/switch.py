@@ -32,8 +32,7 @@ def parse_config_flow(flow: FlowConfig) -> FlowSpec:
     try:
         return parse_flow(flow.text)
     except (FlowParseError, MatchError) as e:
-        path, _, line = flow.where.rpartition(":")
-        raise ConfigError(path, int(line), f"flow {flow.text!r}: {e}") from None
+        raise ConfigError.at(flow.where, f"flow {flow.text!r}: {e}") from None
 
 
 # A bridge without flows is a learning switch, as Open vSwitch's default bridge.
@@ -65,8 +64,7 @@ def bridge_pipeline(config: BridgeConfig, clock=lambda: 0.0) -> Pipeline:
         except (FlowModError, MatchError) as e:
             if fc is None:
                 raise
-            path, _, line = fc.where.rpartition(":")
-            raise ConfigError(path, int(line), f"flow {fc.text!r}: {e}") from None
+            raise ConfigError.at(fc.where, f"flow {fc.text!r}: {e}") from None
     return pipeline
 
 
@@ -88,26 +86,37 @@ def eal_args(config: Config) -> tuple[list[str], str]:
     return Eal.build_args(d.cores, d.hugepages, d.memory_mb, d.extra_args, d.file_prefix, pci, d.log_level)
 
 
-def check(config: Config, eal: bool = True) -> None:
+@dataclass
+class Checked:
+    """What `check` built, for `Switch` to take rather than build again: each bridge's pipeline
+    by name (on no clock yet: `Bridge.create` gives it its datapath's) and EAL's arguments
+    with their note (None when EAL was not checked)."""
+    pipelines: dict[str, Pipeline]
+    eal: tuple[list[str], str] | None = None
+
+
+def check(config: Config, eal: bool = True) -> Checked:
     """Every check ``dpdkswitch run`` applies to CONFIG short of starting EAL, for ``dpdkswitch
     check`` and for ``run`` before it starts EAL: EAL's arguments (``hugepages: on`` needs them
     free; not with EAL false, for a reload into a running EAL that holds them), each bridge's
     pipeline built as `Bridge.create` builds it (without a datapath), and the OpenFlow TLS
-    files loaded as the connections load them.  ConfigError, one line with FILE:LINE, on the
-    first problem."""
+    files loaded as the connections load them.  What it built (``Checked``); ConfigError, one
+    line with FILE:LINE, on the first problem."""
+    checked = Checked({})
     try:
         if eal:
-            eal_args(config)
+            checked.eal = eal_args(config)
     except DatapathError as e:
         raise ConfigError.at(config.dpdk.hugepages_where or f"{config.path}:1", f"dpdk.{e}") from None
     for bc in config.bridges.values():
-        bridge_pipeline(bc)
+        checked.pipelines[bc.name] = bridge_pipeline(bc)
         if bc.openflow.ssl is not None:
             try:
                 tls_context(bc.openflow.ssl, server=True)
             except (OSError, ValueError) as e:     # ssl.SSLError is an OSError
                 raise ConfigError.at(bc.openflow.ssl.where, f"bridge {bc.name!r} openflow ssl: the files do "
                                      f"not load as a certificate, its key and a CA: {e}") from None
+    return checked
 
 
 PATCH_MAC_OUI = 0x02_00_5E_00_00_00    # patch ports get a locally administered MAC (no device)
@@ -195,11 +204,16 @@ class Bridge:
 
     @classmethod
     def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False,
-               backer: Backer | None = None) -> "Bridge":
-        """A bridge on BACKER's datapath (default: a datapath of its own)."""
+               backer: Backer | None = None, pipeline: Pipeline | None = None) -> "Bridge":
+        """A bridge on BACKER's datapath (default: a datapath of its own), with PIPELINE (one
+        `bridge_pipeline` built from CONFIG, as `check` does; default: built here)."""
         backer = backer or Backer([config], manual_clock)
         dp = backer.dp
-        pipeline = bridge_pipeline(config, clock=lambda: dp.now_ns / 1e9)
+        clock = lambda: dp.now_ns / 1e9
+        if pipeline is None:
+            pipeline = bridge_pipeline(config, clock=clock)
+        else:
+            pipeline.set_clock(clock)
         xlate = backer.attach(pipeline)
         br = cls(config, dp, netns, pipeline, xlate, backer.upcalls, backer.revalidator, backer)
         backer.bridges[config.name] = br
@@ -367,14 +381,15 @@ class Bridge:
         """OpenFlow packet-out: FRAME through ACTIONS (an OpenFlow action list), as received on
         IN_OFPORT, a port of the bridge or a reserved port (CONTROLLER, LOCAL, ANY; those and
         patch ports enter the datapath as its port 0).  The rules the actions reach (through
-        output:TABLE) count the frame.  The translation; DatapathError if the datapath refuses
+        output:TABLE) count the frame (``FlowEntry.credit``: unless their flags say not to) and
+        were used now.  The translation; DatapathError if the datapath refuses
         the frame."""
         entry = self.pipeline.ports.get(in_ofport)
         dp_in = max(entry.dp_port, 0) if entry is not None else 0      # a patch port has no datapath port
         t = self.xlate.translate_actions(parse(frame, dp_in), in_ofport, actions)
+        now = self.dp.now_ns / 1e9
         for e in t.entries:
-            e.packets += 1
-            e.bytes += len(frame)
+            e.credit(1, len(frame), now)
         if t.actions:
             self.dp.execute(frame, dp_in, odp.encode(t.actions))
         return t
@@ -416,15 +431,22 @@ class Bridge:
 class Switch:
     """Every bridge of one config, on one EAL."""
 
-    def __init__(self, config: Config, manual_clock: bool = False, netns_record: str | None = None):
+    def __init__(self, config: Config, manual_clock: bool = False, netns_record: str | None = None,
+                 checked: Checked | None = None):
+        """CHECKED: what `check` built from CONFIG, taken rather than built again (once)."""
         self.config = config
+        self.checked = checked
         self.manual_clock = manual_clock
         self.bridges: dict[str, Bridge] = {}
         self.netns = Namespaces(netns_record)
         self.eal_note = ""
 
     def start_eal(self) -> None:
-        args, self.eal_note = eal_args(self.config)
+        if self.checked is not None and self.checked.eal is not None:
+            args, self.eal_note = self.checked.eal
+            self.checked.eal = None
+        else:
+            args, self.eal_note = eal_args(self.config)
         Eal.start(args)
 
     def start(self) -> None:
@@ -435,7 +457,8 @@ class Switch:
                 backer = Backer([self.config.bridges[n] for n in group], self.manual_clock)
                 for name in group:
                     bc = self.config.bridges[name]
-                    br = self.bridges[name] = Bridge.create(bc, self.netns, self.manual_clock, backer)
+                    built = self.checked.pipelines.pop(name, None) if self.checked is not None else None
+                    br = self.bridges[name] = Bridge.create(bc, self.netns, self.manual_clock, backer, built)
                     for pc in bc.ports.values():
                         try:
                             br.add_port(pc)

@@ -17,9 +17,9 @@ from .ofproto.pipeline import FlowEntry
 from .ofproto.xlate import XlateCache
 
 
-def megaflow_ufid(key: bytes, mask: bytes) -> int:
-    """A UFID that names the megaflow (masked key + mask): the same megaflow, the same UFID."""
-    masked = (int.from_bytes(key, "big") & int.from_bytes(mask, "big")).to_bytes(len(key), "big")
+def megaflow_ufid(masked: bytes, mask: bytes) -> int:
+    """A UFID that names the megaflow (MASKED, a key already masked, + MASK): the same
+    megaflow, the same UFID."""
     return int.from_bytes(hashlib.blake2b(masked + mask, digest_size=16).digest(), "little")
 
 
@@ -45,16 +45,19 @@ class Ukey:
 
 class Ukeys(dict[int, Ukey]):
     """The installed megaflows by UFID, at most LIMIT of them; those the datapath accepted are
-    also indexed by mask and masked key, to find the one that covers a key (``covering``)."""
+    also indexed by mask and masked key, to find the one that covers a key (``covering``).  An
+    indexed ukey is the one its UFID names here, until ``forget`` or ``clear`` takes both."""
 
     def __init__(self, limit: int = 200000):
         super().__init__()
         self.limit = limit
         self.index: dict[int, dict[int, Ukey]] = {}    # mask -> masked key -> ukey, as big-endian ints
 
-    def indexed(self, uk: Ukey) -> None:
-        """UK's megaflow is in the datapath."""
-        self.index.setdefault(key_int(uk.mask), {})[key_int(uk.key)] = uk
+    def indexed(self, uk: Ukey, mask: int | None = None, masked: int | None = None) -> None:
+        """UK's megaflow is in the datapath.  MASK and MASKED: its mask and (masked) key as
+        big-endian ints, when the caller has them already (else converted here)."""
+        m = key_int(uk.mask) if mask is None else mask
+        self.index.setdefault(m, {})[key_int(uk.key) if masked is None else masked] = uk
 
     def covering(self, k: int) -> Ukey | None:
         """The indexed megaflow that covers key K (a big-endian int), if any."""

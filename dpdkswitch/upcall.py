@@ -119,12 +119,12 @@ class UpcallHandler:
         ([(upcalls, actions)], [ukey])."""
         now = now_ns / 1e9
         planned: list[tuple[list[Upcall], bytes]] = []
-        puts: list[Ukey] = []
-        fresh: dict[int, dict[int, Ukey]] = {}        # this batch's megaflows: mask -> masked key -> ukey
+        puts: list[tuple[Ukey, int, int]] = []       # (ukey, its mask, its masked key as ints)
+        fresh = Ukeys()                               # this batch's megaflows, indexed as made
         for key, members in misses.items():
             n, nbytes = len(members), sum(len(u.data) for u in members)
             k = int.from_bytes(key, "big")
-            covered = next((by[k & m] for m, by in fresh.items() if k & m in by), None)
+            covered = fresh.covering(k)
             if covered is None and self.ukeys.index:
                 covered = self._installed_covering(k)
                 self.stats.covered += covered is not None
@@ -139,17 +139,21 @@ class UpcallHandler:
             if t.error or t.peer_errors:
                 self.stats.errors += 1
             planned.append((members, actions))
+            if t.error:
+                continue
             mask = t.megaflow_mask() if self.megaflows else EXACT
-            ufid = megaflow_ufid(key, mask)
-            if t.error or ufid in self.ukeys:
+            m = int.from_bytes(mask, "big")
+            km = k & m
+            masked = km.to_bytes(KEY_SIZE, "big")
+            ufid = megaflow_ufid(masked, mask)
+            if ufid in self.ukeys:
                 continue
             if len(self.ukeys) >= self.ukeys.limit:
                 self.stats.flow_limit_hits += 1
                 continue
-            m = int.from_bytes(mask, "big")
-            uk = self.ukeys[ufid] = Ukey(ufid, (k & m).to_bytes(KEY_SIZE, "big"), mask, actions, t.visits, now_ns, key)
-            fresh.setdefault(m, {})[k & m] = uk
-            puts.append(uk)
+            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.visits, now_ns, key)
+            fresh.indexed(uk, m, km)
+            puts.append((uk, m, km))
         return planned, puts
 
     def _installed_covering(self, k: int) -> Ukey | None:
@@ -161,17 +165,17 @@ class UpcallHandler:
         if uk is None:
             return None
         v = uk.visits
-        ok = (self.ukeys.get(uk.ufid) is uk and len(v) == 1 and not v[0].macs
-              and v[0].version == v[0].pipeline.version)
+        ok = len(v) == 1 and not v[0].macs and v[0].version == v[0].pipeline.version
         return uk if ok else None
 
-    def _install(self, puts: list[Ukey]) -> None:
+    def _install(self, puts: list[tuple[Ukey, int, int]]) -> None:
         if not puts:
             return
-        for uk, res in zip(puts, self.dp.flow_put_batch([(u.ufid, u.key, u.mask, u.actions) for u in puts])):
+        for (uk, m, km), res in zip(puts, self.dp.flow_put_batch([(u.ufid, u.key, u.mask, u.actions)
+                                                                  for u, _, _ in puts])):
             if res is None:
                 self.stats.installed += 1
-                self.ukeys.indexed(uk)
+                self.ukeys.indexed(uk, m, km)
                 continue
             del self.ukeys[uk.ufid]
             if res[0] == errno.ENOSPC:                # the datapath's own limit

@@ -215,7 +215,7 @@ def test_default_pmd_cores_overlap_between_bridges():
 
 
 def test_cpulist_and_online_cpus():
-    assert config._parse_cpulist("0-3,8,10-11\n") == {0, 1, 2, 3, 8, 10, 11}
+    assert config.parse_cpulist("0-3,8,10-11\n") == {0, 1, 2, 3, 8, 10, 11}
     assert config._cpulist({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
     assert os.sched_getaffinity(0) <= REAL_ONLINE_CPUS()
 

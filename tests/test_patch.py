@@ -7,6 +7,7 @@ import pytest
 
 from dpdkswitch.config import ConfigError, PortConfig, loads
 from dpdkswitch.datapath import odp
+from dpdkswitch.ofproto.actions import OFPP_CONTROLLER, OFPP_TABLE, Output
 from dpdkswitch.ofproto.fields import BY_NAME
 from dpdkswitch.ofproto.flowstr import parse_flow
 from dpdkswitch.ofproto.pipeline import PortEntry
@@ -267,3 +268,18 @@ def test_linked_bridges_pool_their_pmd_cores_others_do_not():
     with pytest.raises(ConfigError, match="already used by bridge 'br0'"):
         loads("dpdk: {cores: [0, 1]}\nbridges:\n  br0:\n    ports:\n      x: {device: net_null0, ofport: 1}\n"
               "  br1:\n    ports:\n      y: {device: net_null1, ofport: 1}\n")
+
+
+def test_a_packet_out_through_table_credits_the_rule_as_its_flags_say(switch):
+    """A packet-out's output:TABLE hit counts through the rule's own credit: a no_packet_counts
+    rule keeps its packet count at 0, counts the bytes, and was used at the packet-out."""
+    sw = switch(two_bridges(["priority=5,no_packet_counts,actions=drop"]))
+    br0 = sw.bridges["br0"]
+    (rule,) = [e for e in br0.pipeline.entries() if e.priority == 5]
+    before = rule.last_used
+    br0.dp.set_clock(br0.dp.now_ns + 7 * 10**9)
+    frame = udp_frame(1)
+    br0.packet_out(frame, OFPP_CONTROLLER, (Output(OFPP_TABLE),))
+    assert rule.packets == 0
+    assert rule.bytes == len(frame)
+    assert rule.last_used == br0.dp.now_ns / 1e9 > before

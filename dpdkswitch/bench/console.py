@@ -10,12 +10,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .. import __version__
-from ..datapath import ffi, lib
+from ..app import version_text
 
 
 def version() -> str:
-    return f"dpdkswitch {__version__} ({ffi.string(lib.dps_dpdk_version()).decode()})"
+    """The version line every result carries (``app.version_text``)."""
+    return version_text().rstrip("\n")
 
 
 class Progress:

@@ -37,6 +37,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..config import parse_cpulist
+from ..datapath import hugepages_free_mb
+
 VSWITCHD = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 TOOLS = ("ovs-vsctl", "ovsdb-tool", "ovsdb-server", "ovs-ofctl", "ovs-appctl")
@@ -61,14 +64,6 @@ def missing() -> str | None:
     return None
 
 
-def _free_hugepages_mb() -> int:
-    try:
-        with open("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages") as f:
-            return int(f.read()) * 2
-    except (OSError, ValueError):
-        return 0
-
-
 def ensure_hugepages(pages: int = 1024) -> None:
     """Reserve 2 MB hugepages (root only; a no-op when there are enough)."""
     try:
@@ -89,7 +84,7 @@ def _no_cpu() -> int:
     """A core number this machine does not have."""
     try:
         with open("/sys/devices/system/cpu/possible") as f:
-            return max(int(x) for x in re.split(r"[-,]", f.read().strip())) + 1
+            return max(parse_cpulist(f.read())) + 1
     except (OSError, ValueError):
         return max(_cpus()) + 64
 
@@ -178,7 +173,7 @@ class Ovs:
         mode = self.hugepages
         if mode != "off":
             ensure_hugepages()
-        free = _free_hugepages_mb()
+        free = hugepages_free_mb()
         use_huge = mode == "on" or (mode == "auto" and free >= 768)
         if use_huge:
             self.memory_note = f"hugepages ({free} MB free)"

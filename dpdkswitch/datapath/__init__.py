@@ -54,6 +54,11 @@ def extension_path() -> str:
     return _dpdkswitch.__file__
 
 
+def dpdk_version() -> str:
+    """The DPDK version the datapath is built with ("DPDK 22.11.0")."""
+    return ffi.string(lib.dps_dpdk_version()).decode()
+
+
 def hugepages_meminfo() -> tuple[int, int, int]:
     """The kernel's default-size hugepage pool (vm.nr_hugepages): page size in kB, pages
     reserved, pages free; zeros if /proc/meminfo cannot be read."""

@@ -27,7 +27,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from .fields import BY_NAME, KEY_SIZE, Field, stage_masks
+from ..flowkey import KEY_SIZE
+from .fields import BY_NAME, Field, stage_masks
 from .match import Match
 
 STAGES = stage_masks()

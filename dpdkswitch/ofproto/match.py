@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 
-from .fields import BY_NAME, FIELDS, FRAG_LATER, KEY_SIZE, NOT_IN_LATER_FRAGMENTS, Field, prereqs_of
+from ..flowkey import KEY_SIZE
+from .fields import BY_NAME, FIELDS, FRAG_LATER, NOT_IN_LATER_FRAGMENTS, Field, prereqs_of
 
 _ORDER = {f.name: i for i, f in enumerate(FIELDS)}
 

@@ -409,6 +409,14 @@ class Pipeline:
         r = self.tables[table_id].cls.lookup(key_int(key), metadata)
         return r.data if r is not None else None
 
+    def set_clock(self, clock) -> None:
+        """CLOCK (seconds) from now on.  The rules already in (a pipeline built before its
+        datapath, whose clock it takes) count as created and used now on it."""
+        self.clock = clock
+        now = clock()
+        for e in self.entries():
+            e.created = e.last_used = now
+
     def entries(self, table_id: int | None = None):
         for t in self.tables if table_id is None else [self.tables[table_id]]:
             yield from t.entries()

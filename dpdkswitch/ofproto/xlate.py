@@ -9,7 +9,9 @@ userspace actions, so they stay in the slow path), errors, and the side effects,
 not done: an xlate cache (``XlateCache``) of the rules, tables, groups, mirrors, patch ports and
 MACs used and the MACs NORMAL learns, bridge by bridge, which ``Translation.commit`` replays
 through each owner's own function (and ``XlateCache.push_stats`` again for cached traffic).
-Translating changes nothing, so tracing and revalidation translate freely.
+Translating changes nothing else, with one exception: a packet-in context not seen before gets
+its cookie in the ``PacketInRegistry`` (an interning: the same context keeps the same cookie,
+so translating again changes nothing), so tracing and revalidation translate freely.
 
 Header changes are tracked on a copy of the flow and *committed* as datapath set/push/pop
 actions only where they matter (before an output, a userspace action or a group), the way
@@ -67,7 +69,9 @@ class PacketIn:
 
 
 class PacketInRegistry:
-    """Packet-in contexts by a small integer, the userspace action's cookie."""
+    """Packet-in contexts by a small integer, the userspace action's cookie.  Translation adds
+    a context the first time it makes it (its one side effect not recorded in the xlate cache);
+    a context keeps its cookie, so translating the same flow again adds nothing."""
 
     def __init__(self) -> None:
         self.by_id: list[PacketIn] = []
@@ -143,7 +147,8 @@ class XlateCache(list[Visit]):
     ofproto-dpif-xlate-cache.c): its ``Visit``s, the input bridge's first.  ``commit`` replays
     those of the miss it was translated for; ``push_stats`` the stats of packets that took the
     translation since: the datapath counters of its megaflow (the revalidator), or misses the
-    megaflow covered.  Translating has no side effect of its own."""
+    megaflow covered.  Translating has no other side effect of its own than the interning of
+    new packet-in contexts (``PacketInRegistry.id_of``)."""
 
     def commit(self, now: float, packets: int, nbytes: int) -> None:
         """A miss of PACKETS (NBYTES) at NOW (seconds): NORMAL learns the MACs it saw, and the

@@ -7,7 +7,8 @@ config, desc, multipart replies, the async messages' delivery, the fail modes, t
 revalidation after changes, and the state of its controllers and listeners (``endpoints``, which
 ``ofproto/list-controllers`` shows).  The rest is done by one manager per concept, each in the module
 of its name: ``flows`` (flow-mod, flow and aggregate stats, flow-removed, the fail modes'
-rule), ``groups``, ``meters`` (programming the datapath's meters too), ``ports`` (port-mod,
+rule), ``groups``, ``meters`` (meter-mod, meter stats and features; ``Bridge.meter_mod`` programs
+the datapath's meters), ``ports`` (port-mod,
 port desc and stats, queues, port-status), ``packets`` (packet-in from the upcall handler,
 packet-out) and ``tables`` (table-mod, table stats and features, what a table miss does).
 
@@ -31,7 +32,6 @@ import asyncio
 import os
 import struct
 import time
-import traceback
 
 from .. import __version__
 from ..ofproto.match import MatchError
@@ -201,8 +201,7 @@ class OFSwitch:
                                 xid=struct.unpack_from("!I", raw, 4)[0])
             except Exception as e:                    # our bug: say so, answer EPERM, keep serving
                 self.n_errors += 1
-                log(f"{self.name}: handling {type(msg).__name__} failed: {type(e).__name__}: {e}")
-                traceback.print_exc()
+                log(f"{self.name}: handling {type(msg).__name__} failed: {type(e).__name__}: {e}", exc_info=True)
                 conn.send_error(OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_EPERM, raw[:64]),
                                 xid=struct.unpack_from("!I", raw, 4)[0])
         self.sync()

@@ -28,12 +28,10 @@ from ..ofproto import fields as F
 from ..ofproto.match import Match as OfMatch
 from . import consts as C
 from .errors import OFPError
-from .oxm import Match, decode_oxms, encode_oxm
+from .oxm import NXM_OF_VLAN_TCI, Match, decode_oxms, encode_oxm
 from .wire import Layout, port_from10, port_to10, zeros_to8
 
 _TL = struct.Struct("!HH")
-_VALID_RESERVED_OUT = {A.OFPP_IN_PORT, A.OFPP_TABLE, A.OFPP_NORMAL, A.OFPP_FLOOD, A.OFPP_ALL, A.OFPP_CONTROLLER,
-                       A.OFPP_LOCAL}
 
 
 def _ba(code: int) -> OFPError:
@@ -73,13 +71,15 @@ _ACT13_TYPE = {cls: (t, lay) for t, (cls, lay) in _ACT13.items()}
 
 
 def _check_output(port: int) -> None:
-    if not (0 < port < A.OFPP_MAX or port in _VALID_RESERVED_OUT):
+    """A decoded output's port: a physical one (any 32-bit port below OFPP_MAX, not 0) or a
+    reserved one outputs may name; ``check_flow_mod`` narrows a flow-mod's further
+    (``consistency.output_port_ok``)."""
+    if not (0 < port < A.OFPP_MAX or port in consistency.VALID_RESERVED_OUT):
         raise _ba(C.OFPBAC_BAD_OUT_PORT)
 
 
 _NXM_OF_IN_PORT = (0x0000, 0)          # 16 bits, OpenFlow 1.0 port numbers
 _OXM_IN_PORT = F.field("in_port").oxm
-_NXM_OF_VLAN_TCI = (0x0000, 4)
 
 
 def _decode_set_field(tlv: bytes) -> A.SetField:
@@ -96,7 +96,7 @@ def _decode_set_field(tlv: bytes) -> A.SetField:
         return A.SetField("in_port", port_from10(struct.unpack_from("!H", tlv, 8)[0]))
     if (cls, fh >> 1) == _OXM_IN_PORT:
         raise _ba(C.OFPBAC_BAD_SET_ARGUMENT)      # as Open vSwitch (ovs-ofctl sends NXM_OF_IN_PORT)
-    if (cls, fh >> 1) == _NXM_OF_VLAN_TCI:
+    if (cls, fh >> 1) == NXM_OF_VLAN_TCI:
         raise _ba(C.OFPBAC_BAD_SET_TYPE)
     try:
         (name, (value, _)), = decode_oxms(tlv[4:8 + n])[0].items()

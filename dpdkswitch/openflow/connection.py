@@ -50,10 +50,10 @@ PACKET_IN_QUEUE_MAX = 100           # packet-ins waiting in a connection's write
 _LOG = rate_limited("dpdkswitch.openflow")
 
 
-def log(msg: str) -> None:
+def log(msg: str, exc_info: bool = False) -> None:
     """A message about a connection or what a peer sent: ``openflow: MSG``, rate limited per call
-    site (a peer can cause any number of them)."""
-    _LOG.info(msg, stacklevel=2)
+    site (a peer can cause any number of them); EXC_INFO: with the exception being handled."""
+    _LOG.info(msg, stacklevel=2, exc_info=exc_info)
 
 
 class Owner(TypingProtocol):
@@ -112,9 +112,8 @@ class OFConnection(asyncio.Protocol):
         self.transport = transport
         if OFConnection.open_count >= MAX_CONNECTIONS:
             OFConnection.refused += 1
-            if OFConnection.refused in (1, 10, 100) or OFConnection.refused % 1000 == 0:
-                log(f"{self.name}: {OFConnection.open_count} connections open (at most {MAX_CONNECTIONS}); "
-                    f"refused {OFConnection.refused} so far")
+            log(f"{self.name}: {OFConnection.open_count} connections open (at most {MAX_CONNECTIONS}); "
+                f"refused {OFConnection.refused} so far")
             self._closing = True
             transport.abort()
             return
@@ -208,8 +207,7 @@ class OFConnection(asyncio.Protocol):
                 # A peer's ERROR is never answered (two switches would answer each other for
                 # ever); counted and shown, as Open vSwitch logs it.
                 self.stats["errors_received"] = self.stats.get("errors_received", 0) + 1
-                if self.stats["errors_received"] <= 10:
-                    log(f"{self.name}: peer sent an error (type {msg.type}, code {msg.code})")
+                log(f"{self.name}: peer sent an error (type {msg.type}, code {msg.code})")
             else:
                 if table_id is not None:
                     msg.table_id = table_id

@@ -13,7 +13,7 @@ import yaml
 
 from dpdkswitch.instance import AlreadyRunning, Instance, sweep_runtime_dirs
 
-from test_run import ctl, netns_list, start_switch
+from test_run import ctl, netns_list, start_switch, wait_started
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -100,14 +100,7 @@ def test_a_killed_run_leaves_nothing_the_next_start_does_not_recover(tmp_path):
     proc2 = subprocess.Popen([sys.executable, "-m", "dpdkswitch", "run", str(tmp_path / "switch.yaml"), "--no-top"],
                              stdout=open(tmp_path / "second.log", "w"), stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                ctl(sock, "version")
-                break
-            except (ConnectionError, FileNotFoundError, OSError):
-                assert proc2.poll() is None and time.monotonic() < deadline, (tmp_path / "second.log").read_text()
-                time.sleep(0.2)
+        wait_started(proc2, sock, tmp_path / "second.log")
         assert not os.path.exists(runtime)                  # the dead run's EAL directory
         p = ping(hosts["p1"][0], hosts["p2"][1])
         assert p.returncode == 0, p.stdout + (tmp_path / "second.log").read_text()

@@ -30,6 +30,21 @@ def ctl(sock, *args):
     return call(sock, args[0], list(args[1:]))
 
 
+def wait_started(proc, sock, log_path, timeout: float = 60) -> None:
+    """Until the switch PROC answers on its control socket SOCK; its log in the error if it
+    stops or does not answer in TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ctl(sock, "version")
+            return
+        except (ConnectionError, FileNotFoundError, OSError):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError("switch did not start:\n" + log_path.read_text())
+            time.sleep(0.2)
+
+
 def start_switch(tmp_path, pmd_cores, dpdk=None):
     """The default config, renamed so it cannot clash with a switch a person is running (and
     DPDK settings changed as DPDK says)."""
@@ -51,16 +66,7 @@ def start_switch(tmp_path, pmd_cores, dpdk=None):
     log = open(tmp_path / "switch.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "dpdkswitch", "run", str(path), "--no-top"],
                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            ctl(sock, "version")
-            break
-        except (ConnectionError, FileNotFoundError, OSError):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError("switch did not start:\n" + (tmp_path / "switch.log").read_text())
-            time.sleep(0.2)
+    wait_started(proc, sock, tmp_path / "switch.log")
     return proc, sock, hosts, tmp_path / "switch.log"
 
 

@@ -45,9 +45,10 @@ def wait_started(proc, sock, log_path, timeout: float = 60) -> None:
             time.sleep(0.2)
 
 
-def start_switch(tmp_path, pmd_cores, dpdk=None):
+def default_config(tmp_path, pmd_cores, dpdk=None):
     """The default config, renamed so it cannot clash with a switch a person is running (and
-    DPDK settings changed as DPDK says)."""
+    DPDK settings changed as DPDK says), written to TMP_PATH/switch.yaml: its path, its control
+    socket and its hosts ({port: (namespace, address)})."""
     cfg = yaml.safe_load(open(os.path.join(ROOT, "configs/default.yaml")))
     cfg["dpdk"].update(dpdk or {})
     tag = f"{os.getpid() % 100000}{'p' if pmd_cores else 'm'}"
@@ -63,6 +64,13 @@ def start_switch(tmp_path, pmd_cores, dpdk=None):
     cfg["control"]["socket"] = sock
     path = tmp_path / "switch.yaml"
     path.write_text(yaml.safe_dump(cfg))
+    return path, sock, hosts
+
+
+def start_switch(tmp_path, pmd_cores, dpdk=None):
+    """`dpdkswitch run` on the default config (default_config): the process, its control socket,
+    its hosts and its log."""
+    path, sock, hosts = default_config(tmp_path, pmd_cores, dpdk)
     log = open(tmp_path / "switch.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "dpdkswitch", "run", str(path), "--no-top"],
                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -465,6 +466,69 @@ def test_controller_meter_end_to_end_on_the_switchs_connection_to_its_controller
     finally:
         if c is not None:
             c.close()
+        lsock.close()
+        log = sw.stop()
+    assert sw.proc.returncode == 0, log
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_queue_cap_end_to_end_under_a_controller_that_never_reads(tmp_path):
+    """No meter, no rate limit, a controller that says HELLO and never reads again (its
+    receive buffer small): once the kernel's buffers and PACKET_IN_QUEUE_MAX packet-ins are
+    queued, every further packet-in is dropped and counted, none is buffered; the switch
+    forwards on."""
+    tag = f"q{os.getpid() % 10000}"
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)     # inherited by the accepted socket
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    lsock.settimeout(30)
+    target = f"tcp:127.0.0.1:{lsock.getsockname()[1]}"
+    sw = start_switch(tmp_path, tag, {"openflow": {"fail_mode": "secure", "controllers": [target]},
+                                      "flows": ["priority=0,actions=controller"]}, taps=1)
+    ns, _ = sw.hosts["p1"]
+
+    def counters() -> tuple[int, int]:
+        """(packet-ins made by the upcall handler, packet-ins the controller's connection dropped),
+        once they stop moving."""
+        last = None
+        while True:
+            up = int(re.search(r"packet-ins: (\d+)", sw.ctl("upcall/show", "br0")).group(1))
+            row = next(ln for ln in sw.ctl("ofproto/list-controllers", "br0").splitlines() if target in ln)
+            assert "is_connected=true" in row, row
+            now = (up, int(re.search(r"packet_ins_dropped=(\d+)", row).group(1)))
+            if now == last:
+                return now
+            last = now
+            time.sleep(0.3)
+    conn = None
+    try:
+        conn, _ = lsock.accept()
+        conn.sendall(C.encode(C.Hello(versions=(4,), version=4)))       # and never reads again
+        for _ in range(30):                                             # negotiated (the switch read it)
+            if "is_connected=true" in sw.ctl("ofproto/list-controllers", "br0"):
+                break
+            time.sleep(0.1)
+
+        def burst():
+            conn.sendall(C.encode(C.EchoRequest(version=4, xid=7)))    # alive (its answers are not read)
+            subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", SENDER, f"do{tag}1", "3000"],
+                           check=True, timeout=60)
+        for _ in range(20):                             # until the kernel's buffers and the queue are full
+            burst()
+            up1, dropped1 = counters()
+            if dropped1:
+                break
+        assert dropped1 > 0, (up1, dropped1)
+        burst()
+        up2, dropped2 = counters()
+        assert up2 - up1 >= 1000, (up1, up2)
+        assert dropped2 - dropped1 == up2 - up1, (up1, up2, dropped1, dropped2)   # none of them buffered
+        assert sw.ctl("version").startswith("dpdkswitch ")
+    finally:
+        if conn is not None:
+            conn.close()
         lsock.close()
         log = sw.stop()
     assert sw.proc.returncode == 0, log

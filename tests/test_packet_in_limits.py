@@ -24,7 +24,7 @@ import pytest
 
 from dpdkswitch.config import ConfigError, loads
 from dpdkswitch.ofproto import actions as A
-from dpdkswitch.ofswitch.channel import OFSwitch
+from dpdkswitch.ofswitch.channel import OFSwitch, connection_status
 from dpdkswitch.openflow import codec as C
 from dpdkswitch.openflow import consts as K
 from dpdkswitch.openflow.connection import PACKET_IN_QUEUE_MAX, OFConnection
@@ -302,6 +302,7 @@ def test_mgmt_connections_take_no_rate_limit_but_the_queue_cap(rig):
     r.frames(3000)
     assert r.packet_ins() == 25 and lt.messages(K.OFPT_PACKET_IN) == 25     # limited
     assert listener.stats["packet_ins_limited"] == 2975
+    assert connection_status(listener, 0.0)["packet_ins_limited"] == 2975      # list-controllers shows it
     assert mt.messages(K.OFPT_PACKET_IN) == 3000                              # not limited
     assert "packet_ins_limited" not in mgmt.stats
     assert st.messages(K.OFPT_PACKET_IN) == PACKET_IN_QUEUE_MAX               # but capped

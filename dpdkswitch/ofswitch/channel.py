@@ -460,7 +460,9 @@ class OFSwitch:
 
 
 def connection_status(conn: OFConnection, now: float) -> dict:
-    """One negotiated connection's peer, version, role, age and counters."""
+    """One negotiated connection's peer, version, role, age and counters: packet-ins dropped at
+    the queue cap or to a closing connection, and (once there are any) those over
+    controller_rate_limit."""
     row: dict = {}
     peer = conn.transport.get_extra_info("peername") if conn.transport is not None else None
     if isinstance(peer, tuple) and len(peer) >= 2:
@@ -470,4 +472,6 @@ def connection_status(conn: OFConnection, now: float) -> dict:
                 "sec_since_connect": int(now - conn.connected_at) if conn.connected_at is not None else 0,
                 "messages_in": conn.stats["rx"], "messages_out": conn.stats["tx"],
                 "errors_sent": conn.stats["errors"], "packet_ins_dropped": conn.stats["packet_ins_dropped"]})
+    if "packet_ins_limited" in conn.stats:      # once controller_rate_limit has dropped one
+        row["packet_ins_limited"] = conn.stats["packet_ins_limited"]
     return row

@@ -4,10 +4,9 @@ applied to the running switch without restarting EAL (``dpdkswitch ctl reload``,
 ``diff(old, new)`` is pure: a `Plan` of what changes per bridge (ports removed, added, or
 changed in place, the YAML's rules removed and added, mirrors, MAC table settings and static
 entries, flood_vlans, OpenFlow listeners and controllers, the datapath id, the packet-in rate
-limit), or `ReloadRefused` naming the key
-that cannot change while the switch runs (``dpdk:``, ``control.socket``, bridges added or
-removed, a bridge's ``datapath:``, ``openflow.fail_mode`` and ``ssl``, patch ports that would
-regroup the datapaths).  ``reload(switch, service)`` loads the file the switch was started
+limit), or `ReloadRefused` naming the key that cannot change while the switch runs
+(``dpdk:``, ``control.socket``, bridges added or removed, a bridge's ``datapath:``,
+``openflow.fail_mode`` and ``ssl``, patch ports that would regroup the datapaths).  ``reload(switch, service)`` loads the file the switch was started
 with, checks it as ``dpdkswitch check`` does (ConfigError, FILE:LINE), diffs it and only then
 applies it: a refused file changes nothing.
 

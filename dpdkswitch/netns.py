@@ -2,7 +2,8 @@
 
 A port with ``netns: {name: h1, address: 10.0.0.1/24}`` has its tap interface moved into
 namespace h1 (created if missing) and addressed there, so ``ip netns exec h1 ping ...``
-crosses the switch.  Namespaces this module created are removed again by ``cleanup``.  With a
+crosses the switch.  Namespaces this module created are removed again by ``cleanup``, or by
+``release`` when the last port in one leaves while the switch runs (a reload's).  With a
 record file, each one created is written there as it is made, so that a run killed before its
 cleanup leaves a list: the next ``Namespaces`` on that file (the same instance's next start,
 see instance.py) removes what is listed and still there.
@@ -49,6 +50,7 @@ class Namespaces:
 
     def __init__(self, record: str | None = None) -> None:
         self.created: list[str] = []
+        self.users: dict[str, int] = {}        # ports attached to each namespace now
         self.record = record
         self.recovered: list[str] = []
         if record:
@@ -100,9 +102,26 @@ class Namespaces:
         if address:
             _ip("-n", name, "addr", "replace", address, "dev", iface)
         _ip("-n", name, "link", "set", "dev", iface, "up")
+        self.users[name] = self.users.get(name, 0) + 1
+
+    def release(self, name: str) -> bool:
+        """A port attached to NAME has left: when it was the last and this switch created NAME,
+        NAME is deleted now, as ``cleanup`` would at stop.  Whether it was deleted."""
+        left = self.users.get(name, 0) - 1
+        if left > 0:
+            self.users[name] = left
+            return False
+        self.users.pop(name, None)
+        if name not in self.created:
+            return False                       # the user's own namespace: theirs to keep
+        _ip("netns", "delete", name, check=False)
+        self.created.remove(name)
+        self._write()
+        return True
 
     def cleanup(self) -> None:
         for name in reversed(self.created):
             _ip("netns", "delete", name, check=False)
         self.created.clear()
+        self.users.clear()
         self._write()

@@ -3,10 +3,10 @@ applied to the running switch without restarting EAL (``dpdkswitch ctl reload``,
 
 ``diff(old, new)`` is pure: a `Plan` of what changes per bridge (ports removed, added, or
 changed in place, the YAML's rules removed and added, mirrors, MAC table settings and static
-entries, flood_vlans, OpenFlow listeners and controllers), or `ReloadRefused` naming the key
-that cannot change while the switch runs (``dpdk:``, ``control.socket``, bridges added or
-removed, a bridge's ``datapath:``, ``openflow.fail_mode`` and ``ssl``, patch ports that would
-regroup the datapaths).  ``reload(switch, service)`` loads the file the switch was started
+entries, flood_vlans, OpenFlow listeners and controllers, the datapath id, the packet-in rate
+limit), or `ReloadRefused` naming the key that cannot change while the switch runs
+(``dpdk:``, ``control.socket``, bridges added or removed, a bridge's ``datapath:``,
+``openflow.fail_mode`` and ``ssl``, patch ports that would regroup the datapaths).  ``reload(switch, service)`` loads the file the switch was started
 with, checks it as ``dpdkswitch check`` does (ConfigError, FILE:LINE), diffs it and only then
 applies it: a refused file changes nothing.
 
@@ -18,6 +18,12 @@ replaced as an OpenFlow add replaces it (counters kept).  A port whose device, n
 MTU or ofport change is removed and added again; one whose VLAN settings change keeps its
 datapath port (`Bridge.set_port_vlan`).  Afterwards one revalidation pass brings the cached
 megaflows in line with the changed ports, rules and settings.
+
+What a reload ends, it ends as a stop would: a removed port's network namespace is deleted
+when the switch created it and no port is left in it (netns.Namespaces.release); a removed
+listener's accepted connections close with it.  A changed datapath id closes every OpenFlow
+connection of the bridge, as Open vSwitch does (OpenFlow cannot tell a controller its switch's
+id changed): controllers reconnect and read the new id in the features reply.
 
 Contract: the control thread (its asyncio loop), as every other change of the switch.  Cost:
 the file's parse and check, plus one device probe or unplug per port added or removed, one
@@ -94,6 +100,8 @@ class BridgePlan:
     listen_added: list[str] = field(default_factory=list)
     controllers_removed: list[str] = field(default_factory=list)
     controllers_added: list[str] = field(default_factory=list)
+    datapath_id: tuple[int, int] | None = None                 # (old, new) when it changes
+    pin_limits: bool = False                                   # controller_rate_limit, _burst_limit
 
     def changes(self) -> list[str]:
         """One short phrase per change, for the command's answer and the log."""
@@ -117,6 +125,11 @@ class BridgePlan:
         out += [f"listener {t} added" for t in self.listen_added]
         out += [f"controller {t} removed" for t in self.controllers_removed]
         out += [f"controller {t} added" for t in self.controllers_added]
+        if self.pin_limits:
+            out.append("controller_rate_limit/controller_burst_limit changed")
+        if self.datapath_id is not None:
+            old, new = self.datapath_id
+            out.append(f"datapath_id {old:#018x} -> {new:#018x} (its OpenFlow connections reconnect)")
         return out
 
 
@@ -208,6 +221,10 @@ def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
     p.listen_added = [t for t in n.openflow.listen if t not in o.openflow.listen]
     p.controllers_removed = [t for t in o.openflow.controllers if t not in n.openflow.controllers]
     p.controllers_added = [t for t in n.openflow.controllers if t not in o.openflow.controllers]
+    p.pin_limits = (o.openflow.controller_rate_limit, o.openflow.controller_burst_limit) != (
+        n.openflow.controller_rate_limit, n.openflow.controller_burst_limit)
+    if o.datapath_id != n.datapath_id:
+        p.datapath_id = (o.datapath_id, n.datapath_id)
     return p
 
 
@@ -219,22 +236,30 @@ def apply_bridge(br: Bridge, p: BridgePlan) -> list[str]:
     """BR takes plan P (ports, rules, mirrors, MAC table, flooding); then one revalidation pass.
     The problems, one line each: a port that does not come up is left out (and out of P.new,
     which becomes the running config, so that a reload of the same file tries it again); a
-    rule that a controller's rule refuses is left out.  The rest is applied."""
+    rule that a controller's rule refuses is left out.  The rest is applied.  A removed port's
+    namespace goes once the ports added are in (a port replaced in its own namespace keeps it)."""
     problems = []
     readded = {_flow_key(s) for s in p.flows_added}
     br.config = p.new                          # the ports added below take their static MACs from it
     pipeline = br.pipeline
     for mac, vlan, _port in p.statics_removed:
         pipeline.macs.del_static(vlan, _mac(mac))
+    left_netns = []
     for name in p.ports_removed:
         if name in br.ports:                   # (not: dpif/del-port took it already)
+            netns = br.ports[name].config.netns
             br.del_port(name)
+            if netns is not None:
+                left_netns.append(netns.name)
     for name in p.ports_added:
         try:
             br.add_port(p.new.ports[name])
         except (DatapathError, OSError, RuntimeError) as e:
             problems.append(f"{p.new.ports[name].where}: port {name}: {e}")
             del p.new.ports[name]
+    for ns in left_netns:
+        if br.netns.release(ns):
+            LOG.info("reload: network namespace %s deleted (no port of the switch is in it)", ns)
     for name in p.ports_vlan:
         if name in br.ports:
             br.set_port_vlan(p.new.ports[name])
@@ -272,13 +297,18 @@ def apply_bridge(br: Bridge, p: BridgePlan) -> list[str]:
 
 async def apply_openflow(ofs, p: BridgePlan) -> list[str]:
     """OFS (the bridge's OFSwitch) takes P's listeners and controllers: those removed stop
-    (a removed controller's connection closes), those added start.  The problems, one line
-    each (a listener whose address is taken): the rest is applied."""
+    (a removed controller's connection closes, and the connections made to a removed listener),
+    those added start; a new packet-in rate limit; a new datapath id closes every connection
+    (controllers reconnect).  The problems, one line each (a listener whose address is taken):
+    the rest is applied."""
     problems = []
     ofs.cfg = p.new.openflow
-    for lst in [x for x in ofs.listeners if x.target in p.listen_removed]:
-        ofs.listeners.remove(lst)
-        await lst.stop()
+    if p.datapath_id is not None:              # before the listeners and controllers added connect
+        ofs.reconnect(f"datapath id changed to {p.datapath_id[1]:#018x}")
+    if p.pin_limits:
+        ofs.packets.set_rate_limit(p.new.openflow.controller_rate_limit, p.new.openflow.controller_burst_limit)
+    for target in p.listen_removed:
+        await ofs.stop_listener(target)
     for c in [x for x in ofs.controllers if x.target in p.controllers_removed]:
         ofs.controllers.remove(c)
         await c.stop()

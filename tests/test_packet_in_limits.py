@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
+import socket
 import struct
 import subprocess
 import sys
@@ -22,7 +24,7 @@ import pytest
 
 from dpdkswitch.config import ConfigError, loads
 from dpdkswitch.ofproto import actions as A
-from dpdkswitch.ofswitch.channel import OFSwitch
+from dpdkswitch.ofswitch.channel import OFSwitch, connection_status
 from dpdkswitch.openflow import codec as C
 from dpdkswitch.openflow import consts as K
 from dpdkswitch.openflow.connection import PACKET_IN_QUEUE_MAX, OFConnection
@@ -274,6 +276,64 @@ def test_packet_in_queue_is_capped_for_a_controller_that_never_reads(rig):
     assert r.packet_ins() == PACKET_IN_QUEUE_MAX + 50
 
 
+def service_conn(r: Rig, name: str, stuck: bool = False) -> tuple[OFConnection, Transport]:
+    """One more connection to R's switch, as a peer of listener NAME makes it, asking for
+    packet-ins (miss_send_len: ovs-ofctl monitor's way)."""
+    t = Transport(stuck)
+
+    async def go():
+        conn = OFConnection(r.of, "service", name)
+        conn.connection_made(t)
+        conn.data_received(C.encode(C.Hello(versions=(4,), version=4)))
+        conn.data_received(C.encode(C.SetConfig(miss_send_len=0xFFFF, version=4, xid=2)))
+        return conn
+    return r.run(go()), t
+
+
+def test_mgmt_connections_take_no_rate_limit_but_the_queue_cap(rig):
+    """As Open vSwitch: controller_rate_limit holds for controllers and the configured listeners'
+    connections, not for the bridge's .mgmt socket's (ovs-ofctl monitor, snoop-like tools);
+    the queue cap of PACKET_IN_QUEUE_MAX holds for all."""
+    r = rig(openflow=", controller_rate_limit: 100, controller_burst_limit: 25")
+    mgmt, mt = service_conn(r, r.of.mgmt.target)
+    listener, lt = service_conn(r, "ptcp:6653")
+    stuck_mgmt, st = service_conn(r, r.of.mgmt.target, stuck=True)
+    assert r.of.is_mgmt(mgmt) and not r.of.is_mgmt(listener) and not r.of.is_mgmt(r.conn)
+    r.frames(3000)
+    assert r.packet_ins() == 25 and lt.messages(K.OFPT_PACKET_IN) == 25     # limited
+    assert listener.stats["packet_ins_limited"] == 2975
+    assert connection_status(listener, 0.0)["packet_ins_limited"] == 2975      # list-controllers shows it
+    assert mt.messages(K.OFPT_PACKET_IN) == 3000                              # not limited
+    assert "packet_ins_limited" not in mgmt.stats
+    assert st.messages(K.OFPT_PACKET_IN) == PACKET_IN_QUEUE_MAX               # but capped
+    assert stuck_mgmt.stats["packet_ins_dropped"] == 3000 - PACKET_IN_QUEUE_MAX
+
+
+def test_meter_features_and_bands_as_open_vswitch(rig):
+    """Open vSwitch 3.1's userspace datapath announces 8 bands per meter and refuses a ninth
+    with OFPMMFC_OUT_OF_BANDS; a packet-in over several drop bands is dropped on the band of
+    the highest rate it exceeds."""
+    r = rig()
+    (feat,) = [r.of.meters.mp_meter_features(r.conn, None)]
+    assert (feat.max_bands, feat.band_types, feat.max_color) == (8, 1 << K.OFPMBT_DROP, 0)
+
+    def bands(n, first=20):
+        return C.MeterMod(command=K.OFPMC_ADD, flags=K.OFPMF_PKTPS | K.OFPMF_STATS, meter_id=5,
+                          bands=tuple(C.MeterBand(K.OFPMBT_DROP, first + 10 * i, 0) for i in range(n)))
+    r.send(bands(9))
+    assert r.t.errors() == [(K.OFPET_METER_MOD_FAILED, K.OFPMMFC_OUT_OF_BANDS)]
+    r.send(bands(8))
+    assert r.t.errors()[1:] == []
+    m = bands(2)                                      # OFPM_CONTROLLER at 20 and 30 pkt/s
+    m.meter_id = K.OFPM_CONTROLLER
+    r.send(m)
+    assert r.t.errors()[1:] == []
+    r.frames(3000)                                    # one instant: each band's bucket, full
+    assert r.packet_ins() == 20
+    # 10 more paid by the 30 pkt/s band (dropped by the 20's); the rest exceed both
+    assert r.meter_stats(K.OFPM_CONTROLLER).band_stats == ((10, 600), (2970, 2970 * 60))
+
+
 @pytest.mark.parametrize("openflow, line, needle", [
     ("{controller_rate_limit: 50}", 4, "controller_rate_limit: expected an integer >= 100, got 50"),
     ("{controller_rate_limit: 100, controller_burst_limit: 10}", 4,
@@ -351,5 +411,125 @@ def test_controller_meter_end_to_end(tmp_path):
         assert 0 <= st.packet_in_count - dropped - total <= 2, (st, total)   # which dropped what we did not get
     finally:
         c.close()
+        log = sw.stop()
+    assert sw.proc.returncode == 0, log
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_controller_meter_end_to_end_on_the_switchs_connection_to_its_controller(tmp_path):
+    """The issue's case with the switch as a controller knows it: ``controllers:
+    [tcp:...]``, so the switch connects to the test controller (a primary connection, packet-ins
+    at once).  It installs OFPM_CONTROLLER at 20 pkt/s; a host sends 3,000 frames from unknown
+    sources: 20 ± 5 packet-ins reach it in the first second, and meter stats count every other
+    frame that reached the meter as dropped on its band, as upcall/show does."""
+    tag = f"n{os.getpid() % 10000}"
+    lsock = socket.create_server(("127.0.0.1", 0))
+    ctl_port = lsock.getsockname()[1]
+    sw = start_switch(tmp_path, tag, {"openflow": {"fail_mode": "secure",
+                                                  "controllers": [f"tcp:127.0.0.1:{ctl_port}"]},
+                                      "flows": ["priority=0,actions=controller"]}, taps=1)
+    c = None
+    try:
+        lsock.settimeout(30)
+        conn, _ = lsock.accept()                      # the switch's first attempt, at start
+        conn.settimeout(5)
+        c = Client(sock=conn)
+        xid = c.send(C.FeaturesRequest())
+        (feat,) = [m for m in c.until(xid, C.FeaturesReply) if isinstance(m, C.FeaturesReply)]
+        c.send(meter(K.OFPM_CONTROLLER, 20))
+        assert not [m for m in c.barrier() if isinstance(m, C.Error)]
+        assert f"controller tcp:127.0.0.1:{ctl_port}: is_connected=true" in sw.ctl("ofproto/list-controllers")
+        assert f"  dpid:{feat.datapath_id:016x}\n" in sw.ctl("dpif/show")
+        ns, _ = sw.hosts["p1"]
+        subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", SENDER, f"do{tag}1", "3000"],
+                       check=True, timeout=60)
+        first, got, total = None, 0, 0
+        while True:                                   # packet-ins until 1 s of quiet
+            try:
+                m = c.recv(timeout=1.0)
+            except TimeoutError:
+                break
+            if isinstance(m, C.PacketIn):
+                first = first or time.monotonic()
+                got += time.monotonic() - first < 1.0
+                total += 1
+            elif isinstance(m, C.EchoRequest):
+                c.send(C.EchoReply(data=m.data, xid=m.xid))
+        assert 15 <= got <= 25, got
+        (st,) = [s for part in c.multipart(K.OFPMP_METER, C.MeterStatsRequest(meter_id=K.OFPM_CONTROLLER))
+                 for s in part.body]
+        dropped = st.band_stats[0][0]
+        assert st.packet_in_count >= 1000, st         # most of the burst reached the meter,
+        assert st.packet_in_count == dropped + total, (st, total)   # which dropped all we did not get
+        upcalls = sw.ctl("upcall/show", "br0")
+        assert f"{dropped} packet-ins (OFPM_CONTROLLER)" in upcalls, upcalls
+    finally:
+        if c is not None:
+            c.close()
+        lsock.close()
+        log = sw.stop()
+    assert sw.proc.returncode == 0, log
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_queue_cap_end_to_end_under_a_controller_that_never_reads(tmp_path):
+    """No meter, no rate limit, a controller that says HELLO and never reads again (its
+    receive buffer small): once the kernel's buffers and PACKET_IN_QUEUE_MAX packet-ins are
+    queued, every further packet-in is dropped and counted, none is buffered; the switch
+    forwards on."""
+    tag = f"q{os.getpid() % 10000}"
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)     # inherited by the accepted socket
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    lsock.settimeout(30)
+    target = f"tcp:127.0.0.1:{lsock.getsockname()[1]}"
+    sw = start_switch(tmp_path, tag, {"openflow": {"fail_mode": "secure", "controllers": [target]},
+                                      "flows": ["priority=0,actions=controller"]}, taps=1)
+    ns, _ = sw.hosts["p1"]
+
+    def counters() -> tuple[int, int]:
+        """(packet-ins made by the upcall handler, packet-ins the controller's connection dropped),
+        once they stop moving."""
+        last = None
+        while True:
+            up = int(re.search(r"packet-ins: (\d+)", sw.ctl("upcall/show", "br0")).group(1))
+            row = next(ln for ln in sw.ctl("ofproto/list-controllers", "br0").splitlines() if target in ln)
+            assert "is_connected=true" in row, row
+            now = (up, int(re.search(r"packet_ins_dropped=(\d+)", row).group(1)))
+            if now == last:
+                return now
+            last = now
+            time.sleep(0.3)
+    conn = None
+    try:
+        conn, _ = lsock.accept()
+        conn.sendall(C.encode(C.Hello(versions=(4,), version=4)))       # and never reads again
+        for _ in range(30):                                             # negotiated (the switch read it)
+            if "is_connected=true" in sw.ctl("ofproto/list-controllers", "br0"):
+                break
+            time.sleep(0.1)
+
+        def burst():
+            conn.sendall(C.encode(C.EchoRequest(version=4, xid=7)))    # alive (its answers are not read)
+            subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", SENDER, f"do{tag}1", "3000"],
+                           check=True, timeout=60)
+        for _ in range(20):                             # until the kernel's buffers and the queue are full
+            burst()
+            up1, dropped1 = counters()
+            if dropped1:
+                break
+        assert dropped1 > 0, (up1, dropped1)
+        burst()
+        up2, dropped2 = counters()
+        assert up2 - up1 >= 1000, (up1, up2)
+        assert dropped2 - dropped1 == up2 - up1, (up1, up2, dropped1, dropped2)   # none of them buffered
+        assert sw.ctl("version").startswith("dpdkswitch ")
+    finally:
+        if conn is not None:
+            conn.close()
+        lsock.close()
         log = sw.stop()
     assert sw.proc.returncode == 0, log

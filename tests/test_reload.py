@@ -6,6 +6,7 @@ hosts in namespaces, its YAML edited while a host pair on untouched ports pings 
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -13,9 +14,11 @@ import pytest
 
 from dpdkswitch.config import ConfigError, loads
 from dpdkswitch.ofproto.flowstr import parse_flow
+from dpdkswitch.openflow import codec as C
 from dpdkswitch.reconfig import Reloader, ReloadRefused, diff
 from dpdkswitch.switch import Switch
-from switchproc import TAG, SwitchProc, ping
+from switchproc import TAG, SwitchProc, ping, sh
+from test_openflow_robust import Client
 
 BASE = """\
 dpdk: {cores: [0, 1]}
@@ -289,3 +292,123 @@ def test_a_port_that_does_not_come_up_is_reported_and_tried_again(running, tmp_p
     assert "p4" not in br.ports and br.pipeline.ports[1].vlan.tag == 20      # the rest is applied
     path.write_text(edit(bad, (f"net_pcap_rl4,rx_pcap={tmp_path}/missing.pcap", "net_null_rl4")))
     assert "port p4 added" in reload(sw) and "p4" in br.ports
+
+
+async def of_peer(path: str):
+    """A peer on the unix socket PATH that has exchanged HELLOs (OpenFlow 1.3): (reader, writer)."""
+    reader, writer = await asyncio.open_unix_connection(path)
+    writer.write(C.encode(C.Hello(versions=(4,), version=4)))
+    head = await asyncio.wait_for(reader.readexactly(8), 5)
+    await reader.readexactly(int.from_bytes(head[2:4], "big") - 8)
+    assert head[1] == 0                                   # OFPT_HELLO
+    return reader, writer
+
+
+async def closed(reader, timeout: float = 5.0) -> bool:
+    """Whether the switch closes the peer's connection (EOF) within TIMEOUT, whatever it sends first."""
+    try:
+        while await asyncio.wait_for(reader.read(65536), timeout):
+            pass
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
+def test_reload_ends_what_it_removes_and_reconnects_on_a_new_datapath_id(running, tmp_path):
+    """A listener removed takes the connections made to it (the others stay); a new datapath id
+    closes every OpenFlow connection, .mgmt's too, as Open vSwitch does; a new
+    controller_rate_limit is in force at once."""
+    from dpdkswitch.ofswitch import OpenFlowService
+    sw, path, text = running
+    lsock = tmp_path / "of.sock"
+    with_listener = edit(text, ("listen: []", f"listen: ['punix:{lsock}']"))
+    path.write_text(with_listener)
+
+    async def go():
+        service = OpenFlowService(sw, str(tmp_path / "ctl.sock"))
+        await service.start()
+        ofs = service.switches["br0"]
+        try:
+            r = Reloader(sw, service)
+            await r.reload()
+            lr, lw = await of_peer(str(lsock))
+            mr, mw = await of_peer(str(tmp_path / "br0.mgmt"))
+            await asyncio.sleep(0.05)
+            assert len(ofs.conns) == 2
+            path.write_text(text)                                        # the listener goes
+            out = await r.reload()
+            assert f"listener punix:{lsock} removed" in out, out
+            assert await closed(lr) and not lsock.exists()
+            assert not await closed(mr, timeout=0.3) and len(ofs.conns) == 1   # .mgmt's stays
+
+            old = sw.config.bridges["br0"].datapath_id
+            path.write_text(edit(text, ("listen: []", "listen: [], datapath_id: 0x2a, controller_rate_limit: 200")))
+            out = await r.reload()
+            assert f"datapath_id {old:#018x} -> 0x000000000000002a (its OpenFlow connections reconnect)" in out, out
+            assert "controller_rate_limit/controller_burst_limit changed" in out, out
+            assert await closed(mr) and ofs.conns == set()
+            assert ofs.dpid == 0x2a and (ofs.packets.rate_limit, ofs.packets.burst_limit) == (200, 50)
+            mr, mw = await of_peer(str(tmp_path / "br0.mgmt"))          # a new connection, the new id
+            mw.write(C.encode(C.FeaturesRequest(version=4, xid=9)))
+            head = await asyncio.wait_for(mr.readexactly(8), 5)
+            body = await mr.readexactly(int.from_bytes(head[2:4], "big") - 8)
+            assert head[1] == 6 and int.from_bytes(body[:8], "big") == 0x2a     # OFPT_FEATURES_REPLY
+            assert await r.reload() == "no change\n"
+            for w in (lw, mw):
+                w.close()
+        finally:
+            await service.stop()
+    asyncio.run(go())
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+@pytest.mark.skipif(not os.path.exists("/usr/bin/ovs-ofctl"), reason="needs ovs-ofctl")
+def test_reload_removes_a_ports_namespace_and_a_new_datapath_id_reaches_the_controller(tmp_path):
+    """`dpdkswitch run`: a reload that removes a port removes the namespace the switch made for
+    it (as a stop would), not the others'; one that sets openflow.datapath_id disconnects the
+    controller, which reconnects and reads the new id in its features reply, as ovs-ofctl show does."""
+    ns = {h: f"rn{TAG}{h}" for h in "abd"}
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.settimeout(30)
+    head = ("dpdk: {cores: [0, 1]}\ncontrol: {socket: @SOCK@}\nbridges:\n  br0:\n    datapath: {pmd_cores: []}\n"
+            f"    openflow: {{controllers: ['tcp:127.0.0.1:{lsock.getsockname()[1]}'], fail_mode: secure}}\n"
+            "    flows: ['priority=0,actions=NORMAL']\n    ports:\n")
+    a, b = host_port("pa", 1, ns["a"], "10.8.0.1/24", 10), host_port("pb", 2, ns["b"], "10.8.0.2/24", 10)
+    d = host_port("pd", 4, ns["d"], "10.8.0.4/24", 10)
+    old = head + a + b + d
+    sw = SwitchProc(tmp_path, old)
+
+    def controller() -> tuple[Client, int]:
+        conn, _ = lsock.accept()
+        conn.settimeout(5)
+        c = Client(sock=conn)
+        xid = c.send(C.FeaturesRequest())
+        (feat,) = [m for m in c.until(xid, C.FeaturesReply) if isinstance(m, C.FeaturesReply)]
+        return c, feat.datapath_id
+
+    c = None
+    try:
+        c, dpid = controller()
+        assert ns["d"] in sh("ip", "netns", "list").stdout and ping(ns["a"], "10.8.0.4")
+        sw.path.write_text((head.replace("fail_mode: secure", "fail_mode: secure, datapath_id: 0xabc") + a + b)
+                           .replace("@SOCK@", sw.sock))
+        out = sw.ctl("reload")
+        assert "port pd removed" in out and f"datapath_id {dpid:#018x} -> 0x0000000000000abc" in out, out
+        names = sh("ip", "netns", "list").stdout.split()
+        assert ns["d"] not in names and ns["a"] in names and ns["b"] in names, names
+        assert ping(ns["a"], "10.8.0.2")
+        while (m := c.recv(timeout=5)) is not None:                   # the switch closes it
+            assert not isinstance(m, C.FeaturesReply), m
+        c.close()
+        c, dpid = controller()                                         # it reconnects (1 s backoff)
+        assert dpid == 0xABC
+        show = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "show", f"unix:{tmp_path / 'br0.mgmt'}"],
+                              capture_output=True, text=True, timeout=30).stdout
+        assert "dpid:0000000000000abc" in show.splitlines()[0], show
+    finally:
+        if c is not None:
+            c.close()
+        lsock.close()
+        assert sw.stop() == 0, sw.log.read_text()
+    assert ns["a"] not in sh("ip", "netns", "list").stdout.split()

@@ -45,9 +45,10 @@ def wait_started(proc, sock, log_path, timeout: float = 60) -> None:
             time.sleep(0.2)
 
 
-def start_switch(tmp_path, pmd_cores, dpdk=None):
+def default_config(tmp_path, pmd_cores, dpdk=None):
     """The default config, renamed so it cannot clash with a switch a person is running (and
-    DPDK settings changed as DPDK says)."""
+    DPDK settings changed as DPDK says), written to TMP_PATH/switch.yaml: its path, its control
+    socket and its hosts ({port: (namespace, address)})."""
     cfg = yaml.safe_load(open(os.path.join(ROOT, "configs/default.yaml")))
     cfg["dpdk"].update(dpdk or {})
     tag = f"{os.getpid() % 100000}{'p' if pmd_cores else 'm'}"
@@ -63,6 +64,13 @@ def start_switch(tmp_path, pmd_cores, dpdk=None):
     cfg["control"]["socket"] = sock
     path = tmp_path / "switch.yaml"
     path.write_text(yaml.safe_dump(cfg))
+    return path, sock, hosts
+
+
+def start_switch(tmp_path, pmd_cores, dpdk=None):
+    """`dpdkswitch run` on the default config (default_config): the process, its control socket,
+    its hosts and its log."""
+    path, sock, hosts = default_config(tmp_path, pmd_cores, dpdk)
     log = open(tmp_path / "switch.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "dpdkswitch", "run", str(path), "--no-top"],
                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
@@ -219,3 +227,33 @@ def test_dpdk_log_level_debug_shows_dpdks_lines_through_our_log(tmp_path):
     assert re.search(r"^dpdk: .*(multiq qdisc|req to secondary)", out, re.M), out
     # and the tap ports were configured with equal queues at once, not after a refusal
     assert "must be equal to number of tx queues" not in out and "dev_configure = -1" not in out, out
+
+
+def test_make_run_on_the_default_config_prints_no_failure(tmp_path):
+    """The quick start as the README gives it, `make run` (its setup step included), on the
+    default config (renamed: default_config): what it prints, all of it, has no line that says
+    error, failed or "= -1"; the hosts ping; `ctl exit` ends it and make with it, cleanly."""
+    if os.cpu_count() < 2:
+        pytest.skip("the default config's PMD needs a second CPU")
+    path, sock, hosts = default_config(tmp_path, None)
+    log = tmp_path / "make.log"
+    # PYTHON from the environment: setup.sh and the recipe both take this interpreter (whose
+    # editable install is this checkout's, so setup.sh builds nothing).
+    proc = subprocess.Popen(["make", "-C", ROOT, "run", f"CONFIG={path}"], stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT, cwd=tmp_path, env=dict(os.environ, PYTHON=sys.executable))
+    try:
+        wait_started(proc, sock, log)
+        (ns1, _), (_, ip2) = hosts["p1"], hosts["p2"]
+        r = subprocess.run(["ip", "netns", "exec", ns1, "ping", "-c", "2", "-i", "0.2", "-W", "2", ip2],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + log.read_text()
+        ctl(sock, "exit")
+        assert proc.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = log.read_text()
+    assert f"dpdkswitch run {path}" in out, out                        # it did run the switch
+    bad = [line for line in out.splitlines() if re.search(r"error|failed|= -1", line, re.I)]
+    assert not bad, out

@@ -153,6 +153,9 @@ def register(commands: Commands, switch: Switch, openflow: OpenFlowService | Non
                     f"{s.covered}, installed: {s.installed}, "
                     f"flow limit hits: {s.flow_limit_hits}, put errors: {s.put_errors}, "
                     f"packet-ins: {s.packet_ins}, translation errors: {s.errors}"]
+            ofs = openflow.switches.get(br.config.name) if openflow is not None else None
+            out.append(f"  metered drops: {s.metered} misses (OFPM_SLOWPATH), "
+                       f"{ofs.packets.n_metered if ofs is not None else 0} packet-ins (OFPM_CONTROLLER)")
             if last:
                 out.append(f"  last revalidation: {last.seconds * 1000:.1f} ms, {last.flows} flows, "
                            f"{last.revalidated} re-translated, {last.modified} modified, {last.deleted} deleted, "

@@ -93,7 +93,7 @@ class OFSwitch:
         self.groups = GroupManager(br, self._note_change)
         self.meters = MeterManager(br, self._note_change)
         self.ports = PortManager(br, self._broadcast, self._note_change)
-        self.packets = PacketManager(br, self.ports, self._broadcast)
+        self.packets = PacketManager(br, self.ports, self._broadcast, unlimited=self.is_mgmt)
         self.handlers = {
             FeaturesRequest: self._features, GetConfigRequest: self._get_config, SetConfig: self._set_config,
             BarrierRequest: self._barrier, RoleRequest: self._role, GetAsyncRequest: self._get_async,
@@ -151,6 +151,34 @@ class OFSwitch:
 
     def primaries(self) -> list[OFConnection]:
         return [c for c in self.conns if c.kind == "primary"]
+
+    def is_mgmt(self, conn: OFConnection) -> bool:
+        """Is CONN made to the bridge's .mgmt socket?  As Open vSwitch's management connections,
+        those take no ``controller_rate_limit`` (the packet-in queue cap holds for them too)."""
+        return conn.kind == "service" and conn.name == self.mgmt.target
+
+    # -- changes by reload (reconfig.py)
+    async def stop_listener(self, target: str) -> None:
+        """The listener TARGET stops, and the connections made to it close (as Open vSwitch
+        closes an ofservice's connections with it)."""
+        for lst in [x for x in self.listeners if x.target == target]:
+            self.listeners.remove(lst)
+            await lst.stop()
+        for conn in [c for c in self.conns if c.kind == "service" and c.name == target]:
+            conn.error = "its listener was removed"
+            conn.close()
+
+    def reconnect(self, why: str) -> int:
+        """Close every connection, controllers' and listeners' (the .mgmt's too), as Open
+        vSwitch does when the datapath id changes: OpenFlow has no message that tells a
+        controller, so it learns the new id from the features reply of its next connection.
+        Controllers reconnect after their backoff; how many connections were closed."""
+        conns = list(self.conns)
+        for conn in conns:
+            log(f"{self.name}: {why}: disconnecting {conn.name}")
+            conn.error = why
+            conn.close()
+        return len(conns)
 
     # -- connection events
     def connected(self, conn: OFConnection) -> None:
@@ -432,7 +460,9 @@ class OFSwitch:
 
 
 def connection_status(conn: OFConnection, now: float) -> dict:
-    """One negotiated connection's peer, version, role, age and counters."""
+    """One negotiated connection's peer, version, role, age and counters: packet-ins dropped at
+    the queue cap or to a closing connection, and (once there are any) those over
+    controller_rate_limit."""
     row: dict = {}
     peer = conn.transport.get_extra_info("peername") if conn.transport is not None else None
     if isinstance(peer, tuple) and len(peer) >= 2:
@@ -442,4 +472,6 @@ def connection_status(conn: OFConnection, now: float) -> dict:
                 "sec_since_connect": int(now - conn.connected_at) if conn.connected_at is not None else 0,
                 "messages_in": conn.stats["rx"], "messages_out": conn.stats["tx"],
                 "errors_sent": conn.stats["errors"], "packet_ins_dropped": conn.stats["packet_ins_dropped"]})
+    if "packet_ins_limited" in conn.stats:      # once controller_rate_limit has dropped one
+        row["packet_ins_limited"] = conn.stats["packet_ins_limited"]
     return row

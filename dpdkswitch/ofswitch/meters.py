@@ -1,9 +1,10 @@
-"""The bridge's meters as OpenFlow changes and reads them: meter-mod (add, modify, delete; drop
-bands, rates in kb/s or packets/s, bursts), meter stats, meter config and meter features.
-The datapath runs one token bucket per meter, at the lowest band's rate.  The two meters of
-the slow path, ``OFPM_CONTROLLER`` (the bridge's packet-ins, to all its controllers) and
-``OFPM_SLOWPATH`` (the bridge's misses), are the pipeline's (``SlowPathMeter``: a bucket per
-band, as Open vSwitch's userspace datapath), not the datapath's; their stats are its counters.
+"""The bridge's meters as OpenFlow changes and reads them: meter-mod (add, modify, delete; up to
+``MAX_BANDS`` drop bands, as Open vSwitch's userspace datapath; rates in kb/s or packets/s,
+bursts), meter stats, meter config and meter features.  The datapath runs one token bucket per
+meter, at the lowest band's rate.  The two meters of the slow path, ``OFPM_CONTROLLER`` (the
+bridge's packet-ins, to all its controllers) and ``OFPM_SLOWPATH`` (the bridge's misses), are
+the pipeline's (``SlowPathMeter``: a bucket per band, as Open vSwitch's userspace datapath),
+not the datapath's; their stats are its counters.
 
 The pipeline owns the meter table and the bridge keeps the datapath's meters in step with it
 (``Bridge.meter_mod``); this checks what OpenFlow forbids first (ids, flags, bands) and keeps
@@ -29,6 +30,7 @@ from ..switch import Bridge
 from .duration import split_time
 
 MAX_METERS = 4096                             # the datapath's (DPS_MAX_METERS): ids 1..4095
+MAX_BANDS = 8                                 # bands per meter, as Open vSwitch's userspace datapath
 
 
 class MeterManager:
@@ -60,6 +62,8 @@ class MeterManager:
             raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_BAD_FLAGS)
         if not msg.bands:
             raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_BAD_BAND)
+        if len(msg.bands) > MAX_BANDS:
+            raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_OUT_OF_BANDS)
         for b in msg.bands:
             if b.type != C.OFPMBT_DROP:
                 raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_BAD_BAND)
@@ -119,4 +123,4 @@ class MeterManager:
     def mp_meter_features(self, conn, msg):
         return MeterFeatures(max_meter=MAX_METERS - 1, band_types=1 << C.OFPMBT_DROP,
                              capabilities=C.OFPMF_KBPS | C.OFPMF_PKTPS | C.OFPMF_BURST | C.OFPMF_STATS,
-                             max_bands=1, max_color=0)
+                             max_bands=MAX_BANDS, max_color=0)

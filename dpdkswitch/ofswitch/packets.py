@@ -7,7 +7,8 @@ controller set one (all the bridge's packet-ins; the meter stats count its drops
 bridge's ``controller_rate_limit``/``controller_burst_limit`` (as Open vSwitch's: per
 connection, a bucket for table misses and one for the rest; Open vSwitch queues up to the
 burst and sends later, here what the bucket cannot pay for is dropped and counted in the
-connection's ``packet_ins_limited``); and the connection's queue cap (connection.py: at most
+connection's ``packet_ins_limited``; the connections of the bridge's .mgmt socket take no
+rate limit, as Open vSwitch's management connections); and the connection's queue cap (connection.py: at most
 ``PACKET_IN_QUEUE_MAX`` packet-ins waiting in its write buffer).  Every limiter runs on the
 datapath's clock (manual in deterministic tests).
 
@@ -39,24 +40,32 @@ IN_PORT = F.BY_NAME["in_port"]
 class PacketManager:
     """One bridge's packet-ins and packet-outs, for its OpenFlow switch.  PORTS: the bridge's
     PortManager (port-mod may stop a port's packet-ins).  BROADCAST(kind, reason, make) sends
-    an async message to the connections that want it."""
+    an async message to the connections that want it.  UNLIMITED(conn): a connection that
+    takes no controller_rate_limit (the .mgmt socket's)."""
 
-    def __init__(self, br: Bridge, ports: PortManager, broadcast: Callable[..., None]):
+    def __init__(self, br: Bridge, ports: PortManager, broadcast: Callable[..., None],
+                 unlimited: Callable[[object], bool] = lambda conn: False):
         self.br = br
         self.pipeline = br.pipeline
         self.ports = ports
         self.broadcast = broadcast
+        self.unlimited = unlimited
         self.n_packet_ins = 0
         self.n_metered = 0                        # dropped by the OFPM_CONTROLLER meter
         of = br.config.openflow
-        self.rate_limit = of.controller_rate_limit       # packets/s per connection; None: off
-        self.burst_limit = of.controller_burst_limit or max(1, (self.rate_limit or 0) // 4)
+        self.set_rate_limit(of.controller_rate_limit, of.controller_burst_limit)
+
+    def set_rate_limit(self, rate: int | None, burst: int | None) -> None:
+        """controller_rate_limit (packets/s per connection; None: off) and controller_burst_limit
+        (None: a quarter of the rate), at start and by reload; every bucket starts full again."""
+        self.rate_limit = rate
+        self.burst_limit = burst or max(1, (rate or 0) // 4)
         self._buckets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # conn -> [miss, other]
 
     def _rate_limited(self, conn, reason: int, now_ns: int) -> bool:
         """Over CONN's controller_rate_limit (Open vSwitch's two schedulers per connection: table
         misses, and every other reason)?  Counted on the connection when so."""
-        if self.rate_limit is None:
+        if self.rate_limit is None or self.unlimited(conn):
             return False
         pair = self._buckets.get(conn)
         if pair is None:

@@ -525,6 +525,33 @@ dps_flow_put_batch(struct dps_dp *dp, struct dps_flow_put *puts, unsigned n)
 }
 
 int
+dps_flow_put_packed(struct dps_dp *dp, unsigned n, const struct dps_ufid *ufids, const uint8_t *keys,
+                    const uint8_t *masks, const uint8_t *actions, const uint32_t *actions_ofs, uint32_t flags,
+                    int32_t *results)
+{
+    int ok = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct dps_flow_put p = {
+            .ufid = ufids[i],
+            .key = (const struct dps_flow_key *)(keys + (size_t)i * sizeof(struct dps_flow_key)),
+            .mask = (const struct dps_flow_key *)(masks + (size_t)i * sizeof(struct dps_flow_key)),
+            .actions = actions + actions_ofs[i],
+            .actions_len = actions_ofs[i + 1] - actions_ofs[i],
+            .flags = flags,
+        };
+        results[i] = flow_put_one(dp, &p);
+        ok += results[i] == 0;
+    }
+    if (ok)
+        __atomic_fetch_add(&dp->ft.version, 1, __ATOMIC_RELEASE);
+    if (dp->ft.n_dead_actions > 4096) {
+        rte_rcu_qsbr_synchronize(dp->qsbr, RTE_QSBR_THRID_INVALID);
+        dps_flow_reclaim(dp);
+    }
+    return ok;
+}
+
+int
 dps_flow_del_batch(struct dps_dp *dp, const struct dps_ufid *ufids, unsigned n, struct dps_flow_stats *stats,
                    uint8_t *found)
 {

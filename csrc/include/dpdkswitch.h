@@ -305,6 +305,13 @@ struct dps_flow_put {
 };
 /* Install a batch; each put's result says how it went.  Returns how many succeeded. */
 int dps_flow_put_batch(struct dps_dp *dp, struct dps_flow_put *puts, unsigned n);
+/* The same batch packed, one call for a whole upcall batch or revalidator pass: N UFIDs, N keys
+ * and N masks back to back, every put's actions back to back in ACTIONS with put i's from
+ * ACTIONS_OFS[i] to ACTIONS_OFS[i + 1]; FLAGS for every put; RESULTS[i]: 0 or -errno.  The
+ * datapath copies what it keeps.  Returns how many succeeded. */
+int dps_flow_put_packed(struct dps_dp *dp, unsigned n, const struct dps_ufid *ufids, const uint8_t *keys,
+                        const uint8_t *masks, const uint8_t *actions, const uint32_t *actions_ofs,
+                        uint32_t flags, int32_t *results);
 /* Delete flows; their final counters into STATS and whether each existed into FOUND (either may
  * be NULL).  Returns how many existed. */
 int dps_flow_del_batch(struct dps_dp *dp, const struct dps_ufid *ufids, unsigned n,

@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from .datapath import Datapath, odp
+from .datapath import Datapath
 from .ofproto.classifier import key_int
 from .ofproto.fields import BY_NAME
 from .ofproto.pipeline import Pipeline
-from .ofproto.xlate import Translator
+from .ofproto.xlate import Kept, Translator
 from .ukey import Ukey, Ukeys
 
 IN_PORT = BY_NAME["in_port"]
@@ -106,6 +106,33 @@ class Revalidator:
                     return True
         return False
 
+    @staticmethod
+    def _kept(uk: Ukey, changes: dict) -> Kept | None:
+        """For a UK that a change to the one rule it matched affects: the kept translation
+        (xlate.Kept) that is its translation now, if one is sure to be without translating.
+        That is when UK crossed one table of one bridge and matched one rule there, which is
+        still in it; no rule went into or out of that table since the last pass (so the
+        packet's lookup finds that rule again, consulting the same bits); nothing changed that
+        every translation depends on; and the rule kept a translation, from UK's input port at
+        the bridge's present version."""
+        vs = uk.visits
+        if len(vs) != 1:
+            return None
+        v = vs[0]
+        entries = v.entries
+        if len(entries) != 1:
+            return None
+        e = entries[0]
+        k = e.kept
+        p = v.pipeline
+        if k is None or k.version != p.version or e.rule is None:
+            return None
+        ch = changes[p]
+        if (e not in ch.rules or ch.full or len(v.tables) != 1 or v.tables[0] in ch.tables or v.groups or v.macs
+                or v.learns or v.mirrors or k.dp_in_port != IN_PORT.from_key(uk.key)):
+            return None
+        return k
+
     def run(self) -> PassReport:
         t0 = time.perf_counter()
         rep = PassReport()
@@ -134,13 +161,20 @@ class Revalidator:
 
         changes = {p: _Changes(*p.take_changes(), p.macs.take_changes()) for p in pipelines}
         if any(changes.values()):
-            modify, delete = [], []
+            modify, delete, unaffected = [], [], []
             for uk in list(ukeys.values()):
-                if not self._affected(uk, changes):
-                    for v in uk.visits:
-                        v.version = v.pipeline.version
+                kept = self._kept(uk, changes)
+                if kept is None and not self._affected(uk, changes):
+                    unaffected.append(uk)
                     continue
                 rep.revalidated += 1
+                if kept is not None:          # its rule's kept translation, no lookup needed
+                    uk.visits = kept.visits
+                    acts = kept.encode()
+                    if acts != uk.actions:
+                        uk.actions = acts
+                        modify.append(uk)
+                    continue
                 # The packet that made it, not the masked key: a lookup on the masked key may read
                 # other bits and want a wider match for no reason.
                 t = self.xlate.translate(uk.orig_key or uk.key)
@@ -148,13 +182,19 @@ class Revalidator:
                 if t.error or new_mask & ~key_int(uk.mask):
                     delete.append(uk)          # it would now need bits it does not match
                     continue
-                acts = odp.encode(t.actions)
+                acts = t.encoded()
                 uk.visits = t.visits
                 if acts != uk.actions:
                     uk.actions = acts
                     modify.append(uk)
+            # Still true at this version.  Only now: ukeys share visits (kept translations), and
+            # one that a change affected must not pass for checked while the pass goes on.
+            for uk in unaffected:
+                for v in uk.visits:
+                    v.version = v.pipeline.version
             if modify:
-                res = self.dp.flow_put_batch([(u.ufid, u.key, u.mask, u.actions) for u in modify], modify=True)
+                res = self.dp.flow_put_many([u.ufid for u in modify], [u.key for u in modify],
+                                            [u.mask for u in modify], [u.actions for u in modify], modify=True)
                 delete += [u for u, r in zip(modify, res) if r is not None]
                 rep.modified = sum(r is None for r in res)
             self._delete(delete)

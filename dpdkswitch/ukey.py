@@ -10,8 +10,8 @@ dict operation per mask installed.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
+from .flowkey import KEY_SIZE
 from .ofproto.classifier import key_int
 from .ofproto.pipeline import FlowEntry
 from .ofproto.xlate import XlateCache
@@ -23,20 +23,29 @@ def megaflow_ufid(masked: bytes, mask: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(masked + mask, digest_size=16).digest(), "little")
 
 
-@dataclass(eq=False)
 class Ukey:
-    """A megaflow the slow path installed, and what its translation used and did."""
-    ufid: int
-    key: bytes                       # datapath key (in_port = datapath port), masked
-    mask: bytes
-    actions: bytes
-    visits: XlateCache               # rules, tables, groups, MACs, mirrors it used, bridge by bridge
-                                     # (each with the pipeline version it was translated at)
-    created_ns: int
-    orig_key: bytes = b""            # the missed packet's whole key: re-translated
-    packets: int = 0                 # counters already pushed to the rules
-    bytes: int = 0
-    used_ns: int = 0
+    """A megaflow the slow path installed, and what its translation used and did.  Slotted and
+    lean (``bench --memory`` measures it): the megaflows of one rule share its mask, actions
+    and, when they took the rule's kept translation, its xlate cache."""
+
+    __slots__ = ("ufid", "key", "mask", "actions", "visits", "_orig", "packets", "bytes", "used_ns")
+
+    def __init__(self, ufid: int, key: bytes, mask: bytes, actions: bytes, visits: XlateCache, orig_key: bytes = b""):
+        self.ufid = ufid
+        self.key = key                   # datapath key (in_port = datapath port), masked
+        self.mask = mask
+        self.actions = actions
+        self.visits = visits             # rules, tables, groups, MACs, mirrors it used, bridge by bridge
+                                         # (each with the pipeline version it was translated at)
+        self._orig = None if orig_key == key else orig_key
+        self.packets = 0                 # counters already pushed to the rules
+        self.bytes = 0
+        self.used_ns = 0
+
+    @property
+    def orig_key(self) -> bytes:
+        """The missed packet's whole key: what the revalidator translates again."""
+        return self.key if self._orig is None else self._orig
 
     @property
     def entries(self) -> list[FlowEntry]:
@@ -51,18 +60,22 @@ class Ukeys(dict[int, Ukey]):
     def __init__(self, limit: int = 200000):
         super().__init__()
         self.limit = limit
-        self.index: dict[int, dict[int, Ukey]] = {}    # mask -> masked key -> ukey, as big-endian ints
+        self.index: dict[int, dict[bytes, Ukey]] = {}  # mask (a big-endian int) -> masked key (uk.key) -> ukey
+        self.masks: dict[bytes, bytes] = {}            # one bytes object per mask, shared by its ukeys
 
-    def indexed(self, uk: Ukey, mask: int | None = None, masked: int | None = None) -> None:
-        """UK's megaflow is in the datapath.  MASK and MASKED: its mask and (masked) key as
-        big-endian ints, when the caller has them already (else converted here)."""
-        m = key_int(uk.mask) if mask is None else mask
-        self.index.setdefault(m, {})[key_int(uk.key) if masked is None else masked] = uk
+    def mask_of(self, mask: bytes) -> bytes:
+        """MASK, as the one object every ukey with this mask shares."""
+        return self.masks.setdefault(mask, mask)
+
+    def indexed(self, uk: Ukey, mask: int | None = None) -> None:
+        """UK's megaflow is in the datapath.  MASK: its mask as a big-endian int, when the
+        caller has it already (else converted here)."""
+        self.index.setdefault(key_int(uk.mask) if mask is None else mask, {})[uk.key] = uk
 
     def covering(self, k: int) -> Ukey | None:
         """The indexed megaflow that covers key K (a big-endian int), if any."""
         for m, by in self.index.items():
-            uk = by.get(k & m)
+            uk = by.get((k & m).to_bytes(KEY_SIZE, "big"))
             if uk is not None:
                 return uk
         return None
@@ -70,11 +83,12 @@ class Ukeys(dict[int, Ukey]):
     def forget(self, uk: Ukey) -> None:
         """UK's megaflow left the datapath."""
         self.pop(uk.ufid, None)
-        by = self.index.get(key_int(uk.mask))
-        if by is not None and by.get(key_int(uk.key)) is uk:
-            del by[key_int(uk.key)]
+        m = key_int(uk.mask)
+        by = self.index.get(m)
+        if by is not None and by.get(uk.key) is uk:
+            del by[uk.key]
             if not by:
-                del self.index[key_int(uk.mask)]
+                del self.index[m]
 
     def clear(self) -> None:
         """Every megaflow left the datapath (a flush)."""

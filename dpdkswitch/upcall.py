@@ -14,7 +14,7 @@ Every installed megaflow is remembered as a ``Ukey`` (ukey.py; for the revalidat
 
 Contract: runs on the control thread's loop (woken by the datapath's eventfd); one handle()
 call takes at most ``max_batch`` upcalls so the loop stays responsive.  Cost: one translation
-per distinct flow in the batch, one flow_put_batch, one packet-out per packet.
+per distinct flow in the batch, one flow_put_many (one C call), one packet-out per packet.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import errno
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .datapath import Datapath, Upcall, odp
+from .datapath import Datapath, Upcall
 from .flowkey import KEY_SIZE
 from .ofproto.pipeline import OFPM_SLOWPATH, Pipeline
 from .ofproto.xlate import PacketIn, Translator
@@ -119,7 +119,7 @@ class UpcallHandler:
         ([(upcalls, actions)], [ukey])."""
         now = now_ns / 1e9
         planned: list[tuple[list[Upcall], bytes]] = []
-        puts: list[tuple[Ukey, int, int]] = []       # (ukey, its mask, its masked key as ints)
+        puts: list[tuple[Ukey, int]] = []            # (ukey, its mask as an int)
         fresh = Ukeys()                               # this batch's megaflows, indexed as made
         for key, members in misses.items():
             n, nbytes = len(members), sum(len(u.data) for u in members)
@@ -135,25 +135,24 @@ class UpcallHandler:
             t = self.xlate.translate(key)
             self.stats.translations += 1
             t.commit(now, n, nbytes)
-            actions = odp.encode(t.actions)
+            actions = t.encoded()
             if t.error or t.peer_errors:
                 self.stats.errors += 1
             planned.append((members, actions))
             if t.error:
                 continue
-            mask = t.megaflow_mask() if self.megaflows else EXACT
+            mask = self.ukeys.mask_of(t.megaflow_mask()) if self.megaflows else EXACT
             m = int.from_bytes(mask, "big")
-            km = k & m
-            masked = km.to_bytes(KEY_SIZE, "big")
+            masked = key if mask is EXACT else (k & m).to_bytes(KEY_SIZE, "big")
             ufid = megaflow_ufid(masked, mask)
             if ufid in self.ukeys:
                 continue
             if len(self.ukeys) >= self.ukeys.limit:
                 self.stats.flow_limit_hits += 1
                 continue
-            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.visits, now_ns, key)
-            fresh.indexed(uk, m, km)
-            puts.append((uk, m, km))
+            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.visits, key)
+            fresh.indexed(uk, m)
+            puts.append((uk, m))
         return planned, puts
 
     def _installed_covering(self, k: int) -> Ukey | None:
@@ -168,14 +167,16 @@ class UpcallHandler:
         ok = len(v) == 1 and not v[0].macs and v[0].version == v[0].pipeline.version
         return uk if ok else None
 
-    def _install(self, puts: list[tuple[Ukey, int, int]]) -> None:
+    def _install(self, puts: list[tuple[Ukey, int]]) -> None:
         if not puts:
             return
-        for (uk, m, km), res in zip(puts, self.dp.flow_put_batch([(u.ufid, u.key, u.mask, u.actions)
-                                                                  for u, _, _ in puts])):
+        uks = [p[0] for p in puts]
+        results = self.dp.flow_put_many([u.ufid for u in uks], [u.key for u in uks], [u.mask for u in uks],
+                                        [u.actions for u in uks])
+        for (uk, m), res in zip(puts, results):
             if res is None:
                 self.stats.installed += 1
-                self.ukeys.indexed(uk, m, km)
+                self.ukeys.indexed(uk, m)
                 continue
             del self.ukeys[uk.ufid]
             if res[0] == errno.ENOSPC:                # the datapath's own limit

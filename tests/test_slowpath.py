@@ -414,6 +414,48 @@ def test_megaflows_are_sound(eal, spec, pkts):
     event(f"distinct packets sharing a megaflow: {'0' if not shared else '1-3' if shared < 4 else '4+'}")
 
 
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(spec=pipelines(), pkts=packets())
+def test_kept_translations_are_the_translation(eal, spec, pkts):
+    """A rule's kept translation (xlate.Kept), taken by later packets that match it, gives the
+    actions and the megaflow that translating the rule's instructions gives (a traced
+    translation never takes one)."""
+    p = make_pipeline(spec, PROP_OF2DP)
+    x = Translator(p)
+    keys = [frame_and_key(q, PROP_OF2DP)[1] for q in pkts]
+    for k in keys + keys:
+        t, full = x.translate(k), x.translate(k, trace=True)
+        if t.kept is not None:
+            event("a kept translation taken or made")
+        assert full.kept is None
+        assert (t.actions, t.megaflow_mask()) == (full.actions, full.megaflow_mask()), (
+            f"{format_key(k)}: {odp.format_actions(t.actions)} (kept: {t.kept is not None}) but translating "
+            f"gives {odp.format_actions(full.actions)}")
+
+
+def test_a_kept_translation_follows_the_rule_and_its_ports(eal):
+    """The second packet of a rule takes its kept translation; a flow-mod or a port change since
+    makes the next packet translate the rule again."""
+    p = make_pipeline(PipeSpec(["priority=10,udp,actions=output:2", "priority=0,actions=drop"], [], (True,) * 3),
+                      PROP_OF2DP)
+    x = Translator(p)
+    k1, k2 = (frame_and_key(Pkt(1, MACS[0], MACS[1], (), "ip4", i, 1, 17, 1000, 53, 64, 0, "none"), PROP_OF2DP)[1]
+              for i in (1, 2))
+    first = x.translate(k1)
+    assert first.kept is not None and first.actions == [odp.Output(6)]
+    again = x.translate(k2)
+    assert again.kept is first.kept and again.actions == [odp.Output(6)]
+    p.modify(parse_flow("priority=10,udp,actions=output:3"), strict=True)
+    after = x.translate(k2)
+    assert after.kept is not first.kept and after.actions == [odp.Output(7)]
+    p.set_port(PortEntry(3, "p3", 9))                  # port 3 is datapath port 9 now
+    assert x.translate(k1).actions == [odp.Output(9)]
+    p.add(parse_flow("priority=20,udp,actions=controller,output:2"))   # reads nothing, but a packet-in
+    t = x.translate(k1)
+    assert t.kept is None and x.translate(k1).kept is None
+
+
 def test_megaflow_sharing_is_not_vacuous(eal):
     """On a fixed pipeline, distinct packets do share megaflows, and the property holds for them."""
     spec = PipeSpec(flows=[

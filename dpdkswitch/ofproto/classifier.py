@@ -43,7 +43,7 @@ _ETH_TYPE = BY_NAME["eth_type"]
 _TRIE_ETH = {"ipv4_src": 0x0800, "ipv4_dst": 0x0800, "ipv6_src": 0x86DD, "ipv6_dst": 0x86DD}
 
 
-@dataclass
+@dataclass(slots=True)
 class Wildcards:
     """Bits a translation consulted: ``key`` over the flow key, ``meta`` over metadata."""
     key: int = 0

@@ -52,6 +52,7 @@ class FlowEntry:
     bytes: int = 0
     rule: Rule | None = None
     seq: int = 0
+    kept: object = None             # its kept translation (xlate.Kept), when it has one
 
     def count(self, packets: int, nbytes: int) -> None:
         """Traffic that hit the rule, unless its flags ask not to count it."""
@@ -238,7 +239,8 @@ class Pipeline:
         self.groups: dict[int, GroupEntry] = {}
         self.meters: dict[int, MeterEntry] = {}
         self.slow_meters: dict[int, SlowPathMeter] = {}   # OFPM_CONTROLLER, OFPM_SLOWPATH when set
-        self.ports: dict[int, PortEntry] = {}
+        self.ports: dict[int, PortEntry] = {}        # set_port and del_port change it
+        self._by_dp: dict[int, PortEntry] | None = None   # datapath port -> its entry (port_by_dp)
         self.version = 0
         self.clock = clock
         self._seq = itertools.count(1)
@@ -266,6 +268,8 @@ class Pipeline:
 
     # -- bookkeeping for the revalidator
     def _touch(self, entry: FlowEntry | None = None, table: int | None = None) -> None:
+        """A change to ENTRY; TABLE: a rule went into or out of that table, so its lookups may
+        find other rules (or consult other bits)."""
         self.version += 1
         if entry is not None:
             self.changed_rules.add(entry)
@@ -286,14 +290,21 @@ class Pipeline:
 
     # -- ports
     def port_by_dp(self, dp_port: int) -> PortEntry | None:
-        return next((p for p in self.ports.values() if p.dp_port == dp_port), None)
+        by = self._by_dp
+        if by is None:
+            by = self._by_dp = {}
+            for p in self.ports.values():
+                by.setdefault(p.dp_port, p)
+        return by.get(dp_port)
 
     def set_port(self, port: PortEntry) -> None:
+        self._by_dp = None
         self.ports[port.ofport] = port
         self.version += 1
         self.full_revalidation = True
 
     def del_port(self, ofport: int) -> None:
+        self._by_dp = None
         self.ports.pop(ofport, None)
         self.macs.flush(ofport)
         self.version += 1
@@ -386,7 +397,7 @@ class Pipeline:
             e.instructions = spec.instructions
             if spec.flags & FLAG_RESET_COUNTS:
                 e.packets = e.bytes = 0
-            self._touch(e, e.table_id)
+            self._touch(e)              # no table: its match stays, so no lookup changes
         return out
 
     def delete(self, spec: FlowSpec, strict: bool = False, reason: str = "delete") -> list[FlowEntry]:

@@ -13,6 +13,17 @@ Translating changes nothing else, with one exception: a packet-in context not se
 its cookie in the ``PacketInRegistry`` (an interning: the same context keeps the same cookie,
 so translating again changes nothing), so tracing and revalidation translate freely.
 
+**Kept translations.**  When the input bridge's first table matches a rule whose actions, the
+action set and all, read no bit of the packet (an output to a port, a drop: no NORMAL, no
+group, no packet-in, no header change that depends on the packet), the datapath actions are a
+function of the rule, the input port and the bridge's state alone.  Translation then keeps
+them on the rule (``FlowEntry.kept``: ``Kept``, stamped with the datapath input port and the
+pipeline version), and the next translation that matches the rule from that port at that
+version does the lookup (its wildcards are the packet's own) and takes the kept actions
+instead of running the rule's instructions again.  The same translator produced them: there is
+no second definition of what a rule does.  Any change to the bridge bumps the version, so a
+kept translation never outlives what it was made from.
+
 Header changes are tracked on a copy of the flow and *committed* as datapath set/push/pop
 actions only where they matter (before an output, a userspace action or a group), the way
 Open vSwitch's commit_odp_actions does.  Pure Python; control thread.  Cost: one classifier
@@ -87,7 +98,7 @@ class PacketInRegistry:
         return self.by_id[cookie] if 0 <= cookie < len(self.by_id) else None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Visit:
     """What translation used and did in one bridge's pipeline: the input bridge's, then one per
     patch port crossed (in the order crossed).  Its side effects are replayed from here through
@@ -102,6 +113,18 @@ class Visit:
     learns: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (vlan, mac, ofport, garp)
     patch: tuple[PortEntry, PortEntry] | None = None              # (left by, entered by): not for the first
     version: int = -1        # the pipeline's version when translated (or last found still valid)
+
+    def seal(self) -> None:
+        """Translation is done with it: the lists it left empty become the one empty tuple (a
+        ukey keeps its visits: fewer objects to keep and for the cyclic GC to walk)."""
+        if not self.groups:
+            self.groups = ()
+        if not self.mirrors:
+            self.mirrors = ()
+        if not self.macs:
+            self.macs = ()
+        if not self.learns:
+            self.learns = ()
 
     def learn(self, now: float) -> None:
         """NORMAL learns the source MACs it saw, in this bridge's MAC table (a move, a GARP lock)."""
@@ -169,7 +192,27 @@ class XlateCache(list[Visit]):
             v.credit(packets, nbytes, used)
 
 
-@dataclass
+class Kept:
+    """A rule's kept translation (see the module's docstring): its datapath actions from datapath
+    input port DP_IN_PORT at pipeline VERSION, and its xlate cache (one visit, the rule: the
+    same side effects for every packet that takes it, so its translations share it; the
+    revalidator never changes a shared visit in the middle of a pass)."""
+
+    __slots__ = ("dp_in_port", "version", "actions", "visits", "encoded")
+
+    def __init__(self, dp_in_port: int, version: int, actions: tuple, visits: "XlateCache"):
+        self.dp_in_port, self.version, self.actions = dp_in_port, version, actions
+        self.visits = visits             # the xlate cache of every translation that takes it
+        self.encoded: bytes | None = None
+
+    def encode(self) -> bytes:
+        """The actions as the datapath takes them (encoded once)."""
+        if self.encoded is None:
+            self.encoded = odp.encode(self.actions)
+        return self.encoded
+
+
+@dataclass(slots=True)
 class Translation:
     actions: list = field(default_factory=list)
     wc: Wildcards = field(default_factory=Wildcards)
@@ -178,6 +221,11 @@ class Translation:
     error: str | None = None
     peer_errors: list[str] = field(default_factory=list)   # errors in bridges behind patch ports
     trace: list[str] = field(default_factory=list)
+    kept: Kept | None = None         # the rule's kept translation it took its actions from
+
+    def encoded(self) -> bytes:
+        """The datapath actions as the datapath takes them (a kept translation's, encoded once)."""
+        return odp.encode(self.actions) if self.kept is None else self.kept.encode()
 
     @property
     def entries(self) -> list[FlowEntry]:
@@ -224,6 +272,10 @@ class _Ctx:
         self.action_set: list = []                # written actions, in order (execution_order runs them)
         self.table_id = 0
         self.cookie = 0
+        self.dp_in_port = -1                      # >= 0: the first table's rule may keep or give a kept translation
+        self.first_table = False                  # the next table looked up is the input bridge's first
+        self.keeping: FlowEntry | None = None     # the rule whose translation may be kept
+        self.lookup_wc: Wildcards | None = None   # the lookups' wildcards while out.wc gathers the actions' reads
 
     def log(self, msg: str) -> None:
         if self.tracing:
@@ -386,13 +438,33 @@ class Translator:
             c.log("input port is a mirror output port: dropped")
             return c.out
         orig = bytearray(c.flow)
+        if not trace and not table_id and not c.p.mirrors:
+            c.dp_in_port, c.first_table = IN_PORT.from_key(key), True
         self._pipeline(c, table_id)
+        if c.keeping is not None:
+            self._keep(c)
         if c.out.error:
             c.odp.clear()
             c.log(f"error: {c.out.error}; the packet is dropped")
         elif c.p.mirrors:
             self._mirror(c, orig)
+        if c.out.kept is None or c.keeping is not None:      # not a kept translation's (sealed) visits
+            for v in c.out.visits:
+                v.seal()
         return c.out
+
+    @staticmethod
+    def _keep(c: _Ctx) -> None:
+        """The translation is done: the lookups' wildcards and the actions' reads become one, and
+        the rule keeps the translation if the actions read nothing of the packet."""
+        reads, c.out.wc = c.out.wc, c.lookup_wc
+        c.out.wc.key |= reads.key
+        c.out.wc.meta |= reads.meta
+        out, v = c.out, c.v
+        if (reads.key or reads.meta or out.error or out.packet_ins or out.peer_errors or len(out.visits) != 1
+                or len(v.tables) != 1 or len(v.entries) != 1 or v.groups or v.macs or v.learns or v.mirrors):
+            return
+        c.keeping.kept = out.kept = Kept(c.dp_in_port, c.p.version, tuple(c.odp), out.visits)
 
     def translate_actions(self, key: bytes, in_ofport: int, actions) -> Translation:
         """ACTIONS (an OpenFlow action list: a packet-out's) run on the packet whose datapath
@@ -481,6 +553,7 @@ class Translator:
             # before (an in_port rule keeps its in_port-only megaflow and the cheap path).
             c.out.wc.unwildcard(F["ip_frag"])
         if rule is None:
+            c.first_table = False
             if c.p.miss_to_controller:        # OpenFlow 1.0's table miss (Open vSwitch's miss rule)
                 c.log(f"{table_id}. No match: table miss, to the controller (an OpenFlow 1.0 controller is connected)")
                 c.table_id, c.cookie = table_id, 0
@@ -491,6 +564,16 @@ class Translator:
         e: FlowEntry = rule.data
         c.v.entries.append(e)
         c.table_id, c.cookie = table_id, e.cookie
+        if c.first_table:                       # the input bridge's first table (see Kept)
+            c.first_table = False
+            kept = e.kept
+            if kept is not None and kept.dp_in_port == c.dp_in_port and kept.version == c.p.version:
+                c.odp.extend(kept.actions)
+                c.out.kept = kept
+                c.out.visits = kept.visits       # the same rule and table: its side effects
+                c.v = kept.visits[0]
+                return
+            c.keeping, c.lookup_wc, c.out.wc = e, c.out.wc, Wildcards()
         if c.tracing:
             c.log(f"{table_id}. {format_match(e.match) or '(any)'}, priority {e.priority}, cookie {e.cookie:#x}")
             c.log(f"    {format_actions(e.instructions)}")

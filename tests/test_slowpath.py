@@ -722,6 +722,26 @@ def test_megaflows_translated_after_the_changes_are_not_translated_again(dp):
     assert rig.send(1, [frames[7]])[3] == [frames[7]]
 
 
+def test_a_new_rule_over_one_megaflow_of_a_kept_translation(dp):
+    """Megaflows of one rule share its kept translation's xlate cache; a new rule that overlaps
+    one of them gets that one translated again, whatever the order the pass looks at them in
+    (the others' still being valid must not mark the shared cache checked)."""
+    rig = Rig(dp)
+    rig.h.megaflows = False
+    dp.set_megaflows(False)
+    rig.add("priority=10,udp,actions=output:2", "priority=0,actions=drop")
+    frames = [udp_frame(i) for i in range(4)]
+    rig.send(1, frames)
+    uks = list(rig.h.ukeys.values())
+    assert len(uks) == 4 and all(u.visits is uks[0].visits for u in uks), "they share the kept xlate cache"
+    rig.r.run()
+    rig.add("priority=20,udp,nw_src=10.0.0.3,actions=output:3")      # frame 3's source only
+    rep = rig.r.run()
+    assert rep.revalidated == 1 and rep.modified == 1 and rep.deleted == 0
+    out = rig.send(1, frames)
+    assert out[2] == frames[:3] and out[3] == [frames[3]]
+
+
 # ---- 4. expiry on the manual clock -------------------------------------------------------------
 
 def udp(dport: int, i: int = 0) -> bytes:

@@ -36,6 +36,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .log import DPDK_LEVEL_DEFAULT, DPDK_LEVELS
+from .ofproto.pipeline import DEFAULT_FLOW_LIMIT, MAX_FLOW_LIMIT, N_TABLES
 
 __all__ = [
     "ConfigError", "NetnsConfig", "PortConfig", "OpenflowConfig", "SslConfig", "FlowConfig",
@@ -171,6 +172,7 @@ class BridgeConfig:
     flood_vlans: list[int] = field(default_factory=list)
     forward_bpdu: bool = False
     mirrors: list[MirrorConfig] = field(default_factory=list)
+    flow_limits: dict[int, int] = field(default_factory=dict)   # table id -> rules at most (flow_tables)
 
     @property
     def datapath_id(self) -> int:
@@ -559,6 +561,9 @@ DATAPATH = {
     "emc_insert_inv_prob": (_int(0), 100),
     "flow_limit": (_int(1), 200000),
 }
+FLOW_TABLE = {
+    "flow_limit": (_int(0, MAX_FLOW_LIMIT), DEFAULT_FLOW_LIMIT),
+}
 STATIC_MAC = {
     "mac": (_text(_MAC_RE.fullmatch, "a MAC address xx:xx:xx:xx:xx:xx"), REQUIRED),
     "vlan": (_int(0, 4095), 0),
@@ -582,6 +587,7 @@ BRIDGE = {
     "openflow": (Section(OPENFLOW), None),
     "ports": (Section(PORT, "named"), REQUIRED),
     "flows": (_list(_flow), []),
+    "flow_tables": (Section(FLOW_TABLE, "named"), None),
     "mac_table": (Section(MAC_TABLE), None),
     "flood_vlans": (_list(_int(0, 4095)), []),
     "forward_bpdu": (_bool, False),
@@ -810,9 +816,14 @@ class _Reader:
             mirrors.append(MirrorConfig(mk.value, where=self.where(mk), **m))
         if len(mirrors) > 32:
             self.fail(nodes["mirrors"][0], f"{what}: at most 32 mirrors")
+        flow_limits = {}
+        for tk, tv in self.pairs(b["flow_tables"], f"{what} flow_tables"):
+            tid = _int(0, N_TABLES - 1)(self, tk, "flow_tables table id")
+            t, _ = self.section(tv, FLOW_TABLE, f"{what} flow_tables table {tid}", tk)
+            flow_limits[tid] = t["flow_limit"]
         return BridgeConfig(name, pmd, dp["emc_insert_inv_prob"], dp["flow_limit"],
                             OpenflowConfig(**openflow), ports, b["flows"], self.where(key),
-                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors)
+                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors, flow_limits)
 
     def port(self, key: ScalarNode, node: Node, pmd: list[int],
              ofports: dict[int, str]) -> PortConfig:

@@ -8,6 +8,7 @@ One switch for the module: two ``net_null`` ports, no PMD thread, table 1 limite
 from __future__ import annotations
 
 import os
+import struct
 
 import pytest
 
@@ -124,3 +125,42 @@ def test_config_limits_are_errors_at_their_line(tmp_path, extra, where, msg):
     with pytest.raises(config.ConfigError) as e:
         check(config.load(str(path)), eal=False)
     assert str(e.value).startswith(f"{path}:{where}: ") and msg in str(e.value), str(e.value)
+
+
+# --- input checked where it enters ------------------------------------------------------------
+@pytest.mark.parametrize("ofport,opts,msg", [
+    ("0", [], "ofport: expected an integer in 1..65279, got 0"),
+    ("-1", [], "ofport: expected an integer in 1..65279, got -1"),
+    ("70000", [], "ofport: expected an integer in 1..65279, got 70000"),
+    ("0xfffffffe", [], "ofport: expected an integer in 1..65279, got 4294967294"),   # not LOCAL
+    ("x1", [], "ofport: expected an integer in 1..65279 or LOCAL, got string 'x1'"),
+    ("5", ["rxd=3"], "rxd: expected a power of two in 64..16384, got 3"),
+    ("5", ["n_rxq=0"], "n_rxq: expected an integer in 1..64, got 0"),
+    ("5", ["n_rxq=two"], "n_rxq: expected an integer, got string 'two'"),
+    ("5", ["tag=3"], "unknown option 'tag': n_rxq, n_txq, rxd, txd, mtu are known"),
+])
+def test_add_port_arguments_take_the_configs_checks(sw, ofport, opts, msg):
+    tag = f"l{os.getpid() % 10000}"
+    with pytest.raises(CommandError) as e:
+        call(sw.sock, "dpif/add-port", ["br0", "p5", f"net_null_{tag}_5,no-rx=1", ofport, *opts])
+    assert str(e.value) == f"dpif/add-port: {msg}"
+    assert "p5" not in call(sw.sock, "dpif/show", ["br0"])
+
+
+def test_add_port_with_good_arguments_still_adds(sw):
+    tag = f"l{os.getpid() % 10000}"
+    out = call(sw.sock, "dpif/add-port", ["br0", "p6", f"net_null_{tag}_6,no-rx=1", "6", "rxd=512", "n_rxq=1"])
+    assert out.startswith("added p6 as ofport 6 ")
+    call(sw.sock, "dpif/del-port", ["br0", "p6"])
+
+
+def test_duplicate_match_fields_on_the_wire_are_refused_dup_field(sw):
+    from test_openflow_codec import IN_PORT_1, fm13
+    c = Client(sw.port)
+    try:
+        c.send(fm13(IN_PORT_1 + IN_PORT_1, struct.pack("!HHIH6x", 0, 16, 2, 0xffff)))
+        assert error_of([m for m in c.barrier() if isinstance(m, C.Error)]) == (K.OFPET_BAD_MATCH,
+                                                                                K.OFPBMC_DUP_FIELD)
+        assert "in_port=1" not in call(sw.sock, "ofctl/dump-flows", ["br0"])
+    finally:
+        c.close()

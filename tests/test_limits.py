@@ -164,3 +164,23 @@ def test_duplicate_match_fields_on_the_wire_are_refused_dup_field(sw):
         assert "in_port=1" not in call(sw.sock, "ofctl/dump-flows", ["br0"])
     finally:
         c.close()
+
+
+def test_a_chain_of_big_rules_is_bounded_per_frame(sw):
+    """Five tables of 4,096 outputs each, chained by goto_table: 20,480 datapath actions per
+    frame, past the translation's bound (16,384): dropped, with the reason in the trace."""
+    outs = ",".join(["output:2"] * 4096)
+    try:
+        for t in range(3, 8):
+            goto = f",goto_table:{t + 1}" if t < 7 else ""
+            call(sw.sock, "ofctl/add-flow", ["br0", f"table={t},priority=9,in_port=1,actions={outs}{goto}"])
+        call(sw.sock, "ofctl/add-flow", ["br0", "table=0,priority=9,in_port=1,actions=goto_table:3"])
+        out = call(sw.sock, "ofproto/trace", ["br0", "in_port=1"])
+        assert "Translation failed: more than 16384 datapath actions" in out
+        assert out.split("Datapath actions: ")[1].startswith("drop")
+        call(sw.sock, "ofctl/del-flows", ["br0", "table=7"])        # four tables: 16,384 fit
+        out = call(sw.sock, "ofproto/trace", ["br0", "in_port=1"])
+        assert "Translation failed" not in out and out.split("Datapath actions: ")[1].count("2") == 4 * 4096
+    finally:
+        for t in (0, 3, 4, 5, 6, 7):
+            call(sw.sock, "ofctl/del-flows", ["br0", f"table={t},in_port=1"])

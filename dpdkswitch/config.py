@@ -780,6 +780,9 @@ class _Reader:
                                     f"(online CPUs: {_cpulist(online)})")
                 if core in d["cores"][:i]:
                     self.fail(item, f"dpdk.cores: core {core} is listed twice")
+        for arg, item in zip(d["extra_args"], nodes["extra_args"][1].value if "extra_args" in nodes else []):
+            if arg.split("=", 1)[0] == "--file-prefix":       # checked where it is set: file_prefix
+                self.fail(item, "dpdk.extra_args: --file-prefix is dpdk.file_prefix's (set it there)")
         return DpdkConfig(**d, hugepages_where=self.where(nodes["hugepages"][0]) if "hugepages" in nodes else "")
 
     def bridge(self, key: ScalarNode, node: Node, dpdk: DpdkConfig,

@@ -79,6 +79,12 @@ def test_file_prefix_stays_under_run_dpdk(tmp_path, prefix):
     assert where == "1" and msg.startswith(f"file_prefix: bad value {prefix!r}: expected a name under /run/dpdk")
 
 
+@pytest.mark.parametrize("args", ["['--file-prefix', '../..']", "['--file-prefix=../..']"])
+def test_extra_args_do_not_set_the_file_prefix(tmp_path, args):
+    where, msg = error(tmp_path, BASE.replace("dpdk: {cores: [0]}", f"dpdk: {{cores: [0], extra_args: {args}}}"))
+    assert (where, msg) == ("1", "dpdk.extra_args: --file-prefix is dpdk.file_prefix's (set it there)")
+
+
 def dpdkswitch(*args, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dpdkswitch", *args], capture_output=True, text=True,
                           timeout=timeout)

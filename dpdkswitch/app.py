@@ -24,6 +24,7 @@ from .control import ofproto as ofproto_cmds
 from .control import reload as reload_cmds
 from .datapath import Eal, dpdk_version
 from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
+from .metrics import Metrics
 from .ofproto.actions import OFPP_LOCAL
 from .ofswitch import OpenFlowService
 from .reconfig import Reloader
@@ -127,6 +128,15 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     await server.start()
     await openflow.start()
     reloader = Reloader(switch, openflow)
+    metrics = None
+    if config.metrics_listen:
+        metrics = Metrics(switch, config.metrics_listen, openflow)
+        try:
+            metrics.start(loop)
+        except OSError as e:                   # the switch runs on without its endpoint
+            LOG.error("metrics: cannot listen on %s: %s", config.metrics_listen, e.strerror or e)
+            metrics.stop()
+            metrics = None
     reload_cmds.register(commands, reloader)
     reloads: set[asyncio.Task] = set()         # held until done (the loop keeps only weak references)
 
@@ -138,7 +148,8 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
 
     header = [f"dpdkswitch {__version__} on {config.path}: {len(switch.bridges)} bridge(s)",
               switch.eal_note,
-              f"control socket: {socket_path}",
+              f"control socket: {socket_path}"
+              + (f"; metrics: http://{config.metrics_listen}/metrics" if metrics is not None else ""),
               f"Ctrl-C stops it.  Counters: dpdkswitch ctl -s {socket_path} dpif/show"]
     hint = try_hint(config)
     if hint:
@@ -164,6 +175,8 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     finally:
         for backer in switch.backers():
             loop.remove_reader(backer.dp.upcall_fd())
+        if metrics is not None:
+            metrics.stop()
         await poller
         await revalidator
         await openflow.stop()

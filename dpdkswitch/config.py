@@ -199,6 +199,7 @@ class Config:
     dpdk: DpdkConfig
     control_socket: str
     bridges: dict[str, BridgeConfig]
+    metrics_listen: str | None = None     # "IP:PORT" of the Prometheus endpoint; None: none
 
     def datapaths(self) -> list[list[str]]:
         """The bridges, grouped by datapath: bridges linked by patch ports (directly or through
@@ -330,6 +331,14 @@ def _valid_listen(s: str) -> bool:
     port, _, ip = rest.partition(":")
     return (kind == "punix" and bool(rest)) or (
         kind in ("ptcp", "pssl") and _valid_port(port) and (not ip or _valid_ip(ip)))
+
+
+def _valid_hostport(s: str) -> bool:
+    """IP:PORT (an IPv6 address in brackets), port 1..65535."""
+    host, _, port = s.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return _valid_ip(host) and _valid_port(port, 1)
 
 
 def _valid_controller(s: str) -> bool:
@@ -588,6 +597,7 @@ BRIDGE = {
     "mirrors": (Section(MIRROR, "named"), None),
 }
 CONTROL = {"socket": (_text(bool, "a non-empty path"), "/run/dpdkswitch/ctl.sock")}
+METRICS = {"listen": (_text(_valid_hostport, "IP:PORT, e.g. 127.0.0.1:9101 or [::1]:9101"), REQUIRED)}
 DPDK = {
     "cores": (_list(_int(0)), None),  # None: computed from online_cpus()
     "hugepages": (_enum("auto", "on", "off"), "auto"),
@@ -597,7 +607,7 @@ DPDK = {
     "log_level": (_enum(*DPDK_LEVELS), DPDK_LEVEL_DEFAULT),
 }
 TOP = {"dpdk": (Section(DPDK), None), "control": (Section(CONTROL), None),
-       "bridges": (Section(BRIDGE, "named"), REQUIRED)}
+       "metrics": (Section(METRICS), None), "bridges": (Section(BRIDGE, "named"), REQUIRED)}
 
 
 # -------------------------------------------------------------------- reader
@@ -679,7 +689,11 @@ class _Reader:
                 raise ConfigError.at(self.seen["datapath_id", dpid],
                                      f"datapath_id {dpid} is the default of bridge {b.name!r} (a hash of its "
                                      f"name); datapath ids are unique across bridges")
-        config = Config(self.path, dpdk, control["socket"], bridges)
+        metrics = None
+        if top["metrics"] is not None:
+            metrics, _ = self.section(top["metrics"], METRICS, "metrics", nodes["metrics"][0])
+        config = Config(self.path, dpdk, control["socket"], bridges,
+                        metrics_listen=metrics["listen"] if metrics else None)
         self.check_datapaths(config, pmd_claims)
         return config
 

@@ -19,12 +19,13 @@ import sys
 
 from . import __version__, udpif
 from .config import Config
-from .control import Commands, Server, dpif
+from .control import CommandError, Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
 from .control import reload as reload_cmds
 from .datapath import Eal, dpdk_version
 from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
 from .metrics import Metrics
+from .netflow import NetFlow
 from .ofproto.actions import OFPP_LOCAL
 from .ofswitch import OpenFlowService
 from .reconfig import Reloader
@@ -122,6 +123,15 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
         return ""
     commands.register("exit", "", "stop the switch", 0, 0, exit_cmd)
     counters = dpif.register(commands, switch)
+    netflows = {name: NetFlow(br) for name, br in switch.bridges.items() if br.config.netflow}
+
+    def netflow_show(args: list[str]) -> str:
+        if args and args[0] not in switch.bridges:
+            raise CommandError(f"no bridge {args[0]}")
+        shown = [nf.show() for name, nf in netflows.items() if not args or name == args[0]]
+        return "".join(shown) or "no NetFlow export configured\n"
+    commands.register("netflow/show", "[BRIDGE]", "NetFlow export: targets, flows, records sent", 0, 1,
+                      netflow_show)
     openflow = OpenFlowService(switch, socket_path)
     ofproto_cmds.register(commands, switch, openflow)
     server = Server(socket_path, commands)
@@ -177,6 +187,8 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
             loop.remove_reader(backer.dp.upcall_fd())
         if metrics is not None:
             metrics.stop()
+        for nf in netflows.values():
+            nf.close()
         await poller
         await revalidator
         await openflow.stop()

@@ -40,7 +40,7 @@ from .log import DPDK_LEVEL_DEFAULT, DPDK_LEVELS
 __all__ = [
     "ConfigError", "NetnsConfig", "PortConfig", "OpenflowConfig", "SslConfig", "FlowConfig",
     "BridgeConfig", "DpdkConfig", "Config", "load", "loads", "online_cpus", "MacTableConfig", "StaticMac",
-    "parse_device", "VDEV_KEYS", "default_datapath_id",
+    "parse_device", "VDEV_KEYS", "default_datapath_id", "NetflowConfig",
 ]
 
 
@@ -158,6 +158,17 @@ class FlowConfig:
 
 
 @dataclass
+class NetflowConfig:
+    """NetFlow v5 export of a bridge's flows (Open vSwitch's NetFlow table)."""
+    targets: list[str]                 # "IP:PORT" collectors
+    engine_type: int = 0
+    engine_id: int = 0
+    active_timeout: int = 600          # seconds between records of a flow that lasts
+    add_id_to_interface: bool = False  # engine_id's low 7 bits in the top of the interface numbers
+    where: str = field(default="", compare=False)
+
+
+@dataclass
 class BridgeConfig:
     name: str
     pmd_cores: list[int]
@@ -171,6 +182,7 @@ class BridgeConfig:
     flood_vlans: list[int] = field(default_factory=list)
     forward_bpdu: bool = False
     mirrors: list[MirrorConfig] = field(default_factory=list)
+    netflow: NetflowConfig | None = None
 
     @property
     def datapath_id(self) -> int:
@@ -586,6 +598,13 @@ MIRROR = {
     "output_port": (_opt(_str), None),
     "output_vlan": (_opt(_int(1, 4095)), None),
 }
+NETFLOW = {
+    "targets": (_list(_text(_valid_hostport, "IP:PORT, e.g. 127.0.0.1:2055")), REQUIRED),
+    "engine_type": (_int(0, 255), 0),
+    "engine_id": (_int(0, 255), 0),
+    "active_timeout": (_int(1, 86400), 600),
+    "add_id_to_interface": (_bool, False),
+}
 BRIDGE = {
     "datapath": (Section(DATAPATH), None),
     "openflow": (Section(OPENFLOW), None),
@@ -595,6 +614,7 @@ BRIDGE = {
     "flood_vlans": (_list(_int(0, 4095)), []),
     "forward_bpdu": (_bool, False),
     "mirrors": (Section(MIRROR, "named"), None),
+    "netflow": (Section(NETFLOW), None),
 }
 CONTROL = {"socket": (_text(bool, "a non-empty path"), "/run/dpdkswitch/ctl.sock")}
 METRICS = {"listen": (_text(_valid_hostport, "IP:PORT, e.g. 127.0.0.1:9101 or [::1]:9101"), REQUIRED)}
@@ -824,9 +844,15 @@ class _Reader:
             mirrors.append(MirrorConfig(mk.value, where=self.where(mk), **m))
         if len(mirrors) > 32:
             self.fail(nodes["mirrors"][0], f"{what}: at most 32 mirrors")
+        netflow = None
+        if b["netflow"] is not None:
+            nf, _ = self.section(b["netflow"], NETFLOW, f"{what} netflow", nodes["netflow"][0])
+            if not nf["targets"]:
+                self.fail(nodes["netflow"][0], f"{what} netflow: targets: at least one collector IP:PORT")
+            netflow = NetflowConfig(**nf, where=self.where(nodes["netflow"][0]))
         return BridgeConfig(name, pmd, dp["emc_insert_inv_prob"], dp["flow_limit"],
                             OpenflowConfig(**openflow), ports, b["flows"], self.where(key),
-                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors)
+                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors, netflow)
 
     def port(self, key: ScalarNode, node: Node, pmd: list[int],
              ofports: dict[int, str]) -> PortConfig:

@@ -174,6 +174,8 @@ def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
         raise _refuse(f"{what} openflow.fail_mode", o.openflow.fail_mode, n.openflow.fail_mode)
     if o.openflow.ssl != n.openflow.ssl:
         raise _refuse(f"{what} openflow.ssl", o.openflow.ssl, n.openflow.ssl)
+    if o.netflow != n.netflow:
+        raise _refuse(f"{what} netflow", o.netflow, n.netflow)
     p = BridgePlan(o.name, n)
     for name, opc in o.ports.items():
         npc = n.ports.get(name)

@@ -58,6 +58,7 @@ def bridge_pipeline(config: BridgeConfig, clock=lambda: 0.0) -> Pipeline:
     pipeline.macs.max_entries = config.mac_table.max_entries
     pipeline.flood_vlans = set(config.flood_vlans)
     pipeline.forward_bpdu = config.forward_bpdu
+    pipeline.split_ipv4_flows = config.netflow is not None
     for spec, fc in zip(specs, config.flows or [None] * len(specs)):
         try:
             pipeline.add(spec)

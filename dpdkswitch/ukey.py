@@ -37,6 +37,8 @@ class Ukey:
     packets: int = 0                 # counters already pushed to the rules
     bytes: int = 0
     used_ns: int = 0
+    missed_packets: int = 0          # frames it covers that came up as misses (forwarded by packet-out,
+    missed_bytes: int = 0            # not in its datapath counters): for NetFlow's totals
 
     @property
     def entries(self) -> list[FlowEntry]:

@@ -130,6 +130,8 @@ class UpcallHandler:
                 self.stats.covered += covered is not None
             if covered is not None:           # a megaflow installed (maybe by this batch) covers it
                 covered.visits.push_stats(n, nbytes, now, missed=True)
+                covered.missed_packets += n
+                covered.missed_bytes += nbytes
                 planned.append((members, covered.actions))
                 continue
             t = self.xlate.translate(key)
@@ -151,7 +153,8 @@ class UpcallHandler:
             if len(self.ukeys) >= self.ukeys.limit:
                 self.stats.flow_limit_hits += 1
                 continue
-            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.visits, now_ns, key)
+            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.visits, now_ns, key,
+                                         missed_packets=n, missed_bytes=nbytes)
             fresh.indexed(uk, m, km)
             puts.append((uk, m, km))
         return planned, puts

@@ -360,6 +360,18 @@ def _diff_mask(new: bytes, old: bytes) -> bytes:
     return bytes(a ^ b for a, b in zip(new, old))
 
 
+NETFLOW_FIELDS = [F[n] for n in ("ipv4_src", "ipv4_dst", "ip_proto", "ip_dscp", "ip_ecn", "tcp_src", "tcp_dst")]
+
+
+def split_ipv4_flow(wc, flow) -> None:
+    """An IPv4 megaflow matches what NetFlow keys a flow on exactly (tcp_src/tcp_dst: the L4
+    ports of any protocol), as Open vSwitch's netflow_mask_wc."""
+    wc.unwildcard(F["eth_type"])
+    if F["eth_type"].from_key(flow) == 0x0800:
+        for f in NETFLOW_FIELDS:
+            wc.unwildcard(f)
+
+
 class Translator:
     """Translates for the bridges of one datapath.  PIPELINES: every bridge's pipeline on the
     datapath (shared with the other bridges' translators; patch ports link them), or just
@@ -387,6 +399,8 @@ class Translator:
             return c.out
         orig = bytearray(c.flow)
         self._pipeline(c, table_id)
+        if c.p.split_ipv4_flows:
+            split_ipv4_flow(c.out.wc, c.flow)
         if c.out.error:
             c.odp.clear()
             c.log(f"error: {c.out.error}; the packet is dropped")

@@ -183,7 +183,7 @@ def test_dpdkswitch_run_exports_a_hosts_flows_to_nfcapd(tmp_path):
                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
         wait_started(proc, sock, tmp_path / "switch.log")
-        (h1, a1), (h2, a2) = hosts["p1"], hosts["p2"]
+        (h1, a1), (_, a2) = hosts["p1"], hosts["p2"]
         send = ("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
                 "s.bind(('0.0.0.0',4444))\n"
                 "for i in range(200):\n    s.sendto(b'z'*100,(%r,5555)); time.sleep(0.005)\n" % a2)

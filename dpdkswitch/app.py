@@ -26,6 +26,7 @@ from .datapath import Eal, dpdk_version
 from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
 from .metrics import Metrics
 from .netflow import NetFlow
+from .sflow import Sflow
 from .ofproto.actions import OFPP_LOCAL
 from .ofswitch import OpenFlowService
 from .reconfig import Reloader
@@ -132,6 +133,14 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
         return "".join(shown) or "no NetFlow export configured\n"
     commands.register("netflow/show", "[BRIDGE]", "NetFlow export: targets, flows, records sent", 0, 1,
                       netflow_show)
+    sflows = {name: Sflow(br, i) for i, (name, br) in enumerate(switch.bridges.items()) if br.config.sflow}
+
+    def sflow_show(args: list[str]) -> str:
+        if args and args[0] not in switch.bridges:
+            raise CommandError(f"no bridge {args[0]}")
+        shown = [sf.show() for name, sf in sflows.items() if not args or name == args[0]]
+        return "".join(shown) or "no sFlow agent configured\n"
+    commands.register("sflow/show", "[BRIDGE]", "sFlow agent: targets, sampling, samples sent", 0, 1, sflow_show)
     openflow = OpenFlowService(switch, socket_path)
     ofproto_cmds.register(commands, switch, openflow)
     server = Server(socket_path, commands)
@@ -189,6 +198,8 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
             metrics.stop()
         for nf in netflows.values():
             nf.close()
+        for sf in sflows.values():
+            sf.close()
         await poller
         await revalidator
         await openflow.stop()

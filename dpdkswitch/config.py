@@ -40,7 +40,7 @@ from .log import DPDK_LEVEL_DEFAULT, DPDK_LEVELS
 __all__ = [
     "ConfigError", "NetnsConfig", "PortConfig", "OpenflowConfig", "SslConfig", "FlowConfig",
     "BridgeConfig", "DpdkConfig", "Config", "load", "loads", "online_cpus", "MacTableConfig", "StaticMac",
-    "parse_device", "VDEV_KEYS", "default_datapath_id", "NetflowConfig",
+    "parse_device", "VDEV_KEYS", "default_datapath_id", "NetflowConfig", "SflowConfig",
 ]
 
 
@@ -169,6 +169,17 @@ class NetflowConfig:
 
 
 @dataclass
+class SflowConfig:
+    """sFlow v5 agent of a bridge (Open vSwitch's sFlow table)."""
+    targets: list[str]                 # "IP:PORT" collectors
+    sampling: int = 400                # one frame in N is sampled
+    polling: int = 30                  # seconds between counter samples of each port
+    header: int = 128                  # bytes of each sampled frame's header sent
+    agent: str | None = None           # the agent address; default: the source of the route to the first target
+    where: str = field(default="", compare=False)
+
+
+@dataclass
 class BridgeConfig:
     name: str
     pmd_cores: list[int]
@@ -183,6 +194,7 @@ class BridgeConfig:
     forward_bpdu: bool = False
     mirrors: list[MirrorConfig] = field(default_factory=list)
     netflow: NetflowConfig | None = None
+    sflow: SflowConfig | None = None
 
     @property
     def datapath_id(self) -> int:
@@ -605,6 +617,13 @@ NETFLOW = {
     "active_timeout": (_int(1, 86400), 600),
     "add_id_to_interface": (_bool, False),
 }
+SFLOW = {
+    "targets": (_list(_text(_valid_hostport, "IP:PORT, e.g. 127.0.0.1:6343")), REQUIRED),
+    "sampling": (_int(1, 1 << 30), 400),
+    "polling": (_int(1, 3600), 30),
+    "header": (_int(18, 256), 128),
+    "agent": (_opt(_text(_valid_ip, "an IPv4 or IPv6 address")), None),
+}
 BRIDGE = {
     "datapath": (Section(DATAPATH), None),
     "openflow": (Section(OPENFLOW), None),
@@ -615,6 +634,7 @@ BRIDGE = {
     "forward_bpdu": (_bool, False),
     "mirrors": (Section(MIRROR, "named"), None),
     "netflow": (Section(NETFLOW), None),
+    "sflow": (Section(SFLOW), None),
 }
 CONTROL = {"socket": (_text(bool, "a non-empty path"), "/run/dpdkswitch/ctl.sock")}
 METRICS = {"listen": (_text(_valid_hostport, "IP:PORT, e.g. 127.0.0.1:9101 or [::1]:9101"), REQUIRED)}
@@ -850,9 +870,15 @@ class _Reader:
             if not nf["targets"]:
                 self.fail(nodes["netflow"][0], f"{what} netflow: targets: at least one collector IP:PORT")
             netflow = NetflowConfig(**nf, where=self.where(nodes["netflow"][0]))
+        sflow = None
+        if b["sflow"] is not None:
+            sf, _ = self.section(b["sflow"], SFLOW, f"{what} sflow", nodes["sflow"][0])
+            if not sf["targets"]:
+                self.fail(nodes["sflow"][0], f"{what} sflow: targets: at least one collector IP:PORT")
+            sflow = SflowConfig(**sf, where=self.where(nodes["sflow"][0]))
         return BridgeConfig(name, pmd, dp["emc_insert_inv_prob"], dp["flow_limit"],
                             OpenflowConfig(**openflow), ports, b["flows"], self.where(key),
-                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors, netflow)
+                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors, netflow, sflow)
 
     def port(self, key: ScalarNode, node: Node, pmd: list[int],
              ofports: dict[int, str]) -> PortConfig:

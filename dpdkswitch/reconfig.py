@@ -176,6 +176,8 @@ def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
         raise _refuse(f"{what} openflow.ssl", o.openflow.ssl, n.openflow.ssl)
     if o.netflow != n.netflow:
         raise _refuse(f"{what} netflow", o.netflow, n.netflow)
+    if o.sflow != n.sflow:
+        raise _refuse(f"{what} sflow", o.sflow, n.sflow)
     p = BridgePlan(o.name, n)
     for name, opc in o.ports.items():
         npc = n.ports.get(name)

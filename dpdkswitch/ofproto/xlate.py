@@ -360,6 +360,35 @@ def _diff_mask(new: bytes, old: bytes) -> bytes:
     return bytes(a ^ b for a, b in zip(new, old))
 
 
+SFLOW_COOKIE = 1 << 63      # a userspace cookie with this bit is an sFlow sample; the low 32 bits: its output
+
+
+def sflow_output(actions: list, pipeline: Pipeline) -> int:
+    """sFlow's output interface of ACTIONS (Open vSwitch's cookie encoding): the one port's
+    ifIndex (its OpenFlow number), 0x40000000|256 for a drop, 0x80000000|N for N outputs."""
+    outs = []
+    todo = list(actions)
+    while todo:
+        a = todo.pop()
+        if isinstance(a, odp.Output):
+            outs.append(a.port)
+        elif isinstance(a, (odp.Clone, odp.Sample)):
+            todo += a.actions
+    if not outs:
+        return 0x40000000 | 256
+    if len(outs) > 1:
+        return 0x80000000 | len(outs)
+    e = pipeline.port_by_dp(outs[0])
+    return e.ofport & 0xFFFFFFFF if e is not None else 0
+
+
+def sflow_sample(actions: list, pipeline: Pipeline) -> None:
+    """Put sFlow's sample first in ACTIONS, as Open vSwitch's compose_sflow_action: with the
+    bridge's probability, the frame goes to the slow path with its output in the cookie."""
+    cookie = SFLOW_COOKIE | sflow_output(actions, pipeline)
+    actions.insert(0, odp.Sample(pipeline.sflow_probability, (odp.Userspace(cookie),)))
+
+
 NETFLOW_FIELDS = [F[n] for n in ("ipv4_src", "ipv4_dst", "ip_proto", "ip_dscp", "ip_ecn", "tcp_src", "tcp_dst")]
 
 
@@ -406,6 +435,8 @@ class Translator:
             c.log(f"error: {c.out.error}; the packet is dropped")
         elif c.p.mirrors:
             self._mirror(c, orig)
+        if c.p.sflow_probability and not c.out.error:
+            sflow_sample(c.out.actions, c.p)
         return c.out
 
     def translate_actions(self, key: bytes, in_ofport: int, actions) -> Translation:

@@ -158,8 +158,19 @@ class NetFlow:
             self.flows.pop(key, None)
 
     def pass_done(self, rep: PassReport) -> None:
-        for uk in list(self.bridge.upcalls.ukeys.values()):
+        ukeys = self.bridge.upcalls.ukeys
+        for uk in list(ukeys.values()):
             self._count(uk)
+        if len(self.of) > len(ukeys):                # megaflows flushed without the revalidator
+            for ufid in [u for u in self.of if u not in ukeys]:     # (dpif/del-flows): their flows end
+                key = self.of.pop(ufid)
+                self.seen.pop(ufid, None)
+                nf = self.flows.get(key)
+                if nf is not None:
+                    nf.megaflows -= 1
+                    if nf.megaflows <= 0:
+                        self._export([nf])
+                        del self.flows[key]
         now = self.dp.now_ns
         due = [nf for nf in self.flows.values() if nf.packets and now - nf.exported_ns >= self.cfg.active_timeout * 1e9]
         self._export(due)

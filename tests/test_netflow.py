@@ -200,3 +200,15 @@ def test_dpdkswitch_run_exports_a_hosts_flows_to_nfcapd(tmp_path):
     assert udp and all(r["src"] == a1 and r["dst"] == a2 and (r["in"], r["out"]) == (1, 2) for r in udp), recs
     assert sum(r["packets"] for r in udp) == 200
     assert sum(r["bytes"] for r in udp) == 200 * (14 + 20 + 8 + 100)
+
+
+def test_a_flush_ends_the_flows_with_a_record_of_what_the_pass_before_counted(exporting):
+    br, nf, col, p1, p2 = exporting
+    send(br, p1, [udp_frame(1)] * 40)
+    br.backer.revalidator.run()                  # counted: 40
+    br.upcalls.clear()                           # as dpif/del-flows: the ukeys go, no revalidator
+    br.dp.flow_flush()
+    br.backer.revalidator.run()
+    assert not nf.flows and not nf.of
+    (r,) = col.records()
+    assert r["packets"] == 40

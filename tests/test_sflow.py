@@ -147,3 +147,66 @@ def test_sfacctd_decodes_the_flow_samples(eal, tmp_path):
             col.wait()
         agent.close()
         sw.stop()
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_dpdkswitch_run_samples_a_hosts_traffic_on_its_pmd(tmp_path):
+    """`dpdkswitch run` on the default config (a PMD thread) with sFlow 1/2: a host's 400
+    datagrams give about 200 flow samples, with the input and output ports; counter samples
+    come every second; sflow/show says what was sent."""
+    import sys
+
+    import yaml
+
+    from os_ken.lib.xflow import sflow as oskflow
+
+    from dpdkswitch.control import call
+    from test_run import default_config, wait_started
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(0.5)
+    path, sock, hosts = default_config(tmp_path, None)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["bridges"]["br0"]["sflow"] = {"targets": [f"127.0.0.1:{rx.getsockname()[1]}"], "sampling": 2, "polling": 1}
+    path.write_text(yaml.safe_dump(cfg))
+    log = open(tmp_path / "switch.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "dpdkswitch", "run", str(path), "--no-top"],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        wait_started(proc, sock, tmp_path / "switch.log")
+        (h1, a1), (_, a2) = hosts["p1"], hosts["p2"]
+        send = ("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                "s.bind(('0.0.0.0',4444))\n"
+                "for i in range(400):\n    s.sendto(b'q'*60,(%r,5555)); time.sleep(0.002)\n" % a2)
+        subprocess.run(["ip", "netns", "exec", h1, sys.executable, "-c", send], check=True, timeout=60)
+        time.sleep(2)
+        shown = call(sock, "sflow/show", [])
+        flows, counters = [], 0
+        deadline = time.monotonic() + 10         # counter samples keep coming: read what is there
+        while time.monotonic() < deadline:
+            try:
+                d = oskflow.sFlow.parser(rx.recv(65535))
+            except socket.timeout:
+                break
+            for s in d.samples:
+                if s.sample_format == 1:
+                    flows.append(s.sample)
+                else:
+                    counters += 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        rx.close()
+    ours = []
+    for f in flows:
+        (hdr,) = [r.flow_data for r in f.flow_records if r.flow_data_format == 1]
+        h = hdr.header if isinstance(hdr.header, bytes) else b"".join(hdr.header)
+        if h[12:14] == b"\x08\x00" and h[23] == 17 and h[34:38] == (4444).to_bytes(2, "big") + (5555).to_bytes(2, "big"):
+            ours.append(f)
+    assert 140 <= len(ours) <= 260, (len(ours), shown)          # 400 at 1/2: 200, binomial spread
+    assert all((f.input_if, f.output_if, f.sampling_rate) == (1, 2, 2) for f in ours)
+    assert counters >= 2 * 2                                      # two ports, every second
+    assert "flow samples: 0" not in shown and "sampling 1/2" in shown, shown

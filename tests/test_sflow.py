@@ -204,7 +204,8 @@ def test_dpdkswitch_run_samples_a_hosts_traffic_on_its_pmd(tmp_path):
     for f in flows:
         (hdr,) = [r.flow_data for r in f.flow_records if r.flow_data_format == 1]
         h = hdr.header if isinstance(hdr.header, bytes) else b"".join(hdr.header)
-        if h[12:14] == b"\x08\x00" and h[23] == 17 and h[34:38] == (4444).to_bytes(2, "big") + (5555).to_bytes(2, "big"):
+        if (h[12:14] == b"\x08\x00" and h[23] == 17 and h[26:30] == socket.inet_aton(a1)
+                and h[34:38] == (4444).to_bytes(2, "big") + (5555).to_bytes(2, "big")):
             ours.append(f)
     assert 140 <= len(ours) <= 260, (len(ours), shown)          # 400 at 1/2: 200, binomial spread
     assert all((f.input_if, f.output_if, f.sampling_rate) == (1, 2, 2) for f in ours)

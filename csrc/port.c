@@ -289,6 +289,20 @@ dps_port_stats(const struct dps_dp *dp, uint32_t dp_port, struct dps_port_stats 
 }
 
 int
+dps_port_stats_many(const struct dps_dp *dp, const uint32_t *dp_ports, unsigned n,
+                    struct dps_port_stats *out)
+{
+    int got = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (dps_port_stats(dp, dp_ports[i], &out[i]) == 0)
+            got++;
+        else
+            memset(&out[i], 0, sizeof out[i]);
+    }
+    return got;
+}
+
+int
 dps_port_xstats(const struct dps_dp *dp, uint32_t dp_port, struct dps_xstat *out, unsigned n)
 {
     const struct dps_port *p = port_get(dp, dp_port);

@@ -20,12 +20,15 @@ import sys
 
 from . import __version__, udpif
 from .config import Config
-from .control import Commands, Server, dpif
+from .control import CommandError, Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
 from .control import reload as reload_cmds
 from .datapath import Eal, dpdk_version
 from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
 from .log import rate_limited
+from .metrics import Metrics
+from .netflow import NetFlow
+from .sflow import Sflow
 from .ofproto.actions import OFPP_LOCAL
 from .ofswitch import OpenFlowService
 from .reconfig import Reloader
@@ -135,12 +138,38 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
         return ""
     commands.register("exit", "", "stop the switch", 0, 0, exit_cmd)
     counters = dpif.register(commands, switch)
+    netflows = {name: NetFlow(br) for name, br in switch.bridges.items() if br.config.netflow}
+
+    def netflow_show(args: list[str]) -> str:
+        if args and args[0] not in switch.bridges:
+            raise CommandError(f"no bridge {args[0]}")
+        shown = [nf.show() for name, nf in netflows.items() if not args or name == args[0]]
+        return "".join(shown) or "no NetFlow export configured\n"
+    commands.register("netflow/show", "[BRIDGE]", "NetFlow export: targets, flows, records sent", 0, 1,
+                      netflow_show)
+    sflows = {name: Sflow(br, i) for i, (name, br) in enumerate(switch.bridges.items()) if br.config.sflow}
+
+    def sflow_show(args: list[str]) -> str:
+        if args and args[0] not in switch.bridges:
+            raise CommandError(f"no bridge {args[0]}")
+        shown = [sf.show() for name, sf in sflows.items() if not args or name == args[0]]
+        return "".join(shown) or "no sFlow agent configured\n"
+    commands.register("sflow/show", "[BRIDGE]", "sFlow agent: targets, sampling, samples sent", 0, 1, sflow_show)
     openflow = OpenFlowService(switch, socket_path)
     ofproto_cmds.register(commands, switch, openflow)
     server = Server(socket_path, commands)
     await server.start()
     await openflow.start()
     reloader = Reloader(switch, openflow)
+    metrics = None
+    if config.metrics_listen:
+        metrics = Metrics(switch, config.metrics_listen, openflow)
+        try:
+            metrics.start(loop)
+        except OSError as e:                   # the switch runs on without its endpoint
+            LOG.error("metrics: cannot listen on %s: %s", config.metrics_listen, e.strerror or e)
+            metrics.stop()
+            metrics = None
     reload_cmds.register(commands, reloader)
     reloads: set[asyncio.Task] = set()         # held until done (the loop keeps only weak references)
 
@@ -152,7 +181,8 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
 
     header = [f"dpdkswitch {__version__} on {config.path}: {len(switch.bridges)} bridge(s)",
               switch.eal_note,
-              f"control socket: {socket_path}",
+              f"control socket: {socket_path}"
+              + (f"; metrics: http://{config.metrics_listen}/metrics" if metrics is not None else ""),
               f"Ctrl-C stops it.  Counters: dpdkswitch ctl -s {socket_path} dpif/show"]
     hint = try_hint(config)
     if hint:
@@ -178,6 +208,12 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     finally:
         for backer in switch.backers():
             loop.remove_reader(backer.dp.upcall_fd())
+        if metrics is not None:
+            metrics.stop()
+        for nf in netflows.values():
+            nf.close()
+        for sf in sflows.values():
+            sf.close()
         await poller
         await revalidator
         await openflow.stop()

@@ -41,7 +41,7 @@ from .ofproto.pipeline import DEFAULT_FLOW_LIMIT, MAX_FLOW_LIMIT, N_TABLES
 __all__ = [
     "ConfigError", "NetnsConfig", "PortConfig", "OpenflowConfig", "SslConfig", "FlowConfig",
     "BridgeConfig", "DpdkConfig", "Config", "load", "loads", "online_cpus", "MacTableConfig", "StaticMac",
-    "parse_device", "VDEV_KEYS", "default_datapath_id",
+    "parse_device", "VDEV_KEYS", "default_datapath_id", "NetflowConfig", "SflowConfig",
 ]
 
 
@@ -159,6 +159,28 @@ class FlowConfig:
 
 
 @dataclass
+class NetflowConfig:
+    """NetFlow v5 export of a bridge's flows (Open vSwitch's NetFlow table)."""
+    targets: list[str]                 # "IP:PORT" collectors
+    engine_type: int = 0
+    engine_id: int = 0
+    active_timeout: int = 600          # seconds between records of a flow that lasts
+    add_id_to_interface: bool = False  # engine_id's low 7 bits in the top of the interface numbers
+    where: str = field(default="", compare=False)
+
+
+@dataclass
+class SflowConfig:
+    """sFlow v5 agent of a bridge (Open vSwitch's sFlow table)."""
+    targets: list[str]                 # "IP:PORT" collectors
+    sampling: int = 400                # one frame in N is sampled
+    polling: int = 30                  # seconds between counter samples of each port
+    header: int = 128                  # bytes of each sampled frame's header sent
+    agent: str | None = None           # the agent address; default: the source of the route to the first target
+    where: str = field(default="", compare=False)
+
+
+@dataclass
 class BridgeConfig:
     name: str
     pmd_cores: list[int]
@@ -173,6 +195,8 @@ class BridgeConfig:
     forward_bpdu: bool = False
     mirrors: list[MirrorConfig] = field(default_factory=list)
     flow_limits: dict[int, int] = field(default_factory=dict)   # table id -> rules at most (flow_tables)
+    netflow: NetflowConfig | None = None
+    sflow: SflowConfig | None = None
 
     @property
     def datapath_id(self) -> int:
@@ -201,6 +225,7 @@ class Config:
     dpdk: DpdkConfig
     control_socket: str
     bridges: dict[str, BridgeConfig]
+    metrics_listen: str | None = None     # "IP:PORT" of the Prometheus endpoint; None: none
 
     def datapaths(self) -> list[list[str]]:
         """The bridges, grouped by datapath: bridges linked by patch ports (directly or through
@@ -359,6 +384,14 @@ def _valid_listen(s: str) -> bool:
     port, _, ip = rest.partition(":")
     return (kind == "punix" and bool(rest)) or (
         kind in ("ptcp", "pssl") and _valid_port(port) and (not ip or _valid_ip(ip)))
+
+
+def _valid_hostport(s: str) -> bool:
+    """IP:PORT (an IPv6 address in brackets), port 1..65535."""
+    host, _, port = s.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return _valid_ip(host) and _valid_port(port, 1)
 
 
 def _valid_controller(s: str) -> bool:
@@ -616,6 +649,20 @@ MIRROR = {
     "output_port": (_opt(_str), None),
     "output_vlan": (_opt(_int(1, 4095)), None),
 }
+NETFLOW = {
+    "targets": (_list(_text(_valid_hostport, "IP:PORT, e.g. 127.0.0.1:2055")), REQUIRED),
+    "engine_type": (_int(0, 255), 0),
+    "engine_id": (_int(0, 255), 0),
+    "active_timeout": (_int(1, 86400), 600),
+    "add_id_to_interface": (_bool, False),
+}
+SFLOW = {
+    "targets": (_list(_text(_valid_hostport, "IP:PORT, e.g. 127.0.0.1:6343")), REQUIRED),
+    "sampling": (_int(1, 1 << 30), 400),
+    "polling": (_int(1, 3600), 30),
+    "header": (_int(18, 256), 128),
+    "agent": (_opt(_text(_valid_ip, "an IPv4 or IPv6 address")), None),
+}
 BRIDGE = {
     "datapath": (Section(DATAPATH), None),
     "openflow": (Section(OPENFLOW), None),
@@ -626,8 +673,11 @@ BRIDGE = {
     "flood_vlans": (_list(_int(0, 4095)), []),
     "forward_bpdu": (_bool, False),
     "mirrors": (Section(MIRROR, "named"), None),
+    "netflow": (Section(NETFLOW), None),
+    "sflow": (Section(SFLOW), None),
 }
 CONTROL = {"socket": (_text(bool, "a non-empty path"), "/run/dpdkswitch/ctl.sock")}
+METRICS = {"listen": (_text(_valid_hostport, "IP:PORT, e.g. 127.0.0.1:9101 or [::1]:9101"), REQUIRED)}
 DPDK = {
     "cores": (_list(_int(0)), None),  # None: computed from online_cpus()
     "hugepages": (_enum("auto", "on", "off"), "auto"),
@@ -638,7 +688,7 @@ DPDK = {
     "log_level": (_enum(*DPDK_LEVELS), DPDK_LEVEL_DEFAULT),
 }
 TOP = {"dpdk": (Section(DPDK), None), "control": (Section(CONTROL), None),
-       "bridges": (Section(BRIDGE, "named"), REQUIRED)}
+       "metrics": (Section(METRICS), None), "bridges": (Section(BRIDGE, "named"), REQUIRED)}
 
 
 # -------------------------------------------------------------------- reader
@@ -722,7 +772,11 @@ class _Reader:
                                      f"name); datapath ids are unique across bridges")
         if problem := control_socket_problem(control["socket"], bridges):
             self.fail(nodes.get("control", (root,))[0], problem)
-        config = Config(self.path, dpdk, control["socket"], bridges)
+        metrics = None
+        if top["metrics"] is not None:
+            metrics, _ = self.section(top["metrics"], METRICS, "metrics", nodes["metrics"][0])
+        config = Config(self.path, dpdk, control["socket"], bridges,
+                        metrics_listen=metrics["listen"] if metrics else None)
         self.check_datapaths(config, pmd_claims)
         return config
 
@@ -865,9 +919,21 @@ class _Reader:
             tid = _int(0, N_TABLES - 1)(self, tk, "flow_tables table id")
             t, _ = self.section(tv, FLOW_TABLE, f"{what} flow_tables table {tid}", tk)
             flow_limits[tid] = t["flow_limit"]
+        netflow = None
+        if b["netflow"] is not None:
+            nf, _ = self.section(b["netflow"], NETFLOW, f"{what} netflow", nodes["netflow"][0])
+            if not nf["targets"]:
+                self.fail(nodes["netflow"][0], f"{what} netflow: targets: at least one collector IP:PORT")
+            netflow = NetflowConfig(**nf, where=self.where(nodes["netflow"][0]))
+        sflow = None
+        if b["sflow"] is not None:
+            sf, _ = self.section(b["sflow"], SFLOW, f"{what} sflow", nodes["sflow"][0])
+            if not sf["targets"]:
+                self.fail(nodes["sflow"][0], f"{what} sflow: targets: at least one collector IP:PORT")
+            sflow = SflowConfig(**sf, where=self.where(nodes["sflow"][0]))
         return BridgeConfig(name, pmd, dp["emc_insert_inv_prob"], dp["flow_limit"],
                             OpenflowConfig(**openflow), ports, b["flows"], self.where(key),
-                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors, flow_limits)
+                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors, flow_limits, netflow, sflow)
 
     def port(self, key: ScalarNode, node: Node, pmd: list[int],
              ofports: dict[int, str]) -> PortConfig:

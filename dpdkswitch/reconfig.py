@@ -5,7 +5,7 @@ applied to the running switch without restarting EAL (``dpdkswitch ctl reload``,
 changed in place, the YAML's rules removed and added, mirrors, MAC table settings and static
 entries, flood_vlans, OpenFlow listeners and controllers, the datapath id, the packet-in rate
 limit), or `ReloadRefused` naming the key that cannot change while the switch runs
-(``dpdk:``, ``control.socket``, bridges added or removed, a bridge's ``datapath:``,
+(``dpdk:``, ``control.socket``, ``metrics.listen``, bridges added or removed, a bridge's ``datapath:``,
 ``openflow.fail_mode`` and ``ssl``, patch ports that would regroup the datapaths).  ``reload(switch, service)`` loads the file the switch was started
 with, checks it as ``dpdkswitch check`` does (ConfigError, FILE:LINE), diffs it and only then
 applies it: a refused file changes nothing.
@@ -157,6 +157,8 @@ def diff(old: Config, new: Config) -> Plan:
             raise _refuse(f"dpdk.{k}", getattr(old.dpdk, k), getattr(new.dpdk, k))
     if old.control_socket != new.control_socket:
         raise _refuse("control.socket", old.control_socket, new.control_socket)
+    if old.metrics_listen != new.metrics_listen:
+        raise _refuse("metrics.listen", old.metrics_listen, new.metrics_listen)
     if list(old.bridges) != list(new.bridges):
         raise _refuse("bridges", list(old.bridges), list(new.bridges))
     if old.datapaths() != new.datapaths():
@@ -174,6 +176,10 @@ def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
         raise _refuse(f"{what} openflow.fail_mode", o.openflow.fail_mode, n.openflow.fail_mode)
     if o.openflow.ssl != n.openflow.ssl:
         raise _refuse(f"{what} openflow.ssl", o.openflow.ssl, n.openflow.ssl)
+    if o.netflow != n.netflow:
+        raise _refuse(f"{what} netflow", o.netflow, n.netflow)
+    if o.sflow != n.sflow:
+        raise _refuse(f"{what} sflow", o.sflow, n.sflow)
     p = BridgePlan(o.name, n)
     for name, opc in o.ports.items():
         npc = n.ports.get(name)

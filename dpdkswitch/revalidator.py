@@ -31,6 +31,17 @@ from .ukey import Ukey, Ukeys
 IN_PORT = BY_NAME["in_port"]
 
 
+class Observer(Protocol):
+    """Told of what the revalidator did, on the control thread (metrics, NetFlow).  Each call
+    must be cheap: it runs inside the pass."""
+
+    def flow_deleted(self, uk: Ukey) -> None:
+        """UK's megaflow left the datapath; its last counters are in uk.packets/uk.bytes."""
+
+    def pass_done(self, rep: PassReport) -> None:
+        """A pass ended; REP says what it did and how long it took."""
+
+
 class Installer(Protocol):
     """What the revalidator needs of the upcall handler: the megaflows it installed."""
     ukeys: Ukeys
@@ -72,6 +83,7 @@ class Revalidator:
         self.ukeys = handler.ukeys
         self.max_idle_ms = max_idle_ms
         self.last: PassReport | None = None
+        self.observers: list[Observer] = []
 
     def interval(self, base: float = 0.5) -> float:
         """Seconds to the next periodic pass: BASE, or more while passes are long (many active
@@ -201,6 +213,8 @@ class Revalidator:
             rep.deleted = len(delete)
         rep.seconds = time.perf_counter() - t0
         self.last = rep
+        for o in self.observers:
+            o.pass_done(rep)
         return rep
 
     def _push(self, uk: Ukey, packets: int, nbytes: int, used_ns: int, now_s: float) -> None:
@@ -219,3 +233,5 @@ class Revalidator:
             if fin is not None:
                 self._push(u, fin["packets"], fin["bytes"], fin["used_ns"], now_s)
             self.ukeys.forget(u)
+            for o in self.observers:
+                o.flow_deleted(u)

@@ -60,6 +60,8 @@ def bridge_pipeline(config: BridgeConfig, clock=lambda: 0.0) -> Pipeline:
     pipeline.forward_bpdu = config.forward_bpdu
     for tid, limit in config.flow_limits.items():
         pipeline.set_flow_limit(tid, limit)
+    pipeline.split_ipv4_flows = config.netflow is not None
+    pipeline.sflow_probability = 1 / config.sflow.sampling if config.sflow else 0.0
     for spec, fc in zip(specs, config.flows or [None] * len(specs)):
         try:
             pipeline.add(spec)

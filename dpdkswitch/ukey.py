@@ -28,19 +28,24 @@ class Ukey:
     lean (``bench --memory`` measures it): the megaflows of one rule share its mask, actions
     and, when they took the rule's kept translation, its xlate cache."""
 
-    __slots__ = ("ufid", "key", "mask", "actions", "visits", "_orig", "packets", "bytes", "used_ns")
+    __slots__ = ("ufid", "key", "mask", "actions", "visits", "created_ns", "_orig", "packets", "bytes", "used_ns",
+                 "missed_packets", "missed_bytes")
 
-    def __init__(self, ufid: int, key: bytes, mask: bytes, actions: bytes, visits: XlateCache, orig_key: bytes = b""):
+    def __init__(self, ufid: int, key: bytes, mask: bytes, actions: bytes, visits: XlateCache, created_ns: int,
+                 orig_key: bytes = b"", missed_packets: int = 0, missed_bytes: int = 0):
         self.ufid = ufid
         self.key = key                   # datapath key (in_port = datapath port), masked
         self.mask = mask
         self.actions = actions
         self.visits = visits             # rules, tables, groups, MACs, mirrors it used, bridge by bridge
                                          # (each with the pipeline version it was translated at)
+        self.created_ns = created_ns
         self._orig = None if orig_key == key else orig_key
         self.packets = 0                 # counters already pushed to the rules
         self.bytes = 0
         self.used_ns = 0
+        self.missed_packets = missed_packets   # frames it covers that came up as misses (forwarded by
+        self.missed_bytes = missed_bytes       # packet-out, not in its datapath counters): NetFlow's totals
 
     @property
     def orig_key(self) -> bytes:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from .datapath import Datapath, Upcall
 from .flowkey import KEY_SIZE
 from .ofproto.pipeline import OFPM_SLOWPATH, Pipeline
-from .ofproto.xlate import PacketIn, Translator
+from .ofproto.xlate import SFLOW_COOKIE, PacketIn, Translator
 from .ukey import Ukey, Ukeys, megaflow_ufid
 
 EXACT = b"\xff" * KEY_SIZE          # the mask of every megaflow while megaflows are off
@@ -42,6 +42,7 @@ class UpcallStats:
     packet_ins: int = 0
     errors: int = 0
     metered: int = 0                 # misses the bridge's OFPM_SLOWPATH meter dropped
+    sflow_samples: int = 0           # frames the datapath sampled for sFlow
 
 
 @dataclass
@@ -66,6 +67,7 @@ class UpcallHandler:
         self.packet_in_hooks: dict[str, object] = {}   # bridge name -> its packet-in consumer
         self.max_batch = max_batch
         self.megaflows = True
+        self.on_sflow = None                            # sFlow's agents take the samples (sflow.py)
 
     @property
     def flow_limit(self) -> int:
@@ -91,7 +93,13 @@ class UpcallHandler:
         metering = any(p.slow_meters for p in self.xlate.pipelines)
         for u in ups:
             if u.type == "action":
-                self._packet_in(u)
+                if u.cookie & SFLOW_COOKIE:
+                    self.stats.sflow_samples += 1
+                    if self.on_sflow is not None:
+                        self.on_sflow(u)
+                    u.free()
+                else:
+                    self._packet_in(u)
                 continue
             if metering and not self.xlate.pipeline_of(u.in_port).meter_admit(OFPM_SLOWPATH, len(u.data), now_ns):
                 self.stats.metered += 1
@@ -130,6 +138,8 @@ class UpcallHandler:
                 self.stats.covered += covered is not None
             if covered is not None:           # a megaflow installed (maybe by this batch) covers it
                 covered.visits.push_stats(n, nbytes, now, missed=True)
+                covered.missed_packets += n
+                covered.missed_bytes += nbytes
                 planned.append((members, covered.actions))
                 continue
             t = self.xlate.translate(key)
@@ -150,7 +160,8 @@ class UpcallHandler:
             if len(self.ukeys) >= self.ukeys.limit:
                 self.stats.flow_limit_hits += 1
                 continue
-            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.visits, key)
+            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.visits, now_ns, key,
+                                         missed_packets=n, missed_bytes=nbytes)
             fresh.indexed(uk, m)
             puts.append((uk, m))
         return planned, puts

@@ -15,7 +15,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 apt_pkgs=(dpdk-dev libdpdk-dev pkg-config gcc libpcap-dev iproute2 iputils-ping python3-dev)
-[[ $want == test ]] && apt_pkgs+=(openvswitch-common openvswitch-switch-dpdk tcpdump clang libclang-rt-14-dev)
+[[ $want == test ]] && apt_pkgs+=(openvswitch-common openvswitch-switch-dpdk tcpdump clang libclang-rt-14-dev
+                                 prometheus nfdump pmacct)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,7 +28,7 @@ if ((${#missing[@]})); then
 fi
 
 PY=${PYTHON:-python3}
-pip_pkgs=(meson-python "meson>=1.1" ninja cffi numpy pyyaml pyelftools)
+pip_pkgs=(meson-python "meson>=1.1" ninja cffi numpy pyyaml pyelftools "prometheus-client>=0.17")
 [[ $want == test ]] && pip_pkgs+=(pytest hypothesis scapy os-ken ruff import-linter)
 if ! $PY - "${pip_pkgs[@]}" <<'PYEOF'
 import sys, importlib.metadata as md, re

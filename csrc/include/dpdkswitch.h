@@ -195,6 +195,12 @@ struct dps_port_stats {
     uint64_t tx_dropped;             /* ours: the device's tx queue was full */
 };
 int dps_port_stats(const struct dps_dp *dp, uint32_t dp_port, struct dps_port_stats *out);
+/* The counters of N ports in one call, DP_PORTS[i] into OUT[i] (an array Python views with
+ * numpy: a metrics scrape reads every port without a call per port or per counter).  A port
+ * that is gone, or whose device cannot say, reads all zeros.  Returns how many were read.
+ * Control thread; costs one rte_eth_stats_get per port. */
+int dps_port_stats_many(const struct dps_dp *dp, const uint32_t *dp_ports, unsigned n,
+                        struct dps_port_stats *out);
 
 struct dps_xstat {
     char name[DPS_XSTAT_NAME_LEN];

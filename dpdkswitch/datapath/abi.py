@@ -39,12 +39,18 @@ PMD_STATS_DTYPE = np.dtype([
     ("pad", "<u4", (5,)),
 ])
 
+# struct dps_port_stats (include/dpdkswitch.h): one port's counters, as dps_port_stats_many
+# fills an array of them.
+PORT_STATS_DTYPE = np.dtype([(name, "<u8") for name in (
+    "rx_packets", "rx_bytes", "rx_missed", "rx_errors", "rx_nombuf",
+    "tx_packets", "tx_bytes", "tx_errors", "tx_dropped")])
+
 # DPS_STAGE_* in order: the names of stage_cycles' entries.
 STAGES = ("upkeep", "rx", "simple", "parse", "emc", "masked", "actions", "tx")
 
 
 # Every dtype checked against the DWARF, by the C struct it views.
-VIEWS = {"dps_pmd_stats": PMD_STATS_DTYPE, "dps_flow_key": KEY_DTYPE}
+VIEWS = {"dps_pmd_stats": PMD_STATS_DTYPE, "dps_flow_key": KEY_DTYPE, "dps_port_stats": PORT_STATS_DTYPE}
 
 
 def dwarf_struct(path: str, name: str) -> tuple[int, dict[str, tuple[int, int]]]:

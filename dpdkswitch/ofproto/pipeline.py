@@ -263,6 +263,11 @@ class Pipeline:
         self.flood_vlans: set[int] = set()
         self.forward_bpdu = False
         self.miss_to_controller = False               # table misses: packet-ins (an OpenFlow 1.0 controller)
+        # Megaflows of IPv4 packets entering here match addresses, protocol, ToS and ports
+        # exactly, one per flow as NetFlow counts them (Open vSwitch's netflow_mask_wc).
+        self.split_ipv4_flows = False
+        # sFlow: the probability (1/sampling) that a packet entering here is sampled; 0: off.
+        self.sflow_probability = 0.0
         # Lookups, as Open vSwitch's dpif/show counts them on the input bridge (not a bridge
         # reached through a patch port): packets its megaflows took in the datapath (as the
         # revalidator pushes their counters), and packets that missed into the slow path.

@@ -417,6 +417,47 @@ def _diff_mask(new: bytes, old: bytes) -> bytes:
     return bytes(a ^ b for a, b in zip(new, old))
 
 
+SFLOW_COOKIE = 1 << 63      # a userspace cookie with this bit is an sFlow sample; the low 32 bits: its output
+
+
+def sflow_output(actions: list, pipeline: Pipeline) -> int:
+    """sFlow's output interface of ACTIONS (Open vSwitch's cookie encoding): the one port's
+    ifIndex (its OpenFlow number), 0x40000000|256 for a drop, 0x80000000|N for N outputs."""
+    outs = []
+    todo = list(actions)
+    while todo:
+        a = todo.pop()
+        if isinstance(a, odp.Output):
+            outs.append(a.port)
+        elif isinstance(a, (odp.Clone, odp.Sample)):
+            todo += a.actions
+    if not outs:
+        return 0x40000000 | 256
+    if len(outs) > 1:
+        return 0x80000000 | len(outs)
+    e = pipeline.port_by_dp(outs[0])
+    return e.ofport & 0xFFFFFFFF if e is not None else 0
+
+
+def sflow_sample(actions: list, pipeline: Pipeline) -> None:
+    """Put sFlow's sample first in ACTIONS, as Open vSwitch's compose_sflow_action: with the
+    bridge's probability, the frame goes to the slow path with its output in the cookie."""
+    cookie = SFLOW_COOKIE | sflow_output(actions, pipeline)
+    actions.insert(0, odp.Sample(pipeline.sflow_probability, (odp.Userspace(cookie),)))
+
+
+NETFLOW_FIELDS = [F[n] for n in ("ipv4_src", "ipv4_dst", "ip_proto", "ip_dscp", "ip_ecn", "tcp_src", "tcp_dst")]
+
+
+def split_ipv4_flow(wc, flow) -> None:
+    """An IPv4 megaflow matches what NetFlow keys a flow on exactly (tcp_src/tcp_dst: the L4
+    ports of any protocol), as Open vSwitch's netflow_mask_wc."""
+    wc.unwildcard(F["eth_type"])
+    if F["eth_type"].from_key(flow) == 0x0800:
+        for f in NETFLOW_FIELDS:
+            wc.unwildcard(f)
+
+
 def _n_actions(acts) -> int:
     """Datapath actions in ACTS, those nested in clones and samples counted."""
     return sum(1 + _n_actions(a.actions) if isinstance(a, (odp.Clone, odp.Sample)) else 1 for a in acts)
@@ -448,9 +489,13 @@ class Translator:
             c.log("input port is a mirror output port: dropped")
             return c.out
         orig = bytearray(c.flow)
-        if not trace and not table_id and not c.p.mirrors:
+        if not trace and not table_id and not (c.p.mirrors or c.p.split_ipv4_flows or c.p.sflow_probability):
+            # (a kept translation is the tables' actions alone: mirrors, NetFlow's split and
+            # sFlow's sample are added after them, per translation)
             c.dp_in_port, c.first_table = IN_PORT.from_key(key), True
         self._pipeline(c, table_id)
+        if c.p.split_ipv4_flows:
+            split_ipv4_flow(c.out.wc, c.flow)
         if not c.out.error and _n_actions(c.odp) > MAX_DP_ACTIONS:
             c.out.error = f"more than {MAX_DP_ACTIONS} datapath actions"
         if c.keeping is not None:
@@ -463,6 +508,8 @@ class Translator:
         if c.out.kept is None or c.keeping is not None:      # not a kept translation's (sealed) visits
             for v in c.out.visits:
                 v.seal()
+        if c.p.sflow_probability and not c.out.error:
+            sflow_sample(c.out.actions, c.p)
         return c.out
 
     @staticmethod

@@ -1,0 +1,188 @@
+"""sFlow v5 agent of one bridge, as Open vSwitch's ofproto/ofproto-dpif-sflow.c.
+
+Sampling happens in the datapath: while a bridge has ``sflow:``, its translation puts
+``sample(1/N, userspace(SFLOW_COOKIE | output))`` first in every megaflow's actions
+(``xlate.sflow_sample``), so one frame in N (the executor's per-frame random draw) comes up
+to the slow path as a userspace upcall, whatever cache level forwarded it.  The upcall handler
+hands those to ``Sflow.sampled`` (``UpcallHandler.on_sflow``), which makes a flow sample:
+
+* the raw header record (format 1): the first ``header`` bytes of the frame, its length with
+  the 4 bytes of FCS the NIC stripped, as Open vSwitch;
+* the extended switch record (1001): the frame's VLAN and priority (0 for untagged) in and out;
+* input ifIndex, output ifIndex as the cookie encodes it (one port, 0x40000000|256 for a drop,
+  0x80000000|N for N outputs), sampling rate N, sample pool (N per sample: the frames the
+  sampler stood for), drops 0.
+
+Every ``polling`` seconds each device port gets a counter sample: generic interface counters
+(format 1) and Ethernet counters (format 2, zeros: DPDK's basic stats have none of them).
+ifIndex is the port's OpenFlow number.  Samples wait in a datagram of at most 1400 bytes,
+sent when full and at every revalidator pass (≤ 500 ms); the pass also runs the counter
+polling (``Revalidator.observers``).  Times: the datapath's clock.
+
+Contract: the control thread only (the upcall handler and the revalidator).  Cost: one
+datagram encoding per sample; per polling interval, one C call for every port's counters.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+
+from .datapath import Upcall
+from .revalidator import PassReport
+from .switch import Bridge
+
+DATAGRAM_MAX = 1400
+IF_SPEED_UNKNOWN = 0
+
+
+def _xdr_opaque(data: bytes) -> bytes:
+    return struct.pack("!I", len(data)) + data + b"\0" * (-len(data) % 4)
+
+
+def _record(fmt: int, body: bytes) -> bytes:
+    return struct.pack("!II", fmt, len(body)) + body
+
+
+class Sflow:
+    """The sFlow agent of one bridge."""
+
+    def __init__(self, bridge: Bridge, sub_id: int = 0):
+        cfg = bridge.config.sflow
+        self.bridge = bridge
+        self.cfg = cfg
+        self.dp = bridge.dp
+        self.sub_id = sub_id
+        self.boot_ns = self.dp.now_ns
+        self.targets = []
+        for t in cfg.targets:
+            host, _, port = t.rpartition(":")
+            self.targets.append((host.strip("[]"), int(port)))
+        agent = cfg.agent or self._route_source(self.targets[0])
+        ip = ipaddress.ip_address(agent)
+        self.agent = (1 if ip.version == 4 else 2, ip.packed)
+        self.socks = {fam: socket.socket(fam, socket.SOCK_DGRAM) for fam in
+                      {socket.AF_INET6 if ":" in h else socket.AF_INET for h, _ in self.targets}}
+        for s in self.socks.values():
+            s.setblocking(False)
+        self.pending: list[bytes] = []
+        self.pending_len = 0
+        self.datagram_seq = 0
+        self.flow_seq = 0
+        self.counter_seq: dict[int, int] = {}
+        self.pool: dict[int, int] = {}            # ifIndex -> frames the samples stood for
+        self.next_poll_ns = self.boot_ns
+        self.flow_samples = self.counter_samples = self.datagrams = self.send_errors = 0
+        bridge.backer.revalidator.observers.append(self)
+        self._chain = bridge.upcalls.on_sflow       # another bridge of the datapath, if any
+        bridge.upcalls.on_sflow = self.sampled
+
+    @staticmethod
+    def _route_source(target: tuple[str, int]) -> str:
+        fam = socket.AF_INET6 if ":" in target[0] else socket.AF_INET
+        with socket.socket(fam, socket.SOCK_DGRAM) as s:
+            try:
+                s.connect(target)
+                return s.getsockname()[0]
+            except OSError:
+                return "0.0.0.0" if fam == socket.AF_INET else "::"
+
+    def close(self) -> None:
+        self.flush()
+        obs = self.bridge.backer.revalidator.observers
+        if self in obs:
+            obs.remove(self)
+        if self.bridge.upcalls.on_sflow == self.sampled:
+            self.bridge.upcalls.on_sflow = self._chain
+        for s in self.socks.values():
+            s.close()
+
+    # -- samples
+    def sampled(self, u: Upcall) -> None:
+        """A frame the datapath sampled (an sFlow userspace upcall): a flow sample."""
+        inp = self.bridge.pipeline.port_by_dp(u.in_port)
+        if inp is None:                                # another bridge's port on this datapath
+            if self._chain is not None:
+                self._chain(u)
+            return
+        n = self.cfg.sampling
+        in_if = inp.ofport
+        self.pool[in_if] = self.pool.get(in_if, 0) + n
+        data = u.data
+        vlan = prio = 0
+        if len(data) >= 18 and data[12:14] in (b"\x81\x00", b"\x88\xa8"):
+            tci = int.from_bytes(data[14:16], "big")
+            vlan, prio = tci & 0xFFF, tci >> 13
+        header = data[:self.cfg.header]
+        raw = struct.pack("!IIII", 1, len(data) + 4, 4, len(header)) + header + b"\0" * (-len(header) % 4)
+        switch = struct.pack("!IIII", vlan, prio, vlan, prio)
+        records = _record(1, raw) + _record(1001, switch)
+        self.flow_seq += 1
+        body = struct.pack("!IIIIIIII", self.flow_seq, in_if & 0xFFFFFF, n, self.pool[in_if], 0,
+                           in_if, u.cookie & 0xFFFFFFFF, 2) + records
+        self.flow_samples += 1
+        self._add(_record(1, body))
+
+    def poll_counters(self) -> None:
+        """A counter sample of every device port (generic and Ethernet records)."""
+        br = self.bridge
+        ports = sorted((p for p in br.ports.values() if not p.is_patch), key=lambda p: p.ofport)
+        rows = self.dp.port_stats_many([p.dp_port for p in ports])
+        for p, c in zip(ports, rows):
+            i = br.port_info(p)
+            status = 1 | (2 if i.link_up else 0)
+            generic = struct.pack("!IIQIIQIIIIIIQIIIIII", p.ofport, 6, i.link_speed * 1_000_000, 1, status,
+                                  int(c["rx_bytes"]), int(c["rx_packets"]) & 0xFFFFFFFF, 0, 0,
+                                  int(c["rx_missed"] + c["rx_nombuf"]) & 0xFFFFFFFF,
+                                  int(c["rx_errors"]) & 0xFFFFFFFF, 0,
+                                  int(c["tx_bytes"]), int(c["tx_packets"]) & 0xFFFFFFFF, 0, 0,
+                                  int(c["tx_dropped"]) & 0xFFFFFFFF, int(c["tx_errors"]) & 0xFFFFFFFF, 0)
+            ethernet = b"\0" * 52
+            seq = self.counter_seq[p.ofport] = self.counter_seq.get(p.ofport, 0) + 1
+            body = struct.pack("!III", seq, p.ofport & 0xFFFFFF, 2) + _record(1, generic) + _record(2, ethernet)
+            self.counter_samples += 1
+            self._add(_record(2, body))
+
+    # -- datagrams
+    def _add(self, sample: bytes) -> None:
+        if self.pending and 28 + len(self.agent[1]) + self.pending_len + len(sample) > DATAGRAM_MAX:
+            self.flush()
+        self.pending.append(sample)
+        self.pending_len += len(sample)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        self.datagram_seq += 1
+        uptime = ((self.dp.now_ns - self.boot_ns) // 1_000_000) & 0xFFFFFFFF
+        head = (struct.pack("!II", 5, self.agent[0]) + self.agent[1]
+                + struct.pack("!IIII", self.sub_id, self.datagram_seq, uptime, len(self.pending)))
+        datagram = head + b"".join(self.pending)
+        self.pending, self.pending_len = [], 0
+        for host, port in self.targets:
+            s = self.socks[socket.AF_INET6 if ":" in host else socket.AF_INET]
+            try:
+                s.sendto(datagram, (host, port))
+                self.datagrams += 1
+            except OSError:
+                self.send_errors += 1
+
+    # -- the revalidator's observer
+    def flow_deleted(self, uk) -> None:
+        pass
+
+    def pass_done(self, rep: PassReport) -> None:
+        now = self.dp.now_ns
+        if now >= self.next_poll_ns:
+            self.poll_counters()
+            self.next_poll_ns = now + self.cfg.polling * 1_000_000_000
+        self.flush()
+
+    def show(self) -> str:
+        """``sflow/show``."""
+        c = self.cfg
+        agent = ipaddress.ip_address(self.agent[1])
+        return (f"{self.bridge.config.name}: sFlow v5 to {', '.join(c.targets)}: agent {agent}, sampling 1/"
+                f"{c.sampling}, polling {c.polling} s, header {c.header} bytes\n"
+                f"  flow samples: {self.flow_samples}, counter samples: {self.counter_samples}, "
+                f"datagrams sent: {self.datagrams}, send errors: {self.send_errors}\n")

@@ -1,0 +1,213 @@
+"""sFlow v5: the datapath samples 1 in N frames, the agent sends flow and counter samples;
+decoded by os-ken's sFlow decoder and by pmacct's sfacctd (Debian's pmacct).  Deterministic:
+ring-backed ports, the slow path run by hand on the manual clock."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from dpdkswitch.config import PortConfig, loads
+from dpdkswitch.ofproto.pipeline import PortEntry
+from dpdkswitch.sflow import Sflow
+from dpdkswitch.switch import Bridge, Port, Switch
+
+from frames import udp_frame
+
+pytestmark = pytest.mark.dpdk
+
+CONFIG = """\
+bridges:
+  br0:
+    datapath: {pmd_cores: []}
+    ports:
+      idle: {device: "net_null_sf%(tag)s,no-rx=1", ofport: 9}
+    flows: ["in_port=1,actions=output:2"]
+    sflow: {targets: ["127.0.0.1:%(port)d"], sampling: %(n)d, polling: 1, header: 64, agent: 192.0.2.1}
+"""
+
+
+def host_port(br: Bridge, name: str, ofport: int) -> int:
+    dp_port = br.backer.free_dp_port()
+    br.dp.add_test_port(dp_port, f"sf{os.getpid() % 100000}{name}")
+    pc = PortConfig(name=name, device="", ofport=ofport)
+    br.ports[name] = Port(name, ofport, dp_port, pc, br.dp.port_info(dp_port))
+    br.pipeline.set_port(PortEntry(ofport, name, dp_port, vlan=Bridge._vlan(pc)))
+    return dp_port
+
+
+def make(eal, port: int, n: int):
+    sw = Switch(loads(CONFIG % {"tag": os.getpid() % 100000, "port": port, "n": n}, "sf.yaml"), manual_clock=True)
+    sw.start()
+    br = sw.bridge("br0")
+    p1, p2 = host_port(br, "h1", 1), host_port(br, "h2", 2)
+    return sw, br, p1, p2
+
+
+def send(br, p1, p2, frames) -> int:
+    out = 0
+    for i in range(0, len(frames), 32):
+        br.dp.inject(p1, frames[i:i + 32])
+        br.dp.poll(2)
+        br.upcalls.handle()
+        out += len(br.dp.drain(p2))
+    br.dp.poll(2)
+    br.upcalls.handle()
+    return out + len(br.dp.drain(p2))
+
+
+def test_one_in_n_sampled_headers_byte_exact_and_counters_as_dpif_show(eal):
+    from os_ken.lib.xflow import sflow as oskflow
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)           # SO_RCVBUFFORCE: every datagram kept
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(2)
+    sw, br, p1, p2 = make(eal, rx.getsockname()[1], 10)
+    agent = Sflow(br)
+    try:
+        frames = [udp_frame(i % 5, size=90) for i in range(20000)]
+        assert send(br, p1, p2, frames) == len(frames)       # sampling takes nothing from forwarding
+        br.dp.set_clock(br.dp.now_ns + 2 * 10**9)
+        br.backer.revalidator.run()                          # counters polled, datagrams flushed
+        flows, counters = [], []
+        while True:
+            try:
+                data = rx.recv(65535)
+            except socket.timeout:
+                break
+            d = oskflow.sFlow.parser(data)
+            assert d.version == 5 and d.agent_address == 0xC0000201       # 192.0.2.1
+            for s in d.samples:
+                (flows if s.sample_format == 1 else counters).append(s.sample)
+        got = len(flows)
+        assert abs(got - len(frames) / 10) <= 0.05 * len(frames) / 10, got     # 2,000 ± 5 %
+        assert agent.flow_samples == got
+        sent = set(frames)
+        for f in flows:
+            assert (f.input_if, f.output_if, f.sampling_rate) == (1, 2, 10)
+            (hdr,) = [r.flow_data for r in f.flow_records if r.flow_data_format == 1]
+            assert hdr.frame_length == 90 + 4 and hdr.stripped == 4 and hdr.header_size == 64
+            h = hdr.header if isinstance(hdr.header, bytes) else b"".join(hdr.header)   # os-ken: bytes one by one
+            assert h[:64] in {fr[:64] for fr in sent}                              # byte-exact
+            assert {r.flow_data_format for r in f.flow_records} == {1, 1001}
+        by_if = {}
+        for c in counters:
+            for r in c.counters_records:
+                if r.counter_data_format == 1:
+                    by_if[r.counter_data.ifIndex] = r.counter_data
+        for name, dp_port, ofport in (("h1", p1, 1), ("h2", p2, 2)):
+            st, g = br.dp.port_stats(dp_port), by_if[ofport]
+            assert (g.ifInUcastPkts, g.ifOutUcastPkts, g.ifInOctets, g.ifOutOctets) == \
+                   (st["rx_packets"], st["tx_packets"], st["rx_bytes"], st["tx_bytes"])
+    finally:
+        agent.close()
+        sw.stop()
+        rx.close()
+
+
+@pytest.mark.skipif(not shutil.which("sfacctd"), reason="pmacct (Debian) not installed")
+def test_sfacctd_decodes_the_flow_samples(eal, tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "flows.csv"
+    conf = tmp_path / "sfacctd.conf"
+    conf.write_text(f"daemonize: false\nsfacctd_ip: 127.0.0.1\nsfacctd_port: {port}\nplugins: print\n"
+                    "aggregate: src_host, dst_host, proto, src_port, dst_port, in_iface, out_iface\n"
+                    f"print_output: csv\nprint_output_file: {out}\nprint_refresh_time: 1\n")
+    col = subprocess.Popen(["sfacctd", "-f", str(conf)], stdout=open(tmp_path / "sfacctd.log", "w"),
+                           stderr=subprocess.STDOUT)
+    time.sleep(1.5)
+    sw, br, p1, p2 = make(eal, port, 4)
+    agent = Sflow(br)
+    try:
+        send(br, p1, p2, [udp_frame(3, size=100)] * 4000)
+        br.backer.revalidator.run()
+        time.sleep(3)                                 # the print plugin writes every second
+        col.send_signal(signal.SIGINT)
+        col.wait(timeout=20)
+        text = out.read_text() if out.exists() else ""
+        rows = [line.split(",") for line in text.splitlines()]
+        assert rows and rows[0][0].upper().startswith("IN_IFACE") or "SRC_IP" in text.upper(), \
+            text + (tmp_path / "sfacctd.log").read_text()
+        head = [h.strip().upper() for h in rows[0]]
+        data = [dict(zip(head, r)) for r in rows[1:]]
+        ours = [d for d in data if d.get("SRC_IP") == "10.0.0.3"]
+        assert ours, data
+        total = sum(int(d["PACKETS"]) for d in ours)
+        assert total == agent.flow_samples and abs(total - 1000) <= 50, (total, agent.flow_samples)
+        assert all((d["IN_IFACE"], d["OUT_IFACE"], d["DST_PORT"]) == ("1", "2", "53") for d in ours), ours
+    finally:
+        if col.poll() is None:
+            col.kill()
+            col.wait()
+        agent.close()
+        sw.stop()
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_dpdkswitch_run_samples_a_hosts_traffic_on_its_pmd(tmp_path):
+    """`dpdkswitch run` on the default config (a PMD thread) with sFlow 1/2: a host's 400
+    datagrams give about 200 flow samples, with the input and output ports; counter samples
+    come every second; sflow/show says what was sent."""
+    import sys
+
+    import yaml
+
+    from os_ken.lib.xflow import sflow as oskflow
+
+    from dpdkswitch.control import call
+    from test_run import default_config, wait_started
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(0.5)
+    path, sock, hosts = default_config(tmp_path, None)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["bridges"]["br0"]["sflow"] = {"targets": [f"127.0.0.1:{rx.getsockname()[1]}"], "sampling": 2, "polling": 1}
+    path.write_text(yaml.safe_dump(cfg))
+    log = open(tmp_path / "switch.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "dpdkswitch", "run", str(path), "--no-top"],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        wait_started(proc, sock, tmp_path / "switch.log")
+        (h1, a1), (_, a2) = hosts["p1"], hosts["p2"]
+        send = ("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                "s.bind(('0.0.0.0',4444))\n"
+                "for i in range(400):\n    s.sendto(b'q'*60,(%r,5555)); time.sleep(0.002)\n" % a2)
+        subprocess.run(["ip", "netns", "exec", h1, sys.executable, "-c", send], check=True, timeout=60)
+        time.sleep(2)
+        shown = call(sock, "sflow/show", [])
+        flows, counters = [], 0
+        deadline = time.monotonic() + 10         # counter samples keep coming: read what is there
+        while time.monotonic() < deadline:
+            try:
+                d = oskflow.sFlow.parser(rx.recv(65535))
+            except socket.timeout:
+                break
+            for s in d.samples:
+                if s.sample_format == 1:
+                    flows.append(s.sample)
+                else:
+                    counters += 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        rx.close()
+    ours = []
+    for f in flows:
+        (hdr,) = [r.flow_data for r in f.flow_records if r.flow_data_format == 1]
+        h = hdr.header if isinstance(hdr.header, bytes) else b"".join(hdr.header)
+        if (h[12:14] == b"\x08\x00" and h[23] == 17 and h[26:30] == socket.inet_aton(a1)
+                and h[34:38] == (4444).to_bytes(2, "big") + (5555).to_bytes(2, "big")):
+            ours.append(f)
+    assert 140 <= len(ours) <= 260, (len(ours), shown)          # 400 at 1/2: 200, binomial spread
+    assert all((f.input_if, f.output_if, f.sampling_rate) == (1, 2, 2) for f in ours)
+    assert counters >= 2 * 2                                      # two ports, every second
+    assert "flow samples: 0" not in shown and "sampling 1/2" in shown, shown

@@ -15,6 +15,8 @@ from .classifier import Classifier, Rule, key_int
 from .flowstr import FlowSpec
 from .match import Match
 from .normal import MAX_MIRRORS, MacTable, Mirror, VlanPort
+from .liveness import Liveness
+from .special import Specials
 
 N_TABLES = 255
 OFPG_ANY = 0xFFFFFFFF
@@ -252,6 +254,8 @@ class Pipeline:
         self.mirrors: list[Mirror] = []
         self.flood_vlans: set[int] = set()
         self.forward_bpdu = False
+        self.special = Specials()                     # control protocols before the tables (special.py)
+        self.liveness = Liveness(self)                # each port's may_enable (liveness.py)
         self.miss_to_controller = False               # table misses: packet-ins (an OpenFlow 1.0 controller)
         # Lookups, as Open vSwitch's dpif/show counts them on the input bridge (not a bridge
         # reached through a patch port): packets its megaflows took in the datapath (as the
@@ -293,8 +297,15 @@ class Pipeline:
         self.version += 1
         self.full_revalidation = True
 
+    def ports_changed(self) -> None:
+        """Something translation reads about ports changed (a spanning tree port state, a
+        control protocol registered): every cached translation is looked at again."""
+        self.version += 1
+        self.full_revalidation = True
+
     def del_port(self, ofport: int) -> None:
         self.ports.pop(ofport, None)
+        self.liveness.forget(ofport)
         self.macs.flush(ofport)
         self.version += 1
         self.full_revalidation = True

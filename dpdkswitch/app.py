@@ -22,6 +22,7 @@ from .config import Config
 from .control import Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
 from .control import reload as reload_cmds
+from .control import stp as stp_cmds
 from .datapath import Eal, dpdk_version
 from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
 from .ofproto.actions import OFPP_LOCAL
@@ -99,6 +100,20 @@ async def _revalidate(switch: Switch, stop: asyncio.Event) -> None:
             pass
 
 
+PROTOCOL_TICK_S = 0.1       # the control protocols' timers (STP's tick is 1/256 s; its times whole seconds)
+
+
+async def _protocols(switch: Switch, stop: asyncio.Event) -> None:
+    """The control protocols' timers (stp.py), on each bridge's clock."""
+    while not stop.is_set():
+        for br in list(switch.bridges.values()):
+            br.run_protocols()
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=PROTOCOL_TICK_S)
+        except asyncio.TimeoutError:
+            pass
+
+
 async def _reload_on_sighup(reloader: Reloader) -> None:
     """SIGHUP: ``reload``, its answer or its refusal in the log."""
     try:
@@ -123,6 +138,7 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     counters = dpif.register(commands, switch)
     openflow = OpenFlowService(switch, socket_path)
     ofproto_cmds.register(commands, switch, openflow)
+    stp_cmds.register(commands, switch)
     server = Server(socket_path, commands)
     await server.start()
     await openflow.start()
@@ -148,6 +164,7 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     view = TopView(switch, counters, header)
     poller = asyncio.create_task(_poll_without_pmds(switch, stop))
     revalidator = asyncio.create_task(_revalidate(switch, stop))
+    protocols = asyncio.create_task(_protocols(switch, stop))
     for backer in switch.backers():
         loop.add_reader(backer.dp.upcall_fd(), _handle_upcalls, backer)
         _handle_upcalls(backer)
@@ -166,6 +183,7 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
             loop.remove_reader(backer.dp.upcall_fd())
         await poller
         await revalidator
+        await protocols
         await openflow.stop()
         await server.stop()
     LOG.info("stopping: PMD threads, ports, namespaces")

@@ -87,6 +87,9 @@ class PortConfig:
     trunks: list[int] | None = None
     peer: str | None = None            # a patch port (device ""): the peer patch port's name
     peer_bridge: str | None = None     # ... and its bridge, once linked
+    stp_enable: bool = True            # takes part in the bridge's spanning tree (when it has one)
+    stp_port_priority: int = 128
+    stp_path_cost: int | None = None   # None: from the link speed (802.1D-1998's table)
 
     @property
     def driver(self) -> str:
@@ -152,6 +155,16 @@ class OpenflowConfig:
 
 
 @dataclass
+class StpConfig:
+    """The bridge's spanning tree (802.1D-1998), Open vSwitch's other_config:stp-* keys."""
+    enable: bool = False
+    priority: int = 32768
+    hello_time: int = 2                # seconds
+    max_age: int = 20
+    forward_delay: int = 15
+
+
+@dataclass
 class FlowConfig:
     text: str
     where: str
@@ -171,6 +184,7 @@ class BridgeConfig:
     flood_vlans: list[int] = field(default_factory=list)
     forward_bpdu: bool = False
     mirrors: list[MirrorConfig] = field(default_factory=list)
+    stp: StpConfig = field(default_factory=StpConfig)
 
     @property
     def datapath_id(self) -> int:
@@ -538,6 +552,9 @@ PORT = {
     "vlan_mode": (_enum("access", "trunk", "native-tagged", "native-untagged", "dot1q-tunnel"), None),
     "tag": (_opt(_int(0, 4095)), None),
     "trunks": (_opt(_list(_int(0, 4095))), None),
+    "stp_enable": (_bool, True),
+    "stp_port_priority": (_int(0, 255), 128),
+    "stp_path_cost": (_opt(_int(1, 65535)), None),
 }
 SSL = {
     "private_key": (_text(bool, "a file path"), REQUIRED),
@@ -586,6 +603,11 @@ BRIDGE = {
     "flood_vlans": (_list(_int(0, 4095)), []),
     "forward_bpdu": (_bool, False),
     "mirrors": (Section(MIRROR, "named"), None),
+    "stp_enable": (_bool, False),
+    "stp_priority": (_int(0, 65535), 32768),
+    "stp_hello_time": (_int(1, 10), 2),
+    "stp_max_age": (_int(6, 40), 20),
+    "stp_forward_delay": (_int(4, 30), 15),
 }
 CONTROL = {"socket": (_text(bool, "a non-empty path"), "/run/dpdkswitch/ctl.sock")}
 DPDK = {
@@ -810,9 +832,21 @@ class _Reader:
             mirrors.append(MirrorConfig(mk.value, where=self.where(mk), **m))
         if len(mirrors) > 32:
             self.fail(nodes["mirrors"][0], f"{what}: at most 32 mirrors")
+        stp = StpConfig(b["stp_enable"], b["stp_priority"], b["stp_hello_time"], b["stp_max_age"],
+                        b["stp_forward_delay"])
+        if stp.max_age < 2 * (stp.hello_time + 1) or stp.forward_delay < stp.max_age / 2 + 1:
+            self.fail(nodes.get("stp_max_age", nodes.get("stp_forward_delay", (key,)))[0],
+                      f"{what}: 802.1D needs stp_max_age ≥ 2 × (stp_hello_time + 1) and stp_forward_delay ≥ "
+                      f"stp_max_age / 2 + 1 (have hello {stp.hello_time}, max age {stp.max_age}, forward "
+                      f"delay {stp.forward_delay})")
+        if stp.enable:
+            for pc in ports.values():
+                if pc.stp_enable and pc.ofport > 255 and pc.ofport != OFPP_LOCAL:
+                    raise ConfigError.at(pc.where, f"port {pc.name!r}: an STP port number is 8 bits: ofport "
+                                                   f"{pc.ofport} > 255 (set stp_enable: false on it)")
         return BridgeConfig(name, pmd, dp["emc_insert_inv_prob"], dp["flow_limit"],
                             OpenflowConfig(**openflow), ports, b["flows"], self.where(key),
-                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors)
+                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors, stp)
 
     def port(self, key: ScalarNode, node: Node, pmd: list[int],
              ofports: dict[int, str]) -> PortConfig:
@@ -882,7 +916,8 @@ class _Reader:
         if mode != "trunk" and p["tag"] is None:
             self.fail(nodes.get("vlan_mode", (key,))[0], f"{what}: vlan_mode {mode} needs a tag")
         return PortConfig(name=name, device="", ofport=p["ofport"], where=self.where(key), vlan_mode=mode,
-                          tag=p["tag"], trunks=p["trunks"], peer=p["peer"])
+                          tag=p["tag"], trunks=p["trunks"], peer=p["peer"], stp_enable=p["stp_enable"],
+                          stp_port_priority=p["stp_port_priority"], stp_path_cost=p["stp_path_cost"])
 
 
 # ----------------------------------------------------------------------- API

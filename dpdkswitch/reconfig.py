@@ -172,6 +172,8 @@ def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
         raise _refuse(f"{what} openflow.fail_mode", o.openflow.fail_mode, n.openflow.fail_mode)
     if o.openflow.ssl != n.openflow.ssl:
         raise _refuse(f"{what} openflow.ssl", o.openflow.ssl, n.openflow.ssl)
+    if o.stp != n.stp:
+        raise _refuse(f"{what} stp_enable/stp_priority/stp_hello_time/stp_max_age/stp_forward_delay", o.stp, n.stp)
     p = BridgePlan(o.name, n)
     for name, opc in o.ports.items():
         npc = n.ports.get(name)

@@ -219,3 +219,42 @@ def test_the_hook_runs_again_when_a_frame_crosses_a_patch_port(eal):
         assert not any("Consists of" in ln for ln in t.trace)
     finally:
         sw.stop()
+
+
+# ---- megaflow soundness with STP on (test_slowpath's property, port states drawn too) ----------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from dpdkswitch.ofproto.xlate import Translator  # noqa: E402
+from dpdkswitch.stp import STATES, Stp  # noqa: E402
+
+from test_slowpath import PROP_OF2DP, check_megaflows, frame_and_key, make_pipeline, packets, pipelines  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(spec=pipelines(), pkts=packets(), states=st.lists(st.sampled_from(STATES), min_size=3, max_size=3),
+       bpdu_ports=st.lists(st.sampled_from([1, 2, 3]), max_size=3))
+def test_megaflows_are_sound_with_stp(eal, spec, pkts, states, bpdu_ports):
+    p = make_pipeline(spec, PROP_OF2DP)
+    stp = Stp("prop", 1)
+    for of, state in zip((1, 2, 3), states):
+        stp.add_port(of, f"p{of}", 19, enabled=False)
+        stp.ports[of].state = state                  # any mix of states, however reached
+    p.special.register(stp)
+    x = Translator(p)
+    keys = [frame_and_key(q, PROP_OF2DP)[1] for q in pkts]
+    # the same packets to the bridge group address (not BPDUs: Ethernet II), and real BPDUs
+    keys += [bytearray(k) for k in keys]
+    for k in keys[len(keys) // 2:]:
+        BY_NAME["eth_dst"].to_key(k, 0x0180C2000000)
+    bpdus = [parse(bpdu(port_id=0x8000 | o), PROP_OF2DP[o]) for o in bpdu_ports]
+    check_megaflows(x, [bytes(k) for k in keys] + bpdus)
+    for k in bpdus:                                  # every BPDU goes to STP, whatever the rules
+        (act,) = x.translate(k).actions
+        assert isinstance(act, odp.Userspace) and act.cookie & odp.CONTROL_COOKIE
+    for k in keys[:len(keys) // 2]:                  # a port that does not forward sends nothing on
+        q = p.ports[next(o for o, d in PROP_OF2DP.items() if d == BY_NAME["in_port"].from_key(k))].ofport
+        if states[q - 1] not in ("disabled", "forwarding"):
+            assert x.translate(bytes(k)).actions == []

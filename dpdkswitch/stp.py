@@ -521,32 +521,30 @@ class Stp:
 
     # -- stp/show
     def show(self) -> str:
-        """Open vSwitch's ``stp/show`` for this bridge."""
+        """Open vSwitch's ``stp/show`` for this bridge, in its layout (ports by our number: the
+        OpenFlow port)."""
         def ident(bid: int) -> list[str]:
             mac = ":".join(f"{b:02x}" for b in (bid & ((1 << 48) - 1)).to_bytes(6, "big"))
-            return [f"  stp-priority    {bid >> 48}", f"  stp-system-id   {mac}"]
+            return [f"  stp-priority  {bid >> 48}", f"  stp-system-id   {mac}"]
 
         def times(ma: int, ht: int, fd: int) -> list[str]:
             return [f"  stp-hello-time  {ht // TICKS}s", f"  stp-max-age     {ma // TICKS}s",
                     f"  stp-fwd-delay   {fd // TICKS}s"]
 
         out = [f"---- {self.bridge} ----", "Root ID:"] + ident(self.designated_root)
+        out += times(self.max_age, self.hello_time, self.forward_delay)
         if self.is_root():
-            out += times(self.bridge_max_age, self.bridge_hello_time, self.bridge_forward_delay)
             out.append("  This bridge is the root")
         else:
             rp = self.root_port
             out += [f"  root-port       {rp.name if rp else '-'}", f"  root-path-cost  {self.root_path_cost}"]
-            out += times(self.max_age, self.hello_time, self.forward_delay)
         out += ["", "Bridge ID:"] + ident(self.bridge_id)
         out += times(self.bridge_max_age, self.bridge_hello_time, self.bridge_forward_delay)
-        out += ["", f"  {'Interface':<10} {'Role':<10} {'State':<10} {'Cost':<8} Pri.Nbr",
-                f"  {'-' * 10} {'-' * 10} {'-' * 10} {'-' * 8} -------"]
+        out += ["", f"  {'Interface':<10} {'Role':<10} {'State':<10} {'Cost':<5} Pri.Nbr ",
+                f"  {'-' * 10} {'-' * 10} {'-' * 10} {'-' * 5} -------"]
         for p in sorted(self.ports.values(), key=lambda q: q.ofport):
             if p.state == DISABLED:
                 continue
-            out.append(f"  {p.name:<10} {self.role(p.ofport):<10} {p.state:<10} {p.path_cost:<8} "
+            out.append(f"  {p.name:<10} {self.role(p.ofport):<10} {p.state:<10} {p.path_cost:<5} "
                        f"{p.priority}.{p.port_id & 0xFF}")
-        if self.topology_change:
-            out.append("  topology change in progress")
         return "\n".join(out)

@@ -13,6 +13,8 @@ from dpdkswitch.ofproto.actions import Output
 from dpdkswitch.ofproto.fields import BY_NAME
 from dpdkswitch.ofproto.flowstr import parse_flow
 from dpdkswitch.ofproto.pipeline import Bucket, GroupEntry
+from dpdkswitch.ofswitch.ports import PortManager
+from dpdkswitch.openflow import consts as C
 from dpdkswitch.switch import Switch
 
 from frames import udp_frame
@@ -136,6 +138,12 @@ def test_stp_in_a_bridge_bpdus_in_and_out_ports_gated(stp_bridge):
         cycle(br, ports[2], [bpdu(port_id=0x8002)])
     assert br.stp.state(1) == "forwarding" and br.stp.state(3) == "forwarding"
     assert br.stp.state(2) == "blocking"
+    # OpenFlow port status: 1.0's STP bits, 1.3's BLOCKED
+    pm = PortManager(br, lambda *a: None, lambda: None)
+    v10 = {p.port_no: p.state for p in pm.desc(C.OFP10_VERSION)}
+    v13 = {p.port_no: p.state for p in pm.desc(C.OFP13_VERSION)}
+    assert v10[1] & 0x300 == 2 << 8 and v10[2] & 0x300 == 3 << 8 and v10[10] & 0x300 == 0
+    assert not v13[1] & C.OFPPS_BLOCKED and v13[2] & C.OFPPS_BLOCKED and v13[1] & C.OFPPS_LIVE
     for p in ports.values():
         br.dp.drain(p)
     h1 = BROADCAST + bytes.fromhex("020000000101") + udp_frame(1)[12:]

@@ -22,6 +22,7 @@ from .config import Config
 from .control import Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
 from .control import reload as reload_cmds
+from .control import bfd as bfd_cmds
 from .control import stp as stp_cmds
 from .datapath import Eal, dpdk_version
 from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
@@ -100,7 +101,7 @@ async def _revalidate(switch: Switch, stop: asyncio.Event) -> None:
             pass
 
 
-PROTOCOL_TICK_S = 0.1       # the control protocols' timers (STP's tick is 1/256 s; its times whole seconds)
+PROTOCOL_TICK_S = 0.01      # the control protocols' timers (BFD's intervals: tens of ms and up)
 
 
 async def _protocols(switch: Switch, stop: asyncio.Event) -> None:
@@ -139,6 +140,7 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     openflow = OpenFlowService(switch, socket_path)
     ofproto_cmds.register(commands, switch, openflow)
     stp_cmds.register(commands, switch)
+    bfd_cmds.register(commands, switch)
     server = Server(socket_path, commands)
     await server.start()
     await openflow.start()

@@ -286,6 +286,10 @@ class Bfd:
     def sends_bpdu(self, ofport: int) -> bool:
         return True
 
+    def exempt(self, ofport: int, flow) -> bool:
+        """A BFD control packet leaves a port with a session whatever STP says of the port."""
+        return self.claims(ofport, flow)
+
     # liveness input
     def may_enable(self, ofport: int) -> bool | None:
         s = self.sessions.get(ofport)

@@ -90,6 +90,7 @@ class PortConfig:
     stp_enable: bool = True            # takes part in the bridge's spanning tree (when it has one)
     stp_port_priority: int = 128
     stp_path_cost: int | None = None   # None: from the link speed (802.1D-1998's table)
+    bfd: "BfdConfig | None" = None     # a BFD session on the port (bfd.py)
 
     @property
     def driver(self) -> str:
@@ -152,6 +153,19 @@ class OpenflowConfig:
     datapath_id: int | None = None     # None: default_datapath_id(bridge name)
     controller_rate_limit: int | None = None     # packet-ins/s per connection; None: no limit
     controller_burst_limit: int | None = None    # None: controller_rate_limit / 4
+
+
+@dataclass
+class BfdConfig:
+    """A port's BFD session, Open vSwitch's Interface bfd column (times in ms)."""
+    enable: bool = False
+    min_rx: int = 1000
+    min_tx: int = 100
+    mult: int = 3
+    cpath_down: bool = False
+    dst_mac: str = "00:23:20:00:00:01"
+    src_ip: str = "169.254.1.1"
+    dst_ip: str = "169.254.1.0"
 
 
 @dataclass
@@ -361,6 +375,14 @@ def _valid_cidr(s: str) -> bool:
         return False
 
 
+def _valid_ipv4(s: str) -> bool:
+    try:
+        ipaddress.IPv4Address(s)
+        return True
+    except ValueError:
+        return False
+
+
 def _name_re(maxlen: int) -> re.Pattern:
     return re.compile(rf"[A-Za-z0-9_.-]{{1,{maxlen}}}")
 
@@ -538,6 +560,16 @@ NETNS = {
     "address": (_opt(_text(_valid_cidr, "an IPv4 or IPv6 address/prefix, e.g. 10.0.0.1/24")),
                 None),
 }
+BFD = {
+    "enable": (_bool, False),
+    "min_rx": (_int(1, 3600000), 1000),
+    "min_tx": (_int(1, 3600000), 100),
+    "mult": (_int(1, 255), 3),
+    "cpath_down": (_bool, False),
+    "dst_mac": (_text(_MAC_RE.fullmatch, "a MAC address xx:xx:xx:xx:xx:xx"), "00:23:20:00:00:01"),
+    "src_ip": (_text(_valid_ipv4, "an IPv4 address"), "169.254.1.1"),
+    "dst_ip": (_text(_valid_ipv4, "an IPv4 address"), "169.254.1.0"),
+}
 PORT = {
     "device": (_opt(_device), None),
     "peer": (_opt(_text(_name_re(15).fullmatch, "a patch port name (1-15 characters of A-Za-z0-9_.-)")), None),
@@ -555,6 +587,7 @@ PORT = {
     "stp_enable": (_bool, True),
     "stp_port_priority": (_int(0, 255), 128),
     "stp_path_cost": (_opt(_int(1, 65535)), None),
+    "bfd": (Section(BFD), None),
 }
 SSL = {
     "private_key": (_text(bool, "a file path"), REQUIRED),
@@ -902,13 +935,17 @@ class _Reader:
         if mode == "trunk" and p["tag"] is not None:
             self.fail(nodes["tag"][0], f"{what}: a trunk port has no tag (use native-tagged or "
                                        f"native-untagged for a native VLAN)")
-        p.update(rxq_affinity=affinity, netns=netns, vlan_mode=mode)
+        bfd = None
+        if "bfd" in nodes:
+            b, _ = self.section(p["bfd"], BFD, f"{what} bfd", nodes["bfd"][0])
+            bfd = BfdConfig(**b)
+        p.update(rxq_affinity=affinity, netns=netns, vlan_mode=mode, bfd=bfd)
         return PortConfig(name=name, where=self.where(key), **p)
 
     def patch_port(self, key: ScalarNode, name: str, p: dict, nodes: dict) -> PortConfig:
         """A patch port: no device, no queues; VLAN settings apply as to any port."""
         what = f"patch port {name!r}"
-        for k in ("device", "n_rxq", "n_txq", "rxd", "txd", "mtu", "rxq_affinity", "netns"):
+        for k in ("device", "n_rxq", "n_txq", "rxd", "txd", "mtu", "rxq_affinity", "netns", "bfd"):
             if k in nodes:
                 self.fail(nodes[k][0], f"{what}: {k!r} does not apply to a patch port (it has no device)")
         self.unique("patch port", name, key)

@@ -255,6 +255,9 @@ class Stp:
     def sends_bpdu(self, ofport: int) -> bool:
         return self.state(ofport) != BLOCKING
 
+    def exempt(self, ofport: int, flow) -> bool:
+        return False
+
     # -- time
     def tick(self, now: float) -> None:
         """NOW (seconds) on the bridge's clock: the timers that expired since the last call fire."""

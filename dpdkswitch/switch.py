@@ -24,6 +24,7 @@ from .ofproto.xlate import PacketInRegistry, Translation, Translator
 from .openflow.connection import tls_context
 from .ofproto.actions import OFPP_ANY, OFPP_LOCAL, Output
 from .revalidator import Revalidator
+from .bfd import Bfd, BfdSession, BfdSettings
 from .stp import Stp, cost_for_speed
 from .upcall import UpcallHandler
 from .netns import Namespaces
@@ -204,6 +205,7 @@ class Bridge:
     backer: Backer
     ports: dict[str, Port] = field(default_factory=dict)
     stp: Stp | None = None                 # its spanning tree, with stp_enable (start_stp)
+    bfd: Bfd | None = None                 # its ports' BFD sessions, once a port has one (join_bfd)
 
     @classmethod
     def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False,
@@ -243,6 +245,7 @@ class Bridge:
             raise
         self.pipeline.set_port(PortEntry(pc.ofport, pc.name, dp_port, vlan=self._vlan(pc)))
         self.join_stp(port)
+        self.join_bfd(port)
         self._port_added(pc)
         return port
 
@@ -310,6 +313,8 @@ class Bridge:
                 peer_p.liveness.set_carrier(peer_ofport, False)
         if self.stp is not None:
             self.stp.remove_port(port.ofport)
+        if self.bfd is not None:
+            self.bfd.remove(port.ofport)
         self.pipeline.del_port(port.ofport)
         self.revalidator.run()                 # no megaflow sends to it any more
         if not port.is_patch:
@@ -474,10 +479,38 @@ class Bridge:
         self.pipeline.macs.flush()
         self.pipeline.ports_changed()
 
+    # -- BFD (bfd.py), per port with bfd: {enable: true}
+    def join_bfd(self, port: Port) -> None:
+        """A BFD session on PORT when its config asks: the bridge's Bfd registers (once) as a
+        control protocol and as an input of the ports' liveness."""
+        bc = port.config.bfd
+        if bc is None or not bc.enable or port.is_patch:
+            return
+        if self.bfd is None:
+            self.bfd = Bfd(self.config.name)
+            self.pipeline.special.register(self.bfd)
+            self.pipeline.liveness.register("bfd", self.bfd.may_enable)
+        ofport = port.ofport
+        mac = bytes.fromhex(port.info.mac.replace(":", "")) if port.info.mac else bytes(6)
+        settings = BfdSettings(bc.min_rx, bc.min_tx, bc.mult, bc.cpath_down, bc.dst_mac, bc.src_ip, bc.dst_ip)
+        self.bfd.add(ofport, BfdSession(port.name, settings, mac, lambda frame: self._protocol_send(ofport, frame),
+                                        self.dp.now_ns / 1e9,
+                                        on_change=lambda: self.pipeline.liveness.update(ofport)))
+        self.pipeline.ports_changed()
+        self.pipeline.liveness.update(ofport)
+
+    def _protocol_send(self, ofport: int, frame: bytes) -> None:
+        try:
+            self.packet_out(frame, OFPP_ANY, [Output(ofport)])
+        except DatapathError:
+            pass
+
     def run_protocols(self) -> None:
         """The control protocols' timers, on the datapath's clock (a few times a second); an
         STP port follows its port's liveness (a port that may not be enabled is disabled in
         the tree, as Open vSwitch's stp_run polls link state)."""
+        if self.bfd is not None:
+            self.bfd.run(self.dp.now_ns / 1e9)
         if self.stp is not None:
             self.stp.tick(self.dp.now_ns / 1e9)
             for ofport, sp in list(self.stp.ports.items()):

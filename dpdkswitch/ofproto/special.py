@@ -53,6 +53,10 @@ class SlowProtocol(Protocol):
     def sends_bpdu(self, ofport: int) -> bool:
         """Whether a BPDU (a frame to 01:80:c2:00:00:00) may leave by OFPORT."""
 
+    def exempt(self, ofport: int, flow: FlowView) -> bool:
+        """Whether FLOW leaving by OFPORT is this protocol's link-health frame, which leaves
+        whatever the port gates say (BFD, CFM: "STP should not block link health detection")."""
+
 
 @dataclass(frozen=True)
 class SpecialIn:
@@ -108,6 +112,9 @@ class Specials:
 
     def sends_bpdu(self, ofport: int) -> bool:
         return all(p.sends_bpdu(ofport) for p in self.protocols.values())
+
+    def exempt(self, ofport: int, flow: FlowView) -> bool:
+        return any(p.exempt(ofport, flow) for p in self.protocols.values())
 
 
 def is_bpdu(flow: FlowView) -> bool:

@@ -673,7 +673,7 @@ class Translator:
                 if not sp.sends_bpdu(port.ofport):
                     c.log(f"output to {port.name}: the port sends no BPDU in its spanning tree state, skipped")
                     return
-            elif not sp.forwarding(port.ofport):
+            elif not sp.forwarding(port.ofport) and not sp.exempt(port.ofport, c):
                 c.log(f"output to {port.name}: not forwarding (spanning tree), skipped")
                 return
         if port.dp_port >= 0:

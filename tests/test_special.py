@@ -266,3 +266,57 @@ def test_megaflows_are_sound_with_stp(eal, spec, pkts, states, bpdu_ports):
         q = p.ports[next(o for o, d in PROP_OF2DP.items() if d == BY_NAME["in_port"].from_key(k))].ofport
         if states[q - 1] not in ("disabled", "forwarding"):
             assert x.translate(bytes(k)).actions == []
+
+
+def test_a_bfd_session_going_down_fails_a_fast_failover_group_over(eal):
+    """BFD feeds liveness: the group's first bucket watches a port whose session the test's own
+    peer session (bfd.py, as the far end of the link) brings up and then lets expire."""
+    import random
+
+    from dpdkswitch import bfd as B
+    from dpdkswitch.config import BfdConfig, PortConfig
+    from dpdkswitch.switch import Port
+
+    sw = Switch(loads(STP_BRIDGE.replace("    stp_enable: true\n", ""), "bfd.yaml"), manual_clock=True)
+    sw.start()
+    try:
+        br = sw.bridges["br0"]
+        ports = {n: host_port(br, f"p{n}", n) for n in (1, 2, 3)}
+        pc = PortConfig(name="p1", device="", ofport=1, bfd=BfdConfig(enable=True, min_rx=100, min_tx=100))
+        br.ports["p1"] = Port("p1", 1, ports[1], pc, br.dp.port_info(ports[1]))
+        br.join_bfd(br.ports["p1"])
+        p = br.pipeline
+        p.group_mod("add", GroupEntry(1, "ff", [Bucket((Output(1),), watch_port=1), Bucket((Output(3),), watch_port=3)]))
+        p.add(parse_flow("priority=100,udp,in_port=2,actions=group:1"))
+        assert not p.ports[1].live                    # a session not up: the port may not be enabled
+        clock = Clock(br)
+        peer = B.BfdSession("peer", B.BfdSettings(min_rx=100, min_tx=100), b"\x02\x00\x00\x00\x00\x99",
+                            lambda f: br.dp.inject(ports[1], [f]), br.dp.now_ns / 1e9, random.Random(7))
+
+        def step(seconds, peer_alive=True):
+            for _ in range(round(seconds / 0.01)):
+                clock.run(0.01, step=0.01)
+                if peer_alive:
+                    peer.run(clock.ns / 1e9)
+                cycle(br, ports[1], [])
+                for f in br.dp.drain(ports[1]):
+                    if f[12:14] == b"\x08\x00" and f[23] == 17 and f[36:38] == b"\x0e\xc8":
+                        peer.receive(f, clock.ns / 1e9)
+                    elif peer_alive is None:
+                        step.data.append(f)
+        step.data = []
+        step(3)
+        assert br.bfd.sessions[1].state == B.UP and peer.state == B.UP
+        assert p.ports[1].live
+        frame = udp_frame(5)
+        cycle(br, ports[2], [frame])
+        assert br.dp.drain(ports[3]) == []
+        step(0.05, peer_alive=None)
+        assert frame in step.data                     # out of port 1, the live bucket
+        step(0.5, peer_alive=False)                   # the peer goes silent: detection time 300 ms
+        assert br.bfd.sessions[1].state == B.DOWN and not p.ports[1].live
+        br.revalidator.run()
+        cycle(br, ports[2], [frame])
+        assert br.dp.drain(ports[3]) == [frame]       # the group's next bucket
+    finally:
+        sw.stop()

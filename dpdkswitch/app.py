@@ -101,16 +101,17 @@ async def _revalidate(switch: Switch, stop: asyncio.Event) -> None:
             pass
 
 
-PROTOCOL_TICK_S = 0.01      # the control protocols' timers (BFD's intervals: tens of ms and up)
-
-
 async def _protocols(switch: Switch, stop: asyncio.Event) -> None:
-    """The control protocols' timers (stp.py), on each bridge's clock."""
+    """The control protocols' timers (stp.py, bfd.py), on each bridge's clock: every 10 ms while
+    a bridge has BFD sessions (intervals of tens of ms), every 100 ms for STP alone (1/256 s
+    ticks, whole-second times), every second with neither (a port may gain one on reload)."""
     while not stop.is_set():
+        tick = 1.0
         for br in list(switch.bridges.values()):
             br.run_protocols()
+            tick = min(tick, br.protocol_tick())
         try:
-            await asyncio.wait_for(stop.wait(), timeout=PROTOCOL_TICK_S)
+            await asyncio.wait_for(stop.wait(), timeout=tick)
         except asyncio.TimeoutError:
             pass
 

@@ -505,6 +505,10 @@ class Bridge:
         except DatapathError:
             pass
 
+    def protocol_tick(self) -> float:
+        """How soon ``run_protocols`` wants to run again, in seconds."""
+        return 0.01 if self.bfd is not None and self.bfd.sessions else 0.1 if self.stp is not None else 1.0
+
     def run_protocols(self) -> None:
         """The control protocols' timers, on the datapath's clock (a few times a second); an
         STP port follows its port's liveness (a port that may not be enabled is disabled in

@@ -53,6 +53,8 @@ class BfdSettings:
     min_tx: int = 100
     mult: int = 3
     cpath_down: bool = False
+    decay_min_rx: int = 0                 # ms; 0: no decay.  Up and little else received: min_rx decays to it
+    forwarding_if_rx: bool = False        # forwarding while data arrives, even with the session down
     dst_mac: str = DEFAULT_DST_MAC
     src_ip: str = DEFAULT_SRC_IP
     dst_ip: str = DEFAULT_DST_IP
@@ -63,8 +65,17 @@ class BfdSession:
 
     def __init__(self, name: str, settings: BfdSettings, src_mac: bytes, send: Callable[[bytes], None],
                  now: float, rng: random.Random | None = None,
-                 on_change: Callable[[], None] = lambda: None):
+                 on_change: Callable[[], None] = lambda: None, rx_packets: Callable[[], int] = lambda: 0):
+        """RX_PACKETS: the port's received-packet counter (decay_min_rx, forwarding_if_rx)."""
         self.name, self.cfg, self.src_mac, self.send, self.on_change = name, settings, src_mac, send, on_change
+        self.rx_packets = rx_packets
+        self.now = now
+        self.in_decay = False
+        self.decay_rx_ctl = 0
+        self.decay_rx_packets = 0
+        self.decay_detect_time = 0.0
+        self.fwd_rx_packets = self.fwd_rx_ctl = 0
+        self.forwarding_if_rx_detect_time = 0.0
         self.rng = rng or random.Random()
         self.disc = self.rng.randrange(1, 1 << 32)
         self.udp_src = self.rng.randrange(49152, 65536)
@@ -110,16 +121,38 @@ class BfdSession:
         elif (settings.min_tx, settings.min_rx) != (self.min_tx, self.min_rx):
             self._poll()
 
+    def _decay_update(self) -> None:
+        self.decay_rx_packets = self.rx_packets()
+        self.decay_rx_ctl = 0
+        self.decay_detect_time = self.now + max(self.cfg.decay_min_rx, 2000) / 1000
+
     def _poll(self) -> None:
         if self.state > DOWN and not self.flags & (FLAG_POLL | FLAG_FINAL):
-            self.poll_min_tx, self.poll_min_rx = self.cfg.min_tx, self.cfg.min_rx
+            self.poll_min_tx = self.cfg.min_tx
+            self.poll_min_rx = self.cfg.decay_min_rx if self.in_decay else self.cfg.min_rx
             self.flags |= FLAG_POLL
             self.next_tx = 0.0
 
     def run(self, now: float) -> None:
-        """Detection time, then whatever is due to be sent."""
+        """Detection time, decay, data received, then whatever is due to be sent."""
+        self.now = now
+        old_in_decay = self.in_decay
         if self.state > DOWN and now >= self.detect_time:
             self._set_state(DOWN, DIAG_EXPIRED)
+        if self.state == UP and self.cfg.decay_min_rx > 0 and now >= self.decay_detect_time:
+            # Open vSwitch's bfd_try_decay: little but control packets arrived (twice their
+            # count, for counters read at other moments): min_rx decays to decay_min_rx
+            diff = self.rx_packets() - self.decay_rx_packets
+            self.in_decay = diff <= 2 * max(self.decay_rx_ctl, 1)
+            self._decay_update()
+        if self.cfg.forwarding_if_rx:
+            rx = self.rx_packets()
+            if rx - self.fwd_rx_packets > self.fwd_rx_ctl:    # data besides control packets
+                self.forwarding_if_rx_detect_time = now + max(self.rx_interval() * self.mult, 2000) / 1000
+            self.fwd_rx_packets, self.fwd_rx_ctl = rx, 0
+        want_rx = self.cfg.decay_min_rx if self.in_decay else self.cfg.min_rx
+        if (self.min_tx != self.cfg.min_tx or self.min_rx != want_rx or self.in_decay != old_in_decay):
+            self._poll()
         if self.flags & FLAG_FINAL or now >= self.next_tx:
             self._transmit(now)
         self._check_forwarding()
@@ -135,13 +168,18 @@ class BfdSession:
             self._reset_remote()
             self.min_tx, self.min_rx = self.cfg.min_tx, self.cfg.min_rx
             self.flags &= ~FLAG_POLL
+            self.in_decay = False
+        if state == UP and self.cfg.decay_min_rx:
+            self._decay_update()
         self._check_forwarding()
 
     def forwarding(self) -> bool:
         """Open vSwitch's bfd_forwarding: up, and the remote reports no path down."""
         if self.forwarding_override is not None:
             return self.forwarding_override
-        return self.state == UP and self.rmt_diag not in (DIAG_PATH_DOWN, DIAG_CPATH_DOWN, DIAG_RCPATH_DOWN)
+        rx_alive = self.cfg.forwarding_if_rx and self.forwarding_if_rx_detect_time > self.now
+        return ((self.state == UP or rx_alive)
+                and self.rmt_diag not in (DIAG_PATH_DOWN, DIAG_CPATH_DOWN, DIAG_RCPATH_DOWN))
 
     def _check_forwarding(self) -> None:
         f = self.forwarding()
@@ -164,7 +202,7 @@ class BfdSession:
         ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
         frame = bytes.fromhex(self.cfg.dst_mac.replace(":", "")) + self.src_mac + b"\x08\x00" + ip + udp
         self.flags &= ~FLAG_FINAL
-        self.last_tx = now
+        self.now = self.last_tx = now
         self._set_next_tx()
         self.tx += 1
         self.send(frame)
@@ -184,6 +222,9 @@ class BfdSession:
             self.rx_invalid += 1
             return
         self.rx += 1
+        self.now = now
+        self.decay_rx_ctl += 1
+        self.fwd_rx_ctl += 1
         self.rmt_disc, self.rmt_state, self.rmt_flags, self.rmt_diag = my_disc, rmt_state, flags, vd & 0x1F
         self.rmt_mult = mult
         if flags & FLAG_FINAL and self.flags & FLAG_POLL:
@@ -227,9 +268,9 @@ class BfdSession:
             f"\tConcatenated Path Down: {'true' if self.cfg.cpath_down else 'false'}",
             f"\tTX Interval: Approx {self.tx_interval()}ms",
             f"\tRX Interval: Approx {self.rx_interval()}ms",
-            f"\tDetect Time: now {'+' if self.detect_time else ''}{self.detect_time:.3f}s",
-            f"\tNext TX Time: {self.next_tx:.3f}s",
-            f"\tLast TX Time: {self.last_tx:.3f}s",
+            f"\tDetect Time: now {round((self.now - self.detect_time) * 1000):+d}ms",
+            f"\tNext TX Time: now {round((self.now - self.next_tx) * 1000):+d}ms",
+            f"\tLast TX Time: now {round((self.now - self.last_tx) * 1000):+d}ms",
             "",
             f"\tLocal Flags: {flags(self.flags)}",
             f"\tLocal Session State: {STATE_NAMES[self.state]}",

@@ -163,6 +163,8 @@ class BfdConfig:
     min_tx: int = 100
     mult: int = 3
     cpath_down: bool = False
+    decay_min_rx: int = 0
+    forwarding_if_rx: bool = False
     dst_mac: str = "00:23:20:00:00:01"
     src_ip: str = "169.254.1.1"
     dst_ip: str = "169.254.1.0"
@@ -566,6 +568,8 @@ BFD = {
     "min_tx": (_int(1, 3600000), 100),
     "mult": (_int(1, 255), 3),
     "cpath_down": (_bool, False),
+    "decay_min_rx": (_int(0, 3600000), 0),
+    "forwarding_if_rx": (_bool, False),
     "dst_mac": (_text(_MAC_RE.fullmatch, "a MAC address xx:xx:xx:xx:xx:xx"), "00:23:20:00:00:01"),
     "src_ip": (_text(_valid_ipv4, "an IPv4 address"), "169.254.1.1"),
     "dst_ip": (_text(_valid_ipv4, "an IPv4 address"), "169.254.1.0"),

@@ -492,10 +492,18 @@ class Bridge:
             self.pipeline.liveness.register("bfd", self.bfd.may_enable)
         ofport = port.ofport
         mac = bytes.fromhex(port.info.mac.replace(":", "")) if port.info.mac else bytes(6)
-        settings = BfdSettings(bc.min_rx, bc.min_tx, bc.mult, bc.cpath_down, bc.dst_mac, bc.src_ip, bc.dst_ip)
+        settings = BfdSettings(bc.min_rx, bc.min_tx, bc.mult, bc.cpath_down, bc.decay_min_rx, bc.forwarding_if_rx,
+                               bc.dst_mac, bc.src_ip, bc.dst_ip)
+
+        def rx_packets() -> int:
+            try:
+                return int(self.dp.port_stats(port.dp_port)["rx_packets"])
+            except DatapathError:
+                return 0
         self.bfd.add(ofport, BfdSession(port.name, settings, mac, lambda frame: self._protocol_send(ofport, frame),
                                         self.dp.now_ns / 1e9,
-                                        on_change=lambda: self.pipeline.liveness.update(ofport)))
+                                        on_change=lambda: self.pipeline.liveness.update(ofport),
+                                        rx_packets=rx_packets))
         self.pipeline.ports_changed()
         self.pipeline.liveness.update(ofport)
 

@@ -19,9 +19,10 @@ class Link:
         self.cut = False
         self.wire: list[tuple[str, bytes]] = []
         self.sent: list[tuple[str, bytes]] = []
+        self.rx = {"a": 0, "b": 0}             # each port's received-packet counter: BFD and data
         mk = lambda name, s, mac, seed: B.BfdSession(name, s or B.BfdSettings(min_rx=100, min_tx=100), mac,
                                                      lambda f, n=name: self._send(n, f), self.now,
-                                                     random.Random(seed))
+                                                     random.Random(seed), rx_packets=lambda n=name: self.rx[n])
         self.a = mk("a", sa, b"\x02\x00\x00\x00\x00\x0a", 1)
         self.b = mk("b", sb, b"\x02\x00\x00\x00\x00\x0b", 2)
 
@@ -37,6 +38,7 @@ class Link:
                 s.run(self.now)
             while self.wire:
                 name, frame = self.wire.pop(0)
+                self.rx["b" if name == "a" else "a"] += 1
                 (self.b if name == "a" else self.a).receive(frame, self.now)
 
 
@@ -131,3 +133,41 @@ def test_control_packet_read_by_scapy_and_bad_ones_refused():
     link.b.receive(bad_ttl, link.now)
     link.b.receive(bytes(pkt)[:40], link.now)
     assert link.b.rx == rx and link.b.rx_invalid == 2
+
+
+def test_decay_min_rx_slows_the_remote_while_only_control_packets_arrive():
+    link = Link(sa=B.BfdSettings(min_rx=100, min_tx=100, decay_min_rx=1000))
+    link.run(3)
+    assert link.a.state == B.UP
+    link.run(2.5)                                   # 2 s of nothing but BFD: a decays, by a poll sequence
+    assert link.a.in_decay and link.a.min_rx == 1000
+    assert link.b.rmt_min_rx == 1000 and link.b.tx_interval() == 1000
+    link.sent.clear()
+    link.run(3)
+    assert sum(1 for n, _ in link.sent if n == "b") <= 3 / 0.75 + 1      # b now sends about once a second
+    for _ in range(40):                             # data arrives: the decay ends at the next check
+        link.rx["a"] += 50
+        link.run(0.1)
+    assert not link.a.in_decay and link.a.min_rx == 100 and link.b.rmt_min_rx == 100
+    assert link.a.state == link.b.state == B.UP
+
+
+def test_forwarding_if_rx_keeps_forwarding_while_data_arrives():
+    link = Link(sa=B.BfdSettings(min_rx=100, min_tx=100, forwarding_if_rx=True))
+    link.run(3)
+    link.cut = True                                  # no BFD either way; data still arrives at a
+    for _ in range(30):
+        link.rx["a"] += 10
+        link.run(0.1)
+    assert link.a.state == B.DOWN and link.a.forwarding()
+    link.run(1.9)
+    assert link.a.forwarding()                        # max(rx interval x mult, 2 s) after the last data
+    link.run(0.2)
+    assert not link.a.forwarding()
+    plain = Link()
+    plain.run(3)
+    plain.cut = True
+    for _ in range(10):
+        plain.rx["a"] += 10
+        plain.run(0.1)
+    assert not plain.a.forwarding()                   # without the option: down is down

@@ -91,6 +91,7 @@ class PortConfig:
     stp_port_priority: int = 128
     stp_path_cost: int | None = None   # None: from the link speed (802.1D-1998's table)
     bfd: "BfdConfig | None" = None     # a BFD session on the port (bfd.py)
+    cfm: "CfmConfig | None" = None     # a CFM maintenance point on the port (cfm.py)
 
     @property
     def driver(self) -> str:
@@ -168,6 +169,13 @@ class BfdConfig:
     dst_mac: str = "00:23:20:00:00:01"
     src_ip: str = "169.254.1.1"
     dst_ip: str = "169.254.1.0"
+
+
+@dataclass
+class CfmConfig:
+    """A port's CFM maintenance point, Open vSwitch's Interface cfm_mpid and other_config:cfm_interval."""
+    mpid: int
+    interval: int = 1000               # ms, rounded down to 802.1ag's steps
 
 
 @dataclass
@@ -574,6 +582,10 @@ BFD = {
     "src_ip": (_text(_valid_ipv4, "an IPv4 address"), "169.254.1.1"),
     "dst_ip": (_text(_valid_ipv4, "an IPv4 address"), "169.254.1.0"),
 }
+CFM = {
+    "mpid": (_int(1, 8191), REQUIRED),
+    "interval": (_int(3, 600000), 1000),
+}
 PORT = {
     "device": (_opt(_device), None),
     "peer": (_opt(_text(_name_re(15).fullmatch, "a patch port name (1-15 characters of A-Za-z0-9_.-)")), None),
@@ -592,6 +604,7 @@ PORT = {
     "stp_port_priority": (_int(0, 255), 128),
     "stp_path_cost": (_opt(_int(1, 65535)), None),
     "bfd": (Section(BFD), None),
+    "cfm": (Section(CFM), None),
 }
 SSL = {
     "private_key": (_text(bool, "a file path"), REQUIRED),
@@ -939,17 +952,20 @@ class _Reader:
         if mode == "trunk" and p["tag"] is not None:
             self.fail(nodes["tag"][0], f"{what}: a trunk port has no tag (use native-tagged or "
                                        f"native-untagged for a native VLAN)")
-        bfd = None
+        bfd = cfm = None
         if "bfd" in nodes:
             b, _ = self.section(p["bfd"], BFD, f"{what} bfd", nodes["bfd"][0])
             bfd = BfdConfig(**b)
-        p.update(rxq_affinity=affinity, netns=netns, vlan_mode=mode, bfd=bfd)
+        if "cfm" in nodes:
+            c, _ = self.section(p["cfm"], CFM, f"{what} cfm", nodes["cfm"][0])
+            cfm = CfmConfig(**c)
+        p.update(rxq_affinity=affinity, netns=netns, vlan_mode=mode, bfd=bfd, cfm=cfm)
         return PortConfig(name=name, where=self.where(key), **p)
 
     def patch_port(self, key: ScalarNode, name: str, p: dict, nodes: dict) -> PortConfig:
         """A patch port: no device, no queues; VLAN settings apply as to any port."""
         what = f"patch port {name!r}"
-        for k in ("device", "n_rxq", "n_txq", "rxd", "txd", "mtu", "rxq_affinity", "netns", "bfd"):
+        for k in ("device", "n_rxq", "n_txq", "rxd", "txd", "mtu", "rxq_affinity", "netns", "bfd", "cfm"):
             if k in nodes:
                 self.fail(nodes[k][0], f"{what}: {k!r} does not apply to a patch port (it has no device)")
         self.unique("patch port", name, key)

@@ -25,6 +25,7 @@ from .openflow.connection import tls_context
 from .ofproto.actions import OFPP_ANY, OFPP_LOCAL, Output
 from .revalidator import Revalidator
 from .bfd import Bfd, BfdSession, BfdSettings
+from .cfm import Cfm, CfmSession
 from .stp import Stp, cost_for_speed
 from .upcall import UpcallHandler
 from .netns import Namespaces
@@ -206,6 +207,7 @@ class Bridge:
     ports: dict[str, Port] = field(default_factory=dict)
     stp: Stp | None = None                 # its spanning tree, with stp_enable (start_stp)
     bfd: Bfd | None = None                 # its ports' BFD sessions, once a port has one (join_bfd)
+    cfm: Cfm | None = None                 # its ports' CFM maintenance points (join_cfm)
 
     @classmethod
     def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False,
@@ -246,6 +248,7 @@ class Bridge:
         self.pipeline.set_port(PortEntry(pc.ofport, pc.name, dp_port, vlan=self._vlan(pc)))
         self.join_stp(port)
         self.join_bfd(port)
+        self.join_cfm(port)
         self._port_added(pc)
         return port
 
@@ -315,6 +318,8 @@ class Bridge:
             self.stp.remove_port(port.ofport)
         if self.bfd is not None:
             self.bfd.remove(port.ofport)
+        if self.cfm is not None:
+            self.cfm.remove(port.ofport)
         self.pipeline.del_port(port.ofport)
         self.revalidator.run()                 # no megaflow sends to it any more
         if not port.is_patch:
@@ -489,7 +494,7 @@ class Bridge:
         if self.bfd is None:
             self.bfd = Bfd(self.config.name)
             self.pipeline.special.register(self.bfd)
-            self.pipeline.liveness.register("bfd", self.bfd.may_enable)
+            self.pipeline.liveness.register("bfd", self.bfd.may_enable, group="oam")
         ofport = port.ofport
         mac = bytes.fromhex(port.info.mac.replace(":", "")) if port.info.mac else bytes(6)
         settings = BfdSettings(bc.min_rx, bc.min_tx, bc.mult, bc.cpath_down, bc.decay_min_rx, bc.forwarding_if_rx,
@@ -507,6 +512,23 @@ class Bridge:
         self.pipeline.ports_changed()
         self.pipeline.liveness.update(ofport)
 
+    def join_cfm(self, port: Port) -> None:
+        """A CFM maintenance point on PORT when its config gives cfm.mpid (as join_bfd)."""
+        cc = port.config.cfm
+        if cc is None or port.is_patch:
+            return
+        if self.cfm is None:
+            self.cfm = Cfm(self.config.name)
+            self.pipeline.special.register(self.cfm)
+            self.pipeline.liveness.register("cfm", self.cfm.may_enable, group="oam")
+        ofport = port.ofport
+        mac = bytes.fromhex(port.info.mac.replace(":", "")) if port.info.mac else bytes(6)
+        self.cfm.add(ofport, CfmSession(port.name, cc.mpid, cc.interval, mac,
+                                        lambda frame: self._protocol_send(ofport, frame), self.dp.now_ns / 1e9,
+                                        on_change=lambda: self.pipeline.liveness.update(ofport)))
+        self.pipeline.ports_changed()
+        self.pipeline.liveness.update(ofport)
+
     def _protocol_send(self, ofport: int, frame: bytes) -> None:
         try:
             self.packet_out(frame, OFPP_ANY, [Output(ofport)])
@@ -515,7 +537,9 @@ class Bridge:
 
     def protocol_tick(self) -> float:
         """How soon ``run_protocols`` wants to run again, in seconds."""
-        return 0.01 if self.bfd is not None and self.bfd.sessions else 0.1 if self.stp is not None else 1.0
+        if (self.bfd is not None and self.bfd.sessions) or (self.cfm is not None and self.cfm.sessions):
+            return 0.01
+        return 0.1 if self.stp is not None else 1.0
 
     def run_protocols(self) -> None:
         """The control protocols' timers, on the datapath's clock (a few times a second); an
@@ -523,6 +547,8 @@ class Bridge:
         the tree, as Open vSwitch's stp_run polls link state)."""
         if self.bfd is not None:
             self.bfd.run(self.dp.now_ns / 1e9)
+        if self.cfm is not None:
+            self.cfm.run(self.dp.now_ns / 1e9)
         if self.stp is not None:
             self.stp.tick(self.dp.now_ns / 1e9)
             for ofport, sp in list(self.stp.ports.items()):

@@ -3,7 +3,9 @@
 ``may_enable`` = carrier (the device's link state, or a patch port's being linked) and not
 administratively down (port-mod OFPPC_PORT_DOWN) and every registered input that has a say
 about the port (LACP, BFD and CFM register one each: a function of the OpenFlow port giving
-True, False, or None for "no opinion on this port").  The result is the port's
+True, False, or None for "no opinion on this port").  Inputs registered in one group are ORed
+(BFD and CFM, group "oam", as Open vSwitch 3.1: a port with both is enabled while either says
+so); groups and ungrouped inputs are ANDed.  The result is the port's
 ``PortEntry.live``, which fast-failover groups' ``watch_port`` read during translation and the
 OpenFlow port status reports as OFPPS_LIVE; a change goes through ``Pipeline.set_port``, so
 the revalidator's next pass translates the cached megaflows again.
@@ -23,19 +25,32 @@ class Liveness:
         self.carrier: dict[int, bool] = {}           # ofport -> link up (unknown: up)
         self.admin_down: set[int] = set()
         self.inputs: dict[str, Callable[[int], bool | None]] = {}
+        self.groups: dict[str, str] = {}              # input name -> its group (ORed within)
         self.changes = 0                              # may_enable flips, all ports
 
-    def register(self, name: str, fn: Callable[[int], bool | None]) -> None:
+    def register(self, name: str, fn: Callable[[int], bool | None], group: str | None = None) -> None:
         """A protocol's say on ports (FN(ofport): True, False, or None for no opinion)."""
         self.inputs[name] = fn
+        if group is not None:
+            self.groups[name] = group
 
     def unregister(self, name: str) -> None:
         self.inputs.pop(name, None)
+        self.groups.pop(name, None)
 
     def may_enable(self, ofport: int) -> bool:
         if not self.carrier.get(ofport, True) or ofport in self.admin_down:
             return False
-        return all(fn(ofport) is not False for fn in self.inputs.values())
+        grouped: dict[str, list[bool]] = {}
+        for name, fn in self.inputs.items():
+            say = fn(ofport)
+            if say is None:
+                continue
+            if name in self.groups:
+                grouped.setdefault(self.groups[name], []).append(say)
+            elif not say:
+                return False
+        return all(any(says) for says in grouped.values())
 
     def set_carrier(self, ofport: int, up: bool) -> bool:
         """The device says its link is UP (or not); whether the port's may_enable changed."""

@@ -13,7 +13,7 @@ def cdef_text(header: str) -> str:
     keep = []
     for line in header.splitlines():
         if line.lstrip().startswith("#"):
-            m = re.match(r"\s*#define\s+(DPS_\w+)\s+(\d+)\b", line)
+            m = re.match(r"\s*#define\s+(DPS_\w+)\s+(\d+)(?:ULL)?\b", line)
             if m:
                 keep.append(f"#define {m.group(1)} {m.group(2)}")
             continue

@@ -139,6 +139,7 @@ struct dps_dp {
     struct dps_flow_table ft;                     /* flows, subtables, UFID index */
     struct dps_meter *meters;                     /* [DPS_MAX_METERS] */
     struct rte_ring *upcalls;                     /* PMDs -> control thread */
+    struct rte_ring *control_upcalls;             /* control protocols' frames (DPS_UPCALL_CONTROL) */
     int upcall_efd;
     volatile uint32_t upcall_waiting;             /* set by the consumer before it sleeps */
     uint64_t upcalls_taken[DPS_MAX_PORTS];        /* consumed, per input port (control thread) */

@@ -1,8 +1,9 @@
 /*
  * upcall.c — frames to and from the slow path.  PMDs put misses (and userspace actions) on one
  * multi-producer ring, by reference, the key in the mbuf's private area; the control thread is
- * its single consumer, woken by an eventfd.  Also packet-out: the control thread runs action
- * lists on frames, through its own tx queue.
+ * its single consumer, woken by an eventfd.  Control protocols' frames (a userspace action with
+ * DPS_UPCALL_CONTROL in its cookie) take a second, reserved ring, drained first.  Also packet-out:
+ * the control thread runs action lists on frames, through its own tx queue.
  */
 #include <errno.h>
 #include <string.h>
@@ -38,8 +39,11 @@ dps_upcall_init(struct dps_dp *dp)
     char name[RTE_RING_NAMESIZE];
     snprintf(name, sizeof name, "dps_up%p", (void *)dp);
     dp->upcalls = rte_ring_create(name, size, (int)rte_socket_id(), RING_F_SC_DEQ | RING_F_EXACT_SZ);
+    snprintf(name, sizeof name, "dps_uc%p", (void *)dp);
+    dp->control_upcalls = rte_ring_create(name, DPS_CONTROL_RING, (int)rte_socket_id(),
+                                          RING_F_SC_DEQ | RING_F_EXACT_SZ);
     dp->upcall_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!dp->upcalls || dp->upcall_efd < 0)
+    if (!dp->upcalls || !dp->control_upcalls || dp->upcall_efd < 0)
         return dps_error(ENOMEM, "cannot create the upcall ring (%u) or its eventfd", size);
     dp->upcall_share = size;
     return 0;
@@ -51,10 +55,16 @@ dps_upcall_fini(struct dps_dp *dp)
     struct rte_mbuf *m;
     while (dp->upcalls && rte_ring_dequeue(dp->upcalls, (void **)&m) == 0)
         rte_pktmbuf_free(m);
+    while (dp->control_upcalls && rte_ring_dequeue(dp->control_upcalls, (void **)&m) == 0)
+        rte_pktmbuf_free(m);
     rte_ring_free(dp->upcalls);
+    rte_ring_free(dp->control_upcalls);
     if (dp->upcall_efd > 0)
         close(dp->upcall_efd);
 }
+
+static void upcall_control(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *key,
+                           uint64_t cookie);
 
 /* Queue a frame for the slow path, or drop and count it: ring full, or its port's share used. */
 void
@@ -62,6 +72,10 @@ dps_upcall(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *k
            uint64_t cookie, uint32_t hash)
 {
     struct dps_dp *dp = pmd->dp;
+    if (type == DPS_UPCALL_ACTION && (cookie & DPS_UPCALL_CONTROL)) {
+        upcall_control(pmd, m, key, cookie);
+        return;
+    }
     uint32_t port = key->in_port < DPS_MAX_PORTS ? key->in_port : 0;
     uint64_t queued = 0;
     for (unsigned i = 0; i <= DPS_MAX_PMDS; i++)
@@ -87,6 +101,35 @@ dps_upcall(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *k
     __atomic_store_n(&pmd->upcalls_by_port[port], pmd->upcalls_by_port[port] + 1, __ATOMIC_RELAXED);
     if (type == DPS_UPCALL_MISS)
         pmd->stats->misses++;
+    if (__atomic_load_n(&dp->upcall_waiting, __ATOMIC_ACQUIRE)
+        && __atomic_exchange_n(&dp->upcall_waiting, 0, __ATOMIC_ACQ_REL)) {
+        uint64_t one = 1;
+        ssize_t r = write(dp->upcall_efd, &one, sizeof one);
+        (void)r;
+    }
+}
+
+/* A control protocol's frame: onto the reserved ring, outside every port's share. */
+static void
+upcall_control(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *key, uint64_t cookie)
+{
+    struct dps_dp *dp = pmd->dp;
+    if (rte_pktmbuf_priv_size(m->pool) < sizeof(struct dps_upcall_meta)) {
+        pmd->stats->lost++;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    struct dps_upcall_meta *meta = rte_mbuf_to_priv(m);
+    meta->key = *key;
+    meta->type = DPS_UPCALL_ACTION;
+    meta->cookie = cookie;
+    meta->pmd = pmd->index;
+    meta->hash = 0;
+    if (rte_ring_mp_enqueue(dp->control_upcalls, m) != 0) {
+        pmd->stats->lost++;
+        rte_pktmbuf_free(m);
+        return;
+    }
     if (__atomic_load_n(&dp->upcall_waiting, __ATOMIC_ACQUIRE)
         && __atomic_exchange_n(&dp->upcall_waiting, 0, __ATOMIC_ACQ_REL)) {
         uint64_t one = 1;
@@ -172,14 +215,16 @@ unsigned
 dps_upcall_arm(struct dps_dp *dp)
 {
     __atomic_store_n(&dp->upcall_waiting, 1, __ATOMIC_RELEASE);
-    return rte_ring_count(dp->upcalls);
+    return rte_ring_count(dp->upcalls) + rte_ring_count(dp->control_upcalls);
 }
 
 int
 dps_upcall_recv(struct dps_dp *dp, struct dps_upcall *out, unsigned n)
 {
     struct rte_mbuf *pkts[256];
-    unsigned got = rte_ring_sc_dequeue_burst(dp->upcalls, (void **)pkts, RTE_MIN(n, 256u), NULL);
+    unsigned want = RTE_MIN(n, 256u);
+    unsigned control = rte_ring_sc_dequeue_burst(dp->control_upcalls, (void **)pkts, want, NULL);
+    unsigned got = control + rte_ring_sc_dequeue_burst(dp->upcalls, (void **)pkts + control, want - control, NULL);
     for (unsigned i = 0; i < got; i++) {
         struct rte_mbuf *m = pkts[i];
         const struct dps_upcall_meta *meta = rte_mbuf_to_priv(m);
@@ -191,6 +236,8 @@ dps_upcall_recv(struct dps_dp *dp, struct dps_upcall *out, unsigned n)
         out[i].type = meta->type;
         out[i].cookie = meta->cookie;
         out[i].key = meta->key;
+        if (i < control)
+            continue;                      /* the reserved ring: no port's share */
         uint32_t port = meta->key.in_port < DPS_MAX_PORTS ? meta->key.in_port : 0;
         __atomic_store_n(&dp->upcalls_taken[port], dp->upcalls_taken[port] + 1, __ATOMIC_RELAXED);
     }

@@ -88,6 +88,11 @@ class PortConfig:
     trunks: list[int] | None = None
     peer: str | None = None            # a patch port (device ""): the peer patch port's name
     peer_bridge: str | None = None     # ... and its bridge, once linked
+    stp_enable: bool = True            # takes part in the bridge's spanning tree (when it has one)
+    stp_port_priority: int = 128
+    stp_path_cost: int | None = None   # None: from the link speed (802.1D-1998's table)
+    bfd: "BfdConfig | None" = None     # a BFD session on the port (bfd.py)
+    cfm: "CfmConfig | None" = None     # a CFM maintenance point on the port (cfm.py)
 
     @property
     def driver(self) -> str:
@@ -153,6 +158,38 @@ class OpenflowConfig:
 
 
 @dataclass
+class BfdConfig:
+    """A port's BFD session, Open vSwitch's Interface bfd column (times in ms)."""
+    enable: bool = False
+    min_rx: int = 1000
+    min_tx: int = 100
+    mult: int = 3
+    cpath_down: bool = False
+    decay_min_rx: int = 0
+    forwarding_if_rx: bool = False
+    dst_mac: str = "00:23:20:00:00:01"
+    src_ip: str = "169.254.1.1"
+    dst_ip: str = "169.254.1.0"
+
+
+@dataclass
+class CfmConfig:
+    """A port's CFM maintenance point, Open vSwitch's Interface cfm_mpid and other_config:cfm_interval."""
+    mpid: int
+    interval: int = 1000               # ms, rounded down to 802.1ag's steps
+
+
+@dataclass
+class StpConfig:
+    """The bridge's spanning tree (802.1D-1998), Open vSwitch's other_config:stp-* keys."""
+    enable: bool = False
+    priority: int = 32768
+    hello_time: int = 2                # seconds
+    max_age: int = 20
+    forward_delay: int = 15
+
+
+@dataclass
 class FlowConfig:
     text: str
     where: str
@@ -197,6 +234,7 @@ class BridgeConfig:
     flow_limits: dict[int, int] = field(default_factory=dict)   # table id -> rules at most (flow_tables)
     netflow: NetflowConfig | None = None
     sflow: SflowConfig | None = None
+    stp: StpConfig = field(default_factory=StpConfig)
 
     @property
     def datapath_id(self) -> int:
@@ -409,6 +447,14 @@ def _valid_cidr(s: str) -> bool:
         return False
 
 
+def _valid_ipv4(s: str) -> bool:
+    try:
+        ipaddress.IPv4Address(s)
+        return True
+    except ValueError:
+        return False
+
+
 def _name_re(maxlen: int) -> re.Pattern:
     return re.compile(rf"[A-Za-z0-9_.-]{{1,{maxlen}}}")
 
@@ -593,6 +639,22 @@ NETNS = {
     "address": (_opt(_text(_valid_cidr, "an IPv4 or IPv6 address/prefix, e.g. 10.0.0.1/24")),
                 None),
 }
+BFD = {
+    "enable": (_bool, False),
+    "min_rx": (_int(1, 3600000), 1000),
+    "min_tx": (_int(1, 3600000), 100),
+    "mult": (_int(1, 255), 3),
+    "cpath_down": (_bool, False),
+    "decay_min_rx": (_int(0, 3600000), 0),
+    "forwarding_if_rx": (_bool, False),
+    "dst_mac": (_text(_MAC_RE.fullmatch, "a MAC address xx:xx:xx:xx:xx:xx"), "00:23:20:00:00:01"),
+    "src_ip": (_text(_valid_ipv4, "an IPv4 address"), "169.254.1.1"),
+    "dst_ip": (_text(_valid_ipv4, "an IPv4 address"), "169.254.1.0"),
+}
+CFM = {
+    "mpid": (_int(1, 8191), REQUIRED),
+    "interval": (_int(3, 600000), 1000),
+}
 PORT = {
     "device": (_opt(_device), None),
     "peer": (_opt(_text(_name_re(15).fullmatch, "a patch port name (1-15 characters of A-Za-z0-9_.-)")), None),
@@ -607,6 +669,11 @@ PORT = {
     "vlan_mode": (_enum("access", "trunk", "native-tagged", "native-untagged", "dot1q-tunnel"), None),
     "tag": (_opt(_int(0, 4095)), None),
     "trunks": (_opt(_list(_int(0, 4095))), None),
+    "stp_enable": (_bool, True),
+    "stp_port_priority": (_int(0, 255), 128),
+    "stp_path_cost": (_opt(_int(1, 65535)), None),
+    "bfd": (Section(BFD), None),
+    "cfm": (Section(CFM), None),
 }
 SSL = {
     "private_key": (_text(bool, "a file path"), REQUIRED),
@@ -675,6 +742,11 @@ BRIDGE = {
     "mirrors": (Section(MIRROR, "named"), None),
     "netflow": (Section(NETFLOW), None),
     "sflow": (Section(SFLOW), None),
+    "stp_enable": (_bool, False),
+    "stp_priority": (_int(0, 65535), 32768),
+    "stp_hello_time": (_int(1, 10), 2),
+    "stp_max_age": (_int(6, 40), 20),
+    "stp_forward_delay": (_int(4, 30), 15),
 }
 CONTROL = {"socket": (_text(bool, "a non-empty path"), "/run/dpdkswitch/ctl.sock")}
 METRICS = {"listen": (_text(_valid_hostport, "IP:PORT, e.g. 127.0.0.1:9101 or [::1]:9101"), REQUIRED)}
@@ -931,9 +1003,22 @@ class _Reader:
             if not sf["targets"]:
                 self.fail(nodes["sflow"][0], f"{what} sflow: targets: at least one collector IP:PORT")
             sflow = SflowConfig(**sf, where=self.where(nodes["sflow"][0]))
+        stp = StpConfig(b["stp_enable"], b["stp_priority"], b["stp_hello_time"], b["stp_max_age"],
+                        b["stp_forward_delay"])
+        if stp.max_age < 2 * (stp.hello_time + 1) or stp.forward_delay < stp.max_age / 2 + 1:
+            self.fail(nodes.get("stp_max_age", nodes.get("stp_forward_delay", (key,)))[0],
+                      f"{what}: 802.1D needs stp_max_age ≥ 2 × (stp_hello_time + 1) and stp_forward_delay ≥ "
+                      f"stp_max_age / 2 + 1 (have hello {stp.hello_time}, max age {stp.max_age}, forward "
+                      f"delay {stp.forward_delay})")
+        if stp.enable:
+            for pc in ports.values():
+                if pc.stp_enable and pc.ofport > 255 and pc.ofport != OFPP_LOCAL:
+                    raise ConfigError.at(pc.where, f"port {pc.name!r}: an STP port number is 8 bits: ofport "
+                                                   f"{pc.ofport} > 255 (set stp_enable: false on it)")
         return BridgeConfig(name, pmd, dp["emc_insert_inv_prob"], dp["flow_limit"],
                             OpenflowConfig(**openflow), ports, b["flows"], self.where(key),
-                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors, flow_limits, netflow, sflow)
+                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors, flow_limits, netflow,
+                            sflow, stp)
 
     def port(self, key: ScalarNode, node: Node, pmd: list[int],
              ofports: dict[int, str]) -> PortConfig:
@@ -989,13 +1074,20 @@ class _Reader:
         if mode == "trunk" and p["tag"] is not None:
             self.fail(nodes["tag"][0], f"{what}: a trunk port has no tag (use native-tagged or "
                                        f"native-untagged for a native VLAN)")
-        p.update(rxq_affinity=affinity, netns=netns, vlan_mode=mode)
+        bfd = cfm = None
+        if "bfd" in nodes:
+            b, _ = self.section(p["bfd"], BFD, f"{what} bfd", nodes["bfd"][0])
+            bfd = BfdConfig(**b)
+        if "cfm" in nodes:
+            c, _ = self.section(p["cfm"], CFM, f"{what} cfm", nodes["cfm"][0])
+            cfm = CfmConfig(**c)
+        p.update(rxq_affinity=affinity, netns=netns, vlan_mode=mode, bfd=bfd, cfm=cfm)
         return PortConfig(name=name, where=self.where(key), **p)
 
     def patch_port(self, key: ScalarNode, name: str, p: dict, nodes: dict) -> PortConfig:
         """A patch port: no device, no queues; VLAN settings apply as to any port."""
         what = f"patch port {name!r}"
-        for k in ("device", "n_rxq", "n_txq", "rxd", "txd", "mtu", "rxq_affinity", "netns"):
+        for k in ("device", "n_rxq", "n_txq", "rxd", "txd", "mtu", "rxq_affinity", "netns", "bfd", "cfm"):
             if k in nodes:
                 self.fail(nodes[k][0], f"{what}: {k!r} does not apply to a patch port (it has no device)")
         self.unique("patch port", name, key)
@@ -1003,7 +1095,8 @@ class _Reader:
         if mode != "trunk" and p["tag"] is None:
             self.fail(nodes.get("vlan_mode", (key,))[0], f"{what}: vlan_mode {mode} needs a tag")
         return PortConfig(name=name, device="", ofport=p["ofport"], where=self.where(key), vlan_mode=mode,
-                          tag=p["tag"], trunks=p["trunks"], peer=p["peer"])
+                          tag=p["tag"], trunks=p["trunks"], peer=p["peer"], stp_enable=p["stp_enable"],
+                          stp_port_priority=p["stp_port_priority"], stp_path_cost=p["stp_path_cost"])
 
 
 # ----------------------------------------------------------------------- API

@@ -22,7 +22,11 @@ from .ofproto.normal import Mirror, VlanPort
 from .ofproto.pipeline import FlowModError, MeterEntry, Pipeline, PortEntry
 from .ofproto.xlate import PacketInRegistry, Translation, Translator
 from .openflow.connection import tls_context
+from .ofproto.actions import OFPP_ANY, OFPP_LOCAL, Output
 from .revalidator import Revalidator
+from .bfd import Bfd, BfdSession, BfdSettings
+from .cfm import Cfm, CfmSession
+from .stp import Stp, cost_for_speed
 from .upcall import UpcallHandler
 from .netns import Namespaces
 from .netns import link_up as netns_link_up
@@ -205,6 +209,9 @@ class Bridge:
     revalidator: Revalidator
     backer: Backer
     ports: dict[str, Port] = field(default_factory=dict)
+    stp: Stp | None = None                 # its spanning tree, with stp_enable (start_stp)
+    bfd: Bfd | None = None                 # its ports' BFD sessions, once a port has one (join_bfd)
+    cfm: Cfm | None = None                 # its ports' CFM maintenance points (join_cfm)
 
     @classmethod
     def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False,
@@ -243,6 +250,9 @@ class Bridge:
             self.del_port(pc.name)
             raise
         self.pipeline.set_port(PortEntry(pc.ofport, pc.name, dp_port, vlan=self._vlan(pc)))
+        self.join_stp(port)
+        self.join_bfd(port)
+        self.join_cfm(port)
         self._port_added(pc)
         return port
 
@@ -279,6 +289,10 @@ class Bridge:
             info.link_up = True
             peer_br.pipeline.set_port(peer)         # its translations change too
         self.pipeline.set_port(entry)
+        self.join_stp(port)
+        self.pipeline.liveness.set_carrier(pc.ofport, entry.live)      # a patch port: linked
+        if linked is not None:
+            linked[0].pipeline.liveness.set_carrier(linked[1].ofport, True)
         self._port_added(pc)
         return port
 
@@ -303,6 +317,13 @@ class Bridge:
                 if peer_br is not None and peer.name in peer_br.ports:
                     peer_br.ports[peer.name].info.link_up = False
                 peer_p.set_port(peer)
+                peer_p.liveness.set_carrier(peer_ofport, False)
+        if self.stp is not None:
+            self.stp.remove_port(port.ofport)
+        if self.bfd is not None:
+            self.bfd.remove(port.ofport)
+        if self.cfm is not None:
+            self.cfm.remove(port.ofport)
         self.pipeline.del_port(port.ofport)
         self.revalidator.run()                 # no megaflow sends to it any more
         if not port.is_patch:
@@ -422,10 +443,132 @@ class Bridge:
         """(packets, dropped) of the datapath's meter; DatapathError if it has none."""
         return self.dp.meter_stats(meter_id)
 
+    # -- the spanning tree (stp.py), with stp_enable
+    def start_stp(self) -> None:
+        """The bridge's spanning tree, on its ports with stp_enable, registered as the control
+        protocol that takes BPDUs before the OpenFlow tables (ofproto/special.py)."""
+        c = self.config.stp
+        if not c.enable or self.stp is not None:
+            return
+        self.stp = Stp(self.config.name, self.config.datapath_id & ((1 << 48) - 1), c.priority, c.hello_time,
+                       c.max_age, c.forward_delay, send=self._stp_send, on_state=self._stp_state,
+                       on_flush=self._stp_flush, now=self.dp.now_ns / 1e9)
+        for port in sorted(self.ports.values(), key=lambda p: p.ofport):
+            self.join_stp(port)
+        self.pipeline.special.register(self.stp)
+        self.pipeline.ports_changed()
+
+    def join_stp(self, port: Port) -> None:
+        """PORT joins the spanning tree, if the bridge has one and the port takes part (the
+        LOCAL port never does, as Open vSwitch's internal ports)."""
+        pc = port.config
+        if self.stp is None or not pc.stp_enable or port.ofport == OFPP_LOCAL or port.ofport > 255:
+            return
+        cost = pc.stp_path_cost or cost_for_speed(port.info.link_speed or 0)
+        mac = bytes.fromhex(port.info.mac.replace(":", "")) if port.info.mac else bytes(6)
+        self.stp.add_port(port.ofport, port.name, cost, pc.stp_port_priority, mac)
+
+    def _stp_send(self, ofport: int, frame: bytes) -> None:
+        """A BPDU out of OFPORT: a packet-out with no input port (Open vSwitch's send_bpdu_cb)."""
+        try:
+            self.packet_out(frame, OFPP_ANY, [Output(ofport)])
+        except DatapathError:
+            pass                               # the port went away; the next hello tries again
+
+    def _stp_state(self, ofport: int, old: str, new: str) -> None:
+        """A port's spanning tree state changed: translations that read it are redone, and a
+        change of whether the port learns flushes the MAC table (as Open vSwitch)."""
+        if self.stp is not None and (old in ("learning", "forwarding", "disabled")) != (
+                new in ("learning", "forwarding", "disabled")):
+            self.pipeline.macs.flush()
+        self.pipeline.ports_changed()
+
+    def _stp_flush(self) -> None:
+        """A topology change: the MAC table is flushed, as Open vSwitch's fdb_needs_flush."""
+        self.pipeline.macs.flush()
+        self.pipeline.ports_changed()
+
+    # -- BFD (bfd.py), per port with bfd: {enable: true}
+    def join_bfd(self, port: Port) -> None:
+        """A BFD session on PORT when its config asks: the bridge's Bfd registers (once) as a
+        control protocol and as an input of the ports' liveness."""
+        bc = port.config.bfd
+        if bc is None or not bc.enable or port.is_patch:
+            return
+        if self.bfd is None:
+            self.bfd = Bfd(self.config.name)
+            self.pipeline.special.register(self.bfd)
+            self.pipeline.liveness.register("bfd", self.bfd.may_enable, group="oam")
+        ofport = port.ofport
+        mac = bytes.fromhex(port.info.mac.replace(":", "")) if port.info.mac else bytes(6)
+        settings = BfdSettings(bc.min_rx, bc.min_tx, bc.mult, bc.cpath_down, bc.decay_min_rx, bc.forwarding_if_rx,
+                               bc.dst_mac, bc.src_ip, bc.dst_ip)
+
+        def rx_packets() -> int:
+            try:
+                return int(self.dp.port_stats(port.dp_port)["rx_packets"])
+            except DatapathError:
+                return 0
+        self.bfd.add(ofport, BfdSession(port.name, settings, mac, lambda frame: self._protocol_send(ofport, frame),
+                                        self.dp.now_ns / 1e9,
+                                        on_change=lambda: self.pipeline.liveness.update(ofport),
+                                        rx_packets=rx_packets))
+        self.pipeline.ports_changed()
+        self.pipeline.liveness.update(ofport)
+
+    def join_cfm(self, port: Port) -> None:
+        """A CFM maintenance point on PORT when its config gives cfm.mpid (as join_bfd)."""
+        cc = port.config.cfm
+        if cc is None or port.is_patch:
+            return
+        if self.cfm is None:
+            self.cfm = Cfm(self.config.name)
+            self.pipeline.special.register(self.cfm)
+            self.pipeline.liveness.register("cfm", self.cfm.may_enable, group="oam")
+        ofport = port.ofport
+        mac = bytes.fromhex(port.info.mac.replace(":", "")) if port.info.mac else bytes(6)
+        self.cfm.add(ofport, CfmSession(port.name, cc.mpid, cc.interval, mac,
+                                        lambda frame: self._protocol_send(ofport, frame), self.dp.now_ns / 1e9,
+                                        on_change=lambda: self.pipeline.liveness.update(ofport)))
+        self.pipeline.ports_changed()
+        self.pipeline.liveness.update(ofport)
+
+    def _protocol_send(self, ofport: int, frame: bytes) -> None:
+        try:
+            self.packet_out(frame, OFPP_ANY, [Output(ofport)])
+        except DatapathError:
+            pass
+
+    def protocol_tick(self) -> float:
+        """How soon ``run_protocols`` wants to run again, in seconds."""
+        if (self.bfd is not None and self.bfd.sessions) or (self.cfm is not None and self.cfm.sessions):
+            return 0.01
+        return 0.1 if self.stp is not None else 1.0
+
+    def run_protocols(self) -> None:
+        """The control protocols' timers, on the datapath's clock (a few times a second); an
+        STP port follows its port's liveness (a port that may not be enabled is disabled in
+        the tree, as Open vSwitch's stp_run polls link state)."""
+        if self.bfd is not None:
+            self.bfd.run(self.dp.now_ns / 1e9)
+        if self.cfm is not None:
+            self.cfm.run(self.dp.now_ns / 1e9)
+        if self.stp is not None:
+            self.stp.tick(self.dp.now_ns / 1e9)
+            for ofport, sp in list(self.stp.ports.items()):
+                e = self.pipeline.ports.get(ofport)
+                if e is None:
+                    continue
+                if e.live and sp.state == "disabled":
+                    self.stp.enable_port(ofport)
+                elif not e.live and sp.state != "disabled":
+                    self.stp.disable_port(ofport)
+
     # -- PMDs
     def start(self) -> None:
-        """Mirrors, then the datapath's PMDs (once, for all the bridges on it)."""
+        """Mirrors, the spanning tree, then the datapath's PMDs (once, for all the bridges on it)."""
         self.apply_mirrors()
+        self.start_stp()
         self.backer.start()
 
     def close(self) -> None:

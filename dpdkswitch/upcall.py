@@ -7,7 +7,10 @@ to rules, tables, groups, mirrors and patch ports); the new megaflows are instal
 of datapath flow puts, and the missed packets are then sent by packet-out with the same actions,
 so the first packet of every new flow is forwarded.  A miss that a megaflow installed already
 covers (queued before it went in) is not translated again: its translation's cache replays the
-stats.  Userspace upcalls (the controller action, an expired TTL) become packet-in events.
+stats.  Userspace upcalls (the controller action, an expired TTL) become packet-in events;
+those of control protocols' frames (STP's BPDUs: their cookie has ``odp.CONTROL_COOKIE``,
+and the datapath queues them on a reserved ring it drains first) go to their protocol through
+the bridge's ``Specials.deliver`` (ofproto/special.py).
 A miss over its bridge's ``OFPM_SLOWPATH`` meter (when a controller set one) is dropped
 before translation and counted (``metered``).
 Every installed megaflow is remembered as a ``Ukey`` (ukey.py; for the revalidator).
@@ -22,9 +25,10 @@ import errno
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .datapath import Datapath, Upcall
+from .datapath import Datapath, Upcall, odp
 from .flowkey import KEY_SIZE
 from .ofproto.pipeline import OFPM_SLOWPATH, Pipeline
+from .ofproto.special import SpecialIn
 from .ofproto.xlate import SFLOW_COOKIE, PacketIn, Translator
 from .ukey import Ukey, Ukeys, megaflow_ufid
 
@@ -43,6 +47,7 @@ class UpcallStats:
     errors: int = 0
     metered: int = 0                 # misses the bridge's OFPM_SLOWPATH meter dropped
     sflow_samples: int = 0           # frames the datapath sampled for sFlow
+    special: int = 0                 # control protocols' frames delivered (BPDUs, ...)
 
 
 @dataclass
@@ -196,9 +201,26 @@ class UpcallHandler:
                 self.stats.put_errors += 1
 
     def _packet_in(self, u: Upcall) -> None:
+        if u.cookie & odp.CONTROL_COOKIE:
+            self._special(u)
+            return
         pi = self.xlate.registry.get(u.cookie)
         if pi is not None:
             self.stats.packet_ins += 1
             hook = self.packet_in_hooks.get(pi.bridge, self.on_packet_in)
             hook(PacketInEvent(pi, u.data, pi.in_port, u.key))
         u.free()
+
+    def _special(self, u: Upcall) -> None:
+        """A control protocol's frame: to that protocol of the bridge it was claimed in."""
+        ctx = self.xlate.registry.get(u.cookie & ~odp.CONTROL_COOKIE)
+        data = u.data
+        u.free()
+        if not isinstance(ctx, SpecialIn):
+            self.stats.errors += 1
+            return
+        for p in self.xlate.pipelines:
+            if p.name == ctx.bridge:
+                if p.special.deliver(ctx.protocol, ctx.in_port, data, self.dp.now_ns / 1e9):
+                    self.stats.special += 1
+                return

@@ -16,7 +16,7 @@ fi
 
 apt_pkgs=(dpdk-dev libdpdk-dev pkg-config gcc libpcap-dev iproute2 iputils-ping python3-dev)
 [[ $want == test ]] && apt_pkgs+=(openvswitch-common openvswitch-switch-dpdk tcpdump clang libclang-rt-14-dev
-                                 prometheus nfdump pmacct)
+                                 prometheus nfdump pmacct frr)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

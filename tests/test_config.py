@@ -75,6 +75,9 @@ BAD_CASES = {
     "datapath_id_too_wide.yaml": ["datapath_id", "0x1ffffffffffffffff", "out of range"],
     "datapath_id_octal.yaml": ["datapath_id", "octal", "0x10"],
     "duplicate_datapath_id.yaml": ["datapath_id '0x000000000000002a'", "already used at", "duplicate_datapath_id.yaml:3"],
+    "stp_times.yaml": ["bridge 'br0'", "stp_max_age ≥ 2 × (stp_hello_time + 1)", "hello 4, max age 6"],
+    "stp_port_number.yaml": ["port 'p1'", "ofport 300 > 255", "stp_enable: false"],
+    "stp_bad_priority.yaml": ["stp_port_priority", "256"],
 }
 
 

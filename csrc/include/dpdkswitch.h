@@ -369,6 +369,12 @@ void dps_emc_insert_prob_set(struct dps_dp *dp, uint32_t inv_prob);
  */
 #define DPS_UPCALL_MISS 1
 #define DPS_UPCALL_ACTION 2           /* a userspace action; cookie set */
+/* A userspace action whose cookie has this bit carries a control protocol's frame (a BPDU,
+ * an LACPDU, BFD, CFM: the slow path's process_special megaflows).  Those go on a ring of
+ * their own (DPS_CONTROL_RING slots) that no port's share counts and that dps_upcall_recv
+ * drains first, so a miss storm filling the main ring cannot starve them. */
+#define DPS_UPCALL_CONTROL 9223372036854775808ULL   /* 1 << 63 */
+#define DPS_CONTROL_RING 512
 struct dps_upcall {
     void *packet;                     /* a reference: execute or free it, exactly once */
     const uint8_t *data;              /* the frame, valid until then */

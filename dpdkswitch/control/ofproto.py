@@ -152,7 +152,8 @@ def register(commands: Commands, switch: Switch, openflow: OpenFlowService | Non
                     f"  upcalls: {s.upcalls}, translations: {s.translations}, covered by an installed megaflow: "
                     f"{s.covered}, installed: {s.installed}, "
                     f"flow limit hits: {s.flow_limit_hits}, put errors: {s.put_errors}, "
-                    f"packet-ins: {s.packet_ins}, translation errors: {s.errors}"]
+                    f"packet-ins: {s.packet_ins}, translation errors: {s.errors}",
+                    f"  control protocols' frames (reserved ring): {s.special}"]
             ofs = openflow.switches.get(br.config.name) if openflow is not None else None
             out.append(f"  metered drops: {s.metered} misses (OFPM_SLOWPATH), "
                        f"{ofs.packets.n_metered if ofs is not None else 0} packet-ins (OFPM_CONTROLLER)")

@@ -40,9 +40,12 @@ class SetMasked:
     mask: bytes
 
 
+CONTROL_COOKIE = lib.DPS_UPCALL_CONTROL     # a Userspace cookie with this bit: a control protocol's frame
+
+
 @dataclass(frozen=True)
 class Userspace:
-    cookie: int
+    cookie: int               # | CONTROL_COOKIE: on the datapath's reserved ring (dpdkswitch.h)
 
 
 @dataclass(frozen=True)

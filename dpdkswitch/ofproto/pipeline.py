@@ -15,6 +15,8 @@ from .classifier import Classifier, Rule, key_int
 from .flowstr import FlowSpec
 from .match import Match
 from .normal import MAX_MIRRORS, MacTable, Mirror, VlanPort
+from .liveness import Liveness
+from .special import Specials
 
 N_TABLES = 255
 OFPG_ANY = 0xFFFFFFFF
@@ -262,6 +264,8 @@ class Pipeline:
         self.mirrors: list[Mirror] = []
         self.flood_vlans: set[int] = set()
         self.forward_bpdu = False
+        self.special = Specials()                     # control protocols before the tables (special.py)
+        self.liveness = Liveness(self)                # each port's may_enable (liveness.py)
         self.miss_to_controller = False               # table misses: packet-ins (an OpenFlow 1.0 controller)
         # Megaflows of IPv4 packets entering here match addresses, protocol, ToS and ports
         # exactly, one per flow as NetFlow counts them (Open vSwitch's netflow_mask_wc).
@@ -316,9 +320,16 @@ class Pipeline:
         self.version += 1
         self.full_revalidation = True
 
+    def ports_changed(self) -> None:
+        """Something translation reads about ports changed (a spanning tree port state, a
+        control protocol registered): every cached translation is looked at again."""
+        self.version += 1
+        self.full_revalidation = True
+
     def del_port(self, ofport: int) -> None:
         self._by_dp = None
         self.ports.pop(ofport, None)
+        self.liveness.forget(ofport)
         self.macs.flush(ofport)
         self.version += 1
         self.full_revalidation = True

@@ -45,6 +45,7 @@ from .fields import BY_NAME, FRAG_LATER, VLAN_CFI, prereqs_of
 from .flowstr import format_actions, format_match
 from .normal import is_reserved
 from .pipeline import FlowEntry, Pipeline, PortEntry
+from .special import SpecialIn, is_bpdu
 
 MAX_DEPTH = 64
 # Datapath actions one translation may make, nested ones counted: the PMD runs them all on every
@@ -90,16 +91,16 @@ class PacketInRegistry:
     a context keeps its cookie, so translating the same flow again adds nothing."""
 
     def __init__(self) -> None:
-        self.by_id: list[PacketIn] = []
+        self.by_id: list = []                      # PacketIn, or SpecialIn (special.py)
         self.ids: dict[PacketIn, int] = {}
 
-    def id_of(self, pi: PacketIn) -> int:
+    def id_of(self, pi: "PacketIn | SpecialIn") -> int:
         if pi not in self.ids:
             self.ids[pi] = len(self.by_id)
             self.by_id.append(pi)
         return self.ids[pi]
 
-    def get(self, cookie: int) -> PacketIn | None:
+    def get(self, cookie: int) -> "PacketIn | SpecialIn | None":
         return self.by_id[cookie] if 0 <= cookie < len(self.by_id) else None
 
 
@@ -488,10 +489,14 @@ class Translator:
         if c.in_ofport in c.p.mirror_outputs():
             c.log("input port is a mirror output port: dropped")
             return c.out
+        if c.p.special and self._special(c):
+            return c.out
         orig = bytearray(c.flow)
-        if not trace and not table_id and not (c.p.mirrors or c.p.split_ipv4_flows or c.p.sflow_probability):
+        if not trace and not table_id and not (c.p.mirrors or c.p.split_ipv4_flows or c.p.sflow_probability) \
+                and not (c.p.special and not c.p.special.forwarding(c.in_ofport)):
             # (a kept translation is the tables' actions alone: mirrors, NetFlow's split and
-            # sFlow's sample are added after them, per translation)
+            # sFlow's sample are added after them, per translation; a port that does not forward
+            # (spanning tree) has them cancelled)
             c.dp_in_port, c.first_table = IN_PORT.from_key(key), True
         self._pipeline(c, table_id)
         if c.p.split_ipv4_flows:
@@ -503,7 +508,14 @@ class Translator:
         if c.out.error:
             c.odp.clear()
             c.log(f"error: {c.out.error}; the packet is dropped")
-        elif c.p.mirrors:
+            return c.out
+        if c.p.special and not c.p.special.forwarding(c.in_ofport):
+            # As Open vSwitch: NORMAL and the tables looked at the frame; STP says its input
+            # port does not forward, so what they would do is cancelled.
+            c.odp.clear()
+            c.log(f"port {c.in_ofport} is not forwarding (spanning tree): the actions are cancelled")
+            return c.out
+        if c.p.mirrors:
             self._mirror(c, orig)
         if c.out.kept is None or c.keeping is not None:      # not a kept translation's (sealed) visits
             for v in c.out.visits:
@@ -524,6 +536,18 @@ class Translator:
                 or len(v.tables) != 1 or len(v.entries) != 1 or v.groups or v.macs or v.learns or v.mirrors):
             return
         c.keeping.kept = out.kept = Kept(c.dp_in_port, c.p.version, tuple(c.odp), out.visits)
+
+    def _special(self, c: _Ctx) -> bool:
+        """Open vSwitch's process_special: a control protocol's frame on the current input port
+        goes to that protocol, by a userspace action on the reserved ring; True if one took it."""
+        proto = c.p.special.claim(c.in_ofport, c)
+        if proto is None:
+            return False
+        c.log(f"Consists of {proto.name.upper()} packets: port {c.in_ofport}'s {proto.name} takes it in the "
+              f"control plane (userspace, reserved ring); the OpenFlow tables are not consulted")
+        cookie = self.registry.id_of(SpecialIn(c.p.name, c.in_ofport, proto.name)) | odp.CONTROL_COOKIE
+        c.odp.append(odp.Userspace(cookie))
+        return True
 
     def translate_actions(self, key: bytes, in_ofport: int, actions) -> Translation:
         """ACTIONS (an OpenFlow action list: a packet-out's) run on the packet whose datapath
@@ -786,7 +810,18 @@ class Translator:
                 self._emit(c, p)
 
     def _emit(self, c: _Ctx, port: PortEntry) -> None:
-        """Out of PORT of the current bridge: a datapath output, or on across a patch port."""
+        """Out of PORT of the current bridge: a datapath output, or on across a patch port.
+        A port a control protocol blocks (STP) takes no frame, and a BPDU only in the states
+        that send them, as Open vSwitch's compose_output_action."""
+        sp = c.p.special
+        if sp:
+            if is_bpdu(c):
+                if not sp.sends_bpdu(port.ofport):
+                    c.log(f"output to {port.name}: the port sends no BPDU in its spanning tree state, skipped")
+                    return
+            elif not sp.forwarding(port.ofport) and not sp.exempt(port.ofport, c):
+                c.log(f"output to {port.name}: not forwarding (spanning tree), skipped")
+                return
         if port.dp_port >= 0:
             c.commit()
             c.odp.append(odp.Output(port.dp_port))
@@ -813,7 +848,12 @@ class Translator:
         c.in_ofport, c.metadata, c.action_set = peer.ofport, 0, []
         IN_PORT.to_key(c.flow, peer.ofport)
         try:
-            self._pipeline(c, 0)
+            if not (c.p.special and self._special(c)):
+                kept = len(c.odp)
+                self._pipeline(c, 0)
+                if c.p.special and not c.p.special.forwarding(c.in_ofport):
+                    del c.odp[kept:]
+                    c.log(f"patch port {peer.name} is not forwarding (spanning tree): its actions are cancelled")
         finally:
             c.p, c.v, c.in_ofport, c.metadata, c.action_set, c.table_id, c.cookie, c.depth, c.flow = saved
         if c.out.error:
@@ -843,7 +883,7 @@ class Translator:
             c.log("NORMAL: reserved destination (forward_bpdu is off), dropped")
             return
         learn = vlan not in p.flood_vlans
-        if learn and not src & 0x010000000000:
+        if learn and not src & 0x010000000000 and (not p.special or p.special.learning(inp.ofport)):
             garp = eth_type == 0x0806 and dst == 0xFFFFFFFFFFFF and (
                 c.get("arp_op") == 2 or c.get("arp_spa") == c.get("arp_tpa"))
             c.v.learns.append((vlan, src, inp.ofport, garp))

@@ -454,9 +454,10 @@ class OFSwitch:
         self.ports.poll_status()
 
     def poll_links(self) -> None:
-        """Link changes (a few ``ip`` calls for ports in namespaces): port-status MODIFY."""
-        if any(self._wants(c, "port_status", C.OFPPR_MODIFY) for c in self.conns):
-            self.ports.poll_links()
+        """Link changes (a few ``ip`` calls for ports in namespaces): each port's carrier, for
+        its liveness (fast-failover groups read it whether or not a controller is connected),
+        and port-status MODIFY to the connections that want it."""
+        self.ports.poll_links()
 
 
 def connection_status(conn: OFConnection, now: float) -> dict:

@@ -1,6 +1,7 @@
 """The bridge's ports as OpenFlow sees them: port-mod (the OFPPC_* configuration bits: down,
 no-recv, no-fwd, no-packet-in, no-flood), port desc, port stats, queues (none: the datapath has
-no queues), and port-status messages for ports that came, went, or changed (their link too).
+no queues), and port-status messages for ports that came, went, or changed (their link, their
+liveness, their spanning tree state: OpenFlow 1.0's STP bits, OpenFlow 1.3's OFPPS_BLOCKED).
 
 Contract: the control thread's asyncio loop.  Cost: port desc and stats are O(ports) (stats: a
 datapath call each); a link check (``poll_links``) is a datapath call per port, plus a few
@@ -25,6 +26,8 @@ V10, V13 = C.OFP10_VERSION, C.OFP13_VERSION
 SPEEDS = [(10, C.OFPPF_10MB_FD), (100, C.OFPPF_100MB_FD), (1000, C.OFPPF_1GB_FD), (10000, C.OFPPF_10GB_FD),
           (40000, C.OFPPF_40GB_FD), (100000, C.OFPPF_100GB_FD), (1000000, C.OFPPF_1TB_FD)]
 NO_PACKET_IN = C.OFPPC_NO_PACKET_IN | C.OFPPC_NO_RECV | C.OFPPC_PORT_DOWN
+# OpenFlow 1.0's port state STP bits (OFPPS_STP_LISTEN 0, LEARN, FORWARD, BLOCK << 8)
+STP_BITS = {"listening": 0 << 8, "learning": 1 << 8, "forwarding": 2 << 8, "blocking": 3 << 8}
 
 
 def mac_int(text: str) -> int:
@@ -46,7 +49,7 @@ class PortManager:
         self.broadcast = broadcast
         self.changed = changed
         self.config: dict[int, int] = {}            # ofport -> OFPPC_* bits set by port-mod
-        self.snapshot: dict[int, tuple] = {}        # ofport -> (name, dp_port, config bits)
+        self.snapshot: dict[int, tuple] = {}        # ofport -> _state()'s tuple
         self.since: dict[int, float] = {}
         self.link: dict[int, bool] = {}
 
@@ -76,7 +79,7 @@ class PortManager:
         self.config[msg.port_no] = cfg
         entry.no_fwd = bool(cfg & (C.OFPPC_NO_FWD | C.OFPPC_PORT_DOWN))
         entry.no_flood = bool(cfg & C.OFPPC_NO_FLOOD)
-        entry.live = not cfg & C.OFPPC_PORT_DOWN and self.link.get(msg.port_no, True)
+        p.liveness.set_admin_down(msg.port_no, bool(cfg & C.OFPPC_PORT_DOWN))
         p.set_port(entry)                       # bumps the version: every megaflow is looked at again
         self.changed()
 
@@ -85,6 +88,11 @@ class PortManager:
         cfg = self.config.get(port.ofport, 0)
         entry = self.pipeline.ports.get(port.ofport)
         state = 0 if link_up else C.OFPPS_LINK_DOWN
+        stp = self.br.stp.state(port.ofport) if self.br.stp is not None else "disabled"
+        if version == V10:
+            state |= STP_BITS.get(stp, 0)
+        elif stp not in ("disabled", "forwarding"):
+            state |= C.OFPPS_BLOCKED            # the spanning tree blocks it (OpenFlow 1.3 has no STP bits)
         if version == V13:
             cfg &= ~(C.OFPPC_NO_FLOOD | C.OFPPC_NO_STP | C.OFPPC_NO_RECV_STP)
             if link_up and not (cfg & C.OFPPC_PORT_DOWN) and (entry is None or entry.live):
@@ -141,11 +149,12 @@ class PortManager:
 
     # -- port-status
     def _state(self) -> dict[int, tuple]:
-        """ofport -> (name, dp_port, config bits) of the bridge's ports now."""
+        """ofport -> (name, dp_port, config bits, STP state, live) of the bridge's ports now."""
         now = time.monotonic()
         out = {}
         for e in self.pipeline.ports.values():
-            out[e.ofport] = (e.name, e.dp_port, self.config.get(e.ofport, 0))
+            stp = self.br.stp.state(e.ofport) if self.br.stp is not None else "disabled"
+            out[e.ofport] = (e.name, e.dp_port, self.config.get(e.ofport, 0), stp, e.live)
             if self.snapshot.get(e.ofport, (None, None))[:2] != out[e.ofport][:2]:
                 self.since[e.ofport] = now
         return out
@@ -172,7 +181,8 @@ class PortManager:
                             port, v, self.link.get(port.ofport, port.info.link_up)))
 
     def poll_links(self) -> None:
-        """Link changes: port-status MODIFY."""
+        """Link changes: the port's carrier for its liveness (``Pipeline.liveness``; a change
+        of may_enable revalidates), and port-status MODIFY."""
         for port in list(self.br.ports.values()):
             try:
                 up = self.br.port_info(port).link_up
@@ -180,7 +190,12 @@ class PortManager:
                 continue
             if self.link.get(port.ofport, port.info.link_up) != up:
                 self.link[port.ofport] = up
+                if self.pipeline.liveness.set_carrier(port.ofport, up):
+                    self.changed()              # fast-failover buckets watching it, say
                 self._status(C.OFPPR_MODIFY, lambda v, port=port, up=up: self._record(port, v, up))
+                now = self._state().get(port.ofport)
+                if now is not None and port.ofport in self.snapshot:
+                    self.snapshot[port.ofport] = now    # this message told the liveness change too
 
     def _status(self, reason: int, record) -> None:
         self.broadcast("port_status", reason, lambda conn: encode(PortStatus(

@@ -1,0 +1,140 @@
+"""BFD live: `dpdkswitch run` and Open vSwitch 3.1 (DPDK, net_af_packet) on the two ends of a
+veth pair, both with BFD at 300 ms: the sessions come up on both sides; when the peer goes
+silent (its end of the link down), ours goes down within the detection time and stops
+forwarding; bfd/set-forwarding overrides it.
+"""
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from switchproc import TAG, SwitchProc, sh
+
+pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+
+
+def field(text, name):
+    m = re.search(rf"{name}: (.*)", text)
+    return m.group(1).strip() if m else None
+
+
+def test_bfd_session_with_open_vswitch_comes_up_and_detects_the_peer_stopping(tmp_path):
+    ovs_mod = pytest.importorskip("dpdkswitch.bench.ovs")
+    if ovs_mod.missing():
+        pytest.skip(ovs_mod.missing())
+    near, far = f"bv{TAG}1", f"bo{TAG}1"
+    sh("ip", "link", "add", near, "type", "veth", "peer", "name", far)
+    sh("ip", "link", "set", near, "up")
+    ovs = ovs_mod.Ovs(tmp_path / "ovs")
+    sw = None
+    try:
+        ovs.start()
+        sh("ip", "link", "set", far, "netns", str(ovs.vswitchd.pid))
+        sh("nsenter", "-t", str(ovs.vswitchd.pid), "-n", "ip", "link", "set", far, "up")
+        ovs.add_port("o1", 1, f"net_af_packet_b{TAG}1,iface={far}")
+        ovs.vsctl("set", "Interface", "o1", "bfd:enable=true", "bfd:min_rx=300", "bfd:min_tx=300")
+        ovs.add_flows(["actions=NORMAL"])
+        ovs.start_pmd()
+        sw = SwitchProc(tmp_path, (
+            "dpdk: {cores: [0, 1]}\ncontrol: {socket: @SOCK@}\nbridges:\n  br0:\n    datapath: {pmd_cores: [1]}\n"
+            f"    ports:\n      b1: {{device: 'net_af_packet_bv{TAG}1,iface={near}', ofport: 1, "
+            "bfd: {enable: true, min_rx: 300, min_tx: 300}}\n"))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ours, theirs = sw.ctl("bfd/show", "b1"), ovs.appctl("bfd/show", "o1")
+            if (field(ours, "Local Session State") == "up" and field(theirs, "Local Session State") == "up"
+                    and field(ours, "Remote Session State") == "up"):
+                break
+            time.sleep(0.3)
+        assert field(ours, "Local Session State") == "up", ours
+        assert field(theirs, "Local Session State") == "up", theirs
+        assert field(ours, "Forwarding") == "true" and field(theirs, "Forwarding") == "true"
+        assert field(ours, "Remote Minimum RX Interval") == "300ms"
+        assert int(field(theirs, "Remote Discriminator"), 16) == int(field(ours, "Local Discriminator"), 16)
+
+        t0 = time.monotonic()
+        sh("nsenter", "-t", str(ovs.vswitchd.pid), "-n", "ip", "link", "set", far, "down")   # nothing arrives
+        while field(sw.ctl("bfd/show", "b1"), "Local Session State") == "up":
+            assert time.monotonic() - t0 < 1.5, "still up 1.5 s after the peer went silent:\n" + sw.ctl(
+                "bfd/show", "b1") + sh("nsenter", "-t", str(ovs.vswitchd.pid), "-n", "ip", "link").stdout
+            time.sleep(0.02)
+        took = time.monotonic() - t0
+        ours = sw.ctl("bfd/show", "b1")
+        assert field(ours, "Local Diagnostic") == "Control Detection Time Expired"
+        assert field(ours, "Forwarding") == "false"
+        print(f"down {took * 1000:.0f} ms after the peer went silent (detection time 900 ms)")
+        assert "OK" in sw.ctl("bfd/set-forwarding", "b1", "true")
+        assert field(sw.ctl("bfd/show", "b1"), "Forwarding") == "true"
+    finally:
+        if sw is not None:
+            sw.stop()
+        ovs.stop()
+        sh("ip", "link", "del", near, check=False)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/lib/frr/bfdd"), reason="FRR's bfdd is not installed")
+def test_bfd_session_with_frr_bfdd_comes_up_and_goes_down_when_it_stops(tmp_path):
+    """FRR 8.4's bfdd in a namespace at the far end of a veth pair (its recipe:
+    ../shared/reference/peers/ovs_bfd_vs_frr.sh), 300 ms both ways."""
+    ns, near, far = f"bfr{TAG}", f"bw{TAG}1", f"bf{TAG}1"
+    frr = Path(tempfile.mkdtemp(prefix="frr-", dir="/tmp"))     # frr's daemons cannot reach pytest's tmp
+    sh("chown", "frr:frr", str(frr), check=False)
+    os.chmod(frr, 0o777)
+    sh("ip", "netns", "add", ns)
+    sh("ip", "link", "add", near, "type", "veth", "peer", "name", far)
+    sh("ip", "link", "set", far, "netns", ns)
+    sh("ip", "link", "set", near, "up")
+    ns_run = lambda *a, **k: sh("ip", "netns", "exec", ns, *a, **k)
+    ns_run("ip", "link", "set", "lo", "up")
+    ns_run("ip", "link", "set", far, "up")
+    ns_run("ip", "addr", "add", "169.254.1.2/24", "dev", far)
+    near_mac = open(f"/sys/class/net/{near}/address").read().strip()
+    far_mac = ns_run("cat", f"/sys/class/net/{far}/address").stdout.strip()
+    ns_run("ip", "neigh", "replace", "169.254.1.1", "lladdr", near_mac, "dev", far, "nud", "permanent")
+    (frr / "zebra.conf").write_text("hostname frrpeer\n")
+    (frr / "bfdd.conf").write_text(f"bfd\n peer 169.254.1.1 local-address 169.254.1.2 interface {far}\n"
+                                   "  receive-interval 300\n  transmit-interval 300\n exit\nexit\n")
+    sw = None
+    vty = lambda: ns_run("vtysh", "--vty_socket", str(frr), "-c", "show bfd peers", check=False).stdout
+    try:
+        ns_run("/usr/lib/frr/zebra", "-d", "-f", str(frr / "zebra.conf"), "-i", str(frr / "zebra.pid"),
+               "-z", str(frr / "zserv.api"), "--vty_socket", str(frr))
+        time.sleep(0.5)
+        ns_run("/usr/lib/frr/bfdd", "-d", "-f", str(frr / "bfdd.conf"), "-i", str(frr / "bfdd.pid"),
+               "-z", str(frr / "zserv.api"), "--vty_socket", str(frr))
+        sw = SwitchProc(tmp_path, (
+            "dpdk: {cores: [0, 1]}\ncontrol: {socket: @SOCK@}\nbridges:\n  br0:\n    datapath: {pmd_cores: [1]}\n"
+            f"    ports:\n      b1: {{device: 'net_af_packet_bw{TAG}1,iface={near}', ofport: 1, "
+            f"bfd: {{enable: true, min_rx: 300, min_tx: 300, dst_mac: '{far_mac}', src_ip: 169.254.1.1, "
+            "dst_ip: 169.254.1.2}}\n"))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ours = sw.ctl("bfd/show", "b1")
+            if field(ours, "Local Session State") == "up" and re.search(r"Status: up", vty()):
+                break
+            time.sleep(0.3)
+        assert field(ours, "Local Session State") == "up", ours
+        peers = vty()
+        assert re.search(r"Status: up", peers), peers
+        assert field(ours, "Forwarding") == "true"
+        t0 = time.monotonic()
+        sh("kill", open(frr / "bfdd.pid").read().strip())           # the peer stops
+        while field(sw.ctl("bfd/show", "b1"), "Local Session State") == "up":
+            assert time.monotonic() - t0 < 3, "still up 3 s after bfdd stopped"
+            time.sleep(0.02)
+        assert field(sw.ctl("bfd/show", "b1"), "Forwarding") == "false"
+    finally:
+        if sw is not None:
+            sw.stop()
+        for pid in ("bfdd.pid", "zebra.pid"):
+            try:
+                sh("kill", open(frr / pid).read().strip(), check=False)
+            except OSError:
+                pass
+        sh("ip", "link", "del", near, check=False)
+        sh("ip", "netns", "del", ns, check=False)
+        shutil.rmtree(frr, ignore_errors=True)

@@ -39,6 +39,56 @@ class Group:
 class SetField:
     field: str                 # a fields.FIELDS name
     value: int
+    mask: int | None = None    # None: the whole field (masked: Open vSwitch's set_field:V/M->F)
+
+
+# Open vSwitch's extension actions (ovs-actions(7)).  A subfield is (field name, first bit, bits),
+# bit 0 the field's least significant one.
+@dataclass(frozen=True)
+class Resubmit:
+    port: int = OFPP_IN_PORT   # the in_port the lookup sees (OFPP_IN_PORT: the current one)
+    table: int = 0xFF          # 0xFF: the current table
+
+
+@dataclass(frozen=True)
+class Load:
+    field: str
+    ofs: int
+    nbits: int
+    value: int
+
+
+@dataclass(frozen=True)
+class Move:
+    src: str
+    src_ofs: int
+    dst: str
+    dst_ofs: int
+    nbits: int
+
+
+@dataclass(frozen=True)
+class StackPush:
+    field: str
+    ofs: int
+    nbits: int
+
+
+@dataclass(frozen=True)
+class StackPop:
+    field: str
+    ofs: int
+    nbits: int
+
+
+@dataclass(frozen=True)
+class Note:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Exit:
+    pass
 
 
 @dataclass(frozen=True)
@@ -76,7 +126,8 @@ class CopyTtlIn:
     pass
 
 
-Action = Output | Group | SetField | PushVlan | PopVlan | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
+Action = (Output | Group | SetField | PushVlan | PopVlan | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
+          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit)
 
 
 # Instructions (OpenFlow 1.3).  An OpenFlow 1.0 flow's actions are one ApplyActions.
@@ -118,7 +169,10 @@ INSTRUCTION_ORDER = (Meter, ApplyActions, ClearActions, WriteActions, WriteMetad
 
 # An action set runs these first, the last of each kind, in this order (OpenFlow 1.3 §5.10).
 _ONE_OF_EACH = (CopyTtlIn, PopVlan, PushVlan, CopyTtlOut, DecNwTtl)      # before the set-fields
-_SETS = (SetNwTtl, SetField)
+_SETS = (SetNwTtl, SetField, Load, Move)
+# Open vSwitch's extensions an action set may hold (ofpact_is_allowed_in_actions_set): load and
+# move run with the set-fields; these may not be written into one (OFPBAC_UNSUPPORTED_ORDER).
+NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit)
 
 
 def execution_order(action_set) -> tuple[Action, ...]:

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from ..datapath import odp
 from ..flowkey import KEY_DTYPE, KEY_SIZE
 from .actions import (INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
-                      DecNwTtl, GotoTable, Group, Meter, OFPCML_NO_BUFFER, OFPP_ALL, OFPP_CONTROLLER, OFPP_FLOOD,
-                      OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output, PopVlan, PushVlan,
-                      SetField, SetNwTtl, SetQueue, WriteActions, WriteMetadata, execution_order)
+                      DecNwTtl, Exit, GotoTable, Group, Load, Meter, Move, OFPCML_NO_BUFFER, OFPP_ALL,
+                      OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output,
+                      PopVlan, PushVlan, Resubmit, SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions,
+                      WriteMetadata, execution_order)
 from .classifier import Wildcards, key_int
 from .fields import BY_NAME, FRAG_LATER, VLAN_CFI, prereqs_of
 from .flowstr import format_actions, format_match
@@ -36,6 +37,9 @@ from .normal import is_reserved
 from .pipeline import FlowEntry, Pipeline, PortEntry
 
 MAX_DEPTH = 64
+MAX_RESUBMITS = MAX_DEPTH * MAX_DEPTH        # as Open vSwitch: resubmits in one translation
+U64 = (1 << 64) - 1
+_PKT_MARK = BY_NAME["pkt_mark"]
 NO_TABLE = 0xFF                      # OpenFlow's OFPTT_ALL: the table of a packet-out's packet-ins
 F = BY_NAME
 IN_PORT = F["in_port"]
@@ -214,7 +218,10 @@ class _Ctx:
         self.flow = bytearray(key)
         IN_PORT.to_key(self.flow, self.in_ofport)
         self.base = bytearray(self.flow)          # what the packet is, as far as actions went
-        self.metadata = 0
+        self.metadata = 0                         # the pipeline vector: metadata, pkt_mark, registers
+        self.resubmits = 0                        # resubmits so far (MAX_RESUBMITS)
+        self.exit = False                         # an exit action ran: no further action but the action set
+        self.stack: list[int] = []                # the push/pop field stack
         self.out = Translation()
         self.v = Visit(pipeline, version=pipeline.version)
         self.out.visits.append(self.v)
@@ -453,9 +460,11 @@ class Translator:
         c.odp[:0] = copies
 
     # -- tables and instructions
-    def _table(self, c: _Ctx, table_id: int) -> None:
+    def _table(self, c: _Ctx, table_id: int, resubmit: bool = False) -> None:
         c.depth += 1
-        if c.depth > MAX_DEPTH:
+        # A resubmit may nest MAX_DEPTH deep below the first table, as in Open vSwitch (whose
+        # first table is depth 0, ours 1).
+        if c.depth > MAX_DEPTH + resubmit:
             c.out.error = f"over the maximum translation depth {MAX_DEPTH}"
             return
         table = c.p.tables[table_id]
@@ -481,7 +490,9 @@ class Translator:
             # before (an in_port rule keeps its in_port-only megaflow and the cheap path).
             c.out.wc.unwildcard(F["ip_frag"])
         if rule is None:
-            if c.p.miss_to_controller:        # OpenFlow 1.0's table miss (Open vSwitch's miss rule)
+            if resubmit:                      # as Open vSwitch: a resubmit's miss does nothing
+                c.log(f"{table_id}. No match (resubmit): nothing done")
+            elif c.p.miss_to_controller:        # OpenFlow 1.0's table miss (Open vSwitch's miss rule)
                 c.log(f"{table_id}. No match: table miss, to the controller (an OpenFlow 1.0 controller is connected)")
                 c.table_id, c.cookie = table_id, 0
                 self._packet_in(c, "no_match", OFPCML_NO_BUFFER)
@@ -511,7 +522,7 @@ class Translator:
                 c.metadata = (c.metadata & ~ins.mask) | (ins.value & ins.mask)
             elif isinstance(ins, GotoTable):
                 goto = ins.table_id
-            if c.out.error:
+            if c.out.error or c.exit:
                 return
         if goto is not None:
             self._table(c, goto)
@@ -537,14 +548,14 @@ class Translator:
         instructions, of a group bucket or of the action set.  The pending action set, the
         actions after a group whose bucket it was, another bucket: these carry on."""
         for a in actions:
-            if c.out.error:
+            if c.out.error or c.exit:
                 return True
             if isinstance(a, Output):
                 self._output(c, a)
             elif isinstance(a, Group):
                 self._group(c, a.group_id)
             elif isinstance(a, SetField):
-                self._set_field(c, a.field, a.value)
+                self._set_field(c, a.field, a.value, a.mask)
             elif isinstance(a, PushVlan):
                 stack = c.vlan_stack()
                 c.vlan_present()
@@ -568,10 +579,87 @@ class Translator:
                     self._set_field(c, "nw_ttl", a.ttl)      # unwildcards nw_ttl, as set_field does
             elif isinstance(a, (SetQueue, CopyTtlOut, CopyTtlIn)):
                 pass                 # no queues in the datapath; no MPLS to copy TTLs with
+            elif isinstance(a, Resubmit):
+                self._resubmit(c, a)
+            elif isinstance(a, Load):
+                self._write(c, a.field, a.ofs, a.nbits, a.value)
+            elif isinstance(a, Move):
+                self._write(c, a.dst, a.dst_ofs, a.nbits, self._read(c, a.src, a.src_ofs, a.nbits))
+            elif isinstance(a, StackPush):
+                c.stack.append(self._read(c, a.field, a.ofs, a.nbits))
+            elif isinstance(a, StackPop):
+                if c.stack:
+                    self._write(c, a.field, a.ofs, a.nbits, c.stack.pop() & ((1 << a.nbits) - 1))
+                else:
+                    c.log(f"pop:{a.field}: the stack is empty, nothing done")
+            elif isinstance(a, Exit):
+                c.log("exit: no further actions (the action set still runs)")
+                c.exit = True
         return True
 
-    def _set_field(self, c: _Ctx, name: str, value: int) -> None:
+    # -- Open vSwitch's extensions: resubmit, and fields read and written in part
+    def _resubmit(self, c: _Ctx, a: Resubmit) -> None:
+        """A lookup in another (or the same) table and that rule's instructions, then back here
+        (Open vSwitch's xlate_table_action): depth and count bounded as Open vSwitch bounds
+        them; a miss does nothing; a port other than IN_PORT is the lookup's in_port meanwhile."""
+        c.resubmits += 1
+        if c.resubmits > MAX_RESUBMITS:
+            c.out.error = f"over {MAX_RESUBMITS} resubmit actions"
+            return
+        table = (c.table_id if c.table_id != NO_TABLE else 0) if a.table == 0xFF else a.table
+        if table >= len(c.p.tables):
+            c.log(f"resubmit to table {table}: no such table")
+            return
+        saved = c.table_id, c.cookie, c.in_ofport, c.depth
+        if a.port != OFPP_IN_PORT:
+            c.in_ofport = a.port
+            IN_PORT.to_key(c.flow, a.port & IN_PORT.all_ones)
+        try:
+            self._table(c, table, resubmit=True)
+        finally:
+            if a.port != OFPP_IN_PORT:
+                IN_PORT.to_key(c.flow, saved[2] & IN_PORT.all_ones)
+            c.table_id, c.cookie, c.in_ofport, c.depth = saved
+
+    def _read(self, c: _Ctx, name: str, ofs: int, nbits: int) -> int:
+        """Bits OFS..OFS+NBITS-1 of field NAME, as the pipeline sees it now (a packet field's
+        whole value is then recorded as read)."""
         f = F[name]
+        if f.member is None:
+            v = (c.metadata >> f.meta_shift) & f.all_ones
+        elif f.name == "in_port":
+            v = c.in_ofport
+        else:
+            c.out.wc.unwildcard(f)
+            v = f.from_key(c.flow)
+        return (v >> ofs) & ((1 << nbits) - 1)
+
+    def _write(self, c: _Ctx, name: str, ofs: int, nbits: int, value: int) -> None:
+        """VALUE into bits OFS..OFS+NBITS-1 of field NAME (load, move, pop)."""
+        mask = ((1 << nbits) - 1) << ofs
+        f = F[name]
+        if f.member is None:
+            old = (c.metadata >> f.meta_shift) & f.all_ones
+            self._set_field(c, name, (old & ~mask) | ((value << ofs) & mask))
+        elif mask == f.all_ones:
+            self._set_field(c, name, value)
+        else:
+            self._set_field(c, name, value << ofs, mask)
+
+    def _set_field(self, c: _Ctx, name: str, value: int, mask: int | None = None) -> None:
+        f = F[name]
+        if mask is not None:                     # set_field:V/M->F: the other bits stay the flow's
+            if f.member is None:
+                old = (c.metadata >> f.meta_shift) & f.all_ones
+            elif f.name == "in_port":
+                old = c.in_ofport
+            else:
+                if not c.prereqs_hold(name):
+                    c.log(f"set_field {name}: prerequisites not met, skipped")
+                    return
+                c.out.wc.unwildcard(f)
+                old = f.from_key(c.flow)
+            value = (old & ~mask) | (value & mask)
         if name in ("vlan_vid", "vlan_pcp"):
             stack = c.vlan_stack()
             if not c.vlan_present():     # as Open vSwitch's mod_vlan_vid/pcp: push a tag first
@@ -583,8 +671,8 @@ class Translator:
                 tci = (tci & 0x1FFF) | ((value & 7) << 13)
             c.set_vlan_stack([(tpid, tci)] + stack[1:])
             return
-        if f.name == "metadata":                 # pipeline state, not a header: no commit
-            c.metadata = value
+        if f.member is None:                     # pipeline state, not a header: no commit
+            c.metadata = (c.metadata & ~(f.all_ones << f.meta_shift)) | ((value & f.all_ones) << f.meta_shift)
             return
         if f.name == "in_port":                  # as OVS: later lookups, in_port and NORMAL see it
             c.in_ofport = value
@@ -603,7 +691,7 @@ class Translator:
 
     def _packet_in(self, c: _Ctx, reason: str, max_len: int) -> None:
         c.commit()
-        pi = PacketIn(reason, c.table_id, c.cookie, max_len, c.metadata, c.p.name, c.in_ofport)
+        pi = PacketIn(reason, c.table_id, c.cookie, max_len, c.metadata & U64, c.p.name, c.in_ofport)
         c.out.packet_ins.append(pi)
         c.odp.append(odp.Userspace(self.registry.id_of(pi)))
 
@@ -666,7 +754,9 @@ class Translator:
         c.log(f"patch port {port.name} -> bridge {peer_p.name}, in_port {peer.ofport} ({peer.name})")
         c.p, c.v = peer_p, Visit(peer_p, patch=(port, peer), version=peer_p.version)
         c.out.visits.append(c.v)
-        c.in_ofport, c.metadata, c.action_set = peer.ofport, 0, []
+        # As Open vSwitch's patch_port_output: metadata and registers start at zero, pkt_mark stays.
+        c.in_ofport, c.action_set = peer.ofport, []
+        c.metadata &= _PKT_MARK.all_ones << _PKT_MARK.meta_shift
         IN_PORT.to_key(c.flow, peer.ofport)
         try:
             self._pipeline(c, 0)

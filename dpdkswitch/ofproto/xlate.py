@@ -535,6 +535,7 @@ class Translator:
             self._end_of_pipeline(c)
 
     def _end_of_pipeline(self, c: _Ctx) -> None:
+        c.exit = False                   # an exit ends the action lists, not the action set
         acts = execution_order(c.action_set)
         c.action_set = []
         if acts:
@@ -630,7 +631,7 @@ class Translator:
         elif f.name == "in_port":
             v = c.in_ofport
         else:
-            c.out.wc.unwildcard(f)
+            c.out.wc.unwildcard(f, ((1 << nbits) - 1) << ofs)      # the bits read, as OVS's subfield copy
             v = f.from_key(c.flow)
         return (v >> ofs) & ((1 << nbits) - 1)
 
@@ -657,8 +658,7 @@ class Translator:
                 if not c.prereqs_hold(name):
                     c.log(f"set_field {name}: prerequisites not met, skipped")
                     return
-                c.out.wc.unwildcard(f)
-                old = f.from_key(c.flow)
+                old = f.from_key(c.flow)         # its other bits stay: only MASK's decide a commit
             value = (old & ~mask) | (value & mask)
         if name in ("vlan_vid", "vlan_pcp"):
             stack = c.vlan_stack()
@@ -686,7 +686,7 @@ class Translator:
         if not f.writable or f.member is None or not c.prereqs_hold(name):
             c.log(f"set_field {name}: prerequisites not met, skipped")
             return
-        c.out.wc.unwildcard(f)          # as Open vSwitch: whether commit() emits a set depends on the old value
+        c.out.wc.unwildcard(f, mask)    # as Open vSwitch: whether commit() emits a set depends on the old value
         f.to_key(c.flow, value)
 
     def _packet_in(self, c: _Ctx, reason: str, max_len: int) -> None:

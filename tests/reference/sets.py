@@ -852,8 +852,9 @@ def set_registers_resubmit() -> RefSet:
         "table=0,priority=10,udp,tp_dst=12,actions=push:NXM_OF_ETH_SRC[],push:NXM_OF_ETH_DST[],"
         "pop:NXM_OF_ETH_SRC[],pop:NXM_OF_ETH_DST[],output:2",
         # exit inside a resubmit ends the caller's actions too.
-        "table=0,priority=10,udp,tp_dst=13,actions=output:2,resubmit(,5),output:3",
-        "table=5,priority=10,actions=output:4,exit,output:1",
+        "table=0,priority=10,udp,tp_dst=13,actions=write_actions(output:1),goto_table:6",
+        "table=6,priority=10,actions=output:2,resubmit(,5),output:3",
+        "table=5,priority=10,actions=output:4,exit,output:3",
         # An endless loop: over the depth limit, the packet is dropped.
         "table=0,priority=10,arp,actions=output:2,resubmit(,0)",
     ]

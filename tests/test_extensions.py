@@ -160,6 +160,25 @@ def test_ovs_ofctl_adds_and_dumps_extension_flows(sw):
     ofctl("OpenFlow13", "del-flows", sw.tcp)
 
 
+def test_ovs_ofctl_over_openflow10_speaks_nxm(sw):
+    """ovs-ofctl's default OpenFlow 1.0 switches to Nicira's NXM flow format for what 1.0's match
+    cannot say (registers, masked ports): NXT_SET_FLOW_FORMAT, NXT_FLOW_MOD, NXST_FLOW."""
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    ofctl("OpenFlow10", "add-flow", sw.tcp, "table=2,priority=5,reg1=5,tcp,tp_dst=0x50/0xfff0,dl_vlan=7,nw_tos=8,"
+                                            "in_port=3,actions=load:1->reg0[],output:2")
+    ofctl("OpenFlow10", "add-flow", sw.tcp, "table=1,ipv6,ipv6_src=2001:db8::1,actions=output:2,resubmit(,3)")
+    want = ["table=1, n_packets=0, n_bytes=0, ipv6,ipv6_src=2001:db8::1 actions=output:2,resubmit(,3)",
+            "table=2, n_packets=0, n_bytes=0, priority=5,tcp,reg1=0x5,in_port=3,dl_vlan=7,nw_tos=8,"
+            "tp_dst=0x50/0xfff0 actions=load:0x1->NXM_NX_REG0[],output:2"]
+    for version in ("OpenFlow10", "OpenFlow13"):
+        got = flows(version, sw.tcp)
+        assert [ln.split(", ", 2)[2] for ln in got] == want, got
+    assert len(flows("OpenFlow10", sw.tcp, "reg1=5")) == 1
+    ofctl("OpenFlow10", "del-flows", sw.tcp, "reg1=5")
+    assert len(flows("OpenFlow10", sw.tcp)) == 1
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
 def test_hosts_talk_through_registers_and_resubmit(sw):
     (h1, _), (_, ip2) = sw.hosts["p1"], sw.hosts["p2"]
     ofctl("OpenFlow13", "del-flows", sw.tcp)

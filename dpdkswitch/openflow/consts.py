@@ -393,6 +393,7 @@ NX_VENDOR_ID = 0x00002320        # Nicira, for the few 1.0 vendor actions the co
 NXAST_SET_QUEUE = 4
 NXAST_DEC_TTL = 18
 NXAST_RESUBMIT = 1
+OFPST10_VENDOR = 0xFFFF            # OpenFlow 1.0 vendor stats (Nicira's NXST_FLOW)
 NXAST_REG_MOVE = 6
 NXAST_REG_LOAD = 7
 NXAST_NOTE = 8

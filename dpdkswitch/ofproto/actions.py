@@ -92,6 +92,35 @@ class Exit:
 
 
 @dataclass(frozen=True)
+class LearnSpec:
+    """One part of a learn action: KIND match (the learned flow matches DST on the bits), load
+    (its actions load them into DST) or output (its actions output to them); the bits come
+    from SRC (field, first bit) in the packet, or are VALUE when SRC is None."""
+    kind: str
+    nbits: int
+    src: tuple[str, int] | None
+    value: int = 0
+    dst: tuple[str, int] | None = None
+
+
+LEARN_SEND_FLOW_REM, LEARN_DELETE_LEARNED = 1, 2          # NX_LEARN_F_*
+
+
+@dataclass(frozen=True)
+class Learn:
+    """Open vSwitch's learn: a flow added to TABLE while translating (ovs-actions(7))."""
+    table: int = 0
+    specs: tuple[LearnSpec, ...] = ()
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    priority: int = 0x8000
+    cookie: int = 0
+    flags: int = 0
+    fin_idle_timeout: int = 0
+    fin_hard_timeout: int = 0
+
+
+@dataclass(frozen=True)
 class PushVlan:
     ethertype: int = 0x8100
 
@@ -127,7 +156,7 @@ class CopyTtlIn:
 
 
 Action = (Output | Group | SetField | PushVlan | PopVlan | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
-          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit)
+          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn)
 
 
 # Instructions (OpenFlow 1.3).  An OpenFlow 1.0 flow's actions are one ApplyActions.
@@ -172,7 +201,7 @@ _ONE_OF_EACH = (CopyTtlIn, PopVlan, PushVlan, CopyTtlOut, DecNwTtl)      # befor
 _SETS = (SetNwTtl, SetField, Load, Move)
 # Open vSwitch's extensions an action set may hold (ofpact_is_allowed_in_actions_set): load and
 # move run with the set-fields; these may not be written into one (OFPBAC_UNSUPPORTED_ORDER).
-NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit)
+NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn)
 
 
 def execution_order(action_set) -> tuple[Action, ...]:

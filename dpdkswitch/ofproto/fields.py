@@ -230,6 +230,16 @@ FIELDS: list[Field] = [
          meta_shift=REG_SHIFT + 32 * (N_REGS - 4 - 4 * i), aliases=[f"NXM_NX_XXREG{i}"]) for i in range(N_REGS // 4)),
 ]
 
+# Nicira's 16-bit views that load/move/learn name (not matched by these names: a match says
+# vlan_tci, dl_vlan, in_port): the outer tag's TCI as the key holds it (0x1000: a tag), and the
+# OpenFlow 1.0 port number (the low 16 bits of in_port; reserved ports map as 1.0's do).
+# They are not in FIELDS (nothing matches them), only in BY_NAME and BY_WIRE.
+VIEW_FIELDS = [
+    _f("NXM_OF_VLAN_TCI", 16, True, "", None, "vlan_tci", nbytes=2, kind="hex", writable=False, nxm=(NXM_OF, 4)),
+    _f("NXM_OF_IN_PORT", 16, False, "", None, "in_port", kind="port", writable=False, nxm=(NXM_OF, 0)),
+]
+VIEWS = frozenset(f.name for f in VIEW_FIELDS)
+
 # Nicira's names of the packet fields (ovs-fields(7)), as load/move/push/pop write them and as
 # dump-flows prints them there: name -> (field, NXM code).  Fields named here are written with
 # their NXM header in actions, as Open vSwitch does; the others with their OXM one.
@@ -255,12 +265,12 @@ for _nxname, (_fname, _code) in NXM_NAMES.items():
     FIELDS[_i] = replace(FIELDS[_i], aliases=(*FIELDS[_i].aliases, _nxname), nxm=_code)
 
 BY_NAME: dict[str, Field] = {}
-for _fld in FIELDS:
+for _fld in FIELDS + VIEW_FIELDS:
     for _n in (_fld.name, *_fld.aliases):
         BY_NAME[_n] = _fld
 BY_OXM: dict[tuple[int, int], Field] = {f.oxm: f for f in FIELDS if f.oxm}
 # The field an NX action's header names (an NXM code, or an OXM one: Open vSwitch reads both).
-BY_WIRE: dict[tuple[int, int], Field] = {**BY_OXM, **{f.nxm: f for f in FIELDS if f.nxm}}
+BY_WIRE: dict[tuple[int, int], Field] = {**BY_OXM, **{f.nxm: f for f in FIELDS + VIEW_FIELDS if f.nxm}}
 
 
 def field(name: str) -> Field:

@@ -51,10 +51,11 @@ from dataclasses import dataclass, field as dc_field
 
 from .actions import (INSTRUCTION_ORDER, NOT_IN_ACTION_SET, OFPCML_NO_BUFFER, OFPP_ANY, OFPP_CONTROLLER,
                       OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
-                      DecNwTtl, Exit, GotoTable, Group, Load, Meter, Move, Note, Output, PopVlan, PushVlan, Resubmit,
+                      LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, DecNwTtl, Exit, GotoTable, Group, Learn, LearnSpec,
+                      Load, Meter, Move, Note, Output, PopVlan, PushVlan, Resubmit,
                       SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions, WriteMetadata)
 from .fields import (BY_NAME, ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_IPV6, ETH_TYPE_QINQ, ETH_TYPE_VLAN, FRAG_ANY,
-                     FRAG_LATER, NOT_IN_LATER_FRAGMENTS, VLAN_CFI, Field)
+                     FRAG_LATER, NOT_IN_LATER_FRAGMENTS, VIEWS, VLAN_CFI, Field)
 from .consistency import ActionError, check, output_port_ok, set_field_value_error, untagged_vlan_sets
 from .match import Match, MatchError
 
@@ -317,6 +318,8 @@ class _MatchBuilder:
             self.put("ip_frag", *_FRAG[value], item)
         elif BY_NAME.get(key) is BY_NAME["tcp_flags"]:
             self.put("tcp_flags", *_tcp_flags(value), item)
+        elif key in BY_NAME and BY_NAME[key].name in VIEWS:
+            raise _Bad(f"{key} is for load, move and learn; match vlan_tci or in_port")
         elif key in BY_NAME:
             self.put(key, *_value(BY_NAME[key], value), item)
         else:
@@ -476,6 +479,60 @@ def _note(text: str) -> Note:
     return Note(bytes.fromhex(hexes))
 
 
+_LEARN_NUMS = {"table": 8, "idle_timeout": 16, "hard_timeout": 16, "priority": 16, "fin_idle_timeout": 16,
+               "fin_hard_timeout": 16, "cookie": 64}
+_LEARN_FLAGS = {"send_flow_rem": LEARN_SEND_FLOW_REM, "delete_learned": LEARN_DELETE_LEARNED}
+
+
+def _learn_src(text: str, nbits: int, dst: str | None) -> tuple[tuple[str, int] | None, int]:
+    """A learn spec's source: a subfield of NBITS bits, or a value (in DST's syntax when whole)."""
+    if text[:1].isalpha() and not _NUM.fullmatch(text):
+        name, ofs, n = _subfield(text)
+        if n != nbits:
+            raise _Bad(f"{text}: {n} bits where {nbits} are needed")
+        return (name, ofs), 0
+    f = BY_NAME.get(dst) if dst else None
+    v = _value(f, text)[0] if f is not None and f.bits == nbits and f.kind not in ("port",) else _num(text, 128)
+    if v >> nbits:
+        raise _Bad(f"value {text} does not fit {nbits} bits")
+    return None, v
+
+
+def _learn(text: str) -> Learn:
+    """learn(key=value..., specs): ovs-actions(7)'s syntax (limit and result_dst not yet)."""
+    kw: dict = {}
+    flags = 0
+    specs: list[LearnSpec] = []
+    for key, value, item in _items(text):
+        try:
+            if key in ("limit", "result_dst", "fin_idle_timeout", "fin_hard_timeout", "delete_learned"):
+                raise _Bad(f"learn's {key} is not supported yet")
+            if key in _LEARN_NUMS:
+                kw[key] = _num(value, _LEARN_NUMS[key], key)
+            elif key in _LEARN_FLAGS and not value:
+                flags |= _LEARN_FLAGS[key]
+            elif key == "load":
+                src, arrow, dst = value.partition("->")
+                if not arrow:
+                    raise _Bad("load needs SRC->DST[BITS]")
+                name, ofs, n = _writable(_subfield(dst))
+                s_, v = _learn_src(src.strip(), n, None)
+                specs.append(LearnSpec("load", n, s_, v, (name, ofs)))
+            elif key == "output":
+                name, ofs, n = _subfield(value)
+                specs.append(LearnSpec("output", n, (name, ofs)))
+            else:
+                name, ofs, n = _subfield(key)
+                if value:
+                    s_, v = _learn_src(value, n, name)
+                else:
+                    s_, v = (name, ofs), 0
+                specs.append(LearnSpec("match", n, s_, v, (name, ofs)))
+        except _Bad as e:
+            raise _Bad(f"learn '{item}': {e}") from None
+    return Learn(table=kw.pop("table", 0), specs=tuple(specs), flags=flags, **kw)
+
+
 def _set_field_action(text: str, match: Match) -> SetField:
     value, arrow, name = text.rpartition("->")
     if not arrow:
@@ -558,6 +615,7 @@ _ACTIONS = {
     "pop": lambda t, m: StackPop(*_writable(_subfield(t))),
     "note": lambda t, m: _note(t),
     "exit": _noarg(Exit),
+    "learn": lambda t, m: _learn(t),
     "enqueue": _unsupported("enqueue is not supported; use set_queue:QUEUE,output:PORT"),
 }
 _INSTRUCTION_NAMES = {Meter: "meter", ApplyActions: "apply_actions", ClearActions: "clear_actions",
@@ -811,6 +869,8 @@ def _hexz(v: int) -> str:
 def _wire_name(name: str) -> str:
     """The NXM or OXM name of a field, as load/move print it (NXM_NX_REG0, OXM_OF_PKT_REG1 ...)."""
     f = BY_NAME[name]
+    if f.name.startswith(("NXM_", "OXM_")):
+        return f.name
     return next((a for a in f.aliases if a.startswith(("NXM_", "OXM_"))), "OXM_OF_" + f.name.upper())
 
 
@@ -818,6 +878,32 @@ def _fmt_subfield(name: str, ofs: int, nbits: int) -> str:
     f = BY_NAME[name]
     bits = "" if ofs == 0 and nbits == f.bits else str(ofs) if nbits == 1 else f"{ofs}..{ofs + nbits - 1}"
     return f"{_wire_name(name)}[{bits}]"
+
+
+def _fmt_learn(a: Learn) -> str:
+    """As Open vSwitch's learn_format."""
+    out = [f"table={a.table}"]
+    for key in ("idle_timeout", "hard_timeout", "fin_idle_timeout", "fin_hard_timeout"):
+        if getattr(a, key):
+            out.append(f"{key}={getattr(a, key)}")
+    if a.priority != OFP_DEFAULT_PRIORITY:
+        out.append(f"priority={a.priority}")
+    out += [k for k, bit in _LEARN_FLAGS.items() if a.flags & bit]
+    if a.cookie:
+        out.append(f"cookie={a.cookie:#x}")
+    for sp in a.specs:
+        src = _fmt_subfield(sp.src[0], sp.src[1], sp.nbits) if sp.src else _hexz(sp.value)
+        f = BY_NAME[sp.dst[0]] if sp.dst else None
+        if sp.kind == "match" and not sp.src and f.member and f.name not in VIEWS and sp.nbits == f.bits:
+            out.append(f"{_SET_FIELD_NAME.get(f.name, f.name)}={_FORMAT[f.kind](sp.value, None)}")
+        elif sp.kind == "match":
+            dst = _fmt_subfield(sp.dst[0], sp.dst[1], sp.nbits)
+            out.append(dst if sp.src == sp.dst else f"{dst}={src}")
+        elif sp.kind == "load":
+            out.append(f"load:{src}->{_fmt_subfield(sp.dst[0], sp.dst[1], sp.nbits)}")
+        else:
+            out.append(f"output:{src}")
+    return f"learn({','.join(out)})"
 
 
 def _fmt_resubmit(a: Resubmit) -> str:
@@ -843,6 +929,8 @@ def _fmt_action(a) -> str:
             return "note:" + ".".join(f"{b:02x}" for b in d)
         case Exit():
             return "exit"
+        case Learn():
+            return _fmt_learn(a)
         case SetField(field=name, value=v, mask=m) if m is not None:
             f = BY_NAME[name]
             return (f"set_field:{_FORMAT[f.kind](v, None)}/{_FORMAT[f.kind](m, None)}"

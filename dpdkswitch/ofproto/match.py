@@ -36,10 +36,10 @@ class MatchError(ValueError):
 
 
 def _field(name: str) -> Field:
-    try:
-        return BY_NAME[name]
-    except KeyError:
-        raise MatchError(f"unknown field '{name}'") from None
+    f = BY_NAME.get(name)
+    if f is None or f.name not in _ORDER:          # fields.VIEWS: for actions, not matches
+        raise MatchError(f"unknown field '{name}'")
+    return f
 
 
 def _full(f: Field, mask: int | None) -> int:

@@ -26,19 +26,22 @@ from dataclasses import dataclass, field
 from ..datapath import odp
 from ..flowkey import KEY_DTYPE, KEY_SIZE
 from .actions import (INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
-                      DecNwTtl, Exit, GotoTable, Group, Load, Meter, Move, OFPCML_NO_BUFFER, OFPP_ALL,
+                      DecNwTtl, Exit, GotoTable, Group, LEARN_SEND_FLOW_REM, Learn, Load, Meter, Move,
+                      OFPCML_NO_BUFFER, OFPP_ALL,
                       OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output,
                       PopVlan, PushVlan, Resubmit, SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions,
                       WriteMetadata, execution_order)
 from .classifier import Wildcards, key_int
+from .match import Match, MatchError
 from .fields import BY_NAME, FRAG_LATER, VLAN_CFI, prereqs_of
-from .flowstr import format_actions, format_match
+from .flowstr import FlowSpec, format_actions, format_match
 from .normal import is_reserved
 from .pipeline import FlowEntry, Pipeline, PortEntry
 
 MAX_DEPTH = 64
 MAX_RESUBMITS = MAX_DEPTH * MAX_DEPTH        # as Open vSwitch: resubmits in one translation
 U64 = (1 << 64) - 1
+OFPP10_MAX = 0xFF00                          # OpenFlow 1.0 reserved ports start here (NXM_OF_IN_PORT)
 _PKT_MARK = BY_NAME["pkt_mark"]
 NO_TABLE = 0xFF                      # OpenFlow's OFPTT_ALL: the table of a packet-out's packet-ins
 F = BY_NAME
@@ -104,11 +107,15 @@ class Visit:
     mirrors: list[int] = field(default_factory=list)              # indexes into pipeline.mirrors
     macs: list[tuple[int, int]] = field(default_factory=list)          # (vlan, mac) NORMAL looked up
     learns: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (vlan, mac, ofport, garp)
+    learned: list = field(default_factory=list)       # FlowSpecs the learn action adds
     patch: tuple[PortEntry, PortEntry] | None = None              # (left by, entered by): not for the first
     version: int = -1        # the pipeline's version when translated (or last found still valid)
 
     def learn(self, now: float) -> None:
-        """NORMAL learns the source MACs it saw, in this bridge's MAC table (a move, a GARP lock)."""
+        """NORMAL learns the source MACs it saw, in this bridge's MAC table (a move, a GARP lock);
+        the learn action's flows are added (or refreshed) through the pipeline."""
+        for spec in self.learned:
+            self.pipeline.learn(spec)
         if self.learns:
             macs = self.pipeline.macs
             for vlan, mac, port, garp in self.learns:
@@ -122,6 +129,9 @@ class Visit:
         p = self.pipeline
         for vlan, mac, port, _ in self.learns:
             p.macs.refresh(vlan, mac, port, used)
+        if packets:
+            for spec in self.learned:           # cached traffic keeps its learned flows (Open vSwitch's XC_LEARN)
+                p.learn(spec)
         entries = self.entries
         for e in entries:
             e.credit(packets, nbytes, used)
@@ -593,6 +603,8 @@ class Translator:
                     self._write(c, a.field, a.ofs, a.nbits, c.stack.pop() & ((1 << a.nbits) - 1))
                 else:
                     c.log(f"pop:{a.field}: the stack is empty, nothing done")
+            elif isinstance(a, Learn):
+                self._learn(c, a)
             elif isinstance(a, Exit):
                 c.log("exit: no further actions (the action set still runs)")
                 c.exit = True
@@ -621,6 +633,46 @@ class Translator:
             if a.port != OFPP_IN_PORT:
                 IN_PORT.to_key(c.flow, saved[2] & IN_PORT.all_ones)
             c.table_id, c.cookie, c.in_ofport, c.depth = saved
+
+    def _learn(self, c: _Ctx, a: Learn) -> None:
+        """The flow A would add, from the packet's fields as they are now (every source bit is
+        read, so the megaflow matches them), recorded for ``Visit.learn`` to add through the
+        pipeline: translating adds nothing by itself (ofproto-dpif-xlate.c's xlate_learn_action)."""
+        fields: dict[str, list[int]] = {}               # dst field -> [value, mask]
+        acts: list = []
+        for sp in a.specs:
+            v = self._read(c, *sp.src, sp.nbits) if sp.src else sp.value
+            if sp.kind == "match":
+                name, ofs = sp.dst
+                vm = fields.setdefault(name, [0, 0])
+                bits = ((1 << sp.nbits) - 1) << ofs
+                vm[0] = (vm[0] & ~bits) | ((v << ofs) & bits)
+                vm[1] |= bits
+            elif sp.kind == "load":
+                acts.append(Load(sp.dst[0], sp.dst[1], sp.nbits, v))
+            else:
+                acts.append(Output(v if v < OFPP10_MAX else v + (OFPP_MAX - OFPP10_MAX)))
+        match = {}
+        for name, (v, m) in fields.items():
+            if name == "NXM_OF_VLAN_TCI":          # as the match fields vlan_vid (present + VID), vlan_pcp
+                if m & 0x1FFF:
+                    match["vlan_vid"] = (v & 0x1FFF, m & 0x1FFF)
+                if m & 0xE000:
+                    match["vlan_pcp"] = (v >> 13, m >> 13)
+            elif name == "NXM_OF_IN_PORT":
+                match["in_port"] = (v if v < OFPP10_MAX else v + (OFPP_MAX - OFPP10_MAX), None)
+            else:
+                match[name] = (v, m)
+        try:
+            m = Match(match).implied()
+        except MatchError as e:
+            c.log(f"learn: no flow ({e})")
+            return
+        spec = FlowSpec(match=m, instructions=(ApplyActions(tuple(acts)),) if acts else (), table_id=a.table,
+                        priority=a.priority, cookie=a.cookie, idle_timeout=a.idle_timeout,
+                        hard_timeout=a.hard_timeout, flags=1 if a.flags & LEARN_SEND_FLOW_REM else 0)
+        c.log(f"learn: table={a.table} {format_match(m)} actions={format_actions(spec.instructions)}")
+        c.v.learned.append(spec)
 
     def _read(self, c: _Ctx, name: str, ofs: int, nbits: int) -> int:
         """Bits OFS..OFS+NBITS-1 of field NAME, as the pipeline sees it now (a packet field's

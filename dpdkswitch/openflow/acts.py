@@ -98,6 +98,8 @@ def decode_nx(tlv: bytes) -> tuple[A.Action, ...]:
     sub = v["subtype"]
     if sub == C.NXAST_NOTE:
         return (A.Note(tlv[10:]),)
+    if sub == C.NXAST_LEARN:
+        return (_decode_learn(tlv),)
     lay = _NX_BODY.get(sub) or _NX_EXT.get(sub)
     if lay is None:
         raise _ba(C.OFPBAC_BAD_EXP_TYPE)
@@ -133,6 +135,79 @@ def decode_nx(tlv: bytes) -> tuple[A.Action, ...]:
             return (A.StackPop(f.name, d["ofs"], d["nbits"]),)
         return (A.StackPush(f.name, d["ofs"], d["nbits"]),)
     return (A.Exit(),)
+
+
+_LEARN = Layout("idle_timeout:H hard_timeout:H priority:H cookie:Q flags:H table:B 1x fin_idle_timeout:H "
+                "fin_hard_timeout:H")
+_LEARN_KIND = {0: "match", 1: "load", 2: "output"}
+_LEARN_CODE = {v: k for k, v in _LEARN_KIND.items()}
+
+
+def _decode_learn(tlv: bytes) -> A.Learn:
+    """NXAST_LEARN: its head, then flow_mod_specs up to a zero header (lib/learn.c's format)."""
+    if len(tlv) < 10 + _LEARN.size:
+        raise _ba(C.OFPBAC_BAD_LEN)
+    d = _LEARN.unpack(tlv, 10)
+    if d["flags"] & ~(A.LEARN_SEND_FLOW_REM | A.LEARN_DELETE_LEARNED) or d["table"] == 0xFF:
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    if d["flags"] & A.LEARN_DELETE_LEARNED or d["fin_idle_timeout"] or d["fin_hard_timeout"]:
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)          # not supported yet (README)
+    pos, specs = 10 + _LEARN.size, []
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if pos + n > len(tlv):
+            raise _ba(C.OFPBAC_BAD_LEN)
+        pos += n
+        return tlv[pos - n:pos]
+
+    while pos + 2 <= len(tlv):
+        head = struct.unpack("!H", take(2))[0]
+        if not head:
+            break
+        nbits, kind = head & 0x7FF, _LEARN_KIND.get((head >> 11) & 3)
+        if kind is None or head & 0xC000 or not nbits:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        src, value = None, 0
+        if head & 0x2000:
+            value = int.from_bytes(take(2 * ((nbits + 15) // 16)), "big")
+            if value >> nbits:
+                raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        else:
+            f = _nx_field(struct.unpack("!I", take(4))[0])
+            ofs = struct.unpack("!H", take(2))[0]
+            _bits_ok(f, ofs, nbits)
+            src = (f.name, ofs)
+        dst = None
+        if kind != "output":
+            f = _nx_field(struct.unpack("!I", take(4))[0])
+            ofs = struct.unpack("!H", take(2))[0]
+            _bits_ok(f, ofs, nbits)
+            if kind == "load":
+                _writable(f)
+            dst = (f.name, ofs)
+        elif src is None:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        specs.append(A.LearnSpec(kind, nbits, src, value, dst))
+    if any(tlv[pos:]):
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    return A.Learn(table=d["table"], specs=tuple(specs), idle_timeout=d["idle_timeout"],
+                   hard_timeout=d["hard_timeout"], priority=d["priority"], cookie=d["cookie"], flags=d["flags"])
+
+
+def _encode_learn(a: A.Learn) -> bytes:
+    body = bytearray(_LEARN.pack({"idle_timeout": a.idle_timeout, "hard_timeout": a.hard_timeout,
+                                  "priority": a.priority, "cookie": a.cookie, "flags": a.flags, "table": a.table,
+                                  "fin_idle_timeout": a.fin_idle_timeout, "fin_hard_timeout": a.fin_hard_timeout}))
+    for sp in a.specs:
+        body += struct.pack("!H", (0x2000 if sp.src is None else 0) | _LEARN_CODE[sp.kind] << 11 | sp.nbits)
+        if sp.src is None:
+            body += sp.value.to_bytes(2 * ((sp.nbits + 15) // 16), "big")
+        else:
+            body += struct.pack("!IH", _nx_header(sp.src[0]), sp.src[1])
+        if sp.dst is not None:
+            body += struct.pack("!IH", _nx_header(sp.dst[0]), sp.dst[1])
+    return _nx(C.NXAST_LEARN, bytes(body))
 
 
 def _nx(sub: int, body: bytes) -> bytes:
@@ -186,6 +261,8 @@ def encode_nx(a: A.Action) -> bytes | None:
         return _nx(C.NXAST_NOTE, a.data + bytes(max(0, 6 - len(a.data))))
     if isinstance(a, A.Exit):
         return _nx(C.NXAST_EXIT, bytes(6))
+    if isinstance(a, A.Learn):
+        return _encode_learn(a)
     return None
 
 

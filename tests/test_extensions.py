@@ -14,7 +14,7 @@ import pytest
 
 from dpdkswitch.datapath import odp, parse
 from dpdkswitch.ofproto.fields import BY_NAME
-from dpdkswitch.ofproto.flowstr import FlowParseError, format_actions, format_match, parse_flow
+from dpdkswitch.ofproto.flowstr import FlowParseError, format_actions, format_flow, format_match, parse_flow
 from dpdkswitch.ofproto.match import Match
 from dpdkswitch.ofproto.pipeline import Pipeline, PortEntry
 from dpdkswitch.ofproto.xlate import MAX_DEPTH, Translator
@@ -199,3 +199,32 @@ def test_hosts_talk_through_registers_and_resubmit(sw):
 def test_parse_errors_are_one_line():
     with pytest.raises(FlowParseError, match="widths differ"):
         parse_flow("actions=move:reg0[0..3]->reg1[]")
+
+
+# --- learn ------------------------------------------------------------------------------------------
+TUTORIAL_LEARN = ("table=0,actions=learn(table=10,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],"
+                  "load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15]),resubmit(,10),resubmit(,4)")
+
+
+def test_learn_adds_its_flow_when_the_miss_commits_and_later_frames_use_it():
+    x = rig(TUTORIAL_LEARN, "table=4,priority=10,reg0=0,actions=flood", "table=4,priority=10,reg0=1,actions=1",
+            "table=4,priority=10,reg0=2,actions=2")
+    p = x.p
+    a_to_b = parse(udp_frame(0), 11)                                          # 02..01 -> 02..02 on port 1
+    b_to_a = parse(udp_frame(0, src_mac=b"\x02\0\0\0\0\x02", dst_mac=b"\x02\0\0\0\0\x01"), 12)
+    t = x.translate(a_to_b)
+    assert outs(t) == [2, 3, 4] and list(p.entries(10)) == []                # translating adds nothing
+    version = p.version
+    t.commit(1.0, 1, 64)
+    learned = [format_flow(e.spec()) for e in p.entries(10)]
+    assert learned == ["table=10, vlan_tci=0x0000/0x0fff,dl_dst=02:00:00:00:00:01 "
+                       "actions=load:0x1->NXM_NX_REG0[0..15]"], learned
+    assert p.version != version
+    # The reply goes to port 1 only; learning it again changes no table.
+    assert outs(x.translate(b_to_a)) == [1]
+    version = p.version
+    x.translate(a_to_b).commit(2.0, 1, 64)
+    assert p.version == version and len(list(p.entries(10))) == 1
+    # The learned flow's source fields are in the megaflow: another source MAC is another flow.
+    assert BY_NAME["eth_src"].from_key(t.megaflow_mask()) == (1 << 48) - 1
+    assert BY_NAME["vlan_vid"].from_key(t.megaflow_mask()) & 0xFFF == 0xFFF

@@ -13,6 +13,7 @@ import asyncio
 import gc
 import ipaddress
 import logging
+import os
 import resource
 import signal
 import sys
@@ -24,14 +25,16 @@ from .control import ofproto as ofproto_cmds
 from .control import reload as reload_cmds
 from .datapath import Eal, dpdk_version
 from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
+from .log import rate_limited
 from .ofproto.actions import OFPP_LOCAL
 from .ofswitch import OpenFlowService
 from .reconfig import Reloader
-from .openflow.connection import MAX_CONNECTIONS
+from .openflow.connection import MAX_CONNECTIONS, out_of_files, set_connection_limit
 from .switch import Checked, Switch
 from .top import TopView
 
 LOG = logging.getLogger("dpdkswitch")
+_RESOURCE_LOG = rate_limited("dpdkswitch.resources")
 
 
 def version_text() -> str:
@@ -107,9 +110,20 @@ async def _reload_on_sighup(reloader: Reloader) -> None:
         LOG.error("SIGHUP: %s", e)
 
 
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """The loop's errors: running out of file descriptors at an accept is one rate-limited
+    line (asyncio retries a second later); anything else as asyncio logs it."""
+    if out_of_files(context):
+        _RESOURCE_LOG.warning("%s: %s (new connections wait)", context.get("message", "accept failed"),
+                              context["exception"].strerror)
+        return
+    loop.default_exception_handler(context)
+
+
 async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_loop_exception)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
@@ -171,6 +185,19 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     LOG.info("stopping: PMD threads, ports, namespaces")
 
 
+def _limit_connections() -> None:
+    """OpenFlow connections at most what the open-files limit leaves room for, now that EAL,
+    the ports and the namespaces hold theirs (openflow.connection.set_connection_limit)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return
+    in_use = len(os.listdir("/proc/self/fd"))
+    limit = set_connection_limit(soft, in_use)
+    if limit < MAX_CONNECTIONS:
+        LOG.warning("at most %d open files (ulimit -n), %d in use: OpenFlow connections limited to %d",
+                    soft, in_use, limit)
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -189,6 +216,7 @@ def run(config: Config, socket_path: str | None = None, top: bool = False, check
     want = MAX_CONNECTIONS + 1024 if hard == resource.RLIM_INFINITY else min(hard, MAX_CONNECTIONS + 1024)
     if soft != resource.RLIM_INFINITY and soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = want
     # Until the event loop takes the signals over, SIGTERM unwinds like Ctrl-C: whatever start-up
     # has made (ports, namespaces) is taken down by the handlers on the way out.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -199,6 +227,7 @@ def run(config: Config, socket_path: str | None = None, top: bool = False, check
         # cyclic collector's sight, so that a full collection (triggered as megaflows accumulate)
         # does not walk every rule again; at 100k rules that was ~50 us per flow setup.
         gc.freeze()
+        _limit_connections()
         asyncio.run(serve(switch, config, socket_path, top))
     except KeyboardInterrupt:
         LOG.info("stopped during start-up: what it had set up is removed")

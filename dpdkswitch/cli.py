@@ -19,7 +19,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from . import __version__, log
-from .config import Config, ConfigError, load, online_cpus
+from .config import Config, ConfigError, control_socket_problem, load, online_cpus
 
 if TYPE_CHECKING:
     from .switch import Checked
@@ -58,6 +58,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     except ConfigError as e:
         LOG.error("%s", e)
         return 2
+    if a.socket and (problem := control_socket_problem(a.socket, config.bridges)):
+        LOG.error("-s: %s", problem)           # before EAL starts, as the config's own
+        return 2
     _all_cpus()
     try:
         return run(config, a.socket, top, checked)
@@ -80,7 +83,7 @@ def cmd_check(a: argparse.Namespace) -> int:
 def cmd_ctl(a: argparse.Namespace) -> int:
     from .control import CommandError, call
     try:
-        sys.stdout.write(call(a.socket, a.command, a.args))
+        sys.stdout.write(call(a.socket, a.command, a.args, timeout=a.timeout))
         return 0
     except CommandError as e:
         print(f"dpdkswitch ctl: {e}", file=sys.stderr)
@@ -110,6 +113,16 @@ def _every(text: str) -> int:
     return n
 
 
+def _seconds(text: str) -> float:
+    try:
+        t = float(text)
+    except ValueError:
+        t = -1.0
+    if not 0 < t <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r}: a time in seconds, more than 0")
+    return t
+
+
 def _count(text: str) -> int:
     (n,) = _counts(text)
     return n
@@ -137,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
 
     c = sub.add_parser("ctl", help="send a command to a running switch (list-commands lists them)")
     c.add_argument("-s", "--socket", default=os.environ.get("DPDKSWITCH_CTL", DEFAULT_SOCKET))
+    c.add_argument("-T", "--timeout", type=_seconds, default=30.0, metavar="SECS",
+                   help="wait at most SECS for the answer (default 30)")
     c.add_argument("command")
     c.add_argument("args", nargs=argparse.REMAINDER)
     c.set_defaults(fn=cmd_ctl)

@@ -36,6 +36,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .log import DPDK_LEVEL_DEFAULT, DPDK_LEVELS
+from .ofproto.pipeline import DEFAULT_FLOW_LIMIT, MAX_FLOW_LIMIT, N_TABLES
 
 __all__ = [
     "ConfigError", "NetnsConfig", "PortConfig", "OpenflowConfig", "SslConfig", "FlowConfig",
@@ -171,6 +172,7 @@ class BridgeConfig:
     flood_vlans: list[int] = field(default_factory=list)
     forward_bpdu: bool = False
     mirrors: list[MirrorConfig] = field(default_factory=list)
+    flow_limits: dict[int, int] = field(default_factory=dict)   # table id -> rules at most (flow_tables)
 
     @property
     def datapath_id(self) -> int:
@@ -313,6 +315,33 @@ def parse_device(dev: str) -> tuple[str, str, list[tuple[str, str | None]]]:
     return driver, name, pairs
 
 
+# Input bounds, checked as the file is read (each a one-line error at its line, never a Python
+# exception): the file's size, how deep its YAML nests, how long an integer literal is.
+MAX_FILE_BYTES = 16 << 20
+MAX_DEPTH = 32
+MAX_INT_DIGITS = 40                  # 2^64 has 20 digits; the limit is for junk, not for values
+UNIX_PATH_MAX = 107                  # bytes of a unix socket's path (sun_path: 108 with the NUL)
+_FILE_PREFIX_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")   # a name under /run/dpdk
+
+
+def socket_path_problem(path: str, what: str) -> str | None:
+    """Why a unix socket cannot be bound at PATH (WHAT names it in the message), or None."""
+    n = len(os.fsencode(path))
+    if n > UNIX_PATH_MAX:
+        return f"{what} {path!r} is {n} bytes long: a unix socket's path holds at most {UNIX_PATH_MAX}"
+    return None
+
+
+def control_socket_problem(socket: str, bridges) -> str | None:
+    """Why the control socket at SOCKET, or the .mgmt socket of one of BRIDGES (names) beside
+    it, cannot be bound (too long a path), or None."""
+    for path, what in [(socket, "control socket")] + [
+            (os.path.join(os.path.dirname(socket), f"{b}.mgmt"), f"bridge {b}'s OpenFlow socket") for b in bridges]:
+        if problem := socket_path_problem(path, what):
+            return problem
+    return None
+
+
 def _valid_port(s: str, lo: int = 0) -> bool:
     return s.isascii() and s.isdigit() and lo <= int(s) <= 65535
 
@@ -383,6 +412,13 @@ def _str(r: _Reader, node: Node, key: str) -> str:
     r.fail(node, f"{key}: expected a string, got {_describe(node)}{quote}")
 
 
+def _yaml_int(r: _Reader, node: ScalarNode, key: str) -> int:
+    """The value of an integer scalar, its literal's length checked first."""
+    if len(node.value) > MAX_INT_DIGITS:
+        r.fail(node, f"{key}: an integer of {len(node.value)} characters (at most {MAX_INT_DIGITS})")
+    return _CONSTRUCTOR.construct_yaml_int(node)
+
+
 def _int(lo: int | None = None, hi: int | None = None, pow2: bool = False) -> Checker:
     want = (f"a power of two in {lo}..{hi}" if pow2 else f"an integer in {lo}..{hi}"
             if hi is not None else f"an integer >= {lo}" if lo is not None else "an integer")
@@ -390,7 +426,7 @@ def _int(lo: int | None = None, hi: int | None = None, pow2: bool = False) -> Ch
     def check(r: _Reader, node: Node, key: str) -> int:
         if not (isinstance(node, ScalarNode) and node.tag == _INT):
             r.fail(node, f"{key}: expected an integer, got {_describe(node)}")
-        v = _CONSTRUCTOR.construct_yaml_int(node)
+        v = _yaml_int(r, node, key)
         if (lo is not None and v < lo) or (hi is not None and v > hi) or (pow2 and v & (v - 1)):
             r.fail(node, f"{key}: expected {want}, got {v}")
         return v
@@ -478,7 +514,7 @@ def _datapath_id(r: _Reader, node: Node, key: str) -> int:
         if re.fullmatch(r"[-+]?0[0-9_]+", node.value):   # YAML 1.1 reads 0010 as octal 8
             r.fail(node, f"{key}: {node.value} reads as an octal number in YAML; write 0x{node.value.lstrip('0')}"
                          f" or quote it ('{node.value}') for the hex digits")
-        v = _CONSTRUCTOR.construct_yaml_int(node)
+        v = _yaml_int(r, node, key)
     elif isinstance(node, ScalarNode) and node.tag == _STR:
         text = node.value.strip()
         if not _HEX_DPID_RE.fullmatch(text) or not (text[:2] in ("0x", "0X") or len(text) == 16):
@@ -556,8 +592,11 @@ OPENFLOW = {
 }
 DATAPATH = {
     "pmd_cores": (_list(_int(0)), None),  # None: all dpdk.cores but the main one
-    "emc_insert_inv_prob": (_int(0), 100),
-    "flow_limit": (_int(1), 200000),
+    "emc_insert_inv_prob": (_int(0, MAX_FLOW_LIMIT), 100),
+    "flow_limit": (_int(1, MAX_FLOW_LIMIT), 200000),
+}
+FLOW_TABLE = {
+    "flow_limit": (_int(0, MAX_FLOW_LIMIT), DEFAULT_FLOW_LIMIT),
 }
 STATIC_MAC = {
     "mac": (_text(_MAC_RE.fullmatch, "a MAC address xx:xx:xx:xx:xx:xx"), REQUIRED),
@@ -582,6 +621,7 @@ BRIDGE = {
     "openflow": (Section(OPENFLOW), None),
     "ports": (Section(PORT, "named"), REQUIRED),
     "flows": (_list(_flow), []),
+    "flow_tables": (Section(FLOW_TABLE, "named"), None),
     "mac_table": (Section(MAC_TABLE), None),
     "flood_vlans": (_list(_int(0, 4095)), []),
     "forward_bpdu": (_bool, False),
@@ -593,7 +633,8 @@ DPDK = {
     "hugepages": (_enum("auto", "on", "off"), "auto"),
     "memory_mb": (_opt(_int(1)), None),
     "extra_args": (_list(_str), []),
-    "file_prefix": (_opt(_str), None),
+    "file_prefix": (_opt(_text(_FILE_PREFIX_RE.fullmatch, "a name under /run/dpdk: 1-64 characters of "
+                                                          "A-Za-z0-9_.-, the first a letter or digit")), None),
     "log_level": (_enum(*DPDK_LEVELS), DPDK_LEVEL_DEFAULT),
 }
 TOP = {"dpdk": (Section(DPDK), None), "control": (Section(CONTROL), None),
@@ -679,6 +720,8 @@ class _Reader:
                 raise ConfigError.at(self.seen["datapath_id", dpid],
                                      f"datapath_id {dpid} is the default of bridge {b.name!r} (a hash of its "
                                      f"name); datapath ids are unique across bridges")
+        if problem := control_socket_problem(control["socket"], bridges):
+            self.fail(nodes.get("control", (root,))[0], problem)
         config = Config(self.path, dpdk, control["socket"], bridges)
         self.check_datapaths(config, pmd_claims)
         return config
@@ -737,6 +780,9 @@ class _Reader:
                                     f"(online CPUs: {_cpulist(online)})")
                 if core in d["cores"][:i]:
                     self.fail(item, f"dpdk.cores: core {core} is listed twice")
+        for arg, item in zip(d["extra_args"], nodes["extra_args"][1].value if "extra_args" in nodes else []):
+            if arg.split("=", 1)[0] == "--file-prefix":       # checked where it is set: file_prefix
+                self.fail(item, "dpdk.extra_args: --file-prefix is dpdk.file_prefix's (set it there)")
         return DpdkConfig(**d, hugepages_where=self.where(nodes["hugepages"][0]) if "hugepages" in nodes else "")
 
     def bridge(self, key: ScalarNode, node: Node, dpdk: DpdkConfig,
@@ -768,6 +814,10 @@ class _Reader:
             pmd_claims.append((core, name, explicit, item))
         of_key = nodes.get("openflow", (key,))[0]
         openflow, of_nodes = self.section(b["openflow"], OPENFLOW, f"{what} openflow", of_key)
+        for k in ("listen", "controllers"):
+            for t, item in zip(openflow[k], of_nodes[k][1].value if k in of_nodes else []):
+                if t.startswith(("punix:", "unix:")) and (problem := socket_path_problem(t.partition(":")[2], t)):
+                    self.fail(item, f"{what} openflow {k}: {problem}")
         tls = [t for t in openflow["listen"] + openflow["controllers"] if t.startswith(("ssl:", "pssl:"))]
         if openflow["datapath_id"] is not None:
             self.unique("datapath_id", f"0x{openflow['datapath_id']:016x}", of_nodes["datapath_id"][1])
@@ -810,9 +860,14 @@ class _Reader:
             mirrors.append(MirrorConfig(mk.value, where=self.where(mk), **m))
         if len(mirrors) > 32:
             self.fail(nodes["mirrors"][0], f"{what}: at most 32 mirrors")
+        flow_limits = {}
+        for tk, tv in self.pairs(b["flow_tables"], f"{what} flow_tables"):
+            tid = _int(0, N_TABLES - 1)(self, tk, "flow_tables table id")
+            t, _ = self.section(tv, FLOW_TABLE, f"{what} flow_tables table {tid}", tk)
+            flow_limits[tid] = t["flow_limit"]
         return BridgeConfig(name, pmd, dp["emc_insert_inv_prob"], dp["flow_limit"],
                             OpenflowConfig(**openflow), ports, b["flows"], self.where(key),
-                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors)
+                            MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors, flow_limits)
 
     def port(self, key: ScalarNode, node: Node, pmd: list[int],
              ofports: dict[int, str]) -> PortConfig:
@@ -887,9 +942,48 @@ class _Reader:
 
 # ----------------------------------------------------------------------- API
 
+PORT_ARG_KEYS = ("n_rxq", "n_txq", "rxd", "txd", "mtu")
+_INT_ARG_RE = re.compile(r"[-+]?(0[xX][0-9a-fA-F_]+|[0-9][0-9_]*)")
+
+
+def port_from_args(name: str, device: str, ofport: str, options: dict[str, str], pmd_cores: list[int],
+                   where: str = "dpif/add-port") -> PortConfig:
+    """A port given as a command's words (``dpif/add-port``): NAME, DEVICE, OFPORT and OPTIONS
+    (PORT_ARG_KEYS, as text), through the very checks a port of the config file takes.
+    ConfigError at WHERE:1, its ``msg`` the one line, for anything they refuse."""
+    mark = yaml.Mark(where, 0, 0, 0, None, None)
+
+    def scalar(text: str, key: str) -> ScalarNode:
+        tag = _STR if key in ("device", "name") or not _INT_ARG_RE.fullmatch(text) else _INT
+        return ScalarNode(tag, text, mark, mark)
+
+    r = _Reader(where)
+    for k in options:
+        if k not in PORT_ARG_KEYS:
+            r.fail(ScalarNode(_STR, k, mark, mark), f"unknown option {k!r}: {', '.join(PORT_ARG_KEYS)} are known")
+    items = {"device": device, "ofport": ofport, **options}
+    node = MappingNode(_T + "map", [(ScalarNode(_STR, k, mark, mark), scalar(v, k)) for k, v in items.items()],
+                       mark, mark)
+    return r.port(scalar(name, "name"), node, pmd_cores, {})
+
+
+def _check_depth(text: str, path: str) -> None:
+    """ConfigError where the YAML nests deeper than MAX_DEPTH: read as a stream of events
+    (no recursion), before the composer, which recurses once per level."""
+    depth = 0
+    for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(path, ev.start_mark.line + 1, f"the YAML nests deeper than {MAX_DEPTH} levels")
+        elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def loads(text: str, path: str = "<string>") -> Config:
     """Parse and check config text; raise ConfigError (one line) on any problem."""
     try:
+        _check_depth(text, path)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -912,9 +1006,11 @@ def load(path: str) -> Config:
     """Read and check a config file; raise ConfigError (one line) on any problem."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise ConfigError(path, 0, f"cannot read config: {e.strerror or e}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(path, 1, f"config is larger than {MAX_FILE_BYTES >> 20} MB")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from .config import BridgeConfig, Config, load
 from .datapath import DatapathError
 from .ofproto.flowstr import FlowSpec
-from .ofproto.pipeline import FlowModError
+from .ofproto.pipeline import DEFAULT_FLOW_LIMIT, FlowModError
 from .openflow.connection import ActiveController, Listener
 from .switch import Bridge, Switch, check, config_flows
 
@@ -102,6 +102,7 @@ class BridgePlan:
     controllers_added: list[str] = field(default_factory=list)
     datapath_id: tuple[int, int] | None = None                 # (old, new) when it changes
     pin_limits: bool = False                                   # controller_rate_limit, _burst_limit
+    flow_limits: dict[int, int] = field(default_factory=dict)  # table id -> its new flow_limit
 
     def changes(self) -> list[str]:
         """One short phrase per change, for the command's answer and the log."""
@@ -127,6 +128,7 @@ class BridgePlan:
         out += [f"controller {t} added" for t in self.controllers_added]
         if self.pin_limits:
             out.append("controller_rate_limit/controller_burst_limit changed")
+        out += [f"table {t} flow_limit {n}" for t, n in sorted(self.flow_limits.items())]
         if self.datapath_id is not None:
             old, new = self.datapath_id
             out.append(f"datapath_id {old:#018x} -> {new:#018x} (its OpenFlow connections reconnect)")
@@ -223,6 +225,8 @@ def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
     p.controllers_added = [t for t in n.openflow.controllers if t not in o.openflow.controllers]
     p.pin_limits = (o.openflow.controller_rate_limit, o.openflow.controller_burst_limit) != (
         n.openflow.controller_rate_limit, n.openflow.controller_burst_limit)
+    p.flow_limits = {t: n.flow_limits.get(t, DEFAULT_FLOW_LIMIT) for t in set(o.flow_limits) | set(n.flow_limits)
+                     if o.flow_limits.get(t, DEFAULT_FLOW_LIMIT) != n.flow_limits.get(t, DEFAULT_FLOW_LIMIT)}
     if o.datapath_id != n.datapath_id:
         p.datapath_id = (o.datapath_id, n.datapath_id)
     return p
@@ -270,6 +274,8 @@ def apply_bridge(br: Bridge, p: BridgePlan) -> list[str]:
     for spec in p.flows_removed:
         if _flow_key(spec) not in readded:   # else the add below replaces it, counters kept
             pipeline.delete(dataclasses.replace(spec, table_id=spec.table_id or 0), strict=True)
+    for tid, limit in p.flow_limits.items():   # before the adds: they count against the new limits
+        pipeline.set_flow_limit(tid, limit)
     for spec in p.flows_added:
         try:
             pipeline.add(spec)

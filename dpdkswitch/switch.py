@@ -49,15 +49,17 @@ def config_flows(config: BridgeConfig) -> list[FlowSpec]:
 
 def bridge_pipeline(config: BridgeConfig, clock=lambda: 0.0) -> Pipeline:
     """The bridge's OpenFlow pipeline as its config sets it up: MAC table settings and the
-    rules of `config_flows`.  A flow that does not parse, or that the pipeline refuses (a
-    group that does not exist, a goto_table that does not go forward), is a ConfigError at
-    its line."""
+    rules of `config_flows`, under the tables' flow limits.  A flow that does not parse, or
+    that the pipeline refuses (a group or meter that does not exist, a goto_table that does not
+    go forward, a table past its flow_limit, too many actions), is a ConfigError at its line."""
     specs = config_flows(config)
     pipeline = Pipeline(clock=clock, name=config.name)
     pipeline.macs.idle_time = config.mac_table.idle_time
     pipeline.macs.max_entries = config.mac_table.max_entries
     pipeline.flood_vlans = set(config.flood_vlans)
     pipeline.forward_bpdu = config.forward_bpdu
+    for tid, limit in config.flow_limits.items():
+        pipeline.set_flow_limit(tid, limit)
     for spec, fc in zip(specs, config.flows or [None] * len(specs)):
         try:
             pipeline.add(spec)

@@ -60,8 +60,10 @@ def test_bad_requests_get_an_error_and_the_server_keeps_serving(server, junk):
 
 
 def test_a_failing_handler_is_reported_not_fatal(server):
-    with pytest.raises(CommandError, match="broken handler"):
+    with pytest.raises(CommandError) as e:
         call(server, "boom")
+    # one line, no Python exception text: the traceback goes to the log
+    assert str(e.value) == "boom: internal error (a bug); the switch's log has the details"
     assert call(server, "echo", ["ok"]) == "ok\n"
 
 

@@ -412,3 +412,19 @@ def test_reload_removes_a_ports_namespace_and_a_new_datapath_id_reaches_the_cont
         lsock.close()
         assert sw.stop() == 0, sw.log.read_text()
     assert ns["a"] not in sh("ip", "netns", "list").stdout.split()
+
+
+def test_reload_sets_and_resets_a_tables_flow_limit(running):
+    sw, path, text = running
+    br = sw.bridges["br0"]
+    path.write_text(edit(text, ("    mirrors:", "    flow_tables: {0: {flow_limit: 3}, 5: {flow_limit: 7}}\n    mirrors:")))
+    out = reload(sw)
+    assert "table 0 flow_limit 3" in out and "table 5 flow_limit 7" in out, out
+    assert (br.pipeline.tables[0].flow_limit, br.pipeline.tables[5].flow_limit) == (3, 7)
+    from dpdkswitch.ofproto.pipeline import FlowModError
+    with pytest.raises(FlowModError, match="table 0 is full"):             # it holds 3 rules
+        br.pipeline.add(parse_flow("priority=50,tcp,actions=drop"))
+    path.write_text(edit(text, ("    mirrors:", "    flow_tables: {5: {flow_limit: 7}}\n    mirrors:")))
+    assert "table 0 flow_limit 1000000" in reload(sw)
+    assert br.pipeline.tables[0].flow_limit == 1_000_000
+    br.pipeline.add(parse_flow("priority=50,tcp,actions=drop"))

@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import os
 import socket
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 MAX_REQUEST = 1 << 20
+LOG = logging.getLogger("dpdkswitch")
 
 
 class CommandError(Exception):
@@ -83,17 +85,21 @@ class Server:
             line = await asyncio.wait_for(reader.readline(), timeout=10)
             try:
                 req = json.loads(line)
-                name, args = req["command"], [str(a) for a in req.get("args", [])]
+                name, args = str(req["command"]), [str(a) for a in req.get("args", [])]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                name, args = None, []
+            try:
+                if name is None:
+                    raise CommandError("bad request: expected one JSON line {\"command\": ..., \"args\": [...]}")
                 output = self.commands.run(name, args)
                 if inspect.isawaitable(output):    # a command that awaits (reload: listeners)
                     output = await output
                 reply = {"ok": True, "output": output}
             except CommandError as e:
                 reply = {"ok": False, "error": str(e)}
-            except (ValueError, KeyError, TypeError):
-                reply = {"ok": False, "error": "bad request: expected one JSON line {\"command\": ..., \"args\": [...]}"}
-            except Exception as e:  # a command failed: say so, keep serving
-                reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+            except Exception:  # a bug in a command: one line to the user, the traceback to the log
+                LOG.exception("control command %s %s failed", name, " ".join(args))
+                reply = {"ok": False, "error": f"{name}: internal error (a bug); the switch's log has the details"}
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
         except (asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError, ConnectionError):
@@ -133,16 +139,25 @@ def call(path: str, command: str, args: list[str] | None = None, timeout: float 
         raise ConnectionError(f"cannot reach the switch at {path}: {e.strerror or e} (is it running? "
                               f"-s names another socket)") from None
     with s:
-        s.sendall(json.dumps({"command": command, "args": args or []}).encode() + b"\n")
         data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(1 << 16)
-            if not chunk:
-                break
-            data += chunk
+        try:
+            s.sendall(json.dumps({"command": command, "args": args or []}).encode() + b"\n")
+            while not data.endswith(b"\n"):
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    break
+                data += chunk
+        except TimeoutError:
+            raise ConnectionError(f"no answer from the switch at {path} within {timeout:g} s "
+                                  f"(-T sets the wait)") from None
+        except OSError as e:
+            raise ConnectionError(f"the connection to the switch at {path} failed: {e.strerror or e}") from None
     if not data:
         raise ConnectionError(f"the switch at {path} closed the connection without an answer")
-    reply = json.loads(data)
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        raise ConnectionError(f"the switch at {path} sent an answer cut short or garbled") from None
     if not reply.get("ok"):
         raise CommandError(reply.get("error", "failed"))
     return reply.get("output", "")

@@ -6,7 +6,7 @@ thread (see control/__init__.py); each reads counters in place or makes one data
 """
 from __future__ import annotations
 
-from ..config import ConfigError, PortConfig, parse_device
+from ..config import PORT_ARG_KEYS, ConfigError, port_from_args
 from ..datapath import DatapathError
 from ..datapath.odp import decode, format_actions
 from ..ofproto.actions import OFPP_LOCAL
@@ -79,17 +79,16 @@ def register(commands: Commands, switch: Switch) -> dict[str, PmdCounters]:
     def add_port(args: list[str]) -> str:
         bridge, name, device, ofport, *rest = args
         br = bridges([bridge])[0]
-        try:
-            kw = dict(kv.split("=", 1) for kv in rest)
-            parse_device(device)
-            pc = PortConfig(name=name, device=device, ofport=int(ofport), where="dpif/add-port:0",
-                            **{k: int(v) for k, v in kw.items() if k in ("n_rxq", "n_txq", "rxd", "txd", "mtu")})
-            unknown = set(kw) - {"n_rxq", "n_txq", "rxd", "txd", "mtu"}
-            if unknown:
-                raise CommandError(f"unknown option(s) {', '.join(sorted(unknown))}: "
-                                   "n_rxq, n_txq, rxd, txd and mtu are known")
-        except (ValueError, ConfigError) as e:
-            raise CommandError(f"dpif/add-port: {getattr(e, 'msg', e)}") from None
+        opts = {}
+        for kv in rest:
+            k, eq, v = kv.partition("=")
+            if not eq:
+                raise CommandError(f"dpif/add-port: {kv!r}: options are KEY=VALUE ({', '.join(PORT_ARG_KEYS)})")
+            opts[k] = v
+        try:                                   # the config file's checks, every one
+            pc = port_from_args(name, device, ofport, opts, br.config.pmd_cores)
+        except ConfigError as e:
+            raise CommandError(f"dpif/add-port: {e.msg}") from None
         try:
             p = br.add_port(pc)
         except DatapathError as e:

@@ -24,6 +24,13 @@ OFPM_MAX = 0xFFFF0000                 # the last meter id a rule may use
 OFPM_SLOWPATH = 0xFFFFFFFD            # the slow path's meter: misses of the bridge
 OFPM_CONTROLLER = 0xFFFFFFFE          # the controllers' meter: the bridge's packet-ins
 SLOW_PATH_METERS = (OFPM_SLOWPATH, OFPM_CONTROLLER)
+# Limits, as Open vSwitch's: rules per table (its Flow_Table flow_limit; OpenFlow's table
+# features advertise it as max_entries; past it an add is OFPFMFC_TABLE_FULL, as Open vSwitch's
+# overflow_policy=refuse), and actions per rule (OFPBAC_TOO_MANY past it; the datapath runs a
+# rule's list once per frame, so this bounds the work one frame costs).
+DEFAULT_FLOW_LIMIT = 1_000_000
+MAX_FLOW_LIMIT = (1 << 32) - 1
+MAX_ACTIONS = 4096
 FLAG_SEND_FLOW_REM, FLAG_CHECK_OVERLAP, FLAG_RESET_COUNTS, FLAG_NO_PKT_COUNTS, FLAG_NO_BYT_COUNTS = 1, 2, 4, 8, 16
 
 
@@ -89,6 +96,7 @@ class Table:
     cls: Classifier = field(default_factory=Classifier)
     lookups: int = 0
     matches: int = 0
+    flow_limit: int = DEFAULT_FLOW_LIMIT        # rules at most (see DEFAULT_FLOW_LIMIT)
 
     def entries(self):
         for r in self.cls.rules():
@@ -311,8 +319,18 @@ class Pipeline:
         return True
 
     # -- flow-mod
+    def set_flow_limit(self, table_id: int, limit: int) -> None:
+        """Table TABLE_ID takes at most LIMIT rules (0..MAX_FLOW_LIMIT); rules it holds beyond
+        that stay (as Open vSwitch's: a lower limit refuses adds, it evicts nothing)."""
+        if not 0 <= limit <= MAX_FLOW_LIMIT:
+            raise ValueError(f"flow_limit {limit}: expected 0..{MAX_FLOW_LIMIT}")
+        self.tables[table_id].flow_limit = limit
+
     def _check(self, spec: FlowSpec) -> None:
         spec.match.check_prereqs()
+        n = sum(len(ins.actions) for ins in spec.instructions if isinstance(ins, (ApplyActions, WriteActions)))
+        if n > MAX_ACTIONS:
+            raise FlowModError("too_many_actions", f"{n} actions in one rule: at most {MAX_ACTIONS}")
         for ins in spec.instructions:
             if isinstance(ins, GotoTable) and ins.table_id <= (spec.table_id or 0):
                 raise FlowModError("bad_table", f"goto_table:{ins.table_id} must go forward from table "
@@ -323,6 +341,8 @@ class Pipeline:
                 for a in ins.actions:
                     if isinstance(a, Group) and a.group_id not in self.groups:
                         raise FlowModError("unknown_group", f"group {a.group_id} does not exist")
+            if isinstance(ins, Meter) and ins.meter_id not in self.meters:
+                raise FlowModError("unknown_meter", f"meter {ins.meter_id} does not exist")
 
     def add(self, spec: FlowSpec) -> FlowEntry:
         tid = spec.table_id or 0
@@ -331,6 +351,8 @@ class Pipeline:
         self._check(spec)
         table = self.tables[tid]
         old = table.cls.find_exactly(spec.match, spec.priority)
+        if old is None and table.cls.n_rules >= table.flow_limit:
+            raise FlowModError("table_full", f"table {tid} is full: {table.flow_limit} rules (its flow_limit)")
         if spec.flags & FLAG_CHECK_OVERLAP:
             for r in table.cls.rules():
                 if r is not old and r.priority == spec.priority and r.match.overlaps(spec.match):

@@ -43,6 +43,11 @@ MAX_RESUBMITS = MAX_DEPTH * MAX_DEPTH        # as Open vSwitch: resubmits in one
 U64 = (1 << 64) - 1
 OFPP10_MAX = 0xFF00                          # OpenFlow 1.0 reserved ports start here (NXM_OF_IN_PORT)
 _PKT_MARK = BY_NAME["pkt_mark"]
+# Datapath actions one translation may make, nested ones counted: the PMD runs them all on every
+# frame of the flow, so a chain of tables or groups of big rules (each at most MAX_ACTIONS) is
+# bounded too.  Past it the translation fails and the frame is dropped, as Open vSwitch drops a
+# flow whose datapath actions grow too large.
+MAX_DP_ACTIONS = 16384
 NO_TABLE = 0xFF                      # OpenFlow's OFPTT_ALL: the table of a packet-out's packet-ins
 F = BY_NAME
 IN_PORT = F["in_port"]
@@ -377,6 +382,11 @@ def _diff_mask(new: bytes, old: bytes) -> bytes:
     return bytes(a ^ b for a, b in zip(new, old))
 
 
+def _n_actions(acts) -> int:
+    """Datapath actions in ACTS, those nested in clones and samples counted."""
+    return sum(1 + _n_actions(a.actions) if isinstance(a, (odp.Clone, odp.Sample)) else 1 for a in acts)
+
+
 class Translator:
     """Translates for the bridges of one datapath.  PIPELINES: every bridge's pipeline on the
     datapath (shared with the other bridges' translators; patch ports link them), or just
@@ -404,6 +414,8 @@ class Translator:
             return c.out
         orig = bytearray(c.flow)
         self._pipeline(c, table_id)
+        if not c.out.error and _n_actions(c.odp) > MAX_DP_ACTIONS:
+            c.out.error = f"more than {MAX_DP_ACTIONS} datapath actions"
         if c.out.error:
             c.odp.clear()
             c.log(f"error: {c.out.error}; the packet is dropped")
@@ -426,6 +438,8 @@ class Translator:
         c.out.wc.unwildcard(IN_PORT)
         c.table_id = NO_TABLE
         self._actions(c, actions)
+        if not c.out.error and _n_actions(c.odp) > MAX_DP_ACTIONS:
+            c.out.error = f"more than {MAX_DP_ACTIONS} datapath actions"
         if c.out.error:
             c.odp.clear()
         return c.out

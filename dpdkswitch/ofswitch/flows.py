@@ -35,7 +35,9 @@ REMOVED_REASON = {"idle_timeout": C.OFPRR_IDLE_TIMEOUT, "hard_timeout": C.OFPRR_
 FLOW_MOD_ERRORS = {"overlap": (C.OFPET_FLOW_MOD_FAILED, C.OFPFMFC_OVERLAP),
                    "bad_table": (C.OFPET_FLOW_MOD_FAILED, C.OFPFMFC_BAD_TABLE_ID),
                    "unknown_group": (C.OFPET_BAD_ACTION, C.OFPBAC_BAD_OUT_GROUP),
-                   "table_full": (C.OFPET_FLOW_MOD_FAILED, C.OFPFMFC_TABLE_FULL)}
+                   "table_full": (C.OFPET_FLOW_MOD_FAILED, C.OFPFMFC_TABLE_FULL),
+                   "too_many_actions": (C.OFPET_BAD_ACTION, C.OFPBAC_TOO_MANY),
+                   "unknown_meter": (C.OFPET_METER_MOD_FAILED, C.OFPMMFC_UNKNOWN_METER)}
 
 
 class FlowManager:
@@ -62,7 +64,10 @@ class FlowManager:
         p = self.pipeline
         if on:
             log(f"{self.br.config.name}: no controller connected: standalone fail mode, priority=0,actions=NORMAL")
-            p.add(self._fail_open_spec())
+            try:
+                p.add(self._fail_open_spec())
+            except FlowModError as e:             # table 0 at its flow_limit
+                log(f"{self.br.config.name}: the fail-open rule is not added: {e}")
         else:
             log(f"{self.br.config.name}: a controller is connected: the fail-open rule is removed")
             p.delete(self._fail_open_spec(), strict=True)

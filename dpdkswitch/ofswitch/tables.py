@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 
 from ..ofproto import fields as F
-from ..ofproto.pipeline import N_TABLES
+from ..ofproto.pipeline import DEFAULT_FLOW_LIMIT, N_TABLES
 from ..openflow import consts as C
 from ..openflow.errors import OFPError
 from ..openflow.multipart import TableFeatures, TableStats
@@ -35,7 +35,7 @@ def _oxm_header(f: F.Field, masked: bool = False) -> int:
     return cls << 16 | fid << 9 | int(masked) << 8 | (2 * w if masked else w)
 
 
-def table_features(table_id: int) -> TableFeatures:
+def table_features(table_id: int, max_entries: int = DEFAULT_FLOW_LIMIT) -> TableFeatures:
     fields = [f for f in F.FIELDS if f.oxm is not None]
     instr = b"".join(struct.pack("!HH", t, 4) for t in INSTRUCTION_TYPES
                      if not (t == C.OFPIT_GOTO_TABLE and table_id >= N_TABLES - 1))
@@ -49,7 +49,7 @@ def table_features(table_id: int) -> TableFeatures:
         _prop(6, acts), _prop(7, acts), _prop(8, match), _prop(10, wild), _prop(12, setf), _prop(13, setf),
         _prop(14, setf), _prop(15, setf)])
     return TableFeatures(table_id=table_id, name=f"table{table_id}", metadata_match=(1 << 64) - 1,
-                         metadata_write=(1 << 64) - 1, config=0, max_entries=1_000_000, properties=props)
+                         metadata_write=(1 << 64) - 1, config=0, max_entries=max_entries, properties=props)
 
 
 class TableManager:
@@ -76,11 +76,11 @@ class TableManager:
         if conn.version == V10:
             return [TableStats(table_id=t.table_id, active_count=t.cls.n_rules, lookup_count=t.lookups,
                                matched_count=t.matches, name=f"table{t.table_id}", wildcards=C.OFPFW10_ALL,
-                               max_entries=1_000_000) for t in tables]
+                               max_entries=t.flow_limit) for t in tables]
         return [TableStats(table_id=t.table_id, active_count=t.cls.n_rules, lookup_count=t.lookups,
                            matched_count=t.matches) for t in tables]
 
     def mp_table_features(self, conn, msg):
         if msg.body:
             raise OFPError(C.OFPET_TABLE_FEATURES_FAILED, C.OFPTFFC_EPERM)
-        return [table_features(i) for i in range(N_TABLES)]
+        return [table_features(t.table_id, t.flow_limit) for t in self.pipeline.tables]

@@ -25,6 +25,7 @@ owner's handling; per message, one decode.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import stat
 import struct
@@ -43,6 +44,8 @@ PROBE_INTERVAL = 5.0
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 8.0
 WRITE_HIGH_WATER = 4 << 20          # bytes of unsent replies before reading from the peer pauses
 MAX_CONNECTIONS = 1000              # OpenFlow connections open at once, all bridges and listeners
+ACCEPT_BACKLOG = 100                # asyncio accepts up to this many at once (the listen backlog too,
+                                    #   asyncio's default); a refused one holds its descriptor a turn or two
 PROBE_XID = 0xFFFFFFF0
 PACKET_IN_QUEUE_MAX = 100           # packet-ins waiting in a connection's write buffer at most
 
@@ -64,6 +67,27 @@ class Owner(TypingProtocol):
     def handle_batch(self, conn: "OFConnection", batch: list[tuple[bytes, Message | OFPError]]) -> None: ...
 
 
+def set_connection_limit(open_files: int, in_use: int) -> int:
+    """Admit as many OpenFlow connections as OPEN_FILES (the process's limit of open files)
+    leaves room for beside the IN_USE files the switch has open (EAL's memory, ports, sockets),
+    a reserve for what it opens later (half as many again, 64 at least) and an accept batch of
+    connections being refused (ACCEPT_BACKLOG): at most MAX_CONNECTIONS.  A flood can still
+    run the descriptors out for a moment (refused connections close a turn or two after their
+    accept): asyncio then pauses that listener for a second, and `out_of_files` makes that one
+    rate-limited line.  The limit set.  Control thread, once started, before the listeners."""
+    room = open_files - in_use - max(64, in_use // 2) - ACCEPT_BACKLOG
+    OFConnection.limit = max(1, min(MAX_CONNECTIONS, room))
+    return OFConnection.limit
+
+
+def out_of_files(context: dict) -> bool:
+    """Whether an asyncio error CONTEXT is an accept that found no file descriptor or memory
+    left (asyncio pauses that listener for a second and tries again): a condition, logged as one
+    rate-limited line without a traceback, not a bug."""
+    exc = context.get("exception")
+    return isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
 def negotiate(hello: Hello) -> int | None:
     """The version both sides speak, from the peer's HELLO; None when there is none."""
     if hello.versions:
@@ -77,12 +101,14 @@ class OFConnection(asyncio.Protocol):
     """One OpenFlow channel.  ``kind`` is "primary" (a controller we connected to) or "service"
     (a peer that connected to one of our listeners, as ovs-ofctl does).
 
-    At most ``MAX_CONNECTIONS`` are open at once in the process: a peer that connects beyond
-    that is closed at once (and counted in ``refused``), so that a connection flood cannot take
-    the file descriptors the switch needs for its own ports and sockets."""
+    At most ``limit`` (``MAX_CONNECTIONS``, or fewer: `set_connection_limit`) are open at once
+    in the process: a peer that connects beyond that is closed at once (and counted in
+    ``refused``), so that a connection flood cannot take the file descriptors the switch needs
+    for its own ports and sockets."""
 
     open_count = 0
     refused = 0
+    limit = MAX_CONNECTIONS
 
     def __init__(self, owner: Owner, kind: str, name: str, probe_interval: float = PROBE_INTERVAL):
         self.owner, self.kind, self.name = owner, kind, name
@@ -111,9 +137,9 @@ class OFConnection(asyncio.Protocol):
     # -- asyncio.Protocol
     def connection_made(self, transport) -> None:
         self.transport = transport
-        if OFConnection.open_count >= MAX_CONNECTIONS:
+        if OFConnection.open_count >= OFConnection.limit:
             OFConnection.refused += 1
-            log(f"{self.name}: {OFConnection.open_count} connections open (at most {MAX_CONNECTIONS}); "
+            log(f"{self.name}: {OFConnection.open_count} connections open (at most {OFConnection.limit}); "
                 f"refused {OFConnection.refused} so far")
             self._closing = True
             transport.abort()
@@ -355,11 +381,12 @@ class Listener:
                 if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
                     raise OSError(f"{self.target}: {self.path} exists and is not a socket; not removing it")
                 os.unlink(self.path)
-            self.server = await loop.create_unix_server(self._factory, path=self.path)
+            self.server = await loop.create_unix_server(self._factory, path=self.path, backlog=ACCEPT_BACKLOG)
             os.chmod(self.path, 0o600)
         else:
             tls = tls_context(self.ssl_cfg, server=True) if kind == "ssl" else None
             self.server = await loop.create_server(self._factory, host=ip, port=int(where), reuse_address=True,
+                                                   backlog=ACCEPT_BACKLOG,
                                                    ssl=tls)
 
     @property

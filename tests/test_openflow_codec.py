@@ -572,8 +572,10 @@ BAD = [
     ("output to ANY", fm13(IN_PORT_1, output13(A.OFPP_ANY)), C.OFPET_BAD_ACTION, C.OFPBAC_BAD_OUT_PORT),
     ("push_vlan 0x800", fm13(IN_PORT_1, struct.pack("!HHH2x", 17, 8, 0x800)), C.OFPET_BAD_ACTION,
      C.OFPBAC_BAD_ARGUMENT),
-    ("experimenter action", fm13(IN_PORT_1, struct.pack("!HHI", 0xFFFF, 8, 0x2320)), C.OFPET_BAD_ACTION,
+    ("experimenter action", fm13(IN_PORT_1, struct.pack("!HHIH6x", 0xFFFF, 16, 0x1234, 1)), C.OFPET_BAD_ACTION,
      C.OFPBAC_BAD_EXPERIMENTER),
+    ("Nicira action too short", fm13(IN_PORT_1, struct.pack("!HHI", 0xFFFF, 8, 0x2320)), C.OFPET_BAD_ACTION,
+     C.OFPBAC_BAD_LEN),
     ("set_field eth_type", fm13(IN_PORT_1, set_field13(oxm(0x8000, 5, b"\x08\x00"))), C.OFPET_BAD_ACTION,
      C.OFPBAC_BAD_SET_TYPE),
     ("set_field unknown", fm13(IN_PORT_1, set_field13(oxm(0x8000, 1, bytes(4)))), C.OFPET_BAD_ACTION,
@@ -624,8 +626,8 @@ BAD = [
      C.OFPET_BAD_ACTION, C.OFPBAC_BAD_LEN),
     ("1.0 vendor action", hdr(V10, 13, struct.pack("!IHH", 0, 1, 16) + struct.pack("!HHIH6x", 0xFFFF, 16, 1, 18)),
      C.OFPET_BAD_ACTION, C.OFPBAC_BAD_EXPERIMENTER),
-    ("1.0 Nicira resubmit", hdr(V10, 13, struct.pack("!IHH", 0, 1, 16)
-                                + struct.pack("!HHIH6x", 0xFFFF, 16, 0x2320, 1)),
+    ("1.0 unknown Nicira action", hdr(V10, 13, struct.pack("!IHH", 0, 1, 16)
+                                      + struct.pack("!HHIH6x", 0xFFFF, 16, 0x2320, 99)),
      C.OFPET_BAD_ACTION, C.OFPBAC_BAD_EXP_TYPE),
 ]
 

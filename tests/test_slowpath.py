@@ -325,6 +325,8 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
         m.append(f"tcp_flags={pick(['+syn', '-syn', '+syn-ack', '+ack'])}")
     if t > 0 and maybe():
         m.append(f"metadata={pick(['0x1/0x1', '0x2/0x3', '0x0/0x1', '0x3'])}")
+    if maybe():
+        m.append(f"reg0={pick(['0x1/0x1', '0x2/0x3', '0', '0x5/0xf5', '0x3'])}")
 
     acts = ["mod_dl_src:02:00:00:00:00:01", "mod_dl_dst:0a:1b:2c:3d:4e:5f", "mod_vlan_vid:10", "mod_vlan_vid:30",
             "mod_vlan_pcp:5", "push_vlan:0x8100", "push_vlan:0x88a8", "strip_vlan", "dec_ttl", "mod_nw_ttl:64",
@@ -335,6 +337,18 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
         acts += ["set_field:2001:db8::2->ipv6_src"]
     if proto in ("tcp", "udp", "tcp6", "udp6"):
         acts += ["mod_tp_dst:53", "mod_tp_src:1000"]
+    # Open vSwitch's extensions: registers written from constants and from the packet, read back
+    # into it, resubmits anywhere (loops end at the depth limit, dropping the packet), and learn
+    # (whose sources the megaflow must match: every packet of a megaflow learns the same flow;
+    # into a table no rule visits, so that the packet-out property's tables stay as drawn).
+    acts += ["load:1->reg0[0]", "load:0x2->NXM_NX_REG0[0..1]", "set_field:0x4/0x4->reg0",
+             "move:NXM_OF_ETH_DST[0..3]->NXM_NX_REG0[0..3]", "move:NXM_NX_REG0[0..7]->NXM_OF_ETH_SRC[8..15]",
+             "push:NXM_NX_REG0[0..7]", "pop:NXM_NX_REG0[4..11]", "exit",
+             "learn(table=200,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],"
+             "load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15])",
+             *(f"resubmit(,{draw(st.integers(0, n_tables - 1))})" for _ in range(2)), "resubmit(2)"]
+    if proto in ("ip", "tcp", "udp"):
+        acts += ["move:NXM_OF_IP_SRC[0..3]->NXM_NX_REG0[4..7]", "load:0x5->NXM_OF_IP_DST[4..7]"]
     outs = ["output:1", "output:2", "output:3", "in_port", "flood", "controller"] + [f"group:{g}" for g in gids]
     apply = _fits(",".join(m), draw(st.lists(st.sampled_from(acts + outs + outs), max_size=4)))
     ins = list(apply)
@@ -371,6 +385,11 @@ def make_pipeline(spec: PipeSpec, of2dp: dict[int, int], clock=lambda: 0.0) -> P
     return p
 
 
+def learned(t) -> list:
+    """The flows a translation's learn actions add, bridge by bridge."""
+    return [v.learned for v in t.visits]
+
+
 def check_megaflows(x: Translator, keys: list[bytes]) -> int:
     """The soundness property over KEYS; returns how many (P, Q) pairs, Q's key distinct from
     P's, fell in P's megaflow."""
@@ -385,6 +404,7 @@ def check_megaflows(x: Translator, keys: list[bytes]) -> int:
             if j == i or k2 == k or band(k2, mask) != mk:
                 continue
             shared += 1
+            assert learned(t2) == learned(t), f"packet {j} falls in packet {i}'s megaflow but learns other flows"
             assert norm(t2.actions) == norm(t.actions), (
                 f"packet {j} falls in packet {i}'s megaflow ({format_key(k, mask)}) but translates to "
                 f"{odp.format_actions(t2.actions)} instead of {odp.format_actions(t.actions)}")

@@ -39,6 +39,85 @@ class Group:
 class SetField:
     field: str                 # a fields.FIELDS name
     value: int
+    mask: int | None = None    # None: the whole field (masked: Open vSwitch's set_field:V/M->F)
+
+
+# Open vSwitch's extension actions (ovs-actions(7)).  A subfield is (field name, first bit, bits),
+# bit 0 the field's least significant one.
+@dataclass(frozen=True)
+class Resubmit:
+    port: int = OFPP_IN_PORT   # the in_port the lookup sees (OFPP_IN_PORT: the current one)
+    table: int = 0xFF          # 0xFF: the current table
+
+
+@dataclass(frozen=True)
+class Load:
+    field: str
+    ofs: int
+    nbits: int
+    value: int
+
+
+@dataclass(frozen=True)
+class Move:
+    src: str
+    src_ofs: int
+    dst: str
+    dst_ofs: int
+    nbits: int
+
+
+@dataclass(frozen=True)
+class StackPush:
+    field: str
+    ofs: int
+    nbits: int
+
+
+@dataclass(frozen=True)
+class StackPop:
+    field: str
+    ofs: int
+    nbits: int
+
+
+@dataclass(frozen=True)
+class Note:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Exit:
+    pass
+
+
+@dataclass(frozen=True)
+class LearnSpec:
+    """One part of a learn action: KIND match (the learned flow matches DST on the bits), load
+    (its actions load them into DST) or output (its actions output to them); the bits come
+    from SRC (field, first bit) in the packet, or are VALUE when SRC is None."""
+    kind: str
+    nbits: int
+    src: tuple[str, int] | None
+    value: int = 0
+    dst: tuple[str, int] | None = None
+
+
+LEARN_SEND_FLOW_REM, LEARN_DELETE_LEARNED = 1, 2          # NX_LEARN_F_*
+
+
+@dataclass(frozen=True)
+class Learn:
+    """Open vSwitch's learn: a flow added to TABLE while translating (ovs-actions(7))."""
+    table: int = 0
+    specs: tuple[LearnSpec, ...] = ()
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    priority: int = 0x8000
+    cookie: int = 0
+    flags: int = 0
+    fin_idle_timeout: int = 0
+    fin_hard_timeout: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,7 +155,8 @@ class CopyTtlIn:
     pass
 
 
-Action = Output | Group | SetField | PushVlan | PopVlan | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
+Action = (Output | Group | SetField | PushVlan | PopVlan | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
+          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn)
 
 
 # Instructions (OpenFlow 1.3).  An OpenFlow 1.0 flow's actions are one ApplyActions.
@@ -118,7 +198,10 @@ INSTRUCTION_ORDER = (Meter, ApplyActions, ClearActions, WriteActions, WriteMetad
 
 # An action set runs these first, the last of each kind, in this order (OpenFlow 1.3 §5.10).
 _ONE_OF_EACH = (CopyTtlIn, PopVlan, PushVlan, CopyTtlOut, DecNwTtl)      # before the set-fields
-_SETS = (SetNwTtl, SetField)
+_SETS = (SetNwTtl, SetField, Load, Move)
+# Open vSwitch's extensions an action set may hold (ofpact_is_allowed_in_actions_set): load and
+# move run with the set-fields; these may not be written into one (OFPBAC_UNSUPPORTED_ORDER).
+NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn)
 
 
 def execution_order(action_set) -> tuple[Action, ...]:

@@ -18,8 +18,8 @@ install the narrowest megaflow that is still correct:
   few port bits, not one megaflow per port.
 
 Keys are big-endian ints of the datapath flow key's bytes (``fields.KEY_SIZE``), with in_port
-holding the OpenFlow port; ``metadata`` is the pipeline register, tracked separately (it never
-reaches the datapath).  Called from the control thread; a lookup costs one dict probe per
+holding the OpenFlow port; ``meta`` is the pipeline vector (metadata, pkt_mark, registers:
+fields.PIPELINE_BITS), tracked separately (it never reaches the datapath).  Called from the control thread; a lookup costs one dict probe per
 stage per subtable visited.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ _TRIE_ETH = {"ipv4_src": 0x0800, "ipv4_dst": 0x0800, "ipv6_src": 0x86DD, "ipv6_d
 
 @dataclass(slots=True)
 class Wildcards:
-    """Bits a translation consulted: ``key`` over the flow key, ``meta`` over metadata."""
+    """Bits a translation consulted: ``key`` over the flow key, ``meta`` over the pipeline vector."""
     key: int = 0
     meta: int = 0
 
@@ -127,8 +127,7 @@ class Rule:
     @classmethod
     def of(cls, priority: int, match: Match, data: object = None) -> "Rule":
         k, m = match.key_and_mask()
-        meta, meta_mask = match.get("metadata", (0, 0))
-        meta_mask = (1 << 64) - 1 if meta_mask is None else meta_mask
+        meta, meta_mask = match.pipeline_ints()
         return cls(priority, match, key_int(k), key_int(m), meta, meta_mask, data)
 
 

@@ -15,7 +15,9 @@ pop_vlan takes one away):
     in apply-actions; allowed in write-actions and in OpenFlow 1.0 (where Open vSwitch takes
     them as its own extensions: a packet without the header is left alone);
   - a third VLAN tag (push_vlan onto two): ``bad_tag`` (the flow key holds two);
-  - goto_table to this table or an earlier one: ``bad_table``.
+  - goto_table to this table or an earlier one: ``bad_table``;
+  - load, move, push, pop of a packet field the match does not admit (``tcp_dst`` without
+    tcp): ``match_inconsistent``, in any version, as Open vSwitch's mf_check_src/dst.
 
 ``output_port_ok`` says which ports an output may name (``bad_out_port``), apart: the text
 parser keeps its own reading of 16-bit numbers (flowstr.py).
@@ -37,7 +39,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from .actions import (OFPP_ALL, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_NORMAL, OFPP_TABLE,
-                      ApplyActions, DecNwTtl, GotoTable, PopVlan, PushVlan, SetField, SetNwTtl, WriteActions)
+                      ApplyActions, DecNwTtl, GotoTable, Load, Move, PopVlan, PushVlan, SetField, SetNwTtl,
+                      StackPop, StackPush, WriteActions)
 from .fields import BY_NAME, FRAG_LATER, NOT_IN_LATER_FRAGMENTS, VLAN_CFI, Field, prereqs_of
 from .match import Match
 
@@ -159,6 +162,14 @@ def _step(flow: _Flow, a, legacy: bool) -> str | None:
     elif isinstance(a, (DecNwTtl, SetNwTtl)):
         if not flow.is_ip():
             return f"{'dec_ttl' if isinstance(a, DecNwTtl) else 'mod_nw_ttl'} needs ip or ipv6 in the match"
+    elif isinstance(a, (Load, Move, StackPush, StackPop)):
+        # Open vSwitch's mf_check_src/mf_check_dst: the fields read and written must exist
+        # in the packets the match admits, in any version.
+        names = (a.src, a.dst) if isinstance(a, Move) else (a.field,)
+        for name in names:
+            f = BY_NAME[name]
+            if f.member is not None and not flow.prereqs_hold(f):
+                raise _prereq_error(f)
     elif isinstance(a, SetField):
         f = BY_NAME[a.field]
         if f.name in ("vlan_vid", "vlan_pcp") and legacy:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from ..flowkey import KEY_DTYPE, KEY_SIZE
@@ -42,6 +42,18 @@ def stage_masks() -> list[int]:
 OXM_OF_BASIC = 0x8000      # OpenFlow basic class
 NXM_NX = 0x0001            # Nicira extensions (ovs-ofctl's nw_ttl, ip_frag, ...)
 OXM_ONF = 0xFFFF           # experimenter (unused so far)
+OXM_PACKET_REGS = 0x8001   # OpenFlow 1.5's packet registers (xreg0..7), as Open vSwitch uses them in 1.3 too
+NXM_OF = 0x0000            # Nicira's OpenFlow 1.0 fields (NXM_OF_ETH_DST ...): names and action headers
+
+# Pipeline-only state (registers, pkt_mark, metadata) is one int, the "pipeline vector", that the
+# classifier matches like the key and translation carries: metadata in bits 0..63, pkt_mark in
+# 64..95, reg<i> in 96 + 32 * (15 - i), so that xreg<j> (reg<2j> high, reg<2j+1> low) and
+# xxreg<k> (reg<4k> .. reg<4k+3>) are contiguous slices of it, as Open vSwitch lays them out.
+# Translation starts it at zero: the datapath carries none of it (Open vSwitch's userspace
+# datapath starts pkt_mark at 0 too), so a match on it only decides after an action set it.
+N_REGS = 16
+REG_SHIFT = 96
+PIPELINE_BITS = REG_SHIFT + 32 * N_REGS
 
 ETH_TYPE_IP, ETH_TYPE_ARP, ETH_TYPE_IPV6 = 0x0800, 0x0806, 0x86DD
 ETH_TYPE_VLAN, ETH_TYPE_QINQ = 0x8100, 0x88A8
@@ -90,6 +102,8 @@ class Field:
     aliases: tuple[str, ...] = ()
     writable: bool = True      # set-field may write it (the datapath has a masked set for it)
     kind: str = "int"          # how strings show it: int, hex, mac, ipv4, ipv6, port
+    meta_shift: int = -1       # pipeline-only fields: where its value starts in the pipeline vector
+    nxm: tuple[int, int] | None = None   # (class, field) actions name it by in NXM (load, move), if not oxm
 
     @cached_property
     def key_offset(self) -> int:
@@ -146,15 +160,30 @@ class Field:
         key[off:off + n] = raw.to_bytes(n, self.byteorder)
 
 
+    @cached_property
+    def regs(self) -> tuple[str, ...]:
+        """The 32-bit registers an xreg/xxreg covers (high first); () for any other field."""
+        if self.meta_shift < REG_SHIFT or self.bits == 32:
+            return ()
+        first = N_REGS - 1 - (self.meta_shift - REG_SHIFT) // 32 - (self.bits // 32 - 1)
+        return tuple(f"reg{i}" for i in range(first, first + self.bits // 32))
+
+    @cached_property
+    def wire(self) -> tuple[int, int]:
+        """(class, field) that NX actions (load, move, push, pop) name this field by."""
+        return self.nxm or self.oxm
+
+
 def _f(name, bits, maskable, prereq, oxm, member, offset=0, nbytes=0, shift=0, aliases=(), writable=True,
-       kind="int"):
-    return Field(name, bits, maskable, prereq, oxm, member, offset, nbytes, shift, tuple(aliases), writable, kind)
+       kind="int", meta_shift=-1, nxm=None):
+    return Field(name, bits, maskable, prereq, oxm, member, offset, nbytes, shift, tuple(aliases), writable, kind,
+                 meta_shift, nxm)
 
 
 B = OXM_OF_BASIC
 FIELDS: list[Field] = [
     _f("in_port", 32, False, "", (B, 0), "in_port", kind="port", writable=False),
-    _f("metadata", 64, True, "", (B, 2), None, kind="hex"),
+    _f("metadata", 64, True, "", (B, 2), None, kind="hex", meta_shift=0, aliases=["OXM_OF_METADATA"]),
     _f("eth_dst", 48, True, "", (B, 3), "eth_dst", aliases=["dl_dst"], kind="mac"),
     _f("eth_src", 48, True, "", (B, 4), "eth_src", aliases=["dl_src"], kind="mac"),
     _f("eth_type", 16, False, "", (B, 5), "eth_type", aliases=["dl_type"], kind="hex", writable=False),
@@ -191,13 +220,57 @@ FIELDS: list[Field] = [
     _f("nw_ttl", 8, False, "ip", (NXM_NX, 29), "nw_ttl"),
     _f("ip_frag", 2, True, "ip", (NXM_NX, 26), "nw_frag", aliases=["nw_frag"], writable=False),
     _f("tcp_flags", 12, True, "tcp", (NXM_NX, 34), "tcp_flags", kind="hex", writable=False),
+    # Pipeline-only Open vSwitch extensions: the pipeline vector (see PIPELINE_BITS above).
+    _f("pkt_mark", 32, True, "", (NXM_NX, 33), None, kind="hex", meta_shift=64, aliases=["NXM_NX_PKT_MARK"]),
+    *(_f(f"reg{i}", 32, True, "", (NXM_NX, i), None, kind="hex", meta_shift=REG_SHIFT + 32 * (N_REGS - 1 - i),
+         aliases=[f"NXM_NX_REG{i}"]) for i in range(N_REGS)),
+    *(_f(f"xreg{i}", 64, True, "", (OXM_PACKET_REGS, i), None, kind="hex",
+         meta_shift=REG_SHIFT + 32 * (N_REGS - 2 - 2 * i), aliases=[f"OXM_OF_PKT_REG{i}"]) for i in range(N_REGS // 2)),
+    *(_f(f"xxreg{i}", 128, True, "", (NXM_NX, 111 + i), None, kind="hex",
+         meta_shift=REG_SHIFT + 32 * (N_REGS - 4 - 4 * i), aliases=[f"NXM_NX_XXREG{i}"]) for i in range(N_REGS // 4)),
 ]
 
+# Nicira's 16-bit views that load/move/learn name (not matched by these names: a match says
+# vlan_tci, dl_vlan, in_port): the outer tag's TCI as the key holds it (0x1000: a tag), and the
+# OpenFlow 1.0 port number (the low 16 bits of in_port; reserved ports map as 1.0's do).
+# They are not in FIELDS (nothing matches them), only in BY_NAME and BY_WIRE.
+VIEW_FIELDS = [
+    _f("NXM_OF_VLAN_TCI", 16, True, "", None, "vlan_tci", nbytes=2, kind="hex", writable=False, nxm=(NXM_OF, 4)),
+    _f("NXM_OF_IN_PORT", 16, False, "", None, "in_port", kind="port", writable=False, nxm=(NXM_OF, 0)),
+]
+VIEWS = frozenset(f.name for f in VIEW_FIELDS)
+
+# Nicira's names of the packet fields (ovs-fields(7)), as load/move/push/pop write them and as
+# dump-flows prints them there: name -> (field, NXM code).  Fields named here are written with
+# their NXM header in actions, as Open vSwitch does; the others with their OXM one.
+NXM_NAMES: dict[str, tuple[str, tuple[int, int]]] = {
+    "NXM_OF_ETH_DST": ("eth_dst", (NXM_OF, 1)),
+    "NXM_OF_ETH_SRC": ("eth_src", (NXM_OF, 2)), "NXM_OF_ETH_TYPE": ("eth_type", (NXM_OF, 3)),
+    "NXM_OF_IP_PROTO": ("ip_proto", (NXM_OF, 6)), "NXM_OF_IP_SRC": ("ipv4_src", (NXM_OF, 7)),
+    "NXM_OF_IP_DST": ("ipv4_dst", (NXM_OF, 8)), "NXM_OF_TCP_SRC": ("tcp_src", (NXM_OF, 9)),
+    "NXM_OF_TCP_DST": ("tcp_dst", (NXM_OF, 10)), "NXM_OF_UDP_SRC": ("udp_src", (NXM_OF, 11)),
+    "NXM_OF_UDP_DST": ("udp_dst", (NXM_OF, 12)), "NXM_OF_ICMP_TYPE": ("icmp_type", (NXM_OF, 13)),
+    "NXM_OF_ICMP_CODE": ("icmp_code", (NXM_OF, 14)), "NXM_OF_ARP_OP": ("arp_op", (NXM_OF, 15)),
+    "NXM_OF_ARP_SPA": ("arp_spa", (NXM_OF, 16)), "NXM_OF_ARP_TPA": ("arp_tpa", (NXM_OF, 17)),
+    "NXM_NX_ARP_SHA": ("arp_sha", (NXM_NX, 17)), "NXM_NX_ARP_THA": ("arp_tha", (NXM_NX, 18)),
+    "NXM_NX_IPV6_SRC": ("ipv6_src", (NXM_NX, 19)), "NXM_NX_IPV6_DST": ("ipv6_dst", (NXM_NX, 20)),
+    "NXM_NX_ICMPV6_TYPE": ("icmpv6_type", (NXM_NX, 21)), "NXM_NX_ICMPV6_CODE": ("icmpv6_code", (NXM_NX, 22)),
+    "NXM_NX_ND_TARGET": ("nd_target", (NXM_NX, 23)), "NXM_NX_ND_SLL": ("nd_sll", (NXM_NX, 24)),
+    "NXM_NX_ND_TLL": ("nd_tll", (NXM_NX, 25)), "NXM_NX_IP_FRAG": ("ip_frag", (NXM_NX, 26)),
+    "NXM_NX_IPV6_LABEL": ("ipv6_label", (NXM_NX, 27)), "NXM_NX_IP_ECN": ("ip_ecn", (NXM_NX, 28)),
+    "NXM_NX_IP_TTL": ("nw_ttl", (NXM_NX, 29)), "NXM_NX_TCP_FLAGS": ("tcp_flags", (NXM_NX, 34)),
+}
+for _nxname, (_fname, _code) in NXM_NAMES.items():
+    _i = next(i for i, f in enumerate(FIELDS) if f.name == _fname)
+    FIELDS[_i] = replace(FIELDS[_i], aliases=(*FIELDS[_i].aliases, _nxname), nxm=_code)
+
 BY_NAME: dict[str, Field] = {}
-for _fld in FIELDS:
+for _fld in FIELDS + VIEW_FIELDS:
     for _n in (_fld.name, *_fld.aliases):
         BY_NAME[_n] = _fld
 BY_OXM: dict[tuple[int, int], Field] = {f.oxm: f for f in FIELDS if f.oxm}
+# The field an NX action's header names (an NXM code, or an OXM one: Open vSwitch reads both).
+BY_WIRE: dict[tuple[int, int], Field] = {**BY_OXM, **{f.nxm: f for f in FIELDS + VIEW_FIELDS if f.nxm}}
 
 
 def field(name: str) -> Field:

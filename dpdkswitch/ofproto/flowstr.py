@@ -32,8 +32,13 @@ Representation choices:
     0x1000 bit (a tag) in the mask.  A partial PCP mask (vlan_tci=0x3000/0x3000) is kept as
     written (ovs-ofctl -O OpenFlow13 rounds it to a whole PCP or drops it).
   - actions=drop (or nothing) is no instruction at all; an empty write_actions() is dropped.
-  - Not supported: resubmit, load, enqueue, masked set_field, controller options other than
-    max_len, dec_ttl(ids), registers, conntrack, tunnels, MPLS (copy_ttl_in/out), rarp, igmp.
+  - Open vSwitch's extensions: registers (reg0-15, xreg0-7, xxreg0-3: stored as the 32-bit
+    registers, printed as reg<N> as ovs-ofctl does) and pkt_mark in matches; resubmit, load,
+    move, masked set_field, push/pop (the field stack), note, exit as actions.  load/move
+    name fields by any name (NXM_NX_REG0[0..3], reg0[0..3], eth_dst[]) and print them by their
+    NXM/OXM names.  Not in load/move/push/pop: vlan_vid/vlan_pcp (the 12-bit VID subfields).
+  - Not supported: learn, conjunction, enqueue, controller options other than max_len,
+    dec_ttl(ids), multipath, bundle, conntrack, tunnels, MPLS (copy_ttl_in/out), rarp, igmp.
 
 Pure functions; any thread.
 """
@@ -44,11 +49,13 @@ import ipaddress
 import re
 from dataclasses import dataclass, field as dc_field
 
-from .actions import (INSTRUCTION_ORDER, OFPCML_NO_BUFFER, OFPP_ANY, OFPP_CONTROLLER, OFPP_MAX, RESERVED_PORTS,
-                      ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut, DecNwTtl, GotoTable, Group, Meter, Output,
-                      PopVlan, PushVlan, SetField, SetNwTtl, SetQueue, WriteActions, WriteMetadata)
+from .actions import (INSTRUCTION_ORDER, NOT_IN_ACTION_SET, OFPCML_NO_BUFFER, OFPP_ANY, OFPP_CONTROLLER,
+                      OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
+                      LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, DecNwTtl, Exit, GotoTable, Group, Learn, LearnSpec,
+                      Load, Meter, Move, Note, Output, PopVlan, PushVlan, Resubmit,
+                      SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions, WriteMetadata)
 from .fields import (BY_NAME, ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_IPV6, ETH_TYPE_QINQ, ETH_TYPE_VLAN, FRAG_ANY,
-                     FRAG_LATER, NOT_IN_LATER_FRAGMENTS, VLAN_CFI, Field)
+                     FRAG_LATER, NOT_IN_LATER_FRAGMENTS, VIEWS, VLAN_CFI, Field)
 from .consistency import ActionError, check, output_port_ok, set_field_value_error, untagged_vlan_sets
 from .match import Match, MatchError
 
@@ -169,14 +176,15 @@ _FORMAT = {"int": lambda v, m: str(v) if m is None else f"{v:#x}/{m:#x}",
 def _value(f: Field, text: str) -> tuple[int, int | None]:
     """TEXT (VALUE or VALUE/MASK, addresses also /PREFIX) as F's value and mask."""
     v, slash, m = text.partition("/")
-    value = _PARSE[f.kind](v)
+    parse = (lambda t: _num(t, max(64, f.bits))) if f.kind in ("int", "hex") else _PARSE[f.kind]
+    value = parse(v)
     if not slash:
         return value, None
     if f.kind in ("ipv4", "ipv6") and m.isdigit():
         if int(m) > f.bits:
             raise _Bad(f"prefix /{m} is longer than {f.bits} bits")
         return value, f.all_ones ^ ((1 << f.bits - int(m)) - 1)
-    return value, _PARSE[f.kind](m)
+    return value, parse(m)
 
 
 # ip_frag words (ovs-fields(7)): value/mask over bit 0 (FRAG_ANY) and bit 1 (FRAG_LATER).
@@ -310,6 +318,8 @@ class _MatchBuilder:
             self.put("ip_frag", *_FRAG[value], item)
         elif BY_NAME.get(key) is BY_NAME["tcp_flags"]:
             self.put("tcp_flags", *_tcp_flags(value), item)
+        elif key in BY_NAME and BY_NAME[key].name in VIEWS:
+            raise _Bad(f"{key} is for load, move and learn; match vlan_tci or in_port")
         elif key in BY_NAME:
             self.put(key, *_value(BY_NAME[key], value), item)
         else:
@@ -377,15 +387,150 @@ def _set_field(name: str, text: str, match: Match) -> SetField:
     f = BY_NAME[name]
     if not f.writable and f.name not in _SETTABLE:
         raise _Bad(f"{f.name} is not writable by set_field")
-    if "/" in text:
-        raise _Bad("masked set_field is not supported")
-    value = _value(f, text)[0]
-    if value > f.all_ones:
+    value, mask = _value(f, text)
+    if value > f.all_ones or mask is not None and mask > f.all_ones:
         raise _Bad(f"value {text} does not fit {f.name} ({f.bits} bits)")
+    if mask is not None:
+        if f.name in _NO_SUBFIELDS or f.name == "in_port" or not f.maskable:
+            raise _Bad(f"{f.name} cannot be set under a mask")
+        if mask == f.all_ones:
+            mask = None
+        else:
+            return SetField(f.name, value & mask, mask)
     why = set_field_value_error(f.name, value)
     if why:
         raise _Bad(why + (f"; or use mod_vlan_vid:{value & 0xFFF}" if f.name == "vlan_vid" else ""))
     return SetField(f.name, value)      # its prerequisites: consistency.check, in the order of the actions
+
+
+# ---- Open vSwitch's extension actions (ovs-actions(7)) ---------------------------------------------
+
+_SUBFIELD = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(?:(\d+)(?:\.\.(\d+))?)?\])?")
+_NO_SUBFIELDS = frozenset({"vlan_vid", "vlan_pcp"})      # the 13-bit OXM VID: not as OVS's 12-bit field
+
+
+def _subfield(text: str) -> tuple[str, int, int]:
+    """FIELD[], FIELD[N], FIELD[A..B] or FIELD (ovs-fields(7)'s subfields) as (field, ofs, nbits)."""
+    m = _SUBFIELD.fullmatch(text.strip())
+    if not m:
+        raise _Bad(f"'{text}' is not a field or subfield (FIELD[], FIELD[BIT] or FIELD[FIRST..LAST])")
+    name = m.group(1)
+    f = BY_NAME.get(name)
+    if f is None:
+        raise _Bad(str(_unknown("field", name, BY_NAME)))
+    if f.name in _NO_SUBFIELDS:
+        raise _Bad(f"{name} is not supported in load, move, push or pop yet (use set_field or mod_vlan_vid)")
+    if m.group(2) is None:
+        return f.name, 0, f.bits
+    lo = int(m.group(2))
+    hi = int(m.group(3)) if m.group(3) is not None else lo
+    if hi < lo or hi >= f.bits:
+        raise _Bad(f"{text}: bits {lo}..{hi} are not within {f.name}'s {f.bits} bits")
+    return f.name, lo, hi - lo + 1
+
+
+def _writable(sub: tuple[str, int, int]) -> tuple[str, int, int]:
+    f = BY_NAME[sub[0]]
+    if not f.writable and f.name not in _SETTABLE:
+        raise _Bad(f"{f.name} is not writable")
+    return sub
+
+
+def _resubmit(text: str) -> Resubmit:
+    """resubmit:PORT, resubmit(PORT), resubmit(,TABLE), resubmit(PORT,TABLE)."""
+    port_text, comma, table_text = text.partition(",")
+    port = _port(port_text.strip()) if port_text.strip() else OFPP_IN_PORT
+    table = 0xFF
+    if comma and table_text.strip():
+        table = _num(table_text.strip(), 8, "table")
+        if table == 0xFF:
+            raise _Bad("table must be 0..254")
+    if port == OFPP_IN_PORT and table == 0xFF and not comma:
+        if not port_text.strip():
+            raise _Bad("resubmit needs a port or a table: resubmit:PORT or resubmit(,TABLE)")
+    return Resubmit(port, table)
+
+
+def _load(text: str) -> Load:
+    value, arrow, dst = text.partition("->")
+    if not arrow:
+        raise _Bad("load needs VALUE->FIELD[BITS]")
+    name, ofs, nbits = _writable(_subfield(dst))
+    v = _num(value.strip(), 128, "value")
+    if v >> nbits:
+        raise _Bad(f"value {value} does not fit {nbits} bits")
+    return Load(name, ofs, nbits, v)
+
+
+def _move(text: str) -> Move:
+    src, arrow, dst = text.partition("->")
+    if not arrow:
+        raise _Bad("move needs SRC[BITS]->DST[BITS]")
+    s, d = _subfield(src), _writable(_subfield(dst))
+    if s[2] != d[2]:
+        raise _Bad(f"source and destination widths differ ({s[2]} and {d[2]} bits)")
+    return Move(s[0], s[1], d[0], d[1], d[2])
+
+
+def _note(text: str) -> Note:
+    hexes = text.replace(".", "")
+    if len(hexes) % 2 or not re.fullmatch(r"[0-9a-fA-F]*", hexes):
+        raise _Bad("note takes hex bytes, optionally separated by '.' (note:ab.cd)")
+    return Note(bytes.fromhex(hexes))
+
+
+_LEARN_NUMS = {"table": 8, "idle_timeout": 16, "hard_timeout": 16, "priority": 16, "fin_idle_timeout": 16,
+               "fin_hard_timeout": 16, "cookie": 64}
+_LEARN_FLAGS = {"send_flow_rem": LEARN_SEND_FLOW_REM, "delete_learned": LEARN_DELETE_LEARNED}
+
+
+def _learn_src(text: str, nbits: int, dst: str | None) -> tuple[tuple[str, int] | None, int]:
+    """A learn spec's source: a subfield of NBITS bits, or a value (in DST's syntax when whole)."""
+    if text[:1].isalpha() and not _NUM.fullmatch(text):
+        name, ofs, n = _subfield(text)
+        if n != nbits:
+            raise _Bad(f"{text}: {n} bits where {nbits} are needed")
+        return (name, ofs), 0
+    f = BY_NAME.get(dst) if dst else None
+    v = _value(f, text)[0] if f is not None and f.bits == nbits and f.kind not in ("port",) else _num(text, 128)
+    if v >> nbits:
+        raise _Bad(f"value {text} does not fit {nbits} bits")
+    return None, v
+
+
+def _learn(text: str) -> Learn:
+    """learn(key=value..., specs): ovs-actions(7)'s syntax (limit and result_dst not yet)."""
+    kw: dict = {}
+    flags = 0
+    specs: list[LearnSpec] = []
+    for key, value, item in _items(text):
+        try:
+            if key in ("limit", "result_dst", "fin_idle_timeout", "fin_hard_timeout", "delete_learned"):
+                raise _Bad(f"learn's {key} is not supported yet")
+            if key in _LEARN_NUMS:
+                kw[key] = _num(value, _LEARN_NUMS[key], key)
+            elif key in _LEARN_FLAGS and not value:
+                flags |= _LEARN_FLAGS[key]
+            elif key == "load":
+                src, arrow, dst = value.partition("->")
+                if not arrow:
+                    raise _Bad("load needs SRC->DST[BITS]")
+                name, ofs, n = _writable(_subfield(dst))
+                s_, v = _learn_src(src.strip(), n, None)
+                specs.append(LearnSpec("load", n, s_, v, (name, ofs)))
+            elif key == "output":
+                name, ofs, n = _subfield(value)
+                specs.append(LearnSpec("output", n, (name, ofs)))
+            else:
+                name, ofs, n = _subfield(key)
+                if value:
+                    s_, v = _learn_src(value, n, name)
+                else:
+                    s_, v = (name, ofs), 0
+                specs.append(LearnSpec("match", n, s_, v, (name, ofs)))
+        except _Bad as e:
+            raise _Bad(f"learn '{item}': {e}") from None
+    return Learn(table=kw.pop("table", 0), specs=tuple(specs), flags=flags, **kw)
 
 
 def _set_field_action(text: str, match: Match) -> SetField:
@@ -463,8 +608,14 @@ _ACTIONS = {
     "set_queue": lambda t, m: SetQueue(_num(t, 32, "queue")),
     "copy_ttl_out": _unsupported("copy_ttl_out is not supported (it is for MPLS; Open vSwitch refuses it too)"),
     "copy_ttl_in": _unsupported("copy_ttl_in is not supported (it is for MPLS; Open vSwitch refuses it too)"),
-    "resubmit": _unsupported("resubmit is not supported (it is an Open vSwitch extension); use goto_table:N"),
-    "load": _unsupported("load is not supported; use set_field:VALUE->FIELD"),
+    "resubmit": lambda t, m: _resubmit(t),
+    "load": lambda t, m: _load(t),
+    "move": lambda t, m: _move(t),
+    "push": lambda t, m: StackPush(*_subfield(t)),
+    "pop": lambda t, m: StackPop(*_writable(_subfield(t))),
+    "note": lambda t, m: _note(t),
+    "exit": _noarg(Exit),
+    "learn": lambda t, m: _learn(t),
     "enqueue": _unsupported("enqueue is not supported; use set_queue:QUEUE,output:PORT"),
 }
 _INSTRUCTION_NAMES = {Meter: "meter", ApplyActions: "apply_actions", ClearActions: "clear_actions",
@@ -494,6 +645,14 @@ def _action_list(text: str, match: Match) -> tuple:
     return tuple(out)
 
 
+def _action_set(text: str, match: Match) -> tuple:
+    acts = _action_list(text, match)
+    for a in acts:
+        if isinstance(a, NOT_IN_ACTION_SET):
+            raise FlowParseError(f"write_actions({text}): {_fmt_action(a)} may not be in an action set")
+    return acts
+
+
 def _metadata(text: str) -> WriteMetadata:
     v, slash, m = text.partition("/")
     mask = _num(m, 64, "mask") if slash else U64
@@ -504,7 +663,7 @@ _INSTRUCTIONS = {
     "meter": lambda t, m: Meter(_num(t, 32, "meter")),
     "apply_actions": lambda t, m: ApplyActions(_action_list(t, m)),
     "clear_actions": _noarg(ClearActions),
-    "write_actions": lambda t, m: WriteActions(_action_list(t, m)),
+    "write_actions": lambda t, m: WriteActions(_action_set(t, m)),
     "write_metadata": lambda t, m: _metadata(t),
     "goto_table": lambda t, m: GotoTable(_num(t, 8, "table")),
 }
@@ -635,7 +794,7 @@ def _header(spec: dict, key: str, value: str) -> None:
 # ---- printing ----------------------------------------------------------------------------------
 
 # The order ovs-ofctl's match_format prints fields in, and the names it prints them under.
-_PRINT_ORDER = ["metadata", "in_port", "vlan", "eth_src", "eth_dst", "eth_type", "ipv6_src", "ipv6_dst",
+_PRINT_ORDER = ["pkt_mark", *(f"reg{i}" for i in range(16)), "metadata", "in_port", "vlan", "eth_src", "eth_dst", "eth_type", "ipv6_src", "ipv6_dst",
                 "ipv6_label", "arp_spa", "arp_tpa", "ipv4_src", "ipv4_dst", "ip_proto", "arp_op", "arp_sha", "arp_tha",
                 "ip_dscp", "ip_ecn", "nw_ttl", "ip_frag", "icmp_type", "icmp_code", "icmpv6_type", "icmpv6_code",
                 "nd_target", "nd_sll", "nd_tll", "tcp_src", "udp_src", "sctp_src", "tcp_dst", "udp_dst", "sctp_dst",
@@ -657,6 +816,8 @@ def _fmt_field(m: Match, name: str, word: str | None) -> str | None:
         return None
     if name == "ip_dscp":
         return f"nw_tos={v << 2}"
+    if f.member is None and name != "metadata":          # pkt_mark, registers: as C's %#x
+        return f"{name}={_hexz(v)}" + ("" if mask is None else f"/{_hexz(mask)}")
     if name == "ipv6_label":
         return f"ipv6_label=0x{v:05x}" + ("" if mask is None else f"/0x{mask:05x}")
     if name == "ip_frag" and (v, mask or 3) in _FRAG_NAME:
@@ -700,8 +861,80 @@ def format_match(match: Match) -> str:
     return ",".join(out)
 
 
+def _hexz(v: int) -> str:
+    """V as C's printf("%#x") prints it, as ovs-ofctl does: 0x5, but 0."""
+    return f"{v:#x}" if v else "0"
+
+
+def _wire_name(name: str) -> str:
+    """The NXM or OXM name of a field, as load/move print it (NXM_NX_REG0, OXM_OF_PKT_REG1 ...)."""
+    f = BY_NAME[name]
+    if f.name.startswith(("NXM_", "OXM_")):
+        return f.name
+    return next((a for a in f.aliases if a.startswith(("NXM_", "OXM_"))), "OXM_OF_" + f.name.upper())
+
+
+def _fmt_subfield(name: str, ofs: int, nbits: int) -> str:
+    f = BY_NAME[name]
+    bits = "" if ofs == 0 and nbits == f.bits else str(ofs) if nbits == 1 else f"{ofs}..{ofs + nbits - 1}"
+    return f"{_wire_name(name)}[{bits}]"
+
+
+def _fmt_learn(a: Learn) -> str:
+    """As Open vSwitch's learn_format."""
+    out = [f"table={a.table}"]
+    for key in ("idle_timeout", "hard_timeout", "fin_idle_timeout", "fin_hard_timeout"):
+        if getattr(a, key):
+            out.append(f"{key}={getattr(a, key)}")
+    if a.priority != OFP_DEFAULT_PRIORITY:
+        out.append(f"priority={a.priority}")
+    out += [k for k, bit in _LEARN_FLAGS.items() if a.flags & bit]
+    if a.cookie:
+        out.append(f"cookie={a.cookie:#x}")
+    for sp in a.specs:
+        src = _fmt_subfield(sp.src[0], sp.src[1], sp.nbits) if sp.src else _hexz(sp.value)
+        f = BY_NAME[sp.dst[0]] if sp.dst else None
+        if sp.kind == "match" and not sp.src and f.member and f.name not in VIEWS and sp.nbits == f.bits:
+            out.append(f"{_SET_FIELD_NAME.get(f.name, f.name)}={_FORMAT[f.kind](sp.value, None)}")
+        elif sp.kind == "match":
+            dst = _fmt_subfield(sp.dst[0], sp.dst[1], sp.nbits)
+            out.append(dst if sp.src == sp.dst else f"{dst}={src}")
+        elif sp.kind == "load":
+            out.append(f"load:{src}->{_fmt_subfield(sp.dst[0], sp.dst[1], sp.nbits)}")
+        else:
+            out.append(f"output:{src}")
+    return f"learn({','.join(out)})"
+
+
+def _fmt_resubmit(a: Resubmit) -> str:
+    if a.table == 0xFF and a.port != OFPP_IN_PORT:
+        return f"resubmit:{_fmt_port(a.port)}"
+    port = "" if a.port == OFPP_IN_PORT else _fmt_port(a.port)
+    return f"resubmit({port},{'' if a.table == 0xFF else a.table})"
+
+
 def _fmt_action(a) -> str:
     match a:
+        case Resubmit():
+            return _fmt_resubmit(a)
+        case Load(field=name, ofs=o, nbits=n, value=v):
+            return f"load:{_hexz(v)}->{_fmt_subfield(name, o, n)}"
+        case Move(src=s, src_ofs=so, dst=d, dst_ofs=do, nbits=n):
+            return f"move:{_fmt_subfield(s, so, n)}->{_fmt_subfield(d, do, n)}"
+        case StackPush(field=name, ofs=o, nbits=n):
+            return f"push:{_fmt_subfield(name, o, n)}"
+        case StackPop(field=name, ofs=o, nbits=n):
+            return f"pop:{_fmt_subfield(name, o, n)}"
+        case Note(data=d):
+            return "note:" + ".".join(f"{b:02x}" for b in d)
+        case Exit():
+            return "exit"
+        case Learn():
+            return _fmt_learn(a)
+        case SetField(field=name, value=v, mask=m) if m is not None:
+            f = BY_NAME[name]
+            return (f"set_field:{_FORMAT[f.kind](v, None)}/{_FORMAT[f.kind](m, None)}"
+                    f"->{_SET_FIELD_NAME.get(f.name, f.name)}")
         case Output(port=p, max_len=n) if p == OFPP_CONTROLLER:
             return f"CONTROLLER:{n}"
         case Output(port=p):

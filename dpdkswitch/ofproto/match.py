@@ -7,7 +7,10 @@ itself into the key/mask pair the datapath classifies with (``key_and_mask``), a
 another match (``overlaps``, ``is_subset_of``: for check_overlap and loose/strict flow-mods).
 Both key operations include the prerequisites the match implies (``implied``: tcp_dst with
 eth_type=0x0800 implies ip_proto=6) so that a bare tcp_dst never matches a UDP packet's ports.
-Pipeline-only fields (metadata: ``member`` None) are kept but are not part of the key.
+Pipeline-only fields (metadata, pkt_mark, registers: ``member`` None) are kept but are not part
+of the key: ``pipeline_ints`` gives them as the pipeline vector (fields.PIPELINE_BITS) the
+classifier matches beside the key.  xreg/xxreg are stored as the 32-bit registers they cover
+(as Open vSwitch stores and prints them), so one register has one name here.
 
 Pure data; any thread.
 """
@@ -33,10 +36,10 @@ class MatchError(ValueError):
 
 
 def _field(name: str) -> Field:
-    try:
-        return BY_NAME[name]
-    except KeyError:
-        raise MatchError(f"unknown field '{name}'") from None
+    f = BY_NAME.get(name)
+    if f is None or f.name not in _ORDER:          # fields.VIEWS: for actions, not matches
+        raise MatchError(f"unknown field '{name}'")
+    return f
 
 
 def _full(f: Field, mask: int | None) -> int:
@@ -64,7 +67,7 @@ class Match(Mapping[str, tuple[int, int | None]]):
     """``Match({"eth_type": 0x0800, "ipv4_src": (0x0A000000, 0xFF000000)})``; aliases (nw_src,
     dl_type ...) are accepted wherever a name is, and stored as the canonical name."""
 
-    __slots__ = ("_d", "_hash", "_implied", "_km")
+    __slots__ = ("_d", "_hash", "_implied", "_km", "_pl")
 
     def __init__(self, fields: Mapping[str, int | tuple[int, int | None]]
                  | Iterable[tuple[str, int | tuple[int, int | None]]] = ()):
@@ -76,7 +79,7 @@ class Match(Mapping[str, tuple[int, int | None]]):
 
     def _set(self, d: dict) -> None:
         self._d = dict(sorted(d.items(), key=lambda kv: _ORDER[kv[0]]))
-        self._hash = self._implied = self._km = None
+        self._hash = self._implied = self._km = self._pl = None
 
     @classmethod
     def _new(cls, d: dict) -> Match:
@@ -209,17 +212,34 @@ class Match(Mapping[str, tuple[int, int | None]]):
             mask |= km
         return key, mask
 
-    def matches(self, key: bytes, pipeline: Mapping[str, int] | None = None) -> bool:
+    def matches(self, key: bytes, pipeline: Mapping[str, int] | int | None = None) -> bool:
         """Whether a packet with flow KEY matches (in_port compared as the key holds it).
-        Pipeline-only fields are checked against PIPELINE ({name: value}, absent = 0) if given,
-        else ignored."""
+        Pipeline-only fields are checked against PIPELINE (the pipeline vector, or {name: value},
+        absent = 0) if given, else ignored."""
+        if isinstance(pipeline, Mapping):
+            vec = 0
+            for name, value in pipeline.items():
+                f = _field(name)
+                vec |= (value & f.all_ones) << f.meta_shift
+            pipeline = vec
         for f, v, m in self.implied().conditions():
             if f.member is None:
-                if pipeline is not None and pipeline.get(f.name, 0) & m != v:
+                if pipeline is not None and (pipeline >> f.meta_shift) & m != v:
                     return False
             elif f.from_key(key) & m != v:
                 return False
         return True
+
+    def pipeline_ints(self) -> tuple[int, int]:
+        """(value, mask) of this match over the pipeline vector (fields.PIPELINE_BITS)."""
+        if self._pl is None:
+            value = mask = 0
+            for f, v, m in self.conditions():
+                if f.member is None:
+                    value |= v << f.meta_shift
+                    mask |= m << f.meta_shift
+            self._pl = value, mask
+        return self._pl
 
     def _key_ints(self) -> tuple[int, int] | None:
         try:
@@ -228,16 +248,13 @@ class Match(Mapping[str, tuple[int, int | None]]):
             return None            # contradictory: matches no packet
         return int.from_bytes(k, "big"), int.from_bytes(m, "big")
 
-    def _pipeline(self) -> dict[str, tuple[int, int]]:
-        return {f.name: (v, m) for f, v, m in self.conditions() if f.member is None}
-
     def overlaps(self, other: Match) -> bool:
         """Whether some packet (flow key and pipeline fields) matches both."""
         a, b = self._key_ints(), other._key_ints()
         if a is None or b is None or (a[0] ^ b[0]) & a[1] & b[1]:
             return False
-        pa, pb = self._pipeline(), other._pipeline()
-        return all(not (v ^ pb[n][0]) & m & pb[n][1] for n, (v, m) in pa.items() if n in pb)
+        (va, ma), (vb, mb) = self.pipeline_ints(), other.pipeline_ints()
+        return not (va ^ vb) & ma & mb
 
     def is_subset_of(self, other: Match) -> bool:
         """Whether every packet matching this matches OTHER too (other is no narrower)."""
@@ -246,12 +263,8 @@ class Match(Mapping[str, tuple[int, int | None]]):
             return True
         if b is None or b[1] & ~a[1] or (a[0] ^ b[0]) & b[1]:
             return False
-        pa = self._pipeline()
-        for n, (v, m) in other._pipeline().items():
-            sv, sm = pa.get(n, (0, 0))
-            if m & ~sm or (sv ^ v) & m:
-                return False
-        return True
+        (va, ma), (vb, mb) = self.pipeline_ints(), other.pipeline_ints()
+        return not (mb & ~ma or (va ^ vb) & mb)
 
 
 def _put(d: dict, name: str, value: int, mask: int | None) -> None:
@@ -264,6 +277,11 @@ def _put(d: dict, name: str, value: int, mask: int | None) -> None:
         mask = None
     if mask is not None and not f.maskable:
         raise MatchError(f"{f.name} is not maskable")
+    if f.regs:                       # xreg/xxreg: as the registers they cover, high first
+        full = _full(f, mask)
+        for i, reg in enumerate(reversed(f.regs)):
+            _put(d, reg, (value >> 32 * i) & 0xFFFFFFFF, (full >> 32 * i) & 0xFFFFFFFF)
+        return
     if mask == 0:
         d.pop(f.name, None)
         return

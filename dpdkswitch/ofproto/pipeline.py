@@ -402,6 +402,20 @@ class Pipeline:
         self._touch(e, tid)
         return e
 
+    def learn(self, spec: FlowSpec) -> FlowEntry:
+        """A flow the learn action adds (translation's side effect, replayed by xlate.Visit): an
+        identical rule already there (same match, priority, actions) is only refreshed, as Open
+        vSwitch's learn does, so that the tables, and the megaflows, stay as they are."""
+        tid = spec.table_id or 0
+        old = self.tables[tid].cls.find_exactly(spec.match, spec.priority) if tid < N_TABLES else None
+        if old is not None:
+            e: FlowEntry = old.data
+            if (e.instructions, e.cookie, e.idle_timeout, e.hard_timeout) == (
+                    spec.instructions, spec.cookie, spec.idle_timeout, spec.hard_timeout):
+                e.last_used = max(e.last_used, self.clock())
+                return e
+        return self.add(spec)
+
     def select(self, spec: FlowSpec, strict: bool, tables=None):
         """The rules SPEC selects, as a flow-mod's modify or delete (or a flow stats request)
         would: in its table (every table when ``table_id`` is None or 0xFF; or those TABLES

@@ -37,17 +37,24 @@ from dataclasses import dataclass, field
 from ..datapath import odp
 from ..flowkey import KEY_DTYPE, KEY_SIZE
 from .actions import (INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
-                      DecNwTtl, GotoTable, Group, Meter, OFPCML_NO_BUFFER, OFPP_ALL, OFPP_CONTROLLER, OFPP_FLOOD,
-                      OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output, PopVlan, PushVlan,
-                      SetField, SetNwTtl, SetQueue, WriteActions, WriteMetadata, execution_order)
+                      DecNwTtl, Exit, GotoTable, Group, LEARN_SEND_FLOW_REM, Learn, Load, Meter, Move,
+                      OFPCML_NO_BUFFER, OFPP_ALL,
+                      OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output,
+                      PopVlan, PushVlan, Resubmit, SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions,
+                      WriteMetadata, execution_order)
 from .classifier import Wildcards, key_int
+from .match import Match, MatchError
 from .fields import BY_NAME, FRAG_LATER, VLAN_CFI, prereqs_of
-from .flowstr import format_actions, format_match
+from .flowstr import FlowSpec, format_actions, format_match
 from .normal import is_reserved
 from .pipeline import FlowEntry, Pipeline, PortEntry
 from .special import SpecialIn, is_bpdu
 
 MAX_DEPTH = 64
+MAX_RESUBMITS = MAX_DEPTH * MAX_DEPTH        # as Open vSwitch: resubmits in one translation
+U64 = (1 << 64) - 1
+OFPP10_MAX = 0xFF00                          # OpenFlow 1.0 reserved ports start here (NXM_OF_IN_PORT)
+_PKT_MARK = BY_NAME["pkt_mark"]
 # Datapath actions one translation may make, nested ones counted: the PMD runs them all on every
 # frame of the flow, so a chain of tables or groups of big rules (each at most MAX_ACTIONS) is
 # bounded too.  Past it the translation fails and the frame is dropped, as Open vSwitch drops a
@@ -117,6 +124,7 @@ class Visit:
     mirrors: list[int] = field(default_factory=list)              # indexes into pipeline.mirrors
     macs: list[tuple[int, int]] = field(default_factory=list)          # (vlan, mac) NORMAL looked up
     learns: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (vlan, mac, ofport, garp)
+    learned: list = field(default_factory=list)       # FlowSpecs the learn action adds
     patch: tuple[PortEntry, PortEntry] | None = None              # (left by, entered by): not for the first
     version: int = -1        # the pipeline's version when translated (or last found still valid)
 
@@ -133,7 +141,10 @@ class Visit:
             self.learns = ()
 
     def learn(self, now: float) -> None:
-        """NORMAL learns the source MACs it saw, in this bridge's MAC table (a move, a GARP lock)."""
+        """NORMAL learns the source MACs it saw, in this bridge's MAC table (a move, a GARP lock);
+        the learn action's flows are added (or refreshed) through the pipeline."""
+        for spec in self.learned:
+            self.pipeline.learn(spec)
         if self.learns:
             macs = self.pipeline.macs
             for vlan, mac, port, garp in self.learns:
@@ -147,6 +158,9 @@ class Visit:
         p = self.pipeline
         for vlan, mac, port, _ in self.learns:
             p.macs.refresh(vlan, mac, port, used)
+        if packets:
+            for spec in self.learned:           # cached traffic keeps its learned flows (Open vSwitch's XC_LEARN)
+                p.learn(spec)
         entries = self.entries
         for e in entries:
             e.credit(packets, nbytes, used)
@@ -268,7 +282,10 @@ class _Ctx:
         self.flow = bytearray(key)
         IN_PORT.to_key(self.flow, self.in_ofport)
         self.base = bytearray(self.flow)          # what the packet is, as far as actions went
-        self.metadata = 0
+        self.metadata = 0                         # the pipeline vector: metadata, pkt_mark, registers
+        self.resubmits = 0                        # resubmits so far (MAX_RESUBMITS)
+        self.exit = False                         # an exit action ran: no further action but the action set
+        self.stack: list[int] = []                # the push/pop field stack
         self.out = Translation()
         self.v = Visit(pipeline, version=pipeline.version)
         self.out.visits.append(self.v)
@@ -533,7 +550,8 @@ class Translator:
         c.out.wc.meta |= reads.meta
         out, v = c.out, c.v
         if (reads.key or reads.meta or out.error or out.packet_ins or out.peer_errors or len(out.visits) != 1
-                or len(v.tables) != 1 or len(v.entries) != 1 or v.groups or v.macs or v.learns or v.mirrors):
+                or len(v.tables) != 1 or len(v.entries) != 1 or v.groups or v.macs or v.learns or v.learned
+                or v.mirrors):
             return
         c.keeping.kept = out.kept = Kept(c.dp_in_port, c.p.version, tuple(c.odp), out.visits)
 
@@ -610,9 +628,11 @@ class Translator:
         c.odp[:0] = copies
 
     # -- tables and instructions
-    def _table(self, c: _Ctx, table_id: int) -> None:
+    def _table(self, c: _Ctx, table_id: int, resubmit: bool = False) -> None:
         c.depth += 1
-        if c.depth > MAX_DEPTH:
+        # A resubmit may nest MAX_DEPTH deep below the first table, as in Open vSwitch (whose
+        # first table is depth 0, ours 1).
+        if c.depth > MAX_DEPTH + resubmit:
             c.out.error = f"over the maximum translation depth {MAX_DEPTH}"
             return
         table = c.p.tables[table_id]
@@ -639,7 +659,9 @@ class Translator:
             c.out.wc.unwildcard(F["ip_frag"])
         if rule is None:
             c.first_table = False
-            if c.p.miss_to_controller:        # OpenFlow 1.0's table miss (Open vSwitch's miss rule)
+            if resubmit:                      # as Open vSwitch: a resubmit's miss does nothing
+                c.log(f"{table_id}. No match (resubmit): nothing done")
+            elif c.p.miss_to_controller:        # OpenFlow 1.0's table miss (Open vSwitch's miss rule)
                 c.log(f"{table_id}. No match: table miss, to the controller (an OpenFlow 1.0 controller is connected)")
                 c.table_id, c.cookie = table_id, 0
                 self._packet_in(c, "no_match", OFPCML_NO_BUFFER)
@@ -679,7 +701,7 @@ class Translator:
                 c.metadata = (c.metadata & ~ins.mask) | (ins.value & ins.mask)
             elif isinstance(ins, GotoTable):
                 goto = ins.table_id
-            if c.out.error:
+            if c.out.error or c.exit:
                 return
         if goto is not None:
             self._table(c, goto)
@@ -692,6 +714,7 @@ class Translator:
             self._end_of_pipeline(c)
 
     def _end_of_pipeline(self, c: _Ctx) -> None:
+        c.exit = False                   # an exit ends the action lists, not the action set
         acts = execution_order(c.action_set)
         c.action_set = []
         if acts:
@@ -705,14 +728,14 @@ class Translator:
         instructions, of a group bucket or of the action set.  The pending action set, the
         actions after a group whose bucket it was, another bucket: these carry on."""
         for a in actions:
-            if c.out.error:
+            if c.out.error or c.exit:
                 return True
             if isinstance(a, Output):
                 self._output(c, a)
             elif isinstance(a, Group):
                 self._group(c, a.group_id)
             elif isinstance(a, SetField):
-                self._set_field(c, a.field, a.value)
+                self._set_field(c, a.field, a.value, a.mask)
             elif isinstance(a, PushVlan):
                 stack = c.vlan_stack()
                 c.vlan_present()
@@ -736,10 +759,128 @@ class Translator:
                     self._set_field(c, "nw_ttl", a.ttl)      # unwildcards nw_ttl, as set_field does
             elif isinstance(a, (SetQueue, CopyTtlOut, CopyTtlIn)):
                 pass                 # no queues in the datapath; no MPLS to copy TTLs with
+            elif isinstance(a, Resubmit):
+                self._resubmit(c, a)
+            elif isinstance(a, Load):
+                self._write(c, a.field, a.ofs, a.nbits, a.value)
+            elif isinstance(a, Move):
+                self._write(c, a.dst, a.dst_ofs, a.nbits, self._read(c, a.src, a.src_ofs, a.nbits))
+            elif isinstance(a, StackPush):
+                c.stack.append(self._read(c, a.field, a.ofs, a.nbits))
+            elif isinstance(a, StackPop):
+                if c.stack:
+                    self._write(c, a.field, a.ofs, a.nbits, c.stack.pop() & ((1 << a.nbits) - 1))
+                else:
+                    c.log(f"pop:{a.field}: the stack is empty, nothing done")
+            elif isinstance(a, Learn):
+                self._learn(c, a)
+            elif isinstance(a, Exit):
+                c.log("exit: no further actions (the action set still runs)")
+                c.exit = True
         return True
 
-    def _set_field(self, c: _Ctx, name: str, value: int) -> None:
+    # -- Open vSwitch's extensions: resubmit, and fields read and written in part
+    def _resubmit(self, c: _Ctx, a: Resubmit) -> None:
+        """A lookup in another (or the same) table and that rule's instructions, then back here
+        (Open vSwitch's xlate_table_action): depth and count bounded as Open vSwitch bounds
+        them; a miss does nothing; a port other than IN_PORT is the lookup's in_port meanwhile."""
+        c.resubmits += 1
+        if c.resubmits > MAX_RESUBMITS:
+            c.out.error = f"over {MAX_RESUBMITS} resubmit actions"
+            return
+        table = (c.table_id if c.table_id != NO_TABLE else 0) if a.table == 0xFF else a.table
+        if table >= len(c.p.tables):
+            c.log(f"resubmit to table {table}: no such table")
+            return
+        saved = c.table_id, c.cookie, c.in_ofport, c.depth
+        if a.port != OFPP_IN_PORT:
+            c.in_ofport = a.port
+            IN_PORT.to_key(c.flow, a.port & IN_PORT.all_ones)
+        try:
+            self._table(c, table, resubmit=True)
+        finally:
+            if a.port != OFPP_IN_PORT:
+                IN_PORT.to_key(c.flow, saved[2] & IN_PORT.all_ones)
+            c.table_id, c.cookie, c.in_ofport, c.depth = saved
+
+    def _learn(self, c: _Ctx, a: Learn) -> None:
+        """The flow A would add, from the packet's fields as they are now (every source bit is
+        read, so the megaflow matches them), recorded for ``Visit.learn`` to add through the
+        pipeline: translating adds nothing by itself (ofproto-dpif-xlate.c's xlate_learn_action)."""
+        fields: dict[str, list[int]] = {}               # dst field -> [value, mask]
+        acts: list = []
+        for sp in a.specs:
+            v = self._read(c, *sp.src, sp.nbits) if sp.src else sp.value
+            if sp.kind == "match":
+                name, ofs = sp.dst
+                vm = fields.setdefault(name, [0, 0])
+                bits = ((1 << sp.nbits) - 1) << ofs
+                vm[0] = (vm[0] & ~bits) | ((v << ofs) & bits)
+                vm[1] |= bits
+            elif sp.kind == "load":
+                acts.append(Load(sp.dst[0], sp.dst[1], sp.nbits, v))
+            else:
+                acts.append(Output(v if v < OFPP10_MAX else v + (OFPP_MAX - OFPP10_MAX)))
+        match = {}
+        for name, (v, m) in fields.items():
+            if name == "NXM_OF_VLAN_TCI":          # as the match fields vlan_vid (present + VID), vlan_pcp
+                if m & 0x1FFF:
+                    match["vlan_vid"] = (v & 0x1FFF, m & 0x1FFF)
+                if m & 0xE000:
+                    match["vlan_pcp"] = (v >> 13, m >> 13)
+            elif name == "NXM_OF_IN_PORT":
+                match["in_port"] = (v if v < OFPP10_MAX else v + (OFPP_MAX - OFPP10_MAX), None)
+            else:
+                match[name] = (v, m)
+        try:
+            m = Match(match).implied()
+        except MatchError as e:
+            c.log(f"learn: no flow ({e})")
+            return
+        spec = FlowSpec(match=m, instructions=(ApplyActions(tuple(acts)),) if acts else (), table_id=a.table,
+                        priority=a.priority, cookie=a.cookie, idle_timeout=a.idle_timeout,
+                        hard_timeout=a.hard_timeout, flags=1 if a.flags & LEARN_SEND_FLOW_REM else 0)
+        c.log(f"learn: table={a.table} {format_match(m)} actions={format_actions(spec.instructions)}")
+        c.v.learned.append(spec)
+
+    def _read(self, c: _Ctx, name: str, ofs: int, nbits: int) -> int:
+        """Bits OFS..OFS+NBITS-1 of field NAME, as the pipeline sees it now (a packet field's
+        whole value is then recorded as read)."""
         f = F[name]
+        if f.member is None:
+            v = (c.metadata >> f.meta_shift) & f.all_ones
+        elif f.name == "in_port":
+            v = c.in_ofport
+        else:
+            c.out.wc.unwildcard(f, ((1 << nbits) - 1) << ofs)      # the bits read, as OVS's subfield copy
+            v = f.from_key(c.flow)
+        return (v >> ofs) & ((1 << nbits) - 1)
+
+    def _write(self, c: _Ctx, name: str, ofs: int, nbits: int, value: int) -> None:
+        """VALUE into bits OFS..OFS+NBITS-1 of field NAME (load, move, pop)."""
+        mask = ((1 << nbits) - 1) << ofs
+        f = F[name]
+        if f.member is None:
+            old = (c.metadata >> f.meta_shift) & f.all_ones
+            self._set_field(c, name, (old & ~mask) | ((value << ofs) & mask))
+        elif mask == f.all_ones:
+            self._set_field(c, name, value)
+        else:
+            self._set_field(c, name, value << ofs, mask)
+
+    def _set_field(self, c: _Ctx, name: str, value: int, mask: int | None = None) -> None:
+        f = F[name]
+        if mask is not None:                     # set_field:V/M->F: the other bits stay the flow's
+            if f.member is None:
+                old = (c.metadata >> f.meta_shift) & f.all_ones
+            elif f.name == "in_port":
+                old = c.in_ofport
+            else:
+                if not c.prereqs_hold(name):
+                    c.log(f"set_field {name}: prerequisites not met, skipped")
+                    return
+                old = f.from_key(c.flow)         # its other bits stay: only MASK's decide a commit
+            value = (old & ~mask) | (value & mask)
         if name in ("vlan_vid", "vlan_pcp"):
             stack = c.vlan_stack()
             if not c.vlan_present():     # as Open vSwitch's mod_vlan_vid/pcp: push a tag first
@@ -751,8 +892,8 @@ class Translator:
                 tci = (tci & 0x1FFF) | ((value & 7) << 13)
             c.set_vlan_stack([(tpid, tci)] + stack[1:])
             return
-        if f.name == "metadata":                 # pipeline state, not a header: no commit
-            c.metadata = value
+        if f.member is None:                     # pipeline state, not a header: no commit
+            c.metadata = (c.metadata & ~(f.all_ones << f.meta_shift)) | ((value & f.all_ones) << f.meta_shift)
             return
         if f.name == "in_port":                  # as OVS: later lookups, in_port and NORMAL see it
             c.in_ofport = value
@@ -766,12 +907,12 @@ class Translator:
         if not f.writable or f.member is None or not c.prereqs_hold(name):
             c.log(f"set_field {name}: prerequisites not met, skipped")
             return
-        c.out.wc.unwildcard(f)          # as Open vSwitch: whether commit() emits a set depends on the old value
+        c.out.wc.unwildcard(f, mask)    # as Open vSwitch: whether commit() emits a set depends on the old value
         f.to_key(c.flow, value)
 
     def _packet_in(self, c: _Ctx, reason: str, max_len: int) -> None:
         c.commit()
-        pi = PacketIn(reason, c.table_id, c.cookie, max_len, c.metadata, c.p.name, c.in_ofport)
+        pi = PacketIn(reason, c.table_id, c.cookie, max_len, c.metadata & U64, c.p.name, c.in_ofport)
         c.out.packet_ins.append(pi)
         c.odp.append(odp.Userspace(self.registry.id_of(pi)))
 
@@ -845,7 +986,9 @@ class Translator:
         c.log(f"patch port {port.name} -> bridge {peer_p.name}, in_port {peer.ofport} ({peer.name})")
         c.p, c.v = peer_p, Visit(peer_p, patch=(port, peer), version=peer_p.version)
         c.out.visits.append(c.v)
-        c.in_ofport, c.metadata, c.action_set = peer.ofport, 0, []
+        # As Open vSwitch's patch_port_output: metadata and registers start at zero, pkt_mark stays.
+        c.in_ofport, c.action_set = peer.ofport, []
+        c.metadata &= _PKT_MARK.all_ones << _PKT_MARK.meta_shift
         IN_PORT.to_key(c.flow, peer.ofport)
         try:
             if not (c.p.special and self._special(c)):

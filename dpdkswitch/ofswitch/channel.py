@@ -37,6 +37,7 @@ from .. import __version__
 from ..ofproto.match import MatchError
 from ..ofproto.pipeline import N_TABLES
 from ..openflow import consts as C
+from ..openflow import nx
 from ..openflow.connection import ActiveController, Listener, OFConnection, log
 from ..openflow.errors import OFPError
 from ..openflow.message import (HEADER, BarrierReply, BarrierRequest, Experimenter, FeaturesReply,
@@ -281,9 +282,25 @@ class OFSwitch:
                         and len(msg.data) == 8):
                     conn.table_id_ext = bool(msg.data[0])   # ovs-ofctl's "OpenFlow10+table_id"
                     return
+                if conn.version == V10 and msg.experimenter == C.NX_VENDOR_ID:
+                    self._nicira(conn, msg)
+                    return
                 raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_EXPERIMENTER)
             raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_TYPE)
         handler(conn, msg)
+
+    def _nicira(self, conn: OFConnection, msg: Experimenter) -> None:
+        """Nicira's OpenFlow 1.0 flow extensions (openflow/nx.py): the NXM flow format, NXT_FLOW_MOD."""
+        if msg.exp_type == nx.NXT_SET_FLOW_FORMAT and len(msg.data) == 4:
+            fmt = struct.unpack("!I", msg.data)[0]
+            if fmt not in (nx.NXFF_OPENFLOW10, nx.NXFF_NXM):
+                raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_EPERM)
+            conn.nxm = fmt == nx.NXFF_NXM
+        elif msg.exp_type == nx.NXT_FLOW_MOD:
+            self.flows.flow_mod(conn, nx.decode_flow_mod(msg.data))
+            self.poll_events()
+        else:
+            raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_EXP_TYPE)
 
     def _reply(self, conn: OFConnection, req: Message, reply: Message) -> None:
         reply.xid = req.xid
@@ -348,6 +365,9 @@ class OFSwitch:
     # multipart
     def _multipart(self, conn, msg: MultipartRequest):
         t = msg.type
+        if conn.version == V10 and t == C.OFPMP_EXPERIMENTER:
+            self._nicira_stats(conn, msg)
+            return
         fn = self.multipart_handlers.get(t)
         if fn is None or conn.version == V10 and t not in MULTIPART_V10:
             raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_MULTIPART)
@@ -381,6 +401,33 @@ class OFSwitch:
             more = C.OFPMPF_REPLY_MORE if i < len(parts) - 1 else 0
             n = HEADER.size + mp_head.size + len(data)
             conn.send(HEADER.pack(v, mtype, n, req.xid) + mp_head.pack(req.type, more) + data)
+
+    def _nicira_stats(self, conn, msg: MultipartRequest) -> None:
+        """NXST_FLOW, NXST_AGGREGATE: flows with NXM matches (ovs-ofctl dump-flows and
+        dump-aggregate over OpenFlow 1.0)."""
+        vendor, subtype, body = msg.body.experimenter, msg.body.exp_type, msg.body.data[4:]   # 4 pad bytes
+        if vendor != C.NX_VENDOR_ID:
+            raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_EXPERIMENTER)
+        if subtype not in (nx.NXST_FLOW, nx.NXST_AGGREGATE):
+            raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_EXP_TYPE)
+        if subtype == nx.NXST_AGGREGATE:
+            entries = [self.flows.nx_aggregate(*nx.decode_flow_stats_request(body))]
+        else:
+            entries = self.flows.nx_flow_stats(*nx.decode_flow_stats_request(body))
+        parts, cur, size = [], [], 0
+        for e in entries:
+            if cur and size + len(e) > PART:
+                parts.append(cur)
+                cur, size = [], 0
+            cur.append(e)
+            size += len(e)
+        parts.append(cur)
+        for i, part in enumerate(parts):
+            data = b"".join(part)
+            more = C.OFPMPF_REPLY_MORE if i < len(parts) - 1 else 0
+            head = nx.STATS_HEAD.pack(C.OFPMP_EXPERIMENTER, more, C.NX_VENDOR_ID, subtype)
+            conn.send(HEADER.pack(V10, C.OFPT10_STATS_REPLY, HEADER.size + len(head) + len(data), msg.xid)
+                      + head + data)
 
     def _mp_desc(self, conn, msg):
         return DescStats(mfr_desc="dpdkswitch", hw_desc="DPDK userspace datapath",

@@ -9,6 +9,7 @@ revalidation pass first (fresh counters), then scan the tables.
 """
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -17,6 +18,7 @@ from ..ofproto.flowstr import FlowSpec
 from ..ofproto.match import Match, MatchError
 from ..ofproto.pipeline import N_TABLES, FlowModError
 from ..openflow import consts as C
+from ..openflow import nx
 from ..openflow.acts import check_flow_mod
 from ..openflow.connection import log
 from ..openflow.errors import OFPError
@@ -167,6 +169,28 @@ class FlowManager:
                                  cookie=e.cookie, packet_count=e.packets, byte_count=e.bytes,
                                  match=dict(e.match.items()), instructions=instructions))
         return out
+
+    def nx_flow_stats(self, match, table_id: int, out_port: int) -> list[bytes]:
+        """NXST_FLOW's entries for MATCH in TABLE_ID (OFPTT_ALL: every table) with OUT_PORT (or
+        any): OpenFlow 1.0 actions, NXM matches (openflow/nx.py); a flow whose actions 1.0
+        cannot carry (write_actions, goto_table ...) shows its apply-actions only."""
+        now = self.pipeline.clock()
+        out = []
+        req = FlowStatsRequest(match=match, table_id=table_id, out_port=out_port)
+        for e in sorted(self._requested(req), key=lambda e: (e.table_id, -e.priority, e.seq)):
+            acts = next((i.actions for i in e.instructions if isinstance(i, A.ApplyActions)), ())
+            try:
+                out.append(nx.encode_flow_stats(e.table_id, split_time(now - e.created), e.priority, e.idle_timeout,
+                                                e.hard_timeout, e.cookie, e.packets, e.bytes, dict(e.match.items()),
+                                                acts))
+            except (ValueError, struct.error):
+                continue                          # not expressible in OpenFlow 1.0 actions
+        return out
+
+    def nx_aggregate(self, match, table_id: int, out_port: int) -> bytes:
+        """NXST_AGGREGATE's reply body for MATCH in TABLE_ID with OUT_PORT."""
+        es = self._requested(FlowStatsRequest(match=match, table_id=table_id, out_port=out_port))
+        return struct.pack("!QQI4x", sum(e.packets for e in es), sum(e.bytes for e in es), len(es))
 
     def mp_aggregate(self, conn, msg):
         es = self._requested(msg.body)

@@ -28,7 +28,7 @@ from ..ofproto import fields as F
 from ..ofproto.match import Match as OfMatch
 from . import consts as C
 from .errors import OFPError
-from .oxm import NXM_OF_VLAN_TCI, Match, decode_oxms, encode_oxm
+from .oxm import NXM_OF_VLAN_TCI, Match, decode_oxms, encode_oxm, oxm_width
 from .wire import Layout, port_from10, port_to10, zeros_to8
 
 _TL = struct.Struct("!HH")
@@ -53,6 +53,217 @@ def _tlvs(data: bytes, bad_len: OFPError):
             raise bad_len
         yield type_, data[pos:pos + n]
         pos += n
+
+
+# --- Nicira extension actions (both versions: OpenFlow 1.0 vendor, 1.3 experimenter actions) -----
+# Open vSwitch's lib/ofp-actions.c layouts after the 10-byte type/len/vendor/subtype head.  A
+# field in them is a 4-byte NXM/OXM header (class, field << 1 | hasmask, length in bytes).
+_NX_EXT = {C.NXAST_RESUBMIT: Layout("port:H table:B 3x"), C.NXAST_RESUBMIT_TABLE: Layout("port:H table:B 3x"),
+           C.NXAST_REG_MOVE: Layout("nbits:H src_ofs:H dst_ofs:H src:I dst:I"),
+           C.NXAST_REG_LOAD: Layout("ofs_nbits:H dst:I value:Q"),
+           C.NXAST_STACK_PUSH: Layout("ofs:H field:I nbits:H 6x"), C.NXAST_STACK_POP: Layout("ofs:H field:I nbits:H 6x"),
+           C.NXAST_EXIT: Layout("6x")}
+
+
+def _nx_field(header: int) -> F.Field:
+    f = F.BY_WIRE.get((header >> 16, (header >> 9) & 0x7F))
+    if f is None or header & 0x100 or (header & 0xFF) != oxm_width(f):
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    return f
+
+
+def _nx_header(name: str) -> int:
+    f = F.field(name)
+    cls, fid = f.wire
+    return cls << 16 | fid << 9 | oxm_width(f)
+
+
+def _bits_ok(f: F.Field, ofs: int, nbits: int) -> None:
+    if nbits < 1 or ofs + nbits > f.bits:
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+
+
+def _writable(f: F.Field) -> None:
+    if not f.writable and f.name != "in_port":
+        raise _ba(C.OFPBAC_BAD_SET_ARGUMENT)
+    if f.name in ("vlan_vid", "vlan_pcp"):
+        raise _ba(C.OFPBAC_BAD_SET_TYPE)
+
+
+def decode_nx(tlv: bytes) -> tuple[A.Action, ...]:
+    """A Nicira vendor/experimenter action (the whole TLV)."""
+    v = _NX.unpack(tlv, 4, err=(C.OFPET_BAD_ACTION, C.OFPBAC_BAD_LEN))
+    if v["vendor"] != C.NX_VENDOR_ID:
+        raise _ba(C.OFPBAC_BAD_EXPERIMENTER)
+    sub = v["subtype"]
+    if sub == C.NXAST_NOTE:
+        return (A.Note(tlv[10:]),)
+    if sub == C.NXAST_LEARN:
+        return (_decode_learn(tlv),)
+    lay = _NX_BODY.get(sub) or _NX_EXT.get(sub)
+    if lay is None:
+        raise _ba(C.OFPBAC_BAD_EXP_TYPE)
+    if len(tlv) != 10 + lay.size:
+        raise _ba(C.OFPBAC_BAD_LEN)
+    d = lay.unpack(tlv, 10)
+    if sub == C.NXAST_DEC_TTL:
+        return (A.DecNwTtl(),)
+    if sub == C.NXAST_SET_QUEUE:
+        return (A.SetQueue(d["queue_id"]),)
+    if sub in (C.NXAST_RESUBMIT, C.NXAST_RESUBMIT_TABLE):
+        table = 0xFF if sub == C.NXAST_RESUBMIT else d["table"]
+        return (A.Resubmit(port_from10(d["port"]), table),)
+    if sub == C.NXAST_REG_LOAD:
+        f = _nx_field(d["dst"])
+        ofs, nbits = d["ofs_nbits"] >> 6, (d["ofs_nbits"] & 0x3F) + 1
+        _bits_ok(f, ofs, nbits)
+        _writable(f)
+        if d["value"] >> nbits:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        return (A.Load(f.name, ofs, nbits, d["value"]),)
+    if sub == C.NXAST_REG_MOVE:
+        src, dst = _nx_field(d["src"]), _nx_field(d["dst"])
+        _bits_ok(src, d["src_ofs"], d["nbits"])
+        _bits_ok(dst, d["dst_ofs"], d["nbits"])
+        _writable(dst)
+        return (A.Move(src.name, d["src_ofs"], dst.name, d["dst_ofs"], d["nbits"]),)
+    if sub in (C.NXAST_STACK_PUSH, C.NXAST_STACK_POP):
+        f = _nx_field(d["field"])
+        _bits_ok(f, d["ofs"], d["nbits"])
+        if sub == C.NXAST_STACK_POP:
+            _writable(f)
+            return (A.StackPop(f.name, d["ofs"], d["nbits"]),)
+        return (A.StackPush(f.name, d["ofs"], d["nbits"]),)
+    return (A.Exit(),)
+
+
+_LEARN = Layout("idle_timeout:H hard_timeout:H priority:H cookie:Q flags:H table:B 1x fin_idle_timeout:H "
+                "fin_hard_timeout:H")
+_LEARN_KIND = {0: "match", 1: "load", 2: "output"}
+_LEARN_CODE = {v: k for k, v in _LEARN_KIND.items()}
+
+
+def _decode_learn(tlv: bytes) -> A.Learn:
+    """NXAST_LEARN: its head, then flow_mod_specs up to a zero header (lib/learn.c's format)."""
+    if len(tlv) < 10 + _LEARN.size:
+        raise _ba(C.OFPBAC_BAD_LEN)
+    d = _LEARN.unpack(tlv, 10)
+    if d["flags"] & ~(A.LEARN_SEND_FLOW_REM | A.LEARN_DELETE_LEARNED) or d["table"] == 0xFF:
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    if d["flags"] & A.LEARN_DELETE_LEARNED or d["fin_idle_timeout"] or d["fin_hard_timeout"]:
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)          # not supported yet (README)
+    pos, specs = 10 + _LEARN.size, []
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if pos + n > len(tlv):
+            raise _ba(C.OFPBAC_BAD_LEN)
+        pos += n
+        return tlv[pos - n:pos]
+
+    while pos + 2 <= len(tlv):
+        head = struct.unpack("!H", take(2))[0]
+        if not head:
+            break
+        nbits, kind = head & 0x7FF, _LEARN_KIND.get((head >> 11) & 3)
+        if kind is None or head & 0xC000 or not nbits:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        src, value = None, 0
+        if head & 0x2000:
+            value = int.from_bytes(take(2 * ((nbits + 15) // 16)), "big")
+            if value >> nbits:
+                raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        else:
+            f = _nx_field(struct.unpack("!I", take(4))[0])
+            ofs = struct.unpack("!H", take(2))[0]
+            _bits_ok(f, ofs, nbits)
+            src = (f.name, ofs)
+        dst = None
+        if kind != "output":
+            f = _nx_field(struct.unpack("!I", take(4))[0])
+            ofs = struct.unpack("!H", take(2))[0]
+            _bits_ok(f, ofs, nbits)
+            if kind == "load":
+                _writable(f)
+            dst = (f.name, ofs)
+        elif src is None:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        specs.append(A.LearnSpec(kind, nbits, src, value, dst))
+    if any(tlv[pos:]):
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    return A.Learn(table=d["table"], specs=tuple(specs), idle_timeout=d["idle_timeout"],
+                   hard_timeout=d["hard_timeout"], priority=d["priority"], cookie=d["cookie"], flags=d["flags"])
+
+
+def _encode_learn(a: A.Learn) -> bytes:
+    body = bytearray(_LEARN.pack({"idle_timeout": a.idle_timeout, "hard_timeout": a.hard_timeout,
+                                  "priority": a.priority, "cookie": a.cookie, "flags": a.flags, "table": a.table,
+                                  "fin_idle_timeout": a.fin_idle_timeout, "fin_hard_timeout": a.fin_hard_timeout}))
+    for sp in a.specs:
+        body += struct.pack("!H", (0x2000 if sp.src is None else 0) | _LEARN_CODE[sp.kind] << 11 | sp.nbits)
+        if sp.src is None:
+            body += sp.value.to_bytes(2 * ((sp.nbits + 15) // 16), "big")
+        else:
+            body += struct.pack("!IH", _nx_header(sp.src[0]), sp.src[1])
+        if sp.dst is not None:
+            body += struct.pack("!IH", _nx_header(sp.dst[0]), sp.dst[1])
+    return _nx(C.NXAST_LEARN, bytes(body))
+
+
+def _nx(sub: int, body: bytes) -> bytes:
+    head = _NX.pack({"vendor": C.NX_VENDOR_ID, "subtype": sub})
+    n = 4 + len(head) + len(body)
+    return _TL.pack(C.OFPAT_EXPERIMENTER, (n + 7) & ~7) + head + body + zeros_to8(n)
+
+
+def _runs(mask: int):
+    """(ofs, nbits) of each run of one bits in MASK, lowest first."""
+    ofs = 0
+    while mask:
+        while not mask & 1:
+            mask >>= 1
+            ofs += 1
+        n = 0
+        while mask & 1:
+            mask >>= 1
+            n += 1
+        yield ofs, n
+        ofs += n
+
+
+def _loads(name: str, ofs: int, nbits: int, value: int) -> list[bytes]:
+    """REG_LOADs writing VALUE into NAME[OFS..]: 64 bits at most each, as Open vSwitch splits them."""
+    out = []
+    for lo in range(0, nbits, 64):
+        n = min(64, nbits - lo)
+        out.append(_nx(C.NXAST_REG_LOAD, _NX_EXT[C.NXAST_REG_LOAD].pack(
+            {"ofs_nbits": (ofs + lo) << 6 | (n - 1), "dst": _nx_header(name), "value": (value >> lo) & ((1 << n) - 1)})))
+    return out
+
+
+def encode_nx(a: A.Action) -> bytes | None:
+    """A as Nicira extension action(s), or None if it is not one of them."""
+    if isinstance(a, A.Resubmit):
+        return _nx(C.NXAST_RESUBMIT_TABLE, _NX_EXT[C.NXAST_RESUBMIT_TABLE].pack(
+            {"port": port_to10(a.port), "table": a.table}))
+    if isinstance(a, A.Load):
+        return b"".join(_loads(a.field, a.ofs, a.nbits, a.value))
+    if isinstance(a, A.SetField) and a.mask is not None:         # a masked set_field: a load per run
+        return b"".join(b for ofs, n in _runs(a.mask) for b in _loads(a.field, ofs, n, a.value >> ofs))
+    if isinstance(a, A.Move):
+        return _nx(C.NXAST_REG_MOVE, _NX_EXT[C.NXAST_REG_MOVE].pack(
+            {"nbits": a.nbits, "src_ofs": a.src_ofs, "dst_ofs": a.dst_ofs, "src": _nx_header(a.src),
+             "dst": _nx_header(a.dst)}))
+    if isinstance(a, (A.StackPush, A.StackPop)):
+        sub = C.NXAST_STACK_PUSH if isinstance(a, A.StackPush) else C.NXAST_STACK_POP
+        return _nx(sub, _NX_EXT[sub].pack({"ofs": a.ofs, "field": _nx_header(a.field), "nbits": a.nbits}))
+    if isinstance(a, A.Note):
+        return _nx(C.NXAST_NOTE, a.data + bytes(max(0, 6 - len(a.data))))
+    if isinstance(a, A.Exit):
+        return _nx(C.NXAST_EXIT, bytes(6))
+    if isinstance(a, A.Learn):
+        return _encode_learn(a)
+    return None
 
 
 # --- OpenFlow 1.3 actions -------------------------------------------------------------------------
@@ -109,6 +320,9 @@ def _decode_set_field(tlv: bytes) -> A.SetField:
 
 
 def encode_action13(a: A.Action) -> bytes:
+    nx = encode_nx(a)
+    if nx is not None:
+        return nx
     if isinstance(a, A.SetField):
         if F.field(a.field).name == "in_port":
             oxm = struct.pack("!HBBH", _NXM_OF_IN_PORT[0], _NXM_OF_IN_PORT[1] << 1, 2, port_to10(a.value))
@@ -120,10 +334,13 @@ def encode_action13(a: A.Action) -> bytes:
 
 
 def decode_action13(type_: int, tlv: bytes) -> A.Action:
+    if type_ == C.OFPAT_EXPERIMENTER:
+        acts = decode_nx(tlv)
+        if isinstance(acts[0], A.SetQueue):        # 1.3 has its own set_queue
+            raise _ba(C.OFPBAC_BAD_EXP_TYPE)
+        return acts[0]
     if type_ == C.OFPAT_SET_FIELD:
         return _decode_set_field(tlv)
-    if type_ == C.OFPAT_EXPERIMENTER:
-        raise _ba(C.OFPBAC_BAD_EXPERIMENTER)
     if type_ not in _ACT13:
         raise _ba(C.OFPBAC_BAD_TYPE)
     cls, lay = _ACT13[type_]
@@ -165,15 +382,7 @@ _TP10_TYPE = {f"{p}_{d}": t for p in ("tcp", "udp", "sctp")
 
 def decode_action10(type_: int, tlv: bytes, ip_proto: int | None = None) -> tuple[A.Action, ...]:
     if type_ == C.OFPAT10_VENDOR:
-        v = _NX.unpack(tlv, 4, err=(C.OFPET_BAD_ACTION, C.OFPBAC_BAD_LEN))
-        if v["vendor"] != C.NX_VENDOR_ID:
-            raise _ba(C.OFPBAC_BAD_EXPERIMENTER)
-        lay = _NX_BODY.get(v["subtype"])
-        if lay is None:
-            raise _ba(C.OFPBAC_BAD_EXP_TYPE)
-        if len(tlv) != 10 + lay.size:
-            raise _ba(C.OFPBAC_BAD_LEN)
-        return (A.DecNwTtl(),) if v["subtype"] == C.NXAST_DEC_TTL else (A.SetQueue(lay.unpack(tlv, 10)["queue_id"]),)
+        return decode_nx(tlv)
     lay = _L10.get(type_)
     if lay is None:
         raise _ba(C.OFPBAC_BAD_TYPE)
@@ -214,6 +423,12 @@ def encode_actions10(actions: tuple[A.Action, ...] | list[A.Action]) -> bytes:
             t, vals = C.OFPAT10_OUTPUT, {"port": a.port, "max_len": a.max_len}
         elif isinstance(a, A.PopVlan):
             t, vals = C.OFPAT10_STRIP_VLAN, {}
+        elif encode_nx(a) is not None:
+            out.append(encode_nx(a))
+            continue
+        elif isinstance(a, A.SetField) and F.field(a.field).member is None:     # registers: loads
+            out += _loads(a.field, 0, F.field(a.field).bits, a.value)
+            continue
         elif isinstance(a, (A.DecNwTtl, A.SetQueue)):
             sub = C.NXAST_DEC_TTL if isinstance(a, A.DecNwTtl) else C.NXAST_SET_QUEUE
             body = _NX.pack({"vendor": C.NX_VENDOR_ID, "subtype": sub}) + _NX_BODY[sub].pack(a)

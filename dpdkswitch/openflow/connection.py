@@ -127,6 +127,7 @@ class OFConnection(asyncio.Protocol):
         self.role = C.OFPCR_ROLE_EQUAL
         self.async_masks: dict[str, tuple[int, int]] = {}
         self.table_id_ext = False                 # OpenFlow 1.0 + Nicira flow_mod_table_id
+        self.nxm = False                          # OpenFlow 1.0 + Nicira's NXM flow format (openflow/nx.py)
         self.stats = {"rx": 0, "tx": 0, "errors": 0, "packet_ins_dropped": 0}
         self.connected_at: float | None = None    # monotonic time of the HELLO exchange
         self.error: str | None = None             # why it closed, when it did (shown by the owner)

@@ -818,12 +818,126 @@ def set_ovs_bug_ff_select_action_set() -> RefSet:
                   "through a fast-failover group", flows, f.frames, groups)
 
 
+def set_registers_resubmit() -> RefSet:
+    f = Frames()
+    for d in (0, 1, 2, 5, 6, 0x80, 0xFF, 0x23):
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{d}") / UDP(sport=d, dport=9), 2)      # the bounded loop
+    for i in range(3):
+        f.add(eth() / ip4("10.0.0.2", f"10.2.0.{i}") / UDP(sport=i, dport=10), 2)     # resubmit(3,2), regs
+        f.add(eth() / ip4("10.0.0.3", f"10.3.0.{i}") / TCP(sport=i, dport=11), 2)     # xreg, pkt_mark
+        f.add(eth(src=f"02:00:00:00:01:0{i}") / ip4("10.0.0.4", "10.4.0.1") / UDP(sport=i, dport=12), 2)  # stack
+        f.add(eth() / ip4("10.0.0.5", "10.5.0.1") / UDP(sport=i, dport=13), 2)        # exit
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                            # an endless loop
+    f.add(eth() / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=1, dport=2), 2)  # misses
+    flows = [
+        # A bounded loop: reg0 holds the low byte of nw_dst; each round shifts it right and
+        # outputs to 3, until it is 0 (then to 2): as many frames to 3 as the byte has bits.
+        "table=0,priority=10,udp,tp_dst=9,actions=move:NXM_OF_IP_DST[0..7]->NXM_NX_REG0[0..7],resubmit(,1)",
+        "table=1,priority=20,reg0=0,actions=output:2",
+        "table=1,priority=10,actions=move:NXM_NX_REG0[1..31]->NXM_NX_REG0[0..30],load:0->NXM_NX_REG0[31],"
+        "output:3,resubmit(,1)",
+        # resubmit with an in_port, registers matched exactly and masked, the same table again.
+        "table=0,priority=10,udp,tp_dst=10,actions=load:0x5->reg2[],load:0xf->reg3[4..7],resubmit(3,2),"
+        "resubmit(,2),output:1",
+        "table=2,priority=10,reg2=5,reg3=0xf0/0xf0,in_port=3,actions=output:2",
+        "table=2,priority=5,reg2=5,actions=output:4",
+        # xreg and xxreg are the registers seen whole; pkt_mark; set_field to them, masked too.
+        "table=0,priority=10,tcp,tp_dst=11,actions=set_field:0x1122334455667788->xreg3,load:7->pkt_mark,"
+        "set_field:0x10/0xf0->reg9,resubmit(,3)",
+        "table=3,priority=10,reg6=0x11223344,reg7=0x55667788,pkt_mark=7,reg9=0x10,actions=output:3,resubmit(,4)",
+        "table=3,priority=5,actions=output:4",
+        "table=4,priority=10,xxreg1=0x11223344556677880000000000000000/0xffffffffffffffff0000000000000000,"
+        "actions=output:2",
+        # The field stack swaps the MACs.
+        "table=0,priority=10,udp,tp_dst=12,actions=push:NXM_OF_ETH_SRC[],push:NXM_OF_ETH_DST[],"
+        "pop:NXM_OF_ETH_SRC[],pop:NXM_OF_ETH_DST[],output:2",
+        # exit inside a resubmit ends the caller's actions too.
+        "table=0,priority=10,udp,tp_dst=13,actions=write_actions(output:1),goto_table:6",
+        "table=6,priority=10,actions=output:2,resubmit(,5),output:3",
+        "table=5,priority=10,actions=output:4,exit,output:3",
+        # An endless loop: over the depth limit, the packet is dropped.
+        "table=0,priority=10,arp,actions=output:2,resubmit(,0)",
+    ]
+    return RefSet("registers_resubmit", "registers (reg, xreg, xxreg), pkt_mark, resubmit (to a table, with an "
+                  "in_port, a bounded loop, an endless one), the field stack, exit", flows, f.frames)
+
+
+def set_load_move_set_field() -> RefSet:
+    f = Frames()
+    for i in range(4):
+        f.add(eth() / ip4("10.0.0.1", f"10.1.0.{i}") / UDP(sport=1000 + i, dport=20), 2)
+        f.add(eth() / ip4("10.0.0.2", f"10.1.0.{i}") / TCP(sport=2000 + i, dport=21), 2)
+        f.add(eth(src=f"02:00:00:00:02:0{i}") / ip4("10.0.0.3", f"10.1.0.{i}") / UDP(sport=i, dport=22), 2)
+        f.add(eth() / IPv6(src="2001:db8::1", dst=f"2001:db8::{i + 5}") / UDP(sport=i, dport=23), 2)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 3)                            # misses
+    flows = [
+        "priority=10,udp,tp_dst=20,actions=load:0x63->NXM_OF_IP_DST[0..7],load:0x2->NXM_OF_UDP_DST[8..11],"
+        "load:1->NXM_NX_IP_TTL[0],output:2",
+        "priority=10,tcp,tp_dst=21,actions=move:NXM_OF_TCP_SRC[]->NXM_OF_TCP_DST[],"
+        "move:NXM_OF_IP_SRC[24..31]->NXM_OF_IP_DST[0..7],set_field:0x1000/0xf000->tcp_src,output:3",
+        "priority=10,udp,tp_dst=22,actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],"
+        "set_field:00:00:00:00:00:05/00:00:00:00:00:0f->eth_src,set_field:10.9.0.0/255.255.0.0->ip_src,output:4",
+        "priority=10,udp6,tp_dst=23,actions=move:NXM_NX_IPV6_DST[0..15]->NXM_NX_IPV6_SRC[16..31],"
+        "load:0x7->NXM_NX_IPV6_LABEL[],move:NXM_OF_UDP_SRC[]->NXM_NX_REG0[0..15],"
+        "move:NXM_NX_REG0[0..7]->NXM_OF_ETH_DST[0..7],output:2",
+    ]
+    return RefSet("load_move_set_field", "load and move on packet fields and registers (subfields, across "
+                  "fields), masked set_field on Ethernet, IPv4 and TCP fields", flows, f.frames)
+
+
+def set_learn() -> RefSet:
+    """Open vSwitch's "Advanced Features" tutorial pipeline (a VLAN learning switch: p1 trunk,
+    p2 access VLAN 20, p3 and p4 access VLAN 30), fed on the trunk.  Frames that depend on what
+    an earlier frame learned come 8 frames later (multicast-source frames table 0 drops), so
+    that dpdkswitch's batch of upcalls (8 frames a poll here) has committed the learned flow,
+    as Open vSwitch's PMD has, which translates its misses one by one."""
+    f = Frames()
+    a, b, c = "02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c"
+
+    def gap():
+        f.add(eth(src="03:00:00:00:00:01", dst=b) / ip4("10.0.0.9", "10.0.0.8") / UDP(), 8)
+
+    f.add(eth(src=a, dst=b, vlans=[(20, 0)]) / ip4("10.0.0.1", "10.0.0.2") / UDP(sport=1), 1)  # learns A, floods
+    gap()
+    f.add(eth(src=b, dst=a, vlans=[(20, 0)]) / ip4("10.0.0.2", "10.0.0.1") / UDP(sport=2), 1)  # A is on p1: none
+    gap()
+    f.add(eth(src=c, dst=a, vlans=[(30, 0)]) / ip4("10.0.0.3", "10.0.0.1") / UDP(sport=3), 1)  # not in VLAN 30
+    f.add(eth(src=c, dst=b, vlans=[(20, 0)]) / ip4("10.0.0.3", "10.0.0.2") / UDP(sport=4), 1)  # B learned: none
+    f.add(eth(src=c, dst=BCAST, vlans=[(30, 0)]) / arp(1, "10.0.0.3", "10.0.0.4"), 2)           # broadcast
+    f.add(eth(src=a, dst=b) / ip4("10.0.0.1", "10.0.0.2") / UDP(sport=5), 2)                    # untagged on the trunk
+    flows = [
+        "table=0, dl_src=01:00:00:00:00:00/01:00:00:00:00:00, actions=drop",
+        "table=0, dl_dst=01:80:c2:00:00:00/ff:ff:ff:ff:ff:f0, actions=drop",
+        "table=0, priority=0, actions=resubmit(,1)",
+        "table=1, priority=0, actions=drop",
+        "table=1, priority=99, in_port=1, actions=resubmit(,2)",
+        "table=1, priority=99, in_port=2, vlan_tci=0, actions=mod_vlan_vid:20, resubmit(,2)",
+        "table=1, priority=99, in_port=3, vlan_tci=0, actions=mod_vlan_vid:30, resubmit(,2)",
+        "table=1, priority=99, in_port=4, vlan_tci=0, actions=mod_vlan_vid:30, resubmit(,2)",
+        "table=2 actions=learn(table=10, NXM_OF_VLAN_TCI[0..11], NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[], "
+        "load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15]), resubmit(,3)",
+        "table=3 priority=50 actions=resubmit(,10), resubmit(,4)",
+        "table=3 priority=99 dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 actions=resubmit(,4)",
+        "table=4 reg0=1 actions=1",
+        "table=4 reg0=2 actions=strip_vlan,2",
+        "table=4 reg0=3 actions=strip_vlan,3",
+        "table=4 reg0=4 actions=strip_vlan,4",
+        "table=4 reg0=0 priority=99 dl_vlan=20 actions=1,strip_vlan,2",
+        "table=4 reg0=0 priority=99 dl_vlan=30 actions=1,strip_vlan,3,4",
+        "table=4 reg0=0 priority=50 actions=1",
+    ]
+    return RefSet("learn", "learn: the advanced tutorial's VLAN learning switch, learned flows deciding later "
+                  "frames (flood, or drop when learned on the input port, per VLAN)", flows, f.frames,
+                  protocol="OpenFlow10")
+
+
 SETS = [set_vlan, set_vlan_of10, set_set_field_l2l3, set_set_field_l4, set_ip_fragments, set_ipv6_ext,
         set_l2_misc, set_set_field_other, set_dec_ttl, set_groups_select, set_groups_all_indirect, set_groups_ff,
         set_groups_ff_watch_both, set_multi_table, set_action_set, set_priorities, set_output_ports, set_arp_ipv6,
         set_fragments_l4, set_ttl_expiry_groups, set_bucket_action_set, set_ipv4_proto58,
         set_metadata_in_port, set_vlan_pcp_partial,
-        set_ovs_bug_later_fragment_csum, set_ovs_bug_vlan_megaflow, set_ovs_bug_ff_select_action_set]
+        set_ovs_bug_later_fragment_csum, set_ovs_bug_vlan_megaflow, set_ovs_bug_ff_select_action_set,
+        set_registers_resubmit, set_load_move_set_field, set_learn]
 
 
 def all_sets() -> list[RefSet]:

@@ -1,0 +1,230 @@
+"""Open vSwitch's extension fields and actions (registers, pkt_mark, resubmit, load, move,
+masked set_field, push/pop, note, exit): the text syntax, the wire (Nicira extension actions
+and NXM fields, checked against what ovs-ofctl sends and prints), and translation.
+
+Frame-by-frame equality with Open vSwitch 3.1 is tests/test_reference_ovs.py's sets
+registers_resubmit and load_move_set_field; the megaflow soundness property draws these
+actions too (tests/test_slowpath.py).
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from dpdkswitch.datapath import odp, parse
+from dpdkswitch.ofproto.fields import BY_NAME
+from dpdkswitch.ofproto.flowstr import FlowParseError, format_actions, format_flow, format_match, parse_flow
+from dpdkswitch.ofproto.match import Match
+from dpdkswitch.ofproto.pipeline import Pipeline, PortEntry
+from dpdkswitch.ofproto.xlate import MAX_DEPTH, Translator
+from dpdkswitch.openflow import acts
+from dpdkswitch.openflow import consts as C
+from dpdkswitch.openflow.errors import OFPError
+from dpdkswitch.openflow.oxm import decode_match, encode_match
+from frames import udp_frame
+from test_openflow_ofctl import flows, ofctl, ping, start_switch
+
+# What ovs-ofctl 3.1 prints for this flow in OpenFlow 1.3 (ovs-ofctl -O OpenFlow13 parse-flow).
+TEXT = ("table=3,reg0=5,reg1=0x10/0xff,pkt_mark=3,xxreg1=0x1/0xf,actions=resubmit(,1),resubmit(2),"
+        "resubmit(3,4),load:5->NXM_NX_REG0[0..3],move:reg1[]->reg2[],set_field:1/3->reg3,push:reg0[],"
+        "pop:reg4[8..15],note:ab.cd,exit,load:0xabc->xreg3[],"
+        "set_field:00:00:00:00:00:05/ff:ff:00:00:00:ff->eth_dst,set_field:0x3->reg3,load:1->reg5[0],"
+        "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]")
+OVS_PRINTS = ("pkt_mark=0x3,reg0=0x5,reg1=0x10/0xff,reg7=0x1/0xf actions=resubmit(,1),resubmit:2,resubmit(3,4),"
+              "load:0x5->NXM_NX_REG0[0..3],move:NXM_NX_REG1[]->NXM_NX_REG2[],load:0x1->NXM_NX_REG3[0..1],"
+              "push:NXM_NX_REG0[],pop:NXM_NX_REG4[8..15],note:ab.cd.00.00.00.00,exit,"
+              "load:0xabc->OXM_OF_PKT_REG3[],load:0x5->NXM_OF_ETH_DST[0..7],load:0->NXM_OF_ETH_DST[32..47],"
+              "set_field:0x3->reg3,load:0x1->NXM_NX_REG5[0],move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]")
+# The bytes ovs-ofctl 3.1 sends for TEXT's actions (captured from its NXT_FLOW_MOD; the Nicira
+# actions are the same in OpenFlow 1.0 and 1.3), up to the masked set_field to eth_dst.
+OVS_ACTION_BYTES = bytes.fromhex(
+    "ffff001000002320000efff801000000ffff001000002320000e0002ff000000ffff001000002320000e000304000000"
+    "ffff00180000232000070003000100040000000000000005ffff00180000232000060020000000000001020400010404"
+    "ffff00180000232000070001000106040000000000000001ffff001800002320001b0000000100040020000000000000"
+    "ffff001800002320001c0008000108040008000000000000ffff0010000023200008abcd00000000"
+    "ffff0010000023200011000000000000ffff0018000023200007003f800106080000000000000abc")
+
+
+def test_text_round_trip_as_ovs_ofctl_prints_it():
+    spec = parse_flow(TEXT)
+    wire = acts.encode_actions(spec.instructions[0].actions, C.OFP13_VERSION)
+    back = acts.decode_actions(wire, C.OFP13_VERSION)
+    m, _ = decode_match(encode_match(dict(spec.match.items())))
+    assert format_match(Match(m)) == OVS_PRINTS.split(" actions=")[0]
+    assert format_actions([type(spec.instructions[0])(back)]) == OVS_PRINTS.split(" actions=")[1]
+    assert wire.startswith(OVS_ACTION_BYTES)
+    assert acts.decode_actions(OVS_ACTION_BYTES, C.OFP10_VERSION) == acts.decode_actions(OVS_ACTION_BYTES,
+                                                                                          C.OFP13_VERSION)
+
+
+def test_registers_are_one_storage():
+    # As in Open vSwitch, the later of two overlapping names wins (xxreg0 = reg0..reg3).
+    m = parse_flow("reg0=7,xxreg0=0x500000000/0xff00000000,actions=drop").match
+    assert dict(m.items()) == {"reg2": (5, 0xFF)}
+    m = parse_flow("xxreg0=0x500000000/0xff00000000,xreg1=0x100000002,actions=drop").match
+    assert dict(m.items()) == {"reg2": (1, None), "reg3": (2, None)}
+    assert Match({"xreg1": (1 << 32, (0xFFFFFFFF << 32))}) == Match({"reg2": 1})
+
+
+@pytest.mark.parametrize("tlv,code", [
+    ("ffff001000002321000e000101000000", C.OFPBAC_BAD_EXPERIMENTER),      # not Nicira
+    ("ffff0010000023200063000000000000", C.OFPBAC_BAD_EXP_TYPE),          # no such Nicira action
+    ("ffff00180000232000070003ffff00040000000000000005", C.OFPBAC_BAD_ARGUMENT),   # no such field
+    ("ffff00180000232000070003000100040000000000000015", C.OFPBAC_BAD_ARGUMENT),   # 0x15 in 4 bits
+    ("ffff0018000023200007007f000100040000000000000000", C.OFPBAC_BAD_ARGUMENT),   # bits 1..64 of reg0
+    ("ffff0018000023200007000f000006020000000000000000", C.OFPBAC_BAD_SET_ARGUMENT),  # eth_type
+    ("ffff0020000023200007000300010004000000000000000500000000", C.OFPBAC_BAD_LEN),
+])
+def test_bad_extension_actions_get_openflow_errors(tlv, code):
+    for version in (C.OFP13_VERSION, C.OFP10_VERSION):
+        with pytest.raises(OFPError) as e:
+            acts.decode_actions(bytes.fromhex(tlv), version)
+        assert (e.value.type, e.value.code) == (C.OFPET_BAD_ACTION, code)
+
+
+# --- translation ------------------------------------------------------------------------------------
+def rig(*texts: str) -> Translator:
+    p = Pipeline()
+    for of in (1, 2, 3, 4):
+        p.set_port(PortEntry(of, f"p{of}", of + 10))
+    for t in texts:
+        p.add(parse_flow(t))
+    return Translator(p)
+
+
+def outs(t) -> list[int]:
+    return [a.port - 10 for a in t.actions if isinstance(a, odp.Output)]
+
+
+def test_a_bounded_loop_runs_once_per_bit():
+    x = rig("table=0,udp,actions=move:NXM_OF_UDP_SRC[0..7]->NXM_NX_REG0[0..7],resubmit(,1)",
+            "table=1,priority=20,reg0=0,actions=output:2",
+            "table=1,priority=10,actions=move:NXM_NX_REG0[1..31]->NXM_NX_REG0[0..30],load:0->reg0[31],"
+            "output:3,resubmit(,1)")
+    for low in (0, 1, 5, 0x80, 0xFF):
+        t = x.translate(parse(udp_frame(low), 11))            # source port 1024 + low
+        assert outs(t) == [3] * low.bit_length() + [2], low
+        # The loop read 8 bits of the port: the megaflow matches those, not the rest.
+        assert not t.error and BY_NAME["udp_src"].from_key(t.megaflow_mask()) == 0xFF
+
+
+def test_endless_resubmit_is_over_the_depth_limit_as_in_ovs():
+    x = rig("table=0,priority=1,actions=output:2,resubmit(,0)")
+    t = x.translate(parse(udp_frame(0), 11))
+    assert t.error and t.actions == []
+    # 64 nested resubmits are allowed (Open vSwitch's MAX_DEPTH), 65 are not.
+    chain = [f"table={i},actions=resubmit(,{i + 1})" for i in range(MAX_DEPTH)]
+    assert not rig(*chain, f"table={MAX_DEPTH},actions=output:2").translate(parse(udp_frame(0), 11)).error
+    chain = [f"table={i},actions=resubmit(,{i + 1})" for i in range(MAX_DEPTH + 1)]
+    assert rig(*chain, f"table={MAX_DEPTH + 1},actions=output:2").translate(parse(udp_frame(0), 11)).error
+
+
+def test_resubmit_miss_does_nothing_and_exit_ends_every_level():
+    x = rig("table=0,actions=write_actions(output:4),goto_table:1",
+            "table=1,actions=resubmit(,5),output:2,resubmit(,2),output:3",
+            "table=2,actions=exit,output:1")
+    assert outs(x.translate(parse(udp_frame(0), 11))) == [2, 4]
+
+
+def test_registers_start_at_zero_and_do_not_cross_patch_ports():
+    x = rig("table=0,reg0=0,actions=load:1->reg0[],resubmit(,1)", "table=1,reg0=1,actions=output:2")
+    assert outs(x.translate(parse(udp_frame(0), 11))) == [2]
+
+
+def test_load_and_masked_set_field_write_only_their_bits():
+    x = rig("udp,actions=load:0x2->NXM_OF_UDP_DST[8..11],set_field:0x5/0xf->udp_src,output:2")
+    t = x.translate(parse(udp_frame(0), 11))                  # ports 1024 (0x400) -> 53 (0x35)
+    sets = [a for a in t.actions if isinstance(a, odp.SetMasked)]
+    # Only the bits that change are written; only the bits written are matched.
+    assert len(sets) == 1 and sets[0].kind == "udp", sets
+    assert sets[0].mask == bytes([0x00, 0x05, 0x02, 0x00]), sets[0].mask.hex()
+    mask = t.megaflow_mask()
+    assert (BY_NAME["udp_src"].from_key(mask), BY_NAME["udp_dst"].from_key(mask)) == (0xF, 0xF00)
+
+
+# --- ovs-ofctl over a connection ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sw(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ext")
+    s = start_switch(tmp, f"{os.getpid() % 10000}x", {"openflow": {"fail_mode": "secure"}})
+    yield s
+    log = s.stop()
+    assert s.proc.returncode == 0, log
+
+
+def test_ovs_ofctl_adds_and_dumps_extension_flows(sw):
+    ofctl("OpenFlow13", "add-flow", sw.tcp, TEXT)
+    got = flows("OpenFlow13", sw.tcp)
+    assert len(got) == 1 and got[0].endswith(OVS_PRINTS), got
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+def test_ovs_ofctl_over_openflow10_speaks_nxm(sw):
+    """ovs-ofctl's default OpenFlow 1.0 switches to Nicira's NXM flow format for what 1.0's match
+    cannot say (registers, masked ports): NXT_SET_FLOW_FORMAT, NXT_FLOW_MOD, NXST_FLOW."""
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    ofctl("OpenFlow10", "add-flow", sw.tcp, "table=2,priority=5,reg1=5,tcp,tp_dst=0x50/0xfff0,dl_vlan=7,nw_tos=8,"
+                                            "in_port=3,actions=load:1->reg0[],output:2")
+    ofctl("OpenFlow10", "add-flow", sw.tcp, "table=1,ipv6,ipv6_src=2001:db8::1,actions=output:2,resubmit(,3)")
+    want = ["table=1, n_packets=0, n_bytes=0, ipv6,ipv6_src=2001:db8::1 actions=output:2,resubmit(,3)",
+            "table=2, n_packets=0, n_bytes=0, priority=5,tcp,reg1=0x5,in_port=3,dl_vlan=7,nw_tos=8,"
+            "tp_dst=0x50/0xfff0 actions=load:0x1->NXM_NX_REG0[],output:2"]
+    for version in ("OpenFlow10", "OpenFlow13"):
+        got = flows(version, sw.tcp)
+        assert [ln.split(", ", 2)[2] for ln in got] == want, got
+    assert len(flows("OpenFlow10", sw.tcp, "reg1=5")) == 1
+    ofctl("OpenFlow10", "del-flows", sw.tcp, "reg1=5")
+    assert len(flows("OpenFlow10", sw.tcp)) == 1
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+def test_hosts_talk_through_registers_and_resubmit(sw):
+    (h1, _), (_, ip2) = sw.hosts["p1"], sw.hosts["p2"]
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    for f in ["table=0,in_port=1,actions=load:2->reg0[0..15],resubmit(,1)",
+              "table=0,in_port=2,actions=load:1->reg0[0..15],resubmit(,1)",
+              "table=1,reg0=0x2/0xffff,actions=output:2", "table=1,reg0=0x1/0xffff,actions=output:1"]:
+        ofctl("OpenFlow13", "add-flow", sw.tcp, f)
+    assert ping(h1, ip2)
+    # OpenFlow 1.0 carries the Nicira actions too (as vendor actions).
+    ofctl("OpenFlow10", "add-flow", sw.tcp, "table=0,priority=40000,in_port=1,actions=resubmit(,2)")
+    assert not ping(h1, ip2, count=1)
+    ofctl("OpenFlow10", "add-flow", sw.tcp, "table=2,actions=output:2")
+    assert ping(h1, ip2)
+    assert any(ln.endswith("in_port=1 actions=resubmit(,2)") for ln in flows("OpenFlow10", sw.tcp))
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+def test_parse_errors_are_one_line():
+    with pytest.raises(FlowParseError, match="widths differ"):
+        parse_flow("actions=move:reg0[0..3]->reg1[]")
+
+
+# --- learn ------------------------------------------------------------------------------------------
+TUTORIAL_LEARN = ("table=0,actions=learn(table=10,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],"
+                  "load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15]),resubmit(,10),resubmit(,4)")
+
+
+def test_learn_adds_its_flow_when_the_miss_commits_and_later_frames_use_it():
+    x = rig(TUTORIAL_LEARN, "table=4,priority=10,reg0=0,actions=flood", "table=4,priority=10,reg0=1,actions=1",
+            "table=4,priority=10,reg0=2,actions=2")
+    p = x.p
+    a_to_b = parse(udp_frame(0), 11)                                          # 02..01 -> 02..02 on port 1
+    b_to_a = parse(udp_frame(0, src_mac=b"\x02\0\0\0\0\x02", dst_mac=b"\x02\0\0\0\0\x01"), 12)
+    t = x.translate(a_to_b)
+    assert outs(t) == [2, 3, 4] and list(p.entries(10)) == []                # translating adds nothing
+    version = p.version
+    t.commit(1.0, 1, 64)
+    learned = [format_flow(e.spec()) for e in p.entries(10)]
+    assert learned == ["table=10, vlan_tci=0x0000/0x0fff,dl_dst=02:00:00:00:00:01 "
+                       "actions=load:0x1->NXM_NX_REG0[0..15]"], learned
+    assert p.version != version
+    # The reply goes to port 1 only; learning it again changes no table.
+    assert outs(x.translate(b_to_a)) == [1]
+    version = p.version
+    x.translate(a_to_b).commit(2.0, 1, 64)
+    assert p.version == version and len(list(p.entries(10))) == 1
+    # The learned flow's source fields are in the megaflow: another source MAC is another flow.
+    assert BY_NAME["eth_src"].from_key(t.megaflow_mask()) == (1 << 48) - 1
+    assert BY_NAME["vlan_vid"].from_key(t.megaflow_mask()) & 0xFFF == 0xFFF

@@ -435,7 +435,10 @@ def _diff_mask(new: bytes, old: bytes) -> bytes:
     return bytes(a ^ b for a, b in zip(new, old))
 
 
-SFLOW_COOKIE = 1 << 63      # a userspace cookie with this bit is an sFlow sample; the low 32 bits: its output
+# A userspace cookie with this bit is an sFlow sample (the low 32 bits: its output).  Bit 63 is
+# odp.CONTROL_COOKIE (control protocols' frames, on the reserved ring); the rest are packet-ins.
+SFLOW_COOKIE = 1 << 62
+assert not SFLOW_COOKIE & odp.CONTROL_COOKIE
 
 
 def sflow_output(actions: list, pipeline: Pipeline) -> int:

@@ -570,7 +570,8 @@ def _run_packet_out(d: Datapath, p: Pipeline, x: Translator, items):
         d.execute(frame, PROP_OF2DP[of], odp.encode(x.translate(key).actions))
         for u in d.upcalls(256):
             assert u.type == "action"
-            pins.update([(x.registry.get(u.cookie), u.data, of)])
+            pi = x.registry.get(u.cookie)      # its in_port is translation's (a resubmit(P) makes it P), as the handler's
+            pins.update([(pi, u.data, pi.in_port)])
             u.free()
     return {dpp: Counter(d.drain(dpp)) for dpp in PROP_OF2DP.values()}, pins
 

@@ -26,6 +26,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .ofproto.special import LinkHealth
+
 ADMIN_DOWN, DOWN, INIT, UP = 0, 1, 2, 3
 STATE_NAMES = {ADMIN_DOWN: "admin_down", DOWN: "down", INIT: "init", UP: "up"}
 DIAG_NONE, DIAG_EXPIRED, DIAG_RMT_DOWN, DIAG_PATH_DOWN, DIAG_CPATH_DOWN, DIAG_ADMIN_DOWN, DIAG_RCPATH_DOWN = (
@@ -288,50 +290,16 @@ class BfdSession:
             f"\tRemote Detect Multiplier: {self.rmt_mult}"])
 
 
-class Bfd:
+class Bfd(LinkHealth):
     """A bridge's BFD sessions, by OpenFlow port: its SlowProtocol and liveness input."""
 
     name = "bfd"
+    sessions: dict[int, BfdSession]
 
-    def __init__(self, bridge: str) -> None:
-        self.bridge = bridge
-        self.sessions: dict[int, BfdSession] = {}
+    def healthy(self, session: BfdSession) -> bool:
+        return session.forwarding()
 
-    def add(self, ofport: int, session: BfdSession) -> None:
-        self.sessions[ofport] = session
-
-    def remove(self, ofport: int) -> None:
-        self.sessions.pop(ofport, None)
-
-    def run(self, now: float) -> None:
-        for s in list(self.sessions.values()):
-            s.run(now)
-
-    # SlowProtocol
     def claims(self, ofport: int, flow) -> bool:
         if ofport not in self.sessions:
             return False
         return (flow.get("eth_type") == 0x0800 and flow.get("ip_proto") == 17 and flow.get("udp_dst") == PORT)
-
-    def receive(self, ofport: int, frame: bytes, now: float) -> None:
-        s = self.sessions.get(ofport)
-        if s is not None:
-            s.receive(frame, now)
-
-    def forwarding(self, ofport: int) -> bool:
-        return True
-
-    def learning(self, ofport: int) -> bool:
-        return True
-
-    def sends_bpdu(self, ofport: int) -> bool:
-        return True
-
-    def exempt(self, ofport: int, flow) -> bool:
-        """A BFD control packet leaves a port with a session whatever STP says of the port."""
-        return self.claims(ofport, flow)
-
-    # liveness input
-    def may_enable(self, ofport: int) -> bool | None:
-        s = self.sessions.get(ofport)
-        return None if s is None else s.forwarding()

@@ -23,6 +23,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .ofproto.special import LinkHealth
+
 CCM_DST = bytes.fromhex("0180c2000030")
 ETH_TYPE_CFM = 0x8902
 CCM = struct.Struct("!BBBBIH48sHQB5sB")         # 75 bytes
@@ -177,47 +179,16 @@ class CfmSession:
         return "\n".join(out)
 
 
-class Cfm:
+class Cfm(LinkHealth):
     """A bridge's CFM sessions, by OpenFlow port: its SlowProtocol and liveness input."""
 
     name = "cfm"
+    sessions: dict[int, CfmSession]
 
-    def __init__(self, bridge: str) -> None:
-        self.bridge = bridge
-        self.sessions: dict[int, CfmSession] = {}
-
-    def add(self, ofport: int, session: CfmSession) -> None:
-        self.sessions[ofport] = session
-
-    def remove(self, ofport: int) -> None:
-        self.sessions.pop(ofport, None)
-
-    def run(self, now: float) -> None:
-        for s in list(self.sessions.values()):
-            s.run(now)
+    def healthy(self, session: CfmSession) -> bool:
+        return session.ok()
 
     def claims(self, ofport: int, flow) -> bool:
         if ofport not in self.sessions:
             return False
         return flow.get("eth_dst") == 0x0180C2000030 and flow.get("eth_type") == ETH_TYPE_CFM
-
-    def receive(self, ofport: int, frame: bytes, now: float) -> None:
-        s = self.sessions.get(ofport)
-        if s is not None:
-            s.receive(frame, now)
-
-    def forwarding(self, ofport: int) -> bool:
-        return True
-
-    def learning(self, ofport: int) -> bool:
-        return True
-
-    def sends_bpdu(self, ofport: int) -> bool:
-        return True
-
-    def exempt(self, ofport: int, flow) -> bool:
-        return self.claims(ofport, flow)
-
-    def may_enable(self, ofport: int) -> bool | None:
-        s = self.sessions.get(ofport)
-        return None if s is None else s.ok()

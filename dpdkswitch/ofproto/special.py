@@ -58,6 +58,59 @@ class SlowProtocol(Protocol):
         whatever the port gates say (BFD, CFM: "STP should not block link health detection")."""
 
 
+class LinkHealth:
+    """A link-health protocol of one bridge (BFD, CFM): one session per OpenFlow port, each with
+    ``run(now)`` and ``receive(frame, now)``; a SlowProtocol that gates nothing and whose own frames
+    leave whatever STP says, and a liveness input (``may_enable``) from ``healthy(session)``."""
+
+    name = ""
+
+    def __init__(self, bridge: str) -> None:
+        self.bridge = bridge
+        self.sessions: dict = {}
+
+    def add(self, ofport: int, session) -> None:
+        self.sessions[ofport] = session
+
+    def remove(self, ofport: int) -> None:
+        self.sessions.pop(ofport, None)
+
+    def run(self, now: float) -> None:
+        for s in list(self.sessions.values()):
+            s.run(now)
+
+    def healthy(self, session) -> bool:
+        """Whether SESSION says its port may be enabled."""
+        raise NotImplementedError
+
+    # SlowProtocol
+    def claims(self, ofport: int, flow: FlowView) -> bool:
+        raise NotImplementedError
+
+    def receive(self, ofport: int, frame: bytes, now: float) -> None:
+        s = self.sessions.get(ofport)
+        if s is not None:
+            s.receive(frame, now)
+
+    def forwarding(self, ofport: int) -> bool:
+        return True
+
+    def learning(self, ofport: int) -> bool:
+        return True
+
+    def sends_bpdu(self, ofport: int) -> bool:
+        return True
+
+    def exempt(self, ofport: int, flow: FlowView) -> bool:
+        """Its own control frames leave a port with a session whatever STP says of the port."""
+        return self.claims(ofport, flow)
+
+    # liveness input
+    def may_enable(self, ofport: int) -> bool | None:
+        s = self.sessions.get(ofport)
+        return None if s is None else self.healthy(s)
+
+
 @dataclass(frozen=True)
 class SpecialIn:
     """The context of a control protocol's userspace action (interned in the translator's

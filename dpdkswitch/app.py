@@ -88,27 +88,54 @@ async def _poll_without_pmds(switch: Switch, stop: asyncio.Event) -> None:
         await asyncio.sleep(0 if got else 0.001)
 
 
-UPCALL_BUDGET_S = 0.005     # an upcall wake-up's share while BFD's timers run
-
-
-def _handle_upcalls(backer) -> None:
-    """The datapath's eventfd fired: one upcall wake-up (udpif), then what it asks for.  While a
-    bridge on the datapath has BFD sessions, a wake-up takes upcalls for 5 ms at most before
-    the loop runs again, so a miss storm does not hold the sessions' timers back for longer
-    than a batch (unmeasured yet: Open vSwitch sends from a monitor thread of its own)."""
-    budget = UPCALL_BUDGET_S if any(br.protocol_tick() < 0.1 for br in backer.bridges.values()) else None
-    w = udpif.upcall_wakeup(backer, budget)
+def _handle_upcalls(backer, again: bool = False) -> None:
+    """The datapath's eventfd fired: one upcall wake-up (udpif), then what it asks for.  A
+    wake-up takes upcalls for ``udpif.UPCALL_BUDGET_S`` (5 ms) at most past its first batch;
+    when more wait it comes back at the loop's next turn (call_soon), after the control
+    socket's, OpenFlow's, the timers' and the signals' callbacks that are ready, so a miss
+    storm or a packet-in stream slows flow setup, never the switch's answers.  One wake-up
+    per datapath waits at a time: the eventfd's while one is scheduled is left to that one
+    (else each turn would add one more, and the turns grow without end)."""
+    if again:
+        _again.discard(backer)
+    elif backer in _again:
+        return
+    w = udpif.upcall_wakeup(backer)
     loop = asyncio.get_running_loop()
     if w.mac_pass_in is not None:              # a MAC was learned or moved
-        loop.call_later(w.mac_pass_in, udpif.mac_change_pass, backer)
-    if w.again:                                # more arrived meanwhile: go again soon
-        loop.call_soon(_handle_upcalls, backer)
+        loop.call_later(w.mac_pass_in, _start_mac_pass, backer)
+    if w.again:                                # more arrived meanwhile: go again next turn
+        _again.add(backer)
+        loop.call_soon(_handle_upcalls, backer, True)
+
+
+_again: set = set()                            # datapaths whose next wake-up is scheduled (call_soon)
+
+
+_passes: set[asyncio.Task] = set()             # MAC-change passes running (the loop keeps weak references)
+
+
+def _start_mac_pass(backer) -> None:
+    backer.revalidation_due = False
+    task = asyncio.get_running_loop().create_task(_sliced_pass(backer, fresh=True))
+    _passes.add(task)
+    task.add_done_callback(_passes.discard)
+
+
+async def _sliced_pass(backer, fresh: bool = False) -> None:
+    """One revalidator pass in steps of ``udpif.PASS_STEP_S``, a loop turn between two."""
+    for _ in udpif.pass_slices(backer, fresh=fresh):
+        await asyncio.sleep(0)
 
 
 async def _revalidate(switch: Switch, stop: asyncio.Event) -> None:
-    """Every 500 ms: stats to rules, expiry, megaflows true to the tables."""
+    """Every 500 ms: stats to rules, expiry, megaflows true to the tables, in slices."""
     while not stop.is_set():
-        wait = udpif.periodic_pass(switch.backers())
+        for backer in switch.backers():
+            await _sliced_pass(backer)
+            if stop.is_set():
+                return
+        wait = udpif.next_pass_in(switch.backers())
         try:
             await asyncio.wait_for(stop.wait(), timeout=wait)
         except asyncio.TimeoutError:
@@ -237,6 +264,7 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     finally:
         for backer in switch.backers():
             loop.remove_reader(backer.dp.upcall_fd())
+            _again.discard(backer)
         if metrics is not None:
             metrics.stop()
         for nf in netflows.values():

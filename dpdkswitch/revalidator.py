@@ -29,6 +29,7 @@ from .ofproto.xlate import Kept, Translator
 from .ukey import Ukey, Ukeys
 
 IN_PORT = BY_NAME["in_port"]
+STEP_UKEYS = 64             # megaflows checked between two looks at a step's clock
 
 
 class Observer(Protocol):
@@ -84,6 +85,8 @@ class Revalidator:
         self.max_idle_ms = max_idle_ms
         self.last: PassReport | None = None
         self.observers: list[Observer] = []
+        self._current = None                  # the sliced pass in progress (a generator), if any
+        self._rep = PassReport()              # its report so far
 
     def interval(self, base: float = 0.5) -> float:
         """Seconds to the next periodic pass: BASE, or more while passes are long (many active
@@ -97,14 +100,14 @@ class Revalidator:
         IN_PORT.to_key(k, port.ofport if port else 0xFFFFFFFF)
         return key_int(bytes(k))
 
-    def _affected(self, uk: Ukey, changes: dict) -> bool:
+    def _affected(self, uk: Ukey, changes: dict, versions: dict) -> bool:
         for i, v in enumerate(uk.visits):
             ch = changes.get(v.pipeline)
             if not ch:
                 continue
             if ch.macs and any(m in ch.macs for m in v.macs):
                 return True
-            if v.version == v.pipeline.version:
+            if v.version >= versions[v.pipeline]:
                 continue                      # translated after every rule, group or port change there
             if ch.full or any(g in ch.groups for g, _ in v.groups) or any(e in ch.rules for e in v.entries):
                 return True
@@ -119,14 +122,14 @@ class Revalidator:
         return False
 
     @staticmethod
-    def _kept(uk: Ukey, changes: dict) -> Kept | None:
+    def _kept(uk: Ukey, changes: dict, versions: dict) -> Kept | None:
         """For a UK that a change to the one rule it matched affects: the kept translation
         (xlate.Kept) that is its translation now, if one is sure to be without translating.
         That is when UK crossed one table of one bridge and matched one rule there, which is
         still in it; no rule went into or out of that table since the last pass (so the
         packet's lookup finds that rule again, consulting the same bits); nothing changed that
         every translation depends on; and the rule kept a translation, from UK's input port at
-        the bridge's present version."""
+        the bridge's version at the pass's beginning (VERSIONS)."""
         vs = uk.visits
         if len(vs) != 1:
             return None
@@ -137,7 +140,7 @@ class Revalidator:
         e = entries[0]
         k = e.kept
         p = v.pipeline
-        if k is None or k.version != p.version or e.rule is None:
+        if k is None or k.version != versions[p] or e.rule is None:
             return None
         ch = changes[p]
         if (e not in ch.rules or ch.full or len(v.tables) != 1 or v.tables[0] in ch.tables or v.groups or v.macs
@@ -146,8 +149,49 @@ class Revalidator:
         return k
 
     def run(self) -> PassReport:
+        """One whole pass, now (after the rest of a sliced pass in progress, which ends first:
+        passes never interleave)."""
+        self.finish()
+        return self.step(None)
+
+    def finish(self) -> PassReport | None:
+        """The sliced pass in progress, to its end; its report (None when none was going on)."""
+        return self.step(None) if self._current is not None else None
+
+    @property
+    def in_pass(self) -> bool:
+        """Whether a sliced pass has begun and not ended."""
+        return self._current is not None
+
+    def step(self, budget_s: float | None) -> PassReport | None:
+        """Go on with the pass in progress (or begin one) for BUDGET_S seconds at most (None:
+        to its end); its report when it ended, else None and the caller steps again later.
+        A step stops between megaflows (every ``STEP_UKEYS``); what happens between steps (new
+        megaflows, flow-mods, a flush) is for the next pass: the pass's change records and
+        table versions are those of its beginning."""
+        if self._current is None:
+            self._rep = PassReport()
+            self._current = self._pass(self._rep)
         t0 = time.perf_counter()
-        rep = PassReport()
+        deadline = None if budget_s is None else t0 + budget_s
+        rep = self._rep
+        try:
+            while True:
+                next(self._current)
+                if deadline is not None and time.perf_counter() >= deadline:
+                    rep.seconds += time.perf_counter() - t0
+                    return None
+        except StopIteration:
+            pass
+        self._current = None
+        rep.seconds += time.perf_counter() - t0
+        self.last = rep
+        for o in self.observers:
+            o.pass_done(rep)
+        return rep
+
+    def _pass(self, rep: PassReport):
+        """A pass, as a generator that yields where it may be sliced; REP filled in."""
         now_ns = self.dp.now_ns
         now_s = now_ns / 1e9
         ukeys = self.ukeys
@@ -173,10 +217,17 @@ class Revalidator:
 
         changes = {p: _Changes(*p.take_changes(), p.macs.take_changes()) for p in pipelines}
         if any(changes.values()):
+            # The tables' versions the change records run to: a flow-mod between two steps is
+            # the next pass's, and a megaflow checked here is true at these versions, not newer.
+            versions = {p: p.version for p in pipelines}
             modify, delete, unaffected = [], [], []
-            for uk in list(ukeys.values()):
-                kept = self._kept(uk, changes)
-                if kept is None and not self._affected(uk, changes):
+            for i, uk in enumerate(list(ukeys.values())):
+                if i % STEP_UKEYS == STEP_UKEYS - 1:
+                    yield
+                if ukeys.get(uk.ufid) is not uk:
+                    continue                  # deleted between two steps (a flush, dpif/del-flows)
+                kept = self._kept(uk, changes, versions)
+                if kept is None and not self._affected(uk, changes, versions):
                     unaffected.append(uk)
                     continue
                 rep.revalidated += 1
@@ -199,11 +250,15 @@ class Revalidator:
                 if acts != uk.actions:
                     uk.actions = acts
                     modify.append(uk)
-            # Still true at this version.  Only now: ukeys share visits (kept translations), and
-            # one that a change affected must not pass for checked while the pass goes on.
+            yield
+            # Still true at the pass's versions.  Only now, at the pass's end: ukeys share visits
+            # (kept translations), and one that a change affected must not pass for checked while
+            # the pass goes on, over however many steps.
             for uk in unaffected:
                 for v in uk.visits:
-                    v.version = v.pipeline.version
+                    v.version = max(v.version, versions.get(v.pipeline, v.version))
+            modify = [u for u in modify if ukeys.get(u.ufid) is u]
+            delete = [u for u in delete if ukeys.get(u.ufid) is u]
             if modify:
                 res = self.dp.flow_put_many([u.ufid for u in modify], [u.key for u in modify],
                                             [u.mask for u in modify], [u.actions for u in modify], modify=True)
@@ -211,11 +266,6 @@ class Revalidator:
                 rep.modified = sum(r is None for r in res)
             self._delete(delete)
             rep.deleted = len(delete)
-        rep.seconds = time.perf_counter() - t0
-        self.last = rep
-        for o in self.observers:
-            o.pass_done(rep)
-        return rep
 
     def _push(self, uk: Ukey, packets: int, nbytes: int, used_ns: int, now_s: float) -> None:
         dp_, db = packets - uk.packets, nbytes - uk.bytes

@@ -9,12 +9,17 @@ loop of its own, so that a benchmark measures the switch under the control-threa
 sleep or schedule.
 
 * ``upcall_wakeup(backer)``: the datapath's eventfd fired.  Take the upcalls (batches of up to
-  ``UpcallHandler.max_batch``) until none wait; if a MAC was learned or moved meanwhile, ask
+  ``UpcallHandler.max_batch``, fewer when upcalls are costly: a batch is sized by the
+  handler's smoothed cost per upcall to what is left of the budget) until none wait or
+  ``UPCALL_BUDGET_S`` has passed (the caller then runs its other duties and comes back:
+  ``again``); if a MAC was learned or moved meanwhile, ask
   for ``mac_change_pass`` within ``MAC_CHANGE_S`` (one pass for every change until it runs:
   coalesced), so the megaflows that depend on the MAC are translated again sooner than the
   next periodic pass; re-arm the eventfd, and say whether upcalls already wait again.
 * ``periodic_pass(backers)``: every ``REVALIDATE_S`` (longer while passes are long): each
   datapath's revalidator pass (stats to rules, expiry, megaflows true to the tables).
+* ``pass_slices(backer)``: the same pass in steps of ``PASS_STEP_S`` at most, a generator that
+  yields between steps (``run`` gives the loop a turn at each; Revalidator.step).
 
 Contract: the control thread only (EAL's main lcore, the datapath's only writer).  Cost: a
 wake-up is one translation per distinct flow key taken and a packet-out per upcall
@@ -32,6 +37,9 @@ from .switch import Backer
 
 REVALIDATE_S = 0.5          # the periodic pass (Revalidator.interval stretches it)
 MAC_CHANGE_S = 0.01         # a pass this soon after a MAC table change
+UPCALL_BUDGET_S = 0.005     # an upcall wake-up's time at most (past its first batch), then the loop turns
+MIN_BATCH = 16              # upcalls a batch takes at least, however costly they are
+PASS_STEP_S = 0.005         # a revalidator pass's step at most (past its first megaflow dump), likewise
 
 
 @dataclass
@@ -43,17 +51,28 @@ class Wakeup:
     again: bool = False                  # upcalls wait already: wake up again without the eventfd
 
 
-def upcall_wakeup(backer: Backer, budget_s: float | None = None) -> Wakeup:
+def upcall_wakeup(backer: Backer, budget_s: float | None = UPCALL_BUDGET_S) -> Wakeup:
     """The datapath's eventfd fired (or the last wake-up said ``again``): take the upcalls until
-    none wait, or until BUDGET_S seconds have passed (a caller whose own clock must keep
-    running through a miss storm; ``run`` gives none), then schedule and re-arm."""
+    none wait, or until BUDGET_S seconds have passed (so that a miss storm or a packet-in
+    stream leaves the control socket, OpenFlow, timers and signals their turn; None: until
+    none wait), then schedule and re-arm."""
     w = Wakeup()
     try:
         os.read(backer.dp.upcall_fd(), 8)
     except BlockingIOError:
         pass
-    t0 = time.monotonic() if budget_s is not None else 0.0
-    while n := backer.upcalls.handle():
+    h = backer.upcalls
+    t0 = time.monotonic()
+    while True:
+        limit = None
+        if budget_s is not None:              # a batch sized to what is left of the budget
+            left = budget_s - (time.monotonic() - t0)
+            limit = max(MIN_BATCH, int(left / h.cost_s)) if left > 0 else MIN_BATCH
+        t = time.monotonic()
+        n = h.handle(limit)
+        if not n:
+            break
+        h.cost_s = 0.8 * h.cost_s + 0.2 * (time.monotonic() - t) / n
         w.handled += n
         w.batches += 1
         if budget_s is not None and time.monotonic() - t0 >= budget_s:
@@ -71,8 +90,29 @@ def mac_change_pass(backer: Backer) -> PassReport:
     return backer.revalidator.run()
 
 
+def pass_slices(backer: Backer, budget_s: float = PASS_STEP_S, fresh: bool = False):
+    """One revalidator pass of BACKER in steps of BUDGET_S at most: a generator that yields
+    between steps.  With FRESH, a pass that began before the call (so before the change that
+    asks for it) ends first, then one of its own runs.  A pass that another caller ends
+    meanwhile (Revalidator.run, synchronous) ends this one too: that pass saw everything."""
+    rev = backer.revalidator
+    if fresh:
+        while rev.in_pass:
+            if rev.step(budget_s) is None:
+                yield
+    while rev.step(budget_s) is None:
+        yield
+        if not rev.in_pass:
+            return
+
+
+def next_pass_in(backers: list[Backer]) -> float:
+    """Seconds to the next periodic pass (longer while passes are long)."""
+    return max((b.revalidator.interval(REVALIDATE_S) for b in backers), default=REVALIDATE_S)
+
+
 def periodic_pass(backers: list[Backer]) -> float:
     """Each datapath's periodic revalidator pass; returns the seconds to the next one."""
     for backer in backers:
         backer.revalidator.run()
-    return max((b.revalidator.interval(REVALIDATE_S) for b in backers), default=REVALIDATE_S)
+    return next_pass_in(backers)

@@ -73,6 +73,7 @@ class UpcallHandler:
         self.max_batch = max_batch
         self.megaflows = True
         self.on_sflow = None                            # sFlow's agents take the samples (sflow.py)
+        self.cost_s = 20e-6                             # seconds an upcall takes, smoothed (udpif sizes batches by it)
 
     @property
     def flow_limit(self) -> int:
@@ -87,9 +88,9 @@ class UpcallHandler:
         """Every megaflow left the datapath (a flush)."""
         self.ukeys.clear()
 
-    def handle(self) -> int:
-        """Take up to max_batch upcalls; returns how many were handled."""
-        ups = self._take()
+    def handle(self, limit: int | None = None) -> int:
+        """Take up to LIMIT upcalls (max_batch at most); returns how many were handled."""
+        ups = self._take(min(limit or self.max_batch, self.max_batch))
         if not ups:
             return 0
         self.stats.upcalls += len(ups)
@@ -118,10 +119,10 @@ class UpcallHandler:
                 u.execute(actions)
         return len(ups)
 
-    def _take(self) -> list[Upcall]:
+    def _take(self, limit: int) -> list[Upcall]:
         ups: list[Upcall] = []
-        while len(ups) < self.max_batch:
-            got = self.dp.upcalls(min(256, self.max_batch - len(ups)))
+        while len(ups) < limit:
+            got = self.dp.upcalls(min(256, limit - len(ups)))
             if not got:
                 break
             ups += got

@@ -37,6 +37,7 @@ from dpdkswitch.ofproto.fields import BY_NAME, FIELDS, VLAN_CFI, format_key
 from dpdkswitch.ofproto.flowstr import FlowParseError, parse_flow
 from dpdkswitch.ofproto.pipeline import Bucket, FlowModError, GroupEntry, Pipeline, PortEntry
 from dpdkswitch.ofproto.xlate import Translator
+from dpdkswitch import revalidator as revalidator_mod
 from dpdkswitch.revalidator import Revalidator
 from dpdkswitch.upcall import UpcallHandler
 
@@ -761,6 +762,67 @@ def test_a_new_rule_over_one_megaflow_of_a_kept_translation(dp):
     assert rep.revalidated == 1 and rep.modified == 1 and rep.deleted == 0
     out = rig.send(1, frames)
     assert out[2] == frames[:3] and out[3] == [frames[3]]
+
+
+def sliced(r, monkeypatch) -> list:
+    """Step R's pass one megaflow at a time (STEP_UKEYS 1, no time budget); the steps taken."""
+    monkeypatch.setattr(revalidator_mod, "STEP_UKEYS", 1)
+    steps = []
+    while (rep := r.step(0)) is None:
+        steps.append(None)
+    return steps + [rep]
+
+
+def test_a_sliced_pass_carries_its_unaffected_megaflows_to_its_end(dp, monkeypatch):
+    """The same change as above, with the pass cut into one step per megaflow (as ``run``'s
+    loop slices it): the megaflows found unaffected are marked checked only at the pass's end,
+    so the shared cache of the one the new rule affects is not taken for checked meanwhile."""
+    rig = Rig(dp)
+    rig.h.megaflows = False
+    dp.set_megaflows(False)
+    rig.add("priority=10,udp,actions=output:2", "priority=0,actions=drop")
+    frames = [udp_frame(i) for i in range(4)]
+    rig.send(1, frames)
+    rig.r.run()
+    rig.add("priority=20,udp,nw_src=10.0.0.3,actions=output:3")
+    steps = sliced(rig.r, monkeypatch)
+    rep = steps[-1]
+    assert len(steps) > 4 and not rig.r.in_pass
+    assert rep.revalidated == 1 and rep.modified == 1 and rep.deleted == 0
+    out = rig.send(1, frames)
+    assert out[2] == frames[:3] and out[3] == [frames[3]]
+
+
+def test_a_rule_added_between_two_steps_is_the_next_passs(dp, monkeypatch):
+    """A flow-mod between two steps of a pass: the pass checks against the records it took at
+    its beginning, and marks what it found unaffected as true at that version only, so the
+    next pass still translates the megaflow the new rule overlaps.  A flush between two steps
+    (dpif/del-flows) leaves the pass nothing to put back."""
+    rig = Rig(dp)
+    rig.h.megaflows = False
+    dp.set_megaflows(False)
+    rig.add("priority=10,udp,actions=output:2", "priority=0,actions=drop")
+    frames = [udp_frame(i) for i in range(4)]
+    rig.send(1, frames)
+    rig.r.run()
+    monkeypatch.setattr(revalidator_mod, "STEP_UKEYS", 1)
+    rig.add("priority=5,tcp,actions=output:3")                        # a change: every megaflow is checked
+    assert rig.r.step(0) is None and rig.r.in_pass
+    rig.add("priority=20,udp,nw_src=10.0.0.2,actions=output:3")       # mid-pass: frame 2's source
+    while rig.r.step(0) is None:
+        pass
+    rep = rig.r.run()                                                 # the next pass sees it
+    assert rep.revalidated >= 1 and rep.modified == 1
+    out = rig.send(1, frames)
+    assert out[2] == [frames[0], frames[1], frames[3]] and out[3] == [frames[2]]
+
+    rig.add("priority=30,udp,nw_src=10.0.0.1,actions=output:3")
+    assert rig.r.step(0) is None
+    dp.flow_flush()
+    rig.h.clear()
+    while rig.r.step(0) is None:
+        pass
+    assert dp.flow_count() == 0 and not rig.h.ukeys
 
 
 # ---- 4. expiry on the manual clock -------------------------------------------------------------

@@ -5,9 +5,14 @@ the endpoints that make connections (passive listeners, active controllers that 
 closes it: no boundary can be trusted after one), answers HELLO with the negotiated version
 (bitmaps; OpenFlow 1.3 and 1.0), answers echo requests, probes a silent peer (an echo request
 after ``probe_interval`` seconds without a message, closed after twice that), and hands every
-other message of one read to its owner's ``handle_batch`` at once, so the owner can apply a
-whole read of flow-mods and revalidate once.  Replies are buffered; while the peer does not
-read them (the transport's write buffer is full), reading from it pauses.  Packet-ins are
+other message of one turn to its owner's ``handle_batch`` at once, so the owner can apply a
+turn's flow-mods and revalidate once.  A connection has its share of the loop: at most
+``MESSAGES_PER_TURN`` of its messages are handled per loop turn; the rest wait (and reading
+from it pauses) until its next turn, so a flow-mod flood from one peer delays another's echo
+by a turn, not by the flood.  Replies are buffered; while the peer does not read them (the
+transport's write buffer is over ``WRITE_HIGH_WATER``), reading from it pauses; a peer that
+leaves them unread for twice the probe interval, or more than ``WRITE_BUFFER_MAX`` bytes of
+them, is dropped (Open vSwitch's rconn drops a peer whose backlog does not move).  Packet-ins are
 not buffered without bound: at most ``PACKET_IN_QUEUE_MAX`` (100, as Open vSwitch) wait in a
 connection's write buffer; beyond that ``send_packet_in`` drops them and counts them
 (``stats["packet_ins_dropped"]``, ``packet_ins_queued()``).
@@ -43,6 +48,8 @@ OUR_VERSIONS = (C.OFP10_VERSION, C.OFP13_VERSION)
 PROBE_INTERVAL = 5.0
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 8.0
 WRITE_HIGH_WATER = 4 << 20          # bytes of unsent replies before reading from the peer pauses
+WRITE_BUFFER_MAX = 64 << 20         # bytes a peer may leave unread at most: past it, it is dropped
+MESSAGES_PER_TURN = 64              # a connection's messages handled per loop turn at most
 MAX_CONNECTIONS = 1000              # OpenFlow connections open at once, all bridges and listeners
 ACCEPT_BACKLOG = 100                # asyncio accepts up to this many at once (the listen backlog too,
                                     #   asyncio's default); a refused one holds its descriptor a turn or two
@@ -132,6 +139,10 @@ class OFConnection(asyncio.Protocol):
         self.connected_at: float | None = None    # monotonic time of the HELLO exchange
         self.error: str | None = None             # why it closed, when it did (shown by the owner)
         self._tx_bytes = 0                        # bytes given to the transport, ever
+        self._pending: deque[bytes] = deque()     # messages read, not handled yet (next turns)
+        self._turn: asyncio.Handle | None = None  # the next turn's handling, when scheduled
+        self._write_paused_at: float | None = None   # monotonic time the write buffer went over high water
+        self._read_paused = False
         self._pin_ends: deque[int] = deque()      # _tx_bytes at the end of each packet-in not yet flushed
 
     # -- asyncio.Protocol
@@ -156,6 +167,10 @@ class OFConnection(asyncio.Protocol):
             self._counted = False
         if self._timer:
             self._timer.cancel()
+        if self._turn is not None:
+            self._turn.cancel()
+            self._turn = None
+        self._pending.clear()
         if self.error is None and not self._closing:
             self.error = _reason(exc) if isinstance(exc, OSError) else str(exc) if exc else "closed by the peer"
         was_up = self.version is not None
@@ -166,12 +181,24 @@ class OFConnection(asyncio.Protocol):
             self.owner.disconnected(self)
 
     def pause_writing(self) -> None:
-        if self.transport and not self.transport.is_closing():
-            self.transport.pause_reading()
+        self._write_paused_at = time.monotonic()
+        self._reading()
 
     def resume_writing(self) -> None:
-        if self.transport and not self.transport.is_closing():
-            self.transport.resume_reading()
+        self._write_paused_at = None
+        self._reading()
+
+    def _reading(self) -> None:
+        """Read from the peer unless its replies wait unread or its messages wait unhandled."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        pause = self._write_paused_at is not None or bool(self._pending)
+        if pause != self._read_paused:
+            self._read_paused = pause
+            if pause:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -187,6 +214,24 @@ class OFConnection(asyncio.Protocol):
             self.close()
             return
         self.buf = bytearray(rest)
+        self._pending.extend(raws)
+        if self._turn is None:
+            self._handle_turn()
+
+    def _handle_turn(self) -> None:
+        """This connection's share of a loop turn: its next MESSAGES_PER_TURN messages."""
+        self._turn = None
+        if self._closing:
+            self._pending.clear()
+            return
+        q = self._pending
+        raws = [q.popleft() for _ in range(min(len(q), MESSAGES_PER_TURN))]
+        if q:                                         # the rest at its next turn
+            self._turn = asyncio.get_running_loop().call_soon(self._handle_turn)
+        self._reading()
+        self._handle(raws)
+
+    def _handle(self, raws: list[bytes]) -> None:
         batch: list[tuple[bytes, Message | OFPError]] = []
         for raw in raws:
             if self._closing:
@@ -249,8 +294,17 @@ class OFConnection(asyncio.Protocol):
             self.transport.write(data)
             self._tx_bytes += len(data)
             self.stats["tx"] += 1
+            if self.transport.get_write_buffer_size() > WRITE_BUFFER_MAX:
+                self._drop(f"more than {WRITE_BUFFER_MAX >> 20} MB of replies unread")
             return True
         return False
+
+    def _drop(self, why: str) -> None:
+        """Close at once, what is buffered discarded: the peer does not read."""
+        log(f"{self.name}: {why}; dropping the connection")
+        self.error = why
+        self._closing = True
+        self.transport.abort()
 
     def packet_ins_queued(self) -> int:
         """Packet-ins sent but still in the transport's write buffer (not yet taken by the
@@ -306,7 +360,11 @@ class OFConnection(asyncio.Protocol):
     def _check_idle(self) -> None:
         if self._closing:
             return
-        idle = time.monotonic() - self.last_rx
+        now = time.monotonic()
+        idle = now - self.last_rx
+        if self._write_paused_at is not None and now - self._write_paused_at >= 2 * self.probe_interval:
+            self._drop(f"replies unread for {2 * self.probe_interval:g} s")
+            return
         if idle >= 2 * self.probe_interval and self.probe_sent:
             log(f"{self.name}: no reply to an echo request in {self.probe_interval:g} s; closing")
             self.error = f"no reply to an echo request in {self.probe_interval:g} s"

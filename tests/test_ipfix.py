@@ -260,7 +260,7 @@ def test_ovs_ofctl_sample_action_on_dpdkswitch_run_exports_pings_to_nfcapd(tmp_p
             ofctl(version, "add-flow", sw.tcp, "priority=5,actions=NORMAL")
             got = flows(version, sw.tcp, "icmp")
             assert len(got) == 1 and got[0].endswith(f"actions={sample},NORMAL"), got
-        (h1, a1), (h2, a2) = sw.hosts["p1"], sw.hosts["p2"]
+        (h1, a1), (_, a2) = sw.hosts["p1"], sw.hosts["p2"]
         assert ping(h1, a2, count=5)
         time.sleep(1.5)                          # a revalidator pass or two
         shown = sw.ctl("ipfix/show")

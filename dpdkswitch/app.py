@@ -31,6 +31,7 @@ from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
 from .log import rate_limited
 from .metrics import Metrics
 from .netflow import NetFlow
+from .ipfix import Ipfix
 from .sflow import Sflow
 from .ofproto.actions import OFPP_LOCAL
 from .ofswitch import OpenFlowService
@@ -207,6 +208,15 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
         shown = [sf.show() for name, sf in sflows.items() if not args or name == args[0]]
         return "".join(shown) or "no sFlow agent configured\n"
     commands.register("sflow/show", "[BRIDGE]", "sFlow agent: targets, sampling, samples sent", 0, 1, sflow_show)
+    ipfixes = {name: Ipfix(br) for name, br in switch.bridges.items() if br.config.ipfix}
+
+    def ipfix_show(args: list[str]) -> str:
+        if args and args[0] not in switch.bridges:
+            raise CommandError(f"no bridge {args[0]}")
+        shown = [ix.show() for name, ix in ipfixes.items() if not args or name == args[0]]
+        return "".join(shown) or "no IPFIX export configured\n"
+    commands.register("ipfix/show", "[BRIDGE]", "IPFIX exporters: targets, samples, records and templates sent",
+                      0, 1, ipfix_show)
     openflow = OpenFlowService(switch, socket_path)
     ofproto_cmds.register(commands, switch, openflow)
     stp_cmds.register(commands, switch)
@@ -271,6 +281,8 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
             nf.close()
         for sf in sflows.values():
             sf.close()
+        for ix in ipfixes.values():
+            ix.close()
         await poller
         await revalidator
         await protocols

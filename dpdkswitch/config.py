@@ -41,7 +41,7 @@ from .ofproto.pipeline import DEFAULT_FLOW_LIMIT, MAX_FLOW_LIMIT, N_TABLES
 __all__ = [
     "ConfigError", "NetnsConfig", "PortConfig", "OpenflowConfig", "SslConfig", "FlowConfig",
     "BridgeConfig", "DpdkConfig", "Config", "load", "loads", "online_cpus", "MacTableConfig", "StaticMac",
-    "parse_device", "VDEV_KEYS", "default_datapath_id", "NetflowConfig", "SflowConfig",
+    "parse_device", "VDEV_KEYS", "default_datapath_id", "NetflowConfig", "SflowConfig", "IpfixConfig", "IpfixCollectorSet",
 ]
 
 
@@ -218,6 +218,29 @@ class SflowConfig:
 
 
 @dataclass
+class IpfixCollectorSet:
+    """A flow-sample collector set (Open vSwitch's Flow_Sample_Collector_Set with its IPFIX row):
+    where the OpenFlow ``sample`` actions naming its id export."""
+    id: int
+    targets: list[str]
+    cache_active_timeout: int = 0      # seconds a record aggregates samples (0: no caching)
+    cache_max_flows: int = 0           # records cached at most (0: no caching)
+
+
+@dataclass
+class IpfixConfig:
+    """IPFIX export of a bridge (Open vSwitch's IPFIX table and its collector sets)."""
+    targets: list[str] = field(default_factory=list)   # bridge-level sampling's collectors (none: off)
+    sampling: int = 400                # one frame in N sampled at ingress, bridge-level
+    obs_domain_id: int = 0
+    obs_point_id: int = 0
+    cache_active_timeout: int = 0      # seconds (0: each sample its own record)
+    cache_max_flows: int = 0
+    collector_sets: dict[int, IpfixCollectorSet] = field(default_factory=dict)
+    where: str = field(default="", compare=False)
+
+
+@dataclass
 class BridgeConfig:
     name: str
     pmd_cores: list[int]
@@ -235,6 +258,7 @@ class BridgeConfig:
     netflow: NetflowConfig | None = None
     sflow: SflowConfig | None = None
     stp: StpConfig = field(default_factory=StpConfig)
+    ipfix: IpfixConfig | None = None
 
     @property
     def datapath_id(self) -> int:
@@ -730,6 +754,20 @@ SFLOW = {
     "header": (_int(18, 256), 128),
     "agent": (_opt(_text(_valid_ip, "an IPv4 or IPv6 address")), None),
 }
+IPFIX_SET = {
+    "targets": (_list(_text(_valid_hostport, "IP:PORT, e.g. 127.0.0.1:4739")), REQUIRED),
+    "cache_active_timeout": (_int(0, 4200), 0),
+    "cache_max_flows": (_int(0, (1 << 32) - 1), 0),
+}
+IPFIX = {
+    "targets": (_list(_text(_valid_hostport, "IP:PORT, e.g. 127.0.0.1:4739")), []),
+    "sampling": (_int(1, (1 << 32) - 1), 400),
+    "obs_domain_id": (_int(0, (1 << 32) - 1), 0),
+    "obs_point_id": (_int(0, (1 << 32) - 1), 0),
+    "cache_active_timeout": (_int(0, 4200), 0),
+    "cache_max_flows": (_int(0, (1 << 32) - 1), 0),
+    "collector_sets": (Section(IPFIX_SET, "named"), None),
+}
 BRIDGE = {
     "datapath": (Section(DATAPATH), None),
     "openflow": (Section(OPENFLOW), None),
@@ -742,6 +780,7 @@ BRIDGE = {
     "mirrors": (Section(MIRROR, "named"), None),
     "netflow": (Section(NETFLOW), None),
     "sflow": (Section(SFLOW), None),
+    "ipfix": (Section(IPFIX), None),
     "stp_enable": (_bool, False),
     "stp_priority": (_int(0, 65535), 32768),
     "stp_hello_time": (_int(1, 10), 2),
@@ -1003,6 +1042,7 @@ class _Reader:
             if not sf["targets"]:
                 self.fail(nodes["sflow"][0], f"{what} sflow: targets: at least one collector IP:PORT")
             sflow = SflowConfig(**sf, where=self.where(nodes["sflow"][0]))
+        ipfix = self.ipfix(b["ipfix"], nodes.get("ipfix"), what)
         stp = StpConfig(b["stp_enable"], b["stp_priority"], b["stp_hello_time"], b["stp_max_age"],
                         b["stp_forward_delay"])
         if stp.max_age < 2 * (stp.hello_time + 1) or stp.forward_delay < stp.max_age / 2 + 1:
@@ -1018,7 +1058,23 @@ class _Reader:
         return BridgeConfig(name, pmd, dp["emc_insert_inv_prob"], dp["flow_limit"],
                             OpenflowConfig(**openflow), ports, b["flows"], self.where(key),
                             MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors, flow_limits, netflow,
-                            sflow, stp)
+                            sflow, stp, ipfix)
+
+    def ipfix(self, node, nodes, what: str) -> IpfixConfig | None:
+        if node is None:
+            return None
+        ix, _ = self.section(node, IPFIX, f"{what} ipfix", nodes[0])
+        sets = {}
+        for sk, sv in self.pairs(ix.pop("collector_sets"), f"{what} ipfix collector_sets"):
+            sid = _int(0, (1 << 32) - 1)(self, sk, "ipfix collector set id")
+            cs, _ = self.section(sv, IPFIX_SET, f"{what} ipfix collector set {sid}", sk)
+            if not cs["targets"]:
+                self.fail(sk, f"{what} ipfix collector set {sid}: targets: at least one collector IP:PORT")
+            sets[sid] = IpfixCollectorSet(sid, **cs)
+        if not ix["targets"] and not sets:
+            self.fail(nodes[0], f"{what} ipfix: targets (bridge-level sampling) or collector_sets (the sample "
+                                f"action's), at least one collector")
+        return IpfixConfig(**ix, collector_sets=sets, where=self.where(nodes[0]))
 
     def port(self, key: ScalarNode, node: Node, pmd: list[int],
              ofports: dict[int, str]) -> PortConfig:

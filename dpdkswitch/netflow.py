@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from .datapath import odp
 from .ofproto.fields import BY_NAME as F
+from .ofproto.xlate import FLOW_SAMPLE_COOKIE, IPFIX_COOKIE, SFLOW_COOKIE
 from .revalidator import PassReport
 from .switch import Bridge
 from .ukey import Ukey
@@ -39,6 +40,7 @@ HEADER = struct.Struct("!HHIIIIBBH")            # version, count, uptime, secs, 
 RECORD = struct.Struct("!IIIHHIIIIHHBBBBHHBBH")
 MAX_RECORDS = 30                                # per datagram (v5)
 NF_OUT_FLOOD, NF_OUT_MULTI, NF_OUT_DROP = 65535, 65534, 65533
+SAMPLE_COOKIES = SFLOW_COOKIE | IPFIX_COOKIE | FLOW_SAMPLE_COOKIE    # userspace actions that are not packet-ins
 KEY_FIELDS = [F[n] for n in ("ipv4_src", "ipv4_dst", "ip_proto", "ip_dscp", "ip_ecn", "tcp_src", "tcp_dst")]
 
 
@@ -104,7 +106,7 @@ class NetFlow:
             return None
         acts = odp.decode(uk.actions)
         outs = [a.port for a in acts if isinstance(a, odp.Output)]
-        if not outs and any(isinstance(a, odp.Userspace) for a in acts):
+        if not outs and any(isinstance(a, odp.Userspace) and not a.cookie & SAMPLE_COOKIES for a in acts):
             return None                               # a controller flow: no record, as Open vSwitch
         k = uk.orig_key or uk.key
         in_port = p.port_by_dp(F["in_port"].from_key(k))

@@ -180,6 +180,8 @@ def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
         raise _refuse(f"{what} netflow", o.netflow, n.netflow)
     if o.sflow != n.sflow:
         raise _refuse(f"{what} sflow", o.sflow, n.sflow)
+    if o.ipfix != n.ipfix:
+        raise _refuse(f"{what} ipfix", o.ipfix, n.ipfix)
     if o.stp != n.stp:
         raise _refuse(f"{what} stp_enable/stp_priority/stp_hello_time/stp_max_age/stp_forward_delay", o.stp, n.stp)
     p = BridgePlan(o.name, n)

@@ -66,6 +66,9 @@ def bridge_pipeline(config: BridgeConfig, clock=lambda: 0.0) -> Pipeline:
         pipeline.set_flow_limit(tid, limit)
     pipeline.split_ipv4_flows = config.netflow is not None
     pipeline.sflow_probability = 1 / config.sflow.sampling if config.sflow else 0.0
+    ix = config.ipfix
+    pipeline.ipfix_probability = 1 / ix.sampling if ix and ix.targets else 0.0
+    pipeline.ipfix_flow_samples = ix is not None
     for spec, fc in zip(specs, config.flows or [None] * len(specs)):
         try:
             pipeline.add(spec)

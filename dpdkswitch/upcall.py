@@ -29,7 +29,7 @@ from .datapath import Datapath, Upcall, odp
 from .flowkey import KEY_SIZE
 from .ofproto.pipeline import OFPM_SLOWPATH, Pipeline
 from .ofproto.special import SpecialIn
-from .ofproto.xlate import SFLOW_COOKIE, PacketIn, Translator
+from .ofproto.xlate import FLOW_SAMPLE_COOKIE, IPFIX_COOKIE, SFLOW_COOKIE, FlowSampleIn, PacketIn, Translator
 from .ukey import Ukey, Ukeys, megaflow_ufid
 
 EXACT = b"\xff" * KEY_SIZE          # the mask of every megaflow while megaflows are off
@@ -47,6 +47,7 @@ class UpcallStats:
     errors: int = 0
     metered: int = 0                 # misses the bridge's OFPM_SLOWPATH meter dropped
     sflow_samples: int = 0           # frames the datapath sampled for sFlow
+    ipfix_samples: int = 0           # frames sampled for IPFIX (bridge-level and sample actions)
     special: int = 0                 # control protocols' frames delivered (BPDUs, ...)
 
 
@@ -74,6 +75,7 @@ class UpcallHandler:
         self.megaflows = True
         self.on_sflow = None                            # sFlow's agents take the samples (sflow.py)
         self.cost_s = 20e-6                             # seconds an upcall takes, smoothed (udpif sizes batches by it)
+        self.ipfix_hooks: dict[str, object] = {}        # bridge name -> its IPFIX exporter's sampled (ipfix.py)
 
     @property
     def flow_limit(self) -> int:
@@ -104,6 +106,8 @@ class UpcallHandler:
                     if self.on_sflow is not None:
                         self.on_sflow(u)
                     u.free()
+                elif u.cookie & (IPFIX_COOKIE | FLOW_SAMPLE_COOKIE):
+                    self._ipfix(u)
                 else:
                     self._packet_in(u)
                 continue
@@ -200,6 +204,21 @@ class UpcallHandler:
                 self.stats.flow_limit_hits += 1
             elif res[0] != errno.EEXIST:              # not the same megaflow there already
                 self.stats.put_errors += 1
+
+    def _ipfix(self, u: Upcall) -> None:
+        """An IPFIX sample: to the exporter of the bridge that sampled it (its input port's for a
+        bridge-level sample; the sample action's pipeline's for a flow sample), if it has one."""
+        self.stats.ipfix_samples += 1
+        fs = None
+        if u.cookie & FLOW_SAMPLE_COOKIE:
+            fs = self.xlate.registry.get(u.cookie & 0xFFFFFFFF)
+            bridge = fs.bridge if isinstance(fs, FlowSampleIn) else None
+        else:
+            bridge = self.xlate.pipeline_of(u.in_port).name
+        hook = self.ipfix_hooks.get(bridge)
+        if hook is not None:
+            hook(u, fs)
+        u.free()
 
     def _packet_in(self, u: Upcall) -> None:
         if u.cookie & odp.CONTROL_COOKIE:

@@ -92,6 +92,16 @@ class Exit:
 
 
 @dataclass(frozen=True)
+class Sample:
+    """Open vSwitch's sample: PROBABILITY/65535 of the packets go to the IPFIX collector set
+    COLLECTOR_SET_ID, as flow samples of OBS_DOMAIN_ID/OBS_POINT_ID (ovs-actions(7))."""
+    probability: int = 65535
+    collector_set_id: int = 0
+    obs_domain_id: int = 0
+    obs_point_id: int = 0
+
+
+@dataclass(frozen=True)
 class LearnSpec:
     """One part of a learn action: KIND match (the learned flow matches DST on the bits), load
     (its actions load them into DST) or output (its actions output to them); the bits come
@@ -156,7 +166,7 @@ class CopyTtlIn:
 
 
 Action = (Output | Group | SetField | PushVlan | PopVlan | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
-          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn)
+          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn | Sample)
 
 
 # Instructions (OpenFlow 1.3).  An OpenFlow 1.0 flow's actions are one ApplyActions.
@@ -201,7 +211,7 @@ _ONE_OF_EACH = (CopyTtlIn, PopVlan, PushVlan, CopyTtlOut, DecNwTtl)      # befor
 _SETS = (SetNwTtl, SetField, Load, Move)
 # Open vSwitch's extensions an action set may hold (ofpact_is_allowed_in_actions_set): load and
 # move run with the set-fields; these may not be written into one (OFPBAC_UNSUPPORTED_ORDER).
-NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn)
+NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn, Sample)
 
 
 def execution_order(action_set) -> tuple[Action, ...]:

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field as dc_field
 from .actions import (INSTRUCTION_ORDER, NOT_IN_ACTION_SET, OFPCML_NO_BUFFER, OFPP_ANY, OFPP_CONTROLLER,
                       OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
                       LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, DecNwTtl, Exit, GotoTable, Group, Learn, LearnSpec,
-                      Load, Meter, Move, Note, Output, PopVlan, PushVlan, Resubmit,
+                      Load, Meter, Move, Note, Output, PopVlan, PushVlan, Resubmit, Sample,
                       SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions, WriteMetadata)
 from .fields import (BY_NAME, ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_IPV6, ETH_TYPE_QINQ, ETH_TYPE_VLAN, FRAG_ANY,
                      FRAG_LATER, NOT_IN_LATER_FRAGMENTS, VIEWS, VLAN_CFI, Field)
@@ -472,6 +472,19 @@ def _move(text: str) -> Move:
     return Move(s[0], s[1], d[0], d[1], d[2])
 
 
+def _sample(text: str) -> Sample:
+    """sample(probability=N,collector_set_id=N,obs_domain_id=N,obs_point_id=N), as ovs-ofctl."""
+    vals = {"probability": 0, "collector_set_id": 0, "obs_domain_id": 0, "obs_point_id": 0}
+    for key, value, _ in _items(text):
+        if key not in vals:
+            raise _Bad(f"sample: unknown argument '{key}' (probability, collector_set_id, obs_domain_id, "
+                       f"obs_point_id)")
+        vals[key] = _num(value, 16 if key == "probability" else 32, key)
+    if not vals["probability"]:
+        raise _Bad('non-zero "probability" must be specified on sample')
+    return Sample(**vals)
+
+
 def _note(text: str) -> Note:
     hexes = text.replace(".", "")
     if len(hexes) % 2 or not re.fullmatch(r"[0-9a-fA-F]*", hexes):
@@ -616,6 +629,7 @@ _ACTIONS = {
     "note": lambda t, m: _note(t),
     "exit": _noarg(Exit),
     "learn": lambda t, m: _learn(t),
+    "sample": lambda t, m: _sample(t),
     "enqueue": _unsupported("enqueue is not supported; use set_queue:QUEUE,output:PORT"),
 }
 _INSTRUCTION_NAMES = {Meter: "meter", ApplyActions: "apply_actions", ClearActions: "clear_actions",
@@ -929,6 +943,9 @@ def _fmt_action(a) -> str:
             return "note:" + ".".join(f"{b:02x}" for b in d)
         case Exit():
             return "exit"
+        case Sample():
+            return (f"sample(probability={a.probability},collector_set_id={a.collector_set_id},"
+                    f"obs_domain_id={a.obs_domain_id},obs_point_id={a.obs_point_id})")
         case Learn():
             return _fmt_learn(a)
         case SetField(field=name, value=v, mask=m) if m is not None:

@@ -272,6 +272,10 @@ class Pipeline:
         self.split_ipv4_flows = False
         # sFlow: the probability (1/sampling) that a packet entering here is sampled; 0: off.
         self.sflow_probability = 0.0
+        # IPFIX: bridge-level sampling's probability (0: off), and whether sample actions
+        # send their frames up (the bridge has IPFIX configured).
+        self.ipfix_probability = 0.0
+        self.ipfix_flow_samples = False
         # Lookups, as Open vSwitch's dpif/show counts them on the input bridge (not a bridge
         # reached through a patch port): packets its megaflows took in the datapath (as the
         # revalidator pushes their counters), and packets that missed into the slow path.

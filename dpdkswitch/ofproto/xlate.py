@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from ..datapath import odp
 from ..flowkey import KEY_DTYPE, KEY_SIZE
 from .actions import (INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
-                      DecNwTtl, Exit, GotoTable, Group, LEARN_SEND_FLOW_REM, Learn, Load, Meter, Move,
+                      DecNwTtl, Exit, GotoTable, Sample, Group, LEARN_SEND_FLOW_REM, Learn, Load, Meter, Move,
                       OFPCML_NO_BUFFER, OFPP_ALL,
                       OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output,
                       PopVlan, PushVlan, Resubmit, SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions,
@@ -92,6 +92,17 @@ class PacketIn:
     in_port: int = 0                 # its OpenFlow input port there
 
 
+@dataclass(frozen=True)
+class FlowSampleIn:
+    """What an OpenFlow ``sample`` action's upcall stands for (its cookie names it in the
+    registry): the bridge whose pipeline ran it and the action's arguments (ipfix.py)."""
+    bridge: str
+    probability: int
+    collector_set_id: int
+    obs_domain_id: int
+    obs_point_id: int
+
+
 class PacketInRegistry:
     """Packet-in contexts by a small integer, the userspace action's cookie.  Translation adds
     a context the first time it makes it (its one side effect not recorded in the xlate cache);
@@ -101,13 +112,13 @@ class PacketInRegistry:
         self.by_id: list = []                      # PacketIn, or SpecialIn (special.py)
         self.ids: dict[PacketIn, int] = {}
 
-    def id_of(self, pi: "PacketIn | SpecialIn") -> int:
+    def id_of(self, pi: "PacketIn | SpecialIn | FlowSampleIn") -> int:
         if pi not in self.ids:
             self.ids[pi] = len(self.by_id)
             self.by_id.append(pi)
         return self.ids[pi]
 
-    def get(self, cookie: int) -> "PacketIn | SpecialIn | None":
+    def get(self, cookie: int) -> "PacketIn | SpecialIn | FlowSampleIn | None":
         return self.by_id[cookie] if 0 <= cookie < len(self.by_id) else None
 
 
@@ -439,6 +450,10 @@ def _diff_mask(new: bytes, old: bytes) -> bytes:
 # odp.CONTROL_COOKIE (control protocols' frames, on the reserved ring); the rest are packet-ins.
 SFLOW_COOKIE = 1 << 62
 assert not SFLOW_COOKIE & odp.CONTROL_COOKIE
+# IPFIX: bridge-level samples (the bridge of the input port), and the OpenFlow sample action's
+# (the low 32 bits: its FlowSampleIn's registry id).
+IPFIX_COOKIE = 1 << 61
+FLOW_SAMPLE_COOKIE = 1 << 60
 
 
 def sflow_output(actions: list, pipeline: Pipeline) -> int:
@@ -458,6 +473,20 @@ def sflow_output(actions: list, pipeline: Pipeline) -> int:
         return 0x80000000 | len(outs)
     e = pipeline.port_by_dp(outs[0])
     return e.ofport & 0xFFFFFFFF if e is not None else 0
+
+
+def _sampled(probability: float, cookie: int):
+    """The datapath action sending PROBABILITY of the frames up with COOKIE: a bare userspace
+    action when that is every frame, as Open vSwitch's compose_sample_action."""
+    if probability >= 1:
+        return odp.Userspace(cookie)
+    return odp.Sample(probability, (odp.Userspace(cookie),))
+
+
+def ipfix_sample(actions: list, pipeline: Pipeline) -> None:
+    """Put the bridge's IPFIX sample first in ACTIONS (ingress sampling, as Open vSwitch's
+    compose_ipfix_action at the input port)."""
+    actions.insert(0, _sampled(pipeline.ipfix_probability, IPFIX_COOKIE))
 
 
 def sflow_sample(actions: list, pipeline: Pipeline) -> None:
@@ -512,7 +541,8 @@ class Translator:
         if c.p.special and self._special(c):
             return c.out
         orig = bytearray(c.flow)
-        if not trace and not table_id and not (c.p.mirrors or c.p.split_ipv4_flows or c.p.sflow_probability) \
+        if not trace and not table_id and not (c.p.mirrors or c.p.split_ipv4_flows or c.p.sflow_probability
+                                               or c.p.ipfix_probability) \
                 and not (c.p.special and not c.p.special.forwarding(c.in_ofport)):
             # (a kept translation is the tables' actions alone: mirrors, NetFlow's split and
             # sFlow's sample are added after them, per translation; a port that does not forward
@@ -540,6 +570,8 @@ class Translator:
         if c.out.kept is None or c.keeping is not None:      # not a kept translation's (sealed) visits
             for v in c.out.visits:
                 v.seal()
+        if c.p.ipfix_probability and not c.out.error:
+            ipfix_sample(c.out.actions, c.p)
         if c.p.sflow_probability and not c.out.error:
             sflow_sample(c.out.actions, c.p)
         return c.out
@@ -780,7 +812,20 @@ class Translator:
             elif isinstance(a, Exit):
                 c.log("exit: no further actions (the action set still runs)")
                 c.exit = True
+            elif isinstance(a, Sample):
+                self._flow_sample(c, a)
         return True
+
+    def _flow_sample(self, c: _Ctx, a: Sample) -> None:
+        """The sample action: with its probability, the frame as it is here goes up to the
+        bridge's IPFIX exporter of that collector set (Open vSwitch's xlate_sample_action);
+        nothing on a bridge without IPFIX."""
+        if not c.p.ipfix_flow_samples:
+            c.log("sample: the bridge has no IPFIX: nothing done")
+            return
+        c.commit()
+        fs = FlowSampleIn(c.p.name, a.probability, a.collector_set_id, a.obs_domain_id, a.obs_point_id)
+        c.odp.append(_sampled(a.probability / 65535, FLOW_SAMPLE_COOKIE | self.registry.id_of(fs)))
 
     # -- Open vSwitch's extensions: resubmit, and fields read and written in part
     def _resubmit(self, c: _Ctx, a: Resubmit) -> None:

@@ -62,7 +62,8 @@ _NX_EXT = {C.NXAST_RESUBMIT: Layout("port:H table:B 3x"), C.NXAST_RESUBMIT_TABLE
            C.NXAST_REG_MOVE: Layout("nbits:H src_ofs:H dst_ofs:H src:I dst:I"),
            C.NXAST_REG_LOAD: Layout("ofs_nbits:H dst:I value:Q"),
            C.NXAST_STACK_PUSH: Layout("ofs:H field:I nbits:H 6x"), C.NXAST_STACK_POP: Layout("ofs:H field:I nbits:H 6x"),
-           C.NXAST_EXIT: Layout("6x")}
+           C.NXAST_EXIT: Layout("6x"),
+           C.NXAST_SAMPLE: Layout("probability:H collector_set_id:I obs_domain_id:I obs_point_id:I")}
 
 
 def _nx_field(header: int) -> F.Field:
@@ -127,6 +128,10 @@ def decode_nx(tlv: bytes) -> tuple[A.Action, ...]:
         _bits_ok(dst, d["dst_ofs"], d["nbits"])
         _writable(dst)
         return (A.Move(src.name, d["src_ofs"], dst.name, d["dst_ofs"], d["nbits"]),)
+    if sub == C.NXAST_SAMPLE:
+        if not d["probability"]:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        return (A.Sample(d["probability"], d["collector_set_id"], d["obs_domain_id"], d["obs_point_id"]),)
     if sub in (C.NXAST_STACK_PUSH, C.NXAST_STACK_POP):
         f = _nx_field(d["field"])
         _bits_ok(f, d["ofs"], d["nbits"])
@@ -263,6 +268,10 @@ def encode_nx(a: A.Action) -> bytes | None:
         return _nx(C.NXAST_EXIT, bytes(6))
     if isinstance(a, A.Learn):
         return _encode_learn(a)
+    if isinstance(a, A.Sample):
+        return _nx(C.NXAST_SAMPLE, _NX_EXT[C.NXAST_SAMPLE].pack(
+            {"probability": a.probability, "collector_set_id": a.collector_set_id,
+             "obs_domain_id": a.obs_domain_id, "obs_point_id": a.obs_point_id}))
     return None
 
 

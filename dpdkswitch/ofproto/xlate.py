@@ -196,9 +196,15 @@ class XlateCache(list[Visit]):
     def commit(self, now: float, packets: int, nbytes: int) -> None:
         """A miss of PACKETS (NBYTES) at NOW (seconds): NORMAL learns the MACs it saw, and the
         packets count as missed (``push_stats``)."""
+        self.learn(now)
+        self.push_stats(packets, nbytes, now, missed=True)
+
+    def learn(self, now: float) -> None:
+        """The learning side effects alone, at NOW (seconds): NORMAL's MACs and the learn
+        action's flows, no packet counted (``ofproto/trace -generate``, as Open vSwitch's
+        trace of a generated packet, which learns but counts nothing)."""
         for v in self:
             v.learn(now)
-        self.push_stats(packets, nbytes, now, missed=True)
 
     def push_stats(self, packets: int, nbytes: int, used: float, missed: bool = False) -> None:
         """PACKETS (NBYTES, the last at USED, seconds) took the translation: they count in the
@@ -299,6 +305,7 @@ class _Ctx:
         self.first_table = False                  # the next table looked up is the input bridge's first
         self.keeping: FlowEntry | None = None     # the rule whose translation may be kept
         self.lookup_wc: Wildcards | None = None   # the lookups' wildcards while out.wc gathers the actions' reads
+        self.trace_match = None                   # tracing: the match of the rule whose actions run
 
     def log(self, msg: str) -> None:
         if self.tracing:
@@ -684,11 +691,17 @@ class Translator:
                 c.v = kept.visits[0]
                 return
             c.keeping, c.lookup_wc, c.out.wc = e, c.out.wc, Wildcards()
-        if c.tracing:
-            c.log(f"{table_id}. {format_match(e.match) or '(any)'}, priority {e.priority}, cookie {e.cookie:#x}")
-            c.log(f"    {format_actions(e.instructions)}")
+        if c.tracing:       # as Open vSwitch's trace: the rule, then each action as it runs (``_actions``)
+            match = format_match(e.match)
+            cookie = f", cookie {e.cookie:#x}" if e.cookie else ""
+            c.log(f"{table_id}. {match + ', ' if match else ''}priority {e.priority}{cookie}")
+            c.trace_match = e.match
+            if not e.instructions:
+                c.log("    drop")
         goto = None
         for ins in sorted(e.instructions, key=lambda i: INSTRUCTION_ORDER.index(type(i))):
+            if c.tracing and not isinstance(ins, ApplyActions):
+                c.log(f"    {format_actions([ins])}")
             if isinstance(ins, Meter):
                 if ins.meter_id in c.p.meters:
                     c.odp.append(odp.Meter(ins.meter_id))
@@ -733,6 +746,8 @@ class Translator:
         for a in actions:
             if c.out.error or c.exit:
                 return True
+            if c.tracing:
+                c.log(f"    {format_actions([ApplyActions((a,))], c.trace_match)}")
             if isinstance(a, Output):
                 self._output(c, a)
             elif isinstance(a, Group):
@@ -843,7 +858,9 @@ class Translator:
         spec = FlowSpec(match=m, instructions=(ApplyActions(tuple(acts)),) if acts else (), table_id=a.table,
                         priority=a.priority, cookie=a.cookie, idle_timeout=a.idle_timeout,
                         hard_timeout=a.hard_timeout, flags=1 if a.flags & LEARN_SEND_FLOW_REM else 0)
-        c.log(f"learn: table={a.table} {format_match(m)} actions={format_actions(spec.instructions)}")
+        if c.tracing:                           # as Open vSwitch's trace of a learn action
+            acts_text = format_actions(spec.instructions) if acts else "drop"
+            c.log(f"     -> table={a.table} {format_match(m)} priority={a.priority} actions={acts_text}")
         c.v.learned.append(spec)
 
     def _read(self, c: _Ctx, name: str, ofs: int, nbits: int) -> int:

@@ -228,3 +228,80 @@ def test_learn_adds_its_flow_when_the_miss_commits_and_later_frames_use_it():
     # The learned flow's source fields are in the megaflow: another source MAC is another flow.
     assert BY_NAME["eth_src"].from_key(t.megaflow_mask()) == (1 << 48) - 1
     assert BY_NAME["vlan_vid"].from_key(t.megaflow_mask()) & 0xFFF == 0xFFF
+
+
+# --- conjunction ------------------------------------------------------------------------------------
+def _frame(src_ip: str, dst_ip: str, sport: int, dport: int) -> bytes:
+    f = bytearray(udp_frame(0))
+    f[26:30], f[30:34] = bytes(map(int, src_ip.split("."))), bytes(map(int, dst_ip.split(".")))
+    f[34:36], f[36:38] = sport.to_bytes(2, "big"), dport.to_bytes(2, "big")
+    return bytes(f)
+
+
+# ovs-fields(7)'s example, three dimensions: (source 10.0.0.1 or .2) and (destination 172.16.0.1
+# or .2) and (UDP port 53 or 67) go to port 2; two dimensions of id 2, at a lower priority, to 3;
+# and an ordinary rule between them for 10.0.0.1.
+CONJ = ["priority=100,ip,nw_src=10.0.0.1,actions=conjunction(1,1/3)",
+        "priority=100,ip,nw_src=10.0.0.2,actions=conjunction(1,1/3)",
+        "priority=100,ip,nw_dst=172.16.0.1,actions=conjunction(1,2/3)",
+        "priority=100,ip,nw_dst=172.16.0.2,actions=conjunction(1,2/3),note:ab",
+        "priority=100,udp,tp_dst=53,actions=conjunction(1,3/3)",
+        "priority=100,udp,tp_dst=67,actions=conjunction(1,3/3)",
+        "priority=100,conj_id=1,ip,actions=output:2",
+        "priority=50,ip,nw_src=10.0.0.9,actions=conjunction(2,1/2)",
+        "priority=50,udp,tp_src=7,actions=conjunction(2,2/2)",
+        "priority=5,conj_id=2,actions=output:3",
+        "priority=60,ip,nw_src=10.0.0.1,actions=output:4",
+        "priority=0,actions=drop"]
+
+
+@pytest.mark.parametrize("src,dst,sport,dport,want", [
+    ("10.0.0.1", "172.16.0.1", 9, 53, [2]), ("10.0.0.2", "172.16.0.2", 9, 67, [2]),
+    ("10.0.0.1", "172.16.0.1", 9, 54, [4]),     # one clause short: the ordinary rule below
+    ("10.0.0.3", "172.16.0.1", 9, 53, []),      # another clause short, nothing else matches
+    ("10.0.0.9", "172.16.0.1", 7, 53, [3]),     # two dimensions (priority 50), its conj_id rule at 5
+    ("10.0.0.9", "172.16.0.1", 8, 53, []),
+])
+def test_conjunction_in_two_and_three_dimensions(src, dst, sport, dport, want):
+    x = rig(*CONJ)
+    frame = _frame(src, dst, sport, dport)
+    t = x.translate(parse(frame, 11))
+    assert outs(t) == want
+    # The megaflow is sound: every packet under it translates the same.
+    mask = t.megaflow_mask()
+    key = parse(frame, 11)
+    for other in (_frame("10.0.0.1", "172.16.0.2", 9, 53), _frame("10.0.0.9", "172.16.0.9", 7, 67),
+                  _frame(src, dst, sport ^ 1, dport), _frame(src, dst, sport, dport ^ 1)):
+        k2 = parse(other, 11)
+        if all((a ^ b) & m == 0 for a, b, m in zip(key, k2, mask)):
+            assert outs(x.translate(k2)) == want, other.hex()
+
+
+def test_conjunction_text_wire_and_limits():
+    spec = parse_flow("priority=9,ip,actions=conjunction(7,2/3)")
+    wire = acts.encode_actions(spec.instructions[0].actions, C.OFP13_VERSION)
+    # NXAST_CONJUNCTION (34): clause 0-based, n_clauses, id (lib/ofp-actions.c's layout).
+    assert wire == bytes.fromhex("ffff00100000232000220103" + "00000007")
+    assert acts.decode_actions(wire, C.OFP10_VERSION) == spec.instructions[0].actions
+    assert format_actions(spec.instructions) == "conjunction(7,2/3)"
+    assert format_match(parse_flow("conj_id=7,ip,actions=drop").match) == "conj_id=7,ip"
+    for bad in ("conjunction(1,0/2)", "conjunction(1,3/2)", "conjunction(1,1/1)", "conjunction(1,1/65)",
+                "conjunction(1)"):
+        with pytest.raises(FlowParseError):
+            parse_flow("actions=" + bad)
+    p = Pipeline()
+    with pytest.raises(Exception, match="conjunction actions may be used with note"):
+        p.add(parse_flow("ip,actions=conjunction(1,1/2),output:1"))
+    with pytest.raises(OFPError):
+        acts.decode_actions(bytes.fromhex("ffff00100000232000220202" + "00000007"), C.OFP13_VERSION)
+
+
+def test_ovs_ofctl_adds_and_dumps_conjunctions(sw):
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    for v in ("OpenFlow13", "OpenFlow10"):
+        ofctl(v, "add-flow", sw.tcp, "priority=5,ip,nw_src=10.0.0.1,actions=conjunction(3,1/2)")
+        ofctl(v, "add-flow", sw.tcp, "priority=5,conj_id=3,ip,actions=output:2")
+        got = sorted(ln.split(", ", 2)[2] for ln in flows(v, sw.tcp))
+        assert got == ["table=0, n_packets=0, n_bytes=0, priority=5,conj_id=3,ip actions=output:2",
+                       "table=0, n_packets=0, n_bytes=0, priority=5,ip,nw_src=10.0.0.1 actions=conjunction(3,1/2)"], got
+        ofctl("OpenFlow13", "del-flows", sw.tcp)

@@ -327,6 +327,13 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
         m.append(f"metadata={pick(['0x1/0x1', '0x2/0x3', '0x0/0x1', '0x3'])}")
     if maybe():
         m.append(f"reg0={pick(['0x1/0x1', '0x2/0x3', '0', '0x5/0xf5', '0x3'])}")
+    # Conjunctive matches: id 1 in two dimensions, id 2 in three; a clause is a soft match, and
+    # the rule on its conj_id decides (the megaflow must match every clause's fields consulted).
+    if maybe() and maybe():
+        cid = pick([1, 2])
+        return ",".join(m) + f",actions=conjunction({cid},{pick(list(range(1, cid + 2)))}/{cid + 1})"
+    if maybe() and maybe():
+        m.append(f"conj_id={pick([1, 2])}")
 
     acts = ["mod_dl_src:02:00:00:00:00:01", "mod_dl_dst:0a:1b:2c:3d:4e:5f", "mod_vlan_vid:10", "mod_vlan_vid:30",
             "mod_vlan_pcp:5", "push_vlan:0x8100", "push_vlan:0x88a8", "strip_vlan", "dec_ttl", "mod_nw_ttl:64",

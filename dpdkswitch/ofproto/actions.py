@@ -92,6 +92,15 @@ class Exit:
 
 
 @dataclass(frozen=True)
+class Conjunction:
+    """conjunction(id,k/n): the rule is clause K (1-based) of N of conjunctive match ID; a rule
+    of these (and notes) alone is a soft match in its table (classifier.py)."""
+    id: int
+    clause: int
+    n_clauses: int
+
+
+@dataclass(frozen=True)
 class LearnSpec:
     """One part of a learn action: KIND match (the learned flow matches DST on the bits), load
     (its actions load them into DST) or output (its actions output to them); the bits come
@@ -156,7 +165,7 @@ class CopyTtlIn:
 
 
 Action = (Output | Group | SetField | PushVlan | PopVlan | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
-          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn)
+          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn | Conjunction)
 
 
 # Instructions (OpenFlow 1.3).  An OpenFlow 1.0 flow's actions are one ApplyActions.
@@ -201,7 +210,30 @@ _ONE_OF_EACH = (CopyTtlIn, PopVlan, PushVlan, CopyTtlOut, DecNwTtl)      # befor
 _SETS = (SetNwTtl, SetField, Load, Move)
 # Open vSwitch's extensions an action set may hold (ofpact_is_allowed_in_actions_set): load and
 # move run with the set-fields; these may not be written into one (OFPBAC_UNSUPPORTED_ORDER).
-NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn)
+NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn, Conjunction)
+
+
+def conjunctions(instructions) -> tuple[tuple[int, int, int], ...]:
+    """(id, clause, n_clauses) of each conjunction action, when INSTRUCTIONS are conjunction
+    actions (and notes) only, as Open vSwitch requires of a conjunctive rule; () otherwise."""
+    out = []
+    for ins in instructions:
+        if not isinstance(ins, ApplyActions):
+            return ()
+        for a in ins.actions:
+            if isinstance(a, Conjunction):
+                out.append((a.id, a.clause, a.n_clauses))
+            elif not isinstance(a, Note):
+                return ()
+    return tuple(out)
+
+
+def mixes_conjunction(instructions) -> bool:
+    """True if INSTRUCTIONS have a conjunction action beside anything but conjunctions and notes
+    (Open vSwitch refuses such a rule)."""
+    has = any(isinstance(a, Conjunction) for ins in instructions if isinstance(ins, (ApplyActions, WriteActions))
+              for a in ins.actions)
+    return has and not conjunctions(instructions)
 
 
 def execution_order(action_set) -> tuple[Action, ...]:

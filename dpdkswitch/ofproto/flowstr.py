@@ -51,7 +51,7 @@ from dataclasses import dataclass, field as dc_field
 
 from .actions import (INSTRUCTION_ORDER, NOT_IN_ACTION_SET, OFPCML_NO_BUFFER, OFPP_ANY, OFPP_CONTROLLER,
                       OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
-                      LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, DecNwTtl, Exit, GotoTable, Group, Learn, LearnSpec,
+                      LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, Conjunction, DecNwTtl, Exit, GotoTable, Group, Learn, LearnSpec,
                       Load, Meter, Move, Note, Output, PopVlan, PushVlan, Resubmit,
                       SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions, WriteMetadata)
 from .fields import (BY_NAME, ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_IPV6, ETH_TYPE_QINQ, ETH_TYPE_VLAN, FRAG_ANY,
@@ -472,6 +472,19 @@ def _move(text: str) -> Move:
     return Move(s[0], s[1], d[0], d[1], d[2])
 
 
+def _conjunction(text: str) -> Conjunction:
+    """conjunction(ID,K/N), as ovs-ofctl: 2 <= N <= 64, 1 <= K <= N."""
+    m = re.fullmatch(r"\s*(\w+)\s*,\s*(\w+)\s*/\s*(\w+)\s*", text)
+    if not m:
+        raise _Bad("conjunction takes ID,K/N (conjunction(1,2/3): clause 2 of 3 of conjunctive match 1)")
+    cid, k, n = _num(m.group(1), 32, "conjunction id"), _num(m.group(2), 8, "clause"), _num(m.group(3), 8, "clauses")
+    if not 2 <= n <= 64:
+        raise _Bad("a conjunction has 2 to 64 clauses")
+    if not 1 <= k <= n:
+        raise _Bad(f"clause {k} of {n}: a clause number is 1 to N")
+    return Conjunction(cid, k, n)
+
+
 def _note(text: str) -> Note:
     hexes = text.replace(".", "")
     if len(hexes) % 2 or not re.fullmatch(r"[0-9a-fA-F]*", hexes):
@@ -615,6 +628,7 @@ _ACTIONS = {
     "pop": lambda t, m: StackPop(*_writable(_subfield(t))),
     "note": lambda t, m: _note(t),
     "exit": _noarg(Exit),
+    "conjunction": lambda t, m: _conjunction(t),
     "learn": lambda t, m: _learn(t),
     "enqueue": _unsupported("enqueue is not supported; use set_queue:QUEUE,output:PORT"),
 }
@@ -848,12 +862,14 @@ def _fmt_vlan(m: Match) -> str | None:
 def format_match(match: Match) -> str:
     """The match as ovs-ofctl prints it: protocol word first, then its fields in its order."""
     out = []
+    if "conj_id" in match:                    # before the protocol word, in decimal (as match_format)
+        out.append(f"conj_id={match.value('conj_id')}")
     eth, proto = match.value("eth_type"), match.value("ip_proto")
     word = _PROTOCOL_NAME.get((eth, proto)) or _PROTOCOL_NAME.get((eth, None))
     if word:
         out.append(word)
     names = [n for n in _PRINT_ORDER if n == "vlan" or n in match]
-    names += [n for n in match if n not in _PRINT_ORDER and n not in ("vlan_vid", "vlan_pcp")]   # new fields
+    names += [n for n in match if n not in _PRINT_ORDER and n not in ("vlan_vid", "vlan_pcp", "conj_id")]
     for name in names:
         s = _fmt_vlan(match) if name == "vlan" else _fmt_field(match, name, word)
         if s:
@@ -929,6 +945,8 @@ def _fmt_action(a) -> str:
             return "note:" + ".".join(f"{b:02x}" for b in d)
         case Exit():
             return "exit"
+        case Conjunction(id=i, clause=k, n_clauses=n):
+            return f"conjunction({i},{k}/{n})"
         case Learn():
             return _fmt_learn(a)
         case SetField(field=name, value=v, mask=m) if m is not None:

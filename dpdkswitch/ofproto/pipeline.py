@@ -10,7 +10,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from .actions import (ApplyActions, GotoTable, Group, Meter, Output, WriteActions, OFPP_ANY)
+from .actions import (ApplyActions, GotoTable, Group, Meter, Output, WriteActions, OFPP_ANY, conjunctions,
+                      mixes_conjunction)
 from .classifier import Classifier, Rule, key_int
 from .flowstr import FlowSpec
 from .match import Match
@@ -358,6 +359,8 @@ class Pipeline:
         n = sum(len(ins.actions) for ins in spec.instructions if isinstance(ins, (ApplyActions, WriteActions)))
         if n > MAX_ACTIONS:
             raise FlowModError("too_many_actions", f"{n} actions in one rule: at most {MAX_ACTIONS}")
+        if mixes_conjunction(spec.instructions):
+            raise FlowModError("bad_conjunction", "conjunction actions may be used with note but no other action")
         for ins in spec.instructions:
             if isinstance(ins, GotoTable) and ins.table_id <= (spec.table_id or 0):
                 raise FlowModError("bad_table", f"goto_table:{ins.table_id} must go forward from table "
@@ -395,7 +398,7 @@ class Pipeline:
             oe.rule = None
             self.timed.discard(oe)
             self._touch(oe, tid)
-        e.rule = Rule.of(spec.priority, spec.match, e)
+        e.rule = Rule.of(spec.priority, spec.match, e, conjunctions(spec.instructions))
         table.cls.insert(e.rule)
         if e.idle_timeout or e.hard_timeout:
             self.timed.add(e)

@@ -62,7 +62,7 @@ _NX_EXT = {C.NXAST_RESUBMIT: Layout("port:H table:B 3x"), C.NXAST_RESUBMIT_TABLE
            C.NXAST_REG_MOVE: Layout("nbits:H src_ofs:H dst_ofs:H src:I dst:I"),
            C.NXAST_REG_LOAD: Layout("ofs_nbits:H dst:I value:Q"),
            C.NXAST_STACK_PUSH: Layout("ofs:H field:I nbits:H 6x"), C.NXAST_STACK_POP: Layout("ofs:H field:I nbits:H 6x"),
-           C.NXAST_EXIT: Layout("6x")}
+           C.NXAST_EXIT: Layout("6x"), C.NXAST_CONJUNCTION: Layout("clause:B n_clauses:B id:I")}
 
 
 def _nx_field(header: int) -> F.Field:
@@ -108,6 +108,10 @@ def decode_nx(tlv: bytes) -> tuple[A.Action, ...]:
     d = lay.unpack(tlv, 10)
     if sub == C.NXAST_DEC_TTL:
         return (A.DecNwTtl(),)
+    if sub == C.NXAST_CONJUNCTION:             # clause 0-based on the wire, as lib/ofp-actions.c
+        if not 2 <= d["n_clauses"] <= 64 or d["clause"] >= d["n_clauses"]:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        return (A.Conjunction(d["id"], d["clause"] + 1, d["n_clauses"]),)
     if sub == C.NXAST_SET_QUEUE:
         return (A.SetQueue(d["queue_id"]),)
     if sub in (C.NXAST_RESUBMIT, C.NXAST_RESUBMIT_TABLE):
@@ -261,6 +265,9 @@ def encode_nx(a: A.Action) -> bytes | None:
         return _nx(C.NXAST_NOTE, a.data + bytes(max(0, 6 - len(a.data))))
     if isinstance(a, A.Exit):
         return _nx(C.NXAST_EXIT, bytes(6))
+    if isinstance(a, A.Conjunction):
+        return _nx(C.NXAST_CONJUNCTION, _NX_EXT[C.NXAST_CONJUNCTION].pack(
+            {"clause": a.clause - 1, "n_clauses": a.n_clauses, "id": a.id}))
     if isinstance(a, A.Learn):
         return _encode_learn(a)
     return None

@@ -931,13 +931,52 @@ def set_learn() -> RefSet:
                   protocol="OpenFlow10")
 
 
+def set_conjunction() -> RefSet:
+    """conjunction(id,k/n) and conj_id: three dimensions (source, destination, UDP port), two
+    (source and TCP port) below an ordinary rule that beats it for one source, a clause that
+    is a clause of two conjunctions, and conjunctions in a resubmitted-to table."""
+    f = Frames()
+    for s_ in ("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.9"):
+        for d in ("10.1.0.1", "10.1.0.2", "10.1.0.3"):
+            for l4 in (UDP(sport=5, dport=53), UDP(sport=5, dport=67), UDP(sport=7, dport=54), TCP(sport=5, dport=80)):
+                f.add(eth() / ip4(s_, d) / l4, 1)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 2)
+    flows = [
+        # id 1, three dimensions: (10.0.0.1 or .2) x (10.1.0.1 or .2) x (UDP 53 or 67) -> 2
+        "priority=100,ip,nw_src=10.0.0.1,actions=conjunction(1,1/3),conjunction(2,1/2)",
+        "priority=100,ip,nw_src=10.0.0.2,actions=conjunction(1,1/3)",
+        "priority=100,ip,nw_dst=10.1.0.1,actions=conjunction(1,2/3)",
+        "priority=100,ip,nw_dst=10.1.0.2,actions=conjunction(1,2/3)",
+        "priority=100,udp,tp_dst=53,actions=conjunction(1,3/3)",
+        "priority=100,udp,tp_dst=67,actions=conjunction(1,3/3)",
+        "priority=100,conj_id=1,ip,actions=output:2",
+        # id 2, two dimensions at the same priority: 10.0.0.1 x TCP 80 -> 3 (with a TTL change)
+        "priority=100,tcp,tp_dst=80,actions=conjunction(2,2/2)",
+        "priority=100,conj_id=2,ip,actions=mod_nw_ttl:9,output:3",
+        # id 3, two dimensions at a lower priority, below an ordinary rule for 10.0.0.3 and UDP 54
+        "priority=50,ip,nw_src=10.0.0.3,actions=conjunction(3,1/2)",
+        "priority=50,ip,nw_src=10.0.0.9,actions=conjunction(3,1/2)",
+        "priority=50,ip,nw_dst=10.1.0.3,actions=conjunction(3,2/2)",
+        "priority=60,udp,nw_src=10.0.0.3,tp_dst=54,actions=output:4",
+        "priority=10,conj_id=3,actions=output:4,output:2",
+        # the rest goes to table 1: id 4 there, UDP source port 7 x 10.1.0.2 -> 3
+        "priority=0,actions=resubmit(,1)",
+        "table=1,priority=20,udp,tp_src=7,actions=conjunction(4,1/2)",
+        "table=1,priority=20,ip,nw_dst=10.1.0.2,actions=conjunction(4,2/2)",
+        "table=1,priority=20,conj_id=4,actions=output:3",
+        "table=1,priority=0,arp,actions=output:4",
+    ]
+    return RefSet("conjunction", "conjunction(id,k/n) and conj_id in two and three dimensions, a clause of two "
+                  "conjunctions, an ordinary rule between them, conjunctions after a resubmit", flows, f.frames)
+
+
 SETS = [set_vlan, set_vlan_of10, set_set_field_l2l3, set_set_field_l4, set_ip_fragments, set_ipv6_ext,
         set_l2_misc, set_set_field_other, set_dec_ttl, set_groups_select, set_groups_all_indirect, set_groups_ff,
         set_groups_ff_watch_both, set_multi_table, set_action_set, set_priorities, set_output_ports, set_arp_ipv6,
         set_fragments_l4, set_ttl_expiry_groups, set_bucket_action_set, set_ipv4_proto58,
         set_metadata_in_port, set_vlan_pcp_partial,
         set_ovs_bug_later_fragment_csum, set_ovs_bug_vlan_megaflow, set_ovs_bug_ff_select_action_set,
-        set_registers_resubmit, set_load_move_set_field, set_learn]
+        set_registers_resubmit, set_load_move_set_field, set_learn, set_conjunction]
 
 
 def all_sets() -> list[RefSet]:

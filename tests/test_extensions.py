@@ -305,3 +305,44 @@ def test_ovs_ofctl_adds_and_dumps_conjunctions(sw):
         assert got == ["table=0, n_packets=0, n_bytes=0, priority=5,conj_id=3,ip actions=output:2",
                        "table=0, n_packets=0, n_bytes=0, priority=5,ip,nw_src=10.0.0.1 actions=conjunction(3,1/2)"], got
         ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+# --- learn's delete_learned -------------------------------------------------------------------------
+DEL_LEARN = ("table=0,priority={p},in_port={port},actions=learn(table=10,cookie=0x5,delete_learned,"
+             "NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[]),output:3")
+
+
+def test_delete_learned_removes_the_learned_flows_with_the_last_learning_rule():
+    x = rig(DEL_LEARN.format(p=10, port=1), DEL_LEARN.format(p=10, port=2),
+            "table=10,priority=1,cookie=0x6,actions=drop")
+    p = x.p
+    x.translate(parse(udp_frame(0), 11)).commit(1.0, 1, 64)
+    x.translate(parse(udp_frame(0, src_mac=b"\x02\0\0\0\0\x07"), 12)).commit(1.0, 1, 64)
+    assert sorted(e.cookie for e in p.entries(10)) == [5, 5, 6]
+    # One learning rule with that (table, cookie) left: the learned flows stay.
+    p.delete(parse_flow("table=0,in_port=1", require_actions=False), strict=False)
+    assert sorted(e.cookie for e in p.entries(10)) == [5, 5, 6]
+    # The last one goes (here by modification to other actions): so do the flows with its cookie.
+    p.modify(parse_flow("table=0,in_port=2,actions=output:4"))
+    assert [e.cookie for e in p.entries(10)] == [6]
+
+
+def test_delete_learned_with_the_whole_table_deleted_and_without_the_flag():
+    x = rig(DEL_LEARN.format(p=10, port=1), "table=10,priority=1,actions=drop")
+    x.translate(parse(udp_frame(0), 11)).commit(1.0, 1, 64)
+    assert len(list(x.p.entries(10))) == 2
+    assert len(x.p.delete(parse_flow("", require_actions=False))) == 3     # one went with its learning rule
+    assert list(x.p.entries()) == []
+    x = rig(DEL_LEARN.format(p=10, port=1).replace("delete_learned,", ""))
+    x.translate(parse(udp_frame(0), 11)).commit(1.0, 1, 64)
+    x.p.delete(parse_flow("table=0", require_actions=False))
+    assert [e.cookie for e in x.p.entries(10)] == [5]
+
+
+def test_ovs_ofctl_sends_and_dumps_delete_learned(sw):
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    text = "learn(table=10,delete_learned,cookie=0x5,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[])"
+    for v in ("OpenFlow13", "OpenFlow10"):
+        ofctl(v, "add-flow", sw.tcp, f"table=1,actions={text}")
+        assert [ln.split(" actions=")[1] for ln in flows(v, sw.tcp)] == [text]
+        ofctl("OpenFlow13", "del-flows", sw.tcp)

@@ -512,13 +512,14 @@ def _learn_src(text: str, nbits: int, dst: str | None) -> tuple[tuple[str, int] 
 
 
 def _learn(text: str) -> Learn:
-    """learn(key=value..., specs): ovs-actions(7)'s syntax (limit and result_dst not yet)."""
+    """learn(key=value..., specs): ovs-actions(7)'s syntax (limit, result_dst and the fin
+    timeouts not yet)."""
     kw: dict = {}
     flags = 0
     specs: list[LearnSpec] = []
     for key, value, item in _items(text):
         try:
-            if key in ("limit", "result_dst", "fin_idle_timeout", "fin_hard_timeout", "delete_learned"):
+            if key in ("limit", "result_dst", "fin_idle_timeout", "fin_hard_timeout"):
                 raise _Bad(f"learn's {key} is not supported yet")
             if key in _LEARN_NUMS:
                 kw[key] = _num(value, _LEARN_NUMS[key], key)

@@ -154,7 +154,7 @@ def _decode_learn(tlv: bytes) -> A.Learn:
     d = _LEARN.unpack(tlv, 10)
     if d["flags"] & ~(A.LEARN_SEND_FLOW_REM | A.LEARN_DELETE_LEARNED) or d["table"] == 0xFF:
         raise _ba(C.OFPBAC_BAD_ARGUMENT)
-    if d["flags"] & A.LEARN_DELETE_LEARNED or d["fin_idle_timeout"] or d["fin_hard_timeout"]:
+    if d["fin_idle_timeout"] or d["fin_hard_timeout"]:
         raise _ba(C.OFPBAC_BAD_ARGUMENT)          # not supported yet (README)
     pos, specs = 10 + _LEARN.size, []
 

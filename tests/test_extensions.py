@@ -346,3 +346,53 @@ def test_ovs_ofctl_sends_and_dumps_delete_learned(sw):
         ofctl(v, "add-flow", sw.tcp, f"table=1,actions={text}")
         assert [ln.split(" actions=")[1] for ln in flows(v, sw.tcp)] == [text]
         ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+# --- fin_timeout ------------------------------------------------------------------------------------
+def _tcp(flags: str) -> bytes:
+    return _tcp_port(80, flags)
+
+
+def test_fin_timeout_shortens_the_rules_timeouts_on_fin_or_rst():
+    x = rig("priority=5,tcp,actions=fin_timeout(idle_timeout=5,hard_timeout=60),output:2",
+            "priority=6,tcp,tp_dst=81,idle_timeout=3,actions=fin_timeout(idle_timeout=5),output:2")
+    p = x.p
+    e = next(e for e in p.entries(0) if e.priority == 5)
+    t = x.translate(parse(_tcp("A"), 11))
+    t.commit(1.0, 1, 60)
+    assert (e.idle_timeout, e.hard_timeout) == (0, 0)
+    fin = x.translate(parse(_tcp("FA"), 11))
+    # The megaflows tell FIN/RST packets from the rest (and read no other flag).
+    assert BY_NAME["tcp_flags"].from_key(fin.megaflow_mask()) == 0x005
+    assert BY_NAME["tcp_flags"].from_key(t.megaflow_mask()) == 0x005
+    fin.commit(2.0, 1, 60)
+    assert (e.idle_timeout, e.hard_timeout) == (5, 60)
+    # A shorter timeout stays; RST counts too.
+    e6 = next(e for e in p.entries(0) if e.priority == 6)
+    x.translate(parse(_tcp_port(81, "R"), 11)).commit(2.0, 1, 60)
+    assert (e6.idle_timeout, e6.hard_timeout) == (3, 0)
+    e.last_used = e6.last_used = 2.0
+    assert p.expire(2.0 + 4) == [e6] and p.expire(2.0 + 5) == [e]
+
+
+def _tcp_port(dport: int, flags: str) -> bytes:
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.0.0.1", dst="10.0.0.2")
+                 / TCP(sport=1000, dport=dport, flags=flags))
+
+
+def test_fin_timeout_text_and_wire(sw):
+    spec = parse_flow("tcp,actions=fin_timeout(hard_timeout=7),output:2")
+    assert format_actions(spec.instructions) == "fin_timeout(hard_timeout=7),output:2"
+    wire = acts.encode_actions(spec.instructions[0].actions, C.OFP13_VERSION)
+    assert wire.startswith(bytes.fromhex("ffff001000002320001300000007" + "0000"))    # NXAST_FIN_TIMEOUT (19)
+    for v in (C.OFP13_VERSION, C.OFP10_VERSION):
+        assert acts.decode_actions(acts.encode_actions(spec.instructions[0].actions, v), v) == \
+            spec.instructions[0].actions
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    for v in ("OpenFlow13", "OpenFlow10"):
+        ofctl(v, "add-flow", sw.tcp, "tcp,actions=fin_timeout(idle_timeout=3,hard_timeout=7),output:2")
+        assert [ln.split(" actions=")[1] for ln in flows(v, sw.tcp)] == [
+            "fin_timeout(idle_timeout=3,hard_timeout=7),output:2"]
+        ofctl("OpenFlow13", "del-flows", sw.tcp)

@@ -344,6 +344,8 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
         acts += ["set_field:2001:db8::2->ipv6_src"]
     if proto in ("tcp", "udp", "tcp6", "udp6"):
         acts += ["mod_tp_dst:53", "mod_tp_src:1000"]
+    if proto in ("tcp", "tcp6"):
+        acts += ["fin_timeout(idle_timeout=5)"]
     # Open vSwitch's extensions: registers written from constants and from the packet, read back
     # into it, resubmits anywhere (loops end at the depth limit, dropping the packet), and learn
     # (whose sources the megaflow must match: every packet of a megaflow learns the same flow;

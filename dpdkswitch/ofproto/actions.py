@@ -92,6 +92,14 @@ class Exit:
 
 
 @dataclass(frozen=True)
+class FinTimeout:
+    """fin_timeout(idle_timeout=,hard_timeout=): a TCP FIN or RST through the rule shortens its
+    timeouts to these (0: that one unchanged)."""
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+
+
+@dataclass(frozen=True)
 class Conjunction:
     """conjunction(id,k/n): the rule is clause K (1-based) of N of conjunctive match ID; a rule
     of these (and notes) alone is a soft match in its table (classifier.py)."""
@@ -165,7 +173,7 @@ class CopyTtlIn:
 
 
 Action = (Output | Group | SetField | PushVlan | PopVlan | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
-          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn | Conjunction)
+          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn | Conjunction | FinTimeout)
 
 
 # Instructions (OpenFlow 1.3).  An OpenFlow 1.0 flow's actions are one ApplyActions.
@@ -210,7 +218,7 @@ _ONE_OF_EACH = (CopyTtlIn, PopVlan, PushVlan, CopyTtlOut, DecNwTtl)      # befor
 _SETS = (SetNwTtl, SetField, Load, Move)
 # Open vSwitch's extensions an action set may hold (ofpact_is_allowed_in_actions_set): load and
 # move run with the set-fields; these may not be written into one (OFPBAC_UNSUPPORTED_ORDER).
-NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn, Conjunction)
+NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn, Conjunction, FinTimeout)
 
 
 def conjunctions(instructions) -> tuple[tuple[int, int, int], ...]:

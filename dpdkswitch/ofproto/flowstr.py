@@ -51,7 +51,7 @@ from dataclasses import dataclass, field as dc_field
 
 from .actions import (INSTRUCTION_ORDER, NOT_IN_ACTION_SET, OFPCML_NO_BUFFER, OFPP_ANY, OFPP_CONTROLLER,
                       OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
-                      LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, Conjunction, DecNwTtl, Exit, GotoTable, Group, Learn, LearnSpec,
+                      LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, Conjunction, DecNwTtl, Exit, FinTimeout, GotoTable, Group, Learn, LearnSpec,
                       Load, Meter, Move, Note, Output, PopVlan, PushVlan, Resubmit,
                       SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions, WriteMetadata)
 from .fields import (BY_NAME, ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_IPV6, ETH_TYPE_QINQ, ETH_TYPE_VLAN, FRAG_ANY,
@@ -472,6 +472,16 @@ def _move(text: str) -> Move:
     return Move(s[0], s[1], d[0], d[1], d[2])
 
 
+def _fin_timeout(text: str) -> FinTimeout:
+    """fin_timeout(idle_timeout=N,hard_timeout=M), either or both (seconds, 16 bits)."""
+    kw = {}
+    for key, value, item in _items(text):
+        if key not in ("idle_timeout", "hard_timeout") or not value:
+            raise _Bad(f"fin_timeout '{item}': takes idle_timeout=N and hard_timeout=N")
+        kw[key] = _num(value, 16, key)
+    return FinTimeout(**kw)
+
+
 def _conjunction(text: str) -> Conjunction:
     """conjunction(ID,K/N), as ovs-ofctl: 2 <= N <= 64, 1 <= K <= N."""
     m = re.fullmatch(r"\s*(\w+)\s*,\s*(\w+)\s*/\s*(\w+)\s*", text)
@@ -630,6 +640,7 @@ _ACTIONS = {
     "note": lambda t, m: _note(t),
     "exit": _noarg(Exit),
     "conjunction": lambda t, m: _conjunction(t),
+    "fin_timeout": lambda t, m: _fin_timeout(t),
     "learn": lambda t, m: _learn(t),
     "enqueue": _unsupported("enqueue is not supported; use set_queue:QUEUE,output:PORT"),
 }
@@ -946,6 +957,9 @@ def _fmt_action(a) -> str:
             return "note:" + ".".join(f"{b:02x}" for b in d)
         case Exit():
             return "exit"
+        case FinTimeout(idle_timeout=idle, hard_timeout=hard):
+            args = [f"{k}={v}" for k, v in (("idle_timeout", idle), ("hard_timeout", hard)) if v]
+            return f"fin_timeout({','.join(args)})"
         case Conjunction(id=i, clause=k, n_clauses=n):
             return f"conjunction({i},{k}/{n})"
         case Learn():

@@ -491,6 +491,17 @@ class Pipeline:
             if table_id < N_TABLES:
                 self.delete(FlowSpec(table_id=table_id, cookie=cookie, cookie_mask=(1 << 64) - 1))
 
+    def reduce_timeouts(self, e: FlowEntry, idle: int, hard: int) -> None:
+        """fin_timeout's effect (a FIN or RST through E): E's idle and hard timeouts become at
+        most IDLE and HARD (0: unchanged), as Open vSwitch's ofproto_rule_reduce_timeouts."""
+        if e.rule is None or not (idle or hard):
+            return
+        if idle and (not e.idle_timeout or idle < e.idle_timeout):
+            e.idle_timeout = idle
+        if hard and (not e.hard_timeout or hard < e.hard_timeout):
+            e.hard_timeout = hard
+        self.timed.add(e)
+
     def lookup(self, table_id: int, key: bytes, metadata: int = 0) -> FlowEntry | None:
         """The rule of table TABLE_ID that a packet with flow key KEY (in_port an OpenFlow port)
         and METADATA hits; nothing counted, no wildcards tracked (translation does that)."""

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from ..datapath import odp
 from ..flowkey import KEY_DTYPE, KEY_SIZE
 from .actions import (INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
-                      DecNwTtl, Exit, GotoTable, Group, LEARN_SEND_FLOW_REM, Learn, Load, Meter, Move,
+                      DecNwTtl, Exit, FinTimeout, GotoTable, Group, LEARN_SEND_FLOW_REM, Learn, Load, Meter, Move,
                       OFPCML_NO_BUFFER, OFPP_ALL,
                       OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output,
                       PopVlan, PushVlan, Resubmit, SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions,
@@ -125,6 +125,7 @@ class Visit:
     macs: list[tuple[int, int]] = field(default_factory=list)          # (vlan, mac) NORMAL looked up
     learns: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (vlan, mac, ofport, garp)
     learned: list = field(default_factory=list)       # FlowSpecs the learn action adds
+    fins: list = field(default_factory=list)          # (rule, idle, hard): fin_timeout on a FIN/RST
     patch: tuple[PortEntry, PortEntry] | None = None              # (left by, entered by): not for the first
     version: int = -1        # the pipeline's version when translated (or last found still valid)
 
@@ -139,6 +140,8 @@ class Visit:
             self.macs = ()
         if not self.learns:
             self.learns = ()
+        if not self.fins:
+            self.fins = ()
 
     def learn(self, now: float) -> None:
         """NORMAL learns the source MACs it saw, in this bridge's MAC table (a move, a GARP lock);
@@ -161,6 +164,8 @@ class Visit:
         if packets:
             for spec in self.learned:           # cached traffic keeps its learned flows (Open vSwitch's XC_LEARN)
                 p.learn(spec)
+            for e, idle, hard in self.fins:     # FINs and RSTs through fin_timeout (XC_FIN_TIMEOUT)
+                p.reduce_timeouts(e, idle, hard)
         entries = self.entries
         for e in entries:
             e.credit(packets, nbytes, used)
@@ -306,6 +311,7 @@ class _Ctx:
         self.keeping: FlowEntry | None = None     # the rule whose translation may be kept
         self.lookup_wc: Wildcards | None = None   # the lookups' wildcards while out.wc gathers the actions' reads
         self.trace_match = None                   # tracing: the match of the rule whose actions run
+        self.rule: FlowEntry | None = None        # the rule whose actions run (none: a packet-out's)
 
     def log(self, msg: str) -> None:
         if self.tracing:
@@ -444,6 +450,7 @@ def _diff_mask(new: bytes, old: bytes) -> bytes:
 
 # A userspace cookie with this bit is an sFlow sample (the low 32 bits: its output).  Bit 63 is
 # odp.CONTROL_COOKIE (control protocols' frames, on the reserved ring); the rest are packet-ins.
+TCP_FIN, TCP_RST = 0x001, 0x004        # tcp_flags bits fin_timeout acts on
 SFLOW_COOKIE = 1 << 62
 assert not SFLOW_COOKIE & odp.CONTROL_COOKIE
 
@@ -560,7 +567,7 @@ class Translator:
         c.out.wc.meta |= reads.meta
         out, v = c.out, c.v
         if (reads.key or reads.meta or out.error or out.packet_ins or out.peer_errors or len(out.visits) != 1
-                or len(v.tables) != 1 or len(v.entries) != 1 or v.groups or v.macs or v.learns or v.learned
+                or len(v.tables) != 1 or len(v.entries) != 1 or v.groups or v.macs or v.learns or v.learned or v.fins
                 or v.mirrors):
             return
         c.keeping.kept = out.kept = Kept(c.dp_in_port, c.p.version, tuple(c.odp), out.visits)
@@ -691,6 +698,7 @@ class Translator:
                 c.v = kept.visits[0]
                 return
             c.keeping, c.lookup_wc, c.out.wc = e, c.out.wc, Wildcards()
+        c.rule = e
         if c.tracing:       # as Open vSwitch's trace: the rule, then each action as it runs (``_actions``)
             match = format_match(e.match)
             cookie = f", cookie {e.cookie:#x}" if e.cookie else ""
@@ -792,6 +800,8 @@ class Translator:
                     c.log(f"pop:{a.field}: the stack is empty, nothing done")
             elif isinstance(a, Learn):
                 self._learn(c, a)
+            elif isinstance(a, FinTimeout):
+                self._fin_timeout(c, a)
             elif isinstance(a, Exit):
                 c.log("exit: no further actions (the action set still runs)")
                 c.exit = True
@@ -810,7 +820,7 @@ class Translator:
         if table >= len(c.p.tables):
             c.log(f"resubmit to table {table}: no such table")
             return
-        saved = c.table_id, c.cookie, c.in_ofport, c.depth
+        saved = c.table_id, c.cookie, c.in_ofport, c.depth, c.rule
         if a.port != OFPP_IN_PORT:
             c.in_ofport = a.port
             IN_PORT.to_key(c.flow, a.port & IN_PORT.all_ones)
@@ -819,7 +829,21 @@ class Translator:
         finally:
             if a.port != OFPP_IN_PORT:
                 IN_PORT.to_key(c.flow, saved[2] & IN_PORT.all_ones)
-            c.table_id, c.cookie, c.in_ofport, c.depth = saved
+            c.table_id, c.cookie, c.in_ofport, c.depth, c.rule = saved
+
+    @staticmethod
+    def _fin_timeout(c: _Ctx, a: FinTimeout) -> None:
+        """A TCP FIN or RST shortens the rule's timeouts when its packets are counted
+        (``Visit.credit``).  Unlike Open vSwitch (which ORs the flags of a megaflow's packets
+        in its datapath stats), the megaflow matches the FIN and RST bits: the packets of one
+        megaflow all have them or none does."""
+        if c.rule is None or not c.prereqs_hold("tcp_flags"):
+            return
+        c.out.wc.unwildcard(F["tcp_flags"], TCP_FIN | TCP_RST)
+        if F["tcp_flags"].from_key(c.flow) & (TCP_FIN | TCP_RST):
+            c.v.fins.append((c.rule, a.idle_timeout, a.hard_timeout))
+            c.log(f"fin_timeout: a FIN or RST: the rule's timeouts become at most "
+                  f"idle {a.idle_timeout or '-'}, hard {a.hard_timeout or '-'}")
 
     def _learn(self, c: _Ctx, a: Learn) -> None:
         """The flow A would add, from the packet's fields as they are now (every source bit is

@@ -62,7 +62,8 @@ _NX_EXT = {C.NXAST_RESUBMIT: Layout("port:H table:B 3x"), C.NXAST_RESUBMIT_TABLE
            C.NXAST_REG_MOVE: Layout("nbits:H src_ofs:H dst_ofs:H src:I dst:I"),
            C.NXAST_REG_LOAD: Layout("ofs_nbits:H dst:I value:Q"),
            C.NXAST_STACK_PUSH: Layout("ofs:H field:I nbits:H 6x"), C.NXAST_STACK_POP: Layout("ofs:H field:I nbits:H 6x"),
-           C.NXAST_EXIT: Layout("6x"), C.NXAST_CONJUNCTION: Layout("clause:B n_clauses:B id:I")}
+           C.NXAST_EXIT: Layout("6x"), C.NXAST_CONJUNCTION: Layout("clause:B n_clauses:B id:I"),
+           C.NXAST_FIN_TIMEOUT: Layout("idle:H hard:H 2x")}
 
 
 def _nx_field(header: int) -> F.Field:
@@ -108,6 +109,8 @@ def decode_nx(tlv: bytes) -> tuple[A.Action, ...]:
     d = lay.unpack(tlv, 10)
     if sub == C.NXAST_DEC_TTL:
         return (A.DecNwTtl(),)
+    if sub == C.NXAST_FIN_TIMEOUT:
+        return (A.FinTimeout(d["idle"], d["hard"]),)
     if sub == C.NXAST_CONJUNCTION:             # clause 0-based on the wire, as lib/ofp-actions.c
         if not 2 <= d["n_clauses"] <= 64 or d["clause"] >= d["n_clauses"]:
             raise _ba(C.OFPBAC_BAD_ARGUMENT)
@@ -265,6 +268,9 @@ def encode_nx(a: A.Action) -> bytes | None:
         return _nx(C.NXAST_NOTE, a.data + bytes(max(0, 6 - len(a.data))))
     if isinstance(a, A.Exit):
         return _nx(C.NXAST_EXIT, bytes(6))
+    if isinstance(a, A.FinTimeout):
+        return _nx(C.NXAST_FIN_TIMEOUT, _NX_EXT[C.NXAST_FIN_TIMEOUT].pack({"idle": a.idle_timeout,
+                                                                           "hard": a.hard_timeout}))
     if isinstance(a, A.Conjunction):
         return _nx(C.NXAST_CONJUNCTION, _NX_EXT[C.NXAST_CONJUNCTION].pack(
             {"clause": a.clause - 1, "n_clauses": a.n_clauses, "id": a.id}))

@@ -396,3 +396,26 @@ def test_fin_timeout_text_and_wire(sw):
         assert [ln.split(" actions=")[1] for ln in flows(v, sw.tcp)] == [
             "fin_timeout(idle_timeout=3,hard_timeout=7),output:2"]
         ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+# --- writing NXM_OF_VLAN_TCI ------------------------------------------------------------------------
+def _tagged(frame: bytes, vid: int) -> bytes:
+    return frame[:12] + b"\x81\x00" + vid.to_bytes(2, "big") + frame[12:]
+
+
+@pytest.mark.parametrize("actions,untagged,tagged", [
+    ("load:0x1014->NXM_OF_VLAN_TCI[],output:2", "push_vlan(vid=20,pcp=0),12", "set(vlan(value=0014,mask=ffff)),12"),
+    ("load:0->NXM_OF_VLAN_TCI[12],output:2", "12", "pop_vlan,12"),
+    # The VID bits stay without the present bit, as in Open vSwitch's flow, until it is set.
+    ("load:5->reg0[],move:NXM_NX_REG0[0..11]->NXM_OF_VLAN_TCI[0..11],load:1->NXM_OF_VLAN_TCI[12],output:2",
+     "push_vlan(vid=5,pcp=0),12", "set(vlan(value=0005,mask=ffff)),12"),
+    ("push:NXM_OF_VLAN_TCI[],load:0->NXM_OF_VLAN_TCI[],output:3,pop:NXM_OF_VLAN_TCI[],output:2",
+     "13,12", "pop_vlan,13,push_vlan(vid=7,pcp=0),12"),
+])
+def test_load_move_and_pop_write_the_vlan_tci(actions, untagged, tagged):
+    x = rig("actions=" + actions)
+    assert odp.format_actions(x.translate(parse(udp_frame(0), 11)).actions) == untagged
+    assert odp.format_actions(x.translate(parse(_tagged(udp_frame(0), 7), 11)).actions) == tagged
+    spec = parse_flow("actions=" + actions)
+    wire = acts.encode_actions(spec.instructions[0].actions, C.OFP10_VERSION)
+    assert acts.decode_actions(wire, C.OFP10_VERSION) == spec.instructions[0].actions

@@ -239,7 +239,7 @@ FIELDS: list[Field] = [
 # OpenFlow 1.0 port number (the low 16 bits of in_port; reserved ports map as 1.0's do).
 # They are not in FIELDS (nothing matches them), only in BY_NAME and BY_WIRE.
 VIEW_FIELDS = [
-    _f("NXM_OF_VLAN_TCI", 16, True, "", None, "vlan_tci", nbytes=2, kind="hex", writable=False, nxm=(NXM_OF, 4)),
+    _f("NXM_OF_VLAN_TCI", 16, True, "", None, "vlan_tci", nbytes=2, kind="hex", nxm=(NXM_OF, 4)),
     _f("NXM_OF_IN_PORT", 16, False, "", None, "in_port", kind="port", writable=False, nxm=(NXM_OF, 0)),
 ]
 VIEWS = frozenset(f.name for f in VIEW_FIELDS)

@@ -904,6 +904,9 @@ class Translator:
         """VALUE into bits OFS..OFS+NBITS-1 of field NAME (load, move, pop)."""
         mask = ((1 << nbits) - 1) << ofs
         f = F[name]
+        if name == "NXM_OF_VLAN_TCI":
+            self._write_tci(c, mask, value << ofs)
+            return
         if f.member is None:
             old = (c.metadata >> f.meta_shift) & f.all_ones
             self._set_field(c, name, (old & ~mask) | ((value << ofs) & mask))
@@ -911,6 +914,25 @@ class Translator:
             self._set_field(c, name, value)
         else:
             self._set_field(c, name, value << ofs, mask)
+
+    @staticmethod
+    def _write_tci(c: _Ctx, mask: int, value: int) -> None:
+        """load/move/pop into the outer tag's TCI (NXM_OF_VLAN_TCI), as Open vSwitch's
+        MFF_VLAN_TCI: the bits of MASK become VALUE's; a TCI with the present bit (0x1000) is
+        the outer tag (pushed, 0x8100, if there was none), one without it means no tag (the
+        outer one is popped).  As in Open vSwitch's flow, a TCI without the present bit keeps
+        its other bits (in the key's outer TCI, which no tag reads then) for a later write."""
+        stack = c.vlan_stack()
+        present = c.vlan_present()
+        a, b = _TCI[0]
+        tci = (int.from_bytes(c.flow[a:b], "big") & ~mask) | (value & mask)
+        if tci & VLAN_CFI:
+            c.set_vlan_stack([(stack[0][0] if present else 0x8100, tci)] + (stack[1:] if present else stack))
+        else:
+            rest = stack[1:] if present else stack
+            c.set_vlan_stack(rest)
+            if not rest:
+                c.flow[a:b] = tci.to_bytes(2, "big")
 
     def _set_field(self, c: _Ctx, name: str, value: int, mask: int | None = None) -> None:
         f = F[name]

@@ -970,13 +970,32 @@ def set_conjunction() -> RefSet:
                   "conjunctions, an ordinary rule between them, conjunctions after a resubmit", flows, f.frames)
 
 
+def set_vlan_tci_load() -> RefSet:
+    """NXM_OF_VLAN_TCI written by load, move, push/pop: a tag pushed, rewritten, removed, and
+    the TCI's bits kept without the present bit until a later load sets it."""
+    f = Frames()
+    for port in (30, 31, 32, 33):
+        f.add(eth() / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=7, dport=port), 2)
+        f.add(eth(vlans=[(9, 3)]) / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=7, dport=port), 2)
+    flows = [
+        "priority=10,udp,tp_dst=30,actions=load:0x1014->NXM_OF_VLAN_TCI[],output:2",
+        "priority=10,udp,tp_dst=31,actions=load:0->NXM_OF_VLAN_TCI[],output:3",
+        "priority=10,udp,tp_dst=32,actions=move:NXM_OF_UDP_SRC[0..11]->NXM_OF_VLAN_TCI[0..11],"
+        "load:1->NXM_OF_VLAN_TCI[12],output:4",
+        "priority=10,udp,tp_dst=33,actions=push:NXM_OF_VLAN_TCI[],load:0->NXM_OF_VLAN_TCI[12],output:2,"
+        "pop:NXM_OF_VLAN_TCI[],output:3",
+    ]
+    return RefSet("vlan_tci_load", "NXM_OF_VLAN_TCI written by load, move and the field stack: tags pushed, "
+                  "rewritten, removed", flows, f.frames)
+
+
 SETS = [set_vlan, set_vlan_of10, set_set_field_l2l3, set_set_field_l4, set_ip_fragments, set_ipv6_ext,
         set_l2_misc, set_set_field_other, set_dec_ttl, set_groups_select, set_groups_all_indirect, set_groups_ff,
         set_groups_ff_watch_both, set_multi_table, set_action_set, set_priorities, set_output_ports, set_arp_ipv6,
         set_fragments_l4, set_ttl_expiry_groups, set_bucket_action_set, set_ipv4_proto58,
         set_metadata_in_port, set_vlan_pcp_partial,
         set_ovs_bug_later_fragment_csum, set_ovs_bug_vlan_megaflow, set_ovs_bug_ff_select_action_set,
-        set_registers_resubmit, set_load_move_set_field, set_learn, set_conjunction]
+        set_registers_resubmit, set_load_move_set_field, set_learn, set_conjunction, set_vlan_tci_load]
 
 
 def all_sets() -> list[RefSet]:

@@ -419,3 +419,21 @@ def test_load_move_and_pop_write_the_vlan_tci(actions, untagged, tagged):
     spec = parse_flow("actions=" + actions)
     wire = acts.encode_actions(spec.instructions[0].actions, C.OFP10_VERSION)
     assert acts.decode_actions(wire, C.OFP10_VERSION) == spec.instructions[0].actions
+
+
+def test_hosts_talk_through_a_conjunction_until_a_clause_goes(sw):
+    """A cached megaflow that a conjunction decided is revalidated when one of its clauses
+    (a rule that is not the one it matched) is deleted."""
+    (h1, _), (_, ip2) = sw.hosts["p1"], sw.hosts["p2"]
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    for f in ["priority=10,ip,nw_src=10.0.0.1,actions=conjunction(1,1/2)",
+              "priority=10,ip,nw_dst=10.0.0.2,actions=conjunction(1,2/2)",
+              "priority=10,conj_id=1,ip,actions=output:2",
+              "priority=5,in_port=2,actions=output:1", "priority=5,arp,actions=flood"]:
+        ofctl("OpenFlow13", "add-flow", sw.tcp, f)
+    assert ping(h1, ip2)
+    ofctl("OpenFlow13", "del-flows", sw.tcp, "--strict", "priority=10,ip,nw_dst=10.0.0.2")
+    assert not ping(h1, ip2, count=2)
+    ofctl("OpenFlow13", "add-flow", sw.tcp, "priority=10,ip,nw_dst=10.0.0.2,actions=conjunction(1,2/2)")
+    assert ping(h1, ip2)
+    ofctl("OpenFlow13", "del-flows", sw.tcp)

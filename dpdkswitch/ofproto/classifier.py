@@ -248,13 +248,14 @@ class Classifier:
         self.order.sort(key=lambda s: -s.max_priority)
 
     # -- lookup
-    def lookup(self, key: int, meta: int = 0, wc: Wildcards | None = None) -> Rule | None:
+    def lookup(self, key: int, meta: int = 0, wc: Wildcards | None = None, seen: list | None = None) -> Rule | None:
         """The highest-priority rule matching (KEY, META); WC gathers the bits consulted.
 
         With soft matches (conjunctive rules) above the best ordinary rule, as Open vSwitch:
         from the highest soft priority down, a conjunction ID whose every clause has a soft
         match at that priority makes a lookup again with conj_id = ID (ordinary rules only),
-        and the rule it finds is the result; without one, the ordinary rule is."""
+        and the rule it finds is the result; without one, the ordinary rule is.  SEEN, if
+        given, gets the soft matches consulted (removing one may change the result)."""
         wc = wc if wc is not None else Wildcards()
         hard = self._lookup(key, meta, wc)
         if self.soft is None or not self.soft.n_rules:
@@ -263,6 +264,8 @@ class Classifier:
         soft = self.soft.matching(key, meta, wc, hard_pri)
         if not soft:
             return hard
+        if seen is not None:
+            seen += soft
         for pri in sorted({r.priority for r in soft}, reverse=True):
             clauses: dict[int, tuple[int, set[int]]] = {}
             for r in soft:

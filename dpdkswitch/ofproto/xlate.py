@@ -126,6 +126,7 @@ class Visit:
     learns: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (vlan, mac, ofport, garp)
     learned: list = field(default_factory=list)       # FlowSpecs the learn action adds
     fins: list = field(default_factory=list)          # (rule, idle, hard): fin_timeout on a FIN/RST
+    clauses: list = field(default_factory=list)       # conjunctive (soft) rules the lookups consulted
     patch: tuple[PortEntry, PortEntry] | None = None              # (left by, entered by): not for the first
     version: int = -1        # the pipeline's version when translated (or last found still valid)
 
@@ -142,6 +143,8 @@ class Visit:
             self.learns = ()
         if not self.fins:
             self.fins = ()
+        if not self.clauses:
+            self.clauses = ()
 
     def learn(self, now: float) -> None:
         """NORMAL learns the source MACs it saw, in this bridge's MAC table (a move, a GARP lock);
@@ -567,7 +570,8 @@ class Translator:
         c.out.wc.meta |= reads.meta
         out, v = c.out, c.v
         if (reads.key or reads.meta or out.error or out.packet_ins or out.peer_errors or len(out.visits) != 1
-                or len(v.tables) != 1 or len(v.entries) != 1 or v.groups or v.macs or v.learns or v.learned or v.fins
+                or len(v.tables) != 1 or len(v.entries) != 1 or v.groups or v.macs or v.learns or v.learned
+                or v.fins or v.clauses
                 or v.mirrors):
             return
         c.keeping.kept = out.kept = Kept(c.dp_in_port, c.p.version, tuple(c.odp), out.visits)
@@ -654,6 +658,7 @@ class Translator:
             return
         table = c.p.tables[table_id]
         c.v.tables.append(table_id)
+        seen: list | None = [] if table.cls.soft is not None else None     # conjunctions' clauses
         if F["ip_frag"].from_key(c.flow):
             # As Open vSwitch's default fragment handling: the lookup sees no L4 ports in a
             # fragment (the first one's would send it one way and its followers another), and
@@ -662,12 +667,14 @@ class Translator:
             key = bytearray(c.flow)
             key[_PORTS] = bytes(4)
             ports_wc = c.out.wc.key & _PORTS_WC.key
-            rule = table.cls.lookup(key_int(bytes(key)), c.metadata, c.out.wc)
+            rule = table.cls.lookup(key_int(bytes(key)), c.metadata, c.out.wc, seen)
             consulted_ports = c.out.wc.key & _PORTS_WC.key & ~ports_wc
             c.out.wc.key = c.out.wc.key & ~_PORTS_WC.key | ports_wc
         else:
-            rule = table.cls.lookup(key_int(bytes(c.flow)), c.metadata, c.out.wc)
+            rule = table.cls.lookup(key_int(bytes(c.flow)), c.metadata, c.out.wc, seen)
             consulted_ports = c.out.wc.key & _PORTS_WC.key
+        if seen:
+            c.v.clauses += [r.data for r in seen]
         if consulted_ports:
             # The lookup looked at L4 ports, which a fragment's lookup sees as zeros: whether
             # the packet is a fragment decided it.  A lookup that never looked at them decides

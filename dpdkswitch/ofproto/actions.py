@@ -92,6 +92,12 @@ class Exit:
 
 
 @dataclass(frozen=True)
+class Clone:
+    """clone(actions): ACTIONS run on a copy of the packet; what they change stays inside."""
+    actions: tuple
+
+
+@dataclass(frozen=True)
 class FinTimeout:
     """fin_timeout(idle_timeout=,hard_timeout=): a TCP FIN or RST through the rule shortens its
     timeouts to these (0: that one unchanged)."""
@@ -173,7 +179,7 @@ class CopyTtlIn:
 
 
 Action = (Output | Group | SetField | PushVlan | PopVlan | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
-          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn | Conjunction | FinTimeout)
+          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn | Conjunction | FinTimeout | Clone)
 
 
 # Instructions (OpenFlow 1.3).  An OpenFlow 1.0 flow's actions are one ApplyActions.
@@ -218,7 +224,7 @@ _ONE_OF_EACH = (CopyTtlIn, PopVlan, PushVlan, CopyTtlOut, DecNwTtl)      # befor
 _SETS = (SetNwTtl, SetField, Load, Move)
 # Open vSwitch's extensions an action set may hold (ofpact_is_allowed_in_actions_set): load and
 # move run with the set-fields; these may not be written into one (OFPBAC_UNSUPPORTED_ORDER).
-NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn, Conjunction, FinTimeout)
+NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn, Conjunction, FinTimeout, Clone)
 
 
 def conjunctions(instructions) -> tuple[tuple[int, int, int], ...]:

@@ -50,7 +50,7 @@ import re
 from dataclasses import dataclass, field as dc_field
 
 from .actions import (INSTRUCTION_ORDER, NOT_IN_ACTION_SET, OFPCML_NO_BUFFER, OFPP_ANY, OFPP_CONTROLLER,
-                      OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
+                      OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, Clone, CopyTtlIn, CopyTtlOut,
                       LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, Conjunction, DecNwTtl, Exit, FinTimeout, GotoTable, Group, Learn, LearnSpec,
                       Load, Meter, Move, Note, Output, PopVlan, PushVlan, Resubmit,
                       SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions, WriteMetadata)
@@ -641,6 +641,7 @@ _ACTIONS = {
     "exit": _noarg(Exit),
     "conjunction": lambda t, m: _conjunction(t),
     "fin_timeout": lambda t, m: _fin_timeout(t),
+    "clone": lambda t, m: Clone(_action_list(t, m)),
     "learn": lambda t, m: _learn(t),
     "enqueue": _unsupported("enqueue is not supported; use set_queue:QUEUE,output:PORT"),
 }
@@ -957,6 +958,8 @@ def _fmt_action(a) -> str:
             return "note:" + ".".join(f"{b:02x}" for b in d)
         case Exit():
             return "exit"
+        case Clone(actions=inner):
+            return f"clone({format_actions([ApplyActions(inner)]) if inner else ''})"
         case FinTimeout(idle_timeout=idle, hard_timeout=hard):
             args = [f"{k}={v}" for k, v in (("idle_timeout", idle), ("hard_timeout", hard)) if v]
             return f"fin_timeout({','.join(args)})"

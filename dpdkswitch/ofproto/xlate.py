@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from ..datapath import odp
 from ..flowkey import KEY_DTYPE, KEY_SIZE
 from .actions import (INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
-                      DecNwTtl, Exit, FinTimeout, GotoTable, Group, LEARN_SEND_FLOW_REM, Learn, Load, Meter, Move,
+                      Clone, DecNwTtl, Exit, FinTimeout, GotoTable, Group, LEARN_SEND_FLOW_REM, Learn, Load, Meter, Move,
                       OFPCML_NO_BUFFER, OFPP_ALL,
                       OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output,
                       PopVlan, PushVlan, Resubmit, SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions,
@@ -809,6 +809,8 @@ class Translator:
                 self._learn(c, a)
             elif isinstance(a, FinTimeout):
                 self._fin_timeout(c, a)
+            elif isinstance(a, Clone):
+                self._clone(c, a.actions)
             elif isinstance(a, Exit):
                 c.log("exit: no further actions (the action set still runs)")
                 c.exit = True
@@ -837,6 +839,23 @@ class Translator:
             if a.port != OFPP_IN_PORT:
                 IN_PORT.to_key(c.flow, saved[2] & IN_PORT.all_ones)
             c.table_id, c.cookie, c.in_ofport, c.depth, c.rule = saved
+
+    def _clone(self, c: _Ctx, actions) -> None:
+        """clone(ACTIONS): they run on a copy, in a datapath clone of their own (changes not yet
+        committed are committed inside it); the flow and the action set are as they were before
+        it, and an exit inside it ends the actions after it too (Open vSwitch's
+        clone_xlate_actions)."""
+        saved = (bytearray(c.flow), bytearray(c.base), c.odp, c.action_set, c.metadata, list(c.stack))
+        c.odp, c.action_set = [], []
+        try:
+            self._actions(c, actions)
+            nested = c.odp
+        finally:
+            c.flow, c.base, c.odp, c.action_set, c.metadata, c.stack = saved
+        if all(isinstance(a, odp.Output) for a in nested):     # nothing to undo: inline, as Open vSwitch
+            c.odp.extend(nested)
+        else:
+            c.odp.append(odp.Clone(tuple(nested)))
 
     @staticmethod
     def _fin_timeout(c: _Ctx, a: FinTimeout) -> None:

@@ -91,12 +91,16 @@ def _writable(f: F.Field) -> None:
         raise _ba(C.OFPBAC_BAD_SET_TYPE)
 
 
-def decode_nx(tlv: bytes) -> tuple[A.Action, ...]:
-    """A Nicira vendor/experimenter action (the whole TLV)."""
+def decode_nx(tlv: bytes, version: int = C.OFP13_VERSION) -> tuple[A.Action, ...]:
+    """A Nicira vendor/experimenter action (the whole TLV); VERSION's actions nest in clone."""
     v = _NX.unpack(tlv, 4, err=(C.OFPET_BAD_ACTION, C.OFPBAC_BAD_LEN))
     if v["vendor"] != C.NX_VENDOR_ID:
         raise _ba(C.OFPBAC_BAD_EXPERIMENTER)
     sub = v["subtype"]
+    if sub == C.NXAST_CLONE:                   # 6 pad bytes, then the nested actions
+        if len(tlv) < 16:
+            raise _ba(C.OFPBAC_BAD_LEN)
+        return (A.Clone(decode_actions(tlv[16:], version)),)
     if sub == C.NXAST_NOTE:
         return (A.Note(tlv[10:]),)
     if sub == C.NXAST_LEARN:
@@ -248,8 +252,10 @@ def _loads(name: str, ofs: int, nbits: int, value: int) -> list[bytes]:
     return out
 
 
-def encode_nx(a: A.Action) -> bytes | None:
+def encode_nx(a: A.Action, version: int = C.OFP13_VERSION) -> bytes | None:
     """A as Nicira extension action(s), or None if it is not one of them."""
+    if isinstance(a, A.Clone):
+        return _nx(C.NXAST_CLONE, bytes(6) + encode_actions(a.actions, version))
     if isinstance(a, A.Resubmit):
         return _nx(C.NXAST_RESUBMIT_TABLE, _NX_EXT[C.NXAST_RESUBMIT_TABLE].pack(
             {"port": port_to10(a.port), "table": a.table}))
@@ -333,7 +339,7 @@ def _decode_set_field(tlv: bytes) -> A.SetField:
 
 
 def encode_action13(a: A.Action) -> bytes:
-    nx = encode_nx(a)
+    nx = encode_nx(a, C.OFP13_VERSION)
     if nx is not None:
         return nx
     if isinstance(a, A.SetField):
@@ -395,7 +401,7 @@ _TP10_TYPE = {f"{p}_{d}": t for p in ("tcp", "udp", "sctp")
 
 def decode_action10(type_: int, tlv: bytes, ip_proto: int | None = None) -> tuple[A.Action, ...]:
     if type_ == C.OFPAT10_VENDOR:
-        return decode_nx(tlv)
+        return decode_nx(tlv, C.OFP10_VERSION)
     lay = _L10.get(type_)
     if lay is None:
         raise _ba(C.OFPBAC_BAD_TYPE)
@@ -436,8 +442,8 @@ def encode_actions10(actions: tuple[A.Action, ...] | list[A.Action]) -> bytes:
             t, vals = C.OFPAT10_OUTPUT, {"port": a.port, "max_len": a.max_len}
         elif isinstance(a, A.PopVlan):
             t, vals = C.OFPAT10_STRIP_VLAN, {}
-        elif encode_nx(a) is not None:
-            out.append(encode_nx(a))
+        elif (nx := encode_nx(a, C.OFP10_VERSION)) is not None:
+            out.append(nx)
             continue
         elif isinstance(a, A.SetField) and F.field(a.field).member is None:     # registers: loads
             out += _loads(a.field, 0, F.field(a.field).bits, a.value)

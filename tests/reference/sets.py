@@ -989,13 +989,35 @@ def set_vlan_tci_load() -> RefSet:
                   "rewritten, removed", flows, f.frames)
 
 
+def set_clone() -> RefSet:
+    """clone(actions): changes inside a clone stay there (Ethernet, VLAN, IPv4, a register
+    for a resubmit), outputs inside and after it, nested clones, exit inside one."""
+    f = Frames()
+    for port in (40, 41, 42, 43):
+        f.add(eth() / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=7, dport=port), 2)
+        f.add(eth(vlans=[(9, 3)]) / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=7, dport=port), 2)
+    flows = [
+        "priority=10,udp,tp_dst=40,actions=clone(mod_dl_src:02:00:00:00:00:09,mod_nw_dst:10.9.9.9,output:2),"
+        "output:3",
+        "priority=10,udp,tp_dst=41,actions=mod_dl_dst:02:00:00:00:00:07,clone(push_vlan:0x8100,"
+        "set_field:4101->vlan_vid,set_field:1->vlan_pcp,output:2),clone(mod_nw_ttl:9,output:4),output:3",
+        "priority=10,udp,tp_dst=42,actions=clone(load:1->reg0[],resubmit(,1),clone(mod_tp_src:99,output:2)),"
+        "resubmit(,1)",
+        "table=1,priority=10,reg0=1,actions=output:4",
+        "table=1,priority=5,actions=output:3",
+        "priority=10,udp,tp_dst=43,actions=clone(output:2,exit,output:4),output:3",
+    ]
+    return RefSet("clone", "clone: header and register changes stay inside, outputs around it, nested clones, "
+                  "exit inside one", flows, f.frames)
+
+
 SETS = [set_vlan, set_vlan_of10, set_set_field_l2l3, set_set_field_l4, set_ip_fragments, set_ipv6_ext,
         set_l2_misc, set_set_field_other, set_dec_ttl, set_groups_select, set_groups_all_indirect, set_groups_ff,
         set_groups_ff_watch_both, set_multi_table, set_action_set, set_priorities, set_output_ports, set_arp_ipv6,
         set_fragments_l4, set_ttl_expiry_groups, set_bucket_action_set, set_ipv4_proto58,
         set_metadata_in_port, set_vlan_pcp_partial,
         set_ovs_bug_later_fragment_csum, set_ovs_bug_vlan_megaflow, set_ovs_bug_ff_select_action_set,
-        set_registers_resubmit, set_load_move_set_field, set_learn, set_conjunction, set_vlan_tci_load]
+        set_registers_resubmit, set_load_move_set_field, set_learn, set_conjunction, set_vlan_tci_load, set_clone]
 
 
 def all_sets() -> list[RefSet]:

@@ -467,3 +467,38 @@ def test_clone_text_and_wire(sw):
         assert got == ["clone(mod_dl_src:02:00:00:00:00:09,output:2),output:1"
                        if v == "OpenFlow10" else "clone(set_field:02:00:00:00:00:09->eth_src,output:2),output:1"], got
         ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+# --- multipath --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("alg", ["modulo_n", "hash_threshold", "hrw", "iter_hash"])
+def test_multipath_spreads_flows_and_symmetric_fields_choose_one_link_both_ways(alg):
+    x = rig(f"udp,actions=multipath(symmetric_l4,5,{alg},3,0,reg0[0..1]),resubmit(,1)",
+            "table=1,reg0=0,actions=output:2", "table=1,reg0=1,actions=output:3", "table=1,reg0=2,actions=output:4")
+    links = set()
+    for i in range(40):
+        fwd = _frame(f"10.0.0.{i}", "10.9.0.1", 1000 + i, 53)
+        back = _frame("10.9.0.1", f"10.0.0.{i}", 53, 1000 + i)
+        back = back[6:12] + back[0:6] + back[12:]
+        a, b = outs(x.translate(parse(fwd, 11))), outs(x.translate(parse(back, 11)))
+        assert a == b and len(a) == 1
+        links.add(a[0])
+        # Every field hashed is in the megaflow: the ports, both addresses.
+        mask = x.translate(parse(fwd, 11)).megaflow_mask()
+        assert BY_NAME["udp_src"].from_key(mask) == 0xFFFF and BY_NAME["ipv4_dst"].from_key(mask) == 0xFFFFFFFF
+    assert links == {2, 3, 4}
+
+
+def test_multipath_text_and_wire(sw):
+    text = "multipath(symmetric_l3l4+udp,1024,iter_hash,5000,4000,NXM_NX_REG0[0..12])"
+    spec = parse_flow("actions=" + text)
+    assert format_actions(spec.instructions) == text
+    wire = acts.encode_actions(spec.instructions[0].actions, C.OFP13_VERSION)
+    assert len(wire) == 32 and wire[8:10] == b"\x00\x0a"                     # NXAST_MULTIPATH (10)
+    assert acts.decode_actions(wire, C.OFP10_VERSION) == spec.instructions[0].actions
+    with pytest.raises(FlowParseError, match="less than n_links"):
+        parse_flow("actions=multipath(eth_src,0,modulo_n,5,0,reg0[0..1])")
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    for v in ("OpenFlow13", "OpenFlow10"):
+        ofctl(v, "add-flow", sw.tcp, "actions=" + text)
+        assert [ln.split(" actions=")[1] for ln in flows(v, sw.tcp)] == [text]
+        ofctl("OpenFlow13", "del-flows", sw.tcp)

@@ -91,6 +91,25 @@ class Exit:
     pass
 
 
+MULTIPATH_FIELDS = ("eth_src", "symmetric_l4", "symmetric_l3l4", "symmetric_l3l4+udp", "nw_src", "nw_dst",
+                    "symmetric_l3")                    # NX_HASH_FIELDS_*, in wire order
+MULTIPATH_ALGORITHMS = ("modulo_n", "hash_threshold", "hrw", "iter_hash")   # NX_MP_ALG_*
+
+
+@dataclass(frozen=True)
+class Multipath:
+    """multipath(fields,basis,algorithm,n_links,arg,dst): a link 0..n_links-1 chosen from a hash
+    of FIELDS (with BASIS) by ALGORITHM, written into DST (field, ofs, nbits)."""
+    fields: str
+    basis: int
+    algorithm: str
+    n_links: int
+    arg: int
+    dst: str
+    ofs: int
+    nbits: int
+
+
 @dataclass(frozen=True)
 class Clone:
     """clone(actions): ACTIONS run on a copy of the packet; what they change stays inside."""
@@ -179,7 +198,7 @@ class CopyTtlIn:
 
 
 Action = (Output | Group | SetField | PushVlan | PopVlan | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
-          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn | Conjunction | FinTimeout | Clone)
+          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn | Conjunction | FinTimeout | Clone | Multipath)
 
 
 # Instructions (OpenFlow 1.3).  An OpenFlow 1.0 flow's actions are one ApplyActions.
@@ -224,7 +243,7 @@ _ONE_OF_EACH = (CopyTtlIn, PopVlan, PushVlan, CopyTtlOut, DecNwTtl)      # befor
 _SETS = (SetNwTtl, SetField, Load, Move)
 # Open vSwitch's extensions an action set may hold (ofpact_is_allowed_in_actions_set): load and
 # move run with the set-fields; these may not be written into one (OFPBAC_UNSUPPORTED_ORDER).
-NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn, Conjunction, FinTimeout, Clone)
+NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn, Conjunction, FinTimeout, Clone, Multipath)
 
 
 def conjunctions(instructions) -> tuple[tuple[int, int, int], ...]:

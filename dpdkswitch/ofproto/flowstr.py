@@ -50,7 +50,7 @@ import re
 from dataclasses import dataclass, field as dc_field
 
 from .actions import (INSTRUCTION_ORDER, NOT_IN_ACTION_SET, OFPCML_NO_BUFFER, OFPP_ANY, OFPP_CONTROLLER,
-                      OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, Clone, CopyTtlIn, CopyTtlOut,
+                      OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, Clone, CopyTtlIn, CopyTtlOut, MULTIPATH_ALGORITHMS, MULTIPATH_FIELDS, Multipath,
                       LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, Conjunction, DecNwTtl, Exit, FinTimeout, GotoTable, Group, Learn, LearnSpec,
                       Load, Meter, Move, Note, Output, PopVlan, PushVlan, Resubmit,
                       SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions, WriteMetadata)
@@ -472,6 +472,25 @@ def _move(text: str) -> Move:
     return Move(s[0], s[1], d[0], d[1], d[2])
 
 
+def _multipath(text: str) -> Multipath:
+    """multipath(fields,basis,algorithm,n_links,arg,dst), as ovs-ofctl."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 6:
+        raise _Bad("multipath takes fields,basis,algorithm,n_links,arg,dst")
+    fields, basis, alg, n, arg, dst = parts
+    if fields not in MULTIPATH_FIELDS:
+        raise _Bad(f"unknown fields '{fields}' (one of {', '.join(MULTIPATH_FIELDS)})")
+    if alg not in MULTIPATH_ALGORITHMS:
+        raise _Bad(f"unknown algorithm '{alg}' (one of {', '.join(MULTIPATH_ALGORITHMS)})")
+    n_links = _num(n, 32, "n_links")
+    if not 1 <= n_links <= 65536:
+        raise _Bad(f"n_links {n_links} is not in 1..65536")
+    name, ofs, nbits = _writable(_subfield(dst))
+    if (1 << nbits) < n_links:
+        raise _Bad(f"{nbits}-bit destination field has {1 << nbits} possible values, less than n_links {n_links}")
+    return Multipath(fields, _num(basis, 16, "basis"), alg, n_links, _num(arg, 32, "arg"), name, ofs, nbits)
+
+
 def _fin_timeout(text: str) -> FinTimeout:
     """fin_timeout(idle_timeout=N,hard_timeout=M), either or both (seconds, 16 bits)."""
     kw = {}
@@ -642,6 +661,7 @@ _ACTIONS = {
     "conjunction": lambda t, m: _conjunction(t),
     "fin_timeout": lambda t, m: _fin_timeout(t),
     "clone": lambda t, m: Clone(_action_list(t, m)),
+    "multipath": lambda t, m: _multipath(t),
     "learn": lambda t, m: _learn(t),
     "enqueue": _unsupported("enqueue is not supported; use set_queue:QUEUE,output:PORT"),
 }
@@ -958,6 +978,9 @@ def _fmt_action(a) -> str:
             return "note:" + ".".join(f"{b:02x}" for b in d)
         case Exit():
             return "exit"
+        case Multipath():
+            return (f"multipath({a.fields},{a.basis},{a.algorithm},{a.n_links},{a.arg},"
+                    f"{_fmt_subfield(a.dst, a.ofs, a.nbits)})")
         case Clone(actions=inner):
             return f"clone({format_actions([ApplyActions(inner)]) if inner else ''})"
         case FinTimeout(idle_timeout=idle, hard_timeout=hard):

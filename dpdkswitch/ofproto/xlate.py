@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from ..datapath import odp
 from ..flowkey import KEY_DTYPE, KEY_SIZE
 from .actions import (INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
-                      Clone, DecNwTtl, Exit, FinTimeout, GotoTable, Group, LEARN_SEND_FLOW_REM, Learn, Load, Meter, Move,
+                      Clone, DecNwTtl, Exit, FinTimeout, GotoTable, Multipath, Group, LEARN_SEND_FLOW_REM, Learn, Load, Meter, Move,
                       OFPCML_NO_BUFFER, OFPP_ALL,
                       OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output,
                       PopVlan, PushVlan, Resubmit, SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions,
@@ -811,6 +811,8 @@ class Translator:
                 self._fin_timeout(c, a)
             elif isinstance(a, Clone):
                 self._clone(c, a.actions)
+            elif isinstance(a, Multipath):
+                self._multipath(c, a)
             elif isinstance(a, Exit):
                 c.log("exit: no further actions (the action set still runs)")
                 c.exit = True
@@ -839,6 +841,49 @@ class Translator:
             if a.port != OFPP_IN_PORT:
                 IN_PORT.to_key(c.flow, saved[2] & IN_PORT.all_ones)
             c.table_id, c.cookie, c.in_ofport, c.depth, c.rule = saved
+
+    def _multipath(self, c: _Ctx, a: Multipath) -> None:
+        """multipath: a link from a hash of A's fields (every field hashed is read, so the
+        megaflow matches it) by A's algorithm, into A's destination.  The hash is ours (CRC-32
+        with the basis), not Open vSwitch's: the same fields choose the same link every time,
+        and the symmetric ones the same link both ways; which link differs."""
+        vals: list[int] = []
+        kind = a.fields
+        eth_type = c.get("eth_type")
+        if kind in ("eth_src", "symmetric_l4"):
+            vals.append(c.get("eth_src") if kind == "eth_src" else c.get("eth_src") ^ c.get("eth_dst"))
+        if kind == "symmetric_l4":
+            vals += [eth_type, c.get("vlan_vid") & 0xFFF]
+        if kind != "eth_src" and eth_type in (0x0800, 0x86DD):
+            src, dst = ("ipv4_src", "ipv4_dst") if eth_type == 0x0800 else ("ipv6_src", "ipv6_dst")
+            if kind == "nw_src":
+                vals.append(c.get(src))
+            elif kind == "nw_dst":
+                vals.append(c.get(dst))
+            else:
+                vals.append(c.get(src) ^ c.get(dst))
+            if kind in ("symmetric_l4", "symmetric_l3l4", "symmetric_l3l4+udp"):
+                proto = c.get("ip_proto")
+                vals.append(proto)
+                if proto in ((6, 17, 132) if kind != "symmetric_l3l4" else (6, 132)) and not c.get("ip_frag") & 2:
+                    vals.append(c.get("tcp_src") ^ c.get("tcp_dst"))
+        h = zlib.crc32(b"".join(v.to_bytes(16, "big") for v in vals), a.basis)
+        n = a.n_links
+        if a.algorithm == "modulo_n":
+            link = h % n
+        elif a.algorithm == "hash_threshold":
+            link = h // ((0xFFFFFFFF // n) + 1)
+        elif a.algorithm == "hrw":
+            link = max(range(n), key=lambda i: (zlib.crc32(i.to_bytes(4, "big"), h), -i))
+        else:                                   # iter_hash: rehash until a link in range
+            mask, i = (1 << (n - 1).bit_length()) - 1, 0
+            while True:
+                link = zlib.crc32(i.to_bytes(4, "big"), h) & mask
+                i += 1
+                if link < n:
+                    break
+        c.log(f"multipath: link {link} of {n}")
+        self._write(c, a.dst, a.ofs, a.nbits, link)
 
     def _clone(self, c: _Ctx, actions) -> None:
         """clone(ACTIONS): they run on a copy, in a datapath clone of their own (changes not yet

@@ -63,7 +63,8 @@ _NX_EXT = {C.NXAST_RESUBMIT: Layout("port:H table:B 3x"), C.NXAST_RESUBMIT_TABLE
            C.NXAST_REG_LOAD: Layout("ofs_nbits:H dst:I value:Q"),
            C.NXAST_STACK_PUSH: Layout("ofs:H field:I nbits:H 6x"), C.NXAST_STACK_POP: Layout("ofs:H field:I nbits:H 6x"),
            C.NXAST_EXIT: Layout("6x"), C.NXAST_CONJUNCTION: Layout("clause:B n_clauses:B id:I"),
-           C.NXAST_FIN_TIMEOUT: Layout("idle:H hard:H 2x")}
+           C.NXAST_FIN_TIMEOUT: Layout("idle:H hard:H 2x"),
+           C.NXAST_MULTIPATH: Layout("fields:H basis:H 2x algorithm:H max_link:H arg:I 2x ofs_nbits:H dst:I")}
 
 
 def _nx_field(header: int) -> F.Field:
@@ -113,6 +114,16 @@ def decode_nx(tlv: bytes, version: int = C.OFP13_VERSION) -> tuple[A.Action, ...
     d = lay.unpack(tlv, 10)
     if sub == C.NXAST_DEC_TTL:
         return (A.DecNwTtl(),)
+    if sub == C.NXAST_MULTIPATH:
+        f = _nx_field(d["dst"])
+        ofs, nbits = d["ofs_nbits"] >> 6, (d["ofs_nbits"] & 0x3F) + 1
+        _bits_ok(f, ofs, nbits)
+        _writable(f)
+        if d["fields"] >= len(A.MULTIPATH_FIELDS) or d["algorithm"] >= len(A.MULTIPATH_ALGORITHMS) \
+                or (1 << nbits) < d["max_link"] + 1:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        return (A.Multipath(A.MULTIPATH_FIELDS[d["fields"]], d["basis"], A.MULTIPATH_ALGORITHMS[d["algorithm"]],
+                            d["max_link"] + 1, d["arg"], f.name, ofs, nbits),)
     if sub == C.NXAST_FIN_TIMEOUT:
         return (A.FinTimeout(d["idle"], d["hard"]),)
     if sub == C.NXAST_CONJUNCTION:             # clause 0-based on the wire, as lib/ofp-actions.c
@@ -274,6 +285,11 @@ def encode_nx(a: A.Action, version: int = C.OFP13_VERSION) -> bytes | None:
         return _nx(C.NXAST_NOTE, a.data + bytes(max(0, 6 - len(a.data))))
     if isinstance(a, A.Exit):
         return _nx(C.NXAST_EXIT, bytes(6))
+    if isinstance(a, A.Multipath):
+        return _nx(C.NXAST_MULTIPATH, _NX_EXT[C.NXAST_MULTIPATH].pack(
+            {"fields": A.MULTIPATH_FIELDS.index(a.fields), "basis": a.basis,
+             "algorithm": A.MULTIPATH_ALGORITHMS.index(a.algorithm), "max_link": a.n_links - 1, "arg": a.arg,
+             "ofs_nbits": a.ofs << 6 | (a.nbits - 1), "dst": _nx_header(a.dst)}))
     if isinstance(a, A.FinTimeout):
         return _nx(C.NXAST_FIN_TIMEOUT, _NX_EXT[C.NXAST_FIN_TIMEOUT].pack({"idle": a.idle_timeout,
                                                                            "hard": a.hard_timeout}))

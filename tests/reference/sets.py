@@ -1011,13 +1011,30 @@ def set_clone() -> RefSet:
                   "exit inside one", flows, f.frames)
 
 
+def set_multipath() -> RefSet:
+    """multipath over three links (each switch hashes its own way: compared as one multiset),
+    every algorithm and field set, and a one-link multipath, which both must send to link 0."""
+    f = Frames()
+    _five_tuple_frames(f, 24)
+    flows = [
+        "table=0,priority=10,udp,actions=multipath(symmetric_l4,50,modulo_n,3,0,reg0[0..1]),resubmit(,1)",
+        "table=0,priority=10,tcp,actions=multipath(symmetric_l3l4,7,hash_threshold,3,0,reg0[4..5]),"
+        "move:reg0[4..5]->reg0[0..1],load:0->reg0[4..5],resubmit(,1)",
+        "table=0,priority=5,ip,actions=multipath(nw_src,0,hrw,3,0,NXM_NX_REG0[0..1]),resubmit(,1)",
+        "table=0,priority=1,actions=multipath(eth_src,1,iter_hash,1,0,reg0[0]),load:1->reg0[1],resubmit(,1)",
+        "table=1,reg0=0,actions=output:2", "table=1,reg0=1,actions=output:3", "table=1,reg0=2,actions=output:4",
+    ]
+    return RefSet("multipath", "multipath's fields and algorithms over three links (a multiset), one link",
+                  flows, f.frames, combine=[{2, 3, 4}])
+
+
 SETS = [set_vlan, set_vlan_of10, set_set_field_l2l3, set_set_field_l4, set_ip_fragments, set_ipv6_ext,
         set_l2_misc, set_set_field_other, set_dec_ttl, set_groups_select, set_groups_all_indirect, set_groups_ff,
         set_groups_ff_watch_both, set_multi_table, set_action_set, set_priorities, set_output_ports, set_arp_ipv6,
         set_fragments_l4, set_ttl_expiry_groups, set_bucket_action_set, set_ipv4_proto58,
         set_metadata_in_port, set_vlan_pcp_partial,
         set_ovs_bug_later_fragment_csum, set_ovs_bug_vlan_megaflow, set_ovs_bug_ff_select_action_set,
-        set_registers_resubmit, set_load_move_set_field, set_learn, set_conjunction, set_vlan_tci_load, set_clone]
+        set_registers_resubmit, set_load_move_set_field, set_learn, set_conjunction, set_vlan_tci_load, set_clone, set_multipath]
 
 
 def all_sets() -> list[RefSet]:

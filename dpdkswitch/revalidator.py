@@ -109,7 +109,8 @@ class Revalidator:
                 return True
             if v.version >= versions[v.pipeline]:
                 continue                      # translated after every rule, group or port change there
-            if ch.full or any(g in ch.groups for g, _ in v.groups) or any(e in ch.rules for e in v.entries):
+            if ch.full or any(g in ch.groups for g, _ in v.groups) or any(e in ch.rules for e in v.entries) \
+                    or any(e in ch.rules for e in v.clauses):      # a conjunction's clause removed or changed
                 return True
             if not ch.tables or not ch.tables.intersection(v.tables):
                 continue

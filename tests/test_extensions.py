@@ -228,3 +228,277 @@ def test_learn_adds_its_flow_when_the_miss_commits_and_later_frames_use_it():
     # The learned flow's source fields are in the megaflow: another source MAC is another flow.
     assert BY_NAME["eth_src"].from_key(t.megaflow_mask()) == (1 << 48) - 1
     assert BY_NAME["vlan_vid"].from_key(t.megaflow_mask()) & 0xFFF == 0xFFF
+
+
+# --- conjunction ------------------------------------------------------------------------------------
+def _frame(src_ip: str, dst_ip: str, sport: int, dport: int) -> bytes:
+    f = bytearray(udp_frame(0))
+    f[26:30], f[30:34] = bytes(map(int, src_ip.split("."))), bytes(map(int, dst_ip.split(".")))
+    f[34:36], f[36:38] = sport.to_bytes(2, "big"), dport.to_bytes(2, "big")
+    return bytes(f)
+
+
+# ovs-fields(7)'s example, three dimensions: (source 10.0.0.1 or .2) and (destination 172.16.0.1
+# or .2) and (UDP port 53 or 67) go to port 2; two dimensions of id 2, at a lower priority, to 3;
+# and an ordinary rule between them for 10.0.0.1.
+CONJ = ["priority=100,ip,nw_src=10.0.0.1,actions=conjunction(1,1/3)",
+        "priority=100,ip,nw_src=10.0.0.2,actions=conjunction(1,1/3)",
+        "priority=100,ip,nw_dst=172.16.0.1,actions=conjunction(1,2/3)",
+        "priority=100,ip,nw_dst=172.16.0.2,actions=conjunction(1,2/3),note:ab",
+        "priority=100,udp,tp_dst=53,actions=conjunction(1,3/3)",
+        "priority=100,udp,tp_dst=67,actions=conjunction(1,3/3)",
+        "priority=100,conj_id=1,ip,actions=output:2",
+        "priority=50,ip,nw_src=10.0.0.9,actions=conjunction(2,1/2)",
+        "priority=50,udp,tp_src=7,actions=conjunction(2,2/2)",
+        "priority=5,conj_id=2,actions=output:3",
+        "priority=60,ip,nw_src=10.0.0.1,actions=output:4",
+        "priority=0,actions=drop"]
+
+
+@pytest.mark.parametrize("src,dst,sport,dport,want", [
+    ("10.0.0.1", "172.16.0.1", 9, 53, [2]), ("10.0.0.2", "172.16.0.2", 9, 67, [2]),
+    ("10.0.0.1", "172.16.0.1", 9, 54, [4]),     # one clause short: the ordinary rule below
+    ("10.0.0.3", "172.16.0.1", 9, 53, []),      # another clause short, nothing else matches
+    ("10.0.0.9", "172.16.0.1", 7, 53, [3]),     # two dimensions (priority 50), its conj_id rule at 5
+    ("10.0.0.9", "172.16.0.1", 8, 53, []),
+])
+def test_conjunction_in_two_and_three_dimensions(src, dst, sport, dport, want):
+    x = rig(*CONJ)
+    frame = _frame(src, dst, sport, dport)
+    t = x.translate(parse(frame, 11))
+    assert outs(t) == want
+    # The megaflow is sound: every packet under it translates the same.
+    mask = t.megaflow_mask()
+    key = parse(frame, 11)
+    for other in (_frame("10.0.0.1", "172.16.0.2", 9, 53), _frame("10.0.0.9", "172.16.0.9", 7, 67),
+                  _frame(src, dst, sport ^ 1, dport), _frame(src, dst, sport, dport ^ 1)):
+        k2 = parse(other, 11)
+        if all((a ^ b) & m == 0 for a, b, m in zip(key, k2, mask)):
+            assert outs(x.translate(k2)) == want, other.hex()
+
+
+def test_conjunction_text_wire_and_limits():
+    spec = parse_flow("priority=9,ip,actions=conjunction(7,2/3)")
+    wire = acts.encode_actions(spec.instructions[0].actions, C.OFP13_VERSION)
+    # NXAST_CONJUNCTION (34): clause 0-based, n_clauses, id (lib/ofp-actions.c's layout).
+    assert wire == bytes.fromhex("ffff00100000232000220103" + "00000007")
+    assert acts.decode_actions(wire, C.OFP10_VERSION) == spec.instructions[0].actions
+    assert format_actions(spec.instructions) == "conjunction(7,2/3)"
+    assert format_match(parse_flow("conj_id=7,ip,actions=drop").match) == "conj_id=7,ip"
+    for bad in ("conjunction(1,0/2)", "conjunction(1,3/2)", "conjunction(1,1/1)", "conjunction(1,1/65)",
+                "conjunction(1)"):
+        with pytest.raises(FlowParseError):
+            parse_flow("actions=" + bad)
+    p = Pipeline()
+    with pytest.raises(Exception, match="conjunction actions may be used with note"):
+        p.add(parse_flow("ip,actions=conjunction(1,1/2),output:1"))
+    with pytest.raises(OFPError):
+        acts.decode_actions(bytes.fromhex("ffff00100000232000220202" + "00000007"), C.OFP13_VERSION)
+
+
+def test_ovs_ofctl_adds_and_dumps_conjunctions(sw):
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    for v in ("OpenFlow13", "OpenFlow10"):
+        ofctl(v, "add-flow", sw.tcp, "priority=5,ip,nw_src=10.0.0.1,actions=conjunction(3,1/2)")
+        ofctl(v, "add-flow", sw.tcp, "priority=5,conj_id=3,ip,actions=output:2")
+        got = sorted(ln.split(", ", 2)[2] for ln in flows(v, sw.tcp))
+        assert got == ["table=0, n_packets=0, n_bytes=0, priority=5,conj_id=3,ip actions=output:2",
+                       "table=0, n_packets=0, n_bytes=0, priority=5,ip,nw_src=10.0.0.1 actions=conjunction(3,1/2)"], got
+        ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+# --- learn's delete_learned -------------------------------------------------------------------------
+DEL_LEARN = ("table=0,priority={p},in_port={port},actions=learn(table=10,cookie=0x5,delete_learned,"
+             "NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[]),output:3")
+
+
+def test_delete_learned_removes_the_learned_flows_with_the_last_learning_rule():
+    x = rig(DEL_LEARN.format(p=10, port=1), DEL_LEARN.format(p=10, port=2),
+            "table=10,priority=1,cookie=0x6,actions=drop")
+    p = x.p
+    x.translate(parse(udp_frame(0), 11)).commit(1.0, 1, 64)
+    x.translate(parse(udp_frame(0, src_mac=b"\x02\0\0\0\0\x07"), 12)).commit(1.0, 1, 64)
+    assert sorted(e.cookie for e in p.entries(10)) == [5, 5, 6]
+    # One learning rule with that (table, cookie) left: the learned flows stay.
+    p.delete(parse_flow("table=0,in_port=1", require_actions=False), strict=False)
+    assert sorted(e.cookie for e in p.entries(10)) == [5, 5, 6]
+    # The last one goes (here by modification to other actions): so do the flows with its cookie.
+    p.modify(parse_flow("table=0,in_port=2,actions=output:4"))
+    assert [e.cookie for e in p.entries(10)] == [6]
+
+
+def test_delete_learned_with_the_whole_table_deleted_and_without_the_flag():
+    x = rig(DEL_LEARN.format(p=10, port=1), "table=10,priority=1,actions=drop")
+    x.translate(parse(udp_frame(0), 11)).commit(1.0, 1, 64)
+    assert len(list(x.p.entries(10))) == 2
+    assert len(x.p.delete(parse_flow("", require_actions=False))) == 3     # one went with its learning rule
+    assert list(x.p.entries()) == []
+    x = rig(DEL_LEARN.format(p=10, port=1).replace("delete_learned,", ""))
+    x.translate(parse(udp_frame(0), 11)).commit(1.0, 1, 64)
+    x.p.delete(parse_flow("table=0", require_actions=False))
+    assert [e.cookie for e in x.p.entries(10)] == [5]
+
+
+def test_ovs_ofctl_sends_and_dumps_delete_learned(sw):
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    text = "learn(table=10,delete_learned,cookie=0x5,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[])"
+    for v in ("OpenFlow13", "OpenFlow10"):
+        ofctl(v, "add-flow", sw.tcp, f"table=1,actions={text}")
+        assert [ln.split(" actions=")[1] for ln in flows(v, sw.tcp)] == [text]
+        ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+# --- fin_timeout ------------------------------------------------------------------------------------
+def _tcp(flags: str) -> bytes:
+    return _tcp_port(80, flags)
+
+
+def test_fin_timeout_shortens_the_rules_timeouts_on_fin_or_rst():
+    x = rig("priority=5,tcp,actions=fin_timeout(idle_timeout=5,hard_timeout=60),output:2",
+            "priority=6,tcp,tp_dst=81,idle_timeout=3,actions=fin_timeout(idle_timeout=5),output:2")
+    p = x.p
+    e = next(e for e in p.entries(0) if e.priority == 5)
+    t = x.translate(parse(_tcp("A"), 11))
+    t.commit(1.0, 1, 60)
+    assert (e.idle_timeout, e.hard_timeout) == (0, 0)
+    fin = x.translate(parse(_tcp("FA"), 11))
+    # The megaflows tell FIN/RST packets from the rest (and read no other flag).
+    assert BY_NAME["tcp_flags"].from_key(fin.megaflow_mask()) == 0x005
+    assert BY_NAME["tcp_flags"].from_key(t.megaflow_mask()) == 0x005
+    fin.commit(2.0, 1, 60)
+    assert (e.idle_timeout, e.hard_timeout) == (5, 60)
+    # A shorter timeout stays; RST counts too.
+    e6 = next(e for e in p.entries(0) if e.priority == 6)
+    x.translate(parse(_tcp_port(81, "R"), 11)).commit(2.0, 1, 60)
+    assert (e6.idle_timeout, e6.hard_timeout) == (3, 0)
+    e.last_used = e6.last_used = 2.0
+    assert p.expire(2.0 + 4) == [e6] and p.expire(2.0 + 5) == [e]
+
+
+def _tcp_port(dport: int, flags: str) -> bytes:
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.0.0.1", dst="10.0.0.2")
+                 / TCP(sport=1000, dport=dport, flags=flags))
+
+
+def test_fin_timeout_text_and_wire(sw):
+    spec = parse_flow("tcp,actions=fin_timeout(hard_timeout=7),output:2")
+    assert format_actions(spec.instructions) == "fin_timeout(hard_timeout=7),output:2"
+    wire = acts.encode_actions(spec.instructions[0].actions, C.OFP13_VERSION)
+    assert wire.startswith(bytes.fromhex("ffff001000002320001300000007" + "0000"))    # NXAST_FIN_TIMEOUT (19)
+    for v in (C.OFP13_VERSION, C.OFP10_VERSION):
+        assert acts.decode_actions(acts.encode_actions(spec.instructions[0].actions, v), v) == \
+            spec.instructions[0].actions
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    for v in ("OpenFlow13", "OpenFlow10"):
+        ofctl(v, "add-flow", sw.tcp, "tcp,actions=fin_timeout(idle_timeout=3,hard_timeout=7),output:2")
+        assert [ln.split(" actions=")[1] for ln in flows(v, sw.tcp)] == [
+            "fin_timeout(idle_timeout=3,hard_timeout=7),output:2"]
+        ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+# --- writing NXM_OF_VLAN_TCI ------------------------------------------------------------------------
+def _tagged(frame: bytes, vid: int) -> bytes:
+    return frame[:12] + b"\x81\x00" + vid.to_bytes(2, "big") + frame[12:]
+
+
+@pytest.mark.parametrize("actions,untagged,tagged", [
+    ("load:0x1014->NXM_OF_VLAN_TCI[],output:2", "push_vlan(vid=20,pcp=0),12", "set(vlan(value=0014,mask=ffff)),12"),
+    ("load:0->NXM_OF_VLAN_TCI[12],output:2", "12", "pop_vlan,12"),
+    # The VID bits stay without the present bit, as in Open vSwitch's flow, until it is set.
+    ("load:5->reg0[],move:NXM_NX_REG0[0..11]->NXM_OF_VLAN_TCI[0..11],load:1->NXM_OF_VLAN_TCI[12],output:2",
+     "push_vlan(vid=5,pcp=0),12", "set(vlan(value=0005,mask=ffff)),12"),
+    ("push:NXM_OF_VLAN_TCI[],load:0->NXM_OF_VLAN_TCI[],output:3,pop:NXM_OF_VLAN_TCI[],output:2",
+     "13,12", "pop_vlan,13,push_vlan(vid=7,pcp=0),12"),
+])
+def test_load_move_and_pop_write_the_vlan_tci(actions, untagged, tagged):
+    x = rig("actions=" + actions)
+    assert odp.format_actions(x.translate(parse(udp_frame(0), 11)).actions) == untagged
+    assert odp.format_actions(x.translate(parse(_tagged(udp_frame(0), 7), 11)).actions) == tagged
+    spec = parse_flow("actions=" + actions)
+    wire = acts.encode_actions(spec.instructions[0].actions, C.OFP10_VERSION)
+    assert acts.decode_actions(wire, C.OFP10_VERSION) == spec.instructions[0].actions
+
+
+def test_hosts_talk_through_a_conjunction_until_a_clause_goes(sw):
+    """A cached megaflow that a conjunction decided is revalidated when one of its clauses
+    (a rule that is not the one it matched) is deleted."""
+    (h1, _), (_, ip2) = sw.hosts["p1"], sw.hosts["p2"]
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    for f in ["priority=10,ip,nw_src=10.0.0.1,actions=conjunction(1,1/2)",
+              "priority=10,ip,nw_dst=10.0.0.2,actions=conjunction(1,2/2)",
+              "priority=10,conj_id=1,ip,actions=output:2",
+              "priority=5,in_port=2,actions=output:1", "priority=5,arp,actions=flood"]:
+        ofctl("OpenFlow13", "add-flow", sw.tcp, f)
+    assert ping(h1, ip2)
+    ofctl("OpenFlow13", "del-flows", sw.tcp, "--strict", "priority=10,ip,nw_dst=10.0.0.2")
+    assert not ping(h1, ip2, count=2)
+    ofctl("OpenFlow13", "add-flow", sw.tcp, "priority=10,ip,nw_dst=10.0.0.2,actions=conjunction(1,2/2)")
+    assert ping(h1, ip2)
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+# --- clone ------------------------------------------------------------------------------------------
+def test_clone_keeps_its_changes_inside():
+    x = rig("actions=mod_dl_dst:02:00:00:00:00:07,clone(mod_vlan_vid:5,output:2,resubmit(,1)),output:3",
+            "table=1,ip,actions=mod_nw_ttl:9,output:4")
+    acts_ = x.translate(parse(udp_frame(0), 11)).actions
+    assert [type(a) for a in acts_] == [odp.Clone, odp.SetMasked, odp.Output]
+    inner = acts_[0].actions
+    assert [type(a) for a in inner] == [odp.PushVlan, odp.SetMasked, odp.Output, odp.SetMasked, odp.Output]
+    # Outputs alone need no datapath clone (as Open vSwitch).
+    assert rig("actions=clone(output:2),output:3").translate(parse(udp_frame(0), 11)).actions == \
+        [odp.Output(12), odp.Output(13)]
+
+
+def test_clone_text_and_wire(sw):
+    text = "clone(set_field:02:00:00:00:00:09->eth_src,output:2,clone(resubmit(,1))),output:3"
+    spec = parse_flow("actions=" + text)
+    assert format_actions(spec.instructions) == text
+    for v in (C.OFP13_VERSION, C.OFP10_VERSION):
+        wire = acts.encode_actions(spec.instructions[0].actions, v)
+        assert wire[:2] == b"\xff\xff" and wire[4:10] == bytes.fromhex("00002320002a")   # NXAST_CLONE (42)
+        assert acts.decode_actions(wire, v) == spec.instructions[0].actions
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    for v in ("OpenFlow13", "OpenFlow10"):
+        ofctl(v, "add-flow", sw.tcp, "actions=clone(mod_dl_src:02:00:00:00:00:09,output:2),output:1")
+        got = [ln.split(" actions=")[1] for ln in flows(v, sw.tcp)]
+        assert got == ["clone(mod_dl_src:02:00:00:00:00:09,output:2),output:1"
+                       if v == "OpenFlow10" else "clone(set_field:02:00:00:00:00:09->eth_src,output:2),output:1"], got
+        ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+# --- multipath --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("alg", ["modulo_n", "hash_threshold", "hrw", "iter_hash"])
+def test_multipath_spreads_flows_and_symmetric_fields_choose_one_link_both_ways(alg):
+    x = rig(f"udp,actions=multipath(symmetric_l4,5,{alg},3,0,reg0[0..1]),resubmit(,1)",
+            "table=1,reg0=0,actions=output:2", "table=1,reg0=1,actions=output:3", "table=1,reg0=2,actions=output:4")
+    links = set()
+    for i in range(40):
+        fwd = _frame(f"10.0.0.{i}", "10.9.0.1", 1000 + i, 53)
+        back = _frame("10.9.0.1", f"10.0.0.{i}", 53, 1000 + i)
+        back = back[6:12] + back[0:6] + back[12:]
+        a, b = outs(x.translate(parse(fwd, 11))), outs(x.translate(parse(back, 11)))
+        assert a == b and len(a) == 1
+        links.add(a[0])
+        # Every field hashed is in the megaflow: the ports, both addresses.
+        mask = x.translate(parse(fwd, 11)).megaflow_mask()
+        assert BY_NAME["udp_src"].from_key(mask) == 0xFFFF and BY_NAME["ipv4_dst"].from_key(mask) == 0xFFFFFFFF
+    assert links == {2, 3, 4}
+
+
+def test_multipath_text_and_wire(sw):
+    text = "multipath(symmetric_l3l4+udp,1024,iter_hash,5000,4000,NXM_NX_REG0[0..12])"
+    spec = parse_flow("actions=" + text)
+    assert format_actions(spec.instructions) == text
+    wire = acts.encode_actions(spec.instructions[0].actions, C.OFP13_VERSION)
+    assert len(wire) == 32 and wire[8:10] == b"\x00\x0a"                     # NXAST_MULTIPATH (10)
+    assert acts.decode_actions(wire, C.OFP10_VERSION) == spec.instructions[0].actions
+    with pytest.raises(FlowParseError, match="less than n_links"):
+        parse_flow("actions=multipath(eth_src,0,modulo_n,5,0,reg0[0..1])")
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    for v in ("OpenFlow13", "OpenFlow10"):
+        ofctl(v, "add-flow", sw.tcp, "actions=" + text)
+        assert [ln.split(" actions=")[1] for ln in flows(v, sw.tcp)] == [text]
+        ofctl("OpenFlow13", "del-flows", sw.tcp)

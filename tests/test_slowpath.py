@@ -328,6 +328,13 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
         m.append(f"metadata={pick(['0x1/0x1', '0x2/0x3', '0x0/0x1', '0x3'])}")
     if maybe():
         m.append(f"reg0={pick(['0x1/0x1', '0x2/0x3', '0', '0x5/0xf5', '0x3'])}")
+    # Conjunctive matches: id 1 in two dimensions, id 2 in three; a clause is a soft match, and
+    # the rule on its conj_id decides (the megaflow must match every clause's fields consulted).
+    if maybe() and maybe():
+        cid = pick([1, 2])
+        return ",".join(m) + f",actions=conjunction({cid},{pick(list(range(1, cid + 2)))}/{cid + 1})"
+    if maybe() and maybe():
+        m.append(f"conj_id={pick([1, 2])}")
 
     acts = ["mod_dl_src:02:00:00:00:00:01", "mod_dl_dst:0a:1b:2c:3d:4e:5f", "mod_vlan_vid:10", "mod_vlan_vid:30",
             "mod_vlan_pcp:5", "push_vlan:0x8100", "push_vlan:0x88a8", "strip_vlan", "dec_ttl", "mod_nw_ttl:64",
@@ -338,6 +345,8 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
         acts += ["set_field:2001:db8::2->ipv6_src"]
     if proto in ("tcp", "udp", "tcp6", "udp6"):
         acts += ["mod_tp_dst:53", "mod_tp_src:1000"]
+    if proto in ("tcp", "tcp6"):
+        acts += ["fin_timeout(idle_timeout=5)"]
     # Open vSwitch's extensions: registers written from constants and from the packet, read back
     # into it, resubmits anywhere (loops end at the depth limit, dropping the packet), and learn
     # (whose sources the megaflow must match: every packet of a megaflow learns the same flow;
@@ -347,7 +356,9 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
              "push:NXM_NX_REG0[0..7]", "pop:NXM_NX_REG0[4..11]", "exit",
              "learn(table=200,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],"
              "load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15])",
-             *(f"resubmit(,{draw(st.integers(0, n_tables - 1))})" for _ in range(2)), "resubmit(2)"]
+             *(f"resubmit(,{draw(st.integers(0, n_tables - 1))})" for _ in range(2)), "resubmit(2)",
+             "clone(mod_dl_src:02:00:00:00:00:05,load:3->reg0[],output:2)", "clone(output:3,exit)",
+             "multipath(symmetric_l4,3,modulo_n,3,0,reg0[0..1])", "multipath(nw_dst,0,hrw,2,0,reg0[2])"]
     if proto in ("ip", "tcp", "udp"):
         acts += ["move:NXM_OF_IP_SRC[0..3]->NXM_NX_REG0[4..7]", "load:0x5->NXM_OF_IP_DST[4..7]"]
     outs = ["output:1", "output:2", "output:3", "in_port", "flood", "controller"] + [f"group:{g}" for g in gids]

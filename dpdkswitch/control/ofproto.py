@@ -2,7 +2,7 @@
 change rules without a controller, show the upcall handler and the revalidator, and a bridge's
 OpenFlow side (datapath id, ports, fail mode) and its controllers.
 
-``ofproto/trace``, ``ofproto/show``, ``ofproto/list-controllers``, ``ofctl/dump-flows``,
+``ofproto/trace`` (``-generate``: with its learning), ``ofproto/show``, ``ofproto/list-controllers``, ``ofctl/dump-flows``,
 ``ofctl/add-flow``, ``ofctl/mod-flows``, ``ofctl/del-flows``, ``upcall/show``,
 ``revalidator/run``.  Handlers run on the control thread; a rule change triggers one
 revalidation pass before the command returns, so its effect on cached traffic is done when the
@@ -74,17 +74,24 @@ def register(commands: Commands, switch: Switch, openflow: OpenFlowService | Non
         if port.is_patch:
             raise CommandError(f"in_port={ofport} is a patch port: its frames come from the peer bridge "
                                f"{port.config.peer_bridge}; trace them from a port there")
-        if len(args) == 4 and args[2] == "-packet":
+        opts, packet, generate = list(args[2:]), None, False
+        while opts:
+            opt = opts.pop(0)
+            if opt == "-generate" and not generate:
+                generate = True
+            elif opt == "-packet" and opts and packet is None:
+                packet = opts.pop(0)
+            else:
+                raise CommandError("usage: ofproto/trace BRIDGE FLOW [-generate] [-packet HEX]")
+        if packet is not None:
             try:
-                key = parse(bytes.fromhex(args[3]), port.dp_port)
+                key = parse(bytes.fromhex(packet), port.dp_port)
             except ValueError:
                 raise CommandError("-packet takes the frame in hex") from None
-        elif len(args) == 2:
+        else:
             k = bytearray(match.key_and_mask()[0])
             IN_PORT.to_key(k, port.dp_port)
             key = bytes(k)
-        else:
-            raise CommandError("usage: ofproto/trace BRIDGE FLOW [-packet HEX]")
         t = br.xlate.translate(key, trace=True)
         mask = t.megaflow_mask()
         full = bytes([0xFF]) * KEY_SIZE
@@ -95,6 +102,11 @@ def register(commands: Commands, switch: Switch, openflow: OpenFlowService | Non
                 f"Datapath actions: {odp.format_actions(t.actions)}"]
         if t.error:
             out.append(f"Translation failed: {t.error}")
+        if generate and not t.error:
+            # As Open vSwitch's trace of a generated packet: it learns (the learn action's
+            # flows, NORMAL's MACs) but is not sent and counts nowhere.
+            t.visits.learn(br.dp.now_ns / 1e9)
+            changed(br)
         return "\n".join(out) + "\n"
 
     def dump_flows(args: list[str]):
@@ -271,8 +283,9 @@ def register(commands: Commands, switch: Switch, openflow: OpenFlowService | Non
     commands.register("fdb/show", "BRIDGE", "the learned MAC addresses: port, VLAN, MAC, age", 1, 1, fdb_show)
     commands.register("fdb/flush", "[BRIDGE]", "forget the learned MAC addresses", 0, 1, fdb_flush)
     commands.register("fdb/stats-show", "BRIDGE", "MAC table counters", 1, 1, fdb_stats)
-    commands.register("ofproto/trace", "BRIDGE FLOW [-packet HEX]",
-                      "the tables and rules a packet visits, its datapath actions and megaflow", 2, 4, trace)
+    commands.register("ofproto/trace", "BRIDGE FLOW [-generate] [-packet HEX]",
+                      "the tables and rules a packet visits, its datapath actions and megaflow; "
+                      "-generate: with its side effects (learn)", 2, 5, trace)
     commands.register("ofctl/dump-flows", "BRIDGE [MATCH]", "OpenFlow rules with their counters", 1, 2,
                       dump_flows)
     commands.register("ofctl/add-flow", "BRIDGE FLOW", "add a rule (ovs-ofctl syntax)", 2, 2, add_flow)

@@ -91,6 +91,48 @@ class Exit:
     pass
 
 
+MULTIPATH_FIELDS = ("eth_src", "symmetric_l4", "symmetric_l3l4", "symmetric_l3l4+udp", "nw_src", "nw_dst",
+                    "symmetric_l3")                    # NX_HASH_FIELDS_*, in wire order
+MULTIPATH_ALGORITHMS = ("modulo_n", "hash_threshold", "hrw", "iter_hash")   # NX_MP_ALG_*
+
+
+@dataclass(frozen=True)
+class Multipath:
+    """multipath(fields,basis,algorithm,n_links,arg,dst): a link 0..n_links-1 chosen from a hash
+    of FIELDS (with BASIS) by ALGORITHM, written into DST (field, ofs, nbits)."""
+    fields: str
+    basis: int
+    algorithm: str
+    n_links: int
+    arg: int
+    dst: str
+    ofs: int
+    nbits: int
+
+
+@dataclass(frozen=True)
+class Clone:
+    """clone(actions): ACTIONS run on a copy of the packet; what they change stays inside."""
+    actions: tuple
+
+
+@dataclass(frozen=True)
+class FinTimeout:
+    """fin_timeout(idle_timeout=,hard_timeout=): a TCP FIN or RST through the rule shortens its
+    timeouts to these (0: that one unchanged)."""
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+
+
+@dataclass(frozen=True)
+class Conjunction:
+    """conjunction(id,k/n): the rule is clause K (1-based) of N of conjunctive match ID; a rule
+    of these (and notes) alone is a soft match in its table (classifier.py)."""
+    id: int
+    clause: int
+    n_clauses: int
+
+
 @dataclass(frozen=True)
 class Sample:
     """Open vSwitch's sample: PROBABILITY/65535 of the packets go to the IPFIX collector set
@@ -166,7 +208,7 @@ class CopyTtlIn:
 
 
 Action = (Output | Group | SetField | PushVlan | PopVlan | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
-          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn | Sample)
+          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn | Conjunction | FinTimeout | Clone | Multipath | Sample)
 
 
 # Instructions (OpenFlow 1.3).  An OpenFlow 1.0 flow's actions are one ApplyActions.
@@ -211,7 +253,30 @@ _ONE_OF_EACH = (CopyTtlIn, PopVlan, PushVlan, CopyTtlOut, DecNwTtl)      # befor
 _SETS = (SetNwTtl, SetField, Load, Move)
 # Open vSwitch's extensions an action set may hold (ofpact_is_allowed_in_actions_set): load and
 # move run with the set-fields; these may not be written into one (OFPBAC_UNSUPPORTED_ORDER).
-NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn, Sample)
+NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn, Conjunction, FinTimeout, Clone, Multipath, Sample)
+
+
+def conjunctions(instructions) -> tuple[tuple[int, int, int], ...]:
+    """(id, clause, n_clauses) of each conjunction action, when INSTRUCTIONS are conjunction
+    actions (and notes) only, as Open vSwitch requires of a conjunctive rule; () otherwise."""
+    out = []
+    for ins in instructions:
+        if not isinstance(ins, ApplyActions):
+            return ()
+        for a in ins.actions:
+            if isinstance(a, Conjunction):
+                out.append((a.id, a.clause, a.n_clauses))
+            elif not isinstance(a, Note):
+                return ()
+    return tuple(out)
+
+
+def mixes_conjunction(instructions) -> bool:
+    """True if INSTRUCTIONS have a conjunction action beside anything but conjunctions and notes
+    (Open vSwitch refuses such a rule)."""
+    has = any(isinstance(a, Conjunction) for ins in instructions if isinstance(ins, (ApplyActions, WriteActions))
+              for a in ins.actions)
+    return has and not conjunctions(instructions)
 
 
 def execution_order(action_set) -> tuple[Action, ...]:

@@ -28,7 +28,7 @@ import bisect
 from dataclasses import dataclass, field
 
 from ..flowkey import KEY_SIZE
-from .fields import BY_NAME, Field, stage_masks
+from .fields import BY_NAME, CONJ_ID_SHIFT, Field, stage_masks
 from .match import Match
 
 STAGES = stage_masks()
@@ -40,6 +40,7 @@ PORTS_SHIFT = _TP_DST.key_bit_shift              # (tp_src, tp_dst): 32 contiguo
 PORTS_BITS = 0xFFFFFFFF << PORTS_SHIFT
 assert BY_NAME["tcp_src"].key_bit_shift == PORTS_SHIFT + 16
 _ETH_TYPE = BY_NAME["eth_type"]
+CONJ_ID_MASK = 0xFFFFFFFF << CONJ_ID_SHIFT
 _TRIE_ETH = {"ipv4_src": 0x0800, "ipv4_dst": 0x0800, "ipv6_src": 0x86DD, "ipv6_dst": 0x86DD}
 
 
@@ -123,12 +124,13 @@ class Rule:
     meta: int = 0
     meta_mask: int = 0
     data: object = None          # the table's own record (instructions, counters, timeouts)
+    conj: tuple = ()             # a soft match: its conjunctions, (id, clause 1.., n_clauses)
 
     @classmethod
-    def of(cls, priority: int, match: Match, data: object = None) -> "Rule":
+    def of(cls, priority: int, match: Match, data: object = None, conj: tuple = ()) -> "Rule":
         k, m = match.key_and_mask()
         meta, meta_mask = match.pipeline_ints()
-        return cls(priority, match, key_int(k), key_int(m), meta, meta_mask, data)
+        return cls(priority, match, key_int(k), key_int(m), meta, meta_mask, data, conj)
 
 
 @dataclass(eq=False)
@@ -147,14 +149,26 @@ class Subtable:
 
 
 class Classifier:
-    def __init__(self) -> None:
+    """Rules with conjunction actions (``Rule.conj``) are soft matches, kept in a classifier of
+    their own (``soft``): a lookup that finds soft matches above its best rule checks their
+    conjunctions as Open vSwitch's classifier_lookup__ does (see ``lookup``)."""
+
+    def __init__(self, soft: bool = False) -> None:
+        self.is_soft = soft                        # the soft rules' own classifier
         self.subtables: dict[tuple[int, int], Subtable] = {}
         self.order: list[Subtable] = []            # by max_priority, highest first
         self.tries = {f.name: PrefixSet(f) for f in TRIE_FIELDS}
         self.n_rules = 0
+        self.soft: Classifier | None = None        # the conjunctive (soft) rules
 
     # -- changes
     def insert(self, rule: Rule) -> None:
+        if rule.conj and not self.is_soft:
+            if self.soft is None:
+                self.soft = Classifier(soft=True)
+            self.soft.insert(rule)
+            self.n_rules += 1
+            return
         st = self.subtables.get((rule.mask, rule.meta_mask))
         if st is None:
             st = self._new_subtable(rule.mask, rule.meta_mask)
@@ -176,6 +190,10 @@ class Classifier:
             self._sort()
 
     def remove(self, rule: Rule) -> None:
+        if rule.conj and not self.is_soft:
+            self.soft.remove(rule)
+            self.n_rules -= 1
+            return
         st = self.subtables[(rule.mask, rule.meta_mask)]
         lst = st.rules[(rule.key, rule.meta)]
         lst.remove(rule)
@@ -230,9 +248,60 @@ class Classifier:
         self.order.sort(key=lambda s: -s.max_priority)
 
     # -- lookup
-    def lookup(self, key: int, meta: int = 0, wc: Wildcards | None = None) -> Rule | None:
-        """The highest-priority rule matching (KEY, META); WC gathers the bits consulted."""
+    def lookup(self, key: int, meta: int = 0, wc: Wildcards | None = None, seen: list | None = None) -> Rule | None:
+        """The highest-priority rule matching (KEY, META); WC gathers the bits consulted.
+
+        With soft matches (conjunctive rules) above the best ordinary rule, as Open vSwitch:
+        from the highest soft priority down, a conjunction ID whose every clause has a soft
+        match at that priority makes a lookup again with conj_id = ID (ordinary rules only),
+        and the rule it finds is the result; without one, the ordinary rule is.  SEEN, if
+        given, gets the soft matches consulted (removing one may change the result)."""
         wc = wc if wc is not None else Wildcards()
+        hard = self._lookup(key, meta, wc)
+        if self.soft is None or not self.soft.n_rules:
+            return hard
+        hard_pri = hard.priority if hard is not None else -1
+        soft = self.soft.matching(key, meta, wc, hard_pri)
+        if not soft:
+            return hard
+        if seen is not None:
+            seen += soft
+        for pri in sorted({r.priority for r in soft}, reverse=True):
+            clauses: dict[int, tuple[int, set[int]]] = {}
+            for r in soft:
+                if r.priority == pri:
+                    for cid, k, n in r.conj:
+                        clauses.setdefault((cid, n), set()).add(k)
+            for (cid, n), ks in sorted(clauses.items()):
+                if len(ks) == n:
+                    wc.meta |= CONJ_ID_MASK
+                    rule = self._lookup(key, meta & ~CONJ_ID_MASK | cid << CONJ_ID_SHIFT, wc)
+                    if rule is not None:
+                        return rule
+        return hard
+
+    def matching(self, key: int, meta: int, wc: Wildcards, above: int) -> list[Rule]:
+        """Every rule matching (KEY, META) with a priority above ABOVE; WC gathers the bits
+        consulted (every subtable that could hold one is probed)."""
+        out: list[Rule] = []
+        eth_type = field_of(_ETH_TYPE, key)
+        for st in self.order:
+            if st.max_priority <= above:
+                break
+            if self._ruled_out_by_prefix(st, key, eth_type, wc):
+                continue
+            wc.meta |= st.meta_mask
+            m = meta & st.meta_mask
+            for i, sm in enumerate(st.stage_masks[:-1]):
+                if (key & sm, m) not in st.stage_sets[i]:
+                    wc.key |= sm
+                    break
+            else:
+                wc.key |= st.mask
+                out += [r for r in st.rules.get((key & st.mask, m), ()) if r.priority > above]
+        return out
+
+    def _lookup(self, key: int, meta: int, wc: Wildcards) -> Rule | None:
         best: Rule | None = None
         eth_type = field_of(_ETH_TYPE, key)
         for st in self.order:
@@ -278,9 +347,15 @@ class Classifier:
         for st in list(self.order):
             for lst in list(st.rules.values()):
                 yield from list(lst)
+        if self.soft is not None:
+            yield from self.soft.rules()
 
     def find_exactly(self, match: Match, priority: int) -> Rule | None:
         """The rule with exactly this match and priority (OpenFlow's strict semantics)."""
+        if self.soft is not None and self.soft.n_rules:
+            r = self.soft.find_exactly(match, priority)
+            if r is not None:
+                return r
         r = Rule.of(priority, match)
         st = self.subtables.get((r.mask, r.meta_mask))
         if st is None:

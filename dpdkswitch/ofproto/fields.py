@@ -53,7 +53,8 @@ NXM_OF = 0x0000            # Nicira's OpenFlow 1.0 fields (NXM_OF_ETH_DST ...): 
 # datapath starts pkt_mark at 0 too), so a match on it only decides after an action set it.
 N_REGS = 16
 REG_SHIFT = 96
-PIPELINE_BITS = REG_SHIFT + 32 * N_REGS
+CONJ_ID_SHIFT = REG_SHIFT + 32 * N_REGS      # conj_id: set only while a conjunctive match is looked up
+PIPELINE_BITS = CONJ_ID_SHIFT + 32
 
 ETH_TYPE_IP, ETH_TYPE_ARP, ETH_TYPE_IPV6 = 0x0800, 0x0806, 0x86DD
 ETH_TYPE_VLAN, ETH_TYPE_QINQ = 0x8100, 0x88A8
@@ -222,6 +223,9 @@ FIELDS: list[Field] = [
     _f("tcp_flags", 12, True, "tcp", (NXM_NX, 34), "tcp_flags", kind="hex", writable=False),
     # Pipeline-only Open vSwitch extensions: the pipeline vector (see PIPELINE_BITS above).
     _f("pkt_mark", 32, True, "", (NXM_NX, 33), None, kind="hex", meta_shift=64, aliases=["NXM_NX_PKT_MARK"]),
+    # The conjunctive match's id, while the classifier looks it up (classifier.py); 0 otherwise.
+    _f("conj_id", 32, False, "", (NXM_NX, 37), None, kind="int", meta_shift=CONJ_ID_SHIFT, writable=False,
+       aliases=["NXM_NX_CONJ_ID"]),
     *(_f(f"reg{i}", 32, True, "", (NXM_NX, i), None, kind="hex", meta_shift=REG_SHIFT + 32 * (N_REGS - 1 - i),
          aliases=[f"NXM_NX_REG{i}"]) for i in range(N_REGS)),
     *(_f(f"xreg{i}", 64, True, "", (OXM_PACKET_REGS, i), None, kind="hex",
@@ -235,7 +239,7 @@ FIELDS: list[Field] = [
 # OpenFlow 1.0 port number (the low 16 bits of in_port; reserved ports map as 1.0's do).
 # They are not in FIELDS (nothing matches them), only in BY_NAME and BY_WIRE.
 VIEW_FIELDS = [
-    _f("NXM_OF_VLAN_TCI", 16, True, "", None, "vlan_tci", nbytes=2, kind="hex", writable=False, nxm=(NXM_OF, 4)),
+    _f("NXM_OF_VLAN_TCI", 16, True, "", None, "vlan_tci", nbytes=2, kind="hex", nxm=(NXM_OF, 4)),
     _f("NXM_OF_IN_PORT", 16, False, "", None, "in_port", kind="port", writable=False, nxm=(NXM_OF, 0)),
 ]
 VIEWS = frozenset(f.name for f in VIEW_FIELDS)

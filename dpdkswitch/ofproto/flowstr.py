@@ -50,8 +50,8 @@ import re
 from dataclasses import dataclass, field as dc_field
 
 from .actions import (INSTRUCTION_ORDER, NOT_IN_ACTION_SET, OFPCML_NO_BUFFER, OFPP_ANY, OFPP_CONTROLLER,
-                      OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
-                      LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, DecNwTtl, Exit, GotoTable, Group, Learn, LearnSpec,
+                      OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, Clone, CopyTtlIn, CopyTtlOut, MULTIPATH_ALGORITHMS, MULTIPATH_FIELDS, Multipath,
+                      LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, Conjunction, DecNwTtl, Exit, FinTimeout, GotoTable, Group, Learn, LearnSpec,
                       Load, Meter, Move, Note, Output, PopVlan, PushVlan, Resubmit, Sample,
                       SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions, WriteMetadata)
 from .fields import (BY_NAME, ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_IPV6, ETH_TYPE_QINQ, ETH_TYPE_VLAN, FRAG_ANY,
@@ -485,6 +485,48 @@ def _sample(text: str) -> Sample:
     return Sample(**vals)
 
 
+def _multipath(text: str) -> Multipath:
+    """multipath(fields,basis,algorithm,n_links,arg,dst), as ovs-ofctl."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 6:
+        raise _Bad("multipath takes fields,basis,algorithm,n_links,arg,dst")
+    fields, basis, alg, n, arg, dst = parts
+    if fields not in MULTIPATH_FIELDS:
+        raise _Bad(f"unknown fields '{fields}' (one of {', '.join(MULTIPATH_FIELDS)})")
+    if alg not in MULTIPATH_ALGORITHMS:
+        raise _Bad(f"unknown algorithm '{alg}' (one of {', '.join(MULTIPATH_ALGORITHMS)})")
+    n_links = _num(n, 32, "n_links")
+    if not 1 <= n_links <= 65536:
+        raise _Bad(f"n_links {n_links} is not in 1..65536")
+    name, ofs, nbits = _writable(_subfield(dst))
+    if (1 << nbits) < n_links:
+        raise _Bad(f"{nbits}-bit destination field has {1 << nbits} possible values, less than n_links {n_links}")
+    return Multipath(fields, _num(basis, 16, "basis"), alg, n_links, _num(arg, 32, "arg"), name, ofs, nbits)
+
+
+def _fin_timeout(text: str) -> FinTimeout:
+    """fin_timeout(idle_timeout=N,hard_timeout=M), either or both (seconds, 16 bits)."""
+    kw = {}
+    for key, value, item in _items(text):
+        if key not in ("idle_timeout", "hard_timeout") or not value:
+            raise _Bad(f"fin_timeout '{item}': takes idle_timeout=N and hard_timeout=N")
+        kw[key] = _num(value, 16, key)
+    return FinTimeout(**kw)
+
+
+def _conjunction(text: str) -> Conjunction:
+    """conjunction(ID,K/N), as ovs-ofctl: 2 <= N <= 64, 1 <= K <= N."""
+    m = re.fullmatch(r"\s*(\w+)\s*,\s*(\w+)\s*/\s*(\w+)\s*", text)
+    if not m:
+        raise _Bad("conjunction takes ID,K/N (conjunction(1,2/3): clause 2 of 3 of conjunctive match 1)")
+    cid, k, n = _num(m.group(1), 32, "conjunction id"), _num(m.group(2), 8, "clause"), _num(m.group(3), 8, "clauses")
+    if not 2 <= n <= 64:
+        raise _Bad("a conjunction has 2 to 64 clauses")
+    if not 1 <= k <= n:
+        raise _Bad(f"clause {k} of {n}: a clause number is 1 to N")
+    return Conjunction(cid, k, n)
+
+
 def _note(text: str) -> Note:
     hexes = text.replace(".", "")
     if len(hexes) % 2 or not re.fullmatch(r"[0-9a-fA-F]*", hexes):
@@ -512,13 +554,14 @@ def _learn_src(text: str, nbits: int, dst: str | None) -> tuple[tuple[str, int] 
 
 
 def _learn(text: str) -> Learn:
-    """learn(key=value..., specs): ovs-actions(7)'s syntax (limit and result_dst not yet)."""
+    """learn(key=value..., specs): ovs-actions(7)'s syntax (limit, result_dst and the fin
+    timeouts not yet)."""
     kw: dict = {}
     flags = 0
     specs: list[LearnSpec] = []
     for key, value, item in _items(text):
         try:
-            if key in ("limit", "result_dst", "fin_idle_timeout", "fin_hard_timeout", "delete_learned"):
+            if key in ("limit", "result_dst", "fin_idle_timeout", "fin_hard_timeout"):
                 raise _Bad(f"learn's {key} is not supported yet")
             if key in _LEARN_NUMS:
                 kw[key] = _num(value, _LEARN_NUMS[key], key)
@@ -628,6 +671,10 @@ _ACTIONS = {
     "pop": lambda t, m: StackPop(*_writable(_subfield(t))),
     "note": lambda t, m: _note(t),
     "exit": _noarg(Exit),
+    "conjunction": lambda t, m: _conjunction(t),
+    "fin_timeout": lambda t, m: _fin_timeout(t),
+    "clone": lambda t, m: Clone(_action_list(t, m)),
+    "multipath": lambda t, m: _multipath(t),
     "learn": lambda t, m: _learn(t),
     "sample": lambda t, m: _sample(t),
     "enqueue": _unsupported("enqueue is not supported; use set_queue:QUEUE,output:PORT"),
@@ -862,12 +909,14 @@ def _fmt_vlan(m: Match) -> str | None:
 def format_match(match: Match) -> str:
     """The match as ovs-ofctl prints it: protocol word first, then its fields in its order."""
     out = []
+    if "conj_id" in match:                    # before the protocol word, in decimal (as match_format)
+        out.append(f"conj_id={match.value('conj_id')}")
     eth, proto = match.value("eth_type"), match.value("ip_proto")
     word = _PROTOCOL_NAME.get((eth, proto)) or _PROTOCOL_NAME.get((eth, None))
     if word:
         out.append(word)
     names = [n for n in _PRINT_ORDER if n == "vlan" or n in match]
-    names += [n for n in match if n not in _PRINT_ORDER and n not in ("vlan_vid", "vlan_pcp")]   # new fields
+    names += [n for n in match if n not in _PRINT_ORDER and n not in ("vlan_vid", "vlan_pcp", "conj_id")]
     for name in names:
         s = _fmt_vlan(match) if name == "vlan" else _fmt_field(match, name, word)
         if s:
@@ -946,6 +995,16 @@ def _fmt_action(a) -> str:
         case Sample():
             return (f"sample(probability={a.probability},collector_set_id={a.collector_set_id},"
                     f"obs_domain_id={a.obs_domain_id},obs_point_id={a.obs_point_id})")
+        case Multipath():
+            return (f"multipath({a.fields},{a.basis},{a.algorithm},{a.n_links},{a.arg},"
+                    f"{_fmt_subfield(a.dst, a.ofs, a.nbits)})")
+        case Clone(actions=inner):
+            return f"clone({format_actions([ApplyActions(inner)]) if inner else ''})"
+        case FinTimeout(idle_timeout=idle, hard_timeout=hard):
+            args = [f"{k}={v}" for k, v in (("idle_timeout", idle), ("hard_timeout", hard)) if v]
+            return f"fin_timeout({','.join(args)})"
+        case Conjunction(id=i, clause=k, n_clauses=n):
+            return f"conjunction({i},{k}/{n})"
         case Learn():
             return _fmt_learn(a)
         case SetField(field=name, value=v, mask=m) if m is not None:

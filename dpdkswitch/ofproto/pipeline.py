@@ -10,7 +10,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from .actions import (ApplyActions, GotoTable, Group, Meter, Output, WriteActions, OFPP_ANY)
+from .actions import (ApplyActions, GotoTable, Group, LEARN_DELETE_LEARNED, Learn, Meter, Output, WriteActions,
+                      OFPP_ANY, conjunctions, mixes_conjunction)
 from .classifier import Classifier, Rule, key_int
 from .flowstr import FlowSpec
 from .match import Match
@@ -362,6 +363,8 @@ class Pipeline:
         n = sum(len(ins.actions) for ins in spec.instructions if isinstance(ins, (ApplyActions, WriteActions)))
         if n > MAX_ACTIONS:
             raise FlowModError("too_many_actions", f"{n} actions in one rule: at most {MAX_ACTIONS}")
+        if mixes_conjunction(spec.instructions):
+            raise FlowModError("bad_conjunction", "conjunction actions may be used with note but no other action")
         for ins in spec.instructions:
             if isinstance(ins, GotoTable) and ins.table_id <= (spec.table_id or 0):
                 raise FlowModError("bad_table", f"goto_table:{ins.table_id} must go forward from table "
@@ -399,11 +402,13 @@ class Pipeline:
             oe.rule = None
             self.timed.discard(oe)
             self._touch(oe, tid)
-        e.rule = Rule.of(spec.priority, spec.match, e)
+        e.rule = Rule.of(spec.priority, spec.match, e, conjunctions(spec.instructions))
         table.cls.insert(e.rule)
         if e.idle_timeout or e.hard_timeout:
             self.timed.add(e)
         self._touch(e, tid)
+        if old is not None:
+            self._delete_learned(oe.instructions)
         return e
 
     def learn(self, spec: FlowSpec) -> FlowEntry:
@@ -450,25 +455,56 @@ class Pipeline:
         self._check(spec)
         out = list(self.select(spec, strict))
         for e in out:
-            e.instructions = spec.instructions
+            old, e.instructions = e.instructions, spec.instructions
             if spec.flags & FLAG_RESET_COUNTS:
                 e.packets = e.bytes = 0
             self._touch(e)              # no table: its match stays, so no lookup changes
+            self._delete_learned(old)
         return out
 
     def delete(self, spec: FlowSpec, strict: bool = False, reason: str = "delete") -> list[FlowEntry]:
         out = list(self.select(spec, strict))
         for e in out:
             self._remove(e, reason)
-        return out
+        return out          # (some may have gone with a learning rule before their turn: see _remove)
 
     def _remove(self, e: FlowEntry, reason: str) -> None:
+        if e.rule is None:            # already gone (its learning rule's delete_learned took it)
+            return
         self.tables[e.table_id].cls.remove(e.rule)
         e.rule = None                 # no entry<->rule cycle: refcounting frees them (see app.py's gc)
         self.timed.discard(e)
         self._touch(e, e.table_id)
         if e.flags & FLAG_SEND_FLOW_REM:
             self.removed.append(Removed(e, reason))
+        self._delete_learned(e.instructions)
+
+    def _delete_learned(self, gone) -> None:
+        """Instructions GONE left the tables (their rule removed, or modified to others): for
+        each learn with delete_learned among them, the flows it learned go too, as Open
+        vSwitch's learned cookies: every flow of the learn's table with its cookie, once no
+        rule left has a delete_learned learn into that table with that cookie."""
+        pairs = _learned_cookies(gone)
+        if not pairs:
+            return
+        for e in self.entries():
+            pairs -= _learned_cookies(e.instructions)
+            if not pairs:
+                return
+        for table_id, cookie in sorted(pairs):
+            if table_id < N_TABLES:
+                self.delete(FlowSpec(table_id=table_id, cookie=cookie, cookie_mask=(1 << 64) - 1))
+
+    def reduce_timeouts(self, e: FlowEntry, idle: int, hard: int) -> None:
+        """fin_timeout's effect (a FIN or RST through E): E's idle and hard timeouts become at
+        most IDLE and HARD (0: unchanged), as Open vSwitch's ofproto_rule_reduce_timeouts."""
+        if e.rule is None or not (idle or hard):
+            return
+        if idle and (not e.idle_timeout or idle < e.idle_timeout):
+            e.idle_timeout = idle
+        if hard and (not e.hard_timeout or hard < e.hard_timeout):
+            e.hard_timeout = hard
+        self.timed.add(e)
 
     def lookup(self, table_id: int, key: bytes, metadata: int = 0) -> FlowEntry | None:
         """The rule of table TABLE_ID that a packet with flow key KEY (in_port an OpenFlow port)
@@ -492,6 +528,8 @@ class Pipeline:
         """Rules past their idle or hard timeout leave."""
         gone = []
         for e in list(self.timed):
+            if e.rule is None:        # gone with its learning rule meanwhile
+                continue
             if e.hard_timeout and now - e.created >= e.hard_timeout:
                 self._remove(e, "hard_timeout")
                 gone.append(e)
@@ -591,3 +629,9 @@ class Pipeline:
         NBYTES through at NOW_NS (the datapath's clock); True when that meter is not set."""
         m = self.slow_meters.get(meter_id)
         return m is None or m.admit(nbytes, now_ns)
+
+
+def _learned_cookies(instructions) -> set[tuple[int, int]]:
+    """(table, cookie) of each learn action with delete_learned in INSTRUCTIONS."""
+    return {(a.table, a.cookie) for ins in instructions if isinstance(ins, (ApplyActions, WriteActions))
+            for a in ins.actions if isinstance(a, Learn) and a.flags & LEARN_DELETE_LEARNED}

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from ..datapath import odp
 from ..flowkey import KEY_DTYPE, KEY_SIZE
 from .actions import (INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
-                      DecNwTtl, Exit, GotoTable, Sample, Group, LEARN_SEND_FLOW_REM, Learn, Load, Meter, Move,
+                      Clone, DecNwTtl, Exit, FinTimeout, GotoTable, Multipath, Sample, Group, LEARN_SEND_FLOW_REM, Learn, Load, Meter, Move,
                       OFPCML_NO_BUFFER, OFPP_ALL,
                       OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output,
                       PopVlan, PushVlan, Resubmit, SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions,
@@ -136,6 +136,8 @@ class Visit:
     macs: list[tuple[int, int]] = field(default_factory=list)          # (vlan, mac) NORMAL looked up
     learns: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (vlan, mac, ofport, garp)
     learned: list = field(default_factory=list)       # FlowSpecs the learn action adds
+    fins: list = field(default_factory=list)          # (rule, idle, hard): fin_timeout on a FIN/RST
+    clauses: list = field(default_factory=list)       # conjunctive (soft) rules the lookups consulted
     patch: tuple[PortEntry, PortEntry] | None = None              # (left by, entered by): not for the first
     version: int = -1        # the pipeline's version when translated (or last found still valid)
 
@@ -150,6 +152,10 @@ class Visit:
             self.macs = ()
         if not self.learns:
             self.learns = ()
+        if not self.fins:
+            self.fins = ()
+        if not self.clauses:
+            self.clauses = ()
 
     def learn(self, now: float) -> None:
         """NORMAL learns the source MACs it saw, in this bridge's MAC table (a move, a GARP lock);
@@ -172,6 +178,8 @@ class Visit:
         if packets:
             for spec in self.learned:           # cached traffic keeps its learned flows (Open vSwitch's XC_LEARN)
                 p.learn(spec)
+            for e, idle, hard in self.fins:     # FINs and RSTs through fin_timeout (XC_FIN_TIMEOUT)
+                p.reduce_timeouts(e, idle, hard)
         entries = self.entries
         for e in entries:
             e.credit(packets, nbytes, used)
@@ -207,9 +215,15 @@ class XlateCache(list[Visit]):
     def commit(self, now: float, packets: int, nbytes: int) -> None:
         """A miss of PACKETS (NBYTES) at NOW (seconds): NORMAL learns the MACs it saw, and the
         packets count as missed (``push_stats``)."""
+        self.learn(now)
+        self.push_stats(packets, nbytes, now, missed=True)
+
+    def learn(self, now: float) -> None:
+        """The learning side effects alone, at NOW (seconds): NORMAL's MACs and the learn
+        action's flows, no packet counted (``ofproto/trace -generate``, as Open vSwitch's
+        trace of a generated packet, which learns but counts nothing)."""
         for v in self:
             v.learn(now)
-        self.push_stats(packets, nbytes, now, missed=True)
 
     def push_stats(self, packets: int, nbytes: int, used: float, missed: bool = False) -> None:
         """PACKETS (NBYTES, the last at USED, seconds) took the translation: they count in the
@@ -310,6 +324,8 @@ class _Ctx:
         self.first_table = False                  # the next table looked up is the input bridge's first
         self.keeping: FlowEntry | None = None     # the rule whose translation may be kept
         self.lookup_wc: Wildcards | None = None   # the lookups' wildcards while out.wc gathers the actions' reads
+        self.trace_match = None                   # tracing: the match of the rule whose actions run
+        self.rule: FlowEntry | None = None        # the rule whose actions run (none: a packet-out's)
 
     def log(self, msg: str) -> None:
         if self.tracing:
@@ -448,6 +464,7 @@ def _diff_mask(new: bytes, old: bytes) -> bytes:
 
 # A userspace cookie with this bit is an sFlow sample (the low 32 bits: its output).  Bit 63 is
 # odp.CONTROL_COOKIE (control protocols' frames, on the reserved ring); the rest are packet-ins.
+TCP_FIN, TCP_RST = 0x001, 0x004        # tcp_flags bits fin_timeout acts on
 SFLOW_COOKIE = 1 << 62
 assert not SFLOW_COOKIE & odp.CONTROL_COOKIE
 # IPFIX: bridge-level samples (the bridge of the input port), and the OpenFlow sample action's
@@ -586,6 +603,7 @@ class Translator:
         out, v = c.out, c.v
         if (reads.key or reads.meta or out.error or out.packet_ins or out.peer_errors or len(out.visits) != 1
                 or len(v.tables) != 1 or len(v.entries) != 1 or v.groups or v.macs or v.learns or v.learned
+                or v.fins or v.clauses
                 or v.mirrors):
             return
         c.keeping.kept = out.kept = Kept(c.dp_in_port, c.p.version, tuple(c.odp), out.visits)
@@ -672,6 +690,7 @@ class Translator:
             return
         table = c.p.tables[table_id]
         c.v.tables.append(table_id)
+        seen: list | None = [] if table.cls.soft is not None else None     # conjunctions' clauses
         if F["ip_frag"].from_key(c.flow):
             # As Open vSwitch's default fragment handling: the lookup sees no L4 ports in a
             # fragment (the first one's would send it one way and its followers another), and
@@ -680,12 +699,14 @@ class Translator:
             key = bytearray(c.flow)
             key[_PORTS] = bytes(4)
             ports_wc = c.out.wc.key & _PORTS_WC.key
-            rule = table.cls.lookup(key_int(bytes(key)), c.metadata, c.out.wc)
+            rule = table.cls.lookup(key_int(bytes(key)), c.metadata, c.out.wc, seen)
             consulted_ports = c.out.wc.key & _PORTS_WC.key & ~ports_wc
             c.out.wc.key = c.out.wc.key & ~_PORTS_WC.key | ports_wc
         else:
-            rule = table.cls.lookup(key_int(bytes(c.flow)), c.metadata, c.out.wc)
+            rule = table.cls.lookup(key_int(bytes(c.flow)), c.metadata, c.out.wc, seen)
             consulted_ports = c.out.wc.key & _PORTS_WC.key
+        if seen:
+            c.v.clauses += [r.data for r in seen]
         if consulted_ports:
             # The lookup looked at L4 ports, which a fragment's lookup sees as zeros: whether
             # the packet is a fragment decided it.  A lookup that never looked at them decides
@@ -716,11 +737,18 @@ class Translator:
                 c.v = kept.visits[0]
                 return
             c.keeping, c.lookup_wc, c.out.wc = e, c.out.wc, Wildcards()
-        if c.tracing:
-            c.log(f"{table_id}. {format_match(e.match) or '(any)'}, priority {e.priority}, cookie {e.cookie:#x}")
-            c.log(f"    {format_actions(e.instructions)}")
+        c.rule = e
+        if c.tracing:       # as Open vSwitch's trace: the rule, then each action as it runs (``_actions``)
+            match = format_match(e.match)
+            cookie = f", cookie {e.cookie:#x}" if e.cookie else ""
+            c.log(f"{table_id}. {match + ', ' if match else ''}priority {e.priority}{cookie}")
+            c.trace_match = e.match
+            if not e.instructions:
+                c.log("    drop")
         goto = None
         for ins in sorted(e.instructions, key=lambda i: INSTRUCTION_ORDER.index(type(i))):
+            if c.tracing and not isinstance(ins, ApplyActions):
+                c.log(f"    {format_actions([ins])}")
             if isinstance(ins, Meter):
                 if ins.meter_id in c.p.meters:
                     c.odp.append(odp.Meter(ins.meter_id))
@@ -765,6 +793,8 @@ class Translator:
         for a in actions:
             if c.out.error or c.exit:
                 return True
+            if c.tracing:
+                c.log(f"    {format_actions([ApplyActions((a,))], c.trace_match)}")
             if isinstance(a, Output):
                 self._output(c, a)
             elif isinstance(a, Group):
@@ -809,6 +839,12 @@ class Translator:
                     c.log(f"pop:{a.field}: the stack is empty, nothing done")
             elif isinstance(a, Learn):
                 self._learn(c, a)
+            elif isinstance(a, FinTimeout):
+                self._fin_timeout(c, a)
+            elif isinstance(a, Clone):
+                self._clone(c, a.actions)
+            elif isinstance(a, Multipath):
+                self._multipath(c, a)
             elif isinstance(a, Exit):
                 c.log("exit: no further actions (the action set still runs)")
                 c.exit = True
@@ -840,7 +876,7 @@ class Translator:
         if table >= len(c.p.tables):
             c.log(f"resubmit to table {table}: no such table")
             return
-        saved = c.table_id, c.cookie, c.in_ofport, c.depth
+        saved = c.table_id, c.cookie, c.in_ofport, c.depth, c.rule
         if a.port != OFPP_IN_PORT:
             c.in_ofport = a.port
             IN_PORT.to_key(c.flow, a.port & IN_PORT.all_ones)
@@ -849,7 +885,81 @@ class Translator:
         finally:
             if a.port != OFPP_IN_PORT:
                 IN_PORT.to_key(c.flow, saved[2] & IN_PORT.all_ones)
-            c.table_id, c.cookie, c.in_ofport, c.depth = saved
+            c.table_id, c.cookie, c.in_ofport, c.depth, c.rule = saved
+
+    def _multipath(self, c: _Ctx, a: Multipath) -> None:
+        """multipath: a link from a hash of A's fields (every field hashed is read, so the
+        megaflow matches it) by A's algorithm, into A's destination.  The hash is ours (CRC-32
+        with the basis), not Open vSwitch's: the same fields choose the same link every time,
+        and the symmetric ones the same link both ways; which link differs."""
+        vals: list[int] = []
+        kind = a.fields
+        eth_type = c.get("eth_type")
+        if kind in ("eth_src", "symmetric_l4"):
+            vals.append(c.get("eth_src") if kind == "eth_src" else c.get("eth_src") ^ c.get("eth_dst"))
+        if kind == "symmetric_l4":
+            vals += [eth_type, c.get("vlan_vid") & 0xFFF]
+        if kind != "eth_src" and eth_type in (0x0800, 0x86DD):
+            src, dst = ("ipv4_src", "ipv4_dst") if eth_type == 0x0800 else ("ipv6_src", "ipv6_dst")
+            if kind == "nw_src":
+                vals.append(c.get(src))
+            elif kind == "nw_dst":
+                vals.append(c.get(dst))
+            else:
+                vals.append(c.get(src) ^ c.get(dst))
+            if kind in ("symmetric_l4", "symmetric_l3l4", "symmetric_l3l4+udp"):
+                proto = c.get("ip_proto")
+                vals.append(proto)
+                if proto in ((6, 17, 132) if kind != "symmetric_l3l4" else (6, 132)) and not c.get("ip_frag") & 2:
+                    vals.append(c.get("tcp_src") ^ c.get("tcp_dst"))
+        h = zlib.crc32(b"".join(v.to_bytes(16, "big") for v in vals), a.basis)
+        n = a.n_links
+        if a.algorithm == "modulo_n":
+            link = h % n
+        elif a.algorithm == "hash_threshold":
+            link = h // ((0xFFFFFFFF // n) + 1)
+        elif a.algorithm == "hrw":
+            link = max(range(n), key=lambda i: (zlib.crc32(i.to_bytes(4, "big"), h), -i))
+        else:                                   # iter_hash: rehash until a link in range
+            mask, i = (1 << (n - 1).bit_length()) - 1, 0
+            while True:
+                link = zlib.crc32(i.to_bytes(4, "big"), h) & mask
+                i += 1
+                if link < n:
+                    break
+        c.log(f"multipath: link {link} of {n}")
+        self._write(c, a.dst, a.ofs, a.nbits, link)
+
+    def _clone(self, c: _Ctx, actions) -> None:
+        """clone(ACTIONS): they run on a copy, in a datapath clone of their own (changes not yet
+        committed are committed inside it); the flow and the action set are as they were before
+        it, and an exit inside it ends the actions after it too (Open vSwitch's
+        clone_xlate_actions)."""
+        saved = (bytearray(c.flow), bytearray(c.base), c.odp, c.action_set, c.metadata, list(c.stack))
+        c.odp, c.action_set = [], []
+        try:
+            self._actions(c, actions)
+            nested = c.odp
+        finally:
+            c.flow, c.base, c.odp, c.action_set, c.metadata, c.stack = saved
+        if all(isinstance(a, odp.Output) for a in nested):     # nothing to undo: inline, as Open vSwitch
+            c.odp.extend(nested)
+        else:
+            c.odp.append(odp.Clone(tuple(nested)))
+
+    @staticmethod
+    def _fin_timeout(c: _Ctx, a: FinTimeout) -> None:
+        """A TCP FIN or RST shortens the rule's timeouts when its packets are counted
+        (``Visit.credit``).  Unlike Open vSwitch (which ORs the flags of a megaflow's packets
+        in its datapath stats), the megaflow matches the FIN and RST bits: the packets of one
+        megaflow all have them or none does."""
+        if c.rule is None or not c.prereqs_hold("tcp_flags"):
+            return
+        c.out.wc.unwildcard(F["tcp_flags"], TCP_FIN | TCP_RST)
+        if F["tcp_flags"].from_key(c.flow) & (TCP_FIN | TCP_RST):
+            c.v.fins.append((c.rule, a.idle_timeout, a.hard_timeout))
+            c.log(f"fin_timeout: a FIN or RST: the rule's timeouts become at most "
+                  f"idle {a.idle_timeout or '-'}, hard {a.hard_timeout or '-'}")
 
     def _learn(self, c: _Ctx, a: Learn) -> None:
         """The flow A would add, from the packet's fields as they are now (every source bit is
@@ -888,7 +998,9 @@ class Translator:
         spec = FlowSpec(match=m, instructions=(ApplyActions(tuple(acts)),) if acts else (), table_id=a.table,
                         priority=a.priority, cookie=a.cookie, idle_timeout=a.idle_timeout,
                         hard_timeout=a.hard_timeout, flags=1 if a.flags & LEARN_SEND_FLOW_REM else 0)
-        c.log(f"learn: table={a.table} {format_match(m)} actions={format_actions(spec.instructions)}")
+        if c.tracing:                           # as Open vSwitch's trace of a learn action
+            acts_text = format_actions(spec.instructions) if acts else "drop"
+            c.log(f"     -> table={a.table} {format_match(m)} priority={a.priority} actions={acts_text}")
         c.v.learned.append(spec)
 
     def _read(self, c: _Ctx, name: str, ofs: int, nbits: int) -> int:
@@ -908,6 +1020,9 @@ class Translator:
         """VALUE into bits OFS..OFS+NBITS-1 of field NAME (load, move, pop)."""
         mask = ((1 << nbits) - 1) << ofs
         f = F[name]
+        if name == "NXM_OF_VLAN_TCI":
+            self._write_tci(c, mask, value << ofs)
+            return
         if f.member is None:
             old = (c.metadata >> f.meta_shift) & f.all_ones
             self._set_field(c, name, (old & ~mask) | ((value << ofs) & mask))
@@ -915,6 +1030,25 @@ class Translator:
             self._set_field(c, name, value)
         else:
             self._set_field(c, name, value << ofs, mask)
+
+    @staticmethod
+    def _write_tci(c: _Ctx, mask: int, value: int) -> None:
+        """load/move/pop into the outer tag's TCI (NXM_OF_VLAN_TCI), as Open vSwitch's
+        MFF_VLAN_TCI: the bits of MASK become VALUE's; a TCI with the present bit (0x1000) is
+        the outer tag (pushed, 0x8100, if there was none), one without it means no tag (the
+        outer one is popped).  As in Open vSwitch's flow, a TCI without the present bit keeps
+        its other bits (in the key's outer TCI, which no tag reads then) for a later write."""
+        stack = c.vlan_stack()
+        present = c.vlan_present()
+        a, b = _TCI[0]
+        tci = (int.from_bytes(c.flow[a:b], "big") & ~mask) | (value & mask)
+        if tci & VLAN_CFI:
+            c.set_vlan_stack([(stack[0][0] if present else 0x8100, tci)] + (stack[1:] if present else stack))
+        else:
+            rest = stack[1:] if present else stack
+            c.set_vlan_stack(rest)
+            if not rest:
+                c.flow[a:b] = tci.to_bytes(2, "big")
 
     def _set_field(self, c: _Ctx, name: str, value: int, mask: int | None = None) -> None:
         f = F[name]

@@ -37,6 +37,7 @@ FLOW_MOD_ERRORS = {"overlap": (C.OFPET_FLOW_MOD_FAILED, C.OFPFMFC_OVERLAP),
                    "unknown_group": (C.OFPET_BAD_ACTION, C.OFPBAC_BAD_OUT_GROUP),
                    "table_full": (C.OFPET_FLOW_MOD_FAILED, C.OFPFMFC_TABLE_FULL),
                    "too_many_actions": (C.OFPET_BAD_ACTION, C.OFPBAC_TOO_MANY),
+                   "bad_conjunction": (C.OFPET_BAD_ACTION, C.OFPBAC_BAD_ARGUMENT),
                    "unknown_meter": (C.OFPET_METER_MOD_FAILED, C.OFPMMFC_UNKNOWN_METER)}
 
 

@@ -63,7 +63,10 @@ _NX_EXT = {C.NXAST_RESUBMIT: Layout("port:H table:B 3x"), C.NXAST_RESUBMIT_TABLE
            C.NXAST_REG_LOAD: Layout("ofs_nbits:H dst:I value:Q"),
            C.NXAST_STACK_PUSH: Layout("ofs:H field:I nbits:H 6x"), C.NXAST_STACK_POP: Layout("ofs:H field:I nbits:H 6x"),
            C.NXAST_EXIT: Layout("6x"),
-           C.NXAST_SAMPLE: Layout("probability:H collector_set_id:I obs_domain_id:I obs_point_id:I")}
+           C.NXAST_SAMPLE: Layout("probability:H collector_set_id:I obs_domain_id:I obs_point_id:I"),
+           C.NXAST_CONJUNCTION: Layout("clause:B n_clauses:B id:I"),
+           C.NXAST_FIN_TIMEOUT: Layout("idle:H hard:H 2x"),
+           C.NXAST_MULTIPATH: Layout("fields:H basis:H 2x algorithm:H max_link:H arg:I 2x ofs_nbits:H dst:I")}
 
 
 def _nx_field(header: int) -> F.Field:
@@ -91,12 +94,16 @@ def _writable(f: F.Field) -> None:
         raise _ba(C.OFPBAC_BAD_SET_TYPE)
 
 
-def decode_nx(tlv: bytes) -> tuple[A.Action, ...]:
-    """A Nicira vendor/experimenter action (the whole TLV)."""
+def decode_nx(tlv: bytes, version: int = C.OFP13_VERSION) -> tuple[A.Action, ...]:
+    """A Nicira vendor/experimenter action (the whole TLV); VERSION's actions nest in clone."""
     v = _NX.unpack(tlv, 4, err=(C.OFPET_BAD_ACTION, C.OFPBAC_BAD_LEN))
     if v["vendor"] != C.NX_VENDOR_ID:
         raise _ba(C.OFPBAC_BAD_EXPERIMENTER)
     sub = v["subtype"]
+    if sub == C.NXAST_CLONE:                   # 6 pad bytes, then the nested actions
+        if len(tlv) < 16:
+            raise _ba(C.OFPBAC_BAD_LEN)
+        return (A.Clone(decode_actions(tlv[16:], version)),)
     if sub == C.NXAST_NOTE:
         return (A.Note(tlv[10:]),)
     if sub == C.NXAST_LEARN:
@@ -109,6 +116,22 @@ def decode_nx(tlv: bytes) -> tuple[A.Action, ...]:
     d = lay.unpack(tlv, 10)
     if sub == C.NXAST_DEC_TTL:
         return (A.DecNwTtl(),)
+    if sub == C.NXAST_MULTIPATH:
+        f = _nx_field(d["dst"])
+        ofs, nbits = d["ofs_nbits"] >> 6, (d["ofs_nbits"] & 0x3F) + 1
+        _bits_ok(f, ofs, nbits)
+        _writable(f)
+        if d["fields"] >= len(A.MULTIPATH_FIELDS) or d["algorithm"] >= len(A.MULTIPATH_ALGORITHMS) \
+                or (1 << nbits) < d["max_link"] + 1:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        return (A.Multipath(A.MULTIPATH_FIELDS[d["fields"]], d["basis"], A.MULTIPATH_ALGORITHMS[d["algorithm"]],
+                            d["max_link"] + 1, d["arg"], f.name, ofs, nbits),)
+    if sub == C.NXAST_FIN_TIMEOUT:
+        return (A.FinTimeout(d["idle"], d["hard"]),)
+    if sub == C.NXAST_CONJUNCTION:             # clause 0-based on the wire, as lib/ofp-actions.c
+        if not 2 <= d["n_clauses"] <= 64 or d["clause"] >= d["n_clauses"]:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        return (A.Conjunction(d["id"], d["clause"] + 1, d["n_clauses"]),)
     if sub == C.NXAST_SET_QUEUE:
         return (A.SetQueue(d["queue_id"]),)
     if sub in (C.NXAST_RESUBMIT, C.NXAST_RESUBMIT_TABLE):
@@ -155,7 +178,7 @@ def _decode_learn(tlv: bytes) -> A.Learn:
     d = _LEARN.unpack(tlv, 10)
     if d["flags"] & ~(A.LEARN_SEND_FLOW_REM | A.LEARN_DELETE_LEARNED) or d["table"] == 0xFF:
         raise _ba(C.OFPBAC_BAD_ARGUMENT)
-    if d["flags"] & A.LEARN_DELETE_LEARNED or d["fin_idle_timeout"] or d["fin_hard_timeout"]:
+    if d["fin_idle_timeout"] or d["fin_hard_timeout"]:
         raise _ba(C.OFPBAC_BAD_ARGUMENT)          # not supported yet (README)
     pos, specs = 10 + _LEARN.size, []
 
@@ -246,8 +269,10 @@ def _loads(name: str, ofs: int, nbits: int, value: int) -> list[bytes]:
     return out
 
 
-def encode_nx(a: A.Action) -> bytes | None:
+def encode_nx(a: A.Action, version: int = C.OFP13_VERSION) -> bytes | None:
     """A as Nicira extension action(s), or None if it is not one of them."""
+    if isinstance(a, A.Clone):
+        return _nx(C.NXAST_CLONE, bytes(6) + encode_actions(a.actions, version))
     if isinstance(a, A.Resubmit):
         return _nx(C.NXAST_RESUBMIT_TABLE, _NX_EXT[C.NXAST_RESUBMIT_TABLE].pack(
             {"port": port_to10(a.port), "table": a.table}))
@@ -266,6 +291,17 @@ def encode_nx(a: A.Action) -> bytes | None:
         return _nx(C.NXAST_NOTE, a.data + bytes(max(0, 6 - len(a.data))))
     if isinstance(a, A.Exit):
         return _nx(C.NXAST_EXIT, bytes(6))
+    if isinstance(a, A.Multipath):
+        return _nx(C.NXAST_MULTIPATH, _NX_EXT[C.NXAST_MULTIPATH].pack(
+            {"fields": A.MULTIPATH_FIELDS.index(a.fields), "basis": a.basis,
+             "algorithm": A.MULTIPATH_ALGORITHMS.index(a.algorithm), "max_link": a.n_links - 1, "arg": a.arg,
+             "ofs_nbits": a.ofs << 6 | (a.nbits - 1), "dst": _nx_header(a.dst)}))
+    if isinstance(a, A.FinTimeout):
+        return _nx(C.NXAST_FIN_TIMEOUT, _NX_EXT[C.NXAST_FIN_TIMEOUT].pack({"idle": a.idle_timeout,
+                                                                           "hard": a.hard_timeout}))
+    if isinstance(a, A.Conjunction):
+        return _nx(C.NXAST_CONJUNCTION, _NX_EXT[C.NXAST_CONJUNCTION].pack(
+            {"clause": a.clause - 1, "n_clauses": a.n_clauses, "id": a.id}))
     if isinstance(a, A.Learn):
         return _encode_learn(a)
     if isinstance(a, A.Sample):
@@ -329,7 +365,7 @@ def _decode_set_field(tlv: bytes) -> A.SetField:
 
 
 def encode_action13(a: A.Action) -> bytes:
-    nx = encode_nx(a)
+    nx = encode_nx(a, C.OFP13_VERSION)
     if nx is not None:
         return nx
     if isinstance(a, A.SetField):
@@ -391,7 +427,7 @@ _TP10_TYPE = {f"{p}_{d}": t for p in ("tcp", "udp", "sctp")
 
 def decode_action10(type_: int, tlv: bytes, ip_proto: int | None = None) -> tuple[A.Action, ...]:
     if type_ == C.OFPAT10_VENDOR:
-        return decode_nx(tlv)
+        return decode_nx(tlv, C.OFP10_VERSION)
     lay = _L10.get(type_)
     if lay is None:
         raise _ba(C.OFPBAC_BAD_TYPE)
@@ -432,8 +468,8 @@ def encode_actions10(actions: tuple[A.Action, ...] | list[A.Action]) -> bytes:
             t, vals = C.OFPAT10_OUTPUT, {"port": a.port, "max_len": a.max_len}
         elif isinstance(a, A.PopVlan):
             t, vals = C.OFPAT10_STRIP_VLAN, {}
-        elif encode_nx(a) is not None:
-            out.append(encode_nx(a))
+        elif (nx := encode_nx(a, C.OFP10_VERSION)) is not None:
+            out.append(nx)
             continue
         elif isinstance(a, A.SetField) and F.field(a.field).member is None:     # registers: loads
             out += _loads(a.field, 0, F.field(a.field).bits, a.value)

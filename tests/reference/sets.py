@@ -931,13 +931,110 @@ def set_learn() -> RefSet:
                   protocol="OpenFlow10")
 
 
+def set_conjunction() -> RefSet:
+    """conjunction(id,k/n) and conj_id: three dimensions (source, destination, UDP port), two
+    (source and TCP port) below an ordinary rule that beats it for one source, a clause that
+    is a clause of two conjunctions, and conjunctions in a resubmitted-to table."""
+    f = Frames()
+    for s_ in ("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.9"):
+        for d in ("10.1.0.1", "10.1.0.2", "10.1.0.3"):
+            for l4 in (UDP(sport=5, dport=53), UDP(sport=5, dport=67), UDP(sport=7, dport=54), TCP(sport=5, dport=80)):
+                f.add(eth() / ip4(s_, d) / l4, 1)
+    f.add(eth(dst=BCAST) / arp(1, "10.0.0.1", "10.0.0.2"), 2)
+    flows = [
+        # id 1, three dimensions: (10.0.0.1 or .2) x (10.1.0.1 or .2) x (UDP 53 or 67) -> 2
+        "priority=100,ip,nw_src=10.0.0.1,actions=conjunction(1,1/3),conjunction(2,1/2)",
+        "priority=100,ip,nw_src=10.0.0.2,actions=conjunction(1,1/3)",
+        "priority=100,ip,nw_dst=10.1.0.1,actions=conjunction(1,2/3)",
+        "priority=100,ip,nw_dst=10.1.0.2,actions=conjunction(1,2/3)",
+        "priority=100,udp,tp_dst=53,actions=conjunction(1,3/3)",
+        "priority=100,udp,tp_dst=67,actions=conjunction(1,3/3)",
+        "priority=100,conj_id=1,ip,actions=output:2",
+        # id 2, two dimensions at the same priority: 10.0.0.1 x TCP 80 -> 3 (with a TTL change)
+        "priority=100,tcp,tp_dst=80,actions=conjunction(2,2/2)",
+        "priority=100,conj_id=2,ip,actions=mod_nw_ttl:9,output:3",
+        # id 3, two dimensions at a lower priority, below an ordinary rule for 10.0.0.3 and UDP 54
+        "priority=50,ip,nw_src=10.0.0.3,actions=conjunction(3,1/2)",
+        "priority=50,ip,nw_src=10.0.0.9,actions=conjunction(3,1/2)",
+        "priority=50,ip,nw_dst=10.1.0.3,actions=conjunction(3,2/2)",
+        "priority=60,udp,nw_src=10.0.0.3,tp_dst=54,actions=output:4",
+        "priority=10,conj_id=3,actions=output:4,output:2",
+        # the rest goes to table 1: id 4 there, UDP source port 7 x 10.1.0.2 -> 3
+        "priority=0,actions=resubmit(,1)",
+        "table=1,priority=20,udp,tp_src=7,actions=conjunction(4,1/2)",
+        "table=1,priority=20,ip,nw_dst=10.1.0.2,actions=conjunction(4,2/2)",
+        "table=1,priority=20,conj_id=4,actions=output:3",
+        "table=1,priority=0,arp,actions=output:4",
+    ]
+    return RefSet("conjunction", "conjunction(id,k/n) and conj_id in two and three dimensions, a clause of two "
+                  "conjunctions, an ordinary rule between them, conjunctions after a resubmit", flows, f.frames)
+
+
+def set_vlan_tci_load() -> RefSet:
+    """NXM_OF_VLAN_TCI written by load, move, push/pop: a tag pushed, rewritten, removed, and
+    the TCI's bits kept without the present bit until a later load sets it."""
+    f = Frames()
+    for port in (30, 31, 32, 33):
+        f.add(eth() / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=7, dport=port), 2)
+        f.add(eth(vlans=[(9, 3)]) / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=7, dport=port), 2)
+    flows = [
+        "priority=10,udp,tp_dst=30,actions=load:0x1014->NXM_OF_VLAN_TCI[],output:2",
+        "priority=10,udp,tp_dst=31,actions=load:0->NXM_OF_VLAN_TCI[],output:3",
+        "priority=10,udp,tp_dst=32,actions=move:NXM_OF_UDP_SRC[0..11]->NXM_OF_VLAN_TCI[0..11],"
+        "load:1->NXM_OF_VLAN_TCI[12],output:4",
+        "priority=10,udp,tp_dst=33,actions=push:NXM_OF_VLAN_TCI[],load:0->NXM_OF_VLAN_TCI[12],output:2,"
+        "pop:NXM_OF_VLAN_TCI[],output:3",
+    ]
+    return RefSet("vlan_tci_load", "NXM_OF_VLAN_TCI written by load, move and the field stack: tags pushed, "
+                  "rewritten, removed", flows, f.frames)
+
+
+def set_clone() -> RefSet:
+    """clone(actions): changes inside a clone stay there (Ethernet, VLAN, IPv4, a register
+    for a resubmit), outputs inside and after it, nested clones, exit inside one."""
+    f = Frames()
+    for port in (40, 41, 42, 43):
+        f.add(eth() / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=7, dport=port), 2)
+        f.add(eth(vlans=[(9, 3)]) / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=7, dport=port), 2)
+    flows = [
+        "priority=10,udp,tp_dst=40,actions=clone(mod_dl_src:02:00:00:00:00:09,mod_nw_dst:10.9.9.9,output:2),"
+        "output:3",
+        "priority=10,udp,tp_dst=41,actions=mod_dl_dst:02:00:00:00:00:07,clone(push_vlan:0x8100,"
+        "set_field:4101->vlan_vid,set_field:1->vlan_pcp,output:2),clone(mod_nw_ttl:9,output:4),output:3",
+        "priority=10,udp,tp_dst=42,actions=clone(load:1->reg0[],resubmit(,1),clone(mod_tp_src:99,output:2)),"
+        "resubmit(,1)",
+        "table=1,priority=10,reg0=1,actions=output:4",
+        "table=1,priority=5,actions=output:3",
+        "priority=10,udp,tp_dst=43,actions=clone(output:2,exit,output:4),output:3",
+    ]
+    return RefSet("clone", "clone: header and register changes stay inside, outputs around it, nested clones, "
+                  "exit inside one", flows, f.frames)
+
+
+def set_multipath() -> RefSet:
+    """multipath over three links (each switch hashes its own way: compared as one multiset),
+    every algorithm and field set, and a one-link multipath, which both must send to link 0."""
+    f = Frames()
+    _five_tuple_frames(f, 24)
+    flows = [
+        "table=0,priority=10,udp,actions=multipath(symmetric_l4,50,modulo_n,3,0,reg0[0..1]),resubmit(,1)",
+        "table=0,priority=10,tcp,actions=multipath(symmetric_l3l4,7,hash_threshold,3,0,reg0[4..5]),"
+        "move:reg0[4..5]->reg0[0..1],load:0->reg0[4..5],resubmit(,1)",
+        "table=0,priority=5,ip,actions=multipath(nw_src,0,hrw,3,0,NXM_NX_REG0[0..1]),resubmit(,1)",
+        "table=0,priority=1,actions=multipath(eth_src,1,iter_hash,1,0,reg0[0]),load:1->reg0[1],resubmit(,1)",
+        "table=1,reg0=0,actions=output:2", "table=1,reg0=1,actions=output:3", "table=1,reg0=2,actions=output:4",
+    ]
+    return RefSet("multipath", "multipath's fields and algorithms over three links (a multiset), one link",
+                  flows, f.frames, combine=[{2, 3, 4}])
+
+
 SETS = [set_vlan, set_vlan_of10, set_set_field_l2l3, set_set_field_l4, set_ip_fragments, set_ipv6_ext,
         set_l2_misc, set_set_field_other, set_dec_ttl, set_groups_select, set_groups_all_indirect, set_groups_ff,
         set_groups_ff_watch_both, set_multi_table, set_action_set, set_priorities, set_output_ports, set_arp_ipv6,
         set_fragments_l4, set_ttl_expiry_groups, set_bucket_action_set, set_ipv4_proto58,
         set_metadata_in_port, set_vlan_pcp_partial,
         set_ovs_bug_later_fragment_csum, set_ovs_bug_vlan_megaflow, set_ovs_bug_ff_select_action_set,
-        set_registers_resubmit, set_load_move_set_field, set_learn]
+        set_registers_resubmit, set_load_move_set_field, set_learn, set_conjunction, set_vlan_tci_load, set_clone, set_multipath]
 
 
 def all_sets() -> list[RefSet]:

@@ -126,9 +126,9 @@ class Rule:
 
     @classmethod
     def of(cls, priority: int, match: Match, data: object = None) -> "Rule":
-        k, m = match.key_and_mask()
+        k, m = match.key_and_mask_ints()
         meta, meta_mask = match.pipeline_ints()
-        return cls(priority, match, key_int(k), key_int(m), meta, meta_mask, data)
+        return cls(priority, match, k, m, meta, meta_mask, data)
 
 
 @dataclass(eq=False)

@@ -135,6 +135,10 @@ def test_flow_mod_throughput_side_by_side():
     by = {x["peer"]: x for x in d["results"]}
     assert by["dpdkswitch"]["flows"] == 1000 and by["ovs-dpdk"]["flows"] >= 1000
     assert by["dpdkswitch"]["seconds"] > 0 and by["ovs-dpdk"]["seconds"] > 0
+    # The pipelined controller's run: the same rules, one barrier, every one in the table on both.
+    for peer in ("dpdkswitch", "ovs-dpdk"):
+        assert by[peer]["pipelined_flows"] == 1000 and by[peer]["pipelined_seconds"] > 0, by[peer]
+    assert d["pipelined_speed_vs_ovs"] > 0
 
 
 @needs_shared

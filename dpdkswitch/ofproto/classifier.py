@@ -128,9 +128,9 @@ class Rule:
 
     @classmethod
     def of(cls, priority: int, match: Match, data: object = None, conj: tuple = ()) -> "Rule":
-        k, m = match.key_and_mask()
+        k, m = match.key_and_mask_ints()
         meta, meta_mask = match.pipeline_ints()
-        return cls(priority, match, key_int(k), key_int(m), meta, meta_mask, data, conj)
+        return cls(priority, match, k, m, meta, meta_mask, data, conj)
 
 
 @dataclass(eq=False)

@@ -49,7 +49,13 @@ def _full(f: Field, mask: int | None) -> int:
 def _key_limit(f: Field) -> int:
     """The largest value the flow key can hold for F (arp_op is 16 bits wide but the key keeps
     its low byte only, in nw_proto)."""
-    return min(f.all_ones, ((1 << 8 * f.key_nbytes) - 1) >> f.shift)
+    limit = _KEY_LIMIT.get(f.name)
+    if limit is None:
+        limit = _KEY_LIMIT[f.name] = min(f.all_ones, ((1 << 8 * f.key_nbytes) - 1) >> f.shift)
+    return limit
+
+
+_KEY_LIMIT: dict[str, int] = {}
 
 
 def _alts(f: Field) -> list[list[Cond]]:
@@ -61,13 +67,21 @@ def _alts(f: Field) -> list[list[Cond]]:
 
 
 _ALTS: dict[str, list[list[Cond]]] = {}
+# The fields whose values prerequisites read (and ip_frag, for the later-fragments rule); the
+# memos of passed prerequisite checks and of implied conditions, by Match._prereq_key, each
+# emptied when it reaches MEMO_MAX shapes.
+PREREQ_FIELDS = frozenset({g.name for f in BY_NAME.values() for alt in prereqs_of(f) for g, _, _ in alt}
+                          | {"ip_frag"})
+MEMO_MAX = 4096
+_PREREQS_OK: set[tuple] = set()
+_IMPLIED: dict[tuple, dict] = {}
 
 
 class Match(Mapping[str, tuple[int, int | None]]):
     """``Match({"eth_type": 0x0800, "ipv4_src": (0x0A000000, 0xFF000000)})``; aliases (nw_src,
     dl_type ...) are accepted wherever a name is, and stored as the canonical name."""
 
-    __slots__ = ("_d", "_hash", "_implied", "_km", "_pl")
+    __slots__ = ("_d", "_hash", "_implied", "_km", "_kmi", "_pl")
 
     def __init__(self, fields: Mapping[str, int | tuple[int, int | None]]
                  | Iterable[tuple[str, int | tuple[int, int | None]]] = ()):
@@ -79,7 +93,7 @@ class Match(Mapping[str, tuple[int, int | None]]):
 
     def _set(self, d: dict) -> None:
         self._d = dict(sorted(d.items(), key=lambda kv: _ORDER[kv[0]]))
-        self._hash = self._implied = self._km = self._pl = None
+        self._hash = self._implied = self._km = self._kmi = self._pl = None
 
     @classmethod
     def _new(cls, d: dict) -> Match:
@@ -96,6 +110,17 @@ class Match(Mapping[str, tuple[int, int | None]]):
 
     def __len__(self) -> int:
         return len(self._d)
+
+    # The Mapping mixins' get, items and __contains__ go through __getitem__ per key: these
+    # read the dict directly (a flow-mod reads a match a dozen times).
+    def get(self, name: str, default=None):
+        return self._d.get(BY_NAME[name].name if name in BY_NAME else name, default)
+
+    def __contains__(self, name) -> bool:
+        return (BY_NAME[name].name if name in BY_NAME else name) in self._d
+
+    def items(self):
+        return self._d.items()
 
     def __eq__(self, other) -> bool:
         return self._d == other._d if isinstance(other, Match) else NotImplemented
@@ -144,9 +169,25 @@ class Match(Mapping[str, tuple[int, int | None]]):
         f = _field(f) if isinstance(f, str) else f
         return any(all(self._satisfied(c) for c in alt) for alt in _alts(f))
 
+    def _prereq_key(self) -> tuple:
+        """What prerequisites read of this match: the names of its fields, with their values
+        and masks for those some prerequisite (or the fragment rule) looks at (PREREQ_FIELDS).
+        Two matches with one key pass or fail the same checks and imply the same conditions."""
+        return tuple((n, vm) if n in PREREQ_FIELDS else n for n, vm in self._d.items())
+
     def check_prereqs(self) -> None:
         """Raise MatchError naming the first field whose prerequisites are not all present, or
-        an L4 field matched in later fragments only (they have none; no ``alternatives`` then)."""
+        an L4 field matched in later fragments only (they have none; no ``alternatives`` then).
+        A shape that passed once (``_prereq_key``) passes at the cost of a set probe."""
+        pk = self._prereq_key()
+        if pk in _PREREQS_OK:
+            return
+        self._check_prereqs()
+        if len(_PREREQS_OK) >= MEMO_MAX:
+            _PREREQS_OK.clear()
+        _PREREQS_OK.add(pk)
+
+    def _check_prereqs(self) -> None:
         frag = self._d.get("ip_frag")
         if frag is not None and frag[0] & FRAG_LATER:
             for name in self._d:
@@ -165,8 +206,21 @@ class Match(Mapping[str, tuple[int, int | None]]):
         """This match plus the prerequisites it implies: for a field whose prerequisites are not
         stated, the conditions of the one alternative its other fields leave possible.  ONLY:
         add conditions on these fields only (an alternative needing others is left alone)."""
-        if only is None and self._implied is not None:
+        if only is None:
+            if self._implied is None:
+                pk = self._prereq_key()
+                added = _IMPLIED.get(pk)
+                if added is None:
+                    m = self._implied_slow(None)
+                    added = {n: vm for n, vm in m.items() if self._d.get(n) != vm}
+                    if len(_IMPLIED) >= MEMO_MAX:
+                        _IMPLIED.clear()
+                    _IMPLIED[pk] = added
+                self._implied = Match._new({**self._d, **added}) if added else self
             return self._implied
+        return self._implied_slow(only)
+
+    def _implied_slow(self, only: Iterable[str] | None) -> Match:
         allowed = None if only is None else {_field(n).name for n in only}
         m, changed = self, True
         while changed:
@@ -186,8 +240,6 @@ class Match(Mapping[str, tuple[int, int | None]]):
                     ov, om = d.get(f.name, (0, 0))
                     _put(d, f.name, ov | v & mask, _full(f, om) | mask)
                 m, changed = Match._new(d), True
-        if only is None:
-            self._implied = m
         return m
 
     # -- the datapath key ---------------------------------------------------------------------
@@ -200,7 +252,12 @@ class Match(Mapping[str, tuple[int, int | None]]):
         return self._km
 
     def key_and_mask_ints(self) -> tuple[int, int]:
-        """key_and_mask() as big-endian ints (the classifier's view)."""
+        """key_and_mask() as big-endian ints (the classifier's view); computed once."""
+        if self._kmi is None:
+            self._kmi = self._key_and_mask_ints()
+        return self._kmi
+
+    def _key_and_mask_ints(self) -> tuple[int, int]:
         key = mask = 0
         for f, v, m in self.implied().conditions():
             if f.member is None:
@@ -243,10 +300,9 @@ class Match(Mapping[str, tuple[int, int | None]]):
 
     def _key_ints(self) -> tuple[int, int] | None:
         try:
-            k, m = self.key_and_mask()
+            return self.key_and_mask_ints()
         except MatchError:
             return None            # contradictory: matches no packet
-        return int.from_bytes(k, "big"), int.from_bytes(m, "big")
 
     def overlaps(self, other: Match) -> bool:
         """Whether some packet (flow key and pipeline fields) matches both."""

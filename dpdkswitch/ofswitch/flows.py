@@ -98,7 +98,8 @@ class FlowManager:
             raise OFPError(C.OFPET_FLOW_MOD_FAILED, C.OFPFMFC_BAD_FLAGS)
         instructions = tuple(sorted(msg.instructions, key=lambda i: A.INSTRUCTION_ORDER.index(type(i))))
         adds = cmd in (C.OFPFC_ADD, C.OFPFC_MODIFY, C.OFPFC_MODIFY_STRICT)
-        check_flow_mod(msg.match, instructions if adds else (), table, conn.version)   # Open vSwitch's verdict
+        match = Match(msg.match)                  # prerequisites: the pipeline checks (MatchError)
+        check_flow_mod(match, instructions if adds else (), table, conn.version)   # Open vSwitch's verdict
         if adds:
             for ins in instructions:
                 if isinstance(ins, A.GotoTable) and (table >= N_TABLES or ins.table_id <= table
@@ -110,7 +111,6 @@ class FlowManager:
                     raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_UNKNOWN_METER)
                 if isinstance(ins, (A.ApplyActions, A.WriteActions)):
                     check_actions(self.pipeline.groups, ins.actions)
-        match = Match(msg.match)                  # prerequisites: the pipeline checks (MatchError)
         out_port = msg.out_port if cmd in (C.OFPFC_DELETE, C.OFPFC_DELETE_STRICT) else A.OFPP_ANY
         out_group = msg.out_group if v13 and cmd in (C.OFPFC_DELETE, C.OFPFC_DELETE_STRICT) else C.OFPG_ANY
         return FlowSpec(match=match, instructions=instructions, table_id=table, priority=msg.priority,

@@ -537,6 +537,25 @@ def encode_instructions(instructions) -> bytes:
 
 
 def decode_instructions(data: bytes) -> tuple[A.Instruction, ...]:
+    """OpenFlow 1.3 instructions DATA holds (OFPError if malformed).  The instructions are
+    immutable: the same bytes decode to the same tuple, kept (``_INSTRUCTIONS``, up to
+    ``MEMO_MAX`` distinct lists) so that a controller's run of flow-mods with one action list
+    decodes it once."""
+    data = bytes(data)
+    out = _INSTRUCTIONS.get(data)
+    if out is None:
+        out = _decode_instructions(data)
+        if len(_INSTRUCTIONS) >= MEMO_MAX:
+            _INSTRUCTIONS.clear()
+        _INSTRUCTIONS[data] = out
+    return out
+
+
+MEMO_MAX = 4096
+_INSTRUCTIONS: dict[bytes, tuple[A.Instruction, ...]] = {}
+
+
+def _decode_instructions(data: bytes) -> tuple[A.Instruction, ...]:
     out, seen = [], set()
     for t, tlv in _tlvs(data, _bi(C.OFPBIC_BAD_LEN)):
         if t == C.OFPIT_EXPERIMENTER:
@@ -571,7 +590,7 @@ def check_flow_mod(match: Match, instructions, table_id: int, version: int) -> N
     the present bit, arp_op above 255: OFPBAC_BAD_SET_ARGUMENT), copy_ttl_in/out
     (OFPBAC_BAD_TYPE), an output to a port from 0xff00 up that is not a reserved one
     (OFPBAC_BAD_OUT_PORT), then actions that do not fit the match (consistency.check)."""
-    m = OfMatch(match)
+    m = match if isinstance(match, OfMatch) else OfMatch(match)
     try:
         m.check_prereqs()
     except ValueError as e:              # MatchError: the decoder checked the rest; this is fragments'

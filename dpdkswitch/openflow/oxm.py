@@ -18,6 +18,7 @@ from __future__ import annotations
 import struct
 
 from ..ofproto import fields as F
+from ..ofproto.match import MEMO_MAX, PREREQ_FIELDS
 from . import consts as C
 from .errors import OFPError
 from .wire import KINDS, Layout, port_from10, port_to10, zeros_to8
@@ -165,10 +166,21 @@ def prereqs_met(match: Match, f: F.Field) -> bool:
 
 
 def check_prereqs(match: Match) -> None:
-    """OFPBMC_BAD_PREREQ unless every field of MATCH has its prerequisites in MATCH."""
+    """OFPBMC_BAD_PREREQ unless every field of MATCH has its prerequisites in MATCH.  A shape
+    that passed once (its field names, and the values of the fields prerequisites read:
+    ``PREREQ_FIELDS``) passes at the cost of a set probe."""
+    shape = tuple((n, vm) if n in PREREQ_FIELDS else n for n, vm in match.items())
+    if shape in _PREREQS_OK:
+        return
     for name in match:
         if not prereqs_met(match, F.field(name)):
             raise OFPError(*_bm(C.OFPBMC_BAD_PREREQ))
+    if len(_PREREQS_OK) >= MEMO_MAX:
+        _PREREQS_OK.clear()
+    _PREREQS_OK.add(shape)
+
+
+_PREREQS_OK: set[tuple] = set()
 
 
 def decode_match(data: bytes, off: int = 0) -> tuple[Match, int]:

@@ -92,6 +92,9 @@ class Layout:
             self.items.append((name, count, dec, enc))
         self.st = struct.Struct(fmt)
         self.size = self.st.size
+        # One value per name and nothing to convert (int is no conversion): unpack zips.
+        self._names = tuple(name for name, _, _, _ in self.items)
+        self._plain = all(count == 1 and dec in (None, int) for _, count, dec, _ in self.items)
 
     def pack(self, obj: Any, **given: int) -> bytes:
         """OBJ's attributes (or items, for a dict) packed; struct.error/ValueError if they don't fit."""
@@ -105,6 +108,8 @@ class Layout:
     def unpack(self, data: bytes, off: int = 0, err: tuple[int, int] = BAD_LEN) -> dict[str, Any]:
         """The named values at DATA[OFF:], including ``_`` ones; ERR if DATA is too short."""
         need(data, off + self.size, err)
+        if self._plain:
+            return dict(zip(self._names, self.st.unpack_from(data, off)))
         raw, out, i = self.st.unpack_from(data, off), {}, 0
         for name, count, dec, _ in self.items:
             vs = raw[i:i + count]

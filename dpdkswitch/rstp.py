@@ -757,7 +757,8 @@ class Rstp:
     def _set_state(self, p: RstpPort, state: str) -> None:
         old, p.state = p.state, state
         if old != state:
-            LOG.info("%s: port %s: RSTP state changed from %s to %s", self.bridge, p.name, old, state)
+            LOG.info("%s: port %s: RSTP state changed from %s to %s", self.bridge, p.name, old.capitalize(),
+                     state.capitalize())
             self.on_state(p.ofport, old, state)
 
     # 17.31 topology change
@@ -908,6 +909,6 @@ class Rstp:
                 "  ---------- ---------- ---------- -------- -------"]
         for p in sorted(self.ports.values(), key=lambda q: q.ofport):
             if p.state != DISABLED:
-                out.append(f"  {p.name[:10]:<11}{p.role:<11}{p.state:<11}{p.path_cost:<9}"
+                out.append(f"  {p.name[:10]:<11}{p.role.capitalize():<11}{p.state.capitalize():<11}{p.path_cost:<9}"
                            f"{p.priority}.{p.port_id & 0xFFF}")
         return "\n".join(out) + "\n"

@@ -31,6 +31,7 @@ from .rstp import cost_for_speed as rstp_cost_for_speed
 from .stp import Stp, cost_for_speed
 from .upcall import UpcallHandler
 from .netns import Namespaces
+from .netns import carrier as host_carrier
 from .netns import link_up as netns_link_up
 
 def parse_config_flow(flow: FlowConfig) -> FlowSpec:
@@ -345,6 +346,8 @@ class Bridge:
         info = self.dp.port_info(port.dp_port)
         if port.config.netns:
             info.link_up = netns_link_up(port.config.devargs_dict["iface"], port.config.netns.name)
+        elif port.config.driver == "af_packet" and info.link_up:
+            info.link_up = host_carrier(port.config.devargs_dict.get("iface", "")) is not False
         return info
 
     def port_stats(self, port: Port) -> dict[str, int]:

@@ -203,7 +203,7 @@ def test_rstp_show_in_open_vswitchs_layout():
         "---- b ----", "Root ID:", "  stp-priority    4096", "  stp-system-id   02:00:00:00:00:01",
         "  stp-hello-time  2s", "  stp-max-age     20s", "  stp-fwd-delay   15s",
         "  root-port       bp1", "  root-path-cost  20000"]
-    assert "  bp2        alternate  discarding 20000    128.2" in out.splitlines()
+    assert "  bp2        Alternate  Discarding 20000    128.2" in out.splitlines()
     assert "  This bridge is the root" in net.bridges["a"].show()
 
 

@@ -30,10 +30,11 @@ def rows(text):
     """{port: (role, state)} from an rstp/show (ours or Open vSwitch's), and the root's system id."""
     out = {}
     for ln in text.splitlines():
-        f = ln.split()
+        f = ln.lower().split()
         if len(f) == 5 and f[1] in ("root", "designated", "alternate", "backup", "disabled") and "." in f[4]:
             out[f[0]] = (f[1], f[2])
     root = next((ln.split()[-1] for ln in text.splitlines() if "stp-system-id" in ln), "")
+    # (rows' keys are lowercased port names: s1, o1)
     return out, root
 
 
@@ -75,7 +76,11 @@ def test_a_loop_with_open_vswitch_rstp_converges_and_fails_over_in_under_3_s(tmp
                     and sorted(o.get(p, ("", ""))[0] for p in ("s1", "s2")) == ["alternate", "root"]
                     and sorted(o.get(p, ("", ""))[1] for p in ("s1", "s2")) == ["discarding", "forwarding"]
                     and v.get("o1") == v.get("o2") == ("designated", "forwarding"))
-        wait_for(converged, 10, "one of our ports alternate/discarding, Open vSwitch the root")
+        try:
+            wait_for(converged, 10, "one of our ports alternate/discarding, Open vSwitch the root")
+        except AssertionError as e:
+            raise AssertionError("\n".join([str(e), sw.ctl("rstp/show", "br0"),
+                                             ovs.appctl("rstp/show", ovs.bridge)])) from None
         took = time.monotonic() - started
         o, _ = ours()
         text = sw.ctl("rstp/show", "br0")
@@ -84,6 +89,16 @@ def test_a_loop_with_open_vswitch_rstp_converges_and_fails_over_in_under_3_s(tmp
         root_port = next(p for p, (role, _) in o.items() if role == "root")
         print(f"converged {took:.1f} s after the switch answered (started {started - t0:.1f} s)")
         assert took < 3, text                       # proposal/agreement, not 2 x forward delay (30 s)
+        # no storm: broadcasts from the host (ARP for nobody) cross to Open vSwitch once
+        ns_sh(host, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", check=False)
+        ns_sh(host, "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.13.0.99", check=False)
+        time.sleep(1)
+        rx = lambda: sum(st.get(f"o{i}", st.get(str(i), {})).get("rx_packets", 0)
+                         for st in [ovs.port_stats()] for i in (1, 2))
+        assert rx() > 0
+        before = rx()
+        time.sleep(3)
+        assert rx() - before < 10, "a storm between the two links"
         # cut the root port's link at Open vSwitch's end: our alternate takes over
         t1 = time.monotonic()
         sh(*ovsns, "ip", "link", "set", pairs[int(root_port[1:]) - 1][1], "down")

@@ -4,7 +4,7 @@ states gating forwarding and learning, OpenFlow port status bits, a topology cha
 what other ports learned.  Deterministic: the manual clock; the test plays the control thread.
 """
 import pytest
-from scapy.layers.l2 import LLC, STP, Dot3, Ether
+from scapy.layers.l2 import LLC, STP, Dot3
 
 from dpdkswitch.config import loads
 from dpdkswitch.datapath import parse

@@ -16,7 +16,9 @@ once a second as Open vSwitch's ``rstp_tick_timers``.  Everything else reaches i
   Open vSwitch), gating ports by their state: ``forwarding``, ``learning``, ``sends_bpdu`` (RSTP
   sends BPDUs in any state but disabled, as Open vSwitch's rstp_should_manage_bpdu);
 * what it does goes out through callbacks: ``send(ofport, frame)``, ``on_state(ofport, old, new)``,
-  ``on_flush(ofport)`` (a topology change: the MAC table learned on OFPORT is flushed).
+  ``on_flush(ofport)`` (a topology change: the MAC table learned on OFPORT is flushed),
+  ``on_root_moved(old, new)`` (the root port moved from port OLD to port NEW: what was learned
+  upstream moves with it, as Open vSwitch's bundle_move).
 
 Contract: the control thread only.  Cost: an event runs the machines of every port until none
 changes (a few passes of O(ports), O(ports²) for role selection).
@@ -172,10 +174,11 @@ class Rstp:
                  ageing_time: int = 300,
                  send: Callable[[int, bytes], None] = lambda ofport, frame: None,
                  on_state: Callable[[int, str, str], None] = lambda ofport, old, new: None,
-                 on_flush: Callable[[int], None] = lambda ofport: None, now: float = 0.0):
+                 on_flush: Callable[[int], None] = lambda ofport: None,
+                 on_root_moved: Callable[[int, int], None] = lambda old, new: None, now: float = 0.0):
         self.name = "stp"                          # its name as a SlowProtocol: RSTP replaces STP
         self.bridge = name
-        self.send, self.on_state, self.on_flush = send, on_state, on_flush
+        self.send, self.on_state, self.on_flush, self.on_root_moved = send, on_state, on_flush, on_root_moved
         self.bridge_id = ((priority & 0xF000) << 48) | (address & ((1 << 48) - 1))
         self.times = Times(0, max_age, forward_delay, hello_time)
         self.transmit_hold_count = transmit_hold_count
@@ -186,6 +189,7 @@ class Rstp:
         self.root_port_id = 0
         self.root_times = self.times
         self.prs = "init"
+        self.root_move: tuple[int, ...] | None = None     # (old, new) root port, until the machines settle
         self.begin = True
         self.last = now
         self.remainder = 0.0
@@ -282,6 +286,11 @@ class Rstp:
         p = self.ports.get(ofport)
         return p.role if p is not None else DISABLED
 
+    def root_moving_from(self) -> int | None:
+        """While the root port moves (until ``on_root_moved``), the old one: its learned
+        addresses move rather than being flushed when it stops learning."""
+        return self.root_move[0] if self.root_move else None
+
     def root_port(self) -> RstpPort | None:
         return next((p for p in self.ports.values() if p.role == ROOT), None)
 
@@ -375,6 +384,10 @@ class Rstp:
                     self.flushes += 1
                     self.on_flush(p.ofport)
             if not changed:
+                if self.root_move is not None:
+                    (old, new), self.root_move = self.root_move, None
+                    if old != new:
+                        self.on_root_moved(old, new)
                 return
         LOG.warning("%s: rstp did not settle", self.bridge)
 
@@ -409,9 +422,6 @@ class Rstp:
                                    and not p.port_enabled) or (
                     p.ppm == "sensing" and (not p.port_enabled or p.mcheck
                                             or (self.rstp_version and not p.send_rstp and p.rcvd_rstp))):
-                if p.ppm == "checking_rstp" and not p.mcheck and p.send_rstp == self.rstp_version \
-                        and p.mdelay_while == MIGRATE_TIME:
-                    return
                 p.mcheck = False
                 p.send_rstp = self.rstp_version
                 p.mdelay_while = MIGRATE_TIME
@@ -570,6 +580,9 @@ class Rstp:
                 best, best_port, root_port = cand, p.port_id, p
                 t = p.port_times
                 self.root_times = Times(t.message_age + 1, t.max_age, t.forward_delay, t.hello_time)
+        old = self.root_port()
+        if old is not None and root_port is not None and old is not root_port:
+            self.root_move = (self.root_move or (old.ofport,))[:1] + (root_port.ofport,)
         self.root_priority, self.root_port_id = best, best_port
         for p in self.ports.values():
             p.designated_priority = Vector(best.root, best.cost, self.bridge_id, p.port_id)

@@ -508,7 +508,8 @@ class Bridge:
         address = int(c.address.replace(":", ""), 16) if c.address else self.config.datapath_id & ((1 << 48) - 1)
         self.rstp = Rstp(self.config.name, address, c.priority, c.hello_time, c.max_age, c.forward_delay,
                          c.transmit_hold_count, c.ageing_time or 300, send=self._stp_send, on_state=self._rstp_state,
-                         on_flush=self._rstp_flush, now=self.dp.now_ns / 1e9)
+                         on_flush=self._rstp_flush, on_root_moved=self._rstp_root_moved,
+                         now=self.dp.now_ns / 1e9)
         if c.ageing_time is not None:
             self.pipeline.macs.idle_time = c.ageing_time
         for port in sorted(self.ports.values(), key=lambda p: p.ofport):
@@ -531,13 +532,23 @@ class Bridge:
 
     def _rstp_state(self, ofport: int, old: str, new: str) -> None:
         """A port's RSTP state changed: translations that read it are redone; a change of
-        whether it learns flushes what was learned on it (Open vSwitch's update_rstp_port_state)."""
-        if (old in ("learning", "forwarding", "disabled")) != (new in ("learning", "forwarding", "disabled")):
+        whether it learns flushes what was learned on it, unless it is the old root port whose
+        addresses move to the new one (Open vSwitch's update_rstp_port_state)."""
+        if ((old in ("learning", "forwarding", "disabled")) != (new in ("learning", "forwarding", "disabled"))
+                and self.rstp is not None and ofport != self.rstp.root_moving_from()):
             self.pipeline.macs.flush(ofport)
         self.pipeline.ports_changed()
 
+    def _rstp_root_moved(self, old: int, new: int) -> None:
+        """The root port moved: what was learned on the old one is on the new one (bundle_move)."""
+        if self.pipeline.macs.move(old, new):
+            self.pipeline.ports_changed()
+
     def _rstp_flush(self, ofport: int) -> None:
-        """A topology change on OFPORT: what was learned on it is flushed (RSTP's fdbFlush)."""
+        """A topology change on OFPORT: what was learned on it is flushed (RSTP's fdbFlush),
+        unless it is the old root port, whose addresses move (as Open vSwitch's rstp_run)."""
+        if self.rstp is not None and ofport == self.rstp.root_moving_from():
+            return
         self.pipeline.macs.flush(ofport)
         self.pipeline.ports_changed()
 

@@ -272,3 +272,14 @@ def test_config_errors_name_file_and_line(old, new, msg):
     with pytest.raises(ConfigError) as e:
         loads(CONFIG.replace(old, new), "r.yaml")
     assert str(e.value).startswith(msg), str(e.value)
+
+
+def test_the_root_port_moving_moves_what_was_learned_upstream():
+    net = two_links()
+    moved = []
+    b = net.bridges["b"]
+    b.on_root_moved = lambda old, new: moved.append((old, new, b.state(new)))
+    net.run(3)
+    net.unlink("l1")
+    assert moved == [(1, 2, "forwarding")]            # once, after the machines settled
+    assert b.root_moving_from() is None

@@ -113,8 +113,14 @@ def test_rstp_replaces_stp_agrees_gates_and_sets_port_status(rstp_bridge):
     cycle(br, ports[1], [tc])
     assert br.pipeline.macs.lookup(0, 0x020000000303) is None
     assert br.pipeline.macs.lookup(0, 0x020000000101) == 1
-    # the root's BPDUs stop: p1's information ages out after 3 hellos and p2, our alternate
-    # until then, has the same aged root; we become the root
+    # the root's BPDUs stop on p1 and go on on p2: p1's information ages out after 3 hellos,
+    # p2 is the root port, and what p1 learned (upstream) moves to it rather than being flushed
+    for _ in range(8):
+        clock.run(1)
+        cycle(br, ports[2], [rst_bpdu(0x8002, DESIGNATED | F_LEARNING | F_FORWARDING)])
+    assert (br.rstp.role(2), br.rstp.state(2)) == ("root", "forwarding"), br.rstp.show()
+    assert br.rstp.role(1) == "designated"
+    assert br.pipeline.macs.lookup(0, 0x020000000101) == 2
+    # and when they stop on p2 too, we are the root
     clock.run(7)
     assert br.rstp.is_root(), br.rstp.show()
-    assert br.rstp.is_root() and br.rstp.role(1) == "designated"

@@ -124,3 +124,25 @@ def test_rstp_replaces_stp_agrees_gates_and_sets_port_status(rstp_bridge):
     # and when they stop on p2 too, we are the root
     clock.run(7)
     assert br.rstp.is_root(), br.rstp.show()
+
+
+def test_rstp_show_and_tcn_commands(rstp_bridge):
+    from dpdkswitch.control import CommandError, Commands
+    from dpdkswitch.control import rstp as rstp_cmds
+    sw, br, ports = rstp_bridge
+    cmds = Commands()
+    rstp_cmds.register(cmds, sw)
+    cycle(br, ports[1], [rst_bpdu(0x8001)])
+    out = cmds.run("rstp/show", ["br0"])
+    assert out.startswith("---- br0 ----\nRoot ID:\n  stp-priority    0\n  stp-system-id   02:00:00:00:00:aa\n")
+    assert "  root-port       p1\n" in out and "  p1         Root       Forwarding 2000     128.1\n" in out
+    assert cmds.run("rstp/show", []) == out
+    with pytest.raises(CommandError, match="br1: no such RSTP object"):
+        cmds.run("rstp/show", ["br1"])
+    # rstp/tcn: TC in the next BPDU out of the root port, and p1's learned addresses flushed
+    cycle(br, ports[1], [BROADCAST + bytes.fromhex("020000000101") + udp_frame(1)[12:]])
+    assert br.pipeline.macs.lookup(0, 0x020000000101) == 1
+    bpdus_out(br, ports[1])
+    assert cmds.run("rstp/tcn", ["br0"]) == "OK"
+    assert br.pipeline.macs.lookup(0, 0x020000000101) is None
+    assert any(Dot3(f)[STP].bpduflags & F_TC for f in bpdus_out(br, ports[1]))

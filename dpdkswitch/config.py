@@ -27,6 +27,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import ipaddress
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -38,10 +39,12 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from .log import DPDK_LEVEL_DEFAULT, DPDK_LEVELS
 from .ofproto.pipeline import DEFAULT_FLOW_LIMIT, MAX_FLOW_LIMIT, N_TABLES
 
+LOG = logging.getLogger("dpdkswitch.config")
+
 __all__ = [
     "ConfigError", "NetnsConfig", "PortConfig", "OpenflowConfig", "SslConfig", "FlowConfig",
     "BridgeConfig", "DpdkConfig", "Config", "load", "loads", "online_cpus", "MacTableConfig", "StaticMac",
-    "parse_device", "VDEV_KEYS", "default_datapath_id", "NetflowConfig", "SflowConfig", "IpfixConfig", "IpfixCollectorSet",
+    "parse_device", "VDEV_KEYS", "default_datapath_id", "NetflowConfig", "SflowConfig", "IpfixConfig", "IpfixCollectorSet", "RstpConfig",
 ]
 
 
@@ -91,6 +94,12 @@ class PortConfig:
     stp_enable: bool = True            # takes part in the bridge's spanning tree (when it has one)
     stp_port_priority: int = 128
     stp_path_cost: int | None = None   # None: from the link speed (802.1D-1998's table)
+    rstp_enable: bool = True           # takes part in the bridge's rapid spanning tree (when it has one)
+    rstp_port_priority: int = 128
+    rstp_port_path_cost: int | None = None   # None: from the link speed (802.1D-2004's table)
+    rstp_port_admin_edge: bool = False
+    rstp_port_auto_edge: bool = True
+    rstp_port_mcheck: bool = False
     bfd: "BfdConfig | None" = None     # a BFD session on the port (bfd.py)
     cfm: "CfmConfig | None" = None     # a CFM maintenance point on the port (cfm.py)
 
@@ -190,6 +199,20 @@ class StpConfig:
 
 
 @dataclass
+class RstpConfig:
+    """The bridge's rapid spanning tree (802.1D-2004), Open vSwitch's rstp_enable and
+    other_config:rstp-* keys."""
+    enable: bool = False
+    priority: int = 32768
+    address: str | None = None         # None: the bridge's datapath id's low 48 bits
+    max_age: int = 20
+    hello_time: int = 2
+    forward_delay: int = 15
+    transmit_hold_count: int = 6
+    ageing_time: int | None = None     # MAC table ageing while RSTP runs; None: mac_table's
+
+
+@dataclass
 class FlowConfig:
     text: str
     where: str
@@ -259,6 +282,7 @@ class BridgeConfig:
     sflow: SflowConfig | None = None
     stp: StpConfig = field(default_factory=StpConfig)
     ipfix: IpfixConfig | None = None
+    rstp: RstpConfig = field(default_factory=RstpConfig)
 
     @property
     def datapath_id(self) -> int:
@@ -696,6 +720,12 @@ PORT = {
     "stp_enable": (_bool, True),
     "stp_port_priority": (_int(0, 255), 128),
     "stp_path_cost": (_opt(_int(1, 65535)), None),
+    "rstp_enable": (_bool, True),
+    "rstp_port_priority": (_int(0, 240), 128),
+    "rstp_port_path_cost": (_opt(_int(1, 200000000)), None),
+    "rstp_port_admin_edge": (_bool, False),
+    "rstp_port_auto_edge": (_bool, True),
+    "rstp_port_mcheck": (_bool, False),
     "bfd": (Section(BFD), None),
     "cfm": (Section(CFM), None),
 }
@@ -786,6 +816,14 @@ BRIDGE = {
     "stp_hello_time": (_int(1, 10), 2),
     "stp_max_age": (_int(6, 40), 20),
     "stp_forward_delay": (_int(4, 30), 15),
+    "rstp_enable": (_bool, False),
+    "rstp_priority": (_int(0, 61440), 32768),
+    "rstp_address": (_opt(_text(_MAC_RE.fullmatch, "a MAC address xx:xx:xx:xx:xx:xx")), None),
+    "rstp_max_age": (_int(6, 40), 20),
+    "rstp_hello_time": (_int(1, 10), 2),
+    "rstp_forward_delay": (_int(4, 30), 15),
+    "rstp_transmit_hold_count": (_int(1, 10), 6),
+    "rstp_ageing_time": (_opt(_int(10, 1000000)), None),
 }
 CONTROL = {"socket": (_text(bool, "a non-empty path"), "/run/dpdkswitch/ctl.sock")}
 METRICS = {"listen": (_text(_valid_hostport, "IP:PORT, e.g. 127.0.0.1:9101 or [::1]:9101"), REQUIRED)}
@@ -1050,15 +1088,36 @@ class _Reader:
                       f"{what}: 802.1D needs stp_max_age ≥ 2 × (stp_hello_time + 1) and stp_forward_delay ≥ "
                       f"stp_max_age / 2 + 1 (have hello {stp.hello_time}, max age {stp.max_age}, forward "
                       f"delay {stp.forward_delay})")
-        if stp.enable:
+        if stp.enable and not b["rstp_enable"]:
             for pc in ports.values():
                 if pc.stp_enable and pc.ofport > 255 and pc.ofport != OFPP_LOCAL:
                     raise ConfigError.at(pc.where, f"port {pc.name!r}: an STP port number is 8 bits: ofport "
                                                    f"{pc.ofport} > 255 (set stp_enable: false on it)")
+        rstp = RstpConfig(b["rstp_enable"], b["rstp_priority"], b["rstp_address"], b["rstp_max_age"],
+                          b["rstp_hello_time"], b["rstp_forward_delay"], b["rstp_transmit_hold_count"],
+                          b["rstp_ageing_time"])
+        if rstp.priority % 4096:
+            self.fail(nodes["rstp_priority"][0], f"{what}: rstp_priority: a multiple of 4096 (0-61440), "
+                                                 f"have {rstp.priority}")
+        if rstp.max_age < 2 * (rstp.hello_time + 1) or rstp.forward_delay < rstp.max_age / 2 + 1:
+            self.fail(nodes.get("rstp_max_age", nodes.get("rstp_forward_delay", (key,)))[0],
+                      f"{what}: 802.1D needs rstp_max_age ≥ 2 × (rstp_hello_time + 1) and rstp_forward_delay ≥ "
+                      f"rstp_max_age / 2 + 1 (have hello {rstp.hello_time}, max age {rstp.max_age}, forward "
+                      f"delay {rstp.forward_delay})")
+        for pc in ports.values():
+            if pc.rstp_port_priority % 16:
+                raise ConfigError.at(pc.where, f"port {pc.name!r}: rstp_port_priority: a multiple of 16 (0-240), "
+                                               f"have {pc.rstp_port_priority}")
+            if rstp.enable and pc.rstp_enable and pc.ofport > 4095 and pc.ofport != OFPP_LOCAL:
+                raise ConfigError.at(pc.where, f"port {pc.name!r}: an RSTP port number is 12 bits: ofport "
+                                               f"{pc.ofport} > 4095 (set rstp_enable: false on it)")
+        if rstp.enable and stp.enable:
+            LOG.warning("%s: stp_enable and rstp_enable are both set: RSTP wins, as in Open vSwitch", what)
+            stp = StpConfig(False, stp.priority, stp.hello_time, stp.max_age, stp.forward_delay)
         return BridgeConfig(name, pmd, dp["emc_insert_inv_prob"], dp["flow_limit"],
                             OpenflowConfig(**openflow), ports, b["flows"], self.where(key),
                             MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors, flow_limits, netflow,
-                            sflow, stp, ipfix)
+                            sflow, stp, ipfix, rstp)
 
     def ipfix(self, node, nodes, what: str) -> IpfixConfig | None:
         if node is None:
@@ -1152,7 +1211,8 @@ class _Reader:
             self.fail(nodes.get("vlan_mode", (key,))[0], f"{what}: vlan_mode {mode} needs a tag")
         return PortConfig(name=name, device="", ofport=p["ofport"], where=self.where(key), vlan_mode=mode,
                           tag=p["tag"], trunks=p["trunks"], peer=p["peer"], stp_enable=p["stp_enable"],
-                          stp_port_priority=p["stp_port_priority"], stp_path_cost=p["stp_path_cost"])
+                          stp_port_priority=p["stp_port_priority"], stp_path_cost=p["stp_path_cost"],
+                          **{k: p[k] for k in p if k.startswith("rstp_")})
 
 
 # ----------------------------------------------------------------------- API

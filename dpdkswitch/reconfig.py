@@ -184,6 +184,9 @@ def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
         raise _refuse(f"{what} ipfix", o.ipfix, n.ipfix)
     if o.stp != n.stp:
         raise _refuse(f"{what} stp_enable/stp_priority/stp_hello_time/stp_max_age/stp_forward_delay", o.stp, n.stp)
+    if o.rstp != n.rstp:
+        raise _refuse(f"{what} rstp_enable/rstp_priority/rstp_address/rstp_max_age/rstp_hello_time/"
+                      "rstp_forward_delay/rstp_transmit_hold_count/rstp_ageing_time", o.rstp, n.rstp)
     p = BridgePlan(o.name, n)
     for name, opc in o.ports.items():
         npc = n.ports.get(name)

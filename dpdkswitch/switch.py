@@ -26,9 +26,12 @@ from .ofproto.actions import OFPP_ANY, OFPP_LOCAL, Output
 from .revalidator import Revalidator
 from .bfd import Bfd, BfdSession, BfdSettings
 from .cfm import Cfm, CfmSession
+from .rstp import Rstp
+from .rstp import cost_for_speed as rstp_cost_for_speed
 from .stp import Stp, cost_for_speed
 from .upcall import UpcallHandler
 from .netns import Namespaces
+from .netns import carrier as host_carrier
 from .netns import link_up as netns_link_up
 
 def parse_config_flow(flow: FlowConfig) -> FlowSpec:
@@ -213,6 +216,7 @@ class Bridge:
     backer: Backer
     ports: dict[str, Port] = field(default_factory=dict)
     stp: Stp | None = None                 # its spanning tree, with stp_enable (start_stp)
+    rstp: Rstp | None = None               # its rapid spanning tree, with rstp_enable (start_rstp)
     bfd: Bfd | None = None                 # its ports' BFD sessions, once a port has one (join_bfd)
     cfm: Cfm | None = None                 # its ports' CFM maintenance points (join_cfm)
 
@@ -254,6 +258,7 @@ class Bridge:
             raise
         self.pipeline.set_port(PortEntry(pc.ofport, pc.name, dp_port, vlan=self._vlan(pc)))
         self.join_stp(port)
+        self.join_rstp(port)
         self.join_bfd(port)
         self.join_cfm(port)
         self._port_added(pc)
@@ -293,6 +298,7 @@ class Bridge:
             peer_br.pipeline.set_port(peer)         # its translations change too
         self.pipeline.set_port(entry)
         self.join_stp(port)
+        self.join_rstp(port)
         self.pipeline.liveness.set_carrier(pc.ofport, entry.live)      # a patch port: linked
         if linked is not None:
             linked[0].pipeline.liveness.set_carrier(linked[1].ofport, True)
@@ -323,6 +329,8 @@ class Bridge:
                 peer_p.liveness.set_carrier(peer_ofport, False)
         if self.stp is not None:
             self.stp.remove_port(port.ofport)
+        if self.rstp is not None:
+            self.rstp.remove_port(port.ofport)
         if self.bfd is not None:
             self.bfd.remove(port.ofport)
         if self.cfm is not None:
@@ -341,6 +349,8 @@ class Bridge:
         info = self.dp.port_info(port.dp_port)
         if port.config.netns:
             info.link_up = netns_link_up(port.config.devargs_dict["iface"], port.config.netns.name)
+        elif port.config.driver == "af_packet" and info.link_up:
+            info.link_up = host_carrier(port.config.devargs_dict.get("iface", "")) is not False
         return info
 
     def port_stats(self, port: Port) -> dict[str, int]:
@@ -491,6 +501,60 @@ class Bridge:
         self.pipeline.macs.flush()
         self.pipeline.ports_changed()
 
+    # -- the rapid spanning tree (rstp.py), with rstp_enable (it wins over stp_enable, as in OVS)
+    def start_rstp(self) -> None:
+        """The bridge's rapid spanning tree, on its ports with rstp_enable, registered as the
+        control protocol that takes BPDUs before the OpenFlow tables (ofproto/special.py)."""
+        c = self.config.rstp
+        if not c.enable or self.rstp is not None:
+            return
+        address = int(c.address.replace(":", ""), 16) if c.address else self.config.datapath_id & ((1 << 48) - 1)
+        self.rstp = Rstp(self.config.name, address, c.priority, c.hello_time, c.max_age, c.forward_delay,
+                         c.transmit_hold_count, c.ageing_time or 300, send=self._stp_send, on_state=self._rstp_state,
+                         on_flush=self._rstp_flush, on_root_moved=self._rstp_root_moved,
+                         now=self.dp.now_ns / 1e9)
+        if c.ageing_time is not None:
+            self.pipeline.macs.idle_time = c.ageing_time
+        for port in sorted(self.ports.values(), key=lambda p: p.ofport):
+            self.join_rstp(port)
+        self.pipeline.special.register(self.rstp)
+        self.pipeline.ports_changed()
+
+    def join_rstp(self, port: Port) -> None:
+        """PORT joins the rapid spanning tree, if the bridge has one and the port takes part."""
+        pc = port.config
+        if self.rstp is None or not pc.rstp_enable or port.ofport == OFPP_LOCAL or port.ofport > 4095:
+            return
+        cost = pc.rstp_port_path_cost or rstp_cost_for_speed(port.info.link_speed or 0)
+        mac = bytes.fromhex(port.info.mac.replace(":", "")) if port.info.mac else bytes(6)
+        e = self.pipeline.ports.get(port.ofport)
+        self.rstp.add_port(port.ofport, port.name, cost, pc.rstp_port_priority, mac, pc.rstp_port_admin_edge,
+                           pc.rstp_port_auto_edge, enabled=e is not None and e.live)
+        if pc.rstp_port_mcheck:
+            self.rstp.mcheck(port.ofport)
+
+    def _rstp_state(self, ofport: int, old: str, new: str) -> None:
+        """A port's RSTP state changed: translations that read it are redone; a change of
+        whether it learns flushes what was learned on it, unless it is the old root port whose
+        addresses move to the new one (Open vSwitch's update_rstp_port_state)."""
+        if ((old in ("learning", "forwarding", "disabled")) != (new in ("learning", "forwarding", "disabled"))
+                and self.rstp is not None and ofport != self.rstp.root_moving_from()):
+            self.pipeline.macs.flush(ofport)
+        self.pipeline.ports_changed()
+
+    def _rstp_root_moved(self, old: int, new: int) -> None:
+        """The root port moved: what was learned on the old one is on the new one (bundle_move)."""
+        if self.pipeline.macs.move(old, new):
+            self.pipeline.ports_changed()
+
+    def _rstp_flush(self, ofport: int) -> None:
+        """A topology change on OFPORT: what was learned on it is flushed (RSTP's fdbFlush),
+        unless it is the old root port, whose addresses move (as Open vSwitch's rstp_run)."""
+        if self.rstp is not None and ofport == self.rstp.root_moving_from():
+            return
+        self.pipeline.macs.flush(ofport)
+        self.pipeline.ports_changed()
+
     # -- BFD (bfd.py), per port with bfd: {enable: true}
     def join_bfd(self, port: Port) -> None:
         """A BFD session on PORT when its config asks: the bridge's Bfd registers (once) as a
@@ -546,7 +610,7 @@ class Bridge:
         """How soon ``run_protocols`` wants to run again, in seconds."""
         if (self.bfd is not None and self.bfd.sessions) or (self.cfm is not None and self.cfm.sessions):
             return 0.01
-        return 0.1 if self.stp is not None else 1.0
+        return 0.1 if self.stp is not None or self.rstp is not None else 1.0
 
     def run_protocols(self) -> None:
         """The control protocols' timers, on the datapath's clock (a few times a second); an
@@ -566,12 +630,21 @@ class Bridge:
                     self.stp.enable_port(ofport)
                 elif not e.live and sp.state != "disabled":
                     self.stp.disable_port(ofport)
+        if self.rstp is not None:
+            self.rstp.tick(self.dp.now_ns / 1e9)
+            for ofport, rp in list(self.rstp.ports.items()):
+                e = self.pipeline.ports.get(ofport)
+                if e is None:
+                    continue
+                if e.live != rp.port_enabled:
+                    (self.rstp.enable_port if e.live else self.rstp.disable_port)(ofport)
 
     # -- PMDs
     def start(self) -> None:
         """Mirrors, the spanning tree, then the datapath's PMDs (once, for all the bridges on it)."""
         self.apply_mirrors()
         self.start_stp()
+        self.start_rstp()
         self.backer.start()
 
     def close(self) -> None:

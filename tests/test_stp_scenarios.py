@@ -14,6 +14,7 @@ import re
 
 import pytest
 
+from dpdkswitch import rstp as R
 from dpdkswitch import stp as S
 
 STATE = {"F": S.FORWARDING, "B": S.BLOCKING, "Li": S.LISTENING, "Le": S.LEARNING, "D": S.DISABLED}
@@ -47,10 +48,11 @@ class Sim:
         mac, _, prio = text.partition("^")
         return int(mac, 16), int(prio, 16) if prio else S.DEFAULT_PRIORITY
 
-    def bridge(self, n, ident, lans):
+    def bridge(self, n, ident, lans, rstp=False):
         if ident is not None:
             mac, prio = self._id(ident)
-            self.bridges[n] = S.Stp(f"stp{n}", mac, prio, send=lambda o, f, n=n: self._send(n, o, f), now=self.now)
+            kind = R.Rstp if rstp else S.Stp
+            self.bridges[n] = kind(f"stp{n}", mac, prio, send=lambda o, f, n=n: self._send(n, o, f), now=self.now)
         b = self.bridges[n]
         for i, spec in enumerate(lans, 1):
             if spec == "_":
@@ -84,19 +86,24 @@ class Sim:
     def check(self, n, words):
         b = self.bridges[n]
         where = f"bridge {n}: {' '.join(words)}\n{b.show()}"
+        rstp = isinstance(b, R.Rstp)           # an RSTP bridge among 802.1D ones (rbridge)
+        root_id = b.root_priority.root if rstp else b.designated_root
+        root_port = b.root_port() if rstp else b.root_port
+        root_cost = b.root_priority.cost if rstp else b.root_path_cost
         if words and words[0].startswith("rootid:"):
             mac, prio = self._id(words.pop(0)[7:])
-            assert b.designated_root == (prio << 48) | mac, where
+            assert root_id == (prio << 48) | mac, where
         if words == ["root"]:
             assert b.is_root(), where
             return
         for i, w in enumerate(words, 1):
             state, _, cost = w.partition(":")
-            assert b.ports[i].state == STATE[state], f"port {i}: {where}"
+            want = R.DISCARDING if rstp and state == "B" else STATE[state]
+            assert b.ports[i].state == want, f"port {i}: {where}"
             if cost:
-                assert b.root_port is b.ports[i] and b.root_path_cost == int(cost), f"port {i}: {where}"
+                assert root_port is b.ports[i] and root_cost == int(cost), f"port {i}: {where}"
             else:
-                assert b.root_port is not b.ports[i], f"port {i}: {where}"
+                assert root_port is not b.ports[i], f"port {i}: {where}"
 
     def script(self, text):
         for line in text.strip().splitlines():
@@ -114,7 +121,7 @@ class Sim:
                 self.bridges[int(n)].set_priority(int(prio, 16))
                 self._deliver()
             else:
-                self.bridge(int(h[1]), h[2] if len(h) > 2 else None, rest.split())
+                self.bridge(int(h[1]), h[2] if len(h) > 2 else None, rest.split(), rstp=h[0] == "rbridge")
 
 
 SCENARIOS = {
@@ -294,3 +301,43 @@ SCENARIOS = {
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_open_vswitch_stp_scenario(name):
     Sim().script(SCENARIOS[name])
+
+
+def mixed(text, rstp_bridges):
+    """TEXT with the bridges RSTP_BRIDGES made RSTP ones ("rbridge N ID = ..."): 802.1D-2004
+    17.4's interoperation, each RSTP port towards an 802.1D bridge falling back to STP BPDUs."""
+    out = []
+    for line in text.splitlines():
+        w = line.split()
+        if len(w) > 3 and w[0] == "bridge" and w[2] != "=" and int(w[1]) in rstp_bridges:
+            line = line.replace("bridge", "rbridge", 1)
+        out.append(line)
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("name,rstp_bridges", [
+    ("ieee802.1d-1998", {1, 3}),
+    ("ieee802.1d-1998", {0, 2, 4}),
+    ("ieee802.1d-2004-fig17.4", {0, 2, 4, 6}),       # with 17.5: two ports of bridge 7 on one LAN
+    ("ieee802.1d-2004-fig17.4", {1, 3, 5, 7}),       # ... bridge 7 an RSTP one: a backup port
+    ("ieee802.1d-2004-fig17.6", {1, 3, 5}),
+    ("iol-io-1.5 topology change", {1, 2}),
+])
+def test_stp_and_rstp_bridges_together_make_the_same_tree(name, rstp_bridges):
+    """Open vSwitch's STP scenarios with some bridges running RSTP: the same root, root ports,
+    costs and blocked (discarding) ports; ports on no LAN are edge ports on the RSTP bridges."""
+    sim = Sim()
+    sim.script(mixed(SCENARIOS[name], rstp_bridges))
+    for n in rstp_bridges:
+        b = sim.bridges[n]
+        assert isinstance(b, R.Rstp)
+        for o, p in b.ports.items():
+            peers = [(m, i) for (m, i), lan in sim.lan.items()
+                     if lan is not None and lan == sim.lan.get((n, o)) and (m, i) != (n, o)]
+            # an 802.1D bridge's designated port on the LAN sends config BPDUs: ours speaks STP
+            # there (one that is not designated is silent, and reads our RST BPDUs as config)
+            if p.state != R.DISABLED and any(m not in rstp_bridges and sim.bridges[m].role(i) == "designated"
+                                             for m, i in peers):
+                assert not p.send_rstp, f"bridge {n} port {o}: RST BPDUs to an 802.1D bridge\n{b.show()}"
+            if not peers and p.state != R.DISABLED:
+                assert p.oper_edge, f"bridge {n} port {o}: on no LAN, not an edge port\n{b.show()}"

@@ -227,6 +227,17 @@ class MacTable:
             self.changed.add(k)
         return len(gone)
 
+    def move(self, old: int, new: int) -> int:
+        """Every address learned on port OLD is on port NEW from now on (Open vSwitch's
+        bundle_move, when RSTP's root port moves: what was upstream still is); how many."""
+        n = 0
+        for k, e in self.entries.items():
+            if not e.static and e.port == old:
+                e.port = new
+                self.changed.add(k)
+                n += 1
+        return n
+
     def take_changes(self) -> set[tuple[int, int]]:
         out, self.changed = self.changed, set()
         return out

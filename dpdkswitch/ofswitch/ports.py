@@ -27,6 +27,7 @@ SPEEDS = [(10, C.OFPPF_10MB_FD), (100, C.OFPPF_100MB_FD), (1000, C.OFPPF_1GB_FD)
           (40000, C.OFPPF_40GB_FD), (100000, C.OFPPF_100GB_FD), (1000000, C.OFPPF_1TB_FD)]
 NO_PACKET_IN = C.OFPPC_NO_PACKET_IN | C.OFPPC_NO_RECV | C.OFPPC_PORT_DOWN
 # OpenFlow 1.0's port state STP bits (OFPPS_STP_LISTEN 0, LEARN, FORWARD, BLOCK << 8)
+RSTP_AS_STP = {"discarding": "listening", "learning": "learning", "forwarding": "forwarding", "disabled": "disabled"}
 STP_BITS = {"listening": 0 << 8, "learning": 1 << 8, "forwarding": 2 << 8, "blocking": 3 << 8}
 
 
@@ -89,6 +90,8 @@ class PortManager:
         entry = self.pipeline.ports.get(port.ofport)
         state = 0 if link_up else C.OFPPS_LINK_DOWN
         stp = self.br.stp.state(port.ofport) if self.br.stp is not None else "disabled"
+        if self.br.rstp is not None:             # RSTP's states in the STP bits, as update_rstp_port_state
+            stp = RSTP_AS_STP[self.br.rstp.state(port.ofport)]
         if version == V10:
             state |= STP_BITS.get(stp, 0)
         elif stp not in ("disabled", "forwarding"):
@@ -154,6 +157,8 @@ class PortManager:
         out = {}
         for e in self.pipeline.ports.values():
             stp = self.br.stp.state(e.ofport) if self.br.stp is not None else "disabled"
+            if self.br.rstp is not None:
+                stp = RSTP_AS_STP[self.br.rstp.state(e.ofport)]
             out[e.ofport] = (e.name, e.dp_port, self.config.get(e.ofport, 0), stp, e.live)
             if self.snapshot.get(e.ofport, (None, None))[:2] != out[e.ofport][:2]:
                 self.since[e.ofport] = now

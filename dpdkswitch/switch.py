@@ -26,9 +26,11 @@ from .ofproto.actions import OFPP_ANY, OFPP_LOCAL, Output
 from .revalidator import Revalidator
 from .bfd import Bfd, BfdSession, BfdSettings
 from .cfm import Cfm, CfmSession
+from .lacp import Lacp, LacpBond, LacpMember
 from .stp import Stp, cost_for_speed
 from .upcall import UpcallHandler
 from .netns import Namespaces
+from .netns import kernel_carrier
 from .netns import link_up as netns_link_up
 
 def parse_config_flow(flow: FlowConfig) -> FlowSpec:
@@ -208,6 +210,8 @@ class Bridge:
     stp: Stp | None = None                 # its spanning tree, with stp_enable (start_stp)
     bfd: Bfd | None = None                 # its ports' BFD sessions, once a port has one (join_bfd)
     cfm: Cfm | None = None                 # its ports' CFM maintenance points (join_cfm)
+    lacp: Lacp | None = None               # its bonds' LACP, once a bond has lacp (join_lacp)
+    carrier: dict[int, bool] = field(default_factory=dict)   # bond members' link state, as last polled
 
     @classmethod
     def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False,
@@ -249,6 +253,7 @@ class Bridge:
         self.join_stp(port)
         self.join_bfd(port)
         self.join_cfm(port)
+        self.join_lacp(port)
         self._port_added(pc)
         return port
 
@@ -320,6 +325,10 @@ class Bridge:
             self.bfd.remove(port.ofport)
         if self.cfm is not None:
             self.cfm.remove(port.ofport)
+        if self.lacp is not None:
+            self.lacp.remove_port(port.ofport)
+            self.pipeline.liveness.forget(port.ofport)
+        self.carrier.pop(port.ofport, None)
         self.pipeline.del_port(port.ofport)
         self.revalidator.run()                 # no megaflow sends to it any more
         if not port.is_patch:
@@ -334,6 +343,9 @@ class Bridge:
         info = self.dp.port_info(port.dp_port)
         if port.config.netns:
             info.link_up = netns_link_up(port.config.devargs_dict["iface"], port.config.netns.name)
+        elif port.config.driver == "af_packet" and info.link_up:
+            carrier = kernel_carrier(port.config.devargs_dict.get("iface", ""))
+            info.link_up = info.link_up if carrier is None else carrier
         return info
 
     def port_stats(self, port: Port) -> dict[str, int]:
@@ -529,6 +541,65 @@ class Bridge:
         self.pipeline.ports_changed()
         self.pipeline.liveness.update(ofport)
 
+    # -- LACP (lacp.py), per bond with lacp: active|passive
+    def lacp_system_id(self, bond: str) -> bytes:
+        """The bond's LACP system id: lacp_system_id, or the bridge's MAC (the low 48 bits of its
+        datapath id, as its STP bridge id)."""
+        sid = self.config.bonds[bond].lacp_system_id
+        if sid:
+            return bytes.fromhex(sid.replace(":", ""))
+        return (self.config.datapath_id & ((1 << 48) - 1)).to_bytes(6, "big")
+
+    def join_lacp(self, port: Port) -> None:
+        """PORT, a bond member, joins its bond's LACP when the bond has lacp: active|passive: the
+        bridge's Lacp registers (once) as a control protocol and as an input of the ports'
+        liveness, and the member's link state is polled from then on (run_protocols)."""
+        bc = self.config.bonds.get(port.config.bond or "")
+        if bc is None:
+            return
+        self.carrier[port.ofport] = True
+        if bc.lacp == "off":
+            return
+        if self.lacp is None:
+            self.lacp = Lacp(self.config.name)
+            self.pipeline.special.register(self.lacp)
+            self.pipeline.liveness.register("lacp", self.lacp.may_enable)
+        bond = self.lacp.bonds.get(bc.name)
+        now = self.dp.now_ns / 1e9
+        if bond is None:
+            bond = LacpBond(bc.name, self.lacp_system_id(bc.name), bc.lacp_system_priority, bc.lacp == "active",
+                            bc.lacp_time == "fast", bc.lacp_fallback_ab, send=self._protocol_send,
+                            src_mac=self._port_mac, on_change=lambda: self.pipeline.liveness.update(), now=now)
+        pc = port.config
+        bond.now = now
+        bond.add_member(LacpMember(pc.name, pc.ofport, pc.lacp_port_id or pc.ofport, pc.lacp_port_priority,
+                                   pc.lacp_aggregation_key))
+        self.lacp.add(bond)
+        self.pipeline.ports_changed()
+        self.pipeline.liveness.update(pc.ofport)
+
+    def _port_mac(self, ofport: int) -> bytes:
+        port = next((p for p in self.ports.values() if p.ofport == ofport), None)
+        if port is None or not port.info.mac:
+            return bytes(6)
+        return bytes.fromhex(port.info.mac.replace(":", ""))
+
+    def _poll_carrier(self) -> None:
+        """Bond members' link state from the device (as Open vSwitch's port_run reads the
+        netdev's carrier): a change goes to LACP and to the port's liveness."""
+        for port in list(self.ports.values()):
+            if port.ofport not in self.carrier:
+                continue
+            try:
+                up = self.port_info(port).link_up
+            except DatapathError:
+                continue
+            if up != self.carrier[port.ofport]:
+                self.carrier[port.ofport] = up
+                if self.lacp is not None:
+                    self.lacp.carrier_changed(port.ofport, up)
+                self.pipeline.liveness.set_carrier(port.ofport, up)
+
     def _protocol_send(self, ofport: int, frame: bytes) -> None:
         try:
             self.packet_out(frame, OFPP_ANY, [Output(ofport)])
@@ -539,7 +610,7 @@ class Bridge:
         """How soon ``run_protocols`` wants to run again, in seconds."""
         if (self.bfd is not None and self.bfd.sessions) or (self.cfm is not None and self.cfm.sessions):
             return 0.01
-        return 0.1 if self.stp is not None else 1.0
+        return 0.1 if self.stp is not None or self.lacp is not None or self.carrier else 1.0
 
     def run_protocols(self) -> None:
         """The control protocols' timers, on the datapath's clock (a few times a second); an
@@ -549,6 +620,10 @@ class Bridge:
             self.bfd.run(self.dp.now_ns / 1e9)
         if self.cfm is not None:
             self.cfm.run(self.dp.now_ns / 1e9)
+        if self.carrier:
+            self._poll_carrier()
+        if self.lacp is not None:
+            self.lacp.run(self.dp.now_ns / 1e9)
         if self.stp is not None:
             self.stp.tick(self.dp.now_ns / 1e9)
             for ofport, sp in list(self.stp.ports.items()):

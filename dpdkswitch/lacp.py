@@ -141,6 +141,7 @@ class LacpBond:
         self.negotiated = False
         self.update = True
         self.now = now
+        self.reported: dict[int, bool] = {}     # each member's may_enable, as ON_CHANGE last told it
 
     # -- members
     def add_member(self, m: LacpMember) -> None:
@@ -257,7 +258,6 @@ class LacpBond:
     def run(self, now: float) -> None:
         """Timers: expire or default silent members, re-aggregate, transmit (lacp_run)."""
         self.now = now
-        before = {o: self.member_may_enable(m) for o, m in self.members.items()}
         for m in self.members.values():
             if now >= m.rx_at:
                 if m.status == "current":
@@ -279,7 +279,9 @@ class LacpBond:
                 m.count_tx_pdus += 1
                 m.tx_at = now + (FAST_TX if m.partner.state & TIME else SLOW_TX)
                 self.send(m.ofport, frame)
-        if {o: self.member_may_enable(m) for o, m in self.members.items()} != before:
+        may = {o: self.member_may_enable(m) for o, m in self.members.items()}
+        if may != self.reported:
+            self.reported = may
             self.on_change()
 
     def update_attached(self) -> None:

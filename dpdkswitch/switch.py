@@ -12,6 +12,7 @@ the PMDs keep forwarding meanwhile.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from .config import BridgeConfig, Config, ConfigError, FlowConfig, MirrorConfig, PortConfig
@@ -26,12 +27,15 @@ from .ofproto.actions import OFPP_ANY, OFPP_LOCAL, Output
 from .revalidator import Revalidator
 from .bfd import Bfd, BfdSession, BfdSettings
 from .cfm import Cfm, CfmSession
+from .bond import Bond
 from .lacp import Lacp, LacpBond, LacpMember
 from .stp import Stp, cost_for_speed
 from .upcall import UpcallHandler
 from .netns import Namespaces
 from .netns import kernel_carrier
 from .netns import link_up as netns_link_up
+
+LOG = logging.getLogger("dpdkswitch.bond")
 
 def parse_config_flow(flow: FlowConfig) -> FlowSpec:
     """A flow of the YAML, in ovs-ofctl syntax; a bad one is a config error at its line."""
@@ -141,6 +145,15 @@ class Port:
         return self.dp_port < 0
 
 
+@dataclass(frozen=True)
+class _Eth:
+    """A flow of which only the source MAC is known (a learning frame's, for Bond.choose)."""
+    src: int
+
+    def get(self, name: str) -> int:
+        return self.src if name == "eth_src" else 0
+
+
 class Backer:
     """One datapath and the slow path that serves it, for the bridges on it.
 
@@ -212,6 +225,7 @@ class Bridge:
     cfm: Cfm | None = None                 # its ports' CFM maintenance points (join_cfm)
     lacp: Lacp | None = None               # its bonds' LACP, once a bond has lacp (join_lacp)
     carrier: dict[int, bool] = field(default_factory=dict)   # bond members' link state, as last polled
+    bonds: dict[str, Bond] = field(default_factory=dict)      # its bonds (join_bond)
 
     @classmethod
     def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False,
@@ -254,6 +268,7 @@ class Bridge:
         self.join_bfd(port)
         self.join_cfm(port)
         self.join_lacp(port)
+        self.join_bond(port)
         self._port_added(pc)
         return port
 
@@ -329,6 +344,8 @@ class Bridge:
             self.lacp.remove_port(port.ofport)
             self.pipeline.liveness.forget(port.ofport)
         self.carrier.pop(port.ofport, None)
+        if port.ofport in self.pipeline.bonds:
+            self.pipeline.del_bond_member(port.ofport)
         self.pipeline.del_port(port.ofport)
         self.revalidator.run()                 # no megaflow sends to it any more
         if not port.is_patch:
@@ -343,7 +360,7 @@ class Bridge:
         info = self.dp.port_info(port.dp_port)
         if port.config.netns:
             info.link_up = netns_link_up(port.config.devargs_dict["iface"], port.config.netns.name)
-        elif port.config.driver == "af_packet" and info.link_up:
+        elif port.config.device.startswith("net_af_packet") and info.link_up:
             carrier = kernel_carrier(port.config.devargs_dict.get("iface", ""))
             info.link_up = info.link_up if carrier is None else carrier
         return info
@@ -578,6 +595,55 @@ class Bridge:
         self.pipeline.ports_changed()
         self.pipeline.liveness.update(pc.ofport)
 
+    # -- bonds (bond.py)
+    def join_bond(self, port: Port) -> None:
+        """PORT, a bond member, joins its bond, which NORMAL sees as one port from now on."""
+        bc = self.config.bonds.get(port.config.bond or "")
+        if bc is None:
+            return
+        bond = self.bonds.get(bc.name)
+        if bond is None:
+            members = [(n, self.config.ports[n].ofport) for n in bc.members]
+            lacp = self.lacp.bonds.get(bc.name) if self.lacp is not None else None
+            bond = self.bonds[bc.name] = Bond(
+                bc.name, members, bc.bond_mode, bc.bond_primary, bc.bond_updelay, bc.bond_downdelay,
+                bc.bond_rebalance_interval, lacp, bc.lacp_fallback_ab, send=self._protocol_send,
+                on_change=self.pipeline.ports_changed, now=self.dp.now_ns / 1e9)
+        self.pipeline.set_bond(bond, [port.ofport])
+        self.run_bonds()
+
+    def run_bonds(self) -> None:
+        """Each bond's members follow their ports' liveness; learning frames after a failover."""
+        now = self.dp.now_ns / 1e9
+        for bond in self.bonds.values():
+            for ofport in bond.members:
+                e = self.pipeline.ports.get(ofport)
+                bond.set_may_enable(ofport, e is not None and e.live)
+            bond.run(now)
+            if bond.take_learning():
+                self._send_learning(bond)
+
+    def _send_learning(self, bond: Bond) -> None:
+        """A RARP from every MAC learned on the bridge's other ports, out of the member the bond
+        chooses for it (bundle_send_learning_packets)."""
+        sent = 0
+        for (vlan, mac), e in list(self.pipeline.macs.entries.items()):
+            if e.port == bond.id:
+                continue
+            member, _ = bond.choose(_Eth(mac), vlan)
+            entry = self.pipeline.ports.get(member) if member is not None else None
+            if entry is None or not entry.vlan.carries(vlan):
+                continue
+            frame = Bond.learning_frame(mac, 0)
+            tags = entry.vlan.egress([(0x8100, vlan, 0), (0, 0, 0)])
+            if tags:
+                frame = frame[:12] + b"".join(t.to_bytes(2, "big") + c.to_bytes(2, "big") for t, c in tags) + frame[12:]
+            self._protocol_send(member, frame)
+            sent += 1
+        bond.learning_sent += sent
+        if sent:
+            LOG.info("bond %s: sent %d gratuitous learning packets", bond.name, sent)
+
     def _port_mac(self, ofport: int) -> bytes:
         port = next((p for p in self.ports.values() if p.ofport == ofport), None)
         if port is None or not port.info.mac:
@@ -610,7 +676,7 @@ class Bridge:
         """How soon ``run_protocols`` wants to run again, in seconds."""
         if (self.bfd is not None and self.bfd.sessions) or (self.cfm is not None and self.cfm.sessions):
             return 0.01
-        return 0.1 if self.stp is not None or self.lacp is not None or self.carrier else 1.0
+        return 0.1 if self.stp is not None or self.lacp is not None or self.bonds else 1.0
 
     def run_protocols(self) -> None:
         """The control protocols' timers, on the datapath's clock (a few times a second); an
@@ -624,6 +690,8 @@ class Bridge:
             self._poll_carrier()
         if self.lacp is not None:
             self.lacp.run(self.dp.now_ns / 1e9)
+        if self.bonds:
+            self.run_bonds()
         if self.stp is not None:
             self.stp.tick(self.dp.now_ns / 1e9)
             for ofport, sp in list(self.stp.ports.items()):

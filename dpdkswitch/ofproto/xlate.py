@@ -32,7 +32,7 @@ from .actions import (INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, 
 from .classifier import Wildcards, key_int
 from .fields import BY_NAME, FRAG_LATER, VLAN_CFI, prereqs_of
 from .flowstr import format_actions, format_match
-from .normal import is_reserved
+from .normal import Bundle, is_reserved
 from .pipeline import FlowEntry, Pipeline, PortEntry
 from .special import SpecialIn, is_bpdu
 
@@ -101,6 +101,7 @@ class Visit:
     mirrors: list[int] = field(default_factory=list)              # indexes into pipeline.mirrors
     macs: list[tuple[int, int]] = field(default_factory=list)          # (vlan, mac) NORMAL looked up
     learns: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (vlan, mac, ofport, garp)
+    bonds: list[tuple[Bundle, int]] = field(default_factory=list)       # (bond, bucket) NORMAL chose
     patch: tuple[PortEntry, PortEntry] | None = None              # (left by, entered by): not for the first
     version: int = -1        # the pipeline's version when translated (or last found still valid)
 
@@ -141,6 +142,8 @@ class Visit:
             left, entered = self.patch
             left.count_tx(packets, nbytes)
             entered.count_rx(packets, nbytes)
+        for bond, bucket in self.bonds:
+            bond.account(bucket, nbytes)
 
 
 class XlateCache(list[Visit]):
@@ -736,27 +739,63 @@ class Translator:
         if is_reserved(dst) and not p.forward_bpdu:
             c.log("NORMAL: reserved destination (forward_bpdu is off), dropped")
             return
+        garp = eth_type == 0x0806 and dst == 0xFFFFFFFFFFFF and (
+            c.get("arp_op") == 2 or c.get("arp_spa") == c.get("arp_tpa"))
+        in_bond = p.bonds.get(inp.ofport)
+        in_bundle = inp.ofport
+        if in_bond is not None:                    # Open vSwitch's bond_check_admissibility
+            in_bundle = in_bond.id
+            verdict = in_bond.admissible(inp.ofport, bool(dst & 0x010000000000))
+            if verdict.startswith("drop:"):
+                c.log(f"NORMAL: bond {in_bond.name}: {verdict[6:]} ({inp.name}), dropped")
+                return
+            if verdict == "drop_if_moved":
+                c.v.macs.append((vlan, src))
+                e = p.macs.entries.get((vlan, src))
+                if e is not None and e.port != in_bundle and (not garp or e.locked_until > p.clock()):
+                    c.log(f"NORMAL: bond {in_bond.name}: SLB bond thinks this packet looped back "
+                          f"({src:012x} is learned on port {e.port}), dropped")
+                    return
         learn = vlan not in p.flood_vlans
         if learn and not src & 0x010000000000 and (not p.special or p.special.learning(inp.ofport)):
-            garp = eth_type == 0x0806 and dst == 0xFFFFFFFFFFFF and (
-                c.get("arp_op") == 2 or c.get("arp_spa") == c.get("arp_tpa"))
-            c.v.learns.append((vlan, src, inp.ofport, garp))
+            c.v.learns.append((vlan, src, in_bundle, garp))
         c.v.macs.append((vlan, dst))
         out = p.macs.lookup(vlan, dst) if learn and not dst & 0x010000000000 else None
-        if out == inp.ofport:
+        if out == in_bundle:
             c.log(f"NORMAL: {dst:012x} was learned on the input port, dropped")
             return
         if out is not None and out in p.ports and out not in p.mirror_outputs():
             c.log(f"NORMAL: VLAN {vlan}, {dst:012x} learned on port {out}: forwarding")
-            self._output_normal(c, inp, p.ports[out], vlan)
+            self._output_bundle(c, inp, out, vlan)
             return
         c.log(f"NORMAL: VLAN {vlan}, no learned port for {dst:012x}: flooding")
         mirror_out = p.mirror_outputs()
         inner = inp.vlan.ingress(c.vlan_stack())[1][1]
         for port in sorted(p.ports.values(), key=lambda q: q.ofport):
+            bond = p.bonds.get(port.ofport)
+            if bond is not None and (bond is in_bond or port.ofport != bond.id):
+                continue                           # a bond takes one copy (by the member it chooses)
             if (port.ofport != inp.ofport and not port.no_flood and not port.no_fwd and port.vlan.carries(vlan, inner)
                     and port.ofport not in mirror_out):
-                self._output_normal(c, inp, port, vlan)
+                self._output_bundle(c, inp, port.ofport, vlan)
+
+    def _output_bundle(self, c: _Ctx, inp, ofport: int, vlan: int) -> None:
+        """NORMAL's output to the port OFPORT, or to the bond it stands for (by the member the
+        bond chooses for the frame, as Open vSwitch's output_normal)."""
+        p = c.p
+        bond = p.bonds.get(ofport)
+        if bond is None:
+            self._output_normal(c, inp, p.ports[ofport], vlan)
+            return
+        member, bucket = bond.choose(c, vlan)
+        if member is None or member not in p.ports:
+            c.log(f"NORMAL: bond {bond.name}: no member may carry it, dropped")
+            return
+        c.log(f"NORMAL: bond {bond.name}: member {p.ports[member].name}"
+              + (f" (hash bucket {bucket})" if bucket is not None else " (active member)"))
+        if bucket is not None:
+            c.v.bonds.append((bond, bucket))
+        self._output_normal(c, inp, p.ports[member], vlan)
 
     def _output_normal(self, c: _Ctx, inp, port, vlan: int) -> None:
         tags = inp.vlan.ingress(c.vlan_stack())      # the tags inside the bridge (normal.VlanPort)

@@ -174,6 +174,12 @@ def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
         raise _refuse(f"{what} openflow.ssl", o.openflow.ssl, n.openflow.ssl)
     if o.stp != n.stp:
         raise _refuse(f"{what} stp_enable/stp_priority/stp_hello_time/stp_max_age/stp_forward_delay", o.stp, n.stp)
+    old_b = {k: (b, [o.ports[m] for m in b.members]) for k, b in o.bonds.items()}
+    new_b = {k: (b, [n.ports[m] for m in b.members]) for k, b in n.bonds.items()}
+    if old_b != new_b:
+        changed = sorted(k for k in set(old_b) | set(new_b) if old_b.get(k) != new_b.get(k))
+        raise ReloadRefused(f"reload refused: {what}: bond {', '.join(changed)} added, removed or changed "
+                            f"(its keys or its interfaces'); that takes a restart for now")
     p = BridgePlan(o.name, n)
     for name, opc in o.ports.items():
         npc = n.ports.get(name)

@@ -233,3 +233,16 @@ def test_bond_commands(bridge):
     assert run("bond/enable-member", "bond0", "m2") == "enabled" and bond.members[2].enabled
     assert run("bond/set-active-member", "bond0", "m2") in ("done", "m2 is already the active member")
     assert bond.active == 2
+
+
+def test_a_reload_that_changes_a_bond_is_refused_with_one_line():
+    from dpdkswitch.reconfig import ReloadRefused, diff
+    head = "dpdk: {cores: [0, 1]}\nbridges:\n  br0:\n    ports:\n      p1: {device: net_null0, ofport: 1}\n"
+    bond = ("      bond0:\n        interfaces:\n          m1: {device: net_null1, ofport: 2}\n"
+            "          m2: {device: net_null2, ofport: 3}\n        bond_mode: %s\n")
+    old = loads(head + bond % "balance-slb", "a.yaml")
+    assert diff(old, loads(head + bond % "balance-slb", "a.yaml")).bridges[0].ports_added == []
+    with pytest.raises(ReloadRefused, match=r"^reload refused: bridge br0: bond bond0 added, removed or changed"):
+        diff(old, loads(head + bond % "active-backup", "a.yaml"))
+    with pytest.raises(ReloadRefused, match="bond bond0"):
+        diff(old, loads(head, "a.yaml"))

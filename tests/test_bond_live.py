@@ -3,8 +3,12 @@ pairs (net_af_packet both sides), a host in a namespace behind each switch.  For
 LACP active (fast) and for active-backup without LACP: LACP (when on) negotiated both ends; ping
 and TCP-less many-flow traffic (UDP from many ports) between the hosts; a broadcast from a host
 arrives once; one link cut: traffic goes on by the other within 3 s; the link back: the member
-rejoins.  Also balance-slb with and without LACP, and active-backup (both ends preferring link 1).
+rejoins.  Also balance-slb with LACP, and without against two plain ports (a switch that knows no
+bonds), and active-backup (both ends preferring link 1).  A partner without LACP leaves our LACP
+bond down (both members defaulted, detached, "no partner"), unless lacp_fallback_ab: then it runs
+active-backup and the hosts reach each other.
 """
+import contextlib
 import os
 import re
 import subprocess
@@ -31,13 +35,14 @@ def member_enabled(show: str, name: str) -> bool:
     return re.search(rf"^member {name}: enabled", show, re.M) is not None
 
 
-@pytest.mark.parametrize("mode, lacp", [("balance-tcp", "active"), ("active-backup", "off"),
-                                        ("balance-slb", "off"), ("balance-slb", "active")])
-def test_bond_with_open_vswitch_carries_traffic_and_survives_a_member_failure(tmp_path, mode, lacp):
+@contextlib.contextmanager
+def rig(tmp_path, t, ovs_bond, bond_yaml):
+    """Our bond0 (m1, m2; BOND_YAML: its other keys) linked by two veth pairs to Open vSwitch's
+    bondP (o1, o2; OVS_BOND: its add-bond settings), host ha{T} (10.77.0.1) behind us and hb{T}
+    (10.77.0.2) behind it (OVS_BOND None: two plain ports o1, o2 there).  Yields (switch, ovs, nsenter into Open vSwitch's namespace, links)."""
     ovs_mod = pytest.importorskip("dpdkswitch.bench.ovs")
     if ovs_mod.missing():
         pytest.skip(ovs_mod.missing())
-    t = f"{TAG}{mode[8] if mode.startswith('balance') else 'a'}{lacp[0]}"
     links = [(f"bv{t}{i}", f"bo{t}{i}") for i in (1, 2)]
     host_b, hb_in, hb_out = f"hb{t}", f"hv{t}", f"ho{t}"
     for near, far in links:
@@ -56,14 +61,15 @@ def test_bond_with_open_vswitch_carries_traffic_and_survives_a_member_failure(tm
         for dev in [far for _, far in links] + [hb_out]:
             sh("ip", "link", "set", dev, "netns", str(ovs.vswitchd.pid))
             nsenter("ip", "link", "set", dev, "up")
-        # without LACP both ends prefer link 1, as two switches configured alike would
-        ovs_lacp = (["lacp=active", "other_config:lacp-time=fast"] if lacp != "off"
-                    else ["other_config:bond-primary=o1"])
-        ovs.vsctl("add-bond", ovs.bridge, "bondP", "o1", "o2", f"bond_mode={mode}", *ovs_lacp,
-                  "--", "set", "Interface", "o1", "type=dpdk",
-                  f"options:dpdk-devargs=net_af_packet_b{t}1,iface={links[0][1]}", "ofport_request=1",
-                  "--", "set", "Interface", "o2", "type=dpdk",
-                  f"options:dpdk-devargs=net_af_packet_b{t}2,iface={links[1][1]}", "ofport_request=2")
+        if ovs_bond is None:                   # two plain ports: a switch that knows nothing of bonds
+            for i in (1, 2):
+                ovs.add_port(f"o{i}", i, f"net_af_packet_b{t}{i},iface={links[i - 1][1]}")
+        else:
+            ovs.vsctl("add-bond", ovs.bridge, "bondP", "o1", "o2", *ovs_bond,
+                      "--", "set", "Interface", "o1", "type=dpdk",
+                      f"options:dpdk-devargs=net_af_packet_b{t}1,iface={links[0][1]}", "ofport_request=1",
+                      "--", "set", "Interface", "o2", "type=dpdk",
+                      f"options:dpdk-devargs=net_af_packet_b{t}2,iface={links[1][1]}", "ofport_request=2")
         ovs.add_port("oh", 3, f"net_af_packet_h{t},iface={hb_out}")
         ovs.add_flows(["actions=NORMAL"])
         ovs.start_pmd()
@@ -72,12 +78,35 @@ def test_bond_with_open_vswitch_carries_traffic_and_survives_a_member_failure(tm
             "    ports:\n      bond0:\n        interfaces:\n"
             f"          m1: {{device: 'net_af_packet_bv{t}1,iface={links[0][0]}', ofport: 1}}\n"
             f"          m2: {{device: 'net_af_packet_bv{t}2,iface={links[1][0]}', ofport: 2}}\n"
-            f"        bond_mode: {mode}\n        lacp: '{lacp}'\n        lacp_time: fast\n"
-            f"{'        bond_primary: m1' + chr(10) if lacp == 'off' else ''}"
+            + bond_yaml +
             f"      h1: {{device: 'net_tap_h{t},iface=ht{t}', ofport: 3, "
             f"netns: {{name: ha{t}, address: 10.77.0.1/24}}}}\n"))
+        yield sw, ovs, nsenter, links
+    finally:
+        if sw is not None:
+            sw.stop()
+        ovs.stop()
+        for near, _ in links:
+            sh("ip", "link", "del", near, check=False)
+        sh("ip", "netns", "del", host_b, check=False)
+
+
+@pytest.mark.parametrize("mode, lacp", [("balance-tcp", "active"), ("active-backup", "off"),
+                                        ("balance-slb", "off"), ("balance-slb", "active")])
+def test_bond_with_open_vswitch_carries_traffic_and_survives_a_member_failure(tmp_path, mode, lacp):
+    t = f"{TAG}{mode[8] if mode.startswith('balance') else 'a'}{lacp[0]}"
+    host_b, hb_in = f"hb{t}", f"hv{t}"
+    # without LACP: active-backup at both ends preferring link 1, as two switches configured alike
+    # would; balance-slb against two plain ports (what it is for: a switch that knows no bonds)
+    ovs_bond = [f"bond_mode={mode}"] + (["lacp=active", "other_config:lacp-time=fast"] if lacp != "off"
+                                        else ["other_config:bond-primary=o1"])
+    if mode == "balance-slb" and lacp == "off":
+        ovs_bond = None
+    bond_yaml = (f"        bond_mode: {mode}\n        lacp: '{lacp}'\n        lacp_time: fast\n"
+                 + ("        bond_primary: m1\n" if lacp == "off" else ""))
+    with rig(tmp_path, t, ovs_bond, bond_yaml) as (sw, ovs, nsenter, links):
         ours = lambda: sw.ctl("bond/show", "bond0")
-        extra = lambda: "\n" + ours() + "\n" + ovs.appctl("bond/show", "bondP") + (
+        extra = lambda: "\n" + ours() + "\n" + ovs.appctl("bond/show", check=False) + (
             "\n" + sw.ctl("lacp/show", "bond0") if lacp != "off" else "")
         wait(lambda: member_enabled(ours(), "m1") and member_enabled(ours(), "m2"), 20, "both members enabled",
              extra)
@@ -130,10 +159,26 @@ def test_bond_with_open_vswitch_carries_traffic_and_survives_a_member_failure(tm
             wait(lambda: "may_enable: true" in sw.ctl("lacp/show", "bond0").split("member: m1:")[1].split("member:")[0],
                  10, "m1 back in the aggregation", extra)
         assert ping(f"ha{t}", "10.77.0.2", count=2)
-    finally:
-        if sw is not None:
-            sw.stop()
-        ovs.stop()
-        for near, _ in links:
-            sh("ip", "link", "del", near, check=False)
-        sh("ip", "netns", "del", host_b, check=False)
+
+
+def test_a_partner_without_lacp_leaves_the_bond_down_unless_it_falls_back_to_active_backup(tmp_path):
+    t = f"{TAG}x"
+    ovs_bond = ["bond_mode=active-backup", "other_config:bond-primary=o1"]         # no LACP there
+    for fallback in (False, True):
+        bond_yaml = ("        bond_mode: balance-tcp\n        lacp: active\n        lacp_time: fast\n"
+                     f"        lacp_fallback_ab: {'true' if fallback else 'false'}\n")
+        with rig(tmp_path / str(fallback), f"{t}{int(fallback)}", ovs_bond, bond_yaml) as (sw, ovs, nsenter, links):
+            lacp = lambda: sw.ctl("lacp/show", "bond0")
+            wait(lambda: lacp().count(": defaulted detached") == 2 if not fallback
+                 else lacp().count(": defaulted attached") == 2, 15, "both members defaulted",
+                 lambda: "\n" + lacp())
+            show = sw.ctl("bond/show", "bond0")
+            assert "lacp_status: configured" in show and "status: active\n" in lacp()
+            if not fallback:
+                assert "no partner: no LACPDU received (defaulted)" in lacp()
+                assert "may_enable: true" not in show
+                assert not ping(f"ha{t}{int(fallback)}", "10.77.0.2", count=2, wait=1)
+            else:
+                wait(lambda: ping(f"ha{t}{int(fallback)}", "10.77.0.2", count=1, wait=1), 15,
+                     "ping by the fallback active-backup", lambda: "\n" + sw.ctl("bond/show", "bond0"))
+                assert "active member: m1" in sw.ctl("bond/show", "bond0")

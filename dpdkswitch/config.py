@@ -920,7 +920,7 @@ class _Reader:
         mt, _ = self.section(b["mac_table"], MAC_TABLE, f"{what} mac_table",
                              nodes.get("mac_table", (key,))[0])
         for sm in mt["static"]:
-            if sm.port not in ports:
+            if sm.port not in ports and sm.port not in bonds:
                 raise ConfigError.at(sm.where, f"static MAC {sm.mac}: no port {sm.port!r} in {what}")
         mirrors = []
         for mk, mv in self.pairs(b["mirrors"], f"{what} mirrors"):
@@ -929,9 +929,9 @@ class _Reader:
                 self.fail(mk, f"mirror {mk.value!r}: give exactly one of output_port and output_vlan")
             for k in ("select_src_port", "select_dst_port"):
                 for pn in m[k]:
-                    if pn not in ports:
+                    if pn not in ports and pn not in bonds:
                         self.fail(mnodes[k][1], f"mirror {mk.value!r}: {k}: no port {pn!r} in {what}")
-            if m["output_port"] is not None and m["output_port"] not in ports:
+            if m["output_port"] is not None and m["output_port"] not in ports and m["output_port"] not in bonds:
                 self.fail(mnodes["output_port"][1], f"mirror {mk.value!r}: no port {m['output_port']!r} in {what}")
             if not (m["select_all"] or m["select_src_port"] or m["select_dst_port"]):
                 self.fail(mk, f"mirror {mk.value!r} selects nothing: select_all, select_src_port or select_dst_port")

@@ -387,12 +387,18 @@ class Bridge:
 
     def mirror(self, mc: MirrorConfig) -> Mirror:
         """The pipeline's mirror for MC, on the OpenFlow ports its port names have now."""
-        byname = {p.name: p.ofport for p in self.ports.values()}
+        byname = {p.name: {p.ofport} for p in self.ports.values()}
+        for name, bond in self.bonds.items():          # a bond: its members, out by the bond
+            byname[name] = {o for o in bond.members if self.by_ofport(o) is not None}
+        out = None
+        if mc.output_port in self.bonds:
+            out = self.bonds[mc.output_port].id
+        elif mc.output_port in byname:
+            out = min(byname[mc.output_port])
         return Mirror(
-            mc.name, mc.select_all, frozenset(byname[n] for n in mc.select_src_port if n in byname),
-            frozenset(byname[n] for n in mc.select_dst_port if n in byname),
-            frozenset(mc.select_vlan) if mc.select_vlan is not None else None,
-            byname.get(mc.output_port) if mc.output_port else None, mc.output_vlan)
+            mc.name, mc.select_all, frozenset(o for n in mc.select_src_port for o in byname.get(n, ())),
+            frozenset(o for n in mc.select_dst_port for o in byname.get(n, ())),
+            frozenset(mc.select_vlan) if mc.select_vlan is not None else None, out, mc.output_vlan)
 
     def apply_mirrors(self) -> None:
         for mc in self.config.mirrors:
@@ -610,6 +616,9 @@ class Bridge:
                 bc.bond_rebalance_interval, lacp, bc.lacp_fallback_ab, send=self._protocol_send,
                 on_change=self.pipeline.ports_changed, now=self.dp.now_ns / 1e9)
         self.pipeline.set_bond(bond, [port.ofport])
+        for sm in self.config.mac_table.static:
+            if sm.port == bc.name:
+                self.pipeline.macs.add_static(sm.vlan, int(sm.mac.replace(":", ""), 16), bond.id)
         self.run_bonds()
 
     def run_bonds(self) -> None:

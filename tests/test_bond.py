@@ -246,3 +246,25 @@ def test_a_reload_that_changes_a_bond_is_refused_with_one_line():
         diff(old, loads(head + bond % "active-backup", "a.yaml"))
     with pytest.raises(ReloadRefused, match="bond bond0"):
         diff(old, loads(head, "a.yaml"))
+
+
+def test_mirrors_and_static_macs_name_a_bond(bridge):
+    sw, br = bridge
+    from dpdkswitch.config import MirrorConfig, StaticMac
+    br.config.mac_table.static.append(StaticMac("02:00:00:00:00:77", 0, "bond0"))
+    bond, ports = make_bond(br, "active-backup")
+    Clock(br).run(0.2)
+    assert br.pipeline.macs.lookup(0, 0x020000000077) == bond.id
+    m = br.mirror(MirrorConfig("span", select_src_port=["bond0"], output_port="h"))
+    assert m.src == {1, 2} and m.out_port == 3
+    to_bond = br.mirror(MirrorConfig("tobond", select_src_port=["h"], output_port="bond0"))
+    assert to_bond.out_port == bond.id
+    br.pipeline.set_mirror(to_bond)
+    br.pipeline.ports_changed()
+    frame = from_mac(HOST_MAC, dst=b"\x02\0\0\0\0\x77")
+    cycle(br, ports[3], [frame])
+    out = drain(br, ports)
+    # a mirror's output takes only the mirror's copies (as Open vSwitch's): one, by the active member
+    assert out[bond.active] == [frame] and out[3 - bond.active] == []
+    cycle(br, ports[bond.active], [from_mac(b"\x02\0\0\0\0\x31", dst=HOST_MAC)])
+    assert drain(br, ports)[3] == []                        # nothing in from a mirror output

@@ -471,3 +471,12 @@ def test_bond_errors_at_their_line(body, needles):
     with pytest.raises(ConfigError) as ei:
         config.loads(text, "inline.yaml")
     check_error(ei.value, "inline.yaml", marker_line(text), needles)
+
+
+def test_mirrors_and_static_macs_may_name_a_bond():
+    cfg = config.loads(BOND_HEAD + (
+        "      bond0:\n        interfaces:\n"
+        "          m1: {device: net_null1, ofport: 2}\n          m2: {device: net_null2, ofport: 3}\n"
+        "    mirrors:\n      span: {select_src_port: [bond0], output_port: p1}\n"
+        "    mac_table: {static: [{mac: '02:00:00:00:00:01', port: bond0}]}\n"))
+    assert cfg.bridges["br0"].mirrors[0].select_src_port == ["bond0"]

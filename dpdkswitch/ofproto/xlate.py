@@ -386,7 +386,8 @@ class Translator:
     def translate(self, key: bytes, trace: bool = False, table_id: int = 0) -> Translation:
         c = _Ctx(self.pipeline_of(IN_PORT.from_key(key)), key, self.registry, trace)
         c.out.wc.unwildcard(IN_PORT)
-        if c.in_ofport in c.p.mirror_outputs():
+        in_bond = c.p.bonds.get(c.in_ofport)
+        if (in_bond.id if in_bond is not None else c.in_ofport) in c.p.mirror_outputs():
             c.log("input port is a mirror output port: dropped")
             return c.out
         if c.p.special and self._special(c):
@@ -464,8 +465,10 @@ class Translator:
             done.add(target)
             c.v.mirrors.append(i)
             saved_odp, c.odp = c.odp, []
-            if m.out_port is not None and m.out_port in p.ports and m.out_port != c.in_ofport:
-                self._output_normal(c, inp, p.ports[m.out_port], vlan)
+            in_bond = p.bonds.get(c.in_ofport)
+            if m.out_port is not None and m.out_port in p.ports and m.out_port != (
+                    in_bond.id if in_bond is not None else c.in_ofport):
+                self._output_bundle(c, inp, m.out_port, vlan)
             elif m.out_vlan is not None and m.out_vlan != vlan:
                 for q in sorted(p.ports.values(), key=lambda q: q.ofport):
                     if q.ofport != c.in_ofport and q.ofport not in p.mirror_outputs() and q.vlan.carries(m.out_vlan):

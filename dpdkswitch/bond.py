@@ -11,9 +11,11 @@ leaves by (``choose``):
 * balance-slb: the source MAC and VLAN hashed into 256 buckets, each bucket on a member; a
   frame received with a source MAC learned on another port is a reflection and is dropped
   (except a gratuitous ARP), and multicast is taken only on the active member.
-* balance-tcp: the L3/L4 fields hashed (symmetric: both directions of a connection in one
-  bucket) into the 256 buckets; needs LACP negotiated (or ``lacp_fallback_ab``: then it is
-  active-backup).  The hash is taken at translation, so the megaflow matches those fields.
+* balance-tcp: needs LACP negotiated (or ``lacp_fallback_ab``: then it is active-backup).  The
+  datapath hashes the frame's L4 fields and recirculates it (``recirculates``); the frame back
+  is translated by its bucket, dp_hash & 0xff (``bucket_member``), as Open vSwitch's
+  post-recirculation rules.  With ``recirculation`` off the symmetric L3/L4 hash is taken at
+  translation instead (``choose``), and the megaflow matches those fields.
 
 A member is enabled while its port's liveness (carrier, LACP, BFD, CFM) says it may be, after
 ``bond_updelay`` (coming up) or ``bond_downdelay`` (going down).  Every
@@ -85,6 +87,7 @@ class Bond:
         self.send_learning = False
         self.now = now
         self.learning_sent = 0
+        self.recirculation = True                  # balance-tcp by datapath hash + recirculation
 
     # -- what LACP says
     @property
@@ -141,6 +144,19 @@ class Bond:
         if m is None or not self.members[m].enabled:
             m = self.buckets[b] = self._least_loaded()
         return m, b
+
+    def recirculates(self) -> bool:
+        """balance-tcp with LACP negotiated: the datapath hashes the frame's L4 fields and
+        recirculates it; ``bucket_member`` then names the member (Open vSwitch's recirculation)."""
+        return self.recirculation and self.balancing() == "balance-tcp" and self.lacp_status == "negotiated"
+
+    def bucket_member(self, bucket: int) -> int | None:
+        if not any(m.enabled for m in self.members.values()):
+            return None
+        m = self.buckets[bucket]
+        if m is None or not self.members[m].enabled:
+            m = self.buckets[bucket] = self._least_loaded()
+        return m
 
     @staticmethod
     def l4_fields(flow) -> tuple[int, int, int, int, int]:
@@ -310,7 +326,7 @@ class Bond:
     # -- bond/show, bond/list
     def show(self) -> str:
         out = [f"---- {self.name} ----", f"bond_mode: {self.mode}",
-               "bond may use recirculation: no", "bond-hash-basis: 0",
+               f"bond may use recirculation: {'yes' if self.recirculates() else 'no'}", "bond-hash-basis: 0",
                f"updelay: {round(self.updelay * 1000)} ms", f"downdelay: {round(self.downdelay * 1000)} ms"]
         if self.mode != "active-backup" and self.rebalance_interval:
             out.append(f"next rebalance: {max(0, round((self.next_rebalance - self.now) * 1000))} ms")

@@ -15,7 +15,7 @@ from dpdkswitch.bond import N_BUCKETS, Bond
 from dpdkswitch.config import BondConfig, PortConfig, loads
 from dpdkswitch.control import Commands
 from dpdkswitch.control import bond as bond_cmds
-from dpdkswitch.datapath import parse
+from dpdkswitch.datapath import odp, parse
 from dpdkswitch.switch import Switch
 
 from frames import udp_frame
@@ -268,3 +268,44 @@ def test_mirrors_and_static_macs_name_a_bond(bridge):
     assert out[bond.active] == [frame] and out[3 - bond.active] == []
     cycle(br, ports[bond.active], [from_mac(b"\x02\0\0\0\0\x31", dst=HOST_MAC)])
     assert drain(br, ports)[3] == []                        # nothing in from a mirror output
+
+
+def test_balance_tcp_hashes_and_recirculates_in_the_datapath_buckets_by_dp_hash(bridge):
+    sw, br = bridge
+    bond, ports = make_bond(br, "balance-tcp")
+    bond.lacp = FakeLacp("negotiated")                  # (LACP itself: test_lacp*.py)
+    Clock(br).run(0.2)
+    assert bond.recirculates() and "bond may use recirculation: yes" in bond.show()
+    cycle(br, ports[1], [from_mac(b"\x02\0\0\0\0\x11", dst=HOST_MAC)])   # the far host, learned on the bond
+    drain(br, ports)
+    frames = [udp_frame(i, src_mac=HOST_MAC, dst_mac=b"\x02\0\0\0\0\x11") for i in range(64)]
+    cycle(br, ports[3], frames)
+    cycle(br, ports[3], frames)                         # again: now by the installed megaflows
+    out = drain(br, ports)
+    assert len(out[1]) + len(out[2]) == 128 and out[1] and out[2] and out[3] == []
+    assert sorted(out[1] + out[2]) == sorted(frames * 2)             # each frame once, unchanged
+    # the first pass: hash + recirc; the second: by dp_hash & 0xff, one megaflow per bucket used
+    acts = [odp.decode(f["actions"]) for f in br.dp.flow_dump()]
+    assert any(any(isinstance(a, odp.Recirc) for a in act) for act in acts)
+    t = br.xlate.translate(parse(frames[0], ports[3]), trace=True)
+    assert [type(a) for a in t.actions][-2:] == [odp.Hash, odp.Recirc]
+    post = [f for f in br.dp.flow_dump() if f["key"][4:8] != bytes(4)]
+    assert post and len(post) <= 64
+    # a member goes: its buckets move to the other, the frames follow
+    br.pipeline.liveness.set_carrier(1, False)
+    Clock(br).run(0.2)
+    br.revalidator.run()
+    cycle(br, ports[3], frames)
+    out = drain(br, ports)
+    assert out[1] == [] and len(out[2]) == 64
+    assert sum(m.tx_bytes for m in bond.members.values()) >= 0 and any(bond.loads)
+
+
+def test_the_bench_bond_scenarios_make_port_2_a_bond_of_null_members():
+    from pathlib import Path
+    from dpdkswitch.bench.forwarding import bench_config_text
+    for mode, lacp in (("balance-slb", "off"), ("balance-tcp", "active")):
+        cfg = loads(bench_config_text(Path("/tmp/x.pcap"), 0, 1, {"members": 2, "bond_mode": mode}), "<bench>")
+        br = cfg.bridges["br0"]
+        assert br.bonds["bond0"].members == ["m1", "m2"] and br.bonds["bond0"].lacp == lacp
+        assert [br.ports[m].ofport for m in ("m1", "m2")] == [2, 3] and br.ports["p1"].ofport == 1

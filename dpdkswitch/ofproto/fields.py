@@ -191,6 +191,10 @@ FIELDS: list[Field] = [
     _f("nw_ttl", 8, False, "ip", (NXM_NX, 29), "nw_ttl"),
     _f("ip_frag", 2, True, "ip", (NXM_NX, 26), "nw_frag", aliases=["nw_frag"], writable=False),
     _f("tcp_flags", 12, True, "tcp", (NXM_NX, 34), "tcp_flags", kind="hex", writable=False),
+    # The datapath's recirculation metadata (balance-tcp bonds: xlate's post-recirculation); no
+    # OpenFlow match field.
+    _f("recirc_id", 32, False, "", None, "recirc_id", kind="hex", writable=False),
+    _f("dp_hash", 32, True, "", None, "dp_hash", kind="hex", writable=False),
 ]
 
 BY_NAME: dict[str, Field] = {}

@@ -131,6 +131,12 @@ class Bundle(Protocol):
     def account(self, bucket: int, nbytes: int) -> None:
         """NBYTES went out by BUCKET."""
 
+    def recirculates(self) -> bool:
+        """Whether frames leave by a datapath hash and recirculation (balance-tcp)."""
+
+    def bucket_member(self, bucket: int) -> int | None:
+        """The member BUCKET leaves by (after a recirculation)."""
+
 
 MAX_MIRRORS = 32
 

@@ -40,6 +40,8 @@ MAX_DEPTH = 64
 NO_TABLE = 0xFF                      # OpenFlow's OFPTT_ALL: the table of a packet-out's packet-ins
 F = BY_NAME
 IN_PORT = F["in_port"]
+RECIRC_ID = F["recirc_id"]
+DP_HASH = F["dp_hash"]
 
 def _ofs(member: str) -> int:
     return KEY_DTYPE.fields[member][1]
@@ -86,6 +88,16 @@ class PacketInRegistry:
 
     def get(self, cookie: int) -> "PacketIn | SpecialIn | None":
         return self.by_id[cookie] if 0 <= cookie < len(self.by_id) else None
+
+
+@dataclass(frozen=True)
+class BondRecirc:
+    """The context of a balance-tcp bond's recirculation (interned in the ``PacketInRegistry``:
+    its recirc_id is its id + 1): the frame, its headers as it leaves, comes back with a
+    dp_hash, and the bond's bucket ``dp_hash & 0xff`` names the member (Open vSwitch's
+    post-recirculation rules, here translated on a miss)."""
+    bridge: str
+    bond: str
 
 
 @dataclass(eq=False)
@@ -386,6 +398,10 @@ class Translator:
     def translate(self, key: bytes, trace: bool = False, table_id: int = 0) -> Translation:
         c = _Ctx(self.pipeline_of(IN_PORT.from_key(key)), key, self.registry, trace)
         c.out.wc.unwildcard(IN_PORT)
+        rid = RECIRC_ID.from_key(c.flow)
+        if rid:
+            self._post_recirc(c, rid)
+            return c.out
         in_bond = c.p.bonds.get(c.in_ofport)
         if (in_bond.id if in_bond is not None else c.in_ofport) in c.p.mirror_outputs():
             c.log("input port is a mirror output port: dropped")
@@ -782,6 +798,28 @@ class Translator:
                     and port.ofport not in mirror_out):
                 self._output_bundle(c, inp, port.ofport, vlan)
 
+    def _post_recirc(self, c: _Ctx, rid: int) -> None:
+        """A balance-tcp bond's frame back from recirculation: out by the member of its bucket."""
+        c.out.wc.unwildcard(RECIRC_ID)
+        ctx = self.registry.get(rid - 1)
+        p = next((q for q in self.pipelines if isinstance(ctx, BondRecirc) and q.name == ctx.bridge), None)
+        bond = next((b for b in p.bonds.values() if b.name == ctx.bond), None) if p is not None else None
+        if bond is None:
+            c.log(f"recirc_id {rid}: no such bond recirculation (any more), dropped")
+            return
+        if p is not c.p:
+            c.p, c.v = p, Visit(p, version=p.version)
+            c.out.visits.append(c.v)
+        c.out.wc.unwildcard(DP_HASH, 0xFF)
+        bucket = DP_HASH.from_key(c.flow) & 0xFF
+        member = bond.bucket_member(bucket)
+        if member is None or member not in p.ports:
+            c.log(f"bond {bond.name}: hash bucket {bucket}: no member may carry it, dropped")
+            return
+        c.log(f"bond {bond.name}: dp_hash bucket {bucket}: member {p.ports[member].name}")
+        c.v.bonds.append((bond, bucket))
+        self._emit(c, p.ports[member])
+
     def _output_bundle(self, c: _Ctx, inp, ofport: int, vlan: int) -> None:
         """NORMAL's output to the port OFPORT, or to the bond it stands for (by the member the
         bond chooses for the frame, as Open vSwitch's output_normal)."""
@@ -789,6 +827,18 @@ class Translator:
         bond = p.bonds.get(ofport)
         if bond is None:
             self._output_normal(c, inp, p.ports[ofport], vlan)
+            return
+        if bond.recirculates():                   # balance-tcp: hash and recirculate in the datapath
+            tmpl = next((p.ports[o] for o in p.bonds if p.bonds[o] is bond), None)
+            tags = inp.vlan.ingress(c.vlan_stack())
+            tags[0] = (tags[0][0], vlan, tags[0][2])
+            saved = bytearray(c.flow)
+            c.set_vlan_stack(tmpl.vlan.egress(tags))
+            c.commit()
+            rid = self.registry.id_of(BondRecirc(p.name, bond.name)) + 1
+            c.odp += [odp.Hash(0), odp.Recirc(rid)]
+            c.log(f"NORMAL: bond {bond.name}: hash(l4(0)), recirc({rid:#x}): the member by dp_hash & 0xff")
+            c.flow = saved
             return
         member, bucket = bond.choose(c, vlan)
         if member is None or member not in p.ports:

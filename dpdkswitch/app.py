@@ -26,6 +26,8 @@ from .control import reload as reload_cmds
 from .control import bfd as bfd_cmds
 from .control import cfm as cfm_cmds
 from .control import rstp as rstp_cmds
+from .control import lacp as lacp_cmds
+from .control import bond as bond_cmds
 from .control import stp as stp_cmds
 from .datapath import Eal, dpdk_version
 from .instance import Instance, remove_runtime_dir, sweep_runtime_dirs
@@ -224,6 +226,8 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     rstp_cmds.register(commands, switch)
     bfd_cmds.register(commands, switch)
     cfm_cmds.register(commands, switch)
+    lacp_cmds.register(commands, switch)
+    bond_cmds.register(commands, switch)
     server = Server(socket_path, commands)
     await server.start()
     await openflow.start()

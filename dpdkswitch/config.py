@@ -102,6 +102,10 @@ class PortConfig:
     rstp_port_mcheck: bool = False
     bfd: "BfdConfig | None" = None     # a BFD session on the port (bfd.py)
     cfm: "CfmConfig | None" = None     # a CFM maintenance point on the port (cfm.py)
+    bond: str | None = None            # a member of this bond (BridgeConfig.bonds), named as its interface
+    lacp_port_id: int | None = None    # a bond member's LACP port id (None: its ofport)
+    lacp_port_priority: int = 65535
+    lacp_aggregation_key: int = 0      # 0: the bond's first member's port id
 
     @property
     def driver(self) -> str:
@@ -186,6 +190,28 @@ class CfmConfig:
     """A port's CFM maintenance point, Open vSwitch's Interface cfm_mpid and other_config:cfm_interval."""
     mpid: int
     interval: int = 1000               # ms, rounded down to 802.1ag's steps
+
+
+@dataclass
+class BondConfig:
+    """A port of several members (Open vSwitch's bonded Port): its members are in the bridge's
+    ``ports`` as interfaces, each with ``bond`` naming this; NORMAL and mirrors see the bond."""
+    name: str
+    members: list[str]                 # interface names, in config order
+    bond_mode: str = "active-backup"   # active-backup | balance-slb | balance-tcp
+    lacp: str = "off"                  # active | passive | off
+    lacp_time: str = "slow"            # fast (1 s PDUs) | slow (30 s)
+    lacp_fallback_ab: bool = False
+    lacp_system_id: str | None = None  # None: the bridge's MAC
+    lacp_system_priority: int = 65534
+    bond_updelay: int = 0              # ms
+    bond_downdelay: int = 0
+    bond_rebalance_interval: int = 10000   # ms; 0: never
+    bond_primary: str | None = None
+    vlan_mode: str = "trunk"
+    tag: int | None = None
+    trunks: list[int] | None = None
+    where: str = ""
 
 
 @dataclass
@@ -283,6 +309,7 @@ class BridgeConfig:
     stp: StpConfig = field(default_factory=StpConfig)
     ipfix: IpfixConfig | None = None
     rstp: RstpConfig = field(default_factory=RstpConfig)
+    bonds: dict[str, BondConfig] = field(default_factory=dict)
 
     @property
     def datapath_id(self) -> int:
@@ -703,10 +730,27 @@ CFM = {
     "mpid": (_int(1, 8191), REQUIRED),
     "interval": (_int(3, 600000), 1000),
 }
+MEMBER_ONLY = {
+    "lacp_port_id": (_opt(_int(1, 65535)), None),
+    "lacp_port_priority": (_int(1, 65535), 65535),
+    "lacp_aggregation_key": (_int(0, 65535), 0),
+}
+BOND_ONLY = {
+    "bond_mode": (_enum("active-backup", "balance-slb", "balance-tcp"), "active-backup"),
+    "lacp": (_enum("active", "passive", "off"), "off"),
+    "lacp_time": (_enum("fast", "slow"), "slow"),
+    "lacp_fallback_ab": (_bool, False),
+    "lacp_system_id": (_opt(_text(_MAC_RE.fullmatch, "a MAC address xx:xx:xx:xx:xx:xx")), None),
+    "lacp_system_priority": (_int(1, 65535), 65534),
+    "bond_updelay": (_int(0, 3600000), 0),
+    "bond_downdelay": (_int(0, 3600000), 0),
+    "bond_rebalance_interval": (_int(0, 10000000), 10000),
+    "bond_primary": (_opt(_str), None),
+}
 PORT = {
     "device": (_opt(_device), None),
     "peer": (_opt(_text(_name_re(15).fullmatch, "a patch port name (1-15 characters of A-Za-z0-9_.-)")), None),
-    "ofport": (_ofport, REQUIRED),
+    "ofport": (_ofport, None),
     "n_rxq": (_int(1, 64), 1),
     "n_txq": (_opt(_int(1, 64)), None),
     "rxd": (_int(64, 16384, pow2=True), 1024),
@@ -729,6 +773,13 @@ PORT = {
     "bfd": (Section(BFD), None),
     "cfm": (Section(CFM), None),
 }
+# a bond's member interfaces: a port's device keys, and their LACP identity
+MEMBER = {k: PORT[k] for k in ("device", "ofport", "n_rxq", "n_txq", "rxd", "txd", "mtu",
+                                "rxq_affinity")} | MEMBER_ONLY
+MEMBER["ofport"] = (_ofport, REQUIRED)
+MEMBER["device"] = (_device, REQUIRED)
+PORT |= {"interfaces": (Section(MEMBER, "named"), None)} | BOND_ONLY
+BOND_KEYS = {"interfaces", "vlan_mode", "tag", "trunks"} | set(BOND_ONLY)
 SSL = {
     "private_key": (_text(bool, "a file path"), REQUIRED),
     "certificate": (_text(bool, "a file path"), REQUIRED),
@@ -1038,14 +1089,19 @@ class _Reader:
                       f"{what} openflow: controller_burst_limit needs controller_rate_limit")
         ports: dict[str, PortConfig] = {}
         ofports: dict[int, str] = {}
+        bonds: dict[str, BondConfig] = {}
         for k, v in self.pairs(b["ports"], f"{what} ports"):
-            ports[k.value] = self.port(k, v, pmd, ofports)
+            for pc in self.port(k, v, pmd, ofports, bonds):
+                if pc.name in ports or (pc.bond is None and pc.name in bonds):
+                    raise ConfigError.at(pc.where, f"{what}: the name {pc.name!r} is already used by another "
+                                                   f"port or interface")
+                ports[pc.name] = pc
         if not ports:
             self.fail(nodes["ports"][0], f"{what}: at least one port is required")
         mt, _ = self.section(b["mac_table"], MAC_TABLE, f"{what} mac_table",
                              nodes.get("mac_table", (key,))[0])
         for sm in mt["static"]:
-            if sm.port not in ports:
+            if sm.port not in ports and sm.port not in bonds:
                 raise ConfigError.at(sm.where, f"static MAC {sm.mac}: no port {sm.port!r} in {what}")
         mirrors = []
         for mk, mv in self.pairs(b["mirrors"], f"{what} mirrors"):
@@ -1054,9 +1110,9 @@ class _Reader:
                 self.fail(mk, f"mirror {mk.value!r}: give exactly one of output_port and output_vlan")
             for k in ("select_src_port", "select_dst_port"):
                 for pn in m[k]:
-                    if pn not in ports:
+                    if pn not in ports and pn not in bonds:
                         self.fail(mnodes[k][1], f"mirror {mk.value!r}: {k}: no port {pn!r} in {what}")
-            if m["output_port"] is not None and m["output_port"] not in ports:
+            if m["output_port"] is not None and m["output_port"] not in ports and m["output_port"] not in bonds:
                 self.fail(mnodes["output_port"][1], f"mirror {mk.value!r}: no port {m['output_port']!r} in {what}")
             if not (m["select_all"] or m["select_src_port"] or m["select_dst_port"]):
                 self.fail(mk, f"mirror {mk.value!r} selects nothing: select_all, select_src_port or select_dst_port")
@@ -1117,7 +1173,7 @@ class _Reader:
         return BridgeConfig(name, pmd, dp["emc_insert_inv_prob"], dp["flow_limit"],
                             OpenflowConfig(**openflow), ports, b["flows"], self.where(key),
                             MacTableConfig(**mt), b["flood_vlans"], b["forward_bpdu"], mirrors, flow_limits, netflow,
-                            sflow, stp, ipfix, rstp)
+                            sflow, stp, ipfix, rstp, bonds)
 
     def ipfix(self, node, nodes, what: str) -> IpfixConfig | None:
         if node is None:
@@ -1136,19 +1192,48 @@ class _Reader:
         return IpfixConfig(**ix, collector_sets=sets, where=self.where(nodes[0]))
 
     def port(self, key: ScalarNode, node: Node, pmd: list[int],
-             ofports: dict[int, str]) -> PortConfig:
+             ofports: dict[int, str], bonds: dict[str, BondConfig]) -> list[PortConfig]:
+        """A port: one PortConfig, or a bond's members (its BondConfig goes into BONDS)."""
         name = self.name(key, "port")
         what = f"port {name!r}"
         p, nodes = self.section(node, PORT, what, key)
-        if p["ofport"] in ofports:
-            self.fail(nodes["ofport"][1], f"ofport {p['ofport']} is already used by port "
-                                          f"{ofports[p['ofport']]!r} of this bridge")
-        ofports[p["ofport"]] = name
-
+        if "interfaces" in nodes:
+            return self.bond(key, name, p, nodes, pmd, ofports, bonds)
+        for k in BOND_ONLY:
+            if k in nodes:
+                self.fail(nodes[k][0], f"{what}: {k!r} applies to a bond (a port with interfaces)")
+            p.pop(k)
+        p.pop("interfaces")
+        if p["ofport"] is None:
+            self.fail(key, f"{what}: missing required key 'ofport'")
+        self.take_ofport(p["ofport"], name, nodes["ofport"][1], ofports)
         if p["peer"] is not None:
-            return self.patch_port(key, name, p, nodes)
+            return [self.patch_port(key, name, p, nodes)]
         if p["device"] is None:
             self.fail(key, f"{what}: missing required key 'device' (or 'peer', for a patch port)")
+        mode = self.vlan(what, key, p, nodes)
+        p.update(vlan_mode=mode, **self.device_keys(what, key, p, nodes, pmd))
+        return [PortConfig(name=name, where=self.where(key), **p)]
+
+    def take_ofport(self, ofport: int, name: str, node: Node, ofports: dict[int, str]) -> None:
+        if ofport in ofports:
+            self.fail(node, f"ofport {ofport} is already used by port {ofports[ofport]!r} of this bridge")
+        ofports[ofport] = name
+
+    def vlan(self, what: str, key: ScalarNode, p: dict, nodes: dict) -> str:
+        """The port's (or bond's) vlan_mode, its tag and trunks checked against it."""
+        mode = p["vlan_mode"] or ("access" if p["tag"] is not None else "trunk")
+        if mode in ("access", "native-tagged", "native-untagged", "dot1q-tunnel") and p["tag"] is None:
+            self.fail(nodes.get("vlan_mode", (key,))[0], f"{what}: vlan_mode {mode} needs a tag")
+        if mode in ("access", "dot1q-tunnel") and p["trunks"] is not None:
+            self.fail(nodes["trunks"][0], f"{what}: an {mode} port carries only its tag; trunks do not apply")
+        if mode == "trunk" and p["tag"] is not None:
+            self.fail(nodes["tag"][0], f"{what}: a trunk port has no tag (use native-tagged or "
+                                       f"native-untagged for a native VLAN)")
+        return mode
+
+    def device_keys(self, what: str, key: ScalarNode, p: dict, nodes: dict, pmd: list[int]) -> dict:
+        """The device's keys of a port or a bond member checked: {rxq_affinity, netns, bfd, cfm}."""
         dev_node = nodes["device"][1]
         driver, devname, args = parse_device(p["device"])
         if driver == "pci":
@@ -1181,14 +1266,6 @@ class _Reader:
             ns, ns_nodes = self.section(p["netns"], NETNS, f"{what} netns", ns_key)
             self.unique("netns name", ns["name"], ns_nodes["name"][1])
             netns = NetnsConfig(**ns)
-        mode = p["vlan_mode"] or ("access" if p["tag"] is not None else "trunk")
-        if mode in ("access", "native-tagged", "native-untagged", "dot1q-tunnel") and p["tag"] is None:
-            self.fail(nodes.get("vlan_mode", (key,))[0], f"{what}: vlan_mode {mode} needs a tag")
-        if mode in ("access", "dot1q-tunnel") and p["trunks"] is not None:
-            self.fail(nodes["trunks"][0], f"{what}: an {mode} port carries only its tag; trunks do not apply")
-        if mode == "trunk" and p["tag"] is not None:
-            self.fail(nodes["tag"][0], f"{what}: a trunk port has no tag (use native-tagged or "
-                                       f"native-untagged for a native VLAN)")
         bfd = cfm = None
         if "bfd" in nodes:
             b, _ = self.section(p["bfd"], BFD, f"{what} bfd", nodes["bfd"][0])
@@ -1196,8 +1273,44 @@ class _Reader:
         if "cfm" in nodes:
             c, _ = self.section(p["cfm"], CFM, f"{what} cfm", nodes["cfm"][0])
             cfm = CfmConfig(**c)
-        p.update(rxq_affinity=affinity, netns=netns, vlan_mode=mode, bfd=bfd, cfm=cfm)
-        return PortConfig(name=name, where=self.where(key), **p)
+        return dict(rxq_affinity=affinity, netns=netns, bfd=bfd, cfm=cfm)
+
+    def bond(self, key: ScalarNode, name: str, p: dict, nodes: dict, pmd: list[int],
+             ofports: dict[int, str], bonds: dict[str, BondConfig]) -> list[PortConfig]:
+        """A bond: Open vSwitch's Port with several Interfaces.  Its keys are the bond's; each
+        interface is a device of its own (a port of the datapath, with its own ofport)."""
+        what = f"bond {name!r}"
+        for k in PORT:
+            if k not in BOND_KEYS and k in nodes:
+                self.fail(nodes[k][0], f"{what}: {k!r} belongs to each of its interfaces, not to the bond")
+        mode = self.vlan(what, key, p, nodes)
+        members: list[PortConfig] = []
+        for mk, mv in self.pairs(p["interfaces"], f"{what} interfaces"):
+            mname = self.name(mk, "interface")
+            if mname == name or mname in bonds or any(mname in b.members for b in bonds.values()):
+                self.fail(mk, f"{what}: interface name {mname!r} is already used in this bridge")
+            mwhat = f"interface {mname!r} of {what}"
+            m, mnodes = self.section(mv, MEMBER, mwhat, mk)
+            self.take_ofport(m["ofport"], mname, mnodes["ofport"][1], ofports)
+            m.update(self.device_keys(mwhat, mk, m, mnodes, pmd))
+            members.append(PortConfig(name=mname, where=self.where(mk), vlan_mode=mode, tag=p["tag"],
+                                      trunks=p["trunks"], stp_enable=False, bond=name, **m))
+        if len(members) < 2:
+            self.fail(nodes["interfaces"][0], f"{what}: a bond needs at least two interfaces (have "
+                                              f"{len(members)}); a single device is a plain port")
+        if p["bond_mode"] == "balance-tcp" and p["lacp"] == "off":
+            self.fail(nodes["bond_mode"][1], f"{what}: balance-tcp needs LACP (lacp: active or passive), "
+                                             f"as Open vSwitch's")
+        if p["bond_primary"] is not None and p["bond_primary"] not in [m.name for m in members]:
+            self.fail(nodes["bond_primary"][1], f"{what}: bond_primary {p['bond_primary']!r} is not one of "
+                                                f"its interfaces ({', '.join(m.name for m in members)})")
+        if p["bond_rebalance_interval"] and p["bond_rebalance_interval"] < 1000:
+            self.fail(nodes["bond_rebalance_interval"][1], f"{what}: bond_rebalance_interval is 0 (off) or "
+                                                           f"at least 1000 ms")
+        bonds[name] = BondConfig(name, [m.name for m in members], vlan_mode=mode, tag=p["tag"],
+                                 trunks=p["trunks"], where=self.where(key),
+                                 **{k: p[k] for k in BOND_ONLY})
+        return members
 
     def patch_port(self, key: ScalarNode, name: str, p: dict, nodes: dict) -> PortConfig:
         """A patch port: no device, no queues; VLAN settings apply as to any port."""

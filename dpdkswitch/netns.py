@@ -45,18 +45,15 @@ def link_up(iface: str, netns: str) -> bool:
     return r.returncode == 0 and "LOWER_UP" in r.stdout
 
 
-def carrier(iface: str) -> bool | None:
-    """Whether IFACE (in this namespace) has carrier, from sysfs (False when it is
-    administratively down: reading carrier then fails); None when there is no such interface.
-    DPDK 22.11's af_packet driver reports its link up from start to stop, whatever the
-    interface's carrier (a veth whose peer went down).  Cost: one small sysfs read."""
+def kernel_carrier(iface: str) -> bool | None:
+    """Whether the kernel interface IFACE (in this process's namespace) is up with carrier
+    (/sys/class/net/IFACE/carrier, as Open vSwitch reads a system port's); None when there is no
+    such interface.  DPDK's af_packet driver reports its link up whatever the interface says."""
     try:
         with open(f"/sys/class/net/{iface}/carrier") as f:
             return f.read().strip() == "1"
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return False
+    except OSError as e:
+        return False if e.errno == 22 else None        # EINVAL: the interface is down
 
 
 class Namespaces:

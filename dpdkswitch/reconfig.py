@@ -187,6 +187,12 @@ def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
     if o.rstp != n.rstp:
         raise _refuse(f"{what} rstp_enable/rstp_priority/rstp_address/rstp_max_age/rstp_hello_time/"
                       "rstp_forward_delay/rstp_transmit_hold_count/rstp_ageing_time", o.rstp, n.rstp)
+    old_b = {k: (b, [o.ports[m] for m in b.members]) for k, b in o.bonds.items()}
+    new_b = {k: (b, [n.ports[m] for m in b.members]) for k, b in n.bonds.items()}
+    if old_b != new_b:
+        changed = sorted(k for k in set(old_b) | set(new_b) if old_b.get(k) != new_b.get(k))
+        raise ReloadRefused(f"reload refused: {what}: bond {', '.join(changed)} added, removed or changed "
+                            f"(its keys or its interfaces'); that takes a restart for now")
     p = BridgePlan(o.name, n)
     for name, opc in o.ports.items():
         npc = n.ports.get(name)

@@ -12,6 +12,7 @@ the PMDs keep forwarding meanwhile.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from .config import BridgeConfig, Config, ConfigError, FlowConfig, MirrorConfig, PortConfig
@@ -26,13 +27,17 @@ from .ofproto.actions import OFPP_ANY, OFPP_LOCAL, Output
 from .revalidator import Revalidator
 from .bfd import Bfd, BfdSession, BfdSettings
 from .cfm import Cfm, CfmSession
+from .bond import Bond
+from .lacp import Lacp, LacpBond, LacpMember
 from .rstp import Rstp
 from .rstp import cost_for_speed as rstp_cost_for_speed
 from .stp import Stp, cost_for_speed
 from .upcall import UpcallHandler
 from .netns import Namespaces
-from .netns import carrier as host_carrier
+from .netns import kernel_carrier
 from .netns import link_up as netns_link_up
+
+LOG = logging.getLogger("dpdkswitch.bond")
 
 def parse_config_flow(flow: FlowConfig) -> FlowSpec:
     """A flow of the YAML, in ovs-ofctl syntax; a bad one is a config error at its line."""
@@ -149,6 +154,15 @@ class Port:
         return self.dp_port < 0
 
 
+@dataclass(frozen=True)
+class _Eth:
+    """A flow of which only the source MAC is known (a learning frame's, for Bond.choose)."""
+    src: int
+
+    def get(self, name: str) -> int:
+        return self.src if name == "eth_src" else 0
+
+
 class Backer:
     """One datapath and the slow path that serves it, for the bridges on it.
 
@@ -219,6 +233,9 @@ class Bridge:
     rstp: Rstp | None = None               # its rapid spanning tree, with rstp_enable (start_rstp)
     bfd: Bfd | None = None                 # its ports' BFD sessions, once a port has one (join_bfd)
     cfm: Cfm | None = None                 # its ports' CFM maintenance points (join_cfm)
+    lacp: Lacp | None = None               # its bonds' LACP, once a bond has lacp (join_lacp)
+    carrier: dict[int, bool] = field(default_factory=dict)   # bond members' link state, as last polled
+    bonds: dict[str, Bond] = field(default_factory=dict)      # its bonds (join_bond)
 
     @classmethod
     def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False,
@@ -261,6 +278,8 @@ class Bridge:
         self.join_rstp(port)
         self.join_bfd(port)
         self.join_cfm(port)
+        self.join_lacp(port)
+        self.join_bond(port)
         self._port_added(pc)
         return port
 
@@ -335,6 +354,12 @@ class Bridge:
             self.bfd.remove(port.ofport)
         if self.cfm is not None:
             self.cfm.remove(port.ofport)
+        if self.lacp is not None:
+            self.lacp.remove_port(port.ofport)
+            self.pipeline.liveness.forget(port.ofport)
+        self.carrier.pop(port.ofport, None)
+        if port.ofport in self.pipeline.bonds:
+            self.pipeline.del_bond_member(port.ofport)
         self.pipeline.del_port(port.ofport)
         self.revalidator.run()                 # no megaflow sends to it any more
         if not port.is_patch:
@@ -349,8 +374,9 @@ class Bridge:
         info = self.dp.port_info(port.dp_port)
         if port.config.netns:
             info.link_up = netns_link_up(port.config.devargs_dict["iface"], port.config.netns.name)
-        elif port.config.driver == "af_packet" and info.link_up:
-            info.link_up = host_carrier(port.config.devargs_dict.get("iface", "")) is not False
+        elif port.config.device.startswith("net_af_packet") and info.link_up:
+            carrier = kernel_carrier(port.config.devargs_dict.get("iface", ""))
+            info.link_up = info.link_up if carrier is None else carrier
         return info
 
     def port_stats(self, port: Port) -> dict[str, int]:
@@ -375,12 +401,18 @@ class Bridge:
 
     def mirror(self, mc: MirrorConfig) -> Mirror:
         """The pipeline's mirror for MC, on the OpenFlow ports its port names have now."""
-        byname = {p.name: p.ofport for p in self.ports.values()}
+        byname = {p.name: {p.ofport} for p in self.ports.values()}
+        for name, bond in self.bonds.items():          # a bond: its members, out by the bond
+            byname[name] = {o for o in bond.members if self.by_ofport(o) is not None}
+        out = None
+        if mc.output_port in self.bonds:
+            out = self.bonds[mc.output_port].id
+        elif mc.output_port in byname:
+            out = min(byname[mc.output_port])
         return Mirror(
-            mc.name, mc.select_all, frozenset(byname[n] for n in mc.select_src_port if n in byname),
-            frozenset(byname[n] for n in mc.select_dst_port if n in byname),
-            frozenset(mc.select_vlan) if mc.select_vlan is not None else None,
-            byname.get(mc.output_port) if mc.output_port else None, mc.output_vlan)
+            mc.name, mc.select_all, frozenset(o for n in mc.select_src_port for o in byname.get(n, ())),
+            frozenset(o for n in mc.select_dst_port for o in byname.get(n, ())),
+            frozenset(mc.select_vlan) if mc.select_vlan is not None else None, out, mc.output_vlan)
 
     def apply_mirrors(self) -> None:
         for mc in self.config.mirrors:
@@ -600,6 +632,117 @@ class Bridge:
         self.pipeline.ports_changed()
         self.pipeline.liveness.update(ofport)
 
+    # -- LACP (lacp.py), per bond with lacp: active|passive
+    def lacp_system_id(self, bond: str) -> bytes:
+        """The bond's LACP system id: lacp_system_id, or the bridge's MAC (the low 48 bits of its
+        datapath id, as its STP bridge id)."""
+        sid = self.config.bonds[bond].lacp_system_id
+        if sid:
+            return bytes.fromhex(sid.replace(":", ""))
+        return (self.config.datapath_id & ((1 << 48) - 1)).to_bytes(6, "big")
+
+    def join_lacp(self, port: Port) -> None:
+        """PORT, a bond member, joins its bond's LACP when the bond has lacp: active|passive: the
+        bridge's Lacp registers (once) as a control protocol and as an input of the ports'
+        liveness, and the member's link state is polled from then on (run_protocols)."""
+        bc = self.config.bonds.get(port.config.bond or "")
+        if bc is None:
+            return
+        self.carrier[port.ofport] = True
+        if bc.lacp == "off":
+            return
+        if self.lacp is None:
+            self.lacp = Lacp(self.config.name)
+            self.pipeline.special.register(self.lacp)
+            self.pipeline.liveness.register("lacp", self.lacp.may_enable)
+        bond = self.lacp.bonds.get(bc.name)
+        now = self.dp.now_ns / 1e9
+        if bond is None:
+            bond = LacpBond(bc.name, self.lacp_system_id(bc.name), bc.lacp_system_priority, bc.lacp == "active",
+                            bc.lacp_time == "fast", bc.lacp_fallback_ab, send=self._protocol_send,
+                            src_mac=self._port_mac, on_change=lambda: self.pipeline.liveness.update(), now=now)
+        pc = port.config
+        bond.now = now
+        bond.add_member(LacpMember(pc.name, pc.ofport, pc.lacp_port_id or pc.ofport, pc.lacp_port_priority,
+                                   pc.lacp_aggregation_key))
+        self.lacp.add(bond)
+        self.pipeline.ports_changed()
+        self.pipeline.liveness.update(pc.ofport)
+
+    # -- bonds (bond.py)
+    def join_bond(self, port: Port) -> None:
+        """PORT, a bond member, joins its bond, which NORMAL sees as one port from now on."""
+        bc = self.config.bonds.get(port.config.bond or "")
+        if bc is None:
+            return
+        bond = self.bonds.get(bc.name)
+        if bond is None:
+            members = [(n, self.config.ports[n].ofport) for n in bc.members]
+            lacp = self.lacp.bonds.get(bc.name) if self.lacp is not None else None
+            bond = self.bonds[bc.name] = Bond(
+                bc.name, members, bc.bond_mode, bc.bond_primary, bc.bond_updelay, bc.bond_downdelay,
+                bc.bond_rebalance_interval, lacp, bc.lacp_fallback_ab, send=self._protocol_send,
+                on_change=self.pipeline.ports_changed, now=self.dp.now_ns / 1e9)
+        self.pipeline.set_bond(bond, [port.ofport])
+        for sm in self.config.mac_table.static:
+            if sm.port == bc.name:
+                self.pipeline.macs.add_static(sm.vlan, int(sm.mac.replace(":", ""), 16), bond.id)
+        self.run_bonds()
+
+    def run_bonds(self) -> None:
+        """Each bond's members follow their ports' liveness; learning frames after a failover."""
+        now = self.dp.now_ns / 1e9
+        for bond in self.bonds.values():
+            for ofport in bond.members:
+                e = self.pipeline.ports.get(ofport)
+                bond.set_may_enable(ofport, e is not None and e.live)
+            bond.run(now)
+            if bond.take_learning():
+                self._send_learning(bond)
+
+    def _send_learning(self, bond: Bond) -> None:
+        """A RARP from every MAC learned on the bridge's other ports, out of the member the bond
+        chooses for it (bundle_send_learning_packets)."""
+        sent = 0
+        for (vlan, mac), e in list(self.pipeline.macs.entries.items()):
+            if e.port == bond.id:
+                continue
+            member, _ = bond.choose(_Eth(mac), vlan)
+            entry = self.pipeline.ports.get(member) if member is not None else None
+            if entry is None or not entry.vlan.carries(vlan):
+                continue
+            frame = Bond.learning_frame(mac, 0)
+            tags = entry.vlan.egress([(0x8100, vlan, 0), (0, 0, 0)])
+            if tags:
+                frame = frame[:12] + b"".join(t.to_bytes(2, "big") + c.to_bytes(2, "big") for t, c in tags) + frame[12:]
+            self._protocol_send(member, frame)
+            sent += 1
+        bond.learning_sent += sent
+        if sent:
+            LOG.info("bond %s: sent %d gratuitous learning packets", bond.name, sent)
+
+    def _port_mac(self, ofport: int) -> bytes:
+        port = next((p for p in self.ports.values() if p.ofport == ofport), None)
+        if port is None or not port.info.mac:
+            return bytes(6)
+        return bytes.fromhex(port.info.mac.replace(":", ""))
+
+    def _poll_carrier(self) -> None:
+        """Bond members' link state from the device (as Open vSwitch's port_run reads the
+        netdev's carrier): a change goes to LACP and to the port's liveness."""
+        for port in list(self.ports.values()):
+            if port.ofport not in self.carrier:
+                continue
+            try:
+                up = self.port_info(port).link_up
+            except DatapathError:
+                continue
+            if up != self.carrier[port.ofport]:
+                self.carrier[port.ofport] = up
+                if self.lacp is not None:
+                    self.lacp.carrier_changed(port.ofport, up)
+                self.pipeline.liveness.set_carrier(port.ofport, up)
+
     def _protocol_send(self, ofport: int, frame: bytes) -> None:
         try:
             self.packet_out(frame, OFPP_ANY, [Output(ofport)])
@@ -610,7 +753,7 @@ class Bridge:
         """How soon ``run_protocols`` wants to run again, in seconds."""
         if (self.bfd is not None and self.bfd.sessions) or (self.cfm is not None and self.cfm.sessions):
             return 0.01
-        return 0.1 if self.stp is not None or self.rstp is not None else 1.0
+        return 0.1 if self.stp is not None or self.rstp is not None or self.lacp is not None or self.bonds else 1.0
 
     def run_protocols(self) -> None:
         """The control protocols' timers, on the datapath's clock (a few times a second); an
@@ -620,6 +763,12 @@ class Bridge:
             self.bfd.run(self.dp.now_ns / 1e9)
         if self.cfm is not None:
             self.cfm.run(self.dp.now_ns / 1e9)
+        if self.carrier:
+            self._poll_carrier()
+        if self.lacp is not None:
+            self.lacp.run(self.dp.now_ns / 1e9)
+        if self.bonds:
+            self.run_bonds()
         if self.stp is not None:
             self.stp.tick(self.dp.now_ns / 1e9)
             for ofport, sp in list(self.stp.ports.items()):

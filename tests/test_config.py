@@ -408,3 +408,75 @@ def test_readme_names_each_vdev_drivers_keys():
     documented = {d: tuple(k.strip().removesuffix(" — required") for k in keys.split(","))
                   for d, keys in re.findall(r"`net_(\w+)` \(([^)]*)\)", text)}
     assert documented == config.VDEV_KEYS
+
+
+# --- bonds: a port with interfaces (Open vSwitch's bonded Port) --------------------------------
+BOND_HEAD = "dpdk: {cores: [0, 1]}\nbridges:\n  br0:\n    ports:\n      p1: {device: net_null0, ofport: 1}\n"
+
+
+def test_a_bond_is_its_members_as_ports_with_the_bonds_vlan_and_lacp_settings():
+    cfg = config.loads(BOND_HEAD + (
+        "      bond0:\n        interfaces:\n"
+        "          m1: {device: net_null1, ofport: 2, lacp_port_priority: 10}\n"
+        "          m2: {device: net_null2, ofport: 3, lacp_port_id: 7}\n"
+        "        bond_mode: balance-tcp\n        lacp: active\n        lacp_time: fast\n"
+        "        vlan_mode: native-untagged\n        tag: 10\n        trunks: [10, 20]\n"
+        "        bond_primary: m2\n"))
+    br = cfg.bridges["br0"]
+    bond = br.bonds["bond0"]
+    assert bond.members == ["m1", "m2"] and bond.bond_mode == "balance-tcp" and bond.lacp == "active"
+    assert bond.lacp_time == "fast" and bond.lacp_system_priority == 65534 and bond.bond_rebalance_interval == 10000
+    m1, m2 = br.ports["m1"], br.ports["m2"]
+    assert (m1.bond, m1.ofport, m1.lacp_port_priority, m1.lacp_port_id) == ("bond0", 2, 10, None)
+    assert (m2.ofport, m2.lacp_port_id, m2.lacp_port_priority) == (3, 7, 65535)
+    assert all((m.vlan_mode, m.tag, m.trunks, m.stp_enable) == ("native-untagged", 10, [10, 20], False)
+               for m in (m1, m2))
+    assert "bond0" not in br.ports and br.ports["p1"].bond is None
+
+
+@pytest.mark.parametrize("body, needles", [
+    ("      bond0:\n        interfaces:  # <- error\n          m1: {device: net_null1, ofport: 2}\n",
+     ["bond 'bond0'", "at least two interfaces"]),
+    ("      bond0:\n        interfaces:\n          m1: {device: net_null1, ofport: 2}\n"
+     "          m2: {device: net_null2, ofport: 1}  # <- error\n", ["ofport 1", "'p1'"]),
+    ("      bond0:\n        interfaces:\n          m1: {device: net_null1, ofport: 2}\n"
+     "          m2: {ofport: 3}  # <- error\n", ["interface 'm2' of bond 'bond0'", "missing required key 'device'"]),
+    ("      bond0:\n        interfaces:\n          m1: {device: net_null1, ofport: 2}\n"
+     "          m2: {device: net_null2, ofport: 3}\n        bond_mode: balance-tcp  # <- error\n",
+     ["balance-tcp needs LACP"]),
+    ("      bond0:\n        interfaces:\n          m1: {device: net_null1, ofport: 2}\n"
+     "          m2: {device: net_null2, ofport: 3}\n        lacp: sometimes  # <- error\n",
+     ["lacp", "active, passive, off", "'sometimes'"]),
+    ("      bond0:\n        interfaces:\n          m1: {device: net_null1, ofport: 2}\n"
+     "          m2: {device: net_null2, ofport: 3}\n        bond_primary: m3  # <- error\n",
+     ["bond_primary 'm3'", "m1, m2"]),
+    ("      bond0:\n        interfaces:\n          m1: {device: net_null1, ofport: 2}\n"
+     "          m2: {device: net_null2, ofport: 3}\n        ofport: 4  # <- error\n",
+     ["'ofport' belongs to each of its interfaces"]),
+    ("      bond0:\n        interfaces:\n          m1: {device: net_null1, ofport: 2}\n"
+     "          m2: {device: net_null0, ofport: 3}  # <- error\n", ["vdev name 'net_null0'", "already used"]),
+    ("      bond0:\n        interfaces:\n          m1: {device: net_null1, ofport: 2}\n"
+     "          p1: {device: net_null2, ofport: 3}  # <- error\n", ["'p1'", "already used"]),
+    ("      bond0:\n        interfaces:\n          m1: {device: net_null1, ofport: 2}\n"
+     "          m2: {device: net_null2, ofport: 3}\n        vlan_mode: access  # <- error\n",
+     ["bond 'bond0'", "vlan_mode access needs a tag"]),
+    ("      bond0:\n        interfaces:\n          m1: {device: net_null1, ofport: 2}\n"
+     "          m2: {device: net_null2, ofport: 3}\n        bond_rebalance_interval: 500  # <- error\n",
+     ["at least 1000 ms"]),
+    ("      p2: {device: net_null1, ofport: 2, lacp: active}  # <- error\n",
+     ["port 'p2'", "'lacp' applies to a bond"]),
+])
+def test_bond_errors_at_their_line(body, needles):
+    text = BOND_HEAD + body
+    with pytest.raises(ConfigError) as ei:
+        config.loads(text, "inline.yaml")
+    check_error(ei.value, "inline.yaml", marker_line(text), needles)
+
+
+def test_mirrors_and_static_macs_may_name_a_bond():
+    cfg = config.loads(BOND_HEAD + (
+        "      bond0:\n        interfaces:\n"
+        "          m1: {device: net_null1, ofport: 2}\n          m2: {device: net_null2, ofport: 3}\n"
+        "    mirrors:\n      span: {select_src_port: [bond0], output_port: p1}\n"
+        "    mac_table: {static: [{mac: '02:00:00:00:00:01', port: bond0}]}\n"))
+    assert cfg.bridges["br0"].mirrors[0].select_src_port == ["bond0"]

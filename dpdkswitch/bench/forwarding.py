@@ -29,7 +29,7 @@ import select
 import time
 from pathlib import Path
 
-from .. import udpif
+from .. import lacp, udpif
 from ..config import loads
 from ..datapath.abi import STAGES
 from ..ofproto.flowstr import FlowSpec, parse_flow
@@ -51,7 +51,18 @@ COUNTERS = ("rx_packets", "tx_packets", "tx_dropped", "busy_cycles", "idle_cycle
 STAGE_SAMPLE = 64          # time the stages of every 64th PMD iteration (--stage-sample)
 
 
-def bench_config_text(pcap: Path, ctl_core: int, pmd_core: int) -> str:
+def bench_config_text(pcap: Path, ctl_core: int, pmd_core: int, output: dict | None = None) -> str:
+    """OUTPUT (a scenario's ``output``): port 2 is a bond of OUTPUT["members"] net_null members
+    (OpenFlow ports 2..N+1, as the peers number them), of OUTPUT["bond_mode"]; balance-tcp runs
+    LACP, its partner played by the bench (``ScenarioRun.play_partner``)."""
+    if output:
+        n, mode = int(output.get("members", 2)), output.get("bond_mode", "balance-slb")
+        members = "".join(f'          m{i}: {{device: "net_null{i - 1},no-rx=1", ofport: {i + 1}}}\n'
+                          for i in range(1, n + 1))
+        port2 = (f"      bond0:\n        interfaces:\n{members}        bond_mode: {mode}\n"
+                 f"        lacp: {'active' if mode == 'balance-tcp' else 'off'}\n")
+    else:
+        port2 = '      p2:\n        device: "net_null0,no-rx=1"\n        ofport: 2\n'
     return f"""\
 dpdk:
   cores: [{ctl_core}, {pmd_core}]
@@ -61,10 +72,7 @@ bridges:
     datapath:
       pmd_cores: [{pmd_core}]
     ports:
-      p2:
-        device: "net_null0,no-rx=1"
-        ofport: 2
-      p1:
+{port2}      p1:
         device: "net_pcap0,rx_pcap={pcap},infinite_rx=1"
         ofport: 1
 """
@@ -90,10 +98,11 @@ class ScenarioRun:
         self.next_pass: float | None = None      # the control loop's timers, kept from warm-up to measuring
         self.mac_pass_at: float | None = None
         self._miss_seen = (0, 0.0)               # (misses + lost, when that last changed)
+        self.member_tx_at_end: dict[str, int] = {}
 
     # -- set-up
     def start(self) -> None:
-        config = loads(bench_config_text(self.pcap, self.ctl_core, self.pmd_core), "<bench>")
+        config = loads(bench_config_text(self.pcap, self.ctl_core, self.pmd_core, self.sc.get("output")), "<bench>")
         bc = config.bridges["br0"]
         self.switch = Switch(config)
         self.switch.start_eal()
@@ -101,7 +110,9 @@ class ScenarioRun:
         br = self.br = Bridge.create(bc, self.switch.netns)   # pools sized for the pcap by the port
         self.switch.bridges["br0"] = br
         br.pipeline.delete(FlowSpec())           # the bridge's default rule: the scenario brings its own
-        br.add_port(bc.ports["p2"])
+        for pc in [p for p in bc.ports.values() if p.name != "p1"]:     # p2, or the bond's members
+            br.add_port(pc)
+        self.play_partner()
         rules = rules_for(self.sc)
         t0 = time.perf_counter()
         specs = [parse_flow(r) for r in rules]
@@ -120,6 +131,27 @@ class ScenarioRun:
         br.start()                               # the PMD thread
         self.t_traffic = time.monotonic()
         br.add_port(bc.ports["p1"])              # traffic starts now
+
+    def play_partner(self) -> None:
+        """A bond's LACP partner, played by the bench (null members hear nothing): a LACPDU on
+        each member from a partner in sync, then the protocols' timers run (as ``dpdkswitch run``
+        runs them); once at set-up and every second."""
+        br = self.br
+        if br.lacp is not None:
+            now = br.dp.now_ns / 1e9
+            for bond in br.lacp.bonds.values():
+                for ofport, m in bond.members.items():
+                    partner = lacp.Info(65534, bytes.fromhex("020000000099"), 7, 65535, ofport,
+                                        lacp.ACT | lacp.AGG | lacp.SYNC | lacp.COL | lacp.DIST)
+                    frame = lacp.LACP_DST + bytes(6) + b"\x88\x09" + lacp.compose_pdu(partner, bond.actor(m))
+                    bond.receive(ofport, frame, now)
+        if br.bonds:
+            br.run_protocols()
+
+    def member_tx(self) -> dict[str, int]:
+        """Frames out of each bond member (both must carry traffic)."""
+        return {p.name: int(self.br.port_stats(p)["tx_packets"]) for p in self.br.ports.values()
+                if p.config.bond is not None}
 
     def stop(self) -> None:
         if self.switch is not None:
@@ -205,6 +237,7 @@ class ScenarioRun:
         last = [self.snapshot()]
 
         def tick():
+            self.play_partner()
             t, c = self.snapshot()
             if c["misses"] + c["lost"] != self._miss_seen[0]:
                 self._miss_seen = (c["misses"] + c["lost"], t)
@@ -315,6 +348,8 @@ def run_one(name: str, scen_file: Path, seconds: float, ctl_core: int, pmd_core:
         try:
             b.start()
             figures = b.run(seconds)
+            if b.sc.get("output"):
+                b.member_tx_at_end = b.member_tx()
         finally:
             progress.done()
             b.stop()
@@ -322,6 +357,8 @@ def run_one(name: str, scen_file: Path, seconds: float, ctl_core: int, pmd_core:
               "measure": sc.get("measure", "forwarding")}
     result.update(figures)
     result.update(b.info)
+    if b.sc.get("output"):
+        result["bond_member_tx"] = b.member_tx_at_end
     result.update(revalidator_passes=b.reval_passes, revalidator_max_s=round(b.reval_max_s, 4),
                   upcall_busy_s=round(b.upcall_busy_s, 3))
     return result

@@ -232,6 +232,10 @@ FIELDS: list[Field] = [
          meta_shift=REG_SHIFT + 32 * (N_REGS - 2 - 2 * i), aliases=[f"OXM_OF_PKT_REG{i}"]) for i in range(N_REGS // 2)),
     *(_f(f"xxreg{i}", 128, True, "", (NXM_NX, 111 + i), None, kind="hex",
          meta_shift=REG_SHIFT + 32 * (N_REGS - 4 - 4 * i), aliases=[f"NXM_NX_XXREG{i}"]) for i in range(N_REGS // 4)),
+    # The datapath's recirculation metadata (balance-tcp bonds: xlate's post-recirculation); no
+    # OpenFlow match field.
+    _f("recirc_id", 32, False, "", None, "recirc_id", kind="hex", writable=False),
+    _f("dp_hash", 32, True, "", None, "dp_hash", kind="hex", writable=False),
 ]
 
 # Nicira's 16-bit views that load/move/learn name (not matched by these names: a match says

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Protocol
 
 RESERVED_MCAST = 0x0180C2000000           # 01:80:c2:00:00:0x, the 802.1D reserved range
 RESERVED_MCAST_MASK = 0xFFFFFFFFFFF0
@@ -113,6 +114,28 @@ class VlanPort:
                 break
             out.append((tpid or 0x8100, vid | pcp << 13 | TAG_PRESENT))
         return out
+
+
+class Bundle(Protocol):
+    """A bond as NORMAL sees it (bond.py's ``Bond``): one port for learning and flooding, known
+    in the MAC table by ``id`` (one of its members' OpenFlow ports)."""
+    id: int
+    name: str
+
+    def admissible(self, ofport: int, multicast: bool) -> str:
+        """A frame in on member OFPORT: "accept", "drop_if_moved" or "drop: why"."""
+
+    def choose(self, flow, vlan: int) -> tuple[int | None, int | None]:
+        """(member, hash bucket or None) a frame leaves by; FLOW's fields read through ``get``."""
+
+    def account(self, bucket: int, nbytes: int) -> None:
+        """NBYTES went out by BUCKET."""
+
+    def recirculates(self) -> bool:
+        """Whether frames leave by a datapath hash and recirculation (balance-tcp)."""
+
+    def bucket_member(self, bucket: int) -> int | None:
+        """The member BUCKET leaves by (after a recirculation)."""
 
 
 MAX_MIRRORS = 32

@@ -15,7 +15,7 @@ from .actions import (ApplyActions, GotoTable, Group, LEARN_DELETE_LEARNED, Lear
 from .classifier import Classifier, Rule, key_int
 from .flowstr import FlowSpec
 from .match import Match
-from .normal import MAX_MIRRORS, MacTable, Mirror, VlanPort
+from .normal import MAX_MIRRORS, Bundle, MacTable, Mirror, VlanPort
 from .liveness import Liveness
 from .special import Specials
 
@@ -267,6 +267,7 @@ class Pipeline:
         self.forward_bpdu = False
         self.special = Specials()                     # control protocols before the tables (special.py)
         self.liveness = Liveness(self)                # each port's may_enable (liveness.py)
+        self.bonds: dict[int, Bundle] = {}            # member ofport -> its bond (bond.py), for NORMAL
         self.miss_to_controller = False               # table misses: packet-ins (an OpenFlow 1.0 controller)
         # Megaflows of IPv4 packets entering here match addresses, protocol, ToS and ports
         # exactly, one per flow as NetFlow counts them (Open vSwitch's netflow_mask_wc).
@@ -324,6 +325,16 @@ class Pipeline:
         self.ports[port.ofport] = port
         self.version += 1
         self.full_revalidation = True
+
+    def set_bond(self, bond: Bundle, members: list[int]) -> None:
+        """BOND (its MEMBERS' OpenFlow ports) is one port for NORMAL from now on."""
+        for o in members:
+            self.bonds[o] = bond
+        self.ports_changed()
+
+    def del_bond_member(self, ofport: int) -> None:
+        self.bonds.pop(ofport, None)
+        self.ports_changed()
 
     def ports_changed(self) -> None:
         """Something translation reads about ports changed (a spanning tree port state, a

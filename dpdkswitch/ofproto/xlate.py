@@ -46,7 +46,7 @@ from .classifier import Wildcards, key_int
 from .match import Match, MatchError
 from .fields import BY_NAME, FRAG_LATER, VLAN_CFI, prereqs_of
 from .flowstr import FlowSpec, format_actions, format_match
-from .normal import is_reserved
+from .normal import Bundle, is_reserved
 from .pipeline import FlowEntry, Pipeline, PortEntry
 from .special import SpecialIn, is_bpdu
 
@@ -63,6 +63,8 @@ MAX_DP_ACTIONS = 16384
 NO_TABLE = 0xFF                      # OpenFlow's OFPTT_ALL: the table of a packet-out's packet-ins
 F = BY_NAME
 IN_PORT = F["in_port"]
+RECIRC_ID = F["recirc_id"]
+DP_HASH = F["dp_hash"]
 
 def _ofs(member: str) -> int:
     return KEY_DTYPE.fields[member][1]
@@ -122,6 +124,16 @@ class PacketInRegistry:
         return self.by_id[cookie] if 0 <= cookie < len(self.by_id) else None
 
 
+@dataclass(frozen=True)
+class BondRecirc:
+    """The context of a balance-tcp bond's recirculation (interned in the ``PacketInRegistry``:
+    its recirc_id is its id + 1): the frame, its headers as it leaves, comes back with a
+    dp_hash, and the bond's bucket ``dp_hash & 0xff`` names the member (Open vSwitch's
+    post-recirculation rules, here translated on a miss)."""
+    bridge: str
+    bond: str
+
+
 @dataclass(eq=False, slots=True)
 class Visit:
     """What translation used and did in one bridge's pipeline: the input bridge's, then one per
@@ -138,6 +150,7 @@ class Visit:
     learned: list = field(default_factory=list)       # FlowSpecs the learn action adds
     fins: list = field(default_factory=list)          # (rule, idle, hard): fin_timeout on a FIN/RST
     clauses: list = field(default_factory=list)       # conjunctive (soft) rules the lookups consulted
+    bonds: list[tuple[Bundle, int]] = field(default_factory=list)       # (bond, bucket) NORMAL chose
     patch: tuple[PortEntry, PortEntry] | None = None              # (left by, entered by): not for the first
     version: int = -1        # the pipeline's version when translated (or last found still valid)
 
@@ -156,6 +169,8 @@ class Visit:
             self.fins = ()
         if not self.clauses:
             self.clauses = ()
+        if not self.bonds:
+            self.bonds = ()
 
     def learn(self, now: float) -> None:
         """NORMAL learns the source MACs it saw, in this bridge's MAC table (a move, a GARP lock);
@@ -202,6 +217,8 @@ class Visit:
             left, entered = self.patch
             left.count_tx(packets, nbytes)
             entered.count_rx(packets, nbytes)
+        for bond, bucket in self.bonds:
+            bond.account(bucket, nbytes)
 
 
 class XlateCache(list[Visit]):
@@ -552,7 +569,12 @@ class Translator:
     def translate(self, key: bytes, trace: bool = False, table_id: int = 0) -> Translation:
         c = _Ctx(self.pipeline_of(IN_PORT.from_key(key)), key, self.registry, trace)
         c.out.wc.unwildcard(IN_PORT)
-        if c.in_ofport in c.p.mirror_outputs():
+        rid = RECIRC_ID.from_key(c.flow)
+        if rid:
+            self._post_recirc(c, rid)
+            return c.out
+        in_bond = c.p.bonds.get(c.in_ofport)
+        if (in_bond.id if in_bond is not None else c.in_ofport) in c.p.mirror_outputs():
             c.log("input port is a mirror output port: dropped")
             return c.out
         if c.p.special and self._special(c):
@@ -603,7 +625,7 @@ class Translator:
         out, v = c.out, c.v
         if (reads.key or reads.meta or out.error or out.packet_ins or out.peer_errors or len(out.visits) != 1
                 or len(v.tables) != 1 or len(v.entries) != 1 or v.groups or v.macs or v.learns or v.learned
-                or v.fins or v.clauses
+                or v.fins or v.clauses or v.bonds
                 or v.mirrors):
             return
         c.keeping.kept = out.kept = Kept(c.dp_in_port, c.p.version, tuple(c.odp), out.visits)
@@ -667,8 +689,10 @@ class Translator:
             done.add(target)
             c.v.mirrors.append(i)
             saved_odp, c.odp = c.odp, []
-            if m.out_port is not None and m.out_port in p.ports and m.out_port != c.in_ofport:
-                self._output_normal(c, inp, p.ports[m.out_port], vlan)
+            in_bond = p.bonds.get(c.in_ofport)
+            if m.out_port is not None and m.out_port in p.ports and m.out_port != (
+                    in_bond.id if in_bond is not None else c.in_ofport):
+                self._output_bundle(c, inp, m.out_port, vlan)
             elif m.out_vlan is not None and m.out_vlan != vlan:
                 for q in sorted(p.ports.values(), key=lambda q: q.ofport):
                     if q.ofport != c.in_ofport and q.ofport not in p.mirror_outputs() and q.vlan.carries(m.out_vlan):
@@ -1207,27 +1231,97 @@ class Translator:
         if is_reserved(dst) and not p.forward_bpdu:
             c.log("NORMAL: reserved destination (forward_bpdu is off), dropped")
             return
+        garp = eth_type == 0x0806 and dst == 0xFFFFFFFFFFFF and (
+            c.get("arp_op") == 2 or c.get("arp_spa") == c.get("arp_tpa"))
+        in_bond = p.bonds.get(inp.ofport)
+        in_bundle = inp.ofport
+        if in_bond is not None:                    # Open vSwitch's bond_check_admissibility
+            in_bundle = in_bond.id
+            verdict = in_bond.admissible(inp.ofport, bool(dst & 0x010000000000))
+            if verdict.startswith("drop:"):
+                c.log(f"NORMAL: bond {in_bond.name}: {verdict[6:]} ({inp.name}), dropped")
+                return
+            if verdict == "drop_if_moved":
+                c.v.macs.append((vlan, src))
+                e = p.macs.entries.get((vlan, src))
+                if e is not None and e.port != in_bundle and (not garp or e.locked_until > p.clock()):
+                    c.log(f"NORMAL: bond {in_bond.name}: SLB bond thinks this packet looped back "
+                          f"({src:012x} is learned on port {e.port}), dropped")
+                    return
         learn = vlan not in p.flood_vlans
         if learn and not src & 0x010000000000 and (not p.special or p.special.learning(inp.ofport)):
-            garp = eth_type == 0x0806 and dst == 0xFFFFFFFFFFFF and (
-                c.get("arp_op") == 2 or c.get("arp_spa") == c.get("arp_tpa"))
-            c.v.learns.append((vlan, src, inp.ofport, garp))
+            c.v.learns.append((vlan, src, in_bundle, garp))
         c.v.macs.append((vlan, dst))
         out = p.macs.lookup(vlan, dst) if learn and not dst & 0x010000000000 else None
-        if out == inp.ofport:
+        if out == in_bundle:
             c.log(f"NORMAL: {dst:012x} was learned on the input port, dropped")
             return
         if out is not None and out in p.ports and out not in p.mirror_outputs():
             c.log(f"NORMAL: VLAN {vlan}, {dst:012x} learned on port {out}: forwarding")
-            self._output_normal(c, inp, p.ports[out], vlan)
+            self._output_bundle(c, inp, out, vlan)
             return
         c.log(f"NORMAL: VLAN {vlan}, no learned port for {dst:012x}: flooding")
         mirror_out = p.mirror_outputs()
         inner = inp.vlan.ingress(c.vlan_stack())[1][1]
         for port in sorted(p.ports.values(), key=lambda q: q.ofport):
+            bond = p.bonds.get(port.ofport)
+            if bond is not None and (bond is in_bond or port.ofport != bond.id):
+                continue                           # a bond takes one copy (by the member it chooses)
             if (port.ofport != inp.ofport and not port.no_flood and not port.no_fwd and port.vlan.carries(vlan, inner)
                     and port.ofport not in mirror_out):
-                self._output_normal(c, inp, port, vlan)
+                self._output_bundle(c, inp, port.ofport, vlan)
+
+    def _post_recirc(self, c: _Ctx, rid: int) -> None:
+        """A balance-tcp bond's frame back from recirculation: out by the member of its bucket."""
+        c.out.wc.unwildcard(RECIRC_ID)
+        ctx = self.registry.get(rid - 1)
+        p = next((q for q in self.pipelines if isinstance(ctx, BondRecirc) and q.name == ctx.bridge), None)
+        bond = next((b for b in p.bonds.values() if b.name == ctx.bond), None) if p is not None else None
+        if bond is None:
+            c.log(f"recirc_id {rid}: no such bond recirculation (any more), dropped")
+            return
+        if p is not c.p:
+            c.p, c.v = p, Visit(p, version=p.version)
+            c.out.visits.append(c.v)
+        c.out.wc.unwildcard(DP_HASH, 0xFF)
+        bucket = DP_HASH.from_key(c.flow) & 0xFF
+        member = bond.bucket_member(bucket)
+        if member is None or member not in p.ports:
+            c.log(f"bond {bond.name}: hash bucket {bucket}: no member may carry it, dropped")
+            return
+        c.log(f"bond {bond.name}: dp_hash bucket {bucket}: member {p.ports[member].name}")
+        c.v.bonds.append((bond, bucket))
+        self._emit(c, p.ports[member])
+
+    def _output_bundle(self, c: _Ctx, inp, ofport: int, vlan: int) -> None:
+        """NORMAL's output to the port OFPORT, or to the bond it stands for (by the member the
+        bond chooses for the frame, as Open vSwitch's output_normal)."""
+        p = c.p
+        bond = p.bonds.get(ofport)
+        if bond is None:
+            self._output_normal(c, inp, p.ports[ofport], vlan)
+            return
+        if bond.recirculates():                   # balance-tcp: hash and recirculate in the datapath
+            tmpl = next((p.ports[o] for o in p.bonds if p.bonds[o] is bond), None)
+            tags = inp.vlan.ingress(c.vlan_stack())
+            tags[0] = (tags[0][0], vlan, tags[0][2])
+            saved = bytearray(c.flow)
+            c.set_vlan_stack(tmpl.vlan.egress(tags))
+            c.commit()
+            rid = self.registry.id_of(BondRecirc(p.name, bond.name)) + 1
+            c.odp += [odp.Hash(0), odp.Recirc(rid)]
+            c.log(f"NORMAL: bond {bond.name}: hash(l4(0)), recirc({rid:#x}): the member by dp_hash & 0xff")
+            c.flow = saved
+            return
+        member, bucket = bond.choose(c, vlan)
+        if member is None or member not in p.ports:
+            c.log(f"NORMAL: bond {bond.name}: no member may carry it, dropped")
+            return
+        c.log(f"NORMAL: bond {bond.name}: member {p.ports[member].name}"
+              + (f" (hash bucket {bucket})" if bucket is not None else " (active member)"))
+        if bucket is not None:
+            c.v.bonds.append((bond, bucket))
+        self._output_normal(c, inp, p.ports[member], vlan)
 
     def _output_normal(self, c: _Ctx, inp, port, vlan: int) -> None:
         tags = inp.vlan.ingress(c.vlan_stack())      # the tags inside the bridge (normal.VlanPort)

@@ -705,13 +705,9 @@ class Translator:
         c.odp[:0] = copies
 
     # -- tables and instructions
-    def _table(self, c: _Ctx, table_id: int, resubmit: bool = False) -> None:
-        c.depth += 1
-        # A resubmit may nest MAX_DEPTH deep below the first table, as in Open vSwitch (whose
-        # first table is depth 0, ours 1).
-        if c.depth > MAX_DEPTH + resubmit:
-            c.out.error = f"over the maximum translation depth {MAX_DEPTH}"
-            return
+    def _lookup(self, c: _Ctx, table_id: int):
+        """The rule of table TABLE_ID the packet matches (its classifier's rule), or None; the
+        fields the lookup read are matched by the megaflow."""
         table = c.p.tables[table_id]
         c.v.tables.append(table_id)
         seen: list | None = [] if table.cls.soft is not None else None     # conjunctions' clauses
@@ -737,6 +733,16 @@ class Translator:
             # the same for fragments and whole packets, so the megaflow stays as wide as
             # before (an in_port rule keeps its in_port-only megaflow and the cheap path).
             c.out.wc.unwildcard(F["ip_frag"])
+        return rule
+
+    def _table(self, c: _Ctx, table_id: int, resubmit: bool = False) -> None:
+        c.depth += 1
+        # A resubmit may nest MAX_DEPTH deep below the first table, as in Open vSwitch (whose
+        # first table is depth 0, ours 1).
+        if c.depth > MAX_DEPTH + resubmit:
+            c.out.error = f"over the maximum translation depth {MAX_DEPTH}"
+            return
+        rule = self._lookup(c, table_id)
         if rule is None:
             c.first_table = False
             if resubmit:                      # as Open vSwitch: a resubmit's miss does nothing

@@ -94,7 +94,7 @@ def test_rstp_replaces_stp_agrees_gates_and_sets_port_status(rstp_bridge):
     assert br.dp.drain(ports[1]) == [] and br.dp.drain(ports[3]) == []
     assert br.pipeline.macs.lookup(0, 0x020000000202) is None
     t = br.xlate.translate(parse(h2, ports[2]), trace=True)
-    assert t.actions == [] and any("not forwarding" in ln for ln in t.trace)
+    assert t.actions == [] and any("neither forwards nor learns" in ln for ln in t.trace)
     assert "Consists of STP packets" in "\n".join(br.xlate.translate(parse(rst_bpdu(), ports[1]), trace=True).trace)
     # a topology change from the root (TC on p1) keeps what the edge port p3 learned (hosts
     # do not move) ...
@@ -146,3 +146,46 @@ def test_rstp_show_and_tcn_commands(rstp_bridge):
     assert cmds.run("rstp/tcn", ["br0"]) == "OK"
     assert br.pipeline.macs.lookup(0, 0x020000000101) is None
     assert any(Dot3(f)[STP].bpduflags & F_TC for f in bpdus_out(br, ports[1]))
+
+
+
+def test_a_discarding_or_learning_port_sends_no_packet_in(eal):
+    """RSTP's gates as STP's (test_special): discarding, the frames are looked up and nothing run;
+    learning, learn sees them and what the tables would send is cancelled, packet-ins included
+    (dec_ttl's, output:controller's); forwarding, the packet-ins come."""
+    from dpdkswitch.ofproto.flowstr import parse_flow
+
+    from test_special import GATED_FLOWS, gated_frames
+
+    sw = Switch(loads(RSTP_BRIDGE.replace("    rstp_enable: true\n", "    rstp_enable: true\n    rstp_hello_time: 1\n"
+                                          "    rstp_max_age: 6\n    rstp_forward_delay: 4\n"), "rstp.yaml"),
+                manual_clock=True)
+    sw.start()
+    try:
+        br = sw.bridges["br0"]
+        ports = {n: host_port(br, f"p{n}", n) for n in (1, 3)}
+        for n in (1, 3):
+            br.join_rstp(br.by_ofport(n))
+        br.rstp.set_edge(1, False, False)                # no edge: p1 waits for its timers
+        got = []
+        br.set_packet_in_hook(got.append)
+        for f in GATED_FLOWS:
+            br.pipeline.add(parse_flow(f))
+        clock = Clock(br)
+        clock.run(0.5)
+        assert (br.rstp.role(1), br.rstp.state(1)) == ("designated", "discarding")
+        assert gated_frames(br, ports[1], got, ports[3]) == ([], 0, 0)
+        for _ in range(100):
+            clock.run(0.1)
+            if br.rstp.state(1) != "discarding":
+                break
+        assert br.rstp.state(1) == "learning"
+        assert gated_frames(br, ports[1], got, ports[3]) == ([], 0, 1)
+        for _ in range(100):
+            clock.run(0.1)
+            if br.rstp.state(1) != "learning":
+                break
+        assert br.rstp.state(1) == "forwarding"
+        assert gated_frames(br, ports[1], got, ports[3]) == (["action", "invalid_ttl", "invalid_ttl"], 1, 0)
+    finally:
+        sw.stop()

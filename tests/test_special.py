@@ -5,6 +5,7 @@ Deterministic: no PMD thread, the manual clock, ring-backed test ports; the test
 control thread by hand (inject, poll, handle upcalls, tick the protocols, revalidate).
 """
 import pytest
+from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import LLC, STP, Dot3, Ether
 
 from dpdkswitch.config import loads
@@ -155,7 +156,117 @@ def test_stp_in_a_bridge_bpdus_in_and_out_ports_gated(stp_bridge):
     assert br.pipeline.macs.lookup(0, 0x020000000202) is None               # nor learned from it
     assert br.pipeline.macs.lookup(0, 0x020000000101) == 1
     t = br.xlate.translate(parse(h2, ports[2]), trace=True)
-    assert t.actions == [] and any("not forwarding" in ln for ln in t.trace)
+    assert t.actions == [] and any("neither forwards nor learns" in ln for ln in t.trace)
+
+
+GATED_FLOWS = [
+    "table=0,priority=30,udp,tp_dst=9,actions=output:controller",
+    "table=0,priority=20,udp,tp_dst=8,actions=write_actions(output:3),goto_table:2",
+    "table=0,priority=10,ip,actions=learn(table=1,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[]),"
+    "dec_ttl,output:3",
+    "table=2,priority=0,ip,actions=dec_ttl",
+]
+
+
+def ttl1(src: int, dport: int = 7) -> bytes:
+    """A UDP frame with TTL 1 from SRC (a MAC as an int)."""
+    mac = ":".join(f"{b:02x}" for b in src.to_bytes(6, "big"))
+    return bytes(Ether(src=mac, dst="02:00:00:00:00:09") / IP(src="10.0.0.1", dst="10.0.0.2", ttl=1)
+                 / UDP(sport=1000, dport=dport))
+
+
+def data_out(br, port):
+    return [f for f in br.dp.drain(port) if f[:6] != bytes.fromhex("0180c2000000")]
+
+
+def gated_frames(br, port, got, gate):
+    """What three frames with TTL 1 into PORT make: packet-ins (dec_ttl's, the controller
+    action's, the action set's after dec_ttl in table 2), frames out of port 3, learned flows."""
+    del got[:]
+    br.revalidator.run()                          # the megaflows made in the port's last state go
+    learned = len(list(br.pipeline.tables[1].entries()))
+    cycle(br, port, [ttl1(0x020000000100 + port, 7), ttl1(0x020000000100 + port, 9), ttl1(0x020000000100 + port, 8)])
+    cycle(br, port, [])
+    return (sorted(ev.pi.reason for ev in got), len(data_out(br, gate)), len(list(br.pipeline.tables[1].entries())) - learned)
+
+
+def test_a_port_that_does_not_forward_sends_no_packet_in(stp_bridge):
+    """As Open vSwitch: a port that neither forwards nor learns (STP listening) has its frames
+    looked up (the rule counts them) and nothing run; a learning port runs the tables for learn and
+    NORMAL to see the frame, then everything after them is cancelled, packet-ins (dec_ttl's,
+    output:controller) included, and the action set never runs; a packet-out from such a port
+    the same.  Once forwarding, the same frames make their packet-ins."""
+    from dpdkswitch.ofproto.actions import DecNwTtl
+
+    sw, br, ports = stp_bridge
+    got = []
+    br.set_packet_in_hook(got.append)
+    for f in GATED_FLOWS:
+        br.pipeline.add(parse_flow(f))
+    frame = ttl1(0x020000000101)
+    learn_rule = next(e for e in br.pipeline.tables[0].entries() if e.priority == 10)
+    assert br.stp.state(1) == "listening"
+    assert gated_frames(br, ports[1], got, ports[3]) == ([], 0, 0)
+    t = br.xlate.translate(parse(frame, ports[1]), trace=True)
+    assert t.actions == [] and any("neither forwards nor learns" in ln for ln in t.trace)
+    br.revalidator.run()
+    assert learn_rule.packets == 1                           # looked up and counted, as Open vSwitch
+    assert br.packet_out(frame, 1, [DecNwTtl(), Output(3)]).actions == []
+    cycle(br, ports[1], [])
+    assert got == [] and data_out(br, ports[3]) == []
+    Clock(br).run(4.5)
+    assert br.stp.state(1) == "learning"
+    assert gated_frames(br, ports[1], got, ports[3]) == ([], 0, 1)     # learn saw it, nothing sent
+    t = br.xlate.translate(parse(frame, ports[1]), trace=True)
+    assert t.actions == [] and t.packet_ins == [] and any("not forwarding" in ln for ln in t.trace)
+    assert br.packet_out(frame, 1, [DecNwTtl(), Output(3)]).actions == []
+    cycle(br, ports[1], [])
+    assert got == [] and data_out(br, ports[3]) == []
+    Clock(br).run(4)
+    assert br.stp.state(1) == "forwarding"
+    assert gated_frames(br, ports[1], got, ports[3]) == (["action", "invalid_ttl", "invalid_ttl"], 1, 0)   # 1: the action set
+    del got[:]
+    br.packet_out(frame, 1, [DecNwTtl(), Output(3)])
+    cycle(br, ports[1], [])
+    assert [ev.pi.reason for ev in got] == ["invalid_ttl"]
+
+
+def test_a_patch_port_that_does_not_forward_cancels_the_peers_packet_ins(eal):
+    """The peer port of a patch port a frame crosses is gated as an input port: listening, the
+    peer bridge's tables are not run; learning, their packet-ins and outputs are cancelled and
+    the first bridge's own actions after the patch port still leave."""
+    yaml = PATCHED.replace("actions=output:20", "actions=output:20,output:2").replace(
+        "    stp_enable: true\n", "    stp_enable: true\n    stp_hello_time: 1\n    stp_max_age: 6\n    stp_forward_delay: 4\n")
+    sw = Switch(loads(yaml, "patched.yaml"), manual_clock=True)
+    sw.start()
+    try:
+        br0, br1 = sw.bridges["br0"], sw.bridges["br1"]
+        h = host_port(br1, "h", 1)
+        h2 = host_port(br1, "h2", 2)
+        out = host_port(br0, "o", 3)
+        br0.join_stp(br0.by_ofport(3))
+        br0.pipeline.add(parse_flow("priority=10,ip,actions=dec_ttl,output:3"))
+        got = []
+        br0.set_packet_in_hook(got.append)
+        frame = ttl1(0x020000000101)
+        assert br0.stp.state(10) == "listening"
+        t = br1.xlate.translate(parse(frame, h), trace=True)
+        assert [a.port for a in t.actions] == [h2]
+        assert any("neither forwards nor learns" in ln for ln in t.trace)
+        Clock(br0).run(4.5)
+        assert br0.stp.state(10) == "learning"
+        t = br1.xlate.translate(parse(frame, h), trace=True)
+        assert [a.port for a in t.actions] == [h2] and t.packet_ins == []
+        cycle(br1, h, [frame])
+        assert got == [] and len(data_out(br1, h2)) == 1
+        Clock(br0).run(4)
+        assert br0.stp.state(10) == "forwarding"
+        br1.revalidator.run()
+        cycle(br1, h, [frame])
+        assert [ev.pi.reason for ev in got] == ["invalid_ttl"] and len(data_out(br1, h2)) == 1
+        assert data_out(br0, out) == []                  # TTL 1: to the controller, not out of port 3
+    finally:
+        sw.stop()
 
 
 def test_stp_topology_change_from_the_root_flushes_the_mac_table(stp_bridge):

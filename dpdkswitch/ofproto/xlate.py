@@ -577,17 +577,34 @@ class Translator:
         if (in_bond.id if in_bond is not None else c.in_ofport) in c.p.mirror_outputs():
             c.log("input port is a mirror output port: dropped")
             return c.out
-        if c.p.special and self._special(c):
+        sp = c.p.special
+        if sp and self._special(c):
             return c.out
+        # The input port's spanning tree state (Open vSwitch's may_receive and the cancelling
+        # after do_xlate_actions): a port that neither forwards nor learns gets its frames
+        # looked up in the first table (the rule counts them) and no further; one that learns
+        # only runs the tables, for NORMAL and learn to see the frame, and what they would
+        # send is cancelled, packet-ins included, the action set never run.
+        forwards = not sp or sp.forwarding(c.in_ofport)
+        receives = forwards or sp.learning(c.in_ofport)
         orig = bytearray(c.flow)
         if not trace and not table_id and not (c.p.mirrors or c.p.split_ipv4_flows or c.p.sflow_probability
-                                               or c.p.ipfix_probability) \
-                and not (c.p.special and not c.p.special.forwarding(c.in_ofport)):
+                                               or c.p.ipfix_probability) and forwards:
             # (a kept translation is the tables' actions alone: mirrors, NetFlow's split and
             # sFlow's sample are added after them, per translation; a port that does not forward
             # (spanning tree) has them cancelled)
             c.dp_in_port, c.first_table = IN_PORT.from_key(key), True
-        self._pipeline(c, table_id)
+        if receives:
+            self._pipeline(c, table_id, action_set=forwards)
+        else:
+            rule = self._lookup(c, table_id)
+            if rule is not None:
+                c.v.entries.append(rule.data)
+                if c.tracing:
+                    match = format_match(rule.data.match)
+                    c.log(f"{table_id}. {match + ', ' if match else ''}priority {rule.data.priority}")
+            c.log(f"port {c.in_ofport} neither forwards nor learns (spanning tree): dropped after the lookup "
+                  f"in table {table_id}, its actions not run")
         if c.p.split_ipv4_flows:
             split_ipv4_flow(c.out.wc, c.flow)
         if not c.out.error and _n_actions(c.odp) > MAX_DP_ACTIONS:
@@ -598,13 +615,12 @@ class Translator:
             c.odp.clear()
             c.log(f"error: {c.out.error}; the packet is dropped")
             return c.out
-        if c.p.special and not c.p.special.forwarding(c.in_ofport):
-            # As Open vSwitch: NORMAL and the tables looked at the frame; STP says its input
-            # port does not forward, so what they would do is cancelled.
+        if not forwards:
+            if receives:
+                c.log(f"port {c.in_ofport} is not forwarding (spanning tree): the actions are cancelled")
             c.odp.clear()
-            c.log(f"port {c.in_ofport} is not forwarding (spanning tree): the actions are cancelled")
-            return c.out
-        if c.p.mirrors:
+            c.out.packet_ins.clear()
+        elif c.p.mirrors:
             self._mirror(c, orig)
         if c.out.kept is None or c.keeping is not None:      # not a kept translation's (sealed) visits
             for v in c.out.visits:
@@ -656,6 +672,16 @@ class Translator:
             c.base = bytearray(c.flow)
         c.out.wc.unwildcard(IN_PORT)
         c.table_id = NO_TABLE
+        sp = self.p.special
+        if sp and not sp.forwarding(in_ofport):
+            # As a frame received there (Open vSwitch's xlate_actions gates a packet-out by its
+            # in_port the same way): nothing when the port neither forwards nor learns, the
+            # actions run for NORMAL and learn only, and cancelled, when it learns.
+            if sp.learning(in_ofport):
+                self._actions(c, actions)
+            c.odp.clear()
+            c.out.packet_ins.clear()
+            return c.out
         self._actions(c, actions)
         if not c.out.error and _n_actions(c.odp) > MAX_DP_ACTIONS:
             c.out.error = f"more than {MAX_DP_ACTIONS} datapath actions"
@@ -799,12 +825,14 @@ class Translator:
         if goto is not None:
             self._table(c, goto)
 
-    def _pipeline(self, c: _Ctx, table_id: int) -> None:
+    def _pipeline(self, c: _Ctx, table_id: int, action_set: bool = True) -> None:
         """From TABLE_ID to the end of the pipeline, then the action set (as Open vSwitch: once,
-        whatever ended the pipeline: a rule without goto_table, a table miss, an expired TTL)."""
+        whatever ended the pipeline: a rule without goto_table, a table miss, an expired TTL),
+        unless ACTION_SET is False (the input port does not forward: the set is cleared)."""
         self._table(c, table_id)
-        if not c.out.error:
+        if not c.out.error and action_set:
             self._end_of_pipeline(c)
+        c.action_set = []
 
     def _end_of_pipeline(self, c: _Ctx) -> None:
         c.exit = False                   # an exit ends the action lists, not the action set
@@ -1203,12 +1231,21 @@ class Translator:
         c.metadata &= _PKT_MARK.all_ones << _PKT_MARK.meta_shift
         IN_PORT.to_key(c.flow, peer.ofport)
         try:
-            if not (c.p.special and self._special(c)):
-                kept = len(c.odp)
-                self._pipeline(c, 0)
-                if c.p.special and not c.p.special.forwarding(c.in_ofport):
-                    del c.odp[kept:]
+            sp = c.p.special
+            if not (sp and self._special(c)):
+                # the peer port's spanning tree state, as the input port's in ``translate``
+                # (Open vSwitch's patch_port_output: may_receive, then the tables' actions
+                # cancelled and the flow as committed put back when it does not forward)
+                if not sp or sp.forwarding(c.in_ofport):
+                    self._pipeline(c, 0)
+                elif sp.learning(c.in_ofport):
+                    n_odp, n_pi, base = len(c.odp), len(c.out.packet_ins), bytearray(c.base)
+                    self._pipeline(c, 0, action_set=False)
+                    del c.odp[n_odp:], c.out.packet_ins[n_pi:]
+                    c.base = base
                     c.log(f"patch port {peer.name} is not forwarding (spanning tree): its actions are cancelled")
+                else:
+                    c.log(f"patch port {peer.name} neither forwards nor learns (spanning tree): dropped")
         finally:
             c.p, c.v, c.in_ofport, c.metadata, c.action_set, c.table_id, c.cookie, c.depth, c.flow = saved
         if c.out.error:

@@ -17,6 +17,7 @@ import os
 import resource
 import signal
 import sys
+import time
 
 from . import __version__, udpif
 from .config import Config
@@ -92,7 +93,7 @@ async def _poll_without_pmds(switch: Switch, stop: asyncio.Event) -> None:
         await asyncio.sleep(0 if got else 0.001)
 
 
-def _handle_upcalls(backer, again: bool = False) -> None:
+def _handle_upcalls(backer, switch: Switch, again: bool = False) -> None:
     """The datapath's eventfd fired: one upcall wake-up (udpif), then what it asks for.  A
     wake-up takes upcalls for ``udpif.UPCALL_BUDGET_S`` (5 ms) at most past its first batch;
     when more wait it comes back at the loop's next turn (call_soon), after the control
@@ -104,13 +105,16 @@ def _handle_upcalls(backer, again: bool = False) -> None:
         _again.discard(backer)
     elif backer in _again:
         return
-    w = udpif.upcall_wakeup(backer)
+    def protocols() -> float:
+        now = time.monotonic()
+        return switch.run_protocols_due(now) - now
+    w = udpif.upcall_wakeup(backer, between=protocols)
     loop = asyncio.get_running_loop()
     if w.mac_pass_in is not None:              # a MAC was learned or moved
-        loop.call_later(w.mac_pass_in, _start_mac_pass, backer)
+        loop.call_later(w.mac_pass_in, _start_mac_pass, backer, switch)
     if w.again:                                # more arrived meanwhile: go again next turn
         _again.add(backer)
-        loop.call_soon(_handle_upcalls, backer, True)
+        loop.call_soon(_handle_upcalls, backer, switch, True)
 
 
 _again: set = set()                            # datapaths whose next wake-up is scheduled (call_soon)
@@ -119,16 +123,18 @@ _again: set = set()                            # datapaths whose next wake-up is
 _passes: set[asyncio.Task] = set()             # MAC-change passes running (the loop keeps weak references)
 
 
-def _start_mac_pass(backer) -> None:
+def _start_mac_pass(backer, switch: Switch) -> None:
     backer.revalidation_due = False
-    task = asyncio.get_running_loop().create_task(_sliced_pass(backer, fresh=True))
+    task = asyncio.get_running_loop().create_task(_sliced_pass(backer, switch, fresh=True))
     _passes.add(task)
     task.add_done_callback(_passes.discard)
 
 
-async def _sliced_pass(backer, fresh: bool = False) -> None:
-    """One revalidator pass in steps of ``udpif.PASS_STEP_S``, a loop turn between two."""
+async def _sliced_pass(backer, switch: Switch, fresh: bool = False) -> None:
+    """One revalidator pass in steps of ``udpif.PASS_STEP_S``, a loop turn between two, and the
+    control protocols' timers that are due right after each (as between upcall batches)."""
     for _ in udpif.pass_slices(backer, fresh=fresh):
+        switch.run_protocols_due(time.monotonic())
         await asyncio.sleep(0)
 
 
@@ -136,7 +142,7 @@ async def _revalidate(switch: Switch, stop: asyncio.Event) -> None:
     """Every 500 ms: stats to rules, expiry, megaflows true to the tables, in slices."""
     while not stop.is_set():
         for backer in switch.backers():
-            await _sliced_pass(backer)
+            await _sliced_pass(backer, switch)
             if stop.is_set():
                 return
         wait = udpif.next_pass_in(switch.backers())
@@ -146,19 +152,19 @@ async def _revalidate(switch: Switch, stop: asyncio.Event) -> None:
             pass
 
 
-async def _protocols(switch: Switch, stop: asyncio.Event) -> None:
-    """The control protocols' timers (stp.py, bfd.py), on each bridge's clock: every 10 ms while
-    a bridge has BFD sessions (intervals of tens of ms), every 100 ms for STP alone (1/256 s
-    ticks, whole-second times), every second with neither (a port may gain one on reload)."""
-    while not stop.is_set():
-        tick = 1.0
-        for br in list(switch.bridges.values()):
-            br.run_protocols()
-            tick = min(tick, br.protocol_tick())
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=tick)
-        except asyncio.TimeoutError:
-            pass
+def _run_protocols(switch: Switch) -> None:
+    """The control protocols' timer (stp.py, bfd.py, ...): the bridges whose timers are due run
+    them, and the timer is set again for the next one (every 10 ms while a bridge has BFD
+    sessions, 100 ms for STP alone, 1 s with neither: ``Bridge.protocol_tick``).  A plain
+    timer callback, one loop turn: a task waking from a timeout takes several turns, and a
+    turn under a miss storm may hold an upcall slice.  Upcall wake-ups run the due ones too,
+    between their batches."""
+    loop = asyncio.get_running_loop()
+    due = switch.run_protocols_due(time.monotonic())
+    _protocol_timer[0] = loop.call_at(due, _run_protocols, switch)   # the loop's clock is time.monotonic()
+
+
+_protocol_timer: list = [None]                 # the protocols' next timer handle
 
 
 async def _reload_on_sighup(reloader: Reloader) -> None:
@@ -263,10 +269,10 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     view = TopView(switch, counters, header)
     poller = asyncio.create_task(_poll_without_pmds(switch, stop))
     revalidator = asyncio.create_task(_revalidate(switch, stop))
-    protocols = asyncio.create_task(_protocols(switch, stop))
+    _run_protocols(switch)
     for backer in switch.backers():
-        loop.add_reader(backer.dp.upcall_fd(), _handle_upcalls, backer)
-        _handle_upcalls(backer)
+        loop.add_reader(backer.dp.upcall_fd(), _handle_upcalls, backer, switch)
+        _handle_upcalls(backer, switch)
     try:
         while not stop.is_set():
             try:
@@ -291,7 +297,8 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
             ix.close()
         await poller
         await revalidator
-        await protocols
+        if _protocol_timer[0] is not None:
+            _protocol_timer[0].cancel()
         await openflow.stop()
         await server.stop()
     LOG.info("stopping: PMD threads, ports, namespaces")

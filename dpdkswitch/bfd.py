@@ -92,6 +92,8 @@ class BfdSession:
         self.next_tx = now                    # the first packet at once
         self.flap_count = 0
         self.rx = self.tx = self.rx_invalid = 0
+        self.tx_gap_max = 0.0                 # seconds: the longest time between two packets sent while up
+        self._tx_up = False                   # the last packet was sent while up
         self.forwarding_override: bool | None = None
         self._forwarding = False
 
@@ -204,6 +206,9 @@ class BfdSession:
         ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
         frame = bytes.fromhex(self.cfg.dst_mac.replace(":", "")) + self.src_mac + b"\x08\x00" + ip + udp
         self.flags &= ~FLAG_FINAL
+        if self.state == UP and self._tx_up:
+            self.tx_gap_max = max(self.tx_gap_max, now - self.last_tx)
+        self._tx_up = self.state == UP
         self.now = self.last_tx = now
         self._set_next_tx()
         self.tx += 1
@@ -287,7 +292,10 @@ class BfdSession:
             f"\tRemote Discriminator: 0x{self.rmt_disc:x}",
             f"\tRemote Minimum TX Interval: {self.rmt_min_tx}ms",
             f"\tRemote Minimum RX Interval: {self.rmt_min_rx}ms",
-            f"\tRemote Detect Multiplier: {self.rmt_mult}"])
+            f"\tRemote Detect Multiplier: {self.rmt_mult}",
+            "",
+            f"\tFlap Count: {self.flap_count}",
+            f"\tWorst TX Gap: {round(self.tx_gap_max * 1000)}ms"])
 
 
 class Bfd(LinkHealth):

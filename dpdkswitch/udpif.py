@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .revalidator import PassReport
@@ -51,11 +52,16 @@ class Wakeup:
     again: bool = False                  # upcalls wait already: wake up again without the eventfd
 
 
-def upcall_wakeup(backer: Backer, budget_s: float | None = UPCALL_BUDGET_S) -> Wakeup:
+def upcall_wakeup(backer: Backer, budget_s: float | None = UPCALL_BUDGET_S,
+                  between: Callable[[], float] | None = None) -> Wakeup:
     """The datapath's eventfd fired (or the last wake-up said ``again``): take the upcalls until
     none wait, or until BUDGET_S seconds have passed (so that a miss storm or a packet-in
     stream leaves the control socket, OpenFlow, timers and signals their turn; None: until
-    none wait), then schedule and re-arm."""
+    none wait), then schedule and re-arm.  BETWEEN, if given, is called before the first batch
+    and after every one, and returns the seconds until it wants to be called again: the
+    control protocols' timers that are due (``Switch.run_protocols_due``), so a batch is sized
+    to end by then (one upcall at least); a batch begins with the control protocols' frames, so
+    what they received is in before their timers run."""
     w = Wakeup()
     try:
         os.read(backer.dp.upcall_fd(), 8)
@@ -63,11 +69,14 @@ def upcall_wakeup(backer: Backer, budget_s: float | None = UPCALL_BUDGET_S) -> W
         pass
     h = backer.upcalls
     t0 = time.monotonic()
+    until = between() if between is not None else None
     while True:
         limit = None
         if budget_s is not None:              # a batch sized to what is left of the budget
             left = budget_s - (time.monotonic() - t0)
             limit = max(MIN_BATCH, int(left / h.cost_s)) if left > 0 else MIN_BATCH
+        if until is not None:                 # and to end when the protocols' timers are due
+            limit = max(1, min(limit or h.max_batch, int(until / h.cost_s)))
         t = time.monotonic()
         n = h.handle(limit)
         if not n:
@@ -75,6 +84,8 @@ def upcall_wakeup(backer: Backer, budget_s: float | None = UPCALL_BUDGET_S) -> W
         h.cost_s = 0.8 * h.cost_s + 0.2 * (time.monotonic() - t) / n
         w.handled += n
         w.batches += 1
+        if between is not None:
+            until = between()
         if budget_s is not None and time.monotonic() - t0 >= budget_s:
             break
     if any(p.macs.changed for p in backer.pipelines) and not backer.revalidation_due:

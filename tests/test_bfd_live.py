@@ -138,3 +138,85 @@ def test_bfd_session_with_frr_bfdd_comes_up_and_goes_down_when_it_stops(tmp_path
         sh("ip", "link", "del", near, check=False)
         sh("ip", "netns", "del", ns, check=False)
         shutil.rmtree(frr, ignore_errors=True)
+
+
+def _storm(tmp_path):
+    """A pcap of 20,000 distinct UDP flows: replayed without end by a net_pcap port of a datapath
+    whose flow limit is 2,000, a miss storm that never settles."""
+    from frames import udp_frame, write_pcap
+    pcap = tmp_path / "storm.pcap"
+    write_pcap(str(pcap), [udp_frame(i) for i in range(20000)])
+    return pcap
+
+
+def _translations(sw) -> int:
+    m = re.search(r"translations: (\d+)", sw.ctl("upcall/show"))
+    return int(m.group(1)) if m else 0
+
+
+def _hold(sw, seconds, peer_state, peer_flaps):
+    """Watch the session for SECONDS: ours and the peer's up all along; the flap counts at the end."""
+    ours0, theirs0 = int(field(sw.ctl("bfd/show", "b1"), "Flap Count")), peer_flaps()
+    t0, downs = time.monotonic(), []
+    while time.monotonic() - t0 < seconds:
+        ours = sw.ctl("bfd/show", "b1")
+        if field(ours, "Local Session State") != "up" or peer_state() != "up":
+            downs.append((round(time.monotonic() - t0, 2), field(ours, "Local Session State"), peer_state()))
+        time.sleep(0.2)
+    ours = sw.ctl("bfd/show", "b1")
+    return int(field(ours, "Flap Count")) - ours0, peer_flaps() - theirs0, downs, ours
+
+
+def test_bfd_at_100ms_with_open_vswitch_holds_10s_under_a_miss_storm(tmp_path):
+    """100 ms both ways (detection time 300 ms) while a miss storm keeps our control thread
+    translating from the start: the session comes up, and neither side's flaps for 10 s; our worst
+    gap between two control packets stays inside the peer's detection time."""
+    ovs_mod = pytest.importorskip("dpdkswitch.bench.ovs")
+    if ovs_mod.missing():
+        pytest.skip(ovs_mod.missing())
+    near, far = f"bv{TAG}2", f"bo{TAG}2"
+    sh("ip", "link", "add", near, "type", "veth", "peer", "name", far)
+    sh("ip", "link", "set", near, "up")
+    ovs = ovs_mod.Ovs(tmp_path / "ovs")
+    sw = None
+    pcap = _storm(tmp_path)
+    try:
+        ovs.start()
+        sh("ip", "link", "set", far, "netns", str(ovs.vswitchd.pid))
+        sh("nsenter", "-t", str(ovs.vswitchd.pid), "-n", "ip", "link", "set", far, "up")
+        ovs.add_port("o1", 1, f"net_af_packet_b{TAG}2,iface={far}")
+        ovs.vsctl("set", "Interface", "o1", "bfd:enable=true", "bfd:min_rx=100", "bfd:min_tx=100")
+        ovs.add_flows(["actions=NORMAL"])
+        ovs.start_pmd()
+        sw = SwitchProc(tmp_path, (
+            "dpdk: {cores: [0, 1]}\ncontrol: {socket: @SOCK@}\nbridges:\n  br0:\n"
+            "    datapath: {pmd_cores: [1], flow_limit: 2000}\n    flows: ['priority=0,udp,actions=move:NXM_OF_UDP_SRC[]->NXM_NX_REG0[0..15]']\n"
+            f"    ports:\n      b1: {{device: 'net_af_packet_bv{TAG}2,iface={near}', ofport: 1, "
+            "bfd: {enable: true, min_rx: 100, min_tx: 100}}\n"
+            f"      st: {{device: 'net_pcap_st{TAG},rx_pcap={pcap},infinite_rx=1', ofport: 2}}\n"))
+        theirs = lambda: field(ovs.appctl("bfd/show", "o1"), "Local Session State")
+        flaps = lambda: int(ovs.vsctl("get", "Interface", "o1", "bfd_status:flap_count").strip().strip('"'))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ours = sw.ctl("bfd/show", "b1")
+            if (field(ours, "Local Session State") == "up" and theirs() == "up"
+                    and field(ours, "RX Interval") == "Approx 100ms"):        # the poll sequences done
+                break
+            time.sleep(0.3)
+        assert field(ours, "Local Session State") == "up" and theirs() == "up", ours
+        assert field(ours, "TX Interval") == "Approx 100ms" and field(ours, "RX Interval") == "Approx 100ms"
+        before = _translations(sw)
+        ours_flaps, their_flaps, downs, ours = _hold(sw, 10, theirs, flaps)
+        translated = _translations(sw) - before
+        gap = int(field(ours, "Worst TX Gap").removesuffix("ms"))
+        print(f"100 ms BFD with Open vSwitch under a miss storm ({translated} translations in 10 s): "
+              f"flaps ours {ours_flaps}, theirs {their_flaps}; worst TX gap {gap} ms; last diagnostics: ours "
+              f"{field(ours, 'Local Diagnostic')!r}, theirs {field(ovs.appctl('bfd/show', 'o1'), 'Local Diagnostic')!r}")
+        assert translated > 10000, "no miss storm"
+        assert (ours_flaps, their_flaps, downs) == (0, 0, []), ours
+        assert gap < 300, ours                                 # the peer's detection time
+    finally:
+        if sw is not None:
+            sw.stop()
+        ovs.stop()
+        sh("ip", "link", "del", near, check=False)

@@ -218,13 +218,10 @@ dps_upcall_arm(struct dps_dp *dp)
     return rte_ring_count(dp->upcalls) + rte_ring_count(dp->control_upcalls);
 }
 
-int
-dps_upcall_recv(struct dps_dp *dp, struct dps_upcall *out, unsigned n)
+/* The first CONTROL of PKTS came from the reserved ring, the rest (to GOT) from the main one. */
+static int
+upcalls_out(struct dps_dp *dp, struct rte_mbuf **pkts, unsigned control, unsigned got, struct dps_upcall *out)
 {
-    struct rte_mbuf *pkts[256];
-    unsigned want = RTE_MIN(n, 256u);
-    unsigned control = rte_ring_sc_dequeue_burst(dp->control_upcalls, (void **)pkts, want, NULL);
-    unsigned got = control + rte_ring_sc_dequeue_burst(dp->upcalls, (void **)pkts + control, want - control, NULL);
     for (unsigned i = 0; i < got; i++) {
         struct rte_mbuf *m = pkts[i];
         const struct dps_upcall_meta *meta = rte_mbuf_to_priv(m);
@@ -242,6 +239,24 @@ dps_upcall_recv(struct dps_dp *dp, struct dps_upcall *out, unsigned n)
         __atomic_store_n(&dp->upcalls_taken[port], dp->upcalls_taken[port] + 1, __ATOMIC_RELAXED);
     }
     return (int)got;
+}
+
+int
+dps_upcall_recv(struct dps_dp *dp, struct dps_upcall *out, unsigned n)
+{
+    struct rte_mbuf *pkts[256];
+    unsigned want = RTE_MIN(n, 256u);
+    unsigned control = rte_ring_sc_dequeue_burst(dp->control_upcalls, (void **)pkts, want, NULL);
+    unsigned got = control + rte_ring_sc_dequeue_burst(dp->upcalls, (void **)pkts + control, want - control, NULL);
+    return upcalls_out(dp, pkts, control, got, out);
+}
+
+int
+dps_control_upcall_recv(struct dps_dp *dp, struct dps_upcall *out, unsigned n)
+{
+    struct rte_mbuf *pkts[256];
+    unsigned got = rte_ring_sc_dequeue_burst(dp->control_upcalls, (void **)pkts, RTE_MIN(n, 256u), NULL);
+    return upcalls_out(dp, pkts, got, got, out);
 }
 
 static int

@@ -853,9 +853,14 @@ class Switch:
         """The bridges whose control protocols' timers are due at NOW (seconds, time.monotonic())
         run them (``Bridge.run_protocols``); returns when the next is due.  ``dpdkswitch run``
         calls it from a loop timer and between two upcall batches (app.py, udpif.upcall_wakeup),
-        so upcall work delays a BFD packet by one batch at most, not by loop turns.  Cost: a
+        so upcall work delays a BFD packet by one batch at most, not by loop turns.  The frames
+        waiting on the reserved ring go to their protocols first (``handle_control``).  Cost: a
         clock comparison per bridge when nothing is due."""
         due = now + 1.0
+        if any(now >= br.next_protocol_run for br in self.bridges.values()):
+            for backer in self.backers():           # what they received first, then their timers
+                if backer.upcalls is not None:
+                    backer.upcalls.handle_control()
         for br in list(self.bridges.values()):
             if now >= br.next_protocol_run:
                 br.run_protocols()

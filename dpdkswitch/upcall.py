@@ -123,6 +123,20 @@ class UpcallHandler:
                 u.execute(actions)
         return len(ups)
 
+    def handle_control(self) -> int:
+        """The control protocols' frames waiting on the reserved ring, to their protocols (before
+        the protocols' timers run: a frame that came in time is not taken for a silent peer);
+        returns how many."""
+        n = 0
+        while True:
+            ups = self.dp.control_upcalls(256)
+            if not ups:
+                return n
+            self.stats.upcalls += len(ups)
+            for u in ups:
+                self._packet_in(u)
+            n += len(ups)
+
     def _take(self, limit: int) -> list[Upcall]:
         ups: list[Upcall] = []
         while len(ups) < limit:

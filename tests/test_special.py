@@ -431,3 +431,27 @@ def test_a_bfd_session_going_down_fails_a_fast_failover_group_over(eal):
         assert br.dp.drain(ports[3]) == [frame]       # the group's next bucket
     finally:
         sw.stop()
+
+
+def test_control_frames_are_taken_alone_before_the_protocols_timers(eal):
+    """``Switch.run_protocols_due`` (dpdkswitch run, between upcall batches) first hands the
+    frames waiting on the reserved ring to their protocols, leaving the misses queued: a BPDU
+    that came in time is in before STP's timers run."""
+    import time
+
+    sw = Switch(loads(STP_BRIDGE, "stp.yaml"), manual_clock=True)
+    sw.start()
+    try:
+        br = sw.bridges["br0"]
+        p1 = host_port(br, "p1", 1)
+        br.join_stp(br.by_ofport(1))
+        cycle(br, p1, [bpdu(port_id=0x8001)])                # its megaflow: userspace on the reserved ring
+        assert br.upcalls.stats.special == 1
+        br.dp.inject(p1, [udp_frame(i) for i in range(5)] + [bpdu(port_id=0x8001)])
+        br.dp.poll(4)
+        br.next_protocol_run = 0.0
+        sw.run_protocols_due(time.monotonic())
+        assert br.upcalls.stats.special == 2                 # the BPDU, taken alone ...
+        assert len(br.dp.upcalls(64)) == 5                   # ... the misses still wait
+    finally:
+        sw.stop()

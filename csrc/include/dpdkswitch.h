@@ -389,6 +389,9 @@ int dps_upcall_fd(const struct dps_dp *dp);
 unsigned dps_upcall_arm(struct dps_dp *dp);
 /* Take up to n upcalls. */
 int dps_upcall_recv(struct dps_dp *dp, struct dps_upcall *out, unsigned n);
+/* Take up to n upcalls of the reserved ring only (the control protocols' frames, so that they
+ * are in before the protocols' timers run). */
+int dps_control_upcall_recv(struct dps_dp *dp, struct dps_upcall *out, unsigned n);
 /* Run ACTIONS on an upcalled packet and let go of it (sent from the control thread's tx
  * queue).  The packet reference is consumed whatever happens. */
 int dps_packet_execute(struct dps_dp *dp, void *packet, const uint8_t *actions, uint32_t actions_len);

@@ -538,6 +538,12 @@ class Datapath:
         n = lib.dps_upcall_recv(self.h, arr, max_n)
         return [Upcall(self, arr[i]) for i in range(n)]
 
+    def control_upcalls(self, max_n: int = 64) -> list["Upcall"]:
+        """Upcalls of the reserved ring only: the control protocols' frames."""
+        arr = ffi.new("struct dps_upcall[]", max_n)
+        n = lib.dps_control_upcall_recv(self.h, arr, max_n)
+        return [Upcall(self, arr[i]) for i in range(n)]
+
     def execute(self, frame: bytes, in_port: int, actions: bytes) -> None:
         """Packet-out: FRAME, as if received on IN_PORT, through ACTIONS."""
         _check(lib.dps_execute(self.h, frame, len(frame), in_port, actions, len(actions)), "execute")

@@ -6,6 +6,7 @@ forwarding; bfd/set-forwarding overrides it.
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -216,6 +217,83 @@ def test_bfd_at_100ms_with_open_vswitch_holds_10s_under_a_miss_storm(tmp_path):
         assert (ours_flaps, their_flaps, downs) == (0, 0, []), ours
         assert gap < 300, ours                                 # the peer's detection time
     finally:
+        if sw is not None:
+            sw.stop()
+        ovs.stop()
+        sh("ip", "link", "del", near, check=False)
+
+
+def test_a_fast_failover_group_follows_a_bfd_session_with_open_vswitch(tmp_path):
+    """A host pings through a fast-failover group whose first bucket watches a port with a BFD
+    session to Open vSwitch 3.1 (300 ms): while the session is up the pings leave by that port;
+    when Open vSwitch goes silent the session goes down, the group takes its next bucket and the
+    pings leave by the other port; when it comes back, by the first again."""
+    from test_openflow_ofctl import free_port
+
+    ovs_mod = pytest.importorskip("dpdkswitch.bench.ovs")
+    if ovs_mod.missing():
+        pytest.skip(ovs_mod.missing())
+    near, far, host = f"bv{TAG}3", f"bo{TAG}3", f"bfh{TAG}"
+    sh("ip", "link", "add", near, "type", "veth", "peer", "name", far)
+    sh("ip", "link", "set", near, "up")
+    ovs = ovs_mod.Ovs(tmp_path / "ovs")
+    sw = pinger = None
+    port = free_port()
+    try:
+        ovs.start()
+        sh("ip", "link", "set", far, "netns", str(ovs.vswitchd.pid))
+        sh("nsenter", "-t", str(ovs.vswitchd.pid), "-n", "ip", "link", "set", far, "up")
+        ovs.add_port("o1", 1, f"net_af_packet_b{TAG}3,iface={far}")
+        ovs.vsctl("set", "Interface", "o1", "bfd:enable=true", "bfd:min_rx=300", "bfd:min_tx=300")
+        ovs.add_flows(["actions=drop"])
+        ovs.start_pmd()
+        sw = SwitchProc(tmp_path, (
+            "dpdk: {cores: [0, 1]}\ncontrol: {socket: @SOCK@}\nbridges:\n  br0:\n"
+            f"    datapath: {{pmd_cores: [1]}}\n    openflow: {{listen: ['ptcp:{port}:127.0.0.1']}}\n"
+            f"    ports:\n      b1: {{device: 'net_af_packet_bv{TAG}3,iface={near}', ofport: 1, "
+            "bfd: {enable: true, min_rx: 300, min_tx: 300}}\n"
+            f"      h: {{device: 'net_tap_bf{TAG},iface=bt{TAG}', ofport: 2, netns: {{name: {host}, "
+            "address: 10.14.0.1/24}}\n"
+            f"      alt: {{device: 'net_null_bf{TAG},no-rx=1', ofport: 3}}\n"))
+        sh("ovs-ofctl", "-O", "OpenFlow13", "add-group", f"tcp:127.0.0.1:{port}",
+           "group_id=1,type=ff,bucket=watch_port:1,actions=output:1,bucket=watch_port:3,actions=output:3")
+        for flow in ("priority=10,in_port=2,actions=group:1", "priority=10,in_port=1,actions=drop"):
+            sh("ovs-ofctl", "-O", "OpenFlow13", "add-flow", f"tcp:127.0.0.1:{port}", flow)
+        sh("ip", "netns", "exec", host, "ip", "neigh", "replace", "10.14.0.2", "lladdr", "02:00:00:00:14:02",
+           "dev", f"bt{TAG}", "nud", "permanent")
+        pinger = subprocess.Popen(["ip", "netns", "exec", host, "ping", "-q", "-i", "0.05", "10.14.0.2"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        state = lambda: field(sw.ctl("bfd/show", "b1"), "Local Session State")
+
+        def wait_for(want, seconds):
+            t0 = time.monotonic()
+            while state() != want and time.monotonic() - t0 < seconds:
+                time.sleep(0.05)
+            return state()
+
+        def out_by(seconds=2.0):
+            """Frames each port sent in SECONDS (about 40 pings; BFD adds at most 7 on b1)."""
+            a = (sw.tx_packets("b1"), sw.tx_packets("alt"))
+            time.sleep(seconds)
+            return sw.tx_packets("b1") - a[0], sw.tx_packets("alt") - a[1]
+
+        assert wait_for("up", 20) == "up"
+        b1, alt = out_by()
+        assert b1 >= 25 and alt == 0, (b1, alt)
+        sh("nsenter", "-t", str(ovs.vswitchd.pid), "-n", "ip", "link", "set", far, "down")    # silent
+        assert wait_for("down", 3) == "down"
+        time.sleep(0.3)                                  # the revalidator's pass after the change
+        b1, alt = out_by()
+        assert alt >= 25 and b1 <= 5, (b1, alt)          # b1: BFD's own packets (1 s while down)
+        sh("nsenter", "-t", str(ovs.vswitchd.pid), "-n", "ip", "link", "set", far, "up")
+        assert wait_for("up", 10) == "up"
+        time.sleep(0.3)
+        b1, alt = out_by()
+        assert b1 >= 25 and alt == 0, (b1, alt)
+    finally:
+        if pinger is not None:
+            pinger.kill()
+            pinger.wait()
         if sw is not None:
             sw.stop()
         ovs.stop()

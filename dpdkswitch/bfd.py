@@ -93,7 +93,7 @@ class BfdSession:
         self.flap_count = 0
         self.rx = self.tx = self.rx_invalid = 0
         self.tx_gap_max = 0.0                 # seconds: the longest time between two packets sent while up
-        self._tx_up = False                   # the last packet was sent while up
+        self._tx_up = 0                       # the transmit interval (ms) the last packet was sent at, if up
         self.forwarding_override: bool | None = None
         self._forwarding = False
 
@@ -206,9 +206,10 @@ class BfdSession:
         ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
         frame = bytes.fromhex(self.cfg.dst_mac.replace(":", "")) + self.src_mac + b"\x08\x00" + ip + udp
         self.flags &= ~FLAG_FINAL
-        if self.state == UP and self._tx_up:
+        interval = self.tx_interval() if self.state == UP else 0
+        if interval and interval == self._tx_up:       # up both times, at one interval
             self.tx_gap_max = max(self.tx_gap_max, now - self.last_tx)
-        self._tx_up = self.state == UP
+        self._tx_up = interval
         self.now = self.last_tx = now
         self._set_next_tx()
         self.tx += 1

@@ -171,3 +171,19 @@ def test_forwarding_if_rx_keeps_forwarding_while_data_arrives():
         plain.rx["a"] += 10
         plain.run(0.1)
     assert not plain.a.forwarding()                   # without the option: down is down
+
+
+def test_worst_tx_gap_and_flap_count_in_bfd_show():
+    """bfd/show's last lines: the flaps (forwarding changes) and the longest time between two
+    packets sent while up at one interval (a control thread held up shows there)."""
+    link = Link()
+    link.run(3)
+    assert link.a.state == B.UP and 75 <= link.a.tx_gap_max * 1000 <= 100.5
+    assert "\tFlap Count: 1\n\tWorst TX Gap: " in link.a.show()
+    link.now += 0.15                                 # a's and b's loop held up for 150 ms
+    link.run(0.01)
+    assert link.a.state == B.UP and 150 <= link.a.tx_gap_max * 1000 <= 262
+    assert link.a.show().endswith(f"\tWorst TX Gap: {round(link.a.tx_gap_max * 1000)}ms")
+    link.cut = True
+    link.run(0.5)
+    assert link.a.state == B.DOWN and link.a.flap_count == 2

@@ -78,10 +78,12 @@ def test_bfd_session_with_open_vswitch_comes_up_and_detects_the_peer_stopping(tm
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/lib/frr/bfdd"), reason="FRR's bfdd is not installed")
-def test_bfd_session_with_frr_bfdd_comes_up_and_goes_down_when_it_stops(tmp_path):
+@pytest.mark.parametrize("ms", [300, 100])
+def test_bfd_session_with_frr_bfdd_comes_up_and_goes_down_when_it_stops(tmp_path, ms):
     """FRR 8.4's bfdd in a namespace at the far end of a veth pair (its recipe:
-    ../shared/reference/peers/ovs_bfd_vs_frr.sh), 300 ms both ways."""
-    ns, near, far = f"bfr{TAG}", f"bw{TAG}1", f"bf{TAG}1"
+    ../shared/reference/peers/ovs_bfd_vs_frr.sh), MS both ways; at 100 ms the session holds 10 s
+    without a flap on either side (FRR's down events counted by ``show bfd peers counters``)."""
+    ns, near, far = f"bfr{TAG}{ms}", f"bw{TAG}{ms}", f"bf{TAG}{ms}"
     frr = Path(tempfile.mkdtemp(prefix="frr-", dir="/tmp"))     # frr's daemons cannot reach pytest's tmp
     sh("chown", "frr:frr", str(frr), check=False)
     os.chmod(frr, 0o777)
@@ -98,7 +100,7 @@ def test_bfd_session_with_frr_bfdd_comes_up_and_goes_down_when_it_stops(tmp_path
     ns_run("ip", "neigh", "replace", "169.254.1.1", "lladdr", near_mac, "dev", far, "nud", "permanent")
     (frr / "zebra.conf").write_text("hostname frrpeer\n")
     (frr / "bfdd.conf").write_text(f"bfd\n peer 169.254.1.1 local-address 169.254.1.2 interface {far}\n"
-                                   "  receive-interval 300\n  transmit-interval 300\n exit\nexit\n")
+                                   f"  receive-interval {ms}\n  transmit-interval {ms}\n exit\nexit\n")
     sw = None
     vty = lambda: ns_run("vtysh", "--vty_socket", str(frr), "-c", "show bfd peers", check=False).stdout
     try:
@@ -109,8 +111,8 @@ def test_bfd_session_with_frr_bfdd_comes_up_and_goes_down_when_it_stops(tmp_path
                "-z", str(frr / "zserv.api"), "--vty_socket", str(frr))
         sw = SwitchProc(tmp_path, (
             "dpdk: {cores: [0, 1]}\ncontrol: {socket: @SOCK@}\nbridges:\n  br0:\n    datapath: {pmd_cores: [1]}\n"
-            f"    ports:\n      b1: {{device: 'net_af_packet_bw{TAG}1,iface={near}', ofport: 1, "
-            f"bfd: {{enable: true, min_rx: 300, min_tx: 300, dst_mac: '{far_mac}', src_ip: 169.254.1.1, "
+            f"    ports:\n      b1: {{device: 'net_af_packet_bw{TAG}{ms},iface={near}', ofport: 1, "
+            f"bfd: {{enable: true, min_rx: {ms}, min_tx: {ms}, dst_mac: '{far_mac}', src_ip: 169.254.1.1, "
             "dst_ip: 169.254.1.2}}\n"))
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -122,6 +124,18 @@ def test_bfd_session_with_frr_bfdd_comes_up_and_goes_down_when_it_stops(tmp_path
         peers = vty()
         assert re.search(r"Status: up", peers), peers
         assert field(ours, "Forwarding") == "true"
+        if ms == 100:
+            counters = lambda: ns_run("vtysh", "--vty_socket", str(frr), "-c", "show bfd peers counters",
+                                      check=False).stdout
+            frr_downs = lambda: int(re.search(r"Session down events: (\d+)", counters()).group(1))
+            while field(sw.ctl("bfd/show", "b1"), "RX Interval") != "Approx 100ms" and time.monotonic() < deadline:
+                time.sleep(0.2)                                    # the poll sequences done
+            theirs = lambda: "up" if re.search(r"Status: up", vty()) else "down"
+            ours_flaps, their_downs, downs, ours = _hold(sw, 10, theirs, frr_downs)
+            gap = int(field(ours, "Worst TX Gap").removesuffix("ms"))
+            print(f"100 ms BFD with FRR bfdd: flaps ours {ours_flaps}, FRR's down events {their_downs}; worst TX "
+                  f"gap {gap} ms")
+            assert (ours_flaps, their_downs, downs) == (0, 0, []), ours
         t0 = time.monotonic()
         sh("kill", open(frr / "bfdd.pid").read().strip())           # the peer stops
         while field(sw.ctl("bfd/show", "b1"), "Local Session State") == "up":

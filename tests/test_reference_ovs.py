@@ -101,6 +101,40 @@ KNOWN = {
 }
 
 
+# The sets that run a second time with the spanning tree on both sides (every port forwarding
+# before the first frame): the hook before the tables reads eth_dst and eth_type of every frame,
+# and the port gates sit in every output; neither may change what the tables do.
+STP_SETS = ("dec_ttl", "output_ports", "action_set", "groups_ff", "learn", "vlan", "arp_ipv6")
+
+
+def _no_bpdus(out: dict[int, list[bytes]]) -> dict[int, list[bytes]]:
+    return {p: [f for f in frames if f[:6] != b"\x01\x80\xc2\x00\x00\x00"] for p, frames in out.items()}
+
+
+@pytest.mark.parametrize("rs", [s for s in SETS if s.name in STP_SETS], ids=lambda s: s.name)
+def test_same_output_as_ovs_with_stp(rs, ovs_available, eal, tmp_path):
+    """A set through Open vSwitch and dpdkswitch, both running STP (hello 1 s, max age 6 s,
+    forward delay 4 s) and every port forwarding: the same frames out of every port, the
+    spanning tree's own BPDUs aside (each side's, different bridge ids)."""
+    in_pcap = str(tmp_path / "in.pcap")
+    write_pcap(in_pcap, rs.frames)
+    ovs_out, ovs_info = ovs_mod.run_ovs(tmp_path, in_pcap, len(rs.frames), rs.ports, rs.flows, rs.groups,
+                                        protocol=rs.protocol, stp=True)
+    assert ovs_mod.failed_upcalls(ovs_info["pmd_stats"]) == 0, ovs_info["pmd_stats"]
+    ours_out, ours_info = run_ours(tmp_path, in_pcap, len(rs.frames), rs.ports, rs.flows, rs.groups,
+                                   protocol=rs.protocol, stp=True)
+    assert ours_info["port_stats"][1]["rx_packets"] == len(rs.frames), ours_info["port_stats"]
+    assert any(f[:6] == b"\x01\x80\xc2\x00\x00\x00" for f in ours_out[rs.ports[-1]]), "no BPDU: STP was not on"
+    ovs_out, ours_out = _no_bpdus(ovs_out), _no_bpdus(ours_out)
+    assert sum(map(len, ovs_out.values())) > 0, f"OVS forwarded nothing: the set tests nothing\n{ovs_info}"
+    problems = compare(ovs_out, ours_out, rs.ports, rs.combine, rs.frames)
+    counts = {p: (len(ovs_out[p]), len(ours_out[p])) for p in rs.ports}
+    print(f"{rs.name} with STP: out per port (OVS, dpdkswitch): {counts}")
+    assert not problems, (f"{rs.name} with STP: dpdkswitch's output differs from Open vSwitch's ({counts}; "
+                          f"files in {tmp_path})\n\n" + "\n\n".join(problems) + "\n\nOVS:\n" + ovs_info["stp"]
+                          + "\nours:\n" + ours_info["stp"])
+
+
 @pytest.mark.parametrize("rs", [pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=KNOWN[s.name]))
                                 if s.name in KNOWN else s for s in SETS], ids=[s.name for s in SETS])
 def test_same_output_as_ovs(rs, ovs_available, eal, tmp_path):

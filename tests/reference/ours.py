@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 _seq = itertools.count()
@@ -88,14 +89,17 @@ def _config_yaml(name: str, ports: dict[int, str], flows: list[str], port_config
 def run_ours(workdir: str | os.PathLike, in_pcap: str, n_frames: int, ports: list[int], flows: list[str],
              groups: list[str] = (), megaflows: bool = True, max_rounds: int = 20000, *,
              inputs: dict[int, tuple[str, int]] | None = None, port_config: dict[int, dict] | None = None,
-             bridge_config: dict | None = None, protocol: str = "OpenFlow13") -> tuple[dict[int, list[bytes]], dict]:
+             bridge_config: dict | None = None, protocol: str = "OpenFlow13",
+             stp: bool = False) -> tuple[dict[int, list[bytes]], dict]:
     """Through dpdkswitch (the session's EAL must be up): returns ({ofport: frames written to
     WORKDIR/ours-out<N>.pcap}, info with port counters and upcall stats).  MEGAFLOWS false:
     every installed flow is exact-match (a diagnostic: a difference that goes away then is a
     megaflow-mask bug, not a translation one).  INPUTS: {ofport: (pcap, frames in it)} when
     other ports than 1 read input (IN_PCAP and N_FRAMES are then not used).  PROTOCOL: the
     OpenFlow version the flows are read in (OpenFlow10: pop_vlan or dec_ttl need nothing in the
-    match, as Open vSwitch takes them over 1.0; such flows go in as the groups' do)."""
+    match, as Open vSwitch takes them over 1.0; such flows go in as the groups' do).  STP: the
+    bridge runs the spanning tree with Open vSwitch's side's timers (reference/ovs.py's
+    STP_TIMERS) and no frame is read before every port forwards (the tx pcaps hold its BPDUs)."""
     from dpdkswitch.config import loads
     from dpdkswitch.ofproto.flowstr import FlowSpec, parse_flow
     from dpdkswitch.switch import Switch
@@ -109,6 +113,9 @@ def run_ours(workdir: str | os.PathLike, in_pcap: str, n_frames: int, ports: lis
     devs = {p: (f"net_pcap_{tag}p{p},rx_pcap={inputs[p][0]},tx_pcap={outs[p]}" if p in inputs else
                 f"net_pcap_{tag}p{p},tx_pcap={outs[p]}") for p in ports}
     direct = bool(groups) or protocol == "OpenFlow10"         # not through the config: see the docstring
+    if stp:
+        bridge_config = {**(bridge_config or {}), "stp_enable": True, "stp_hello_time": 1, "stp_max_age": 6,
+                         "stp_forward_delay": 4}
     text = _config_yaml(f"ref{n}", devs, [] if direct else list(flows), port_config, bridge_config)
     (workdir / "ours.yaml").write_text(text)
     config = loads(text, str(workdir / "ours.yaml"))
@@ -125,6 +132,13 @@ def run_ours(workdir: str | os.PathLike, in_pcap: str, n_frames: int, ports: lis
                 br.pipeline.add(parse_flow(f, of10=protocol == "OpenFlow10"))
             br.revalidator.run()
         br.upcalls.megaflows = megaflows
+        if stp:                     # the tree's timers on the real clock, the input not read meanwhile
+            deadline = time.monotonic() + 30
+            while not all(br.stp.state(p) == "forwarding" for p in ports):
+                assert time.monotonic() < deadline, br.stp.show()
+                br.run_protocols()
+                time.sleep(0.05)
+            info["stp"] = br.stp.show()
         dp_in = {br.by_ofport(p).dp_port: count for p, (_, count) in inputs.items()}
         idle = 0
         for _ in range(max_rounds):

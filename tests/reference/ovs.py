@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 from dpdkswitch.bench.ovs import (OFCTL_VERSION, PROTOCOLS, SCHEMA, TOOLS, VSWITCHD,  # noqa: F401 (this module's API)
@@ -28,6 +29,24 @@ def failed_upcalls(pmd_stats: str) -> int:
     return sum(int(n) for n in re.findall(r"miss with failed upcall:\s+(\d+)", pmd_stats))
 
 
+STP_TIMERS = ("stp_enable=true", "other_config:stp-hello-time=1", "other_config:stp-max-age=6",
+              "other_config:stp-forward-delay=4")
+
+
+def wait_stp_forwarding(ovs, names: list[str], timeout: float = 30.0) -> str:
+    """Until every port of NAMES is forwarding in OVS's stp/show (2 x forward delay alone);
+    returns that output."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = ovs.appctl("stp/show", ovs.bridge)
+        states = {m.group(1): m.group(2) for m in re.finditer(r"^\s+(\S+)\s+\S+\s+(\S+)\s+\d+\s+\d+\.\d+", out, re.M)}
+        if all(states.get(n) == "forwarding" for n in names):
+            return out
+        if time.monotonic() > deadline:
+            raise OvsError(f"the spanning tree did not make every port forward in {timeout:.0f} s:\n{out}")
+        time.sleep(0.2)
+
+
 def _port_settings(cfg: dict) -> list[str]:
     """{"vlan_mode": "trunk", "tag": 10, "trunks": [10, 20]} -> Port column=value pairs."""
     return [f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in cfg.items()]
@@ -36,12 +55,15 @@ def _port_settings(cfg: dict) -> list[str]:
 def run_ovs(workdir: str | os.PathLike, in_pcap: str, n_frames: int, ports: list[int], flows: list[str],
             groups: list[str] = (), protocol: str = OFCTL_VERSION, settle: float = 0.1, *,
             inputs: dict[int, tuple[str, int]] | None = None, port_config: dict[int, dict] | None = None,
-            bridge_config: list[str] = (), fdb: list[tuple[int, int, str]] = ()) -> tuple[dict[int, list[bytes]], dict]:
+            bridge_config: list[str] = (), fdb: list[tuple[int, int, str]] = (),
+            stp: bool = False) -> tuple[dict[int, list[bytes]], dict]:
     """Through Open vSwitch: every port of PORTS writes WORKDIR/ovs-out<N>.pcap, port 1 also
     reads IN_PCAP.  Returns ({ofport: frames written}, info with the memory mode, port stats
     and the datapath flows).  INPUTS: {ofport: (pcap, frames in it)} when other ports than 1
     read input (IN_PCAP and N_FRAMES are then not used); PORT_CONFIG: {ofport: {Port column:
-    value}}; BRIDGE_CONFIG: Bridge column=value pairs; FDB: static MACs (ofport, vlan, mac)."""
+    value}}; BRIDGE_CONFIG: Bridge column=value pairs; FDB: static MACs (ofport, vlan, mac).
+    STP: the bridge runs the spanning tree (hello 1 s, max age 6 s, forward delay 4 s) and the
+    frames flow once every port forwards (``STP_TIMERS``; the tx pcaps hold its BPDUs too)."""
     from frames import read_pcap, write_pcap
 
     workdir = Path(workdir)
@@ -53,8 +75,8 @@ def run_ovs(workdir: str | os.PathLike, in_pcap: str, n_frames: int, ports: list
     info: dict = {}
     with Ovs(workdir) as ovs:
         tag = ovs.file_prefix.replace("-", "_")
-        if bridge_config:
-            ovs.vsctl("set", "Bridge", ovs.bridge, *bridge_config)
+        if bridge_config or stp:
+            ovs.vsctl("set", "Bridge", ovs.bridge, *bridge_config, *(STP_TIMERS if stp else ()))
         for p in sorted(ports):
             if p in inputs:
                 continue
@@ -69,6 +91,8 @@ def run_ovs(workdir: str | os.PathLike, in_pcap: str, n_frames: int, ports: list
             ovs.appctl("fdb/add", ovs.bridge, f"p{p}", str(vlan), mac)
         if fdb:
             info["fdb_before"] = ovs.appctl("fdb/show", ovs.bridge)
+        if stp:
+            info["stp"] = wait_stp_forwarding(ovs, [f"p{p}" for p in ports])
         ovs.start_pmd()
         for p, (_, n) in sorted(inputs.items()):
             ovs.wait_rx(p, n)

@@ -346,6 +346,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from dpdkswitch.ofproto.xlate import Translator  # noqa: E402
+from dpdkswitch.rstp import Rstp  # noqa: E402
 from dpdkswitch.stp import STATES, Stp  # noqa: E402
 
 from test_slowpath import PROP_OF2DP, check_megaflows, frame_and_key, make_pipeline, packets, pipelines  # noqa: E402
@@ -354,13 +355,23 @@ from test_slowpath import PROP_OF2DP, check_megaflows, frame_and_key, make_pipel
 @settings(max_examples=300, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(spec=pipelines(), pkts=packets(), states=st.lists(st.sampled_from(STATES), min_size=3, max_size=3),
-       bpdu_ports=st.lists(st.sampled_from([1, 2, 3]), max_size=3))
-def test_megaflows_are_sound_with_stp(eal, spec, pkts, states, bpdu_ports):
+       bpdu_ports=st.lists(st.sampled_from([1, 2, 3]), max_size=3), rapid=st.booleans())
+def test_megaflows_are_sound_with_stp(eal, spec, pkts, states, bpdu_ports, rapid):
+    """With STP's or RSTP's port states (RAPID: RSTP's, where listening and blocking are
+    discarding)."""
     p = make_pipeline(spec, PROP_OF2DP)
-    stp = Stp("prop", 1)
-    for of, state in zip((1, 2, 3), states):
-        stp.add_port(of, f"p{of}", 19, enabled=False)
-        stp.ports[of].state = state                  # any mix of states, however reached
+    if rapid:
+        stp = Rstp("prop", 1)
+        states = [{"listening": "discarding", "blocking": "discarding"}.get(s, s) for s in states]
+        for of in (1, 2, 3):
+            stp.add_port(of, f"p{of}", 20000, enabled=False)
+        for of, state in zip((1, 2, 3), states):     # (adding a port runs the machines of all)
+            stp.ports[of].state = state
+    else:
+        stp = Stp("prop", 1)
+        for of, state in zip((1, 2, 3), states):
+            stp.add_port(of, f"p{of}", 19, enabled=False)
+            stp.ports[of].state = state                  # any mix of states, however reached
     p.special.register(stp)
     x = Translator(p)
     keys = [frame_and_key(q, PROP_OF2DP)[1] for q in pkts]

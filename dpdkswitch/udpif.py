@@ -15,7 +15,9 @@ sleep or schedule.
   ``again``); if a MAC was learned or moved meanwhile, ask
   for ``mac_change_pass`` within ``MAC_CHANGE_S`` (one pass for every change until it runs:
   coalesced), so the megaflows that depend on the MAC are translated again sooner than the
-  next periodic pass; re-arm the eventfd, and say whether upcalls already wait again.
+  next periodic pass; re-arm the eventfd, and say whether upcalls already wait again.  Between
+  two batches the caller's ``between`` runs (``run``: the control protocols' due timers,
+  ``Switch.run_protocols_due``), and a batch is sized to end when it wants to run again.
 * ``periodic_pass(backers)``: every ``REVALIDATE_S`` (longer while passes are long): each
   datapath's revalidator pass (stats to rules, expiry, megaflows true to the tables).
 * ``pass_slices(backer)``: the same pass in steps of ``PASS_STEP_S`` at most, a generator that

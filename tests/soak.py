@@ -313,7 +313,8 @@ class Soak:
             base_mbufs, base_flows, base_rss = self.mbufs(), self.flows(), self.rss()
             prober = Prober(self)
             prober.start()
-            t_end = time.monotonic() + self.seconds
+            t_start = time.monotonic()
+            t_end = t_start + self.seconds
             n = 0
             rss_after_first = None
             while time.monotonic() + CYCLE_S <= t_end or n == 0:
@@ -341,6 +342,8 @@ class Soak:
             "base": {"mbufs": base_mbufs, "flows": base_flows, "rss": base_rss},
             "end": {"mbufs": end_mbufs, "flows": end_flows, "rss": end_rss},
             "rss_after_first_cycle": rss_after_first, "rss_max": max(r for _, r in prober.rss),
+            # The yardstick: RSS at minute 5 (the first sample from then on) against the end.
+            "rss_at_5min": next((r for t, r in prober.rss if t >= t_start + 300), None),
             "mbufs_max": max((m for _, m in prober.mbufs), default=None),
             "packet_ins": self.controller.packet_ins, "controller_connections": self.controller.connections,
             "sigterm_s": sigterm_s, "exit": self.proc.returncode, "tracebacks": log.count("Traceback"),
@@ -411,8 +414,11 @@ def summary(r: dict) -> str:
              f"p99 {pct(r['echo'], .99) * 1e3:.1f} ms, max {max(r['echo'], default=0) * 1e3:.1f} ms"]
     for phase, xs in r["by_phase"].items():
         lines.append(f"  ctl during {phase}: p99 {pct(xs, .99) * 1e3:.1f} ms ({len(xs)} samples)")
+    at5 = r.get("rss_at_5min")
     lines += [f"RSS: before {r['base']['rss'] >> 20} MB, after cycle 1 {r['rss_after_first_cycle'] >> 20} MB, "
-              f"max {r['rss_max'] >> 20} MB, end {r['end']['rss'] >> 20} MB",
+              + (f"at minute 5 {at5 >> 20} MB, " if at5 else "")
+              + f"max {r['rss_max'] >> 20} MB, end {r['end']['rss'] >> 20} MB"
+              + (f" ({(r['end']['rss'] - at5) * 100 / at5:+.1f} % from minute 5)" if at5 else ""),
               f"mbufs in use: before {r['base']['mbufs']}, max {r['mbufs_max']}, end {r['end']['mbufs']}",
               f"datapath flows: before {r['base']['flows']}, end {r['end']['flows']}",
               f"packet-ins to the controller: {r['packet_ins']}; its connections: {r['controller_connections']}",

@@ -410,6 +410,10 @@ class OFConnection(asyncio.Protocol):
         if self._write_paused_at is not None and now - self._write_paused_at >= 2 * self.probe_interval:
             self._drop(f"replies unread for {2 * self.probe_interval:g} s")
             return
+        if self._read_paused:                         # we are not reading it: its silence is ours
+            self.last_rx = max(self.last_rx, now - self.probe_interval / 2)
+            self._arm()
+            return
         if idle >= 2 * self.probe_interval and self.probe_sent:
             log(f"{self.name}: no reply to an echo request in {self.probe_interval:g} s; closing")
             self.error = f"no reply to an echo request in {self.probe_interval:g} s"

@@ -13,9 +13,11 @@ of pieces of text instead (``Stream``): the server writes them as they come, a l
 after every ``SLICE_S`` of work, so the loop goes on meanwhile; the reply is the same one JSON
 line.  Every write waits for the client to take it for ``DRAIN_TIMEOUT_S`` at most: a client
 that does not read is dropped, not buffered for.  A request answered by a plain string is
-answered in the loop turn that reads it (a protocol, not asyncio's streams: a streams server
-took three more loop turns per request, each as long as the upcall handler's slice under a
-packet-in stream); a client has REQUEST_TIMEOUT_S to send its request line.
+answered in the loop turn that accepts its connection when the request is in by then (as
+``ctl`` sends it at once) and the socket takes the reply whole: one loop turn, where asyncio's
+streams server took six, each as long as an upcall slice under a miss storm; otherwise the
+connection gets a transport (``_Client``) and is answered in the turn that reads its request.
+A client has REQUEST_TIMEOUT_S to send its request line.
 The client is plain blocking Python, usable from any process.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Awaitable, Callable, Iterator
 
 MAX_REQUEST = 1 << 20
 REQUEST_TIMEOUT_S = 10.0    # a client that has not sent its request line by then is dropped
+ACCEPT_BACKLOG = 100        # connections waiting to be accepted at most, and accepted per loop turn
 SLICE_S = 0.005             # a streamed reply's work between two loop turns, at most
 DRAIN_TIMEOUT_S = 10.0      # a client that takes no byte of its reply for this long is dropped
 STREAM_HIGH_WATER = 1 << 20 # bytes of a streamed reply buffered before it waits for the client
@@ -115,9 +118,13 @@ class _Client(asyncio.Protocol):
     def _request(self, line: bytes) -> None:
         self.asked = True
         self.buf = bytearray()
+        self.stop_waiting()
+        self.server.answer(self, line)
+
+    def stop_waiting(self) -> None:
+        """The request is in: no more reading, no request timeout."""
         self._timer.cancel()
         self.transport.pause_reading()
-        self.server.answer(self, line)
 
     def pause_writing(self) -> None:
         self._drained = asyncio.get_running_loop().create_future()
@@ -173,7 +180,7 @@ class Server:
         self.commands = commands
         self.clients: set[_Client] = set()         # connected, not yet closed
         self._tasks: set[asyncio.Task] = set()     # replies that await or stream
-        self._server: asyncio.base_events.Server | None = None
+        self._lsock: socket.socket | None = None
 
     async def start(self) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
@@ -181,13 +188,96 @@ class Server:
             if _alive(self.path):
                 raise OSError(f"control socket {self.path} is in use by another running switch")
             os.unlink(self.path)
+        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            lsock.bind(self.path)
+            os.chmod(self.path, 0o600)
+            lsock.listen(ACCEPT_BACKLOG)
+            lsock.setblocking(False)
+        except OSError:
+            lsock.close()
+            raise
+        self._lsock = lsock
+        asyncio.get_running_loop().add_reader(lsock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        """The listening socket is readable: accept, and answer at once what can be (the
+        request is in, its reply is a string that the socket takes whole); hand the rest to a
+        transport (_Client)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(lambda: _Client(self), path=self.path)
-        os.chmod(self.path, 0o600)
+        for _ in range(ACCEPT_BACKLOG):
+            try:
+                conn, _ = self._lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:                   # out of descriptors: the next turn tries again
+                LOG.warning("control socket: accept failed: %s", e.strerror or e)
+                return
+            conn.setblocking(False)
+            try:
+                data = conn.recv(MAX_REQUEST + 1)
+                if not data:                       # gone already
+                    conn.close()
+                    continue
+            except (BlockingIOError, InterruptedError):
+                data = b""                         # not sent yet: the transport waits for it
+            except OSError:
+                conn.close()
+                continue
+            reply, later = None, None
+            end = data.find(b"\n")
+            if end >= 0:
+                reply, later = self._execute(data[:end + 1])
+                if reply is not None:
+                    try:
+                        sent = conn.send(reply)
+                    except (BlockingIOError, InterruptedError):
+                        sent = 0
+                    except OSError:
+                        conn.close()
+                        continue
+                    if sent == len(reply):
+                        conn.close()
+                        continue
+                    reply = reply[sent:]
+            task = loop.create_task(self._adopt(conn, data, reply, later))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _adopt(self, conn: socket.socket, data: bytes, reply: bytes | None, later: tuple | None) -> None:
+        """An accepted connection _accept could not finish: a transport of its own, then the
+        rest of REPLY, or the command that awaits or streams (LATER), or the request (DATA so far)."""
+        try:
+            _, client = await asyncio.get_running_loop().connect_accepted_socket(lambda: _Client(self), sock=conn)
+        except OSError:
+            conn.close()
+            return
+        if reply is not None or later is not None:
+            client.asked = True
+            client.stop_waiting()
+            if reply is not None:
+                client.write(reply)
+                client.finish()
+            else:
+                await self._answer_later(client, *later)
+        elif data:
+            client.data_received(data)
 
     def answer(self, client: _Client, line: bytes) -> None:
         """CLIENT's request LINE: run its command; a string is the reply at once, an awaitable
         or a stream goes on in a task."""
+        reply, later = self._execute(line)
+        if reply is not None:
+            client.write(reply)
+            client.finish()
+            return
+        task = asyncio.get_running_loop().create_task(self._answer_later(client, *later))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _execute(self, line: bytes) -> tuple[bytes | None, tuple | None]:
+        """The request LINE run: (the reply's bytes, None), or (None, (name, args, output)) for a
+        command whose output awaits or streams."""
         try:
             req = json.loads(line)
             name, args = str(req["command"]), [str(a) for a in req.get("args", [])]
@@ -198,17 +288,13 @@ class Server:
                 raise CommandError("bad request: expected one JSON line {\"command\": ..., \"args\": [...]}")
             output = self.commands.run(name, args)
             if not isinstance(output, str):            # awaits (reload: listeners) or streams
-                task = asyncio.get_running_loop().create_task(self._answer_later(client, name, args, output))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-                return
+                return None, (name, args, output)
             reply = {"ok": True, "output": output}
         except CommandError as e:
             reply = {"ok": False, "error": str(e)}
         except Exception:  # a bug in a command: one line to the user, the traceback to the log
             reply = self._bug(name, args)
-        client.write(json.dumps(reply).encode() + b"\n")
-        client.finish()
+        return json.dumps(reply).encode() + b"\n", None
 
     @staticmethod
     def _bug(name, args) -> dict:
@@ -266,10 +352,10 @@ class Server:
         client.write(b'"}\n')
 
     async def stop(self) -> None:
-        if self._server:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        if self._lsock is not None:
+            asyncio.get_running_loop().remove_reader(self._lsock.fileno())
+            self._lsock.close()
+            self._lsock = None
         for task in list(self._tasks):
             task.cancel()
         for client in list(self.clients):

@@ -108,9 +108,18 @@ def _handle_upcalls(backer, again: bool = False) -> None:
     loop = asyncio.get_running_loop()
     if w.mac_pass_in is not None:              # a MAC was learned or moved
         loop.call_later(w.mac_pass_in, _start_mac_pass, backer)
-    if w.again:                                # more arrived meanwhile: go again next turn
+    if w.again:                                # more arrived meanwhile: go again after the next I/O
         _again.add(backer)
-        loop.call_soon(_handle_upcalls, backer, True)
+        loop.call_soon(_after_io, backer)
+
+
+def _after_io(backer) -> None:
+    """The turn after an upcall slice: its I/O callbacks (a control-socket request, an OpenFlow
+    peer's messages, queued after this one when the loop polled) run before the next slice,
+    which goes to the end of the following turn's queue.  Scheduled straight away, the slice
+    ran first in every turn, and a request that came in during one slice waited for the next
+    one too: two slices instead of one."""
+    asyncio.get_running_loop().call_soon(_handle_upcalls, backer, True)
 
 
 _again: set = set()                            # datapaths whose next wake-up is scheduled (call_soon)

@@ -112,15 +112,20 @@ class Controller(threading.Thread):
                 if not data:
                     return
                 buf += data
-                while len(buf) >= 8:
-                    n = struct.unpack_from("!H", buf, 2)[0]
-                    if len(buf) < n:
+                # Walked by offset: slicing the rest off after each message copied the whole
+                # buffer per message (quadratic in a megabyte read), and this thread held the
+                # GIL the prober's measurements wait for.
+                at = 0
+                while len(buf) - at >= 8:
+                    n = max(8, struct.unpack_from("!H", buf, at + 2)[0])
+                    if len(buf) - at < n:
                         break
-                    raw, buf = buf[:n], buf[n:]
-                    if raw[1] == 10:                                  # OFPT_PACKET_IN
+                    if buf[at + 1] == 10:                             # OFPT_PACKET_IN
                         self.packet_ins += 1
-                    elif raw[1] == 2:                                 # OFPT_ECHO_REQUEST
-                        conn.sendall(bytes([raw[0], 3]) + raw[2:])
+                    elif buf[at + 1] == 2:                            # OFPT_ECHO_REQUEST
+                        conn.sendall(bytes([buf[at], 3]) + buf[at + 2:at + n])
+                    at += n
+                buf = buf[at:]
 
 
 class Prober(threading.Thread):

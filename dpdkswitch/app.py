@@ -17,6 +17,7 @@ import os
 import resource
 import signal
 import sys
+import time
 
 from . import __version__, udpif
 from .config import Config
@@ -39,7 +40,7 @@ from .sflow import Sflow
 from .ofproto.actions import OFPP_LOCAL
 from .ofswitch import OpenFlowService
 from .reconfig import Reloader
-from .openflow.connection import MAX_CONNECTIONS, out_of_files, set_connection_limit
+from .openflow.connection import MAX_CONNECTIONS, OFConnection, out_of_files, set_connection_limit
 from .switch import Checked, Switch
 from .top import TopView
 
@@ -104,13 +105,23 @@ def _handle_upcalls(backer, again: bool = False) -> None:
         _again.discard(backer)
     elif backer in _again:
         return
-    w = udpif.upcall_wakeup(backer)
+    w = udpif.upcall_wakeup(backer, _upcall_budget())
     loop = asyncio.get_running_loop()
     if w.mac_pass_in is not None:              # a MAC was learned or moved
         loop.call_later(w.mac_pass_in, _start_mac_pass, backer)
     if w.again:                                # more arrived meanwhile: go again after the next I/O
         _again.add(backer)
         loop.call_soon(_after_io, backer)
+
+
+def _upcall_budget() -> float:
+    """An upcall wake-up's budget: ``udpif.UPCALL_BUDGET_S``, or ``udpif.INTERACTIVE_BUDGET_S``
+    while an OpenFlow peer or a control-socket client is talking (a message or a request within
+    ``udpif.INTERACTIVE_S``): a controller's or ovs-ofctl's request-reply round trips (a
+    flow-mod and its barrier, 3,000 times over) each wait for a slice, and a short one keeps them
+    quick under a miss storm, for a turn's overhead (~50 us) per millisecond of upcalls."""
+    talked = max(OFConnection.last_message, Server.last_request)
+    return udpif.INTERACTIVE_BUDGET_S if time.monotonic() - talked < udpif.INTERACTIVE_S else udpif.UPCALL_BUDGET_S
 
 
 def _after_io(backer) -> None:

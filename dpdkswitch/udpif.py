@@ -39,6 +39,8 @@ REVALIDATE_S = 0.5          # the periodic pass (Revalidator.interval stretches 
 MAC_CHANGE_S = 0.01         # a pass this soon after a MAC table change
 UPCALL_BUDGET_S = 0.005     # an upcall wake-up's time at most (past its first batch), then the loop turns
 BATCH_S = 0.001             # a batch's expected cost at most: the clock is read at least this often
+INTERACTIVE_BUDGET_S = 0.001  # the wake-up's budget while a peer or a control client is talking
+INTERACTIVE_S = 0.1         # ... that is, within this long of its last message
 MIN_BATCH = 16              # upcalls a batch takes at least, however costly they are
 PASS_STEP_S = 0.005         # a revalidator pass's step at most (past its first megaflow dump), likewise
 

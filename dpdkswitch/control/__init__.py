@@ -175,6 +175,8 @@ class _Client(asyncio.Protocol):
 class Server:
     """Serves COMMANDS on a unix socket at PATH (its directory is created)."""
 
+    last_request = 0.0                             # monotonic time a client last connected (app.py's slices)
+
     def __init__(self, path: str, commands: Commands):
         self.path = path
         self.commands = commands
@@ -205,6 +207,7 @@ class Server:
         request is in, its reply is a string that the socket takes whole); hand the rest to a
         transport (_Client)."""
         loop = asyncio.get_running_loop()
+        Server.last_request = time.monotonic()
         for _ in range(ACCEPT_BACKLOG):
             try:
                 conn, _ = self._lsock.accept()

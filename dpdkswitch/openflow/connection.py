@@ -120,6 +120,7 @@ class OFConnection(asyncio.Protocol):
     open_count = 0
     refused = 0
     limit = MAX_CONNECTIONS
+    last_message = 0.0                  # monotonic time any connection last read a message (app.py's slices)
 
     def __init__(self, owner: Owner, kind: str, name: str, probe_interval: float = PROBE_INTERVAL):
         self.owner, self.kind, self.name = owner, kind, name
@@ -214,7 +215,7 @@ class OFConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        self.last_rx = time.monotonic()
+        self.last_rx = OFConnection.last_message = time.monotonic()
         self.probe_sent = False
         self.buf += data
         try:

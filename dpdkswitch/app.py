@@ -40,7 +40,7 @@ from .sflow import Sflow
 from .ofproto.actions import OFPP_LOCAL
 from .ofswitch import OpenFlowService
 from .reconfig import Reloader
-from .openflow.connection import MAX_CONNECTIONS, out_of_files, set_connection_limit
+from .openflow.connection import MAX_CONNECTIONS, OFConnection, out_of_files, set_connection_limit
 from .switch import Checked, Switch
 from .top import TopView
 
@@ -108,13 +108,32 @@ def _handle_upcalls(backer, switch: Switch, again: bool = False) -> None:
     def protocols() -> float:
         now = time.monotonic()
         return switch.run_protocols_due(now) - now
-    w = udpif.upcall_wakeup(backer, between=protocols)
+    w = udpif.upcall_wakeup(backer, _upcall_budget(), between=protocols)
     loop = asyncio.get_running_loop()
     if w.mac_pass_in is not None:              # a MAC was learned or moved
         loop.call_later(w.mac_pass_in, _start_mac_pass, backer, switch)
-    if w.again:                                # more arrived meanwhile: go again next turn
+    if w.again:                                # more arrived meanwhile: go again after the next I/O
         _again.add(backer)
-        loop.call_soon(_handle_upcalls, backer, switch, True)
+        loop.call_soon(_after_io, backer, switch)
+
+
+def _upcall_budget() -> float:
+    """An upcall wake-up's budget: ``udpif.UPCALL_BUDGET_S``, or ``udpif.INTERACTIVE_BUDGET_S``
+    while an OpenFlow peer or a control-socket client is talking (a message or a request within
+    ``udpif.INTERACTIVE_S``): a controller's or ovs-ofctl's request-reply round trips (a
+    flow-mod and its barrier, 3,000 times over) each wait for a slice, and a short one keeps them
+    quick under a miss storm, for a turn's overhead (~50 us) per millisecond of upcalls."""
+    talked = max(OFConnection.last_message, Server.last_request)
+    return udpif.INTERACTIVE_BUDGET_S if time.monotonic() - talked < udpif.INTERACTIVE_S else udpif.UPCALL_BUDGET_S
+
+
+def _after_io(backer, switch: Switch) -> None:
+    """The turn after an upcall slice: its I/O callbacks (a control-socket request, an OpenFlow
+    peer's messages, queued after this one when the loop polled) run before the next slice,
+    which goes to the end of the following turn's queue.  Scheduled straight away, the slice
+    ran first in every turn, and a request that came in during one slice waited for the next
+    one too: two slices instead of one."""
+    asyncio.get_running_loop().call_soon(_handle_upcalls, backer, switch, True)
 
 
 _again: set = set()                            # datapaths whose next wake-up is scheduled (call_soon)

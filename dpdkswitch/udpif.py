@@ -10,7 +10,7 @@ sleep or schedule.
 
 * ``upcall_wakeup(backer)``: the datapath's eventfd fired.  Take the upcalls (batches of up to
   ``UpcallHandler.max_batch``, fewer when upcalls are costly: a batch is sized by the
-  handler's smoothed cost per upcall to what is left of the budget) until none wait or
+  handler's smoothed cost per upcall to what is left of the budget, ``BATCH_S`` at most) until none wait or
   ``UPCALL_BUDGET_S`` has passed (the caller then runs its other duties and comes back:
   ``again``); if a MAC was learned or moved meanwhile, ask
   for ``mac_change_pass`` within ``MAC_CHANGE_S`` (one pass for every change until it runs:
@@ -41,6 +41,9 @@ from .switch import Backer
 REVALIDATE_S = 0.5          # the periodic pass (Revalidator.interval stretches it)
 MAC_CHANGE_S = 0.01         # a pass this soon after a MAC table change
 UPCALL_BUDGET_S = 0.005     # an upcall wake-up's time at most (past its first batch), then the loop turns
+BATCH_S = 0.001             # a batch's expected cost at most: the clock is read at least this often
+INTERACTIVE_BUDGET_S = 0.001  # the wake-up's budget while a peer or a control client is talking
+INTERACTIVE_S = 0.1         # ... that is, within this long of its last message
 MIN_BATCH = 16              # upcalls a batch takes at least, however costly they are
 PASS_STEP_S = 0.005         # a revalidator pass's step at most (past its first megaflow dump), likewise
 
@@ -74,8 +77,10 @@ def upcall_wakeup(backer: Backer, budget_s: float | None = UPCALL_BUDGET_S,
     until = between() if between is not None else None
     while True:
         limit = None
-        if budget_s is not None:              # a batch sized to what is left of the budget
-            left = budget_s - (time.monotonic() - t0)
+        if budget_s is not None:              # a batch sized to what is left of the budget, BATCH_S at most:
+            # on a loaded machine the thread is preempted within a batch, and the wall clock the
+            # budget counts runs on meanwhile; a short batch notices the budget is spent sooner.
+            left = min(budget_s - (time.monotonic() - t0), BATCH_S)
             limit = max(MIN_BATCH, int(left / h.cost_s)) if left > 0 else MIN_BATCH
         if until is not None:                 # and to end when the protocols' timers are due
             limit = max(1, min(limit or h.max_batch, int(until / h.cost_s)))

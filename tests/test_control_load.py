@@ -234,3 +234,46 @@ def test_a_peer_that_never_reads_is_dropped():
     assert took < 4
     conn, took = asyncio.run(stuck_for(30.0, oc.WRITE_BUFFER_MAX // 4, 10))
     assert conn.closed.done() and "MB of replies unread" in conn.error, (conn.error, took)
+
+
+# ---- the issue's figures: a miss storm, a 15,000/s packet-in stream, both -------------------
+
+P99_S = 0.100               # the issue's bound for ctl and echo, at the 99th percentile
+
+
+def test_storms_leave_ctl_and_echo_within_100_ms_at_p99(tmp_path, monkeypatch):
+    """``dpdkswitch run`` through the issue's three loads, 12 s each on one switch (soak.storms):
+    a miss storm (a net_pcap port of 20,000 flows without end, exact-match datapath flows over
+    a limit of 2,000, so most frames miss every time), a packet-in stream metered to 15,000/s
+    (a null port's endless frames, ``meter:1,controller``), and both together.  During each,
+    ``ctl version`` and an OpenFlow echo (every 0.1 s) answer within 100 ms at the 99th
+    percentile, RSS stays within 100 MB of its level before the storms, and SIGTERM during the
+    last stops the switch within 2 s.  Before (a loop turn began with an upcall slice, asyncio's
+    streams took six turns per request, a packet-in was a write system call and a full encode,
+    so the stream saturated the control thread) ctl's p99 was 250-700 ms under each load."""
+    import soak
+    monkeypatch.setattr(soak, "SAMPLE_S", 0.1)
+
+    def within(r: dict) -> bool:
+        return soak.pct(r["ctl"], .99) <= P99_S and soak.pct(r["echo"], .99) <= P99_S
+
+    # Other jobs share the machine's two cores: a burst of theirs can take the control thread's
+    # CPU for longer than 100 ms whatever the switch does.  A second run, on a fresh switch, is
+    # allowed for that; the old code missed the bound by far in every run, under each load.
+    for attempt in range(2):
+        work = tmp_path / f"run{attempt}"
+        work.mkdir()
+        rows = soak.storms(work, 12, log=lambda line: print("\n" + line))
+        assert [r["scenario"] for r in rows] == ["miss storm", "packet-ins 15,000/s", "both"]
+        if all(within(r) for r in rows):
+            break
+    for r in rows:
+        what = soak.storm_line(r)
+        assert not r["failures"], (what, r["failures"][:3])
+        assert len(r["ctl"]) >= 50 and len(r["echo"]) >= 50, what
+        assert within(r), what
+        assert r["rss_max"] <= r["rss_base"] + (100 << 20), what
+    assert rows[0]["upcalls_per_s"] > 1000, soak.storm_line(rows[0])        # a storm there was
+    assert rows[1]["packet_ins_per_s"] > 1000, soak.storm_line(rows[1])     # a stream there was
+    assert rows[2]["exit"] == 0 and rows[2]["sigterm_s"] <= 2.0, soak.storm_line(rows[2])
+    assert "Traceback" not in (work / "switch.log").read_text()

@@ -533,3 +533,33 @@ def test_queue_cap_end_to_end_under_a_controller_that_never_reads(tmp_path):
         lsock.close()
         log = sw.stop()
     assert sw.proc.returncode == 0, log
+
+
+def test_packet_ins_are_encoded_as_encode_does_and_table_misses_told(rig):
+    """Packet-ins are made from a header encoded once per kind (packets.py ``_head``): each one
+    sent is byte for byte what ``encode`` makes of it, with its own frame and length; the
+    reason follows the rule that sent it (the table-miss rule: OFPR_NO_MATCH; another rule, or
+    a table-miss rule with another cookie or no controller output: OFPR_ACTION), also after
+    the rules change (what is known of the table-miss rule is per table version)."""
+    r = rig()
+
+    def sent(n: int) -> list[C.PacketIn]:
+        r.br.revalidate()                              # the megaflows follow the rules
+        before = len(r.t.raw(K.OFPT_PACKET_IN))
+        r.frames(n)
+        raws = r.t.raw(K.OFPT_PACKET_IN)[before:]
+        msgs = [C.decode(raw) for raw in raws]
+        for raw, m in zip(raws, msgs):
+            assert C.encode(m) == raw
+            assert m.in_port == 1 and m.total_len == len(m.data) == 60 and m.data[12:14] == b"\x88\xb5"
+        assert len({m.data for m in msgs}) == n        # each its own frame
+        return msgs
+
+    assert {(m.reason, m.cookie) for m in sent(20)} == {(K.OFPR_NO_MATCH, 0)}
+    r.send(C.FlowMod(match={}, priority=0, cookie=7, command=K.OFPFC_ADD,
+                     instructions=(A.ApplyActions((A.Output(A.OFPP_CONTROLLER, max_len=0xFFFF),)),)))
+    assert {(m.reason, m.cookie) for m in sent(20)} == {(K.OFPR_NO_MATCH, 7)}
+    r.send(C.FlowMod(match={"in_port": (1, None)}, priority=10, cookie=9, command=K.OFPFC_ADD,
+                     instructions=(A.ApplyActions((A.Output(A.OFPP_CONTROLLER, max_len=0xFFFF),)),)))
+    assert {(m.reason, m.cookie) for m in sent(20)} == {(K.OFPR_ACTION, 9)}
+    assert r.t.errors() == []

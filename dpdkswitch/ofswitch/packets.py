@@ -13,8 +13,11 @@ rate limit, as Open vSwitch's management connections); and the connection's queu
 datapath's clock (manual in deterministic tests).
 
 Contract: the control thread's asyncio loop; packet-ins come from the upcall handler there.
-Cost: a packet-in is one encode per connection (and a classifier lookup to tell a table miss);
-a packet-out is a parse, a translation of its actions and one datapath execute.
+Cost: a packet-in is a copy of its frame behind a header made once per kind (version, reason,
+table, cookie, input port, metadata, length: ``_head``) per connection, and a classifier lookup
+to tell a table miss only while the table's table-miss rule sends to the controller (known once
+per table version); a packet-out is a parse, a translation of its actions and one datapath
+execute.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from ..ofproto import fields as F
 from ..ofproto.pipeline import N_TABLES, OFPM_CONTROLLER, TokenBucket
 from ..openflow import consts as C
 from ..openflow.errors import OFPError
+from ..ofproto.match import Match
 from ..openflow.message import PacketIn, PacketOut, encode
 from ..switch import Bridge
 from .actions import check_actions
@@ -35,6 +39,7 @@ from .ports import PortManager
 V13 = C.OFP13_VERSION
 PI_REASON = {"no_match": C.OFPR_NO_MATCH, "action": C.OFPR_ACTION, "invalid_ttl": C.OFPR_INVALID_TTL}
 IN_PORT = F.BY_NAME["in_port"]
+HEADS_MAX = 1024                # packet-in headers kept (a packet-in stream has a few kinds)
 
 
 class PacketManager:
@@ -52,6 +57,9 @@ class PacketManager:
         self.unlimited = unlimited
         self.n_packet_ins = 0
         self.n_metered = 0                        # dropped by the OFPM_CONTROLLER meter
+        self._heads: dict[tuple, bytes] = {}      # packet-in kind -> its encoding without the frame
+        self._miss_rules: dict[tuple, bool] = {}  # (table, cookie) -> its table-miss rule sends to the controller
+        self._miss_version = -1                   # the pipeline version _miss_rules holds for
         of = br.config.openflow
         self.set_rate_limit(of.controller_rate_limit, of.controller_burst_limit)
 
@@ -96,24 +104,56 @@ class PacketManager:
                 return None
             max_len = pi.max_len if pi.reason == "action" else conn.miss_send_len
             body = data if max_len == C.OFPCML_NO_BUFFER else data[:max_len]
-            match = {"in_port": (ev.in_port, None)}
-            if pi.metadata and conn.version == V13:
-                match["metadata"] = (pi.metadata, None)
-            return encode(PacketIn(buffer_id=C.OFP_NO_BUFFER, total_len=len(data), reason=reason,
-                                   table_id=pi.table_id, cookie=pi.cookie, match=match, data=body,
-                                   version=conn.version, xid=0))
+            head = self._head(conn.version, reason, pi, ev.in_port, len(data))
+            n = len(head) + len(body)
+            if n > C.OFP_MAX_MSG_LEN:
+                raise ValueError(f"PacketIn of {n} bytes exceeds 65535")
+            return head[:2] + n.to_bytes(2, "big") + head[4:] + body
         self.broadcast("packet_in", reason, make)
+
+    def _head(self, version: int, reason: int, pi, in_port: int, total_len: int) -> bytes:
+        """The packet-in's encoding up to its frame (the frame is its last field in both
+        versions; the length is the caller's to set), made by ``encode`` once per kind."""
+        metadata = pi.metadata if version == V13 else 0
+        k = (version, reason, pi.table_id, pi.cookie, in_port, metadata, total_len)
+        head = self._heads.get(k)
+        if head is None:
+            if len(self._heads) >= HEADS_MAX:
+                self._heads.clear()
+            match = {"in_port": (in_port, None)}
+            if metadata:
+                match["metadata"] = (metadata, None)
+            head = self._heads[k] = encode(PacketIn(buffer_id=C.OFP_NO_BUFFER, total_len=total_len, reason=reason,
+                                                    table_id=pi.table_id, cookie=pi.cookie, match=match,
+                                                    data=b"", version=version, xid=0))
+        return head
 
     def _is_table_miss(self, ev) -> bool:
         """Did the packet hit its table's table-miss rule (priority 0, matching everything), and
         was it that rule's controller action that sent it?"""
         if ev.pi.table_id >= N_TABLES:
             return False                          # from a packet-out's own actions
+        if not self._miss_rule_sends(ev.pi.table_id, ev.pi.cookie):
+            return False                          # no such rule: no lookup
         k = bytearray(ev.key)
         IN_PORT.to_key(k, ev.in_port)
         e = self.pipeline.lookup(ev.pi.table_id, bytes(k), ev.pi.metadata)
         return (e is not None and e.priority == 0 and not len(e.match) and e.cookie == ev.pi.cookie
                 and e.outputs_to(A.OFPP_CONTROLLER))
+
+    def _miss_rule_sends(self, table_id: int, cookie: int) -> bool:
+        """Has table TABLE_ID a table-miss rule (priority 0, matching everything) with COOKIE
+        that outputs to the controller?  Known once per pipeline version."""
+        if self._miss_version != self.pipeline.version:
+            self._miss_rules.clear()
+            self._miss_version = self.pipeline.version
+        k = (table_id, cookie)
+        sends = self._miss_rules.get(k)
+        if sends is None:
+            r = self.pipeline.tables[table_id].cls.find_exactly(Match(), 0)
+            sends = self._miss_rules[k] = (r is not None and r.data.cookie == cookie
+                                           and r.data.outputs_to(A.OFPP_CONTROLLER))
+        return sends
 
     # -- packet-out
     def packet_out(self, conn, msg: PacketOut):

@@ -15,7 +15,10 @@ leaves them unread for twice the probe interval, or more than ``WRITE_BUFFER_MAX
 them, is dropped (Open vSwitch's rconn drops a peer whose backlog does not move).  Packet-ins are
 not buffered without bound: at most ``PACKET_IN_QUEUE_MAX`` (100, as Open vSwitch) wait in a
 connection's write buffer; beyond that ``send_packet_in`` drops them and counts them
-(``stats["packet_ins_dropped"]``, ``packet_ins_queued()``).
+(``stats["packet_ins_dropped"]``, ``packet_ins_queued()``).  Packet-ins are written in batches:
+those of one loop turn are held (``PACKET_IN_BATCH`` at most) and written in one go at the
+loop's next turn, or before any other message to the peer (order kept), so that a packet-in
+stream costs one write system call per batch, not one per packet-in.
 
 ``Listener`` serves ``ptcp:PORT[:IP]`` (loopback by default) or ``punix:PATH``;
 ``ActiveController`` keeps a connection to ``tcp:HOST:PORT`` or ``unix:PATH`` up, reconnecting
@@ -55,6 +58,7 @@ ACCEPT_BACKLOG = 100                # asyncio accepts up to this many at once (t
                                     #   asyncio's default); a refused one holds its descriptor a turn or two
 PROBE_XID = 0xFFFFFFF0
 PACKET_IN_QUEUE_MAX = 100           # packet-ins waiting in a connection's write buffer at most
+PACKET_IN_BATCH = 32                # packet-ins held for one write at most (then written at once)
 
 
 _LOG = rate_limited("dpdkswitch.openflow")
@@ -116,6 +120,7 @@ class OFConnection(asyncio.Protocol):
     open_count = 0
     refused = 0
     limit = MAX_CONNECTIONS
+    last_message = 0.0                  # monotonic time any connection last read a message (app.py's slices)
 
     def __init__(self, owner: Owner, kind: str, name: str, probe_interval: float = PROBE_INTERVAL):
         self.owner, self.kind, self.name = owner, kind, name
@@ -123,7 +128,8 @@ class OFConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.version: int | None = None           # negotiated; None until the peer's HELLO
         self.buf = bytearray()
-        self.closed = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self.closed = self._loop.create_future()
         self.last_rx = time.monotonic()
         self.probe_sent = False
         self._timer: asyncio.TimerHandle | None = None
@@ -144,6 +150,9 @@ class OFConnection(asyncio.Protocol):
         self._write_paused_at: float | None = None   # monotonic time the write buffer went over high water
         self._read_paused = False
         self._pin_ends: deque[int] = deque()      # _tx_bytes at the end of each packet-in not yet flushed
+        self._held: list[bytes] = []              # packet-ins held for the next batched write
+        self._held_bytes = 0
+        self._flush_handle: asyncio.Handle | None = None
 
     # -- asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -170,6 +179,9 @@ class OFConnection(asyncio.Protocol):
         if self._turn is not None:
             self._turn.cancel()
             self._turn = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         self._pending.clear()
         if self.error is None and not self._closing:
             self.error = _reason(exc) if isinstance(exc, OSError) else str(exc) if exc else "closed by the peer"
@@ -203,7 +215,7 @@ class OFConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        self.last_rx = time.monotonic()
+        self.last_rx = OFConnection.last_message = time.monotonic()
         self.probe_sent = False
         self.buf += data
         try:
@@ -289,15 +301,37 @@ class OFConnection(asyncio.Protocol):
 
     # -- sending
     def send(self, data: bytes) -> bool:
-        """Queue DATA (one or more messages); False when the connection is closing, so it is not sent."""
+        """Queue DATA (one or more messages), after the packet-ins held; False when the connection
+        is closing, so it is not sent."""
         if self.transport is not None and not self.transport.is_closing():
+            if self._held:
+                self._write_held()
+                if self.transport.is_closing():
+                    return False
             self.transport.write(data)
             self._tx_bytes += len(data)
             self.stats["tx"] += 1
-            if self.transport.get_write_buffer_size() > WRITE_BUFFER_MAX:
-                self._drop(f"more than {WRITE_BUFFER_MAX >> 20} MB of replies unread")
+            self._check_backlog()
             return True
         return False
+
+    def _check_backlog(self) -> None:
+        if self.transport.get_write_buffer_size() > WRITE_BUFFER_MAX:
+            self._drop(f"more than {WRITE_BUFFER_MAX >> 20} MB of replies unread")
+
+    def _write_held(self) -> None:
+        """The packet-ins held, in one write (their bytes are counted in _tx_bytes already)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        held, self._held, self._held_bytes = self._held, [], 0
+        if held and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(held))
+            self._check_backlog()
+
+    def _flush_held(self) -> None:
+        self._flush_handle = None
+        self._write_held()
 
     def _drop(self, why: str) -> None:
         """Close at once, what is buffered discarded: the peer does not read."""
@@ -311,7 +345,7 @@ class OFConnection(asyncio.Protocol):
         kernel), as far as its buffered byte count tells."""
         if self.transport is None:
             return 0
-        flushed = self._tx_bytes - self.transport.get_write_buffer_size()
+        flushed = self._tx_bytes - self._held_bytes - self.transport.get_write_buffer_size()
         q = self._pin_ends
         while q and q[0] <= flushed:
             q.popleft()
@@ -326,8 +360,19 @@ class OFConnection(asyncio.Protocol):
         if self.packet_ins_queued() >= PACKET_IN_QUEUE_MAX:
             self.stats["packet_ins_dropped"] += 1
             return False
-        self.send(data)
+        self._tx_bytes += len(data)
+        self.stats["tx"] += 1
         self._pin_ends.append(self._tx_bytes)
+        if not self._loop.is_running():               # no next turn to wait for (a test's driver)
+            self.transport.write(data)
+            self._check_backlog()
+            return True
+        self._held.append(data)
+        self._held_bytes += len(data)
+        if len(self._held) >= PACKET_IN_BATCH:
+            self._write_held()
+        elif self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush_held)
         return True
 
     def send_msg(self, msg: Message) -> None:
@@ -350,6 +395,7 @@ class OFConnection(asyncio.Protocol):
         """Close after the buffered replies are sent."""
         self._closing = True
         if self.transport is not None and not self.transport.is_closing():
+            self._write_held()
             self.transport.close()
 
     # -- inactivity probe
@@ -364,6 +410,10 @@ class OFConnection(asyncio.Protocol):
         idle = now - self.last_rx
         if self._write_paused_at is not None and now - self._write_paused_at >= 2 * self.probe_interval:
             self._drop(f"replies unread for {2 * self.probe_interval:g} s")
+            return
+        if self._read_paused:                         # we are not reading it: its silence is ours
+            self.last_rx = max(self.last_rx, now - self.probe_interval / 2)
+            self._arm()
             return
         if idle >= 2 * self.probe_interval and self.probe_sent:
             log(f"{self.name}: no reply to an echo request in {self.probe_interval:g} s; closing")

@@ -25,7 +25,7 @@ import errno
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .datapath import Datapath, Upcall, odp
+from .datapath import UPCALL_BATCH, Datapath, Upcall, odp
 from .flowkey import KEY_SIZE
 from .ofproto.pipeline import OFPM_SLOWPATH, Pipeline
 from .ofproto.special import SpecialIn
@@ -126,10 +126,11 @@ class UpcallHandler:
     def _take(self, limit: int) -> list[Upcall]:
         ups: list[Upcall] = []
         while len(ups) < limit:
-            got = self.dp.upcalls(min(256, limit - len(ups)))
-            if not got:
-                break
+            want = min(UPCALL_BATCH, limit - len(ups))
+            got = self.dp.upcalls(want)
             ups += got
+            if len(got) < want:                          # the rings are empty
+                break
         return ups
 
     def _translate(self, misses: dict[bytes, list[Upcall]], now_ns: int):

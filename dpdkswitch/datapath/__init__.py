@@ -30,6 +30,7 @@ from .abi import PMD_STATS_DTYPE, PORT_STATS_DTYPE
 MAX_PORTS = lib.DPS_MAX_PORTS
 MAX_PMDS = lib.DPS_MAX_PMDS
 MANUAL_PMD = lib.DPS_MAX_PMDS  # counters slot of deterministic polling
+UPCALL_BATCH = 256             # upcalls one Datapath.upcalls() call takes at most (dps_upcall_recv's)
 
 __all__ = ["DatapathError", "Eal", "Datapath", "Upcall", "parse", "MAX_PORTS", "MAX_PMDS", "MANUAL_PMD",
            "extension_path"]
@@ -269,6 +270,7 @@ class Datapath:
         stats = lib.dps_pmd_stats(self._dp)
         buf = ffi.buffer(stats, PMD_STATS_DTYPE.itemsize * (MAX_PMDS + 1))
         self._stats = np.frombuffer(buf, dtype=PMD_STATS_DTYPE)
+        self._upcall_buf = ffi.new("struct dps_upcall[]", UPCALL_BATCH)   # reused: upcalls() copies out of it
 
     # -- lifetime
     def close(self) -> None:
@@ -534,8 +536,9 @@ class Datapath:
         return int(lib.dps_upcall_arm(self.h))
 
     def upcalls(self, max_n: int = 64) -> list["Upcall"]:
-        arr = ffi.new("struct dps_upcall[]", max_n)
-        n = lib.dps_upcall_recv(self.h, arr, max_n)
+        """Up to MAX_N (at most UPCALL_BATCH) waiting upcalls."""
+        arr = self._upcall_buf
+        n = lib.dps_upcall_recv(self.h, arr, min(max_n, UPCALL_BATCH))
         return [Upcall(self, arr[i]) for i in range(n)]
 
     def execute(self, frame: bytes, in_port: int, actions: bytes) -> None:

@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 
@@ -103,6 +104,57 @@ def test_one_in_n_sampled_headers_byte_exact_and_counters_as_dpif_show(eal):
             st, g = br.dp.port_stats(dp_port), by_if[ofport]
             assert (g.ifInUcastPkts, g.ifOutUcastPkts, g.ifInOctets, g.ifOutOctets) == \
                    (st["rx_packets"], st["tx_packets"], st["rx_bytes"], st["tx_bytes"])
+    finally:
+        agent.close()
+        sw.stop()
+        rx.close()
+
+
+def flow_samples_in(data: bytes) -> int:
+    """Flow samples (format 1) in an sFlow v5 datagram with an IPv4 agent."""
+    n, off, flows = int.from_bytes(data[24:28], "big"), 28, 0
+    for _ in range(n):
+        fmt, length = struct.unpack_from("!II", data, off)
+        flows += fmt == 1
+        off += 8 + length
+    assert off == len(data)
+    return flows
+
+
+def test_a_million_frames_at_1_in_100_give_10000_samples(eal):
+    """The issue's figure: 1,000,000 frames through the datapath at 1/100 yield 10,000 flow
+    samples ± 5 % at the collector, and every frame is forwarded (to a null port, 1,024 a
+    burst through a ring port)."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(1)
+    sw = Switch(loads((CONFIG % {"tag": os.getpid() % 100000, "port": rx.getsockname()[1], "n": 100}).replace(
+        "in_port=1,actions=output:2", "in_port=1,actions=output:9"), "sf.yaml"), manual_clock=True)
+    sw.start()
+    br = sw.bridge("br0")
+    p1 = host_port(br, "h1", 1)
+    agent = Sflow(br)
+    try:
+        burst = [udp_frame(i % 7, size=64) for i in range(1024)]
+        total = 1_000_000
+        for start in range(0, total, len(burst)):
+            br.dp.inject(p1, burst[:total - start])
+            br.dp.poll(40)
+            br.upcalls.handle()
+        br.dp.poll(4)
+        br.upcalls.handle()
+        br.backer.revalidator.run()                              # the last datagram flushed
+        assert br.dp.port_stats(br.ports["idle"].dp_port)["tx_packets"] == total
+        got = 0
+        while True:
+            try:
+                got += flow_samples_in(rx.recv(65535))
+            except socket.timeout:
+                break
+        assert agent.flow_samples == got == br.upcalls.stats.sflow_samples
+        assert abs(got - 10_000) <= 500, got
+        print(f"1,000,000 frames at 1/100: {got} flow samples")
     finally:
         agent.close()
         sw.stop()

@@ -27,13 +27,14 @@ from dataclasses import dataclass
 
 from .datapath import UPCALL_BATCH, Datapath, Upcall, odp
 from .flowkey import KEY_SIZE
+from .ofproto.fields import BY_NAME
 from .ofproto.pipeline import OFPM_SLOWPATH, Pipeline
 from .ofproto.special import SpecialIn
 from .ofproto.xlate import FLOW_SAMPLE_COOKIE, IPFIX_COOKIE, SFLOW_COOKIE, FlowSampleIn, PacketIn, Translator
 from .ukey import Ukey, Ukeys, megaflow_ufid
 
 EXACT = b"\xff" * KEY_SIZE          # the mask of every megaflow while megaflows are off
-
+TCP_FLAGS = BY_NAME["tcp_flags"]
 
 @dataclass
 class UpcallStats:
@@ -147,10 +148,12 @@ class UpcallHandler:
             if covered is None and self.ukeys.index:
                 covered = self._installed_covering(k)
                 self.stats.covered += covered is not None
+            flags = TCP_FLAGS.from_key(key) & 0xFF    # the missed frames' (a TCP flow's SYN comes up so)
             if covered is not None:           # a megaflow installed (maybe by this batch) covers it
                 covered.visits.push_stats(n, nbytes, now, missed=True)
                 covered.missed_packets += n
                 covered.missed_bytes += nbytes
+                covered.tcp_flags |= flags
                 planned.append((members, covered.actions))
                 continue
             t = self.xlate.translate(key)
@@ -173,6 +176,7 @@ class UpcallHandler:
                 continue
             uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.visits, now_ns, key,
                                          missed_packets=n, missed_bytes=nbytes)
+            uk.tcp_flags = flags
             fresh.indexed(uk, m)
             puts.append((uk, m))
         return planned, puts

@@ -473,9 +473,9 @@ class Datapath:
                             "actions": bytes(ffi.buffer(abuf + d.actions_ofs, d.actions_len)), **_stats(d.stats)})
         return out
 
-    def flow_stats_changed(self, idle_before_ns: int = 0) -> list[tuple[int, int, int, int, int]]:
-        """(ufid, packets, bytes, used_ns, created_ns) of the flows whose packet count changed
-        since this was last asked, and of those idle since before IDLE_BEFORE_NS (0: none)."""
+    def flow_stats_changed(self, idle_before_ns: int = 0) -> list[tuple[int, int, int, int, int, int]]:
+        """(ufid, packets, bytes, used_ns, created_ns, tcp_flags) of the flows whose packet count
+        changed since this was last asked, and of those idle since before IDLE_BEFORE_NS (0: none)."""
         out = []
         cursor = ffi.new("uint32_t *", 0)
         n = 1024
@@ -485,7 +485,7 @@ class Datapath:
             for i in range(got):
                 d = batch[i]
                 s = d.stats
-                out.append((d.ufid.lo | d.ufid.hi << 64, s.packets, s.bytes, s.used_ns, d.created_ns))
+                out.append((d.ufid.lo | d.ufid.hi << 64, s.packets, s.bytes, s.used_ns, d.created_ns, s.tcp_flags))
         return out
 
     def flow_flush(self) -> int:

@@ -533,7 +533,12 @@ class Datapath:
         return int(lib.dps_upcall_fd(self.h))
 
     def upcall_arm(self) -> int:
+        """Ask for the eventfd; how many upcalls wait already (samples only once DPS_LAZY_WAKE do)."""
         return int(lib.dps_upcall_arm(self.h))
+
+    def upcall_count(self) -> int:
+        """How many upcalls wait, the samples that wait for company too."""
+        return int(lib.dps_upcall_count(self.h))
 
     def upcalls(self, max_n: int = 64) -> list["Upcall"]:
         """Up to MAX_N (at most UPCALL_BATCH) waiting upcalls."""

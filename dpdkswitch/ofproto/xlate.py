@@ -483,6 +483,7 @@ def _diff_mask(new: bytes, old: bytes) -> bytes:
 
 # A userspace cookie with this bit is an sFlow sample (the low 32 bits: its output).  Bit 63 is
 # odp.CONTROL_COOKIE (control protocols' frames, on the reserved ring); the rest are packet-ins.
+# Every sample's cookie also has odp.LAZY_COOKIE: the datapath hands samples over in batches.
 TCP_FIN, TCP_RST = 0x001, 0x004        # tcp_flags bits fin_timeout acts on
 SFLOW_COOKIE = 1 << 62
 assert not SFLOW_COOKIE & odp.CONTROL_COOKIE
@@ -552,13 +553,13 @@ def _sampled(probability: float, cookie: int):
 def ipfix_sample(actions: list, pipeline: Pipeline) -> None:
     """Put the bridge's IPFIX sample first in ACTIONS (ingress sampling, as Open vSwitch's
     compose_ipfix_action at the input port)."""
-    actions.insert(0, _sampled(pipeline.ipfix_probability, IPFIX_COOKIE))
+    actions.insert(0, _sampled(pipeline.ipfix_probability, IPFIX_COOKIE | odp.LAZY_COOKIE))
 
 
 def sflow_sample(actions: list, pipeline: Pipeline) -> None:
     """Put sFlow's sample first in ACTIONS, as Open vSwitch's compose_sflow_action: with the
     bridge's probability, the frame goes to the slow path with its output in the cookie."""
-    cookie = SFLOW_COOKIE | sflow_output(actions, pipeline)
+    cookie = SFLOW_COOKIE | odp.LAZY_COOKIE | sflow_output(actions, pipeline)
     actions.insert(0, odp.Sample(pipeline.sflow_probability, (odp.Userspace(cookie),)))
 
 
@@ -917,7 +918,7 @@ class Translator:
             return
         c.commit()
         fs = FlowSampleIn(c.p.name, a.probability, a.collector_set_id, a.obs_domain_id, a.obs_point_id)
-        c.odp.append(_sampled(a.probability / 65535, FLOW_SAMPLE_COOKIE | self.registry.id_of(fs)))
+        c.odp.append(_sampled(a.probability / 65535, FLOW_SAMPLE_COOKIE | odp.LAZY_COOKIE | self.registry.id_of(fs)))
 
     # -- Open vSwitch's extensions: resubmit, and fields read and written in part
     def _resubmit(self, c: _Ctx, a: Resubmit) -> None:

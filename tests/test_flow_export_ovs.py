@@ -132,7 +132,7 @@ bridges:
     sw = Switch(loads(text, "fx.yaml"), manual_clock=True)
     sw.start()
     br = sw.bridge("br0")
-    p1, p2 = host_port(br, "h1", 1), host_port(br, "h2", 2)
+    p1, p2 = host_port(br, "p1", 1), host_port(br, "p2", 2)      # named as Open vSwitch's ports
     nf, ix = NetFlow(br), Ipfix(br)
     try:
         send(br, p1, FRAMES)
@@ -204,7 +204,7 @@ def test_netflow_and_ipfix_export_what_open_vswitch_exports(eal, tmp_path):
     ours_pk, theirs_pk = {}, {}
     for recs, acc in (([r for _, _, r in orecs], ours_pk), ([r for _, _, r in trecs], theirs_pk)):
         for r in recs:
-            k = (r[8], r[12], r[7], r[11], r[4], r[138], r[56], r[80], r[192])
+            k = (r[8], r[12], r[7], r[11], r[4], r[138], r[56], r[80], r[192], r[10])    # 10: ingress ifIndex
             acc[k] = acc.get(k, 0) + r[2]
     assert sorted(ours_pk.values()) == sorted(COUNTS.values())
     assert set(ours_pk) == set(theirs_pk)

@@ -143,6 +143,8 @@ struct dps_dp {
     int upcall_efd;
     volatile uint32_t upcall_waiting;             /* set by the consumer before it sleeps */
     uint64_t upcalls_taken[DPS_MAX_PORTS];        /* consumed, per input port (control thread) */
+    uint64_t lazy_queued;                         /* lazy upcalls queued (PMDs, atomic) */
+    uint64_t lazy_taken;                          /* lazy upcalls taken (control thread) */
     uint32_t upcall_share;                        /* ring slots one port may hold */
     uint32_t emc_inv_prob;
     uint32_t stage_every;                         /* time every Nth iteration's stages; 0 off */

@@ -356,8 +356,17 @@ actions_copy(const uint8_t *a, uint32_t len)
 {
     struct dps_actions *acts = rte_malloc("dps_actions", sizeof *acts + len, RTE_CACHE_LINE_SIZE);
     if (acts) {
+        const struct dps_action *h = (const void *)a;
+        uint32_t lead = 0;
         acts->len = len;
-        acts->needs_key = dps_actions_need_key(a, len);
+        acts->lead_copy = 0;
+        if (len >= sizeof *h && h->type == DPS_ACT_SAMPLE) {
+            lead = h->len;
+            acts->lead_copy = dps_actions_modify(a + sizeof *h, lead - (uint32_t)sizeof *h)
+                              || dps_actions_modify(a + lead, len - lead);
+        }
+        acts->lead = (uint16_t)lead;
+        acts->needs_key = dps_actions_need_key(a + lead, len - lead);
         memcpy(acts->data, a, len);
     }
     return acts;

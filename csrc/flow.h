@@ -48,7 +48,12 @@
 
 struct dps_actions {
     uint32_t len;
-    uint32_t needs_key;                    /* hash or userspace in it: the frame's key must be parsed */
+    /* A leading sample action (sFlow's, IPFIX's bridge-level): its length (0: none).  The cheap
+     * path draws it per frame and parses the key of a sampled frame only (pmd.c's lead_sample),
+     * then runs the rest, DATA + LEAD, on the burst. */
+    uint16_t lead;
+    uint16_t lead_copy;                    /* a sampled frame's branch is a copy (as the executor's) */
+    uint32_t needs_key;                    /* hash or userspace in the rest: the frame's key must be parsed */
     uint8_t data[];
 };
 

@@ -277,6 +277,25 @@ dps_pmd_run_flow(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *k
     pmd_execute(pmd, m, key, acts->data, acts->len);
 }
 
+/* A flow's leading sample (dps_actions.lead) on frame M of IN_PORT, from the cheap path: one
+ * random draw; a sampled frame (one in N) gets its full key parsed and the nested actions run on
+ * a branch of it.  M itself is left to the rest of the list. */
+static inline void
+lead_sample(struct dps_pmd *pmd, struct rte_mbuf *m, uint32_t in_port, const struct dps_actions *acts)
+{
+    const struct dps_action *h = (const void *)acts->data;
+    if (h->arg != UINT32_MAX && exec_random(pmd) > h->arg)
+        return;
+    struct rte_mbuf *c = dps_branch(m, acts->lead_copy, UINT32_MAX);
+    if (!c) {
+        pmd->stats->action_drops++;
+        return;
+    }
+    struct dps_flow_key key;
+    dps_parse(rte_pktmbuf_mtod(c, const uint8_t *), rte_pktmbuf_data_len(c), in_port, &key);
+    dps_actions_execute(&pmd_exec_ops, pmd, c, &key, acts->data + sizeof *h, h->len - (uint32_t)sizeof *h);
+}
+
 /* The cheap path: every flow matches the L2 header's metadata at most (in_port, eth_type,
  * VLAN tags), so a frame's flow is one of its port's few simple flows, found from the L2 header
  * alone.  Returns how many frames of the burst it took (a prefix); the rest take the full path. */
@@ -304,14 +323,19 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
         if (!(mw[3] | mw[4]) && !acts->needs_key) {
             struct dps_flow_stats *s = &pmd->fstats[slots[0]];
             struct dps_flow_key key = { .in_port = in_port };
-            const struct dps_action *a = (const void *)acts->data;
+            const uint8_t *rest = acts->data + acts->lead;
+            uint32_t rest_len = acts->len - acts->lead;
+            const struct dps_action *a = (const void *)rest;
             for (uint16_t i = 0; i < n; i++)
                 s->bytes += rte_pktmbuf_pkt_len(pkts[i]);
-            if (acts->len == sizeof *a && a->type == DPS_ACT_OUTPUT && f->port[a->arg].valid)
+            if (acts->lead)
+                for (uint16_t i = 0; i < n; i++)
+                    lead_sample(pmd, pkts[i], in_port, acts);
+            if (rest_len == sizeof *a && a->type == DPS_ACT_OUTPUT && f->port[a->arg].valid)
                 tx_enqueue_burst(pmd, f, a->arg, pkts, n);      /* output:PORT alone: as it came */
             else
                 for (uint16_t i = 0; i < n; i++)
-                    pmd_execute(pmd, pkts[i], &key, acts->data, acts->len);
+                    pmd_execute(pmd, pkts[i], &key, rest, rest_len);
             s->packets += n;
             s->used_ns = now;
             pmd->stats->simple_hits += n;
@@ -355,7 +379,9 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
         s->packets++;
         s->bytes += rte_pktmbuf_pkt_len(m);
         s->used_ns = now;
-        pmd_execute(pmd, m, key, ca[i]->data, ca[i]->len);
+        if (ca[i]->lead)
+            lead_sample(pmd, m, in_port, ca[i]);
+        pmd_execute(pmd, m, key, ca[i]->data + ca[i]->lead, ca[i]->len - ca[i]->lead);
     }
     stage_lap(pmd, DPS_STAGE_SIMPLE);
     pmd->stats->simple_hits += done;

@@ -101,6 +101,11 @@ dps_upcall(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *k
     __atomic_store_n(&pmd->upcalls_by_port[port], pmd->upcalls_by_port[port] + 1, __ATOMIC_RELAXED);
     if (type == DPS_UPCALL_MISS)
         pmd->stats->misses++;
+    else if (cookie & DPS_UPCALL_LAZY) {
+        __atomic_fetch_add(&dp->lazy_queued, 1, __ATOMIC_RELEASE);
+        if (rte_ring_count(dp->upcalls) < DPS_LAZY_WAKE)
+            return;                        /* a sample: it waits for company, or the periodic pass */
+    }
     if (__atomic_load_n(&dp->upcall_waiting, __ATOMIC_ACQUIRE)
         && __atomic_exchange_n(&dp->upcall_waiting, 0, __ATOMIC_ACQ_REL)) {
         uint64_t one = 1;
@@ -214,7 +219,18 @@ dps_upcall_fd(const struct dps_dp *dp)
 unsigned
 dps_upcall_arm(struct dps_dp *dp)
 {
-    __atomic_store_n(&dp->upcall_waiting, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&dp->upcall_waiting, 1, __ATOMIC_SEQ_CST);
+    unsigned n = rte_ring_count(dp->upcalls);
+    if (n < DPS_LAZY_WAKE) {               /* the samples among them may wait */
+        uint64_t lazy = __atomic_load_n(&dp->lazy_queued, __ATOMIC_ACQUIRE) - dp->lazy_taken;
+        n = lazy >= n ? 0 : n - (unsigned)lazy;
+    }
+    return n + rte_ring_count(dp->control_upcalls);
+}
+
+unsigned
+dps_upcall_count(const struct dps_dp *dp)
+{
     return rte_ring_count(dp->upcalls) + rte_ring_count(dp->control_upcalls);
 }
 
@@ -235,6 +251,8 @@ upcalls_out(struct dps_dp *dp, struct rte_mbuf **pkts, unsigned control, unsigne
         out[i].key = meta->key;
         if (i < control)
             continue;                      /* the reserved ring: no port's share */
+        if (meta->type == DPS_UPCALL_ACTION && (meta->cookie & DPS_UPCALL_LAZY))
+            dp->lazy_taken++;
         uint32_t port = meta->key.in_port < DPS_MAX_PORTS ? meta->key.in_port : 0;
         __atomic_store_n(&dp->upcalls_taken[port], dp->upcalls_taken[port] + 1, __ATOMIC_RELAXED);
     }

@@ -161,6 +161,8 @@ async def _revalidate(switch: Switch, stop: asyncio.Event) -> None:
     """Every 500 ms: stats to rules, expiry, megaflows true to the tables, in slices."""
     while not stop.is_set():
         for backer in switch.backers():
+            if udpif.samples_waiting(backer):  # samples do not wake the handler one by one
+                _handle_upcalls(backer, switch)
             await _sliced_pass(backer, switch)
             if stop.is_set():
                 return

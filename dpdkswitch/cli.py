@@ -128,9 +128,21 @@ def _count(text: str) -> int:
     return n
 
 
+def _positive(what: str):
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = 0
+        if not 1 <= n < 1 << 31:
+            raise argparse.ArgumentTypeError(f"{text!r}: {what}, 1 or more")
+        return n
+    return parse
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     from .bench import main as bench_main
-    if not (a.compare or a.flow_mods):
+    if not (a.compare or a.flow_mods or a.export_cost):
         _all_cpus()                  # EAL starts in this process, as in `run`
     return bench_main(a)
 
@@ -174,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", metavar="DIR", help="--compare's output directory (default results/<timestamp>/)")
     b.add_argument("--stage-sample", type=_every, default=64, metavar="N",
                    help="time the PMD's stages (cycles per frame by stage) every Nth iteration; 0: off (default 64)")
+    b.add_argument("--sflow", type=_positive("a sampling rate N (1-in-N)"), default=0, metavar="N",
+                   help="run br0 with an sFlow agent sampling 1-in-N (to a local collector)")
+    b.add_argument("--scrape-ms", type=_positive("milliseconds"), default=0, metavar="MS",
+                   help="serve Prometheus metrics and scrape them every MS milliseconds from another process")
+    b.add_argument("--export-cost", action="store_true",
+                   help="what sFlow at 1/1000 and scraping every 100 ms cost: alternating runs of SCENARIO... "
+                        "(default p2p-1k normal-1k) plain, with sFlow and with scraping; medians and ratios")
     b.add_argument("--flow-mods", type=int, metavar="N",
                    help="time adding N flows with ovs-ofctl add-flows, here and on OVS-DPDK (e.g. 100000)")
     b.add_argument("--revalidation", type=_counts, metavar="N[,N...]",

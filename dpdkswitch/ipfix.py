@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 from .datapath import Upcall, dpdk_version, parse
 from .ofproto.fields import BY_NAME as F
-from .ofproto.xlate import FlowSampleIn
+from .ofproto.xlate import FlowSampleIn, sflow_ifindex
 from .revalidator import PassReport
 from .switch import Bridge
 
@@ -370,15 +370,15 @@ class Ipfix:
         bridge.upcalls.ipfix_hooks[bridge.config.name] = self.sampled
 
     def iface(self, dp_port: int) -> bytes:
-        """The ingress interface part of a record: the port's OpenFlow number as its ifIndex
-        (Open vSwitch hashes a DPDK port's name), type ethernet, name, and "DPDK <version>
-        <driver>" as description, as Open vSwitch's."""
+        """The ingress interface part of a record: the port's ifIndex as Open vSwitch gives a
+        DPDK port of its name (``xlate.sflow_ifindex``, sFlow's too), type ethernet, name, and
+        "DPDK <version> <driver>" as description, as Open vSwitch's."""
         b = self._ifaces.get(dp_port)
         if b is None:
             e = self.bridge.pipeline.port_by_dp(dp_port)
             port = self.bridge.ports.get(e.name) if e is not None else None
             driver = port.info.driver if port is not None and port.info is not None else ""
-            b = struct.pack("!II", e.ofport if e else 0, IF_TYPE_ETHERNET) + _varlen(e.name.encode() if e else b"")
+            b = struct.pack("!II", sflow_ifindex(e.name) if e else 0, IF_TYPE_ETHERNET) + _varlen(e.name.encode() if e else b"")
             b += _varlen(f"{dpdk_version()} {driver}".encode())
             self._ifaces[dp_port] = b
         return b

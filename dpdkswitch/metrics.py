@@ -89,6 +89,49 @@ UPCALL_COUNTERS = (
 )
 
 
+# Protocol states, one gauge per port each (a number, so that labels stay bridge and port):
+# (metric suffix, help).  Values: STP_STATES, RSTP_STATES, BFD's RFC 5880 state, 0/1.
+STP_STATES = {"disabled": 0, "blocking": 1, "listening": 2, "learning": 3, "forwarding": 4}
+RSTP_STATES = {"disabled": 0, "discarding": 1, "learning": 2, "forwarding": 3}
+PROTOCOL_GAUGES = (
+    ("stp_port_state", "The port's 802.1D state: 0 disabled, 1 blocking, 2 listening, 3 learning, 4 forwarding."),
+    ("rstp_port_state", "The port's RSTP state: 0 disabled, 1 discarding, 2 learning, 3 forwarding."),
+    ("bfd_session_state", "The port's BFD session state (RFC 5880): 0 admin down, 1 down, 2 init, 3 up."),
+    ("bfd_forwarding", "1 while the port's BFD session says it may forward, else 0."),
+    ("cfm_fault", "1 while the port's CFM session has a fault, else 0."),
+    ("lacp_member_enabled", "1 while LACP lets the bond member carry traffic (attached, in sync), else 0."),
+    ("bond_member_enabled", "1 while the bond member carries traffic (its liveness after updelay/downdelay)."),
+)
+
+
+def protocol_states(br) -> list[tuple[str, str, int]]:
+    """(metric suffix, port, value) of BR's control protocols' per-port states."""
+    out = []
+    name_of = {p.ofport: p.name for p in br.ports.values()}
+    if br.stp is not None:
+        for ofport in sorted(br.stp.ports):
+            out.append(("stp_port_state", name_of.get(ofport, str(ofport)), STP_STATES.get(br.stp.state(ofport), 0)))
+    if br.rstp is not None:
+        for ofport in sorted(br.rstp.ports):
+            out.append(("rstp_port_state", name_of.get(ofport, str(ofport)),
+                        RSTP_STATES.get(br.rstp.state(ofport), 0)))
+    if br.bfd is not None:
+        for ofport, s in sorted(br.bfd.sessions.items()):
+            out.append(("bfd_session_state", name_of.get(ofport, str(ofport)), int(s.state)))
+            out.append(("bfd_forwarding", name_of.get(ofport, str(ofport)), int(br.bfd.healthy(s))))
+    if br.cfm is not None:
+        for ofport, s in sorted(br.cfm.sessions.items()):
+            out.append(("cfm_fault", name_of.get(ofport, str(ofport)), int(bool(s.faults()))))
+    if br.lacp is not None:
+        for bond in br.lacp.bonds.values():
+            for ofport in sorted(bond.members):
+                out.append(("lacp_member_enabled", name_of.get(ofport, str(ofport)), int(bool(bond.may_enable(ofport)))))
+    for bond in br.bonds.values():
+        for ofport, m in sorted(bond.members.items()):
+            out.append(("bond_member_enabled", m.name, int(m.enabled)))
+    return out
+
+
 @dataclass
 class PassTimes:
     """A histogram of revalidator pass times, fed on the control thread."""
@@ -121,6 +164,7 @@ class Snapshot:
     datapaths: list[tuple[str, dict[str, int], list[tuple[str, int]], float, int]]
     #          name, gauges and counters, pass-time buckets, their sum, flows deleted
     bridges: list[tuple[str, dict[str, int]]]
+    protocols: list[tuple[str, str, str, int]] = field(default_factory=list)   # metric, bridge, port, value
     taken: float = 0.0
 
 
@@ -212,7 +256,9 @@ class Metrics:
                 figures.update(openflow_connections=len(of.conns), flow_mods=of.stats["flow_mods"],
                                packet_ins=of.stats["packet_ins"])
             bridges.append((name, figures))
-        self.snapshot = Snapshot(ports, pmds, datapaths, bridges, time.time())
+        protocols = [(metric, name, port, value) for name, br in self.switch.bridges.items()
+                     for metric, port, value in protocol_states(br)]
+        self.snapshot = Snapshot(ports, pmds, datapaths, bridges, protocols, time.time())
         return self.snapshot
 
     # -- the server thread
@@ -249,6 +295,7 @@ class SwitchCollector:
         yield from pmd_families(s)
         yield from datapath_families(s)
         yield from bridge_families(s)
+        yield from protocol_families(s)
 
 
 def port_families(s: Snapshot):
@@ -331,4 +378,13 @@ def bridge_families(s: Snapshot):
         for bridge, f in s.bridges:
             if key in f:
                 m.add_metric([bridge], f[key])
+        yield m
+
+
+def protocol_families(s: Snapshot):
+    for suffix, help_ in PROTOCOL_GAUGES:
+        m = GaugeMetricFamily(f"dpdkswitch_{suffix}", help_, labels=["bridge", "port"])
+        for metric, bridge, port, value in s.protocols:
+            if metric == suffix:
+                m.add_metric([bridge, port], value)
         yield m

@@ -57,6 +57,7 @@ class NfFlow:
     output: int = NF_OUT_DROP
     packets: int = 0                 # since the last record
     bytes: int = 0
+    tcp_flags: int = 0               # ORed over its megaflows' frames since the last record
     first_ns: int = 0                # first packet since the last record
     last_ns: int = 0
     exported_ns: int = 0             # when the last record went (or the flow was created)
@@ -144,6 +145,7 @@ class NetFlow:
                 nf.first_ns = max(uk.created_ns, nf.exported_ns)
             nf.packets += tp - packets
             nf.bytes += tb - nbytes
+            nf.tcp_flags |= uk.tcp_flags & 0xFF
             nf.last_ns = max(nf.last_ns, uk.used_ns or uk.created_ns)
         return nf
 
@@ -196,7 +198,7 @@ class NetFlow:
             recs = b"".join(RECORD.pack(nf.src, nf.dst, 0, self._iface(nf.in_port), self._iface(nf.output),
                                         min(nf.packets, 0xFFFFFFFF), min(nf.bytes, 0xFFFFFFFF),
                                         uptime(nf.first_ns), uptime(nf.last_ns or now), nf.sport, nf.dport,
-                                        0, 0, nf.proto, nf.tos, 0, 0, 0, 0, 0) for nf in chunk)
+                                        0, nf.tcp_flags, nf.proto, nf.tos, 0, 0, 0, 0, 0) for nf in chunk)
             self.sequence += len(chunk)
             for host, port in self.targets:
                 s = self.socks[socket.AF_INET6 if ":" in host else socket.AF_INET]
@@ -207,7 +209,7 @@ class NetFlow:
                     self.send_errors += 1
             self.sent_records += len(chunk)
             for nf in chunk:
-                nf.packets = nf.bytes = 0
+                nf.packets = nf.bytes = nf.tcp_flags = 0
                 nf.first_ns = nf.last_ns = 0
                 nf.exported_ns = now
 

@@ -202,11 +202,12 @@ class Revalidator:
         idle = []
         # Counters to the rules, and idle megaflows: only the flows that saw traffic since the
         # last pass, or are idle, come up from the datapath.
-        for ufid, packets, nbytes, used_ns, created_ns in self.dp.flow_stats_changed(max(0, now_ns - max_idle_ns + 1)):
+        for ufid, packets, nbytes, used_ns, created_ns, flags in self.dp.flow_stats_changed(
+                max(0, now_ns - max_idle_ns + 1)):
             uk = ukeys.get(ufid)
             if uk is None:
                 continue
-            self._push(uk, packets, nbytes, used_ns, now_s)
+            self._push(uk, packets, nbytes, used_ns, now_s, flags)
             if now_ns - (used_ns or created_ns) >= max_idle_ns:
                 idle.append(uk)
         pipelines = self.xlate.pipelines
@@ -268,11 +269,12 @@ class Revalidator:
             self._delete(delete)
             rep.deleted = len(delete)
 
-    def _push(self, uk: Ukey, packets: int, nbytes: int, used_ns: int, now_s: float) -> None:
+    def _push(self, uk: Ukey, packets: int, nbytes: int, used_ns: int, now_s: float, tcp_flags: int = 0) -> None:
         dp_, db = packets - uk.packets, nbytes - uk.bytes
         if dp_ <= 0:
             return
         uk.packets, uk.bytes, uk.used_ns = packets, nbytes, used_ns
+        uk.tcp_flags |= tcp_flags
         uk.visits.push_stats(dp_, db, used_ns / 1e9 if used_ns else now_s)
 
     def _delete(self, ukeys: list[Ukey]) -> None:
@@ -282,7 +284,7 @@ class Revalidator:
         now_s = self.dp.now_ns / 1e9
         for u, fin in zip(ukeys, finals):
             if fin is not None:
-                self._push(u, fin["packets"], fin["bytes"], fin["used_ns"], now_s)
+                self._push(u, fin["packets"], fin["bytes"], fin["used_ns"], now_s, fin["tcp_flags"])
             self.ukeys.forget(u)
             for o in self.observers:
                 o.flow_deleted(u)

@@ -6,16 +6,21 @@ Sampling happens in the datapath: while a bridge has ``sflow:``, its translation
 to the slow path as a userspace upcall, whatever cache level forwarded it.  The upcall handler
 hands those to ``Sflow.sampled`` (``UpcallHandler.on_sflow``), which makes a flow sample:
 
+* the extended switch record (1001): the frame's VLAN and priority (0 for untagged) in and out;
 * the raw header record (format 1): the first ``header`` bytes of the frame, its length with
   the 4 bytes of FCS the NIC stripped, as Open vSwitch;
-* the extended switch record (1001): the frame's VLAN and priority (0 for untagged) in and out;
 * input ifIndex, output ifIndex as the cookie encodes it (one port, 0x40000000|256 for a drop,
   0x80000000|N for N outputs), sampling rate N, sample pool (N per sample: the frames the
-  sampler stood for), drops 0.
+  bridge's one sampler stood for), drops 0; the source is the bridge (entPhysicalEntry 1000 +
+  sub-agent id), as Open vSwitch's.
 
-Every ``polling`` seconds each device port gets a counter sample: generic interface counters
-(format 1) and Ethernet counters (format 2, zeros: DPDK's basic stats have none of them).
-ifIndex is the port's OpenFlow number.  Samples wait in a datagram of at most 1400 bytes,
+ifIndex of a port is Open vSwitch's for a DPDK port of that name (``xlate.sflow_ifindex``: a
+hash of the name), so a collector sees the same interface numbers from either switch.  Every
+``polling`` seconds each device port gets a counter sample with Open vSwitch's records in its
+order: Ethernet (2: the FCS errors where the device counts them, rx_crc_errors, the rest
+"unknown", 0xFFFFFFFF), OpenFlow port (1004: datapath id and port number), port name (1005)
+and generic interface counters (1: multicast, broadcast and unknown protocols "unknown", as
+DPDK counts none of them).  Samples wait in a datagram of at most 1400 bytes,
 sent when full and at every revalidator pass (≤ 500 ms); the pass also runs the counter
 polling (``Revalidator.observers``).  Times: the datapath's clock.
 
@@ -28,12 +33,14 @@ import ipaddress
 import socket
 import struct
 
-from .datapath import Upcall
+from .datapath import DatapathError, Upcall
+from .ofproto.xlate import sflow_ifindex
 from .revalidator import PassReport
 from .switch import Bridge
 
 DATAGRAM_MAX = 1400
-IF_SPEED_UNKNOWN = 0
+UNKNOWN = 0xFFFFFFFF            # a counter the device does not keep (sFlow's "unknown")
+PHYSICAL_ENTITY = 2 << 24       # the source class of a flow sample: the bridge, as Open vSwitch's
 
 
 def _xdr_opaque(data: bytes) -> bytes:
@@ -70,7 +77,8 @@ class Sflow:
         self.datagram_seq = 0
         self.flow_seq = 0
         self.counter_seq: dict[int, int] = {}
-        self.pool: dict[int, int] = {}            # ifIndex -> frames the samples stood for
+        self.pool = 0                              # frames the bridge's sampler stood for
+        self.source = PHYSICAL_ENTITY | (1000 + sub_id)
         self.next_poll_ns = self.boot_ns
         self.flow_samples = self.counter_samples = self.datagrams = self.send_errors = 0
         bridge.backer.revalidator.observers.append(self)
@@ -106,8 +114,8 @@ class Sflow:
                 self._chain(u)
             return
         n = self.cfg.sampling
-        in_if = inp.ofport
-        self.pool[in_if] = self.pool.get(in_if, 0) + n
+        in_if = sflow_ifindex(inp.name) if not inp.patch else 0
+        self.pool += n
         data = u.data
         vlan = prio = 0
         if len(data) >= 18 and data[12:14] in (b"\x81\x00", b"\x88\xa8"):
@@ -116,9 +124,9 @@ class Sflow:
         header = data[:self.cfg.header]
         raw = struct.pack("!IIII", 1, len(data) + 4, 4, len(header)) + header + b"\0" * (-len(header) % 4)
         switch = struct.pack("!IIII", vlan, prio, vlan, prio)
-        records = _record(1, raw) + _record(1001, switch)
+        records = _record(1001, switch) + _record(1, raw)
         self.flow_seq += 1
-        body = struct.pack("!IIIIIIII", self.flow_seq, in_if & 0xFFFFFF, n, self.pool[in_if], 0,
+        body = struct.pack("!IIIIIIII", self.flow_seq, self.source, n, self.pool, 0,
                            in_if, u.cookie & 0xFFFFFFFF, 2) + records
         self.flow_samples += 1
         self._add(_record(1, body))
@@ -128,20 +136,34 @@ class Sflow:
         br = self.bridge
         ports = sorted((p for p in br.ports.values() if not p.is_patch), key=lambda p: p.ofport)
         rows = self.dp.port_stats_many([p.dp_port for p in ports])
+        dpid = br.config.datapath_id
         for p, c in zip(ports, rows):
             i = br.port_info(p)
             status = 1 | (2 if i.link_up else 0)
-            generic = struct.pack("!IIQIIQIIIIIIQIIIIII", p.ofport, 6, i.link_speed * 1_000_000, 1, status,
-                                  int(c["rx_bytes"]), int(c["rx_packets"]) & 0xFFFFFFFF, 0, 0,
+            index = sflow_ifindex(p.name)
+            generic = struct.pack("!IIQIIQIIIIIIQIIIIII", index, 6, i.link_speed * 1_000_000, 1, status,
+                                  int(c["rx_bytes"]), int(c["rx_packets"]) & 0xFFFFFFFF, UNKNOWN, UNKNOWN,
                                   int(c["rx_missed"] + c["rx_nombuf"]) & 0xFFFFFFFF,
-                                  int(c["rx_errors"]) & 0xFFFFFFFF, 0,
-                                  int(c["tx_bytes"]), int(c["tx_packets"]) & 0xFFFFFFFF, 0, 0,
+                                  int(c["rx_errors"]) & 0xFFFFFFFF, UNKNOWN,
+                                  int(c["tx_bytes"]), int(c["tx_packets"]) & 0xFFFFFFFF, UNKNOWN, UNKNOWN,
                                   int(c["tx_dropped"]) & 0xFFFFFFFF, int(c["tx_errors"]) & 0xFFFFFFFF, 0)
-            ethernet = b"\0" * 52
-            seq = self.counter_seq[p.ofport] = self.counter_seq.get(p.ofport, 0) + 1
-            body = struct.pack("!III", seq, p.ofport & 0xFFFFFF, 2) + _record(1, generic) + _record(2, ethernet)
+            fcs = self._xstat(p, "rx_crc_errors")
+            ethernet = struct.pack("!13I", UNKNOWN, fcs, *[UNKNOWN] * 11)
+            name = p.name.encode()
+            seq = self.counter_seq[index] = self.counter_seq.get(index, 0) + 1
+            body = (struct.pack("!III", seq, index, 4) + _record(2, ethernet)
+                    + _record(1004, struct.pack("!QI", dpid, p.ofport)) + _record(1005, _xdr_opaque(name))
+                    + _record(1, generic))
             self.counter_samples += 1
             self._add(_record(2, body))
+
+    def _xstat(self, p, name: str) -> int:
+        """The device's extended counter NAME, UNKNOWN if it keeps none."""
+        try:
+            v = self.dp.port_xstats(p.dp_port).get(name)
+        except DatapathError:                       # a port going away meanwhile
+            return UNKNOWN
+        return UNKNOWN if v is None else int(v) & 0xFFFFFFFF
 
     # -- datagrams
     def _add(self, sample: bytes) -> None:

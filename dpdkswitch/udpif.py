@@ -19,7 +19,9 @@ sleep or schedule.
   two batches the caller's ``between`` runs (``run``: the control protocols' due timers,
   ``Switch.run_protocols_due``), and a batch is sized to end when it wants to run again.
 * ``periodic_pass(backers)``: every ``REVALIDATE_S`` (longer while passes are long): each
-  datapath's revalidator pass (stats to rules, expiry, megaflows true to the tables).
+  datapath's revalidator pass (stats to rules, expiry, megaflows true to the tables), after a
+  wake-up for the samples that wait (``samples_waiting``: sFlow's and IPFIX's upcalls wake
+  the thread only once ``DPS_LAZY_WAKE`` of them wait, so they come in batches).
 * ``pass_slices(backer)``: the same pass in steps of ``PASS_STEP_S`` at most, a generator that
   yields between steps (``run`` gives the loop a turn at each; Revalidator.step).
 
@@ -129,8 +131,18 @@ def next_pass_in(backers: list[Backer]) -> float:
     return max((b.revalidator.interval(REVALIDATE_S) for b in backers), default=REVALIDATE_S)
 
 
+def samples_waiting(backer: Backer) -> bool:
+    """Whether upcalls wait that did not wake the control thread: samples (sFlow, IPFIX) wait
+    in the ring until DPS_LAZY_WAKE of them do; the periodic pass takes them first, so that
+    what its exporters flush is complete to then."""
+    return backer.dp.upcall_count() > 0
+
+
 def periodic_pass(backers: list[Backer]) -> float:
-    """Each datapath's periodic revalidator pass; returns the seconds to the next one."""
+    """Each datapath's periodic revalidator pass, after an upcall wake-up for the samples that
+    wait; returns the seconds to the next one."""
     for backer in backers:
+        if samples_waiting(backer):
+            upcall_wakeup(backer)
         backer.revalidator.run()
     return next_pass_in(backers)

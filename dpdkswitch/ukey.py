@@ -29,7 +29,7 @@ class Ukey:
     and, when they took the rule's kept translation, its xlate cache."""
 
     __slots__ = ("ufid", "key", "mask", "actions", "visits", "created_ns", "_orig", "packets", "bytes", "used_ns",
-                 "missed_packets", "missed_bytes")
+                 "missed_packets", "missed_bytes", "tcp_flags")
 
     def __init__(self, ufid: int, key: bytes, mask: bytes, actions: bytes, visits: XlateCache, created_ns: int,
                  orig_key: bytes = b"", missed_packets: int = 0, missed_bytes: int = 0):
@@ -44,6 +44,7 @@ class Ukey:
         self.packets = 0                 # counters already pushed to the rules
         self.bytes = 0
         self.used_ns = 0
+        self.tcp_flags = 0               # the TCP flags its frames carried, ORed (NetFlow's)
         self.missed_packets = missed_packets   # frames it covers that came up as misses (forwarded by
         self.missed_bytes = missed_bytes       # packet-out, not in its datapath counters): NetFlow's totals
 

@@ -25,15 +25,16 @@ import errno
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .datapath import Datapath, Upcall, odp
+from .datapath import UPCALL_BATCH, Datapath, Upcall, odp
 from .flowkey import KEY_SIZE
+from .ofproto.fields import BY_NAME
 from .ofproto.pipeline import OFPM_SLOWPATH, Pipeline
 from .ofproto.special import SpecialIn
 from .ofproto.xlate import FLOW_SAMPLE_COOKIE, IPFIX_COOKIE, SFLOW_COOKIE, FlowSampleIn, PacketIn, Translator
 from .ukey import Ukey, Ukeys, megaflow_ufid
 
 EXACT = b"\xff" * KEY_SIZE          # the mask of every megaflow while megaflows are off
-
+TCP_FLAGS = BY_NAME["tcp_flags"]
 
 @dataclass
 class UpcallStats:
@@ -140,10 +141,11 @@ class UpcallHandler:
     def _take(self, limit: int) -> list[Upcall]:
         ups: list[Upcall] = []
         while len(ups) < limit:
-            got = self.dp.upcalls(min(256, limit - len(ups)))
-            if not got:
-                break
+            want = min(UPCALL_BATCH, limit - len(ups))
+            got = self.dp.upcalls(want)
             ups += got
+            if len(got) < want:                          # the rings are empty
+                break
         return ups
 
     def _translate(self, misses: dict[bytes, list[Upcall]], now_ns: int):
@@ -160,10 +162,12 @@ class UpcallHandler:
             if covered is None and self.ukeys.index:
                 covered = self._installed_covering(k)
                 self.stats.covered += covered is not None
+            flags = TCP_FLAGS.from_key(key) & 0xFF    # the missed frames' (a TCP flow's SYN comes up so)
             if covered is not None:           # a megaflow installed (maybe by this batch) covers it
                 covered.visits.push_stats(n, nbytes, now, missed=True)
                 covered.missed_packets += n
                 covered.missed_bytes += nbytes
+                covered.tcp_flags |= flags
                 planned.append((members, covered.actions))
                 continue
             t = self.xlate.translate(key)
@@ -186,6 +190,7 @@ class UpcallHandler:
                 continue
             uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.visits, now_ns, key,
                                          missed_packets=n, missed_bytes=nbytes)
+            uk.tcp_flags = flags
             fresh.indexed(uk, m)
             puts.append((uk, m))
         return planned, puts

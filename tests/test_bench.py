@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dpdkswitch.bench import compare, flowtable, forwarding
+from dpdkswitch.bench import compare, exportcost, flowtable, forwarding
 from dpdkswitch.bench import scenarios as bench_scenarios
 from dpdkswitch.config import online_cpus
 from dpdkswitch.datapath.abi import STAGES
@@ -104,6 +104,43 @@ def test_bench_p2p_1flow_json():
     # One in_port-only flow: the cheap path takes every frame; nothing is parsed or looked up.
     assert per["simple"] > 0 and per["rx"] > 0 and per["tx"] > 0
     assert per["parse"] == per["emc"] == per["masked"] == per["actions"] == 0, per
+
+
+@needs_shared
+@pytest.mark.skipif(os.geteuid() != 0, reason="the bench starts DPDK (EAL, vdevs, hugepages): needs root")
+@pytest.mark.skipif(len(online_cpus()) < 2, reason="the bench needs 2 CPUs: a control thread and a PMD thread")
+def test_bench_with_sflow_and_scraping():
+    """--sflow N samples 1-in-N of what the PMD received (the agent made a flow sample of each
+    and sent them), on the cheap path still; --scrape-ms scrapes /metrics from another process
+    about every MS while the run lasts, every scrape answered."""
+    ctl, pmd = sorted(online_cpus())[:2]
+    cmd = [sys.executable, "-m", "dpdkswitch", "bench", "p2p-1flow", "--seconds", "1", "--json",
+           "--ctl-core", str(ctl), "--pmd-core", str(pmd), "--sflow", "1000", "--scrape-ms", "100"]
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["sflow_sampling"] == 1000 and r["sflow_expected"] > 1000, r
+    # every sample taken became a flow sample; lost upcalls (ring full on a loaded machine) aside,
+    # about 1 in 1000 of the frames received
+    assert r["sflow_flow_samples"] == r["sflow_upcalls"] and r["sflow_datagrams"] > 0 and not r["sflow_send_errors"]
+    assert r["sflow_upcalls"] <= 1.1 * r["sflow_expected"] + 50
+    assert r["sflow_upcalls"] + r["miss_failed"] >= 0.9 * r["sflow_expected"], r
+    assert r["simple_match_hits"] >= 0.99 * r["packets"], r        # the leading sample keeps the cheap path
+    assert r["scrape_ms"] == 100 and r["scrapes"] >= 10 and r["scrape_failures"] == 0, r   # warm-up 3 s + 1 s
+
+
+def test_export_cost_summary():
+    runs = [{"scenario": "s", "variant": v, "ok": True, "result": {"mpps": m}}
+            for v, m in (("plain", 10.0), ("plain", 12.0), ("plain", 11.0), ("sflow 1/1000", 10.45),
+                         ("sflow 1/1000", 9.0), ("sflow 1/1000", 11.0))]
+    runs.append({"scenario": "s", "variant": "scrape 100 ms", "ok": False, "result": {}})
+    med = exportcost.summary(runs)
+    assert med["s"]["plain"]["mpps"] == 11.0 and med["s"]["sflow 1/1000"]["of_plain"] == 0.95
+    assert med["s"]["scrape 100 ms"]["mpps"] is None and "of_plain" not in med["s"]["scrape 100 ms"]
+    text = exportcost.format_summary(med)
+    assert "95.0 %" in text and "FAILED" in text
+    assert [v for v, _ in exportcost.variants("p2p-1k")] == ["plain", "sflow 1/1000", "scrape 100 ms"]
+    assert [v for v, _ in exportcost.variants("normal-1k")] == ["plain", "sflow 1/1000"]
 
 
 def test_stage_figures_and_their_table():

@@ -255,3 +255,39 @@ def test_prometheus_scrapes_the_switch_and_its_rate_matches_the_traffic(tmp_path
             prom.wait(timeout=30)
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.dpdk
+def test_protocol_states_are_gauges_per_port(eal):
+    """The spanning tree's port states as a gauge per port: listening while the forward delay
+    runs, forwarding after it (a root bridge alone); ports without STP have no series."""
+    from test_special import STP_BRIDGE, Clock
+    from test_special import host_port as special_port
+
+    sw = Switch(loads(STP_BRIDGE, "stp.yaml"), manual_clock=True)
+    sw.start()
+    m = Metrics(sw, "127.0.0.1:0")
+    m.start()
+    try:
+        br = sw.bridges["br0"]
+        for n in (1, 2, 3):
+            special_port(br, f"p{n}", n)
+            br.join_stp(br.by_ofport(n))
+        clock = Clock(br)
+        url = f"http://127.0.0.1:{m.bound_port}/metrics"
+        port = lambda name: frozenset({"bridge": "br0", "port": name}.items())
+
+        def states():
+            m.refresh()
+            s = samples(scrape(url))
+            return {k: v for (name, k), v in s.items() if name == "dpdkswitch_stp_port_state"}
+        clock.run(1)
+        assert states() == {port(f"p{n}"): 2 for n in (1, 2, 3)}        # listening
+        assert {br.stp.state(n) for n in (1, 2, 3)} == {"listening"}
+        clock.run(2 * 4 + 1)                                             # 2 × forward delay
+        assert states() == {port(f"p{n}"): 4 for n in (1, 2, 3)}        # forwarding
+        text = scrape(url)
+        assert "# TYPE dpdkswitch_bfd_session_state gauge" in text and "dpdkswitch_bfd_session_state{" not in text
+    finally:
+        m.stop()
+        sw.stop()

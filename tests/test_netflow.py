@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 
@@ -68,13 +69,14 @@ class Nfcapd:
         out = []
         for f in sorted(files):
             r = subprocess.run(["nfdump", "-r", str(self.dir / f), "-q", "-o",
-                                "fmt:%sa|%da|%sp|%dp|%pr|%in|%out|%pkt|%byt"],
+                                "fmt:%sa|%da|%sp|%dp|%pr|%in|%out|%pkt|%byt|%flg"],
                                capture_output=True, text=True, timeout=30)
             assert r.returncode == 0, r.stderr
             for line in r.stdout.splitlines():
-                sa, da, sp, dp, pr, inp, outp, pkt, byt = [x.strip() for x in line.split("|")]
+                sa, da, sp, dp, pr, inp, outp, pkt, byt, flg = [x.strip() for x in line.split("|")]
                 out.append({"src": sa, "dst": da, "sport": num(sp), "dport": num(dp), "proto": pr,
-                            "in": int(inp), "out": int(outp), "packets": int(pkt), "bytes": int(byt)})
+                            "in": int(inp), "out": int(outp), "packets": int(pkt), "bytes": int(byt),
+                            "flags": flg})
         return out
 
     def stop(self) -> None:
@@ -131,6 +133,31 @@ def test_records_on_expiry_match_the_traffic_and_megaflows_split_per_flow(export
         assert (r["packets"], r["bytes"]) == (n, n * (100 + 10 * i)), r   # frame bytes, as Open vSwitch's dOctets
         assert (r["in"], r["out"], r["dport"], r["proto"]) == (1, 2, 53, "UDP")
         assert r["src"] == f"10.0.0.{i}" and r["dst"] == f"172.16.0.{i * 7}"
+
+
+def tcp_frame(flags: int, size: int = 80) -> bytes:
+    payload = bytes(size - 14 - 20 - 20)
+    tcp = struct.pack("!HHIIBBHHH", 40000, 80, 1, 0, 5 << 4, flags, 65535, 0, 0) + payload
+    ip = struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0, 0x0A000063, 0xAC100063)
+    return b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00" + ip + tcp
+
+
+def test_tcp_flags_of_a_connection_are_in_its_record(exporting):
+    """A TCP flow's record carries the flags its frames had, ORed, as Open vSwitch's: the SYN
+    (the frame that missed and went up), the ACKs and PSHs the datapath forwarded, the FIN."""
+    br, nf, col, p1, p2 = exporting
+    SYN, FIN, PSH, ACK = 0x02, 0x01, 0x08, 0x10
+    frames = [tcp_frame(SYN)] + [tcp_frame(ACK)] * 5 + [tcp_frame(PSH | ACK)] * 3 + [tcp_frame(FIN | ACK)]
+    send(br, p1, frames[:1])
+    br.backer.revalidator.run()
+    send(br, p1, frames[1:])
+    assert len(br.dp.drain(p2)) == len(frames)
+    br.backer.revalidator.run()
+    br.dp.set_clock(br.dp.now_ns + 11 * 10**9)
+    br.backer.revalidator.run()
+    (r,) = col.records()
+    assert (r["packets"], r["proto"], r["sport"], r["dport"]) == (len(frames), "TCP", 40000, 80), r
+    assert set(r["flags"].replace(".", "")) == set("APSF"), r          # nfdump prints e.g. "...AP.SF"
 
 
 def test_active_timeout_sends_a_record_of_what_a_lasting_flow_counted_since(exporting):

@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 
@@ -12,6 +13,7 @@ import pytest
 
 from dpdkswitch.config import PortConfig, loads
 from dpdkswitch.ofproto.pipeline import PortEntry
+from dpdkswitch.ofproto.xlate import sflow_ifindex
 from dpdkswitch.sflow import Sflow
 from dpdkswitch.switch import Bridge, Port, Switch
 
@@ -88,21 +90,74 @@ def test_one_in_n_sampled_headers_byte_exact_and_counters_as_dpif_show(eal):
         assert agent.flow_samples == got
         sent = set(frames)
         for f in flows:
-            assert (f.input_if, f.output_if, f.sampling_rate) == (1, 2, 10)
+            assert (f.input_if, f.output_if, f.sampling_rate) == (sflow_ifindex("h1"), sflow_ifindex("h2"), 10)
+            assert (f.source_id_type, f.source_id_index) == (2, 1000)           # the bridge, as Open vSwitch's
             (hdr,) = [r.flow_data for r in f.flow_records if r.flow_data_format == 1]
             assert hdr.frame_length == 90 + 4 and hdr.stripped == 4 and hdr.header_size == 64
             h = hdr.header if isinstance(hdr.header, bytes) else b"".join(hdr.header)   # os-ken: bytes one by one
             assert h[:64] in {fr[:64] for fr in sent}                              # byte-exact
-            assert {r.flow_data_format for r in f.flow_records} == {1, 1001}
+            assert [r.flow_data_format for r in f.flow_records] == [1001, 1]
         by_if = {}
         for c in counters:
             for r in c.counters_records:
                 if r.counter_data_format == 1:
                     by_if[r.counter_data.ifIndex] = r.counter_data
+        assert set(by_if) == {sflow_ifindex(n) for n in ("h1", "h2", "idle")}
         for name, dp_port, ofport in (("h1", p1, 1), ("h2", p2, 2)):
-            st, g = br.dp.port_stats(dp_port), by_if[ofport]
+            st, g = br.dp.port_stats(dp_port), by_if[sflow_ifindex(name)]
             assert (g.ifInUcastPkts, g.ifOutUcastPkts, g.ifInOctets, g.ifOutOctets) == \
                    (st["rx_packets"], st["tx_packets"], st["rx_bytes"], st["tx_bytes"])
+    finally:
+        agent.close()
+        sw.stop()
+        rx.close()
+
+
+def flow_samples_in(data: bytes) -> int:
+    """Flow samples (format 1) in an sFlow v5 datagram with an IPv4 agent."""
+    n, off, flows = int.from_bytes(data[24:28], "big"), 28, 0
+    for _ in range(n):
+        fmt, length = struct.unpack_from("!II", data, off)
+        flows += fmt == 1
+        off += 8 + length
+    assert off == len(data)
+    return flows
+
+
+def test_a_million_frames_at_1_in_100_give_10000_samples(eal):
+    """The issue's figure: 1,000,000 frames through the datapath at 1/100 yield 10,000 flow
+    samples ± 5 % at the collector, and every frame is forwarded (to a null port, 1,024 a
+    burst through a ring port)."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(1)
+    sw = Switch(loads((CONFIG % {"tag": os.getpid() % 100000, "port": rx.getsockname()[1], "n": 100}).replace(
+        "in_port=1,actions=output:2", "in_port=1,actions=output:9"), "sf.yaml"), manual_clock=True)
+    sw.start()
+    br = sw.bridge("br0")
+    p1 = host_port(br, "h1", 1)
+    agent = Sflow(br)
+    try:
+        burst = [udp_frame(i % 7, size=64) for i in range(1024)]
+        total = 1_000_000
+        for start in range(0, total, len(burst)):
+            br.dp.inject(p1, burst[:total - start])
+            br.dp.poll(40)
+            br.upcalls.handle()
+        br.dp.poll(4)
+        br.upcalls.handle()
+        br.backer.revalidator.run()                              # the last datagram flushed
+        assert br.dp.port_stats(br.ports["idle"].dp_port)["tx_packets"] == total
+        got = 0
+        while True:
+            try:
+                got += flow_samples_in(rx.recv(65535))
+            except socket.timeout:
+                break
+        assert agent.flow_samples == got == br.upcalls.stats.sflow_samples
+        assert abs(got - 10_000) <= 500, got
+        print(f"1,000,000 frames at 1/100: {got} flow samples")
     finally:
         agent.close()
         sw.stop()
@@ -140,7 +195,8 @@ def test_sfacctd_decodes_the_flow_samples(eal, tmp_path):
         assert ours, data
         total = sum(int(d["PACKETS"]) for d in ours)
         assert total == agent.flow_samples and abs(total - 1000) <= 50, (total, agent.flow_samples)
-        assert all((d["IN_IFACE"], d["OUT_IFACE"], d["DST_PORT"]) == ("1", "2", "53") for d in ours), ours
+        ifs = (str(sflow_ifindex("h1")), str(sflow_ifindex("h2")), "53")
+        assert all((d["IN_IFACE"], d["OUT_IFACE"], d["DST_PORT"]) == ifs for d in ours), ours
     finally:
         if col.poll() is None:
             col.kill()
@@ -208,6 +264,6 @@ def test_dpdkswitch_run_samples_a_hosts_traffic_on_its_pmd(tmp_path):
                 and h[34:38] == (4444).to_bytes(2, "big") + (5555).to_bytes(2, "big")):
             ours.append(f)
     assert 140 <= len(ours) <= 260, (len(ours), shown)          # 400 at 1/2: 200, binomial spread
-    assert all((f.input_if, f.output_if, f.sampling_rate) == (1, 2, 2) for f in ours)
+    assert all((f.input_if, f.output_if, f.sampling_rate) == (sflow_ifindex("p1"), sflow_ifindex("p2"), 2) for f in ours)
     assert counters >= 2 * 2                                      # two ports, every second
     assert "flow samples: 0" not in shown and "sampling 1/2" in shown, shown

@@ -375,6 +375,13 @@ void dps_emc_insert_prob_set(struct dps_dp *dp, uint32_t inv_prob);
  * drains first, so a miss storm filling the main ring cannot starve them. */
 #define DPS_UPCALL_CONTROL 9223372036854775808ULL   /* 1 << 63 */
 #define DPS_CONTROL_RING 512
+/* A userspace action whose cookie has this bit is a sample (sFlow's, IPFIX's) that may wait:
+ * it wakes the slow path only once DPS_LAZY_WAKE upcalls wait in the ring (a miss or any other
+ * upcall wakes it at once, as before), and dps_upcall_arm does not count it below that, so
+ * samples are taken in batches, not one wake-up each.  The slow path takes what waits at its
+ * periodic pass at the latest (dps_upcall_count). */
+#define DPS_UPCALL_LAZY 576460752303423488ULL       /* 1 << 59 */
+#define DPS_LAZY_WAKE 64
 struct dps_upcall {
     void *packet;                     /* a reference: execute or free it, exactly once */
     const uint8_t *data;              /* the frame, valid until then */
@@ -385,8 +392,11 @@ struct dps_upcall {
 };
 /* The eventfd that becomes readable when upcalls wait.  Read it (8 bytes) to re-arm. */
 int dps_upcall_fd(const struct dps_dp *dp);
-/* Ask to be woken by the eventfd; returns how many upcalls already wait (then don't sleep). */
+/* Ask to be woken by the eventfd; returns how many upcalls already wait (then don't sleep):
+ * those that are not lazy, or all once DPS_LAZY_WAKE wait. */
 unsigned dps_upcall_arm(struct dps_dp *dp);
+/* How many upcalls wait, lazy ones too. */
+unsigned dps_upcall_count(const struct dps_dp *dp);
 /* Take up to n upcalls. */
 int dps_upcall_recv(struct dps_dp *dp, struct dps_upcall *out, unsigned n);
 /* Take up to n upcalls of the reserved ring only (the control protocols' frames, so that they

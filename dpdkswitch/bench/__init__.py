@@ -10,6 +10,7 @@ One module per measure, and this dispatch, which ``cli.py`` calls with the parse
                  interleaved child processes, medians, ratios, a plot
   flowmods.py    ``bench --flow-mods N``: ``ovs-ofctl add-flows`` of N rules, here and on OVS
   flowtable.py   ``bench --revalidation N[,N...]`` and ``--memory [N]``: the flow table at scale
+  exportcost.py  ``bench --export-cost``: sFlow's and Prometheus scraping's cost, alternating runs
   console.py     the progress line, tables, the version line, Ctrl-C
 
 Main thread only: a run that starts EAL does so on this thread, the datapath's only writer.
@@ -24,7 +25,7 @@ from pathlib import Path
 from ..config import ConfigError
 from ..datapath import DatapathError
 from ..netns import NetnsError
-from . import compare, flowmods, flowtable, forwarding
+from . import compare, exportcost, flowmods, flowtable, forwarding
 from .console import Progress
 from .scenarios import BenchError, scenarios_path
 
@@ -44,6 +45,9 @@ def main(a: argparse.Namespace) -> int:
         scen_file = scenarios_path(a.scenarios)
         if a.revalidation or a.memory:
             return flowtable.main(a, scen_file, Progress(not a.json))
+        if a.export_cost:
+            return exportcost.main(a.scenario, scen_file, a.runs, a.seconds, Path(a.out) if a.out else None,
+                                   a.ctl_core, a.pmd_core)
         if a.compare:
             return compare.compare(a.scenario, scen_file, a.runs, a.seconds, Path(a.out) if a.out else None,
                                    a.ctl_core, a.pmd_core, stage_sample=a.stage_sample)
@@ -51,7 +55,7 @@ def main(a: argparse.Namespace) -> int:
             raise BenchError("give one SCENARIO (or --compare [SCENARIO...])")
         progress = Progress(not a.json)
         result = forwarding.run_one(a.scenario[0], scen_file, a.seconds, a.ctl_core, a.pmd_core, progress,
-                                    a.stage_sample)
+                                    a.stage_sample, a.sflow, a.scrape_ms)
     except BenchError as e:
         print(f"dpdkswitch bench: {e}", file=sys.stderr)
         return 2

@@ -25,13 +25,20 @@ the run's seconds of the control core and of the PMD core.
 from __future__ import annotations
 
 import gc
+import os
 import select
+import socket
+import subprocess
+import sys
 import time
+from collections import deque
 from pathlib import Path
 
 from .. import lacp, udpif
 from ..config import loads
 from ..datapath.abi import STAGES
+from ..metrics import Metrics
+from ..sflow import Sflow
 from ..ofproto.flowstr import FlowSpec, parse_flow
 from ..switch import Bridge, Switch
 from .console import Progress, interruptible, table, version
@@ -51,10 +58,12 @@ COUNTERS = ("rx_packets", "tx_packets", "tx_dropped", "busy_cycles", "idle_cycle
 STAGE_SAMPLE = 64          # time the stages of every 64th PMD iteration (--stage-sample)
 
 
-def bench_config_text(pcap: Path, ctl_core: int, pmd_core: int, output: dict | None = None) -> str:
+def bench_config_text(pcap: Path, ctl_core: int, pmd_core: int, output: dict | None = None,
+                      sflow: tuple[int, int] | None = None) -> str:
     """OUTPUT (a scenario's ``output``): port 2 is a bond of OUTPUT["members"] net_null members
     (OpenFlow ports 2..N+1, as the peers number them), of OUTPUT["bond_mode"]; balance-tcp runs
-    LACP, its partner played by the bench (``ScenarioRun.play_partner``)."""
+    LACP, its partner played by the bench (``ScenarioRun.play_partner``).  SFLOW (sampling N,
+    collector's UDP port on 127.0.0.1): br0 runs an sFlow agent sampling 1-in-N."""
     if output:
         n, mode = int(output.get("members", 2)), output.get("bond_mode", "balance-slb")
         members = "".join(f'          m{i}: {{device: "net_null{i - 1},no-rx=1", ofport: {i + 1}}}\n'
@@ -63,6 +72,8 @@ def bench_config_text(pcap: Path, ctl_core: int, pmd_core: int, output: dict | N
                  f"        lacp: {'active' if mode == 'balance-tcp' else 'off'}\n")
     else:
         port2 = '      p2:\n        device: "net_null0,no-rx=1"\n        ofport: 2\n'
+    sflow_text = (f'    sflow: {{targets: ["127.0.0.1:{sflow[1]}"], sampling: {sflow[0]}, agent: 127.0.0.1}}\n'
+                  if sflow else "")
     return f"""\
 dpdk:
   cores: [{ctl_core}, {pmd_core}]
@@ -71,19 +82,90 @@ bridges:
   br0:
     datapath:
       pmd_cores: [{pmd_core}]
-    ports:
+{sflow_text}    ports:
 {port2}      p1:
         device: "net_pcap0,rx_pcap={pcap},infinite_rx=1"
         ofport: 1
 """
 
 
+# A Prometheus server's part for --scrape-ms: GET /metrics every MS until killed or LIMIT
+# seconds; prints scrapes done, failed, and the seconds they took.
+SCRAPER = r"""
+import signal, sys, time, urllib.request
+port, every, limit = int(sys.argv[1]), int(sys.argv[2]) / 1000, float(sys.argv[3])
+done = failed = 0
+spent = 0.0
+def out(*_):
+    print(done, failed, spent, flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, out)
+end = time.monotonic() + limit
+nxt = time.monotonic()
+while time.monotonic() < end:
+    t0 = time.monotonic()
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        ok = b"dpdkswitch_pmd_rx_packets_total" in body
+        done += ok
+        failed += not ok
+    except OSError:
+        failed += 1
+    spent += time.monotonic() - t0
+    nxt += every
+    time.sleep(max(0.0, nxt - time.monotonic()))
+out()
+"""
+SCRAPER_LIMIT_S = 3600
+
+
+class CallQueue:
+    """What metrics.py asks of the control thread's event loop (``call_soon_threadsafe``), for
+    the bench's select() loop: prometheus-client's thread queues a call and wakes the loop
+    through a pipe; the loop runs it (``run``)."""
+
+    def __init__(self):
+        self.rfd, self.wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.fd = self.rfd
+        self.calls: deque = deque()
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.calls)
+
+    def call_soon_threadsafe(self, fn, *args) -> None:
+        self.calls.append((fn, args))
+        try:
+            os.write(self.wfd, b"x")
+        except BlockingIOError:
+            pass
+
+    def is_closed(self) -> bool:
+        return False
+
+    def run(self) -> None:
+        try:
+            os.read(self.rfd, 4096)
+        except BlockingIOError:
+            pass
+        while self.calls:
+            fn, args = self.calls.popleft()
+            fn(*args)
+
+
 class ScenarioRun:
     """One scenario on one switch in this process: set-up, the control loop, the figures."""
 
     def __init__(self, name: str, sc: dict, pcap: Path, n_frames: int, ctl_core: int = 0, pmd_core: int = 1,
-                 progress: Progress | None = None, stage_sample: int = STAGE_SAMPLE):
+                 progress: Progress | None = None, stage_sample: int = STAGE_SAMPLE, sflow: int = 0,
+                 scrape_ms: int = 0):
         self.name, self.sc, self.pcap, self.n_frames = name, sc, pcap, n_frames
+        self.sflow_n, self.scrape_ms = sflow, scrape_ms
+        self.sflow: Sflow | None = None
+        self.collector: socket.socket | None = None
+        self.metrics: Metrics | None = None
+        self.calls = CallQueue()
+        self.scraper: subprocess.Popen | None = None
         self.ctl_core, self.pmd_core = ctl_core, pmd_core
         self.stage_sample = stage_sample
         self.progress = progress or Progress(False)
@@ -102,13 +184,26 @@ class ScenarioRun:
 
     # -- set-up
     def start(self) -> None:
-        config = loads(bench_config_text(self.pcap, self.ctl_core, self.pmd_core, self.sc.get("output")), "<bench>")
+        sflow = None
+        if self.sflow_n:
+            # The collector: a socket nobody reads (the kernel drops what overflows it), so the
+            # agent's sends succeed and the collector's cost is not the switch's.
+            self.collector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.collector.bind(("127.0.0.1", 0))
+            sflow = (self.sflow_n, self.collector.getsockname()[1])
+        config = loads(bench_config_text(self.pcap, self.ctl_core, self.pmd_core, self.sc.get("output"), sflow),
+                       "<bench>")
         bc = config.bridges["br0"]
         self.switch = Switch(config)
         self.switch.start_eal()
         self.info["eal"] = self.switch.eal_note
         br = self.br = Bridge.create(bc, self.switch.netns)   # pools sized for the pcap by the port
         self.switch.bridges["br0"] = br
+        if self.sflow_n:
+            self.sflow = Sflow(br)
+        if self.scrape_ms:
+            self.metrics = Metrics(self.switch, "127.0.0.1:0")
+            self.metrics.start(self.calls)      # scrapes ask this loop for a snapshot, as in `run`
         br.pipeline.delete(FlowSpec())           # the bridge's default rule: the scenario brings its own
         for pc in [p for p in bc.ports.values() if p.name != "p1"]:     # p2, or the bond's members
             br.add_port(pc)
@@ -131,6 +226,10 @@ class ScenarioRun:
         br.start()                               # the PMD thread
         self.t_traffic = time.monotonic()
         br.add_port(bc.ports["p1"])              # traffic starts now
+        if self.metrics is not None:
+            self.scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, str(self.metrics.bound_port),
+                                             str(self.scrape_ms), str(SCRAPER_LIMIT_S)],
+                                            stdout=subprocess.PIPE, text=True)
 
     def play_partner(self) -> None:
         """A bond's LACP partner, played by the bench (null members hear nothing): a LACPDU on
@@ -153,7 +252,31 @@ class ScenarioRun:
         return {p.name: int(self.br.port_stats(p)["tx_packets"]) for p in self.br.ports.values()
                 if p.config.bond is not None}
 
+    def stop_export(self) -> dict:
+        """Stop the scraper and the exporters; what they did."""
+        out: dict = {}
+        if self.scraper is not None:
+            self.scraper.terminate()
+            text, _ = self.scraper.communicate(timeout=10)
+            self.scraper = None
+            done, failed, seconds = (text.split() + ["0", "0", "0"])[:3]
+            out.update(scrapes=int(done), scrape_failures=int(failed),
+                       scrape_mean_ms=round(1000 * float(seconds) / max(int(done), 1), 2))
+        if self.metrics is not None:
+            self.metrics.stop()
+            self.metrics = None
+        if self.sflow is not None:
+            self.sflow.close()
+            out.update(sflow_flow_samples=self.sflow.flow_samples, sflow_datagrams=self.sflow.datagrams,
+                       sflow_send_errors=self.sflow.send_errors)
+            self.sflow = None
+        if self.collector is not None:
+            self.collector.close()
+            self.collector = None
+        return out
+
     def stop(self) -> None:
+        self.stop_export()
         if self.switch is not None:
             self.switch.stop()
             self.switch = None
@@ -200,10 +323,12 @@ class ScenarioRun:
                 if tick:
                     tick()
                 next_tick = max(next_tick + 1.0, now + 0.5)   # no burst of ticks after a long upcall batch
+            if self.calls.pending:
+                self.calls.run()
             if not again:
                 due = min(self.next_pass, next_tick, deadline, self.mac_pass_at or deadline)
-                r, _, _ = select.select([fd], [], [], max(0.0, due - time.monotonic()))
-                again = bool(r)
+                r, _, _ = select.select([fd, self.calls.fd], [], [], max(0.0, due - time.monotonic()))
+                again = fd in r
 
     def _upcall_wakeup(self, backer) -> bool:
         """One upcall wake-up, its cost and its installs counted; True to go again at once."""
@@ -335,14 +460,14 @@ def stage_figures(d: dict[str, int], every: int) -> dict:
 
 
 def run_one(name: str, scen_file: Path, seconds: float, ctl_core: int, pmd_core: int,
-            progress: Progress, stage_sample: int = STAGE_SAMPLE) -> dict:
+            progress: Progress, stage_sample: int = STAGE_SAMPLE, sflow: int = 0, scrape_ms: int = 0) -> dict:
     """One scenario, one run, in this process (EAL starts here)."""
     scenarios = load_scenarios(scen_file)
     if name not in scenarios:
         raise BenchError(f"no scenario {name!r} in {scen_file} (have: {', '.join(scenarios)})")
     sc = scenarios[name]
     pcap, n_frames = pcap_for(name, sc, bench_dir(scen_file))
-    b = ScenarioRun(name, sc, pcap, n_frames, ctl_core, pmd_core, progress, stage_sample)
+    b = ScenarioRun(name, sc, pcap, n_frames, ctl_core, pmd_core, progress, stage_sample, sflow, scrape_ms)
     # Ctrl-C and SIGTERM stop the run cleanly: the switch is stopped in the finally below.
     with interruptible():
         try:
@@ -350,6 +475,14 @@ def run_one(name: str, scen_file: Path, seconds: float, ctl_core: int, pmd_core:
             figures = b.run(seconds)
             if b.sc.get("output"):
                 b.member_tx_at_end = b.member_tx()
+            exported = b.stop_export()
+            if sflow:
+                rx = int(b.br.dp.pmd_stats()["rx_packets"].sum())
+                exported.update(sflow_sampling=sflow, sflow_upcalls=b.br.upcalls.stats.sflow_samples,
+                                sflow_expected=rx // sflow)
+            if scrape_ms:
+                exported.update(scrape_ms=scrape_ms)
+            figures.update(exported)
         finally:
             progress.done()
             b.stop()

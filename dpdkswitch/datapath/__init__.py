@@ -30,6 +30,7 @@ from .abi import PMD_STATS_DTYPE, PORT_STATS_DTYPE
 MAX_PORTS = lib.DPS_MAX_PORTS
 MAX_PMDS = lib.DPS_MAX_PMDS
 MANUAL_PMD = lib.DPS_MAX_PMDS  # counters slot of deterministic polling
+UPCALL_BATCH = 256             # upcalls one Datapath.upcalls() call takes at most (dps_upcall_recv's)
 
 __all__ = ["DatapathError", "Eal", "Datapath", "Upcall", "parse", "MAX_PORTS", "MAX_PMDS", "MANUAL_PMD",
            "extension_path"]
@@ -269,6 +270,7 @@ class Datapath:
         stats = lib.dps_pmd_stats(self._dp)
         buf = ffi.buffer(stats, PMD_STATS_DTYPE.itemsize * (MAX_PMDS + 1))
         self._stats = np.frombuffer(buf, dtype=PMD_STATS_DTYPE)
+        self._upcall_buf = ffi.new("struct dps_upcall[]", UPCALL_BATCH)   # reused: upcalls() copies out of it
 
     # -- lifetime
     def close(self) -> None:
@@ -471,9 +473,9 @@ class Datapath:
                             "actions": bytes(ffi.buffer(abuf + d.actions_ofs, d.actions_len)), **_stats(d.stats)})
         return out
 
-    def flow_stats_changed(self, idle_before_ns: int = 0) -> list[tuple[int, int, int, int, int]]:
-        """(ufid, packets, bytes, used_ns, created_ns) of the flows whose packet count changed
-        since this was last asked, and of those idle since before IDLE_BEFORE_NS (0: none)."""
+    def flow_stats_changed(self, idle_before_ns: int = 0) -> list[tuple[int, int, int, int, int, int]]:
+        """(ufid, packets, bytes, used_ns, created_ns, tcp_flags) of the flows whose packet count
+        changed since this was last asked, and of those idle since before IDLE_BEFORE_NS (0: none)."""
         out = []
         cursor = ffi.new("uint32_t *", 0)
         n = 1024
@@ -483,7 +485,7 @@ class Datapath:
             for i in range(got):
                 d = batch[i]
                 s = d.stats
-                out.append((d.ufid.lo | d.ufid.hi << 64, s.packets, s.bytes, s.used_ns, d.created_ns))
+                out.append((d.ufid.lo | d.ufid.hi << 64, s.packets, s.bytes, s.used_ns, d.created_ns, s.tcp_flags))
         return out
 
     def flow_flush(self) -> int:
@@ -531,11 +533,17 @@ class Datapath:
         return int(lib.dps_upcall_fd(self.h))
 
     def upcall_arm(self) -> int:
+        """Ask for the eventfd; how many upcalls wait already (samples only once DPS_LAZY_WAKE do)."""
         return int(lib.dps_upcall_arm(self.h))
 
+    def upcall_count(self) -> int:
+        """How many upcalls wait, the samples that wait for company too."""
+        return int(lib.dps_upcall_count(self.h))
+
     def upcalls(self, max_n: int = 64) -> list["Upcall"]:
-        arr = ffi.new("struct dps_upcall[]", max_n)
-        n = lib.dps_upcall_recv(self.h, arr, max_n)
+        """Up to MAX_N (at most UPCALL_BATCH) waiting upcalls."""
+        arr = self._upcall_buf
+        n = lib.dps_upcall_recv(self.h, arr, min(max_n, UPCALL_BATCH))
         return [Upcall(self, arr[i]) for i in range(n)]
 
     def control_upcalls(self, max_n: int = 64) -> list["Upcall"]:

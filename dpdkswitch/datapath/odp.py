@@ -41,6 +41,7 @@ class SetMasked:
 
 
 CONTROL_COOKIE = lib.DPS_UPCALL_CONTROL     # a Userspace cookie with this bit: a control protocol's frame
+LAZY_COOKIE = lib.DPS_UPCALL_LAZY           # ... with this bit: a sample, taken in batches (dpdkswitch.h)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ lookup per table visited plus a few field compares per output.
 """
 from __future__ import annotations
 
+import functools
+
 import zlib
 from dataclasses import dataclass, field
 
@@ -481,6 +483,7 @@ def _diff_mask(new: bytes, old: bytes) -> bytes:
 
 # A userspace cookie with this bit is an sFlow sample (the low 32 bits: its output).  Bit 63 is
 # odp.CONTROL_COOKIE (control protocols' frames, on the reserved ring); the rest are packet-ins.
+# Every sample's cookie also has odp.LAZY_COOKIE: the datapath hands samples over in batches.
 TCP_FIN, TCP_RST = 0x001, 0x004        # tcp_flags bits fin_timeout acts on
 SFLOW_COOKIE = 1 << 62
 assert not SFLOW_COOKIE & odp.CONTROL_COOKIE
@@ -490,9 +493,39 @@ IPFIX_COOKIE = 1 << 61
 FLOW_SAMPLE_COOKIE = 1 << 60
 
 
+def _mhash_add(h: int, data: int) -> int:
+    if data:
+        data = (data * 0xCC9E2D51) & 0xFFFFFFFF
+        data = ((data << 15) | (data >> 17)) & 0xFFFFFFFF
+        h ^= (data * 0x1B873593) & 0xFFFFFFFF
+    h = ((h << 13) | (h >> 19)) & 0xFFFFFFFF
+    return (h * 5 + 0xE6546B64) & 0xFFFFFFFF
+
+
+@functools.lru_cache(maxsize=4096)
+def sflow_ifindex(name: str) -> int:
+    """The sFlow ifIndex of the device port NAME, as Open vSwitch gives a DPDK port
+    (netdev_dpdk_get_ifindex): its name's hash_string (murmur3 words, lib/hash.c) modulo
+    0xfffffe, plus 1: a positive 24-bit number, the same on both switches for one name."""
+    b = name.encode()
+    h = 0
+    for i in range(0, len(b) - len(b) % 4, 4):
+        h = _mhash_add(h, int.from_bytes(b[i:i + 4], "little"))
+    if len(b) % 4:
+        h = _mhash_add(h, int.from_bytes(b[len(b) - len(b) % 4:], "little"))
+    h ^= len(b)
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h % 0xFFFFFE + 1
+
+
 def sflow_output(actions: list, pipeline: Pipeline) -> int:
     """sFlow's output interface of ACTIONS (Open vSwitch's cookie encoding): the one port's
-    ifIndex (its OpenFlow number), 0x40000000|256 for a drop, 0x80000000|N for N outputs."""
+    ifIndex (``sflow_ifindex``; 0 for a patch port, which has none), 0x40000000|256 for a
+    drop, 0x80000000|N for N outputs."""
     outs = []
     todo = list(actions)
     while todo:
@@ -506,7 +539,7 @@ def sflow_output(actions: list, pipeline: Pipeline) -> int:
     if len(outs) > 1:
         return 0x80000000 | len(outs)
     e = pipeline.port_by_dp(outs[0])
-    return e.ofport & 0xFFFFFFFF if e is not None else 0
+    return sflow_ifindex(e.name) if e is not None and not e.patch else 0
 
 
 def _sampled(probability: float, cookie: int):
@@ -520,13 +553,13 @@ def _sampled(probability: float, cookie: int):
 def ipfix_sample(actions: list, pipeline: Pipeline) -> None:
     """Put the bridge's IPFIX sample first in ACTIONS (ingress sampling, as Open vSwitch's
     compose_ipfix_action at the input port)."""
-    actions.insert(0, _sampled(pipeline.ipfix_probability, IPFIX_COOKIE))
+    actions.insert(0, _sampled(pipeline.ipfix_probability, IPFIX_COOKIE | odp.LAZY_COOKIE))
 
 
 def sflow_sample(actions: list, pipeline: Pipeline) -> None:
     """Put sFlow's sample first in ACTIONS, as Open vSwitch's compose_sflow_action: with the
     bridge's probability, the frame goes to the slow path with its output in the cookie."""
-    cookie = SFLOW_COOKIE | sflow_output(actions, pipeline)
+    cookie = SFLOW_COOKIE | odp.LAZY_COOKIE | sflow_output(actions, pipeline)
     actions.insert(0, odp.Sample(pipeline.sflow_probability, (odp.Userspace(cookie),)))
 
 
@@ -919,7 +952,7 @@ class Translator:
             return
         c.commit()
         fs = FlowSampleIn(c.p.name, a.probability, a.collector_set_id, a.obs_domain_id, a.obs_point_id)
-        c.odp.append(_sampled(a.probability / 65535, FLOW_SAMPLE_COOKIE | self.registry.id_of(fs)))
+        c.odp.append(_sampled(a.probability / 65535, FLOW_SAMPLE_COOKIE | odp.LAZY_COOKIE | self.registry.id_of(fs)))
 
     # -- Open vSwitch's extensions: resubmit, and fields read and written in part
     def _resubmit(self, c: _Ctx, a: Resubmit) -> None:

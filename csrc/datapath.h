@@ -100,6 +100,18 @@ struct dps_pmd {
     const struct dps_fwd *fwd;        /* the snapshot of the iteration (or packet-out) running:
                                        * what the executor's callbacks read; stale in between */
     unsigned recirc_depth;            /* recirculations of the frame being run */
+    uint32_t frame_hash;              /* the lookup hash of the frame being run (a recirculated
+                                       * frame's is derived from it) */
+    struct {
+        bool batching;                /* in a burst's actions: recirculated frames wait here */
+        unsigned fill;                /* the batch being filled; the other is being looked up */
+        struct dps_recirc_batch {
+            uint16_t n;
+            struct rte_mbuf *pkts[DPS_BURST];
+            uint32_t hashes[DPS_BURST];
+            struct dps_flow_key keys[DPS_BURST];
+        } b[2];
+    } recirc;                         /* the burst's next pass, looked up as a batch */
     struct dps_pmd_stats *stats;
     uint64_t *port_tx_dropped;        /* [DPS_MAX_PORTS] */
     struct {

@@ -10,6 +10,7 @@
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
+#include <rte_hash_crc.h>
 #include <rte_malloc.h>
 #include <rte_prefetch.h>
 
@@ -190,7 +191,13 @@ exec_userspace(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *key, ui
     dps_upcall(ctx, m, key, DPS_UPCALL_ACTION, cookie, 0);
 }
 
-/* The frame is parsed again (earlier actions may have changed it) and looked up as RECIRC_ID. */
+/* Recirculation.  KEY is the frame's key as the frame is now (the executor parses a changed
+ * frame again), so the second pass copies it and sets RECIRC_ID: no parse.  Its lookup hash is
+ * the first pass's with recirc_id and dp_hash folded in (one CRC step, not the whole key again;
+ * the same key gets the same hash from the same first pass, all the exact-match cache needs).
+ * Within a burst (process) the frame waits in pmd->recirc and the burst's recirculated frames
+ * are looked up together after its actions (recirc_drain), as Open vSwitch batches them;
+ * elsewhere (packet-out, parked frames) it is looked up at once. */
 static void
 exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev, uint32_t recirc_id)
 {
@@ -201,18 +208,30 @@ exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev,
         return;
     }
     pmd->stats->recirculations++;
-    struct dps_flow_key key;
-    dps_parse(rte_pktmbuf_mtod(m, uint8_t *), rte_pktmbuf_data_len(m), prev->in_port, &key);
+    uint32_t hash = rte_hash_crc_8byte((uint64_t)recirc_id << 32 | prev->dp_hash, pmd->frame_hash);
+    struct dps_recirc_batch *b = &pmd->recirc.b[pmd->recirc.fill];
+    if (pmd->recirc.batching && b->n < DPS_BURST) {
+        uint16_t i = b->n++;
+        b->keys[i] = *prev;
+        b->keys[i].recirc_id = recirc_id;
+        b->hashes[i] = hash;
+        b->pkts[i] = m;
+        if (__atomic_load_n(&pmd->dp->emc_inv_prob, __ATOMIC_RELAXED))
+            dps_emc_prefetch(pmd->emc, hash);
+        return;
+    }
+    struct dps_flow_key key = *prev;
     key.recirc_id = recirc_id;
-    key.dp_hash = prev->dp_hash;
-    uint32_t hash = dps_key_hash(&key), slot;
+    uint32_t slot, saved = pmd->frame_hash;
     dps_classify(pmd, &m, &key, &hash, &slot, 1);
     if (slot == UINT32_MAX) {
         dps_upcall_miss(pmd, m, &key, hash);
         return;
     }
     pmd->recirc_depth++;
+    pmd->frame_hash = hash;
     dps_pmd_run_flow(pmd, m, &key, slot, dps_clock_now(pmd->dp));
+    pmd->frame_hash = saved;
     pmd->recirc_depth--;
 }
 
@@ -260,6 +279,7 @@ dps_pmd_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m
                 const uint8_t *actions, uint32_t len)
 {
     pmd->fwd = f;
+    pmd->frame_hash = dps_key_hash(key);
     dps_actions_execute(&pmd_exec_ops, pmd, m, key, actions, len);   /* out of line: not per frame */
 }
 
@@ -362,6 +382,34 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
     return done;
 }
 
+/* The burst's recirculated frames, looked up together (exact-match cache, then the masked
+ * classifier) and run: one round per depth, a round's own recirculations waiting for the next. */
+static void
+recirc_drain(struct dps_pmd *pmd, uint64_t now)
+{
+    uint32_t slots[DPS_BURST];
+    unsigned miss[DPS_BURST];
+    for (unsigned depth = 1; pmd->recirc.b[pmd->recirc.fill].n; depth++) {
+        struct dps_recirc_batch *b = &pmd->recirc.b[pmd->recirc.fill];
+        pmd->recirc.fill ^= 1;                 /* this round's recirculations: the other batch */
+        uint16_t n = b->n;
+        unsigned n_miss = dps_classify_emc(pmd, b->keys, b->hashes, slots, n, miss);
+        dps_classify_masked(pmd, b->keys, b->hashes, slots, miss, n_miss);
+        pmd->recirc_depth = depth;
+        for (uint16_t i = 0; i < n; i++) {
+            if (slots[i] == UINT32_MAX)
+                dps_upcall_miss(pmd, b->pkts[i], &b->keys[i], b->hashes[i]);
+            else {
+                pmd->frame_hash = b->hashes[i];
+                dps_pmd_run_flow(pmd, b->pkts[i], &b->keys[i], slots[i], now);
+            }
+        }
+        b->n = 0;
+    }
+    pmd->recirc_depth = 0;
+    stage_lap(pmd, DPS_STAGE_RECIRC);
+}
+
 /* Parse, classify, act on one burst from one rx queue. */
 static void
 process(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, struct rte_mbuf **pkts, uint16_t n,
@@ -397,13 +445,18 @@ process(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, struct r
     stage_lap(pmd, DPS_STAGE_EMC);
     dps_classify_masked(pmd, keys, hashes, slots, miss, n_miss);
     stage_lap(pmd, DPS_STAGE_MASKED);
+    pmd->recirc.batching = true;
     for (uint16_t i = 0; i < n; i++) {
         if (slots[i] == UINT32_MAX)
             dps_upcall_miss(pmd, pkts[i], &keys[i], hashes[i]);
-        else
+        else {
+            pmd->frame_hash = hashes[i];
             dps_pmd_run_flow(pmd, pkts[i], &keys[i], slots[i], now);
+        }
     }
     stage_lap(pmd, DPS_STAGE_ACTIONS);
+    recirc_drain(pmd, now);
+    pmd->recirc.batching = false;
 }
 
 /* One poll iteration: parked frames, every rx queue once, then flush output.  Returns frames

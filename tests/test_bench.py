@@ -103,7 +103,7 @@ def test_bench_p2p_1flow_json():
     assert 0 < r["stage_sampled_cycles_per_packet"] < 10 * r["busy_cycles_per_packet"], r
     # One in_port-only flow: the cheap path takes every frame; nothing is parsed or looked up.
     assert per["simple"] > 0 and per["rx"] > 0 and per["tx"] > 0
-    assert per["parse"] == per["emc"] == per["masked"] == per["actions"] == 0, per
+    assert per["parse"] == per["emc"] == per["masked"] == per["actions"] == per["recirc"] == 0, per
 
 
 def test_stage_figures_and_their_table():
@@ -122,7 +122,7 @@ def test_stage_figures_and_their_table():
     table = forwarding.format_result(r)
     assert "every 16th PMD iteration" in table
     row = next(line for line in table.splitlines() if line.startswith("cycles/frame")).split()
-    assert row[1:] == ["0.0", "20.0", "0.0", "30.0", "10.0", "0.0", "25.0", "10.0", "5.0", "100.0", "110.0"]
+    assert row[1:] == ["0.0", "20.0", "0.0", "30.0", "10.0", "0.0", "25.0", "10.0", "0.0", "5.0", "100.0", "110.0"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"),

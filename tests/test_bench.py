@@ -73,6 +73,23 @@ def test_medians_and_ratios_with_a_failed_peer():
     assert compare._last_json("no json here") is None
 
 
+def test_a_peer_that_cannot_run_a_scenario_is_said_so_not_failed():
+    # Open vSwitch's peer script exits 2 with an error for bond-tcp-1k (balance-tcp needs LACP
+    # negotiated, null members cannot): "not run" and why, no ratio, ours still reported.
+    scenarios = {"bond-tcp-1k": {"measure": "forwarding"}}
+    why = "Open vSwitch runs balance-tcp only with LACP negotiated; null members cannot negotiate"
+    runs = [{"scenario": "bond-tcp-1k", "peer": "dpdkswitch", "run": 1, "ok": True, "result": {"mpps": 7.5}},
+            {"scenario": "bond-tcp-1k", "peer": "ovs-dpdk", "run": 1, "ok": False, "rc": 2, "unsupported": True,
+             "result": {"error": why}, "error": why}]
+    med = compare.medians(runs, scenarios)
+    assert med["bond-tcp-1k"]["peers"]["ovs-dpdk"] == {"ok": False, "unsupported": True, "error": why}
+    assert med["bond-tcp-1k"]["peers"]["dpdkswitch"]["mpps"] == 7.5
+    assert "ours_over_ovs" not in med["bond-tcp-1k"]
+    table = compare.format_medians(med)
+    assert "not run" in table and "FAILED" not in table
+    assert f"bond-tcp-1k: ovs-dpdk does not run it: {why}" in table
+
+
 @needs_shared
 @pytest.mark.skipif(os.geteuid() != 0, reason="the bench starts DPDK (EAL, vdevs, hugepages): needs root")
 @pytest.mark.skipif(len(online_cpus()) < 2, reason="the bench needs 2 CPUs: a control thread and a PMD thread")

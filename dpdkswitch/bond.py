@@ -342,7 +342,7 @@ class Bond:
     # -- bond/show, bond/list
     def show(self) -> str:
         out = [f"---- {self.name} ----", f"bond_mode: {self.mode}",
-               f"bond may use recirculation: {'yes' if self.recirculates() else 'no'}", "bond-hash-basis: 0",
+               f"bond may use recirculation: {'yes' if self.recirculates() else 'no'}", f"bond-hash-basis: {self.basis}",
                f"updelay: {round(self.updelay * 1000)} ms", f"downdelay: {round(self.downdelay * 1000)} ms"]
         if self.mode != "active-backup" and self.rebalance_interval:
             out.append(f"next rebalance: {max(0, round((self.next_rebalance - self.now) * 1000))} ms")

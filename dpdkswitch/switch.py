@@ -689,7 +689,7 @@ class Bridge:
             bond = self.bonds[bc.name] = Bond(
                 bc.name, members, bc.bond_mode, bc.bond_primary, bc.bond_updelay, bc.bond_downdelay,
                 bc.bond_rebalance_interval, lacp, bc.lacp_fallback_ab, send=self._protocol_send,
-                on_change=self.pipeline.ports_changed, now=self.dp.now_ns / 1e9)
+                on_change=self.pipeline.ports_changed, now=self.dp.now_ns / 1e9, basis=bc.bond_hash_basis)
             old = self.dropped_bonds.pop(bc.name, None)
             if old is not None:
                 bond.take_state(old)

@@ -12,7 +12,7 @@ import pytest
 from scapy.layers.l2 import ARP, Ether
 
 from dpdkswitch.bond import N_BUCKETS, Bond
-from dpdkswitch.config import BondConfig, PortConfig, loads
+from dpdkswitch.config import BondConfig, ConfigError, PortConfig, loads
 from dpdkswitch.control import Commands
 from dpdkswitch.control import bond as bond_cmds
 from dpdkswitch.datapath import odp, parse
@@ -419,6 +419,41 @@ def test_balance_tcp_hashes_and_recirculates_in_the_datapath_buckets_by_dp_hash(
     out = drain(br, ports)
     assert out[1] == [] and len(out[2]) == 64
     assert sum(m.tx_bytes for m in bond.members.values()) >= 0 and any(bond.loads)
+
+
+def test_bond_hash_basis_seeds_both_hashes(bridge):
+    # Open vSwitch's bond-hash-basis: another seed moves source MACs to other buckets (balance-slb)
+    # and is the datapath hash action's basis (balance-tcp).
+    sw, br = bridge
+    assert loads(RELOAD_HEAD + RELOAD_BOND + "        bond_hash_basis: 7\n", "b.yaml").bridges["br0"] \
+        .bonds["bond0"].bond_hash_basis == 7
+    with pytest.raises(ConfigError, match=r"b.yaml:\d+: .*bond_hash_basis"):
+        loads(RELOAD_HEAD + RELOAD_BOND + "        bond_hash_basis: -1\n", "b.yaml")
+    bond, ports = make_bond(br, "balance-tcp", lacp="active", bond_hash_basis=7)
+    bond.lacp = FakeLacp("negotiated")
+    Clock(br).run(0.2)
+    assert bond.basis == 7 and "bond-hash-basis: 7" in bond.show()
+    frame = udp_frame(1, src_mac=HOST_MAC, dst_mac=b"\x02\0\0\0\0\x11")
+    t = br.xlate.translate(parse(frame, ports[3]), trace=True)
+    assert t.actions[-2:] == [odp.Hash(7), odp.Recirc(t.actions[-1].recirc_id)]
+    macs = [0x020000000100 + i for i in range(64)]
+    buckets = {}
+    for basis in (0, 7):
+        slb = Bond("a", [("m1", 1), ("m2", 2)], "balance-slb", basis=basis)
+        for o in (1, 2):
+            slb.set_may_enable(o, True)
+        slb.run(0.0)
+        buckets[basis] = [slb.choose(_Mac(m), 0)[1] for m in macs]
+    assert None not in buckets[0] + buckets[7]
+    assert sum(a != b for a, b in zip(buckets[0], buckets[7])) > 48
+
+
+class _Mac:
+    def __init__(self, mac):
+        self.mac = mac
+
+    def get(self, name):
+        return self.mac if name == "eth_src" else 0
 
 
 def test_the_bench_bond_scenarios_make_port_2_a_bond_of_null_members():

@@ -35,13 +35,16 @@ dps_pmd_new(struct dps_dp *dp, unsigned index, unsigned lcore)
     pmd->upcalls_by_port = calloc(DPS_MAX_PORTS, sizeof *pmd->upcalls_by_port);
     pmd->emc = rte_zmalloc("dps_emc", sizeof *pmd->emc, RTE_CACHE_LINE_SIZE);
     pmd->hints = rte_zmalloc("dps_hints", sizeof *pmd->hints, RTE_CACHE_LINE_SIZE);
-    if (!pmd->fstats || !pmd->upcalls_by_port || !pmd->emc || !pmd->hints) {
+    pmd->rcache = rte_zmalloc("dps_rcache", sizeof *pmd->rcache, RTE_CACHE_LINE_SIZE);
+    if (!pmd->fstats || !pmd->upcalls_by_port || !pmd->emc || !pmd->hints || !pmd->rcache) {
         dps_pmd_free(pmd);
         dps_error(ENOMEM, "no memory for a PMD's caches and counters");
         return NULL;
     }
     for (unsigned i = 0; i < DPS_EMC_ENTRIES; i++)
         pmd->emc->e[i].slot = UINT32_MAX;
+    for (unsigned i = 0; i < DPS_RCACHE_ENTRIES; i++)
+        pmd->rcache->e[i].f_slot = UINT32_MAX;
     return pmd;
 }
 
@@ -56,6 +59,7 @@ dps_pmd_free(struct dps_pmd *pmd)
     free(pmd->upcalls_by_port);
     rte_free(pmd->emc);
     rte_free(pmd->hints);
+    rte_free(pmd->rcache);
     rte_free(pmd);
 }
 
@@ -196,8 +200,10 @@ exec_userspace(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *key, ui
  * the first pass's with recirc_id and dp_hash folded in (one CRC step, not the whole key again;
  * the same key gets the same hash from the same first pass, all the exact-match cache needs).
  * Within a burst (process) the frame waits in pmd->recirc and the burst's recirculated frames
- * are looked up together after its actions (recirc_drain), as Open vSwitch batches them;
- * elsewhere (packet-out, parked frames) it is looked up at once. */
+ * are looked up together after its actions (recirc_drain), as Open vSwitch batches them, first
+ * in the recirculation cache when the frame ran its flow unchanged (flow.h: a balance-tcp
+ * bond's second pass is one small entry, not an exact-match probe of the whole key); elsewhere
+ * (packet-out, parked frames) it is looked up at once. */
 static void
 exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev, uint32_t recirc_id)
 {
@@ -216,13 +222,21 @@ exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev,
         b->keys[i].recirc_id = recirc_id;
         b->hashes[i] = hash;
         b->pkts[i] = m;
-        if (__atomic_load_n(&pmd->dp->emc_inv_prob, __ATOMIC_RELAXED))
-            dps_emc_prefetch(pmd->emc, hash);
+        if (prev == pmd->frame_key) {          /* unchanged since its flow matched it */
+            b->f_slot[i] = pmd->frame_slot;
+            b->f_gen[i] = pmd->dp->ft.flows[pmd->frame_slot].gen;
+            rte_prefetch0(&pmd->rcache->e[dps_rcache_index(pmd->frame_slot, prev->dp_hash)]);
+        } else {
+            b->f_slot[i] = UINT32_MAX;
+            if (__atomic_load_n(&pmd->dp->emc_inv_prob, __ATOMIC_RELAXED))
+                dps_emc_prefetch(pmd->emc, hash);
+        }
         return;
     }
     struct dps_flow_key key = *prev;
     key.recirc_id = recirc_id;
-    uint32_t slot, saved = pmd->frame_hash;
+    uint32_t slot, saved = pmd->frame_hash, saved_slot = pmd->frame_slot;
+    const struct dps_flow_key *saved_key = pmd->frame_key;
     dps_classify(pmd, &m, &key, &hash, &slot, 1);
     if (slot == UINT32_MAX) {
         dps_upcall_miss(pmd, m, &key, hash);
@@ -232,6 +246,8 @@ exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev,
     pmd->frame_hash = hash;
     dps_pmd_run_flow(pmd, m, &key, slot, dps_clock_now(pmd->dp));
     pmd->frame_hash = saved;
+    pmd->frame_slot = saved_slot;
+    pmd->frame_key = saved_key;
     pmd->recirc_depth--;
 }
 
@@ -294,6 +310,8 @@ dps_pmd_run_flow(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *k
     s->bytes += rte_pktmbuf_pkt_len(m);
     s->used_ns = now;
     s->tcp_flags |= rte_be_to_cpu_16(key->tcp_flags);
+    pmd->frame_slot = slot;
+    pmd->frame_key = key;
     pmd_execute(pmd, m, key, acts->data, acts->len);
 }
 
@@ -393,8 +411,20 @@ recirc_drain(struct dps_pmd *pmd, uint64_t now)
         struct dps_recirc_batch *b = &pmd->recirc.b[pmd->recirc.fill];
         pmd->recirc.fill ^= 1;                 /* this round's recirculations: the other batch */
         uint16_t n = b->n;
-        unsigned n_miss = dps_classify_emc(pmd, b->keys, b->hashes, slots, n, miss);
+        bool cached[DPS_BURST];
+        for (uint16_t i = 0; i < n; i++) {
+            slots[i] = b->f_slot[i] == UINT32_MAX ? UINT32_MAX
+                       : dps_rcache_lookup(pmd, b->f_slot[i], b->f_gen[i], b->keys[i].recirc_id, b->keys[i].dp_hash);
+            cached[i] = slots[i] != UINT32_MAX;
+        }
+        unsigned n_miss = dps_classify_emc_rest(pmd, b->keys, b->hashes, slots, n, miss);
         dps_classify_masked(pmd, b->keys, b->hashes, slots, miss, n_miss);
+        for (uint16_t i = 0; i < n; i++) {
+            if (cached[i])
+                pmd->stats->emc_hits++;        /* counted with the exact-match cache's hits */
+            else if (slots[i] != UINT32_MAX && b->f_slot[i] != UINT32_MAX)
+                dps_rcache_insert(pmd, b->f_slot[i], b->f_gen[i], b->keys[i].recirc_id, b->keys[i].dp_hash, slots[i]);
+        }
         pmd->recirc_depth = depth;
         for (uint16_t i = 0; i < n; i++) {
             if (slots[i] == UINT32_MAX)

@@ -1,6 +1,7 @@
 /*
  * flow.h — datapath flows: the flow table, the masked classifier (tuple space search: one hash
- * table per distinct mask), the per-PMD exact-match cache, in-flight misses and meters.
+ * table per distinct mask), the per-PMD exact-match and recirculation caches, in-flight misses
+ * and meters.
  *
  * Concurrency (see datapath.h): the control thread is the only writer.  PMDs read flows and
  * subtables without locks:
@@ -13,14 +14,16 @@
  *   - a subtable that has never held more than DPS_TINY flows also keeps their compressed keys
  *     in place (tiny[]), under a sequence count: PMDs compare against those instead of probing
  *     the hash, and use the hash when the count says the control thread was editing them.
- * The exact-match cache belongs to its PMD alone; its entries name a flow by (slot, generation)
- * and are checked against the flow on every hit, so a dead flow is never used.
+ * The exact-match and recirculation caches belong to their PMD alone; their entries name flows
+ * by (slot, generation) and are checked against the flows on every hit, so a dead flow is never
+ * used.
  *
  * Callers and cost: table set-up, puts, deletes, dumps, meter changes and
  * dps_flow_lookup_slot run on the control thread (a put or delete may wait a grace period);
- * dps_classify*, dps_emc_*, dps_meter_allow and dps_key_hash on a PMD (or the control thread
- * polling by hand): per burst, an exact-match probe per frame and a hash probe per subtable
- * tried for the misses; a meter check takes its meter's spinlock.
+ * dps_classify*, dps_emc_*, dps_rcache_*, dps_meter_allow and dps_key_hash on a PMD (or the
+ * control thread polling by hand): per burst, an exact-match probe per frame and a hash probe
+ * per subtable tried for the misses; a recirculation cache probe is one 32-byte entry, an
+ * insert compares two masks; a meter check takes its meter's spinlock.
  */
 #ifndef DPS_FLOW_H
 #define DPS_FLOW_H 1

@@ -90,7 +90,7 @@ dps_actions_need_key(const uint8_t *a, uint32_t len)
 {
     for (uint32_t off = 0; off < len; off += dps_act_at(a + off)->len) {
         const struct dps_action *h = dps_act_at(a + off);
-        if (h->type == DPS_ACT_HASH || h->type == DPS_ACT_USERSPACE)
+        if (h->type == DPS_ACT_HASH || h->type == DPS_ACT_USERSPACE || h->type == DPS_ACT_RECIRC)
             return true;
         if ((h->type == DPS_ACT_CLONE || h->type == DPS_ACT_SAMPLE)
             && dps_actions_need_key(a + off + sizeof *h, h->len - (uint32_t)sizeof *h))

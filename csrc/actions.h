@@ -56,7 +56,9 @@ struct dps_exec_ops {
      * dp_hash a hash action gave it). */
     void (*userspace)(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *key, uint64_t cookie);
     /* Look M up again as recirculation RECIRC_ID (in_port and dp_hash from KEY) and run what it
-     * hits.  The callback bounds how deep recirculation goes. */
+     * hits.  KEY is M's key as M is now: the list's own key while no action changed the frame,
+     * else a copy the executor parsed again (so the callback never parses).  The callback
+     * bounds how deep recirculation goes. */
     void (*recirculate)(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *key, uint32_t recirc_id);
     /* Meter ID's verdict on a frame of BYTES: false drops it (the callback counts it). */
     bool (*meter)(void *ctx, uint32_t id, uint32_t bytes);
@@ -67,8 +69,9 @@ struct dps_exec_ops {
     void (*dropped)(void *ctx);
 };
 
-/* Run the LEN bytes of ACTIONS on M (see the contract above).  KEY is M's flow key: read by
- * userspace, recirculate and hash, which also writes its dp_hash.  The out-of-line instance of
+/* Run the LEN bytes of ACTIONS on M (see the contract above).  KEY is M's flow key, fully
+ * parsed when the list has a hash or recirculation (dps_actions_need_key): read by userspace,
+ * recirculate and hash, which also writes its dp_hash.  The out-of-line instance of
  * dps_actions_run, below. */
 void dps_actions_execute(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, struct dps_flow_key *key,
                          const uint8_t *actions, uint32_t len);
@@ -77,7 +80,8 @@ void dps_actions_execute(const struct dps_exec_ops *ops, void *ctx, struct rte_m
  * linear in the list's length. */
 int dps_actions_validate(const uint8_t *actions, uint32_t len, char *why, size_t whylen);
 
-/* Whether a valid list reads the frame's key beyond its L2 metadata (hash, userspace), so the
+/* Whether a valid list reads the frame's key beyond its L2 metadata (hash, userspace,
+ * recirculation, which takes the key on as the second pass's), so the
  * frame must be fully parsed before it runs.  Linear in the list's length. */
 bool dps_actions_need_key(const uint8_t *actions, uint32_t len);
 
@@ -167,6 +171,16 @@ dps_branch(struct rte_mbuf *m, bool must_copy, uint32_t max_len)
     return rte_pktmbuf_copy(m, m->pool, 0, max_len);
 }
 
+/* KEY parsed again from M as it is now, its metadata (in_port, recirc_id, dp_hash) kept: after
+ * an action changed the frame, for a second pass or a nested list that recirculates. */
+static inline void
+dps_key_reparse(const struct rte_mbuf *m, const struct dps_flow_key *key, struct dps_flow_key *out)
+{
+    dps_parse(rte_pktmbuf_mtod(m, const uint8_t *), rte_pktmbuf_data_len(m), key->in_port, out);
+    out->recirc_id = key->recirc_id;
+    out->dp_hash = key->dp_hash;
+}
+
 /* The executor's loop (see the contract above). */
 static inline __attribute__((always_inline)) void
 dps_actions_run(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, struct dps_flow_key *key,
@@ -174,6 +188,7 @@ dps_actions_run(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, s
 {
     uint32_t trunc = UINT32_MAX;
     uint32_t mod_end = UINT32_MAX;         /* see dps_modified_from() */
+    bool changed = false;                  /* an action changed the frame: KEY no longer tells it */
     for (uint32_t off = 0; off < len;) {
         const struct dps_action *h = dps_act_at(a + off);
         const uint8_t *payload = a + off + sizeof *h;
@@ -201,12 +216,15 @@ dps_actions_run(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, s
                 rte_pktmbuf_free(m);
                 return;
             }
+            changed = true;
             break;
         case DPS_ACT_POP_VLAN:
             dps_pop_vlan(m);
+            changed = true;
             break;
         case DPS_ACT_SET_MASKED:
             dps_set_masked(m, h->arg, payload);   /* a frame without the header is left as it is */
+            changed = true;
             break;
         case DPS_ACT_USERSPACE: {
             uint64_t cookie;
@@ -234,23 +252,32 @@ dps_actions_run(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, s
                 break;
             }
             struct dps_flow_key k2 = *key;
+            if (changed)
+                dps_key_reparse(c, key, &k2);
             dps_actions_execute(ops, ctx, c, &k2, payload, plen);   /* out of line: nesting is rare */
             break;
         }
         case DPS_ACT_HASH:
             key->dp_hash = dps_actions_hash(key, h->arg);
             break;
-        case DPS_ACT_RECIRC:
+        case DPS_ACT_RECIRC: {
+            struct dps_flow_key fresh;
+            const struct dps_flow_key *rk = key;
+            if (changed) {
+                dps_key_reparse(m, key, &fresh);
+                rk = &fresh;
+            }
             if (!last) {
                 struct rte_mbuf *c = dps_branch(m, true, UINT32_MAX);
                 if (c)
-                    ops->recirculate(ctx, c, key, h->arg);
+                    ops->recirculate(ctx, c, rk, h->arg);
                 else
                     ops->dropped(ctx);
                 break;
             }
-            ops->recirculate(ctx, m, key, h->arg);
+            ops->recirculate(ctx, m, rk, h->arg);
             return;
+        }
         case DPS_ACT_METER:
             if (!ops->meter(ctx, h->arg, rte_pktmbuf_pkt_len(m))) {
                 rte_pktmbuf_free(m);

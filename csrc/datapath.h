@@ -100,6 +100,21 @@ struct dps_pmd {
     const struct dps_fwd *fwd;        /* the snapshot of the iteration (or packet-out) running:
                                        * what the executor's callbacks read; stale in between */
     unsigned recirc_depth;            /* recirculations of the frame being run */
+    uint32_t frame_hash;              /* the lookup hash of the frame being run (a recirculated
+                                       * frame's is derived from it) */
+    uint32_t frame_slot;              /* the flow it runs, and the key it runs with: a frame */
+    const struct dps_flow_key *frame_key;   /* recirculated with that key is unchanged */
+    struct {
+        bool batching;                /* in a burst's actions: recirculated frames wait here */
+        unsigned fill;                /* the batch being filled; the other is being looked up */
+        struct dps_recirc_batch {
+            uint16_t n;
+            struct rte_mbuf *pkts[DPS_BURST];
+            uint32_t hashes[DPS_BURST];
+            uint32_t f_slot[DPS_BURST], f_gen[DPS_BURST];   /* the flow it ran unchanged, or UINT32_MAX */
+            struct dps_flow_key keys[DPS_BURST];
+        } b[2];
+    } recirc;                         /* the burst's next pass, looked up as a batch */
     struct dps_pmd_stats *stats;
     uint64_t *port_tx_dropped;        /* [DPS_MAX_PORTS] */
     struct {
@@ -111,6 +126,7 @@ struct dps_pmd {
     uint32_t n_pending;
     struct dps_flow_stats *fstats;    /* [flow_limit]: this PMD's counters of each flow */
     struct dps_emc *emc;
+    struct dps_rcache *rcache;        /* second passes by first flow and dp_hash (flow.h) */
     struct dps_emc_hints *hints;
     struct dps_pmd_cls cls;           /* its own ranking of the subtables */
     struct dps_inflight inflight;     /* misses upcalled, not yet answered; parked frames */

@@ -856,6 +856,58 @@ dps_classify_emc(struct dps_pmd *pmd, const struct dps_flow_key *keys, const uin
     return n_miss;
 }
 
+unsigned
+dps_classify_emc_rest(struct dps_pmd *pmd, const struct dps_flow_key *keys, const uint32_t *hashes, uint32_t *slots,
+                      unsigned n, unsigned *miss)
+{
+    const struct dps_flow_table *ft = &pmd->dp->ft;
+    uint32_t inv = __atomic_load_n(&pmd->dp->emc_inv_prob, __ATOMIC_RELAXED);
+    unsigned n_miss = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (slots[i] != UINT32_MAX)
+            continue;
+        slots[i] = inv ? emc_lookup(pmd->emc, ft, &keys[i], hashes[i]) : UINT32_MAX;
+        if (slots[i] != UINT32_MAX)
+            pmd->stats->emc_hits++;
+        else
+            miss[n_miss++] = i;
+    }
+    return n_miss;
+}
+
+uint32_t
+dps_rcache_lookup(struct dps_pmd *pmd, uint32_t f_slot, uint32_t f_gen, uint32_t recirc_id, uint32_t dp_hash)
+{
+    const struct dps_rcache_entry *e = &pmd->rcache->e[dps_rcache_index(f_slot, dp_hash)];
+    if (e->f_slot == f_slot && e->f_gen == f_gen && e->recirc_id == recirc_id
+        && (dp_hash & e->dph_mask) == e->dph_value && flow_alive(&pmd->dp->ft, e->g_slot, e->g_gen))
+        return e->g_slot;
+    return UINT32_MAX;
+}
+
+void
+dps_rcache_insert(struct dps_pmd *pmd, uint32_t f_slot, uint32_t f_gen, uint32_t recirc_id, uint32_t dp_hash,
+                  uint32_t g_slot)
+{
+    const struct dps_flow_table *ft = &pmd->dp->ft;
+    const struct dps_flow *f = &ft->flows[f_slot], *g = &ft->flows[g_slot];
+    const struct dps_flow_key *fm = &f->st->mask, *gm = &g->st->mask;
+    if ((gm->in_port & ~fm->in_port) || (gm->dp_hash & ~0xffu) || gm->pad0)
+        return;
+    const uint64_t *fw = (const void *)fm, *gw = (const void *)gm;
+    for (unsigned w = 2; w < DPS_KEY_WORDS; w++)       /* past the metadata: within F's mask */
+        if (gw[w] & ~fw[w])
+            return;
+    struct dps_rcache_entry *e = &pmd->rcache->e[dps_rcache_index(f_slot, dp_hash)];
+    e->f_slot = f_slot;
+    e->f_gen = f_gen;
+    e->recirc_id = recirc_id;
+    e->dph_mask = gm->dp_hash;
+    e->dph_value = g->key.dp_hash;
+    e->g_slot = g_slot;
+    e->g_gen = g->gen;
+}
+
 void
 dps_classify_masked(struct dps_pmd *pmd, const struct dps_flow_key *keys, const uint32_t *hashes, uint32_t *slots,
                     unsigned *miss, unsigned n_miss)

@@ -1,6 +1,7 @@
 /*
  * flow.h — datapath flows: the flow table, the masked classifier (tuple space search: one hash
- * table per distinct mask), the per-PMD exact-match cache, in-flight misses and meters.
+ * table per distinct mask), the per-PMD exact-match and recirculation caches, in-flight misses
+ * and meters.
  *
  * Concurrency (see datapath.h): the control thread is the only writer.  PMDs read flows and
  * subtables without locks:
@@ -13,14 +14,16 @@
  *   - a subtable that has never held more than DPS_TINY flows also keeps their compressed keys
  *     in place (tiny[]), under a sequence count: PMDs compare against those instead of probing
  *     the hash, and use the hash when the count says the control thread was editing them.
- * The exact-match cache belongs to its PMD alone; its entries name a flow by (slot, generation)
- * and are checked against the flow on every hit, so a dead flow is never used.
+ * The exact-match and recirculation caches belong to their PMD alone; their entries name flows
+ * by (slot, generation) and are checked against the flows on every hit, so a dead flow is never
+ * used.
  *
  * Callers and cost: table set-up, puts, deletes, dumps, meter changes and
  * dps_flow_lookup_slot run on the control thread (a put or delete may wait a grace period);
- * dps_classify*, dps_emc_*, dps_meter_allow and dps_key_hash on a PMD (or the control thread
- * polling by hand): per burst, an exact-match probe per frame and a hash probe per subtable
- * tried for the misses; a meter check takes its meter's spinlock.
+ * dps_classify*, dps_emc_*, dps_rcache_*, dps_meter_allow and dps_key_hash on a PMD (or the
+ * control thread polling by hand): per burst, an exact-match probe per frame and a hash probe
+ * per subtable tried for the misses; a recirculation cache probe is one 32-byte entry, an
+ * insert compares two masks; a meter check takes its meter's spinlock.
  */
 #ifndef DPS_FLOW_H
 #define DPS_FLOW_H 1
@@ -136,6 +139,31 @@ struct dps_emc {
     struct dps_emc_entry e[DPS_EMC_ENTRIES];
 };
 
+/* The recirculation cache (per PMD): a frame that ran flow F unchanged and recirculated as
+ * RECIRC_ID with a dp_hash hits, on its second pass, the flow G the last such frame of F with
+ * the same dp_hash bucket hit, without an exact-match probe of its whole key.  Sound because an
+ * entry is made only when G's mask reads nothing F's mask does not (but recirc_id and the low 8
+ * bits of dp_hash, both checked): every frame that hit F agrees with that one on all G reads.
+ * Entries are checked against both flows' generations, so a flow gone or replaced misses. */
+#define DPS_RCACHE_ENTRIES 4096            /* a power of two */
+#define DPS_RCACHE_SHIFT 12
+struct dps_rcache_entry {
+    uint32_t f_slot, f_gen;                /* the first pass's flow */
+    uint32_t recirc_id;
+    uint32_t dph_mask, dph_value;          /* G's dp_hash match (mask within 0xff) */
+    uint32_t g_slot, g_gen;                /* the flow the second pass hits */
+    uint32_t pad;
+};
+struct dps_rcache {
+    struct dps_rcache_entry e[DPS_RCACHE_ENTRIES];
+};
+
+static inline uint32_t
+dps_rcache_index(uint32_t f_slot, uint32_t dp_hash)
+{
+    return ((f_slot << 8 | (dp_hash & 0xff)) * 0x9e3779b1u) >> (32 - DPS_RCACHE_SHIFT);
+}
+
 struct dps_inflight {
     struct {
         uint32_t hash;
@@ -205,6 +233,14 @@ unsigned dps_classify_emc(struct dps_pmd *pmd, const struct dps_flow_key *keys, 
                           uint32_t *slots, unsigned n, unsigned *miss);
 void dps_classify_masked(struct dps_pmd *pmd, const struct dps_flow_key *keys, const uint32_t *hashes,
                          uint32_t *slots, unsigned *miss, unsigned n_miss);
+/* The same for the frames whose slots[i] is still UINT32_MAX (the others hit already). */
+unsigned dps_classify_emc_rest(struct dps_pmd *pmd, const struct dps_flow_key *keys, const uint32_t *hashes,
+                               uint32_t *slots, unsigned n, unsigned *miss);
+/* PMD side: the recirculation cache (above).  Lookup: G's slot, or UINT32_MAX.  Insert: after a
+ * second pass found G the slow way; does nothing unless G's mask is within F's (see above). */
+uint32_t dps_rcache_lookup(struct dps_pmd *pmd, uint32_t f_slot, uint32_t f_gen, uint32_t recirc_id, uint32_t dp_hash);
+void dps_rcache_insert(struct dps_pmd *pmd, uint32_t f_slot, uint32_t f_gen, uint32_t recirc_id, uint32_t dp_hash,
+                       uint32_t g_slot);
 bool dps_meter_allow(struct dps_dp *dp, uint32_t id, uint32_t bytes, uint64_t now_ns);
 uint32_t dps_key_hash(const struct dps_flow_key *k);
 

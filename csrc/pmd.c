@@ -10,6 +10,7 @@
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
+#include <rte_hash_crc.h>
 #include <rte_malloc.h>
 #include <rte_prefetch.h>
 
@@ -34,13 +35,16 @@ dps_pmd_new(struct dps_dp *dp, unsigned index, unsigned lcore)
     pmd->upcalls_by_port = calloc(DPS_MAX_PORTS, sizeof *pmd->upcalls_by_port);
     pmd->emc = rte_zmalloc("dps_emc", sizeof *pmd->emc, RTE_CACHE_LINE_SIZE);
     pmd->hints = rte_zmalloc("dps_hints", sizeof *pmd->hints, RTE_CACHE_LINE_SIZE);
-    if (!pmd->fstats || !pmd->upcalls_by_port || !pmd->emc || !pmd->hints) {
+    pmd->rcache = rte_zmalloc("dps_rcache", sizeof *pmd->rcache, RTE_CACHE_LINE_SIZE);
+    if (!pmd->fstats || !pmd->upcalls_by_port || !pmd->emc || !pmd->hints || !pmd->rcache) {
         dps_pmd_free(pmd);
         dps_error(ENOMEM, "no memory for a PMD's caches and counters");
         return NULL;
     }
     for (unsigned i = 0; i < DPS_EMC_ENTRIES; i++)
         pmd->emc->e[i].slot = UINT32_MAX;
+    for (unsigned i = 0; i < DPS_RCACHE_ENTRIES; i++)
+        pmd->rcache->e[i].f_slot = UINT32_MAX;
     return pmd;
 }
 
@@ -55,6 +59,7 @@ dps_pmd_free(struct dps_pmd *pmd)
     free(pmd->upcalls_by_port);
     rte_free(pmd->emc);
     rte_free(pmd->hints);
+    rte_free(pmd->rcache);
     rte_free(pmd);
 }
 
@@ -190,7 +195,15 @@ exec_userspace(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *key, ui
     dps_upcall(ctx, m, key, DPS_UPCALL_ACTION, cookie, 0);
 }
 
-/* The frame is parsed again (earlier actions may have changed it) and looked up as RECIRC_ID. */
+/* Recirculation.  KEY is the frame's key as the frame is now (the executor parses a changed
+ * frame again), so the second pass copies it and sets RECIRC_ID: no parse.  Its lookup hash is
+ * the first pass's with recirc_id and dp_hash folded in (one CRC step, not the whole key again;
+ * the same key gets the same hash from the same first pass, all the exact-match cache needs).
+ * Within a burst (process) the frame waits in pmd->recirc and the burst's recirculated frames
+ * are looked up together after its actions (recirc_drain), as Open vSwitch batches them, first
+ * in the recirculation cache when the frame ran its flow unchanged (flow.h: a balance-tcp
+ * bond's second pass is one small entry, not an exact-match probe of the whole key); elsewhere
+ * (packet-out, parked frames) it is looked up at once. */
 static void
 exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev, uint32_t recirc_id)
 {
@@ -201,18 +214,40 @@ exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev,
         return;
     }
     pmd->stats->recirculations++;
-    struct dps_flow_key key;
-    dps_parse(rte_pktmbuf_mtod(m, uint8_t *), rte_pktmbuf_data_len(m), prev->in_port, &key);
+    uint32_t hash = rte_hash_crc_8byte((uint64_t)recirc_id << 32 | prev->dp_hash, pmd->frame_hash);
+    struct dps_recirc_batch *b = &pmd->recirc.b[pmd->recirc.fill];
+    if (pmd->recirc.batching && b->n < DPS_BURST) {
+        uint16_t i = b->n++;
+        b->keys[i] = *prev;
+        b->keys[i].recirc_id = recirc_id;
+        b->hashes[i] = hash;
+        b->pkts[i] = m;
+        if (prev == pmd->frame_key) {          /* unchanged since its flow matched it */
+            b->f_slot[i] = pmd->frame_slot;
+            b->f_gen[i] = pmd->dp->ft.flows[pmd->frame_slot].gen;
+            rte_prefetch0(&pmd->rcache->e[dps_rcache_index(pmd->frame_slot, prev->dp_hash)]);
+        } else {
+            b->f_slot[i] = UINT32_MAX;
+            if (__atomic_load_n(&pmd->dp->emc_inv_prob, __ATOMIC_RELAXED))
+                dps_emc_prefetch(pmd->emc, hash);
+        }
+        return;
+    }
+    struct dps_flow_key key = *prev;
     key.recirc_id = recirc_id;
-    key.dp_hash = prev->dp_hash;
-    uint32_t hash = dps_key_hash(&key), slot;
+    uint32_t slot, saved = pmd->frame_hash, saved_slot = pmd->frame_slot;
+    const struct dps_flow_key *saved_key = pmd->frame_key;
     dps_classify(pmd, &m, &key, &hash, &slot, 1);
     if (slot == UINT32_MAX) {
         dps_upcall_miss(pmd, m, &key, hash);
         return;
     }
     pmd->recirc_depth++;
+    pmd->frame_hash = hash;
     dps_pmd_run_flow(pmd, m, &key, slot, dps_clock_now(pmd->dp));
+    pmd->frame_hash = saved;
+    pmd->frame_slot = saved_slot;
+    pmd->frame_key = saved_key;
     pmd->recirc_depth--;
 }
 
@@ -260,6 +295,7 @@ dps_pmd_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m
                 const uint8_t *actions, uint32_t len)
 {
     pmd->fwd = f;
+    pmd->frame_hash = dps_key_hash(key);
     dps_actions_execute(&pmd_exec_ops, pmd, m, key, actions, len);   /* out of line: not per frame */
 }
 
@@ -274,6 +310,8 @@ dps_pmd_run_flow(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *k
     s->bytes += rte_pktmbuf_pkt_len(m);
     s->used_ns = now;
     s->tcp_flags |= rte_be_to_cpu_16(key->tcp_flags);
+    pmd->frame_slot = slot;
+    pmd->frame_key = key;
     pmd_execute(pmd, m, key, acts->data, acts->len);
 }
 
@@ -388,6 +426,46 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
     return done;
 }
 
+/* The burst's recirculated frames, looked up together (exact-match cache, then the masked
+ * classifier) and run: one round per depth, a round's own recirculations waiting for the next. */
+static void
+recirc_drain(struct dps_pmd *pmd, uint64_t now)
+{
+    uint32_t slots[DPS_BURST];
+    unsigned miss[DPS_BURST];
+    for (unsigned depth = 1; pmd->recirc.b[pmd->recirc.fill].n; depth++) {
+        struct dps_recirc_batch *b = &pmd->recirc.b[pmd->recirc.fill];
+        pmd->recirc.fill ^= 1;                 /* this round's recirculations: the other batch */
+        uint16_t n = b->n;
+        bool cached[DPS_BURST];
+        for (uint16_t i = 0; i < n; i++) {
+            slots[i] = b->f_slot[i] == UINT32_MAX ? UINT32_MAX
+                       : dps_rcache_lookup(pmd, b->f_slot[i], b->f_gen[i], b->keys[i].recirc_id, b->keys[i].dp_hash);
+            cached[i] = slots[i] != UINT32_MAX;
+        }
+        unsigned n_miss = dps_classify_emc_rest(pmd, b->keys, b->hashes, slots, n, miss);
+        dps_classify_masked(pmd, b->keys, b->hashes, slots, miss, n_miss);
+        for (uint16_t i = 0; i < n; i++) {
+            if (cached[i])
+                pmd->stats->emc_hits++;        /* counted with the exact-match cache's hits */
+            else if (slots[i] != UINT32_MAX && b->f_slot[i] != UINT32_MAX)
+                dps_rcache_insert(pmd, b->f_slot[i], b->f_gen[i], b->keys[i].recirc_id, b->keys[i].dp_hash, slots[i]);
+        }
+        pmd->recirc_depth = depth;
+        for (uint16_t i = 0; i < n; i++) {
+            if (slots[i] == UINT32_MAX)
+                dps_upcall_miss(pmd, b->pkts[i], &b->keys[i], b->hashes[i]);
+            else {
+                pmd->frame_hash = b->hashes[i];
+                dps_pmd_run_flow(pmd, b->pkts[i], &b->keys[i], slots[i], now);
+            }
+        }
+        b->n = 0;
+    }
+    pmd->recirc_depth = 0;
+    stage_lap(pmd, DPS_STAGE_RECIRC);
+}
+
 /* Parse, classify, act on one burst from one rx queue. */
 static void
 process(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, struct rte_mbuf **pkts, uint16_t n,
@@ -423,13 +501,18 @@ process(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, struct r
     stage_lap(pmd, DPS_STAGE_EMC);
     dps_classify_masked(pmd, keys, hashes, slots, miss, n_miss);
     stage_lap(pmd, DPS_STAGE_MASKED);
+    pmd->recirc.batching = true;
     for (uint16_t i = 0; i < n; i++) {
         if (slots[i] == UINT32_MAX)
             dps_upcall_miss(pmd, pkts[i], &keys[i], hashes[i]);
-        else
+        else {
+            pmd->frame_hash = hashes[i];
             dps_pmd_run_flow(pmd, pkts[i], &keys[i], slots[i], now);
+        }
     }
     stage_lap(pmd, DPS_STAGE_ACTIONS);
+    recirc_drain(pmd, now);
+    pmd->recirc.batching = false;
 }
 
 /* One poll iteration: parked frames, every rx queue once, then flush output.  Returns frames

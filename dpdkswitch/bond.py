@@ -89,6 +89,22 @@ class Bond:
         self.learning_sent = 0
         self.recirculation = True                  # balance-tcp by datapath hash + recirculation
 
+    def take_state(self, old: "Bond") -> None:
+        """Carry on from OLD, the bond this one replaces (a reload changed its keys or members):
+        the members both have keep their state (enabled, delays, forced), the active member stays
+        active, and in the same balancing mode the buckets stay where they are, so a change of,
+        say, the rebalance interval moves no traffic and sends no learning frames."""
+        for o, m in self.members.items():
+            om = old.members.get(o)
+            if om is not None and om.name == m.name:
+                m.may_enable, m.enabled, m.delay_until, m.forced = om.may_enable, om.enabled, om.delay_until, om.forced
+                m.tx_bytes = om.tx_bytes
+        if old.active in self.members and self.members[old.active].enabled:
+            self.active = old.active
+        if old.mode == self.mode:
+            self.buckets = [b if b in self.members else None for b in old.buckets]
+            self.loads = list(old.loads)
+
     # -- what LACP says
     @property
     def lacp_status(self) -> str:
@@ -326,7 +342,7 @@ class Bond:
     # -- bond/show, bond/list
     def show(self) -> str:
         out = [f"---- {self.name} ----", f"bond_mode: {self.mode}",
-               f"bond may use recirculation: {'yes' if self.recirculates() else 'no'}", "bond-hash-basis: 0",
+               f"bond may use recirculation: {'yes' if self.recirculates() else 'no'}", f"bond-hash-basis: {self.basis}",
                f"updelay: {round(self.updelay * 1000)} ms", f"downdelay: {round(self.downdelay * 1000)} ms"]
         if self.mode != "active-backup" and self.rebalance_interval:
             out.append(f"next rebalance: {max(0, round((self.next_rebalance - self.now) * 1000))} ms")

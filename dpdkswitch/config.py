@@ -208,6 +208,7 @@ class BondConfig:
     bond_downdelay: int = 0
     bond_rebalance_interval: int = 10000   # ms; 0: never
     bond_primary: str | None = None
+    bond_hash_basis: int = 0           # Open vSwitch's other_config:bond-hash-basis: both hashes' seed
     vlan_mode: str = "trunk"
     tag: int | None = None
     trunks: list[int] | None = None
@@ -746,6 +747,7 @@ BOND_ONLY = {
     "bond_downdelay": (_int(0, 3600000), 0),
     "bond_rebalance_interval": (_int(0, 10000000), 10000),
     "bond_primary": (_opt(_str), None),
+    "bond_hash_basis": (_int(0, 4294967295), 0),
 }
 PORT = {
     "device": (_opt(_device), None),

@@ -2,7 +2,7 @@
 applied to the running switch without restarting EAL (``dpdkswitch ctl reload``, SIGHUP).
 
 ``diff(old, new)`` is pure: a `Plan` of what changes per bridge (ports removed, added, or
-changed in place, the YAML's rules removed and added, mirrors, MAC table settings and static
+changed in place, bonds removed, added, or changed in place, the YAML's rules removed and added, mirrors, MAC table settings and static
 entries, flood_vlans, OpenFlow listeners and controllers, the datapath id, the packet-in rate
 limit), or `ReloadRefused` naming the key that cannot change while the switch runs
 (``dpdk:``, ``control.socket``, ``metrics.listen``, bridges added or removed, a bridge's ``datapath:``,
@@ -16,7 +16,13 @@ instructions, cookie, timeouts, flags) stays, with its counters; rules that cont
 are never looked at.  A rule whose match and priority stay but whose actions change is
 replaced as an OpenFlow add replaces it (counters kept).  A port whose device, netns, queues,
 MTU or ofport change is removed and added again; one whose VLAN settings change keeps its
-datapath port (`Bridge.set_port_vlan`).  Afterwards one revalidation pass brings the cached
+datapath port (`Bridge.set_port_vlan`).  A bond whose keys or members change is built again
+from the new config (`Bridge.drop_bond`, `join_bond`) on the member ports that stay, which keep
+their devices: a member added or removed is a port added or removed; the members' state
+(enabled, delays), the active member and, in the same mode, the buckets carry over; its LACP
+carries on unless a key LACP reads changed (lacp, lacp_time, lacp_fallback_ab, the system id or
+priority: then it negotiates again), or just for the member whose own LACP keys changed.
+Afterwards one revalidation pass brings the cached
 megaflows in line with the changed ports, rules and settings.
 
 What a reload ends, it ends as a stop would: a removed port's network namespace is deleted
@@ -49,6 +55,13 @@ VLAN_KEYS = ("vlan_mode", "tag", "trunks")
 PIN_KEYS = ("rxq_affinity",)
 DPDK_KEYS = ("cores", "hugepages", "memory_mb", "extra_args", "file_prefix")
 DATAPATH_KEYS = ("pmd_cores", "emc_insert_inv_prob", "flow_limit")
+# A bond member's own LACP keys: a change reconfigures its bond, the member's device stays.
+MEMBER_KEYS = ("lacp_port_id", "lacp_port_priority", "lacp_aggregation_key")
+# A bond's keys that its LACP reads: a change starts its LACP again (a new actor for the
+# partner); the others (mode, delays, primary, rebalancing) keep the negotiation as it is.
+LACP_KEYS = ("lacp", "lacp_time", "lacp_fallback_ab", "lacp_system_id", "lacp_system_priority")
+# A bond's VLAN keys are its members' (config.py copies them): changed in place, as a port's.
+BOND_VLAN_KEYS = ("vlan_mode", "tag", "trunks")
 
 
 class ReloadRefused(Exception):
@@ -103,6 +116,11 @@ class BridgePlan:
     datapath_id: tuple[int, int] | None = None                 # (old, new) when it changes
     pin_limits: bool = False                                   # controller_rate_limit, _burst_limit
     flow_limits: dict[int, int] = field(default_factory=dict)  # table id -> its new flow_limit
+    bonds_removed: list[str] = field(default_factory=list)
+    bonds_added: list[str] = field(default_factory=list)
+    bonds_changed: list[str] = field(default_factory=list)     # keys or members, in place
+    bonds_lacp: list[str] = field(default_factory=list)        # of those, LACP started again
+    bond_members_lacp: list[str] = field(default_factory=list)  # members whose own LACP keys changed
 
     def changes(self) -> list[str]:
         """One short phrase per change, for the command's answer and the log."""
@@ -111,6 +129,10 @@ class BridgePlan:
         out += [f"port {n} replaced" for n in self.ports_replaced]
         out += [f"port {n} VLANs changed" for n in self.ports_vlan]
         out += [f"port {n} rxq_affinity changed" for n in self.ports_pins]
+        out += [f"bond {n} removed" for n in self.bonds_removed]
+        out += [f"bond {n} added" for n in self.bonds_added]
+        out += [f"bond {n} changed" + (" (LACP restarted)" if n in self.bonds_lacp else "")
+                for n in self.bonds_changed]
         if self.flows_removed or self.flows_added:
             out.append(f"flows: {len(self.flows_removed)} removed, {len(self.flows_added)} added, "
                        f"{self.flows_kept} kept")
@@ -187,13 +209,8 @@ def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
     if o.rstp != n.rstp:
         raise _refuse(f"{what} rstp_enable/rstp_priority/rstp_address/rstp_max_age/rstp_hello_time/"
                       "rstp_forward_delay/rstp_transmit_hold_count/rstp_ageing_time", o.rstp, n.rstp)
-    old_b = {k: (b, [o.ports[m] for m in b.members]) for k, b in o.bonds.items()}
-    new_b = {k: (b, [n.ports[m] for m in b.members]) for k, b in n.bonds.items()}
-    if old_b != new_b:
-        changed = sorted(k for k in set(old_b) | set(new_b) if old_b.get(k) != new_b.get(k))
-        raise ReloadRefused(f"reload refused: {what}: bond {', '.join(changed)} added, removed or changed "
-                            f"(its keys or its interfaces'); that takes a restart for now")
     p = BridgePlan(o.name, n)
+    _bonds_diff(o, n, p)
     for name, opc in o.ports.items():
         npc = n.ports.get(name)
         if npc is None:
@@ -201,6 +218,8 @@ def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
             continue
         a, b = _port_key(opc), _port_key(npc)
         differ = {k for k in a if a[k] != b[k]}
+        if opc.bond is not None and opc.bond == npc.bond:
+            differ -= set(MEMBER_KEYS)         # the bond's change (_bonds_diff), the device stays
         if differ - set(VLAN_KEYS) - set(PIN_KEYS):
             p.ports_removed.append(name)
             p.ports_added.append(name)
@@ -218,7 +237,8 @@ def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
     p.flows_removed = [s for s in dict.fromkeys(old_flows) if s not in new_set]
     p.flows_kept = len(set(old_flows) & new_set)
 
-    touched = set(p.ports_removed) | set(p.ports_added)
+    touched = set(p.ports_removed) | set(p.ports_added) | set(p.bonds_removed) | set(p.bonds_added) \
+        | set(p.bonds_changed)
     old_m = {m.name: m for m in o.mirrors}
     for m in n.mirrors:
         om = old_m.get(m.name)
@@ -231,10 +251,12 @@ def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
                                                                          n.mac_table.max_entries)
     old_s = {_static_key(s) for s in o.mac_table.static}
     new_s = {_static_key(s) for s in n.mac_table.static}
-    gone_ports = set(p.ports_removed)
+    gone_ports = set(p.ports_removed) | set(p.bonds_removed) | set(p.bonds_changed)
     p.statics_removed = sorted(s for s in old_s if s not in new_s or s[2] in gone_ports)
-    # A port added (or added again) takes its static entries as it comes (Bridge.add_port).
-    p.statics_added = sorted(s for s in new_s if s[2] not in set(p.ports_added)
+    # A port added (or added again) takes its static entries as it comes (Bridge.add_port), a
+    # bond built (again) as its members join (Bridge.join_bond).
+    joining = set(p.ports_added) | set(p.bonds_added) | set(p.bonds_changed)
+    p.statics_added = sorted(s for s in new_s if s[2] not in joining
                              and (s not in old_s or s[2] in gone_ports))
     p.flood = (o.flood_vlans, o.forward_bpdu) != (n.flood_vlans, n.forward_bpdu)
 
@@ -249,6 +271,25 @@ def _bridge_diff(o: BridgeConfig, n: BridgeConfig) -> BridgePlan:
     if o.datapath_id != n.datapath_id:
         p.datapath_id = (o.datapath_id, n.datapath_id)
     return p
+
+
+def _bonds_diff(o: BridgeConfig, n: BridgeConfig, p: BridgePlan) -> None:
+    """Bonds removed, added, and changed in place: a bond key (but its VLANs, which are its
+    members'), its members, or a member's LACP keys; LACP restarts only when what it reads changed."""
+    p.bonds_removed = [k for k in o.bonds if k not in n.bonds]
+    p.bonds_added = [k for k in n.bonds if k not in o.bonds]
+    for k in [k for k in o.bonds if k in n.bonds]:
+        ob, nb = o.bonds[k], n.bonds[k]
+        keys = [f.name for f in dataclasses.fields(ob) if f.name not in ("where", "members", *BOND_VLAN_KEYS)]
+        differ = {x for x in keys if getattr(ob, x) != getattr(nb, x)}
+        members = {m: tuple(getattr(o.ports[m], x) for x in ("ofport", *MEMBER_KEYS)) for m in ob.members}
+        nmembers = {m: tuple(getattr(n.ports[m], x) for x in ("ofport", *MEMBER_KEYS)) for m in nb.members}
+        if differ or members != nmembers or ob.members != nb.members:
+            p.bonds_changed.append(k)
+            if differ & set(LACP_KEYS):
+                p.bonds_lacp.append(k)
+            else:                              # members come and go; a member's own keys: it alone
+                p.bond_members_lacp += [m for m in nmembers if m in members and members[m] != nmembers[m]]
 
 
 def _mac(text: str) -> int:
@@ -274,6 +315,9 @@ def apply_bridge(br: Bridge, p: BridgePlan) -> list[str]:
             br.del_port(name)
             if netns is not None:
                 left_netns.append(netns.name)
+    for name in p.bonds_removed + p.bonds_changed:   # the new config's bond is built below
+        again = name in p.bonds_changed
+        br.drop_bond(name, again=again, keep_lacp=again and name not in p.bonds_lacp)
     for name in p.ports_added:
         try:
             br.add_port(p.new.ports[name])
@@ -288,6 +332,10 @@ def apply_bridge(br: Bridge, p: BridgePlan) -> list[str]:
             br.set_port_vlan(p.new.ports[name])
     for name, port in br.ports.items():        # the rest: the same settings, from the new file
         port.config = p.new.ports.get(name, port.config)      # (not: one dpif/add-port added)
+    for name in p.bonds_changed:               # its members that stayed join the bond as configured now
+        for m in p.new.bonds[name].members:
+            if m in br.ports and m not in p.ports_added:
+                br.join_bond(br.ports[m], lacp=name in p.bonds_lacp or m in p.bond_members_lacp)
     if p.ports_pins:
         br.apply_pins()
     for spec in p.flows_removed:

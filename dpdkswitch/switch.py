@@ -237,6 +237,7 @@ class Bridge:
     carrier: dict[int, bool] = field(default_factory=dict)   # bond members' link state, as last polled
     bonds: dict[str, Bond] = field(default_factory=dict)      # its bonds (join_bond)
     next_protocol_run: float = 0.0         # time.monotonic() when run_protocols is due (Switch.run_protocols_due)
+    dropped_bonds: dict[str, Bond] = field(default_factory=dict)   # drop_bond's, until built again
 
     @classmethod
     def create(cls, config: BridgeConfig, netns: Namespaces, manual_clock: bool = False,
@@ -645,10 +646,13 @@ class Bridge:
     def join_lacp(self, port: Port) -> None:
         """PORT, a bond member, joins its bond's LACP when the bond has lacp: active|passive: the
         bridge's Lacp registers (once) as a control protocol and as an input of the ports'
-        liveness, and the member's link state is polled from then on (run_protocols)."""
+        liveness, and the member's link state is polled from then on (run_protocols).  A member
+        already in (reload: its LACP keys changed) starts again as configured now."""
         bc = self.config.bonds.get(port.config.bond or "")
         if bc is None:
             return
+        if self.lacp is not None:
+            self.lacp.remove_port(port.ofport)
         self.carrier[port.ofport] = True
         if bc.lacp == "off":
             return
@@ -671,24 +675,50 @@ class Bridge:
         self.pipeline.liveness.update(pc.ofport)
 
     # -- bonds (bond.py)
-    def join_bond(self, port: Port) -> None:
-        """PORT, a bond member, joins its bond, which NORMAL sees as one port from now on."""
+    def join_bond(self, port: Port, lacp: bool = False) -> None:
+        """PORT, a bond member, joins its bond, which NORMAL sees as one port from now on; with
+        LACP, its LACP first (join_lacp: a member that stays in a bond reload rebuilt)."""
         bc = self.config.bonds.get(port.config.bond or "")
         if bc is None:
             return
+        if lacp:
+            self.join_lacp(port)
         bond = self.bonds.get(bc.name)
         if bond is None:
-            members = [(n, self.config.ports[n].ofport) for n in bc.members]
+            members = [(n, self.config.ports[n].ofport) for n in bc.members if n in self.config.ports]
             lacp = self.lacp.bonds.get(bc.name) if self.lacp is not None else None
             bond = self.bonds[bc.name] = Bond(
                 bc.name, members, bc.bond_mode, bc.bond_primary, bc.bond_updelay, bc.bond_downdelay,
                 bc.bond_rebalance_interval, lacp, bc.lacp_fallback_ab, send=self._protocol_send,
-                on_change=self.pipeline.ports_changed, now=self.dp.now_ns / 1e9)
+                on_change=self.pipeline.ports_changed, now=self.dp.now_ns / 1e9, basis=bc.bond_hash_basis)
+            old = self.dropped_bonds.pop(bc.name, None)
+            if old is not None:
+                bond.take_state(old)
         self.pipeline.set_bond(bond, [port.ofport])
         for sm in self.config.mac_table.static:
             if sm.port == bc.name:
                 self.pipeline.macs.add_static(sm.vlan, int(sm.mac.replace(":", ""), 16), bond.id)
         self.run_bonds()
+
+    def drop_bond(self, name: str, again: bool = False, keep_lacp: bool = False) -> None:
+        """Bond NAME is no more (reload: removed, or to be built again from the new config as its
+        members join, join_bond): its members that stay are plain ports meanwhile, what was learned
+        on it is forgotten; its LACP goes too unless KEEP_LACP (the negotiation carries on into the
+        bond built again: only its mode, delays, primary or rebalancing changed).  AGAIN: it is
+        built again, and the new bond takes its members' state over (Bond.take_state)."""
+        bond = self.bonds.pop(name, None)
+        if bond is None:
+            return
+        if again:
+            self.dropped_bonds[name] = bond
+        for ofport in bond.members:
+            if self.pipeline.bonds.get(ofport) is bond:
+                self.pipeline.del_bond_member(ofport)
+            if not keep_lacp and self.lacp is not None:
+                self.lacp.remove_port(ofport)
+        self.pipeline.macs.flush(bond.id)
+        self.pipeline.liveness.update()
+        self.pipeline.ports_changed()
 
     def run_bonds(self) -> None:
         """Each bond's members follow their ports' liveness; learning frames after a failover."""

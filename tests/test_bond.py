@@ -12,7 +12,7 @@ import pytest
 from scapy.layers.l2 import ARP, Ether
 
 from dpdkswitch.bond import N_BUCKETS, Bond
-from dpdkswitch.config import BondConfig, PortConfig, loads
+from dpdkswitch.config import BondConfig, ConfigError, PortConfig, loads
 from dpdkswitch.control import Commands
 from dpdkswitch.control import bond as bond_cmds
 from dpdkswitch.datapath import odp, parse
@@ -235,17 +235,137 @@ def test_bond_commands(bridge):
     assert bond.active == 2
 
 
-def test_a_reload_that_changes_a_bond_is_refused_with_one_line():
-    from dpdkswitch.reconfig import ReloadRefused, diff
-    head = "dpdk: {cores: [0, 1]}\nbridges:\n  br0:\n    ports:\n      p1: {device: net_null0, ofport: 1}\n"
-    bond = ("      bond0:\n        interfaces:\n          m1: {device: net_null1, ofport: 2}\n"
-            "          m2: {device: net_null2, ofport: 3}\n        bond_mode: %s\n")
-    old = loads(head + bond % "balance-slb", "a.yaml")
-    assert diff(old, loads(head + bond % "balance-slb", "a.yaml")).bridges[0].ports_added == []
-    with pytest.raises(ReloadRefused, match=r"^reload refused: bridge br0: bond bond0 added, removed or changed"):
-        diff(old, loads(head + bond % "active-backup", "a.yaml"))
-    with pytest.raises(ReloadRefused, match="bond bond0"):
-        diff(old, loads(head, "a.yaml"))
+RELOAD_HEAD = """\
+dpdk: {cores: [0, 1]}
+control: {socket: /tmp/never.sock}
+bridges:
+  br0:
+    datapath: {pmd_cores: []}
+    ports:
+      p1: {device: net_null_bl1, ofport: 1}
+"""
+RELOAD_BOND = """\
+      bond0:
+        interfaces:
+          m1: {device: net_null_bl2, ofport: 2}
+          m2: {device: net_null_bl3, ofport: 3}
+        bond_mode: balance-slb
+"""
+LACP = "        lacp: active\n        lacp_time: fast\n"
+
+
+def reload_plan(old: str, new: str):
+    from dpdkswitch.reconfig import diff
+    return diff(loads(old, "a.yaml"), loads(new, "a.yaml")).bridges[0]
+
+
+def test_a_reload_plans_bonds_added_removed_and_changed_in_place():
+    old = RELOAD_HEAD + RELOAD_BOND + LACP
+    assert reload_plan(old, old).changes() == []
+    p = reload_plan(old, old.replace("balance-slb", "active-backup"))
+    assert p.bonds_changed == ["bond0"] and p.bonds_lacp == [] and p.ports_removed == p.ports_added == []
+    assert p.changes() == ["bond bond0 changed"]
+    p = reload_plan(old, old.replace("lacp_time: fast", "lacp_time: slow"))
+    assert p.bonds_lacp == ["bond0"] and p.changes() == ["bond bond0 changed (LACP restarted)"]
+    # a member's own LACP key: that member alone, its device stays
+    p = reload_plan(old, old.replace("ofport: 3}", "ofport: 3, lacp_port_priority: 7}"))
+    assert p.bonds_changed == ["bond0"] and p.bond_members_lacp == ["m2"] and p.ports_replaced == []
+    # a member added and one taken out: ports added and removed, the bond changed in place
+    p = reload_plan(old, old.replace("          m2: {device: net_null_bl3, ofport: 3}\n",
+                                     "          m3: {device: net_null_bl4, ofport: 4}\n"))
+    assert p.ports_removed == ["m2"] and p.ports_added == ["m3"] and p.bonds_changed == ["bond0"]
+    # the bond's VLANs are its members': in place, as a port's
+    p = reload_plan(old, old + "        tag: 10\n")
+    assert p.ports_vlan == ["m1", "m2"] and p.bonds_changed == []
+    p = reload_plan(old, RELOAD_HEAD)
+    assert p.bonds_removed == ["bond0"] and sorted(p.ports_removed) == ["m1", "m2"]
+    p = reload_plan(RELOAD_HEAD, old)
+    assert p.bonds_added == ["bond0"] and sorted(p.ports_added) == ["m1", "m2"]
+
+
+@pytest.fixture
+def reloadable(eal, tmp_path):
+    from dpdkswitch.config import load
+    path = tmp_path / "bond.yaml"
+    path.write_text(RELOAD_HEAD + RELOAD_BOND)
+    sw = Switch(load(str(path)), manual_clock=True)
+    sw.start()
+    yield sw, path
+    sw.stop()
+
+
+def reload_file(sw, path, text):
+    import asyncio
+    from dpdkswitch.reconfig import Reloader
+    path.write_text(text)
+    return asyncio.run(Reloader(sw).reload())
+
+
+def bond_trace(br) -> list[str]:
+    """What NORMAL does with a broadcast from p1: the bond lines of its trace."""
+    p1 = br.ports["p1"]
+    t = br.xlate.translate(parse(from_mac(b"\x02\0\0\0\0\x21"), p1.dp_port), trace=True)
+    return [line.strip() for line in t.trace if "bond bond0" in line]
+
+
+def test_a_reload_changes_a_bonds_mode_members_and_lacp_live(reloadable):
+    sw, path = reloadable
+    br = sw.bridges["br0"]
+    text = RELOAD_HEAD + RELOAD_BOND
+    m1, m2 = br.ports["m1"], br.ports["m2"]
+    old = br.bonds["bond0"]
+    (line,) = bond_trace(br)
+    assert "(hash bucket" in line                      # balance-slb: by the source MAC's bucket
+    # the mode: the same member ports (no device probed again), the members' state carried
+    # over, NORMAL choosing by the new mode at once
+    assert reload_file(sw, path, text.replace("balance-slb", "active-backup")) == "br0: bond bond0 changed\n"
+    bond = br.bonds["bond0"]
+    assert bond is not old and bond.mode == "active-backup" and "bond_mode: active-backup" in bond.show()
+    assert br.ports["m1"] is m1 and br.ports["m2"] is m2
+    assert br.pipeline.bonds[2] is bond and br.pipeline.bonds[3] is bond
+    assert [(m.name, m.may_enable, m.enabled) for m in bond.members.values()] == \
+        [(m.name, m.may_enable, m.enabled) for m in old.members.values()] == [("m1", True, True), ("m2", True, True)]
+    (line,) = bond_trace(br)
+    assert line.endswith("(active member)") and bond.active == old.active
+    # LACP on: it starts negotiating (no partner here: nothing may carry traffic, and it says so)
+    text = text.replace("balance-slb", "active-backup") + LACP
+    assert reload_file(sw, path, text) == "br0: bond bond0 changed (LACP restarted)\n"
+    lacp = br.lacp.bonds["bond0"]
+    assert br.bonds["bond0"].lacp is lacp and lacp.fast and br.bonds["bond0"].lacp_status == "configured"
+    assert bond_trace(br) == ["NORMAL: bond bond0: no member may carry it, dropped"]
+    # a key LACP does not read: the negotiation carries on
+    reload_file(sw, path, text.replace("bond_mode: active-backup", "bond_mode: active-backup\n        bond_updelay: 100"))
+    assert br.lacp.bonds["bond0"] is lacp and br.bonds["bond0"].updelay == 0.1
+    text = text.replace("bond_mode: active-backup", "bond_mode: active-backup\n        bond_updelay: 100")
+    # LACP's timing: the negotiation starts again, fast -> slow
+    text2 = text.replace("lacp_time: fast", "lacp_time: slow")
+    assert "bond bond0 changed (LACP restarted)" in reload_file(sw, path, text2)
+    assert br.lacp.bonds["bond0"] is not lacp and not br.lacp.bonds["bond0"].fast
+    assert br.bonds["bond0"].lacp is br.lacp.bonds["bond0"]
+    # one member's own LACP key: that member alone
+    lacp = br.lacp.bonds["bond0"]
+    first = lacp.members[2]
+    text3 = text2.replace("ofport: 3}", "ofport: 3, lacp_port_priority: 7}")
+    reload_file(sw, path, text3)
+    assert br.lacp.bonds["bond0"] is lacp and lacp.members[2] is first and lacp.members[3].port_priority == 7
+    # a third member: a port added into the bond, the others untouched
+    text4 = text3.replace("        bond_mode:", "          m3: {device: net_null_bl4, ofport: 4}\n        bond_mode:")
+    out = reload_file(sw, path, text4)
+    assert "port m3 added" in out and "bond bond0 changed" in out
+    assert sorted(br.bonds["bond0"].members) == [2, 3, 4] and br.pipeline.bonds[4] is br.bonds["bond0"]
+    assert br.ports["m1"] is m1 and 4 in br.lacp.bonds["bond0"].members
+    # the bond goes: its members with it, nothing of it left in NORMAL or LACP
+    out = reload_file(sw, path, RELOAD_HEAD)
+    assert "bond bond0 removed" in out and set(br.ports) == {"p1"}
+    assert br.bonds == {} and br.pipeline.bonds == {} and "bond0" not in br.lacp.bonds
+    assert bond_trace(br) == []
+    # and comes back: built from the file as at start
+    text = RELOAD_HEAD + RELOAD_BOND
+    out = reload_file(sw, path, text)
+    assert "bond bond0 added" in out and br.bonds["bond0"].mode == "balance-slb"
+    assert br.pipeline.bonds[2] is br.bonds["bond0"] is br.pipeline.bonds[3]
+    assert "(hash bucket" in bond_trace(br)[0]
+    assert reload_file(sw, path, text) == "no change\n"
 
 
 def test_mirrors_and_static_macs_name_a_bond(bridge):
@@ -299,6 +419,41 @@ def test_balance_tcp_hashes_and_recirculates_in_the_datapath_buckets_by_dp_hash(
     out = drain(br, ports)
     assert out[1] == [] and len(out[2]) == 64
     assert sum(m.tx_bytes for m in bond.members.values()) >= 0 and any(bond.loads)
+
+
+def test_bond_hash_basis_seeds_both_hashes(bridge):
+    # Open vSwitch's bond-hash-basis: another seed moves source MACs to other buckets (balance-slb)
+    # and is the datapath hash action's basis (balance-tcp).
+    sw, br = bridge
+    assert loads(RELOAD_HEAD + RELOAD_BOND + "        bond_hash_basis: 7\n", "b.yaml").bridges["br0"] \
+        .bonds["bond0"].bond_hash_basis == 7
+    with pytest.raises(ConfigError, match=r"b.yaml:\d+: .*bond_hash_basis"):
+        loads(RELOAD_HEAD + RELOAD_BOND + "        bond_hash_basis: -1\n", "b.yaml")
+    bond, ports = make_bond(br, "balance-tcp", lacp="active", bond_hash_basis=7)
+    bond.lacp = FakeLacp("negotiated")
+    Clock(br).run(0.2)
+    assert bond.basis == 7 and "bond-hash-basis: 7" in bond.show()
+    frame = udp_frame(1, src_mac=HOST_MAC, dst_mac=b"\x02\0\0\0\0\x11")
+    t = br.xlate.translate(parse(frame, ports[3]), trace=True)
+    assert t.actions[-2:] == [odp.Hash(7), odp.Recirc(t.actions[-1].recirc_id)]
+    macs = [0x020000000100 + i for i in range(64)]
+    buckets = {}
+    for basis in (0, 7):
+        slb = Bond("a", [("m1", 1), ("m2", 2)], "balance-slb", basis=basis)
+        for o in (1, 2):
+            slb.set_may_enable(o, True)
+        slb.run(0.0)
+        buckets[basis] = [slb.choose(_Mac(m), 0)[1] for m in macs]
+    assert None not in buckets[0] + buckets[7]
+    assert sum(a != b for a, b in zip(buckets[0], buckets[7])) > 48
+
+
+class _Mac:
+    def __init__(self, mac):
+        self.mac = mac
+
+    def get(self, name):
+        return self.mac if name == "eth_src" else 0
 
 
 def test_the_bench_bond_scenarios_make_port_2_a_bond_of_null_members():

@@ -451,7 +451,8 @@ int dps_dp_poll(struct dps_dp *dp, unsigned iterations);
 #define DPS_STAGE_MASKED 5            /* masked classifier: subtable lookups, EMC inserts */
 #define DPS_STAGE_ACTIONS 6           /* flow counters and actions (into tx batches); misses upcalled */
 #define DPS_STAGE_TX 7                /* rte_eth_tx_burst of the iteration's batches */
-#define DPS_STAGES 8
+#define DPS_STAGE_RECIRC 8            /* the burst's recirculated frames: their lookups and actions */
+#define DPS_STAGES 9
 
 /* Per-PMD counters, written by their PMD only, read in place (tests/test_abi.py checks the
  * layout against numpy).  256 bytes each, so no two PMDs share a cache line. */
@@ -480,7 +481,7 @@ struct dps_pmd_stats {
     uint32_t lcore;
     uint32_t active;                 /* 1 while the thread runs */
     uint32_t n_rxq;                  /* rx queues it polls */
-    uint32_t pad[5];
+    uint32_t pad[3];
 };
 /* The counters array: DPS_MAX_PMDS + 1 entries (the last for deterministic polling). */
 struct dps_pmd_stats *dps_pmd_stats(struct dps_dp *dp);

@@ -27,6 +27,7 @@ from .scenarios import CACHE_DIR, REPO_ROOT, BenchError, bench_dir, load_scenari
 
 PEERS = ("dpdkswitch", "ovs-dpdk", "testpmd-io")
 CHILD_TIMEOUT_S = 900      # the first OVS run installs openvswitch-switch-dpdk
+UNSUPPORTED_RC = 2          # a peer script's exit status for "this scenario is not for me" (with an error)
 
 
 def _last_json(text: str) -> dict | None:
@@ -125,6 +126,9 @@ def medians(runs: list[dict], scenarios: dict) -> dict:
             if not mine:
                 continue
             ok = [r["result"] for r in mine if r["ok"] and isinstance(r["result"].get(metric), (int, float))]
+            if not ok and all(r.get("unsupported") for r in mine):
+                row["peers"][peer] = {"ok": False, "unsupported": True, "error": mine[-1].get("error", "")}
+                continue
             if not ok:
                 row["peers"][peer] = {"ok": False, "runs": len(mine), "error": mine[-1].get("error", "failed")}
                 continue
@@ -160,6 +164,9 @@ def format_medians(med: dict) -> str:
             e = row["peers"].get(peer)
             if e is None:
                 cells.append("n/a")
+            elif e.get("unsupported"):
+                cells.append("not run")
+                notes.append(f"{name}: {peer} does not run it: {e['error']}")
             elif not e["ok"]:
                 cells.append("FAILED")
             else:
@@ -222,7 +229,7 @@ def plot(med: dict, path: Path) -> bool:
             for b, n in zip(bars, names):
                 e = med[n]["peers"].get(peer)
                 if e is not None and not e.get("ok"):
-                    ax.annotate("failed", (b.get_x() + b.get_width() / 2, 0), ha="center", va="bottom",
+                    ax.annotate("not run" if e.get("unsupported") else "failed", (b.get_x() + b.get_width() / 2, 0), ha="center", va="bottom",
                                 rotation=90, fontsize=7)
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=20, ha="right")
@@ -261,6 +268,7 @@ def compare(names: list[str], scen_file: Path, runs: int, seconds: float, out: P
         return med
 
     interrupted = False
+    unsupported: set[tuple[str, str]] = set()   # (scenario, peer): the peer said it cannot run it
     with interruptible():
         try:
             for name in names:
@@ -268,6 +276,8 @@ def compare(names: list[str], scen_file: Path, runs: int, seconds: float, out: P
                 peers = [p for p in PEERS if not (p == "testpmd-io" and measure == "setup")]
                 for i in range(runs):
                     for peer in peers:
+                        if (name, peer) in unsupported:
+                            continue
                         cmd = peer_command(peer, name, scen_file, tools, seconds, ctl_core, pmd_core, stage_sample)
                         log(f"[{name} run {i + 1}/{runs}] {peer}: {' '.join(cmd)}")
                         env = None
@@ -277,7 +287,13 @@ def compare(names: list[str], scen_file: Path, runs: int, seconds: float, out: P
                         res = _last_json(so)
                         rec = {"scenario": name, "peer": peer, "run": i + 1, "wall_s": round(wall, 1), "rc": rc,
                                "ok": rc == 0 and res is not None, "result": res or {}}
-                        if not rec["ok"]:
+                        if rc == UNSUPPORTED_RC and res and res.get("error"):
+                            # The peer cannot run this scenario (Open vSwitch's balance-tcp needs
+                            # LACP negotiated, which null members cannot do): said once, not retried.
+                            rec.update(unsupported=True, error=str(res["error"]))
+                            unsupported.add((name, peer))
+                            log(f"    not run by {peer}: {rec['error']}")
+                        elif not rec["ok"]:
                             tail = (se.strip() or so.strip() or "no output").splitlines()[-5:]
                             rec["error"] = f"exit {rc}: " + " | ".join(tail)
                             log(f"    FAILED: {rec['error']}")

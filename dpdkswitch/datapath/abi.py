@@ -32,11 +32,11 @@ PMD_STATS_DTYPE = np.dtype([
     ("sampled_iterations", "<u8"),
     ("sampled_packets", "<u8"),
     ("sampled_cycles", "<u8"),
-    ("stage_cycles", "<u8", (8,)),          # by DPS_STAGE_*: STAGES below
+    ("stage_cycles", "<u8", (9,)),          # by DPS_STAGE_*: STAGES below
     ("lcore", "<u4"),
     ("active", "<u4"),
     ("n_rxq", "<u4"),
-    ("pad", "<u4", (5,)),
+    ("pad", "<u4", (3,)),
 ])
 
 # struct dps_port_stats (include/dpdkswitch.h): one port's counters, as dps_port_stats_many
@@ -46,7 +46,7 @@ PORT_STATS_DTYPE = np.dtype([(name, "<u8") for name in (
     "tx_packets", "tx_bytes", "tx_errors", "tx_dropped")])
 
 # DPS_STAGE_* in order: the names of stage_cycles' entries.
-STAGES = ("upkeep", "rx", "simple", "parse", "emc", "masked", "actions", "tx")
+STAGES = ("upkeep", "rx", "simple", "parse", "emc", "masked", "actions", "tx", "recirc")
 
 
 # Every dtype checked against the DWARF, by the C struct it views.

@@ -121,6 +121,7 @@ class Bundle(Protocol):
     in the MAC table by ``id`` (one of its members' OpenFlow ports)."""
     id: int
     name: str
+    basis: int                         # the hashes' seed (bond_hash_basis)
 
     def admissible(self, ofport: int, multicast: bool) -> str:
         """A frame in on member OFPORT: "accept", "drop_if_moved" or "drop: why"."""

@@ -1385,8 +1385,8 @@ class Translator:
             c.set_vlan_stack(tmpl.vlan.egress(tags))
             c.commit()
             rid = self.registry.id_of(BondRecirc(p.name, bond.name)) + 1
-            c.odp += [odp.Hash(0), odp.Recirc(rid)]
-            c.log(f"NORMAL: bond {bond.name}: hash(l4(0)), recirc({rid:#x}): the member by dp_hash & 0xff")
+            c.odp += [odp.Hash(bond.basis), odp.Recirc(rid)]
+            c.log(f"NORMAL: bond {bond.name}: hash(l4({bond.basis})), recirc({rid:#x}): the member by dp_hash & 0xff")
             c.flow = saved
             return
         member, bucket = bond.choose(c, vlan)

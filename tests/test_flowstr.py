@@ -279,7 +279,7 @@ BAD = [
     ("udp,actions=set_field:9->sctp_dst", "setting sctp_dst requires sctp"),
     ("ip,actions=set_field:1->arp_op", "setting arp_op requires arp"),
     ("actions=push_vlan:0x800", "push_vlan ethertype must be 0x8100 or 0x88a8"),
-    ("actions=controller(reason=no_match)", "controller option 'reason' is not supported"),
+    ("actions=controller(pause)", "controller option 'pause' is not supported"),
     ("actions=group:x", "'x' is not a number"),
 ]
 

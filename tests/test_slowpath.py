@@ -358,7 +358,11 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
              "load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15])",
              *(f"resubmit(,{draw(st.integers(0, n_tables - 1))})" for _ in range(2)), "resubmit(2)",
              "clone(mod_dl_src:02:00:00:00:00:05,load:3->reg0[],output:2)", "clone(output:3,exit)",
-             "multipath(symmetric_l4,3,modulo_n,3,0,reg0[0..1])", "multipath(nw_dst,0,hrw,2,0,reg0[2])"]
+             "multipath(symmetric_l4,3,modulo_n,3,0,reg0[0..1])", "multipath(nw_dst,0,hrw,2,0,reg0[2])",
+             # bundle over the drawn port liveness, dec_ttl(ids), controller's options
+             "bundle(symmetric_l4,3,hrw,ofport,members:1,2,3)", "bundle(eth_src,0,active_backup,ofport,members:3,2)",
+             "bundle_load(nw_dst,0,hrw,ofport,reg0[0..15],members:1,2)", "dec_ttl(0,4)",
+             "controller(reason=no_match,id=0,userdata=01.02)", "controller(id=4,max_len=64)"]
     if proto in ("ip", "tcp", "udp"):
         acts += ["move:NXM_OF_IP_SRC[0..3]->NXM_NX_REG0[4..7]", "load:0x5->NXM_OF_IP_DST[4..7]"]
     outs = ["output:1", "output:2", "output:3", "in_port", "flood", "controller"] + [f"group:{g}" for g in gids]

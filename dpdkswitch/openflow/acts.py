@@ -66,6 +66,7 @@ _NX_EXT = {C.NXAST_RESUBMIT: Layout("port:H table:B 3x"), C.NXAST_RESUBMIT_TABLE
            C.NXAST_SAMPLE: Layout("probability:H collector_set_id:I obs_domain_id:I obs_point_id:I"),
            C.NXAST_CONJUNCTION: Layout("clause:B n_clauses:B id:I"),
            C.NXAST_FIN_TIMEOUT: Layout("idle:H hard:H 2x"),
+           C.NXAST_CONTROLLER: Layout("max_len:H id:H reason:B 1x"),
            C.NXAST_MULTIPATH: Layout("fields:H basis:H 2x algorithm:H max_link:H arg:I 2x ofs_nbits:H dst:I")}
 
 
@@ -108,6 +109,12 @@ def decode_nx(tlv: bytes, version: int = C.OFP13_VERSION) -> tuple[A.Action, ...
         return (A.Note(tlv[10:]),)
     if sub == C.NXAST_LEARN:
         return (_decode_learn(tlv),)
+    if sub == C.NXAST_CONTROLLER2:
+        return (_decode_controller2(tlv),)
+    if sub == C.NXAST_DEC_TTL_CNT_IDS:
+        return (_decode_cnt_ids(tlv),)
+    if sub in (C.NXAST_BUNDLE, C.NXAST_BUNDLE_LOAD):
+        return (_decode_bundle(tlv, sub == C.NXAST_BUNDLE_LOAD),)
     lay = _NX_BODY.get(sub) or _NX_EXT.get(sub)
     if lay is None:
         raise _ba(C.OFPBAC_BAD_EXP_TYPE)
@@ -128,6 +135,8 @@ def decode_nx(tlv: bytes, version: int = C.OFP13_VERSION) -> tuple[A.Action, ...
                             d["max_link"] + 1, d["arg"], f.name, ofs, nbits),)
     if sub == C.NXAST_FIN_TIMEOUT:
         return (A.FinTimeout(d["idle"], d["hard"]),)
+    if sub == C.NXAST_CONTROLLER:
+        return (_controller(d["max_len"], d["id"], d["reason"], b""),)
     if sub == C.NXAST_CONJUNCTION:             # clause 0-based on the wire, as lib/ofp-actions.c
         if not 2 <= d["n_clauses"] <= 64 or d["clause"] >= d["n_clauses"]:
             raise _ba(C.OFPBAC_BAD_ARGUMENT)
@@ -163,6 +172,128 @@ def decode_nx(tlv: bytes, version: int = C.OFP13_VERSION) -> tuple[A.Action, ...
             return (A.StackPop(f.name, d["ofs"], d["nbits"]),)
         return (A.StackPush(f.name, d["ofs"], d["nbits"]),)
     return (A.Exit(),)
+
+
+def _controller(max_len: int, cid: int, reason: int, userdata: bytes) -> A.Action:
+    if reason >= len(A.PACKET_IN_REASONS):
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    c = A.Controller(max_len, cid, A.PACKET_IN_REASONS[reason], userdata)
+    if c.reason == "action" and not cid and not userdata:
+        return A.Output(A.OFPP_CONTROLLER, max_len)         # as ovs-ofctl prints it: CONTROLLER:N
+    return c
+
+
+# NXAST_CONTROLLER2's properties (NXAC2PT_*): type -> the length of its value (None: any)
+_NXAC2PT_MAX_LEN, _NXAC2PT_CONTROLLER_ID, _NXAC2PT_REASON, _NXAC2PT_USERDATA, _NXAC2PT_PAUSE = range(5)
+
+
+def _props(data: bytes, bad: OFPError):
+    """(type, value) of each ofpprop (type, length with the 4-byte head, value, padded to 8)."""
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < 4:
+            raise bad
+        t, n = _TL.unpack_from(data, pos)
+        if n < 4 or pos + n > len(data):
+            raise bad
+        yield t, data[pos + 4:pos + n]
+        pos += (n + 7) & ~7
+
+
+def _prop(t: int, value: bytes) -> bytes:
+    return _TL.pack(t, 4 + len(value)) + value + zeros_to8(4 + len(value))
+
+
+def _decode_controller2(tlv: bytes) -> A.Action:
+    """NXAST_CONTROLLER2: 6 zero bytes, then properties (lib/ofp-actions.c)."""
+    if len(tlv) < 16:
+        raise _ba(C.OFPBAC_BAD_LEN)
+    kw = {"max_len": A.OFPCML_NO_BUFFER, "cid": 0, "reason": C.OFPR_ACTION, "userdata": b""}
+    sizes = {_NXAC2PT_MAX_LEN: ("max_len", 2), _NXAC2PT_CONTROLLER_ID: ("cid", 2), _NXAC2PT_REASON: ("reason", 1)}
+    for t, v in _props(tlv[16:], _ba(C.OFPBAC_BAD_LEN)):
+        if t in sizes:
+            name, n = sizes[t]
+            if len(v) != n and not (n == 2 and len(v) == 4):     # a u16 may carry its 2 pad bytes
+                raise _ba(C.OFPBAC_BAD_LEN)
+            kw[name] = int.from_bytes(v[:n], "big")
+        elif t == _NXAC2PT_USERDATA:
+            kw["userdata"] = bytes(v)
+        elif t == _NXAC2PT_PAUSE:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)          # not supported (README): no continuations
+        else:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)     # Open vSwitch: OFPBPC_BAD_TYPE (OpenFlow 1.4's)
+    c = _controller(kw["max_len"], kw["cid"], kw["reason"], kw["userdata"])
+    return c if isinstance(c, A.Controller) else A.Controller(max_len=c.max_len)
+
+
+def _encode_controller(a: A.Controller) -> bytes:
+    """As Open vSwitch's encode_CONTROLLER: NXAST_CONTROLLER2 with userdata, else NXAST_CONTROLLER."""
+    reason = A.PACKET_IN_REASONS.index(a.reason)
+    if not a.userdata:
+        return _nx(C.NXAST_CONTROLLER, _NX_EXT[C.NXAST_CONTROLLER].pack(
+            {"max_len": a.max_len, "id": a.id, "reason": reason}))
+    props = b"".join([_prop(_NXAC2PT_MAX_LEN, struct.pack("!H2x", a.max_len)) if a.max_len != A.OFPCML_NO_BUFFER
+                      else b"",          # (Open vSwitch's ofpprop_put_u16 counts 2 pad bytes in)
+                      _prop(_NXAC2PT_CONTROLLER_ID, struct.pack("!H2x", a.id)) if a.id else b"",
+                      _prop(_NXAC2PT_REASON, bytes([reason])) if reason != C.OFPR_ACTION else b"",
+                      _prop(_NXAC2PT_USERDATA, a.userdata)])
+    return _nx(C.NXAST_CONTROLLER2, bytes(6) + props)
+
+
+_BUNDLE = Layout("algorithm:H fields:H basis:H member_type:I n_members:H ofs_nbits:H dst:I 4x")
+_NXM_OF_IN_PORT_HEADER = 0x00000002          # bundle's member type: OpenFlow ports (16 bits)
+BUNDLE_MAX_MEMBERS = 2048
+
+
+def _decode_bundle(tlv: bytes, load: bool) -> A.Bundle:
+    """NXAST_BUNDLE(_LOAD): its head, then the members (16-bit ports), padded to 8 (lib/bundle.c)."""
+    if len(tlv) < 10 + _BUNDLE.size:
+        raise _ba(C.OFPBAC_BAD_LEN)
+    d = _BUNDLE.unpack(tlv, 10)
+    n = d["n_members"]
+    if (d["fields"] >= len(A.MULTIPATH_FIELDS) or d["algorithm"] >= len(A.BUNDLE_ALGORITHMS)
+            or d["member_type"] != _NXM_OF_IN_PORT_HEADER or n > BUNDLE_MAX_MEMBERS or any(tlv[28:32])):
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    if 32 + 2 * n > len(tlv):
+        raise _ba(C.OFPBAC_BAD_LEN)
+    members = tuple(port_from10(p) for p in struct.unpack_from(f"!{n}H", tlv, 32))
+    for p in members:
+        _check_output(p)
+    dst, ofs, nbits = None, 0, 0
+    if load:
+        f = _nx_field(d["dst"])
+        ofs, nbits = d["ofs_nbits"] >> 6, (d["ofs_nbits"] & 0x3F) + 1
+        _bits_ok(f, ofs, nbits)
+        _writable(f)
+        if nbits < 16:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        dst = f.name
+    elif d["ofs_nbits"] or d["dst"]:
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    return A.Bundle(A.MULTIPATH_FIELDS[d["fields"]], d["basis"], d["algorithm"] and A.BUNDLE_ALGORITHMS[1]
+                    or A.BUNDLE_ALGORITHMS[0], members, dst, ofs, nbits)
+
+
+def _encode_bundle(a: A.Bundle) -> bytes:
+    head = _BUNDLE.pack({"algorithm": A.BUNDLE_ALGORITHMS.index(a.algorithm),
+                         "fields": A.MULTIPATH_FIELDS.index(a.fields), "basis": a.basis,
+                         "member_type": _NXM_OF_IN_PORT_HEADER, "n_members": len(a.members),
+                         "ofs_nbits": a.ofs << 6 | (a.nbits - 1) if a.dst else 0,
+                         "dst": _nx_header(a.dst) if a.dst else 0})
+    return _nx(C.NXAST_BUNDLE_LOAD if a.dst else C.NXAST_BUNDLE,
+               head + struct.pack(f"!{len(a.members)}H", *(port_to10(p) for p in a.members)))
+
+
+def _decode_cnt_ids(tlv: bytes) -> A.DecNwTtl:
+    """NXAST_DEC_TTL_CNT_IDS: n_controllers, 4 zero bytes, the ids (16 bits each), padding."""
+    if len(tlv) < 16:
+        raise _ba(C.OFPBAC_BAD_LEN)
+    n = struct.unpack_from("!H", tlv, 10)[0]
+    if 16 + 2 * n > len(tlv):
+        raise _ba(C.OFPBAC_BAD_LEN)
+    if any(tlv[16 + 2 * n:]):
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    return A.DecNwTtl(struct.unpack_from(f"!{n}H", tlv, 16))
 
 
 _LEARN = Layout("idle_timeout:H hard_timeout:H priority:H cookie:Q flags:H table:B 1x fin_idle_timeout:H "
@@ -304,6 +435,12 @@ def encode_nx(a: A.Action, version: int = C.OFP13_VERSION) -> bytes | None:
             {"clause": a.clause - 1, "n_clauses": a.n_clauses, "id": a.id}))
     if isinstance(a, A.Learn):
         return _encode_learn(a)
+    if isinstance(a, A.Controller):
+        return _encode_controller(a)
+    if isinstance(a, A.Bundle):
+        return _encode_bundle(a)
+    if isinstance(a, A.DecNwTtl) and a.ids is not None:
+        return _nx(C.NXAST_DEC_TTL_CNT_IDS, struct.pack("!H4x", len(a.ids)) + struct.pack(f"!{len(a.ids)}H", *a.ids))
     if isinstance(a, A.Sample):
         return _nx(C.NXAST_SAMPLE, _NX_EXT[C.NXAST_SAMPLE].pack(
             {"probability": a.probability, "collector_set_id": a.collector_set_id,

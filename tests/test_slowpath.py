@@ -1096,3 +1096,25 @@ def test_no_packet_and_no_byte_counts_flags(dp):
     rig.send(1, [udp_frame(1), udp_frame(2)])
     rig.r.run()
     assert (rule.packets, rule.bytes) == (0, 0)
+
+
+def test_bundle_moves_cached_flows_when_a_member_goes_down(dp):
+    """bundle(active_backup) reads the ports' liveness in translation: the member's port going
+    down (liveness.py, here port-mod's admin down) revalidates the cached megaflow to the next
+    live member, with no new upcall, and back when it comes up."""
+    rig = Rig(dp)
+    rig.add("priority=10,udp,actions=bundle(eth_src,0,active_backup,ofport,members:2,3)")
+    frames = [udp_frame(i) for i in range(10)]
+    out = rig.send(1, frames)
+    assert len(out[2]) == 10 and out[3] == []
+    upcalls = rig.h.stats.upcalls
+    assert rig.p.liveness.set_admin_down(2, True)
+    rep = rig.r.run()
+    assert rep.modified == 1
+    out = rig.send(1, frames)
+    assert out[2] == [] and len(out[3]) == 10
+    assert rig.h.stats.upcalls == upcalls
+    rig.p.liveness.set_admin_down(2, False)
+    rig.r.run()
+    out = rig.send(1, frames)
+    assert len(out[2]) == 10 and out[3] == []

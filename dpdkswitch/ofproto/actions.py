@@ -173,7 +173,7 @@ class LearnSpec:
     dst: tuple[str, int] | None = None
 
 
-LEARN_SEND_FLOW_REM, LEARN_DELETE_LEARNED = 1, 2          # NX_LEARN_F_*
+LEARN_SEND_FLOW_REM, LEARN_DELETE_LEARNED, LEARN_WRITE_RESULT = 1, 2, 4      # NX_LEARN_F_*
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,8 @@ class Learn:
     flags: int = 0
     fin_idle_timeout: int = 0
     fin_hard_timeout: int = 0
+    limit: int = 0                                   # at most this many flows of (table, cookie); 0: no limit
+    result_dst: tuple[str, int] | None = None        # (field, bit): 1 if the flow is (or was) there, else 0
 
 
 @dataclass(frozen=True)

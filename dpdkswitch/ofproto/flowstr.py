@@ -51,7 +51,7 @@ from dataclasses import dataclass, field as dc_field
 
 from .actions import (INSTRUCTION_ORDER, NOT_IN_ACTION_SET, OFPCML_NO_BUFFER, OFPP_ANY, OFPP_CONTROLLER,
                       OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, Clone, CopyTtlIn, CopyTtlOut, MULTIPATH_ALGORITHMS, MULTIPATH_FIELDS, Multipath,
-                      LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, PACKET_IN_REASONS, Conjunction, Controller, BUNDLE_ALGORITHMS, Bundle, DecNwTtl, Exit, FinTimeout, GotoTable, Group, Learn, LearnSpec,
+                      LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, LEARN_WRITE_RESULT, PACKET_IN_REASONS, Conjunction, Controller, BUNDLE_ALGORITHMS, Bundle, DecNwTtl, Exit, FinTimeout, GotoTable, Group, Learn, LearnSpec,
                       Load, Meter, Move, Note, Output, PopVlan, PushVlan, Resubmit, Sample,
                       SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions, WriteMetadata)
 from .fields import (BY_NAME, ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_IPV6, ETH_TYPE_QINQ, ETH_TYPE_VLAN, FRAG_ANY,
@@ -581,16 +581,23 @@ def _learn_src(text: str, nbits: int, dst: str | None) -> tuple[tuple[str, int] 
 
 
 def _learn(text: str) -> Learn:
-    """learn(key=value..., specs): ovs-actions(7)'s syntax (limit, result_dst and the fin
-    timeouts not yet)."""
+    """learn(key=value..., specs): ovs-actions(7)'s syntax (the fin timeouts not yet)."""
     kw: dict = {}
     flags = 0
     specs: list[LearnSpec] = []
     for key, value, item in _items(text):
         try:
-            if key in ("limit", "result_dst", "fin_idle_timeout", "fin_hard_timeout"):
+            if key in ("fin_idle_timeout", "fin_hard_timeout"):
                 raise _Bad(f"learn's {key} is not supported yet")
-            if key in _LEARN_NUMS:
+            if key == "limit":
+                kw["limit"] = _num(value, 32, key)
+            elif key == "result_dst":
+                name, ofs, n = _writable(_subfield(value))
+                if n != 1:
+                    raise _Bad("result_dst in 'learn' action must be a single bit")
+                kw["result_dst"] = (name, ofs)
+                flags |= LEARN_WRITE_RESULT
+            elif key in _LEARN_NUMS:
                 kw[key] = _num(value, _LEARN_NUMS[key], key)
             elif key in _LEARN_FLAGS and not value:
                 flags |= _LEARN_FLAGS[key]
@@ -1012,6 +1019,10 @@ def _fmt_learn(a: Learn) -> str:
     out += [k for k, bit in _LEARN_FLAGS.items() if a.flags & bit]
     if a.cookie:
         out.append(f"cookie={a.cookie:#x}")
+    if a.limit:
+        out.append(f"limit={a.limit}")
+    if a.result_dst:
+        out.append(f"result_dst={_fmt_subfield(a.result_dst[0], a.result_dst[1], 1)}")
     for sp in a.specs:
         src = _fmt_subfield(sp.src[0], sp.src[1], sp.nbits) if sp.src else _hexz(sp.value)
         f = BY_NAME[sp.dst[0]] if sp.dst else None

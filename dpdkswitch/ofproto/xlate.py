@@ -152,7 +152,8 @@ class Visit:
     mirrors: list[int] = field(default_factory=list)              # indexes into pipeline.mirrors
     macs: list[tuple[int, int]] = field(default_factory=list)          # (vlan, mac) NORMAL looked up
     learns: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (vlan, mac, ofport, garp)
-    learned: list = field(default_factory=list)       # FlowSpecs the learn action adds
+    learned: list = field(default_factory=list)       # (FlowSpec, limit) the learn action adds
+    limits: list = field(default_factory=list)        # (table, cookie) a learn's limit counted rules of
     fins: list = field(default_factory=list)          # (rule, idle, hard): fin_timeout on a FIN/RST
     clauses: list = field(default_factory=list)       # conjunctive (soft) rules the lookups consulted
     bonds: list[tuple[Bundle, int]] = field(default_factory=list)       # (bond, bucket) NORMAL chose
@@ -176,12 +177,14 @@ class Visit:
             self.clauses = ()
         if not self.bonds:
             self.bonds = ()
+        if not self.limits:
+            self.limits = ()
 
     def learn(self, now: float) -> None:
         """NORMAL learns the source MACs it saw, in this bridge's MAC table (a move, a GARP lock);
         the learn action's flows are added (or refreshed) through the pipeline."""
-        for spec in self.learned:
-            self.pipeline.learn(spec)
+        for spec, limit in self.learned:
+            self.pipeline.learn(spec, limit)
         if self.learns:
             macs = self.pipeline.macs
             for vlan, mac, port, garp in self.learns:
@@ -196,8 +199,8 @@ class Visit:
         for vlan, mac, port, _ in self.learns:
             p.macs.refresh(vlan, mac, port, used)
         if packets:
-            for spec in self.learned:           # cached traffic keeps its learned flows (Open vSwitch's XC_LEARN)
-                p.learn(spec)
+            for spec, limit in self.learned:    # cached traffic keeps its learned flows (Open vSwitch's XC_LEARN)
+                p.learn(spec, limit)
             for e, idle, hard in self.fins:     # FINs and RSTs through fin_timeout (XC_FIN_TIMEOUT)
                 p.reduce_timeouts(e, idle, hard)
         entries = self.entries
@@ -630,7 +633,7 @@ class Translator:
         out, v = c.out, c.v
         if (reads.key or reads.meta or out.error or out.packet_ins or out.peer_errors or len(out.visits) != 1
                 or len(v.tables) != 1 or len(v.entries) != 1 or v.groups or v.macs or v.learns or v.learned
-                or v.fins or v.clauses or v.bonds
+                or v.fins or v.clauses or v.bonds or v.limits
                 or v.mirrors):
             return
         c.keeping.kept = out.kept = Kept(c.dp_in_port, c.p.version, tuple(c.odp), out.visits)
@@ -1069,10 +1072,19 @@ class Translator:
         spec = FlowSpec(match=m, instructions=(ApplyActions(tuple(acts)),) if acts else (), table_id=a.table,
                         priority=a.priority, cookie=a.cookie, idle_timeout=a.idle_timeout,
                         hard_timeout=a.hard_timeout, flags=1 if a.flags & LEARN_SEND_FLOW_REM else 0)
+        if a.limit:
+            # Whether the flow is (or may be) there depends on the table's rules of this cookie:
+            # a change to one revalidates the megaflow (Visit.limits, revalidator.py).
+            c.v.limits.append((a.table, a.cookie))
+        fits = c.p.learn_fits(spec, a.limit)
         if c.tracing:                           # as Open vSwitch's trace of a learn action
             acts_text = format_actions(spec.instructions) if acts else "drop"
-            c.log(f"     -> table={a.table} {format_match(m)} priority={a.priority} actions={acts_text}")
-        c.v.learned.append(spec)
+            c.log(f"     -> table={a.table} {format_match(m)} priority={a.priority} actions={acts_text}"
+                  + ("" if fits else f" (not learned: limit {a.limit} reached)"))
+        if fits:
+            c.v.learned.append((spec, a.limit))
+        if a.result_dst is not None:
+            self._write(c, a.result_dst[0], a.result_dst[1], 1, int(fits))
 
     def _read(self, c: _Ctx, name: str, ofs: int, nbits: int) -> int:
         """Bits OFS..OFS+NBITS-1 of field NAME, as the pipeline sees it now (a packet field's

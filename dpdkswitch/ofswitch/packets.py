@@ -98,7 +98,7 @@ class PacketManager:
             return
         pi = ev.pi
         reason = PI_REASON.get(pi.reason, C.OFPR_ACTION)
-        if reason == C.OFPR_ACTION and self._is_table_miss(ev):
+        if pi.reason == "action" and self._is_table_miss(ev):
             reason = C.OFPR_NO_MATCH              # a table-miss rule's controller action
         data = bytes(ev.data)
         self.n_packet_ins += 1

@@ -107,8 +107,8 @@ def decode_nx(tlv: bytes, version: int = C.OFP13_VERSION) -> tuple[A.Action, ...
         return (A.Clone(decode_actions(tlv[16:], version)),)
     if sub == C.NXAST_NOTE:
         return (A.Note(tlv[10:]),)
-    if sub == C.NXAST_LEARN:
-        return (_decode_learn(tlv),)
+    if sub in (C.NXAST_LEARN, C.NXAST_LEARN2):
+        return (_decode_learn(tlv, sub == C.NXAST_LEARN2),)
     if sub == C.NXAST_CONTROLLER2:
         return (_decode_controller2(tlv),)
     if sub == C.NXAST_DEC_TTL_CNT_IDS:
@@ -298,20 +298,42 @@ def _decode_cnt_ids(tlv: bytes) -> A.DecNwTtl:
 
 _LEARN = Layout("idle_timeout:H hard_timeout:H priority:H cookie:Q flags:H table:B 1x fin_idle_timeout:H "
                 "fin_hard_timeout:H")
+_LEARN2 = Layout("limit:I result_dst_ofs:H 2x")
 _LEARN_KIND = {0: "match", 1: "load", 2: "output"}
 _LEARN_CODE = {v: k for k, v in _LEARN_KIND.items()}
 
 
-def _decode_learn(tlv: bytes) -> A.Learn:
-    """NXAST_LEARN: its head, then flow_mod_specs up to a zero header (lib/learn.c's format)."""
-    if len(tlv) < 10 + _LEARN.size:
+def _decode_learn(tlv: bytes, learn2: bool = False) -> A.Learn:
+    """NXAST_LEARN: its head, then flow_mod_specs up to a zero header (lib/learn.c's format).
+    NXAST_LEARN2: the same head, then limit, result_dst's bit offset and 2 zero bytes, its
+    field's NXM header when the flags say write result, then the specs."""
+    if len(tlv) < 10 + _LEARN.size + (_LEARN2.size if learn2 else 0):
         raise _ba(C.OFPBAC_BAD_LEN)
     d = _LEARN.unpack(tlv, 10)
-    if d["flags"] & ~(A.LEARN_SEND_FLOW_REM | A.LEARN_DELETE_LEARNED) or d["table"] == 0xFF:
+    allowed = A.LEARN_SEND_FLOW_REM | A.LEARN_DELETE_LEARNED | (A.LEARN_WRITE_RESULT if learn2 else 0)
+    if d["flags"] & ~allowed or d["table"] == 0xFF:
         raise _ba(C.OFPBAC_BAD_ARGUMENT)
     if d["fin_idle_timeout"] or d["fin_hard_timeout"]:
         raise _ba(C.OFPBAC_BAD_ARGUMENT)          # not supported yet (README)
     pos, specs = 10 + _LEARN.size, []
+    limit, result_dst = 0, None
+    if learn2:
+        d2 = _LEARN2.unpack(tlv, pos)
+        pos += _LEARN2.size
+        limit = d2["limit"]
+        if any(tlv[pos - 2:pos]):
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        if d["flags"] & A.LEARN_WRITE_RESULT:
+            if pos + 4 > len(tlv):
+                raise _ba(C.OFPBAC_BAD_LEN)
+            f = _nx_field(struct.unpack_from("!I", tlv, pos)[0])
+            pos += 4
+            _bits_ok(f, d2["result_dst_ofs"], 1)
+            if not f.writable:
+                raise _ba(C.OFPBAC_BAD_SET_ARGUMENT)
+            result_dst = (f.name, d2["result_dst_ofs"])
+        elif d2["result_dst_ofs"]:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
 
     def take(n: int) -> bytes:
         nonlocal pos
@@ -351,13 +373,19 @@ def _decode_learn(tlv: bytes) -> A.Learn:
     if any(tlv[pos:]):
         raise _ba(C.OFPBAC_BAD_ARGUMENT)
     return A.Learn(table=d["table"], specs=tuple(specs), idle_timeout=d["idle_timeout"],
-                   hard_timeout=d["hard_timeout"], priority=d["priority"], cookie=d["cookie"], flags=d["flags"])
+                   hard_timeout=d["hard_timeout"], priority=d["priority"], cookie=d["cookie"], flags=d["flags"],
+                   limit=limit, result_dst=result_dst)
 
 
 def _encode_learn(a: A.Learn) -> bytes:
     body = bytearray(_LEARN.pack({"idle_timeout": a.idle_timeout, "hard_timeout": a.hard_timeout,
                                   "priority": a.priority, "cookie": a.cookie, "flags": a.flags, "table": a.table,
                                   "fin_idle_timeout": a.fin_idle_timeout, "fin_hard_timeout": a.fin_hard_timeout}))
+    learn2 = bool(a.limit or a.result_dst)          # as ovs-ofctl: NXAST_LEARN2 only when needed
+    if learn2:
+        body += _LEARN2.pack({"limit": a.limit, "result_dst_ofs": a.result_dst[1] if a.result_dst else 0})
+        if a.result_dst:
+            body += struct.pack("!I", _nx_header(a.result_dst[0]))
     for sp in a.specs:
         body += struct.pack("!H", (0x2000 if sp.src is None else 0) | _LEARN_CODE[sp.kind] << 11 | sp.nbits)
         if sp.src is None:
@@ -366,7 +394,7 @@ def _encode_learn(a: A.Learn) -> bytes:
             body += struct.pack("!IH", _nx_header(sp.src[0]), sp.src[1])
         if sp.dst is not None:
             body += struct.pack("!IH", _nx_header(sp.dst[0]), sp.dst[1])
-    return _nx(C.NXAST_LEARN, bytes(body))
+    return _nx(C.NXAST_LEARN2 if learn2 else C.NXAST_LEARN, bytes(body))
 
 
 def _nx(sub: int, body: bytes) -> bytes:

@@ -35,6 +35,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
+from dpdkswitch.config import online_cpus
 from dpdkswitch.control import call
 from frames import write_pcap
 from reference import ovs as ovs_mod
@@ -135,7 +136,7 @@ def run_ovs_side(workdir: Path, in_pcap: str, n: int) -> tuple[Counter, list[str
 def run_our_side(workdir: Path, in_pcap: str, n: int) -> tuple[Counter, list[str]]:
     tag = f"pin{os.getpid() % 10000}"
     sock = workdir / "ctl.sock"
-    cfg = {"dpdk": {"cores": sorted(os.sched_getaffinity(0))[:2]}, "control": {"socket": str(sock)},
+    cfg = {"dpdk": {"cores": sorted(online_cpus())[:2]}, "control": {"socket": str(sock)},    # (not our affinity)
            "bridges": {"br0": {"datapath": {"pmd_cores": []}, "openflow": {"fail_mode": "secure"},
                                "ports": {"p2": {"device": f"net_pcap_{tag}p2,tx_pcap={workdir / 'ours-out2.pcap'}",
                                                 "ofport": 2}},

@@ -112,6 +112,8 @@ class Revalidator:
             if ch.full or any(g in ch.groups for g, _ in v.groups) or any(e in ch.rules for e in v.entries) \
                     or any(e in ch.rules for e in v.clauses):      # a conjunction's clause removed or changed
                 return True
+            if v.limits and any((e.table_id, e.cookie) in v.limits for e in ch.rules):
+                return True                   # a learn limit counted the rules of that table and cookie
             if not ch.tables or not ch.tables.intersection(v.tables):
                 continue
             if i > 0:                         # behind a patch port: the key there is not uk.key

@@ -502,3 +502,126 @@ def test_multipath_text_and_wire(sw):
         ofctl(v, "add-flow", sw.tcp, "actions=" + text)
         assert [ln.split(" actions=")[1] for ln in flows(v, sw.tcp)] == [text]
         ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+# --- controller options, dec_ttl(ids) --------------------------------------------------------------
+CONTROLLER_TEXTS = ["controller(reason=no_match,max_len=64,id=3,userdata=01.02.03)",
+                    "controller(userdata=de.ad.be.ef.00.11.22.33.44)", "controller(id=7)",
+                    "controller(reason=invalid_ttl)", "CONTROLLER:100", "dec_ttl(1,2,3)", "dec_ttl", "dec_ttl(0)"]
+
+
+def test_controller_options_and_dec_ttl_ids_text_and_wire(sw):
+    """controller(...) as NXAST_CONTROLLER, or NXAST_CONTROLLER2 when it has userdata, as ovs-ofctl
+    encodes it; dec_ttl(ids) as NXAST_DEC_TTL_CNT_IDS; ovs-ofctl adds them over both versions
+    and dumps them back as it printed them."""
+    for text in CONTROLLER_TEXTS:
+        spec = parse_flow("ip,actions=" + text)
+        assert format_actions(spec.instructions) == text
+        for v in (C.OFP13_VERSION, C.OFP10_VERSION):
+            assert acts.decode_actions(acts.encode_actions(spec.instructions[0].actions, v), v) == \
+                spec.instructions[0].actions
+    wire = acts.encode_actions(parse_flow("actions=controller(userdata=01.02,id=3)").instructions[0].actions,
+                               C.OFP13_VERSION)
+    # NXAST_CONTROLLER2 (37), as ovs-ofctl parse-actions re-encodes it (a u16 property counts its padding)
+    assert wire.hex() == "ffff002000002320002500000000000000010008000300000003000601020000"
+    for bad in ("controller(pause)", "controller(userdata=1)", "controller(reason=nope)", "controller(meter_id=1)"):
+        with pytest.raises(FlowParseError):
+            parse_flow("actions=" + bad)
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    for v in ("OpenFlow13", "OpenFlow10"):
+        for i, text in enumerate(CONTROLLER_TEXTS):
+            ofctl(v, "add-flow", sw.tcp, f"priority={i},ip,actions={text}")
+        got = sorted(ln.split(" actions=")[1] for ln in flows(v, sw.tcp))
+        assert got == sorted(CONTROLLER_TEXTS), got
+        ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+def _ttl1(frame: bytes) -> bytes:
+    return frame[:22] + b"\x01" + frame[23:]
+
+
+def test_dec_ttl_ids_and_controller_options_make_their_packet_ins():
+    x = rig("udp,tp_dst=1,actions=dec_ttl(4,5),output:2", "udp,tp_dst=2,actions=load:7->reg3[],"
+            "controller(reason=no_match,max_len=9,id=4,userdata=aa.bb)", "udp,tp_dst=3,actions=dec_ttl,output:2")
+    t = x.translate(parse(_ttl1(_frame("10.0.0.1", "10.0.0.2", 5, 1)), 11))
+    assert [(p.reason, p.controller_id) for p in t.packet_ins] == [("invalid_ttl", 4), ("invalid_ttl", 5)]
+    assert outs(t) == []
+    t = x.translate(parse(_ttl1(_frame("10.0.0.1", "10.0.0.2", 5, 3)), 11))
+    assert [(p.reason, p.controller_id) for p in t.packet_ins] == [("invalid_ttl", 0)]
+    t = x.translate(parse(_frame("10.0.0.1", "10.0.0.2", 5, 2), 11))
+    (p,) = t.packet_ins
+    assert (p.reason, p.max_len, p.controller_id, p.userdata) == ("no_match", 9, 4, b"\xaa\xbb")
+    assert (p.vector >> BY_NAME["reg3"].meta_shift) & 0xFFFFFFFF == 7
+
+
+# --- bundle -----------------------------------------------------------------------------------------
+def test_bundle_follows_liveness():
+    """active_backup takes the first live member; hrw spreads flows over the live members and,
+    when one goes down, moves only the flows it had (highest random weight); bundle_load writes
+    the member, or 0xffff when none is live.  Liveness is the port's may_enable (liveness.py)."""
+    x = rig("icmp,actions=bundle(eth_src,0,active_backup,ofport,members:9,2,3)",
+            "udp,actions=bundle(symmetric_l4,5,hrw,ofport,members:2,3,4)",
+            "tcp,actions=bundle_load(nw_src,0,active_backup,ofport,reg0[],members:9,8),resubmit(,1)",
+            "table=1,reg0=0xffff,actions=output:4")
+    icmp = bytearray(_frame("10.0.0.1", "10.0.0.2", 0, 0))
+    icmp[23] = 1
+    assert outs(x.translate(parse(bytes(icmp), 11))) == [2]
+    flows = [_frame(f"10.0.0.{i}", "10.9.0.1", 1000 + i, 53) for i in range(40)]
+    before = [outs(x.translate(parse(f, 11))) for f in flows]
+    assert {o[0] for o in before} == {2, 3, 4} and all(len(o) == 1 for o in before)
+    mask = x.translate(parse(flows[0], 11)).megaflow_mask()
+    assert BY_NAME["udp_src"].from_key(mask) == 0xFFFF and BY_NAME["ipv4_src"].from_key(mask) == 0xFFFFFFFF
+    x.p.liveness.set_admin_down(2, True)
+    assert outs(x.translate(parse(bytes(icmp), 11))) == [3]
+    after = [outs(x.translate(parse(f, 11))) for f in flows]
+    for b, a in zip(before, after):
+        assert a == (b if b != [2] else a) and a != [2] and len(a) == 1
+    tcp = bytearray(_frame("10.0.0.1", "10.0.0.2", 1, 2))
+    tcp[23] = 6
+    assert outs(x.translate(parse(bytes(tcp), 11))) == [4]
+
+
+def test_bundle_text_and_wire(sw):
+    texts = ["bundle(eth_src,0,hrw,ofport,members:4,8)",
+             "bundle(symmetric_l4,60,active_backup,ofport,members:1,2,3,10)",
+             "bundle_load(symmetric_l3l4+udp,5,hrw,ofport,NXM_NX_REG0[],members:2,3,4)",
+             "bundle_load(nw_src,5,active_backup,ofport,NXM_NX_REG1[0..15],members:1,LOCAL,IN_PORT)"]
+    for text in texts:
+        spec = parse_flow("actions=" + text)
+        assert format_actions(spec.instructions) == text
+        for v in (C.OFP13_VERSION, C.OFP10_VERSION):
+            assert acts.decode_actions(acts.encode_actions(spec.instructions[0].actions, v), v) == \
+                spec.instructions[0].actions
+    assert format_actions(parse_flow("actions=bundle(eth_src,0,hrw,ofport,slaves:4,8)").instructions) == texts[0]
+    for bad in ("bundle(eth_src,0,hrw,ofport,4,8)", "bundle(eth_src,0,nope,ofport,members:4)",
+                "bundle_load(eth_src,0,hrw,ofport,reg0[0..7],members:4)", "bundle(eth_src,0,hrw,vport,members:4)"):
+        with pytest.raises(FlowParseError):
+            parse_flow("actions=" + bad)
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    for v in ("OpenFlow13", "OpenFlow10"):
+        for i, text in enumerate(texts):
+            ofctl(v, "add-flow", sw.tcp, f"priority={i},actions={text}")
+        assert sorted(ln.split(" actions=")[1] for ln in flows(v, sw.tcp)) == sorted(texts)
+        ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+def test_learn_limit_and_result_dst_text_and_wire(sw):
+    """learn's limit and result_dst: NXAST_LEARN2 as ovs-ofctl encodes it (checked with ovs-ofctl
+    parse-actions), added and dumped back by ovs-ofctl over both versions."""
+    texts = ["learn(table=10,limit=5,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[])",
+             "learn(table=10,cookie=0x5,limit=2,result_dst=NXM_NX_REG1[3],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],"
+             "load:0x1->NXM_NX_REG0[0..3])",
+             "learn(table=3,result_dst=NXM_NX_REG1[0],NXM_OF_ETH_DST[])"]
+    for text in texts:
+        spec = parse_flow("actions=" + text)
+        assert format_actions(spec.instructions) == text
+        for v in (C.OFP13_VERSION, C.OFP10_VERSION):
+            wire = acts.encode_actions(spec.instructions[0].actions, v)
+            assert wire[8:10] == b"\x00\x2d"                                    # NXAST_LEARN2 (45)
+            assert acts.decode_actions(wire, v) == spec.instructions[0].actions
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    for v in ("OpenFlow13", "OpenFlow10"):
+        for i, text in enumerate(texts):
+            ofctl(v, "add-flow", sw.tcp, f"priority={i},actions={text}")
+        assert sorted(ln.split(" actions=")[1] for ln in flows(v, sw.tcp)) == sorted(texts)
+        ofctl("OpenFlow13", "del-flows", sw.tcp)

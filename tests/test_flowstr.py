@@ -221,7 +221,8 @@ BAD = [
     ("tcp,actions=resubmit(,255)", "table must be 0..254"),
     ("actions=load:1->NXM_OF_IN_PORT[]", "NXM_OF_IN_PORT is not writable"),
     ("NXM_OF_VLAN_TCI=1,actions=drop", "NXM_OF_VLAN_TCI is for load, move and learn"),
-    ("actions=learn(table=1,limit=5)", "limit is not supported yet"),
+    ("actions=learn(table=1,fin_idle_timeout=5)", "fin_idle_timeout is not supported yet"),
+    ("actions=learn(table=1,result_dst=reg0[0..1])", "result_dst in 'learn' action must be a single bit"),
     ("actions=conjunction(1,3/2)", "clause 3 of 2"),
     ("actions=learn(table=1,eth_dst[]=reg0[])", "32 bits where 48 are needed"),
     ("actions=load:16->reg0[0..3]", "value 16 does not fit 4 bits"),
@@ -279,7 +280,7 @@ BAD = [
     ("udp,actions=set_field:9->sctp_dst", "setting sctp_dst requires sctp"),
     ("ip,actions=set_field:1->arp_op", "setting arp_op requires arp"),
     ("actions=push_vlan:0x800", "push_vlan ethertype must be 0x8100 or 0x88a8"),
-    ("actions=controller(reason=no_match)", "controller option 'reason' is not supported"),
+    ("actions=controller(pause)", "controller option 'pause' is not supported"),
     ("actions=group:x", "'x' is not a number"),
 ]
 

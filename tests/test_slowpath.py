@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from dpdkswitch.datapath import MANUAL_PMD, Datapath, odp, parse
 from dpdkswitch.ofproto.actions import (DecNwTtl, Group, Output, PopVlan, PushVlan, SetField, SetNwTtl)
 from dpdkswitch.ofproto.fields import BY_NAME, FIELDS, VLAN_CFI, format_key
-from dpdkswitch.ofproto.flowstr import FlowParseError, parse_flow
+from dpdkswitch.ofproto.flowstr import FlowParseError, FlowSpec, parse_flow
 from dpdkswitch.ofproto.pipeline import Bucket, FlowModError, GroupEntry, Pipeline, PortEntry
 from dpdkswitch.ofproto.xlate import Translator
 from dpdkswitch import revalidator as revalidator_mod
@@ -358,7 +358,12 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
              "load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15])",
              *(f"resubmit(,{draw(st.integers(0, n_tables - 1))})" for _ in range(2)), "resubmit(2)",
              "clone(mod_dl_src:02:00:00:00:00:05,load:3->reg0[],output:2)", "clone(output:3,exit)",
-             "multipath(symmetric_l4,3,modulo_n,3,0,reg0[0..1])", "multipath(nw_dst,0,hrw,2,0,reg0[2])"]
+             "multipath(symmetric_l4,3,modulo_n,3,0,reg0[0..1])", "multipath(nw_dst,0,hrw,2,0,reg0[2])",
+             # bundle over the drawn port liveness, dec_ttl(ids), controller's options
+             "bundle(symmetric_l4,3,hrw,ofport,members:1,2,3)", "bundle(eth_src,0,active_backup,ofport,members:3,2)",
+             "bundle_load(nw_dst,0,hrw,ofport,reg0[0..15],members:1,2)", "dec_ttl(0,4)",
+             "controller(reason=no_match,id=0,userdata=01.02)", "controller(id=4,max_len=64)",
+             "learn(table=201,limit=1,result_dst=reg0[5],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[])"]
     if proto in ("ip", "tcp", "udp"):
         acts += ["move:NXM_OF_IP_SRC[0..3]->NXM_NX_REG0[4..7]", "load:0x5->NXM_OF_IP_DST[4..7]"]
     outs = ["output:1", "output:2", "output:3", "in_port", "flood", "controller"] + [f"group:{g}" for g in gids]
@@ -1092,3 +1097,51 @@ def test_no_packet_and_no_byte_counts_flags(dp):
     rig.send(1, [udp_frame(1), udp_frame(2)])
     rig.r.run()
     assert (rule.packets, rule.bytes) == (0, 0)
+
+
+def test_bundle_moves_cached_flows_when_a_member_goes_down(dp):
+    """bundle(active_backup) reads the ports' liveness in translation: the member's port going
+    down (liveness.py, here port-mod's admin down) revalidates the cached megaflow to the next
+    live member, with no new upcall, and back when it comes up."""
+    rig = Rig(dp)
+    rig.add("priority=10,udp,actions=bundle(eth_src,0,active_backup,ofport,members:2,3)")
+    frames = [udp_frame(i) for i in range(10)]
+    out = rig.send(1, frames)
+    assert len(out[2]) == 10 and out[3] == []
+    upcalls = rig.h.stats.upcalls
+    assert rig.p.liveness.set_admin_down(2, True)
+    rep = rig.r.run()
+    assert rep.modified == 1
+    out = rig.send(1, frames)
+    assert out[2] == [] and len(out[3]) == 10
+    assert rig.h.stats.upcalls == upcalls
+    rig.p.liveness.set_admin_down(2, False)
+    rig.r.run()
+    out = rig.send(1, frames)
+    assert len(out[2]) == 10 and out[3] == []
+
+
+def test_learn_limit_and_result_dst_follow_the_learned_flows(dp):
+    """learn(limit=2,result_dst=): the third source MAC learns nothing and its result bit sends
+    it to port 3; its cached megaflow is revalidated when a flow of the learn's table and cookie
+    goes (Visit.limits), and then it learns and goes to port 2, with no new upcall."""
+    rig = Rig(dp)
+    rig.add("priority=10,udp,actions=learn(table=10,limit=2,cookie=0x7,result_dst=reg1[0],"
+            "NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[]),resubmit(,1)",
+            "table=1,priority=10,reg1=1,actions=output:2", "table=1,priority=5,actions=output:3")
+    macs = [bytes([2, 0, 0, 0, 0, 0x10 + i]) for i in range(3)]
+    for i, mac in enumerate(macs):
+        out = rig.send(1, [udp_frame(0, src_mac=mac)])
+        assert (len(out[2]), len(out[3])) == ((1, 0) if i < 2 else (0, 1)), i
+    assert len(list(rig.p.entries(10))) == 2
+    out = rig.send(1, [udp_frame(0, src_mac=macs[0])])       # its flow is there: the learn succeeds
+    assert len(out[2]) == 1
+    rig.r.run()                  # its counters pushed (which refreshes, or learns again, its flow)
+    upcalls = rig.h.stats.upcalls
+    (first,) = [e for e in rig.p.entries(10) if e.match.get("eth_dst")[0] == int.from_bytes(macs[0], "big")]
+    rig.p.delete(FlowSpec(table_id=10, match=first.match, priority=first.priority), strict=True)
+    rig.r.run()
+    out = rig.send(1, [udp_frame(0, src_mac=macs[2])])
+    assert len(out[2]) == 1 and rig.h.stats.upcalls == upcalls
+    rig.r.run()                  # the cached traffic's learning (XC_LEARN): its flow is added now
+    assert len(list(rig.p.entries(10))) == 2

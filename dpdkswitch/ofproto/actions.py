@@ -110,6 +110,24 @@ class Multipath:
     nbits: int
 
 
+BUNDLE_ALGORITHMS = ("active_backup", "hrw")         # NX_BD_ALG_*, in wire order
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """bundle(fields,basis,algorithm,ofport,members:P,...): an output to one live member of
+    MEMBERS, the first live one (active_backup) or the one a hash of FIELDS (with BASIS) picks
+    (hrw); bundle_load's form writes the member's port number (0xffff: none) into DST (field,
+    ofs, nbits) instead.  Liveness is the ports' may_enable (liveness.py)."""
+    fields: str
+    basis: int
+    algorithm: str
+    members: tuple[int, ...]
+    dst: str | None = None
+    ofs: int = 0
+    nbits: int = 0
+
+
 @dataclass(frozen=True)
 class Clone:
     """clone(actions): ACTIONS run on a copy of the packet; what they change stays inside."""
@@ -155,7 +173,7 @@ class LearnSpec:
     dst: tuple[str, int] | None = None
 
 
-LEARN_SEND_FLOW_REM, LEARN_DELETE_LEARNED = 1, 2          # NX_LEARN_F_*
+LEARN_SEND_FLOW_REM, LEARN_DELETE_LEARNED, LEARN_WRITE_RESULT = 1, 2, 4      # NX_LEARN_F_*
 
 
 @dataclass(frozen=True)
@@ -170,6 +188,8 @@ class Learn:
     flags: int = 0
     fin_idle_timeout: int = 0
     fin_hard_timeout: int = 0
+    limit: int = 0                                   # at most this many flows of (table, cookie); 0: no limit
+    result_dst: tuple[str, int] | None = None        # (field, bit): 1 if the flow is (or was) there, else 0
 
 
 @dataclass(frozen=True)
@@ -189,7 +209,23 @@ class SetQueue:
 
 @dataclass(frozen=True)
 class DecNwTtl:
-    pass
+    """dec_ttl; IDS (Open vSwitch's dec_ttl(id,...)): the controller ids an expired TTL's
+    packet-in goes to (None: plain dec_ttl, controller id 0)."""
+    ids: tuple[int, ...] | None = None
+
+
+PACKET_IN_REASONS = ("no_match", "action", "invalid_ttl", "action_set", "group", "packet_out")   # OFPR_*
+
+
+@dataclass(frozen=True)
+class Controller:
+    """Open vSwitch's controller(reason=,max_len=,id=,userdata=): a packet-in with REASON to
+    the connections whose controller id is ID, carrying USERDATA (NXT_PACKET_IN2 only).  The
+    plain form (reason action, id 0, no userdata) is ``Output(OFPP_CONTROLLER, max_len)``."""
+    max_len: int = OFPCML_NO_BUFFER
+    id: int = 0
+    reason: str = "action"
+    userdata: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -208,7 +244,8 @@ class CopyTtlIn:
 
 
 Action = (Output | Group | SetField | PushVlan | PopVlan | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
-          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn | Conjunction | FinTimeout | Clone | Multipath | Sample)
+          | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn | Conjunction | FinTimeout | Clone | Multipath | Sample
+          | Controller | Bundle)
 
 
 # Instructions (OpenFlow 1.3).  An OpenFlow 1.0 flow's actions are one ApplyActions.
@@ -253,7 +290,8 @@ _ONE_OF_EACH = (CopyTtlIn, PopVlan, PushVlan, CopyTtlOut, DecNwTtl)      # befor
 _SETS = (SetNwTtl, SetField, Load, Move)
 # Open vSwitch's extensions an action set may hold (ofpact_is_allowed_in_actions_set): load and
 # move run with the set-fields; these may not be written into one (OFPBAC_UNSUPPORTED_ORDER).
-NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn, Conjunction, FinTimeout, Clone, Multipath, Sample)
+NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn, Conjunction, FinTimeout, Clone, Multipath, Sample,
+                     Controller, Bundle)
 
 
 def conjunctions(instructions) -> tuple[tuple[int, int, int], ...]:

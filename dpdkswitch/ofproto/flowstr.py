@@ -37,8 +37,8 @@ Representation choices:
     move, masked set_field, push/pop (the field stack), note, exit as actions.  load/move
     name fields by any name (NXM_NX_REG0[0..3], reg0[0..3], eth_dst[]) and print them by their
     NXM/OXM names.  Not in load/move/push/pop: vlan_vid/vlan_pcp (the 12-bit VID subfields).
-  - Not supported: learn, conjunction, enqueue, controller options other than max_len,
-    dec_ttl(ids), multipath, bundle, conntrack, tunnels, MPLS (copy_ttl_in/out), rarp, igmp.
+  - Not supported: enqueue, controller's pause and meter_id, conntrack, tunnels, MPLS
+    (copy_ttl_in/out), rarp, igmp (the README says why).
 
 Pure functions; any thread.
 """
@@ -51,7 +51,7 @@ from dataclasses import dataclass, field as dc_field
 
 from .actions import (INSTRUCTION_ORDER, NOT_IN_ACTION_SET, OFPCML_NO_BUFFER, OFPP_ANY, OFPP_CONTROLLER,
                       OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, Clone, CopyTtlIn, CopyTtlOut, MULTIPATH_ALGORITHMS, MULTIPATH_FIELDS, Multipath,
-                      LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, Conjunction, DecNwTtl, Exit, FinTimeout, GotoTable, Group, Learn, LearnSpec,
+                      LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, LEARN_WRITE_RESULT, PACKET_IN_REASONS, Conjunction, Controller, BUNDLE_ALGORITHMS, Bundle, DecNwTtl, Exit, FinTimeout, GotoTable, Group, Learn, LearnSpec,
                       Load, Meter, Move, Note, Output, PopVlan, PushVlan, Resubmit, Sample,
                       SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions, WriteMetadata)
 from .fields import (BY_NAME, ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_IPV6, ETH_TYPE_QINQ, ETH_TYPE_VLAN, FRAG_ANY,
@@ -504,6 +504,33 @@ def _multipath(text: str) -> Multipath:
     return Multipath(fields, _num(basis, 16, "basis"), alg, n_links, _num(arg, 32, "arg"), name, ofs, nbits)
 
 
+def _bundle(text: str, load: bool) -> Bundle:
+    """bundle(fields,basis,algorithm,ofport,members:P,...) and bundle_load(fields,basis,
+    algorithm,ofport,dst,members:P,...), as ovs-ofctl (which takes slaves: for members: too)."""
+    what = "bundle_load" if load else "bundle"
+    parts = [p.strip() for p in text.split(",")]
+    n = 5 if load else 4
+    if len(parts) < n + 1 or not re.match(r"(members|slaves):", parts[n]):
+        raise _Bad(f"{what} takes fields,basis,algorithm,ofport,{'dst,' if load else ''}members:PORT[,PORT...]")
+    fields, basis, alg, kind = parts[:4]
+    if fields not in MULTIPATH_FIELDS:
+        raise _Bad(f"unknown fields '{fields}' (one of {', '.join(MULTIPATH_FIELDS)})")
+    if alg not in BUNDLE_ALGORITHMS:
+        raise _Bad(f"unknown algorithm '{alg}' (one of {', '.join(BUNDLE_ALGORITHMS)})")
+    if kind != "ofport":
+        raise _Bad(f"unknown member type '{kind}' (only ofport)")
+    first = parts[n].split(":", 1)[1]
+    members = tuple(_output(_port(p)).port for p in [first, *parts[n + 1:]] if p)
+    if not members:
+        raise _Bad(f"{what}: no members")
+    dst, ofs, nbits = None, 0, 0
+    if load:
+        dst, ofs, nbits = _writable(_subfield(parts[4]))
+        if nbits < 16:
+            raise _Bad(f"bundle_load: the destination holds {nbits} bits, a port number needs 16")
+    return Bundle(fields, _num(basis, 16, "basis"), alg, members, dst, ofs, nbits)
+
+
 def _fin_timeout(text: str) -> FinTimeout:
     """fin_timeout(idle_timeout=N,hard_timeout=M), either or both (seconds, 16 bits)."""
     kw = {}
@@ -554,16 +581,23 @@ def _learn_src(text: str, nbits: int, dst: str | None) -> tuple[tuple[str, int] 
 
 
 def _learn(text: str) -> Learn:
-    """learn(key=value..., specs): ovs-actions(7)'s syntax (limit, result_dst and the fin
-    timeouts not yet)."""
+    """learn(key=value..., specs): ovs-actions(7)'s syntax (the fin timeouts not yet)."""
     kw: dict = {}
     flags = 0
     specs: list[LearnSpec] = []
     for key, value, item in _items(text):
         try:
-            if key in ("limit", "result_dst", "fin_idle_timeout", "fin_hard_timeout"):
+            if key in ("fin_idle_timeout", "fin_hard_timeout"):
                 raise _Bad(f"learn's {key} is not supported yet")
-            if key in _LEARN_NUMS:
+            if key == "limit":
+                kw["limit"] = _num(value, 32, key)
+            elif key == "result_dst":
+                name, ofs, n = _writable(_subfield(value))
+                if n != 1:
+                    raise _Bad("result_dst in 'learn' action must be a single bit")
+                kw["result_dst"] = (name, ofs)
+                flags |= LEARN_WRITE_RESULT
+            elif key in _LEARN_NUMS:
                 kw[key] = _num(value, _LEARN_NUMS[key], key)
             elif key in _LEARN_FLAGS and not value:
                 flags |= _LEARN_FLAGS[key]
@@ -603,17 +637,46 @@ def _set_tos(text: str) -> SetField:
     return SetField("ip_dscp", tos >> 2)
 
 
-def _controller(text: str, match: Match) -> Output:
+def _controller(text: str, match: Match):
+    """controller, controller:MAX_LEN, controller(key=value,...) with ovs-actions(7)'s keys
+    max_len, reason, id, userdata (hex bytes, '.' between them allowed); the plain form is an
+    output to CONTROLLER, as ovs-ofctl encodes it.  pause and meter_id are refused (README)."""
     if not text:
         return Output(OFPP_CONTROLLER)
-    if "=" not in text:
+    if "=" not in text and _NUM.fullmatch(text.strip()):
         return Output(OFPP_CONTROLLER, _num(text, 16, "max_len"))
-    max_len = OFPCML_NO_BUFFER
+    kw: dict = {}
     for key, value, item in _items(text):
-        if key != "max_len":
-            raise _Bad(f"controller option '{key}' is not supported (only max_len)")
-        max_len = _num(value, 16, "max_len")
-    return Output(OFPP_CONTROLLER, max_len)
+        if key == "max_len":
+            kw["max_len"] = _num(value, 16, "max_len")
+        elif key == "id":
+            kw["id"] = _num(value, 16, "controller id")
+        elif key == "reason":
+            if value not in PACKET_IN_REASONS:
+                raise _Bad(f"controller reason '{value}': one of {', '.join(PACKET_IN_REASONS)}")
+            kw["reason"] = value
+        elif key == "userdata":
+            hexes = value.replace(".", "")
+            if len(hexes) % 2 or not re.fullmatch(r"[0-9a-fA-F]*", hexes):
+                raise _Bad("controller userdata takes hex bytes, optionally separated by '.' (userdata=01.02)")
+            kw["userdata"] = bytes.fromhex(hexes)
+        elif key in ("pause", "meter_id"):
+            raise _Bad(f"controller option '{key}' is not supported (pause needs NXT_RESUME's continuations, "
+                       "meter_id a per-action controller meter; see the README)")
+        else:
+            raise _Bad(f"unknown controller option '{key}' (max_len, reason, id, userdata)")
+    c = Controller(**kw)
+    if c.reason == "action" and not c.id and not c.userdata:
+        return Output(OFPP_CONTROLLER, c.max_len)
+    return c
+
+
+def _dec_ttl(text: str, match: Match) -> DecNwTtl:
+    """dec_ttl, or dec_ttl(ID,...): the controller ids an expired TTL's packet-in goes to."""
+    if not text:
+        return DecNwTtl()
+    ids = tuple(_num(x.strip(), 16, "controller id") for x in text.split(","))
+    return DecNwTtl(ids)
 
 
 def _output(port: int) -> Output:
@@ -659,7 +722,7 @@ _ACTIONS = {
     "mod_nw_ecn": lambda t, m: _set_field("ip_ecn", t, m),
     "mod_nw_ttl": lambda t, m: SetNwTtl(_num(t, 8, "TTL")),
     "mod_tp_src": lambda t, m: _set_field("tp_src", t, m), "mod_tp_dst": lambda t, m: _set_field("tp_dst", t, m),
-    "dec_ttl": _noarg(DecNwTtl),
+    "dec_ttl": _dec_ttl,
     "set_field": _set_field_action,
     "set_queue": lambda t, m: SetQueue(_num(t, 32, "queue")),
     "copy_ttl_out": _unsupported("copy_ttl_out is not supported (it is for MPLS; Open vSwitch refuses it too)"),
@@ -675,6 +738,8 @@ _ACTIONS = {
     "fin_timeout": lambda t, m: _fin_timeout(t),
     "clone": lambda t, m: Clone(_action_list(t, m)),
     "multipath": lambda t, m: _multipath(t),
+    "bundle": lambda t, m: _bundle(t, False),
+    "bundle_load": lambda t, m: _bundle(t, True),
     "learn": lambda t, m: _learn(t),
     "sample": lambda t, m: _sample(t),
     "enqueue": _unsupported("enqueue is not supported; use set_queue:QUEUE,output:PORT"),
@@ -954,6 +1019,10 @@ def _fmt_learn(a: Learn) -> str:
     out += [k for k, bit in _LEARN_FLAGS.items() if a.flags & bit]
     if a.cookie:
         out.append(f"cookie={a.cookie:#x}")
+    if a.limit:
+        out.append(f"limit={a.limit}")
+    if a.result_dst:
+        out.append(f"result_dst={_fmt_subfield(a.result_dst[0], a.result_dst[1], 1)}")
     for sp in a.specs:
         src = _fmt_subfield(sp.src[0], sp.src[1], sp.nbits) if sp.src else _hexz(sp.value)
         f = BY_NAME[sp.dst[0]] if sp.dst else None
@@ -998,6 +1067,10 @@ def _fmt_action(a) -> str:
         case Multipath():
             return (f"multipath({a.fields},{a.basis},{a.algorithm},{a.n_links},{a.arg},"
                     f"{_fmt_subfield(a.dst, a.ofs, a.nbits)})")
+        case Bundle():
+            dst = f"{_fmt_subfield(a.dst, a.ofs, a.nbits)}," if a.dst else ""
+            return (f"bundle{'_load' if a.dst else ''}({a.fields},{a.basis},{a.algorithm},ofport,{dst}members:"
+                    + ",".join(_fmt_port(p) for p in a.members) + ")")
         case Clone(actions=inner):
             return f"clone({format_actions([ApplyActions(inner)]) if inner else ''})"
         case FinTimeout(idle_timeout=idle, hard_timeout=hard):
@@ -1013,6 +1086,14 @@ def _fmt_action(a) -> str:
                     f"->{_SET_FIELD_NAME.get(f.name, f.name)}")
         case Output(port=p, max_len=n) if p == OFPP_CONTROLLER:
             return f"CONTROLLER:{n}"
+        case Controller():
+            args = ([f"reason={a.reason}"] if a.reason != "action" else []) + \
+                   ([f"max_len={a.max_len}"] if a.max_len != OFPCML_NO_BUFFER else []) + \
+                   ([f"id={a.id}"] if a.id else []) + \
+                   (["userdata=" + ".".join(f"{b:02x}" for b in a.userdata)] if a.userdata else [])
+            return f"controller({','.join(args)})"
+        case DecNwTtl(ids=ids) if ids is not None:
+            return f"dec_ttl({','.join(map(str, ids))})"
         case Output(port=p):
             return _PORT_NAMES[p] if p in _PORT_NAMES else f"output:{p}"
         case Group(group_id=g):

@@ -422,19 +422,45 @@ class Pipeline:
             self._delete_learned(oe.instructions)
         return e
 
-    def learn(self, spec: FlowSpec) -> FlowEntry:
+    def learn(self, spec: FlowSpec, limit: int = 0) -> FlowEntry | None:
         """A flow the learn action adds (translation's side effect, replayed by xlate.Visit): an
         identical rule already there (same match, priority, actions) is only refreshed, as Open
-        vSwitch's learn does, so that the tables, and the megaflows, stay as they are."""
+        vSwitch's learn does, so that the tables, and the megaflows, stay as they are.  LIMIT
+        (learn's limit=): a new flow only while fewer than LIMIT rules of its table have its
+        cookie (None when it is not added)."""
+        if not self.learn_fits(spec, limit):
+            return None
         tid = spec.table_id or 0
         old = self.tables[tid].cls.find_exactly(spec.match, spec.priority) if tid < N_TABLES else None
         if old is not None:
             e: FlowEntry = old.data
-            if (e.instructions, e.cookie, e.idle_timeout, e.hard_timeout) == (
-                    spec.instructions, spec.cookie, spec.idle_timeout, spec.hard_timeout):
+            if self._same_learned(e, spec):
                 e.last_used = max(e.last_used, self.clock())
                 return e
         return self.add(spec)
+
+    @staticmethod
+    def _same_learned(e: FlowEntry, spec: FlowSpec) -> bool:
+        return (e.instructions, e.cookie, e.idle_timeout, e.hard_timeout) == (
+            spec.instructions, spec.cookie, spec.idle_timeout, spec.hard_timeout)
+
+    def learn_fits(self, spec: FlowSpec, limit: int) -> bool:
+        """Would ``learn(SPEC, LIMIT)`` have SPEC's flow in the table, as Open vSwitch's
+        ofproto_flow_mod_learn decides: yes when the identical flow is there already, or there is
+        no limit, or fewer than LIMIT rules of SPEC's table have SPEC's cookie.  Cost: a walk of
+        that table's rules when there is a limit."""
+        tid = spec.table_id or 0
+        if not limit or tid >= N_TABLES:
+            return True
+        old = self.tables[tid].cls.find_exactly(spec.match, spec.priority)
+        if old is not None and self._same_learned(old.data, spec):
+            return True
+        n = 0
+        for e in self.tables[tid].entries():
+            n += e.cookie == spec.cookie
+            if n >= limit:
+                return False
+        return True
 
     def select(self, spec: FlowSpec, strict: bool, tables=None):
         """The rules SPEC selects, as a flow-mod's modify or delete (or a flow stats request)

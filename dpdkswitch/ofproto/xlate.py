@@ -38,15 +38,16 @@ from dataclasses import dataclass, field
 
 from ..datapath import odp
 from ..flowkey import KEY_DTYPE, KEY_SIZE
+from .actions import Bundle as BundleAction
 from .actions import (INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, CopyTtlOut,
-                      Clone, DecNwTtl, Exit, FinTimeout, GotoTable, Multipath, Sample, Group, LEARN_SEND_FLOW_REM, Learn, Load, Meter, Move,
+                      Clone, Controller, DecNwTtl, Exit, FinTimeout, GotoTable, Multipath, Sample, Group, LEARN_SEND_FLOW_REM, Learn, Load, Meter, Move,
                       OFPCML_NO_BUFFER, OFPP_ALL,
                       OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output,
                       PopVlan, PushVlan, Resubmit, SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions,
                       WriteMetadata, execution_order)
 from .classifier import Wildcards, key_int
 from .match import Match, MatchError
-from .fields import BY_NAME, FRAG_LATER, VLAN_CFI, prereqs_of
+from .fields import BY_NAME, CONJ_ID_SHIFT, FRAG_LATER, VLAN_CFI, prereqs_of
 from .flowstr import FlowSpec, format_actions, format_match
 from .normal import Bundle, is_reserved
 from .pipeline import FlowEntry, Pipeline, PortEntry
@@ -57,6 +58,7 @@ MAX_RESUBMITS = MAX_DEPTH * MAX_DEPTH        # as Open vSwitch: resubmits in one
 U64 = (1 << 64) - 1
 OFPP10_MAX = 0xFF00                          # OpenFlow 1.0 reserved ports start here (NXM_OF_IN_PORT)
 _PKT_MARK = BY_NAME["pkt_mark"]
+_VECTOR = (1 << CONJ_ID_SHIFT) - 1           # the pipeline vector a packet-in reports (conj_id is the lookup's)
 # Datapath actions one translation may make, nested ones counted: the PMD runs them all on every
 # frame of the flow, so a chain of tables or groups of big rules (each at most MAX_ACTIONS) is
 # bounded too.  Past it the translation fails and the frame is dropped, as Open vSwitch drops a
@@ -87,13 +89,16 @@ assert _TTL == _TOS + 1
 
 @dataclass(frozen=True)
 class PacketIn:
-    reason: str                      # no_match, action, invalid_ttl
+    reason: str                      # actions.PACKET_IN_REASONS: no_match, action, invalid_ttl, ...
     table_id: int
     cookie: int
     max_len: int
     metadata: int
     bridge: str = ""                 # the bridge whose pipeline sent it (patch ports: not the input's)
     in_port: int = 0                 # its OpenFlow input port there
+    controller_id: int = 0           # only the connections with this controller id get it
+    userdata: bytes = b""            # controller(userdata=...): NXT_PACKET_IN2 carries it
+    vector: int = 0                  # the pipeline vector (metadata, pkt_mark, registers) when sent
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,8 @@ class Visit:
     mirrors: list[int] = field(default_factory=list)              # indexes into pipeline.mirrors
     macs: list[tuple[int, int]] = field(default_factory=list)          # (vlan, mac) NORMAL looked up
     learns: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (vlan, mac, ofport, garp)
-    learned: list = field(default_factory=list)       # FlowSpecs the learn action adds
+    learned: list = field(default_factory=list)       # (FlowSpec, limit) the learn action adds
+    limits: list = field(default_factory=list)        # (table, cookie) a learn's limit counted rules of
     fins: list = field(default_factory=list)          # (rule, idle, hard): fin_timeout on a FIN/RST
     clauses: list = field(default_factory=list)       # conjunctive (soft) rules the lookups consulted
     bonds: list[tuple[Bundle, int]] = field(default_factory=list)       # (bond, bucket) NORMAL chose
@@ -173,12 +179,14 @@ class Visit:
             self.clauses = ()
         if not self.bonds:
             self.bonds = ()
+        if not self.limits:
+            self.limits = ()
 
     def learn(self, now: float) -> None:
         """NORMAL learns the source MACs it saw, in this bridge's MAC table (a move, a GARP lock);
         the learn action's flows are added (or refreshed) through the pipeline."""
-        for spec in self.learned:
-            self.pipeline.learn(spec)
+        for spec, limit in self.learned:
+            self.pipeline.learn(spec, limit)
         if self.learns:
             macs = self.pipeline.macs
             for vlan, mac, port, garp in self.learns:
@@ -193,8 +201,8 @@ class Visit:
         for vlan, mac, port, _ in self.learns:
             p.macs.refresh(vlan, mac, port, used)
         if packets:
-            for spec in self.learned:           # cached traffic keeps its learned flows (Open vSwitch's XC_LEARN)
-                p.learn(spec)
+            for spec, limit in self.learned:    # cached traffic keeps its learned flows (Open vSwitch's XC_LEARN)
+                p.learn(spec, limit)
             for e, idle, hard in self.fins:     # FINs and RSTs through fin_timeout (XC_FIN_TIMEOUT)
                 p.reduce_timeouts(e, idle, hard)
         entries = self.entries
@@ -674,7 +682,7 @@ class Translator:
         out, v = c.out, c.v
         if (reads.key or reads.meta or out.error or out.packet_ins or out.peer_errors or len(out.visits) != 1
                 or len(v.tables) != 1 or len(v.entries) != 1 or v.groups or v.macs or v.learns or v.learned
-                or v.fins or v.clauses or v.bonds
+                or v.fins or v.clauses or v.bonds or v.limits
                 or v.mirrors):
             return
         c.keeping.kept = out.kept = Kept(c.dp_in_port, c.p.version, tuple(c.odp), out.visits)
@@ -905,9 +913,10 @@ class Translator:
                 if not c.prereqs_hold("nw_ttl"):
                     continue
                 ttl = c.get("nw_ttl")
-                if ttl <= 1:                 # to the controller, and this action list ends
+                if ttl <= 1:                 # to the controller(s), and this action list ends
                     c.log("dec_ttl: TTL expired")
-                    self._packet_in(c, "invalid_ttl", OFPCML_NO_BUFFER)
+                    for cid in (0,) if a.ids is None else a.ids:
+                        self._packet_in(c, "invalid_ttl", OFPCML_NO_BUFFER, cid)
                     return False
                 F["nw_ttl"].to_key(c.flow, ttl - 1)
             elif isinstance(a, SetNwTtl):
@@ -941,6 +950,10 @@ class Translator:
                 c.exit = True
             elif isinstance(a, Sample):
                 self._flow_sample(c, a)
+            elif isinstance(a, Controller):
+                self._packet_in(c, a.reason, a.max_len, a.id, a.userdata)
+            elif isinstance(a, BundleAction):
+                self._bundle(c, a)
         return True
 
     def _flow_sample(self, c: _Ctx, a: Sample) -> None:
@@ -978,13 +991,43 @@ class Translator:
                 IN_PORT.to_key(c.flow, saved[2] & IN_PORT.all_ones)
             c.table_id, c.cookie, c.in_ofport, c.depth, c.rule = saved
 
-    def _multipath(self, c: _Ctx, a: Multipath) -> None:
-        """multipath: a link from a hash of A's fields (every field hashed is read, so the
-        megaflow matches it) by A's algorithm, into A's destination.  The hash is ours (CRC-32
-        with the basis), not Open vSwitch's: the same fields choose the same link every time,
-        and the symmetric ones the same link both ways; which link differs."""
+    def _bundle(self, c: _Ctx, a: BundleAction) -> None:
+        """bundle/bundle_load (Open vSwitch's bundle_execute): the first live member
+        (active_backup), or of the live members the one with the highest hash of the flow's
+        fields and the member's index (hrw, every field hashed read); live is the port's
+        may_enable, and NORMAL, FLOOD, ALL, IN_PORT and TABLE are always live, CONTROLLER never.
+        A change of liveness revalidates (``Pipeline.set_port``).  No live member: no output,
+        or 0xffff loaded."""
+        chosen = None
+        if a.algorithm == "active_backup":
+            chosen = next((m for m in a.members if self._member_live(c, m)), None)
+        else:
+            h = self._flow_hash(c, a.fields, a.basis)
+            best = -1
+            for i, m in enumerate(a.members):
+                if self._member_live(c, m):
+                    score = zlib.crc32(i.to_bytes(4, "big"), h)
+                    if score > best:
+                        chosen, best = m, score
+        c.log(f"bundle: member {chosen if chosen is not None else '(none live)'}")
+        if a.dst is not None:
+            port = 0xFFFF if chosen is None else chosen if chosen < OFPP10_MAX else chosen - (OFPP_MAX - OFPP10_MAX)
+            self._write(c, a.dst, a.ofs, a.nbits, port & 0xFFFF)
+        elif chosen is not None:
+            self._output(c, Output(chosen))
+
+    @staticmethod
+    def _member_live(c: _Ctx, port: int) -> bool:
+        if port in (OFPP_IN_PORT, OFPP_TABLE, OFPP_NORMAL, OFPP_FLOOD, OFPP_ALL):
+            return True
+        e = c.p.ports.get(port)
+        return port != OFPP_CONTROLLER and e is not None and e.live
+
+    @staticmethod
+    def _flow_hash(c: _Ctx, kind: str, basis: int) -> int:
+        """A hash of the flow's fields of KIND (multipath's and bundle's field sets), every field
+        hashed read: our own hash (CRC-32 with the basis), not Open vSwitch's."""
         vals: list[int] = []
-        kind = a.fields
         eth_type = c.get("eth_type")
         if kind in ("eth_src", "symmetric_l4"):
             vals.append(c.get("eth_src") if kind == "eth_src" else c.get("eth_src") ^ c.get("eth_dst"))
@@ -1003,7 +1046,14 @@ class Translator:
                 vals.append(proto)
                 if proto in ((6, 17, 132) if kind != "symmetric_l3l4" else (6, 132)) and not c.get("ip_frag") & 2:
                     vals.append(c.get("tcp_src") ^ c.get("tcp_dst"))
-        h = zlib.crc32(b"".join(v.to_bytes(16, "big") for v in vals), a.basis)
+        return zlib.crc32(b"".join(v.to_bytes(16, "big") for v in vals), basis)
+
+    def _multipath(self, c: _Ctx, a: Multipath) -> None:
+        """multipath: a link from a hash of A's fields (every field hashed is read, so the
+        megaflow matches it) by A's algorithm, into A's destination.  The hash is ours (CRC-32
+        with the basis), not Open vSwitch's: the same fields choose the same link every time,
+        and the symmetric ones the same link both ways; which link differs."""
+        h = self._flow_hash(c, a.fields, a.basis)
         n = a.n_links
         if a.algorithm == "modulo_n":
             link = h % n
@@ -1089,10 +1139,19 @@ class Translator:
         spec = FlowSpec(match=m, instructions=(ApplyActions(tuple(acts)),) if acts else (), table_id=a.table,
                         priority=a.priority, cookie=a.cookie, idle_timeout=a.idle_timeout,
                         hard_timeout=a.hard_timeout, flags=1 if a.flags & LEARN_SEND_FLOW_REM else 0)
+        if a.limit:
+            # Whether the flow is (or may be) there depends on the table's rules of this cookie:
+            # a change to one revalidates the megaflow (Visit.limits, revalidator.py).
+            c.v.limits.append((a.table, a.cookie))
+        fits = c.p.learn_fits(spec, a.limit)
         if c.tracing:                           # as Open vSwitch's trace of a learn action
             acts_text = format_actions(spec.instructions) if acts else "drop"
-            c.log(f"     -> table={a.table} {format_match(m)} priority={a.priority} actions={acts_text}")
-        c.v.learned.append(spec)
+            c.log(f"     -> table={a.table} {format_match(m)} priority={a.priority} actions={acts_text}"
+                  + ("" if fits else f" (not learned: limit {a.limit} reached)"))
+        if fits:
+            c.v.learned.append((spec, a.limit))
+        if a.result_dst is not None:
+            self._write(c, a.result_dst[0], a.result_dst[1], 1, int(fits))
 
     def _read(self, c: _Ctx, name: str, ofs: int, nbits: int) -> int:
         """Bits OFS..OFS+NBITS-1 of field NAME, as the pipeline sees it now (a packet field's
@@ -1183,9 +1242,10 @@ class Translator:
         c.out.wc.unwildcard(f, mask)    # as Open vSwitch: whether commit() emits a set depends on the old value
         f.to_key(c.flow, value)
 
-    def _packet_in(self, c: _Ctx, reason: str, max_len: int) -> None:
+    def _packet_in(self, c: _Ctx, reason: str, max_len: int, controller_id: int = 0, userdata: bytes = b"") -> None:
         c.commit()
-        pi = PacketIn(reason, c.table_id, c.cookie, max_len, c.metadata & U64, c.p.name, c.in_ofport)
+        pi = PacketIn(reason, c.table_id, c.cookie, max_len, c.metadata & U64, c.p.name, c.in_ofport, controller_id,
+                      userdata, c.metadata & _VECTOR)
         c.out.packet_ins.append(pi)
         c.odp.append(odp.Userspace(self.registry.id_of(pi)))
 

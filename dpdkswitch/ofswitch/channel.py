@@ -58,7 +58,10 @@ from .tables import TableManager
 V10, V13 = C.OFP10_VERSION, C.OFP13_VERSION
 PART = 60000                                  # bytes of records per multipart reply message
 # Async defaults (master/equal, slave), OpenFlow 1.3 §7.3.10.
-ASYNC_DEFAULTS = {"packet_in": (0b111, 0), "port_status": (0b111, 0b111), "flow_removed": (0b1111, 0)}
+# As Open vSwitch 3.1's: no invalid_ttl packet-ins unless asked (set-async, or OpenFlow 1.0's
+# OFPC_INVALID_TTL_TO_CONTROLLER in set-config, as ovs-ofctl monitor's invalid_ttl sends)
+OFPC_INVALID_TTL_TO_CONTROLLER = 1 << 2
+ASYNC_DEFAULTS = {"packet_in": (0b011, 0), "port_status": (0b111, 0b111), "flow_removed": (0b1111, 0)}
 NXT_FLOW_MOD_TABLE_ID = 15
 MODIFYING = (FlowMod, GroupMod, PortMod, TableMod, MeterMod, PacketOut)
 # What features replies announce (ofproto/show prints the same).
@@ -315,7 +318,7 @@ class OFSwitch:
                         and len(msg.data) == 8):
                     conn.table_id_ext = bool(msg.data[0])   # ovs-ofctl's "OpenFlow10+table_id"
                     return
-                if conn.version == V10 and msg.experimenter == C.NX_VENDOR_ID:
+                if msg.experimenter == C.NX_VENDOR_ID:
                     self._nicira(conn, msg)
                     return
                 raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_EXPERIMENTER)
@@ -323,8 +326,22 @@ class OFSwitch:
         handler(conn, msg)
 
     def _nicira(self, conn: OFConnection, msg: Experimenter) -> None:
-        """Nicira's OpenFlow 1.0 flow extensions (openflow/nx.py): the NXM flow format, NXT_FLOW_MOD."""
-        if msg.exp_type == nx.NXT_SET_FLOW_FORMAT and len(msg.data) == 4:
+        """Nicira's extension messages (openflow/nx.py): in OpenFlow 1.0 the NXM flow format and
+        NXT_FLOW_MOD; in any version the packet-in format and the controller id."""
+        if msg.exp_type == nx.NXT_SET_PACKET_IN_FORMAT:
+            if len(msg.data) != 4:
+                raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_LEN)
+            fmt = struct.unpack("!I", msg.data)[0]
+            if fmt not in (nx.NXPIF_STANDARD, nx.NXPIF_NXT_PACKET_IN, nx.NXPIF_NXT_PACKET_IN2):
+                raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_EPERM)
+            conn.packet_in_format = fmt
+        elif msg.exp_type == nx.NXT_SET_CONTROLLER_ID:
+            if len(msg.data) != 8:
+                raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_LEN)
+            conn.controller_id = struct.unpack_from("!H", msg.data, 6)[0]
+        elif conn.version != V10:
+            raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_EXP_TYPE)
+        elif msg.exp_type == nx.NXT_SET_FLOW_FORMAT and len(msg.data) == 4:
             fmt = struct.unpack("!I", msg.data)[0]
             if fmt not in (nx.NXFF_OPENFLOW10, nx.NXFF_NXM):
                 raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_EPERM)
@@ -351,13 +368,16 @@ class OFSwitch:
         self._reply(conn, msg, reply)
 
     def _get_config(self, conn, msg):
-        self._reply(conn, msg, GetConfigReply(flags=self.frag_flags, miss_send_len=conn.miss_send_len))
+        flags = self.frag_flags | (OFPC_INVALID_TTL_TO_CONTROLLER if conn.version == V10 and conn.invalid_ttl else 0)
+        self._reply(conn, msg, GetConfigReply(flags=flags, miss_send_len=conn.miss_send_len))
 
     def _set_config(self, conn, msg):
         if msg.flags & C.OFPC_FRAG_MASK == C.OFPC_FRAG_REASM:
             raise OFPError(C.OFPET_SWITCH_CONFIG_FAILED, C.OFPSCFC_BAD_FLAGS)
         self.frag_flags = msg.flags & C.OFPC_FRAG_MASK
         conn.miss_send_len = msg.miss_send_len
+        if conn.version == V10:
+            conn.invalid_ttl = bool(msg.flags & OFPC_INVALID_TTL_TO_CONTROLLER)
 
     def _barrier(self, conn, msg):
         self.poll_events()                     # rules changed before it are in the tables already
@@ -471,7 +491,7 @@ class OFSwitch:
         if conn.kind == "service" and not conn.miss_send_len:
             return False                          # as Open vSwitch: ovs-ofctl monitor asks for them
         if conn.version == V10:
-            return True
+            return kind != "packet_in" or reason != C.OFPR_INVALID_TTL or conn.invalid_ttl
         mask = self._async_of(conn)[kind][1 if conn.role == C.OFPCR_ROLE_SLAVE else 0]
         return bool(mask >> reason & 1)
 

@@ -29,6 +29,7 @@ from ..ofproto import actions as A
 from ..ofproto import fields as F
 from ..ofproto.pipeline import N_TABLES, OFPM_CONTROLLER, TokenBucket
 from ..openflow import consts as C
+from ..openflow import nx
 from ..openflow.errors import OFPError
 from ..ofproto.match import Match
 from ..openflow.message import PacketIn, PacketOut, encode
@@ -37,9 +38,20 @@ from .actions import check_actions
 from .ports import PortManager
 
 V13 = C.OFP13_VERSION
-PI_REASON = {"no_match": C.OFPR_NO_MATCH, "action": C.OFPR_ACTION, "invalid_ttl": C.OFPR_INVALID_TTL}
+# Reasons as OpenFlow 1.0 and 1.3 send them (1.4's action_set, group and packet_out are "action" there)
+PI_REASON = {"no_match": C.OFPR_NO_MATCH, "action": C.OFPR_ACTION, "invalid_ttl": C.OFPR_INVALID_TTL,
+             "action_set": C.OFPR_ACTION, "group": C.OFPR_ACTION, "packet_out": C.OFPR_ACTION}
 IN_PORT = F.BY_NAME["in_port"]
 HEADS_MAX = 1024                # packet-in headers kept (a packet-in stream has a few kinds)
+_REGS = [F.BY_NAME[f"reg{i}"] for i in range(F.N_REGS)]
+_PKT_MARK = F.BY_NAME["pkt_mark"]
+
+
+def _metadata(pi, in_port: int) -> dict:
+    """The pipeline state PI reports (nx.packet_in_metadata's match)."""
+    v = pi.vector
+    regs = {f.name: (v >> f.meta_shift) & f.all_ones for f in _REGS}
+    return nx.packet_in_metadata(in_port, v & ((1 << 64) - 1), regs, (v >> _PKT_MARK.meta_shift) & _PKT_MARK.all_ones)
 
 
 class PacketManager:
@@ -94,16 +106,24 @@ class PacketManager:
             return
         pi = ev.pi
         reason = PI_REASON.get(pi.reason, C.OFPR_ACTION)
-        if reason == C.OFPR_ACTION and self._is_table_miss(ev):
+        if pi.reason == "action" and self._is_table_miss(ev):
             reason = C.OFPR_NO_MATCH              # a table-miss rule's controller action
         data = bytes(ev.data)
         self.n_packet_ins += 1
 
         def make(conn):
-            if self._rate_limited(conn, reason, now_ns):
+            if conn.controller_id != pi.controller_id or self._rate_limited(conn, reason, now_ns):
                 return None
-            max_len = pi.max_len if pi.reason == "action" else conn.miss_send_len
+            max_len = pi.max_len
+            if max_len == C.OFPCML_NO_BUFFER and pi.reason in ("no_match", "invalid_ttl"):
+                max_len = conn.miss_send_len          # a table miss's, an expired TTL's: the connection's
             body = data if max_len == C.OFPCML_NO_BUFFER else data[:max_len]
+            if conn.packet_in_format == nx.NXPIF_NXT_PACKET_IN2:    # the whole frame, as Open vSwitch 3.1's
+                return nx.encode_packet_in2(conn.version, data, len(data), reason, pi.table_id, pi.cookie,
+                                            _metadata(pi, ev.in_port), pi.userdata)
+            if conn.packet_in_format == nx.NXPIF_NXT_PACKET_IN:
+                return nx.encode_nx_packet_in(conn.version, body, len(data), reason, pi.table_id, pi.cookie,
+                                              _metadata(pi, ev.in_port))
             head = self._head(conn.version, reason, pi, ev.in_port, len(data))
             n = len(head) + len(body)
             if n > C.OFP_MAX_MSG_LEN:
@@ -114,15 +134,13 @@ class PacketManager:
     def _head(self, version: int, reason: int, pi, in_port: int, total_len: int) -> bytes:
         """The packet-in's encoding up to its frame (the frame is its last field in both
         versions; the length is the caller's to set), made by ``encode`` once per kind."""
-        metadata = pi.metadata if version == V13 else 0
-        k = (version, reason, pi.table_id, pi.cookie, in_port, metadata, total_len)
+        vector = pi.vector if version == V13 else 0      # 1.3's match: metadata, registers, pkt_mark
+        k = (version, reason, pi.table_id, pi.cookie, in_port, vector, total_len)
         head = self._heads.get(k)
         if head is None:
             if len(self._heads) >= HEADS_MAX:
                 self._heads.clear()
-            match = {"in_port": (in_port, None)}
-            if metadata:
-                match["metadata"] = (metadata, None)
+            match = _metadata(pi, in_port) if version == V13 else {"in_port": (in_port, None)}
             head = self._heads[k] = encode(PacketIn(buffer_id=C.OFP_NO_BUFFER, total_len=total_len, reason=reason,
                                                     table_id=pi.table_id, cookie=pi.cookie, match=match,
                                                     data=b"", version=version, xid=0))

@@ -66,6 +66,7 @@ _NX_EXT = {C.NXAST_RESUBMIT: Layout("port:H table:B 3x"), C.NXAST_RESUBMIT_TABLE
            C.NXAST_SAMPLE: Layout("probability:H collector_set_id:I obs_domain_id:I obs_point_id:I"),
            C.NXAST_CONJUNCTION: Layout("clause:B n_clauses:B id:I"),
            C.NXAST_FIN_TIMEOUT: Layout("idle:H hard:H 2x"),
+           C.NXAST_CONTROLLER: Layout("max_len:H id:H reason:B 1x"),
            C.NXAST_MULTIPATH: Layout("fields:H basis:H 2x algorithm:H max_link:H arg:I 2x ofs_nbits:H dst:I")}
 
 
@@ -106,8 +107,14 @@ def decode_nx(tlv: bytes, version: int = C.OFP13_VERSION) -> tuple[A.Action, ...
         return (A.Clone(decode_actions(tlv[16:], version)),)
     if sub == C.NXAST_NOTE:
         return (A.Note(tlv[10:]),)
-    if sub == C.NXAST_LEARN:
-        return (_decode_learn(tlv),)
+    if sub in (C.NXAST_LEARN, C.NXAST_LEARN2):
+        return (_decode_learn(tlv, sub == C.NXAST_LEARN2),)
+    if sub == C.NXAST_CONTROLLER2:
+        return (_decode_controller2(tlv),)
+    if sub == C.NXAST_DEC_TTL_CNT_IDS:
+        return (_decode_cnt_ids(tlv),)
+    if sub in (C.NXAST_BUNDLE, C.NXAST_BUNDLE_LOAD):
+        return (_decode_bundle(tlv, sub == C.NXAST_BUNDLE_LOAD),)
     lay = _NX_BODY.get(sub) or _NX_EXT.get(sub)
     if lay is None:
         raise _ba(C.OFPBAC_BAD_EXP_TYPE)
@@ -128,6 +135,8 @@ def decode_nx(tlv: bytes, version: int = C.OFP13_VERSION) -> tuple[A.Action, ...
                             d["max_link"] + 1, d["arg"], f.name, ofs, nbits),)
     if sub == C.NXAST_FIN_TIMEOUT:
         return (A.FinTimeout(d["idle"], d["hard"]),)
+    if sub == C.NXAST_CONTROLLER:
+        return (_controller(d["max_len"], d["id"], d["reason"], b""),)
     if sub == C.NXAST_CONJUNCTION:             # clause 0-based on the wire, as lib/ofp-actions.c
         if not 2 <= d["n_clauses"] <= 64 or d["clause"] >= d["n_clauses"]:
             raise _ba(C.OFPBAC_BAD_ARGUMENT)
@@ -165,22 +174,166 @@ def decode_nx(tlv: bytes, version: int = C.OFP13_VERSION) -> tuple[A.Action, ...
     return (A.Exit(),)
 
 
+def _controller(max_len: int, cid: int, reason: int, userdata: bytes) -> A.Action:
+    if reason >= len(A.PACKET_IN_REASONS):
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    c = A.Controller(max_len, cid, A.PACKET_IN_REASONS[reason], userdata)
+    if c.reason == "action" and not cid and not userdata:
+        return A.Output(A.OFPP_CONTROLLER, max_len)         # as ovs-ofctl prints it: CONTROLLER:N
+    return c
+
+
+# NXAST_CONTROLLER2's properties (NXAC2PT_*): type -> the length of its value (None: any)
+_NXAC2PT_MAX_LEN, _NXAC2PT_CONTROLLER_ID, _NXAC2PT_REASON, _NXAC2PT_USERDATA, _NXAC2PT_PAUSE = range(5)
+
+
+def _props(data: bytes, bad: OFPError):
+    """(type, value) of each ofpprop (type, length with the 4-byte head, value, padded to 8)."""
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < 4:
+            raise bad
+        t, n = _TL.unpack_from(data, pos)
+        if n < 4 or pos + n > len(data):
+            raise bad
+        yield t, data[pos + 4:pos + n]
+        pos += (n + 7) & ~7
+
+
+def _prop(t: int, value: bytes) -> bytes:
+    return _TL.pack(t, 4 + len(value)) + value + zeros_to8(4 + len(value))
+
+
+def _decode_controller2(tlv: bytes) -> A.Action:
+    """NXAST_CONTROLLER2: 6 zero bytes, then properties (lib/ofp-actions.c)."""
+    if len(tlv) < 16:
+        raise _ba(C.OFPBAC_BAD_LEN)
+    kw = {"max_len": A.OFPCML_NO_BUFFER, "cid": 0, "reason": C.OFPR_ACTION, "userdata": b""}
+    sizes = {_NXAC2PT_MAX_LEN: ("max_len", 2), _NXAC2PT_CONTROLLER_ID: ("cid", 2), _NXAC2PT_REASON: ("reason", 1)}
+    for t, v in _props(tlv[16:], _ba(C.OFPBAC_BAD_LEN)):
+        if t in sizes:
+            name, n = sizes[t]
+            if len(v) != n and not (n == 2 and len(v) == 4):     # a u16 may carry its 2 pad bytes
+                raise _ba(C.OFPBAC_BAD_LEN)
+            kw[name] = int.from_bytes(v[:n], "big")
+        elif t == _NXAC2PT_USERDATA:
+            kw["userdata"] = bytes(v)
+        elif t == _NXAC2PT_PAUSE:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)          # not supported (README): no continuations
+        else:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)     # Open vSwitch: OFPBPC_BAD_TYPE (OpenFlow 1.4's)
+    c = _controller(kw["max_len"], kw["cid"], kw["reason"], kw["userdata"])
+    return c if isinstance(c, A.Controller) else A.Controller(max_len=c.max_len)
+
+
+def _encode_controller(a: A.Controller) -> bytes:
+    """As Open vSwitch's encode_CONTROLLER: NXAST_CONTROLLER2 with userdata, else NXAST_CONTROLLER."""
+    reason = A.PACKET_IN_REASONS.index(a.reason)
+    if not a.userdata:
+        return _nx(C.NXAST_CONTROLLER, _NX_EXT[C.NXAST_CONTROLLER].pack(
+            {"max_len": a.max_len, "id": a.id, "reason": reason}))
+    props = b"".join([_prop(_NXAC2PT_MAX_LEN, struct.pack("!H2x", a.max_len)) if a.max_len != A.OFPCML_NO_BUFFER
+                      else b"",          # (Open vSwitch's ofpprop_put_u16 counts 2 pad bytes in)
+                      _prop(_NXAC2PT_CONTROLLER_ID, struct.pack("!H2x", a.id)) if a.id else b"",
+                      _prop(_NXAC2PT_REASON, bytes([reason])) if reason != C.OFPR_ACTION else b"",
+                      _prop(_NXAC2PT_USERDATA, a.userdata)])
+    return _nx(C.NXAST_CONTROLLER2, bytes(6) + props)
+
+
+_BUNDLE = Layout("algorithm:H fields:H basis:H member_type:I n_members:H ofs_nbits:H dst:I 4x")
+_NXM_OF_IN_PORT_HEADER = 0x00000002          # bundle's member type: OpenFlow ports (16 bits)
+BUNDLE_MAX_MEMBERS = 2048
+
+
+def _decode_bundle(tlv: bytes, load: bool) -> A.Bundle:
+    """NXAST_BUNDLE(_LOAD): its head, then the members (16-bit ports), padded to 8 (lib/bundle.c)."""
+    if len(tlv) < 10 + _BUNDLE.size:
+        raise _ba(C.OFPBAC_BAD_LEN)
+    d = _BUNDLE.unpack(tlv, 10)
+    n = d["n_members"]
+    if (d["fields"] >= len(A.MULTIPATH_FIELDS) or d["algorithm"] >= len(A.BUNDLE_ALGORITHMS)
+            or d["member_type"] != _NXM_OF_IN_PORT_HEADER or n > BUNDLE_MAX_MEMBERS or any(tlv[28:32])):
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    if 32 + 2 * n > len(tlv):
+        raise _ba(C.OFPBAC_BAD_LEN)
+    members = tuple(port_from10(p) for p in struct.unpack_from(f"!{n}H", tlv, 32))
+    for p in members:
+        _check_output(p)
+    dst, ofs, nbits = None, 0, 0
+    if load:
+        f = _nx_field(d["dst"])
+        ofs, nbits = d["ofs_nbits"] >> 6, (d["ofs_nbits"] & 0x3F) + 1
+        _bits_ok(f, ofs, nbits)
+        _writable(f)
+        if nbits < 16:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        dst = f.name
+    elif d["ofs_nbits"] or d["dst"]:
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    return A.Bundle(A.MULTIPATH_FIELDS[d["fields"]], d["basis"], d["algorithm"] and A.BUNDLE_ALGORITHMS[1]
+                    or A.BUNDLE_ALGORITHMS[0], members, dst, ofs, nbits)
+
+
+def _encode_bundle(a: A.Bundle) -> bytes:
+    head = _BUNDLE.pack({"algorithm": A.BUNDLE_ALGORITHMS.index(a.algorithm),
+                         "fields": A.MULTIPATH_FIELDS.index(a.fields), "basis": a.basis,
+                         "member_type": _NXM_OF_IN_PORT_HEADER, "n_members": len(a.members),
+                         "ofs_nbits": a.ofs << 6 | (a.nbits - 1) if a.dst else 0,
+                         "dst": _nx_header(a.dst) if a.dst else 0})
+    return _nx(C.NXAST_BUNDLE_LOAD if a.dst else C.NXAST_BUNDLE,
+               head + struct.pack(f"!{len(a.members)}H", *(port_to10(p) for p in a.members)))
+
+
+def _decode_cnt_ids(tlv: bytes) -> A.DecNwTtl:
+    """NXAST_DEC_TTL_CNT_IDS: n_controllers, 4 zero bytes, the ids (16 bits each), padding."""
+    if len(tlv) < 16:
+        raise _ba(C.OFPBAC_BAD_LEN)
+    n = struct.unpack_from("!H", tlv, 10)[0]
+    if 16 + 2 * n > len(tlv):
+        raise _ba(C.OFPBAC_BAD_LEN)
+    if any(tlv[16 + 2 * n:]):
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    return A.DecNwTtl(struct.unpack_from(f"!{n}H", tlv, 16))
+
+
 _LEARN = Layout("idle_timeout:H hard_timeout:H priority:H cookie:Q flags:H table:B 1x fin_idle_timeout:H "
                 "fin_hard_timeout:H")
+_LEARN2 = Layout("limit:I result_dst_ofs:H 2x")
 _LEARN_KIND = {0: "match", 1: "load", 2: "output"}
 _LEARN_CODE = {v: k for k, v in _LEARN_KIND.items()}
 
 
-def _decode_learn(tlv: bytes) -> A.Learn:
-    """NXAST_LEARN: its head, then flow_mod_specs up to a zero header (lib/learn.c's format)."""
-    if len(tlv) < 10 + _LEARN.size:
+def _decode_learn(tlv: bytes, learn2: bool = False) -> A.Learn:
+    """NXAST_LEARN: its head, then flow_mod_specs up to a zero header (lib/learn.c's format).
+    NXAST_LEARN2: the same head, then limit, result_dst's bit offset and 2 zero bytes, its
+    field's NXM header when the flags say write result, then the specs."""
+    if len(tlv) < 10 + _LEARN.size + (_LEARN2.size if learn2 else 0):
         raise _ba(C.OFPBAC_BAD_LEN)
     d = _LEARN.unpack(tlv, 10)
-    if d["flags"] & ~(A.LEARN_SEND_FLOW_REM | A.LEARN_DELETE_LEARNED) or d["table"] == 0xFF:
+    allowed = A.LEARN_SEND_FLOW_REM | A.LEARN_DELETE_LEARNED | (A.LEARN_WRITE_RESULT if learn2 else 0)
+    if d["flags"] & ~allowed or d["table"] == 0xFF:
         raise _ba(C.OFPBAC_BAD_ARGUMENT)
     if d["fin_idle_timeout"] or d["fin_hard_timeout"]:
         raise _ba(C.OFPBAC_BAD_ARGUMENT)          # not supported yet (README)
     pos, specs = 10 + _LEARN.size, []
+    limit, result_dst = 0, None
+    if learn2:
+        d2 = _LEARN2.unpack(tlv, pos)
+        pos += _LEARN2.size
+        limit = d2["limit"]
+        if any(tlv[pos - 2:pos]):
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        if d["flags"] & A.LEARN_WRITE_RESULT:
+            if pos + 4 > len(tlv):
+                raise _ba(C.OFPBAC_BAD_LEN)
+            f = _nx_field(struct.unpack_from("!I", tlv, pos)[0])
+            pos += 4
+            _bits_ok(f, d2["result_dst_ofs"], 1)
+            if not f.writable:
+                raise _ba(C.OFPBAC_BAD_SET_ARGUMENT)
+            result_dst = (f.name, d2["result_dst_ofs"])
+        elif d2["result_dst_ofs"]:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
 
     def take(n: int) -> bytes:
         nonlocal pos
@@ -220,13 +373,19 @@ def _decode_learn(tlv: bytes) -> A.Learn:
     if any(tlv[pos:]):
         raise _ba(C.OFPBAC_BAD_ARGUMENT)
     return A.Learn(table=d["table"], specs=tuple(specs), idle_timeout=d["idle_timeout"],
-                   hard_timeout=d["hard_timeout"], priority=d["priority"], cookie=d["cookie"], flags=d["flags"])
+                   hard_timeout=d["hard_timeout"], priority=d["priority"], cookie=d["cookie"], flags=d["flags"],
+                   limit=limit, result_dst=result_dst)
 
 
 def _encode_learn(a: A.Learn) -> bytes:
     body = bytearray(_LEARN.pack({"idle_timeout": a.idle_timeout, "hard_timeout": a.hard_timeout,
                                   "priority": a.priority, "cookie": a.cookie, "flags": a.flags, "table": a.table,
                                   "fin_idle_timeout": a.fin_idle_timeout, "fin_hard_timeout": a.fin_hard_timeout}))
+    learn2 = bool(a.limit or a.result_dst)          # as ovs-ofctl: NXAST_LEARN2 only when needed
+    if learn2:
+        body += _LEARN2.pack({"limit": a.limit, "result_dst_ofs": a.result_dst[1] if a.result_dst else 0})
+        if a.result_dst:
+            body += struct.pack("!I", _nx_header(a.result_dst[0]))
     for sp in a.specs:
         body += struct.pack("!H", (0x2000 if sp.src is None else 0) | _LEARN_CODE[sp.kind] << 11 | sp.nbits)
         if sp.src is None:
@@ -235,7 +394,7 @@ def _encode_learn(a: A.Learn) -> bytes:
             body += struct.pack("!IH", _nx_header(sp.src[0]), sp.src[1])
         if sp.dst is not None:
             body += struct.pack("!IH", _nx_header(sp.dst[0]), sp.dst[1])
-    return _nx(C.NXAST_LEARN, bytes(body))
+    return _nx(C.NXAST_LEARN2 if learn2 else C.NXAST_LEARN, bytes(body))
 
 
 def _nx(sub: int, body: bytes) -> bytes:
@@ -304,6 +463,12 @@ def encode_nx(a: A.Action, version: int = C.OFP13_VERSION) -> bytes | None:
             {"clause": a.clause - 1, "n_clauses": a.n_clauses, "id": a.id}))
     if isinstance(a, A.Learn):
         return _encode_learn(a)
+    if isinstance(a, A.Controller):
+        return _encode_controller(a)
+    if isinstance(a, A.Bundle):
+        return _encode_bundle(a)
+    if isinstance(a, A.DecNwTtl) and a.ids is not None:
+        return _nx(C.NXAST_DEC_TTL_CNT_IDS, struct.pack("!H4x", len(a.ids)) + struct.pack(f"!{len(a.ids)}H", *a.ids))
     if isinstance(a, A.Sample):
         return _nx(C.NXAST_SAMPLE, _NX_EXT[C.NXAST_SAMPLE].pack(
             {"probability": a.probability, "collector_set_id": a.collector_set_id,

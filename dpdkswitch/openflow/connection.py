@@ -141,6 +141,9 @@ class OFConnection(asyncio.Protocol):
         self.async_masks: dict[str, tuple[int, int]] = {}
         self.table_id_ext = False                 # OpenFlow 1.0 + Nicira flow_mod_table_id
         self.nxm = False                          # OpenFlow 1.0 + Nicira's NXM flow format (openflow/nx.py)
+        self.controller_id = 0                    # NXT_SET_CONTROLLER_ID: the packet-ins of this id only
+        self.packet_in_format = 0                 # NXT_SET_PACKET_IN_FORMAT: nx.NXPIF_*
+        self.invalid_ttl = False                  # OpenFlow 1.0's OFPC_INVALID_TTL_TO_CONTROLLER
         self.stats = {"rx": 0, "tx": 0, "errors": 0, "packet_ins_dropped": 0}
         self.connected_at: float | None = None    # monotonic time of the HELLO exchange
         self.error: str | None = None             # why it closed, when it did (shown by the owner)

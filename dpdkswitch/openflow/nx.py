@@ -20,17 +20,26 @@ from . import consts as C
 from .acts import decode_actions, encode_actions
 from .errors import OFPError
 from .message import FlowMod
-from .oxm import NXM_OF_VLAN_TCI, Match, canonical, check_prereqs, decode_oxms, oxm_width
+from .oxm import NXM_OF_VLAN_TCI, Match, canonical, check_prereqs, decode_oxms, encode_oxm, oxm_width
 from .wire import port_from10, port_to10, zeros_to8
 
 NXT_SET_FLOW_FORMAT = 12
 NXT_FLOW_MOD = 13
+NXT_SET_PACKET_IN_FORMAT = 16
+NXT_PACKET_IN = 17
+NXT_SET_CONTROLLER_ID = 20
+NXT_PACKET_IN2 = 30
+NXPIF_STANDARD, NXPIF_NXT_PACKET_IN, NXPIF_NXT_PACKET_IN2 = 0, 1, 2
+# NXT_PACKET_IN2's properties (NXPINT_*)
+_PACKET, _FULL_LEN, _BUFFER_ID, _TABLE_ID, _COOKIE, _REASON, _METADATA, _USERDATA = range(8)
+_PIN = struct.Struct("!IHBBQH6x")                  # nx_packet_in: buffer total_len reason table cookie match_len
 NXST_FLOW = 0
 NXST_AGGREGATE = 1
 NXFF_OPENFLOW10, NXFF_NXM = 0, 2
 _NXM_IN_PORT = (0x0000, 0)
 _NXM_IP_TOS = (0x0000, 5)
 _HDR = struct.Struct("!HBB")
+_OFP_HEADER = struct.Struct("!BBHI")
 _FLOW_MOD = struct.Struct("!QHHHHIHHH6x")        # cookie command idle hard priority buffer out_port flags match_len
 _STATS_REQ = struct.Struct("!HHB3x")             # out_port match_len table_id
 _STATS = struct.Struct("!HBxIIHHHHHHQQQ")        # nx_flow_stats up to its match
@@ -105,6 +114,57 @@ def encode_nxm(match: Match) -> bytes:
             out.append(_HDR.pack(cls, fid << 1 | (m is not None), w * (1 + (m is not None)))
                        + v.to_bytes(w, "big") + (b"" if m is None else m.to_bytes(w, "big")))
     return b"".join(out)
+
+
+def _prop(t: int, value: bytes, align8: bool = False) -> bytes:
+    """An ofpprop: type, length (head included, padding not), VALUE, padded to 8 bytes; ALIGN8:
+    4 zero bytes first, so that a 64-bit VALUE is 8-aligned (Open vSwitch's ofpprop_put_be64)."""
+    if align8:
+        value = bytes(4) + value
+    return struct.pack("!HH", t, 4 + len(value)) + value + zeros_to8(4 + len(value))
+
+
+def packet_in_metadata(in_port: int, metadata: int, regs: dict[str, int], pkt_mark: int) -> Match:
+    """The pipeline state a packet-in reports, as Open vSwitch's flow_get_metadata: in_port, and
+    metadata, each register and pkt_mark that is not zero."""
+    m: Match = {}
+    if metadata:
+        m["metadata"] = (metadata, None)
+    for name, v in regs.items():
+        if v:
+            m[name] = (v, None)
+    if pkt_mark:
+        m["pkt_mark"] = (pkt_mark, None)
+    m["in_port"] = (in_port, None)
+    return m
+
+
+def encode_packet_in2(version: int, data: bytes, total_len: int, reason: int, table_id: int, cookie: int,
+                      metadata: Match, userdata: bytes = b"") -> bytes:
+    """NXT_PACKET_IN2 (the whole message, xid 0), as Open vSwitch's ofputil_encode_nx_packet_in2:
+    the packet (FULL_LEN when truncated), table, cookie, reason, the pipeline state as OXMs
+    (in_port as OpenFlow 1.1+'s 32-bit OXM), and the controller action's userdata."""
+    props = [_prop(_PACKET, data)]
+    if total_len != len(data):
+        props.append(_prop(_FULL_LEN, struct.pack("!I", total_len)))
+    props += [_prop(_TABLE_ID, bytes([table_id])), _prop(_COOKIE, struct.pack("!Q", cookie), align8=True),
+              _prop(_REASON, bytes([reason])),
+              _prop(_METADATA, b"".join(encode_oxm(F.field(n), v) for n, (v, _) in metadata.items()))]
+    if userdata:
+        props.append(_prop(_USERDATA, userdata))
+    body = struct.pack("!II", C.NX_VENDOR_ID, NXT_PACKET_IN2) + b"".join(props)
+    return _OFP_HEADER.pack(version, C.OFPT_EXPERIMENTER, 8 + len(body), 0) + body
+
+
+def encode_nx_packet_in(version: int, data: bytes, total_len: int, reason: int, table_id: int, cookie: int,
+                        metadata: Match) -> bytes:
+    """NXT_PACKET_IN (the whole message, xid 0): nx_packet_in, the pipeline state as an
+    nx_match, 2 zero bytes, the packet."""
+    m = encode_nxm(metadata)
+    body = (struct.pack("!II", C.NX_VENDOR_ID, NXT_PACKET_IN)
+            + _PIN.pack(C.OFP_NO_BUFFER, total_len, reason, table_id, cookie, len(m)) + m + zeros_to8(len(m))
+            + bytes(2) + data)
+    return _OFP_HEADER.pack(version, C.OFPT_EXPERIMENTER, 8 + len(body), 0) + body
 
 
 def decode_flow_mod(data: bytes) -> FlowMod:

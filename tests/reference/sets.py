@@ -1028,13 +1028,66 @@ def set_multipath() -> RefSet:
                   flows, f.frames, combine=[{2, 3, 4}])
 
 
+def set_bundle() -> RefSet:
+    """bundle and bundle_load over three live members (hrw: each switch hashes its own way, so
+    ports 2-4 are one multiset), active_backup past a member that is not there (port 9) to the
+    next (5, compared exactly), and bundles with no live member (nothing out, 0xffff loaded)."""
+    f = Frames()
+    _five_tuple_frames(f, 24)
+    for i in range(4):
+        f.add(eth(src=f"02:00:00:00:03:0{i}") / ip4("10.7.0.1", f"10.8.0.{i}") / ICMP(id=i), 2)
+        f.add(eth(src=f"02:00:00:00:04:0{i}", dst=BCAST) / arp(1, f"10.9.0.{i}", "10.9.0.254"), 1)
+        f.add(eth() / IPv6(src="2001:db8::1", dst=f"2001:db8::{i + 2}") / UDP(sport=i, dport=7), 2)
+    flows = [
+        "table=0,priority=10,udp,actions=bundle(symmetric_l4,50,hrw,ofport,members:2,3,4)",
+        "table=0,priority=10,tcp,actions=bundle_load(eth_src,7,hrw,ofport,NXM_NX_REG0[],members:2,3,4),"
+        "resubmit(,1)",
+        "table=0,priority=10,icmp,actions=bundle(nw_src,0,active_backup,ofport,members:9,5,2)",
+        "table=0,priority=10,ipv6,actions=bundle_load(nw_dst,0,active_backup,ofport,NXM_NX_REG1[0..15],"
+        "members:9,8),resubmit(,2)",
+        "table=0,priority=10,arp,actions=bundle(eth_src,0,hrw,ofport,members:9,8),output:5",
+        "table=1,reg0=2,actions=output:2", "table=1,reg0=3,actions=output:3", "table=1,reg0=4,actions=output:4",
+        "table=2,reg1=0xffff,actions=output:5",
+    ]
+    return RefSet("bundle", "bundle and bundle_load: hrw over live members (a multiset), active_backup past a "
+                  "missing member, no live member", flows, f.frames, ports=[1, 2, 3, 4, 5], combine=[{2, 3, 4}])
+
+
+def set_learn_limit() -> RefSet:
+    """learn's limit and result_dst: two flows of (table 10, cookie 7) at most; a learn that
+    finds its flow there already succeeds; the result bit decides the output, and the learned
+    flows decide later frames.  Gap frames (no rule) between, as in set_learn."""
+    f = Frames()
+    macs = {k: f"02:00:00:00:00:{k}" for k in ("0a", "0b", "0c", "0d")}
+
+    def gap():
+        f.add(eth(dst=BCAST) / arp(1, "10.0.0.9", "10.0.0.8"), 8)
+
+    for k in ("0a", "0b", "0c", "0a", "0c", "0d", "0b"):
+        f.add(eth(src=macs[k], dst=H2) / ip4("10.0.0.1", "10.0.0.2") / UDP(sport=int(k, 16), dport=9), 1)
+        gap()
+    for k in ("0a", "0b", "0c", "0d"):
+        f.add(eth(src=H1, dst=macs[k]) / ip4("10.0.0.1", "10.0.0.2") / TCP(sport=int(k, 16), dport=9), 2)
+    flows = [
+        "table=0,priority=10,udp,actions=learn(table=10,limit=2,cookie=0x7,result_dst=NXM_NX_REG1[0],"
+        "NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0x1->NXM_NX_REG2[0..3]),resubmit(,1)",
+        "table=1,priority=10,reg1=1,actions=output:2",
+        "table=1,priority=5,actions=output:3",
+        "table=0,priority=10,tcp,actions=resubmit(,10),resubmit(,2)",
+        "table=2,priority=10,reg2=1,actions=output:4",
+    ]
+    return RefSet("learn_limit", "learn's limit and result_dst: flows learned up to the limit, the result bit "
+                  "deciding the output, the learned flows deciding later frames", flows, f.frames)
+
+
 SETS = [set_vlan, set_vlan_of10, set_set_field_l2l3, set_set_field_l4, set_ip_fragments, set_ipv6_ext,
         set_l2_misc, set_set_field_other, set_dec_ttl, set_groups_select, set_groups_all_indirect, set_groups_ff,
         set_groups_ff_watch_both, set_multi_table, set_action_set, set_priorities, set_output_ports, set_arp_ipv6,
         set_fragments_l4, set_ttl_expiry_groups, set_bucket_action_set, set_ipv4_proto58,
         set_metadata_in_port, set_vlan_pcp_partial,
         set_ovs_bug_later_fragment_csum, set_ovs_bug_vlan_megaflow, set_ovs_bug_ff_select_action_set,
-        set_registers_resubmit, set_load_move_set_field, set_learn, set_conjunction, set_vlan_tci_load, set_clone, set_multipath]
+        set_registers_resubmit, set_load_move_set_field, set_learn, set_conjunction, set_vlan_tci_load, set_clone, set_multipath,
+        set_bundle, set_learn_limit]
 
 
 def all_sets() -> list[RefSet]:

@@ -91,14 +91,17 @@ class Match(Mapping[str, tuple[int, int | None]]):
             _put(d, name, value, mask)
         self._set(d)
 
-    def _set(self, d: dict) -> None:
-        self._d = dict(sorted(d.items(), key=lambda kv: _ORDER[kv[0]]))
-        self._hash = self._implied = self._km = self._kmi = self._pl = None
+    def _set(self, d: dict, kmi: tuple[int, int] | None = None, pl: tuple[int, int] | None = None) -> None:
+        """D (in field order already when KMI is given: then KMI and PL are its key and
+        pipeline ints, known)."""
+        self._d = d if kmi is not None else dict(sorted(d.items(), key=lambda kv: _ORDER[kv[0]]))
+        self._hash = self._implied = self._km = None
+        self._kmi, self._pl = kmi, pl
 
     @classmethod
-    def _new(cls, d: dict) -> Match:
+    def _new(cls, d: dict, kmi: tuple[int, int] | None = None, pl: tuple[int, int] | None = None) -> Match:
         m = cls.__new__(cls)
-        cls._set(m, d)
+        cls._set(m, d, kmi, pl)
         return m
 
     # -- mapping ----------------------------------------------------------------------------
@@ -297,6 +300,38 @@ class Match(Mapping[str, tuple[int, int | None]]):
                     mask |= m << f.meta_shift
             self._pl = value, mask
         return self._pl
+
+    # -- substituting values (compiled flow-mod shapes: ofswitch/flowshapes.py) ----------------
+    def substitutable(self, f: Field) -> bool:
+        """Whether F, matched exactly here, may take any other value of its width with only its
+        own key bits changing (``with_exact``): a field the flow key holds big-endian and whole,
+        that no prerequisite or consistency check reads (not in PREREQ_FIELDS, not vlan_vid),
+        whose key bits no other condition of this match (implied prerequisites included)
+        shares, so that no value can contradict another field."""
+        vm = self._d.get(f.name)
+        if (vm is None or vm[1] is not None or f.member is None or f.regs or f.name in PREREQ_FIELDS
+                or f.name == "vlan_vid" or f.byteorder != "big" or _key_limit(f) != f.all_ones):
+            return False
+        own = f.all_ones << f.key_bit_shift
+        if f.key_ints(f.all_ones, f.all_ones) != (own, own):
+            return False
+        others = 0
+        for g, v, m in self.implied().conditions():
+            if g is not f and g.member is not None:
+                others |= g.key_ints(v, m & _key_limit(g))[1]
+        return not others & own
+
+    def with_exact(self, fields: tuple[Field, ...], values: tuple[int, ...]) -> Match:
+        """A copy with each of FIELDS (each ``substitutable`` here) matched exactly on VALUES
+        (each within its field's width) instead.  Its key and mask come from this match's by
+        substituting those bits; its prerequisites are this match's (they read none of them)."""
+        d = dict(self._d)
+        key, mask = self.key_and_mask_ints()
+        for f, v in zip(fields, values):
+            d[f.name] = (v, None)
+            s = f.key_bit_shift
+            key = key & ~(f.all_ones << s) | v << s
+        return Match._new(d, (key, mask), self._pl)
 
     def _key_ints(self) -> tuple[int, int] | None:
         try:

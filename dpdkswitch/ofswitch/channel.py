@@ -217,6 +217,9 @@ class OFSwitch:
                         self._send_multipart(conn, req, self.ports.desc(V10))
                         continue
                     raise msg
+                if msg is None:                       # a 1.3 flow-mod the connection left undecoded
+                    self.flows.flow_mod_raw(conn, raw, lambda: self._may_modify(conn))
+                    continue
                 self._dispatch(conn, msg, raw)
             except OFPError as e:
                 e.data = e.data or raw[:64]
@@ -272,9 +275,15 @@ class OFSwitch:
         self.last_pass_cost = self.last_pass_end - t0
         self.poll_events()
 
-    def _dispatch(self, conn: OFConnection, msg: Message, raw: bytes) -> None:
-        if conn.role == C.OFPCR_ROLE_SLAVE and isinstance(msg, MODIFYING):
+    @staticmethod
+    def _may_modify(conn: OFConnection) -> None:
+        """OFPBRC_IS_SLAVE if CONN may not change the switch (its role is slave)."""
+        if conn.role == C.OFPCR_ROLE_SLAVE:
             raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_IS_SLAVE)
+
+    def _dispatch(self, conn: OFConnection, msg: Message, raw: bytes) -> None:
+        if isinstance(msg, MODIFYING):
+            self._may_modify(conn)
         handler = self.handlers.get(type(msg))
         if handler is None:
             if isinstance(msg, Experimenter):

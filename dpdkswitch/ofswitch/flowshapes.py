@@ -71,7 +71,7 @@ class Shape:
     def spec(self, raw: bytes) -> FlowSpec:
         t = self.template
         _, cookie, idle, hard, priority = _VARY.unpack_from(raw)
-        match = t.match.with_exact(self.fields, tuple(int.from_bytes(raw[a:b], "big") for a, b in self.free))
+        match = t.match.with_exact(self.fields, [int.from_bytes(raw[a:b], "big") for a, b in self.free])
         return FlowSpec(match=match, instructions=t.instructions, table_id=t.table_id, priority=priority,
                         cookie=cookie, cookie_mask=t.cookie_mask, idle_timeout=idle, hard_timeout=hard,
                         flags=t.flags, out_port=t.out_port, out_group=t.out_group)

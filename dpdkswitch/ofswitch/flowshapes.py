@@ -72,9 +72,7 @@ class Shape:
         t = self.template
         _, cookie, idle, hard, priority = _VARY.unpack_from(raw)
         match = t.match.with_exact(self.fields, [int.from_bytes(raw[a:b], "big") for a, b in self.free])
-        return FlowSpec(match=match, instructions=t.instructions, table_id=t.table_id, priority=priority,
-                        cookie=cookie, cookie_mask=t.cookie_mask, idle_timeout=idle, hard_timeout=hard,
-                        flags=t.flags, out_port=t.out_port, out_group=t.out_group)
+        return t.replaced(match=match, priority=priority, cookie=cookie, idle_timeout=idle, hard_timeout=hard)
 
 
 class FlowModShapes:

@@ -1,4 +1,4 @@
-"""Flow-mod throughput: the same N rules into this switch (over OpenFlow, a ptcp: listener) and
+"""Flow-mod throughput: the same N rules into this switch (over OpenFlow, by its br0.mgmt socket) and
 into Open vSwitch 3.1 with its DPDK datapath (its br0.mgmt socket; started by ovs.py, as the
 reference tests start it), timed side by side, two ways:
 
@@ -9,7 +9,8 @@ reference tests start it), timed side by side, two ways:
   timed from the first byte sent to the barrier's reply, replies read as they come (an error
   reply is counted and fails the run).
 
-Each side runs in its own processes and is stopped afterwards; both tables start empty, in
+Each side runs in its own processes and is stopped afterwards and is reached the same way, by
+its bridge's management socket (``unix:.../br0.mgmt``); both tables start empty, in
 ``fail_mode: secure``, and the pipelined run starts from an emptied table (``del-flows``).  A
 run is checked: the table holds N rules after each way.
 
@@ -174,7 +175,7 @@ def ours(path: Path, msgs: list[bytes], work: Path) -> dict:
                    f"      p2: {{device: 'net_null_fm{os.getpid()}b,no-rx=1', ofport: 2}}\n")
     proc = subprocess.Popen([sys.executable, "-m", "dpdkswitch", "run", str(cfg), "--no-top"],
                             stdout=subprocess.DEVNULL, stderr=open(work / "switch.log", "w"))
-    target = f"tcp:127.0.0.1:{port}"
+    target = f"unix:{work / 'br0.mgmt'}"             # as Open vSwitch's side: its br0.mgmt
     try:
         deadline = time.monotonic() + 60
         while subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "show", target], capture_output=True).returncode:

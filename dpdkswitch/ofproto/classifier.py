@@ -172,12 +172,16 @@ class Classifier:
         st = self.subtables.get((rule.mask, rule.meta_mask))
         if st is None:
             st = self._new_subtable(rule.mask, rule.meta_mask)
-        lst = st.rules.setdefault((rule.key, rule.meta), [])
-        lst.append(rule)
-        lst.sort(key=lambda r: -r.priority)
-        for i, sm in enumerate(st.stage_masks[:-1]):
-            k = (rule.key & sm, rule.meta & st.meta_mask)
-            st.stage_sets[i][k] = st.stage_sets[i].get(k, 0) + 1
+        lst = st.rules.get((rule.key, rule.meta))
+        if lst is None:
+            st.rules[(rule.key, rule.meta)] = [rule]
+        else:
+            lst.append(rule)
+            lst.sort(key=lambda r: -r.priority)
+        meta = rule.meta & st.meta_mask
+        for sm, counts in zip(st.stage_masks, st.stage_sets):    # (the last stage has no set)
+            k = (rule.key & sm, meta)
+            counts[k] = counts.get(k, 0) + 1
         for ps, plen in st.prefixes:
             ps.add(plen, field_of(ps.f, rule.key) >> (ps.f.bits - plen) if plen else 0)
         if st.ports is not None:
@@ -356,11 +360,12 @@ class Classifier:
             r = self.soft.find_exactly(match, priority)
             if r is not None:
                 return r
-        r = Rule.of(priority, match)
-        st = self.subtables.get((r.mask, r.meta_mask))
+        key, mask = match.key_and_mask_ints()
+        meta, meta_mask = match.pipeline_ints()
+        st = self.subtables.get((mask, meta_mask))
         if st is None:
             return None
-        for cand in st.rules.get((r.key, r.meta), []):
+        for cand in st.rules.get((key, meta), ()):
             if cand.priority == priority and cand.match == match:
                 return cand
         return None

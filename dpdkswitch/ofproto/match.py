@@ -16,7 +16,7 @@ Pure data; any thread.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from ..flowkey import KEY_SIZE
 from .fields import BY_NAME, FIELDS, FRAG_LATER, NOT_IN_LATER_FRAGMENTS, Field, prereqs_of
@@ -81,7 +81,7 @@ class Match(Mapping[str, tuple[int, int | None]]):
     """``Match({"eth_type": 0x0800, "ipv4_src": (0x0A000000, 0xFF000000)})``; aliases (nw_src,
     dl_type ...) are accepted wherever a name is, and stored as the canonical name."""
 
-    __slots__ = ("_d", "_hash", "_implied", "_km", "_kmi", "_pl")
+    __slots__ = ("_d", "_hash", "_implied", "_km", "_kmi", "_pl", "_ok")
 
     def __init__(self, fields: Mapping[str, int | tuple[int, int | None]]
                  | Iterable[tuple[str, int | tuple[int, int | None]]] = ()):
@@ -91,14 +91,19 @@ class Match(Mapping[str, tuple[int, int | None]]):
             _put(d, name, value, mask)
         self._set(d)
 
-    def _set(self, d: dict) -> None:
-        self._d = dict(sorted(d.items(), key=lambda kv: _ORDER[kv[0]]))
-        self._hash = self._implied = self._km = self._kmi = self._pl = None
+    def _set(self, d: dict, kmi: tuple[int, int] | None = None, pl: tuple[int, int] | None = None,
+             ok: bool = False) -> None:
+        """D (in field order already when KMI is given: then KMI and PL are its key and
+        pipeline ints, known; OK: its prerequisites are known to pass)."""
+        self._d = d if kmi is not None else dict(sorted(d.items(), key=lambda kv: _ORDER[kv[0]]))
+        self._hash = self._implied = self._km = None
+        self._kmi, self._pl, self._ok = kmi, pl, ok
 
     @classmethod
-    def _new(cls, d: dict) -> Match:
+    def _new(cls, d: dict, kmi: tuple[int, int] | None = None, pl: tuple[int, int] | None = None,
+             ok: bool = False) -> Match:
         m = cls.__new__(cls)
-        cls._set(m, d)
+        cls._set(m, d, kmi, pl, ok)
         return m
 
     # -- mapping ----------------------------------------------------------------------------
@@ -178,14 +183,17 @@ class Match(Mapping[str, tuple[int, int | None]]):
     def check_prereqs(self) -> None:
         """Raise MatchError naming the first field whose prerequisites are not all present, or
         an L4 field matched in later fragments only (they have none; no ``alternatives`` then).
-        A shape that passed once (``_prereq_key``) passes at the cost of a set probe."""
-        pk = self._prereq_key()
-        if pk in _PREREQS_OK:
+        A shape that passed once (``_prereq_key``) passes at the cost of a set probe; a match
+        that passed, or was made from one by ``with_exact``, at none."""
+        if self._ok:
             return
-        self._check_prereqs()
-        if len(_PREREQS_OK) >= MEMO_MAX:
-            _PREREQS_OK.clear()
-        _PREREQS_OK.add(pk)
+        pk = self._prereq_key()
+        if pk not in _PREREQS_OK:
+            self._check_prereqs()
+            if len(_PREREQS_OK) >= MEMO_MAX:
+                _PREREQS_OK.clear()
+            _PREREQS_OK.add(pk)
+        self._ok = True
 
     def _check_prereqs(self) -> None:
         frag = self._d.get("ip_frag")
@@ -297,6 +305,38 @@ class Match(Mapping[str, tuple[int, int | None]]):
                     mask |= m << f.meta_shift
             self._pl = value, mask
         return self._pl
+
+    # -- substituting values (compiled flow-mod shapes: ofswitch/flowshapes.py) ----------------
+    def substitutable(self, f: Field) -> bool:
+        """Whether F, matched exactly here, may take any other value of its width with only its
+        own key bits changing (``with_exact``): a field the flow key holds big-endian and whole,
+        that no prerequisite or consistency check reads (not in PREREQ_FIELDS, not vlan_vid),
+        whose key bits no other condition of this match (implied prerequisites included)
+        shares, so that no value can contradict another field."""
+        vm = self._d.get(f.name)
+        if (vm is None or vm[1] is not None or f.member is None or f.regs or f.name in PREREQ_FIELDS
+                or f.name == "vlan_vid" or f.byteorder != "big" or _key_limit(f) != f.all_ones):
+            return False
+        own = f.all_ones << f.key_bit_shift
+        if f.key_ints(f.all_ones, f.all_ones) != (own, own):
+            return False
+        others = 0
+        for g, v, m in self.implied().conditions():
+            if g is not f and g.member is not None:
+                others |= g.key_ints(v, m & _key_limit(g))[1]
+        return not others & own
+
+    def with_exact(self, fields: Sequence[Field], values: Sequence[int]) -> Match:
+        """A copy with each of FIELDS (each ``substitutable`` here) matched exactly on VALUES
+        (each within its field's width) instead.  Its key and mask come from this match's by
+        substituting those bits; its prerequisites are this match's (they read none of them)."""
+        d = dict(self._d)
+        key, mask = self.key_and_mask_ints()
+        for f, v in zip(fields, values):
+            d[f.name] = (v, None)
+            s = f.key_bit_shift
+            key = key & ~(f.all_ones << s) | v << s
+        return Match._new(d, (key, mask), self._pl, self._ok)
 
     def _key_ints(self) -> tuple[int, int] | None:
         try:

@@ -34,6 +34,7 @@ SLOW_PATH_METERS = (OFPM_SLOWPATH, OFPM_CONTROLLER)
 DEFAULT_FLOW_LIMIT = 1_000_000
 MAX_FLOW_LIMIT = (1 << 32) - 1
 MAX_ACTIONS = 4096
+INSTRUCTIONS_MEMO = 1024              # instruction lists whose static checks are remembered
 FLAG_SEND_FLOW_REM, FLAG_CHECK_OVERLAP, FLAG_RESET_COUNTS, FLAG_NO_PKT_COUNTS, FLAG_NO_BYT_COUNTS = 1, 2, 4, 8, 16
 
 
@@ -255,6 +256,7 @@ class Pipeline:
         self.version = 0
         self.clock = clock
         self._seq = itertools.count(1)
+        self._instructions_memo: dict[int, tuple] = {}   # _instructions_ok's
         self.changed_rules: set[FlowEntry] = set()   # since the revalidator last looked
         self.changed_tables: set[int] = set()
         self.changed_groups: set[int] = set()
@@ -369,31 +371,59 @@ class Pipeline:
             raise ValueError(f"flow_limit {limit}: expected 0..{MAX_FLOW_LIMIT}")
         self.tables[table_id].flow_limit = limit
 
-    def _check(self, spec: FlowSpec) -> None:
+    def _check(self, spec: FlowSpec) -> tuple:
+        """FlowModError (MatchError) unless SPEC's match and instructions may go into its table;
+        the instructions' conjunctions (classifier.Rule.conj)."""
         spec.match.check_prereqs()
-        n = sum(len(ins.actions) for ins in spec.instructions if isinstance(ins, (ApplyActions, WriteActions)))
+        refs, error, conj = self._instructions_ok(spec.instructions, spec.table_id or 0)
+        for kind, n in refs:
+            if kind == "group" and n not in self.groups:
+                raise FlowModError("unknown_group", f"group {n} does not exist")
+            if kind == "meter" and n not in self.meters:
+                raise FlowModError("unknown_meter", f"meter {n} does not exist")
+        if error is not None:
+            raise FlowModError(*error)
+        return conj
+
+    def _instructions_ok(self, instructions: tuple, table_id: int) -> tuple[tuple, tuple | None, tuple]:
+        """What INSTRUCTIONS in table TABLE_ID need checked: (the groups and meters they name,
+        as ("group" or "meter", id) in the order a check meets them, up to the first error
+        that needs nothing of the tables' state; that error, (kind, message), or None; their
+        conjunctions).  Errors found before any group or meter are raised (FlowModError).
+        Remembered per instructions object (flow-mods of one shape share theirs:
+        ofswitch/flowshapes.py), for INSTRUCTIONS_MEMO of them at most."""
+        memo = self._instructions_memo.get(id(instructions))
+        if memo is not None and memo[0] is instructions and memo[1] == table_id:
+            return memo[2]
+        n = sum(len(ins.actions) for ins in instructions if isinstance(ins, (ApplyActions, WriteActions)))
         if n > MAX_ACTIONS:
             raise FlowModError("too_many_actions", f"{n} actions in one rule: at most {MAX_ACTIONS}")
-        if mixes_conjunction(spec.instructions):
+        if mixes_conjunction(instructions):
             raise FlowModError("bad_conjunction", "conjunction actions may be used with note but no other action")
-        for ins in spec.instructions:
-            if isinstance(ins, GotoTable) and ins.table_id <= (spec.table_id or 0):
-                raise FlowModError("bad_table", f"goto_table:{ins.table_id} must go forward from table "
-                                   f"{spec.table_id or 0}")
+        refs: list[tuple[str, int]] = []
+        error = None
+        for ins in instructions:
+            if isinstance(ins, GotoTable) and ins.table_id <= table_id:
+                error = "bad_table", f"goto_table:{ins.table_id} must go forward from table {table_id}"
+                break
             if isinstance(ins, GotoTable) and ins.table_id >= N_TABLES:
-                raise FlowModError("bad_table", f"no table {ins.table_id}")
+                error = "bad_table", f"no table {ins.table_id}"
+                break
             if isinstance(ins, (ApplyActions, WriteActions)):
-                for a in ins.actions:
-                    if isinstance(a, Group) and a.group_id not in self.groups:
-                        raise FlowModError("unknown_group", f"group {a.group_id} does not exist")
-            if isinstance(ins, Meter) and ins.meter_id not in self.meters:
-                raise FlowModError("unknown_meter", f"meter {ins.meter_id} does not exist")
+                refs += [("group", a.group_id) for a in ins.actions if isinstance(a, Group)]
+            if isinstance(ins, Meter):
+                refs.append(("meter", ins.meter_id))
+        out = tuple(refs), error, conjunctions(instructions)
+        if len(self._instructions_memo) >= INSTRUCTIONS_MEMO:
+            self._instructions_memo.clear()
+        self._instructions_memo[id(instructions)] = (instructions, table_id, out)   # (holds it: the id stays its)
+        return out
 
     def add(self, spec: FlowSpec) -> FlowEntry:
         tid = spec.table_id or 0
         if tid >= N_TABLES:
             raise FlowModError("bad_table", f"no table {tid}")
-        self._check(spec)
+        conj = self._check(spec)
         table = self.tables[tid]
         old = table.cls.find_exactly(spec.match, spec.priority)
         if old is None and table.cls.n_rules >= table.flow_limit:
@@ -413,7 +443,7 @@ class Pipeline:
             oe.rule = None
             self.timed.discard(oe)
             self._touch(oe, tid)
-        e.rule = Rule.of(spec.priority, spec.match, e, conjunctions(spec.instructions))
+        e.rule = Rule.of(spec.priority, spec.match, e, conj)
         table.cls.insert(e.rule)
         if e.idle_timeout or e.hard_timeout:
             self.timed.add(e)

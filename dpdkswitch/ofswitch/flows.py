@@ -22,11 +22,12 @@ from ..openflow import nx
 from ..openflow.acts import check_flow_mod
 from ..openflow.connection import log
 from ..openflow.errors import OFPError
-from ..openflow.message import FlowMod, FlowRemoved, encode
+from ..openflow.message import FlowMod, FlowRemoved, decode, encode
 from ..openflow.multipart import AggregateStats, FlowStats, FlowStatsRequest
 from ..switch import Bridge
 from .actions import check_actions
 from .duration import split_time
+from .flowshapes import FlowModShapes
 
 V10, V13 = C.OFP10_VERSION, C.OFP13_VERSION
 FAIL_OPEN_COOKIE = 0xFA11_0BE4_0000_0000      # marks the standalone fail mode's NORMAL rule
@@ -53,6 +54,7 @@ class FlowManager:
         self.changed = changed
         self.fail_open = False
         self.n_flow_mods = 0
+        self.shapes = FlowModShapes()             # compiled flow-mod shapes (flowshapes.py)
 
     # -- fail modes
     @staticmethod
@@ -101,16 +103,7 @@ class FlowManager:
         match = Match(msg.match)                  # prerequisites: the pipeline checks (MatchError)
         check_flow_mod(match, instructions if adds else (), table, conn.version)   # Open vSwitch's verdict
         if adds:
-            for ins in instructions:
-                if isinstance(ins, A.GotoTable) and (table >= N_TABLES or ins.table_id <= table
-                                                     or ins.table_id >= N_TABLES):
-                    raise OFPError(C.OFPET_BAD_INSTRUCTION, C.OFPBIC_BAD_TABLE_ID)
-                if isinstance(ins, A.Meter) and not 0 < ins.meter_id <= C.OFPM_MAX:
-                    raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_INVALID_METER)   # the slow path's: no rule's
-                if isinstance(ins, A.Meter) and ins.meter_id not in self.pipeline.meters:
-                    raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_UNKNOWN_METER)
-                if isinstance(ins, (A.ApplyActions, A.WriteActions)):
-                    check_actions(self.pipeline.groups, ins.actions)
+            self._check_instructions(table, instructions)
         out_port = msg.out_port if cmd in (C.OFPFC_DELETE, C.OFPFC_DELETE_STRICT) else A.OFPP_ANY
         out_group = msg.out_group if v13 and cmd in (C.OFPFC_DELETE, C.OFPFC_DELETE_STRICT) else C.OFPG_ANY
         return FlowSpec(match=match, instructions=instructions, table_id=table, priority=msg.priority,
@@ -119,11 +112,46 @@ class FlowManager:
                         out_port=None if out_port == A.OFPP_ANY else out_port,
                         out_group=None if out_group == C.OFPG_ANY else out_group)
 
-    def flow_mod(self, conn, msg: FlowMod):
+    def _check_instructions(self, table: int, instructions) -> None:
+        """What an add's INSTRUCTIONS into TABLE must pass, the tables' state included (the
+        groups and meters they name exist)."""
+        for ins in instructions:
+            if isinstance(ins, A.GotoTable) and (table >= N_TABLES or ins.table_id <= table
+                                                 or ins.table_id >= N_TABLES):
+                raise OFPError(C.OFPET_BAD_INSTRUCTION, C.OFPBIC_BAD_TABLE_ID)
+            if isinstance(ins, A.Meter) and not 0 < ins.meter_id <= C.OFPM_MAX:
+                raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_INVALID_METER)   # the slow path's: no rule's
+            if isinstance(ins, A.Meter) and ins.meter_id not in self.pipeline.meters:
+                raise OFPError(C.OFPET_METER_MOD_FAILED, C.OFPMMFC_UNKNOWN_METER)
+            if isinstance(ins, (A.ApplyActions, A.WriteActions)):
+                check_actions(self.pipeline.groups, ins.actions)
+
+    def flow_mod_raw(self, conn, raw: bytes, may_modify: Callable[[], None]) -> None:
+        """The flow-mod RAW (whole, in CONN's version) from its compiled shape (flowshapes.py)
+        when it has a known one, else decoded (OFPError if malformed) and handled as
+        ``flow_mod``.  MAY_MODIFY() raises if CONN may not change the tables (a slave),
+        after decoding, as for any other message."""
+        spec = self.shapes.spec(raw) if raw[0] == V13 else None
+        if spec is None:
+            msg = decode(raw)
+            may_modify()
+            self.flow_mod(conn, msg, raw)
+            return
+        may_modify()
+        self.n_flow_mods += 1
+        self._check_instructions(spec.table_id, spec.instructions)
+        self._apply(conn, C.OFPFC_ADD, spec, C.OFP_NO_BUFFER)
+
+    def flow_mod(self, conn, msg: FlowMod, raw: bytes | None = None):
+        """MSG from CONN; RAW: its bytes, whose shape (flowshapes.py) is kept if it is applied."""
         self.n_flow_mods += 1
         spec = self._flow_spec(conn, msg)
+        self._apply(conn, msg.command, spec, msg.buffer_id)
+        if raw is not None and msg.command == C.OFPFC_ADD and conn.version == V13:
+            self.shapes.learn(raw, msg, spec)
+
+    def _apply(self, conn, cmd: int, spec: FlowSpec, buffer_id: int) -> None:
         p = self.pipeline
-        cmd = msg.command
         try:
             if cmd == C.OFPFC_ADD:
                 p.add(spec)
@@ -140,7 +168,7 @@ class FlowManager:
             raise OFPError(*FLOW_MOD_ERRORS.get(e.kind, (C.OFPET_FLOW_MOD_FAILED, C.OFPFMFC_UNKNOWN))) from None
         finally:
             self.changed()
-        if msg.buffer_id != C.OFP_NO_BUFFER:      # applied; but there are no buffers to send from
+        if buffer_id != C.OFP_NO_BUFFER:          # applied; but there are no buffers to send from
             raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BUFFER_UNKNOWN)
 
     # -- flow and aggregate stats

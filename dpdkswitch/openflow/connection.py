@@ -6,7 +6,8 @@ closes it: no boundary can be trusted after one), answers HELLO with the negotia
 (bitmaps; OpenFlow 1.3 and 1.0), answers echo requests, probes a silent peer (an echo request
 after ``probe_interval`` seconds without a message, closed after twice that), and hands every
 other message of one turn to its owner's ``handle_batch`` at once, so the owner can apply a
-turn's flow-mods and revalidate once.  A connection has its share of the loop: at most
+turn's flow-mods and revalidate once (OpenFlow 1.3 flow-mods undecoded: the owner decodes them,
+or builds them from a shape it compiled).  A connection has its share of the loop: at most
 ``MESSAGES_PER_TURN`` of its messages are handled per loop turn; the rest wait (and reading
 from it pauses) until its next turn, so a flow-mod flood from one peer delays another's echo
 by a turn, not by the flood.  Replies are buffered; while the peer does not read them (the
@@ -28,7 +29,7 @@ when it was negotiated and why it closed; per controller, its attempts, its last
 its last connection ended.
 
 Contract: the control thread's asyncio loop only.  Cost per read: one framing pass plus the
-owner's handling; per message, one decode.
+owner's handling; per message, one decode (none for a flow-mod: the owner's).
 """
 from __future__ import annotations
 
@@ -75,7 +76,10 @@ class Owner(TypingProtocol):
 
     def connected(self, conn: "OFConnection") -> None: ...
     def disconnected(self, conn: "OFConnection") -> None: ...
-    def handle_batch(self, conn: "OFConnection", batch: list[tuple[bytes, Message | OFPError]]) -> None: ...
+    def handle_batch(self, conn: "OFConnection", batch: list[tuple[bytes, Message | OFPError | None]]) -> None:
+        """BATCH: each message's bytes with what it decoded to, or None for an OpenFlow 1.3
+        FLOW_MOD of the connection's version, left to the owner to decode (``message.decode``,
+        or faster when it knows the flow-mod's shape: ofswitch/flowshapes.py)."""
 
 
 def set_connection_limit(open_files: int, in_use: int) -> int:
@@ -252,6 +256,9 @@ class OFConnection(asyncio.Protocol):
             if self._closing:
                 return
             self.stats["rx"] += 1
+            if raw[1] == C.OFPT_FLOW_MOD and raw[0] == C.OFP13_VERSION == self.version:
+                batch.append((raw, None))             # the owner decodes it (or knows its shape)
+                continue
             table_id = None
             if self.table_id_ext and raw[0] == C.OFP10_VERSION and raw[1] == C.OFPT_FLOW_MOD and len(raw) >= 58:
                 table_id = raw[56]                    # Nicira's flow_mod_table_id: the command's high byte

@@ -198,6 +198,21 @@ def decode_match(data: bytes, off: int = 0) -> tuple[Match, int]:
     return match, padded
 
 
+def match_tlvs(data: bytes, off: int = 0) -> list[tuple[int, int, F.Field | None, bool]]:
+    """Where the TLVs of the OpenFlow 1.3 ``ofp_match`` at DATA[OFF:] (one ``decode_match``
+    took) keep their values: (value's first byte, end of the value, its field (None for
+    NXM_OF_VLAN_TCI), whether it carries a mask), offsets in DATA, in order."""
+    _, length = _MATCH_HDR.unpack_from(data, off)
+    out, pos, end = [], off + 4, off + length
+    while pos < end:
+        cls, fh, n = _OXM_HDR.unpack_from(data, pos)
+        f = None if (cls, fh >> 1) == NXM_OF_VLAN_TCI else F.BY_OXM.get((cls, fh >> 1))
+        w = n // 2 if fh & 1 else n
+        out.append((pos + 4, pos + 4 + w, f, bool(fh & 1)))
+        pos += 4 + n
+    return out
+
+
 # --- OpenFlow 1.0 ofp_match -----------------------------------------------------------------------
 _OF10 = Layout("wildcards:I in_port:H dl_src:M dl_dst:M dl_vlan:H dl_vlan_pcp:B 1x dl_type:H nw_tos:B "
                "nw_proto:B 2x nw_src:I nw_dst:I tp_src:H tp_dst:H")

@@ -305,8 +305,12 @@ class Translation:
 
     def commit(self, now: float, packets: int, nbytes: int) -> None:
         """The side effects of translating a miss of PACKETS (NBYTES) at NOW (seconds), through
-        their owners (``XlateCache.commit``)."""
-        self.visits.commit(now, packets, nbytes)
+        their owners (``XlateCache.commit``; a kept translation learns nothing, by definition:
+        its stats alone)."""
+        if self.kept is not None:
+            self.visits.push_stats(packets, nbytes, now, missed=True)
+        else:
+            self.visits.commit(now, packets, nbytes)
 
     def megaflow_mask(self) -> bytes:
         """The wildcards as a datapath mask; in_port and recirc_id are always exact."""
@@ -572,12 +576,13 @@ class Translator:
         return self.p
 
     def translate(self, key: bytes, trace: bool = False, table_id: int = 0) -> Translation:
-        p = self.pipeline_of(IN_PORT.from_key(key))
+        dp_in = IN_PORT.from_key(key)
+        p = self.pipeline_of(dp_in)
         first = None
         if not (trace or table_id or p.mirrors or p.special or p.split_ipv4_flows or p.sflow_probability
                 or p.ipfix_probability or RECIRC_ID.from_key(key) or IP_FRAG.from_key(key)) \
                 and p.tables[0].cls.soft is None:
-            first = self._first_lookup(p, key)
+            first = self._first_lookup(p, key, dp_in)
             if isinstance(first, Translation):
                 return first
         c = _Ctx(p, key, self.registry, trace)
@@ -645,14 +650,14 @@ class Translator:
             self._shapes.clear()
         self._shapes[(c.p, c.keeping.instructions, c.dp_in_port)] = out.kept
 
-    def _first_lookup(self, p: Pipeline, key: bytes) -> "Translation | tuple":
+    def _first_lookup(self, p: Pipeline, key: bytes, dp_in: int) -> "Translation | tuple":
         """The lookup in table 0 of P for KEY, the way ``_table`` does it for a packet that is
         not a fragment, in a table without conjunctions, when nothing but the tables decides
         (no mirror, control protocol, sampling or recirculation: ``translate`` says when).  The
         translation, if the rule found has a kept translation for KEY's input port (its own or
         by shape, ``_shaped``): the lookup's wildcards and the kept actions.  Otherwise
-        (rule, wildcards), for ``_table`` to go on from without looking up again."""
-        dp_in = IN_PORT.from_key(key)
+        (rule, wildcards), for ``_table`` to go on from without looking up again.  DP_IN: KEY's
+        input port."""
         port = p.port_by_dp(dp_in)
         flow = bytearray(key)
         IN_PORT.to_key(flow, port.ofport if port else 0xFFFFFFFF)

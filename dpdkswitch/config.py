@@ -1352,7 +1352,8 @@ def port_from_args(name: str, device: str, ofport: str, options: dict[str, str],
     items = {"device": device, "ofport": ofport, **options}
     node = MappingNode(_T + "map", [(ScalarNode(_STR, k, mark, mark), scalar(v, k)) for k, v in items.items()],
                        mark, mark)
-    return r.port(scalar(name, "name"), node, pmd_cores, {})
+    (pc,) = r.port(scalar(name, "name"), node, pmd_cores, {}, {})     # no interfaces: one port, never a bond
+    return pc
 
 
 def _check_depth(text: str, path: str) -> None:

@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import yaml  # noqa: E402
 
+from dpdkswitch.config import online_cpus  # noqa: E402
 from dpdkswitch.control import call  # noqa: E402
 from dpdkswitch.openflow import codec as C  # noqa: E402
 
@@ -207,7 +208,7 @@ class Soak:
                                            f"nw_src=10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255},actions=drop\n"
                                            for i in range(3000)))
         self.controller = Controller()
-        cores = sorted(os.sched_getaffinity(0))
+        cores = sorted(online_cpus())    # not our affinity: EAL pins this process to its main lcore
         cfg = {"dpdk": {"cores": cores[:2] if len(cores) > 1 else cores}, "control": {"socket": self.sock},
                "bridges": {"br0": {
                    "datapath": {"pmd_cores": [cores[-1]], "flow_limit": FLOW_LIMIT},

@@ -18,6 +18,7 @@ import time
 import pytest
 import yaml
 
+from dpdkswitch.config import online_cpus
 from dpdkswitch.control import call
 from dpdkswitch.openflow import codec as C
 
@@ -38,7 +39,7 @@ class Loaded:
     def __init__(self, tmp_path, tag: str, extra: dict | None = None):
         self.port = free_port()
         self.sock = str(tmp_path / "ctl.sock")
-        cores = sorted(os.sched_getaffinity(0))
+        cores = sorted(online_cpus())    # not our affinity: EAL pins this process to its main lcore
         br = {"datapath": {"pmd_cores": [cores[-1]]},
               "openflow": {"listen": [f"ptcp:{self.port}:127.0.0.1"]},
               "ports": {"p1": {"device": f"net_null_{tag}", "ofport": 1}}}

@@ -51,10 +51,23 @@ COUNTERS = ("rx_packets", "tx_packets", "tx_dropped", "busy_cycles", "idle_cycle
 STAGE_SAMPLE = 64          # time the stages of every 64th PMD iteration (--stage-sample)
 
 
-def bench_config_text(pcap: Path, ctl_core: int, pmd_core: int, output: dict | None = None) -> str:
+def memory_mb_for(n_frames: int) -> int:
+    """EAL memory a run needs: net_pcap with infinite_rx holds the pcap's N_FRAMES in mbufs
+    (the datapath's pool doubles until a quarter stays free; 3 KB an mbuf with its headers), plus the rest
+    (flow table, rings, heap).  Stated, so that ``hugepages: auto`` takes hugepages only when
+    that much is free on a machine others share (else --no-huge with this much memory)."""
+    n = 16384
+    while n * 3 // 4 < n_frames + 8192:
+        n *= 2
+    return 512 + n * 3 // 1024
+
+
+def bench_config_text(pcap: Path, ctl_core: int, pmd_core: int, output: dict | None = None,
+                      n_frames: int = 0) -> str:
     """OUTPUT (a scenario's ``output``): port 2 is a bond of OUTPUT["members"] net_null members
     (OpenFlow ports 2..N+1, as the peers number them), of OUTPUT["bond_mode"]; balance-tcp runs
-    LACP, its partner played by the bench (``ScenarioRun.play_partner``)."""
+    LACP, its partner played by the bench (``ScenarioRun.play_partner``).  N_FRAMES: the pcap's
+    frames (``memory_mb_for``)."""
     if output:
         n, mode = int(output.get("members", 2)), output.get("bond_mode", "balance-slb")
         members = "".join(f'          m{i}: {{device: "net_null{i - 1},no-rx=1", ofport: {i + 1}}}\n'
@@ -67,6 +80,7 @@ def bench_config_text(pcap: Path, ctl_core: int, pmd_core: int, output: dict | N
 dpdk:
   cores: [{ctl_core}, {pmd_core}]
   hugepages: auto
+  memory_mb: {memory_mb_for(n_frames)}
 bridges:
   br0:
     datapath:
@@ -102,7 +116,8 @@ class ScenarioRun:
 
     # -- set-up
     def start(self) -> None:
-        config = loads(bench_config_text(self.pcap, self.ctl_core, self.pmd_core, self.sc.get("output")), "<bench>")
+        config = loads(bench_config_text(self.pcap, self.ctl_core, self.pmd_core, self.sc.get("output"),
+                                                   self.n_frames), "<bench>")
         bc = config.bridges["br0"]
         self.switch = Switch(config)
         self.switch.start_eal()
@@ -129,8 +144,10 @@ class ScenarioRun:
             self.progress.note(f"{self.name}: {len(rules)} rules installed in {t2 - t0:.2f} s "
                                f"(parse {t1 - t0:.2f} s, pipeline {t2 - t1:.2f} s)")
         br.start()                               # the PMD thread
-        self.t_traffic = time.monotonic()
         br.add_port(bc.ports["p1"])              # traffic starts now
+        # (once the port is up: net_pcap reads the whole pcap into mbufs first, seconds for
+        # 100,000 frames on a loaded machine, which must not eat setup's measuring window)
+        self.t_traffic = time.monotonic()
 
     def play_partner(self) -> None:
         """A bond's LACP partner, played by the bench (null members hear nothing): a LACPDU on

@@ -108,6 +108,7 @@ class ScenarioRun:
         self.reval_passes = 0
         self.upcall_batches = 0
         self.upcall_busy_s = 0.0
+        self.upcall_cpu_s = 0.0                  # of it, the control thread's CPU time (the rest: others ran)
         self._last_install_t: float | None = None
         self.next_pass: float | None = None      # the control loop's timers, kept from warm-up to measuring
         self.mac_pass_at: float | None = None
@@ -225,11 +226,12 @@ class ScenarioRun:
     def _upcall_wakeup(self, backer) -> bool:
         """One upcall wake-up, its cost and its installs counted; True to go again at once."""
         before = backer.upcalls.stats.installed
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), time.thread_time()
         w = udpif.upcall_wakeup(backer)
         t1 = time.monotonic()
         if w.handled:
             self.upcall_busy_s += t1 - t0
+            self.upcall_cpu_s += time.thread_time() - c0
             self.upcall_batches += w.batches
         if backer.upcalls.stats.installed != before:
             self._last_install_t = t1
@@ -377,7 +379,7 @@ def run_one(name: str, scen_file: Path, seconds: float, ctl_core: int, pmd_core:
     if b.sc.get("output"):
         result["bond_member_tx"] = b.member_tx_at_end
     result.update(revalidator_passes=b.reval_passes, revalidator_max_s=round(b.reval_max_s, 4),
-                  upcall_busy_s=round(b.upcall_busy_s, 3))
+                  upcall_busy_s=round(b.upcall_busy_s, 3), upcall_cpu_s=round(b.upcall_cpu_s, 3))
     return result
 
 

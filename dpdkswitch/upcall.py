@@ -35,6 +35,9 @@ from .ukey import Ukey, Ukeys, megaflow_ufid
 
 EXACT = b"\xff" * KEY_SIZE          # the mask of every megaflow while megaflows are off
 TCP_FLAGS = BY_NAME["tcp_flags"]
+EXACT_INT = int.from_bytes(EXACT, "big")
+MAX_MASKS = 4096                     # megaflow masks remembered by their wildcards (UpcallHandler._masks)
+
 
 @dataclass
 class UpcallStats:
@@ -77,6 +80,7 @@ class UpcallHandler:
         self.on_sflow = None                            # sFlow's agents take the samples (sflow.py)
         self.cost_s = 20e-6                             # seconds an upcall takes, smoothed (udpif sizes batches by it)
         self.ipfix_hooks: dict[str, object] = {}        # bridge name -> its IPFIX exporter's sampled (ipfix.py)
+        self._masks: dict[int, tuple[bytes, int]] = {}  # a translation's wildcards -> its megaflow mask (bytes, int)
 
     @property
     def flow_limit(self) -> int:
@@ -155,8 +159,12 @@ class UpcallHandler:
         planned: list[tuple[list[Upcall], bytes]] = []
         puts: list[tuple[Ukey, int]] = []            # (ukey, its mask as an int)
         fresh = Ukeys()                               # this batch's megaflows, indexed as made
+        masks = self._masks
+        if len(masks) > MAX_MASKS:
+            masks.clear()
         for key, members in misses.items():
-            n, nbytes = len(members), sum(len(u.data) for u in members)
+            n = len(members)
+            nbytes = len(members[0].data) if n == 1 else sum(len(u.data) for u in members)
             k = int.from_bytes(key, "big")
             covered = fresh.covering(k)
             if covered is None and self.ukeys.index:
@@ -179,9 +187,15 @@ class UpcallHandler:
             planned.append((members, actions))
             if t.error:
                 continue
-            mask = self.ukeys.mask_of(t.megaflow_mask()) if self.megaflows else EXACT
-            m = int.from_bytes(mask, "big")
-            masked = key if mask is EXACT else (k & m).to_bytes(KEY_SIZE, "big")
+            if self.megaflows:
+                got = masks.get(t.wc.key)
+                if got is None:
+                    mask = self.ukeys.mask_of(t.megaflow_mask())
+                    got = masks[t.wc.key] = (mask, int.from_bytes(mask, "big"))
+                mask, m = got
+                masked = (k & m).to_bytes(KEY_SIZE, "big")
+            else:
+                mask, m, masked = EXACT, EXACT_INT, key
             ufid = megaflow_ufid(masked, mask)
             if ufid in self.ukeys:
                 continue

@@ -493,6 +493,34 @@ def test_a_kept_translation_follows_the_rule_and_its_ports(eal):
     assert t.kept is None and x.translate(k1).kept is None
 
 
+def test_rules_with_the_same_instructions_share_a_kept_translation(eal):
+    """A rule translated for the first time takes the kept actions of another rule with the same
+    instructions (same bridge, input port and version), with an xlate cache of its own: it
+    counts its own packets.  Another input port, or a change to the bridge since, translates
+    the rule's instructions again."""
+    p = make_pipeline(PipeSpec([f"priority=10,udp,nw_src=10.0.0.{i},actions=output:2" for i in (1, 2, 3)]
+                               + ["priority=0,actions=drop"], [], (True,) * 3), PROP_OF2DP)
+    x = Translator(p)
+
+    def key(i: int, in_port: int = 1) -> bytes:       # from 10.0.0.I
+        return parse(udp_frame(i), PROP_OF2DP[in_port])
+
+    first = x.translate(key(1))
+    assert first.kept is not None and first.actions == [odp.Output(6)]
+    second = x.translate(key(2))
+    full = x.translate(key(2), trace=True)
+    assert second.kept is not None and second.kept is not first.kept
+    assert second.kept.encode() is first.kept.encode(), "the kept actions are shared, encoded once"
+    assert (second.actions, second.megaflow_mask()) == (full.actions, full.megaflow_mask())
+    assert second.entries == full.entries and second.entries != first.entries
+    second.commit(1.0, 3, 300)
+    assert (second.entries[0].packets, first.entries[0].packets) == (3, 0)
+    other_port = x.translate(key(3, in_port=3))
+    assert other_port.actions == [odp.Output(6)] and other_port.kept.dp_in_port == PROP_OF2DP[3]
+    p.set_port(PortEntry(2, "p2", 9))                  # a change: the shape is stale
+    assert x.translate(key(3)).actions == [odp.Output(9)]
+
+
 def test_megaflow_sharing_is_not_vacuous(eal):
     """On a fixed pipeline, distinct packets do share megaflows, and the property holds for them."""
     spec = PipeSpec(flows=[

@@ -73,6 +73,7 @@ def main(a: argparse.Namespace) -> int:
         if result.get("rules", 0) > 1:
             extra.append(f"rules: {result['rules']} installed in {result['rules_install_s']:.2f} s")
         extra.append(f"revalidator: {result['revalidator_passes']} passes, slowest {result['revalidator_max_s'] * 1000:.1f} ms;"
-                     f" upcall handling busy {result['upcall_busy_s']:.2f} s")
+                     f" upcall handling busy {result['upcall_busy_s']:.2f} s"
+                     f" ({result['upcall_cpu_s']:.2f} s of it on the CPU)")
         print("\n".join(extra))
     return 0

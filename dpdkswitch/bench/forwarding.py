@@ -58,12 +58,24 @@ COUNTERS = ("rx_packets", "tx_packets", "tx_dropped", "busy_cycles", "idle_cycle
 STAGE_SAMPLE = 64          # time the stages of every 64th PMD iteration (--stage-sample)
 
 
+def memory_mb_for(n_frames: int) -> int:
+    """EAL memory a run needs: net_pcap with infinite_rx holds the pcap's N_FRAMES in mbufs
+    (the datapath's pool doubles until a quarter stays free; 3 KB an mbuf with its headers), plus the rest
+    (flow table, rings, heap).  Stated, so that ``hugepages: auto`` takes hugepages only when
+    that much is free on a machine others share (else --no-huge with this much memory)."""
+    n = 16384
+    while n * 3 // 4 < n_frames + 8192:
+        n *= 2
+    return 512 + n * 3 // 1024
+
+
 def bench_config_text(pcap: Path, ctl_core: int, pmd_core: int, output: dict | None = None,
-                      sflow: tuple[int, int] | None = None) -> str:
+                      n_frames: int = 0, sflow: tuple[int, int] | None = None) -> str:
     """OUTPUT (a scenario's ``output``): port 2 is a bond of OUTPUT["members"] net_null members
     (OpenFlow ports 2..N+1, as the peers number them), of OUTPUT["bond_mode"]; balance-tcp runs
-    LACP, its partner played by the bench (``ScenarioRun.play_partner``).  SFLOW (sampling N,
-    collector's UDP port on 127.0.0.1): br0 runs an sFlow agent sampling 1-in-N."""
+    LACP, its partner played by the bench (``ScenarioRun.play_partner``).  N_FRAMES: the pcap's
+    frames (``memory_mb_for``).  SFLOW (sampling N, collector's UDP port on 127.0.0.1): br0 runs an
+    sFlow agent sampling 1-in-N."""
     if output:
         n, mode = int(output.get("members", 2)), output.get("bond_mode", "balance-slb")
         members = "".join(f'          m{i}: {{device: "net_null{i - 1},no-rx=1", ofport: {i + 1}}}\n'
@@ -78,6 +90,7 @@ def bench_config_text(pcap: Path, ctl_core: int, pmd_core: int, output: dict | N
 dpdk:
   cores: [{ctl_core}, {pmd_core}]
   hugepages: auto
+  memory_mb: {memory_mb_for(n_frames)}
 bridges:
   br0:
     datapath:
@@ -176,6 +189,7 @@ class ScenarioRun:
         self.reval_passes = 0
         self.upcall_batches = 0
         self.upcall_busy_s = 0.0
+        self.upcall_cpu_s = 0.0                  # of it, the control thread's CPU time (the rest: others ran)
         self._last_install_t: float | None = None
         self.next_pass: float | None = None      # the control loop's timers, kept from warm-up to measuring
         self.mac_pass_at: float | None = None
@@ -191,7 +205,8 @@ class ScenarioRun:
             self.collector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.collector.bind(("127.0.0.1", 0))
             sflow = (self.sflow_n, self.collector.getsockname()[1])
-        config = loads(bench_config_text(self.pcap, self.ctl_core, self.pmd_core, self.sc.get("output"), sflow),
+        config = loads(bench_config_text(self.pcap, self.ctl_core, self.pmd_core, self.sc.get("output"),
+                                         self.n_frames, sflow),
                        "<bench>")
         bc = config.bridges["br0"]
         self.switch = Switch(config)
@@ -224,12 +239,14 @@ class ScenarioRun:
             self.progress.note(f"{self.name}: {len(rules)} rules installed in {t2 - t0:.2f} s "
                                f"(parse {t1 - t0:.2f} s, pipeline {t2 - t1:.2f} s)")
         br.start()                               # the PMD thread
-        self.t_traffic = time.monotonic()
         br.add_port(bc.ports["p1"])              # traffic starts now
         if self.metrics is not None:
             self.scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, str(self.metrics.bound_port),
                                              str(self.scrape_ms), str(SCRAPER_LIMIT_S)],
                                             stdout=subprocess.PIPE, text=True)
+        # (once the port is up: net_pcap reads the whole pcap into mbufs first, seconds for
+        # 100,000 frames on a loaded machine, which must not eat setup's measuring window)
+        self.t_traffic = time.monotonic()
 
     def play_partner(self) -> None:
         """A bond's LACP partner, played by the bench (null members hear nothing): a LACPDU on
@@ -333,11 +350,12 @@ class ScenarioRun:
     def _upcall_wakeup(self, backer) -> bool:
         """One upcall wake-up, its cost and its installs counted; True to go again at once."""
         before = backer.upcalls.stats.installed
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), time.thread_time()
         w = udpif.upcall_wakeup(backer)
         t1 = time.monotonic()
         if w.handled:
             self.upcall_busy_s += t1 - t0
+            self.upcall_cpu_s += time.thread_time() - c0
             self.upcall_batches += w.batches
         if backer.upcalls.stats.installed != before:
             self._last_install_t = t1
@@ -493,7 +511,7 @@ def run_one(name: str, scen_file: Path, seconds: float, ctl_core: int, pmd_core:
     if b.sc.get("output"):
         result["bond_member_tx"] = b.member_tx_at_end
     result.update(revalidator_passes=b.reval_passes, revalidator_max_s=round(b.reval_max_s, 4),
-                  upcall_busy_s=round(b.upcall_busy_s, 3))
+                  upcall_busy_s=round(b.upcall_busy_s, 3), upcall_cpu_s=round(b.upcall_cpu_s, 3))
     return result
 
 

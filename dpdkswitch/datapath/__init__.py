@@ -25,7 +25,7 @@ from .. import log
 from ..flowkey import KEY_SIZE
 from . import _dpdkswitch, odp
 from ._dpdkswitch import ffi, lib
-from .abi import PMD_STATS_DTYPE, PORT_STATS_DTYPE
+from .abi import FLOW_DELTA_DTYPE, PMD_STATS_DTYPE, PORT_STATS_DTYPE
 
 MAX_PORTS = lib.DPS_MAX_PORTS
 MAX_PMDS = lib.DPS_MAX_PMDS
@@ -476,16 +476,20 @@ class Datapath:
     def flow_stats_changed(self, idle_before_ns: int = 0) -> list[tuple[int, int, int, int, int, int]]:
         """(ufid, packets, bytes, used_ns, created_ns, tcp_flags) of the flows whose packet count
         changed since this was last asked, and of those idle since before IDLE_BEFORE_NS (0: none)."""
-        out = []
+        out: list = []
         cursor = ffi.new("uint32_t *", 0)
-        n = 1024
+        n = 4096
         batch = ffi.new("struct dps_flow_delta[]", n)
+        view = np.frombuffer(ffi.buffer(batch), dtype=FLOW_DELTA_DTYPE)     # abi: checked against DWARF
         while cursor[0] != 0xFFFFFFFF:
             got = _check(lib.dps_flow_stats_changed(self.h, cursor, idle_before_ns, batch, n), "flow stats")
-            for i in range(got):
-                d = batch[i]
-                s = d.stats
-                out.append((d.ufid.lo | d.ufid.hi << 64, s.packets, s.bytes, s.used_ns, d.created_ns, s.tcp_flags))
+            if not got:
+                continue
+            d = view[:got]
+            s = d["stats"]
+            ufids = [lo | hi << 64 for lo, hi in zip(d["ufid"]["lo"].tolist(), d["ufid"]["hi"].tolist())]
+            out += zip(ufids, s["packets"].tolist(), s["bytes"].tolist(), s["used_ns"].tolist(),
+                       d["created_ns"].tolist(), s["tcp_flags"].tolist())
         return out
 
     def flow_flush(self) -> int:

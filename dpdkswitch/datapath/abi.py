@@ -45,12 +45,20 @@ PORT_STATS_DTYPE = np.dtype([(name, "<u8") for name in (
     "rx_packets", "rx_bytes", "rx_missed", "rx_errors", "rx_nombuf",
     "tx_packets", "tx_bytes", "tx_errors", "tx_dropped")])
 
+# struct dps_ufid, struct dps_flow_stats, and struct dps_flow_delta made of them (include/
+# dpdkswitch.h): what dps_flow_stats_changed fills, viewed in place (Datapath.flow_stats_changed).
+UFID_DTYPE = np.dtype([("lo", "<u8"), ("hi", "<u8")])
+FLOW_STATS_DTYPE = np.dtype([("packets", "<u8"), ("bytes", "<u8"), ("used_ns", "<u8"), ("tcp_flags", "<u2"),
+                             ("pad", "<u2", (3,))])
+FLOW_DELTA_DTYPE = np.dtype([("ufid", UFID_DTYPE), ("stats", FLOW_STATS_DTYPE), ("created_ns", "<u8")])
+
 # DPS_STAGE_* in order: the names of stage_cycles' entries.
 STAGES = ("upkeep", "rx", "simple", "parse", "emc", "masked", "actions", "tx", "recirc")
 
 
 # Every dtype checked against the DWARF, by the C struct it views.
-VIEWS = {"dps_pmd_stats": PMD_STATS_DTYPE, "dps_flow_key": KEY_DTYPE, "dps_port_stats": PORT_STATS_DTYPE}
+VIEWS = {"dps_pmd_stats": PMD_STATS_DTYPE, "dps_flow_key": KEY_DTYPE, "dps_port_stats": PORT_STATS_DTYPE,
+         "dps_ufid": UFID_DTYPE, "dps_flow_stats": FLOW_STATS_DTYPE, "dps_flow_delta": FLOW_DELTA_DTYPE}
 
 
 def dwarf_struct(path: str, name: str) -> tuple[int, dict[str, tuple[int, int]]]:

@@ -64,10 +64,12 @@ _VECTOR = (1 << CONJ_ID_SHIFT) - 1           # the pipeline vector a packet-in r
 # bounded too.  Past it the translation fails and the frame is dropped, as Open vSwitch drops a
 # flow whose datapath actions grow too large.
 MAX_DP_ACTIONS = 16384
+MAX_SHAPES = 4096                    # kept translations by shape remembered (Translator._shapes)
 NO_TABLE = 0xFF                      # OpenFlow's OFPTT_ALL: the table of a packet-out's packet-ins
 F = BY_NAME
 IN_PORT = F["in_port"]
 RECIRC_ID = F["recirc_id"]
+IP_FRAG = F["ip_frag"]
 DP_HASH = F["dp_hash"]
 
 def _ofs(member: str) -> int:
@@ -313,8 +315,12 @@ class Translation:
 
     def commit(self, now: float, packets: int, nbytes: int) -> None:
         """The side effects of translating a miss of PACKETS (NBYTES) at NOW (seconds), through
-        their owners (``XlateCache.commit``)."""
-        self.visits.commit(now, packets, nbytes)
+        their owners (``XlateCache.commit``; a kept translation learns nothing, by definition:
+        its stats alone)."""
+        if self.kept is not None:
+            self.visits.push_stats(packets, nbytes, now, missed=True)
+        else:
+            self.visits.commit(now, packets, nbytes)
 
     def megaflow_mask(self) -> bytes:
         """The wildcards as a datapath mask; in_port and recirc_id are always exact."""
@@ -598,6 +604,9 @@ class Translator:
         self.p = pipeline
         self.registry = registry or PacketInRegistry()
         self.pipelines = pipelines if pipelines is not None else [pipeline]
+        # Kept translations by shape: (pipeline, instructions, datapath input port) -> the Kept
+        # that a translation of a rule with those instructions made (see ``_shaped``).
+        self._shapes: dict[tuple, Kept] = {}
 
     def pipeline_of(self, dp_port: int) -> Pipeline:
         """The pipeline of the bridge that owns datapath port DP_PORT (default: this one's)."""
@@ -608,14 +617,23 @@ class Translator:
         return self.p
 
     def translate(self, key: bytes, trace: bool = False, table_id: int = 0) -> Translation:
-        c = _Ctx(self.pipeline_of(IN_PORT.from_key(key)), key, self.registry, trace)
+        dp_in = IN_PORT.from_key(key)
+        p = self.pipeline_of(dp_in)
+        first = None
+        if not (trace or table_id or p.mirrors or p.special or p.split_ipv4_flows or p.sflow_probability
+                or p.ipfix_probability or RECIRC_ID.from_key(key) or IP_FRAG.from_key(key)) \
+                and p.tables[0].cls.soft is None:
+            first = self._first_lookup(p, key, dp_in)
+            if isinstance(first, Translation):
+                return first
+        c = _Ctx(p, key, self.registry, trace)
         c.out.wc.unwildcard(IN_PORT)
         rid = RECIRC_ID.from_key(c.flow)
         if rid:
             self._post_recirc(c, rid)
             return c.out
         in_bond = c.p.bonds.get(c.in_ofport)
-        if (in_bond.id if in_bond is not None else c.in_ofport) in c.p.mirror_outputs():
+        if c.p.mirrors and (in_bond.id if in_bond is not None else c.in_ofport) in c.p.mirror_outputs():
             c.log("input port is a mirror output port: dropped")
             return c.out
         sp = c.p.special
@@ -636,7 +654,7 @@ class Translator:
             # (spanning tree) has them cancelled)
             c.dp_in_port, c.first_table = IN_PORT.from_key(key), True
         if receives:
-            self._pipeline(c, table_id, action_set=forwards)
+            self._pipeline(c, table_id, action_set=forwards, first=first)
         else:
             rule = self._lookup(c, table_id)
             if rule is not None:
@@ -672,8 +690,7 @@ class Translator:
             sflow_sample(c.out.actions, c.p)
         return c.out
 
-    @staticmethod
-    def _keep(c: _Ctx) -> None:
+    def _keep(self, c: _Ctx) -> None:
         """The translation is done: the lookups' wildcards and the actions' reads become one, and
         the rule keeps the translation if the actions read nothing of the packet."""
         reads, c.out.wc = c.out.wc, c.lookup_wc
@@ -686,6 +703,49 @@ class Translator:
                 or v.mirrors):
             return
         c.keeping.kept = out.kept = Kept(c.dp_in_port, c.p.version, tuple(c.odp), out.visits)
+        if len(self._shapes) >= MAX_SHAPES:
+            self._shapes.clear()
+        self._shapes[(c.p, c.keeping.instructions, c.dp_in_port)] = out.kept
+
+    def _first_lookup(self, p: Pipeline, key: bytes, dp_in: int) -> "Translation | tuple":
+        """The lookup in table 0 of P for KEY, the way ``_table`` does it for a packet that is
+        not a fragment, in a table without conjunctions, when nothing but the tables decides
+        (no mirror, control protocol, sampling or recirculation: ``translate`` says when).  The
+        translation, if the rule found has a kept translation for KEY's input port (its own or
+        by shape, ``_shaped``): the lookup's wildcards and the kept actions.  Otherwise
+        (rule, wildcards), for ``_table`` to go on from without looking up again.  DP_IN: KEY's
+        input port."""
+        port = p.port_by_dp(dp_in)
+        flow = bytearray(key)
+        IN_PORT.to_key(flow, port.ofport if port else 0xFFFFFFFF)
+        wc = Wildcards()
+        wc.unwildcard(IN_PORT)
+        rule = p.tables[0].cls.lookup(key_int(bytes(flow)), 0, wc)
+        if wc.key & _PORTS_WC.key:            # as _table: the ports decided, so whether a fragment did
+            wc.unwildcard(IP_FRAG)
+        if rule is not None:
+            e = rule.data
+            kept = e.kept
+            if kept is None or kept.dp_in_port != dp_in or kept.version != p.version:
+                kept = self._shaped(p, e, dp_in, 0)
+            if kept is not None:
+                return Translation(actions=list(kept.actions), wc=wc, visits=kept.visits, kept=kept)
+        return rule, wc
+
+    def _shaped(self, p: Pipeline, e: FlowEntry, dp_in_port: int, table_id: int) -> Kept | None:
+        """A kept translation for rule E (which has none valid) from one that a rule with the
+        same instructions, in the same table of the same bridge, kept from the same input port
+        at the current version: a kept translation's actions are a function of the
+        instructions, the input port and the bridge's state alone (they read nothing of the
+        packet, made no packet-in, crossed no other table), so E's are those.  E gets its own
+        xlate cache (its rule and table: what a translation of E would record) and keeps it."""
+        k = self._shapes.get((p, e.instructions, dp_in_port))
+        if k is None or k.version != p.version:
+            return None
+        v = Visit(p, [e], [table_id], (), (), (), (), [], (), (), (), None, k.version)    # as sealed
+        e.kept = kept = Kept(k.dp_in_port, k.version, k.actions, XlateCache((v,)))
+        kept.encoded = k.encode()
+        return kept
 
     def _special(self, c: _Ctx) -> bool:
         """Open vSwitch's process_special: a control protocol's frame on the current input port
@@ -772,13 +832,17 @@ class Translator:
         c.odp[:0] = copies
 
     # -- tables and instructions
-    def _lookup(self, c: _Ctx, table_id: int):
+    def _lookup(self, c: _Ctx, table_id: int, first: tuple | None = None):
         """The rule of table TABLE_ID the packet matches (its classifier's rule), or None; the
-        fields the lookup read are matched by the megaflow."""
+        fields the lookup read are matched by the megaflow.  FIRST: the lookup, done already
+        (``_first_lookup``: the rule, the wildcards)."""
         table = c.p.tables[table_id]
         c.v.tables.append(table_id)
         seen: list | None = [] if table.cls.soft is not None else None     # conjunctions' clauses
-        if F["ip_frag"].from_key(c.flow):
+        if first is not None:
+            rule, c.out.wc = first
+            consulted_ports = 0                   # (ip_frag unwildcarded already if it mattered)
+        elif IP_FRAG.from_key(c.flow):
             # As Open vSwitch's default fragment handling: the lookup sees no L4 ports in a
             # fragment (the first one's would send it one way and its followers another), and
             # only the lookup: the actions see the first fragment's ports and TCP flags.  The
@@ -802,14 +866,15 @@ class Translator:
             c.out.wc.unwildcard(F["ip_frag"])
         return rule
 
-    def _table(self, c: _Ctx, table_id: int, resubmit: bool = False) -> None:
+    def _table(self, c: _Ctx, table_id: int, resubmit: bool = False, first: tuple | None = None) -> None:
+        """TABLE_ID's lookup (FIRST: done already) and the instructions of the rule it finds."""
         c.depth += 1
         # A resubmit may nest MAX_DEPTH deep below the first table, as in Open vSwitch (whose
         # first table is depth 0, ours 1).
         if c.depth > MAX_DEPTH + resubmit:
             c.out.error = f"over the maximum translation depth {MAX_DEPTH}"
             return
-        rule = self._lookup(c, table_id)
+        rule = self._lookup(c, table_id, first)
         if rule is None:
             c.first_table = False
             if resubmit:                      # as Open vSwitch: a resubmit's miss does nothing
@@ -827,7 +892,9 @@ class Translator:
         if c.first_table:                       # the input bridge's first table (see Kept)
             c.first_table = False
             kept = e.kept
-            if kept is not None and kept.dp_in_port == c.dp_in_port and kept.version == c.p.version:
+            if kept is None or kept.dp_in_port != c.dp_in_port or kept.version != c.p.version:
+                kept = self._shaped(c.p, e, c.dp_in_port, table_id)
+            if kept is not None:
                 c.odp.extend(kept.actions)
                 c.out.kept = kept
                 c.out.visits = kept.visits       # the same rule and table: its side effects
@@ -866,11 +933,12 @@ class Translator:
         if goto is not None:
             self._table(c, goto)
 
-    def _pipeline(self, c: _Ctx, table_id: int, action_set: bool = True) -> None:
+    def _pipeline(self, c: _Ctx, table_id: int, action_set: bool = True, first: tuple | None = None) -> None:
         """From TABLE_ID to the end of the pipeline, then the action set (as Open vSwitch: once,
         whatever ended the pipeline: a rule without goto_table, a table miss, an expired TTL),
-        unless ACTION_SET is False (the input port does not forward: the set is cleared)."""
-        self._table(c, table_id)
+        unless ACTION_SET is False (the input port does not forward: the set is cleared).
+        FIRST: TABLE_ID's lookup, done already (``_table``)."""
+        self._table(c, table_id, first=first)
         if not c.out.error and action_set:
             self._end_of_pipeline(c)
         c.action_set = []

@@ -742,7 +742,8 @@ class Translator:
         k = self._shapes.get((p, e.instructions, dp_in_port))
         if k is None or k.version != p.version:
             return None
-        v = Visit(p, [e], [table_id], (), (), (), (), [], (), (), (), None, k.version)    # as sealed
+        v = Visit(p, [e], [table_id], groups=(), mirrors=(), macs=(), learns=(), learned=[], limits=(), fins=(),
+                  clauses=(), bonds=(), patch=None, version=k.version)    # as sealed
         e.kept = kept = Kept(k.dp_in_port, k.version, k.actions, XlateCache((v,)))
         kept.encoded = k.encode()
         return kept

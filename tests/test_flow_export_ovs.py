@@ -199,8 +199,9 @@ def test_netflow_and_ipfix_export_what_open_vswitch_exports(eal, tmp_path):
     (sid,) = used
     assert ot[sid] == tt[sid], (ot[sid], tt[sid])
     assert {d for d, _, _ in trecs} == {d for d, _, _ in orecs} == {7}
-    # Values per flow: Open vSwitch 3.1 leaves out the sample of each flow's first frame (the
-    # one its upcall executes); this switch counts every frame.
+    # Values per flow: Open vSwitch 3.1 leaves out the sample of each frame its upcall executes
+    # (the flow's first, and those its pcap port hands over in the same burst before the
+    # megaflow is in: up to all but one of a short flow); this switch counts every frame.
     ours_pk, theirs_pk = {}, {}
     for recs, acc in (([r for _, _, r in orecs], ours_pk), ([r for _, _, r in trecs], theirs_pk)):
         for r in recs:
@@ -208,7 +209,7 @@ def test_netflow_and_ipfix_export_what_open_vswitch_exports(eal, tmp_path):
             acc[k] = acc.get(k, 0) + r[2]
     assert sorted(ours_pk.values()) == sorted(COUNTS.values())
     assert set(ours_pk) == set(theirs_pk)
-    assert all(theirs_pk[k] in (n, n - 1) for k, n in ours_pk.items()), (ours_pk, theirs_pk)
+    assert all(1 <= theirs_pk[k] <= n for k, n in ours_pk.items()), (ours_pk, theirs_pk)
 
 
 # -- sFlow v5 ----------------------------------------------------------------------------------

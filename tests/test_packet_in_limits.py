@@ -457,11 +457,22 @@ def test_controller_meter_end_to_end_on_the_switchs_connection_to_its_controller
             elif isinstance(m, C.EchoRequest):
                 c.send(C.EchoReply(data=m.data, xid=m.xid))
         assert 15 <= got <= 25, got
-        (st,) = [s for part in c.multipart(K.OFPMP_METER, C.MeterStatsRequest(meter_id=K.OFPM_CONTROLLER))
-                 for s in part.body]
+        # the stats, with any packet-in that still comes first counted (the host's kernel sends
+        # frames of its own, an IPv6 router solicitation say, and the meter lets one through
+        # after a quiet second); then a second of quiet again for one still queued
+        xid = c.send(C.MultipartRequest(type=K.OFPMP_METER, body=C.MeterStatsRequest(meter_id=K.OFPM_CONTROLLER)))
+        msgs = c.until(xid, C.MultipartReply)
+        total += sum(isinstance(m, C.PacketIn) for m in msgs)
+        (st,) = msgs[-1].body
+        while True:
+            try:
+                m = c.recv(timeout=1.0)
+            except TimeoutError:
+                break
+            total += isinstance(m, C.PacketIn)
         dropped = st.band_stats[0][0]
         assert st.packet_in_count >= 1000, st         # most of the burst reached the meter,
-        assert st.packet_in_count == dropped + total, (st, total)   # which dropped all we did not get
+        assert st.packet_in_count - dropped <= total <= st.packet_in_count - dropped + 1, (st, total)
         upcalls = sw.ctl("upcall/show", "br0")
         assert f"{dropped} packet-ins (OFPM_CONTROLLER)" in upcalls, upcalls
     finally:

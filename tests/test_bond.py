@@ -16,10 +16,13 @@ from dpdkswitch.config import BondConfig, ConfigError, PortConfig, loads
 from dpdkswitch.control import Commands
 from dpdkswitch.control import bond as bond_cmds
 from dpdkswitch.datapath import odp, parse
+from dpdkswitch.ofproto.fields import BY_NAME
 from dpdkswitch.switch import Switch
 
 from frames import udp_frame
 from test_patch import host_port
+
+DP_HASH = BY_NAME["dp_hash"]
 
 pytestmark = pytest.mark.dpdk
 
@@ -411,6 +414,9 @@ def test_balance_tcp_hashes_and_recirculates_in_the_datapath_buckets_by_dp_hash(
     assert [type(a) for a in t.actions][-2:] == [odp.Hash, odp.Recirc]
     post = [f for f in br.dp.flow_dump() if f["key"][4:8] != bytes(4)]
     assert post and len(post) <= 64
+    # each matches the bucket, dp_hash's low byte (a host-order member): not its high byte, which
+    # would let frames of another bucket take this one's member
+    assert {f["mask"][8:12] for f in post} == {DP_HASH.key_mask_bytes(0xFF)[1]} == {b"\xff\0\0\0"}
     # a member goes: its buckets move to the other, the frames follow
     br.pipeline.liveness.set_carrier(1, False)
     Clock(br).run(0.2)

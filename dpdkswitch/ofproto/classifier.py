@@ -51,7 +51,10 @@ class Wildcards:
     meta: int = 0
 
     def unwildcard(self, f: Field, mask: int | None = None) -> None:
-        self.key |= ((f.all_ones if mask is None else mask) & f.all_ones) << f.key_bit_shift
+        if mask is None or f.byteorder == "big":
+            self.key |= ((f.all_ones if mask is None else mask) & f.all_ones) << f.key_bit_shift
+        else:                          # a host-order member (dp_hash): its low byte comes first
+            self.key |= f.key_ints(0, mask & f.all_ones)[1]
 
 
 def key_int(key: bytes) -> int:

@@ -369,7 +369,7 @@ actions_copy(const uint8_t *a, uint32_t len)
             uint64_t cookie;
             if (lead == 2 * sizeof *h + 8 && u->type == DPS_ACT_USERSPACE && u->len == sizeof *u + 8) {
                 memcpy(&cookie, a + 2 * sizeof *h, 8);
-                if (cookie & DPS_UPCALL_SFLOW)
+                if ((cookie & (DPS_UPCALL_SFLOW | DPS_UPCALL_CONTROL)) == DPS_UPCALL_SFLOW)
                     acts->lead_sflow = cookie;
             }
         }

@@ -195,7 +195,7 @@ exec_output(void *ctx, uint32_t port, struct rte_mbuf *m)
 static void
 exec_userspace(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *key, uint64_t cookie)
 {
-    if (cookie & DPS_UPCALL_SFLOW) {           /* into the sample ring, not up (sflow.c) */
+    if ((cookie & (DPS_UPCALL_SFLOW | DPS_UPCALL_CONTROL)) == DPS_UPCALL_SFLOW) {   /* the sample ring (sflow.c) */
         dps_sflow_record(ctx, m, key->in_port, cookie);
         rte_pktmbuf_free(m);
         return;

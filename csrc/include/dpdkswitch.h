@@ -393,8 +393,8 @@ struct dps_upcall {
 
 /* ---- sFlow samples -----------------------------------------------------------------------
  *
- * A userspace action whose cookie has DPS_UPCALL_SFLOW (sFlow's sample; the cookie's low 32
- * bits are the output ifIndex) is not an upcall: the PMD copies the frame's first
+ * A userspace action whose cookie has DPS_UPCALL_SFLOW and not DPS_UPCALL_CONTROL (sFlow's
+ * sample; the cookie's low 32 bits are the output ifIndex) is not an upcall: the PMD copies the frame's first
  * DPS_SFLOW_HEADER_MAX bytes (fewer if it is shorter), its length, its input port and the
  * cookie into a record of its own sample ring (DPS_SFLOW_RING records; one producer, that PMD,
  * one consumer, the control thread; no lock, no mbuf held), counts it in its sflow_samples,

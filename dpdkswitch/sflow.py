@@ -111,7 +111,7 @@ class Sflow:
             obs.remove(self)
         drain = self.bridge.upcalls.sflow_drain
         if drain is not None and self in drain.agents:
-            drain()                                    # what waits for this agent, sent below
+            self.bridge.upcalls.stats.sflow_samples += drain()   # what waits for this agent, sent below
             self.flush()
             drain.agents.remove(self)
         for s in self.socks.values():

@@ -50,7 +50,7 @@ class UpcallStats:
     packet_ins: int = 0
     errors: int = 0
     metered: int = 0                 # misses the bridge's OFPM_SLOWPATH meter dropped
-    sflow_samples: int = 0           # frames the datapath sampled for sFlow
+    sflow_samples: int = 0           # sFlow samples taken from the PMDs' sample rings
     ipfix_samples: int = 0           # frames sampled for IPFIX (bridge-level and sample actions)
     special: int = 0                 # control protocols' frames delivered (BPDUs, ...)
 

@@ -375,7 +375,8 @@ void dps_emc_insert_prob_set(struct dps_dp *dp, uint32_t inv_prob);
  * drains first, so a miss storm filling the main ring cannot starve them. */
 #define DPS_UPCALL_CONTROL 9223372036854775808ULL   /* 1 << 63 */
 #define DPS_CONTROL_RING 512
-/* A userspace action whose cookie has this bit is a sample (sFlow's, IPFIX's) that may wait:
+/* A userspace action whose cookie has this bit is a sample (IPFIX's; sFlow's go to the sample
+ * rings below instead) that may wait:
  * it wakes the slow path only once DPS_LAZY_WAKE upcalls wait in the ring (a miss or any other
  * upcall wakes it at once, as before), and dps_upcall_arm does not count it below that, so
  * samples are taken in batches, not one wake-up each.  The slow path takes what waits at its

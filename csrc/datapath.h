@@ -91,6 +91,34 @@ struct dps_pool {
     uint32_t committed;               /* mbufs promised to port rings */
 };
 
+/* One sFlow sample as the PMD saw it (sflow.c).  The ring is single-producer (its PMD),
+ * single-consumer (the control thread): HEAD is written by the producer only, TAIL by the
+ * consumer only, each on its own cache line; a record is published by HEAD's release store. */
+struct dps_sflow_rec {
+    uint32_t in_port;
+    uint32_t frame_len;               /* the whole frame's bytes */
+    uint64_t cookie;                  /* the userspace cookie: its low 32 bits, the output ifIndex */
+    uint32_t header_len;              /* bytes of HEADER that are the frame's */
+    uint32_t pad;
+    uint8_t header[DPS_SFLOW_HEADER_MAX];
+};
+
+struct dps_sflow_ring {
+    uint64_t head __rte_cache_aligned;    /* records written (producer) */
+    uint64_t tail __rte_cache_aligned;    /* records taken (consumer) */
+    struct dps_sflow_rec rec[DPS_SFLOW_RING] __rte_cache_aligned;
+};
+
+/* The sampling countdowns of one PMD: per probability (a sample action's argument), the frames
+ * still to come before the next sampled one (a geometric draw, sflow.c's dps_sample_skip). */
+#define DPS_SAMPLE_RATES 4
+struct dps_sample_countdown {
+    uint64_t prob[DPS_SAMPLE_RATES];      /* the probability + 1; 0: a free entry */
+    uint64_t left[DPS_SAMPLE_RATES];
+    uint64_t rng;                         /* splitmix64 state, seeded from the PMD's index */
+    unsigned next;                        /* the entry a new probability takes when all are used */
+};
+
 /* Per-PMD state the owning thread alone writes. */
 struct dps_pmd {
     struct dps_dp *dp;
@@ -132,6 +160,8 @@ struct dps_pmd {
     struct dps_inflight inflight;     /* misses upcalled, not yet answered; parked frames */
     uint64_t *upcalls_by_port;        /* [DPS_MAX_PORTS]: upcalls queued, per input port */
     uint32_t rng;
+    struct dps_sample_countdown sample;   /* leading samples' decisions (pmd.c's sample_due) */
+    struct dps_sflow_ring *sflow;         /* its sFlow samples, to the control thread (sflow.c) */
     uint64_t stage_t0, stage_tsc;     /* this iteration's first and last TSC read; 0: not timed */
     uint64_t stage_laps[DPS_STAGES];  /* its cycles by stage, kept if it received frames */
 };
@@ -200,6 +230,15 @@ void dps_upcall(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_k
                 uint64_t cookie, uint32_t hash);
 void dps_upcall_miss(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *key, uint32_t hash);
 void dps_inflight_retry(struct dps_pmd *pmd);
+
+/* sflow.c (alloc/free: control thread; dps_sflow_record, dps_sample_skip: PMD side) */
+struct dps_sflow_ring *dps_sflow_ring_new(void);
+void dps_sflow_ring_free(struct dps_sflow_ring *r);
+/* Frame M, sampled on input port IN_PORT with COOKIE, into PMD's sample ring; M is not taken. */
+void dps_sflow_record(struct dps_pmd *pmd, const struct rte_mbuf *m, uint32_t in_port, uint64_t cookie);
+/* The frames until the next sampled one (>= 1) at probability PROB / 2^32 (UINT32_MAX:
+ * every frame), a geometric draw from RNG. */
+uint64_t dps_sample_skip(uint64_t *rng, uint32_t prob);
 
 /* testport.c */
 void dps_testport_free(struct dps_testport *t);

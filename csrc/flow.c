@@ -360,10 +360,18 @@ actions_copy(const uint8_t *a, uint32_t len)
         uint32_t lead = 0;
         acts->len = len;
         acts->lead_copy = 0;
+        acts->lead_sflow = 0;
         if (len >= sizeof *h && h->type == DPS_ACT_SAMPLE) {
             lead = h->len;
             acts->lead_copy = dps_actions_modify(a + sizeof *h, lead - (uint32_t)sizeof *h)
                               || dps_actions_modify(a + lead, len - lead);
+            const struct dps_action *u = (const void *)(a + sizeof *h);
+            uint64_t cookie;
+            if (lead == 2 * sizeof *h + 8 && u->type == DPS_ACT_USERSPACE && u->len == sizeof *u + 8) {
+                memcpy(&cookie, a + 2 * sizeof *h, 8);
+                if ((cookie & (DPS_UPCALL_SFLOW | DPS_UPCALL_CONTROL)) == DPS_UPCALL_SFLOW)
+                    acts->lead_sflow = cookie;
+            }
         }
         acts->lead = (uint16_t)lead;
         acts->needs_key = dps_actions_need_key(a + lead, len - lead);

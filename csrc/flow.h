@@ -57,6 +57,10 @@ struct dps_actions {
     uint16_t lead;
     uint16_t lead_copy;                    /* a sampled frame's branch is a copy (as the executor's) */
     uint32_t needs_key;                    /* hash or userspace in the rest: the frame's key must be parsed */
+    uint32_t pad;
+    uint64_t lead_sflow;                   /* the lead sample is sFlow's alone (a userspace action with
+                                            * DPS_UPCALL_SFLOW): its cookie, the record made from the
+                                            * frame itself (sflow.c); 0: not */
     uint8_t data[];
 };
 

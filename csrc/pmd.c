@@ -31,12 +31,14 @@ dps_pmd_new(struct dps_dp *dp, unsigned index, unsigned lcore)
     pmd->stats = &dp->stats[index];
     pmd->port_tx_dropped = dp->port_tx_dropped[index];
     pmd->rng = 0x9e3779b9u * (index + 1);
+    pmd->sample.rng = 0x243f6a8885a308d3ull * (index + 1);
+    pmd->sflow = dps_sflow_ring_new();
     pmd->fstats = calloc(dp->ft.limit, sizeof *pmd->fstats);
     pmd->upcalls_by_port = calloc(DPS_MAX_PORTS, sizeof *pmd->upcalls_by_port);
     pmd->emc = rte_zmalloc("dps_emc", sizeof *pmd->emc, RTE_CACHE_LINE_SIZE);
     pmd->hints = rte_zmalloc("dps_hints", sizeof *pmd->hints, RTE_CACHE_LINE_SIZE);
     pmd->rcache = rte_zmalloc("dps_rcache", sizeof *pmd->rcache, RTE_CACHE_LINE_SIZE);
-    if (!pmd->fstats || !pmd->upcalls_by_port || !pmd->emc || !pmd->hints || !pmd->rcache) {
+    if (!pmd->sflow || !pmd->fstats || !pmd->upcalls_by_port || !pmd->emc || !pmd->hints || !pmd->rcache) {
         dps_pmd_free(pmd);
         dps_error(ENOMEM, "no memory for a PMD's caches and counters");
         return NULL;
@@ -57,6 +59,7 @@ dps_pmd_free(struct dps_pmd *pmd)
         rte_pktmbuf_free(pmd->inflight.parked[i]);
     free(pmd->fstats);
     free(pmd->upcalls_by_port);
+    dps_sflow_ring_free(pmd->sflow);
     rte_free(pmd->emc);
     rte_free(pmd->hints);
     rte_free(pmd->rcache);
@@ -192,6 +195,11 @@ exec_output(void *ctx, uint32_t port, struct rte_mbuf *m)
 static void
 exec_userspace(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *key, uint64_t cookie)
 {
+    if ((cookie & (DPS_UPCALL_SFLOW | DPS_UPCALL_CONTROL)) == DPS_UPCALL_SFLOW) {   /* the sample ring (sflow.c) */
+        dps_sflow_record(ctx, m, key->in_port, cookie);
+        rte_pktmbuf_free(m);
+        return;
+    }
     dps_upcall(ctx, m, key, DPS_UPCALL_ACTION, cookie, 0);
 }
 
@@ -299,6 +307,9 @@ dps_pmd_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m
     dps_actions_execute(&pmd_exec_ops, pmd, m, key, actions, len);   /* out of line: not per frame */
 }
 
+static inline void lead_sample(struct dps_pmd *pmd, struct rte_mbuf *m, uint32_t in_port,
+                               const struct dps_flow_key *key, const struct dps_actions *acts);
+
 /* A frame that hit flow SLOT: count it against the flow, run the flow's actions. */
 void
 dps_pmd_run_flow(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *key, uint32_t slot, uint64_t now)
@@ -312,26 +323,92 @@ dps_pmd_run_flow(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *k
     s->tcp_flags |= rte_be_to_cpu_16(key->tcp_flags);
     pmd->frame_slot = slot;
     pmd->frame_key = key;
-    pmd_execute(pmd, m, key, acts->data, acts->len);
+    if (acts->lead)
+        lead_sample(pmd, m, key->in_port, key, acts);
+    pmd_execute(pmd, m, key, acts->data + acts->lead, acts->len - acts->lead);
 }
 
-/* A flow's leading sample (dps_actions.lead) on frame M of IN_PORT, from the cheap path: one
- * random draw; a sampled frame (one in N) gets its full key parsed and the nested actions run on
- * a branch of it.  M itself is left to the rest of the list. */
-static inline void
-lead_sample(struct dps_pmd *pmd, struct rte_mbuf *m, uint32_t in_port, const struct dps_actions *acts)
+/* Whether this frame is sampled by a sample action of probability PROB (its argument): the
+ * PMD's countdown for that probability, a geometric draw per sample (dps_sample_skip), so one
+ * frame in N costs a draw and the others a decrement.  A probability beyond the PMD's
+ * DPS_SAMPLE_RATES takes the oldest entry over (its countdown starts afresh, which keeps each
+ * decision a fair draw). */
+static inline bool
+sample_due(struct dps_pmd *pmd, uint32_t prob)
+{
+    struct dps_sample_countdown *c = &pmd->sample;
+    unsigned i = 0;
+    while (i < DPS_SAMPLE_RATES && c->prob[i] != (uint64_t)prob + 1)
+        i++;
+    if (unlikely(i == DPS_SAMPLE_RATES)) {
+        i = c->next++ % DPS_SAMPLE_RATES;
+        c->prob[i] = (uint64_t)prob + 1;
+        c->left[i] = dps_sample_skip(&c->rng, prob);
+    }
+    if (--c->left[i])
+        return false;
+    c->left[i] = dps_sample_skip(&c->rng, prob);
+    return true;
+}
+
+/* A flow's leading sample (dps_actions.lead) on frame M of IN_PORT, sampled: sFlow's (a lone
+ * userspace action with DPS_UPCALL_SFLOW, dps_actions.lead_sflow) goes into the sample ring
+ * straight from M; anything else gets its key (KEY, or M parsed when the caller has none) and
+ * the nested actions run on a branch of M.  M itself is left to the rest of the list. */
+static void
+lead_sampled(struct dps_pmd *pmd, struct rte_mbuf *m, uint32_t in_port, const struct dps_flow_key *key,
+             const struct dps_actions *acts)
 {
     const struct dps_action *h = (const void *)acts->data;
-    if (h->arg != UINT32_MAX && exec_random(pmd) > h->arg)
+    if (acts->lead_sflow) {
+        dps_sflow_record(pmd, m, in_port, acts->lead_sflow);
         return;
+    }
     struct rte_mbuf *c = dps_branch(m, acts->lead_copy, UINT32_MAX);
     if (!c) {
         pmd->stats->action_drops++;
         return;
     }
-    struct dps_flow_key key;
-    dps_parse(rte_pktmbuf_mtod(c, const uint8_t *), rte_pktmbuf_data_len(c), in_port, &key);
-    dps_actions_execute(&pmd_exec_ops, pmd, c, &key, acts->data + sizeof *h, h->len - (uint32_t)sizeof *h);
+    struct dps_flow_key k;
+    if (key)
+        k = *key;
+    else
+        dps_parse(rte_pktmbuf_mtod(c, const uint8_t *), rte_pktmbuf_data_len(c), in_port, &k);
+    dps_actions_execute(&pmd_exec_ops, pmd, c, &k, acts->data + sizeof *h, h->len - (uint32_t)sizeof *h);
+}
+
+static inline void
+lead_sample(struct dps_pmd *pmd, struct rte_mbuf *m, uint32_t in_port, const struct dps_flow_key *key,
+            const struct dps_actions *acts)
+{
+    const struct dps_action *h = (const void *)acts->data;
+    if (sample_due(pmd, h->arg))
+        lead_sampled(pmd, m, in_port, key, acts);
+}
+
+/* The leading sample on a burst of N frames of one flow: the countdown jumps to the sampled
+ * frames (none, mostly), no per-frame work. */
+static inline void
+lead_sample_burst(struct dps_pmd *pmd, struct rte_mbuf **pkts, uint16_t n, uint32_t in_port,
+                  const struct dps_actions *acts)
+{
+    const struct dps_action *h = (const void *)acts->data;
+    struct dps_sample_countdown *c = &pmd->sample;
+    unsigned e = 0;
+    while (e < DPS_SAMPLE_RATES && c->prob[e] != (uint64_t)h->arg + 1)
+        e++;
+    if (unlikely(e == DPS_SAMPLE_RATES)) {
+        for (uint16_t i = 0; i < n; i++)      /* the first burst at this probability: take an entry */
+            lead_sample(pmd, pkts[i], in_port, NULL, acts);
+        return;
+    }
+    uint16_t i = 0;
+    while (c->left[e] <= (uint64_t)(n - i)) {
+        i = (uint16_t)(i + c->left[e]);
+        c->left[e] = dps_sample_skip(&c->rng, h->arg);
+        lead_sampled(pmd, pkts[i - 1], in_port, NULL, acts);
+    }
+    c->left[e] -= n - i;
 }
 
 /* The cheap path: every flow matches the L2 header's metadata at most (in_port, eth_type,
@@ -367,8 +444,7 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
             for (uint16_t i = 0; i < n; i++)
                 s->bytes += rte_pktmbuf_pkt_len(pkts[i]);
             if (acts->lead)
-                for (uint16_t i = 0; i < n; i++)
-                    lead_sample(pmd, pkts[i], in_port, acts);
+                lead_sample_burst(pmd, pkts, n, in_port, acts);
             if (rest_len == sizeof *a && a->type == DPS_ACT_OUTPUT && f->port[a->arg].valid)
                 tx_enqueue_burst(pmd, f, a->arg, pkts, n);      /* output:PORT alone: as it came */
             else
@@ -418,7 +494,7 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
         s->bytes += rte_pktmbuf_pkt_len(m);
         s->used_ns = now;
         if (ca[i]->lead)
-            lead_sample(pmd, m, in_port, ca[i]);
+            lead_sample(pmd, m, in_port, NULL, ca[i]);
         pmd_execute(pmd, m, key, ca[i]->data + ca[i]->lead, ca[i]->len - ca[i]->lead);
     }
     stage_lap(pmd, DPS_STAGE_SIMPLE);

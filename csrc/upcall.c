@@ -225,13 +225,14 @@ dps_upcall_arm(struct dps_dp *dp)
         uint64_t lazy = __atomic_load_n(&dp->lazy_queued, __ATOMIC_ACQUIRE) - dp->lazy_taken;
         n = lazy >= n ? 0 : n - (unsigned)lazy;
     }
-    return n + rte_ring_count(dp->control_upcalls);
+    unsigned samples = dps_sflow_waiting(dp);  /* sFlow's records wake it in batches too */
+    return n + rte_ring_count(dp->control_upcalls) + (samples >= DPS_SFLOW_WAKE ? samples : 0);
 }
 
 unsigned
 dps_upcall_count(const struct dps_dp *dp)
 {
-    return rte_ring_count(dp->upcalls) + rte_ring_count(dp->control_upcalls);
+    return rte_ring_count(dp->upcalls) + rte_ring_count(dp->control_upcalls) + dps_sflow_waiting(dp);
 }
 
 /* The first CONTROL of PKTS came from the reserved ring, the rest (to GOT) from the main one. */

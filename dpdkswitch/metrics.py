@@ -88,6 +88,12 @@ UPCALL_COUNTERS = (
     ("upcall_metered_drops", "Misses the bridge's OFPM_SLOWPATH meter dropped.", "metered"),
 )
 
+# sFlow's sample rings of a datapath, every PMD's summed: (metric suffix, help, dps_pmd_stats field).
+SFLOW_COUNTERS = (
+    ("sflow_samples", "sFlow samples the PMDs put in their sample rings.", "sflow_samples"),
+    ("sflow_lost", "sFlow samples dropped because a PMD's sample ring was full.", "sflow_lost"),
+)
+
 
 # Protocol states, one gauge per port each (a number, so that labels stay bridge and port):
 # (metric suffix, help).  Values: STP_STATES, RSTP_STATES, BFD's RFC 5880 state, 0/1.
@@ -245,6 +251,7 @@ class Metrics:
             up = backer.upcalls.stats
             figures = {attr: getattr(up, attr) for _, _, attr in UPCALL_COUNTERS}
             figures.update(flows=dp.flow_count(), flow_limit=backer.flow_limit)
+            figures.update({f: int(stats[f].sum()) for _, _, f in SFLOW_COUNTERS})
             pt = self.pass_times.get(id(backer), PassTimes())
             datapaths.append((name, figures, pt.buckets(), pt.total_s, pt.flows_deleted))
         for name, br in self.switch.bridges.items():
@@ -339,6 +346,11 @@ def datapath_families(s: Snapshot):
         m = CounterMetricFamily(f"dpdkswitch_{suffix}", help_, labels=labels)
         for name, f, *_ in s.datapaths:
             m.add_metric([name], f[attr])
+        yield m
+    for suffix, help_, f in SFLOW_COUNTERS:
+        m = CounterMetricFamily(f"dpdkswitch_{suffix}", help_, labels=labels)
+        for name, figures, *_ in s.datapaths:
+            m.add_metric([name], figures[f])
         yield m
     for key, help_ in (("flows", "Flows in the datapath now."),
                        ("flow_limit", "The most flows the datapath holds (datapath.flow_limit).")):

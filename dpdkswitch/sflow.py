@@ -2,17 +2,20 @@
 
 Sampling happens in the datapath: while a bridge has ``sflow:``, its translation puts
 ``sample(1/N, userspace(SFLOW_COOKIE | output))`` first in every megaflow's actions
-(``xlate.sflow_sample``), so one frame in N (the executor's per-frame random draw) comes up
-to the slow path as a userspace upcall, whatever cache level forwarded it.  The upcall handler
-hands those to ``Sflow.sampled`` (``UpcallHandler.on_sflow``), which makes a flow sample:
+(``xlate.sflow_sample``).  The PMD decides by a geometric countdown (one random draw per
+sample, not per frame) and copies a sampled frame's first bytes, length, input port and the
+cookie into its own sample ring (C, ``csrc/sflow.c``): no upcall.  The upcall handler drains
+every ring in one C call (``UpcallHandler.sflow_drain``, this module's ``SampleDrain``: one per
+datapath, for every bridge's agent on it), which encodes each record as this bridge's flow
+sample, with Open vSwitch's records:
 
 * the extended switch record (1001): the frame's VLAN and priority (0 for untagged) in and out;
 * the raw header record (format 1): the first ``header`` bytes of the frame, its length with
   the 4 bytes of FCS the NIC stripped, as Open vSwitch;
 * input ifIndex, output ifIndex as the cookie encodes it (one port, 0x40000000|256 for a drop,
   0x80000000|N for N outputs), sampling rate N, sample pool (N per sample: the frames the
-  bridge's one sampler stood for), drops 0; the source is the bridge (entPhysicalEntry 1000 +
-  sub-agent id), as Open vSwitch's.
+  bridge's one sampler stood for), drops (samples the full rings dropped, every PMD's); the
+  source is the bridge (entPhysicalEntry 1000 + sub-agent id), as Open vSwitch's.
 
 ifIndex of a port is Open vSwitch's for a DPDK port of that name (``xlate.sflow_ifindex``: a
 hash of the name), so a collector sees the same interface numbers from either switch.  Every
@@ -24,8 +27,9 @@ DPDK counts none of them).  Samples wait in a datagram of at most 1400 bytes,
 sent when full and at every revalidator pass (≤ 500 ms); the pass also runs the counter
 polling (``Revalidator.observers``).  Times: the datapath's clock.
 
-Contract: the control thread only (the upcall handler and the revalidator).  Cost: one
-datagram encoding per sample; per polling interval, one C call for every port's counters.
+Contract: the control thread only (the upcall handler and the revalidator).  Cost: one C call
+per 1,024 samples (encoding them) and a list append per sample; per polling interval, one C
+call for every port's counters.
 """
 from __future__ import annotations
 
@@ -33,7 +37,10 @@ import ipaddress
 import socket
 import struct
 
-from .datapath import DatapathError, Upcall
+import numpy as np
+
+from .datapath import MAX_PORTS, SFLOW_BATCH, DatapathError
+from .datapath.abi import SFLOW_AGENT_DTYPE
 from .ofproto.xlate import sflow_ifindex
 from .revalidator import PassReport
 from .switch import Bridge
@@ -82,8 +89,10 @@ class Sflow:
         self.next_poll_ns = self.boot_ns
         self.flow_samples = self.counter_samples = self.datagrams = self.send_errors = 0
         bridge.backer.revalidator.observers.append(self)
-        self._chain = bridge.upcalls.on_sflow       # another bridge of the datapath, if any
-        bridge.upcalls.on_sflow = self.sampled
+        h = bridge.upcalls
+        if h.sflow_drain is None:
+            h.sflow_drain = SampleDrain(self.dp)
+        h.sflow_drain.agents.append(self)
 
     @staticmethod
     def _route_source(target: tuple[str, int]) -> str:
@@ -100,36 +109,19 @@ class Sflow:
         obs = self.bridge.backer.revalidator.observers
         if self in obs:
             obs.remove(self)
-        if self.bridge.upcalls.on_sflow == self.sampled:
-            self.bridge.upcalls.on_sflow = self._chain
+        drain = self.bridge.upcalls.sflow_drain
+        if drain is not None and self in drain.agents:
+            self.bridge.upcalls.stats.sflow_samples += drain()   # what waits for this agent, sent below
+            self.flush()
+            drain.agents.remove(self)
         for s in self.socks.values():
             s.close()
 
     # -- samples
-    def sampled(self, u: Upcall) -> None:
-        """A frame the datapath sampled (an sFlow userspace upcall): a flow sample."""
-        inp = self.bridge.pipeline.port_by_dp(u.in_port)
-        if inp is None:                                # another bridge's port on this datapath
-            if self._chain is not None:
-                self._chain(u)
-            return
-        n = self.cfg.sampling
-        in_if = sflow_ifindex(inp.name) if not inp.patch else 0
-        self.pool += n
-        data = u.data
-        vlan = prio = 0
-        if len(data) >= 18 and data[12:14] in (b"\x81\x00", b"\x88\xa8"):
-            tci = int.from_bytes(data[14:16], "big")
-            vlan, prio = tci & 0xFFF, tci >> 13
-        header = data[:self.cfg.header]
-        raw = struct.pack("!IIII", 1, len(data) + 4, 4, len(header)) + header + b"\0" * (-len(header) % 4)
-        switch = struct.pack("!IIII", vlan, prio, vlan, prio)
-        records = _record(1001, switch) + _record(1, raw)
-        self.flow_seq += 1
-        body = struct.pack("!IIIIIIII", self.flow_seq, self.source, n, self.pool, 0,
-                           in_if, u.cookie & 0xFFFFFFFF, 2) + records
+    def sampled(self, sample: bytes) -> None:
+        """A flow sample the datapath made (SampleDrain): into the next datagram."""
         self.flow_samples += 1
-        self._add(_record(1, body))
+        self._add(sample)
 
     def poll_counters(self) -> None:
         """A counter sample of every device port (generic and Ethernet records)."""
@@ -208,3 +200,54 @@ class Sflow:
                 f"{c.sampling}, polling {c.polling} s, header {c.header} bytes\n"
                 f"  flow samples: {self.flow_samples}, counter samples: {self.counter_samples}, "
                 f"datagrams sent: {self.datagrams}, send errors: {self.send_errors}\n")
+
+
+class SampleDrain:
+    """The sample rings of one datapath, drained for every sFlow agent on it (one per bridge):
+    the upcall handler calls it (``UpcallHandler.sflow_drain``) before its upcalls.  Each
+    agent's sampling rate, header size, sequence number and pool live in one C-viewed array
+    (abi.SFLOW_AGENT_DTYPE), and the datapath ports' agent and ifIndex in two tables, rebuilt
+    when a bridge's ports change."""
+
+    def __init__(self, dp):
+        self.dp = dp
+        self.agents: list[Sflow] = []
+        self._key = None
+        self.port_agent = np.full(MAX_PORTS, 0xFFFFFFFF, dtype=np.uint32)
+        self.port_ifindex = np.zeros(MAX_PORTS, dtype=np.uint32)
+
+    def _tables(self) -> None:
+        key = tuple((id(a), a.bridge.pipeline.version) for a in self.agents)
+        if key == self._key:
+            return
+        self.port_agent[:] = 0xFFFFFFFF
+        self.port_ifindex[:] = 0
+        for i, a in enumerate(self.agents):
+            for p in a.bridge.pipeline.ports.values():
+                if 0 <= p.dp_port < MAX_PORTS and self.port_agent[p.dp_port] == 0xFFFFFFFF:
+                    self.port_agent[p.dp_port] = i
+                    self.port_ifindex[p.dp_port] = 0 if p.patch else sflow_ifindex(p.name)
+        self._key = key
+
+    def __call__(self) -> int:
+        """Every record waiting, to its agent; returns how many."""
+        agents = self.agents
+        if not agents:
+            return 0
+        self._tables()
+        lost = int(self.dp.pmd_stats()["sflow_lost"].sum()) & 0xFFFFFFFF
+        state = np.array([(a.source, a.cfg.sampling, a.cfg.header, a.flow_seq, a.pool, lost) for a in agents],
+                         dtype=SFLOW_AGENT_DTYPE)
+        total = 0
+        while True:
+            data, agent_of, lens = self.dp.sflow_drain(state, self.port_agent, self.port_ifindex)
+            off = 0
+            for a, n in zip(agent_of.tolist(), lens.tolist()):
+                agents[a].sampled(data[off:off + n])
+                off += n
+            total += len(lens)
+            if len(lens) < SFLOW_BATCH:
+                break
+        for a, (seq, pool) in zip(agents, state[["seq", "pool"]].tolist()):
+            a.flow_seq, a.pool = seq, pool
+        return total

@@ -50,7 +50,7 @@ class UpcallStats:
     packet_ins: int = 0
     errors: int = 0
     metered: int = 0                 # misses the bridge's OFPM_SLOWPATH meter dropped
-    sflow_samples: int = 0           # frames the datapath sampled for sFlow
+    sflow_samples: int = 0           # sFlow samples taken from the PMDs' sample rings
     ipfix_samples: int = 0           # frames sampled for IPFIX (bridge-level and sample actions)
     special: int = 0                 # control protocols' frames delivered (BPDUs, ...)
 
@@ -77,7 +77,7 @@ class UpcallHandler:
         self.packet_in_hooks: dict[str, object] = {}   # bridge name -> its packet-in consumer
         self.max_batch = max_batch
         self.megaflows = True
-        self.on_sflow = None                            # sFlow's agents take the samples (sflow.py)
+        self.sflow_drain = None                         # sFlow's agents: takes the sample rings' records, returns how many (sflow.py)
         self.cost_s = 20e-6                             # seconds an upcall takes, smoothed (udpif sizes batches by it)
         self.ipfix_hooks: dict[str, object] = {}        # bridge name -> its IPFIX exporter's sampled (ipfix.py)
         self._masks: dict[int, tuple[bytes, int]] = {}  # a translation's wildcards -> its megaflow mask (bytes, int)
@@ -96,20 +96,22 @@ class UpcallHandler:
         self.ukeys.clear()
 
     def handle(self, limit: int | None = None) -> int:
-        """Take up to LIMIT upcalls (max_batch at most); returns how many were handled."""
+        """Take up to LIMIT upcalls (max_batch at most), after sFlow's samples (the PMDs' sample
+        rings, to the agents in one C call); returns how many were handled, samples included."""
+        sampled = 0
+        if self.sflow_drain is not None:
+            sampled = self.sflow_drain()
+            self.stats.sflow_samples += sampled
         ups = self._take(min(limit or self.max_batch, self.max_batch))
         if not ups:
-            return 0
+            return sampled
         self.stats.upcalls += len(ups)
         misses: dict[bytes, list[Upcall]] = defaultdict(list)
         now_ns = self.dp.now_ns
         metering = any(p.slow_meters for p in self.xlate.pipelines)
         for u in ups:
             if u.type == "action":
-                if u.cookie & SFLOW_COOKIE:
-                    self.stats.sflow_samples += 1
-                    if self.on_sflow is not None:
-                        self.on_sflow(u)
+                if u.cookie & SFLOW_COOKIE:                # not sent up (the sample rings): dropped
                     u.free()
                 elif u.cookie & (IPFIX_COOKIE | FLOW_SAMPLE_COOKIE):
                     self._ipfix(u)
@@ -126,7 +128,7 @@ class UpcallHandler:
         for members, actions in planned:             # the missed packets themselves
             for u in members:
                 u.execute(actions)
-        return len(ups)
+        return sampled + len(ups)
 
     def handle_control(self) -> int:
         """The control protocols' frames waiting on the reserved ring, to their protocols (before

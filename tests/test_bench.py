@@ -160,6 +160,32 @@ def test_export_cost_summary():
     assert [v for v, _ in exportcost.variants("normal-1k")] == ["plain", "sflow 1/1000"]
 
 
+def test_export_cost_summary_per_pmd_cpu_second():
+    """The rate over the PMD thread's CPU time has its own medians and ratio: a run that shared
+    the PMD's core with another job forwards less per wall second, not per second it ran."""
+    runs = [{"scenario": "s", "variant": v, "ok": True, "result": {"mpps": m, "mpps_on_cpu": c}}
+            for v, m, c in (("plain", 30.0, 60.0), ("plain", 60.0, 62.0), ("plain", 20.0, 61.0),
+                            ("sflow 1/1000", 20.0, 59.0), ("sflow 1/1000", 61.0, 60.0), ("sflow 1/1000", 15.0, 58.0))]
+    med = exportcost.summary(runs)
+    assert med["s"]["plain"]["mpps_on_cpu"] == 61.0 and med["s"]["sflow 1/1000"]["on_cpu_of_plain"] == 0.9672
+    assert "96.7 %" in exportcost.format_summary(med)
+
+
+def test_thread_cpu_s_reads_a_named_threads_run_time():
+    import threading
+    stop = threading.Event()
+    t = threading.Thread(target=lambda: stop.wait(5), name="cpu-probe")
+    t.start()
+    try:
+        with open(f"/proc/self/task/{t.native_id}/comm", "w") as f:
+            f.write("cpu-probe")
+        assert forwarding.thread_cpu_s("cpu-probe") is not None
+        assert forwarding.thread_cpu_s("no-such-thread") is None
+    finally:
+        stop.set()
+        t.join()
+
+
 def test_stage_figures_and_their_table():
     d = {"sampled_packets": 64, "sampled_iterations": 2, "sampled_cycles": 6400,
          **{"stage_" + s: 0 for s in STAGES}}

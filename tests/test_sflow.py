@@ -267,3 +267,158 @@ def test_dpdkswitch_run_samples_a_hosts_traffic_on_its_pmd(tmp_path):
     assert all((f.input_if, f.output_if, f.sampling_rate) == (sflow_ifindex("p1"), sflow_ifindex("p2"), 2) for f in ours)
     assert counters >= 2 * 2                                      # two ports, every second
     assert "flow samples: 0" not in shown and "sampling 1/2" in shown, shown
+
+
+# ---- the PMDs' sample rings (csrc/sflow.c): records, not upcalls ----
+
+def make_ring(eal, port: int, n: int, header: int):
+    cfg = (CONFIG % {"tag": os.getpid() % 100000, "port": port, "n": n}).replace("header: 64", f"header: {header}")
+    sw = Switch(loads(cfg, "sf.yaml"), manual_clock=True)
+    sw.start()
+    br = sw.bridge("br0")
+    p1, p2 = host_port(br, "h1", 1), host_port(br, "h2", 2)
+    return sw, br, p1, p2
+
+
+def collector():
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(1)
+    return rx
+
+
+def flow_samples_of(rx) -> list[bytes]:
+    """Every flow sample (format 1) received, as its XDR bytes (record header included)."""
+    out = []
+    while True:
+        try:
+            data = rx.recv(65535)
+        except socket.timeout:
+            return out
+        n, off = int.from_bytes(data[24:28], "big"), 28
+        for _ in range(n):
+            fmt, length = struct.unpack_from("!II", data, off)
+            if fmt == 1:
+                out.append(data[off:off + 8 + length])
+            off += 8 + length
+
+
+def expected_sample(frame: bytes, seq: int, rate: int, pool: int, drops: int, in_if: int, out_if: int,
+                    header: int) -> bytes:
+    """sFlow v5's flow sample of FRAME as Open vSwitch 3.1 sends it (and as sflow.py sent it
+    before the datapath encoded it): extended switch, then the raw header."""
+    vlan = prio = 0
+    if frame[12:14] in (b"\x81\x00", b"\x88\xa8"):
+        tci = int.from_bytes(frame[14:16], "big")
+        vlan, prio = tci & 0xFFF, tci >> 13
+    h = frame[:header]
+    raw = struct.pack("!IIII", 1, len(frame) + 4, 4, len(h)) + h + b"\0" * (-len(h) % 4)
+    switch = struct.pack("!IIII", vlan, prio, vlan, prio)
+    records = struct.pack("!II", 1001, 16) + switch + struct.pack("!II", 1, len(raw)) + raw
+    body = struct.pack("!IIIIIIII", seq, PHYSICAL_SOURCE, rate, pool, drops, in_if, out_if, 2) + records
+    return struct.pack("!II", 1, len(body)) + body
+
+
+PHYSICAL_SOURCE = (2 << 24) | 1000
+
+
+def tagged(frame: bytes, vid: int, pcp: int) -> bytes:
+    return frame[:12] + b"\x81\x00" + ((pcp << 13) | vid).to_bytes(2, "big") + frame[12:]
+
+
+def test_ring_samples_are_byte_exact_flow_samples(eal):
+    """Every frame sampled (1/1), any size and tagged or not: each flow sample at the collector
+    is byte for byte the one Open vSwitch's encoding gives (header bytes, lengths, VLAN,
+    sequence numbers, pool), in the order the frames came."""
+    rx = collector()
+    sw, br, p1, p2 = make_ring(eal, rx.getsockname()[1], 1, 256)
+    agent = Sflow(br)
+    try:
+        frames = []
+        for i in range(300):
+            f = udp_frame(i, size=60 + (i * 37) % 1400)
+            frames.append(tagged(f, i % 4095 + 1, i % 8) if i % 3 == 0 else f)
+        assert send(br, p1, p2, frames) == len(frames)
+        br.backer.revalidator.run()
+        got = flow_samples_of(rx)
+        assert len(got) == len(frames) == agent.flow_samples
+        for i, (fr, s) in enumerate(zip(frames, got)):
+            assert s == expected_sample(fr, i + 1, 1, i + 1, 0, sflow_ifindex("h1"), sflow_ifindex("h2"), 256), i
+    finally:
+        agent.close()
+        sw.stop()
+        rx.close()
+
+
+def test_a_full_sample_ring_counts_what_it_drops_and_forwards_everything(eal):
+    """Nobody drains the rings: past DPS_SFLOW_RING records the PMD drops samples and counts
+    them (sflow_lost), forwards every frame still; the records kept are taken whole, the samples
+    sent from then on carry the drops, and Prometheus's counters say the same."""
+    from dpdkswitch.datapath import MANUAL_PMD, lib
+    from dpdkswitch.metrics import Metrics
+    rx = collector()
+    sw, br, p1, p2 = make_ring(eal, rx.getsockname()[1], 1, 64)
+    agent = Sflow(br)
+    ring = lib.DPS_SFLOW_RING
+    try:
+        total = ring + 3000
+        frames = [udp_frame(i, size=64) for i in range(total + 1)]
+        assert send(br, p1, p2, frames[:1]) == 1                # the flow in the datapath (its miss sampled too)
+        assert agent.flow_samples == 1
+        frames = frames[1:]
+        out = 0
+        for i in range(0, total, 32):
+            br.dp.inject(p1, frames[i:i + 32])
+            br.dp.poll(2)
+            out += len(br.dp.drain(p2))
+        assert out == total                                     # sampling takes nothing from forwarding
+        st = br.dp.pmd_stats()[MANUAL_PMD]
+        assert (int(st["sflow_samples"]), int(st["sflow_lost"])) == (1 + ring, total - ring)
+        assert br.dp.sflow_waiting() == ring and br.dp.upcall_count() >= ring
+        assert br.upcalls.handle() >= ring
+        assert agent.flow_samples == 1 + ring and br.dp.sflow_waiting() == 0
+        assert send(br, p1, p2, frames[:5]) == 5                # room again
+        br.backer.revalidator.run()
+        got = flow_samples_of(rx)[1:]
+        assert len(got) == ring + 5
+        lost = total - ring                                     # the drops field: what was lost by the drain
+        for i, s in enumerate(got[:ring]):                      # the first RING frames, whole
+            assert s == expected_sample(frames[i], i + 2, 1, i + 2, lost, sflow_ifindex("h1"), sflow_ifindex("h2"), 64)
+        assert [struct.unpack_from("!I", s, 24)[0] for s in got[ring:]] == [lost] * 5
+        snap = Metrics(sw, "127.0.0.1:0").refresh()
+        (figures,) = [f for name, f, *_ in snap.datapaths if name == br.dp.name]
+        assert (figures["sflow_samples"], figures["sflow_lost"]) == (1 + ring + 5, total - ring)
+    finally:
+        agent.close()
+        sw.stop()
+        rx.close()
+
+
+def test_sampling_countdown_gaps_are_geometric(eal):
+    """1 in 10 over 60,000 distinct frames: the sampled frames (told by their source address)
+    are 1/10 of them ± 5 %, and the gaps between two are geometric: mean 10 ± 5 %, a gap of 1
+    (two frames in a row) a tenth of the time, gaps over 30 about (9/10)^30 of them."""
+    rx = collector()
+    sw, br, p1, p2 = make_ring(eal, rx.getsockname()[1], 10, 64)
+    agent = Sflow(br)
+    try:
+        total = 60_000
+        frames = [udp_frame(i, size=64) for i in range(total)]
+        assert send(br, p1, p2, frames) == total
+        br.backer.revalidator.run()
+        got = flow_samples_of(rx)
+        idx = [int.from_bytes(s[8 + 32 + 8 + 16 + 8 + 16 + 26:][:4], "big") & 0xFFFFFF for s in got]
+        assert idx == sorted(idx) and len(set(idx)) == len(idx)
+        assert abs(len(idx) - total / 10) <= 0.05 * total / 10, len(idx)
+        gaps = [b - a for a, b in zip(idx, idx[1:])]
+        mean = sum(gaps) / len(gaps)
+        assert abs(mean - 10) <= 0.5, mean
+        ones = gaps.count(1) / len(gaps)
+        assert abs(ones - 0.1) <= 0.02, ones
+        tail = sum(g > 30 for g in gaps) / len(gaps)
+        assert abs(tail - 0.9 ** 30) <= 0.015, tail
+    finally:
+        agent.close()
+        sw.stop()
+        rx.close()

@@ -375,7 +375,8 @@ void dps_emc_insert_prob_set(struct dps_dp *dp, uint32_t inv_prob);
  * drains first, so a miss storm filling the main ring cannot starve them. */
 #define DPS_UPCALL_CONTROL 9223372036854775808ULL   /* 1 << 63 */
 #define DPS_CONTROL_RING 512
-/* A userspace action whose cookie has this bit is a sample (sFlow's, IPFIX's) that may wait:
+/* A userspace action whose cookie has this bit is a sample (IPFIX's; sFlow's go to the sample
+ * rings below instead) that may wait:
  * it wakes the slow path only once DPS_LAZY_WAKE upcalls wait in the ring (a miss or any other
  * upcall wakes it at once, as before), and dps_upcall_arm does not count it below that, so
  * samples are taken in batches, not one wake-up each.  The slow path takes what waits at its
@@ -390,12 +391,57 @@ struct dps_upcall {
     uint64_t cookie;
     struct dps_flow_key key;
 };
+
+/* ---- sFlow samples -----------------------------------------------------------------------
+ *
+ * A userspace action whose cookie has DPS_UPCALL_SFLOW and not DPS_UPCALL_CONTROL (sFlow's
+ * sample; the cookie's low 32 bits are the output ifIndex) is not an upcall: the PMD copies the frame's first
+ * DPS_SFLOW_HEADER_MAX bytes (fewer if it is shorter), its length, its input port and the
+ * cookie into a record of its own sample ring (DPS_SFLOW_RING records; one producer, that PMD,
+ * one consumer, the control thread; no lock, no mbuf held), counts it in its sflow_samples,
+ * and lets the frame go.  A full ring drops the sample and counts it in sflow_lost: the PMD
+ * never waits.  A ring holding DPS_SFLOW_WAKE records wakes the control thread through the
+ * upcall eventfd; dps_upcall_arm and dps_upcall_count count the records waiting (arm: once
+ * DPS_SFLOW_WAKE of them do), so the periodic pass takes the rest.  The sampling decision
+ * itself (the sample action ahead of it) is a geometric countdown per PMD and probability:
+ * one random draw per sample, not per frame.
+ */
+#define DPS_UPCALL_SFLOW 4611686018427387904ULL     /* 1 << 62 */
+#define DPS_SFLOW_RING 16384
+#define DPS_SFLOW_HEADER_MAX 256
+#define DPS_SFLOW_WAKE 2048
+/* One sFlow agent (a bridge's) as dps_sflow_drain encodes its flow samples.  Viewed by
+ * Python as a numpy array (tests/test_abi.py checks the layout). */
+struct dps_sflow_agent {
+    uint32_t source;                  /* the flow samples' source id (class << 24 | index) */
+    uint32_t rate;                    /* sampling rate: 1 in RATE */
+    uint32_t header;                  /* header bytes exported, at most DPS_SFLOW_HEADER_MAX */
+    uint32_t seq;                     /* in/out: the last flow sample's sequence number */
+    uint32_t pool;                    /* in/out: the sample pool (RATE more each sample) */
+    uint32_t drops;                   /* the samples' drops field */
+};
+/* Take up to MAX records from every PMD's sample ring (oldest first within a PMD) and encode
+ * each as an sFlow v5 flow sample (XDR: the sample record, format 1, with the extended switch
+ * record 1001 and the raw header record 1) of agent PORT_AGENT[in_port] (an index into AGENTS,
+ * N_AGENTS of them; a port with none, >= N_AGENTS, has its record dropped), input ifIndex
+ * PORT_IFINDEX[in_port], output ifIndex the cookie's low 32 bits.  PORT_AGENT and
+ * PORT_IFINDEX have DPS_MAX_PORTS entries.  The samples go into OUT one after another; sample
+ * i's agent is AGENT_OF[i] and its length LENS[i] bytes.  Stops before a sample that would
+ * not fit CAP bytes.  Returns how many samples it wrote.  Control thread; a few hundred cycles
+ * a sample. */
+int dps_sflow_drain(struct dps_dp *dp, const uint32_t *port_agent, const uint32_t *port_ifindex,
+                    struct dps_sflow_agent *agents, unsigned n_agents, uint8_t *out, uint32_t cap,
+                    uint32_t *agent_of, uint32_t *lens, unsigned max);
+/* Records waiting in the sample rings. */
+unsigned dps_sflow_waiting(const struct dps_dp *dp);
+
 /* The eventfd that becomes readable when upcalls wait.  Read it (8 bytes) to re-arm. */
 int dps_upcall_fd(const struct dps_dp *dp);
 /* Ask to be woken by the eventfd; returns how many upcalls already wait (then don't sleep):
- * those that are not lazy, or all once DPS_LAZY_WAKE wait. */
+ * those that are not lazy, or all once DPS_LAZY_WAKE wait; and the sFlow records once
+ * DPS_SFLOW_WAKE wait. */
 unsigned dps_upcall_arm(struct dps_dp *dp);
-/* How many upcalls wait, lazy ones too. */
+/* How many upcalls wait, lazy ones and sFlow's records too. */
 unsigned dps_upcall_count(const struct dps_dp *dp);
 /* Take up to n upcalls. */
 int dps_upcall_recv(struct dps_dp *dp, struct dps_upcall *out, unsigned n);
@@ -455,7 +501,7 @@ int dps_dp_poll(struct dps_dp *dp, unsigned iterations);
 #define DPS_STAGES 9
 
 /* Per-PMD counters, written by their PMD only, read in place (tests/test_abi.py checks the
- * layout against numpy).  256 bytes each, so no two PMDs share a cache line. */
+ * layout against numpy).  320 bytes each, so no two PMDs share a cache line. */
 struct dps_pmd_stats {
     uint64_t rx_packets;
     uint64_t tx_packets;
@@ -478,10 +524,12 @@ struct dps_pmd_stats {
     uint64_t sampled_packets;        /* frames they received */
     uint64_t sampled_cycles;         /* their TSC cycles, whole: the stages and the loop's own */
     uint64_t stage_cycles[DPS_STAGES];   /* of those, in each stage (DPS_STAGE_*) */
+    uint64_t sflow_samples;          /* sFlow samples put in its sample ring */
+    uint64_t sflow_lost;             /* sFlow samples dropped: its sample ring was full */
     uint32_t lcore;
     uint32_t active;                 /* 1 while the thread runs */
     uint32_t n_rxq;                  /* rx queues it polls */
-    uint32_t pad[3];
+    uint32_t pad[15];
 };
 /* The counters array: DPS_MAX_PMDS + 1 entries (the last for deterministic polling). */
 struct dps_pmd_stats *dps_pmd_stats(struct dps_dp *dp);

@@ -4,7 +4,8 @@ For each scenario (default ``p2p-1k`` and ``normal-1k``), child runs of ``dpdksw
 SCENARIO --json`` alternate within each round: plain, with sFlow sampling 1-in-``SFLOW_N``
 (``--sflow``), and on the scenarios of ``SCRAPE_SCENARIOS`` with a Prometheus scrape every
 ``SCRAPE_MS`` ms (``--scrape-ms``).  It prints the medians of Mpps and each variant's ratio to
-plain, and writes the raw runs to ``--out``/``export-cost.json``.
+plain, and the same of the rate per second the PMD thread ran (``mpps_on_cpu``: on a machine
+whose PMD core other jobs' threads share, the wall-clock rate measures them as much as us), and writes the raw runs to ``--out``/``export-cost.json``.
 
 Main thread only; it costs the runs' time and starts no EAL itself.
 """
@@ -43,21 +44,29 @@ def summary(runs: list[dict]) -> dict:
         row = med[name] = {}
         for variant, rs in by_variant.items():
             ok = [r["result"]["mpps"] for r in rs if r["ok"]]
+            on_cpu = [r["result"]["mpps_on_cpu"] for r in rs if r["ok"] and r["result"].get("mpps_on_cpu")]
             row[variant] = {"runs": [r["result"].get("mpps") for r in rs],
-                            "mpps": statistics.median(ok) if ok else None}
+                            "mpps": statistics.median(ok) if ok else None,
+                            "mpps_on_cpu": statistics.median(on_cpu) if on_cpu else None}
         base = row.get("plain", {}).get("mpps")
+        base_cpu = row.get("plain", {}).get("mpps_on_cpu")
         for variant, e in row.items():
             if variant != "plain" and base and e["mpps"] is not None:
                 e["of_plain"] = round(e["mpps"] / base, 4)
+            if variant != "plain" and base_cpu and e["mpps_on_cpu"] is not None:
+                e["on_cpu_of_plain"] = round(e["mpps_on_cpu"] / base_cpu, 4)
     return med
 
 
 def format_summary(med: dict) -> str:
-    rows = [("scenario", "variant", "Mpps (median)", "of plain", "runs (Mpps)")]
+    rows = [("scenario", "variant", "Mpps (median)", "of plain", "Mpps per PMD CPU s", "of plain", "runs (Mpps)")]
     for name, row in med.items():
         for variant, e in row.items():
+            on_cpu = e.get("mpps_on_cpu")
             rows.append((name, variant, "FAILED" if e["mpps"] is None else f"{e['mpps']:.3f}",
                          f"{100 * e['of_plain']:.1f} %" if "of_plain" in e else "-",
+                         "-" if on_cpu is None else f"{on_cpu:.3f}",
+                         f"{100 * e['on_cpu_of_plain']:.1f} %" if "on_cpu_of_plain" in e else "-",
                          " ".join("-" if v is None else f"{v:.3f}" for v in e["runs"])))
     return table(rows)
 

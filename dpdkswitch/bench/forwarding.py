@@ -394,10 +394,14 @@ class ScenarioRun:
 
     def _forwarding(self, seconds: float) -> dict:
         self.loop(WARMUP_S, self._rate_ticker("warm-up", time.monotonic() + WARMUP_S))
+        pmd_thread = f"rte-worker-{self.pmd_core}"       # DPDK's name of the PMD's lcore thread
         t0, c0 = self.snapshot()
+        p0 = thread_cpu_s(pmd_thread)
         self.loop(seconds, self._rate_ticker("measuring", t0 + seconds))
         t1, c1 = self.snapshot()
+        p1 = thread_cpu_s(pmd_thread)
         self.progress.done()
+        pmd_cpu = p1 - p0 if p0 is not None and p1 is not None else None
         d = {k: c1[k] - c0[k] for k in c1}
         dt = t1 - t0
         rx = d["rx_packets"]
@@ -426,6 +430,10 @@ class ScenarioRun:
             "action_drops": d["action_drops"],
             "busy_pct": round(100.0 * d["busy_cycles"] / cycles, 2) if cycles else 0.0,
             "measured_s": round(dt, 3),
+            # the PMD thread's CPU seconds in the window, and the rate over them: what the PMD
+            # forwards per second it runs, whatever other threads took of its core meanwhile
+            "pmd_cpu_s": round(pmd_cpu, 3) if pmd_cpu is not None else None,
+            "mpps_on_cpu": round(rx / pmd_cpu / 1e6, 3) if pmd_cpu else None,
             "flows_at_end": self.br.dp.flow_count(),
             "subtables": self.br.dp.subtable_count(),
             **stage_figures(d, self.stage_sample),
@@ -461,6 +469,21 @@ class ScenarioRun:
             "packets": c1["rx_packets"],
             "measured_s": round(t1 - t0, 3),
         }
+
+
+def thread_cpu_s(name: str) -> float | None:
+    """The CPU time of this process's thread NAME (its scheduler's run time, in seconds), None
+    if there is no such thread.  The PMD's: what it ran, whatever else shared its core."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if f.read().strip() != name:
+                    continue
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                return int(f.read().split()[0]) / 1e9
+        except OSError:
+            continue
+    return None
 
 
 def stage_figures(d: dict[str, int], every: int) -> dict:

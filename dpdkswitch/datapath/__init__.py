@@ -25,12 +25,14 @@ from .. import log
 from ..flowkey import KEY_SIZE
 from . import _dpdkswitch, odp
 from ._dpdkswitch import ffi, lib
-from .abi import FLOW_DELTA_DTYPE, PMD_STATS_DTYPE, PORT_STATS_DTYPE
+from .abi import FLOW_DELTA_DTYPE, PMD_STATS_DTYPE, PORT_STATS_DTYPE, SFLOW_AGENT_DTYPE
 
 MAX_PORTS = lib.DPS_MAX_PORTS
 MAX_PMDS = lib.DPS_MAX_PMDS
 MANUAL_PMD = lib.DPS_MAX_PMDS  # counters slot of deterministic polling
 UPCALL_BATCH = 256             # upcalls one Datapath.upcalls() call takes at most (dps_upcall_recv's)
+SFLOW_BATCH = 1024             # sFlow samples one Datapath.sflow_drain() call takes at most
+SFLOW_SAMPLE_MAX = 88 + lib.DPS_SFLOW_HEADER_MAX    # bytes of one encoded flow sample, at most
 
 __all__ = ["DatapathError", "Eal", "Datapath", "Upcall", "parse", "MAX_PORTS", "MAX_PMDS", "MANUAL_PMD",
            "extension_path"]
@@ -271,6 +273,7 @@ class Datapath:
         buf = ffi.buffer(stats, PMD_STATS_DTYPE.itemsize * (MAX_PMDS + 1))
         self._stats = np.frombuffer(buf, dtype=PMD_STATS_DTYPE)
         self._upcall_buf = ffi.new("struct dps_upcall[]", UPCALL_BATCH)   # reused: upcalls() copies out of it
+        self._sflow_buf = None                                             # sflow_drain's, made at its first call
 
     # -- lifetime
     def close(self) -> None:
@@ -355,6 +358,35 @@ class Datapath:
             lib.dps_port_stats_many(self.h, ffi.cast("uint32_t *", ffi.from_buffer(ports)), len(dp_ports),
                                     ffi.cast("struct dps_port_stats *", ffi.from_buffer(out)))
         return out
+
+    # -- sFlow samples (the PMDs' sample rings, include/dpdkswitch.h)
+    def sflow_drain(self, agents: np.ndarray, port_agent: np.ndarray, port_ifindex: np.ndarray,
+                    max_samples: int = SFLOW_BATCH) -> tuple[bytes, np.ndarray, np.ndarray]:
+        """Up to MAX_SAMPLES records of the PMDs' sample rings, encoded as sFlow v5 flow
+        samples in one C call: AGENTS (abi.SFLOW_AGENT_DTYPE; seq and pool advance in place),
+        PORT_AGENT and PORT_IFINDEX (uint32, MAX_PORTS each: the agent index and ifIndex of a
+        datapath port; an index past AGENTS drops that port's records).  Returns the samples
+        one after another, each one's agent index and each one's length."""
+        if agents.dtype != SFLOW_AGENT_DTYPE or len(port_agent) != MAX_PORTS or len(port_ifindex) != MAX_PORTS:
+            raise ValueError("sflow_drain: agents of SFLOW_AGENT_DTYPE, port tables of MAX_PORTS")
+        if self._sflow_buf is None:
+            self._sflow_buf = (ffi.new("uint8_t[]", SFLOW_BATCH * SFLOW_SAMPLE_MAX),
+                               np.zeros(SFLOW_BATCH, np.uint32), np.zeros(SFLOW_BATCH, np.uint32))
+        buf, agent_of, lens = self._sflow_buf
+        pa = np.ascontiguousarray(port_agent, dtype=np.uint32)
+        pi = np.ascontiguousarray(port_ifindex, dtype=np.uint32)
+        n = lib.dps_sflow_drain(self.h, ffi.cast("uint32_t *", ffi.from_buffer(pa)),
+                                ffi.cast("uint32_t *", ffi.from_buffer(pi)),
+                                ffi.cast("struct dps_sflow_agent *", ffi.from_buffer(agents)), len(agents),
+                                buf, SFLOW_BATCH * SFLOW_SAMPLE_MAX,
+                                ffi.cast("uint32_t *", ffi.from_buffer(agent_of)),
+                                ffi.cast("uint32_t *", ffi.from_buffer(lens)), min(max_samples, SFLOW_BATCH))
+        total = int(lens[:n].sum())
+        return ffi.buffer(buf, total)[:], agent_of[:n].copy(), lens[:n].copy()
+
+    def sflow_waiting(self) -> int:
+        """sFlow records waiting in the PMDs' sample rings."""
+        return lib.dps_sflow_waiting(self.h)
 
     def port_xstats(self, dp_port: int) -> dict[str, int]:
         n = 64

@@ -33,11 +33,17 @@ PMD_STATS_DTYPE = np.dtype([
     ("sampled_packets", "<u8"),
     ("sampled_cycles", "<u8"),
     ("stage_cycles", "<u8", (9,)),          # by DPS_STAGE_*: STAGES below
+    ("sflow_samples", "<u8"),
+    ("sflow_lost", "<u8"),
     ("lcore", "<u4"),
     ("active", "<u4"),
     ("n_rxq", "<u4"),
-    ("pad", "<u4", (3,)),
+    ("pad", "<u4", (15,)),
 ])
+
+# struct dps_sflow_agent (include/dpdkswitch.h): one sFlow agent as dps_sflow_drain encodes
+# its samples (seq and pool written back).
+SFLOW_AGENT_DTYPE = np.dtype([(name, "<u4") for name in ("source", "rate", "header", "seq", "pool", "drops")])
 
 # struct dps_port_stats (include/dpdkswitch.h): one port's counters, as dps_port_stats_many
 # fills an array of them.
@@ -58,7 +64,8 @@ STAGES = ("upkeep", "rx", "simple", "parse", "emc", "masked", "actions", "tx", "
 
 # Every dtype checked against the DWARF, by the C struct it views.
 VIEWS = {"dps_pmd_stats": PMD_STATS_DTYPE, "dps_flow_key": KEY_DTYPE, "dps_port_stats": PORT_STATS_DTYPE,
-         "dps_ufid": UFID_DTYPE, "dps_flow_stats": FLOW_STATS_DTYPE, "dps_flow_delta": FLOW_DELTA_DTYPE}
+         "dps_ufid": UFID_DTYPE, "dps_flow_stats": FLOW_STATS_DTYPE, "dps_flow_delta": FLOW_DELTA_DTYPE,
+         "dps_sflow_agent": SFLOW_AGENT_DTYPE}
 
 
 def dwarf_struct(path: str, name: str) -> tuple[int, dict[str, tuple[int, int]]]:

@@ -351,6 +351,18 @@ ufid_slot(const struct dps_flow_table *ft, const struct dps_ufid *ufid)
     return (int)(uintptr_t)data;
 }
 
+/* The list's DPS_SHAPE_* (flow.h). */
+static uint16_t
+actions_shape(const uint8_t *a, uint32_t len)
+{
+    const struct dps_action *h = (const void *)a;
+    if (len == sizeof *h && h->type == DPS_ACT_OUTPUT)
+        return DPS_SHAPE_OUTPUT;
+    if (len == 2 * sizeof *h && h[0].type == DPS_ACT_HASH && h[0].len == sizeof *h && h[1].type == DPS_ACT_RECIRC)
+        return DPS_SHAPE_HASH_RECIRC;
+    return DPS_SHAPE_ANY;
+}
+
 static struct dps_actions *
 actions_copy(const uint8_t *a, uint32_t len)
 {
@@ -367,6 +379,7 @@ actions_copy(const uint8_t *a, uint32_t len)
         }
         acts->lead = (uint16_t)lead;
         acts->needs_key = dps_actions_need_key(a + lead, len - lead);
+        acts->shape = actions_shape(a, len);
         memcpy(acts->data, a, len);
     }
     return acts;

@@ -56,9 +56,16 @@ struct dps_actions {
      * then runs the rest, DATA + LEAD, on the burst. */
     uint16_t lead;
     uint16_t lead_copy;                    /* a sampled frame's branch is a copy (as the executor's) */
-    uint32_t needs_key;                    /* hash or userspace in the rest: the frame's key must be parsed */
+    uint16_t needs_key;                    /* hash or userspace in the rest: the frame's key must be parsed */
+    uint16_t shape;                        /* DPS_SHAPE_*: a list the PMD runs without the executor */
     uint8_t data[];
 };
+
+/* Lists of one of these shapes, and nothing else, run without the executor's loop (pmd.c's
+ * dps_pmd_run_flow): the same effect, fewer steps a frame. */
+#define DPS_SHAPE_ANY 0
+#define DPS_SHAPE_OUTPUT 1                 /* output:PORT */
+#define DPS_SHAPE_HASH_RECIRC 2            /* hash(BASIS), recirc(ID): a balance-tcp bond's first pass */
 
 struct dps_subtable;
 

@@ -36,7 +36,8 @@ PMD_STATS_DTYPE = np.dtype([
     ("lcore", "<u4"),
     ("active", "<u4"),
     ("n_rxq", "<u4"),
-    ("pad", "<u4", (3,)),
+    ("pad", "<u4"),
+    ("one_pass", "<u8"),
 ])
 
 # struct dps_port_stats (include/dpdkswitch.h): one port's counters, as dps_port_stats_many

@@ -888,16 +888,6 @@ dps_classify_emc_rest(struct dps_pmd *pmd, const struct dps_flow_key *keys, cons
     return n_miss;
 }
 
-uint32_t
-dps_rcache_lookup(struct dps_pmd *pmd, uint32_t f_slot, uint32_t f_gen, uint32_t recirc_id, uint32_t dp_hash)
-{
-    const struct dps_rcache_entry *e = &pmd->rcache->e[dps_rcache_index(f_slot, dp_hash)];
-    if (e->f_slot == f_slot && e->f_gen == f_gen && e->recirc_id == recirc_id
-        && (dp_hash & e->dph_mask) == e->dph_value && flow_alive(&pmd->dp->ft, e->g_slot, e->g_gen))
-        return e->g_slot;
-    return UINT32_MAX;
-}
-
 void
 dps_rcache_insert(struct dps_pmd *pmd, uint32_t f_slot, uint32_t f_gen, uint32_t recirc_id, uint32_t dp_hash,
                   uint32_t g_slot)

@@ -480,7 +480,7 @@ static void
 recirc_cached(struct dps_pmd *pmd, struct dps_recirc_batch *b, uint64_t now)
 {
     const struct dps_flow_table *ft = &pmd->dp->ft;
-    uint32_t g[DPS_BURST];
+    uint32_t g[DPS_BURST], hits = 0;
     struct dps_recirc_batch spill;             /* its keys touched only when B is full */
     spill.n = 0;
     uint16_t nq = b->nq;
@@ -492,7 +492,7 @@ recirc_cached(struct dps_pmd *pmd, struct dps_recirc_batch *b, uint64_t now)
     }
     for (uint16_t i = 0; i < nq; i++) {
         const struct dps_recirc_quick *q = &b->q[i];
-        g[i] = dps_rcache_lookup(pmd, q->f_slot, q->f_gen, q->recirc_id, q->dp_hash);
+        g[i] = dps_rcache_lookup(pmd->rcache, ft, q->f_slot, q->f_gen, q->recirc_id, q->dp_hash);
         if (g[i] != UINT32_MAX) {
             rte_prefetch0(__atomic_load_n(&ft->flows[g[i]].actions, __ATOMIC_ACQUIRE));
             rte_prefetch0(&pmd->fstats[g[i]]);
@@ -501,8 +501,7 @@ recirc_cached(struct dps_pmd *pmd, struct dps_recirc_batch *b, uint64_t now)
     for (uint16_t i = 0; i < nq; i++) {
         const struct dps_recirc_quick *q = &b->q[i];
         if (g[i] != UINT32_MAX && !__atomic_load_n(&ft->flows[g[i]].actions, __ATOMIC_ACQUIRE)->needs_key) {
-            pmd->stats->emc_hits++;            /* counted with the exact-match cache's hits */
-            pmd->stats->one_pass++;
+            hits++;
             dps_pmd_run_flow(pmd, q->m, (struct dps_flow_key *)(uintptr_t)q->key, g[i], now);  /* G writes no key */
             continue;
         }
@@ -510,6 +509,8 @@ recirc_cached(struct dps_pmd *pmd, struct dps_recirc_batch *b, uint64_t now)
         if (!batch_add(b, q->m, q->key, q->recirc_id, q->dp_hash, hash, q->f_slot, q->f_gen))
             batch_add(&spill, q->m, q->key, q->recirc_id, q->dp_hash, hash, UINT32_MAX, 0);
     }
+    pmd->stats->emc_hits += hits;              /* counted with the exact-match cache's hits */
+    pmd->stats->one_pass += hits;
     /* B full (more recirculations than a burst): the rest now, their keys copied first (a flow
      * run may recirculate into the batch their keys are in) */
     pmd->recirc_depth--;
@@ -535,7 +536,8 @@ recirc_drain(struct dps_pmd *pmd, uint64_t now)
         bool cached[DPS_BURST];
         for (uint16_t i = 0; i < n; i++) {
             slots[i] = b->f_slot[i] == UINT32_MAX ? UINT32_MAX
-                       : dps_rcache_lookup(pmd, b->f_slot[i], b->f_gen[i], b->keys[i].recirc_id, b->keys[i].dp_hash);
+                       : dps_rcache_lookup(pmd->rcache, &pmd->dp->ft, b->f_slot[i], b->f_gen[i], b->keys[i].recirc_id,
+                                           b->keys[i].dp_hash);
             cached[i] = slots[i] != UINT32_MAX;
         }
         unsigned n_miss = dps_classify_emc_rest(pmd, b->keys, b->hashes, slots, n, miss);

@@ -5,8 +5,8 @@ lacp/show naming the other's system as partner, every member current attached, c
 distributing; ping and a TCP exchange between the hosts; many flows (source MACs and UDP ports)
 on both members in the balance modes, on one in active-backup; a broadcast from a host arrives
 once; one link cut: traffic goes on by the other within 3 s, no reply duplicated; the link back:
-the member rejoins and carries traffic again.  Also balance-slb with LACP, and without against two plain ports (a switch that knows no
-bonds), and active-backup (both ends preferring link 1).  A partner without LACP leaves our LACP
+the member rejoins and carries traffic again.  Also balance-slb with LACP, and without against
+two plain ports (a switch that knows no bonds), and active-backup (both ends preferring link 1).  A partner without LACP leaves our LACP
 bond down (both members defaulted, detached, "no partner"), unless lacp_fallback_ab: then it runs
 active-backup and the hosts reach each other.  A partner whose two links are in aggregations of
 different keys leaves our member on the second detached, and lacp/show says why.

@@ -332,15 +332,6 @@ dps_actions_modifying_end(const uint8_t *a, uint32_t len)
     return end;
 }
 
-uint32_t
-dps_actions_hash(const struct dps_flow_key *k, uint32_t basis)
-{
-    uint32_t h = rte_hash_crc(k->nw_src, 16, basis);
-    h = rte_hash_crc(k->nw_dst, 16, h);
-    h = rte_hash_crc_4byte((uint32_t)k->nw_proto << 16 | k->eth_type, h);
-    return rte_hash_crc_4byte((uint32_t)k->tp_src << 16 | k->tp_dst, h);
-}
-
 void
 dps_actions_execute(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, struct dps_flow_key *key,
                     const uint8_t *a, uint32_t len)

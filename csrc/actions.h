@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include <rte_byteorder.h>
+#include <rte_hash_crc.h>
 #include <rte_mbuf.h>
 
 #include "dpdkswitch.h"
@@ -99,8 +100,16 @@ bool dps_actions_modify(const uint8_t *actions, uint32_t len);
  * has one after it.  One pass over the whole list (made once per run of a list, when a side
  * branch first needs it: dps_modified_from). */
 uint32_t dps_actions_modifying_end(const uint8_t *actions, uint32_t len);
-/* The hash action's dp_hash: the 5-tuple of KEY from BASIS. */
-uint32_t dps_actions_hash(const struct dps_flow_key *key, uint32_t basis);
+/* The hash action's dp_hash: the 5-tuple of KEY from BASIS.  Inline: a balance-tcp bond runs
+ * it on every frame. */
+static inline uint32_t
+dps_actions_hash(const struct dps_flow_key *k, uint32_t basis)
+{
+    uint32_t h = rte_hash_crc(k->nw_src, 16, basis);
+    h = rte_hash_crc(k->nw_dst, 16, h);
+    h = rte_hash_crc_4byte((uint32_t)k->nw_proto << 16 | k->eth_type, h);
+    return rte_hash_crc_4byte((uint32_t)k->tp_src << 16 | k->tp_dst, h);
+}
 
 static inline const struct dps_action *
 dps_act_at(const uint8_t *a)

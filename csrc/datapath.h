@@ -141,6 +141,17 @@ struct dps_pmd {
             uint32_t hashes[DPS_BURST];
             uint32_t f_slot[DPS_BURST], f_gen[DPS_BURST];   /* the flow it ran unchanged, or UINT32_MAX */
             struct dps_flow_key keys[DPS_BURST];
+            /* Frames that ran their flow F unchanged, for the recirculation cache first
+             * (pmd.c's recirc_cached): the key F matched is pointed to, not copied (it lives
+             * until the round that reads it: the burst's keys, or the other batch's). */
+            uint16_t nq;
+            struct dps_recirc_quick {
+                struct rte_mbuf *m;
+                const struct dps_flow_key *key;
+                uint32_t dp_hash, recirc_id;  /* as at the recirculation (a later hash may change KEY's) */
+                uint32_t hash;                /* the first pass's lookup hash */
+                uint32_t f_slot, f_gen;
+            } q[DPS_BURST];
         } b[2];
     } recirc;                         /* the burst's next pass, looked up as a batch */
     struct dps_pmd_stats *stats;

@@ -351,6 +351,18 @@ ufid_slot(const struct dps_flow_table *ft, const struct dps_ufid *ufid)
     return (int)(uintptr_t)data;
 }
 
+/* The list's DPS_SHAPE_* (flow.h). */
+static uint16_t
+actions_shape(const uint8_t *a, uint32_t len)
+{
+    const struct dps_action *h = (const void *)a;
+    if (len == sizeof *h && h->type == DPS_ACT_OUTPUT)
+        return DPS_SHAPE_OUTPUT;
+    if (len == 2 * sizeof *h && h[0].type == DPS_ACT_HASH && h[0].len == sizeof *h && h[1].type == DPS_ACT_RECIRC)
+        return DPS_SHAPE_HASH_RECIRC;
+    return DPS_SHAPE_ANY;
+}
+
 static struct dps_actions *
 actions_copy(const uint8_t *a, uint32_t len)
 {
@@ -375,6 +387,7 @@ actions_copy(const uint8_t *a, uint32_t len)
         }
         acts->lead = (uint16_t)lead;
         acts->needs_key = dps_actions_need_key(a + lead, len - lead);
+        acts->shape = actions_shape(a, len);
         memcpy(acts->data, a, len);
     }
     return acts;
@@ -881,16 +894,6 @@ dps_classify_emc_rest(struct dps_pmd *pmd, const struct dps_flow_key *keys, cons
             miss[n_miss++] = i;
     }
     return n_miss;
-}
-
-uint32_t
-dps_rcache_lookup(struct dps_pmd *pmd, uint32_t f_slot, uint32_t f_gen, uint32_t recirc_id, uint32_t dp_hash)
-{
-    const struct dps_rcache_entry *e = &pmd->rcache->e[dps_rcache_index(f_slot, dp_hash)];
-    if (e->f_slot == f_slot && e->f_gen == f_gen && e->recirc_id == recirc_id
-        && (dp_hash & e->dph_mask) == e->dph_value && flow_alive(&pmd->dp->ft, e->g_slot, e->g_gen))
-        return e->g_slot;
-    return UINT32_MAX;
 }
 
 void

@@ -56,13 +56,20 @@ struct dps_actions {
      * then runs the rest, DATA + LEAD, on the burst. */
     uint16_t lead;
     uint16_t lead_copy;                    /* a sampled frame's branch is a copy (as the executor's) */
-    uint32_t needs_key;                    /* hash or userspace in the rest: the frame's key must be parsed */
+    uint16_t needs_key;                    /* hash or userspace in the rest: the frame's key must be parsed */
+    uint16_t shape;                        /* DPS_SHAPE_*: a list the PMD runs without the executor */
     uint32_t pad;
     uint64_t lead_sflow;                   /* the lead sample is sFlow's alone (a userspace action with
                                             * DPS_UPCALL_SFLOW): its cookie, the record made from the
                                             * frame itself (sflow.c); 0: not */
     uint8_t data[];
 };
+
+/* Lists of one of these shapes, and nothing else, run without the executor's loop (pmd.c's
+ * dps_pmd_run_flow): the same effect, fewer steps a frame. */
+#define DPS_SHAPE_ANY 0
+#define DPS_SHAPE_OUTPUT 1                 /* output:PORT */
+#define DPS_SHAPE_HASH_RECIRC 2            /* hash(BASIS), recirc(ID): a balance-tcp bond's first pass */
 
 struct dps_subtable;
 
@@ -240,9 +247,20 @@ void dps_classify_masked(struct dps_pmd *pmd, const struct dps_flow_key *keys, c
 /* The same for the frames whose slots[i] is still UINT32_MAX (the others hit already). */
 unsigned dps_classify_emc_rest(struct dps_pmd *pmd, const struct dps_flow_key *keys, const uint32_t *hashes,
                                uint32_t *slots, unsigned n, unsigned *miss);
-/* PMD side: the recirculation cache (above).  Lookup: G's slot, or UINT32_MAX.  Insert: after a
- * second pass found G the slow way; does nothing unless G's mask is within F's (see above). */
-uint32_t dps_rcache_lookup(struct dps_pmd *pmd, uint32_t f_slot, uint32_t f_gen, uint32_t recirc_id, uint32_t dp_hash);
+/* PMD side: the recirculation cache (above).  Lookup (inline: per frame of a balance-tcp bond):
+ * G's slot, or UINT32_MAX.  Insert: after a second pass found G the slow way; does nothing
+ * unless G's mask is within F's (see above). */
+static inline uint32_t
+dps_rcache_lookup(const struct dps_rcache *rc, const struct dps_flow_table *ft, uint32_t f_slot, uint32_t f_gen,
+                  uint32_t recirc_id, uint32_t dp_hash)
+{
+    const struct dps_rcache_entry *e = &rc->e[dps_rcache_index(f_slot, dp_hash)];
+    if (e->f_slot != f_slot || e->f_gen != f_gen || e->recirc_id != recirc_id
+        || (dp_hash & e->dph_mask) != e->dph_value || e->g_slot >= ft->limit)
+        return UINT32_MAX;
+    const struct dps_flow *g = &ft->flows[e->g_slot];
+    return g->gen == e->g_gen && !__atomic_load_n(&g->dead, __ATOMIC_ACQUIRE) ? e->g_slot : UINT32_MAX;
+}
 void dps_rcache_insert(struct dps_pmd *pmd, uint32_t f_slot, uint32_t f_gen, uint32_t recirc_id, uint32_t dp_hash,
                        uint32_t g_slot);
 bool dps_meter_allow(struct dps_dp *dp, uint32_t id, uint32_t bytes, uint64_t now_ns);

@@ -203,48 +203,46 @@ exec_userspace(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *key, ui
     dps_upcall(ctx, m, key, DPS_UPCALL_ACTION, cookie, 0);
 }
 
-/* Recirculation.  KEY is the frame's key as the frame is now (the executor parses a changed
- * frame again), so the second pass copies it and sets RECIRC_ID: no parse.  Its lookup hash is
- * the first pass's with recirc_id and dp_hash folded in (one CRC step, not the whole key again;
- * the same key gets the same hash from the same first pass, all the exact-match cache needs).
- * Within a burst (process) the frame waits in pmd->recirc and the burst's recirculated frames
- * are looked up together after its actions (recirc_drain), as Open vSwitch batches them, first
- * in the recirculation cache when the frame ran its flow unchanged (flow.h: a balance-tcp
- * bond's second pass is one small entry, not an exact-match probe of the whole key); elsewhere
- * (packet-out, parked frames) it is looked up at once. */
-static void
-exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev, uint32_t recirc_id)
+/* A recirculated frame's lookup hash: the first pass's (HASH) with recirc_id and dp_hash folded
+ * in (one CRC step, not the whole key again; the same key gets the same hash from the same first
+ * pass, all the exact-match cache needs). */
+static inline uint32_t
+recirc_hash(uint32_t recirc_id, uint32_t dp_hash, uint32_t hash)
 {
-    struct dps_pmd *pmd = ctx;
-    if (pmd->recirc_depth >= DPS_MAX_RECIRC) {
-        pmd->stats->action_drops++;
-        rte_pktmbuf_free(m);
-        return;
-    }
-    pmd->stats->recirculations++;
-    uint32_t hash = rte_hash_crc_8byte((uint64_t)recirc_id << 32 | prev->dp_hash, pmd->frame_hash);
-    struct dps_recirc_batch *b = &pmd->recirc.b[pmd->recirc.fill];
-    if (pmd->recirc.batching && b->n < DPS_BURST) {
-        uint16_t i = b->n++;
-        b->keys[i] = *prev;
-        b->keys[i].recirc_id = recirc_id;
-        b->hashes[i] = hash;
-        b->pkts[i] = m;
-        if (prev == pmd->frame_key) {          /* unchanged since its flow matched it */
-            b->f_slot[i] = pmd->frame_slot;
-            b->f_gen[i] = pmd->dp->ft.flows[pmd->frame_slot].gen;
-            rte_prefetch0(&pmd->rcache->e[dps_rcache_index(pmd->frame_slot, prev->dp_hash)]);
-        } else {
-            b->f_slot[i] = UINT32_MAX;
-            if (__atomic_load_n(&pmd->dp->emc_inv_prob, __ATOMIC_RELAXED))
-                dps_emc_prefetch(pmd->emc, hash);
-        }
-        return;
-    }
+    return rte_hash_crc_8byte((uint64_t)recirc_id << 32 | dp_hash, hash);
+}
+
+/* Queue M for the round's lookup: KEY with RECIRC_ID and DP_HASH, F_SLOT the flow it ran
+ * unchanged (or UINT32_MAX).  False if the batch is full. */
+static inline bool
+batch_add(struct dps_recirc_batch *b, struct rte_mbuf *m, const struct dps_flow_key *key, uint32_t recirc_id,
+          uint32_t dp_hash, uint32_t hash, uint32_t f_slot, uint32_t f_gen)
+{
+    if (b->n == DPS_BURST)
+        return false;
+    uint16_t i = b->n++;
+    b->keys[i] = *key;
+    b->keys[i].recirc_id = recirc_id;
+    b->keys[i].dp_hash = dp_hash;
+    b->hashes[i] = hash;
+    b->pkts[i] = m;
+    b->f_slot[i] = f_slot;
+    b->f_gen[i] = f_gen;
+    return true;
+}
+
+/* Look M up now as KEY's recirculation RECIRC_ID (HASH its lookup hash) and run what it hits:
+ * outside a burst (packet-out, parked frames), or when the burst's batch is full. */
+static __attribute__((noinline)) void
+recirc_now(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *prev, uint32_t recirc_id,
+           uint32_t dp_hash, uint32_t hash)
+{
     struct dps_flow_key key = *prev;
     key.recirc_id = recirc_id;
+    key.dp_hash = dp_hash;
     uint32_t slot, saved = pmd->frame_hash, saved_slot = pmd->frame_slot;
     const struct dps_flow_key *saved_key = pmd->frame_key;
+    unsigned saved_depth = pmd->recirc_depth;
     dps_classify(pmd, &m, &key, &hash, &slot, 1);
     if (slot == UINT32_MAX) {
         dps_upcall_miss(pmd, m, &key, hash);
@@ -256,7 +254,42 @@ exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev,
     pmd->frame_hash = saved;
     pmd->frame_slot = saved_slot;
     pmd->frame_key = saved_key;
-    pmd->recirc_depth--;
+    pmd->recirc_depth = saved_depth;
+}
+
+/* Recirculation.  KEY is the frame's key as the frame is now (the executor parses a changed
+ * frame again), so the second pass takes it on and sets RECIRC_ID: no parse.  Within a burst
+ * (process) the frame waits in pmd->recirc and the burst's recirculated frames are looked up
+ * together after its actions (recirc_drain), as Open vSwitch batches them: a frame that ran its
+ * flow unchanged first in the recirculation cache (flow.h: a balance-tcp bond's second pass is
+ * one small entry, not an exact-match probe of the whole key), its key not even copied; the
+ * others by their whole key.  Elsewhere (packet-out, parked frames) it is looked up at once. */
+static inline void
+exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev, uint32_t recirc_id)
+{
+    struct dps_pmd *pmd = ctx;
+    if (pmd->recirc_depth >= DPS_MAX_RECIRC) {
+        pmd->stats->action_drops++;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    pmd->stats->recirculations++;
+    struct dps_recirc_batch *b = &pmd->recirc.b[pmd->recirc.fill];
+    if (pmd->recirc.batching && prev == pmd->frame_key && b->nq < DPS_BURST) {
+        uint32_t f_slot = pmd->frame_slot;
+        b->q[b->nq++] = (struct dps_recirc_quick){
+            .m = m, .key = prev, .dp_hash = prev->dp_hash, .recirc_id = recirc_id, .hash = pmd->frame_hash,
+            .f_slot = f_slot, .f_gen = pmd->dp->ft.flows[f_slot].gen };
+        rte_prefetch0(&pmd->rcache->e[dps_rcache_index(f_slot, prev->dp_hash)]);
+        return;
+    }
+    uint32_t hash = recirc_hash(recirc_id, prev->dp_hash, pmd->frame_hash);
+    if (pmd->recirc.batching && batch_add(b, m, prev, recirc_id, prev->dp_hash, hash, UINT32_MAX, 0)) {
+        if (__atomic_load_n(&pmd->dp->emc_inv_prob, __ATOMIC_RELAXED))
+            dps_emc_prefetch(pmd->emc, hash);
+        return;
+    }
+    recirc_now(pmd, m, prev, recirc_id, prev->dp_hash, hash);
 }
 
 static bool
@@ -310,9 +343,19 @@ dps_pmd_execute(struct dps_pmd *pmd, const struct dps_fwd *f, struct rte_mbuf *m
 static inline void lead_sample(struct dps_pmd *pmd, struct rte_mbuf *m, uint32_t in_port,
                                const struct dps_flow_key *key, const struct dps_actions *acts);
 
-/* A frame that hit flow SLOT: count it against the flow, run the flow's actions. */
-void
-dps_pmd_run_flow(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *key, uint32_t slot, uint64_t now)
+/* A list of no DPS_SHAPE_* (most), by the executor inline; out of line itself, so that the
+ * per-frame callers below inline what the two shapes need only. */
+static __attribute__((noinline)) void
+run_actions(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *key, const struct dps_actions *acts)
+{
+    pmd_execute(pmd, m, key, acts->data + acts->lead, acts->len - acts->lead);
+}
+
+/* A frame that hit flow SLOT: count it against the flow, run the flow's actions (the two
+ * shapes' steps here, without the executor).  Inline in the burst loops; dps_pmd_run_flow
+ * for the rest. */
+static inline __attribute__((always_inline)) void
+run_flow(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *key, uint32_t slot, uint64_t now)
 {
     const struct dps_flow *fl = &pmd->dp->ft.flows[slot];
     const struct dps_actions *acts = __atomic_load_n(&fl->actions, __ATOMIC_ACQUIRE);
@@ -325,7 +368,23 @@ dps_pmd_run_flow(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *k
     pmd->frame_key = key;
     if (acts->lead)
         lead_sample(pmd, m, key->in_port, key, acts);
-    pmd_execute(pmd, m, key, acts->data + acts->lead, acts->len - acts->lead);
+    const struct dps_action *h = (const void *)acts->data;
+    if (acts->shape == DPS_SHAPE_OUTPUT) {
+        if (exec_port_ok(pmd, h->arg))
+            dps_tx_enqueue(pmd, pmd->fwd, h->arg, m);
+        else
+            rte_pktmbuf_free(m);
+    } else if (acts->shape == DPS_SHAPE_HASH_RECIRC) {
+        key->dp_hash = dps_actions_hash(key, h[0].arg);
+        exec_recirculate(pmd, m, key, h[1].arg);
+    } else
+        run_actions(pmd, m, key, acts);
+}
+
+void
+dps_pmd_run_flow(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *key, uint32_t slot, uint64_t now)
+{
+    run_flow(pmd, m, key, slot, now);
 }
 
 /* Whether this frame is sampled by a sample action of probability PROB (its argument): the
@@ -502,6 +561,57 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
     return done;
 }
 
+/* A round's frames that ran their flow F unchanged (B's q): those whose second-pass flow G the
+ * recirculation cache knows, and whose actions read no key (no hash, userspace or
+ * recirculation: nothing there needs the key copied), run now, each line they need fetched a
+ * step ahead (the cache entry, G, G's counters and actions), as a balance-tcp bond's whole
+ * second pass; the rest join B's frames looked up by key.  Order within a flow holds: cache
+ * entries are made after these lookups, so a flow's frames of one round all hit or all miss
+ * (or the later ones miss, G having just gone), and the misses run after the hits. */
+static void
+recirc_cached(struct dps_pmd *pmd, struct dps_recirc_batch *b, uint64_t now)
+{
+    const struct dps_flow_table *ft = &pmd->dp->ft;
+    uint32_t g[DPS_BURST], hits = 0;
+    struct dps_recirc_batch spill;             /* its keys touched only when B is full */
+    spill.n = 0;
+    uint16_t nq = b->nq;
+    b->nq = 0;
+    for (uint16_t i = 0; i < nq; i++) {
+        const struct dps_rcache_entry *e = &pmd->rcache->e[dps_rcache_index(b->q[i].f_slot, b->q[i].dp_hash)];
+        if (e->g_slot < ft->limit)
+            rte_prefetch0(&ft->flows[e->g_slot].gen);
+    }
+    for (uint16_t i = 0; i < nq; i++) {
+        const struct dps_recirc_quick *q = &b->q[i];
+        g[i] = dps_rcache_lookup(pmd->rcache, ft, q->f_slot, q->f_gen, q->recirc_id, q->dp_hash);
+        if (g[i] != UINT32_MAX) {
+            rte_prefetch0(__atomic_load_n(&ft->flows[g[i]].actions, __ATOMIC_ACQUIRE));
+            rte_prefetch0(&pmd->fstats[g[i]]);
+        }
+    }
+    for (uint16_t i = 0; i < nq; i++) {
+        const struct dps_recirc_quick *q = &b->q[i];
+        if (g[i] != UINT32_MAX && !__atomic_load_n(&ft->flows[g[i]].actions, __ATOMIC_ACQUIRE)->needs_key) {
+            hits++;
+            run_flow(pmd, q->m, (struct dps_flow_key *)(uintptr_t)q->key, g[i], now);  /* G writes no key */
+            continue;
+        }
+        uint32_t hash = recirc_hash(q->recirc_id, q->dp_hash, q->hash);
+        if (!batch_add(b, q->m, q->key, q->recirc_id, q->dp_hash, hash, q->f_slot, q->f_gen))
+            batch_add(&spill, q->m, q->key, q->recirc_id, q->dp_hash, hash, UINT32_MAX, 0);
+    }
+    pmd->stats->emc_hits += hits;              /* counted with the exact-match cache's hits */
+    pmd->stats->one_pass += hits;
+    /* B full (more recirculations than a burst): the rest now, their keys copied first (a flow
+     * run may recirculate into the batch their keys are in) */
+    pmd->recirc_depth--;
+    for (uint16_t i = 0; i < spill.n; i++)
+        recirc_now(pmd, spill.pkts[i], &spill.keys[i], spill.keys[i].recirc_id, spill.keys[i].dp_hash,
+                   spill.hashes[i]);
+    pmd->recirc_depth++;
+}
+
 /* The burst's recirculated frames, looked up together (exact-match cache, then the masked
  * classifier) and run: one round per depth, a round's own recirculations waiting for the next. */
 static void
@@ -509,14 +619,17 @@ recirc_drain(struct dps_pmd *pmd, uint64_t now)
 {
     uint32_t slots[DPS_BURST];
     unsigned miss[DPS_BURST];
-    for (unsigned depth = 1; pmd->recirc.b[pmd->recirc.fill].n; depth++) {
+    for (unsigned depth = 1; pmd->recirc.b[pmd->recirc.fill].n || pmd->recirc.b[pmd->recirc.fill].nq; depth++) {
         struct dps_recirc_batch *b = &pmd->recirc.b[pmd->recirc.fill];
         pmd->recirc.fill ^= 1;                 /* this round's recirculations: the other batch */
+        pmd->recirc_depth = depth;
+        recirc_cached(pmd, b, now);
         uint16_t n = b->n;
         bool cached[DPS_BURST];
         for (uint16_t i = 0; i < n; i++) {
             slots[i] = b->f_slot[i] == UINT32_MAX ? UINT32_MAX
-                       : dps_rcache_lookup(pmd, b->f_slot[i], b->f_gen[i], b->keys[i].recirc_id, b->keys[i].dp_hash);
+                       : dps_rcache_lookup(pmd->rcache, &pmd->dp->ft, b->f_slot[i], b->f_gen[i], b->keys[i].recirc_id,
+                                           b->keys[i].dp_hash);
             cached[i] = slots[i] != UINT32_MAX;
         }
         unsigned n_miss = dps_classify_emc_rest(pmd, b->keys, b->hashes, slots, n, miss);
@@ -533,7 +646,7 @@ recirc_drain(struct dps_pmd *pmd, uint64_t now)
                 dps_upcall_miss(pmd, b->pkts[i], &b->keys[i], b->hashes[i]);
             else {
                 pmd->frame_hash = b->hashes[i];
-                dps_pmd_run_flow(pmd, b->pkts[i], &b->keys[i], slots[i], now);
+                run_flow(pmd, b->pkts[i], &b->keys[i], slots[i], now);
             }
         }
         b->n = 0;
@@ -583,7 +696,7 @@ process(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, struct r
             dps_upcall_miss(pmd, pkts[i], &keys[i], hashes[i]);
         else {
             pmd->frame_hash = hashes[i];
-            dps_pmd_run_flow(pmd, pkts[i], &keys[i], slots[i], now);
+            run_flow(pmd, pkts[i], &keys[i], slots[i], now);
         }
     }
     stage_lap(pmd, DPS_STAGE_ACTIONS);

@@ -529,7 +529,10 @@ struct dps_pmd_stats {
     uint32_t lcore;
     uint32_t active;                 /* 1 while the thread runs */
     uint32_t n_rxq;                  /* rx queues it polls */
-    uint32_t pad[15];
+    uint32_t pad;
+    uint64_t one_pass;               /* of the recirculations, second passes run at once from the
+                                      * recirculation cache, not in a round of their own */
+    uint32_t pad2[12];               /* to 320 bytes: five cache lines */
 };
 /* The counters array: DPS_MAX_PMDS + 1 entries (the last for deterministic polling). */
 struct dps_pmd_stats *dps_pmd_stats(struct dps_dp *dp);

@@ -38,7 +38,9 @@ PMD_STATS_DTYPE = np.dtype([
     ("lcore", "<u4"),
     ("active", "<u4"),
     ("n_rxq", "<u4"),
-    ("pad", "<u4", (15,)),
+    ("pad", "<u4"),
+    ("one_pass", "<u8"),
+    ("pad2", "<u4", (12,)),
 ])
 
 # struct dps_sflow_agent (include/dpdkswitch.h): one sFlow agent as dps_sflow_drain encodes

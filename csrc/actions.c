@@ -19,7 +19,7 @@
 static const uint16_t set_size[] = {
     [DPS_SET_ETH] = 12, [DPS_SET_VLAN] = 2, [DPS_SET_IPV4] = 10,
     [DPS_SET_IPV6] = 38, [DPS_SET_TCP] = 4, [DPS_SET_UDP] = 4, [DPS_SET_SCTP] = 4,
-    [DPS_SET_ICMP] = 2, [DPS_SET_ICMPV6] = 2, [DPS_SET_ARP] = 22, [DPS_SET_ND] = 28,
+    [DPS_SET_ICMP] = 2, [DPS_SET_ICMPV6] = 2, [DPS_SET_ARP] = 22, [DPS_SET_ND] = 28, [DPS_SET_MPLS] = 4,
 };
 
 int
@@ -48,6 +48,22 @@ dps_actions_validate(const uint8_t *a, uint32_t len, char *why, size_t n)
         case DPS_ACT_PUSH_VLAN:
             if ((h->arg >> 16) != 0x8100 && (h->arg >> 16) != 0x88a8) {
                 snprintf(why, n, "push_vlan with TPID 0x%04x", h->arg >> 16);
+                return -1;
+            }
+            break;
+        case DPS_ACT_PUSH_MPLS: {
+            uint16_t t = 0;
+            if (plen == 8)
+                memcpy(&t, a + off + sizeof *h, 2);
+            if (t != 0x8847 && t != 0x8848) {
+                snprintf(why, n, "push_mpls with %u payload bytes, ethertype 0x%04x", plen, t);
+                return -1;
+            }
+            break;
+        }
+        case DPS_ACT_POP_MPLS:
+            if (h->arg > 0xffff) {
+                snprintf(why, n, "pop_mpls to ethertype 0x%x", h->arg);
                 return -1;
             }
             break;
@@ -164,6 +180,58 @@ l4_csum_replace(uint8_t *c, uint8_t proto, bool v4, const void *old, const void 
         dps_put16(c, 0xffff);
 }
 
+/* Where the ethertype after the frame's VLAN tags (at most two, as the parser reads them) is,
+ * or 0 if the frame is too short for it. */
+static uint32_t
+l2_type_ofs(const uint8_t *f, uint32_t len)
+{
+    uint32_t ofs = 12;
+    for (int i = 0; i < 2 && len >= ofs + 6; i++) {
+        uint16_t t = dps_get_be16(f + ofs);
+        if (t != 0x8100 && t != 0x88a8)
+            break;
+        ofs += 4;
+    }
+    return len >= ofs + 2 ? ofs : 0;
+}
+
+static bool
+is_mpls_type(uint16_t t)
+{
+    return t == 0x8847 || t == 0x8848;
+}
+
+bool
+dps_push_mpls(struct rte_mbuf *m, uint16_t ethertype, uint32_t lse)
+{
+    uint32_t ofs = l2_type_ofs(rte_pktmbuf_mtod(m, const uint8_t *), rte_pktmbuf_data_len(m));
+    if (!ofs)
+        return false;
+    uint8_t *f = (uint8_t *)rte_pktmbuf_prepend(m, 4);
+    if (!f)
+        return false;
+    memmove(f, f + 4, ofs);                    /* addresses and tags; the old ethertype is overwritten */
+    uint16_t t = rte_cpu_to_be_16(ethertype);
+    uint32_t l = rte_cpu_to_be_32(lse);
+    memcpy(f + ofs, &t, 2);
+    memcpy(f + ofs + 2, &l, 4);
+    return true;
+}
+
+void
+dps_pop_mpls(struct rte_mbuf *m, uint16_t ethertype)
+{
+    uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
+    uint32_t len = rte_pktmbuf_data_len(m);
+    uint32_t ofs = l2_type_ofs(f, len);
+    if (!ofs || len < ofs + 6 || !is_mpls_type(dps_get_be16(f + ofs)))
+        return;
+    memmove(f + 4, f, ofs);
+    f = (uint8_t *)rte_pktmbuf_adj(m, 4);
+    uint16_t t = rte_cpu_to_be_16(ethertype);
+    memcpy(f + ofs, &t, 2);
+}
+
 bool
 dps_set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
 {
@@ -178,6 +246,13 @@ dps_set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
         if (len < 12)
             return false;
         masked_write(f, val, mask, 12, old);
+        return true;
+    }
+    if (kind == DPS_SET_MPLS) {
+        uint32_t ofs = l2_type_ofs(f, len);
+        if (!ofs || len < ofs + 6 || !is_mpls_type(dps_get_be16(f + ofs)))
+            return false;
+        masked_write(f + ofs + 2, val, mask, 4, old);
         return true;
     }
     dps_parse_ofs(f, len, 0, &k, &o);

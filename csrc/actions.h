@@ -1,7 +1,7 @@
 /*
  * actions.h — the action executor: runs a datapath action list (struct dps_action, in
  * include/dpdkswitch.h) on one frame.  A leaf, as Open vSwitch's lib/odp-execute.c: it does
- * what changes the frame itself (VLAN push and pop, masked set-field with its checksum
+ * what changes the frame itself (VLAN and MPLS push and pop, masked set-field with its checksum
  * updates, truncation, the hash) and hands whatever needs a datapath (output, the slow path,
  * recirculation, meters, random numbers, drop counters) to the callbacks it is given.  It
  * calls nothing of ours but the parser (parse.h) and util.h, so it is fuzzed alone
@@ -99,6 +99,12 @@ bool dps_actions_modify(const uint8_t *actions, uint32_t len);
  * has one after it.  One pass over the whole list (made once per run of a list, when a side
  * branch first needs it: dps_modified_from). */
 uint32_t dps_actions_modifying_end(const uint8_t *actions, uint32_t len);
+/* MPLS: push an LSE (after the VLAN tags, the frame's ethertype becoming ETHERTYPE), false if
+ * there is no room (the frame is then unchanged); pop the outer LSE of an MPLS frame, its
+ * ethertype becoming ETHERTYPE (another frame is left alone).  As Open vSwitch's push_mpls and
+ * pop_mpls datapath actions. */
+bool dps_push_mpls(struct rte_mbuf *m, uint16_t ethertype, uint32_t lse);
+void dps_pop_mpls(struct rte_mbuf *m, uint16_t ethertype);
 /* The hash action's dp_hash: the 5-tuple of KEY from BASIS. */
 uint32_t dps_actions_hash(const struct dps_flow_key *key, uint32_t basis);
 
@@ -220,6 +226,21 @@ dps_actions_run(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, s
             break;
         case DPS_ACT_POP_VLAN:
             dps_pop_vlan(m);
+            changed = true;
+            break;
+        case DPS_ACT_PUSH_MPLS: {
+            uint16_t ethertype;
+            memcpy(&ethertype, payload, 2);
+            if (!dps_push_mpls(m, ethertype, h->arg)) {
+                ops->dropped(ctx);
+                rte_pktmbuf_free(m);
+                return;
+            }
+            changed = true;
+            break;
+        }
+        case DPS_ACT_POP_MPLS:
+            dps_pop_mpls(m, (uint16_t)h->arg);
             changed = true;
             break;
         case DPS_ACT_SET_MASKED:

@@ -30,11 +30,22 @@ class PopVlan:
 
 
 @dataclass(frozen=True)
+class PushMpls:
+    lse: int                  # label << 12 | tc << 9 | bos << 8 | ttl
+    ethertype: int = 0x8847
+
+
+@dataclass(frozen=True)
+class PopMpls:
+    ethertype: int            # the frame's ethertype after the outer LSE is gone
+
+
+@dataclass(frozen=True)
 class SetMasked:
     """Write VALUE under MASK over one header group: kind is 'eth' (dst+src, 12 bytes), 'vlan' (2),
     'ipv4' (src dst tos ttl, 10), 'ipv6' (src dst label tclass hlimit, 38), 'tcp', 'udp' or 'sctp'
     (src dst, 4), 'icmp' or 'icmpv6' (type code, 2), 'arp' (op sha spa tha tpa, 22), 'nd' (target
-    sll tll, 28).  csrc/include/dpdkswitch.h (DPS_SET_*) says what each does to a frame."""
+    sll tll, 28), 'mpls' (the outer LSE, 4).  csrc/include/dpdkswitch.h (DPS_SET_*) says what each does to a frame."""
     kind: str
     value: bytes
     mask: bytes
@@ -83,7 +94,8 @@ class Truncate:
 SET_KINDS = {"eth": (lib.DPS_SET_ETH, 12), "vlan": (lib.DPS_SET_VLAN, 2), "ipv4": (lib.DPS_SET_IPV4, 10),
              "ipv6": (lib.DPS_SET_IPV6, 38), "tcp": (lib.DPS_SET_TCP, 4), "udp": (lib.DPS_SET_UDP, 4),
              "sctp": (lib.DPS_SET_SCTP, 4), "icmp": (lib.DPS_SET_ICMP, 2), "icmpv6": (lib.DPS_SET_ICMPV6, 2),
-             "arp": (lib.DPS_SET_ARP, 22), "nd": (lib.DPS_SET_ND, 28)}
+             "arp": (lib.DPS_SET_ARP, 22), "nd": (lib.DPS_SET_ND, 28),
+             "mpls": (lib.DPS_SET_MPLS, 4)}
 _KIND_NAMES = {v[0]: k for k, v in SET_KINDS.items()}
 
 
@@ -102,6 +114,10 @@ def encode(actions) -> bytes:
                 out.append(_tlv(lib.DPS_ACT_PUSH_VLAN, tpid << 16 | (tci & 0xEFFF)))
             case PopVlan():
                 out.append(_tlv(lib.DPS_ACT_POP_VLAN, 0))
+            case PushMpls(lse, ethertype):
+                out.append(_tlv(lib.DPS_ACT_PUSH_MPLS, lse, struct.pack("=H", ethertype)))
+            case PopMpls(ethertype):
+                out.append(_tlv(lib.DPS_ACT_POP_MPLS, ethertype))
             case SetMasked(kind, value, mask):
                 code, size = SET_KINDS[kind]
                 if len(value) != size or len(mask) != size:
@@ -138,6 +154,10 @@ def decode(data: bytes) -> list:
             out.append(PushVlan(arg & 0xFFFF, arg >> 16))
         elif type_ == lib.DPS_ACT_POP_VLAN:
             out.append(PopVlan())
+        elif type_ == lib.DPS_ACT_PUSH_MPLS:
+            out.append(PushMpls(arg, struct.unpack_from("=H", payload)[0]))
+        elif type_ == lib.DPS_ACT_POP_MPLS:
+            out.append(PopMpls(arg))
         elif type_ == lib.DPS_ACT_SET_MASKED:
             kind = _KIND_NAMES.get(arg)
             if kind is None:
@@ -175,6 +195,11 @@ def format_actions(actions) -> str:
                              + (f",tpid=0x{tpid:04x})" if tpid != 0x8100 else ")"))
             case PopVlan():
                 parts.append("pop_vlan")
+            case PushMpls(lse, t):
+                parts.append(f"push_mpls(label={lse >> 12},tc={(lse >> 9) & 7},ttl={lse & 0xFF},"
+                             f"bos={(lse >> 8) & 1},eth_type=0x{t:x})")
+            case PopMpls(t):
+                parts.append(f"pop_mpls(eth_type=0x{t:x})")
             case SetMasked(kind, v, m):
                 parts.append(f"set({kind}(value={v.hex()},mask={m.hex()}))")
             case Userspace(c):

@@ -53,6 +53,7 @@ from .actions import (INSTRUCTION_ORDER, NOT_IN_ACTION_SET, OFPCML_NO_BUFFER, OF
                       OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, Clone, CopyTtlIn, CopyTtlOut, MULTIPATH_ALGORITHMS, MULTIPATH_FIELDS, Multipath,
                       LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, LEARN_WRITE_RESULT, PACKET_IN_REASONS, Conjunction, Controller, BUNDLE_ALGORITHMS, Bundle, DecNwTtl, Exit, FinTimeout, GotoTable, Group, Learn, LearnSpec,
                       Load, Meter, Move, Note, Output, PopVlan, PushVlan, Resubmit, Sample,
+                      DecMplsTtl, PopMpls, PushMpls, SetMplsTtl,
                       SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions, WriteMetadata)
 from .fields import (BY_NAME, ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_IPV6, ETH_TYPE_QINQ, ETH_TYPE_VLAN, FRAG_ANY,
                      FRAG_LATER, NOT_IN_LATER_FRAGMENTS, VIEWS, VLAN_CFI, Field)
@@ -264,7 +265,7 @@ def _unknown(kind: str, name: str, known) -> FlowParseError:
 PROTOCOLS = {"ip": (ETH_TYPE_IP, None), "ipv6": (ETH_TYPE_IPV6, None), "arp": (ETH_TYPE_ARP, None),
              "icmp": (ETH_TYPE_IP, 1), "tcp": (ETH_TYPE_IP, 6), "udp": (ETH_TYPE_IP, 17), "sctp": (ETH_TYPE_IP, 132),
              "icmp6": (ETH_TYPE_IPV6, 58), "tcp6": (ETH_TYPE_IPV6, 6), "udp6": (ETH_TYPE_IPV6, 17),
-             "sctp6": (ETH_TYPE_IPV6, 132)}
+             "sctp6": (ETH_TYPE_IPV6, 132), "mpls": (0x8847, None), "mplsm": (0x8848, None)}
 _PROTOCOL_NAME = {v: k for k, v in PROTOCOLS.items()}
 _L4 = {6: "tcp", 17: "udp", 132: "sctp"}
 _SETTABLE = frozenset({"in_port"})      # set_field may write it though the datapath key holds no set for it
@@ -704,6 +705,13 @@ def _push_vlan(text: str, match: Match) -> PushVlan:
     return PushVlan(ethertype)
 
 
+def _push_mpls(text: str, match: Match) -> PushMpls:
+    ethertype = _num(text, 16, "ethertype")
+    if ethertype not in (0x8847, 0x8848):
+        raise _Bad("push_mpls ethertype must be 0x8847 or 0x8848")
+    return PushMpls(ethertype)
+
+
 def _unsupported(why: str):
     def parse(text, match):
         raise _Bad(why)
@@ -726,6 +734,12 @@ _ACTIONS = {
     "mod_vlan_pcp": lambda t, m: SetField("vlan_pcp", _num(t, 3, "VLAN priority")),
     "strip_vlan": _noarg(PopVlan), "pop_vlan": _noarg(PopVlan),
     "push_vlan": _push_vlan,
+    "push_mpls": _push_mpls,
+    "pop_mpls": lambda t, m: PopMpls(_num(t, 16, "ethertype")),
+    "set_mpls_label": lambda t, m: SetField("mpls_label", _num(t.strip("()"), 20, "MPLS label")),
+    "set_mpls_tc": lambda t, m: SetField("mpls_tc", _num(t.strip("()"), 3, "MPLS TC")),
+    "set_mpls_ttl": lambda t, m: SetMplsTtl(_num(t.strip("()"), 8, "MPLS TTL")),
+    "dec_mpls_ttl": _noarg(DecMplsTtl),
     "mod_dl_src": lambda t, m: _set_field("eth_src", t, m), "mod_dl_dst": lambda t, m: _set_field("eth_dst", t, m),
     "mod_nw_src": lambda t, m: _set_field("ipv4_src", t, m), "mod_nw_dst": lambda t, m: _set_field("ipv4_dst", t, m),
     "mod_nw_tos": lambda t, m: _set_tos(t),
@@ -1113,11 +1127,17 @@ def _fmt_action(a) -> str:
             return f"set_field:{_FORMAT[f.kind](v, None)}->{_SET_FIELD_NAME.get(f.name, f.name)}"
         case PushVlan(ethertype=t):
             return f"push_vlan:0x{t:04x}"
+        case PushMpls(ethertype=t):
+            return f"push_mpls:0x{t:04x}"
+        case PopMpls(ethertype=t):
+            return f"pop_mpls:0x{t:04x}"
+        case SetMplsTtl(ttl=t):
+            return f"set_mpls_ttl({t})"
         case SetQueue(queue_id=q):
             return f"set_queue:{q}"
         case SetNwTtl(ttl=t):
             return f"mod_nw_ttl:{t}"
-    return {PopVlan: "pop_vlan", DecNwTtl: "dec_ttl", CopyTtlOut: "copy_ttl_out", CopyTtlIn: "copy_ttl_in"}[type(a)]
+    return {PopVlan: "pop_vlan", DecNwTtl: "dec_ttl", DecMplsTtl: "dec_mpls_ttl", CopyTtlOut: "copy_ttl_out", CopyTtlIn: "copy_ttl_in"}[type(a)]
 
 
 def _fmt_vlan_push(a) -> str:

@@ -62,7 +62,7 @@ dps_actions_validate(const uint8_t *a, uint32_t len, char *why, size_t n)
             break;
         }
         case DPS_ACT_POP_MPLS:
-            if (h->arg > 0xffff) {
+            if (h->arg & ~(0xffffu | DPS_POP_MPLS_STACK)) {
                 snprintf(why, n, "pop_mpls to ethertype 0x%x", h->arg);
                 return -1;
             }
@@ -219,16 +219,20 @@ dps_push_mpls(struct rte_mbuf *m, uint16_t ethertype, uint32_t lse)
 }
 
 void
-dps_pop_mpls(struct rte_mbuf *m, uint16_t ethertype)
+dps_pop_mpls(struct rte_mbuf *m, uint32_t arg)
 {
     uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
     uint32_t len = rte_pktmbuf_data_len(m);
     uint32_t ofs = l2_type_ofs(f, len);
     if (!ofs || len < ofs + 6 || !is_mpls_type(dps_get_be16(f + ofs)))
         return;
-    memmove(f + 4, f, ofs);
-    f = (uint8_t *)rte_pktmbuf_adj(m, 4);
-    uint16_t t = rte_cpu_to_be_16(ethertype);
+    uint32_t n = 1;                            /* entries removed */
+    if (arg & DPS_POP_MPLS_STACK)
+        while (n < 3 && !(f[ofs + 4 * n] & 1) && len >= ofs + 6 + 4 * n)   /* BoS: bit 8 of the entry */
+            n++;
+    memmove(f + 4 * n, f, ofs);
+    f = (uint8_t *)rte_pktmbuf_adj(m, (uint16_t)(4 * n));
+    uint16_t t = rte_cpu_to_be_16((uint16_t)arg);
     memcpy(f + ofs, &t, 2);
 }
 

@@ -104,7 +104,7 @@ uint32_t dps_actions_modifying_end(const uint8_t *actions, uint32_t len);
  * ethertype becoming ETHERTYPE (another frame is left alone).  As Open vSwitch's push_mpls and
  * pop_mpls datapath actions. */
 bool dps_push_mpls(struct rte_mbuf *m, uint16_t ethertype, uint32_t lse);
-void dps_pop_mpls(struct rte_mbuf *m, uint16_t ethertype);
+void dps_pop_mpls(struct rte_mbuf *m, uint32_t arg);
 /* The hash action's dp_hash: the 5-tuple of KEY from BASIS. */
 uint32_t dps_actions_hash(const struct dps_flow_key *key, uint32_t basis);
 
@@ -240,7 +240,7 @@ dps_actions_run(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, s
             break;
         }
         case DPS_ACT_POP_MPLS:
-            dps_pop_mpls(m, (uint16_t)h->arg);
+            dps_pop_mpls(m, h->arg);
             changed = true;
             break;
         case DPS_ACT_SET_MASKED:

@@ -115,8 +115,16 @@ def test_pop_of_an_inner_entry_recirculates_for_the_next_one(rig):
     assert out[2] == [mpls(lse(6, ttl=3))]
 
 
+def test_pop_to_ip_takes_the_stack_down_to_its_bottom(rig):
+    """As Open vSwitch 3.1 (its commit pops every entry its flow holds, three at most)."""
+    rig.add("in_port=1,mpls,actions=pop_mpls:0x0800,output:2")
+    frames = [mpls(lse(5, bos=0), lse(6)), mpls(lse(5, bos=0), lse(6, bos=0), lse(7)), mpls(lse(5))]
+    assert rig.send(1, frames)[2] == [MACS + b"\x08\x00" + ip4()] * 3
+
+
 def test_dec_mpls_ttl_to_zero_goes_to_the_controller(rig):
     rig.add("in_port=1,mpls,actions=dec_mpls_ttl,output:2")
     out = rig.send(1, [mpls(lse(5, ttl=2)), mpls(lse(5, ttl=1)), mpls(lse(5, ttl=0))])
     assert out[2] == [mpls(lse(5, ttl=1))]
     assert [pi.pi.reason for pi in rig.pins] == ["invalid_ttl", "invalid_ttl"]
+

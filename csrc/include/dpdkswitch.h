@@ -249,9 +249,12 @@ struct dps_action {
 #define DPS_ACT_METER 10              /* arg: meter id */
 #define DPS_ACT_TRUNCATE 11           /* arg: max frame length from here on */
 /* push_mpls inserts the LSE after the VLAN tags (as Open vSwitch's) and sets the frame's
- * ethertype; pop_mpls removes the outer LSE of an MPLS frame (others are left alone). */
+ * ethertype; pop_mpls removes the outer LSE of an MPLS frame (others are left alone), or with
+ * DPS_POP_MPLS_STACK the entries down to the bottom of the stack, three at most (Open vSwitch's
+ * translation pops every entry its flow holds when the ethertype after the pop is not MPLS). */
+#define DPS_POP_MPLS_STACK 65536           /* 1 << 16 */
 #define DPS_ACT_PUSH_MPLS 12          /* arg: LSE (host order); payload: uint16 ethertype (host order), 6 zeros */
-#define DPS_ACT_POP_MPLS 13           /* arg: the ethertype (host order) after the pop */
+#define DPS_ACT_POP_MPLS 13           /* arg: the ethertype (host order) after the pop | DPS_POP_MPLS_STACK */
 
 /* What DPS_ACT_SET_MASKED writes: value and mask structs of these sizes, network order. */
 #define DPS_SET_ETH 1                 /* 12: dst[6] src[6] */

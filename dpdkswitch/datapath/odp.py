@@ -38,6 +38,7 @@ class PushMpls:
 @dataclass(frozen=True)
 class PopMpls:
     ethertype: int            # the frame's ethertype after the outer LSE is gone
+    stack: bool = False       # the entries down to the bottom of the stack go, three at most
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,8 @@ def encode(actions) -> bytes:
                 out.append(_tlv(lib.DPS_ACT_POP_VLAN, 0))
             case PushMpls(lse, ethertype):
                 out.append(_tlv(lib.DPS_ACT_PUSH_MPLS, lse, struct.pack("=H", ethertype)))
-            case PopMpls(ethertype):
-                out.append(_tlv(lib.DPS_ACT_POP_MPLS, ethertype))
+            case PopMpls(ethertype, stack):
+                out.append(_tlv(lib.DPS_ACT_POP_MPLS, ethertype | (lib.DPS_POP_MPLS_STACK if stack else 0)))
             case SetMasked(kind, value, mask):
                 code, size = SET_KINDS[kind]
                 if len(value) != size or len(mask) != size:
@@ -157,7 +158,7 @@ def decode(data: bytes) -> list:
         elif type_ == lib.DPS_ACT_PUSH_MPLS:
             out.append(PushMpls(arg, struct.unpack_from("=H", payload)[0]))
         elif type_ == lib.DPS_ACT_POP_MPLS:
-            out.append(PopMpls(arg))
+            out.append(PopMpls(arg & 0xFFFF, bool(arg & lib.DPS_POP_MPLS_STACK)))
         elif type_ == lib.DPS_ACT_SET_MASKED:
             kind = _KIND_NAMES.get(arg)
             if kind is None:
@@ -198,8 +199,8 @@ def format_actions(actions) -> str:
             case PushMpls(lse, t):
                 parts.append(f"push_mpls(label={lse >> 12},tc={(lse >> 9) & 7},ttl={lse & 0xFF},"
                              f"bos={(lse >> 8) & 1},eth_type=0x{t:x})")
-            case PopMpls(t):
-                parts.append(f"pop_mpls(eth_type=0x{t:x})")
+            case PopMpls(t, stack):
+                parts.append(f"pop_mpls(eth_type=0x{t:x}{',stack' if stack else ''})")
             case SetMasked(kind, v, m):
                 parts.append(f"set({kind}(value={v.hex()},mask={m.hex()}))")
             case Userspace(c):

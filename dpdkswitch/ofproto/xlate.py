@@ -1201,15 +1201,17 @@ class Translator:
 
     @staticmethod
     def _pop_mpls(c: _Ctx, ethertype: int) -> None:
-        """The outer label stack entry removed; the packet's ethertype becomes ETHERTYPE.  What
-        lies under it is unknown to translation (the key holds one entry): an action that needs
-        it recirculates the frame to have it parsed (Open vSwitch's was_mpls)."""
+        """The outer label stack entry removed; the packet's ethertype becomes ETHERTYPE.  To an
+        ethertype that is not MPLS, every entry down to the bottom of the stack goes (three at
+        most), as Open vSwitch's commit pops every entry its flow holds then.  What lies under
+        is unknown to translation (the key holds one entry): an action that needs it
+        recirculates the frame to have it parsed (Open vSwitch's was_mpls)."""
         if c.get("eth_type") not in MPLS_TYPES:
             c.log("pop_mpls: not MPLS, nothing done")
             return
         c.get("mpls_bos")
         c.commit()
-        c.odp.append(odp.PopMpls(ethertype))
+        c.odp.append(odp.PopMpls(ethertype, ethertype not in MPLS_TYPES))
         F["eth_type"].to_key(c.flow, ethertype)
         c.flow[_MPLS] = bytes(4)
         c.base = bytearray(c.flow)

@@ -128,3 +128,12 @@ def test_dec_mpls_ttl_to_zero_goes_to_the_controller(rig):
     assert out[2] == [mpls(lse(5, ttl=1))]
     assert [pi.pi.reason for pi in rig.pins] == ["invalid_ttl", "invalid_ttl"]
 
+
+def test_a_burst_of_a_new_recirculating_flow_loses_no_frame(rig):
+    """The frames parked behind the first miss run its flow once it is in; the second pass of one
+    of them, parked while the parked frames were being retried, was overwritten (lost, its mbuf
+    leaked) when the retry put back the frames still waiting."""
+    rig.add("in_port=1,mpls,actions=pop_mpls:0x0800,goto_table:2", "table=2,udp,actions=mod_tp_dst:99,output:3")
+    fr = mpls(lse(21, bos=0, ttl=4), lse(99), inner=ip4())
+    out = rig.send(1, [fr] * 5)[3]
+    assert len(out) == 5 and len(set(out)) == 1

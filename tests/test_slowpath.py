@@ -150,6 +150,7 @@ TPS = [53, 80, 443]
 SPORTS = [1000, 2000]
 DPORTS = TPS + [52, 81, 4000, 0x1234]       # neighbours of the rules' ports: ports tracking
 TOS = [0, 0x20]
+MPLS_LABELS = [16, 17, 18, 16, 17]
 
 
 class Pkt(NamedTuple):
@@ -157,7 +158,8 @@ class Pkt(NamedTuple):
     eth_src: int
     eth_dst: int
     vlans: tuple                      # ((tpid, vid, pcp), ...) outer first
-    kind: str                         # ip4, ip6, arp
+    kind: str                         # ip4, ip6, arp, mpls (over ip4: label MPLS_LABELS[src], TC tos >> 5,
+                                      # TTL ttl; TCP one entry, UDP two, the inner label 30 + dst)
     src: int                          # index into IP4S / IP6S
     dst: int
     proto: int                        # 6, 17 (ARP: op 1, 2)
@@ -172,6 +174,12 @@ def build(p: Pkt) -> bytes:
     eth = p.eth_dst.to_bytes(6, "big") + p.eth_src.to_bytes(6, "big")
     for tpid, vid, pcp in p.vlans:
         eth += struct.pack("!HH", tpid, vid | pcp << 13)
+    if p.kind == "mpls":
+        inner = build(p._replace(kind="ip4", vlans=()))[14:]
+        lses = [MPLS_LABELS[p.src] << 12 | (p.tos >> 5) << 9 | (p.proto == 6) << 8 | p.ttl]
+        if p.proto != 6:
+            lses.append((30 + p.dst) << 12 | 1 << 8 | 64)
+        return eth + b"\x88\x47" + b"".join(struct.pack("!I", x) for x in lses) + inner
     if p.kind == "arp":
         body = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1 if p.proto == 6 else 2) + p.eth_src.to_bytes(6, "big") \
             + ipaddress.IPv4Address(IP4S[p.src]).packed + bytes(6) + ipaddress.IPv4Address(IP4S[p.dst]).packed
@@ -210,7 +218,7 @@ def frame_and_key(p: Pkt, of2dp: dict[int, int]) -> tuple[bytes, bytes]:
 VLAN_STACKS = [(), ((0x8100, 10, 0),), ((0x8100, 20, 0),), ((0x8100, 10, 5),), ((0x88A8, 10, 0), (0x8100, 20, 0)),
                ((0x8100, 20, 5), (0x8100, 10, 0))]
 PKT_POOLS = {"in_port": [1, 2, 3], "eth_src": MACS, "eth_dst": MACS, "vlans": VLAN_STACKS,
-             "kind": ["ip4", "ip4", "ip6", "arp"], "src": range(3), "dst": range(3), "proto": [6, 17],
+             "kind": ["ip4", "ip4", "ip6", "arp", "mpls"], "src": range(3), "dst": range(3), "proto": [6, 17],
              "sport": SPORTS, "dport": DPORTS, "ttl": TTLS, "tos": TOS, "frag": FRAGS}
 
 
@@ -292,7 +300,7 @@ def pipelines(draw):
 def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
     pick = lambda pool: draw(st.sampled_from(pool))   # noqa: E731
     maybe = lambda: draw(st.integers(0, 2)) == 0     # noqa: E731
-    proto = pick([None, None, "ip", "ip", "arp", "ipv6", "tcp", "udp", "udp", "tcp6", "udp6"])
+    proto = pick([None, None, "ip", "ip", "arp", "ipv6", "tcp", "udp", "udp", "tcp6", "udp6", "mpls"])
     m = [f"table={t}", f"priority={pick([0, 1, 5, 10, 10, 20, 30])}"]
     if proto:
         m.append(proto)
@@ -312,9 +320,13 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
             m.append(f"nw_ttl={pick(TTLS)}")
     if proto in ("ipv6", "tcp6", "udp6") and draw(st.booleans()):
         m.append(f"ipv6_{pick(['src', 'dst'])}={pick(PREFIXES6)}")
+    if proto == "mpls":
+        for f, pool in (("mpls_label", [16, 17]), ("mpls_bos", [0, 1]), ("mpls_tc", [0, 1]), ("mpls_ttl", [1, 64])):
+            if maybe():
+                m.append(f"{f}={pick(pool)}")
     if proto == "arp" and maybe():
         m.append(f"arp_spa={pick(PREFIXES4)}")
-    frag = pick(["no", "first", "later", "yes", "not_later"]) if proto and proto != "arp" and maybe() else None
+    frag = pick(["no", "first", "later", "yes", "not_later"]) if proto not in (None, "arp", "mpls") and maybe() else None
     if frag:
         m.append(f"nw_frag={frag}")
     l4 = proto in ("tcp", "udp", "tcp6", "udp6") and frag != "later"     # a later fragment has no L4 header
@@ -366,6 +378,12 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
              "learn(table=201,limit=1,result_dst=reg0[5],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[])"]
     if proto in ("ip", "tcp", "udp"):
         acts += ["move:NXM_OF_IP_SRC[0..3]->NXM_NX_REG0[4..7]", "load:0x5->NXM_OF_IP_DST[4..7]"]
+    # MPLS: push onto anything, the label stack entry set, and pop (after which an action that
+    # needs the headers under it recirculates the frame: the second pass's megaflow too).
+    acts += ["push_mpls:0x8847", "push_mpls:0x8848", "set_mpls_label(20)", "set_mpls_ttl(9)"]
+    if proto == "mpls":
+        acts += ["pop_mpls:0x0800", "pop_mpls:0x0800", "pop_mpls:0x8847", "set_mpls_tc(3)", "dec_mpls_ttl",
+                 "set_field:21->mpls_label", "move:OXM_OF_MPLS_LABEL[0..3]->NXM_NX_REG0[0..3]"]
     outs = ["output:1", "output:2", "output:3", "in_port", "flood", "controller"] + [f"group:{g}" for g in gids]
     apply = _fits(",".join(m), draw(st.lists(st.sampled_from(acts + outs + outs), max_size=4)))
     ins = list(apply)
@@ -405,6 +423,13 @@ def make_pipeline(spec: PipeSpec, of2dp: dict[int, int], clock=lambda: 0.0) -> P
 def learned(t) -> list:
     """The flows a translation's learn actions add, bridge by bridge."""
     return [v.learned for v in t.visits]
+
+
+def _flat_odp(actions):
+    for a in actions:
+        yield a
+        if isinstance(a, (odp.Clone, odp.Sample)):
+            yield from _flat_odp(a.actions)
 
 
 def check_megaflows(x: Translator, keys: list[bytes]) -> int:
@@ -449,6 +474,8 @@ def test_megaflows_are_sound(eal, spec, pkts):
     keys = [frame_and_key(q, PROP_OF2DP)[1] for q in pkts]
     shared = check_megaflows(x, keys)
     event(f"distinct packets sharing a megaflow: {'0' if not shared else '1-3' if shared < 4 else '4+'}")
+    mpls = {type(a) for k in keys for a in _flat_odp(x.translate(k).actions)} & {odp.PushMpls, odp.PopMpls, odp.Recirc}
+    event(f"MPLS datapath actions: {', '.join(sorted(t.__name__ for t in mpls)) or 'none'}")
 
 
 @settings(max_examples=300, deadline=None, database=None,
@@ -614,11 +641,21 @@ def _run_packet_out(d: Datapath, p: Pipeline, x: Translator, items):
     pins = Counter()
     for of, frame, key in items + items:
         d.execute(frame, PROP_OF2DP[of], odp.encode(x.translate(key).actions))
-        for u in d.upcalls(256):
-            assert u.type == "action"
-            pi = x.registry.get(u.cookie)      # its in_port is translation's (a resubmit(P) makes it P), as the handler's
-            pins.update([(pi, u.data, pi.in_port)])
-            u.free()
+        for _ in range(64):
+            ups = d.upcalls(256)
+            if not ups:                          # a second pass parked behind the same one's miss
+                d.set_clock(d.now_ns + 25 * MS)
+                d.poll(2)
+                ups = d.upcalls(256)
+                if not ups:
+                    break
+            for u in ups:
+                if u.type == "miss":             # a recirculation's second pass (after pop_mpls): translated
+                    u.execute(odp.encode(x.translate(u.key).actions))
+                    continue
+                pi = x.registry.get(u.cookie)    # its in_port is translation's (a resubmit(P) makes it P), as the handler's
+                pins.update([(pi, u.data, pi.in_port)])
+                u.free()
     return {dpp: Counter(d.drain(dpp)) for dpp in PROP_OF2DP.values()}, pins
 
 
@@ -638,6 +675,7 @@ def test_cached_flows_do_what_packet_out_does(prop_rig, spec, pkts):
     n_out = sum(sum(c.values()) for c in cached.values())
     event("frames out: " + ("none" if not n_out else "fewer than packets" if n_out < 2 * len(items) else "one or more each"))
     event(f"packet-ins: {'some' if pins_cached else 'none'}")
+    event(f"recirculations (MPLS): {'some' if d.pmd_stats()[MANUAL_PMD]['recirculations'] else 'none'}")
     assert_same_as_packet_out(d, p, x, items, cached, pins_cached, h)
 
 

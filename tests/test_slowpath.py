@@ -223,10 +223,10 @@ PKT_POOLS = {"in_port": [1, 2, 3], "eth_src": MACS, "eth_dst": MACS, "vlans": VL
 
 
 @st.composite
-def packets(draw):
+def packets(draw, pools=PKT_POOLS):
     """A base packet and variations of it (1-3 fields changed), so that megaflows get shared."""
     def one():
-        d = {k: draw(st.sampled_from(list(v))) for k, v in PKT_POOLS.items()}
+        d = {k: draw(st.sampled_from(list(v))) for k, v in pools.items()}
         d["src"] = draw(st.integers(0, 4 if d["kind"] != "ip6" else 2))
         d["dst"] = draw(st.integers(0, 4 if d["kind"] != "ip6" else 2))
         return Pkt(**d)
@@ -237,8 +237,8 @@ def packets(draw):
             out.append(one())
             continue
         p = base if draw(st.booleans()) else draw(st.sampled_from(out))
-        for k in draw(st.lists(st.sampled_from(sorted(PKT_POOLS)), min_size=1, max_size=3, unique=True)):
-            v = draw(st.sampled_from(list(PKT_POOLS[k])))
+        for k in draw(st.lists(st.sampled_from(sorted(pools)), min_size=1, max_size=3, unique=True)):
+            v = draw(st.sampled_from(list(pools[k])))
             p = p._replace(**{k: v})
         limit = 2 if p.kind == "ip6" else 4
         p = p._replace(src=min(p.src, limit), dst=min(p.dst, limit))
@@ -272,10 +272,15 @@ def _bucket_actions(draw, gid: int, gids: list[int]) -> tuple:
     return tuple(acts)
 
 
+MPLS_PKT_POOLS = {**PKT_POOLS, "kind": ["mpls", "mpls", "mpls", "ip4"]}
+
+
 @st.composite
-def pipelines(draw):
-    n_tables = draw(st.integers(1, 4))
-    gids = sorted(draw(st.sets(st.integers(1, 6), max_size=3)))
+def pipelines(draw, mpls: bool = False):
+    """Random pipelines; MPLS: groupless ones whose rules mostly match MPLS and push, set and pop
+    its entries (the general ones draw MPLS too, but rarely reach a pop's recirculation)."""
+    n_tables = draw(st.integers(1, 4 if not mpls else 3))
+    gids = sorted(draw(st.sets(st.integers(1, 6), max_size=3))) if not mpls else []
     groups = []
     for gid in gids:
         gtype = draw(st.sampled_from(["all", "select", "indirect", "ff"]))
@@ -287,7 +292,7 @@ def pipelines(draw):
     flows = []
     for t in range(n_tables):
         for _ in range(draw(st.integers(1, 8))):
-            flows.append(_rule(draw, t, n_tables, gids))
+            flows.append(_rule(draw, t, n_tables, gids, mpls))
         if draw(st.booleans()):              # a table-miss rule, so that fewer packets just drop
             last = t == n_tables - 1 or draw(st.booleans())
             flows.append(f"table={t},priority=0,actions=" + (
@@ -297,19 +302,20 @@ def pipelines(draw):
     return PipeSpec(flows, groups, live)
 
 
-def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
+def _rule(draw, t: int, n_tables: int, gids: list[int], mpls: bool = False) -> str:
     pick = lambda pool: draw(st.sampled_from(pool))   # noqa: E731
     maybe = lambda: draw(st.integers(0, 2)) == 0     # noqa: E731
-    proto = pick([None, None, "ip", "ip", "arp", "ipv6", "tcp", "udp", "udp", "tcp6", "udp6", "mpls"])
+    proto = pick([None, None, "ip", "ip", "arp", "ipv6", "tcp", "udp", "udp", "tcp6", "udp6", "mpls", "mpls"]
+                 if not mpls else [None, "mpls", "mpls", "mpls", "ip", "udp"])
     m = [f"table={t}", f"priority={pick([0, 1, 5, 10, 10, 20, 30])}"]
     if proto:
         m.append(proto)
     if maybe():
         m.append(f"in_port={pick([1, 2, 3])}")
-    if maybe():
+    if maybe() and not mpls:
         m.append(pick(["dl_vlan=10", "dl_vlan=20", "dl_vlan=0xffff", "vlan_tci=0x1000/0x1000", "dl_vlan=30",
                        "dl_vlan_pcp=5"]))
-    if maybe():
+    if maybe() and not mpls:
         m.append(f"dl_dst={pick(MAC_STRS)}")
     if proto in ("ip", "tcp", "udp"):
         if draw(st.booleans()):
@@ -382,8 +388,14 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
     # needs the headers under it recirculates the frame: the second pass's megaflow too).
     acts += ["push_mpls:0x8847", "push_mpls:0x8848", "set_mpls_label(20)", "set_mpls_ttl(9)"]
     if proto == "mpls":
-        acts += ["pop_mpls:0x0800", "pop_mpls:0x0800", "pop_mpls:0x8847", "set_mpls_tc(3)", "dec_mpls_ttl",
+        acts += ["pop_mpls:0x0800"] * 6 + ["pop_mpls:0x8847"] * 2 + [ "set_mpls_tc(3)", "dec_mpls_ttl",
                  "set_field:21->mpls_label", "move:OXM_OF_MPLS_LABEL[0..3]->NXM_NX_REG0[0..3]"]
+    if mpls:
+        acts = [a for a in acts if "mpls" in a] * 3 + [
+            "mod_nw_dst:10.0.0.2", "dec_ttl", "mod_nw_ttl:9", "mod_tp_dst:53", "load:1->reg0[0]",
+            "mod_dl_src:02:00:00:00:00:01", "push_vlan:0x8100", "clone(output:3,exit)", "controller(id=4,max_len=64)",
+            "move:NXM_OF_IP_SRC[0..3]->NXM_NX_REG0[4..7]", *(f"resubmit(,{draw(st.integers(0, n_tables - 1))})"
+                                                         for _ in range(2))]
     outs = ["output:1", "output:2", "output:3", "in_port", "flood", "controller"] + [f"group:{g}" for g in gids]
     apply = _fits(",".join(m), draw(st.lists(st.sampled_from(acts + outs + outs), max_size=4)))
     ins = list(apply)
@@ -476,6 +488,14 @@ def test_megaflows_are_sound(eal, spec, pkts):
     event(f"distinct packets sharing a megaflow: {'0' if not shared else '1-3' if shared < 4 else '4+'}")
     mpls = {type(a) for k in keys for a in _flat_odp(x.translate(k).actions)} & {odp.PushMpls, odp.PopMpls, odp.Recirc}
     event(f"MPLS datapath actions: {', '.join(sorted(t.__name__ for t in mpls)) or 'none'}")
+
+
+@settings(max_examples=500, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(spec=pipelines(mpls=True), pkts=packets(MPLS_PKT_POOLS))
+def test_mpls_megaflows_are_sound(eal, spec, pkts):
+    """The property on pipelines that push, set and pop MPLS entries over MPLS frames."""
+    test_megaflows_are_sound.hypothesis.inner_test(eal, spec, pkts)
 
 
 @settings(max_examples=300, deadline=None, database=None,
@@ -670,13 +690,24 @@ def test_cached_flows_do_what_packet_out_does(prop_rig, spec, pkts):
     x = Translator(p)
     items = [(q.in_port, *frame_and_key(q, PROP_OF2DP)) for q in pkts]
     d.flow_flush()
+    recirc0 = int(d.pmd_stats()[MANUAL_PMD]["recirculations"])
     cached, pins_cached, h = _run_cached(d, p, x, items)
     event("fewer megaflows than distinct packets" if d.flow_count() < len(set(items)) else "a megaflow per packet")
     n_out = sum(sum(c.values()) for c in cached.values())
     event("frames out: " + ("none" if not n_out else "fewer than packets" if n_out < 2 * len(items) else "one or more each"))
     event(f"packet-ins: {'some' if pins_cached else 'none'}")
-    event(f"recirculations (MPLS): {'some' if d.pmd_stats()[MANUAL_PMD]['recirculations'] else 'none'}")
+    event(f"recirculations (MPLS): {'some' if d.pmd_stats()[MANUAL_PMD]['recirculations'] > recirc0 else 'none'}")
     assert_same_as_packet_out(d, p, x, items, cached, pins_cached, h)
+
+
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(spec=pipelines(mpls=True), pkts=packets(MPLS_PKT_POOLS))
+def test_mpls_cached_flows_do_what_packet_out_does(prop_rig, spec, pkts):
+    """The same over MPLS pipelines and frames: recirculated second passes through their own
+    megaflows send what packet-out of each frame (its second pass translated) sends."""
+    test_cached_flows_do_what_packet_out_does.hypothesis.inner_test(prop_rig, spec, pkts)
 
 
 def assert_same_as_packet_out(d, p, x, items, cached, pins_cached, h) -> None:

@@ -92,6 +92,19 @@ dps_actions_validate(const uint8_t *a, uint32_t len, char *why, size_t n)
             if (dps_actions_validate(a + off + sizeof *h, plen, why, n) < 0)
                 return -1;
             break;
+        case DPS_ACT_CHECK_PKT_LEN: {
+            uint32_t gt = UINT32_MAX;
+            if (plen >= 8)
+                memcpy(&gt, a + off + sizeof *h, 4);
+            if (gt > plen - 8 || gt % 8) {
+                snprintf(why, n, "check_pkt_len with %u payload bytes, its first list %u", plen, gt);
+                return -1;
+            }
+            if (dps_actions_validate(a + off + sizeof *h + 8, gt, why, n) < 0
+                || dps_actions_validate(a + off + sizeof *h + 8 + gt, plen - 8 - gt, why, n) < 0)
+                return -1;
+            break;
+        }
         default:
             snprintf(why, n, "unknown action type %u at offset %u", h->type, off);
             return -1;
@@ -110,6 +123,9 @@ dps_actions_need_key(const uint8_t *a, uint32_t len)
             return true;
         if ((h->type == DPS_ACT_CLONE || h->type == DPS_ACT_SAMPLE)
             && dps_actions_need_key(a + off + sizeof *h, h->len - (uint32_t)sizeof *h))
+            return true;
+        if (h->type == DPS_ACT_CHECK_PKT_LEN      /* its two lists, back to back, after 8 bytes */
+            && dps_actions_need_key(a + off + sizeof *h + 8, h->len - (uint32_t)sizeof *h - 8))
             return true;
     }
     return false;

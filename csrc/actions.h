@@ -278,6 +278,25 @@ dps_actions_run(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, s
             dps_actions_execute(ops, ctx, c, &k2, payload, plen);   /* out of line: nesting is rare */
             break;
         }
+        case DPS_ACT_CHECK_PKT_LEN: {
+            uint32_t gt_len;
+            memcpy(&gt_len, payload, 4);
+            bool larger = rte_pktmbuf_pkt_len(m) > h->arg;
+            const uint8_t *list = larger ? payload + 8 : payload + 8 + gt_len;
+            uint32_t list_len = larger ? gt_len : plen - 8 - gt_len;
+            struct rte_mbuf *c = last ? m : dps_branch(m, true, UINT32_MAX);
+            if (!c) {
+                ops->dropped(ctx);
+                break;
+            }
+            struct dps_flow_key k2 = *key;
+            if (changed)
+                dps_key_reparse(c, key, &k2);
+            dps_actions_execute(ops, ctx, c, &k2, list, list_len);   /* out of line, as clone's */
+            if (last)
+                return;
+            break;
+        }
         case DPS_ACT_HASH:
             key->dp_hash = dps_actions_hash(key, h->arg);
             break;

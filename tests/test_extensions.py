@@ -646,3 +646,13 @@ def test_ovs_ofctl_adds_and_dumps_mpls(sw):
         got = [ln.split("n_bytes=0, ", 1)[1] for ln in flows(v, sw.tcp)]
         assert got == [want[v]], got
         ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+def test_ovs_ofctl_adds_and_dumps_check_pkt_larger_and_pop_queue(sw):
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    text = "udp,actions=check_pkt_larger(1500)->NXM_NX_REG0[0],pop_queue,resubmit(,1)"
+    for v in ("OpenFlow10", "OpenFlow13"):
+        ofctl(v, "add-flow", sw.tcp, text)
+        got = [ln.split("n_bytes=0, ", 1)[1] for ln in flows(v, sw.tcp)]
+        assert got == ["udp actions=check_pkt_larger(1500)->NXM_NX_REG0[0],pop_queue,resubmit(,1)"], got
+        ofctl("OpenFlow13", "del-flows", sw.tcp)

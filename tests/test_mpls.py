@@ -137,3 +137,27 @@ def test_a_burst_of_a_new_recirculating_flow_loses_no_frame(rig):
     fr = mpls(lse(21, bos=0, ttl=4), lse(99), inner=ip4())
     out = rig.send(1, [fr] * 5)[3]
     assert len(out) == 5 and len(set(out)) == 1
+
+
+# --- check_pkt_larger, pop_queue (Open vSwitch's, ovs-actions(7)) ------------------------------------
+def test_check_pkt_larger_is_decided_per_frame_in_the_datapath(rig):
+    """One megaflow for frames of every length: the datapath's check_pkt_len picks the branch
+    translated with the bit 1 (longer than 100 bytes) or 0; the rest of the rule, its
+    instructions and the action set run in each."""
+    rig.add("in_port=1,udp,actions=check_pkt_larger(100)->reg0[0],pop_queue,resubmit(,1),goto_table:2",
+            "table=1,reg0=1,actions=mod_dl_dst:02:00:00:00:00:09,output:2",
+            "table=1,reg0=0,actions=write_actions(output:3)",
+            "table=2,reg0=1,actions=output:3")
+    small = MACS + b"\x08\x00" + ip4(payload=bytes(40))                     # 82 bytes
+    big = MACS + b"\x08\x00" + ip4(payload=bytes(100))                      # 142 bytes
+    out = rig.send(1, [small, big, big, small])
+    moved = b"\x02\0\0\0\0\x09" + big[6:]
+    assert out[2] == [moved] * 2 and sorted(out[3]) == sorted([small, moved, moved, small])
+    assert rig.dp.flow_count() == 1
+    t = rig.x.translate(parse(big, rig.of2dp[1]))
+    assert [type(a) for a in t.actions] == [odp.CheckPktLen]
+    spec = parse_flow("actions=check_pkt_larger(1500)->NXM_NX_REG0[0],pop_queue,output:1")
+    assert format_flow(spec) == "actions=check_pkt_larger(1500)->NXM_NX_REG0[0],pop_queue,output:1"
+    # as ovs-ofctl 3.1 sends them: NXAST_CHECK_PKT_LARGER (49), NXAST_POP_QUEUE (5)
+    assert acts.encode_actions(spec.instructions[0].actions, C.OFP13_VERSION).hex().startswith(
+        "ffff001800002320003105dc000000010004000000000000ffff0010000023200005000000000000")

@@ -381,7 +381,9 @@ def _rule(draw, t: int, n_tables: int, gids: list[int], mpls: bool = False) -> s
              "bundle(symmetric_l4,3,hrw,ofport,members:1,2,3)", "bundle(eth_src,0,active_backup,ofport,members:3,2)",
              "bundle_load(nw_dst,0,hrw,ofport,reg0[0..15],members:1,2)", "dec_ttl(0,4)",
              "controller(reason=no_match,id=0,userdata=01.02)", "controller(id=4,max_len=64)",
-             "learn(table=201,limit=1,result_dst=reg0[5],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[])"]
+             "learn(table=201,limit=1,result_dst=reg0[5],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[])",
+             # decided per frame in the datapath: frames of one megaflow differ in length
+             "check_pkt_larger(80)->reg0[1]", "check_pkt_larger(90)->reg0[0]", "pop_queue"]
     if proto in ("ip", "tcp", "udp"):
         acts += ["move:NXM_OF_IP_SRC[0..3]->NXM_NX_REG0[4..7]", "load:0x5->NXM_OF_IP_DST[4..7]"]
     # MPLS: push onto anything, the label stack entry set, and pop (after which an action that

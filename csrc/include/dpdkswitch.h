@@ -255,6 +255,10 @@ struct dps_action {
 #define DPS_POP_MPLS_STACK 65536           /* 1 << 16 */
 #define DPS_ACT_PUSH_MPLS 12          /* arg: LSE (host order); payload: uint16 ethertype (host order), 6 zeros */
 #define DPS_ACT_POP_MPLS 13           /* arg: the ethertype (host order) after the pop | DPS_POP_MPLS_STACK */
+/* check_pkt_len runs one of two nested lists on the frame: the first if the frame is longer
+ * than arg bytes, else the second (Open vSwitch's check_pkt_len, for check_pkt_larger).  Its
+ * payload: uint32 length of the first list (host order), 4 zeros, the first list, the second. */
+#define DPS_ACT_CHECK_PKT_LEN 14      /* arg: length; payload: see above */
 
 /* What DPS_ACT_SET_MASKED writes: value and mask structs of these sizes, network order. */
 #define DPS_SET_ETH 1                 /* 12: dst[6] src[6] */

@@ -73,6 +73,14 @@ class Clone:
 
 
 @dataclass(frozen=True)
+class CheckPktLen:
+    """GREATER runs on a frame longer than SIZE bytes, LESS_EQUAL on any other."""
+    size: int
+    greater: tuple
+    less_equal: tuple
+
+
+@dataclass(frozen=True)
 class Hash:
     basis: int = 0
 
@@ -130,6 +138,9 @@ def encode(actions) -> bytes:
                 out.append(_tlv(lib.DPS_ACT_SAMPLE, 0xFFFFFFFF if p >= 1 else int(p * 0xFFFFFFFF), encode(nested)))
             case Clone(nested):
                 out.append(_tlv(lib.DPS_ACT_CLONE, 0, encode(nested)))
+            case CheckPktLen(size, gt, le):
+                g = encode(gt)
+                out.append(_tlv(lib.DPS_ACT_CHECK_PKT_LEN, size, struct.pack("=I4x", len(g)) + g + encode(le)))
             case Hash(basis):
                 out.append(_tlv(lib.DPS_ACT_HASH, basis))
             case Recirc(rid):
@@ -171,6 +182,9 @@ def decode(data: bytes) -> list:
             out.append(Sample(arg / 0xFFFFFFFF, tuple(decode(payload))))
         elif type_ == lib.DPS_ACT_CLONE:
             out.append(Clone(tuple(decode(payload))))
+        elif type_ == lib.DPS_ACT_CHECK_PKT_LEN:
+            n = struct.unpack_from("=I", payload)[0]
+            out.append(CheckPktLen(arg, tuple(decode(payload[8:8 + n])), tuple(decode(payload[8 + n:]))))
         elif type_ == lib.DPS_ACT_HASH:
             out.append(Hash(arg))
         elif type_ == lib.DPS_ACT_RECIRC:
@@ -209,6 +223,8 @@ def format_actions(actions) -> str:
                 parts.append(f"sample(sample={p * 100:.1f}%,actions({format_actions(nested)}))")
             case Clone(nested):
                 parts.append(f"clone({format_actions(nested)})")
+            case CheckPktLen(n, gt, le):
+                parts.append(f"check_pkt_len(size={n},gt({format_actions(gt)}),le({format_actions(le)}))")
             case Hash(b):
                 parts.append(f"hash(l4({b}))")
             case Recirc(r):

@@ -225,6 +225,20 @@ class DecMplsTtl:
 
 
 @dataclass(frozen=True)
+class CheckPktLarger:
+    """check_pkt_larger(PKT_LEN)->DST[OFS]: the bit is 1 when the frame is longer than PKT_LEN
+    bytes, else 0; the datapath decides per frame (translation runs what follows for each)."""
+    pkt_len: int
+    dst: str
+    ofs: int
+
+
+@dataclass(frozen=True)
+class PopQueue:
+    """pop_queue: the queue back to the one the packet came with (no queues here: a no-op)."""
+
+
+@dataclass(frozen=True)
 class SetQueue:
     queue_id: int
 
@@ -265,7 +279,7 @@ class CopyTtlIn:
     pass
 
 
-Action = (Output | Group | SetField | PushVlan | PopVlan | PushMpls | PopMpls | SetMplsTtl | DecMplsTtl | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
+Action = (Output | Group | SetField | PushVlan | PopVlan | PushMpls | PopMpls | SetMplsTtl | DecMplsTtl | CheckPktLarger | PopQueue | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
           | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn | Conjunction | FinTimeout | Clone | Multipath | Sample
           | Controller | Bundle)
 
@@ -312,7 +326,7 @@ _ONE_OF_EACH = (CopyTtlIn, PopVlan, PopMpls, PushMpls, PushVlan, CopyTtlOut, Dec
 _SETS = (SetNwTtl, SetMplsTtl, SetField, Load, Move)
 # Open vSwitch's extensions an action set may hold (ofpact_is_allowed_in_actions_set): load and
 # move run with the set-fields; these may not be written into one (OFPBAC_UNSUPPORTED_ORDER).
-NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn, Conjunction, FinTimeout, Clone, Multipath, Sample,
+NOT_IN_ACTION_SET = (CheckPktLarger, PopQueue, Resubmit, StackPush, StackPop, Note, Exit, Learn, Conjunction, FinTimeout, Clone, Multipath, Sample,
                      Controller, Bundle)
 
 

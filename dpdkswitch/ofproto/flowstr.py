@@ -37,8 +37,8 @@ Representation choices:
     move, masked set_field, push/pop (the field stack), note, exit as actions.  load/move
     name fields by any name (NXM_NX_REG0[0..3], reg0[0..3], eth_dst[]) and print them by their
     NXM/OXM names.  Not in load/move/push/pop: vlan_vid/vlan_pcp (the 12-bit VID subfields).
-  - Not supported: enqueue, controller's pause and meter_id, conntrack, tunnels, MPLS
-    (copy_ttl_in/out), rarp, igmp (the README says why).
+  - Not supported: enqueue, controller's pause and meter_id, conntrack, tunnels,
+    copy_ttl_in/out, rarp, igmp (the README says why).
 
 Pure functions; any thread.
 """
@@ -53,7 +53,7 @@ from .actions import (INSTRUCTION_ORDER, NOT_IN_ACTION_SET, OFPCML_NO_BUFFER, OF
                       OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, Clone, CopyTtlIn, CopyTtlOut, MULTIPATH_ALGORITHMS, MULTIPATH_FIELDS, Multipath,
                       LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, LEARN_WRITE_RESULT, PACKET_IN_REASONS, Conjunction, Controller, BUNDLE_ALGORITHMS, Bundle, DecNwTtl, Exit, FinTimeout, GotoTable, Group, Learn, LearnSpec,
                       Load, Meter, Move, Note, Output, PopVlan, PushVlan, Resubmit, Sample,
-                      DecMplsTtl, PopMpls, PushMpls, SetMplsTtl,
+                      DecMplsTtl, PopMpls, PushMpls, SetMplsTtl, CheckPktLarger, PopQueue,
                       SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions, WriteMetadata)
 from .fields import (BY_NAME, ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_IPV6, ETH_TYPE_QINQ, ETH_TYPE_VLAN, FRAG_ANY,
                      FRAG_LATER, NOT_IN_LATER_FRAGMENTS, VIEWS, VLAN_CFI, Field)
@@ -251,6 +251,13 @@ def _items(text: str):
             k += 1
         if delim == "(" and k >= n:
             raise FlowParseError(f"'{text[i:]}': missing ')'")
+        if delim == "(" and text[k + 1:k + 3] == "->":     # check_pkt_larger(N)->DST: the value is "N)->DST"
+            e = k + 3
+            while e < n and text[e] not in ", \t\r\n":
+                e += 1
+            yield key, text[j + 1:e], text[i:e]
+            i = e
+            continue
         yield key, text[j + 1:k], text[i:k + (delim == "(")]
         i = k + (delim == "(")
 
@@ -705,6 +712,17 @@ def _push_vlan(text: str, match: Match) -> PushVlan:
     return PushVlan(ethertype)
 
 
+def _check_pkt_larger(text: str) -> CheckPktLarger:
+    """check_pkt_larger(LEN)->DST[BIT] (``_items`` gives "LEN)->DST[BIT]")."""
+    n, sep, dst = text.partition(")->")
+    if not sep:
+        raise _Bad("check_pkt_larger takes (LENGTH)->FIELD[BIT]")
+    name, ofs, nbits = _writable(_subfield(dst))
+    if nbits != 1:
+        raise _Bad(f"check_pkt_larger writes one bit, not {nbits} ({dst})")
+    return CheckPktLarger(_num(n.strip(), 16, "packet length"), name, ofs)
+
+
 def _push_mpls(text: str, match: Match) -> PushMpls:
     ethertype = _num(text, 16, "ethertype")
     if ethertype not in (0x8847, 0x8848):
@@ -740,6 +758,8 @@ _ACTIONS = {
     "set_mpls_tc": lambda t, m: SetField("mpls_tc", _num(t.strip("()"), 3, "MPLS TC")),
     "set_mpls_ttl": lambda t, m: SetMplsTtl(_num(t.strip("()"), 8, "MPLS TTL")),
     "dec_mpls_ttl": _noarg(DecMplsTtl),
+    "check_pkt_larger": lambda t, m: _check_pkt_larger(t),
+    "pop_queue": _noarg(PopQueue),
     "mod_dl_src": lambda t, m: _set_field("eth_src", t, m), "mod_dl_dst": lambda t, m: _set_field("eth_dst", t, m),
     "mod_nw_src": lambda t, m: _set_field("ipv4_src", t, m), "mod_nw_dst": lambda t, m: _set_field("ipv4_dst", t, m),
     "mod_nw_tos": lambda t, m: _set_tos(t),
@@ -1133,11 +1153,13 @@ def _fmt_action(a) -> str:
             return f"pop_mpls:0x{t:04x}"
         case SetMplsTtl(ttl=t):
             return f"set_mpls_ttl({t})"
+        case CheckPktLarger(pkt_len=n, dst=d, ofs=o):
+            return f"check_pkt_larger({n})->{_fmt_subfield(d, o, 1)}"
         case SetQueue(queue_id=q):
             return f"set_queue:{q}"
         case SetNwTtl(ttl=t):
             return f"mod_nw_ttl:{t}"
-    return {PopVlan: "pop_vlan", DecNwTtl: "dec_ttl", DecMplsTtl: "dec_mpls_ttl", CopyTtlOut: "copy_ttl_out", CopyTtlIn: "copy_ttl_in"}[type(a)]
+    return {PopVlan: "pop_vlan", DecNwTtl: "dec_ttl", DecMplsTtl: "dec_mpls_ttl", PopQueue: "pop_queue", CopyTtlOut: "copy_ttl_out", CopyTtlIn: "copy_ttl_in"}[type(a)]
 
 
 def _fmt_vlan_push(a) -> str:

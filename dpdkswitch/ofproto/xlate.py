@@ -44,7 +44,8 @@ from .actions import (INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, 
                       OFPCML_NO_BUFFER, OFPP_ALL,
                       OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output,
                       PopVlan, PushVlan, Resubmit, SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions,
-                      WriteMetadata, execution_order, DecMplsTtl, PopMpls, PushMpls, SetMplsTtl)
+                      WriteMetadata, execution_order, DecMplsTtl, PopMpls, PushMpls, SetMplsTtl, CheckPktLarger,
+                      PopQueue)
 from .classifier import Wildcards, key_int
 from .match import Match, MatchError
 from .fields import BY_NAME, CONJ_ID_SHIFT, FRAG_LATER, STAGE_OF_MEMBER, VLAN_CFI, prereqs_of
@@ -403,6 +404,7 @@ class _Ctx:
         self.l3_unknown = False                   # after pop_mpls: the headers under the label are not known
         self.freezing = False                     # an action needs them: translation stops for recirculation
         self.frozen: list = []                    # what is left to run after it (``Frozen.items``)
+        self.after_apply: tuple = ()              # the running rule's instructions after its apply-actions
 
     def log(self, msg: str) -> None:
         if self.tracing:
@@ -636,8 +638,10 @@ def split_ipv4_flow(wc, flow) -> None:
 
 
 def _n_actions(acts) -> int:
-    """Datapath actions in ACTS, those nested in clones and samples counted."""
-    return sum(1 + _n_actions(a.actions) if isinstance(a, (odp.Clone, odp.Sample)) else 1 for a in acts)
+    """Datapath actions in ACTS, those nested in clones, samples and check_pkt_len counted."""
+    return sum(1 + _n_actions(a.actions) if isinstance(a, (odp.Clone, odp.Sample)) else
+               1 + _n_actions(a.greater) + _n_actions(a.less_equal) if isinstance(a, odp.CheckPktLen) else 1
+               for a in acts)
 
 
 class Translator:
@@ -973,7 +977,10 @@ class Translator:
                 if ins.meter_id in c.p.meters:
                     c.odp.append(odp.Meter(ins.meter_id))
             elif isinstance(ins, ApplyActions):
-                if not self._actions(c, ins.actions):
+                after, c.after_apply = c.after_apply, tuple(x for x in ordered[j + 1:])
+                ok = self._actions(c, ins.actions)
+                c.after_apply = after
+                if not ok:
                     c.log("the rest of this rule's instructions are skipped (the action set stays)")
                     return
             elif isinstance(ins, ClearActions):
@@ -1008,7 +1015,7 @@ class Translator:
     def _end_of_pipeline(self, c: _Ctx) -> None:
         c.exit = False                   # an exit ends the action lists, not the action set
         acts = execution_order(c.action_set)
-        c.action_set = []
+        c.action_set, c.after_apply = [], ()
         if acts:
             c.log(f"action set: {acts}")
             self._actions(c, acts)
@@ -1041,7 +1048,19 @@ class Translator:
         IN_PORT.to_key(c.flow, state.in_ofport & IN_PORT.all_ones)
         c.base = bytearray(c.flow)
         c.metadata, c.stack, c.action_set = state.metadata, list(state.stack), list(state.action_set)
-        items, skip = state.items, False
+        self._run_items(c, state.items)
+        if c.freezing and not c.out.error:
+            self._finish_freeze(c, state.run_action_set)
+        elif state.run_action_set and not c.out.error:
+            self._end_of_pipeline(c)
+        if c.out.error:
+            c.odp.clear()
+
+    def _run_items(self, c: _Ctx, items) -> None:
+        """Frozen items (``Frozen.items``: actions, instructions, ``Unroll`` marks) in order, or
+        what follows a check_pkt_larger: an expired TTL skips the rest of its rule's items; a
+        freeze leaves the rest in ``c.frozen``."""
+        skip = False
         for j, it in enumerate(items):
             if c.out.error or c.exit:
                 break
@@ -1062,17 +1081,42 @@ class Translator:
                 c.metadata = (c.metadata & ~it.mask) | (it.value & it.mask)
             elif isinstance(it, GotoTable):
                 self._table(c, it.table_id)
+            elif isinstance(it, CheckPktLarger):
+                self._check_pkt_larger(c, it, items[j + 1:])
+                break
             elif not self._actions(c, (it,)):
                 skip = True                  # an expired TTL ends that rule's actions
             if c.freezing and not c.out.error:
                 c.frozen.extend(items[j + 1:])
                 break
-        if c.freezing and not c.out.error:
-            self._finish_freeze(c, state.run_action_set)
-        elif state.run_action_set and not c.out.error:
-            self._end_of_pipeline(c)
-        if c.out.error:
-            c.odp.clear()
+
+    def _check_pkt_larger(self, c: _Ctx, a: CheckPktLarger, rest) -> None:
+        """check_pkt_larger as Open vSwitch's xlate_check_pkt_larger: the datapath decides per
+        frame (check_pkt_len), so what follows in this rule (REST: the actions after it, the
+        instructions after them) and the action set are translated twice, with the bit 1 and 0,
+        each into its branch; then translation ends (as Open vSwitch's, an exit)."""
+        c.commit()
+        saved = (c.flow, c.base, c.odp, c.action_set, c.metadata, c.stack, c.l3_unknown, c.table_id, c.cookie,
+                 c.depth, c.after_apply)
+        branches = []
+        for bit in (1, 0):
+            c.flow, c.base, c.odp, c.action_set = bytearray(saved[0]), bytearray(saved[1]), [], list(saved[3])
+            c.metadata, c.stack, c.l3_unknown = saved[4], list(saved[5]), saved[6]
+            c.table_id, c.cookie, c.depth, c.after_apply, c.exit = saved[7], saved[8], saved[9], (), False
+            c.log(f"check_pkt_larger({a.pkt_len}): the frame {'longer' if bit else 'not longer'}: "
+                  f"{a.dst}[{a.ofs}]={bit}")
+            self._write(c, a.dst, a.ofs, 1, bit)
+            self._run_items(c, rest)
+            if c.freezing and not c.out.error:
+                self._finish_freeze(c, True)
+            elif not c.out.error and c.action_set:
+                self._end_of_pipeline(c)
+            branches.append(tuple(c.odp))
+        (c.flow, c.base, c.odp, c.action_set, c.metadata, c.stack, c.l3_unknown, c.table_id, c.cookie, c.depth,
+         c.after_apply) = saved
+        c.odp.append(odp.CheckPktLen(a.pkt_len, branches[0], branches[1]))
+        c.action_set = []
+        c.exit = True
 
     # -- actions
     def _actions(self, c: _Ctx, actions) -> bool:
@@ -1139,7 +1183,10 @@ class Translator:
             elif isinstance(a, SetNwTtl):
                 if c.prereqs_hold("nw_ttl"):
                     self._set_field(c, "nw_ttl", a.ttl)      # unwildcards nw_ttl, as set_field does
-            elif isinstance(a, (SetQueue, CopyTtlOut, CopyTtlIn)):
+            elif isinstance(a, CheckPktLarger):
+                self._check_pkt_larger(c, a, (*actions[i + 1:], *c.after_apply))
+                return True
+            elif isinstance(a, (SetQueue, PopQueue, CopyTtlOut, CopyTtlIn)):
                 pass                 # no queues in the datapath; no MPLS to copy TTLs with
             elif isinstance(a, Resubmit):
                 self._resubmit(c, a)
@@ -1337,15 +1384,16 @@ class Translator:
         committed are committed inside it); the flow and the action set are as they were before
         it, and an exit inside it ends the actions after it too (Open vSwitch's
         clone_xlate_actions)."""
-        saved = (bytearray(c.flow), bytearray(c.base), c.odp, c.action_set, c.metadata, list(c.stack), c.l3_unknown)
-        c.odp, c.action_set = [], []
+        saved = (bytearray(c.flow), bytearray(c.base), c.odp, c.action_set, c.metadata, list(c.stack), c.l3_unknown,
+                 c.after_apply)
+        c.odp, c.action_set, c.after_apply = [], [], ()
         try:
             self._actions(c, actions)
             if c.freezing and not c.out.error:
                 self._finish_freeze(c, False)
             nested = c.odp
         finally:
-            c.flow, c.base, c.odp, c.action_set, c.metadata, c.stack, c.l3_unknown = saved
+            c.flow, c.base, c.odp, c.action_set, c.metadata, c.stack, c.l3_unknown, c.after_apply = saved
         if all(isinstance(a, odp.Output) for a in nested):     # nothing to undo: inline, as Open vSwitch
             c.odp.extend(nested)
         else:
@@ -1770,6 +1818,13 @@ class Translator:
         ofpacts_execute_action_set): they run in the action set's order, one of each kind, and
         not at all without an output or a group.  A TTL that expires ends this bucket only."""
         actions = execution_order(actions)
+        after, c.after_apply = c.after_apply, ()
+        try:
+            self._bucket_actions(c, actions, clone)
+        finally:
+            c.after_apply = after
+
+    def _bucket_actions(self, c: _Ctx, actions, clone: bool) -> None:
         if not clone:
             self._actions(c, actions)
             if c.freezing and not c.out.error:
@@ -1824,6 +1879,9 @@ def _flat(actions):
     for a in actions:
         if isinstance(a, (odp.Clone, odp.Sample)):
             yield from _flat(a.actions)
+        elif isinstance(a, odp.CheckPktLen):
+            yield from _flat(a.greater)
+            yield from _flat(a.less_equal)
         else:
             yield a
 

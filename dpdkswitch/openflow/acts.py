@@ -70,7 +70,8 @@ _NX_EXT = {C.NXAST_RESUBMIT: Layout("port:H table:B 3x"), C.NXAST_RESUBMIT_TABLE
            C.NXAST_MULTIPATH: Layout("fields:H basis:H 2x algorithm:H max_link:H arg:I 2x ofs_nbits:H dst:I"),
            C.NXAST_PUSH_MPLS: Layout("ethertype:H 4x"), C.NXAST_POP_MPLS: Layout("ethertype:H 4x"),
            C.NXAST_SET_MPLS_TTL: Layout("ttl:B 5x"), C.NXAST_DEC_MPLS_TTL: Layout("6x"),
-           C.NXAST_SET_MPLS_LABEL: Layout("2x label:I"), C.NXAST_SET_MPLS_TC: Layout("tc:B 5x")}
+           C.NXAST_SET_MPLS_LABEL: Layout("2x label:I"), C.NXAST_SET_MPLS_TC: Layout("tc:B 5x"),
+           C.NXAST_POP_QUEUE: Layout("6x"), C.NXAST_CHECK_PKT_LARGER: Layout("pkt_len:H ofs:H dst:I 6x")}
 
 
 def _nx_field(header: int) -> F.Field:
@@ -138,6 +139,13 @@ def decode_nx(tlv: bytes, version: int = C.OFP13_VERSION) -> tuple[A.Action, ...
                             d["max_link"] + 1, d["arg"], f.name, ofs, nbits),)
     if sub == C.NXAST_FIN_TIMEOUT:
         return (A.FinTimeout(d["idle"], d["hard"]),)
+    if sub == C.NXAST_POP_QUEUE:
+        return (A.PopQueue(),)
+    if sub == C.NXAST_CHECK_PKT_LARGER:
+        f = _nx_field(d["dst"])
+        _bits_ok(f, d["ofs"], 1)
+        _writable(f)
+        return (A.CheckPktLarger(d["pkt_len"], f.name, d["ofs"]),)
     if sub == C.NXAST_PUSH_MPLS:
         if d["ethertype"] not in (F.ETH_TYPE_MPLS, F.ETH_TYPE_MPLS_MCAST):
             raise _ba(C.OFPBAC_BAD_ARGUMENT)
@@ -492,6 +500,11 @@ def encode_nx(a: A.Action, version: int = C.OFP13_VERSION) -> bytes | None:
         return _nx(C.NXAST_NOTE, a.data + bytes(max(0, 6 - len(a.data))))
     if isinstance(a, A.Exit):
         return _nx(C.NXAST_EXIT, bytes(6))
+    if isinstance(a, A.PopQueue):
+        return _nx(C.NXAST_POP_QUEUE, bytes(6))
+    if isinstance(a, A.CheckPktLarger):
+        return _nx(C.NXAST_CHECK_PKT_LARGER, _NX_EXT[C.NXAST_CHECK_PKT_LARGER].pack(
+            {"pkt_len": a.pkt_len, "ofs": a.ofs, "dst": _nx_header(a.dst)}))
     if isinstance(a, A.Multipath):
         return _nx(C.NXAST_MULTIPATH, _NX_EXT[C.NXAST_MULTIPATH].pack(
             {"fields": A.MULTIPATH_FIELDS.index(a.fields), "basis": a.basis,

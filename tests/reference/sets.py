@@ -1132,6 +1132,28 @@ def set_mpls() -> RefSet:
                   "clone after it (recirculation); two pops; an action set", flows, f.frames)
 
 
+def set_check_pkt_larger() -> RefSet:
+    """check_pkt_larger: the bit decides a resubmit's lookup, the rule's goto_table and its action
+    set, for frames below, at and above the length (the length is the whole frame's); pop_queue."""
+    f = Frames()
+    for size in (10, 33, 34, 35, 40, 200):    # frames of 60, 83, 84, 85, 90, 250 bytes (4 more tagged)
+        f.add(eth() / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=7, dport=60) / Raw(bytes(size)), 2)
+        f.add(eth(vlans=[(9, 3)]) / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=7, dport=61) / Raw(bytes(size)), 1)
+    flows = [
+        "priority=10,udp,tp_dst=60,actions=check_pkt_larger(84)->reg0[0],pop_queue,resubmit(,1),"
+        "write_actions(output:4),goto_table:2",
+        "table=1,reg0=1,actions=mod_dl_dst:02:00:00:00:00:09,output:2",
+        "table=1,reg0=0,actions=output:3",
+        "table=2,ip,reg0=1,actions=mod_nw_tos:32,output:3",
+        "table=2,reg0=0,actions=clear_actions",
+        "priority=10,udp,dl_vlan=9,tp_dst=61,actions=check_pkt_larger(90)->NXM_NX_REG1[5],strip_vlan,resubmit(,3)",
+        "table=3,reg1=0x20,actions=output:4",
+        "table=3,reg1=0,actions=output:2",
+    ]
+    return RefSet("check_pkt_larger", "check_pkt_larger: per-frame branches (resubmit, goto_table, the action "
+                  "set) below, at and above the length", flows, f.frames)
+
+
 SETS = [set_vlan, set_vlan_of10, set_set_field_l2l3, set_set_field_l4, set_ip_fragments, set_ipv6_ext,
         set_l2_misc, set_set_field_other, set_dec_ttl, set_groups_select, set_groups_all_indirect, set_groups_ff,
         set_groups_ff_watch_both, set_multi_table, set_action_set, set_priorities, set_output_ports, set_arp_ipv6,
@@ -1139,7 +1161,7 @@ SETS = [set_vlan, set_vlan_of10, set_set_field_l2l3, set_set_field_l4, set_ip_fr
         set_metadata_in_port, set_vlan_pcp_partial,
         set_ovs_bug_later_fragment_csum, set_ovs_bug_vlan_megaflow, set_ovs_bug_ff_select_action_set,
         set_registers_resubmit, set_load_move_set_field, set_learn, set_conjunction, set_vlan_tci_load, set_clone, set_multipath,
-        set_bundle, set_learn_limit, set_mpls]
+        set_bundle, set_learn_limit, set_mpls, set_check_pkt_larger]
 
 
 def all_sets() -> list[RefSet]:

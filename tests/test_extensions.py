@@ -656,3 +656,16 @@ def test_ovs_ofctl_adds_and_dumps_check_pkt_larger_and_pop_queue(sw):
         got = [ln.split("n_bytes=0, ", 1)[1] for ln in flows(v, sw.tcp)]
         assert got == ["udp actions=check_pkt_larger(1500)->NXM_NX_REG0[0],pop_queue,resubmit(,1)"], got
         ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+def test_enqueue_is_set_queue_output_pop_queue(sw):
+    """ovs-ofctl sends enqueue over OpenFlow 1.3 as set_queue, output, pop_queue (1.0: ENQUEUE);
+    our text makes the same three actions, an action set's the first two."""
+    spec = parse_flow("actions=enqueue:1:5,enqueue(2,7),write_actions(enqueue:3:9)")
+    assert format_flow(spec) == ("actions=set_queue:5,output:1,pop_queue,set_queue:7,output:2,pop_queue,"
+                                 "write_actions(set_queue:9,output:3)")
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    ofctl("OpenFlow13", "add-flow", sw.tcp, "udp,actions=enqueue:1:5")
+    got = [ln.split("n_bytes=0, ", 1)[1] for ln in flows("OpenFlow13", sw.tcp)]
+    assert got == ["udp actions=set_queue:5,output:1,pop_queue"], got
+    ofctl("OpenFlow13", "del-flows", sw.tcp)

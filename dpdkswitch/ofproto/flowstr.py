@@ -37,7 +37,7 @@ Representation choices:
     move, masked set_field, push/pop (the field stack), note, exit as actions.  load/move
     name fields by any name (NXM_NX_REG0[0..3], reg0[0..3], eth_dst[]) and print them by their
     NXM/OXM names.  Not in load/move/push/pop: vlan_vid/vlan_pcp (the 12-bit VID subfields).
-  - Not supported: enqueue, controller's pause and meter_id, conntrack, tunnels,
+  - Not supported: controller's pause and meter_id, conntrack, tunnels,
     copy_ttl_in/out, rarp, igmp (the README says why).
 
 Pure functions; any thread.
@@ -723,6 +723,15 @@ def _check_pkt_larger(text: str) -> CheckPktLarger:
     return CheckPktLarger(_num(n.strip(), 16, "packet length"), name, ofs)
 
 
+def _enqueue(text: str) -> tuple:
+    """enqueue:PORT:QUEUE or enqueue(PORT,QUEUE): as Open vSwitch sends it over OpenFlow 1.1+,
+    set_queue, output, pop_queue (OpenFlow 1.0's ENQUEUE carries the first two)."""
+    port, sep, queue = text.replace(",", ":").partition(":")
+    if not sep:
+        raise _Bad("enqueue takes PORT:QUEUE")
+    return SetQueue(_num(queue.strip(), 32, "queue")), _output(_port(port.strip())), PopQueue()
+
+
 def _push_mpls(text: str, match: Match) -> PushMpls:
     ethertype = _num(text, 16, "ethertype")
     if ethertype not in (0x8847, 0x8848):
@@ -786,7 +795,7 @@ _ACTIONS = {
     "bundle_load": lambda t, m: _bundle(t, True),
     "learn": lambda t, m: _learn(t),
     "sample": lambda t, m: _sample(t),
-    "enqueue": _unsupported("enqueue is not supported; use set_queue:QUEUE,output:PORT"),
+    "enqueue": lambda t, m: _enqueue(t),
 }
 _INSTRUCTION_NAMES = {Meter: "meter", ApplyActions: "apply_actions", ClearActions: "clear_actions",
                       WriteActions: "write_actions", WriteMetadata: "write_metadata", GotoTable: "goto_table"}
@@ -803,20 +812,24 @@ def _action(key: str, text: str, match: Match):
     raise _Bad(str(_unknown("action", key, [*_ACTIONS, *RESERVED_PORTS, "drop", *_INSTRUCTION_NAMES.values()])))
 
 
-def _action_list(text: str, match: Match) -> tuple:
+def _action_list(text: str, match: Match, in_set: bool = False) -> tuple:
     out = []
     for key, value, item in _items(text):
         if key.lower() == "drop" and not value:
             continue
         try:
-            out.append(_action(key, value, match))
+            a = _action(key, value, match)
+            if isinstance(a, tuple):         # enqueue: set_queue, output, pop_queue (an action set's: the two)
+                out.extend(x for x in a if not (in_set and isinstance(x, PopQueue)))
+            else:
+                out.append(a)
         except _Bad as e:
             raise FlowParseError(f"'{item}': {e}") from None
     return tuple(out)
 
 
 def _action_set(text: str, match: Match) -> tuple:
-    acts = _action_list(text, match)
+    acts = _action_list(text, match, in_set=True)
     for a in acts:
         if isinstance(a, NOT_IN_ACTION_SET):
             raise FlowParseError(f"write_actions({text}): {_fmt_action(a)} may not be in an action set")
@@ -868,7 +881,8 @@ def _parse_actions(text: str, match: Match) -> tuple[tuple, list[tuple[type, int
             if key.lower() in _INSTRUCTIONS:
                 inst = _INSTRUCTIONS[key.lower()](value, match)
             else:
-                inst = ApplyActions((_action(key, value, match),))
+                a = _action(key, value, match)
+                inst = ApplyActions(a if isinstance(a, tuple) else (a,))     # enqueue: three actions
         except _Bad as e:
             raise FlowParseError(f"'{item}': {e}") from None
         kind = type(inst)

@@ -19,7 +19,7 @@
 static const uint16_t set_size[] = {
     [DPS_SET_ETH] = 12, [DPS_SET_VLAN] = 2, [DPS_SET_IPV4] = 10,
     [DPS_SET_IPV6] = 38, [DPS_SET_TCP] = 4, [DPS_SET_UDP] = 4, [DPS_SET_SCTP] = 4,
-    [DPS_SET_ICMP] = 2, [DPS_SET_ICMPV6] = 2, [DPS_SET_ARP] = 22, [DPS_SET_ND] = 28,
+    [DPS_SET_ICMP] = 2, [DPS_SET_ICMPV6] = 2, [DPS_SET_ARP] = 22, [DPS_SET_ND] = 28, [DPS_SET_MPLS] = 4,
 };
 
 int
@@ -51,6 +51,22 @@ dps_actions_validate(const uint8_t *a, uint32_t len, char *why, size_t n)
                 return -1;
             }
             break;
+        case DPS_ACT_PUSH_MPLS: {
+            uint16_t t = 0;
+            if (plen == 8)
+                memcpy(&t, a + off + sizeof *h, 2);
+            if (t != 0x8847 && t != 0x8848) {
+                snprintf(why, n, "push_mpls with %u payload bytes, ethertype 0x%04x", plen, t);
+                return -1;
+            }
+            break;
+        }
+        case DPS_ACT_POP_MPLS:
+            if (h->arg & ~(0xffffu | DPS_POP_MPLS_STACK)) {
+                snprintf(why, n, "pop_mpls to ethertype 0x%x", h->arg);
+                return -1;
+            }
+            break;
         case DPS_ACT_POP_VLAN: case DPS_ACT_HASH: case DPS_ACT_RECIRC: case DPS_ACT_TRUNCATE:
             break;
         case DPS_ACT_METER:
@@ -76,6 +92,19 @@ dps_actions_validate(const uint8_t *a, uint32_t len, char *why, size_t n)
             if (dps_actions_validate(a + off + sizeof *h, plen, why, n) < 0)
                 return -1;
             break;
+        case DPS_ACT_CHECK_PKT_LEN: {
+            uint32_t gt = UINT32_MAX;
+            if (plen >= 8)
+                memcpy(&gt, a + off + sizeof *h, 4);
+            if (gt > plen - 8 || gt % 8) {
+                snprintf(why, n, "check_pkt_len with %u payload bytes, its first list %u", plen, gt);
+                return -1;
+            }
+            if (dps_actions_validate(a + off + sizeof *h + 8, gt, why, n) < 0
+                || dps_actions_validate(a + off + sizeof *h + 8 + gt, plen - 8 - gt, why, n) < 0)
+                return -1;
+            break;
+        }
         default:
             snprintf(why, n, "unknown action type %u at offset %u", h->type, off);
             return -1;
@@ -94,6 +123,9 @@ dps_actions_need_key(const uint8_t *a, uint32_t len)
             return true;
         if ((h->type == DPS_ACT_CLONE || h->type == DPS_ACT_SAMPLE)
             && dps_actions_need_key(a + off + sizeof *h, h->len - (uint32_t)sizeof *h))
+            return true;
+        if (h->type == DPS_ACT_CHECK_PKT_LEN      /* its two lists, back to back, after 8 bytes */
+            && dps_actions_need_key(a + off + sizeof *h + 8, h->len - (uint32_t)sizeof *h - 8))
             return true;
     }
     return false;
@@ -164,6 +196,62 @@ l4_csum_replace(uint8_t *c, uint8_t proto, bool v4, const void *old, const void 
         dps_put16(c, 0xffff);
 }
 
+/* Where the ethertype after the frame's VLAN tags (at most two, as the parser reads them) is,
+ * or 0 if the frame is too short for it. */
+static uint32_t
+l2_type_ofs(const uint8_t *f, uint32_t len)
+{
+    uint32_t ofs = 12;
+    for (int i = 0; i < 2 && len >= ofs + 6; i++) {
+        uint16_t t = dps_get_be16(f + ofs);
+        if (t != 0x8100 && t != 0x88a8)
+            break;
+        ofs += 4;
+    }
+    return len >= ofs + 2 ? ofs : 0;
+}
+
+static bool
+is_mpls_type(uint16_t t)
+{
+    return t == 0x8847 || t == 0x8848;
+}
+
+bool
+dps_push_mpls(struct rte_mbuf *m, uint16_t ethertype, uint32_t lse)
+{
+    uint32_t ofs = l2_type_ofs(rte_pktmbuf_mtod(m, const uint8_t *), rte_pktmbuf_data_len(m));
+    if (!ofs)
+        return false;
+    uint8_t *f = (uint8_t *)rte_pktmbuf_prepend(m, 4);
+    if (!f)
+        return false;
+    memmove(f, f + 4, ofs);                    /* addresses and tags; the old ethertype is overwritten */
+    uint16_t t = rte_cpu_to_be_16(ethertype);
+    uint32_t l = rte_cpu_to_be_32(lse);
+    memcpy(f + ofs, &t, 2);
+    memcpy(f + ofs + 2, &l, 4);
+    return true;
+}
+
+void
+dps_pop_mpls(struct rte_mbuf *m, uint32_t arg)
+{
+    uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
+    uint32_t len = rte_pktmbuf_data_len(m);
+    uint32_t ofs = l2_type_ofs(f, len);
+    if (!ofs || len < ofs + 6 || !is_mpls_type(dps_get_be16(f + ofs)))
+        return;
+    uint32_t n = 1;                            /* entries removed */
+    if (arg & DPS_POP_MPLS_STACK)
+        while (n < 3 && !(f[ofs + 4 * n] & 1) && len >= ofs + 6 + 4 * n)   /* BoS: bit 8 of the entry */
+            n++;
+    memmove(f + 4 * n, f, ofs);
+    f = (uint8_t *)rte_pktmbuf_adj(m, (uint16_t)(4 * n));
+    uint16_t t = rte_cpu_to_be_16((uint16_t)arg);
+    memcpy(f + ofs, &t, 2);
+}
+
 bool
 dps_set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
 {
@@ -178,6 +266,13 @@ dps_set_masked(struct rte_mbuf *m, uint32_t kind, const uint8_t *val)
         if (len < 12)
             return false;
         masked_write(f, val, mask, 12, old);
+        return true;
+    }
+    if (kind == DPS_SET_MPLS) {
+        uint32_t ofs = l2_type_ofs(f, len);
+        if (!ofs || len < ofs + 6 || !is_mpls_type(dps_get_be16(f + ofs)))
+            return false;
+        masked_write(f + ofs + 2, val, mask, 4, old);
         return true;
     }
     dps_parse_ofs(f, len, 0, &k, &o);

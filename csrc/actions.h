@@ -1,7 +1,7 @@
 /*
  * actions.h — the action executor: runs a datapath action list (struct dps_action, in
  * include/dpdkswitch.h) on one frame.  A leaf, as Open vSwitch's lib/odp-execute.c: it does
- * what changes the frame itself (VLAN push and pop, masked set-field with its checksum
+ * what changes the frame itself (VLAN and MPLS push and pop, masked set-field with its checksum
  * updates, truncation, the hash) and hands whatever needs a datapath (output, the slow path,
  * recirculation, meters, random numbers, drop counters) to the callbacks it is given.  It
  * calls nothing of ours but the parser (parse.h) and util.h, so it is fuzzed alone
@@ -100,6 +100,12 @@ bool dps_actions_modify(const uint8_t *actions, uint32_t len);
  * has one after it.  One pass over the whole list (made once per run of a list, when a side
  * branch first needs it: dps_modified_from). */
 uint32_t dps_actions_modifying_end(const uint8_t *actions, uint32_t len);
+/* MPLS: push an LSE (after the VLAN tags, the frame's ethertype becoming ETHERTYPE), false if
+ * there is no room (the frame is then unchanged); pop the outer LSE of an MPLS frame, its
+ * ethertype becoming ETHERTYPE (another frame is left alone).  As Open vSwitch's push_mpls and
+ * pop_mpls datapath actions. */
+bool dps_push_mpls(struct rte_mbuf *m, uint16_t ethertype, uint32_t lse);
+void dps_pop_mpls(struct rte_mbuf *m, uint32_t arg);
 /* The hash action's dp_hash: the 5-tuple of KEY from BASIS.  Inline: a balance-tcp bond runs
  * it on every frame. */
 static inline uint32_t
@@ -231,6 +237,21 @@ dps_actions_run(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, s
             dps_pop_vlan(m);
             changed = true;
             break;
+        case DPS_ACT_PUSH_MPLS: {
+            uint16_t ethertype;
+            memcpy(&ethertype, payload, 2);
+            if (!dps_push_mpls(m, ethertype, h->arg)) {
+                ops->dropped(ctx);
+                rte_pktmbuf_free(m);
+                return;
+            }
+            changed = true;
+            break;
+        }
+        case DPS_ACT_POP_MPLS:
+            dps_pop_mpls(m, h->arg);
+            changed = true;
+            break;
         case DPS_ACT_SET_MASKED:
             dps_set_masked(m, h->arg, payload);   /* a frame without the header is left as it is */
             changed = true;
@@ -264,6 +285,25 @@ dps_actions_run(const struct dps_exec_ops *ops, void *ctx, struct rte_mbuf *m, s
             if (changed)
                 dps_key_reparse(c, key, &k2);
             dps_actions_execute(ops, ctx, c, &k2, payload, plen);   /* out of line: nesting is rare */
+            break;
+        }
+        case DPS_ACT_CHECK_PKT_LEN: {
+            uint32_t gt_len;
+            memcpy(&gt_len, payload, 4);
+            bool larger = rte_pktmbuf_pkt_len(m) > h->arg;
+            const uint8_t *list = larger ? payload + 8 : payload + 8 + gt_len;
+            uint32_t list_len = larger ? gt_len : plen - 8 - gt_len;
+            struct rte_mbuf *c = last ? m : dps_branch(m, true, UINT32_MAX);
+            if (!c) {
+                ops->dropped(ctx);
+                break;
+            }
+            struct dps_flow_key k2 = *key;
+            if (changed)
+                dps_key_reparse(c, key, &k2);
+            dps_actions_execute(ops, ctx, c, &k2, list, list_len);   /* out of line, as clone's */
+            if (last)
+                return;
             break;
         }
         case DPS_ACT_HASH:

@@ -287,7 +287,7 @@ dps_flow_table_init(struct dps_dp *dp, uint32_t limit)
     ft->simple_mask.vlan_tci[0] = ft->simple_mask.vlan_tci[1] = UINT16_MAX;
     ft->simple_mask.vlan_tpid[0] = ft->simple_mask.vlan_tpid[1] = UINT16_MAX;
     memset(&ft->exact, 0xff, sizeof ft->exact);
-    ft->exact.pad0 = ft->exact.pad1 = ft->exact.pad2 = ft->exact.pad3 = 0;
+    ft->exact.pad0 = ft->exact.pad1 = ft->exact.pad2 = 0;
     return 0;
 }
 

@@ -1,5 +1,6 @@
 /*
- * parse.c — the frame parser.  Ethernet, up to two VLAN tags (802.1Q, 802.1ad), ARP, IPv4
+ * parse.c — the frame parser.  Ethernet, up to two VLAN tags (802.1Q, 802.1ad), MPLS (the outer
+ * label stack entry; its payload is not parsed, as Open vSwitch's), ARP, IPv4
  * (options, fragments), IPv6 (extension headers, fragments), TCP, UDP, SCTP, ICMPv4, ICMPv6
  * with neighbour discovery.  Every read is bounds-checked against the frame's length: a
  * truncated or malformed header ends parsing there and leaves the rest of the key zero.
@@ -20,6 +21,8 @@
 #define ETH_TYPE_VLAN 0x8100
 #define ETH_TYPE_QINQ 0x88a8
 #define ETH_TYPE_IPV6 0x86dd
+#define ETH_TYPE_MPLS 0x8847
+#define ETH_TYPE_MPLS_MCAST 0x8848
 #define ETH_TYPE_NONE 0x05ff          /* an 802.3 length field: no Ethernet II type */
 
 #define IPPROTO_ICMP_ 1
@@ -209,6 +212,11 @@ dps_parse_ofs(const uint8_t *f, uint32_t len, uint32_t in_port, struct dps_flow_
     k->eth_type = rte_cpu_to_be_16(type < 0x600 ? ETH_TYPE_NONE : type);
 
     uint32_t l4 = 0, end = 0;
+    if (type == ETH_TYPE_MPLS || type == ETH_TYPE_MPLS_MCAST) {
+        if (len - ofs >= 4)                    /* the outer LSE; what it carries stays opaque */
+            memcpy(&k->mpls_lse, f + ofs, 4);
+        return;
+    }
     if (type == ETH_TYPE_IPV4) {
         l4 = parse_ipv4(f, ofs, len, k, &end);
         if (end)

@@ -187,7 +187,7 @@ dps_inflight_retry(struct dps_pmd *pmd)
     bool expired = now - in->oldest_ns >= DPS_INFLIGHT_NS;
     if (version == in->parked_version && !expired)
         return;
-    struct rte_mbuf *pkts[DPS_PARKED];
+    struct rte_mbuf *pkts[DPS_PARKED], *kept[DPS_PARKED];
     unsigned n = in->n_parked, keep = 0;
     memcpy(pkts, in->parked, n * sizeof *pkts);
     in->n_parked = 0;
@@ -200,9 +200,18 @@ dps_inflight_retry(struct dps_pmd *pmd)
         else if (expired)
             dps_upcall(pmd, pkts[i], &key, DPS_UPCALL_MISS, 0, hash);
         else
-            in->parked[keep++] = pkts[i];
+            kept[keep++] = pkts[i];
     }
-    in->n_parked = keep;
+    /* A frame run here may have parked its recirculated second pass (dps_upcall_miss) in
+     * in->parked meanwhile: the frames still waiting go after those, none overwritten. */
+    for (unsigned i = 0; i < keep; i++) {
+        if (in->n_parked < DPS_PARKED) {
+            in->parked[in->n_parked++] = kept[i];
+        } else {
+            struct dps_flow_key key = ((struct dps_upcall_meta *)rte_mbuf_to_priv(kept[i]))->key;
+            dps_upcall(pmd, kept[i], &key, DPS_UPCALL_MISS, 0, dps_key_hash(&key));
+        }
+    }
     in->parked_version = version;
     if (expired)
         in->oldest_ns = now;

@@ -21,6 +21,6 @@ KEY_DTYPE = np.dtype([
     ("nw_proto", "u1"), ("nw_tos", "u1"), ("nw_ttl", "u1"), ("nw_frag", "u1"),
     ("arp_sha", "u1", (6,)), ("arp_tha", "u1", (6,)),
     ("tp_src", ">u2"), ("tp_dst", ">u2"), ("tcp_flags", ">u2"), ("pad2", "<u2"),
-    ("nd_target", "u1", (16,)), ("pad3", "<u4"),
+    ("nd_target", "u1", (16,)), ("mpls_lse", ">u4"),
 ])
 KEY_SIZE = KEY_DTYPE.itemsize

@@ -627,3 +627,45 @@ def test_learn_limit_and_result_dst_text_and_wire(sw):
             ofctl(v, "add-flow", sw.tcp, f"priority={i},dl_type=0x88b5,actions={text}")
         assert sorted(ln.split(" actions=")[1] for ln in flows(v, sw.tcp)) == sorted(texts)
         ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+# --- MPLS ---------------------------------------------------------------------------------------------
+def test_ovs_ofctl_adds_and_dumps_mpls(sw):
+    """ovs-ofctl 3.1 sends MPLS actions as Nicira actions over OpenFlow 1.0 and as 1.1+'s own (label
+    and TC as set_field) over 1.3; both dump back as ovs-ofctl prints them."""
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    text = ("mpls,mpls_label=16,mpls_tc=1,mpls_bos=1,mpls_ttl=3,actions=set_mpls_label(7),set_mpls_tc(2),"
+            "set_mpls_ttl(9),dec_mpls_ttl,pop_mpls:0x0800,push_mpls:0x8848,output:1")
+    want = {"OpenFlow10": "mpls,mpls_label=16,mpls_tc=1,mpls_ttl=3,mpls_bos=1 actions=set_mpls_label(7),"
+                          "set_mpls_tc(2),set_mpls_ttl(9),dec_mpls_ttl,pop_mpls:0x0800,push_mpls:0x8848,output:1",
+            "OpenFlow13": "mpls,mpls_label=16,mpls_tc=1,mpls_ttl=3,mpls_bos=1 actions=set_field:7->mpls_label,"
+                          "set_field:2->mpls_tc,set_mpls_ttl(9),dec_mpls_ttl,pop_mpls:0x0800,push_mpls:0x8848,"
+                          "output:1"}
+    for v in ("OpenFlow10", "OpenFlow13"):
+        ofctl(v, "add-flow", sw.tcp, text)
+        got = [ln.split("n_bytes=0, ", 1)[1] for ln in flows(v, sw.tcp)]
+        assert got == [want[v]], got
+        ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+def test_ovs_ofctl_adds_and_dumps_check_pkt_larger_and_pop_queue(sw):
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    text = "udp,actions=check_pkt_larger(1500)->NXM_NX_REG0[0],pop_queue,resubmit(,1)"
+    for v in ("OpenFlow10", "OpenFlow13"):
+        ofctl(v, "add-flow", sw.tcp, text)
+        got = [ln.split("n_bytes=0, ", 1)[1] for ln in flows(v, sw.tcp)]
+        assert got == ["udp actions=check_pkt_larger(1500)->NXM_NX_REG0[0],pop_queue,resubmit(,1)"], got
+        ofctl("OpenFlow13", "del-flows", sw.tcp)
+
+
+def test_enqueue_is_set_queue_output_pop_queue(sw):
+    """ovs-ofctl sends enqueue over OpenFlow 1.3 as set_queue, output, pop_queue (1.0: ENQUEUE);
+    our text makes the same three actions, an action set's the first two."""
+    spec = parse_flow("actions=enqueue:1:5,enqueue(2,7),write_actions(enqueue:3:9)")
+    assert format_flow(spec) == ("actions=set_queue:5,output:1,pop_queue,set_queue:7,output:2,pop_queue,"
+                                 "write_actions(set_queue:9,output:3)")
+    ofctl("OpenFlow13", "del-flows", sw.tcp)
+    ofctl("OpenFlow13", "add-flow", sw.tcp, "udp,actions=enqueue:1:5")
+    got = [ln.split("n_bytes=0, ", 1)[1] for ln in flows("OpenFlow13", sw.tcp)]
+    assert got == ["udp actions=set_queue:5,output:1,pop_queue"], got
+    ofctl("OpenFlow13", "del-flows", sw.tcp)

@@ -562,7 +562,7 @@ BAD = [
     ("duplicate field", fm13(IN_PORT_1 + IN_PORT_1), C.OFPET_BAD_MATCH, C.OFPBMC_DUP_FIELD),
     # actions
     ("unknown action", fm13(IN_PORT_1, struct.pack("!HH4x", 99, 8)), C.OFPET_BAD_ACTION, C.OFPBAC_BAD_TYPE),
-    ("mpls action", fm13(IN_PORT_1, struct.pack("!HH4x", C.OFPAT_DEC_MPLS_TTL, 8)), C.OFPET_BAD_ACTION,
+    ("pbb action", fm13(IN_PORT_1, struct.pack("!HH4x", C.OFPAT_PUSH_PBB, 8)), C.OFPET_BAD_ACTION,
      C.OFPBAC_BAD_TYPE),
     ("action len 0", fm13(IN_PORT_1, struct.pack("!HH4x", 0, 0)), C.OFPET_BAD_ACTION, C.OFPBAC_BAD_LEN),
     ("action len 12", fm13(IN_PORT_1, struct.pack("!HH12x", 0, 12)), C.OFPET_BAD_ACTION, C.OFPBAC_BAD_LEN),

@@ -509,7 +509,7 @@ def test_random_frames_match_scapy():
     check()
     # The property is only as good as its frames: every layer, and every key member set.
     assert set(COVERED_LAYERS) <= seen_layers, set(COVERED_LAYERS) - seen_layers
-    members = set(KEY_DTYPE.names) - {"in_port", "recirc_id", "dp_hash", "pad0", "pad1", "pad2", "pad3"}
+    members = set(KEY_DTYPE.names) - {"in_port", "recirc_id", "dp_hash", "pad0", "pad1", "pad2", "mpls_lse"}
     assert members <= seen_members, members - seen_members
 
 
@@ -523,7 +523,7 @@ HEADS = st.sampled_from([b"", b"\x81\x00", b"\x88\xa8", b"\x08\x00", b"\x86\xdd"
 def check_generic(frame: bytes, in_port: int) -> None:
     k = decode(parse(frame, in_port))
     assert k["in_port"] == in_port
-    assert (k["recirc_id"], k["dp_hash"], k["pad0"], k["pad1"], k["pad2"], k["pad3"]) == (0,) * 6
+    assert (k["recirc_id"], k["dp_hash"], k["pad0"], k["pad1"], k["pad2"], k["mpls_lse"]) == (0,) * 6
     assert (k["eth_type"] == 0) == (len(frame) < 14)
     if len(frame) >= 12:
         assert k["eth_dst"] + k["eth_src"] == frame[:12]

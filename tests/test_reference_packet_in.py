@@ -9,8 +9,11 @@ table, cookie, the pipeline state (in_port, registers, pkt_mark), the controller
 userdata, the packet (as modified; Open vSwitch 3.1 sends it whole in an NXT_PACKET_IN2,
 whatever the max_len) and its length.  The table covers
 controller(userdata=,reason=,max_len=,id=), an output to CONTROLLER with a max_len,
-dec_ttl, dec_ttl(ids) whose ids include the monitor's (0) or not, and a controller action for
-another controller id (the monitor must see nothing of it).  Printed xids are left out.
+dec_ttl, dec_ttl(ids) whose ids include the monitor's (0) or not, a controller action for
+another controller id (the monitor must see nothing of it), dec_mpls_ttl's invalid_ttl
+packet-in and a controller action after pop_mpls (sent from the recirculated second pass, with
+the rule's table and cookie).  Printed xids are left out.  The frames out of port 2 (the rules'
+outputs) must be the same too.
 
 fin_timeout: after TCP frames with FIN, RST or neither through fin_timeout rules (with and
 without timeouts of their own), ``dump-flows`` must show the same timeouts on both.
@@ -32,12 +35,13 @@ from pathlib import Path
 import pytest
 import yaml
 from scapy.layers.inet import IP, TCP, UDP
+from scapy.contrib.mpls import MPLS
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from dpdkswitch.config import online_cpus
 from dpdkswitch.control import call
-from frames import write_pcap
+from frames import read_pcap, write_pcap
 from reference import ovs as ovs_mod
 
 pytestmark = [pytest.mark.dpdk, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -59,6 +63,10 @@ FLOWS = [
     "priority=10,tcp,tp_dst=21,actions=fin_timeout(idle_timeout=7),output:2",
     "priority=10,idle_timeout=50,tcp,tp_dst=22,actions=fin_timeout(idle_timeout=9),output:2",
     "priority=10,hard_timeout=200,tcp,tp_dst=23,actions=fin_timeout(hard_timeout=250),output:2",
+    # MPLS: dec_mpls_ttl's invalid_ttl packet-in; a packet-in after a pop (from the recirculated
+    # second pass: its table and cookie are the rule's)
+    "cookie=0x77,priority=10,mpls,mpls_label=16,actions=dec_mpls_ttl,output:2",
+    "cookie=0x78,priority=10,mpls,mpls_label=17,actions=pop_mpls:0x0800,controller(userdata=0a.0b),output:2",
     "priority=0,actions=drop",
 ]
 FIN_FLAGS = {20: "FA", 21: "R", 22: "S", 23: "F"}
@@ -76,6 +84,12 @@ def frames() -> list[bytes]:
         p = (Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.0.0.1", dst="10.2.0.1")
              / TCP(sport=5000, dport=dport, flags=flags))
         out.append(bytes(p))
+    for label in (16, 17):
+        for ttl in (64, 1):
+            for i in range(2):
+                p = (Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / MPLS(label=label, s=1, ttl=ttl)
+                     / IP(src="10.0.0.1", dst=f"10.3.0.{i}") / UDP(sport=7, dport=9) / Raw(b"mpls-%d-%d" % (ttl, i)))
+                out.append(bytes(p))
     return out
 
 
@@ -185,6 +199,8 @@ def test_packet_ins_and_fin_timeouts_as_open_vswitch(tmp_path):
     write_pcap(str(tmp_path / "empty.pcap"), [])
     want, want_fins = run_ovs_side(tmp_path, in_pcap, len(fs))
     assert sum(want.values()) >= 10, f"Open vSwitch sent too few packet-ins: the set tests nothing\n{want}"
+    assert any("cookie=0x77" in k and "invalid_ttl" in k for k in want), "no dec_mpls_ttl packet-in from OVS"
+    assert any("cookie=0x78" in k and "userdata=0a.0b" in k for k in want), "no packet-in after pop_mpls from OVS"
     got, got_fins = run_our_side(tmp_path, in_pcap, len(fs))
     only_ovs, only_ours = want - got, got - want
     assert not only_ovs and not only_ours, (
@@ -193,3 +209,9 @@ def test_packet_ins_and_fin_timeouts_as_open_vswitch(tmp_path):
         + "\nonly from dpdkswitch:\n" + "\n--\n".join(only_ours.elements()))
     assert got_fins == want_fins, f"fin_timeout's rules after FIN/RST frames differ:\nOVS:  {want_fins}\nours: {got_fins}"
     assert any("idle_timeout=5" in f for f in want_fins), want_fins        # the FIN did shorten something
+    # The frames out of port 2 (the rules' outputs after dec_ttl(ids), controller, fin_timeout,
+    # dec_mpls_ttl and pop_mpls): the same, order aside.
+    ovs_frames, our_frames = (Counter(read_pcap(str(tmp_path / f"{side}-out2.pcap"))) for side in ("ovs", "ours"))
+    assert sum(ovs_frames.values()) >= 10, ovs_frames
+    assert ovs_frames == our_frames, (f"frames out of port 2 differ:\nonly from Open vSwitch: {ovs_frames - our_frames}"
+                                      f"\nonly from dpdkswitch: {our_frames - ovs_frames}")

@@ -150,6 +150,7 @@ TPS = [53, 80, 443]
 SPORTS = [1000, 2000]
 DPORTS = TPS + [52, 81, 4000, 0x1234]       # neighbours of the rules' ports: ports tracking
 TOS = [0, 0x20]
+MPLS_LABELS = [16, 17, 18, 16, 17]
 
 
 class Pkt(NamedTuple):
@@ -157,7 +158,8 @@ class Pkt(NamedTuple):
     eth_src: int
     eth_dst: int
     vlans: tuple                      # ((tpid, vid, pcp), ...) outer first
-    kind: str                         # ip4, ip6, arp
+    kind: str                         # ip4, ip6, arp, mpls (over ip4: label MPLS_LABELS[src], TC tos >> 5,
+                                      # TTL ttl; TCP one entry, UDP two, the inner label 30 + dst)
     src: int                          # index into IP4S / IP6S
     dst: int
     proto: int                        # 6, 17 (ARP: op 1, 2)
@@ -172,6 +174,12 @@ def build(p: Pkt) -> bytes:
     eth = p.eth_dst.to_bytes(6, "big") + p.eth_src.to_bytes(6, "big")
     for tpid, vid, pcp in p.vlans:
         eth += struct.pack("!HH", tpid, vid | pcp << 13)
+    if p.kind == "mpls":
+        inner = build(p._replace(kind="ip4", vlans=()))[14:]
+        lses = [MPLS_LABELS[p.src] << 12 | (p.tos >> 5) << 9 | (p.proto == 6) << 8 | p.ttl]
+        if p.proto != 6:
+            lses.append((30 + p.dst) << 12 | 1 << 8 | 64)
+        return eth + b"\x88\x47" + b"".join(struct.pack("!I", x) for x in lses) + inner
     if p.kind == "arp":
         body = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1 if p.proto == 6 else 2) + p.eth_src.to_bytes(6, "big") \
             + ipaddress.IPv4Address(IP4S[p.src]).packed + bytes(6) + ipaddress.IPv4Address(IP4S[p.dst]).packed
@@ -210,15 +218,15 @@ def frame_and_key(p: Pkt, of2dp: dict[int, int]) -> tuple[bytes, bytes]:
 VLAN_STACKS = [(), ((0x8100, 10, 0),), ((0x8100, 20, 0),), ((0x8100, 10, 5),), ((0x88A8, 10, 0), (0x8100, 20, 0)),
                ((0x8100, 20, 5), (0x8100, 10, 0))]
 PKT_POOLS = {"in_port": [1, 2, 3], "eth_src": MACS, "eth_dst": MACS, "vlans": VLAN_STACKS,
-             "kind": ["ip4", "ip4", "ip6", "arp"], "src": range(3), "dst": range(3), "proto": [6, 17],
+             "kind": ["ip4", "ip4", "ip6", "arp", "mpls"], "src": range(3), "dst": range(3), "proto": [6, 17],
              "sport": SPORTS, "dport": DPORTS, "ttl": TTLS, "tos": TOS, "frag": FRAGS}
 
 
 @st.composite
-def packets(draw):
+def packets(draw, pools=PKT_POOLS):
     """A base packet and variations of it (1-3 fields changed), so that megaflows get shared."""
     def one():
-        d = {k: draw(st.sampled_from(list(v))) for k, v in PKT_POOLS.items()}
+        d = {k: draw(st.sampled_from(list(v))) for k, v in pools.items()}
         d["src"] = draw(st.integers(0, 4 if d["kind"] != "ip6" else 2))
         d["dst"] = draw(st.integers(0, 4 if d["kind"] != "ip6" else 2))
         return Pkt(**d)
@@ -229,8 +237,8 @@ def packets(draw):
             out.append(one())
             continue
         p = base if draw(st.booleans()) else draw(st.sampled_from(out))
-        for k in draw(st.lists(st.sampled_from(sorted(PKT_POOLS)), min_size=1, max_size=3, unique=True)):
-            v = draw(st.sampled_from(list(PKT_POOLS[k])))
+        for k in draw(st.lists(st.sampled_from(sorted(pools)), min_size=1, max_size=3, unique=True)):
+            v = draw(st.sampled_from(list(pools[k])))
             p = p._replace(**{k: v})
         limit = 2 if p.kind == "ip6" else 4
         p = p._replace(src=min(p.src, limit), dst=min(p.dst, limit))
@@ -264,10 +272,15 @@ def _bucket_actions(draw, gid: int, gids: list[int]) -> tuple:
     return tuple(acts)
 
 
+MPLS_PKT_POOLS = {**PKT_POOLS, "kind": ["mpls", "mpls", "mpls", "ip4"]}
+
+
 @st.composite
-def pipelines(draw):
-    n_tables = draw(st.integers(1, 4))
-    gids = sorted(draw(st.sets(st.integers(1, 6), max_size=3)))
+def pipelines(draw, mpls: bool = False):
+    """Random pipelines; MPLS: groupless ones whose rules mostly match MPLS and push, set and pop
+    its entries (the general ones draw MPLS too, but rarely reach a pop's recirculation)."""
+    n_tables = draw(st.integers(1, 4 if not mpls else 3))
+    gids = sorted(draw(st.sets(st.integers(1, 6), max_size=3))) if not mpls else []
     groups = []
     for gid in gids:
         gtype = draw(st.sampled_from(["all", "select", "indirect", "ff"]))
@@ -279,7 +292,7 @@ def pipelines(draw):
     flows = []
     for t in range(n_tables):
         for _ in range(draw(st.integers(1, 8))):
-            flows.append(_rule(draw, t, n_tables, gids))
+            flows.append(_rule(draw, t, n_tables, gids, mpls))
         if draw(st.booleans()):              # a table-miss rule, so that fewer packets just drop
             last = t == n_tables - 1 or draw(st.booleans())
             flows.append(f"table={t},priority=0,actions=" + (
@@ -289,19 +302,20 @@ def pipelines(draw):
     return PipeSpec(flows, groups, live)
 
 
-def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
+def _rule(draw, t: int, n_tables: int, gids: list[int], mpls: bool = False) -> str:
     pick = lambda pool: draw(st.sampled_from(pool))   # noqa: E731
     maybe = lambda: draw(st.integers(0, 2)) == 0     # noqa: E731
-    proto = pick([None, None, "ip", "ip", "arp", "ipv6", "tcp", "udp", "udp", "tcp6", "udp6"])
+    proto = pick([None, None, "ip", "ip", "arp", "ipv6", "tcp", "udp", "udp", "tcp6", "udp6", "mpls", "mpls"]
+                 if not mpls else [None, "mpls", "mpls", "mpls", "ip", "udp"])
     m = [f"table={t}", f"priority={pick([0, 1, 5, 10, 10, 20, 30])}"]
     if proto:
         m.append(proto)
     if maybe():
         m.append(f"in_port={pick([1, 2, 3])}")
-    if maybe():
+    if maybe() and not mpls:
         m.append(pick(["dl_vlan=10", "dl_vlan=20", "dl_vlan=0xffff", "vlan_tci=0x1000/0x1000", "dl_vlan=30",
                        "dl_vlan_pcp=5"]))
-    if maybe():
+    if maybe() and not mpls:
         m.append(f"dl_dst={pick(MAC_STRS)}")
     if proto in ("ip", "tcp", "udp"):
         if draw(st.booleans()):
@@ -312,9 +326,13 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
             m.append(f"nw_ttl={pick(TTLS)}")
     if proto in ("ipv6", "tcp6", "udp6") and draw(st.booleans()):
         m.append(f"ipv6_{pick(['src', 'dst'])}={pick(PREFIXES6)}")
+    if proto == "mpls":
+        for f, pool in (("mpls_label", [16, 17]), ("mpls_bos", [0, 1]), ("mpls_tc", [0, 1]), ("mpls_ttl", [1, 64])):
+            if maybe():
+                m.append(f"{f}={pick(pool)}")
     if proto == "arp" and maybe():
         m.append(f"arp_spa={pick(PREFIXES4)}")
-    frag = pick(["no", "first", "later", "yes", "not_later"]) if proto and proto != "arp" and maybe() else None
+    frag = pick(["no", "first", "later", "yes", "not_later"]) if proto not in (None, "arp", "mpls") and maybe() else None
     if frag:
         m.append(f"nw_frag={frag}")
     l4 = proto in ("tcp", "udp", "tcp6", "udp6") and frag != "later"     # a later fragment has no L4 header
@@ -363,9 +381,23 @@ def _rule(draw, t: int, n_tables: int, gids: list[int]) -> str:
              "bundle(symmetric_l4,3,hrw,ofport,members:1,2,3)", "bundle(eth_src,0,active_backup,ofport,members:3,2)",
              "bundle_load(nw_dst,0,hrw,ofport,reg0[0..15],members:1,2)", "dec_ttl(0,4)",
              "controller(reason=no_match,id=0,userdata=01.02)", "controller(id=4,max_len=64)",
-             "learn(table=201,limit=1,result_dst=reg0[5],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[])"]
+             "learn(table=201,limit=1,result_dst=reg0[5],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[])",
+             # decided per frame in the datapath: frames of one megaflow differ in length
+             "check_pkt_larger(80)->reg0[1]", "check_pkt_larger(90)->reg0[0]", "pop_queue"]
     if proto in ("ip", "tcp", "udp"):
         acts += ["move:NXM_OF_IP_SRC[0..3]->NXM_NX_REG0[4..7]", "load:0x5->NXM_OF_IP_DST[4..7]"]
+    # MPLS: push onto anything, the label stack entry set, and pop (after which an action that
+    # needs the headers under it recirculates the frame: the second pass's megaflow too).
+    acts += ["push_mpls:0x8847", "push_mpls:0x8848", "set_mpls_label(20)", "set_mpls_ttl(9)"]
+    if proto == "mpls":
+        acts += ["pop_mpls:0x0800"] * 6 + ["pop_mpls:0x8847"] * 2 + [ "set_mpls_tc(3)", "dec_mpls_ttl",
+                 "set_field:21->mpls_label", "move:OXM_OF_MPLS_LABEL[0..3]->NXM_NX_REG0[0..3]"]
+    if mpls:
+        acts = [a for a in acts if "mpls" in a] * 3 + [
+            "mod_nw_dst:10.0.0.2", "dec_ttl", "mod_nw_ttl:9", "mod_tp_dst:53", "load:1->reg0[0]",
+            "mod_dl_src:02:00:00:00:00:01", "push_vlan:0x8100", "clone(output:3,exit)", "controller(id=4,max_len=64)",
+            "move:NXM_OF_IP_SRC[0..3]->NXM_NX_REG0[4..7]", *(f"resubmit(,{draw(st.integers(0, n_tables - 1))})"
+                                                         for _ in range(2))]
     outs = ["output:1", "output:2", "output:3", "in_port", "flood", "controller"] + [f"group:{g}" for g in gids]
     apply = _fits(",".join(m), draw(st.lists(st.sampled_from(acts + outs + outs), max_size=4)))
     ins = list(apply)
@@ -405,6 +437,13 @@ def make_pipeline(spec: PipeSpec, of2dp: dict[int, int], clock=lambda: 0.0) -> P
 def learned(t) -> list:
     """The flows a translation's learn actions add, bridge by bridge."""
     return [v.learned for v in t.visits]
+
+
+def _flat_odp(actions):
+    for a in actions:
+        yield a
+        if isinstance(a, (odp.Clone, odp.Sample)):
+            yield from _flat_odp(a.actions)
 
 
 def check_megaflows(x: Translator, keys: list[bytes]) -> int:
@@ -449,6 +488,16 @@ def test_megaflows_are_sound(eal, spec, pkts):
     keys = [frame_and_key(q, PROP_OF2DP)[1] for q in pkts]
     shared = check_megaflows(x, keys)
     event(f"distinct packets sharing a megaflow: {'0' if not shared else '1-3' if shared < 4 else '4+'}")
+    mpls = {type(a) for k in keys for a in _flat_odp(x.translate(k).actions)} & {odp.PushMpls, odp.PopMpls, odp.Recirc}
+    event(f"MPLS datapath actions: {', '.join(sorted(t.__name__ for t in mpls)) or 'none'}")
+
+
+@settings(max_examples=500, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(spec=pipelines(mpls=True), pkts=packets(MPLS_PKT_POOLS))
+def test_mpls_megaflows_are_sound(eal, spec, pkts):
+    """The property on pipelines that push, set and pop MPLS entries over MPLS frames."""
+    test_megaflows_are_sound.hypothesis.inner_test(eal, spec, pkts)
 
 
 @settings(max_examples=300, deadline=None, database=None,
@@ -614,11 +663,21 @@ def _run_packet_out(d: Datapath, p: Pipeline, x: Translator, items):
     pins = Counter()
     for of, frame, key in items + items:
         d.execute(frame, PROP_OF2DP[of], odp.encode(x.translate(key).actions))
-        for u in d.upcalls(256):
-            assert u.type == "action"
-            pi = x.registry.get(u.cookie)      # its in_port is translation's (a resubmit(P) makes it P), as the handler's
-            pins.update([(pi, u.data, pi.in_port)])
-            u.free()
+        for _ in range(64):
+            ups = d.upcalls(256)
+            if not ups:                          # a second pass parked behind the same one's miss
+                d.set_clock(d.now_ns + 25 * MS)
+                d.poll(2)
+                ups = d.upcalls(256)
+                if not ups:
+                    break
+            for u in ups:
+                if u.type == "miss":             # a recirculation's second pass (after pop_mpls): translated
+                    u.execute(odp.encode(x.translate(u.key).actions))
+                    continue
+                pi = x.registry.get(u.cookie)    # its in_port is translation's (a resubmit(P) makes it P), as the handler's
+                pins.update([(pi, u.data, pi.in_port)])
+                u.free()
     return {dpp: Counter(d.drain(dpp)) for dpp in PROP_OF2DP.values()}, pins
 
 
@@ -633,12 +692,24 @@ def test_cached_flows_do_what_packet_out_does(prop_rig, spec, pkts):
     x = Translator(p)
     items = [(q.in_port, *frame_and_key(q, PROP_OF2DP)) for q in pkts]
     d.flow_flush()
+    recirc0 = int(d.pmd_stats()[MANUAL_PMD]["recirculations"])
     cached, pins_cached, h = _run_cached(d, p, x, items)
     event("fewer megaflows than distinct packets" if d.flow_count() < len(set(items)) else "a megaflow per packet")
     n_out = sum(sum(c.values()) for c in cached.values())
     event("frames out: " + ("none" if not n_out else "fewer than packets" if n_out < 2 * len(items) else "one or more each"))
     event(f"packet-ins: {'some' if pins_cached else 'none'}")
+    event(f"recirculations (MPLS): {'some' if d.pmd_stats()[MANUAL_PMD]['recirculations'] > recirc0 else 'none'}")
     assert_same_as_packet_out(d, p, x, items, cached, pins_cached, h)
+
+
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(spec=pipelines(mpls=True), pkts=packets(MPLS_PKT_POOLS))
+def test_mpls_cached_flows_do_what_packet_out_does(prop_rig, spec, pkts):
+    """The same over MPLS pipelines and frames: recirculated second passes through their own
+    megaflows send what packet-out of each frame (its second pass translated) sends."""
+    test_cached_flows_do_what_packet_out_does.hypothesis.inner_test(prop_rig, spec, pkts)
 
 
 def assert_same_as_packet_out(d, p, x, items, cached, pins_cached, h) -> None:

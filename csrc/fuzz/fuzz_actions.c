@@ -17,8 +17,9 @@
  *     own heap block, so ASan reports a double free or a use after free);
  *   - failed_copy_counted: every copy that could not be made (allocations fail on demand) was
  *     counted through the dropped callback;
- *   - length: a frame handed on is no longer than the input plus 4 bytes per push_vlan;
- *   - only_set_fields_change: in a list without push_vlan, pop_vlan or truncate, every byte of a
+ *   - length: a frame handed on is no longer than the input plus 4 bytes per push_vlan or
+ *     push_mpls;
+ *   - only_set_fields_change: in a list without VLAN or MPLS pushes and pops or truncate, every byte of a
  *     frame handed on that no set_masked of the list may write (its fields, and the checksums
  *     over them) is as it came;
  *   - checksum_kept: a checksum that was right in the input (IPv4 header, TCP, UDP, ICMP,
@@ -288,9 +289,9 @@ list_scan(const uint8_t *a, uint32_t len, struct list_info *li)
         memcpy(&h, a + off, sizeof h);
         if (h.len < 8)
             return;
-        if (h.type == DPS_ACT_PUSH_VLAN)
+        if (h.type == DPS_ACT_PUSH_VLAN || h.type == DPS_ACT_PUSH_MPLS)
             li->pushes++;
-        else if (h.type == DPS_ACT_POP_VLAN)
+        else if (h.type == DPS_ACT_POP_VLAN || h.type == DPS_ACT_POP_MPLS)
             li->pop = true;
         else if (h.type == DPS_ACT_TRUNCATE)
             li->trunc = true;
@@ -298,6 +299,8 @@ list_scan(const uint8_t *a, uint32_t len, struct list_info *li)
             li->set_kinds |= 1u << h.arg;
         else if (h.type == DPS_ACT_CLONE || h.type == DPS_ACT_SAMPLE)
             list_scan(a + off + 8, h.len - 8u, li);
+        else if (h.type == DPS_ACT_CHECK_PKT_LEN && h.len >= 16)    /* its two lists, back to back */
+            list_scan(a + off + 16, h.len - 16u, li);
         off += h.len;
     }
 }
@@ -435,6 +438,8 @@ writable(const uint8_t *f, uint32_t len, uint32_t kinds, uint8_t *may)
         allow(may, len, 0, 12);
     if (kinds & 1u << DPS_SET_VLAN && o.n_vlans)
         allow(may, len, 14, 16);
+    if (kinds & 1u << DPS_SET_MPLS && (k.eth_type == rte_cpu_to_be_16(0x8847) || k.eth_type == rte_cpu_to_be_16(0x8848)))
+        allow(may, len, 14 + 4u * o.n_vlans, 18 + 4u * o.n_vlans);     /* the outer label stack entry */
     if (l3 != DPS_OFS_NONE) {
         if (kinds & 1u << DPS_SET_IPV4) {
             allow(may, len, l3 + 1, l3 + 2);

@@ -64,7 +64,7 @@ check(const uint8_t *f, uint32_t len, uint32_t in_port, const struct dps_flow_ke
     /* Metadata and padding. */
     CHECK("in_port", k->in_port == in_port);
     CHECK("metadata_zero", k->recirc_id == 0 && k->dp_hash == 0);
-    CHECK("pad_zero", k->pad0 == 0 && k->pad1 == 0 && k->pad2 == 0 && k->pad3 == 0);
+    CHECK("pad_zero", k->pad0 == 0 && k->pad1 == 0 && k->pad2 == 0);
 
     /* Offsets: inside the frame, in order. */
     CHECK("l3_lt_len", o->l3 == DPS_OFS_NONE || o->l3 < len);
@@ -113,9 +113,20 @@ check(const uint8_t *f, uint32_t len, uint32_t in_port, const struct dps_flow_ke
     CHECK("eth_type_bytes", type == ETH_NONE ? dps_get_be16(f + 12 + 4 * tags) < 0x600
                                              : dps_get_be16(f + 12 + 4 * tags) == type);
 
+    /* MPLS: the outer label stack entry as the frame has it (none if cut short); no other type has one. */
+    if (type == 0x8847 || type == 0x8848) {
+        uint32_t lse = 0;
+        if (14u + 4u * tags + 4u <= len)
+            memcpy(&lse, f + 14 + 4 * tags, 4);
+        CHECK("mpls_lse_bytes", k->mpls_lse == lse);
+    } else {
+        CHECK("mpls_lse_only_mpls", k->mpls_lse == 0);
+    }
+
     int ipv4 = type == ETH_IPV4, ipv6 = type == ETH_IPV6, arp = type == ETH_ARP;
     if (!ipv4 && !ipv6 && !arp) {
-        CHECK("non_l3_rest_zero", ZERO_FROM(k, nw_src));
+        CHECK("non_l3_rest_zero", zero((const uint8_t *)k + offsetof(struct dps_flow_key, nw_src),
+                                       offsetof(struct dps_flow_key, mpls_lse) - offsetof(struct dps_flow_key, nw_src)));
         CHECK("non_l3_no_ofs", o->l3 == DPS_OFS_NONE && o->l4 == DPS_OFS_NONE);
         return;
     }

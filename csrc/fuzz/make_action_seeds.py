@@ -7,7 +7,8 @@ One file per input: the target's knobs (struct knobs), an action list, a frame. 
 the parser's seeds (make_seeds.py, scapy) plus a few the executor has mishandled; the lists
 cover every action type: outputs before and after rewrites, every set_masked kind with whole
 and partial masks, VLAN push and pop, clone and sample (nested), userspace, hash and
-recirculation, meters, truncation.  The action layout (struct dps_action and the DPS_ACT_* and
+recirculation, meters, truncation, MPLS push and pop (one entry and the stack), check_pkt_len.
+The action layout (struct dps_action and the DPS_ACT_* and
 DPS_SET_* numbers of csrc/include/dpdkswitch.h) is written out here with struct, so the script
 needs scapy but not the dpdkswitch package.  Deterministic: the same files every run.
 """
@@ -24,8 +25,10 @@ from scapy.layers.inet import IP  # noqa: E402
 from scapy.layers.l2 import Ether  # noqa: E402
 from scapy.packet import Raw  # noqa: E402
 
-OUTPUT, PUSH_VLAN, POP_VLAN, SET_MASKED, USERSPACE, SAMPLE, CLONE, HASH, RECIRC, METER, TRUNCATE = range(1, 12)
-SET_SIZE = {1: 12, 2: 2, 3: 10, 4: 38, 5: 4, 6: 4, 7: 4, 8: 2, 9: 2, 10: 22, 11: 28}   # DPS_SET_* -> bytes
+(OUTPUT, PUSH_VLAN, POP_VLAN, SET_MASKED, USERSPACE, SAMPLE, CLONE, HASH, RECIRC, METER, TRUNCATE, PUSH_MPLS,
+ POP_MPLS, CHECK_PKT_LEN) = range(1, 15)
+POP_MPLS_STACK = 1 << 16
+SET_SIZE = {1: 12, 2: 2, 3: 10, 4: 38, 5: 4, 6: 4, 7: 4, 8: 2, 9: 2, 10: 22, 11: 28, 12: 4}   # DPS_SET_* -> bytes
 
 
 def act(type_: int, arg: int = 0, payload: bytes = b"") -> bytes:
@@ -74,10 +77,20 @@ def lists() -> list[bytes]:
         act(METER, 1) + out(2) + act(METER, 4095) + out(3),
         act(TRUNCATE, 20) + out(2) + out(3),
         out(2) + act(TRUNCATE, 60) + eth + out(3),
+        act(PUSH_MPLS, 100 << 12 | 1 << 8 | 64, struct.pack("<H", 0x8847)) + out(2) + act(POP_MPLS, 0x0800) + out(3),
+        act(PUSH_MPLS, 7 << 12 | 64, struct.pack("<H", 0x8848)) + set_masked(12, b"\x00\x01\x01\x09", b"\xff" * 4)
+        + act(POP_MPLS, 0x8847 | POP_MPLS_STACK) + out(2),
+        act(POP_MPLS, 0x0800 | POP_MPLS_STACK) + ipv4 + out(2) + act(RECIRC, 2),
+        check_pkt_len(80, eth + out(2), act(PUSH_MPLS, 5 << 12 | 1 << 8 | 9, struct.pack("<H", 0x8847)) + out(3)),
+        out(4) + check_pkt_len(60, act(CLONE, 0, out(2)) + out(3), b""),
         b"",
     ]
     mixed = [x + out(2) for x in s] + [out(3) + x + out(2) for x in s[::2]]
     return generic + mixed
+
+
+def check_pkt_len(size: int, greater: bytes, less_equal: bytes) -> bytes:
+    return act(CHECK_PKT_LEN, size, struct.pack("<I4x", len(greater)) + greater + less_equal)
 
 
 def extra_frames() -> list[bytes]:

@@ -10,6 +10,8 @@ a few cut short.  Deterministic: the same files every run.
 """
 from __future__ import annotations
 
+import struct
+
 import hashlib
 import logging
 import os
@@ -79,6 +81,13 @@ def frames():
         out.append(eth(ARP(op=2, hwsrc=DST, psrc=V4B, hwdst=SRC, pdst=V4A), tags))
         out.append(eth(Raw(b"\x00" * 30), tags) if not tags else eth(Raw(b"\x01" * 30), tags))
     out.append(Ether(dst=DST, src=SRC, type=0x88CC) / (b"\x02\x07\x04" + b"\x00" * 40))
+    # MPLS: one, two and four label stack entries over IPv4, one tagged; a truncated entry.
+    lse = lambda label, bos, ttl: struct.pack("!I", label << 12 | 5 << 9 | bos << 8 | ttl)   # noqa: E731
+    inner = bytes(IP(src=V4A, dst=V4B, ttl=9) / UDP(sport=1, dport=2) / b"mpls")
+    for stack in ([lse(16, 1, 64)], [lse(16, 0, 64), lse(17, 1, 3)], [lse(i, i == 3, 1) for i in range(4)]):
+        out.append(Ether(dst=DST, src=SRC, type=0x8847) / Raw(b"".join(stack) + inner))
+    out.append(Ether(dst=DST, src=SRC, type=0x8100) / Dot1Q(vlan=5, type=0x8848) / Raw(lse(99, 1, 7) + inner))
+    out.append(Ether(dst=DST, src=SRC, type=0x8847) / Raw(b"\x00\x01"))
     out.append(Dot3(dst=DST, src=SRC) / LLC() / b"stp")
     # Ethernet padding after short IPv4 and IPv6 packets: not payload.
     out.append(Ether(dst=DST, src=SRC) / IP(src=V4A, dst=V4B) / UDP(sport=1, dport=2) / (b"\xee" * 18))

@@ -75,7 +75,9 @@ struct dps_flow_key {
     uint16_t tcp_flags;               /* 12 bits */
     uint16_t pad2;
     uint8_t nd_target[16];            /* ICMPv6 neighbour solicitation/advertisement target */
-    uint32_t pad3;                    /* to a whole number of 64-bit words: 120 bytes */
+    uint32_t mpls_lse;                /* the outer MPLS label stack entry (label 20, TC 3, BoS 1, TTL 8
+                                       * bits), when eth_type is 0x8847/0x8848; then no L3 or L4 field
+                                       * is parsed (as Open vSwitch: the payload is opaque) */
 };
 
 /* Parse FRAME (len bytes) received on IN_PORT into KEY.  Never reads past len: a truncated
@@ -246,6 +248,17 @@ struct dps_action {
 #define DPS_ACT_RECIRC 9              /* arg: recirc_id; look the frame up again */
 #define DPS_ACT_METER 10              /* arg: meter id */
 #define DPS_ACT_TRUNCATE 11           /* arg: max frame length from here on */
+/* push_mpls inserts the LSE after the VLAN tags (as Open vSwitch's) and sets the frame's
+ * ethertype; pop_mpls removes the outer LSE of an MPLS frame (others are left alone), or with
+ * DPS_POP_MPLS_STACK the entries down to the bottom of the stack, three at most (Open vSwitch's
+ * translation pops every entry its flow holds when the ethertype after the pop is not MPLS). */
+#define DPS_POP_MPLS_STACK 65536           /* 1 << 16 */
+#define DPS_ACT_PUSH_MPLS 12          /* arg: LSE (host order); payload: uint16 ethertype (host order), 6 zeros */
+#define DPS_ACT_POP_MPLS 13           /* arg: the ethertype (host order) after the pop | DPS_POP_MPLS_STACK */
+/* check_pkt_len runs one of two nested lists on the frame: the first if the frame is longer
+ * than arg bytes, else the second (Open vSwitch's check_pkt_len, for check_pkt_larger).  Its
+ * payload: uint32 length of the first list (host order), 4 zeros, the first list, the second. */
+#define DPS_ACT_CHECK_PKT_LEN 14      /* arg: length; payload: see above */
 
 /* What DPS_ACT_SET_MASKED writes: value and mask structs of these sizes, network order. */
 #define DPS_SET_ETH 1                 /* 12: dst[6] src[6] */
@@ -259,6 +272,7 @@ struct dps_action {
 #define DPS_SET_ICMPV6 9              /* 2: type code; checksum fixed */
 #define DPS_SET_ARP 10                /* 22: op[2] sha[6] spa[4] tha[6] tpa[4], the frame's own layout */
 #define DPS_SET_ND 11                 /* 28: target[16] sll[6] tll[6]; checksum fixed (see below) */
+#define DPS_SET_MPLS 12               /* 4: the outer MPLS LSE */
 /* As Open vSwitch does them: SCTP's CRC32c changes by exactly the ports' share, so a wrong one
  * stays wrong; a fragment's ports are left alone (its CRC covers more than the fragment).
  * ARP: only the Ethernet/IPv4 ARP the parser reads.  ND: any ICMPv6 message of 24 bytes or more

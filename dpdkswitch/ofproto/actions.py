@@ -203,6 +203,42 @@ class PopVlan:
 
 
 @dataclass(frozen=True)
+class PushMpls:
+    """push_mpls:ETHERTYPE (0x8847 or 0x8848): a new outer label stack entry, after the VLAN tags."""
+    ethertype: int = 0x8847
+
+
+@dataclass(frozen=True)
+class PopMpls:
+    """pop_mpls:ETHERTYPE: the outer label stack entry removed; ETHERTYPE is the frame's after it."""
+    ethertype: int
+
+
+@dataclass(frozen=True)
+class SetMplsTtl:
+    ttl: int
+
+
+@dataclass(frozen=True)
+class DecMplsTtl:
+    pass
+
+
+@dataclass(frozen=True)
+class CheckPktLarger:
+    """check_pkt_larger(PKT_LEN)->DST[OFS]: the bit is 1 when the frame is longer than PKT_LEN
+    bytes, else 0; the datapath decides per frame (translation runs what follows for each)."""
+    pkt_len: int
+    dst: str
+    ofs: int
+
+
+@dataclass(frozen=True)
+class PopQueue:
+    """pop_queue: the queue back to the one the packet came with (no queues here: a no-op)."""
+
+
+@dataclass(frozen=True)
 class SetQueue:
     queue_id: int
 
@@ -243,7 +279,7 @@ class CopyTtlIn:
     pass
 
 
-Action = (Output | Group | SetField | PushVlan | PopVlan | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
+Action = (Output | Group | SetField | PushVlan | PopVlan | PushMpls | PopMpls | SetMplsTtl | DecMplsTtl | CheckPktLarger | PopQueue | SetQueue | DecNwTtl | SetNwTtl | CopyTtlOut | CopyTtlIn
           | Resubmit | Load | Move | StackPush | StackPop | Note | Exit | Learn | Conjunction | FinTimeout | Clone | Multipath | Sample
           | Controller | Bundle)
 
@@ -286,11 +322,11 @@ Instruction = ApplyActions | WriteActions | ClearActions | WriteMetadata | GotoT
 INSTRUCTION_ORDER = (Meter, ApplyActions, ClearActions, WriteActions, WriteMetadata, GotoTable)
 
 # An action set runs these first, the last of each kind, in this order (OpenFlow 1.3 §5.10).
-_ONE_OF_EACH = (CopyTtlIn, PopVlan, PushVlan, CopyTtlOut, DecNwTtl)      # before the set-fields
-_SETS = (SetNwTtl, SetField, Load, Move)
+_ONE_OF_EACH = (CopyTtlIn, PopVlan, PopMpls, PushMpls, PushVlan, CopyTtlOut, DecNwTtl, DecMplsTtl)   # before the sets
+_SETS = (SetNwTtl, SetMplsTtl, SetField, Load, Move)
 # Open vSwitch's extensions an action set may hold (ofpact_is_allowed_in_actions_set): load and
 # move run with the set-fields; these may not be written into one (OFPBAC_UNSUPPORTED_ORDER).
-NOT_IN_ACTION_SET = (Resubmit, StackPush, StackPop, Note, Exit, Learn, Conjunction, FinTimeout, Clone, Multipath, Sample,
+NOT_IN_ACTION_SET = (CheckPktLarger, PopQueue, Resubmit, StackPush, StackPop, Note, Exit, Learn, Conjunction, FinTimeout, Clone, Multipath, Sample,
                      Controller, Bundle)
 
 
@@ -321,7 +357,8 @@ def execution_order(action_set) -> tuple[Action, ...]:
     """The action list an action set runs as (OpenFlow 1.3 §5.10, as Open vSwitch's
     ofpacts_execute_action_set): ACTION_SET holds actions in the order they were written (a
     later one replaces an earlier one of its kind); what runs is the last copy_ttl_in, pop_vlan,
-    push_vlan, copy_ttl_out and dec_ttl, then every set-field and mod_nw_ttl in the order
+    pop_mpls, push_mpls, push_vlan, copy_ttl_out, dec_ttl and dec_mpls_ttl, then every set-field,
+    mod_nw_ttl and set_mpls_ttl in the order
     written (so the last value of each field), the last set_queue, then the last group, or
     else the last output.  Without a group or an output nothing runs at all: a packet that
     goes nowhere needs no change.  Group buckets are action sets too."""

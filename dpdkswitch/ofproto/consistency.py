@@ -14,6 +14,9 @@ pop_vlan takes one away):
   - pop_vlan without a tag, dec_ttl or mod_nw_ttl without ip/ipv6: ``match_inconsistent``
     in apply-actions; allowed in write-actions and in OpenFlow 1.0 (where Open vSwitch takes
     them as its own extensions: a packet without the header is left alone);
+  - pop_mpls, set_mpls_ttl, dec_mpls_ttl where the packet is not MPLS (the match's eth_type,
+    as push_mpls and pop_mpls change it on the way): ``match_inconsistent`` as the line above;
+    after push_mpls the packet's L3 is opaque (a set-field of an IP field is inconsistent);
   - a third VLAN tag (push_vlan onto two): ``bad_tag`` (the flow key holds two);
   - goto_table to this table or an earlier one: ``bad_table``;
   - load, move, push, pop of a packet field the match does not admit (``tcp_dst`` without
@@ -39,7 +42,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from .actions import (OFPP_ALL, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_NORMAL, OFPP_TABLE,
-                      ApplyActions, DecNwTtl, GotoTable, Load, Move, PopVlan, PushVlan, SetField, SetNwTtl,
+                      ApplyActions, DecMplsTtl, DecNwTtl, GotoTable, Load, Move, PopMpls, PopVlan, PushMpls,
+                      PushVlan, SetField, SetMplsTtl, SetNwTtl,
                       StackPop, StackPush, WriteActions)
 from .fields import BY_NAME, FRAG_LATER, NOT_IN_LATER_FRAGMENTS, VLAN_CFI, Field, prereqs_of
 from .match import Match
@@ -159,6 +163,18 @@ def _step(flow: _Flow, a, legacy: bool) -> str | None:
         if not flow.vlans:
             return "pop_vlan needs a VLAN tag in the match (dl_vlan=N or vlan_tci=0x1000/0x1000)"
         flow.vlans -= 1
+    elif isinstance(a, PushMpls):
+        flow.values["eth_type"] = a.ethertype
+        flow.values.pop("ip_proto", None)
+    elif isinstance(a, PopMpls):
+        mpls = flow.values.get("eth_type") in (0x8847, 0x8848)
+        flow.values["eth_type"] = a.ethertype
+        if not mpls:
+            return "pop_mpls needs an MPLS packet (eth_type=0x8847 or 0x8848, or a push_mpls before it)"
+    elif isinstance(a, (SetMplsTtl, DecMplsTtl)):
+        if flow.values.get("eth_type") not in (0x8847, 0x8848):
+            name = "set_mpls_ttl" if isinstance(a, SetMplsTtl) else "dec_mpls_ttl"
+            return f"{name} needs an MPLS packet (eth_type=0x8847 or 0x8848, or a push_mpls before it)"
     elif isinstance(a, (DecNwTtl, SetNwTtl)):
         if not flow.is_ip():
             return f"{'dec_ttl' if isinstance(a, DecNwTtl) else 'mod_nw_ttl'} needs ip or ipv6 in the match"

@@ -37,8 +37,8 @@ Representation choices:
     move, masked set_field, push/pop (the field stack), note, exit as actions.  load/move
     name fields by any name (NXM_NX_REG0[0..3], reg0[0..3], eth_dst[]) and print them by their
     NXM/OXM names.  Not in load/move/push/pop: vlan_vid/vlan_pcp (the 12-bit VID subfields).
-  - Not supported: enqueue, controller's pause and meter_id, conntrack, tunnels, MPLS
-    (copy_ttl_in/out), rarp, igmp (the README says why).
+  - Not supported: controller's pause and meter_id, conntrack, tunnels,
+    copy_ttl_in/out, rarp, igmp (the README says why).
 
 Pure functions; any thread.
 """
@@ -53,6 +53,7 @@ from .actions import (INSTRUCTION_ORDER, NOT_IN_ACTION_SET, OFPCML_NO_BUFFER, OF
                       OFPP_IN_PORT, OFPP_MAX, RESERVED_PORTS, ApplyActions, ClearActions, Clone, CopyTtlIn, CopyTtlOut, MULTIPATH_ALGORITHMS, MULTIPATH_FIELDS, Multipath,
                       LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM, LEARN_WRITE_RESULT, PACKET_IN_REASONS, Conjunction, Controller, BUNDLE_ALGORITHMS, Bundle, DecNwTtl, Exit, FinTimeout, GotoTable, Group, Learn, LearnSpec,
                       Load, Meter, Move, Note, Output, PopVlan, PushVlan, Resubmit, Sample,
+                      DecMplsTtl, PopMpls, PushMpls, SetMplsTtl, CheckPktLarger, PopQueue,
                       SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions, WriteMetadata)
 from .fields import (BY_NAME, ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_IPV6, ETH_TYPE_QINQ, ETH_TYPE_VLAN, FRAG_ANY,
                      FRAG_LATER, NOT_IN_LATER_FRAGMENTS, VIEWS, VLAN_CFI, Field)
@@ -250,6 +251,13 @@ def _items(text: str):
             k += 1
         if delim == "(" and k >= n:
             raise FlowParseError(f"'{text[i:]}': missing ')'")
+        if delim == "(" and text[k + 1:k + 3] == "->":     # check_pkt_larger(N)->DST: the value is "N)->DST"
+            e = k + 3
+            while e < n and text[e] not in ", \t\r\n":
+                e += 1
+            yield key, text[j + 1:e], text[i:e]
+            i = e
+            continue
         yield key, text[j + 1:k], text[i:k + (delim == "(")]
         i = k + (delim == "(")
 
@@ -264,7 +272,7 @@ def _unknown(kind: str, name: str, known) -> FlowParseError:
 PROTOCOLS = {"ip": (ETH_TYPE_IP, None), "ipv6": (ETH_TYPE_IPV6, None), "arp": (ETH_TYPE_ARP, None),
              "icmp": (ETH_TYPE_IP, 1), "tcp": (ETH_TYPE_IP, 6), "udp": (ETH_TYPE_IP, 17), "sctp": (ETH_TYPE_IP, 132),
              "icmp6": (ETH_TYPE_IPV6, 58), "tcp6": (ETH_TYPE_IPV6, 6), "udp6": (ETH_TYPE_IPV6, 17),
-             "sctp6": (ETH_TYPE_IPV6, 132)}
+             "sctp6": (ETH_TYPE_IPV6, 132), "mpls": (0x8847, None), "mplsm": (0x8848, None)}
 _PROTOCOL_NAME = {v: k for k, v in PROTOCOLS.items()}
 _L4 = {6: "tcp", 17: "udp", 132: "sctp"}
 _SETTABLE = frozenset({"in_port"})      # set_field may write it though the datapath key holds no set for it
@@ -704,6 +712,33 @@ def _push_vlan(text: str, match: Match) -> PushVlan:
     return PushVlan(ethertype)
 
 
+def _check_pkt_larger(text: str) -> CheckPktLarger:
+    """check_pkt_larger(LEN)->DST[BIT] (``_items`` gives "LEN)->DST[BIT]")."""
+    n, sep, dst = text.partition(")->")
+    if not sep:
+        raise _Bad("check_pkt_larger takes (LENGTH)->FIELD[BIT]")
+    name, ofs, nbits = _writable(_subfield(dst))
+    if nbits != 1:
+        raise _Bad(f"check_pkt_larger writes one bit, not {nbits} ({dst})")
+    return CheckPktLarger(_num(n.strip(), 16, "packet length"), name, ofs)
+
+
+def _enqueue(text: str) -> tuple:
+    """enqueue:PORT:QUEUE or enqueue(PORT,QUEUE): as Open vSwitch sends it over OpenFlow 1.1+,
+    set_queue, output, pop_queue (OpenFlow 1.0's ENQUEUE carries the first two)."""
+    port, sep, queue = text.replace(",", ":").partition(":")
+    if not sep:
+        raise _Bad("enqueue takes PORT:QUEUE")
+    return SetQueue(_num(queue.strip(), 32, "queue")), _output(_port(port.strip())), PopQueue()
+
+
+def _push_mpls(text: str, match: Match) -> PushMpls:
+    ethertype = _num(text, 16, "ethertype")
+    if ethertype not in (0x8847, 0x8848):
+        raise _Bad("push_mpls ethertype must be 0x8847 or 0x8848")
+    return PushMpls(ethertype)
+
+
 def _unsupported(why: str):
     def parse(text, match):
         raise _Bad(why)
@@ -726,6 +761,14 @@ _ACTIONS = {
     "mod_vlan_pcp": lambda t, m: SetField("vlan_pcp", _num(t, 3, "VLAN priority")),
     "strip_vlan": _noarg(PopVlan), "pop_vlan": _noarg(PopVlan),
     "push_vlan": _push_vlan,
+    "push_mpls": _push_mpls,
+    "pop_mpls": lambda t, m: PopMpls(_num(t, 16, "ethertype")),
+    "set_mpls_label": lambda t, m: SetField("mpls_label", _num(t.strip("()"), 20, "MPLS label")),
+    "set_mpls_tc": lambda t, m: SetField("mpls_tc", _num(t.strip("()"), 3, "MPLS TC")),
+    "set_mpls_ttl": lambda t, m: SetMplsTtl(_num(t.strip("()"), 8, "MPLS TTL")),
+    "dec_mpls_ttl": _noarg(DecMplsTtl),
+    "check_pkt_larger": lambda t, m: _check_pkt_larger(t),
+    "pop_queue": _noarg(PopQueue),
     "mod_dl_src": lambda t, m: _set_field("eth_src", t, m), "mod_dl_dst": lambda t, m: _set_field("eth_dst", t, m),
     "mod_nw_src": lambda t, m: _set_field("ipv4_src", t, m), "mod_nw_dst": lambda t, m: _set_field("ipv4_dst", t, m),
     "mod_nw_tos": lambda t, m: _set_tos(t),
@@ -752,7 +795,7 @@ _ACTIONS = {
     "bundle_load": lambda t, m: _bundle(t, True),
     "learn": lambda t, m: _learn(t),
     "sample": lambda t, m: _sample(t),
-    "enqueue": _unsupported("enqueue is not supported; use set_queue:QUEUE,output:PORT"),
+    "enqueue": lambda t, m: _enqueue(t),
 }
 _INSTRUCTION_NAMES = {Meter: "meter", ApplyActions: "apply_actions", ClearActions: "clear_actions",
                       WriteActions: "write_actions", WriteMetadata: "write_metadata", GotoTable: "goto_table"}
@@ -769,20 +812,24 @@ def _action(key: str, text: str, match: Match):
     raise _Bad(str(_unknown("action", key, [*_ACTIONS, *RESERVED_PORTS, "drop", *_INSTRUCTION_NAMES.values()])))
 
 
-def _action_list(text: str, match: Match) -> tuple:
+def _action_list(text: str, match: Match, in_set: bool = False) -> tuple:
     out = []
     for key, value, item in _items(text):
         if key.lower() == "drop" and not value:
             continue
         try:
-            out.append(_action(key, value, match))
+            a = _action(key, value, match)
+            if isinstance(a, tuple):         # enqueue: set_queue, output, pop_queue (an action set's: the two)
+                out.extend(x for x in a if not (in_set and isinstance(x, PopQueue)))
+            else:
+                out.append(a)
         except _Bad as e:
             raise FlowParseError(f"'{item}': {e}") from None
     return tuple(out)
 
 
 def _action_set(text: str, match: Match) -> tuple:
-    acts = _action_list(text, match)
+    acts = _action_list(text, match, in_set=True)
     for a in acts:
         if isinstance(a, NOT_IN_ACTION_SET):
             raise FlowParseError(f"write_actions({text}): {_fmt_action(a)} may not be in an action set")
@@ -834,7 +881,8 @@ def _parse_actions(text: str, match: Match) -> tuple[tuple, list[tuple[type, int
             if key.lower() in _INSTRUCTIONS:
                 inst = _INSTRUCTIONS[key.lower()](value, match)
             else:
-                inst = ApplyActions((_action(key, value, match),))
+                a = _action(key, value, match)
+                inst = ApplyActions(a if isinstance(a, tuple) else (a,))     # enqueue: three actions
         except _Bad as e:
             raise FlowParseError(f"'{item}': {e}") from None
         kind = type(inst)
@@ -1113,11 +1161,19 @@ def _fmt_action(a) -> str:
             return f"set_field:{_FORMAT[f.kind](v, None)}->{_SET_FIELD_NAME.get(f.name, f.name)}"
         case PushVlan(ethertype=t):
             return f"push_vlan:0x{t:04x}"
+        case PushMpls(ethertype=t):
+            return f"push_mpls:0x{t:04x}"
+        case PopMpls(ethertype=t):
+            return f"pop_mpls:0x{t:04x}"
+        case SetMplsTtl(ttl=t):
+            return f"set_mpls_ttl({t})"
+        case CheckPktLarger(pkt_len=n, dst=d, ofs=o):
+            return f"check_pkt_larger({n})->{_fmt_subfield(d, o, 1)}"
         case SetQueue(queue_id=q):
             return f"set_queue:{q}"
         case SetNwTtl(ttl=t):
             return f"mod_nw_ttl:{t}"
-    return {PopVlan: "pop_vlan", DecNwTtl: "dec_ttl", CopyTtlOut: "copy_ttl_out", CopyTtlIn: "copy_ttl_in"}[type(a)]
+    return {PopVlan: "pop_vlan", DecNwTtl: "dec_ttl", DecMplsTtl: "dec_mpls_ttl", PopQueue: "pop_queue", CopyTtlOut: "copy_ttl_out", CopyTtlIn: "copy_ttl_in"}[type(a)]
 
 
 def _fmt_vlan_push(a) -> str:

@@ -44,10 +44,11 @@ from .actions import (INSTRUCTION_ORDER, ApplyActions, ClearActions, CopyTtlIn, 
                       OFPCML_NO_BUFFER, OFPP_ALL,
                       OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, Output,
                       PopVlan, PushVlan, Resubmit, SetField, SetNwTtl, SetQueue, StackPop, StackPush, WriteActions,
-                      WriteMetadata, execution_order)
+                      WriteMetadata, execution_order, DecMplsTtl, PopMpls, PushMpls, SetMplsTtl, CheckPktLarger,
+                      PopQueue)
 from .classifier import Wildcards, key_int
 from .match import Match, MatchError
-from .fields import BY_NAME, CONJ_ID_SHIFT, FRAG_LATER, VLAN_CFI, prereqs_of
+from .fields import BY_NAME, CONJ_ID_SHIFT, FRAG_LATER, STAGE_OF_MEMBER, VLAN_CFI, prereqs_of
 from .flowstr import FlowSpec, format_actions, format_match
 from .normal import Bundle, is_reserved
 from .pipeline import FlowEntry, Pipeline, PortEntry
@@ -86,6 +87,9 @@ _PORTS_WC = Wildcards()                             # the L4 ports' bits, as wil
 _PORTS_WC.unwildcard(F["tcp_src"])                  # tp_src, tp_dst whole
 _PORTS_WC.unwildcard(F["tcp_dst"])
 _PROTO, _SHA, _THA, _NDT = _ofs("nw_proto"), _ofs("arp_sha"), _ofs("arp_tha"), _ofs("nd_target")
+_MPLS = slice(_ofs("mpls_lse"), _ofs("mpls_lse") + 4)
+_L3_L4 = slice(_SRC, _MPLS.start)                   # what an MPLS packet's key leaves zero (opaque)
+MPLS_TYPES = (0x8847, 0x8848)
 assert _TTL == _TOS + 1
 
 
@@ -141,6 +145,44 @@ class BondRecirc:
     post-recirculation rules, here translated on a miss)."""
     bridge: str
     bond: str
+
+
+@dataclass(frozen=True)
+class Unroll:
+    """In frozen actions: the table and cookie of the rule the actions after it belong to (the
+    packet-ins they make say so), as Open vSwitch's OFPACT_UNROLL_XLATE."""
+    table_id: int
+    cookie: int
+
+
+@dataclass(frozen=True)
+class Frozen:
+    """A translation frozen for recirculation (Open vSwitch's frozen state, interned in the
+    ``PacketInRegistry``: its recirc_id is its id + 1): after pop_mpls the headers under the
+    label are unknown to translation, so an action that needs them stops it there; the frame
+    recirculates, is parsed again, and translation goes on from ITEMS (the actions and
+    instructions left, innermost rule's first, each rule's after an ``Unroll``) with the
+    pipeline state it had: the bridge, the input port, the pipeline vector, the field stack and
+    the action set (run at the end when RUN_ACTION_SET: the freeze was in the tables' actions)."""
+    bridge: str
+    in_ofport: int
+    items: tuple
+    metadata: int
+    stack: tuple
+    action_set: tuple
+    run_action_set: bool
+
+
+def _needs_headers(a) -> bool:
+    """Whether action A needs the headers under a popped MPLS label (Open vSwitch's
+    recirc_for_mpls): outputs, set_queue, groups and writes of fields below L3 do not; every
+    other action does (as Open vSwitch, for simplicity)."""
+    if isinstance(a, (Output, SetQueue, Group)):
+        return False
+    if isinstance(a, (SetField, Load)):
+        f = F[a.field]
+        return f.member is not None and STAGE_OF_MEMBER[f.member] >= 2
+    return True
 
 
 @dataclass(eq=False, slots=True)
@@ -359,6 +401,10 @@ class _Ctx:
         self.lookup_wc: Wildcards | None = None   # the lookups' wildcards while out.wc gathers the actions' reads
         self.trace_match = None                   # tracing: the match of the rule whose actions run
         self.rule: FlowEntry | None = None        # the rule whose actions run (none: a packet-out's)
+        self.l3_unknown = False                   # after pop_mpls: the headers under the label are not known
+        self.freezing = False                     # an action needs them: translation stops for recirculation
+        self.frozen: list = []                    # what is left to run after it (``Frozen.items``)
+        self.after_apply: tuple = ()              # the running rule's instructions after its apply-actions
 
     def log(self, msg: str) -> None:
         if self.tracing:
@@ -428,6 +474,8 @@ class _Ctx:
                 mask = bytearray(_diff_mask(new, old))
                 mask[32:36] = bytes(a & c for a, c in zip(mask[32:36], b"\x00\x0f\xff\xff"))
                 self.odp.append(_set("ipv6", new, bytes(mask)))
+        elif eth_type in MPLS_TYPES and f[_MPLS] != b[_MPLS]:
+            self.odp.append(_set("mpls", bytes(f[_MPLS]), _diff_mask(f[_MPLS], b[_MPLS])))
         proto = f[_PROTO]
         if eth_type == 0x86DD and proto == 58 and _nd(f) != _nd(b):     # ND before ICMP type/code, as OVS
             self.odp.append(_set("nd", *_whole_fields(_nd(f), _nd(b))))
@@ -590,8 +638,10 @@ def split_ipv4_flow(wc, flow) -> None:
 
 
 def _n_actions(acts) -> int:
-    """Datapath actions in ACTS, those nested in clones and samples counted."""
-    return sum(1 + _n_actions(a.actions) if isinstance(a, (odp.Clone, odp.Sample)) else 1 for a in acts)
+    """Datapath actions in ACTS, those nested in clones, samples and check_pkt_len counted."""
+    return sum(1 + _n_actions(a.actions) if isinstance(a, (odp.Clone, odp.Sample)) else
+               1 + _n_actions(a.greater) + _n_actions(a.less_equal) if isinstance(a, odp.CheckPktLen) else 1
+               for a in acts)
 
 
 class Translator:
@@ -785,6 +835,8 @@ class Translator:
             c.out.packet_ins.clear()
             return c.out
         self._actions(c, actions)
+        if c.freezing and not c.out.error:
+            self._finish_freeze(c, False)
         if not c.out.error and _n_actions(c.odp) > MAX_DP_ACTIONS:
             c.out.error = f"more than {MAX_DP_ACTIONS} datapath actions"
         if c.out.error:
@@ -911,14 +963,24 @@ class Translator:
             if not e.instructions:
                 c.log("    drop")
         goto = None
-        for ins in sorted(e.instructions, key=lambda i: INSTRUCTION_ORDER.index(type(i))):
+        ordered = sorted(e.instructions, key=lambda i: INSTRUCTION_ORDER.index(type(i)))
+        for j, ins in enumerate(ordered):
+            if c.l3_unknown and not isinstance(ins, (Meter, ApplyActions)):
+                c.log("the headers under the popped MPLS label are unknown: recirculate for the rest")
+                c.freezing = c.exit = True
+                c.frozen.append(Unroll(c.table_id, c.cookie))
+                c.frozen.extend(ordered[j:])
+                return
             if c.tracing and not isinstance(ins, ApplyActions):
                 c.log(f"    {format_actions([ins])}")
             if isinstance(ins, Meter):
                 if ins.meter_id in c.p.meters:
                     c.odp.append(odp.Meter(ins.meter_id))
             elif isinstance(ins, ApplyActions):
-                if not self._actions(c, ins.actions):
+                after, c.after_apply = c.after_apply, tuple(x for x in ordered[j + 1:])
+                ok = self._actions(c, ins.actions)
+                c.after_apply = after
+                if not ok:
                     c.log("the rest of this rule's instructions are skipped (the action set stays)")
                     return
             elif isinstance(ins, ClearActions):
@@ -930,6 +992,10 @@ class Translator:
             elif isinstance(ins, GotoTable):
                 goto = ins.table_id
             if c.out.error or c.exit:
+                rest = [x for x in ordered[j + 1:] if not isinstance(x, (Meter, ApplyActions))]
+                if c.freezing and not c.out.error and rest:
+                    c.frozen.append(Unroll(c.table_id, c.cookie))
+                    c.frozen.extend(rest)
                 return
         if goto is not None:
             self._table(c, goto)
@@ -940,17 +1006,117 @@ class Translator:
         unless ACTION_SET is False (the input port does not forward: the set is cleared).
         FIRST: TABLE_ID's lookup, done already (``_table``)."""
         self._table(c, table_id, first=first)
-        if not c.out.error and action_set:
+        if c.freezing and not c.out.error:
+            self._finish_freeze(c, action_set)
+        elif not c.out.error and action_set:
             self._end_of_pipeline(c)
         c.action_set = []
 
     def _end_of_pipeline(self, c: _Ctx) -> None:
         c.exit = False                   # an exit ends the action lists, not the action set
         acts = execution_order(c.action_set)
-        c.action_set = []
+        c.action_set, c.after_apply = [], ()
         if acts:
             c.log(f"action set: {acts}")
             self._actions(c, acts)
+            if c.freezing and not c.out.error:
+                self._finish_freeze(c, False)
+
+    def _finish_freeze(self, c: _Ctx, action_set: bool) -> None:
+        """Translation stopped for the headers under a popped MPLS label: what is left (and the
+        action set, if ACTION_SET) goes into a ``Frozen`` state, and the frame recirculates
+        under its id (Open vSwitch's finish_freezing)."""
+        state = Frozen(c.p.name, c.in_ofport, tuple(c.frozen), c.metadata, tuple(c.stack),
+                       tuple(c.action_set) if action_set else (), action_set)
+        c.frozen, c.freezing, c.exit = [], False, False
+        c.commit()
+        rid = self.registry.id_of(state) + 1
+        c.odp.append(odp.Recirc(rid))
+        c.log(f"recirc({rid:#x}): parsed again, translation goes on after the MPLS pop")
+
+    def _thaw(self, c: _Ctx, state: Frozen) -> None:
+        """A frozen translation's frame back from recirculation, parsed again: on from where it
+        stopped, with the pipeline state it had."""
+        p = next((q for q in self.pipelines if q.name == state.bridge), None)
+        if p is None:
+            c.log(f"recirculation of bridge {state.bridge}, which is gone: dropped")
+            return
+        if p is not c.p:
+            c.p, c.v = p, Visit(p, version=p.version)
+            c.out.visits.append(c.v)
+        c.in_ofport = state.in_ofport
+        IN_PORT.to_key(c.flow, state.in_ofport & IN_PORT.all_ones)
+        c.base = bytearray(c.flow)
+        c.metadata, c.stack, c.action_set = state.metadata, list(state.stack), list(state.action_set)
+        self._run_items(c, state.items)
+        if c.freezing and not c.out.error:
+            self._finish_freeze(c, state.run_action_set)
+        elif state.run_action_set and not c.out.error:
+            self._end_of_pipeline(c)
+        if c.out.error:
+            c.odp.clear()
+
+    def _run_items(self, c: _Ctx, items) -> None:
+        """Frozen items (``Frozen.items``: actions, instructions, ``Unroll`` marks) in order, or
+        what follows a check_pkt_larger: an expired TTL skips the rest of its rule's items; a
+        freeze leaves the rest in ``c.frozen``."""
+        skip = False
+        for j, it in enumerate(items):
+            if c.out.error or c.exit:
+                break
+            if isinstance(it, Unroll):
+                c.table_id, c.cookie, skip = it.table_id, it.cookie, False
+                continue
+            if skip:
+                continue
+            if c.l3_unknown and isinstance(it, (ClearActions, WriteActions, WriteMetadata, GotoTable)):
+                c.freezing = c.exit = True
+                c.frozen += [Unroll(c.table_id, c.cookie), *items[j:]]
+                break
+            if isinstance(it, ClearActions):
+                c.action_set.clear()
+            elif isinstance(it, WriteActions):
+                c.action_set.extend(it.actions)
+            elif isinstance(it, WriteMetadata):
+                c.metadata = (c.metadata & ~it.mask) | (it.value & it.mask)
+            elif isinstance(it, GotoTable):
+                self._table(c, it.table_id)
+            elif isinstance(it, CheckPktLarger):
+                self._check_pkt_larger(c, it, items[j + 1:])
+                break
+            elif not self._actions(c, (it,)):
+                skip = True                  # an expired TTL ends that rule's actions
+            if c.freezing and not c.out.error:
+                c.frozen.extend(items[j + 1:])
+                break
+
+    def _check_pkt_larger(self, c: _Ctx, a: CheckPktLarger, rest) -> None:
+        """check_pkt_larger as Open vSwitch's xlate_check_pkt_larger: the datapath decides per
+        frame (check_pkt_len), so what follows in this rule (REST: the actions after it, the
+        instructions after them) and the action set are translated twice, with the bit 1 and 0,
+        each into its branch; then translation ends (as Open vSwitch's, an exit)."""
+        c.commit()
+        saved = (c.flow, c.base, c.odp, c.action_set, c.metadata, c.stack, c.l3_unknown, c.table_id, c.cookie,
+                 c.depth, c.after_apply)
+        branches = []
+        for bit in (1, 0):
+            c.flow, c.base, c.odp, c.action_set = bytearray(saved[0]), bytearray(saved[1]), [], list(saved[3])
+            c.metadata, c.stack, c.l3_unknown = saved[4], list(saved[5]), saved[6]
+            c.table_id, c.cookie, c.depth, c.after_apply, c.exit = saved[7], saved[8], saved[9], (), False
+            c.log(f"check_pkt_larger({a.pkt_len}): the frame {'longer' if bit else 'not longer'}: "
+                  f"{a.dst}[{a.ofs}]={bit}")
+            self._write(c, a.dst, a.ofs, 1, bit)
+            self._run_items(c, rest)
+            if c.freezing and not c.out.error:
+                self._finish_freeze(c, True)
+            elif not c.out.error and c.action_set:
+                self._end_of_pipeline(c)
+            branches.append(tuple(c.odp))
+        (c.flow, c.base, c.odp, c.action_set, c.metadata, c.stack, c.l3_unknown, c.table_id, c.cookie, c.depth,
+         c.after_apply) = saved
+        c.odp.append(odp.CheckPktLen(a.pkt_len, branches[0], branches[1]))
+        c.action_set = []
+        c.exit = True
 
     # -- actions
     def _actions(self, c: _Ctx, actions) -> bool:
@@ -958,8 +1124,17 @@ class Translator:
         (Open vSwitch: "stop processing for the current table"): the rest of the rule's
         instructions, of a group bucket or of the action set.  The pending action set, the
         actions after a group whose bucket it was, another bucket: these carry on."""
-        for a in actions:
+        for i, a in enumerate(actions):
             if c.out.error or c.exit:
+                if c.freezing and not c.out.error:
+                    c.frozen.append(Unroll(c.table_id, c.cookie))
+                    c.frozen.extend(actions[i:])
+                return True
+            if c.l3_unknown and _needs_headers(a):
+                c.log("the headers under the popped MPLS label are unknown: recirculate for the rest")
+                c.freezing = c.exit = True
+                c.frozen.append(Unroll(c.table_id, c.cookie))
+                c.frozen.extend(actions[i:])
                 return True
             if c.tracing:
                 c.log(f"    {format_actions([ApplyActions((a,))], c.trace_match)}")
@@ -978,6 +1153,23 @@ class Translator:
                 stack = c.vlan_stack()
                 if c.vlan_present():
                     c.set_vlan_stack(stack[1:])
+            elif isinstance(a, PushMpls):
+                self._push_mpls(c, a.ethertype)
+            elif isinstance(a, PopMpls):
+                self._pop_mpls(c, a.ethertype)
+            elif isinstance(a, SetMplsTtl):
+                if c.get("eth_type") in MPLS_TYPES:
+                    self._set_field(c, "mpls_ttl", a.ttl)
+            elif isinstance(a, DecMplsTtl):
+                if c.get("eth_type") not in MPLS_TYPES:
+                    c.log("dec_mpls_ttl: not MPLS: this action list ends (as Open vSwitch)")
+                    return False
+                ttl = c.get("mpls_ttl")
+                if ttl <= 1:
+                    c.log("dec_mpls_ttl: TTL expired")
+                    self._packet_in(c, "invalid_ttl", OFPCML_NO_BUFFER)
+                    return False
+                F["mpls_ttl"].to_key(c.flow, ttl - 1)
             elif isinstance(a, DecNwTtl):
                 if not c.prereqs_hold("nw_ttl"):
                     continue
@@ -991,7 +1183,10 @@ class Translator:
             elif isinstance(a, SetNwTtl):
                 if c.prereqs_hold("nw_ttl"):
                     self._set_field(c, "nw_ttl", a.ttl)      # unwildcards nw_ttl, as set_field does
-            elif isinstance(a, (SetQueue, CopyTtlOut, CopyTtlIn)):
+            elif isinstance(a, CheckPktLarger):
+                self._check_pkt_larger(c, a, (*actions[i + 1:], *c.after_apply))
+                return True
+            elif isinstance(a, (SetQueue, PopQueue, CopyTtlOut, CopyTtlIn)):
                 pass                 # no queues in the datapath; no MPLS to copy TTLs with
             elif isinstance(a, Resubmit):
                 self._resubmit(c, a)
@@ -1024,6 +1219,50 @@ class Translator:
             elif isinstance(a, BundleAction):
                 self._bundle(c, a)
         return True
+
+    @staticmethod
+    def _push_mpls(c: _Ctx, ethertype: int) -> None:
+        """A new outer label stack entry, as Open vSwitch's flow_push_mpls: on an MPLS packet a
+        copy of the outer one, BoS cleared; else label 0 (2 for IPv6), TC from the DSCP's low 3
+        bits and TTL from the IP TTL (64 without IP or with TTL 0), BoS set.  Committed at once:
+        the changes before it apply to the headers it covers; after it the L3 is opaque."""
+        eth = c.get("eth_type")
+        if eth in MPLS_TYPES:
+            c.out.wc.unwildcard(F["mpls_label"])
+            c.out.wc.unwildcard(F["mpls_tc"])
+            c.out.wc.unwildcard(F["mpls_bos"])
+            c.out.wc.unwildcard(F["mpls_ttl"])
+            lse = int.from_bytes(c.flow[_MPLS], "big") & ~0x100
+        else:
+            label, tc, ttl = (2 if eth == 0x86DD else 0), 0, 64
+            if eth in (0x0800, 0x86DD):
+                tc = c.get("ip_dscp") & 7
+                ttl = c.get("nw_ttl") or 64
+            lse = label << 12 | tc << 9 | 1 << 8 | ttl
+        c.commit()
+        c.odp.append(odp.PushMpls(lse, ethertype))
+        F["eth_type"].to_key(c.flow, ethertype)
+        c.flow[_MPLS] = lse.to_bytes(4, "big")
+        c.flow[_L3_L4] = bytes(_L3_L4.stop - _L3_L4.start)
+        c.base = bytearray(c.flow)
+
+    @staticmethod
+    def _pop_mpls(c: _Ctx, ethertype: int) -> None:
+        """The outer label stack entry removed; the packet's ethertype becomes ETHERTYPE.  To an
+        ethertype that is not MPLS, every entry down to the bottom of the stack goes (three at
+        most), as Open vSwitch's commit pops every entry its flow holds then.  What lies under
+        is unknown to translation (the key holds one entry): an action that needs it
+        recirculates the frame to have it parsed (Open vSwitch's was_mpls)."""
+        if c.get("eth_type") not in MPLS_TYPES:
+            c.log("pop_mpls: not MPLS, nothing done")
+            return
+        c.get("mpls_bos")
+        c.commit()
+        c.odp.append(odp.PopMpls(ethertype, ethertype not in MPLS_TYPES))
+        F["eth_type"].to_key(c.flow, ethertype)
+        c.flow[_MPLS] = bytes(4)
+        c.base = bytearray(c.flow)
+        c.l3_unknown = True
 
     def _flow_sample(self, c: _Ctx, a: Sample) -> None:
         """The sample action: with its probability, the frame as it is here goes up to the
@@ -1145,13 +1384,16 @@ class Translator:
         committed are committed inside it); the flow and the action set are as they were before
         it, and an exit inside it ends the actions after it too (Open vSwitch's
         clone_xlate_actions)."""
-        saved = (bytearray(c.flow), bytearray(c.base), c.odp, c.action_set, c.metadata, list(c.stack))
-        c.odp, c.action_set = [], []
+        saved = (bytearray(c.flow), bytearray(c.base), c.odp, c.action_set, c.metadata, list(c.stack), c.l3_unknown,
+                 c.after_apply)
+        c.odp, c.action_set, c.after_apply = [], [], ()
         try:
             self._actions(c, actions)
+            if c.freezing and not c.out.error:
+                self._finish_freeze(c, False)
             nested = c.odp
         finally:
-            c.flow, c.base, c.odp, c.action_set, c.metadata, c.stack = saved
+            c.flow, c.base, c.odp, c.action_set, c.metadata, c.stack, c.l3_unknown, c.after_apply = saved
         if all(isinstance(a, odp.Output) for a in nested):     # nothing to undo: inline, as Open vSwitch
             c.odp.extend(nested)
         else:
@@ -1384,7 +1626,8 @@ class Translator:
         if peer is None or peer.patch is None:
             c.log(f"output to patch port {port.name}: its peer is not there, dropped")
             return
-        saved = (c.p, c.v, c.in_ofport, c.metadata, c.action_set, c.table_id, c.cookie, c.depth, bytearray(c.flow))
+        saved = (c.p, c.v, c.in_ofport, c.metadata, c.action_set, c.table_id, c.cookie, c.depth, bytearray(c.flow),
+                 c.l3_unknown)
         c.log(f"patch port {port.name} -> bridge {peer_p.name}, in_port {peer.ofport} ({peer.name})")
         c.p, c.v = peer_p, Visit(peer_p, patch=(port, peer), version=peer_p.version)
         c.out.visits.append(c.v)
@@ -1409,7 +1652,8 @@ class Translator:
                 else:
                     c.log(f"patch port {peer.name} neither forwards nor learns (spanning tree): dropped")
         finally:
-            c.p, c.v, c.in_ofport, c.metadata, c.action_set, c.table_id, c.cookie, c.depth, c.flow = saved
+            (c.p, c.v, c.in_ofport, c.metadata, c.action_set, c.table_id, c.cookie, c.depth, c.flow,
+             c.l3_unknown) = saved
         if c.out.error:
             c.log(f"error in bridge {peer_p.name}: {c.out.error}; bridge {c.p.name} carries on")
             c.out.peer_errors.append(f"{peer_p.name}: {c.out.error}")
@@ -1480,6 +1724,9 @@ class Translator:
         """A balance-tcp bond's frame back from recirculation: out by the member of its bucket."""
         c.out.wc.unwildcard(RECIRC_ID)
         ctx = self.registry.get(rid - 1)
+        if isinstance(ctx, Frozen):
+            self._thaw(c, ctx)
+            return
         p = next((q for q in self.pipelines if isinstance(ctx, BondRecirc) and q.name == ctx.bridge), None)
         bond = next((b for b in p.bonds.values() if b.name == ctx.bond), None) if p is not None else None
         if bond is None:
@@ -1571,16 +1818,27 @@ class Translator:
         ofpacts_execute_action_set): they run in the action set's order, one of each kind, and
         not at all without an output or a group.  A TTL that expires ends this bucket only."""
         actions = execution_order(actions)
+        after, c.after_apply = c.after_apply, ()
+        try:
+            self._bucket_actions(c, actions, clone)
+        finally:
+            c.after_apply = after
+
+    def _bucket_actions(self, c: _Ctx, actions, clone: bool) -> None:
         if not clone:
             self._actions(c, actions)
+            if c.freezing and not c.out.error:
+                self._finish_freeze(c, False)
             return
-        saved = (bytearray(c.flow), bytearray(c.base), c.odp, c.action_set)
+        saved = (bytearray(c.flow), bytearray(c.base), c.odp, c.action_set, c.l3_unknown)
         c.odp, c.action_set = [], []
         try:
             self._actions(c, actions)
+            if c.freezing and not c.out.error:
+                self._finish_freeze(c, False)
             nested = c.odp
         finally:
-            c.flow, c.base, c.odp, c.action_set = saved
+            c.flow, c.base, c.odp, c.action_set, c.l3_unknown = saved
         if nested:
             c.odp.append(odp.Clone(tuple(nested)))
 
@@ -1621,6 +1879,9 @@ def _flat(actions):
     for a in actions:
         if isinstance(a, (odp.Clone, odp.Sample)):
             yield from _flat(a.actions)
+        elif isinstance(a, odp.CheckPktLen):
+            yield from _flat(a.greater)
+            yield from _flat(a.less_equal)
         else:
             yield a
 

@@ -67,7 +67,11 @@ _NX_EXT = {C.NXAST_RESUBMIT: Layout("port:H table:B 3x"), C.NXAST_RESUBMIT_TABLE
            C.NXAST_CONJUNCTION: Layout("clause:B n_clauses:B id:I"),
            C.NXAST_FIN_TIMEOUT: Layout("idle:H hard:H 2x"),
            C.NXAST_CONTROLLER: Layout("max_len:H id:H reason:B 1x"),
-           C.NXAST_MULTIPATH: Layout("fields:H basis:H 2x algorithm:H max_link:H arg:I 2x ofs_nbits:H dst:I")}
+           C.NXAST_MULTIPATH: Layout("fields:H basis:H 2x algorithm:H max_link:H arg:I 2x ofs_nbits:H dst:I"),
+           C.NXAST_PUSH_MPLS: Layout("ethertype:H 4x"), C.NXAST_POP_MPLS: Layout("ethertype:H 4x"),
+           C.NXAST_SET_MPLS_TTL: Layout("ttl:B 5x"), C.NXAST_DEC_MPLS_TTL: Layout("6x"),
+           C.NXAST_SET_MPLS_LABEL: Layout("2x label:I"), C.NXAST_SET_MPLS_TC: Layout("tc:B 5x"),
+           C.NXAST_POP_QUEUE: Layout("6x"), C.NXAST_CHECK_PKT_LARGER: Layout("pkt_len:H ofs:H dst:I 6x")}
 
 
 def _nx_field(header: int) -> F.Field:
@@ -135,6 +139,31 @@ def decode_nx(tlv: bytes, version: int = C.OFP13_VERSION) -> tuple[A.Action, ...
                             d["max_link"] + 1, d["arg"], f.name, ofs, nbits),)
     if sub == C.NXAST_FIN_TIMEOUT:
         return (A.FinTimeout(d["idle"], d["hard"]),)
+    if sub == C.NXAST_POP_QUEUE:
+        return (A.PopQueue(),)
+    if sub == C.NXAST_CHECK_PKT_LARGER:
+        f = _nx_field(d["dst"])
+        _bits_ok(f, d["ofs"], 1)
+        _writable(f)
+        return (A.CheckPktLarger(d["pkt_len"], f.name, d["ofs"]),)
+    if sub == C.NXAST_PUSH_MPLS:
+        if d["ethertype"] not in (F.ETH_TYPE_MPLS, F.ETH_TYPE_MPLS_MCAST):
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        return (A.PushMpls(d["ethertype"]),)
+    if sub == C.NXAST_POP_MPLS:
+        return (A.PopMpls(d["ethertype"]),)
+    if sub == C.NXAST_SET_MPLS_TTL:
+        return (A.SetMplsTtl(d["ttl"]),)
+    if sub == C.NXAST_DEC_MPLS_TTL:
+        return (A.DecMplsTtl(),)
+    if sub == C.NXAST_SET_MPLS_LABEL:
+        if d["label"] >> 20:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        return (A.SetField("mpls_label", d["label"]),)
+    if sub == C.NXAST_SET_MPLS_TC:
+        if d["tc"] >> 3:
+            raise _ba(C.OFPBAC_BAD_ARGUMENT)
+        return (A.SetField("mpls_tc", d["tc"]),)
     if sub == C.NXAST_CONTROLLER:
         return (_controller(d["max_len"], d["id"], d["reason"], b""),)
     if sub == C.NXAST_CONJUNCTION:             # clause 0-based on the wire, as lib/ofp-actions.c
@@ -428,10 +457,31 @@ def _loads(name: str, ofs: int, nbits: int, value: int) -> list[bytes]:
     return out
 
 
+def _mpls10(a: A.Action) -> tuple[int, dict] | None:
+    """The Nicira MPLS action (subtype, fields) ovs-ofctl sends for A over OpenFlow 1.0, if A is one."""
+    if isinstance(a, A.PushMpls):
+        return C.NXAST_PUSH_MPLS, {"ethertype": a.ethertype}
+    if isinstance(a, A.PopMpls):
+        return C.NXAST_POP_MPLS, {"ethertype": a.ethertype}
+    if isinstance(a, A.SetMplsTtl):
+        return C.NXAST_SET_MPLS_TTL, {"ttl": a.ttl}
+    if isinstance(a, A.DecMplsTtl):
+        return C.NXAST_DEC_MPLS_TTL, {}
+    if isinstance(a, A.SetField) and a.mask is None and F.field(a.field).name == "mpls_label":
+        return C.NXAST_SET_MPLS_LABEL, {"label": a.value}
+    if isinstance(a, A.SetField) and a.mask is None and F.field(a.field).name == "mpls_tc":
+        return C.NXAST_SET_MPLS_TC, {"tc": a.value}
+    return None
+
+
 def encode_nx(a: A.Action, version: int = C.OFP13_VERSION) -> bytes | None:
     """A as Nicira extension action(s), or None if it is not one of them."""
     if isinstance(a, A.Clone):
         return _nx(C.NXAST_CLONE, bytes(6) + encode_actions(a.actions, version))
+    if version == C.OFP10_VERSION:         # MPLS: OpenFlow 1.0 has no actions of its own for it
+        mpls = _mpls10(a)
+        if mpls is not None:
+            return _nx(mpls[0], _NX_EXT[mpls[0]].pack(mpls[1]))
     if isinstance(a, A.Resubmit):
         return _nx(C.NXAST_RESUBMIT_TABLE, _NX_EXT[C.NXAST_RESUBMIT_TABLE].pack(
             {"port": port_to10(a.port), "table": a.table}))
@@ -450,6 +500,11 @@ def encode_nx(a: A.Action, version: int = C.OFP13_VERSION) -> bytes | None:
         return _nx(C.NXAST_NOTE, a.data + bytes(max(0, 6 - len(a.data))))
     if isinstance(a, A.Exit):
         return _nx(C.NXAST_EXIT, bytes(6))
+    if isinstance(a, A.PopQueue):
+        return _nx(C.NXAST_POP_QUEUE, bytes(6))
+    if isinstance(a, A.CheckPktLarger):
+        return _nx(C.NXAST_CHECK_PKT_LARGER, _NX_EXT[C.NXAST_CHECK_PKT_LARGER].pack(
+            {"pkt_len": a.pkt_len, "ofs": a.ofs, "dst": _nx_header(a.dst)}))
     if isinstance(a, A.Multipath):
         return _nx(C.NXAST_MULTIPATH, _NX_EXT[C.NXAST_MULTIPATH].pack(
             {"fields": A.MULTIPATH_FIELDS.index(a.fields), "basis": a.basis,
@@ -487,6 +542,10 @@ _ACT13: dict[int, tuple[type, Layout]] = {
     C.OFPAT_GROUP: (A.Group, Layout("group_id:I")),
     C.OFPAT_SET_NW_TTL: (A.SetNwTtl, Layout("ttl:B 3x")),
     C.OFPAT_DEC_NW_TTL: (A.DecNwTtl, Layout("4x")),
+    C.OFPAT_PUSH_MPLS: (A.PushMpls, Layout("ethertype:H 2x")),
+    C.OFPAT_POP_MPLS: (A.PopMpls, Layout("ethertype:H 2x")),
+    C.OFPAT_SET_MPLS_TTL: (A.SetMplsTtl, Layout("ttl:B 3x")),
+    C.OFPAT_DEC_MPLS_TTL: (A.DecMplsTtl, Layout("4x")),
 }
 _ACT13_TYPE = {cls: (t, lay) for t, (cls, lay) in _ACT13.items()}
 
@@ -560,6 +619,8 @@ def decode_action13(type_: int, tlv: bytes) -> A.Action:
     if cls is A.Output:
         _check_output(a.port)
     elif cls is A.PushVlan and a.ethertype not in (F.ETH_TYPE_VLAN, F.ETH_TYPE_QINQ):
+        raise _ba(C.OFPBAC_BAD_ARGUMENT)
+    elif cls is A.PushMpls and a.ethertype not in (F.ETH_TYPE_MPLS, F.ETH_TYPE_MPLS_MCAST):
         raise _ba(C.OFPBAC_BAD_ARGUMENT)
     return a
 

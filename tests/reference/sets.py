@@ -1080,6 +1080,80 @@ def set_learn_limit() -> RefSet:
                   "deciding the output, the learned flows deciding later frames", flows, f.frames)
 
 
+def set_mpls() -> RefSet:
+    """MPLS push, pop and set, as Open vSwitch 3.1: push onto IPv4 (TC from the DSCP, TTL from
+    the IP TTL), IPv6 (label 2), a tagged frame (after the tag) and a labelled one (a copy of the
+    outer entry, BoS clear); set_mpls_label/tc/ttl and set_field; dec_mpls_ttl (TTL 1: to the
+    controller, none here, so nothing out); matches on label, TC, BoS and TTL; pop to IPv4 (the
+    whole stack goes, up to three entries, as Open vSwitch's commit pops them) with output only, and with L3 actions and a resubmit after it (recirculation); pop of an inner
+    entry then a set of the next; two pops; pop and push in an action set."""
+    from scapy.contrib.mpls import MPLS
+    f = Frames()
+    for port in (50, 51, 52, 53):
+        f.add(eth() / ip4("10.0.0.1", "10.1.0.1", ttl=33, tos=0x28) / UDP(sport=7, dport=port), 2)
+    f.add(eth() / IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=9) / UDP(sport=7, dport=50), 2)
+    f.add(eth(vlans=[(9, 3)]) / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=7, dport=52), 2)
+    inner = ip4("10.0.0.1", "10.1.0.1", ttl=20) / UDP(sport=7, dport=9)
+    for label in range(16, 25):
+        for ttl in (1, 2, 64):
+            f.add(Ether(src=H1, dst=H2, type=0x8847) / MPLS(label=label, cos=label % 8, s=1, ttl=ttl) / inner, 1)
+        f.add(Ether(src=H1, dst=H2, type=0x8847) / MPLS(label=label, s=0, ttl=30) / MPLS(label=99, s=1, ttl=31)
+              / inner, 2)
+    for label in (16, 21, 23):                 # three entries: the most Open vSwitch's flow holds
+        f.add(Ether(src=H1, dst=H2, type=0x8847) / MPLS(label=label, s=0, ttl=3) / MPLS(label=98, s=0, ttl=4)
+              / MPLS(label=99, s=1, ttl=5) / inner, 2)
+    f.add(Ether(src=H1, dst=H2, type=0x8847) / MPLS(label=40, s=1, ttl=5) / inner, 2)   # no rule: table miss
+    flows = [
+        "priority=10,udp,tp_dst=50,actions=push_mpls:0x8847,set_field:100->mpls_label,output:2",
+        "priority=10,udp,tp_dst=51,actions=push_mpls:0x8848,set_mpls_label(101),set_mpls_tc(5),set_mpls_ttl(7),"
+        "push_mpls:0x8847,set_mpls_label(102),output:3",
+        "priority=10,udp,tp_dst=52,actions=push_mpls:0x8847,output:4",
+        "priority=10,udp,tp_dst=53,actions=mod_nw_dst:10.9.9.9,push_mpls:0x8847,dec_mpls_ttl,output:2",
+        "priority=10,mpls,mpls_label=16,actions=pop_mpls:0x0800,output:2",
+        "priority=10,mpls,mpls_label=17,mpls_bos=1,actions=pop_mpls:0x0800,dec_ttl,mod_nw_dst:10.7.7.7,output:3",
+        "priority=10,mpls,mpls_label=17,mpls_bos=0,actions=pop_mpls:0x8847,set_mpls_ttl(5),output:4",
+        "priority=10,mpls,mpls_label=18,actions=set_field:99->mpls_label,dec_mpls_ttl,output:2",
+        "priority=10,mpls,mpls_label=19,mpls_bos=0,actions=pop_mpls:0x8847,pop_mpls:0x0800,output:3",
+        "priority=10,mpls,mpls_label=19,mpls_bos=1,actions=pop_mpls:0x0800,load:5->reg0[],resubmit(,1),output:4",
+        "table=1,priority=10,ip,reg0=5,nw_dst=10.1.0.1,actions=mod_dl_src:02:00:00:00:00:09,output:2",
+        "priority=10,mpls,mpls_label=20,mpls_tc=4,actions=set_mpls_tc(1),push_mpls:0x8847,set_mpls_label(7),"
+        "output:3",
+        "priority=10,mpls,mpls_label=20,actions=output:4",
+        "priority=10,mpls,mpls_label=21,mpls_ttl=64,actions=set_mpls_ttl(9),output:2",
+        "priority=10,mpls,mpls_label=21,actions=pop_mpls:0x0800,goto_table:2",
+        "table=2,priority=10,udp,actions=mod_tp_dst:99,output:3",
+        "table=2,priority=5,actions=output:4",
+        "priority=10,mpls,mpls_label=22,actions=write_actions(pop_mpls:0x0800,output:2)",
+        "priority=10,mpls,mpls_label=23,actions=pop_mpls:0x0800,clone(mod_nw_tos:16,output:2),output:3",
+        "priority=10,mpls,mpls_label=24,actions=dec_mpls_ttl,dec_mpls_ttl,output:2",
+    ]
+    return RefSet("mpls", "MPLS push, pop and set: the LSE pushed from IP, copied from the outer one, after "
+                  "a tag; label/TC/TTL set, dec_mpls_ttl; pop with outputs, L3 actions, resubmit, goto_table, "
+                  "clone after it (recirculation); two pops; an action set", flows, f.frames)
+
+
+def set_check_pkt_larger() -> RefSet:
+    """check_pkt_larger: the bit decides a resubmit's lookup, the rule's goto_table and its action
+    set, for frames below, at and above the length (the length is the whole frame's); pop_queue."""
+    f = Frames()
+    for size in (10, 33, 34, 35, 40, 200):    # frames of 60, 83, 84, 85, 90, 250 bytes (4 more tagged)
+        f.add(eth() / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=7, dport=60) / Raw(bytes(size)), 2)
+        f.add(eth(vlans=[(9, 3)]) / ip4("10.0.0.1", "10.1.0.1") / UDP(sport=7, dport=61) / Raw(bytes(size)), 1)
+    flows = [
+        "priority=10,udp,tp_dst=60,actions=check_pkt_larger(84)->reg0[0],pop_queue,resubmit(,1),"
+        "write_actions(output:4),goto_table:2",
+        "table=1,reg0=1,actions=mod_dl_dst:02:00:00:00:00:09,output:2",
+        "table=1,reg0=0,actions=output:3",
+        "table=2,ip,reg0=1,actions=mod_nw_tos:32,output:3",
+        "table=2,reg0=0,actions=clear_actions",
+        "priority=10,udp,dl_vlan=9,tp_dst=61,actions=check_pkt_larger(90)->NXM_NX_REG1[5],strip_vlan,resubmit(,3)",
+        "table=3,reg1=0x20,actions=output:4",
+        "table=3,reg1=0,actions=output:2",
+    ]
+    return RefSet("check_pkt_larger", "check_pkt_larger: per-frame branches (resubmit, goto_table, the action "
+                  "set) below, at and above the length", flows, f.frames)
+
+
 SETS = [set_vlan, set_vlan_of10, set_set_field_l2l3, set_set_field_l4, set_ip_fragments, set_ipv6_ext,
         set_l2_misc, set_set_field_other, set_dec_ttl, set_groups_select, set_groups_all_indirect, set_groups_ff,
         set_groups_ff_watch_both, set_multi_table, set_action_set, set_priorities, set_output_ports, set_arp_ipv6,
@@ -1087,7 +1161,7 @@ SETS = [set_vlan, set_vlan_of10, set_set_field_l2l3, set_set_field_l4, set_ip_fr
         set_metadata_in_port, set_vlan_pcp_partial,
         set_ovs_bug_later_fragment_csum, set_ovs_bug_vlan_megaflow, set_ovs_bug_ff_select_action_set,
         set_registers_resubmit, set_load_move_set_field, set_learn, set_conjunction, set_vlan_tci_load, set_clone, set_multipath,
-        set_bundle, set_learn_limit]
+        set_bundle, set_learn_limit, set_mpls, set_check_pkt_larger]
 
 
 def all_sets() -> list[RefSet]:

@@ -23,6 +23,7 @@ V = 0x1000                                  # OFPVID_PRESENT
 AA = A.ApplyActions
 IP, IP6, ARP = {"eth_type": (0x0800, None)}, {"eth_type": (0x86DD, None)}, {"eth_type": (0x0806, None)}
 TAG = {"vlan_vid": (V, V)}
+MPLS = {"eth_type": (0x8847, None)}
 
 
 def _l4(proto: int, frag: tuple[int, int | None] | None = None, **more) -> dict:
@@ -137,6 +138,27 @@ CASES = [
     Case("goto_table backwards", "table=3,actions=goto_table:1", {}, (A.GotoTable(1),), table=3),
     Case("goto_table to the same table", "table=3,actions=goto_table:3", {}, (A.GotoTable(3),), table=3),
     Case("goto_table forwards", "table=3,actions=goto_table:4", {}, (A.GotoTable(4),), table=3),
+    # MPLS: the actions that need an MPLS packet, the matches that need mpls, push_mpls's ethertype.
+    Case("pop_mpls without mpls", "ip,actions=pop_mpls:0x0800", IP, (AA((A.PopMpls(0x0800),)),), versions=BOTH),
+    Case("pop_mpls on mpls", "mpls,actions=pop_mpls:0x0800", MPLS, (AA((A.PopMpls(0x0800),)),), versions=BOTH),
+    Case("dec_mpls_ttl without mpls", "ip,actions=dec_mpls_ttl", IP, (AA((A.DecMplsTtl(),)),), versions=BOTH),
+    Case("set_mpls_ttl without mpls", "actions=set_mpls_ttl(5)", {}, (AA((A.SetMplsTtl(5),)),), versions=BOTH),
+    Case("push_mpls then set_mpls_ttl and dec_mpls_ttl", "ip,actions=push_mpls:0x8847,set_mpls_ttl(5),dec_mpls_ttl",
+         IP, (AA((A.PushMpls(0x8847), A.SetMplsTtl(5), A.DecMplsTtl())),), versions=BOTH),
+    Case("set_field mpls_label without mpls", "ip,actions=set_field:5->mpls_label", IP,
+         (AA((A.SetField("mpls_label", 5),)),)),
+    Case("push_mpls then set_field mpls_label", "ip,actions=push_mpls:0x8848,set_field:5->mpls_label", IP,
+         (AA((A.PushMpls(0x8848), A.SetField("mpls_label", 5))),)),
+    Case("push_mpls then set_field ipv4_dst", "ip,actions=push_mpls:0x8847,set_field:10.0.0.1->ipv4_dst", IP,
+         (AA((A.PushMpls(0x8847), A.SetField("ipv4_dst", 0x0A000001))),)),
+    Case("pop_mpls then set_field ipv4_dst", "mpls,actions=pop_mpls:0x0800,set_field:10.0.0.1->ipv4_dst", MPLS,
+         (AA((A.PopMpls(0x0800), A.SetField("ipv4_dst", 0x0A000001))),)),
+    Case("pop_mpls written to the action set", "ip,actions=write_actions(pop_mpls:0x0800)", IP,
+         (A.WriteActions((A.PopMpls(0x0800),)),)),
+    Case("match mpls_label without mpls", None, {"mpls_label": (5, None)}),
+    Case("match mpls_label, mpls_tc, mpls_bos, mpls_ttl", "mpls,mpls_label=5,mpls_tc=1,mpls_bos=1,mpls_ttl=3,actions=drop",
+         {**MPLS, "mpls_label": (5, None), "mpls_tc": (1, None), "mpls_bos": (1, None), "mpls_ttl": (3, None)}),
+    Case("push_mpls with ethertype 0x0800", None, {}, raw_actions=struct.pack("!HHH2x", K.OFPAT_PUSH_MPLS, 8, 0x0800)),
 ]
 
 

@@ -30,7 +30,8 @@ from .flowkey import KEY_SIZE
 from .ofproto.fields import BY_NAME
 from .ofproto.pipeline import OFPM_SLOWPATH, Pipeline
 from .ofproto.special import SpecialIn
-from .ofproto.xlate import FLOW_SAMPLE_COOKIE, IPFIX_COOKIE, SFLOW_COOKIE, FlowSampleIn, PacketIn, Translator
+from .ofproto.xlate import (FLOW_SAMPLE_COOKIE, IPFIX_COOKIE, SFLOW_COOKIE, FlowSampleIn, PacketIn, Translator,
+                            megaflow_mask)
 from .ukey import Ukey, Ukeys, megaflow_ufid
 
 EXACT = b"\xff" * KEY_SIZE          # the mask of every megaflow while megaflows are off
@@ -178,20 +179,29 @@ class UpcallHandler:
                 covered.tcp_flags |= flags
                 planned.append((members, covered.actions))
                 continue
-            t = self.xlate.translate(key)
+            t = self.xlate.translate_miss(key, k)
             self.stats.translations += 1
-            t.commit(now, n, nbytes)
-            actions = t.encoded()
-            if t.error or t.peer_errors:
-                self.stats.errors += 1
+            if t.__class__ is tuple:          # table 0's rule's kept translation: (Kept, wildcards)
+                kept, wc = t
+                visits = kept.visits
+                visits.push_stats(n, nbytes, now, missed=True)     # its commit: stats alone
+                actions = kept.encoded if kept.encoded is not None else kept.encode()
+                wck = wc.key
+            else:
+                t.commit(now, n, nbytes)
+                actions = t.encoded()
+                if t.error or t.peer_errors:
+                    self.stats.errors += 1
+                if t.error:
+                    planned.append((members, actions))
+                    continue
+                visits, wck = t.visits, t.wc.key
             planned.append((members, actions))
-            if t.error:
-                continue
             if self.megaflows:
-                got = masks.get(t.wc.key)
+                got = masks.get(wck)
                 if got is None:
-                    mask = self.ukeys.mask_of(t.megaflow_mask())
-                    got = masks[t.wc.key] = (mask, int.from_bytes(mask, "big"))
+                    mask = self.ukeys.mask_of(megaflow_mask(wck))
+                    got = masks[wck] = (mask, int.from_bytes(mask, "big"))
                 mask, m = got
                 masked = (k & m).to_bytes(KEY_SIZE, "big")
             else:
@@ -202,7 +212,7 @@ class UpcallHandler:
             if len(self.ukeys) >= self.ukeys.limit:
                 self.stats.flow_limit_hits += 1
                 continue
-            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.visits, now_ns, key,
+            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, visits, now_ns, key,
                                          missed_packets=n, missed_bytes=nbytes)
             uk.tcp_flags = flags
             fresh.indexed(uk, m)

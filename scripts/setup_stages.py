@@ -1,6 +1,6 @@
 """Where a flow setup's time goes: setup-100k's rules and traffic in this process, no PMD thread.
 
-    .venv/bin/python scripts/setup_stages.py [N] [--profile]
+    .venv/bin/python scripts/setup_stages.py [N] [--profile] [--scenarios FILE]
 
 Builds bridge br0 in deterministic mode (this thread polls, manual clock) with setup-100k's
 rules scaled to N (``priority=10,udp,in_port=1,nw_src=<i>,actions=output:2`` for N sources, and
@@ -70,7 +70,8 @@ def stages(st: pstats.Stats, n: int) -> list[tuple[str, float, float]]:
 def main(argv: list[str]) -> int:
     n = int(next((a for a in argv if a.isdigit()), 30000))
     profile = "--profile" in argv
-    scen = scenarios_path(None)
+    given = argv[argv.index("--scenarios") + 1] if "--scenarios" in argv else None
+    scen = scenarios_path(given)
     sc = dict(load_scenarios(scen)["setup-100k"])
     sc["traffic"] = {"flows": n, "vary": ["ip_src"]}
     sc["rules_generate"] = dict(sc["rules_generate"], count=n)

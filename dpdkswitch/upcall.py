@@ -117,7 +117,7 @@ class UpcallHandler:
                 else:
                     self._packet_in(u)
                 continue
-            if metering and not self.xlate.pipeline_of(u.in_port).meter_admit(OFPM_SLOWPATH, len(u.data), now_ns):
+            if metering and not self.xlate.pipeline_of(u.in_port).meter_admit(OFPM_SLOWPATH, u.len, now_ns):
                 self.stats.metered += 1
                 u.free()
                 continue
@@ -165,7 +165,7 @@ class UpcallHandler:
             masks.clear()
         for key, members in misses.items():
             n = len(members)
-            nbytes = len(members[0].data) if n == 1 else sum(len(u.data) for u in members)
+            nbytes = members[0].len if n == 1 else sum(u.len for u in members)
             k = int.from_bytes(key, "big")
             covered = fresh.covering(k)
             if covered is None and self.ukeys.index:

@@ -171,7 +171,7 @@ class UpcallHandler:
             if covered is None and self.ukeys.index:
                 covered = self._installed_covering(k)
                 self.stats.covered += covered is not None
-            flags = TCP_FLAGS.from_key(key) & 0xFF    # the missed frames' (a TCP flow's SYN comes up so)
+            flags = k >> TCP_FLAGS.key_bit_shift & 0xFF   # the missed frames' (a TCP flow's SYN comes up so)
             if covered is not None:           # a megaflow installed (maybe by this batch) covers it
                 covered.visits.push_stats(n, nbytes, now, missed=True)
                 covered.missed_packets += n

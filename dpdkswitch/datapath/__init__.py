@@ -14,6 +14,7 @@ from __future__ import annotations
 import array
 
 import errno
+import itertools
 import logging
 import os
 import re
@@ -419,12 +420,8 @@ class Datapath:
         kb, mb = b"".join(keys), b"".join(masks)
         if len(kb) != n * KEY_SIZE or len(mb) != n * KEY_SIZE or any(len(k) != KEY_SIZE for k in keys):
             raise ValueError(f"flow key and mask are {KEY_SIZE} bytes")
-        ub = b"".join(u.to_bytes(16, "little") for u in ufids)      # struct dps_ufid: lo, hi (x86)
-        ofs = array.array("I", [0])
-        total = 0
-        for a in actions:
-            total += len(a)
-            ofs.append(total)
+        ub = b"".join([u.to_bytes(16, "little") for u in ufids])    # struct dps_ufid: lo, hi (x86)
+        ofs = array.array("I", [0, *itertools.accumulate(map(len, actions))])
         ab = b"".join(actions) or b"\0"
         flags = (lib.DPS_FLOW_CREATE if create else 0) | (lib.DPS_FLOW_MODIFY if modify else 0) | \
                 (lib.DPS_FLOW_RESET_STATS if reset_stats else 0)

@@ -166,6 +166,18 @@ class Visit:
     patch: tuple[PortEntry, PortEntry] | None = None              # (left by, entered by): not for the first
     version: int = -1        # the pipeline's version when translated (or last found still valid)
 
+    @classmethod
+    def sealed(cls, pipeline: Pipeline, entries: tuple, tables: tuple, version: int) -> "Visit":
+        """A sealed visit of ENTRIES in TABLES and nothing else (a kept translation's xlate
+        cache; ENTRIES and TABLES may be tuples: nothing is added to a sealed visit): every field set by name, without
+        the generated __init__'s keyword parsing (a third of its cost; checked at import to
+        set them all)."""
+        v = _new(cls)
+        v.pipeline, v.entries, v.tables, v.version = pipeline, entries, tables, version
+        v.groups = v.mirrors = v.macs = v.learns = v.limits = v.fins = v.clauses = v.bonds = ()
+        v.learned, v.patch = [], None          # (as seal leaves it)
+        return v
+
     def seal(self) -> None:
         """Translation is done with it: the lists it left empty become the one empty tuple (a
         ukey keeps its visits: fewer objects to keep and for the cyclic GC to walk)."""
@@ -202,23 +214,24 @@ class Visit:
         and the one it left by; and NORMAL's source MACs stay learned (never moved: a host may
         have moved since the packets were counted)."""
         p = self.pipeline
-        for vlan, mac, port, _ in self.learns:
-            p.macs.refresh(vlan, mac, port, used)
-        if packets:
+        if self.learns:
+            for vlan, mac, port, _ in self.learns:
+                p.macs.refresh(vlan, mac, port, used)
+        if packets and (self.learned or self.fins):
             for spec, limit in self.learned:    # cached traffic keeps its learned flows (Open vSwitch's XC_LEARN)
                 p.learn(spec, limit)
             for e, idle, hard in self.fins:     # FINs and RSTs through fin_timeout (XC_FIN_TIMEOUT)
                 p.reduce_timeouts(e, idle, hard)
-        entries = self.entries
-        for e in entries:
-            e.credit(packets, nbytes, used)
-        tables = p.tables
-        for tid in self.tables:
-            tables[tid].count(packets)
-        if len(entries) == 1:                 # the common case, without a set
-            tables[entries[0].table_id].count(0, packets)
-        else:                                 # a table counts a packet matched once
-            for tid in {e.table_id for e in entries}:
+        entries, tables = self.entries, p.tables
+        if len(entries) == 1 and len(self.tables) == 1 and entries[0].table_id == self.tables[0]:
+            entries[0].credit(packets, nbytes, used)         # the common case: one table, its rule
+            tables[self.tables[0]].count(packets, packets)
+        else:
+            for e in entries:
+                e.credit(packets, nbytes, used)
+            for tid in self.tables:
+                tables[tid].count(packets)
+            for tid in {e.table_id for e in entries}:        # a table counts a packet matched once
                 tables[tid].count(0, packets)
         for i in self.mirrors:
             if i < len(p.mirrors):
@@ -233,6 +246,11 @@ class Visit:
             entered.count_rx(packets, nbytes)
         for bond, bucket in self.bonds:
             bond.account(bucket, nbytes)
+
+
+_new = object.__new__
+_TABLE_IDS = [(t,) for t in range(256)]     # a sealed visit's tables, one tuple per table id
+assert all(hasattr(Visit.sealed(None, (), (), 0), f) for f in Visit.__slots__), "Visit.sealed misses a field"
 
 
 class XlateCache(list[Visit]):
@@ -622,6 +640,9 @@ class Translator:
         # Kept translations by shape: (pipeline, instructions, datapath input port) -> the Kept
         # that a translation of a rule with those instructions made (see ``_shaped``).
         self._shapes: dict[tuple, Kept] = {}
+        self._by_id: dict[int, tuple] = {}             # id(instructions) -> (instructions, its shape token)
+        self._tokens: dict[tuple, int] = {}            # instructions -> its shape token
+        self._next_token = 0
         self._in_port_bits: dict[int, int] = {}        # OpenFlow port -> its in_port bits in a key int
 
     def pipeline_of(self, dp_port: int) -> Pipeline:
@@ -738,7 +759,7 @@ class Translator:
         c.keeping.kept = out.kept = Kept(c.dp_in_port, c.p.version, tuple(c.odp), out.visits)
         if len(self._shapes) >= MAX_SHAPES:
             self._shapes.clear()
-        self._shapes[(c.p, c.keeping.instructions, c.dp_in_port)] = out.kept
+        self._shapes[(c.p, self._shape_of(c.keeping.instructions), c.dp_in_port)] = out.kept
 
     def _first_lookup(self, p: Pipeline, k: int, dp_in: int) -> tuple:
         """The lookup in table 0 of P for key K (a big-endian int), the way ``_table`` does it
@@ -775,14 +796,31 @@ class Translator:
         instructions, the input port and the bridge's state alone (they read nothing of the
         packet, made no packet-in, crossed no other table), so E's are those.  E gets its own
         xlate cache (its rule and table: what a translation of E would record) and keeps it."""
-        k = self._shapes.get((p, e.instructions, dp_in_port))
+        k = self._shapes.get((p, self._shape_of(e.instructions), dp_in_port))
         if k is None or k.version != p.version:
             return None
-        v = Visit(p, [e], [table_id], groups=(), mirrors=(), macs=(), learns=(), learned=[], limits=(), fins=(),
-                  clauses=(), bonds=(), patch=None, version=k.version)    # as sealed
+        v = Visit.sealed(p, (e,), _TABLE_IDS[table_id], k.version)
         e.kept = kept = Kept(k.dp_in_port, k.version, k.actions, XlateCache((v,)))
         kept.encoded = k.encode()
         return kept
+
+    def _shape_of(self, instructions: tuple) -> int:
+        """INSTRUCTIONS' shape token: equal instructions, the same token.  Found by the object's
+        identity first (rules of one shape mostly share one instructions object: flow-mod
+        shapes, the decoders' caches), so an instruction list is hashed once, not per miss."""
+        got = self._by_id.get(id(instructions))
+        if got is not None and got[0] is instructions:
+            return got[1]
+        if len(self._by_id) >= 4 * MAX_SHAPES:
+            self._by_id.clear()
+        if len(self._tokens) >= 4 * MAX_SHAPES:
+            self._tokens.clear()                 # (a token is never given twice: at worst equal
+        token = self._tokens.get(instructions)  # instructions get two, and share less)
+        if token is None:
+            self._next_token += 1
+            token = self._tokens[instructions] = self._next_token
+        self._by_id[id(instructions)] = (instructions, token)
+        return token
 
     def _special(self, c: _Ctx) -> bool:
         """Open vSwitch's process_special: a control protocol's frame on the current input port

@@ -640,9 +640,6 @@ class Translator:
         # Kept translations by shape: (pipeline, instructions, datapath input port) -> the Kept
         # that a translation of a rule with those instructions made (see ``_shaped``).
         self._shapes: dict[tuple, Kept] = {}
-        self._by_id: dict[int, tuple] = {}             # id(instructions) -> (instructions, its shape token)
-        self._tokens: dict[tuple, int] = {}            # instructions -> its shape token
-        self._next_token = 0
         self._in_port_bits: dict[int, int] = {}        # OpenFlow port -> its in_port bits in a key int
 
     def pipeline_of(self, dp_port: int) -> Pipeline:
@@ -759,7 +756,7 @@ class Translator:
         c.keeping.kept = out.kept = Kept(c.dp_in_port, c.p.version, tuple(c.odp), out.visits)
         if len(self._shapes) >= MAX_SHAPES:
             self._shapes.clear()
-        self._shapes[(c.p, self._shape_of(c.keeping.instructions), c.dp_in_port)] = out.kept
+        self._shapes[(c.p, c.keeping.instructions, c.dp_in_port)] = out.kept
 
     def _first_lookup(self, p: Pipeline, k: int, dp_in: int) -> tuple:
         """The lookup in table 0 of P for key K (a big-endian int), the way ``_table`` does it
@@ -796,31 +793,13 @@ class Translator:
         instructions, the input port and the bridge's state alone (they read nothing of the
         packet, made no packet-in, crossed no other table), so E's are those.  E gets its own
         xlate cache (its rule and table: what a translation of E would record) and keeps it."""
-        k = self._shapes.get((p, self._shape_of(e.instructions), dp_in_port))
+        k = self._shapes.get((p, e.instructions, dp_in_port))
         if k is None or k.version != p.version:
             return None
         v = Visit.sealed(p, (e,), _TABLE_IDS[table_id], k.version)
         e.kept = kept = Kept(k.dp_in_port, k.version, k.actions, XlateCache((v,)))
         kept.encoded = k.encode()
         return kept
-
-    def _shape_of(self, instructions: tuple) -> int:
-        """INSTRUCTIONS' shape token: equal instructions, the same token.  Found by the object's
-        identity first (rules of one shape mostly share one instructions object: flow-mod
-        shapes, the decoders' caches), so an instruction list is hashed once, not per miss."""
-        got = self._by_id.get(id(instructions))
-        if got is not None and got[0] is instructions:
-            return got[1]
-        if len(self._by_id) >= 4 * MAX_SHAPES:
-            self._by_id.clear()
-        if len(self._tokens) >= 4 * MAX_SHAPES:
-            self._tokens.clear()                 # (a token is never given twice: at worst equal
-        token = self._tokens.get(instructions)  # instructions get two, and share less)
-        if token is None:
-            self._next_token += 1
-            token = self._tokens[instructions] = self._next_token
-        self._by_id[id(instructions)] = (instructions, token)
-        return token
 
     def _special(self, c: _Ctx) -> bool:
         """Open vSwitch's process_special: a control protocol's frame on the current input port

@@ -46,7 +46,12 @@ from __future__ import annotations
 import pytest
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from dpdkswitch.ofproto.flowstr import FlowParseError, parse_flow
 from frames import write_pcap
@@ -212,3 +217,35 @@ def test_flow_validation_same_as_ovs(ovs_available, tmp_path):
     print("\n".join(f"{name} (v{v}): {ovs_verdict[name, v]}" for name, v in ovs_verdict))
     assert not differ and not text, ("verdicts differ over the wire:\n" + "\n".join(differ) +
                                      "\nin ovs-ofctl's text:\n" + "\n".join(text))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_open_vswitch_dies_with_the_process_that_started_it(ovs_available, tmp_path):
+    """A test process killed outright (SIGKILL: a CI timeout) takes its Open vSwitch with it:
+    a leftover one would hold 512 MB of hugepages and a core for every later test."""
+    code = ("import sys, time\n"
+            "from dpdkswitch.bench.ovs import Ovs\n"
+            "o = Ovs(sys.argv[1]).start()\n"
+            "print(o.vswitchd.pid, o.procs[0].pid, flush=True)\n"
+            "time.sleep(600)\n")
+    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "ovs")], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(x) for x in p.stdout.readline().split()]
+        assert len(pids) == 2 and all(Path(f"/proc/{pid}").exists() for pid in pids), pids
+    finally:
+        p.kill()
+        p.wait()
+
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(map(running, pids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [pid for pid in pids if running(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, f"Open vSwitch outlived its owner: {alive}"

@@ -11,7 +11,7 @@ namespace of its own when we are root (the bridge's LOCAL port and the datapath'
 thread runs until ``start_pmd()``: a port's first frames would otherwise race with ofproto
 learning of the port.  Leaving the context deletes the ports (closing a net_pcap device flushes
 its tx pcap), asks the daemon to exit and kills whatever is left: both daemons are this
-process's children.
+process's children, and die with it (PR_SET_PDEATHSIG) if it is killed outright.
 
 Memory: 2 MB hugepages when enough are free (reserved first, as root, as
 shared/bench/ovs_dpdk_peer.py does; harmless when they are there already), else ``--no-huge``.
@@ -26,6 +26,7 @@ or 768 MB without), one core for the PMD thread once started.
 """
 from __future__ import annotations
 
+import ctypes
 import glob
 import itertools
 import os
@@ -44,6 +45,14 @@ VSWITCHD = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 TOOLS = ("ovs-vsctl", "ovsdb-tool", "ovsdb-server", "ovs-ofctl", "ovs-appctl")
 PROTOCOLS = "OpenFlow10,OpenFlow11,OpenFlow12,OpenFlow13,OpenFlow14,OpenFlow15"
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_owner() -> None:
+    """In the daemon's child before exec: SIGTERM when the thread that started it dies, so a test
+    process killed outright (a CI timeout, SIGKILL) does not leave an Open vSwitch holding its
+    hugepages and cores for the next test."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 OFCTL_VERSION = "OpenFlow13"
 _seq = itertools.count()
 
@@ -198,7 +207,8 @@ class Ovs:
         self.procs.append(subprocess.Popen(
             ["ovsdb-server", str(run / "conf.db"), "--remote=p" + self.db, "--pidfile=" + str(run / "db.pid"),
              "--log-file=" + str(run / "db.log"), "-vconsole:off"],
-            stdout=db_log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
+            stdout=db_log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+            preexec_fn=_die_with_owner))
         db_log.close()
         deadline = time.monotonic() + self.timeout
         while not (run / "db.sock").exists():
@@ -221,7 +231,7 @@ class Ovs:
             cmd = ["unshare", "--net", "--"] + cmd       # its tap ports in a namespace of its own
         err = open(run / "vswitchd.stderr", "wb")
         self.vswitchd = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT, env=self.env,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_die_with_owner)
         err.close()
         self.procs.append(self.vswitchd)
         self.vsctl("add-br", self.bridge, "--", "set", "bridge", self.bridge, "datapath_type=netdev",

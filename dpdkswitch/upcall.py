@@ -30,7 +30,8 @@ from .flowkey import KEY_SIZE
 from .ofproto.fields import BY_NAME
 from .ofproto.pipeline import OFPM_SLOWPATH, Pipeline
 from .ofproto.special import SpecialIn
-from .ofproto.xlate import FLOW_SAMPLE_COOKIE, IPFIX_COOKIE, SFLOW_COOKIE, FlowSampleIn, PacketIn, Translator
+from .ofproto.xlate import (FLOW_SAMPLE_COOKIE, IPFIX_COOKIE, SFLOW_COOKIE, FlowSampleIn, PacketIn, Translator,
+                            megaflow_mask)
 from .ukey import Ukey, Ukeys, megaflow_ufid
 
 EXACT = b"\xff" * KEY_SIZE          # the mask of every megaflow while megaflows are off
@@ -118,7 +119,7 @@ class UpcallHandler:
                 else:
                     self._packet_in(u)
                 continue
-            if metering and not self.xlate.pipeline_of(u.in_port).meter_admit(OFPM_SLOWPATH, len(u.data), now_ns):
+            if metering and not self.xlate.pipeline_of(u.in_port).meter_admit(OFPM_SLOWPATH, u.len, now_ns):
                 self.stats.metered += 1
                 u.free()
                 continue
@@ -166,13 +167,13 @@ class UpcallHandler:
             masks.clear()
         for key, members in misses.items():
             n = len(members)
-            nbytes = len(members[0].data) if n == 1 else sum(len(u.data) for u in members)
+            nbytes = members[0].len if n == 1 else sum(u.len for u in members)
             k = int.from_bytes(key, "big")
             covered = fresh.covering(k)
             if covered is None and self.ukeys.index:
                 covered = self._installed_covering(k)
                 self.stats.covered += covered is not None
-            flags = TCP_FLAGS.from_key(key) & 0xFF    # the missed frames' (a TCP flow's SYN comes up so)
+            flags = k >> TCP_FLAGS.key_bit_shift & 0xFF   # the missed frames' (a TCP flow's SYN comes up so)
             if covered is not None:           # a megaflow installed (maybe by this batch) covers it
                 covered.visits.push_stats(n, nbytes, now, missed=True)
                 covered.missed_packets += n
@@ -180,20 +181,29 @@ class UpcallHandler:
                 covered.tcp_flags |= flags
                 planned.append((members, covered.actions))
                 continue
-            t = self.xlate.translate(key)
+            t = self.xlate.translate_miss(key, k)
             self.stats.translations += 1
-            t.commit(now, n, nbytes)
-            actions = t.encoded()
-            if t.error or t.peer_errors:
-                self.stats.errors += 1
+            if t.__class__ is tuple:          # table 0's rule's kept translation: (Kept, wildcards)
+                kept, wc = t
+                visits = kept.visits
+                visits.push_stats(n, nbytes, now, missed=True)     # its commit: stats alone
+                actions = kept.encoded if kept.encoded is not None else kept.encode()
+                wck = wc.key
+            else:
+                t.commit(now, n, nbytes)
+                actions = t.encoded()
+                if t.error or t.peer_errors:
+                    self.stats.errors += 1
+                if t.error:
+                    planned.append((members, actions))
+                    continue
+                visits, wck = t.visits, t.wc.key
             planned.append((members, actions))
-            if t.error:
-                continue
             if self.megaflows:
-                got = masks.get(t.wc.key)
+                got = masks.get(wck)
                 if got is None:
-                    mask = self.ukeys.mask_of(t.megaflow_mask())
-                    got = masks[t.wc.key] = (mask, int.from_bytes(mask, "big"))
+                    mask = self.ukeys.mask_of(megaflow_mask(wck))
+                    got = masks[wck] = (mask, int.from_bytes(mask, "big"))
                 mask, m = got
                 masked = (k & m).to_bytes(KEY_SIZE, "big")
             else:
@@ -204,7 +214,7 @@ class UpcallHandler:
             if len(self.ukeys) >= self.ukeys.limit:
                 self.stats.flow_limit_hits += 1
                 continue
-            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, t.visits, now_ns, key,
+            uk = self.ukeys[ufid] = Ukey(ufid, masked, mask, actions, visits, now_ns, key,
                                          missed_packets=n, missed_bytes=nbytes)
             uk.tcp_flags = flags
             fresh.indexed(uk, m)

@@ -1,6 +1,6 @@
 """Where a flow setup's time goes: setup-100k's rules and traffic in this process, no PMD thread.
 
-    .venv/bin/python scripts/setup_stages.py [N] [--profile]
+    .venv/bin/python scripts/setup_stages.py [N] [--profile] [--scenarios FILE]
 
 Builds bridge br0 in deterministic mode (this thread polls, manual clock) with setup-100k's
 rules scaled to N (``priority=10,udp,in_port=1,nw_src=<i>,actions=output:2`` for N sources, and
@@ -23,8 +23,12 @@ from pathlib import Path
 
 from dpdkswitch.bench.scenarios import bench_dir, load_scenarios, pcap_for, rules_for, scenarios_path
 from dpdkswitch.config import loads
+from dpdkswitch.datapath import Upcall
+from dpdkswitch.ofproto.classifier import Classifier
 from dpdkswitch.ofproto.flowstr import FlowSpec, parse_flow
+from dpdkswitch.ofproto.xlate import Kept, Translation, Translator, XlateCache
 from dpdkswitch.switch import Bridge, Switch
+from dpdkswitch.upcall import UpcallHandler
 
 
 def config_text(pcap: Path) -> str:
@@ -47,22 +51,33 @@ def stages(st: pstats.Stats, n: int) -> list[tuple[str, float, float]]:
     """(stage, profiled µs per setup, share) from the handler's profile."""
     raw = st.stats            # (file, line, function) -> (calls, ncalls, tottime, cumtime, callers)
 
-    def cum(file_part: str, func: str, lines=range(1 << 30)) -> float:
-        return sum(v[3] for (f, line, fn), v in raw.items() if file_part in f and fn == func and line in lines)
+    def at(fn) -> tuple[str, int, str]:
+        code = fn.__code__
+        return code.co_filename, code.co_firstlineno, code.co_name
 
-    total = cum("upcall.py", "handle")
-    translate = cum("xlate.py", "translate")
-    commit = cum("xlate.py", "commit", range(290, 340))        # Translation.commit (not XlateCache's)
-    encode = cum("xlate.py", "encoded")
-    rows = [("translation (`Translator.translate`), all of it", translate),
-            ("— of which the classifier lookup", cum("classifier.py", "lookup")),
-            ("side effects through their owners (`Translation.commit`)", commit),
+    def cum(fn) -> float:
+        return raw.get(at(fn), (0, 0, 0, 0.0))[3]
+
+    def cum_from(fn, caller) -> float:
+        """FN's cumulative time in its calls from CALLER."""
+        got = raw.get(at(fn))
+        return got[4].get(at(caller), (0, 0, 0, 0.0))[3] if got else 0.0
+
+    total = cum(UpcallHandler.handle)
+    translate = cum(Translator.translate_miss)
+    commit = cum(Translation.commit) + cum_from(XlateCache.push_stats, UpcallHandler._translate)
+    encode = cum(Translation.encoded) + cum_from(Kept.encode, UpcallHandler._translate)
+    rows = [("translation (`Translator.translate_miss`), all of it", translate),
+            ("— of which the classifier lookup", cum(Classifier.lookup)),
+            ("— of which a rule's own xlate cache, from its shape's kept translation (`_shaped`)",
+             cum(Translator._shaped)),
+            ("side effects through their owners (stats: `XlateCache.push_stats`, `Translation.commit`)", commit),
             ("encoding the datapath actions", encode),
             ("ukey bookkeeping (UFID, covering checks, index, megaflow mask)",
-             cum("upcall.py", "_translate") - translate - commit - encode),
-            ("the flow put (one C call per batch)", cum("upcall.py", "_install")),
-            ("the packet-out of the missed frame", cum("datapath/__init__.py", "execute", range(640, 700))),
-            ("taking the upcalls (C to Python)", cum("upcall.py", "_take")),
+             cum(UpcallHandler._translate) - translate - commit - encode),
+            ("the flow put (one C call per batch)", cum(UpcallHandler._install)),
+            ("the packet-out of the missed frame", cum(Upcall.execute)),
+            ("taking the upcalls (C to Python)", cum(UpcallHandler._take)),
             ("total, the upcall handler", total)]
     return [(name, 1e6 * t / n, t / total) for name, t in rows]
 
@@ -70,7 +85,8 @@ def stages(st: pstats.Stats, n: int) -> list[tuple[str, float, float]]:
 def main(argv: list[str]) -> int:
     n = int(next((a for a in argv if a.isdigit()), 30000))
     profile = "--profile" in argv
-    scen = scenarios_path(None)
+    given = argv[argv.index("--scenarios") + 1] if "--scenarios" in argv else None
+    scen = scenarios_path(given)
     sc = dict(load_scenarios(scen)["setup-100k"])
     sc["traffic"] = {"flows": n, "vary": ["ip_src"]}
     sc["rules_generate"] = dict(sc["rules_generate"], count=n)

@@ -61,6 +61,31 @@ def test_drop_frees_and_unmatched_frames_go_up_by_reference(dp):
     assert dp.mbufs_in_use() == in_use
 
 
+def test_an_upcall_reports_its_frame_and_key_and_keeps_a_frame_read_or_freed(dp):
+    """Upcalls are read from C in one unpack and copy their frame out lazily: a frame read before
+    execute, or one freed, stays readable; an executed frame never read is gone, said clearly."""
+    from dpdkswitch.datapath import odp, parse
+    dp.add_test_port(1, "lz1")
+    dp.add_test_port(2, "lz2")
+    frames = [udp_frame(i, size=64 + i) for i in range(3)]
+    dp.inject(1, frames)
+    dp.poll(2)
+    a, b, c = dp.upcalls()
+    assert [u.len for u in (a, b, c)] == [len(f) for f in frames]
+    assert [u.key for u in (a, b, c)] == [parse(f, 1) for f in frames]
+    assert (a.type, a.in_port, a.cookie) == ("miss", 1, 0)
+    out = odp.encode([odp.Output(2)])
+    assert a.data == frames[0]
+    a.execute(out)
+    assert a.data == frames[0]                  # read before: kept
+    b.free()
+    assert b.data == frames[1]                  # freed: copied out first, for whoever holds it
+    c.execute(out)
+    with pytest.raises(DatapathError, match="executed before its frame was read"):
+        c.data
+    assert dp.drain(2) == [frames[0], frames[2]]
+
+
 def test_removed_output_port_is_never_used(dp):
     dp.add_test_port(1, "ro1")
     dp.add_test_port(2, "ro2")

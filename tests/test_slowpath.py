@@ -36,7 +36,7 @@ from dpdkswitch.ofproto.actions import (DecNwTtl, Group, Output, PopVlan, PushVl
 from dpdkswitch.ofproto.fields import BY_NAME, FIELDS, VLAN_CFI, format_key
 from dpdkswitch.ofproto.flowstr import FlowParseError, FlowSpec, parse_flow
 from dpdkswitch.ofproto.pipeline import Bucket, FlowModError, GroupEntry, Pipeline, PortEntry
-from dpdkswitch.ofproto.xlate import Translator
+from dpdkswitch.ofproto.xlate import Translator, megaflow_mask
 from dpdkswitch import revalidator as revalidator_mod
 from dpdkswitch.revalidator import Revalidator
 from dpdkswitch.upcall import UpcallHandler
@@ -518,6 +518,28 @@ def test_kept_translations_are_the_translation(eal, spec, pkts):
         assert (t.actions, t.megaflow_mask()) == (full.actions, full.megaflow_mask()), (
             f"{format_key(k)}: {odp.format_actions(t.actions)} (kept: {t.kept is not None}) but translating "
             f"gives {odp.format_actions(full.actions)}")
+
+
+@settings(max_examples=150, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(spec=pipelines(), pkts=packets())
+def test_a_miss_translates_as_translate_does(eal, spec, pkts):
+    """translate_miss, the upcall handler's way in, gives what translate gives: a kept
+    translation it returns as (Kept, wildcards) has the actions, the megaflow and the rule of
+    translating the rule's instructions; anything else is translate's Translation."""
+    p = make_pipeline(spec, PROP_OF2DP)
+    x = Translator(p)
+    keys = [frame_and_key(q, PROP_OF2DP)[1] for q in pkts]
+    for k in keys + keys:
+        got, full = x.translate_miss(k, int.from_bytes(k, "big")), x.translate(k, trace=True)
+        if isinstance(got, tuple):
+            event("a kept translation returned bare")
+            kept, wc = got
+            actions, mask, entries = list(kept.actions), megaflow_mask(wc.key), list(kept.visits[0].entries)
+        else:
+            actions, mask, entries = got.actions, got.megaflow_mask(), got.entries
+        assert (actions, mask, entries) == (full.actions, full.megaflow_mask(), full.entries), (
+            f"{format_key(k)}: {odp.format_actions(actions)} but translating gives {odp.format_actions(full.actions)}")
 
 
 def test_a_kept_translation_follows_the_rule_and_its_ports(eal):

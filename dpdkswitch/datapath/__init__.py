@@ -14,9 +14,11 @@ from __future__ import annotations
 import array
 
 import errno
+import itertools
 import logging
 import os
 import re
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +35,10 @@ MANUAL_PMD = lib.DPS_MAX_PMDS  # counters slot of deterministic polling
 UPCALL_BATCH = 256             # upcalls one Datapath.upcalls() call takes at most (dps_upcall_recv's)
 SFLOW_BATCH = 1024             # sFlow samples one Datapath.sflow_drain() call takes at most
 SFLOW_SAMPLE_MAX = 88 + lib.DPS_SFLOW_HEADER_MAX    # bytes of one encoded flow sample, at most
+# struct dps_upcall as one unpack reads it: packet, data (addresses), len, type, cookie, key
+_UPCALL = struct.Struct(f"=QQIIQ{KEY_SIZE}s")
+assert _UPCALL.size == ffi.sizeof("struct dps_upcall") and \
+    [ffi.offsetof("struct dps_upcall", f) for f in ("len", "cookie", "key")] == [16, 24, 32]
 
 __all__ = ["DatapathError", "Eal", "Datapath", "Upcall", "parse", "MAX_PORTS", "MAX_PMDS", "MANUAL_PMD",
            "extension_path"]
@@ -446,12 +452,8 @@ class Datapath:
         kb, mb = b"".join(keys), b"".join(masks)
         if len(kb) != n * KEY_SIZE or len(mb) != n * KEY_SIZE or any(len(k) != KEY_SIZE for k in keys):
             raise ValueError(f"flow key and mask are {KEY_SIZE} bytes")
-        ub = b"".join(u.to_bytes(16, "little") for u in ufids)      # struct dps_ufid: lo, hi (x86)
-        ofs = array.array("I", [0])
-        total = 0
-        for a in actions:
-            total += len(a)
-            ofs.append(total)
+        ub = b"".join([u.to_bytes(16, "little") for u in ufids])    # struct dps_ufid: lo, hi (x86)
+        ofs = array.array("I", [0, *itertools.accumulate(map(len, actions))])
         ab = b"".join(actions) or b"\0"
         flags = (lib.DPS_FLOW_CREATE if create else 0) | (lib.DPS_FLOW_MODIFY if modify else 0) | \
                 (lib.DPS_FLOW_RESET_STATS if reset_stats else 0)
@@ -580,13 +582,19 @@ class Datapath:
         """Up to MAX_N (at most UPCALL_BATCH) waiting upcalls."""
         arr = self._upcall_buf
         n = lib.dps_upcall_recv(self.h, arr, min(max_n, UPCALL_BATCH))
-        return [Upcall(self, arr[i]) for i in range(n)]
+        return self._upcalls_of(arr, n)
 
     def control_upcalls(self, max_n: int = 64) -> list["Upcall"]:
         """Upcalls of the reserved ring only: the control protocols' frames."""
         arr = ffi.new("struct dps_upcall[]", max_n)
         n = lib.dps_control_upcall_recv(self.h, arr, max_n)
-        return [Upcall(self, arr[i]) for i in range(n)]
+        return self._upcalls_of(arr, n)
+
+    def _upcalls_of(self, arr, n: int) -> list["Upcall"]:
+        """The first N upcalls of ARR, read by one unpack each (no cdata object per field)."""
+        if n <= 0:
+            return []
+        return [Upcall(self, *f) for f in _UPCALL.iter_unpack(ffi.buffer(arr, n * _UPCALL.size))]
 
     def execute(self, frame: bytes, in_port: int, actions: bytes) -> None:
         """Packet-out: FRAME, as if received on IN_PORT, through ACTIONS."""
@@ -670,38 +678,53 @@ def _stats(s) -> dict:
 
 class Upcall:
     """A frame the datapath handed to the slow path, by reference: ``execute`` or ``free`` it,
-    once (a later call is refused; one never made is made by the garbage collector)."""
+    once (a later call is refused; one never made is made by the garbage collector).  ``data``,
+    the frame's bytes, is copied out when first read, or when the upcall is freed (a miss that
+    is executed and never read costs no copy); after ``execute`` it is gone unless read before."""
 
-    __slots__ = ("dp", "_pkt", "data", "key", "type", "cookie")
+    __slots__ = ("dp", "_pkt", "_addr", "len", "type", "cookie", "key", "_data")
 
-    def __init__(self, dp: "Datapath", u):
+    def __init__(self, dp: "Datapath", packet: int, addr: int, length: int, kind: int, cookie: int, key: bytes):
         self.dp = dp
-        self._pkt = u.packet
-        self.data = bytes(ffi.buffer(u.data, u.len))
-        self.key = bytes(ffi.buffer(ffi.addressof(u.key)))
-        self.type = "miss" if u.type == lib.DPS_UPCALL_MISS else "action"
-        self.cookie = int(u.cookie)
+        self._pkt = packet               # the packet's address; 0 once executed or freed
+        self._addr = addr                # the frame's, valid until then
+        self.len = length                # the frame's length
+        self.type = "miss" if kind == lib.DPS_UPCALL_MISS else "action"
+        self.cookie = cookie
+        self.key = key
+        self._data: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        d = self._data
+        if d is None:
+            if not self._pkt:
+                raise DatapathError("this upcall's packet was executed before its frame was read")
+            d = self._data = ffi.buffer(ffi.cast("uint8_t *", self._addr), self.len)[:]
+        return d
 
     @property
     def in_port(self) -> int:
         return int.from_bytes(self.key[0:4], "little")
 
     def _take(self):
-        if self._pkt is None:
+        if not self._pkt:
             raise DatapathError("this upcall's packet was already executed or freed")
-        p, self._pkt = self._pkt, None
-        return p
+        p, self._pkt = self._pkt, 0
+        return ffi.cast("void *", p)
 
     def execute(self, actions: bytes) -> None:
         _check(lib.dps_packet_execute(self.dp.h, self._take(), actions, len(actions)), "execute")
 
     def free(self) -> None:
+        if self._data is None and self._pkt:      # kept for whoever holds the upcall
+            self._data = ffi.buffer(ffi.cast("uint8_t *", self._addr), self.len)[:]
         lib.dps_packet_free(self.dp.h, self._take())
 
     def __del__(self):
-        if self._pkt is not None and not self.dp.closed:
-            lib.dps_packet_free(self.dp.h, self._pkt)
-            self._pkt = None
+        if self._pkt and not self.dp.closed:
+            lib.dps_packet_free(self.dp.h, ffi.cast("void *", self._pkt))
+            self._pkt = 0
 
 
 def parse(frame: bytes, in_port: int = 0) -> bytes:

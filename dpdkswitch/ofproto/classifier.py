@@ -310,16 +310,16 @@ class Classifier:
 
     def _lookup(self, key: int, meta: int, wc: Wildcards) -> Rule | None:
         best: Rule | None = None
-        eth_type = field_of(_ETH_TYPE, key)
+        eth_type = (key >> _ETH_TYPE.key_bit_shift) & _ETH_TYPE.all_ones
         for st in self.order:
             if best is not None and st.max_priority <= best.priority:
                 break
-            if self._ruled_out_by_prefix(st, key, eth_type, wc):
+            if st.prefixes and self._ruled_out_by_prefix(st, key, eth_type, wc):
                 continue
             wc.meta |= st.meta_mask
             m = meta & st.meta_mask
-            for i, sm in enumerate(st.stage_masks[:-1]):
-                if (key & sm, m) not in st.stage_sets[i]:
+            for sm, stage in zip(st.stage_masks, st.stage_sets):   # every stage but the last
+                if (key & sm, m) not in stage:
                     wc.key |= sm
                     break
             else:

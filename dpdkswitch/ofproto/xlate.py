@@ -84,6 +84,8 @@ _ETH = slice(_ofs("eth_dst"), _ofs("eth_src") + 6)                              
 _SRC, _DST, _LABEL, _TOS, _TTL = _ofs("nw_src"), _ofs("nw_dst"), _ofs("ipv6_label"), _ofs("nw_tos"), _ofs("nw_ttl")
 _PORTS = slice(_ofs("tp_src"), _ofs("tp_dst") + 2)
 _PORTS_WC = Wildcards()                             # the L4 ports' bits, as wildcards
+_IN_PORT_MASK = IN_PORT.key_ints(0, IN_PORT.all_ones)[1]      # in_port's bits in a key int
+_RECIRC_FRAG = RECIRC_ID.key_ints(0, RECIRC_ID.all_ones)[1] | IP_FRAG.key_ints(0, IP_FRAG.all_ones)[1]
 _PORTS_WC.unwildcard(F["tcp_src"])                  # tp_src, tp_dst whole
 _PORTS_WC.unwildcard(F["tcp_dst"])
 _PROTO, _SHA, _THA, _NDT = _ofs("nw_proto"), _ofs("arp_sha"), _ofs("arp_tha"), _ofs("nd_target")
@@ -206,6 +208,18 @@ class Visit:
     patch: tuple[PortEntry, PortEntry] | None = None              # (left by, entered by): not for the first
     version: int = -1        # the pipeline's version when translated (or last found still valid)
 
+    @classmethod
+    def sealed(cls, pipeline: Pipeline, entries: tuple, tables: tuple, version: int) -> "Visit":
+        """A sealed visit of ENTRIES in TABLES and nothing else (a kept translation's xlate
+        cache; ENTRIES and TABLES may be tuples: nothing is added to a sealed visit): every field set by name, without
+        the generated __init__'s keyword parsing (a third of its cost; checked at import to
+        set them all)."""
+        v = _new(cls)
+        v.pipeline, v.entries, v.tables, v.version = pipeline, entries, tables, version
+        v.groups = v.mirrors = v.macs = v.learns = v.limits = v.fins = v.clauses = v.bonds = ()
+        v.learned, v.patch = [], None          # (as seal leaves it)
+        return v
+
     def seal(self) -> None:
         """Translation is done with it: the lists it left empty become the one empty tuple (a
         ukey keeps its visits: fewer objects to keep and for the cyclic GC to walk)."""
@@ -242,23 +256,24 @@ class Visit:
         and the one it left by; and NORMAL's source MACs stay learned (never moved: a host may
         have moved since the packets were counted)."""
         p = self.pipeline
-        for vlan, mac, port, _ in self.learns:
-            p.macs.refresh(vlan, mac, port, used)
-        if packets:
+        if self.learns:
+            for vlan, mac, port, _ in self.learns:
+                p.macs.refresh(vlan, mac, port, used)
+        if packets and (self.learned or self.fins):
             for spec, limit in self.learned:    # cached traffic keeps its learned flows (Open vSwitch's XC_LEARN)
                 p.learn(spec, limit)
             for e, idle, hard in self.fins:     # FINs and RSTs through fin_timeout (XC_FIN_TIMEOUT)
                 p.reduce_timeouts(e, idle, hard)
-        entries = self.entries
-        for e in entries:
-            e.credit(packets, nbytes, used)
-        tables = p.tables
-        for tid in self.tables:
-            tables[tid].count(packets)
-        if len(entries) == 1:                 # the common case, without a set
-            tables[entries[0].table_id].count(0, packets)
-        else:                                 # a table counts a packet matched once
-            for tid in {e.table_id for e in entries}:
+        entries, tables = self.entries, p.tables
+        if len(entries) == 1 and len(self.tables) == 1 and entries[0].table_id == self.tables[0]:
+            entries[0].credit(packets, nbytes, used)         # the common case: one table, its rule
+            tables[self.tables[0]].count(packets, packets)
+        else:
+            for e in entries:
+                e.credit(packets, nbytes, used)
+            for tid in self.tables:
+                tables[tid].count(packets)
+            for tid in {e.table_id for e in entries}:        # a table counts a packet matched once
                 tables[tid].count(0, packets)
         for i in self.mirrors:
             if i < len(p.mirrors):
@@ -273,6 +288,11 @@ class Visit:
             entered.count_rx(packets, nbytes)
         for bond, bucket in self.bonds:
             bond.account(bucket, nbytes)
+
+
+_new = object.__new__
+_TABLE_IDS = [(t,) for t in range(256)]     # a sealed visit's tables, one tuple per table id
+assert all(hasattr(Visit.sealed(None, (), (), 0), f) for f in Visit.__slots__), "Visit.sealed misses a field"
 
 
 class XlateCache(list[Visit]):
@@ -366,9 +386,22 @@ class Translation:
 
     def megaflow_mask(self) -> bytes:
         """The wildcards as a datapath mask; in_port and recirc_id are always exact."""
-        m = bytearray(self.wc.key.to_bytes(KEY_SIZE, "big"))
-        m[0:8] = b"\xff" * 8
-        return bytes(m)
+        return megaflow_mask(self.wc.key)
+
+
+def megaflow_mask(wc_key: int) -> bytes:
+    """Wildcards over the key (WC_KEY, a big-endian int) as a datapath mask; in_port and
+    recirc_id are always exact."""
+    m = bytearray(wc_key.to_bytes(KEY_SIZE, "big"))
+    m[0:8] = b"\xff" * 8
+    return bytes(m)
+
+
+def _first_applies(p: Pipeline) -> bool:
+    """Nothing but P's tables decides a translation in P (no mirror, control protocol, sampling,
+    NetFlow split or conjunction in table 0), so ``Translator._first_lookup`` may begin it."""
+    return not (p.mirrors or p.special or p.split_ipv4_flows or p.sflow_probability
+                or p.ipfix_probability) and p.tables[0].cls.soft is None
 
 
 class _Ctx:
@@ -657,6 +690,7 @@ class Translator:
         # Kept translations by shape: (pipeline, instructions, datapath input port) -> the Kept
         # that a translation of a rule with those instructions made (see ``_shaped``).
         self._shapes: dict[tuple, Kept] = {}
+        self._in_port_bits: dict[int, int] = {}        # OpenFlow port -> its in_port bits in a key int
 
     def pipeline_of(self, dp_port: int) -> Pipeline:
         """The pipeline of the bridge that owns datapath port DP_PORT (default: this one's)."""
@@ -670,12 +704,29 @@ class Translator:
         dp_in = IN_PORT.from_key(key)
         p = self.pipeline_of(dp_in)
         first = None
-        if not (trace or table_id or p.mirrors or p.special or p.split_ipv4_flows or p.sflow_probability
-                or p.ipfix_probability or RECIRC_ID.from_key(key) or IP_FRAG.from_key(key)) \
-                and p.tables[0].cls.soft is None:
-            first = self._first_lookup(p, key, dp_in)
-            if isinstance(first, Translation):
+        if not (trace or table_id) and _first_applies(p) and not key_int(key) & _RECIRC_FRAG:
+            first = self._first_lookup(p, key_int(key), dp_in)
+            if first[0].__class__ is Kept:
+                kept, wc = first
+                return Translation(actions=list(kept.actions), wc=wc, visits=kept.visits, kept=kept)
+        return self._translate(p, key, trace, table_id, first)
+
+    def translate_miss(self, key: bytes, k: int) -> "tuple[Kept, Wildcards] | Translation":
+        """``translate(KEY)`` for a missed packet (K: KEY as a big-endian int), with nothing
+        built when table 0's rule has a kept translation for KEY's input port: then (that
+        ``Kept``, the lookup's wildcards), which is what ``translate`` would make its
+        ``Translation`` of; otherwise the translation."""
+        dp_in = IN_PORT.from_key(key)
+        p = self.pipeline_of(dp_in)
+        first = None
+        if not k & _RECIRC_FRAG and _first_applies(p):
+            first = self._first_lookup(p, k, dp_in)
+            if first[0].__class__ is Kept:
                 return first
+        return self._translate(p, key, False, 0, first)
+
+    def _translate(self, p: Pipeline, key: bytes, trace: bool, table_id: int, first: tuple | None) -> Translation:
+        """KEY through P's tables from TABLE_ID; FIRST: table 0's lookup, when made already."""
         c = _Ctx(p, key, self.registry, trace)
         c.out.wc.unwildcard(IN_PORT)
         rid = RECIRC_ID.from_key(c.flow)
@@ -757,20 +808,23 @@ class Translator:
             self._shapes.clear()
         self._shapes[(c.p, c.keeping.instructions, c.dp_in_port)] = out.kept
 
-    def _first_lookup(self, p: Pipeline, key: bytes, dp_in: int) -> "Translation | tuple":
-        """The lookup in table 0 of P for KEY, the way ``_table`` does it for a packet that is
-        not a fragment, in a table without conjunctions, when nothing but the tables decides
-        (no mirror, control protocol, sampling or recirculation: ``translate`` says when).  The
-        translation, if the rule found has a kept translation for KEY's input port (its own or
-        by shape, ``_shaped``): the lookup's wildcards and the kept actions.  Otherwise
-        (rule, wildcards), for ``_table`` to go on from without looking up again.  DP_IN: KEY's
-        input port."""
+    def _first_lookup(self, p: Pipeline, k: int, dp_in: int) -> tuple:
+        """The lookup in table 0 of P for key K (a big-endian int), the way ``_table`` does it
+        for a packet that is not a fragment, in a table without conjunctions, when nothing but
+        the tables decides (no mirror, control protocol, sampling or recirculation:
+        ``_first_applies`` and ``translate`` say when).  (the ``Kept``, the lookup's wildcards)
+        if the rule found has a kept translation for K's input port (its own or by shape,
+        ``_shaped``).  Otherwise (rule, wildcards), for ``_table`` to go on from without looking
+        up again.  DP_IN: K's input port."""
         port = p.port_by_dp(dp_in)
-        flow = bytearray(key)
-        IN_PORT.to_key(flow, port.ofport if port else 0xFFFFFFFF)
-        wc = Wildcards()
-        wc.unwildcard(IN_PORT)
-        rule = p.tables[0].cls.lookup(key_int(bytes(flow)), 0, wc)
+        of = port.ofport if port else 0xFFFFFFFF
+        bits = self._in_port_bits.get(of)
+        if bits is None:
+            if len(self._in_port_bits) > 4096:
+                self._in_port_bits.clear()
+            bits = self._in_port_bits[of] = IN_PORT.key_ints(of, IN_PORT.all_ones)[0]
+        wc = Wildcards(_IN_PORT_MASK)
+        rule = p.tables[0].cls.lookup(k & ~_IN_PORT_MASK | bits, 0, wc)
         if wc.key & _PORTS_WC.key:            # as _table: the ports decided, so whether a fragment did
             wc.unwildcard(IP_FRAG)
         if rule is not None:
@@ -779,7 +833,7 @@ class Translator:
             if kept is None or kept.dp_in_port != dp_in or kept.version != p.version:
                 kept = self._shaped(p, e, dp_in, 0)
             if kept is not None:
-                return Translation(actions=list(kept.actions), wc=wc, visits=kept.visits, kept=kept)
+                return kept, wc
         return rule, wc
 
     def _shaped(self, p: Pipeline, e: FlowEntry, dp_in_port: int, table_id: int) -> Kept | None:
@@ -792,8 +846,7 @@ class Translator:
         k = self._shapes.get((p, e.instructions, dp_in_port))
         if k is None or k.version != p.version:
             return None
-        v = Visit(p, [e], [table_id], groups=(), mirrors=(), macs=(), learns=(), learned=[], limits=(), fins=(),
-                  clauses=(), bonds=(), patch=None, version=k.version)    # as sealed
+        v = Visit.sealed(p, (e,), _TABLE_IDS[table_id], k.version)
         e.kept = kept = Kept(k.dp_in_port, k.version, k.actions, XlateCache((v,)))
         kept.encoded = k.encode()
         return kept

@@ -134,6 +134,7 @@ struct dps_pmd {
     const struct dps_flow_key *frame_key;   /* recirculated with that key is unchanged */
     struct {
         bool batching;                /* in a burst's actions: recirculated frames wait here */
+        uint64_t now;                 /* the burst's clock (a flow's used_ns) while batching */
         unsigned fill;                /* the batch being filled; the other is being looked up */
         struct dps_recirc_batch {
             uint16_t n;

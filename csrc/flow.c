@@ -265,6 +265,7 @@ dps_flow_table_init(struct dps_dp *dp, uint32_t limit)
     ft->flows = calloc(limit, sizeof *ft->flows);
     ft->free = malloc(limit * sizeof *ft->free);
     ft->cls = rte_zmalloc("dps_cls", sizeof *ft->cls, RTE_CACHE_LINE_SIZE);
+    ft->rb = rte_zmalloc("dps_rbuckets", DPS_RB_SETS * sizeof *ft->rb, RTE_CACHE_LINE_SIZE);
     char name[RTE_HASH_NAMESIZE];
     static uint32_t seq;
     snprintf(name, sizeof name, "dps_ufid%u", __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
@@ -273,7 +274,7 @@ dps_flow_table_init(struct dps_dp *dp, uint32_t limit)
                                      .socket_id = (int)rte_socket_id(),
                                      .extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE };
     ft->by_ufid = rte_hash_create(&p);
-    if (!ft->flows || !ft->free || !ft->cls || !ft->by_ufid)
+    if (!ft->flows || !ft->free || !ft->cls || !ft->rb || !ft->by_ufid)
         return dps_error(ENOMEM, "no memory for a flow table of %u flows", limit);
     for (uint32_t i = 0; i < limit; i++)
         ft->free[i] = limit - 1 - i;
@@ -305,6 +306,7 @@ dps_flow_table_fini(struct dps_dp *dp)
         for (uint32_t i = 0; i < ft->cls->n; i++)
             subtable_free(ft->cls->st[i]);
     rte_free(ft->cls);
+    rte_free(ft->rb);
     rte_hash_free(ft->by_ufid);
     free(ft->flows);
     free(ft->free);
@@ -412,6 +414,148 @@ simple_link(struct dps_flow_table *ft, const struct dps_flow *f, uint32_t slot, 
         }
 }
 
+/* ---- The recirculation buckets (flow.h) ---- */
+
+/* A bucket-shaped mask: in_port and recirc_id whole, dp_hash within 0xff, nothing else. */
+static bool
+rb_mask(const struct dps_flow_key *m)
+{
+    if (m->in_port != UINT32_MAX || m->recirc_id != UINT32_MAX || (m->dp_hash & ~0xffu) || m->pad0)
+        return false;
+    const uint64_t *w = (const void *)m;
+    for (unsigned i = 2; i < DPS_KEY_WORDS; i++)
+        if (w[i])
+            return false;
+    return true;
+}
+
+/* A flow that might match a recirculated frame of any pair. */
+static bool
+rb_wild_flow(const struct dps_flow_key *key, const struct dps_flow_key *m)
+{
+    return m->recirc_id != UINT32_MAX || (key->recirc_id && m->in_port != UINT32_MAX);
+}
+
+static uint64_t
+rb_value(uint32_t slot, const struct dps_actions *acts)
+{
+    const struct dps_action *h = (const void *)acts->data;
+    uint64_t port = acts->shape == DPS_SHAPE_OUTPUT ? (uint64_t)h->arg + 1 : 0;
+    return port << 32 | ((uint64_t)slot + 1);
+}
+
+static void
+rb_fill(struct dps_rbuckets *s, const struct dps_flow *f, uint64_t v)
+{
+    uint32_t m = f->st->mask.dp_hash, val = f->key.dp_hash;
+    for (uint32_t b = 0; b < 256; b++)
+        if ((b & m) == val)
+            __atomic_store_n(&s->bucket[b], v, __ATOMIC_RELEASE);
+}
+
+/* Whether F (at SLOT) is the flow its buckets name (it may have been kept out: overlapping). */
+static bool
+rb_placed(const struct dps_rbuckets *s, const struct dps_flow *f, uint32_t slot)
+{
+    return rb_mask(&f->st->mask) && (uint32_t)s->bucket[f->key.dp_hash & 0xff] == slot + 1;
+}
+
+/* F joins its pair's set S: into its buckets, or counted as another mask (or an overlap). */
+static void
+rb_place(struct dps_rbuckets *s, const struct dps_flow *f, uint32_t slot)
+{
+    if (rb_mask(&f->st->mask)) {
+        uint32_t m = f->st->mask.dp_hash, val = f->key.dp_hash;
+        bool free = true;
+        for (uint32_t b = 0; b < 256 && free; b++)
+            free = (b & m) != val || !s->bucket[b];
+        if (free) {
+            rb_fill(s, f, rb_value(slot, f->actions));
+            s->n_flows++;
+            return;
+        }
+    }
+    s->n_other++;
+}
+
+/* The set of (RECIRC_ID, IN_PORT), claimed (and filled from the table's flows but SKIP's) if
+ * CLAIM and its place is free; NULL if it has none. */
+static struct dps_rbuckets *
+rb_set(struct dps_flow_table *ft, uint32_t recirc_id, uint32_t in_port, bool claim, uint32_t skip)
+{
+    struct dps_rbuckets *s = &ft->rb[dps_rb_index(recirc_id, in_port)];
+    if (s->recirc_id == recirc_id && s->in_port == in_port)
+        return s;
+    if (!claim || s->recirc_id)
+        return NULL;
+    memset(s->bucket, 0, sizeof s->bucket);
+    s->in_port = in_port;
+    s->n_flows = s->n_other = 0;
+    __atomic_store_n(&s->on, 0, __ATOMIC_RELEASE);
+    for (uint32_t i = 0; i < ft->limit; i++) {        /* the pair's flows already there */
+        const struct dps_flow *f = &ft->flows[i];
+        if (i != skip && f->used && !f->dead && f->key.recirc_id == recirc_id && f->key.in_port == in_port
+            && !rb_wild_flow(&f->key, &f->st->mask))
+            rb_place(s, f, i);
+    }
+    __atomic_store_n(&s->recirc_id, recirc_id, __ATOMIC_RELEASE);
+    return s;
+}
+
+/* A flow put: before it is published. */
+static void
+rb_add(struct dps_flow_table *ft, const struct dps_flow *f, uint32_t slot)
+{
+    if (rb_wild_flow(&f->key, &f->st->mask)) {
+        __atomic_store_n(&ft->rb_wild, ft->rb_wild + 1, __ATOMIC_RELEASE);
+        return;
+    }
+    if (!f->key.recirc_id)
+        return;
+    struct dps_rbuckets *s = rb_set(ft, f->key.recirc_id, f->key.in_port, rb_mask(&f->st->mask), slot);
+    if (!s)
+        return;
+    rb_place(s, f, slot);
+    __atomic_store_n(&s->on, s->n_other == 0, __ATOMIC_RELEASE);
+}
+
+/* A flow deleted: after it is unpublished (a set freed here is not reused before the delete's
+ * grace period ends). */
+static void
+rb_remove(struct dps_flow_table *ft, const struct dps_flow *f, uint32_t slot)
+{
+    if (rb_wild_flow(&f->key, &f->st->mask)) {
+        __atomic_store_n(&ft->rb_wild, ft->rb_wild - 1, __ATOMIC_RELEASE);
+        return;
+    }
+    if (!f->key.recirc_id)
+        return;
+    struct dps_rbuckets *s = rb_set(ft, f->key.recirc_id, f->key.in_port, false, UINT32_MAX);
+    if (!s)
+        return;
+    if (rb_placed(s, f, slot)) {
+        rb_fill(s, f, 0);
+        s->n_flows--;
+    } else
+        s->n_other--;
+    if (!s->n_flows && !s->n_other) {
+        __atomic_store_n(&s->on, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&s->recirc_id, 0, __ATOMIC_RELEASE);
+    } else
+        __atomic_store_n(&s->on, s->n_other == 0, __ATOMIC_RELEASE);
+}
+
+/* A flow's actions replaced: its buckets say so (the port they keep). */
+static void
+rb_modify(struct dps_flow_table *ft, const struct dps_flow *f, uint32_t slot)
+{
+    if (!f->key.recirc_id || rb_wild_flow(&f->key, &f->st->mask))
+        return;
+    struct dps_rbuckets *s = rb_set(ft, f->key.recirc_id, f->key.in_port, false, UINT32_MAX);
+    if (s && rb_placed(s, f, slot))
+        rb_fill(s, f, rb_value(slot, f->actions));
+}
+
 static void
 actions_retire(struct dps_flow_table *ft, struct dps_actions *a)
 {
@@ -465,6 +609,7 @@ flow_put_one(struct dps_dp *dp, struct dps_flow_put *p)
             return dps_error(ENOMEM, "no memory for actions");
         struct dps_actions *old = f->actions;
         __atomic_store_n(&f->actions, a, __ATOMIC_RELEASE);
+        rb_modify(ft, f, (uint32_t)slot);
         actions_retire(ft, old);
         if (p->flags & DPS_FLOW_RESET_STATS)
             flow_stats_sum(dp, (uint32_t)slot, &f->base);
@@ -518,10 +663,12 @@ flow_put_one(struct dps_dp *dp, struct dps_flow_put *p)
     f->reported = 0;
     f->created_ns = dps_clock_now(dp);
     __atomic_store_n(&f->dead, 0, __ATOMIC_RELEASE);
+    rb_add(ft, f, s);
     int ret = rte_hash_add_key_data(ft->by_ufid, &p->ufid, (void *)(uintptr_t)s);
     if (ret == 0)
         ret = rte_hash_add_key_data(st->h, ck, (void *)(uintptr_t)s);
     if (ret < 0) {
+        rb_remove(ft, f, s);
         rte_hash_del_key(ft->by_ufid, &p->ufid);
         rte_free(f->actions);
         f->used = 0;
@@ -607,6 +754,7 @@ dps_flow_del_batch(struct dps_dp *dp, const struct dps_ufid *ufids, unsigned n, 
         __atomic_store_n(&f->dead, 1, __ATOMIC_RELEASE);
         tiny_del(f->st, (uint32_t)slot);
         int32_t pos = rte_hash_del_key(f->st->h, ck);
+        rb_remove(ft, f, (uint32_t)slot);
         rte_hash_del_key(ft->by_ufid, &ufids[i]);
         f->st->n_flows--;
         ft->n_flows--;

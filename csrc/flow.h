@@ -20,7 +20,7 @@
  *
  * Callers and cost: table set-up, puts, deletes, dumps, meter changes and
  * dps_flow_lookup_slot run on the control thread (a put or delete may wait a grace period);
- * dps_classify*, dps_emc_*, dps_rcache_*, dps_meter_allow and dps_key_hash on a PMD (or the
+ * dps_classify*, dps_emc_*, dps_rcache_*, dps_rb_lookup, dps_meter_allow and dps_key_hash on a PMD (or the
  * control thread polling by hand): per burst, an exact-match probe per frame and a hash probe
  * per subtable tried for the misses; a recirculation cache probe is one 32-byte entry, an
  * insert compares two masks; a meter check takes its meter's spinlock.
@@ -108,6 +108,43 @@ struct dps_cls {
     struct dps_subtable *st[DPS_MAX_SUBTABLES];
 };
 
+/* The recirculation buckets (datapath-wide; the control thread writes, PMDs read lock-free).
+ * When every flow that could match a recirculated frame of (RECIRC_ID, IN_PORT) matches
+ * in_port, recirc_id and dp_hash & M (M within 0xff) and nothing else (a balance-tcp bond's
+ * second pass), the flow a frame hits is decided by its dp_hash bucket alone: bucket[b] names
+ * it, so that second pass is one array read instead of a key and a lookup.  Exactly the
+ * classifier's answer, or none (then the PMD looks the frame up as before):
+ *   - a set answers only while `on`: no flow of its pair with another mask (n_other), no two
+ *     of its flows over one bucket, and no flow in the table that leaves recirc_id or (for a
+ *     recirculation) in_port wildcarded (ft->rb_wild: such a flow might match any pair);
+ *   - flow puts, modifies and deletes update the sets in the same call, before a flow with
+ *     another mask is published (on goes 0 first) and after a deleted one is unpublished; a
+ *     modify rewrites its buckets (the output port kept in them), so it is honoured at once;
+ *   - a set is claimed by the first bucket-shaped flow of its pair (filled from the flows the
+ *     table already holds: a scan of the slots, once per pair) and freed when its last flow is
+ *     deleted, before that delete's grace period: no PMD still holds its old pair afterwards;
+ *   - an empty bucket, a bucket whose flow is not `output:PORT` alone, a pair with no set
+ *     (another pair took its place: one probe) all mean "look it up".
+ * Counters stay on the flow (the PMD's fstats[slot]). */
+#define DPS_RB_SETS 64                     /* a power of two */
+#define DPS_RB_SHIFT 6
+struct dps_rbuckets {
+    uint32_t recirc_id;                    /* 0: free (a recirculation's id is never 0) */
+    uint32_t in_port;
+    uint32_t on;                           /* bucket[] is the classifier's answer */
+    uint32_t n_flows;                      /* flows in bucket[] (control thread) */
+    uint32_t n_other;                      /* flows of the pair with another mask, or overlapping */
+    uint32_t pad[11];
+    uint64_t bucket[256];                  /* 0: none; else slot + 1, and (port + 1) << 32 when
+                                            * the flow's actions are output:PORT alone */
+};
+
+static inline uint32_t
+dps_rb_index(uint32_t recirc_id, uint32_t in_port)
+{
+    return (recirc_id * 0x9e3779b1u + in_port * 0x85ebca6bu) >> (32 - DPS_RB_SHIFT);
+}
+
 struct dps_flow_table {
     struct dps_flow *flows;                /* [limit] */
     uint32_t limit;
@@ -127,7 +164,25 @@ struct dps_flow_table {
     struct dps_flow_key simple_mask;       /* the bits a simple mask may have */
     bool megaflows;
     struct dps_flow_key exact;             /* the mask used while megaflows are off */
+    struct dps_rbuckets *rb;               /* [DPS_RB_SETS]: the recirculation buckets (above) */
+    volatile uint32_t rb_wild;             /* flows that leave recirc_id, or a recirculation's
+                                            * in_port, wildcarded: while any, no set answers */
 };
+
+/* PMD side: the recirculation buckets' answer for a frame of (RECIRC_ID, IN_PORT) with DP_HASH:
+ * 0, or a bucket[] value (slot + 1 | (port + 1) << 32).  A few loads, all from lines a bond's
+ * second passes keep hot. */
+static inline uint64_t
+dps_rb_lookup(const struct dps_flow_table *ft, uint32_t recirc_id, uint32_t in_port, uint32_t dp_hash)
+{
+    if (__atomic_load_n(&ft->rb_wild, __ATOMIC_ACQUIRE))
+        return 0;
+    const struct dps_rbuckets *s = &ft->rb[dps_rb_index(recirc_id, in_port)];
+    if (__atomic_load_n(&s->recirc_id, __ATOMIC_ACQUIRE) != recirc_id
+        || __atomic_load_n(&s->in_port, __ATOMIC_RELAXED) != in_port || !__atomic_load_n(&s->on, __ATOMIC_ACQUIRE))
+        return 0;
+    return __atomic_load_n(&s->bucket[dp_hash & 0xff], __ATOMIC_ACQUIRE);
+}
 
 /* A PMD's own order of the subtables, re-ranked by hits. */
 struct dps_pmd_cls {

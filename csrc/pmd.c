@@ -257,6 +257,23 @@ recirc_now(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *p
     pmd->recirc_depth = saved_depth;
 }
 
+/* A second pass the recirculation buckets answered (flow.h: V names flow G, output:PORT alone):
+ * counted on G, queued on PORT, as run_flow would.  KEY: the frame's key (its TCP flags). */
+static inline __attribute__((always_inline)) void
+bucket_run(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *key, uint64_t v, uint64_t now)
+{
+    uint32_t port = (uint32_t)(v >> 32) - 1;
+    struct dps_flow_stats *st = &pmd->fstats[(uint32_t)v - 1];
+    st->packets++;
+    st->bytes += rte_pktmbuf_pkt_len(m);
+    st->used_ns = now;
+    st->tcp_flags |= rte_be_to_cpu_16(key->tcp_flags);
+    if (exec_port_ok(pmd, port))
+        dps_tx_enqueue(pmd, pmd->fwd, port, m);
+    else
+        rte_pktmbuf_free(m);
+}
+
 /* Recirculation.  KEY is the frame's key as the frame is now (the executor parses a changed
  * frame again), so the second pass takes it on and sets RECIRC_ID: no parse.  Within a burst
  * (process) the frame waits in pmd->recirc and the burst's recirculated frames are looked up
@@ -275,6 +292,18 @@ exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev,
     }
     pmd->stats->recirculations++;
     struct dps_recirc_batch *b = &pmd->recirc.b[pmd->recirc.fill];
+    if (pmd->recirc.batching && !b->nq && !b->n) {
+        /* nothing of this round waits before it: the buckets' answer runs now (a frame that
+         * waits makes the later ones wait too, so a flow's frames keep their order) */
+        uint64_t v = dps_rb_lookup(&pmd->dp->ft, recirc_id, prev->in_port, prev->dp_hash);
+        if (v >> 32) {
+            bucket_run(pmd, m, prev, v, pmd->recirc.now);
+            pmd->stats->bucket_pass++;
+            pmd->stats->one_pass++;
+            pmd->stats->emc_hits++;           /* counted with the exact-match cache's hits */
+            return;
+        }
+    }
     if (pmd->recirc.batching && prev == pmd->frame_key && b->nq < DPS_BURST) {
         uint32_t f_slot = pmd->frame_slot;
         b->q[b->nq++] = (struct dps_recirc_quick){
@@ -561,11 +590,15 @@ process_simple(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, s
     return done;
 }
 
-/* A round's frames that ran their flow F unchanged (B's q): those whose second-pass flow G the
- * recirculation cache knows, and whose actions read no key (no hash, userspace or
- * recirculation: nothing there needs the key copied), run now, each line they need fetched a
- * step ahead (the cache entry, G, G's counters and actions), as a balance-tcp bond's whole
- * second pass; the rest join B's frames looked up by key.  Order within a flow holds: cache
+/* A round's frames that ran their flow F unchanged (B's q).  First the recirculation buckets
+ * (flow.h: a balance-tcp bond's second pass by its dp_hash bucket, one array read): a frame
+ * whose bucket names a flow that is output:PORT alone is counted on that flow and queued on
+ * the port, no key, no lookup; from the first frame they do not answer on, the round goes the
+ * other ways, so a flow's frames keep their order even while the control thread edits the
+ * buckets.  Then those whose second-pass flow G the recirculation cache knows, and whose
+ * actions read no key (no hash, userspace or recirculation: nothing there needs the key
+ * copied), run now, each line they need fetched a step ahead (the cache entry, G, G's counters
+ * and actions); the rest join B's frames looked up by key.  Order within a flow holds: cache
  * entries are made after these lookups, so a flow's frames of one round all hit or all miss
  * (or the later ones miss, G having just gone), and the misses run after the hits. */
 static void
@@ -573,16 +606,27 @@ recirc_cached(struct dps_pmd *pmd, struct dps_recirc_batch *b, uint64_t now)
 {
     const struct dps_flow_table *ft = &pmd->dp->ft;
     uint32_t g[DPS_BURST], hits = 0;
+    uint64_t v[DPS_BURST];
     struct dps_recirc_batch spill;             /* its keys touched only when B is full */
     spill.n = 0;
-    uint16_t nq = b->nq;
+    uint16_t nq = b->nq, nb = 0;
     b->nq = 0;
-    for (uint16_t i = 0; i < nq; i++) {
+    for (; nb < nq; nb++) {                    /* the buckets' prefix */
+        const struct dps_recirc_quick *q = &b->q[nb];
+        v[nb] = dps_rb_lookup(ft, q->recirc_id, q->key->in_port, q->dp_hash);
+        if (!(v[nb] >> 32))
+            break;
+        rte_prefetch0(&pmd->fstats[(uint32_t)v[nb] - 1]);
+    }
+    for (uint16_t i = 0; i < nb; i++)
+        bucket_run(pmd, b->q[i].m, b->q[i].key, v[i], now);
+    pmd->stats->bucket_pass += nb;
+    for (uint16_t i = nb; i < nq; i++) {
         const struct dps_rcache_entry *e = &pmd->rcache->e[dps_rcache_index(b->q[i].f_slot, b->q[i].dp_hash)];
         if (e->g_slot < ft->limit)
             rte_prefetch0(&ft->flows[e->g_slot].gen);
     }
-    for (uint16_t i = 0; i < nq; i++) {
+    for (uint16_t i = nb; i < nq; i++) {
         const struct dps_recirc_quick *q = &b->q[i];
         g[i] = dps_rcache_lookup(pmd->rcache, ft, q->f_slot, q->f_gen, q->recirc_id, q->dp_hash);
         if (g[i] != UINT32_MAX) {
@@ -590,7 +634,7 @@ recirc_cached(struct dps_pmd *pmd, struct dps_recirc_batch *b, uint64_t now)
             rte_prefetch0(&pmd->fstats[g[i]]);
         }
     }
-    for (uint16_t i = 0; i < nq; i++) {
+    for (uint16_t i = nb; i < nq; i++) {
         const struct dps_recirc_quick *q = &b->q[i];
         if (g[i] != UINT32_MAX && !__atomic_load_n(&ft->flows[g[i]].actions, __ATOMIC_ACQUIRE)->needs_key) {
             hits++;
@@ -601,6 +645,7 @@ recirc_cached(struct dps_pmd *pmd, struct dps_recirc_batch *b, uint64_t now)
         if (!batch_add(b, q->m, q->key, q->recirc_id, q->dp_hash, hash, q->f_slot, q->f_gen))
             batch_add(&spill, q->m, q->key, q->recirc_id, q->dp_hash, hash, UINT32_MAX, 0);
     }
+    hits += nb;
     pmd->stats->emc_hits += hits;              /* counted with the exact-match cache's hits */
     pmd->stats->one_pass += hits;
     /* B full (more recirculations than a burst): the rest now, their keys copied first (a flow
@@ -691,6 +736,7 @@ process(struct dps_pmd *pmd, const struct dps_fwd *f, uint32_t in_port, struct r
     dps_classify_masked(pmd, keys, hashes, slots, miss, n_miss);
     stage_lap(pmd, DPS_STAGE_MASKED);
     pmd->recirc.batching = true;
+    pmd->recirc.now = now;
     for (uint16_t i = 0; i < n; i++) {
         if (slots[i] == UINT32_MAX)
             dps_upcall_miss(pmd, pkts[i], &keys[i], hashes[i]);

@@ -15,7 +15,8 @@ from .switch import Bridge
 
 PMD_COUNTERS = ("rx_packets", "tx_packets", "tx_dropped", "busy_cycles", "idle_cycles", "iterations",
                 "emc_hits", "megaflow_hits", "subtable_lookups", "misses", "lost", "dups", "tx_batches",
-                "recirculations", "meter_drops", "action_drops", "simple_hits", "one_pass")
+                "recirculations", "meter_drops", "action_drops", "simple_hits", "one_pass",
+                "bucket_pass")
 
 
 @dataclass

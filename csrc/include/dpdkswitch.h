@@ -546,7 +546,8 @@ struct dps_pmd_stats {
     uint32_t pad;
     uint64_t one_pass;               /* of the recirculations, second passes run at once from the
                                       * recirculation cache, not in a round of their own */
-    uint32_t pad2[12];               /* to 320 bytes: five cache lines */
+    uint64_t bucket_pass;            /* of those, run from the recirculation buckets (flow.h) */
+    uint32_t pad2[10];               /* to 320 bytes: five cache lines */
 };
 /* The counters array: DPS_MAX_PMDS + 1 entries (the last for deterministic polling). */
 struct dps_pmd_stats *dps_pmd_stats(struct dps_dp *dp);

@@ -54,7 +54,7 @@ COMMON_KEYS = ("scenario", "seconds", "peer", "version")
 
 COUNTERS = ("rx_packets", "tx_packets", "tx_dropped", "busy_cycles", "idle_cycles", "iterations", "emc_hits",
             "megaflow_hits", "subtable_lookups", "misses", "lost", "dups", "action_drops", "simple_hits",
-            "recirculations", "one_pass", "sampled_iterations", "sampled_packets", "sampled_cycles")
+            "recirculations", "one_pass", "bucket_pass", "sampled_iterations", "sampled_packets", "sampled_cycles")
 STAGE_SAMPLE = 64          # time the stages of every 64th PMD iteration (--stage-sample)
 
 
@@ -430,6 +430,7 @@ class ScenarioRun:
             "action_drops": d["action_drops"],
             "recirculations": d["recirculations"],
             "one_pass": d["one_pass"],            # of those, second passes run at once (pmd.c's one_pass)
+            "bucket_pass": d["bucket_pass"],      # of those, from the recirculation buckets (flow.h)
             "busy_pct": round(100.0 * d["busy_cycles"] / cycles, 2) if cycles else 0.0,
             "measured_s": round(dt, 3),
             # the PMD thread's CPU seconds in the window, and the rate over them: what the PMD

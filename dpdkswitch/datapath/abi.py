@@ -40,7 +40,8 @@ PMD_STATS_DTYPE = np.dtype([
     ("n_rxq", "<u4"),
     ("pad", "<u4"),
     ("one_pass", "<u8"),
-    ("pad2", "<u4", (12,)),
+    ("bucket_pass", "<u8"),
+    ("pad2", "<u4", (10,)),
 ])
 
 # struct dps_sflow_agent (include/dpdkswitch.h): one sFlow agent as dps_sflow_drain encodes

@@ -1653,13 +1653,18 @@ class Translator:
         that send them, as Open vSwitch's compose_output_action."""
         sp = c.p.special
         if sp:
-            if is_bpdu(c):
-                if not sp.sends_bpdu(port.ofport):
-                    c.log(f"output to {port.name}: the port sends no BPDU in its spanning tree state, skipped")
+            # the frame is read (and matched by the megaflow) only when one of the port's gates
+            # is shut: with both open every frame leaves (a bond's second pass, under LACP
+            # alone, matches its bucket and nothing of the frame)
+            fwd = sp.forwarding(port.ofport)
+            if not (fwd and sp.sends_bpdu(port.ofport)):
+                if is_bpdu(c):
+                    if not sp.sends_bpdu(port.ofport):
+                        c.log(f"output to {port.name}: the port sends no BPDU in its spanning tree state, skipped")
+                        return
+                elif not fwd and not sp.exempt(port.ofport, c):
+                    c.log(f"output to {port.name}: not forwarding (spanning tree), skipped")
                     return
-            elif not sp.forwarding(port.ofport) and not sp.exempt(port.ofport, c):
-                c.log(f"output to {port.name}: not forwarding (spanning tree), skipped")
-                return
         if port.dp_port >= 0:
             c.commit()
             c.odp.append(odp.Output(port.dp_port))

@@ -15,7 +15,7 @@ from dpdkswitch.bond import N_BUCKETS, Bond
 from dpdkswitch.config import BondConfig, ConfigError, PortConfig, loads
 from dpdkswitch.control import Commands
 from dpdkswitch.control import bond as bond_cmds
-from dpdkswitch.datapath import odp, parse
+from dpdkswitch.datapath import MANUAL_PMD, odp, parse
 from dpdkswitch.ofproto.fields import BY_NAME
 from dpdkswitch.switch import Switch
 
@@ -425,6 +425,46 @@ def test_balance_tcp_hashes_and_recirculates_in_the_datapath_buckets_by_dp_hash(
     out = drain(br, ports)
     assert out[1] == [] and len(out[2]) == 64
     assert sum(m.tx_bytes for m in bond.members.values()) >= 0 and any(bond.loads)
+
+
+def test_balance_tcp_second_pass_under_lacp_matches_its_bucket_alone(bridge):
+    # With a control protocol before the tables (LACP's place) that leaves every port
+    # forwarding and sending BPDUs (no spanning tree), the second pass reads nothing of the
+    # frame: its megaflow is in_port, recirc_id and dp_hash & 0xff, the shape the datapath's
+    # recirculation buckets take (bucket_pass counts the frames they carried).
+    sw, br = bridge
+
+    class Open:                                         # LACP's gates: all open
+        name = "open"
+
+        def claims(self, ofport, flow):
+            return False
+
+        def forwarding(self, ofport):
+            return True
+
+        learning = sends_bpdu = forwarding
+
+        def exempt(self, ofport, flow):
+            return False
+    bond, ports = make_bond(br, "balance-tcp")
+    bond.lacp = FakeLacp("negotiated")
+    br.pipeline.special.register(Open())
+    Clock(br).run(0.2)
+    assert br.pipeline.special and bond.recirculates()
+    cycle(br, ports[1], [from_mac(b"\x02\0\0\0\0\x11", dst=HOST_MAC)])
+    drain(br, ports)
+    frames = [udp_frame(i, src_mac=HOST_MAC, dst_mac=b"\x02\0\0\0\0\x11") for i in range(64)]
+    cycle(br, ports[3], frames)
+    post = [f for f in br.dp.flow_dump() if f["key"][4:8] != bytes(4)]
+    assert post
+    for f in post:
+        assert f["mask"][:12] == b"\xff" * 8 + b"\xff\0\0\0" and not any(f["mask"][12:]), f["mask"].hex()
+    before = int(br.dp.pmd_stats()[MANUAL_PMD]["bucket_pass"])
+    cycle(br, ports[3], frames)
+    out = drain(br, ports)
+    assert sorted(out[1] + out[2]) == sorted(frames * 2) and out[1] and out[2]
+    assert int(br.dp.pmd_stats()[MANUAL_PMD]["bucket_pass"]) - before == 64
 
 
 def test_bond_hash_basis_seeds_both_hashes(bridge):

@@ -264,14 +264,21 @@ bucket_run(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *k
 {
     uint32_t port = (uint32_t)(v >> 32) - 1;
     struct dps_flow_stats *st = &pmd->fstats[(uint32_t)v - 1];
+    rte_prefetch0(st);                         /* its line comes while the frame is queued */
+    uint32_t len = rte_pktmbuf_pkt_len(m);
+    if (likely(pmd->fwd->port[port].valid)) {
+        if (likely(pmd->txb[port].listed && pmd->txb[port].n < DPS_BURST))
+            pmd->txb[port].pkts[pmd->txb[port].n++] = m;
+        else
+            dps_tx_enqueue(pmd, pmd->fwd, port, m);
+    } else {
+        pmd->stats->action_drops++;
+        rte_pktmbuf_free(m);
+    }
     st->packets++;
-    st->bytes += rte_pktmbuf_pkt_len(m);
+    st->bytes += len;
     st->used_ns = now;
     st->tcp_flags |= rte_be_to_cpu_16(key->tcp_flags);
-    if (exec_port_ok(pmd, port))
-        dps_tx_enqueue(pmd, pmd->fwd, port, m);
-    else
-        rte_pktmbuf_free(m);
 }
 
 /* Recirculation.  KEY is the frame's key as the frame is now (the executor parses a changed
@@ -281,10 +288,41 @@ bucket_run(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *k
  * flow unchanged first in the recirculation cache (flow.h: a balance-tcp bond's second pass is
  * one small entry, not an exact-match probe of the whole key), its key not even copied; the
  * others by their whole key.  Elsewhere (packet-out, parked frames) it is looked up at once. */
-static inline void
+static void recirculate_wait(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *prev,
+                             uint32_t recirc_id);
+
+/* The front of it, inline where a flow's list is hash, recirc (a balance-tcp bond's first
+ * pass): nothing of this round waiting before the frame, the buckets' answer runs now (a frame
+ * that waits makes the later ones wait too, so a flow's frames keep their order). */
+static inline __attribute__((always_inline)) void
+recirculate(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *prev, uint32_t recirc_id)
+{
+    const struct dps_recirc_batch *b = &pmd->recirc.b[pmd->recirc.fill];
+    if (likely(pmd->recirc_depth < DPS_MAX_RECIRC && pmd->recirc.batching && !b->nq && !b->n)) {
+        uint64_t v = dps_rb_lookup(&pmd->dp->ft, recirc_id, prev->in_port, prev->dp_hash);
+        if (v >> 32) {
+            bucket_run(pmd, m, prev, v, pmd->recirc.now);
+            struct dps_pmd_stats *s = pmd->stats;
+            s->recirculations++;
+            s->bucket_pass++;
+            s->one_pass++;
+            s->emc_hits++;                    /* counted with the exact-match cache's hits */
+            return;
+        }
+    }
+    recirculate_wait(pmd, m, prev, recirc_id);
+}
+
+static void
 exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev, uint32_t recirc_id)
 {
-    struct dps_pmd *pmd = ctx;
+    recirculate(ctx, m, prev, recirc_id);
+}
+
+/* The rest: the frame waits for its round (or is looked up now). */
+static __attribute__((noinline)) void
+recirculate_wait(struct dps_pmd *pmd, struct rte_mbuf *m, const struct dps_flow_key *prev, uint32_t recirc_id)
+{
     if (pmd->recirc_depth >= DPS_MAX_RECIRC) {
         pmd->stats->action_drops++;
         rte_pktmbuf_free(m);
@@ -292,18 +330,6 @@ exec_recirculate(void *ctx, struct rte_mbuf *m, const struct dps_flow_key *prev,
     }
     pmd->stats->recirculations++;
     struct dps_recirc_batch *b = &pmd->recirc.b[pmd->recirc.fill];
-    if (pmd->recirc.batching && !b->nq && !b->n) {
-        /* nothing of this round waits before it: the buckets' answer runs now (a frame that
-         * waits makes the later ones wait too, so a flow's frames keep their order) */
-        uint64_t v = dps_rb_lookup(&pmd->dp->ft, recirc_id, prev->in_port, prev->dp_hash);
-        if (v >> 32) {
-            bucket_run(pmd, m, prev, v, pmd->recirc.now);
-            pmd->stats->bucket_pass++;
-            pmd->stats->one_pass++;
-            pmd->stats->emc_hits++;           /* counted with the exact-match cache's hits */
-            return;
-        }
-    }
     if (pmd->recirc.batching && prev == pmd->frame_key && b->nq < DPS_BURST) {
         uint32_t f_slot = pmd->frame_slot;
         b->q[b->nq++] = (struct dps_recirc_quick){
@@ -405,7 +431,7 @@ run_flow(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *key, uint
             rte_pktmbuf_free(m);
     } else if (acts->shape == DPS_SHAPE_HASH_RECIRC) {
         key->dp_hash = dps_actions_hash(key, h[0].arg);
-        exec_recirculate(pmd, m, key, h[1].arg);
+        recirculate(pmd, m, key, h[1].arg);
     } else
         run_actions(pmd, m, key, acts);
 }

@@ -14,6 +14,10 @@
  *   - a subtable that has never held more than DPS_TINY flows also keeps their compressed keys
  *     in place (tiny[]), under a sequence count: PMDs compare against those instead of probing
  *     the hash, and use the hash when the count says the control thread was editing them.
+ *   - the recirculation buckets (below) are the flow table's, written by the same puts,
+ *     modifies and deletes, one 8-byte word at a time, before a flow that would make them wrong
+ *     is published and after a deleted one is unpublished; a set's pair changes only after a
+ *     delete's grace period (a put that claims a set scans the slots: once per new pair);
  * The exact-match and recirculation caches belong to their PMD alone; their entries name flows
  * by (slot, generation) and are checked against the flows on every hit, so a dead flow is never
  * used.

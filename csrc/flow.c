@@ -502,17 +502,52 @@ rb_set(struct dps_flow_table *ft, uint32_t recirc_id, uint32_t in_port, bool cla
     return s;
 }
 
-/* A flow put: before it is published. */
+/* A flow put, before it is published: a flow that would make answers wrong turns them off
+ * first (one that leaves recirc_id wildcarded: all sets; another mask: its pair's set). */
 static void
-rb_add(struct dps_flow_table *ft, const struct dps_flow *f, uint32_t slot)
+rb_before_put(struct dps_flow_table *ft, const struct dps_flow *f)
 {
     if (rb_wild_flow(&f->key, &f->st->mask)) {
         __atomic_store_n(&ft->rb_wild, ft->rb_wild + 1, __ATOMIC_RELEASE);
         return;
     }
-    if (!f->key.recirc_id)
+    if (!f->key.recirc_id || rb_mask(&f->st->mask))
         return;
-    struct dps_rbuckets *s = rb_set(ft, f->key.recirc_id, f->key.in_port, rb_mask(&f->st->mask), slot);
+    struct dps_rbuckets *s = rb_set(ft, f->key.recirc_id, f->key.in_port, false, UINT32_MAX);
+    if (s) {
+        s->n_other++;
+        __atomic_store_n(&s->on, 0, __ATOMIC_RELEASE);
+    }
+}
+
+/* The put failed (the flow was never published): undo rb_before_put. */
+static void
+rb_put_failed(struct dps_flow_table *ft, const struct dps_flow *f)
+{
+    if (rb_wild_flow(&f->key, &f->st->mask)) {
+        __atomic_store_n(&ft->rb_wild, ft->rb_wild - 1, __ATOMIC_RELEASE);
+        return;
+    }
+    if (!f->key.recirc_id || rb_mask(&f->st->mask))
+        return;
+    struct dps_rbuckets *s = rb_set(ft, f->key.recirc_id, f->key.in_port, false, UINT32_MAX);
+    if (s) {
+        s->n_other--;
+        if (!s->n_flows && !s->n_other)
+            __atomic_store_n(&s->recirc_id, 0, __ATOMIC_RELEASE);   /* never answered: no grace needed */
+        else
+            __atomic_store_n(&s->on, s->n_other == 0, __ATOMIC_RELEASE);
+    }
+}
+
+/* After the put published it: a bucket-shaped flow takes its buckets (claiming its pair's set,
+ * filled from the table, if it has none and the place is free). */
+static void
+rb_after_put(struct dps_flow_table *ft, const struct dps_flow *f, uint32_t slot)
+{
+    if (!f->key.recirc_id || !rb_mask(&f->st->mask))
+        return;
+    struct dps_rbuckets *s = rb_set(ft, f->key.recirc_id, f->key.in_port, true, slot);
     if (!s)
         return;
     rb_place(s, f, slot);
@@ -663,12 +698,12 @@ flow_put_one(struct dps_dp *dp, struct dps_flow_put *p)
     f->reported = 0;
     f->created_ns = dps_clock_now(dp);
     __atomic_store_n(&f->dead, 0, __ATOMIC_RELEASE);
-    rb_add(ft, f, s);
+    rb_before_put(ft, f);
     int ret = rte_hash_add_key_data(ft->by_ufid, &p->ufid, (void *)(uintptr_t)s);
     if (ret == 0)
         ret = rte_hash_add_key_data(st->h, ck, (void *)(uintptr_t)s);
     if (ret < 0) {
-        rb_remove(ft, f, s);
+        rb_put_failed(ft, f);
         rte_hash_del_key(ft->by_ufid, &p->ufid);
         rte_free(f->actions);
         f->used = 0;
@@ -679,6 +714,7 @@ flow_put_one(struct dps_dp *dp, struct dps_flow_put *p)
     tiny_add(st, ck, s);
     st->n_flows++;
     ft->n_flows++;
+    rb_after_put(ft, f, s);
     if (is_simple(ft, f))
         simple_link(ft, f, s, true);
     return 0;

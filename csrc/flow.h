@@ -121,9 +121,10 @@ struct dps_cls {
  *   - a set answers only while `on`: no flow of its pair with another mask (n_other), no two
  *     of its flows over one bucket, and no flow in the table that leaves recirc_id or (for a
  *     recirculation) in_port wildcarded (ft->rb_wild: such a flow might match any pair);
- *   - flow puts, modifies and deletes update the sets in the same call, before a flow with
- *     another mask is published (on goes 0 first) and after a deleted one is unpublished; a
- *     modify rewrites its buckets (the output port kept in them), so it is honoured at once;
+ *   - flow puts, modifies and deletes update the sets in the same call: before a flow with
+ *     another mask is published (on goes 0 first), after a bucket-shaped one is (a put that
+ *     fails leaves nothing), after a deleted one is unpublished; a modify rewrites its buckets
+ *     (the output port kept in them), so it is honoured at once;
  *   - a set is claimed by the first bucket-shaped flow of its pair (filled from the flows the
  *     table already holds: a scan of the slots, once per pair) and freed when its last flow is
  *     deleted, before that delete's grace period: no PMD still holds its old pair afterwards;

@@ -1246,6 +1246,28 @@ def test_recirculation_buckets_follow_flow_changes_at_once(dp):
     assert bucket_pass(dp) - before == 64
 
 
+def test_recirculation_buckets_count_the_flows_put_before_them(dp):
+    # A flow of the pair with another mask put before the pair's first bucket flow (its set
+    # made then, from the table): the buckets stay off while it is there.
+    bond_first_pass(dp)
+    k6, m6 = key_mask(in_port=1, recirc_id=5, eth_type=0x86DD)
+    dp.flow_put(6, k6, m6, odp.encode([odp.Output(3)]))
+    for ufid, (bit, port) in enumerate([(0, 2), (1, 4)], start=2):
+        k, m = bucket_flow(bit, 1)
+        dp.flow_put(ufid, k, m, odp.encode([odp.Output(port)]))
+    frames_ = [udp_from(30000 + i) for i in range(64)]
+
+    def send():                       # (the lookup may run them in another order across flows)
+        return {p: sorted(f) for p, f in send_bursts(dp, frames_).items()}
+    before = bucket_pass(dp)
+    out = send()
+    assert out[2] and out[4] and out[3] == [] and sorted(out[2] + out[4]) == sorted(frames_)
+    assert bucket_pass(dp) == before
+    dp.flow_del([6])
+    assert send() == out
+    assert bucket_pass(dp) - before == 64
+
+
 def test_dp_hash_spreads_flows_and_is_stable(dp):
     k1, m1 = key_mask(in_port=1, recirc_id=0)
     dp.flow_put(1, k1, m1, odp.encode([odp.Hash(77), odp.Recirc(5)]))

@@ -984,6 +984,9 @@ static inline void
 emc_insert(struct dps_emc *emc, const struct dps_flow_table *ft, const struct dps_flow_key *k, uint32_t h,
            uint32_t slot)
 {
+    if (k->recirc_id && dps_rb_lookup(ft, k->recirc_id, k->in_port, k->dp_hash) >> 32)
+        return;                            /* the recirculation buckets carry it: no entry to
+                                            * push a first pass's out of its place */
     struct dps_emc_entry *a = &emc->e[h & (DPS_EMC_ENTRIES - 1)];
     struct dps_emc_entry *b = &emc->e[(h >> DPS_EMC_SHIFT) & (DPS_EMC_ENTRIES - 1)];
     struct dps_emc_entry *e = a;

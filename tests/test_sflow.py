@@ -422,3 +422,66 @@ def test_sampling_countdown_gaps_are_geometric(eal):
         agent.close()
         sw.stop()
         rx.close()
+
+
+def test_datagrams_built_in_c_are_full_in_sequence_and_a_refusing_collector_is_counted(eal):
+    """The datagrams the datapath builds and sends in batches: each one is sFlow v5 with the
+    agent's address and sub-agent id, its sequence number one past the last, its sample count
+    the samples it holds, at most 1,400 bytes and full (its successor's first sample would not
+    have fit), its uptime the manual clock's; the counter samples of a pass ride in the same
+    datagrams after the flow samples.  A second collector that refuses every datagram (the
+    broadcast address, without SO_BROADCAST) costs nothing to the first: each datagram is
+    counted once as sent and once as a send error."""
+    rx = collector()
+    cfg = (CONFIG % {"tag": os.getpid() % 100000, "port": rx.getsockname()[1], "n": 1})
+    cfg = cfg.replace('targets: ["127.0.0.1:', 'targets: ["255.255.255.255:6343", "127.0.0.1:')
+    sw = Switch(loads(cfg, "sf.yaml"), manual_clock=True)
+    sw.start()
+    br = sw.bridge("br0")
+    p1, p2 = host_port(br, "h1", 1), host_port(br, "h2", 2)
+    agent = Sflow(br)
+    try:
+        frames = [udp_frame(i, size=60 + (i * 53) % 900) for i in range(2000)]
+        assert send(br, p1, p2, frames) == len(frames)
+        br.dp.set_clock(br.dp.now_ns + 3_500 * 10**6)
+        br.backer.revalidator.run()                       # counters polled, the last datagram sent
+        dgs = []
+        while True:
+            try:
+                dgs.append(rx.recv(65535))
+            except socket.timeout:
+                break
+        assert len(dgs) == agent.datagrams == agent.send_errors > 100
+        flows = counters = 0
+        uptimes = []
+        for i, d in enumerate(dgs):
+            version, atype, addr, sub, seq, uptime, n = struct.unpack_from("!II4sIIII", d)
+            assert (version, atype, addr, sub, seq) == (5, 1, bytes([192, 0, 2, 1]), 0, i + 1)
+            assert len(d) <= 1400
+            off, sizes = 28, []
+            for _ in range(n):
+                fmt, length = struct.unpack_from("!II", d, off)
+                flows += fmt == 1
+                counters += fmt == 2
+                sizes.append(8 + length)
+                off += 8 + length
+            assert off == len(d)                          # N samples, nothing else
+            if i + 1 < len(dgs):                          # full: the next one's first sample did not fit
+                nfmt, nlen = struct.unpack_from("!II", dgs[i + 1], 28)
+                assert 28 + 4 + (len(d) - 28) + 8 + nlen > 1400, i
+            uptimes.append(uptime)
+        assert flows == agent.flow_samples == len(frames)
+        assert counters == 3 == agent.counter_samples            # h1, h2, idle: one poll
+        assert uptimes[0] == 0 and uptimes[-1] == 3500
+        last = dgs[-1]
+        n = struct.unpack_from("!I", last, 24)[0]
+        fmts, off = [], 28
+        for _ in range(n):
+            fmt, length = struct.unpack_from("!II", last, off)
+            fmts.append(fmt)
+            off += 8 + length
+        assert fmts[-3:] == [2, 2, 2] and fmts[0] == 1           # the pass's counters after the last flow samples
+    finally:
+        agent.close()
+        sw.stop()
+        rx.close()

@@ -485,3 +485,49 @@ def test_datagrams_built_in_c_are_full_in_sequence_and_a_refusing_collector_is_c
         agent.close()
         sw.stop()
         rx.close()
+
+
+def test_sampled_normal_flows_forward_to_the_learned_port_and_sample_every_frame(eal):
+    """NORMAL with sFlow 1/1: the megaflows (matched on the MACs, past the cheap in_port path)
+    lead with the sample and then output to the learned port: every frame reaches that port
+    and no other, and each is a flow sample with that port as its output, in order."""
+    rx = collector()
+    cfg = (CONFIG % {"tag": os.getpid() % 100000, "port": rx.getsockname()[1], "n": 1})
+    cfg = cfg.replace('flows: ["in_port=1,actions=output:2"]', 'flows: ["actions=NORMAL"]')
+    sw = Switch(loads(cfg, "sf.yaml"), manual_clock=True)
+    sw.start()
+    br = sw.bridge("br0")
+    p1, p2, p3 = host_port(br, "h1", 1), host_port(br, "h2", 2), host_port(br, "h3", 3)
+    agent = Sflow(br)
+    try:
+        a, b = b"\x02\0\0\0\0\x01", b"\x02\0\0\0\0\x02"
+        br.dp.inject(p2, [udp_frame(0, src_mac=b, dst_mac=a)])     # h2's MAC learned (flooded)
+        br.dp.poll(2)
+        br.upcalls.handle()
+        br.dp.drain(p1), br.dp.drain(p3)
+        frames = [udp_frame(i, size=64 + i % 300, src_mac=a, dst_mac=b) for i in range(1, 3001)]
+        at2 = at3 = 0
+        for i in range(0, len(frames), 32):
+            br.dp.inject(p1, frames[i:i + 32])
+            br.dp.poll(2)
+            br.upcalls.handle()
+            at2 += len(br.dp.drain(p2))
+            at3 += len(br.dp.drain(p3))
+        br.dp.poll(2)
+        br.upcalls.handle()
+        at2 += len(br.dp.drain(p2))
+        assert (at2, at3) == (len(frames), 0)
+        from dpdkswitch.datapath import MANUAL_PMD
+        st = br.dp.pmd_stats()[MANUAL_PMD]
+        assert int(st["emc_hits"] + st["megaflow_hits"]) >= len(frames) - 64 and int(st["simple_hits"]) == 0
+        br.backer.revalidator.run()
+        got = flow_samples_of(rx)
+        ours = [s for s in got if struct.unpack_from("!I", s, 28)[0] == sflow_ifindex("h1")]
+        assert len(ours) == len(frames) == agent.flow_samples - 1
+        for fr, s in zip(frames, ours):
+            assert struct.unpack_from("!I", s, 32)[0] == sflow_ifindex("h2")        # the output
+            assert s[88:88 + 64] == fr[:64]                                           # the header
+    finally:
+        agent.close()
+        sw.stop()
+        rx.close()

@@ -389,7 +389,7 @@ actions_copy(const uint8_t *a, uint32_t len)
         }
         acts->lead = (uint16_t)lead;
         acts->needs_key = dps_actions_need_key(a + lead, len - lead);
-        acts->shape = actions_shape(a, len);
+        acts->shape = actions_shape(a + lead, len - lead);   /* what runs after the lead sample */
         memcpy(acts->data, a, len);
     }
     return acts;
@@ -440,7 +440,7 @@ static uint64_t
 rb_value(uint32_t slot, const struct dps_actions *acts)
 {
     const struct dps_action *h = (const void *)acts->data;
-    uint64_t port = acts->shape == DPS_SHAPE_OUTPUT ? (uint64_t)h->arg + 1 : 0;
+    uint64_t port = acts->shape == DPS_SHAPE_OUTPUT && !acts->lead ? (uint64_t)h->arg + 1 : 0;   /* no sample to draw */
     return port << 32 | ((uint64_t)slot + 1);
 }
 

@@ -1221,6 +1221,11 @@ def test_recirculation_buckets_follow_flow_changes_at_once(dp):
     before = bucket_pass(dp)
     assert send_bursts(dp, frames_) == {2: even, 3: odd, 4: even}
     assert bucket_pass(dp) - before < len(odd)                      # even ones looked up
+    dp.flow_put(2, k0, m0, odp.encode([odp.Sample(1.0, (odp.Output(3),)), odp.Output(2)]))   # a lead sample
+    before = bucket_pass(dp)
+    out = send_bursts(dp, frames_)
+    assert out[2] == even and sorted(out[3]) == sorted(even + odd) and out[4] == []
+    assert bucket_pass(dp) - before < len(odd)
     dp.flow_put(2, k0, m0, odp.encode([odp.Output(2)]))
     dp.flow_del([3])                                                # delete: odd ones miss
     assert send_bursts(dp, frames_) == {2: even, 3: [], 4: []}

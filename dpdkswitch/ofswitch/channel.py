@@ -241,7 +241,8 @@ class OFSwitch:
                 self._dispatch(conn, msg, raw)
             except Exception as e:
                 self._failed(conn, raw, msg, e)
-        self.sync()
+        # A barrier last: its async messages were polled before its reply, and nothing came since.
+        self.sync(poll=not (n and isinstance(batch[-1][1], BarrierRequest)))
 
     def _failed(self, conn: OFConnection, raw: bytes, msg, e: Exception) -> None:
         """Handling RAW (decoded as MSG, None when it was not) raised E: its error to CONN, with
@@ -259,9 +260,11 @@ class OFSwitch:
             log(f"{self.name}: handling {what} failed: {type(e).__name__}: {e}", exc_info=(type(e), e, e.__traceback__))
             conn.send_error(OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_EPERM, raw[:64]), xid=xid)
 
-    def sync(self) -> None:
-        """After a batch: the async messages it caused, and a revalidation if rules changed."""
-        self.poll_events()
+    def sync(self, poll: bool = True) -> None:
+        """After a batch: the async messages it caused (unless POLL is false: polled already),
+        and a revalidation if rules changed."""
+        if poll:
+            self.poll_events()
         self._kick()
 
     def _note_change(self) -> None:

@@ -153,6 +153,7 @@ class Subtable:
     max_priority: int = -1
     n_rules: int = 0
     priorities: dict[int, int] = field(default_factory=dict)   # priority -> rules with it
+    stage_pairs: tuple = ()          # zip(stage_masks, stage_sets), made once: what insert and remove walk
 
 
 class Classifier:
@@ -188,7 +189,7 @@ class Classifier:
             lst.append(rule)
             lst.sort(key=lambda r: -r.priority)
         meta = rule.meta & st.meta_mask
-        for sm, counts in zip(st.stage_masks, st.stage_sets):    # (the last stage has no set)
+        for sm, counts in st.stage_pairs:                        # (the last stage has no set)
             k = (key & sm, meta)
             counts[k] = counts.get(k, 0) + 1
         for ps, plen in st.prefixes:
@@ -246,6 +247,7 @@ class Classifier:
         if not stages or stages[-1] != mask:
             stages.append(mask)
         st = Subtable(mask, meta_mask, stages, [dict() for _ in stages[:-1]])
+        st.stage_pairs = tuple(zip(st.stage_masks, st.stage_sets))
         for f in TRIE_FIELDS:
             fm = field_of(f, mask)
             if fm:

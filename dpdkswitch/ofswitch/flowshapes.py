@@ -74,7 +74,13 @@ class Shape:
     def spec(self, raw: bytes) -> FlowSpec:
         t = self.template
         _, cookie, idle, hard, priority = _VARY.unpack_from(raw)
-        match = t.match.with_exact(self.fields, [int.from_bytes(raw[a:b], "big") for a, b in self.free])
+        free = self.free
+        if len(free) == 1:
+            (a, b), = free
+            values: list | tuple = (int.from_bytes(raw[a:b], "big"),)
+        else:
+            values = [int.from_bytes(raw[a:b], "big") for a, b in free]
+        match = t.match.with_exact(self.fields, values)
         return t.replaced(match=match, priority=priority, cookie=cookie, idle_timeout=idle, hard_timeout=hard)
 
 

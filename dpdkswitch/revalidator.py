@@ -13,7 +13,8 @@ Each pass (every ≤ 500 ms, and on demand after a change) it dumps the datapath
   deletes them when the new translation needs bits the megaflow does not match.
 
 Contract: the control thread's loop; one pass costs a flow dump plus one translation per
-affected megaflow.
+affected megaflow (megaflows that share a rule's kept translation: one per rule and input
+port, the rest a dict probe each), and one datapath call per distinct new action list.
 """
 from __future__ import annotations
 
@@ -227,7 +228,7 @@ class Revalidator:
             # the next pass's, and a megaflow checked here is true at these versions, not newer.
             versions = {p: p.version for p in pipelines}
             modify, delete, unaffected = [], [], []
-            kepts: dict = {}                  # (id of a visits object, in_port bytes) -> (it, _kept's verdict)
+            kepts: dict = {}                  # (id(visits), in_port bytes) -> (visits, the kept's visits, actions)
             a, b = IN_PORT.key_offset, IN_PORT.key_offset + IN_PORT.key_nbytes
             items = list(ukeys.values())
             breaks = self._breaks

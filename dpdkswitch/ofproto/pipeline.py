@@ -455,9 +455,7 @@ class Pipeline:
         cls.insert(rule)
         if e.idle_timeout or e.hard_timeout:
             self.timed.add(e)
-        self.version += 1                         # _touch(e, tid)
-        self.changed_rules.add(e)
-        self.changed_tables.add(tid)
+        self._touch(e, tid)
         if old is not None:
             self._delete_learned(oe.instructions)
         return e

@@ -765,6 +765,46 @@ dps_flow_put_packed(struct dps_dp *dp, unsigned n, const struct dps_ufid *ufids,
 }
 
 int
+dps_flow_set_actions(struct dps_dp *dp, unsigned n, const struct dps_ufid *ufids, const uint8_t *actions,
+                     uint32_t actions_len, int32_t *results)
+{
+    struct dps_flow_table *ft = &dp->ft;
+    int rc = dps_actions_check(actions, actions_len);
+    if (rc < 0) {
+        for (unsigned i = 0; i < n; i++)
+            results[i] = rc;
+        return 0;
+    }
+    int ok = 0;
+    for (unsigned i = 0; i < n; i++) {
+        int slot = ufid_slot(ft, &ufids[i]);
+        if (slot < 0) {
+            results[i] = dps_error(ENOENT, "no flow %016lx%016lx to modify", (unsigned long)ufids[i].hi,
+                                   (unsigned long)ufids[i].lo);
+            continue;
+        }
+        struct dps_flow *f = &ft->flows[slot];
+        struct dps_actions *a = actions_copy(actions, actions_len);
+        if (!a) {
+            results[i] = dps_error(ENOMEM, "no memory for actions");
+            continue;
+        }
+        struct dps_actions *old = f->actions;
+        __atomic_store_n(&f->actions, a, __ATOMIC_RELEASE);
+        actions_retire(ft, old);
+        results[i] = 0;
+        ok++;
+    }
+    if (ok)
+        __atomic_fetch_add(&ft->version, 1, __ATOMIC_RELEASE);
+    if (ft->n_dead_actions > 4096) {
+        rte_rcu_qsbr_synchronize(dp->qsbr, RTE_QSBR_THRID_INVALID);
+        dps_flow_reclaim(dp);
+    }
+    return ok;
+}
+
+int
 dps_flow_del_batch(struct dps_dp *dp, const struct dps_ufid *ufids, unsigned n, struct dps_flow_stats *stats,
                    uint8_t *found)
 {

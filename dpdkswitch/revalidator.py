@@ -13,7 +13,8 @@ Each pass (every ≤ 500 ms, and on demand after a change) it dumps the datapath
   deletes them when the new translation needs bits the megaflow does not match.
 
 Contract: the control thread's loop; one pass costs a flow dump plus one translation per
-affected megaflow.
+affected megaflow (megaflows that share a rule's kept translation: one per rule and input
+port, the rest a dict probe each), and one datapath call per distinct new action list.
 """
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ class Revalidator:
         self.observers: list[Observer] = []
         self._current = None                  # the sliced pass in progress (a generator), if any
         self._rep = PassReport()              # its report so far
+        self._breaks = 0                      # times a sliced pass was left between two steps
 
     def interval(self, base: float = 0.5) -> float:
         """Seconds to the next periodic pass: BASE, or more while passes are long (many active
@@ -183,6 +185,7 @@ class Revalidator:
                 next(self._current)
                 if deadline is not None and time.perf_counter() >= deadline:
                     rep.seconds += time.perf_counter() - t0
+                    self._breaks += 1
                     return None
         except StopIteration:
             pass
@@ -225,35 +228,54 @@ class Revalidator:
             # the next pass's, and a megaflow checked here is true at these versions, not newer.
             versions = {p: p.version for p in pipelines}
             modify, delete, unaffected = [], [], []
-            for i, uk in enumerate(list(ukeys.values())):
-                if i % STEP_UKEYS == STEP_UKEYS - 1:
+            kepts: dict = {}                  # (id(visits), in_port bytes) -> (visits, the kept's visits, actions)
+            a, b = IN_PORT.key_offset, IN_PORT.key_offset + IN_PORT.key_nbytes
+            items = list(ukeys.values())
+            breaks = self._breaks
+            n_kept = 0
+            for start in range(0, len(items), STEP_UKEYS):
+                if start:
                     yield
-                if ukeys.get(uk.ufid) is not uk:
-                    continue                  # deleted between two steps (a flush, dpif/del-flows)
-                kept = self._kept(uk, changes, versions)
-                if kept is None and not self._affected(uk, changes, versions):
-                    unaffected.append(uk)
-                    continue
-                rep.revalidated += 1
-                if kept is not None:          # its rule's kept translation, no lookup needed
-                    uk.visits = kept.visits
-                    acts = kept.encode()
+                chunk = items[start:start + STEP_UKEYS]
+                if self._breaks != breaks:    # the pass was left between two steps: some may be gone
+                    chunk = [u for u in chunk if ukeys.get(u.ufid) is u]   # (a flush, dpif/del-flows)
+                for uk in chunk:
+                    # Megaflows that took one kept translation share its visits: a kept
+                    # translation found for one is theirs from the same input port (the tuple
+                    # holds the visits, so its id is not reused during the pass).  None is not
+                    # remembered: translating the first may keep a translation for the rest.
+                    vs = uk.visits
+                    mk = (id(vs), uk.key[a:b])
+                    hit = kepts.get(mk)
+                    if hit is None:
+                        kept = self._kept(uk, changes, versions)
+                        if kept is not None:
+                            hit = kepts[mk] = (vs, kept.visits, kept.encode())
+                    if hit is not None:       # its rule's kept translation, no lookup needed
+                        n_kept += 1
+                        uk.visits = hit[1]
+                        acts = hit[2]
+                        if acts != uk.actions:
+                            uk.actions = acts
+                            modify.append(uk)
+                        continue
+                    if not self._affected(uk, changes, versions):
+                        unaffected.append(uk)
+                        continue
+                    rep.revalidated += 1
+                    # The packet that made it, not the masked key: a lookup on the masked key may read
+                    # other bits and want a wider match for no reason.
+                    t = self.xlate.translate(uk.orig_key or uk.key)
+                    new_mask = key_int(t.megaflow_mask())
+                    if t.error or new_mask & ~key_int(uk.mask):
+                        delete.append(uk)          # it would now need bits it does not match
+                        continue
+                    acts = t.encoded()
+                    uk.visits = t.visits
                     if acts != uk.actions:
                         uk.actions = acts
                         modify.append(uk)
-                    continue
-                # The packet that made it, not the masked key: a lookup on the masked key may read
-                # other bits and want a wider match for no reason.
-                t = self.xlate.translate(uk.orig_key or uk.key)
-                new_mask = key_int(t.megaflow_mask())
-                if t.error or new_mask & ~key_int(uk.mask):
-                    delete.append(uk)          # it would now need bits it does not match
-                    continue
-                acts = t.encoded()
-                uk.visits = t.visits
-                if acts != uk.actions:
-                    uk.actions = acts
-                    modify.append(uk)
+            rep.revalidated += n_kept
             yield
             # Still true at the pass's versions.  Only now, at the pass's end: ukeys share visits
             # (kept translations), and one that a change affected must not pass for checked while
@@ -261,13 +283,23 @@ class Revalidator:
             for uk in unaffected:
                 for v in uk.visits:
                     v.version = max(v.version, versions.get(v.pipeline, v.version))
-            modify = [u for u in modify if ukeys.get(u.ufid) is u]
-            delete = [u for u in delete if ukeys.get(u.ufid) is u]
             if modify:
-                res = self.dp.flow_put_many([u.ufid for u in modify], [u.key for u in modify],
-                                            [u.mask for u in modify], [u.actions for u in modify], modify=True)
-                delete += [u for u, r in zip(modify, res) if r is not None]
-                rep.modified = sum(r is None for r in res)
+                # One datapath call per distinct action list: the megaflows of one rule share theirs.
+                by_actions: dict[bytes, list[int]] = {}
+                for u in modify:
+                    if ukeys.get(u.ufid) is u:
+                        by_actions.setdefault(u.actions, []).append(u.ufid)
+                failed: list[int] = []
+                for acts, ufids in by_actions.items():
+                    res = self.dp.flow_set_actions(ufids, acts)
+                    rep.modified += len(ufids)
+                    if res:
+                        failed += res
+                        rep.modified -= len(res)
+                if failed:
+                    gone = set(failed)
+                    delete += [u for u in modify if u.ufid in gone]
+            delete = [u for u in delete if ukeys.get(u.ufid) is u]
             self._delete(delete)
             rep.deleted = len(delete)
 

@@ -219,6 +219,10 @@ def test_flow_mod_throughput_side_by_side():
     for peer in ("dpdkswitch", "ovs-dpdk"):
         assert by[peer]["pipelined_flows"] == 1000 and by[peer]["pipelined_seconds"] > 0, by[peer]
     assert d["pipelined_speed_vs_ovs"] > 0
+    # The switch processes' CPU time for each way (ticks: a quick run may take none of OVS's).
+    assert by["dpdkswitch"]["cpu_s"] > 0 and by["ovs-dpdk"]["cpu_s"] >= 0
+    assert by["dpdkswitch"]["pipelined_cpu_s"] >= 0 and by["ovs-dpdk"]["pipelined_cpu_s"] >= 0
+    assert d["per_cpu_vs_ovs"] is None or d["per_cpu_vs_ovs"] > 0
 
 
 @needs_shared

@@ -213,6 +213,26 @@ def test_put_create_modify_and_errors(dp2):
     assert [f["ufid"] for f in dp2.flow_dump()] == [5]
 
 
+def test_set_actions_of_many_flows_in_one_call(dp2):
+    """flow_set_actions: the flows named take the one action list (each as a modify put), a
+    UFID with no flow is reported and the rest still change, bad actions change none; the
+    frames follow the new actions at once (the revalidator's call for one rule's megaflows)."""
+    mask = field_mask("in_port", "ipv4_src")
+    to2, to1 = odp.encode([odp.Output(2)]), odp.encode([odp.Output(1)])
+    assert dp2.flow_put_batch([(10 + i, parse(udp_frame(i), 1), mask, to2) for i in range(3)]) == [None] * 3
+    assert dp2.flow_set_actions([10, 99, 12], to1) == [99]
+    assert [odp.decode(dp2.flow_get(u)["actions"]) for u in (10, 11, 12)] == \
+        [[odp.Output(1)], [odp.Output(2)], [odp.Output(1)]]
+    assert dp2.flow_set_actions([11, 12], b"\x63\x00\x08\x00\x00\x00\x00\x00") == [11, 12]
+    assert [odp.decode(dp2.flow_get(u)["actions"]) for u in (10, 11, 12)] == \
+        [[odp.Output(1)], [odp.Output(2)], [odp.Output(1)]]
+    dp2.inject(1, [udp_frame(i) for i in range(3)])
+    dp2.poll(1)
+    assert [parse(f, 1) for f in dp2.drain(1)] == [parse(udp_frame(i), 1) for i in (0, 2)]
+    assert [parse(f, 2) for f in dp2.drain(2)] == [parse(udp_frame(1), 2)]
+    assert dp2.flow_set_actions([], to1) == []
+
+
 def test_flow_limit(eal):
     with Datapath("lim", n_mbufs=8192, manual_clock=True, flow_limit=3) as d:
         mask = field_mask("in_port", "ipv4_src")

@@ -192,3 +192,93 @@ def test_state_is_checked_per_flow_mod():
         fm.flow_mod_raw(CONN, _flow_mod(tlvs(3), group), lambda: None)
     assert (e.value.type, e.value.code) == (C.OFPET_BAD_ACTION, C.OFPBAC_BAD_OUT_GROUP)
     assert fm.shapes.hits == 2
+
+
+# --- runs of flow-mods (FlowManager.flow_mod_run) -------------------------------------------
+GROUP_9 = _apply(struct.pack("!HHI", C.OFPAT_GROUP, 8, 9))      # group 9: never added
+
+
+@st.composite
+def runs(draw):
+    """A run of flow-mods as a pipelined controller sends them: adds of a few shapes (often
+    repeated, so recognised), some refused (an unknown group, an overlap under check_overlap,
+    a prerequisite missing), deletes and modifies between them."""
+    out = []
+    for _ in range(draw(st.integers(1, 40))):
+        kind = draw(st.sampled_from(["add", "add", "add", "group", "overlap", "noprereq", "delete", "modify"]))
+        src = draw(st.integers(0, 7))
+        tl = _oxm("eth_type", 0x0800) + _oxm("ip_proto", 17) + _oxm("ipv4_src", 0x0A000000 | src)
+        pri = draw(st.sampled_from([10, 20]))
+        if kind == "add":
+            out.append(_flow_mod(tl, draw(st.sampled_from(INSTRUCTIONS[:3])), priority=pri, xid=len(out)))
+        elif kind == "group":
+            out.append(_flow_mod(tl, GROUP_9, priority=pri, xid=len(out)))
+        elif kind == "overlap":                   # a wider match: overlaps every add of its priority
+            out.append(_flow_mod(_oxm("eth_type", 0x0800), INSTRUCTIONS[1], priority=pri, xid=len(out), flags=2))
+        elif kind == "noprereq":                  # ipv4_src without eth_type
+            out.append(_flow_mod(_oxm("ipv4_src", src), INSTRUCTIONS[1], priority=pri, xid=len(out)))
+        elif kind == "delete":
+            out.append(_flow_mod(tl, b"", priority=pri, xid=len(out), command=C.OFPFC_DELETE_STRICT))
+        else:
+            out.append(_flow_mod(tl, INSTRUCTIONS[2], priority=pri, xid=len(out), command=C.OFPFC_MODIFY))
+    return out
+
+
+def _table(fm: FlowManager) -> list:
+    return sorted((e.priority, e.match.key_and_mask_ints(), e.instructions, e.cookie, e.flags)
+                  for e in fm.pipeline.tables[0].entries())
+
+
+def _error(e: Exception):
+    return (type(e).__name__, e.type, e.code) if isinstance(e, OFPError) else (type(e).__name__, str(e))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(runs(), st.integers(1, 40))
+def test_a_run_of_flow_mods_does_what_each_in_turn_does(raws, cut):
+    """A run applied together (flow_mod_run, as the channel hands it a read's flow-mods) leaves
+    the table each flow-mod applied in turn leaves, and fails the same flow-mods with the same
+    errors in the same order: a later flow-mod sees an earlier one's rule (check_overlap,
+    delete, modify), a failing one fails alone.  Runs are cut where a turn would cut them."""
+    one = _manager()
+    want = []
+    for raw in raws:
+        try:
+            one.flow_mod_raw(CONN, raw, lambda: None)
+        except (OFPError, MatchError) as e:
+            want.append((raw, _error(e)))
+    batched = _manager()
+    got = []
+    for i in range(0, len(raws), cut):
+        got += [(raw, _error(e)) for raw, e in batched.flow_mod_run(CONN, raws[i:i + cut], lambda: None)]
+    assert got == want
+    assert _table(batched) == _table(one)
+    assert batched.n_flow_mods == one.n_flow_mods
+
+
+def test_a_run_refused_to_a_slave_fails_every_flow_mod_and_applies_none():
+    fm = _manager()
+    raws = [_flow_mod(_oxm("eth_type", 0x0800) + _oxm("ipv4_src", i), _apply(_output(2)), xid=i) for i in range(1, 6)]
+
+    def slave():
+        raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_IS_SLAVE)
+    fm.flow_mod_run(CONN, raws[:1], lambda: None)     # its shape is known now
+    errs = fm.flow_mod_run(CONN, raws[1:], slave)
+    assert [(r, e.code) for r, e in errs] == [(r, C.OFPBRC_IS_SLAVE) for r in raws[1:]]
+    assert len(_table(fm)) == 1
+
+
+def test_a_runs_groups_are_checked_again_in_the_next_run():
+    """A run checks an instruction list's groups once; the next run checks them again: the
+    group deleted in between, the same shape is refused there (OFPBAC_BAD_OUT_GROUP)."""
+    from dpdkswitch.ofproto.pipeline import GroupEntry
+    fm = _manager()
+    fm.pipeline.group_mod("add", GroupEntry(1, "all", []))
+    group = _apply(struct.pack("!HHI", C.OFPAT_GROUP, 8, 1))
+    raws = [_flow_mod(_oxm("eth_type", 0x0800) + _oxm("ipv4_src", i), group, xid=i) for i in range(8)]
+    assert fm.flow_mod_run(CONN, raws[:4], lambda: None) == []
+    fm.pipeline.group_mod("delete", GroupEntry(1, "all", []))
+    errs = fm.flow_mod_run(CONN, raws[4:], lambda: None)
+    assert [(r, e.type, e.code) for r, e in errs] == [(r, C.OFPET_BAD_ACTION, C.OFPBAC_BAD_OUT_GROUP)
+                                                      for r in raws[4:]]
+    assert fm.shapes.hits == 7 and len(_table(fm)) == 0       # the group's delete took the first four

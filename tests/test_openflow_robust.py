@@ -224,6 +224,55 @@ def test_errors_carry_the_offending_message(sw):
     c.close()
 
 
+def test_pipelined_flow_mods_are_applied_in_order_and_each_failure_answered(sw):
+    """300 flow-mods written back to back (so the switch reads them in runs and applies each
+    run together), then a barrier: each refused one (an unknown group; an add under
+    check_overlap that overlaps rules added before it in the same stream) gets its own error
+    with its xid, in the order sent, all before the barrier's reply; a delete in the stream
+    takes the rules before it and not those after; the rest are in the table."""
+    c = Client(sw.port)
+    table = 9
+
+    def add(i, **kw):
+        return flow_mod(table_id=table, priority=50, match={"eth_type": (0x0800, None), "ipv4_src": (0x0A000000 | i, None)},
+                        **kw)
+    wide = {"eth_type": (0x0800, None)}
+    msgs, bad, present = [], [], set()
+    for i in range(300):
+        if i % 50 == 17:
+            m = add(i, instructions=(A.ApplyActions((A.Group(777),)),))
+            bad.append((len(msgs), (K.OFPET_BAD_ACTION, K.OFPBAC_BAD_OUT_GROUP)))
+        elif i == 100:
+            m = flow_mod(table_id=table, priority=50, match=wide, flags=K.OFPFF_CHECK_OVERLAP)
+            bad.append((len(msgs), (K.OFPET_FLOW_MOD_FAILED, K.OFPFMFC_OVERLAP)))
+        elif i == 150:
+            m = flow_mod(table_id=table, command=K.OFPFC_DELETE, match={})
+            present.clear()
+        elif i == 151:                            # the table is empty again: no overlap now
+            m = flow_mod(table_id=table, priority=50, match=wide, flags=K.OFPFF_CHECK_OVERLAP)
+            present.add((50, 0))
+        else:
+            m = add(i)
+            present.add((50, 0x0A000000 | i))
+        msgs.append(m)
+    data = b""
+    for m in msgs:
+        c.xid += 1
+        m.xid, m.version = c.xid, 4
+        data += C.encode(m)
+    c.s.sendall(data)
+    got = c.barrier()
+    errors = [m for m in got if isinstance(m, C.Error)]
+    assert [(e.xid, (e.type, e.code)) for e in errors] == [(msgs[i].xid, want) for i, want in bad]
+    assert all(e.data == C.encode(msgs[i])[:64] for e, (i, _) in zip(errors, bad))
+    flows = {(f.priority, f.match.get("ipv4_src", (0, None))[0]) for f in
+             (r for part in c.multipart(K.OFPMP_FLOW, C.FlowStatsRequest(table_id=table)) for r in part.body)}
+    assert flows == present
+    c.send(flow_mod(table_id=table, command=K.OFPFC_DELETE, match={}))
+    c.barrier()
+    c.close()
+
+
 def test_framing_error_closes_only_that_connection(sw):
     a, b = Client(sw.port), Client(sw.port)
     a.send(struct.pack("!BBHI", 4, 2, 4, 1))                     # length 4 < 8: no boundary is trusted

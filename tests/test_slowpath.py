@@ -839,6 +839,41 @@ def test_revalidating_ten_thousand_megaflows(dp):
     assert rule.packets == 20000
 
 
+@pytest.mark.parametrize("sliced", [False, True])
+def test_a_rules_megaflows_from_two_ports_take_each_ports_translation(dp, sliced):
+    """The megaflows of one rule share its kept translation per input port: after a flow-mod to
+    output:1 those from port 1 drop (output to the input port) and those from port 2 go to port
+    1, whichever port's megaflow the pass meets first; a pass stepped in slices (left after
+    every step) gives the same."""
+    rig = Rig(dp)
+    rig.h.megaflows = False
+    dp.set_megaflows(False)
+    rig.add("priority=10,udp,actions=output:2", "priority=0,actions=drop")
+    f1 = [udp_frame(i) for i in range(200)]
+    f2 = [udp_frame(1000 + i) for i in range(200)]
+    rig.send(2, f2[:100])
+    rig.send(1, f1)
+    rig.send(2, f2[100:])
+    assert len(rig.h.ukeys) == 400
+    rig.r.run()
+    upcalls = rig.h.stats.upcalls
+    rig.p.modify(parse_flow("priority=10,udp,actions=output:1"), strict=True)
+    if not sliced:
+        rep = rig.r.run()
+    else:
+        rep, steps = None, 0
+        while rep is None:
+            rep = rig.r.step(0.0)
+            steps += 1
+        assert steps > 2
+    assert rep.deleted == 0 and rep.modified == 400
+    out = rig.send(1, f1)
+    assert out[1] == [] and out[2] == [] and out[3] == []
+    out = rig.send(2, f2)
+    assert Counter(out[1]) == Counter(f2) and out[2] == []
+    assert rig.h.stats.upcalls == upcalls, "the modified megaflows took every frame"
+
+
 def test_full_revalidation_keeps_unchanged_megaflows(dp):
     rig = Rig(dp)
     rig.add("priority=10,ip,in_port=1,dl_vlan=10,nw_dst=10.0.0.0/8,actions=output:2", "priority=0,actions=output:3")

@@ -332,6 +332,12 @@ int dps_flow_put_batch(struct dps_dp *dp, struct dps_flow_put *puts, unsigned n)
 int dps_flow_put_packed(struct dps_dp *dp, unsigned n, const struct dps_ufid *ufids, const uint8_t *keys,
                         const uint8_t *masks, const uint8_t *actions, const uint32_t *actions_ofs,
                         uint32_t flags, int32_t *results);
+/* The actions of N existing flows (their UFIDS) become ACTIONS (checked once; each flow gets its
+ * own copy), as a modify put of each would make them: one call for the megaflows of one rule
+ * after a flow-mod (the revalidator).  RESULTS[i]: 0 or -errno (-ENOENT: no such flow).  Returns
+ * how many changed.  The control thread (the datapath's writer). */
+int dps_flow_set_actions(struct dps_dp *dp, unsigned n, const struct dps_ufid *ufids, const uint8_t *actions,
+                         uint32_t actions_len, int32_t *results);
 /* Delete flows; their final counters into STATS and whether each existed into FOUND (either may
  * be NULL).  Returns how many existed. */
 int dps_flow_del_batch(struct dps_dp *dp, const struct dps_ufid *ufids, unsigned n,

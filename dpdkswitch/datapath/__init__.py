@@ -478,6 +478,19 @@ class Datapath:
             return [None] * n
         return [None if r == 0 else (-r, self._put_error(r)) for r in res]
 
+    def flow_set_actions(self, ufids, actions: bytes) -> list[int]:
+        """The flows UFIDS (existing ones) take ACTIONS, in one call (the megaflows of one rule
+        after a flow-mod); the UFIDs it could not change (no such flow, bad actions, no memory)."""
+        n = len(ufids)
+        if not n:
+            return []
+        ub = b"".join([u.to_bytes(16, "little") for u in ufids])    # struct dps_ufid: lo, hi (x86)
+        res = array.array("i", bytes(4 * n))
+        ok = lib.dps_flow_set_actions(self.h, n, ffi.from_buffer("struct dps_ufid[]", ub),
+                                      ffi.from_buffer("uint8_t[]", actions or b"\0"), len(actions),
+                                      ffi.from_buffer("int32_t[]", res))
+        return [] if ok == n else [u for u, r in zip(ufids, res) if r]
+
     @staticmethod
     def _put_error(result: int) -> str:
         return {errno.EEXIST: "flow exists", errno.ENOENT: "no such flow",

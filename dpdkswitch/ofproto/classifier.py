@@ -76,9 +76,12 @@ class PrefixSet:
         self._sorted: dict[int, list[int]] = {}
 
     def add(self, plen: int, prefix: int) -> None:
-        c = self.count.setdefault(plen, {})
+        c = self.count.get(plen)
+        if c is None:
+            c = self.count[plen] = {}
         c[prefix] = c.get(prefix, 0) + 1
-        self._sorted.pop(plen, None)
+        if self._sorted:
+            self._sorted.pop(plen, None)
 
     def remove(self, plen: int, prefix: int) -> None:
         c = self.count[plen]
@@ -117,9 +120,10 @@ def _prefix_len(f: Field, mask: int) -> int | None:
     return f.bits - inv.bit_length()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Rule:
-    """One OpenFlow rule as the classifier sees it; the table keeps the rest on it."""
+    """One OpenFlow rule as the classifier sees it; the table keeps the rest on it (slotted:
+    a table holds many)."""
     priority: int
     match: Match
     key: int = 0
@@ -149,6 +153,7 @@ class Subtable:
     max_priority: int = -1
     n_rules: int = 0
     priorities: dict[int, int] = field(default_factory=dict)   # priority -> rules with it
+    stage_pairs: tuple = ()          # zip(stage_masks, stage_sets), made once: what insert and remove walk
 
 
 class Classifier:
@@ -172,28 +177,32 @@ class Classifier:
             self.soft.insert(rule)
             self.n_rules += 1
             return
+        key, priority = rule.key, rule.priority
         st = self.subtables.get((rule.mask, rule.meta_mask))
         if st is None:
             st = self._new_subtable(rule.mask, rule.meta_mask)
-        lst = st.rules.get((rule.key, rule.meta))
+        rk = (key, rule.meta)
+        lst = st.rules.get(rk)
         if lst is None:
-            st.rules[(rule.key, rule.meta)] = [rule]
+            st.rules[rk] = [rule]
         else:
             lst.append(rule)
             lst.sort(key=lambda r: -r.priority)
         meta = rule.meta & st.meta_mask
-        for sm, counts in zip(st.stage_masks, st.stage_sets):    # (the last stage has no set)
-            k = (rule.key & sm, meta)
+        for sm, counts in st.stage_pairs:                        # (the last stage has no set)
+            k = (key & sm, meta)
             counts[k] = counts.get(k, 0) + 1
         for ps, plen in st.prefixes:
-            ps.add(plen, field_of(ps.f, rule.key) >> (ps.f.bits - plen) if plen else 0)
+            f = ps.f
+            ps.add(plen, (key >> f.key_bit_shift & f.all_ones) >> (f.bits - plen) if plen else 0)
         if st.ports is not None:
-            st.ports.add(32, (rule.key >> PORTS_SHIFT) & st.ports_mask)
+            st.ports.add(32, (key >> PORTS_SHIFT) & st.ports_mask)
         st.n_rules += 1
         self.n_rules += 1
-        st.priorities[rule.priority] = st.priorities.get(rule.priority, 0) + 1
-        if rule.priority > st.max_priority:
-            st.max_priority = rule.priority
+        pr = st.priorities
+        pr[priority] = pr.get(priority, 0) + 1
+        if priority > st.max_priority:
+            st.max_priority = priority
             self._sort()
 
     def remove(self, rule: Rule) -> None:
@@ -238,6 +247,7 @@ class Classifier:
         if not stages or stages[-1] != mask:
             stages.append(mask)
         st = Subtable(mask, meta_mask, stages, [dict() for _ in stages[:-1]])
+        st.stage_pairs = tuple(zip(st.stage_masks, st.stage_sets))
         for f in TRIE_FIELDS:
             fm = field_of(f, mask)
             if fm:
@@ -365,6 +375,18 @@ class Classifier:
                 return r
         key, mask = match.key_and_mask_ints()
         meta, meta_mask = match.pipeline_ints()
+        return self._find(key, mask, meta, meta_mask, match, priority)
+
+    def find_same(self, rule: Rule) -> Rule | None:
+        """``find_exactly(rule.match, rule.priority)`` for a RULE not inserted yet (its ints
+        computed already)."""
+        if self.soft is not None and self.soft.n_rules:
+            r = self.soft.find_same(rule)
+            if r is not None:
+                return r
+        return self._find(rule.key, rule.mask, rule.meta, rule.meta_mask, rule.match, rule.priority)
+
+    def _find(self, key: int, mask: int, meta: int, meta_mask: int, match: Match, priority: int) -> Rule | None:
         st = self.subtables.get((mask, meta_mask))
         if st is None:
             return None

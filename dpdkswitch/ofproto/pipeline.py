@@ -46,9 +46,9 @@ class FlowModError(Exception):
         self.kind = kind          # overlap, bad_table, bad_group, group_exists, unknown_group, ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class FlowEntry:
-    """One rule of a table, with its counters and timeouts."""
+    """One rule of a table, with its counters and timeouts (slotted: a table holds many)."""
     table_id: int
     priority: int
     match: Match
@@ -419,32 +419,40 @@ class Pipeline:
         self._instructions_memo[id(instructions)] = (instructions, table_id, out)   # (holds it: the id stays its)
         return out
 
-    def add(self, spec: FlowSpec) -> FlowEntry:
+    def add(self, spec: FlowSpec, now: float | None = None) -> FlowEntry:
+        """SPEC's rule into its table (FlowModError, MatchError if refused); an identical rule
+        (same match and priority) is replaced, its counters kept unless reset_counts.  NOW: the
+        switch clock's time to take as the rule's creation (a caller adding a run of rules reads
+        the clock once); None: read it."""
         tid = spec.table_id or 0
         if tid >= N_TABLES:
             raise FlowModError("bad_table", f"no table {tid}")
         conj = self._check(spec)
         table = self.tables[tid]
-        old = table.cls.find_exactly(spec.match, spec.priority)
-        if old is None and table.cls.n_rules >= table.flow_limit:
+        cls = table.cls
+        rule = Rule.of(spec.priority, spec.match, None, conj)
+        old = cls.find_same(rule)
+        if old is None and cls.n_rules >= table.flow_limit:
             raise FlowModError("table_full", f"table {tid} is full: {table.flow_limit} rules (its flow_limit)")
-        if spec.flags & FLAG_CHECK_OVERLAP:
-            for r in table.cls.rules():
+        flags = spec.flags
+        if flags & FLAG_CHECK_OVERLAP:
+            for r in cls.rules():
                 if r is not old and r.priority == spec.priority and r.match.overlaps(spec.match):
                     raise FlowModError("overlap", "the new rule overlaps an existing rule of the same priority")
-        now = self.clock()
+        if now is None:
+            now = self.clock()
         e = FlowEntry(tid, spec.priority, spec.match, spec.instructions, spec.cookie, spec.idle_timeout,
-                      spec.hard_timeout, spec.flags, created=now, last_used=now, seq=next(self._seq))
+                      spec.hard_timeout, flags, now, now, 0, 0, rule, next(self._seq))
+        rule.data = e
         if old is not None:                       # an identical rule is replaced; counters kept
             oe: FlowEntry = old.data
-            if not spec.flags & FLAG_RESET_COUNTS:
+            if not flags & FLAG_RESET_COUNTS:
                 e.packets, e.bytes = oe.packets, oe.bytes
-            table.cls.remove(old)
+            cls.remove(old)
             oe.rule = None
             self.timed.discard(oe)
             self._touch(oe, tid)
-        e.rule = Rule.of(spec.priority, spec.match, e, conj)
-        table.cls.insert(e.rule)
+        cls.insert(rule)
         if e.idle_timeout or e.hard_timeout:
             self.timed.add(e)
         self._touch(e, tid)

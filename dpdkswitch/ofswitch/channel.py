@@ -41,7 +41,7 @@ from ..openflow import consts as C
 from ..openflow import nx
 from ..openflow.connection import ActiveController, Listener, OFConnection, log
 from ..openflow.errors import OFPError
-from ..openflow.message import (HEADER, BarrierReply, BarrierRequest, Experimenter, FeaturesReply,
+from ..openflow.message import (HEADER, BarrierRequest, Experimenter, FeaturesReply,
                                 FeaturesRequest, FlowMod, GetAsyncReply, GetAsyncRequest, GetConfigReply,
                                 GetConfigRequest, GroupMod, Message, MeterMod, MultipartRequest, PacketOut,
                                 PortMod, QueueGetConfigRequest, RoleReply, RoleRequest, SetAsync, SetConfig,
@@ -215,7 +215,19 @@ class OFSwitch:
 
     # -- messages
     def handle_batch(self, conn: OFConnection, batch) -> None:
-        for raw, msg in batch:
+        i, n = 0, len(batch)
+        while i < n:
+            raw, msg = batch[i]
+            if msg is None:                           # 1.3 flow-mods the connection left undecoded:
+                j = i + 1                             # the run of them, applied in order
+                while j < n and batch[j][1] is None:
+                    j += 1
+                for bad, exc in self.flows.flow_mod_run(conn, [r for r, _ in batch[i:j]],
+                                                        lambda: self._may_modify(conn)):
+                    self._failed(conn, bad, None, exc)
+                i = j
+                continue
+            i += 1
             try:
                 if isinstance(msg, OFPError):
                     if conn.version == V10 and raw[1] == C.OFPT10_STATS_REQUEST and raw[8:10] == b"\0\x0d":
@@ -226,30 +238,33 @@ class OFSwitch:
                         self._send_multipart(conn, req, self.ports.desc(V10))
                         continue
                     raise msg
-                if msg is None:                       # a 1.3 flow-mod the connection left undecoded
-                    self.flows.flow_mod_raw(conn, raw, lambda: self._may_modify(conn))
-                    continue
                 self._dispatch(conn, msg, raw)
-            except OFPError as e:
-                e.data = e.data or raw[:64]
-                xid = struct.unpack_from("!I", raw, 4)[0]
-                self.n_errors += 1
-                conn.send_error(e, xid=xid)
-            except MatchError as e:                   # a match the codec let through that the pipeline refuses
-                self.n_errors += 1
-                code = C.OFPBMC_BAD_PREREQ if e.alternatives else C.OFPBMC_BAD_VALUE
-                conn.send_error(OFPError(C.OFPET_BAD_MATCH, code, raw[:64]),
-                                xid=struct.unpack_from("!I", raw, 4)[0])
-            except Exception as e:                    # our bug: say so, answer EPERM, keep serving
-                self.n_errors += 1
-                log(f"{self.name}: handling {type(msg).__name__} failed: {type(e).__name__}: {e}", exc_info=True)
-                conn.send_error(OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_EPERM, raw[:64]),
-                                xid=struct.unpack_from("!I", raw, 4)[0])
-        self.sync()
+            except Exception as e:
+                self._failed(conn, raw, msg, e)
+        # A barrier last: its async messages were polled before its reply, and nothing came since.
+        self.sync(poll=not (n and isinstance(batch[-1][1], BarrierRequest)))
 
-    def sync(self) -> None:
-        """After a batch: the async messages it caused, and a revalidation if rules changed."""
-        self.poll_events()
+    def _failed(self, conn: OFConnection, raw: bytes, msg, e: Exception) -> None:
+        """Handling RAW (decoded as MSG, None when it was not) raised E: its error to CONN, with
+        its xid and first 64 bytes."""
+        xid = struct.unpack_from("!I", raw, 4)[0]
+        self.n_errors += 1
+        if isinstance(e, OFPError):
+            e.data = e.data or raw[:64]
+            conn.send_error(e, xid=xid)
+        elif isinstance(e, MatchError):               # a match the codec let through that the pipeline refuses
+            code = C.OFPBMC_BAD_PREREQ if e.alternatives else C.OFPBMC_BAD_VALUE
+            conn.send_error(OFPError(C.OFPET_BAD_MATCH, code, raw[:64]), xid=xid)
+        else:                                         # our bug: say so, answer EPERM, keep serving
+            what = type(msg).__name__ if msg is not None else "FlowMod"
+            log(f"{self.name}: handling {what} failed: {type(e).__name__}: {e}", exc_info=(type(e), e, e.__traceback__))
+            conn.send_error(OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_EPERM, raw[:64]), xid=xid)
+
+    def sync(self, poll: bool = True) -> None:
+        """After a batch: the async messages it caused (unless POLL is false: polled already),
+        and a revalidation if rules changed."""
+        if poll:
+            self.poll_events()
         self._kick()
 
     def _note_change(self) -> None:
@@ -392,7 +407,8 @@ class OFSwitch:
     def _barrier(self, conn, msg):
         self.poll_events()                     # rules changed before it are in the tables already
         self._kick(now_if_due=True)            # and in the datapath's cache, unless a pass just ran
-        self._reply(conn, msg, BarrierReply())
+        v = conn.version                       # the reply: a header alone (encode(BarrierReply()) packed directly)
+        conn.send(HEADER.pack(v, C.OFPT_BARRIER_REPLY if v == V13 else C.OFPT10_BARRIER_REPLY, HEADER.size, msg.xid))
 
     def _role(self, conn, msg):
         role = msg.role

@@ -142,6 +142,47 @@ class FlowManager:
         self._check_instructions(spec.table_id, spec.instructions)
         self._apply(conn, C.OFPFC_ADD, spec, C.OFP_NO_BUFFER)
 
+    def flow_mod_run(self, conn, raws: list[bytes], may_modify: Callable[[], None]) -> list[tuple[bytes, Exception]]:
+        """A run of OpenFlow 1.3 flow-mods from CONN (RAWS, whole, in the order received, with no
+        other message between them), each handled as ``flow_mod_raw`` handles it and applied in
+        turn, so a later one sees an earlier one's rule; the failures, (raw, exception) in order
+        (the caller answers each with its error and xid).  What a run shares is done once: the
+        clock read (its rules are created at one time), the check of an instruction list's
+        groups and meters (no group-mod or meter-mod can come between), the change note."""
+        errors: list[tuple[bytes, Exception]] = []
+        if not raws:
+            return errors
+        p = self.pipeline
+        shapes = self.shapes
+        now = p.clock()
+        checked: dict[tuple[int, int], tuple] = {}    # (id(instructions), table) -> instructions checked
+        try:
+            for raw in raws:
+                try:
+                    spec = shapes.spec(raw) if raw[0] == V13 else None
+                    if spec is None:
+                        msg = decode(raw)
+                        may_modify()
+                        self.flow_mod(conn, msg, raw)
+                        continue
+                    may_modify()
+                    self.n_flow_mods += 1
+                    ins, tid = spec.instructions, spec.table_id
+                    ck = (id(ins), tid)
+                    if checked.get(ck) is not ins:
+                        self._check_instructions(tid, ins)
+                        checked[ck] = ins
+                    try:
+                        p.add(spec, now)
+                    except FlowModError as e:
+                        raise OFPError(*FLOW_MOD_ERRORS.get(e.kind, (C.OFPET_FLOW_MOD_FAILED, C.OFPFMFC_UNKNOWN))) \
+                            from None
+                except Exception as e:          # answered by the caller, as for a lone flow-mod
+                    errors.append((raw, e))
+        finally:
+            self.changed()
+        return errors
+
     def flow_mod(self, conn, msg: FlowMod, raw: bytes | None = None):
         """MSG from CONN; RAW: its bytes, whose shape (flowshapes.py) is kept if it is applied."""
         self.n_flow_mods += 1

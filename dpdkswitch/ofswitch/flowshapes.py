@@ -53,7 +53,7 @@ def _head(raw: bytes) -> bytes:
 
 class Shape:
     """What the flow-mods of one shape share; ``segs`` are the fixed ranges after the head."""
-    __slots__ = ("segs", "fixed", "free", "fields", "template")
+    __slots__ = ("segs", "fixed", "free", "fields", "template", "fixed_of")
 
     def __init__(self, raw: bytes, free: list[tuple[int, int]], fields: tuple, template: FlowSpec):
         segs, pos = [], _MATCH_AT + 4
@@ -62,16 +62,25 @@ class Shape:
             pos = b
         segs.append((pos, len(raw)))
         self.segs = tuple(segs)
+        # fixed_of(raw): the bytes of RAW in the fixed ranges, joined
+        if len(segs) == 2:                        # one free field (the common shape): two slices
+            (a0, b0), (a1, b1) = segs
+            self.fixed_of = lambda raw: raw[a0:b0] + raw[a1:b1]
+        else:
+            self.fixed_of = lambda raw: b"".join([raw[a:b] for a, b in segs])
         self.fixed = self.fixed_of(raw)
         self.free, self.fields, self.template = tuple(free), fields, template
-
-    def fixed_of(self, raw: bytes) -> bytes:
-        return b"".join([raw[a:b] for a, b in self.segs])
 
     def spec(self, raw: bytes) -> FlowSpec:
         t = self.template
         _, cookie, idle, hard, priority = _VARY.unpack_from(raw)
-        match = t.match.with_exact(self.fields, [int.from_bytes(raw[a:b], "big") for a, b in self.free])
+        free = self.free
+        if len(free) == 1:
+            (a, b), = free
+            values: list | tuple = (int.from_bytes(raw[a:b], "big"),)
+        else:
+            values = [int.from_bytes(raw[a:b], "big") for a, b in free]
+        match = t.match.with_exact(self.fields, values)
         return t.replaced(match=match, priority=priority, cookie=cookie, idle_timeout=idle, hard_timeout=hard)
 
 
@@ -85,7 +94,7 @@ class FlowModShapes:
 
     def spec(self, raw: bytes) -> FlowSpec | None:
         """The FlowSpec of RAW (an OpenFlow 1.3 FLOW_MOD, whole) if it has a known shape, else None."""
-        cands = self.shapes.get(_head(raw))
+        cands = self.shapes.get(raw[:4] + raw[16:26] + raw[32:_MATCH_AT + 4])    # _head(raw)
         if cands is not None:
             for s in cands:
                 if s.fixed_of(raw) == s.fixed:

@@ -65,9 +65,10 @@ PACKET_IN_BATCH = 32                # packet-ins held for one write at most (the
 _LOG = rate_limited("dpdkswitch.openflow")
 
 
-def log(msg: str, exc_info: bool = False) -> None:
+def log(msg: str, exc_info: bool | tuple = False) -> None:
     """A message about a connection or what a peer sent: ``openflow: MSG``, rate limited per call
-    site (a peer can cause any number of them); EXC_INFO: with the exception being handled."""
+    site (a peer can cause any number of them); EXC_INFO: with the exception being handled
+    (True), or with the one given as an exc_info tuple."""
     _LOG.info(msg, stacklevel=2, exc_info=exc_info)
 
 

@@ -106,10 +106,15 @@ class Experimenter(DataTail, Message):
     LAYOUT = {None: Layout("experimenter:I exp_type:I")}
 
 
+HEADER_ONLY: set[type] = set()          # the classes _empty makes: decode builds them from the header
+
+
 def _empty(name: str, t13: int | None, t10: int | None) -> type[Message]:
     """A message class without a body."""
     types = {v: t for v, t in ((V13, t13), (V10, t10)) if t is not None}
-    return dataclass(type(name, (Message,), {"TYPE": types, "__doc__": f"{name}: header only."}))
+    cls = dataclass(type(name, (Message,), {"TYPE": types, "__doc__": f"{name}: header only."}))
+    HEADER_ONLY.add(cls)
+    return cls
 
 
 FeaturesRequest = _empty("FeaturesRequest", C.OFPT_FEATURES_REQUEST, C.OFPT_FEATURES_REQUEST)
@@ -468,6 +473,8 @@ def decode(data: bytes) -> Message:
                 raise OFPError(C.OFPET_BAD_REQUEST, C.OFPBRC_BAD_VERSION)
         if length != len(data):
             raise OFPError(*BAD_LEN)
+        if length == 8 and cls in HEADER_ONLY:     # (a barrier after every ovs-ofctl flow-mod)
+            return cls(version=version, xid=xid)
         return cls.unpack(layout_version, data[8:], version=version, xid=xid)
     except OFPError as e:
         e.data, e.xid, e.version = e.data or data[:64], xid, version

@@ -791,6 +791,7 @@ dps_flow_set_actions(struct dps_dp *dp, unsigned n, const struct dps_ufid *ufids
         }
         struct dps_actions *old = f->actions;
         __atomic_store_n(&f->actions, a, __ATOMIC_RELEASE);
+        rb_modify(ft, f, (uint32_t)slot);
         actions_retire(ft, old);
         results[i] = 0;
         ok++;

@@ -1217,6 +1217,11 @@ def test_recirculation_buckets_follow_flow_changes_at_once(dp):
     before = bucket_pass(dp)
     assert send_bursts(dp, frames_) == {2: [], 3: odd, 4: even}
     assert bucket_pass(dp) - before == 64
+    assert dp.flow_set_actions([2, 3], odp.encode([odp.Output(3)])) == []   # the revalidator's way
+    assert send_bursts(dp, frames_) == {2: [], 3: [f for f in frames_ if f in even or f in odd], 4: []}
+    assert bucket_pass(dp) - before == 128
+    dp.flow_put(3, *bucket_flow(1, 1), odp.encode([odp.Output(3)]))
+    dp.flow_put(2, k0, m0, odp.encode([odp.Output(4)]))
     dp.flow_put(2, k0, m0, odp.encode([odp.Output(2), odp.Output(4)]))   # not output:PORT alone
     before = bucket_pass(dp)
     assert send_bursts(dp, frames_) == {2: even, 3: odd, 4: even}

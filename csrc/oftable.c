@@ -507,7 +507,7 @@ dps_oftable_setup(struct dps_dp *dp, const struct dps_oftable *t, struct dps_upc
         dps_megaflow_ufid(&row->masked, &row->mask, &row->ufid);
         row->rule = t->rules[r].id;
         row->len = u->len;
-        row->pad = 0;
+        row->in_port = u->key.in_port;
         acts[nr] = &t->kept[t->kept_idx.vals[at]];
         pkts[nr] = u->packet;
         puts[nr] = (struct dps_flow_put){ .ufid = row->ufid, .key = &row->masked, .mask = &row->mask,

@@ -38,6 +38,8 @@ from .ukey import Ukey, Ukeys, megaflow_ufid
 EXACT = b"\xff" * KEY_SIZE          # the mask of every megaflow while megaflows are off
 TCP_FLAGS = BY_NAME["tcp_flags"]
 EXACT_INT = int.from_bytes(EXACT, "big")
+FLAGS_BYTE = KEY_SIZE - 1 - TCP_FLAGS.key_bit_shift // 8    # the key byte of the TCP flags' low 8 bits
+assert TCP_FLAGS.key_bit_shift % 8 == 0 and TCP_FLAGS.byteorder == "big"
 T0 = (0,)                            # a sealed visit's tables: table 0
 MAX_MASKS = 4096                     # megaflow masks remembered by their wildcards (UpcallHandler._masks)
 
@@ -156,20 +158,18 @@ class UpcallHandler:
         kt, ukeys, st, masks = self.kept_table, self.ukeys, self.stats, self._c_masks
         now_ns = self.dp.now_ns
         now = now_ns / 1e9
-        shift = TCP_FLAGS.key_bit_shift
         if len(masks) > MAX_MASKS:
             masks.clear()
         p, version, entries, likes, shapes = kt.p, kt.version, kt.entries, kt.likes, kt.rule_shapes
         index = ukeys.index
         counted = 0
-        for lo, hi, rid, res, n, _, key, masked, mask in rows:
+        for lo, hi, rid, res, n, dp_in, key, masked, mask in rows:
             ufid = lo | hi << 64
-            flags = int.from_bytes(key, "big") >> shift & 0xFF
+            flags = key[FLAGS_BYTE]                        # the TCP flags' low byte, as _translate's
             if res == 0:
                 # the rule's kept translation (its own, or one made from its shape's as
                 # Translator.kept_for does, without hashing its instructions again)
                 e = entries[rid]
-                dp_in = int.from_bytes(key[0:4], "little")
                 kept = e.kept
                 if kept is None or kept.version != version or kept.dp_in_port != dp_in:
                     like = likes[(shapes[rid], dp_in)]
@@ -180,8 +180,7 @@ class UpcallHandler:
                 got = masks.get(mask)
                 if got is None:
                     got = masks[mask] = (ukeys.mask_of(mask), int.from_bytes(mask, "big"))
-                uk = ukeys[ufid] = Ukey(ufid, masked, got[0], kept.encoded, kept.visits, now_ns, key,
-                                        missed_packets=1, missed_bytes=n)
+                uk = ukeys[ufid] = Ukey(ufid, masked, got[0], kept.encoded, kept.visits, now_ns, key, 1, n)
                 uk.tcp_flags = flags
                 by = index.get(got[1])
                 if by is None:
@@ -196,7 +195,7 @@ class UpcallHandler:
                 uk.tcp_flags |= flags
                 st.c_setups += 1
                 continue
-            kt.kept_of(rid, int.from_bytes(key[0:4], "little")).visits.push_stats(1, n, now, missed=True)
+            kt.kept_of(rid, dp_in).visits.push_stats(1, n, now, missed=True)
             st.c_setups += 1
             if res == -errno.ENOSPC:
                 st.flow_limit_hits += 1

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from dpdkswitch.app import FreezeSurvivors
 from dpdkswitch.bench.scenarios import bench_dir, load_scenarios, pcap_for, rules_for, scenarios_path
 from dpdkswitch.config import loads
 from dpdkswitch.datapath import Datapath, Upcall
@@ -107,7 +108,8 @@ def main(argv: list[str]) -> int:
         for r in rules_for(sc):
             br.pipeline.add(parse_flow(r))
         br.revalidator.run()
-        gc.freeze()                          # as `dpdkswitch run` does after start-up
+        gc.freeze()                          # as `dpdkswitch run` does after start-up,
+        survivors = FreezeSurvivors().install()   # and after each full collection
         br.start()
         gc_cpu = [0.0, 0.0]
 
@@ -132,6 +134,7 @@ def main(argv: list[str]) -> int:
             busy += time.thread_time() - t
             quiet = quiet + 1 if not got and not handled else 0
         gc.callbacks.remove(on_gc)
+        survivors.remove()
         st = br.upcalls.stats
         done = max(1, st.installed)
         print(f"{st.installed:,} setups of {n:,} frames ({st.translations:,} translations, {st.c_setups:,} in C, "

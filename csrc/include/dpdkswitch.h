@@ -525,7 +525,7 @@ struct dps_setup_row {
     uint32_t rule;                    /* the rule's id */
     int32_t result;                   /* the put's: 0, -EEXIST (a flow of that UFID is in), -ENOSPC, ... */
     uint32_t len;                     /* the frame's length */
-    uint32_t pad;
+    uint32_t in_port;                 /* the key's (a datapath port) */
     struct dps_flow_key key;          /* the miss's key */
     struct dps_flow_key masked;       /* the megaflow's key, masked */
     struct dps_flow_key mask;         /* its mask (in_port and recirc_id exact) */

@@ -40,7 +40,7 @@ _UPCALL = struct.Struct(f"=QQIIQ{KEY_SIZE}s")
 assert _UPCALL.size == ffi.sizeof("struct dps_upcall") and \
     [ffi.offsetof("struct dps_upcall", f) for f in ("len", "cookie", "key")] == [16, 24, 32]
 
-# struct dps_setup_row as one unpack reads it: ufid (lo, hi), rule, result, len, pad, key, masked, mask
+# struct dps_setup_row as one unpack reads it: ufid (lo, hi), rule, result, len, in_port, key, masked, mask
 SETUP_ROW = struct.Struct(f"=QQIiII{KEY_SIZE}s{KEY_SIZE}s{KEY_SIZE}s")
 assert SETUP_ROW.size == ffi.sizeof("struct dps_setup_row") and \
     [ffi.offsetof("struct dps_setup_row", f) for f in ("rule", "key", "mask")] == [16, 32, 32 + 2 * KEY_SIZE]
@@ -678,7 +678,7 @@ class Datapath:
     def upcalls_setup(self, table: "OfTable", max_n: int, room: int) -> tuple[list[tuple], list["Upcall"]]:
         """Up to MAX_N waiting upcalls, those misses that TABLE answers (ROOM of them at most) set
         up in C (``dps_oftable_setup``: megaflow put, frame executed): (their rows, as
-        ``SETUP_ROW`` unpacks them: ufid lo, hi, rule id, put result, frame length, pad, key,
+        ``SETUP_ROW`` unpacks them: ufid lo, hi, rule id, put result, frame length, datapath in_port, key,
         masked key, mask), and the other upcalls, in order."""
         rows: list[tuple] = []
         left: list[Upcall] = []

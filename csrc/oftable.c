@@ -245,7 +245,7 @@ dps_oftable_subtable(struct dps_oftable *t, const uint8_t *mask, const uint8_t *
     if (!n_stages || n_stages > MAX_STAGES + 1 || n_prefixes > MAX_PREFIXES)
         return -EINVAL;
     for (unsigned j = 0; j < n_prefixes; j++)
-        if (tries[j] >= MAX_TRIES || !t->tries[tries[j]].set)
+        if (tries[j] >= MAX_TRIES || !t->tries[tries[j]].set || plens[j] > 8 * t->tries[tries[j]].len)
             return -EINVAL;
     if (t->n_st == t->cap_st) {
         uint32_t cap = t->cap_st ? 2 * t->cap_st : 16;

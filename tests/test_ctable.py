@@ -133,3 +133,16 @@ def test_c_setup_declines_what_it_cannot_answer(dp, monkeypatch):
     rig.send(1, [udp_frame(i) for i in range(200, 210)])
     assert len(rig.pins) == 10
     assert megaflow_mask(0)[0:8] == b"\xff" * 8
+
+
+def test_c_setups_keep_the_flow_limit(dp, monkeypatch):
+    """Setups in C stop at the handler's flow limit: the frames beyond it are forwarded without
+    a megaflow (counted as flow limit hits), as the Python path does."""
+    monkeypatch.setattr(ctable, "REBUILD_MISSES", 16)
+    rig = _rig(dp, 300)
+    rig.h.flow_limit = 150
+    out = rig.send(1, [udp_frame(i) for i in range(300)], chunk=50)
+    st = rig.h.stats
+    assert len(out[2]) == 300 and st.c_setups
+    assert len(rig.h.ukeys) == st.installed == 150 == rig.dp.flow_count()
+    assert st.flow_limit_hits == 150 and not st.put_errors

@@ -471,6 +471,8 @@ class ScenarioRun:
             "dups": c1["dups"],
             "upcalls": stats.upcalls,
             "translations": stats.translations,
+            "c_setups": stats.c_setups,            # misses set up in C (table 0's kept rules)
+            "c_table_builds": self.br.upcalls.kept_table.builds,
             "flow_limit_hits": stats.flow_limit_hits,
             "put_errors": stats.put_errors,
             "packets": c1["rx_packets"],

@@ -108,7 +108,7 @@ class KeptTable:
             for plen, prefixes in cls.tries[f.name].count.items():
                 t.prefixes(i, plen, [(pre << (shift - plen)).to_bytes(n, "big") for pre in prefixes])
         trie_of = {id(cls.tries[f.name]): i for i, f in enumerate(TRIE_FIELDS)}
-        entries, rshapes, shapes, likes = [], [], self.shapes, {}
+        entries, rshapes, shapes, likes, by_id = [], [], self.shapes, {}, {}
         shapes.clear()
         version = p.version
         for st in cls.order:
@@ -120,9 +120,13 @@ class KeptTable:
                     continue
                 r = lst[0]
                 e = r.data
-                sh = shapes.get(e.instructions)
+                ins = e.instructions
+                sh = by_id.get(id(ins))          # rules from one flow-mod shape share their instructions
                 if sh is None:
-                    sh = shapes[e.instructions] = len(shapes)
+                    sh = shapes.get(ins)
+                    if sh is None:
+                        sh = shapes[ins] = len(shapes)
+                    by_id[id(ins)] = sh          # (the entries hold INS for the build's length)
                 kept = e.kept
                 if kept is not None and kept.version == version and (sh, kept.dp_in_port) not in likes:
                     likes[(sh, kept.dp_in_port)] = kept

@@ -15,14 +15,16 @@ The table is built whole at one pipeline version and used only at that version, 
 but the tables decides a miss (``first_lookup_applies``) in a datapath of one bridge: any
 rule, group, meter or port change moves the version and drops it.  It is built again once
 ``REBUILD_MISSES`` misses (or one per ``REBUILD_PER_RULES`` rules, whichever is more) went
-through Python at the new version: a storm of misses pays for a build, a stream of flow-mods
-does not pay one per change.  A kept translation made after the build adds its actions
+through Python at the new version and took as long as the last build did: a storm of misses
+pays for a build, a stream of flow-mods during a storm does not pay one per change.  A kept translation made after the build adds its actions
 (``Translator.on_kept``).
 
 Contract: the control thread only (the upcall handler's).  Cost: a build is one pass over
 table 0's rules (a few µs each); ``usable`` is a few attribute reads.
 """
 from __future__ import annotations
+
+import time
 
 from ..datapath import OfTable
 from ..flowkey import KEY_SIZE
@@ -62,6 +64,8 @@ class KeptTable:
         self.likes: dict[tuple[int, int], Kept] = {}   # (shape id, dp port) -> a kept translation of it
         self.builds = 0
         self._misses = 0                   # misses through Python at _seen
+        self._spent = 0.0                  # ... and the seconds they took
+        self.build_s = 0.0                 # the last build's
         self._seen = -1
         translator.on_kept = self._kept
 
@@ -81,15 +85,22 @@ class KeptTable:
             self.table.close()
         self.table, self.entries, self.likes = None, [], {}
 
-    def note_misses(self, n: int) -> None:
-        """N misses went through Python's translation: build the table once enough did at one version."""
+    def note_misses(self, n: int, seconds: float) -> None:
+        """N misses went through Python's translation in SECONDS: build the table once enough did
+        at one version, and (after a first build) once they took as long as the last build did,
+        so that flow-mods arriving during a storm cost at most twice what the best choice of
+        building or not would have (each change drops the table)."""
         p = self.xlate.p
         if p.version != self._seen:
-            self._seen, self._misses = p.version, 0
+            self._seen, self._misses, self._spent = p.version, 0, 0.0
         self._misses += n
+        self._spent += seconds
         if (self.table is None and len(self.xlate.pipelines) == 1 and first_lookup_applies(p)
-                and self._misses >= max(REBUILD_MISSES, p.tables[0].cls.n_rules // REBUILD_PER_RULES)):
+                and self._misses >= max(REBUILD_MISSES, p.tables[0].cls.n_rules // REBUILD_PER_RULES)
+                and self._spent >= self.build_s):
+            t = time.perf_counter()
             self.build(p)
+            self.build_s = time.perf_counter() - t
 
     def build(self, p: Pipeline) -> None:
         """Compile table 0 of P at its current version."""

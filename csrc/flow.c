@@ -387,7 +387,7 @@ actions_copy(const uint8_t *a, uint32_t len)
         }
         acts->lead = (uint16_t)lead;
         acts->needs_key = dps_actions_need_key(a + lead, len - lead);
-        acts->shape = actions_shape(a, len);
+        acts->shape = actions_shape(a + lead, len - lead);   /* what runs after the lead sample */
         memcpy(acts->data, a, len);
     }
     return acts;

@@ -57,7 +57,8 @@ struct dps_actions {
     uint16_t lead;
     uint16_t lead_copy;                    /* a sampled frame's branch is a copy (as the executor's) */
     uint16_t needs_key;                    /* hash or userspace in the rest: the frame's key must be parsed */
-    uint16_t shape;                        /* DPS_SHAPE_*: a list the PMD runs without the executor */
+    uint16_t shape;                        /* DPS_SHAPE_*: DATA + LEAD (the list past the lead sample)
+                                            * is one the PMD runs without the executor */
     uint32_t pad;
     uint64_t lead_sflow;                   /* the lead sample is sFlow's alone (a userspace action with
                                             * DPS_UPCALL_SFLOW): its cookie, the record made from the

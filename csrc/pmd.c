@@ -368,7 +368,7 @@ run_flow(struct dps_pmd *pmd, struct rte_mbuf *m, struct dps_flow_key *key, uint
     pmd->frame_key = key;
     if (acts->lead)
         lead_sample(pmd, m, key->in_port, key, acts);
-    const struct dps_action *h = (const void *)acts->data;
+    const struct dps_action *h = (const void *)(acts->data + acts->lead);   /* the shape: past the lead */
     if (acts->shape == DPS_SHAPE_OUTPUT) {
         if (exec_port_ok(pmd, h->arg))
             dps_tx_enqueue(pmd, pmd->fwd, h->arg, m);

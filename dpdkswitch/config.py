@@ -830,6 +830,7 @@ NETFLOW = {
     "active_timeout": (_int(1, 86400), 600),
     "add_id_to_interface": (_bool, False),
 }
+SFLOW_MAX_TARGETS = 8     # collectors of one sFlow agent: the datapath's DPS_SFLOW_TARGETS
 SFLOW = {
     "targets": (_list(_text(_valid_hostport, "IP:PORT, e.g. 127.0.0.1:6343")), REQUIRED),
     "sampling": (_int(1, 1 << 30), 400),
@@ -1137,6 +1138,9 @@ class _Reader:
             sf, _ = self.section(b["sflow"], SFLOW, f"{what} sflow", nodes["sflow"][0])
             if not sf["targets"]:
                 self.fail(nodes["sflow"][0], f"{what} sflow: targets: at least one collector IP:PORT")
+            if len(sf["targets"]) > SFLOW_MAX_TARGETS:
+                self.fail(nodes["sflow"][0], f"{what} sflow: targets: at most {SFLOW_MAX_TARGETS} collectors, "
+                          f"not {len(sf['targets'])}")
             sflow = SflowConfig(**sf, where=self.where(nodes["sflow"][0]))
         ipfix = self.ipfix(b["ipfix"], nodes.get("ipfix"), what)
         stp = StpConfig(b["stp_enable"], b["stp_priority"], b["stp_hello_time"], b["stp_max_age"],

@@ -7,7 +7,8 @@ sample, not per frame) and copies a sampled frame's first bytes, length, input p
 cookie into its own sample ring (C, ``csrc/sflow.c``): no upcall.  The upcall handler drains
 every ring in one C call (``UpcallHandler.sflow_drain``, this module's ``SampleDrain``: one per
 datapath, for every bridge's agent on it), which encodes each record as this bridge's flow
-sample, with Open vSwitch's records:
+sample into the bridge's datagram, kept in C (``Datapath.sflow_agent``), and sends the
+datagrams it filled in batches (sendmmsg), with Open vSwitch's records:
 
 * the extended switch record (1001): the frame's VLAN and priority (0 for untagged) in and out;
 * the raw header record (format 1): the first ``header`` bytes of the frame, its length with
@@ -23,13 +24,14 @@ hash of the name), so a collector sees the same interface numbers from either sw
 order: Ethernet (2: the FCS errors where the device counts them, rx_crc_errors, the rest
 "unknown", 0xFFFFFFFF), OpenFlow port (1004: datapath id and port number), port name (1005)
 and generic interface counters (1: multicast, broadcast and unknown protocols "unknown", as
-DPDK counts none of them).  Samples wait in a datagram of at most 1400 bytes,
-sent when full and at every revalidator pass (≤ 500 ms); the pass also runs the counter
-polling (``Revalidator.observers``).  Times: the datapath's clock.
+DPDK counts none of them; built here, added to the same datagram).  Samples wait in a
+datagram of at most 1400 bytes, sent when full and at every revalidator pass (≤ 500 ms); the
+pass also runs the counter polling (``Revalidator.observers``).  Times: the datapath's clock.
 
 Contract: the control thread only (the upcall handler and the revalidator).  Cost: one C call
-per 1,024 samples (encoding them) and a list append per sample; per polling interval, one C
-call for every port's counters.
+per drain, whatever the samples (encoding them, building and sending their datagrams: one
+sendmmsg per 64 datagrams); per polling interval, one C call for every port's counters and
+one per counter sample.
 """
 from __future__ import annotations
 
@@ -39,13 +41,11 @@ import struct
 
 import numpy as np
 
-from .datapath import MAX_PORTS, SFLOW_BATCH, DatapathError
-from .datapath.abi import SFLOW_AGENT_DTYPE
+from .datapath import MAX_PORTS, DatapathError
 from .ofproto.xlate import sflow_ifindex
 from .revalidator import PassReport
 from .switch import Bridge
 
-DATAGRAM_MAX = 1400
 UNKNOWN = 0xFFFFFFFF            # a counter the device does not keep (sFlow's "unknown")
 PHYSICAL_ENTITY = 2 << 24       # the source class of a flow sample: the bridge, as Open vSwitch's
 
@@ -79,15 +79,15 @@ class Sflow:
                       {socket.AF_INET6 if ":" in h else socket.AF_INET for h, _ in self.targets}}
         for s in self.socks.values():
             s.setblocking(False)
-        self.pending: list[bytes] = []
-        self.pending_len = 0
-        self.datagram_seq = 0
-        self.flow_seq = 0
         self.counter_seq: dict[int, int] = {}
-        self.pool = 0                              # frames the bridge's sampler stood for
         self.source = PHYSICAL_ENTITY | (1000 + sub_id)
         self.next_poll_ns = self.boot_ns
-        self.flow_samples = self.counter_samples = self.datagrams = self.send_errors = 0
+        self.counter_samples = 0
+        # the datagrams (flow samples' sequence numbers and pool, what was sent) live in C
+        self.out = self.dp.sflow_agent(
+            self.source, cfg.sampling, cfg.header, sub_id, ip.packed, self.boot_ns,
+            [(self.socks[socket.AF_INET6 if ":" in h else socket.AF_INET].fileno(), ipaddress.ip_address(h).packed, p)
+             for h, p in self.targets])
         bridge.backer.revalidator.observers.append(self)
         h = bridge.upcalls
         if h.sflow_drain is None:
@@ -117,12 +117,19 @@ class Sflow:
         for s in self.socks.values():
             s.close()
 
-    # -- samples
-    def sampled(self, sample: bytes) -> None:
-        """A flow sample the datapath made (SampleDrain): into the next datagram."""
-        self.flow_samples += 1
-        self._add(sample)
+    @property
+    def flow_samples(self) -> int:
+        return self.out.flow_samples
 
+    @property
+    def datagrams(self) -> int:
+        return self.out.datagrams
+
+    @property
+    def send_errors(self) -> int:
+        return self.out.send_errors
+
+    # -- samples
     def poll_counters(self) -> None:
         """A counter sample of every device port (generic and Ethernet records)."""
         br = self.bridge
@@ -147,7 +154,7 @@ class Sflow:
                     + _record(1004, struct.pack("!QI", dpid, p.ofport)) + _record(1005, _xdr_opaque(name))
                     + _record(1, generic))
             self.counter_samples += 1
-            self._add(_record(2, body))
+            self.out.add(_record(2, body))
 
     def _xstat(self, p, name: str) -> int:
         """The device's extended counter NAME, UNKNOWN if it keeps none."""
@@ -158,28 +165,8 @@ class Sflow:
         return UNKNOWN if v is None else int(v) & 0xFFFFFFFF
 
     # -- datagrams
-    def _add(self, sample: bytes) -> None:
-        if self.pending and 28 + len(self.agent[1]) + self.pending_len + len(sample) > DATAGRAM_MAX:
-            self.flush()
-        self.pending.append(sample)
-        self.pending_len += len(sample)
-
     def flush(self) -> None:
-        if not self.pending:
-            return
-        self.datagram_seq += 1
-        uptime = ((self.dp.now_ns - self.boot_ns) // 1_000_000) & 0xFFFFFFFF
-        head = (struct.pack("!II", 5, self.agent[0]) + self.agent[1]
-                + struct.pack("!IIII", self.sub_id, self.datagram_seq, uptime, len(self.pending)))
-        datagram = head + b"".join(self.pending)
-        self.pending, self.pending_len = [], 0
-        for host, port in self.targets:
-            s = self.socks[socket.AF_INET6 if ":" in host else socket.AF_INET]
-            try:
-                s.sendto(datagram, (host, port))
-                self.datagrams += 1
-            except OSError:
-                self.send_errors += 1
+        self.out.flush()
 
     # -- the revalidator's observer
     def flow_deleted(self, uk) -> None:
@@ -205,14 +192,14 @@ class Sflow:
 class SampleDrain:
     """The sample rings of one datapath, drained for every sFlow agent on it (one per bridge):
     the upcall handler calls it (``UpcallHandler.sflow_drain``) before its upcalls.  Each
-    agent's sampling rate, header size, sequence number and pool live in one C-viewed array
-    (abi.SFLOW_AGENT_DTYPE), and the datapath ports' agent and ifIndex in two tables, rebuilt
-    when a bridge's ports change."""
+    agent's datagram is C's (``Sflow.out``), and the datapath ports' agent and ifIndex are
+    two tables, rebuilt when a bridge's ports change; a drain is one C call."""
 
     def __init__(self, dp):
         self.dp = dp
         self.agents: list[Sflow] = []
         self._key = None
+        self._outs: list = []
         self.port_agent = np.full(MAX_PORTS, 0xFFFFFFFF, dtype=np.uint32)
         self.port_ifindex = np.zeros(MAX_PORTS, dtype=np.uint32)
 
@@ -227,27 +214,12 @@ class SampleDrain:
                 if 0 <= p.dp_port < MAX_PORTS and self.port_agent[p.dp_port] == 0xFFFFFFFF:
                     self.port_agent[p.dp_port] = i
                     self.port_ifindex[p.dp_port] = 0 if p.patch else sflow_ifindex(p.name)
+        self._outs = [a.out for a in self.agents]
         self._key = key
 
     def __call__(self) -> int:
-        """Every record waiting, to its agent; returns how many."""
-        agents = self.agents
-        if not agents:
+        """Every record waiting, into its agent's datagrams (those filled sent); returns how many."""
+        if not self.agents:
             return 0
         self._tables()
-        lost = int(self.dp.pmd_stats()["sflow_lost"].sum()) & 0xFFFFFFFF
-        state = np.array([(a.source, a.cfg.sampling, a.cfg.header, a.flow_seq, a.pool, lost) for a in agents],
-                         dtype=SFLOW_AGENT_DTYPE)
-        total = 0
-        while True:
-            data, agent_of, lens = self.dp.sflow_drain(state, self.port_agent, self.port_ifindex)
-            off = 0
-            for a, n in zip(agent_of.tolist(), lens.tolist()):
-                agents[a].sampled(data[off:off + n])
-                off += n
-            total += len(lens)
-            if len(lens) < SFLOW_BATCH:
-                break
-        for a, (seq, pool) in zip(agents, state[["seq", "pool"]].tolist()):
-            a.flow_seq, a.pool = seq, pool
-        return total
+        return self.dp.sflow_export(self._outs, self.port_agent, self.port_ifindex)

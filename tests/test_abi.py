@@ -23,3 +23,9 @@ def test_stage_names_follow_the_c_stage_numbers():
     assert lib.DPS_STAGES == len(abi.STAGES) == abi.PMD_STATS_DTYPE["stage_cycles"].shape[0]
     for i, name in enumerate(abi.STAGES):
         assert getattr(lib, f"DPS_STAGE_{name.upper()}") == i, name
+
+
+def test_the_config_allows_the_sflow_collectors_the_datapath_holds():
+    from dpdkswitch.config import SFLOW_MAX_TARGETS
+    from dpdkswitch.datapath import SFLOW_TARGETS
+    assert SFLOW_MAX_TARGETS == SFLOW_TARGETS

@@ -422,3 +422,112 @@ def test_sampling_countdown_gaps_are_geometric(eal):
         agent.close()
         sw.stop()
         rx.close()
+
+
+def test_datagrams_built_in_c_are_full_in_sequence_and_a_refusing_collector_is_counted(eal):
+    """The datagrams the datapath builds and sends in batches: each one is sFlow v5 with the
+    agent's address and sub-agent id, its sequence number one past the last, its sample count
+    the samples it holds, at most 1,400 bytes and full (its successor's first sample would not
+    have fit), its uptime the manual clock's; the counter samples of a pass ride in the same
+    datagrams after the flow samples.  A second collector that refuses every datagram (the
+    broadcast address, without SO_BROADCAST) costs nothing to the first: each datagram is
+    counted once as sent and once as a send error."""
+    rx = collector()
+    cfg = (CONFIG % {"tag": os.getpid() % 100000, "port": rx.getsockname()[1], "n": 1})
+    cfg = cfg.replace('targets: ["127.0.0.1:', 'targets: ["255.255.255.255:6343", "127.0.0.1:')
+    sw = Switch(loads(cfg, "sf.yaml"), manual_clock=True)
+    sw.start()
+    br = sw.bridge("br0")
+    p1, p2 = host_port(br, "h1", 1), host_port(br, "h2", 2)
+    agent = Sflow(br)
+    try:
+        frames = [udp_frame(i, size=60 + (i * 53) % 900) for i in range(2000)]
+        assert send(br, p1, p2, frames) == len(frames)
+        br.dp.set_clock(br.dp.now_ns + 3_500 * 10**6)
+        br.backer.revalidator.run()                       # counters polled, the last datagram sent
+        dgs = []
+        while True:
+            try:
+                dgs.append(rx.recv(65535))
+            except socket.timeout:
+                break
+        assert len(dgs) == agent.datagrams == agent.send_errors > 100
+        flows = counters = 0
+        uptimes = []
+        for i, d in enumerate(dgs):
+            version, atype, addr, sub, seq, uptime, n = struct.unpack_from("!II4sIIII", d)
+            assert (version, atype, addr, sub, seq) == (5, 1, bytes([192, 0, 2, 1]), 0, i + 1)
+            assert len(d) <= 1400
+            off, sizes = 28, []
+            for _ in range(n):
+                fmt, length = struct.unpack_from("!II", d, off)
+                flows += fmt == 1
+                counters += fmt == 2
+                sizes.append(8 + length)
+                off += 8 + length
+            assert off == len(d)                          # N samples, nothing else
+            if i + 1 < len(dgs):                          # full: the next one's first sample did not fit
+                nfmt, nlen = struct.unpack_from("!II", dgs[i + 1], 28)
+                assert 28 + 4 + (len(d) - 28) + 8 + nlen > 1400, i
+            uptimes.append(uptime)
+        assert flows == agent.flow_samples == len(frames)
+        assert counters == 3 == agent.counter_samples            # h1, h2, idle: one poll
+        assert uptimes[0] == 0 and uptimes[-1] == 3500
+        last = dgs[-1]
+        n = struct.unpack_from("!I", last, 24)[0]
+        fmts, off = [], 28
+        for _ in range(n):
+            fmt, length = struct.unpack_from("!II", last, off)
+            fmts.append(fmt)
+            off += 8 + length
+        assert fmts[-3:] == [2, 2, 2] and fmts[0] == 1           # the pass's counters after the last flow samples
+    finally:
+        agent.close()
+        sw.stop()
+        rx.close()
+
+
+def test_sampled_normal_flows_forward_to_the_learned_port_and_sample_every_frame(eal):
+    """NORMAL with sFlow 1/1: the megaflows (matched on the MACs, past the cheap in_port path)
+    lead with the sample and then output to the learned port: every frame reaches that port
+    and no other, and each is a flow sample with that port as its output, in order."""
+    rx = collector()
+    cfg = (CONFIG % {"tag": os.getpid() % 100000, "port": rx.getsockname()[1], "n": 1})
+    cfg = cfg.replace('flows: ["in_port=1,actions=output:2"]', 'flows: ["actions=NORMAL"]')
+    sw = Switch(loads(cfg, "sf.yaml"), manual_clock=True)
+    sw.start()
+    br = sw.bridge("br0")
+    p1, p2, p3 = host_port(br, "h1", 1), host_port(br, "h2", 2), host_port(br, "h3", 3)
+    agent = Sflow(br)
+    try:
+        a, b = b"\x02\0\0\0\0\x01", b"\x02\0\0\0\0\x02"
+        br.dp.inject(p2, [udp_frame(0, src_mac=b, dst_mac=a)])     # h2's MAC learned (flooded)
+        br.dp.poll(2)
+        br.upcalls.handle()
+        br.dp.drain(p1), br.dp.drain(p3)
+        frames = [udp_frame(i, size=64 + i % 300, src_mac=a, dst_mac=b) for i in range(1, 3001)]
+        at2 = at3 = 0
+        for i in range(0, len(frames), 32):
+            br.dp.inject(p1, frames[i:i + 32])
+            br.dp.poll(2)
+            br.upcalls.handle()
+            at2 += len(br.dp.drain(p2))
+            at3 += len(br.dp.drain(p3))
+        br.dp.poll(2)
+        br.upcalls.handle()
+        at2 += len(br.dp.drain(p2))
+        assert (at2, at3) == (len(frames), 0)
+        from dpdkswitch.datapath import MANUAL_PMD
+        st = br.dp.pmd_stats()[MANUAL_PMD]
+        assert int(st["emc_hits"] + st["megaflow_hits"]) >= len(frames) - 64 and int(st["simple_hits"]) == 0
+        br.backer.revalidator.run()
+        got = flow_samples_of(rx)
+        ours = [s for s in got if struct.unpack_from("!I", s, 28)[0] == sflow_ifindex("h1")]
+        assert len(ours) == len(frames) == agent.flow_samples - 1
+        for fr, s in zip(frames, ours):
+            assert struct.unpack_from("!I", s, 32)[0] == sflow_ifindex("h2")        # the output
+            assert s[88:88 + 64] == fr[:64]                                           # the header
+    finally:
+        agent.close()
+        sw.stop()
+        rx.close()

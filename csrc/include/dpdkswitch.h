@@ -424,28 +424,61 @@ struct dps_upcall {
 #define DPS_SFLOW_RING 16384
 #define DPS_SFLOW_HEADER_MAX 256
 #define DPS_SFLOW_WAKE 2048
-/* One sFlow agent (a bridge's) as dps_sflow_drain encodes its flow samples.  Viewed by
- * Python as a numpy array (tests/test_abi.py checks the layout). */
-struct dps_sflow_agent {
-    uint32_t source;                  /* the flow samples' source id (class << 24 | index) */
-    uint32_t rate;                    /* sampling rate: 1 in RATE */
-    uint32_t header;                  /* header bytes exported, at most DPS_SFLOW_HEADER_MAX */
-    uint32_t seq;                     /* in/out: the last flow sample's sequence number */
-    uint32_t pool;                    /* in/out: the sample pool (RATE more each sample) */
-    uint32_t drops;                   /* the samples' drops field */
+/* The datagrams of one sFlow agent (a bridge's) are built and sent here: the flow samples
+ * dps_sflow_export encodes and the counter samples the slow path hands over (dps_sflow_add)
+ * wait in PENDING, an sFlow v5 datagram's samples, until the next would take the datagram past
+ * DPS_SFLOW_DATAGRAM_MAX bytes (as Open vSwitch's agent: 28 bytes and the agent's address
+ * counted for its header) or dps_sflow_flush; then the datagram (header: version 5, the agent's
+ * address, sub-agent id, datagram sequence number, uptime in ms, samples) goes to every target.
+ * The caller allocates it (zeroed), fills the fields marked "set", and keeps the target
+ * sockets open (non-blocking UDP; a datagram a socket refuses is counted in SEND_ERRORS, never
+ * waited for).  Control thread only. */
+#define DPS_SFLOW_DATAGRAM_MAX 1400
+#define DPS_SFLOW_PENDING 2048
+#define DPS_SFLOW_TARGETS 8
+struct dps_sflow_target {
+    int32_t fd;                       /* set: a UDP socket of FAMILY */
+    uint32_t family;                  /* set: 4 or 6 */
+    uint8_t addr[16];                 /* set: the collector's address (4 bytes for IPv4) */
+    uint32_t port;                    /* set: its UDP port */
 };
-/* Take up to MAX records from every PMD's sample ring (oldest first within a PMD) and encode
- * each as an sFlow v5 flow sample (XDR: the sample record, format 1, with the extended switch
- * record 1001 and the raw header record 1) of agent PORT_AGENT[in_port] (an index into AGENTS,
- * N_AGENTS of them; a port with none, >= N_AGENTS, has its record dropped), input ifIndex
- * PORT_IFINDEX[in_port], output ifIndex the cookie's low 32 bits.  PORT_AGENT and
- * PORT_IFINDEX have DPS_MAX_PORTS entries.  The samples go into OUT one after another; sample
- * i's agent is AGENT_OF[i] and its length LENS[i] bytes.  Stops before a sample that would
- * not fit CAP bytes.  Returns how many samples it wrote.  Control thread; a few hundred cycles
- * a sample. */
-int dps_sflow_drain(struct dps_dp *dp, const uint32_t *port_agent, const uint32_t *port_ifindex,
-                    struct dps_sflow_agent *agents, unsigned n_agents, uint8_t *out, uint32_t cap,
-                    uint32_t *agent_of, uint32_t *lens, unsigned max);
+struct dps_sflow_agent {
+    uint32_t source;                  /* set: the flow samples' source id (class << 24 | index) */
+    uint32_t rate;                    /* set: sampling rate: 1 in RATE */
+    uint32_t header;                  /* set: header bytes exported, at most DPS_SFLOW_HEADER_MAX */
+    uint32_t seq;                     /* the last flow sample's sequence number */
+    uint32_t pool;                    /* the sample pool (RATE more each sample) */
+    uint32_t drops;                   /* the samples' drops field: every PMD's sflow_lost */
+    uint32_t sub_id;                  /* set: the sub-agent id */
+    uint32_t addr_type;               /* set: the agent address's type, 1 IPv4, 2 IPv6 */
+    uint8_t addr[16];                 /* set: the agent's address (4 bytes for IPv4) */
+    uint64_t boot_ns;                 /* set: the datapath clock at start (uptime's 0) */
+    uint32_t datagram_seq;            /* the last datagram's sequence number */
+    uint32_t n_targets;               /* set: TARGETS in use */
+    struct dps_sflow_target targets[DPS_SFLOW_TARGETS];
+    uint64_t flow_samples;            /* flow samples put in datagrams */
+    uint64_t datagrams;               /* datagrams sent (one per target) */
+    uint64_t send_errors;             /* datagrams a socket refused */
+    uint32_t n_pending;               /* samples in PENDING */
+    uint32_t pending_len;             /* their bytes */
+    uint8_t pending[DPS_SFLOW_PENDING];
+};
+/* Take up to MAX records from every PMD's sample ring (oldest first within a PMD), encode each
+ * as an sFlow v5 flow sample (XDR: the sample record, format 1, with the extended switch record
+ * 1001 and the raw header record 1) of agent PORT_AGENT[in_port] (an index into AGENTS, N_AGENTS
+ * of them; a port with none, >= N_AGENTS, has its record dropped), input ifIndex
+ * PORT_IFINDEX[in_port], output ifIndex the cookie's low 32 bits, into that agent's datagram;
+ * the datagrams filled meanwhile are sent in batches (sendmmsg, one call per socket per 64
+ * datagrams).  PORT_AGENT and PORT_IFINDEX have DPS_MAX_PORTS entries.  Returns how many flow
+ * samples it made.  Control thread; a few hundred cycles a sample, a system call per batch. */
+int dps_sflow_export(struct dps_dp *dp, const uint32_t *port_agent, const uint32_t *port_ifindex,
+                     struct dps_sflow_agent *const *agents, unsigned n_agents, unsigned max);
+/* A sample of LEN bytes (XDR, record header included: a counter sample) into A's datagram,
+ * the datagram sent first if it would not fit.  Returns 0, or -1 if LEN is more than a
+ * datagram holds (nothing added). */
+int dps_sflow_add(struct dps_dp *dp, struct dps_sflow_agent *a, const uint8_t *sample, uint32_t len);
+/* Send A's datagram now if it holds a sample. */
+void dps_sflow_flush(struct dps_dp *dp, struct dps_sflow_agent *a);
 /* Records waiting in the sample rings. */
 unsigned dps_sflow_waiting(const struct dps_dp *dp);
 

@@ -27,14 +27,13 @@ from .. import log
 from ..flowkey import KEY_SIZE
 from . import _dpdkswitch, odp
 from ._dpdkswitch import ffi, lib
-from .abi import FLOW_DELTA_DTYPE, PMD_STATS_DTYPE, PORT_STATS_DTYPE, SFLOW_AGENT_DTYPE
+from .abi import FLOW_DELTA_DTYPE, PMD_STATS_DTYPE, PORT_STATS_DTYPE
 
 MAX_PORTS = lib.DPS_MAX_PORTS
 MAX_PMDS = lib.DPS_MAX_PMDS
 MANUAL_PMD = lib.DPS_MAX_PMDS  # counters slot of deterministic polling
 UPCALL_BATCH = 256             # upcalls one Datapath.upcalls() call takes at most (dps_upcall_recv's)
-SFLOW_BATCH = 1024             # sFlow samples one Datapath.sflow_drain() call takes at most
-SFLOW_SAMPLE_MAX = 88 + lib.DPS_SFLOW_HEADER_MAX    # bytes of one encoded flow sample, at most
+SFLOW_TARGETS = lib.DPS_SFLOW_TARGETS    # collectors of one sFlow agent, at most
 # struct dps_upcall as one unpack reads it: packet, data (addresses), len, type, cookie, key
 _UPCALL = struct.Struct(f"=QQIIQ{KEY_SIZE}s")
 assert _UPCALL.size == ffi.sizeof("struct dps_upcall") and \
@@ -358,7 +357,6 @@ class Datapath:
         self._upcall_buf = ffi.new("struct dps_upcall[]", UPCALL_BATCH)   # reused: upcalls() copies out of it
         self._setup_rows = ffi.new("struct dps_setup_row[]", UPCALL_BATCH)   # upcalls_setup's, likewise
         self._setup_left = ffi.new("unsigned *")
-        self._sflow_buf = None                                             # sflow_drain's, made at its first call
 
     # -- lifetime
     def close(self) -> None:
@@ -445,29 +443,44 @@ class Datapath:
         return out
 
     # -- sFlow samples (the PMDs' sample rings, include/dpdkswitch.h)
-    def sflow_drain(self, agents: np.ndarray, port_agent: np.ndarray, port_ifindex: np.ndarray,
-                    max_samples: int = SFLOW_BATCH) -> tuple[bytes, np.ndarray, np.ndarray]:
+    def sflow_agent(self, source: int, rate: int, header: int, sub_id: int, address: bytes, boot_ns: int,
+                    targets: list[tuple[int, bytes, int]]) -> SflowDatagrams:
+        """The datagrams of an sFlow agent, built and sent in C (include/dpdkswitch.h's struct
+        dps_sflow_agent): flow samples of SOURCE at 1-in-RATE with HEADER bytes of each frame,
+        from sub-agent SUB_ID at ADDRESS (4 or 16 bytes), up since BOOT_NS (the datapath's
+        clock), to TARGETS: (a non-blocking UDP
+        socket's fd, the collector's address, 4 or 16 bytes, its port).  The sockets stay the
+        caller's, open while the agent sends."""
+        if not 1 <= len(targets) <= SFLOW_TARGETS:
+            raise ValueError(f"sFlow: 1 to {SFLOW_TARGETS} collectors, not {len(targets)}")
+        if len(address) not in (4, 16) or any(len(a) not in (4, 16) for _, a, _ in targets):
+            raise ValueError("sFlow: addresses of 4 (IPv4) or 16 bytes (IPv6)")
+        c = ffi.new("struct dps_sflow_agent *")
+        c.source, c.rate, c.header, c.sub_id = source, rate, header, sub_id
+        c.addr_type = 1 if len(address) == 4 else 2
+        c.addr[0:len(address)] = address
+        c.boot_ns = boot_ns
+        c.n_targets = len(targets)
+        for t, (fd, addr, port) in zip(c.targets, targets):
+            t.fd, t.family, t.port = fd, 4 if len(addr) == 4 else 6, port
+            t.addr[0:len(addr)] = addr
+        return SflowDatagrams(self, c)
+
+    def sflow_export(self, agents: list[SflowDatagrams], port_agent: np.ndarray, port_ifindex: np.ndarray,
+                     max_samples: int = 1 << 20) -> int:
         """Up to MAX_SAMPLES records of the PMDs' sample rings, encoded as sFlow v5 flow
-        samples in one C call: AGENTS (abi.SFLOW_AGENT_DTYPE; seq and pool advance in place),
-        PORT_AGENT and PORT_IFINDEX (uint32, MAX_PORTS each: the agent index and ifIndex of a
-        datapath port; an index past AGENTS drops that port's records).  Returns the samples
-        one after another, each one's agent index and each one's length."""
-        if agents.dtype != SFLOW_AGENT_DTYPE or len(port_agent) != MAX_PORTS or len(port_ifindex) != MAX_PORTS:
-            raise ValueError("sflow_drain: agents of SFLOW_AGENT_DTYPE, port tables of MAX_PORTS")
-        if self._sflow_buf is None:
-            self._sflow_buf = (ffi.new("uint8_t[]", SFLOW_BATCH * SFLOW_SAMPLE_MAX),
-                               np.zeros(SFLOW_BATCH, np.uint32), np.zeros(SFLOW_BATCH, np.uint32))
-        buf, agent_of, lens = self._sflow_buf
+        samples into AGENTS' datagrams and the datagrams filled sent, in one C call.
+        PORT_AGENT and PORT_IFINDEX (uint32, MAX_PORTS each): the agent index and ifIndex of a
+        datapath port; an index past AGENTS drops that port's records.  Returns the samples."""
+        if len(port_agent) != MAX_PORTS or len(port_ifindex) != MAX_PORTS:
+            raise ValueError("sflow_export: port tables of MAX_PORTS")
+        if not agents:
+            return 0
         pa = np.ascontiguousarray(port_agent, dtype=np.uint32)
         pi = np.ascontiguousarray(port_ifindex, dtype=np.uint32)
-        n = lib.dps_sflow_drain(self.h, ffi.cast("uint32_t *", ffi.from_buffer(pa)),
-                                ffi.cast("uint32_t *", ffi.from_buffer(pi)),
-                                ffi.cast("struct dps_sflow_agent *", ffi.from_buffer(agents)), len(agents),
-                                buf, SFLOW_BATCH * SFLOW_SAMPLE_MAX,
-                                ffi.cast("uint32_t *", ffi.from_buffer(agent_of)),
-                                ffi.cast("uint32_t *", ffi.from_buffer(lens)), min(max_samples, SFLOW_BATCH))
-        total = int(lens[:n].sum())
-        return ffi.buffer(buf, total)[:], agent_of[:n].copy(), lens[:n].copy()
+        ptrs = ffi.new("struct dps_sflow_agent *[]", [a.c for a in agents])
+        return lib.dps_sflow_export(self.h, ffi.cast("uint32_t *", ffi.from_buffer(pa)),
+                                    ffi.cast("uint32_t *", ffi.from_buffer(pi)), ptrs, len(agents), max_samples)
 
     def sflow_waiting(self) -> int:
         """sFlow records waiting in the PMDs' sample rings."""
@@ -840,3 +853,50 @@ _PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
 
 def is_pci(devargs: str) -> bool:
     return bool(_PCI_RE.match(devargs))
+
+
+class SflowDatagrams:
+    """One sFlow agent's datagram state in C (Datapath.sflow_agent): the samples waiting, the
+    sequence numbers and pool, and what was sent.  Control thread only."""
+
+    def __init__(self, dp: Datapath, c):
+        self.dp = dp
+        self.c = c
+
+    def add(self, sample: bytes) -> None:
+        """SAMPLE (XDR, its record header included) into the datagram; the datagram is sent
+        first if it would not fit."""
+        if lib.dps_sflow_add(self.dp.h, self.c, sample, len(sample)) < 0:
+            raise ValueError(f"sFlow: a sample of {len(sample)} bytes does not fit a datagram")
+
+    def flush(self) -> None:
+        """Send the datagram now if it holds a sample."""
+        lib.dps_sflow_flush(self.dp.h, self.c)
+
+    @property
+    def seq(self) -> int:
+        return self.c.seq
+
+    @property
+    def pool(self) -> int:
+        return self.c.pool
+
+    @property
+    def pending(self) -> int:
+        return self.c.n_pending
+
+    @property
+    def datagram_seq(self) -> int:
+        return self.c.datagram_seq
+
+    @property
+    def flow_samples(self) -> int:
+        return self.c.flow_samples
+
+    @property
+    def datagrams(self) -> int:
+        return self.c.datagrams
+
+    @property
+    def send_errors(self) -> int:
+        return self.c.send_errors

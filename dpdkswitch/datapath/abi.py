@@ -43,10 +43,6 @@ PMD_STATS_DTYPE = np.dtype([
     ("pad2", "<u4", (12,)),
 ])
 
-# struct dps_sflow_agent (include/dpdkswitch.h): one sFlow agent as dps_sflow_drain encodes
-# its samples (seq and pool written back).
-SFLOW_AGENT_DTYPE = np.dtype([(name, "<u4") for name in ("source", "rate", "header", "seq", "pool", "drops")])
-
 # struct dps_port_stats (include/dpdkswitch.h): one port's counters, as dps_port_stats_many
 # fills an array of them.
 PORT_STATS_DTYPE = np.dtype([(name, "<u8") for name in (
@@ -66,8 +62,7 @@ STAGES = ("upkeep", "rx", "simple", "parse", "emc", "masked", "actions", "tx", "
 
 # Every dtype checked against the DWARF, by the C struct it views.
 VIEWS = {"dps_pmd_stats": PMD_STATS_DTYPE, "dps_flow_key": KEY_DTYPE, "dps_port_stats": PORT_STATS_DTYPE,
-         "dps_ufid": UFID_DTYPE, "dps_flow_stats": FLOW_STATS_DTYPE, "dps_flow_delta": FLOW_DELTA_DTYPE,
-         "dps_sflow_agent": SFLOW_AGENT_DTYPE}
+         "dps_ufid": UFID_DTYPE, "dps_flow_stats": FLOW_STATS_DTYPE, "dps_flow_delta": FLOW_DELTA_DTYPE}
 
 
 def dwarf_struct(path: str, name: str) -> tuple[int, dict[str, tuple[int, int]]]:

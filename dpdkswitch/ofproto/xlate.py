@@ -1067,14 +1067,10 @@ class Translator:
                 if not ok:
                     c.log("the rest of this rule's instructions are skipped (the action set stays)")
                     return
-            elif isinstance(ins, ClearActions):
-                c.action_set.clear()
-            elif isinstance(ins, WriteActions):
-                c.action_set.extend(ins.actions)
-            elif isinstance(ins, WriteMetadata):
-                c.metadata = (c.metadata & ~ins.mask) | (ins.value & ins.mask)
             elif isinstance(ins, GotoTable):
                 goto = ins.table_id
+            else:
+                self._write_instruction(c, ins)
             if c.out.error or c.exit:
                 rest = [x for x in ordered[j + 1:] if not isinstance(x, (Meter, ApplyActions))]
                 if c.freezing and not c.out.error and rest:
@@ -1083,6 +1079,17 @@ class Translator:
                 return
         if goto is not None:
             self._table(c, goto)
+
+    @staticmethod
+    def _write_instruction(c: _Ctx, ins) -> None:
+        """clear_actions, write_actions or write_metadata: a rule's own instruction, or one left
+        in a frozen translation (``_run_items``): one definition for both."""
+        if isinstance(ins, ClearActions):
+            c.action_set.clear()
+        elif isinstance(ins, WriteActions):
+            c.action_set.extend(ins.actions)
+        elif isinstance(ins, WriteMetadata):
+            c.metadata = (c.metadata & ~ins.mask) | (ins.value & ins.mask)
 
     def _pipeline(self, c: _Ctx, table_id: int, action_set: bool = True, first: tuple | None = None) -> None:
         """From TABLE_ID to the end of the pipeline, then the action set (as Open vSwitch: once,
@@ -1157,12 +1164,8 @@ class Translator:
                 c.freezing = c.exit = True
                 c.frozen += [Unroll(c.table_id, c.cookie), *items[j:]]
                 break
-            if isinstance(it, ClearActions):
-                c.action_set.clear()
-            elif isinstance(it, WriteActions):
-                c.action_set.extend(it.actions)
-            elif isinstance(it, WriteMetadata):
-                c.metadata = (c.metadata & ~it.mask) | (it.value & it.mask)
+            if isinstance(it, (ClearActions, WriteActions, WriteMetadata)):
+                self._write_instruction(c, it)
             elif isinstance(it, GotoTable):
                 self._table(c, it.table_id)
             elif isinstance(it, CheckPktLarger):

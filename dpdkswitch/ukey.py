@@ -9,8 +9,7 @@ dict operation per mask installed.
 """
 from __future__ import annotations
 
-import hashlib
-
+from .datapath import megaflow_ufid as datapath_ufid
 from .flowkey import KEY_SIZE
 from .ofproto.classifier import key_int
 from .ofproto.pipeline import FlowEntry
@@ -19,8 +18,8 @@ from .ofproto.xlate import XlateCache
 
 def megaflow_ufid(masked: bytes, mask: bytes) -> int:
     """A UFID that names the megaflow (MASKED, a key already masked, + MASK): the same
-    megaflow, the same UFID."""
-    return int.from_bytes(hashlib.blake2b(masked + mask, digest_size=16).digest(), "little")
+    megaflow, the same UFID, whether Python or C (ofproto/ctable.py's setups) installed it."""
+    return datapath_ufid(masked, mask)
 
 
 class Ukey:

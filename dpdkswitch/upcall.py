@@ -14,29 +14,39 @@ the bridge's ``Specials.deliver`` (ofproto/special.py).
 A miss over its bridge's ``OFPM_SLOWPATH`` meter (when a controller set one) is dropped
 before translation and counted (``metered``).
 Every installed megaflow is remembered as a ``Ukey`` (ukey.py; for the revalidator).
+While table 0's rules with kept translations are compiled into C (ofproto/ctable.py), a batch
+is first offered to it (``Datapath.upcalls_setup``): the misses it answers are looked up, put
+and executed there, and come back as rows that become ukeys here, each frame credited to its
+rule; the other upcalls go the way above.
 
 Contract: runs on the control thread's loop (woken by the datapath's eventfd); one handle()
 call takes at most ``max_batch`` upcalls so the loop stays responsive.  Cost: one translation
-per distinct flow in the batch, one flow_put_many (one C call), one packet-out per packet.
+per distinct flow in the batch, one flow_put_many (one C call), one packet-out per packet; a
+miss set up in C costs its share of one C call and a ukey.
 """
 from __future__ import annotations
 
 import errno
 from collections import defaultdict
 from dataclasses import dataclass
+from time import perf_counter
 
 from .datapath import UPCALL_BATCH, Datapath, Upcall, odp
 from .flowkey import KEY_SIZE
 from .ofproto.fields import BY_NAME
+from .ofproto.ctable import KeptTable
 from .ofproto.pipeline import OFPM_SLOWPATH, Pipeline
 from .ofproto.special import SpecialIn
-from .ofproto.xlate import (FLOW_SAMPLE_COOKIE, IPFIX_COOKIE, SFLOW_COOKIE, FlowSampleIn, PacketIn, Translator,
-                            megaflow_mask)
+from .ofproto.xlate import (FLOW_SAMPLE_COOKIE, IPFIX_COOKIE, SFLOW_COOKIE, FlowSampleIn, Kept, PacketIn, Translator,
+                            Visit, XlateCache, megaflow_mask)
 from .ukey import Ukey, Ukeys, megaflow_ufid
 
 EXACT = b"\xff" * KEY_SIZE          # the mask of every megaflow while megaflows are off
 TCP_FLAGS = BY_NAME["tcp_flags"]
 EXACT_INT = int.from_bytes(EXACT, "big")
+FLAGS_BYTE = KEY_SIZE - 1 - TCP_FLAGS.key_bit_shift // 8    # the key byte of the TCP flags' low 8 bits
+assert TCP_FLAGS.key_bit_shift % 8 == 0 and TCP_FLAGS.byteorder == "big"
+T0 = (0,)                            # a sealed visit's tables: table 0
 MAX_MASKS = 4096                     # megaflow masks remembered by their wildcards (UpcallHandler._masks)
 
 
@@ -54,6 +64,7 @@ class UpcallStats:
     sflow_samples: int = 0           # sFlow samples taken from the PMDs' sample rings
     ipfix_samples: int = 0           # frames sampled for IPFIX (bridge-level and sample actions)
     special: int = 0                 # control protocols' frames delivered (BPDUs, ...)
+    c_setups: int = 0                # misses set up in C from table 0's kept rules (ofproto/ctable.py)
 
 
 @dataclass
@@ -82,6 +93,8 @@ class UpcallHandler:
         self.cost_s = 20e-6                             # seconds an upcall takes, smoothed (udpif sizes batches by it)
         self.ipfix_hooks: dict[str, object] = {}        # bridge name -> its IPFIX exporter's sampled (ipfix.py)
         self._masks: dict[int, tuple[bytes, int]] = {}  # a translation's wildcards -> its megaflow mask (bytes, int)
+        self.kept_table = KeptTable(translator)         # table 0's kept rules in C (misses set up without Python)
+        self._c_masks: dict[bytes, tuple[bytes, int]] = {}  # a C setup's mask -> the shared mask (bytes, int)
 
     @property
     def flow_limit(self) -> int:
@@ -103,13 +116,23 @@ class UpcallHandler:
         if self.sflow_drain is not None:
             sampled = self.sflow_drain()
             self.stats.sflow_samples += sampled
-        ups = self._take(min(limit or self.max_batch, self.max_batch))
+        want = min(limit or self.max_batch, self.max_batch)
+        metering = any(p.slow_meters for p in self.xlate.pipelines)
+        table = self.kept_table.usable() if self.megaflows and not metering else None
+        n_c = 0
+        if table is not None:
+            rows, ups = self.dp.upcalls_setup(table, want, self.ukeys.limit - len(self.ukeys))
+            n_c = len(rows)
+            if rows:
+                self._c_setups(rows)
+        else:
+            ups = self._take(want)
         if not ups:
-            return sampled
-        self.stats.upcalls += len(ups)
+            self.stats.upcalls += n_c
+            return sampled + n_c
+        self.stats.upcalls += len(ups) + n_c
         misses: dict[bytes, list[Upcall]] = defaultdict(list)
         now_ns = self.dp.now_ns
-        metering = any(p.slow_meters for p in self.xlate.pipelines)
         for u in ups:
             if u.type == "action":
                 if u.cookie & SFLOW_COOKIE:                # not sent up (the sample rings): dropped
@@ -124,12 +147,71 @@ class UpcallHandler:
                 u.free()
                 continue
             misses[u.key].append(u)
+        translations, t = self.stats.translations, perf_counter()
         planned, puts = self._translate(misses, now_ns)
         self._install(puts)
         for members, actions in planned:             # the missed packets themselves
             for u in members:
                 u.execute(actions)
-        return sampled + len(ups)
+        if self.megaflows and not metering:
+            self.kept_table.note_misses(self.stats.translations - translations, perf_counter() - t)
+        return sampled + len(ups) + n_c
+
+    def _c_setups(self, rows: list[tuple]) -> None:
+        """The rows of misses C set up (``Datapath.upcalls_setup``): each one's ukey, its frame
+        counted for its rule (``XlateCache.push_stats``, as a translated miss's commit); a put
+        that found its megaflow in already counts for that megaflow's ukey, as a covered miss."""
+        kt, ukeys, st, masks = self.kept_table, self.ukeys, self.stats, self._c_masks
+        now_ns = self.dp.now_ns
+        now = now_ns / 1e9
+        if len(masks) > MAX_MASKS:
+            masks.clear()
+        p, version, entries, likes, shapes = kt.p, kt.version, kt.entries, kt.likes, kt.rule_shapes
+        index = ukeys.index
+        counted = 0
+        for lo, hi, rid, res, n, dp_in, key, masked, mask in rows:
+            ufid = lo | hi << 64
+            flags = key[FLAGS_BYTE]                        # the TCP flags' low byte, as _translate's
+            if res == 0:
+                # the rule's kept translation (its own, or one made from its shape's as
+                # Translator.kept_for does, without hashing its instructions again)
+                e = entries[rid]
+                kept = e.kept
+                if kept is None or kept.version != version or kept.dp_in_port != dp_in:
+                    like = likes[(shapes[rid], dp_in)]
+                    kept = e.kept = Kept(dp_in, version, like.actions, XlateCache((Visit.sealed(p, (e,), T0, version),)))
+                    kept.encoded = like.encoded
+                e.credit(1, n, now)                    # its commit: the stats of one missed frame
+                counted += 1
+                got = masks.get(mask)
+                if got is None:
+                    got = masks[mask] = (ukeys.mask_of(mask), int.from_bytes(mask, "big"))
+                uk = ukeys[ufid] = Ukey(ufid, masked, got[0], kept.encoded, kept.visits, now_ns, key, 1, n)
+                uk.tcp_flags = flags
+                by = index.get(got[1])
+                if by is None:
+                    by = index[got[1]] = {}
+                by[masked] = uk
+                continue
+            uk = ukeys.get(ufid) if res == -errno.EEXIST else None
+            if uk is not None:                       # its megaflow went in before (this batch, or queued before it)
+                uk.visits.push_stats(1, n, now, missed=True)
+                uk.missed_packets += 1
+                uk.missed_bytes += n
+                uk.tcp_flags |= flags
+                st.c_setups += 1
+                continue
+            kt.kept_of(rid, dp_in).visits.push_stats(1, n, now, missed=True)
+            st.c_setups += 1
+            if res == -errno.ENOSPC:
+                st.flow_limit_hits += 1
+            elif res != -errno.EEXIST:
+                st.put_errors += 1
+        if counted:       # the rest of the installed rows' commits, in one go (XlateCache.push_stats)
+            p.count_lookups(missed=counted)
+            p.tables[0].count(counted, counted)
+            st.installed += counted
+            st.c_setups += counted
 
     def handle_control(self) -> int:
         """The control protocols' frames waiting on the reserved ring, to their protocols (before

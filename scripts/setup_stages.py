@@ -21,10 +21,12 @@ import sys
 import time
 from pathlib import Path
 
+from dpdkswitch.app import FreezeSurvivors
 from dpdkswitch.bench.scenarios import bench_dir, load_scenarios, pcap_for, rules_for, scenarios_path
 from dpdkswitch.config import loads
-from dpdkswitch.datapath import Upcall
+from dpdkswitch.datapath import Datapath, Upcall
 from dpdkswitch.ofproto.classifier import Classifier
+from dpdkswitch.ofproto.ctable import KeptTable
 from dpdkswitch.ofproto.flowstr import FlowSpec, parse_flow
 from dpdkswitch.ofproto.xlate import Kept, Translation, Translator, XlateCache
 from dpdkswitch.switch import Bridge, Switch
@@ -78,6 +80,9 @@ def stages(st: pstats.Stats, n: int) -> list[tuple[str, float, float]]:
             ("the flow put (one C call per batch)", cum(UpcallHandler._install)),
             ("the packet-out of the missed frame", cum(Upcall.execute)),
             ("taking the upcalls (C to Python)", cum(UpcallHandler._take)),
+            ("C setups: lookup, put, packet-out in C (`Datapath.upcalls_setup`)", cum(Datapath.upcalls_setup)),
+            ("C setups: their ukeys and stats (`UpcallHandler._c_setups`)", cum(UpcallHandler._c_setups)),
+            ("building table 0's C table (`KeptTable.build`)", cum(KeptTable.build)),
             ("total, the upcall handler", total)]
     return [(name, 1e6 * t / n, t / total) for name, t in rows]
 
@@ -103,7 +108,8 @@ def main(argv: list[str]) -> int:
         for r in rules_for(sc):
             br.pipeline.add(parse_flow(r))
         br.revalidator.run()
-        gc.freeze()                          # as `dpdkswitch run` does after start-up
+        gc.freeze()                          # as `dpdkswitch run` does after start-up,
+        survivors = FreezeSurvivors().install()   # and after each full collection
         br.start()
         gc_cpu = [0.0, 0.0]
 
@@ -128,9 +134,11 @@ def main(argv: list[str]) -> int:
             busy += time.thread_time() - t
             quiet = quiet + 1 if not got and not handled else 0
         gc.callbacks.remove(on_gc)
+        survivors.remove()
         st = br.upcalls.stats
         done = max(1, st.installed)
-        print(f"{st.installed:,} setups of {n:,} frames ({st.translations:,} translations, {st.errors} errors): "
+        print(f"{st.installed:,} setups of {n:,} frames ({st.translations:,} translations, {st.c_setups:,} in C, "
+              f"{br.upcalls.kept_table.builds} C table builds, {st.errors} errors): "
               f"{1e6 * busy / done:.1f} µs of CPU a setup{' (profiled)' if prof else ''}, "
               f"of which the cyclic GC {1e6 * gc_cpu[0] / done:.1f}")
         if prof:

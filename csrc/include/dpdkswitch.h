@@ -505,6 +505,77 @@ int dps_control_upcall_recv(struct dps_dp *dp, struct dps_upcall *out, unsigned 
  * queue).  The packet reference is consumed whatever happens. */
 int dps_packet_execute(struct dps_dp *dp, void *packet, const uint8_t *actions, uint32_t actions_len);
 void dps_packet_free(struct dps_dp *dp, void *packet);
+/* ---- Table 0's kept rules in C: flow setup without Python per miss ------------------------
+ *
+ * A copy, made by the slow path, of one bridge's first OpenFlow table as far as its rules have
+ * kept translations (Python's ofproto/ctable.py compiles it from ofproto/classifier.py's
+ * subtables; Python stays the one definition of OpenFlow semantics).  The lookup is the
+ * classifier's: subtables in Python's order, pruned by their highest priority, each probed
+ * stage by stage; the bits consulted are the wildcards Python's lookup records.  Where Python
+ * would need prefix or ports tracking to rule a subtable out, a recirculated frame or a
+ * fragment, or a port the bridge does not own, the table declines (the miss goes to Python).
+ * A rule's datapath actions are its shape's kept translation for the frame's input port
+ * (dps_oftable_kept); a rule without one declines too.
+ *
+ * Contract: the control thread only (the upcall handler; nothing here is read by a PMD).  The
+ * slow path builds a table whole and drops it (dps_oftable_free) on any change that would
+ * invalidate a kept translation; it never edits one in place but to add kept actions.
+ * Cost: a lookup is a CRC hash probe per stage per subtable visited; a setup adds the flow put
+ * and the packet-out of the missed frame.
+ */
+struct dps_oftable;
+/* A table.  IN_PORT, RECIRC_FRAG, PORTS and FRAG are key masks (struct dps_flow_key bytes):
+ * in_port (consulted always), recirc_id and ip_frag (a key with any of these set declines),
+ * tp_src/tp_dst (a lookup that consulted any of them consults FRAG as well).  ETH_OFS: the
+ * byte offset of eth_type (network order) in the key. */
+struct dps_oftable *dps_oftable_new(const uint8_t *in_port, const uint8_t *recirc_frag, const uint8_t *ports,
+                                    const uint8_t *frag, uint32_t eth_ofs);
+void dps_oftable_free(struct dps_oftable *t);
+/* Datapath port DP_PORT is OpenFlow port OFPORT of the bridge (others decline). */
+int dps_oftable_port(struct dps_oftable *t, uint32_t dp_port, uint32_t ofport);
+/* Prefix tracking's field I (< 4): LEN bytes at OFS in the key, for frames of ETH_TYPE. */
+int dps_oftable_trie(struct dps_oftable *t, unsigned i, uint32_t ofs, uint32_t len, uint16_t eth_type);
+/* Rules of the table have these N PLEN-bit prefixes on field I (PREFIXES: each the field's
+ * bytes, masked, back to back). */
+int dps_oftable_prefixes(struct dps_oftable *t, unsigned i, unsigned plen, unsigned n, const uint8_t *prefixes);
+/* The next subtable in lookup order: its MASK, its N_STAGES cumulative stage masks back to
+ * back in STAGES (the last is MASK), its highest priority, its prefixes (N_PREFIXES pairs of
+ * TRIES[j], PLENS[j]), whether ports tracking applies.  Returns its index. */
+int dps_oftable_subtable(struct dps_oftable *t, const uint8_t *mask, const uint8_t *stages, unsigned n_stages,
+                         int32_t max_priority, const uint8_t *tries, const uint8_t *plens, unsigned n_prefixes,
+                         int ports);
+/* N rules of subtable ST: KEYS (masked, back to back), the best rule of each key: its
+ * priority, its id (the slow path's) and its shape (instructions; kept actions by shape). */
+int dps_oftable_rules(struct dps_oftable *t, unsigned st, unsigned n, const uint8_t *keys,
+                      const int32_t *priorities, const uint32_t *ids, const uint32_t *shapes);
+/* The kept datapath actions of SHAPE from DP_PORT (copied). */
+int dps_oftable_kept(struct dps_oftable *t, uint32_t shape, uint32_t dp_port, const uint8_t *actions,
+                     uint32_t len);
+/* Table 0's lookup of KEY (its in_port a datapath port): 1 and *RULE (an id) when a rule
+ * matched, 0 when none did, with the bits consulted in WC (a key mask, in_port included); -1:
+ * declined (Python must look up). */
+int dps_oftable_lookup(const struct dps_oftable *t, const struct dps_flow_key *key, uint32_t *rule,
+                       struct dps_flow_key *wc);
+/* The UFID that names megaflow (MASKED, MASK), the slow path's one naming. */
+void dps_megaflow_ufid(const struct dps_flow_key *masked, const struct dps_flow_key *mask, struct dps_ufid *out);
+/* One miss set up in C. */
+struct dps_setup_row {
+    struct dps_ufid ufid;
+    uint32_t rule;                    /* the rule's id */
+    int32_t result;                   /* the put's: 0, -EEXIST (a flow of that UFID is in), -ENOSPC, ... */
+    uint32_t len;                     /* the frame's length */
+    uint32_t in_port;                 /* the key's (a datapath port) */
+    struct dps_flow_key key;          /* the miss's key */
+    struct dps_flow_key masked;       /* the megaflow's key, masked */
+    struct dps_flow_key mask;         /* its mask (in_port and recirc_id exact) */
+};
+/* The misses among UPS[0..N) that table T answers, up to ROOM of them: each one's megaflow is
+ * put (DPS_FLOW_CREATE, one batch) and the frame executed with its rule's kept actions, and a
+ * row written to ROWS (in order).  The upcalls left (every other one) are moved to the front
+ * of UPS, in order, *N_LEFT of them.  Returns the rows written. */
+int dps_oftable_setup(struct dps_dp *dp, const struct dps_oftable *t, struct dps_upcall *ups, unsigned n,
+                      unsigned room, struct dps_setup_row *rows, unsigned *n_left);
+
 /* Build a packet from bytes, as received on IN_PORT, and run ACTIONS on it. */
 int dps_execute(struct dps_dp *dp, const uint8_t *frame, uint32_t len, uint32_t in_port,
                 const uint8_t *actions, uint32_t actions_len);

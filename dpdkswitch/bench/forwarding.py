@@ -35,6 +35,7 @@ from collections import deque
 from pathlib import Path
 
 from .. import lacp, udpif
+from ..app import FreezeSurvivors
 from ..config import loads
 from ..datapath.abi import STAGES
 from ..metrics import Metrics
@@ -231,7 +232,8 @@ class ScenarioRun:
             br.pipeline.add(s)
         t2 = time.perf_counter()
         br.revalidator.run()
-        gc.freeze()                              # as `dpdkswitch run` does after start-up (app.py)
+        gc.freeze()                              # as `dpdkswitch run` does after start-up (app.py),
+        self.survivors = FreezeSurvivors().install()   # and after each full collection
         br.dp.set_stage_sampling(self.stage_sample)
         self.info.update(rules=len(rules), rules_parse_s=round(t1 - t0, 3), rules_add_s=round(t2 - t1, 3),
                          rules_install_s=round(t2 - t0, 3))
@@ -294,6 +296,9 @@ class ScenarioRun:
 
     def stop(self) -> None:
         self.stop_export()
+        if getattr(self, "survivors", None) is not None:
+            self.survivors.remove()
+            self.survivors = None
         if self.switch is not None:
             self.switch.stop()
             self.switch = None
@@ -467,6 +472,8 @@ class ScenarioRun:
             "dups": c1["dups"],
             "upcalls": stats.upcalls,
             "translations": stats.translations,
+            "c_setups": stats.c_setups,            # misses set up in C (table 0's kept rules)
+            "c_table_builds": self.br.upcalls.kept_table.builds,
             "flow_limit_hits": stats.flow_limit_hits,
             "put_errors": stats.put_errors,
             "packets": c1["rx_packets"],

@@ -39,7 +39,84 @@ _UPCALL = struct.Struct(f"=QQIIQ{KEY_SIZE}s")
 assert _UPCALL.size == ffi.sizeof("struct dps_upcall") and \
     [ffi.offsetof("struct dps_upcall", f) for f in ("len", "cookie", "key")] == [16, 24, 32]
 
-__all__ = ["DatapathError", "Eal", "Datapath", "Upcall", "parse", "MAX_PORTS", "MAX_PMDS", "MANUAL_PMD",
+# struct dps_setup_row as one unpack reads it: ufid (lo, hi), rule, result, len, in_port, key, masked, mask
+SETUP_ROW = struct.Struct(f"=QQIiII{KEY_SIZE}s{KEY_SIZE}s{KEY_SIZE}s")
+assert SETUP_ROW.size == ffi.sizeof("struct dps_setup_row") and \
+    [ffi.offsetof("struct dps_setup_row", f) for f in ("rule", "key", "mask")] == [16, 32, 32 + 2 * KEY_SIZE]
+
+
+def megaflow_ufid(masked: bytes, mask: bytes) -> int:
+    """The UFID that names megaflow (MASKED, a key already masked, + MASK), as C's setups name
+    theirs (``dps_megaflow_ufid``): the same megaflow, the same UFID."""
+    out = _UFID_OUT
+    lib.dps_megaflow_ufid(ffi.from_buffer("struct dps_flow_key *", masked),
+                          ffi.from_buffer("struct dps_flow_key *", mask), out)
+    return out.lo | out.hi << 64
+
+
+_UFID_OUT = ffi.new("struct dps_ufid *")
+
+
+def _u8(b: bytes):
+    return ffi.from_buffer("uint8_t[]", b)
+
+
+class OfTable:
+    """Table 0's rules with kept translations, in C (``dps_oftable_*``; ofproto/ctable.py
+    compiles it).  Control thread only; freed with the object (or ``close``)."""
+
+    def __init__(self, in_port: bytes, recirc_frag: bytes, ports: bytes, frag: bytes, eth_ofs: int):
+        h = lib.dps_oftable_new(_u8(in_port), _u8(recirc_frag), _u8(ports), _u8(frag), eth_ofs)
+        if h == ffi.NULL:
+            raise DatapathError("no memory for a kept-rule table")
+        self.h = ffi.gc(h, lib.dps_oftable_free)
+
+    def close(self) -> None:
+        if self.h is not None:
+            ffi.release(self.h)
+            self.h = None
+
+    def port(self, dp_port: int, ofport: int) -> None:
+        _check(lib.dps_oftable_port(self.h, dp_port, ofport), "kept-rule table port")
+
+    def trie(self, i: int, ofs: int, length: int, eth_type: int) -> None:
+        _check(lib.dps_oftable_trie(self.h, i, ofs, length, eth_type), "kept-rule table trie")
+
+    def prefixes(self, i: int, plen: int, prefixes: list[bytes]) -> None:
+        if prefixes:
+            _check(lib.dps_oftable_prefixes(self.h, i, plen, len(prefixes), _u8(b"".join(prefixes))),
+                   "kept-rule table prefixes")
+
+    def subtable(self, mask: bytes, stages: list[bytes], max_priority: int, prefixes: list[tuple[int, int]],
+                 ports: bool) -> int:
+        tries = bytes(t for t, _ in prefixes) or b"\0"
+        plens = bytes(p for _, p in prefixes) or b"\0"
+        return _check(lib.dps_oftable_subtable(self.h, _u8(mask), _u8(b"".join(stages)), len(stages), max_priority,
+                                               _u8(tries), _u8(plens), len(prefixes), int(ports)), "kept-rule subtable")
+
+    def rules(self, st: int, keys: list[bytes], priorities: list[int], ids: list[int], shapes: list[int]) -> None:
+        n = len(keys)
+        if not n:
+            return
+        _check(lib.dps_oftable_rules(self.h, st, n, _u8(b"".join(keys)), ffi.from_buffer("int32_t[]", array.array("i", priorities)),
+                                     ffi.from_buffer("uint32_t[]", array.array("I", ids)),
+                                     ffi.from_buffer("uint32_t[]", array.array("I", shapes))), "kept rules")
+
+    def kept(self, shape: int, dp_port: int, actions: bytes) -> None:
+        _check(lib.dps_oftable_kept(self.h, shape, dp_port, _u8(actions or b"\0"), len(actions)), "kept actions")
+
+    def lookup(self, key: bytes) -> tuple[int, int, bytes]:
+        """(1, rule id, wildcards) when a rule matched KEY, (0, 0, wildcards) when none did, (-1, 0,
+        b"") when the table declines; wildcards as key bytes."""
+        rule = ffi.new("uint32_t *")
+        wc = ffi.new("struct dps_flow_key *")
+        ret = lib.dps_oftable_lookup(self.h, ffi.from_buffer("struct dps_flow_key *", key), rule, wc)
+        if ret < 0:
+            return -1, 0, b""
+        return ret, int(rule[0]), bytes(ffi.buffer(wc))
+
+
+__all__ = ["DatapathError", "Eal", "Datapath", "Upcall", "OfTable", "megaflow_ufid", "SETUP_ROW", "parse", "MAX_PORTS", "MAX_PMDS", "MANUAL_PMD",
            "extension_path"]
 
 
@@ -278,6 +355,8 @@ class Datapath:
         buf = ffi.buffer(stats, PMD_STATS_DTYPE.itemsize * (MAX_PMDS + 1))
         self._stats = np.frombuffer(buf, dtype=PMD_STATS_DTYPE)
         self._upcall_buf = ffi.new("struct dps_upcall[]", UPCALL_BATCH)   # reused: upcalls() copies out of it
+        self._setup_rows = ffi.new("struct dps_setup_row[]", UPCALL_BATCH)   # upcalls_setup's, likewise
+        self._setup_left = ffi.new("unsigned *")
 
     # -- lifetime
     def close(self) -> None:
@@ -621,6 +700,28 @@ class Datapath:
         if n <= 0:
             return []
         return [Upcall(self, *f) for f in _UPCALL.iter_unpack(ffi.buffer(arr, n * _UPCALL.size))]
+
+    def upcalls_setup(self, table: "OfTable", max_n: int, room: int) -> tuple[list[tuple], list["Upcall"]]:
+        """Up to MAX_N waiting upcalls, those misses that TABLE answers (ROOM of them at most) set
+        up in C (``dps_oftable_setup``: megaflow put, frame executed): (their rows, as
+        ``SETUP_ROW`` unpacks them: ufid lo, hi, rule id, put result, frame length, datapath in_port, key,
+        masked key, mask), and the other upcalls, in order."""
+        rows: list[tuple] = []
+        left: list[Upcall] = []
+        arr, out, n_left = self._upcall_buf, self._setup_rows, self._setup_left
+        while max_n > 0:
+            want = min(max_n, UPCALL_BATCH)
+            got = lib.dps_upcall_recv(self.h, arr, want)
+            if got <= 0:
+                break
+            nr = lib.dps_oftable_setup(self.h, table.h, arr, got, max(room - len(rows), 0), out, n_left)
+            if nr:
+                rows += SETUP_ROW.iter_unpack(ffi.buffer(out, nr * SETUP_ROW.size))
+            left += self._upcalls_of(arr, n_left[0])
+            max_n -= got
+            if got < want:
+                break
+        return rows, left
 
     def execute(self, frame: bytes, in_port: int, actions: bytes) -> None:
         """Packet-out: FRAME, as if received on IN_PORT, through ACTIONS."""

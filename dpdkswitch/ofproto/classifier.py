@@ -41,7 +41,7 @@ PORTS_BITS = 0xFFFFFFFF << PORTS_SHIFT
 assert BY_NAME["tcp_src"].key_bit_shift == PORTS_SHIFT + 16
 _ETH_TYPE = BY_NAME["eth_type"]
 CONJ_ID_MASK = 0xFFFFFFFF << CONJ_ID_SHIFT
-_TRIE_ETH = {"ipv4_src": 0x0800, "ipv4_dst": 0x0800, "ipv6_src": 0x86DD, "ipv6_dst": 0x86DD}
+TRIE_ETH = {"ipv4_src": 0x0800, "ipv4_dst": 0x0800, "ipv6_src": 0x86DD, "ipv6_dst": 0x86DD}
 
 
 @dataclass(slots=True)
@@ -351,7 +351,7 @@ class Classifier:
     @staticmethod
     def _ruled_out_by_prefix(st: Subtable, key: int, eth_type: int, wc: Wildcards) -> bool:
         for ps, plen in st.prefixes:
-            if eth_type != _TRIE_ETH[ps.f.name] or plen == 0:
+            if eth_type != TRIE_ETH[ps.f.name] or plen == 0:
                 continue
             bits = ps.bits_to_rule_out(field_of(ps.f, key), plen)
             if bits:

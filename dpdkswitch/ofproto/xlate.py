@@ -397,6 +397,11 @@ def megaflow_mask(wc_key: int) -> bytes:
     return bytes(m)
 
 
+def first_lookup_applies(p: Pipeline) -> bool:
+    """Whether table 0's lookup alone may decide a miss in P (``_first_applies``)."""
+    return _first_applies(p)
+
+
 def _first_applies(p: Pipeline) -> bool:
     """Nothing but P's tables decides a translation in P (no mirror, control protocol, sampling,
     NetFlow split or conjunction in table 0), so ``Translator._first_lookup`` may begin it."""
@@ -691,6 +696,9 @@ class Translator:
         # that a translation of a rule with those instructions made (see ``_shaped``).
         self._shapes: dict[tuple, Kept] = {}
         self._in_port_bits: dict[int, int] = {}        # OpenFlow port -> its in_port bits in a key int
+        # Called as on_kept(pipeline, instructions, dp_in_port, kept) when a shape's kept translation
+        # is made (ofproto/ctable.py's table in C takes its actions).
+        self.on_kept = None
 
     def pipeline_of(self, dp_port: int) -> Pipeline:
         """The pipeline of the bridge that owns datapath port DP_PORT (default: this one's)."""
@@ -807,6 +815,29 @@ class Translator:
         if len(self._shapes) >= MAX_SHAPES:
             self._shapes.clear()
         self._shapes[(c.p, c.keeping.instructions, c.dp_in_port)] = out.kept
+        if self.on_kept is not None:
+            self.on_kept(c.p, c.keeping.instructions, c.dp_in_port, out.kept)
+
+    def shape_kepts(self, p: Pipeline):
+        """(instructions, datapath input port, Kept) of every shape's kept translation in P
+        valid at its current version."""
+        for (sp, instructions, dp_in), k in self._shapes.items():
+            if sp is p and k.version == p.version:
+                yield instructions, dp_in, k
+
+    def kept_for(self, p: Pipeline, e: FlowEntry, dp_in: int, like: Kept | None = None) -> Kept | None:
+        """Rule E's (of table 0 in P) kept translation from datapath port DP_IN: its own if valid,
+        else one made from its shape's (``_shaped``), or from LIKE (a kept translation of a rule
+        with E's instructions from DP_IN at P's version) when the shapes forgot it."""
+        kept = e.kept
+        if kept is not None and kept.dp_in_port == dp_in and kept.version == p.version:
+            return kept
+        kept = self._shaped(p, e, dp_in, 0)
+        if kept is None and like is not None and like.version == p.version and like.dp_in_port == dp_in:
+            v = Visit.sealed(p, (e,), _TABLE_IDS[0], like.version)
+            e.kept = kept = Kept(dp_in, like.version, like.actions, XlateCache((v,)))
+            kept.encoded = like.encode()
+        return kept
 
     def _first_lookup(self, p: Pipeline, k: int, dp_in: int) -> tuple:
         """The lookup in table 0 of P for key K (a big-endian int), the way ``_table`` does it

@@ -37,8 +37,8 @@ from .ofproto.fields import BY_NAME
 from .ofproto.ctable import KeptTable
 from .ofproto.pipeline import OFPM_SLOWPATH, Pipeline
 from .ofproto.special import SpecialIn
-from .ofproto.xlate import (FLOW_SAMPLE_COOKIE, IPFIX_COOKIE, SFLOW_COOKIE, FlowSampleIn, Kept, PacketIn, Translator,
-                            Visit, XlateCache, megaflow_mask)
+from .ofproto.xlate import (FLOW_SAMPLE_COOKIE, IPFIX_COOKIE, SFLOW_COOKIE, FlowSampleIn, PacketIn, Translator,
+                            megaflow_mask)
 from .ukey import Ukey, Ukeys, megaflow_ufid
 
 EXACT = b"\xff" * KEY_SIZE          # the mask of every megaflow while megaflows are off
@@ -46,7 +46,6 @@ TCP_FLAGS = BY_NAME["tcp_flags"]
 EXACT_INT = int.from_bytes(EXACT, "big")
 FLAGS_BYTE = KEY_SIZE - 1 - TCP_FLAGS.key_bit_shift // 8    # the key byte of the TCP flags' low 8 bits
 assert TCP_FLAGS.key_bit_shift % 8 == 0 and TCP_FLAGS.byteorder == "big"
-T0 = (0,)                            # a sealed visit's tables: table 0
 MAX_MASKS = 4096                     # megaflow masks remembered by their wildcards (UpcallHandler._masks)
 
 
@@ -167,20 +166,18 @@ class UpcallHandler:
         if len(masks) > MAX_MASKS:
             masks.clear()
         p, version, entries, likes, shapes = kt.p, kt.version, kt.entries, kt.likes, kt.rule_shapes
-        index = ukeys.index
+        indexed, current, kept_like = ukeys.indexed, self._current, Translator.kept_like
         counted = 0
         for lo, hi, rid, res, n, dp_in, key, masked, mask in rows:
             ufid = lo | hi << 64
             flags = key[FLAGS_BYTE]                        # the TCP flags' low byte, as _translate's
             if res == 0:
-                # the rule's kept translation (its own, or one made from its shape's as
-                # Translator.kept_for does, without hashing its instructions again)
+                # the rule's kept translation (its own, or one made from its shape's:
+                # Translator.kept_like, without hashing its instructions again)
                 e = entries[rid]
                 kept = e.kept
                 if kept is None or kept.version != version or kept.dp_in_port != dp_in:
-                    like = likes[(shapes[rid], dp_in)]
-                    kept = e.kept = Kept(dp_in, version, like.actions, XlateCache((Visit.sealed(p, (e,), T0, version),)))
-                    kept.encoded = like.encoded
+                    kept = kept_like(p, e, likes[(shapes[rid], dp_in)])
                 e.credit(1, n, now)                    # its commit: the stats of one missed frame
                 counted += 1
                 got = masks.get(mask)
@@ -188,13 +185,10 @@ class UpcallHandler:
                     got = masks[mask] = (ukeys.mask_of(mask), int.from_bytes(mask, "big"))
                 uk = ukeys[ufid] = Ukey(ufid, masked, got[0], kept.encoded, kept.visits, now_ns, key, 1, n)
                 uk.tcp_flags = flags
-                by = index.get(got[1])
-                if by is None:
-                    by = index[got[1]] = {}
-                by[masked] = uk
+                indexed(uk, got[1])
                 continue
             uk = ukeys.get(ufid) if res == -errno.EEXIST else None
-            if uk is not None:                       # its megaflow went in before (this batch, or queued before it)
+            if uk is not None and current(uk):       # its megaflow went in before (this batch, or queued before it)
                 uk.visits.push_stats(1, n, now, missed=True)
                 uk.missed_packets += 1
                 uk.missed_bytes += n
@@ -309,11 +303,16 @@ class UpcallHandler:
         group or port change since (its pipeline's version).  Frames queued before their
         megaflow went in come up as misses all the same; they need no translation of their own."""
         uk = self.ukeys.covering(k)
-        if uk is None:
-            return None
+        return uk if uk is not None and self._current(uk) else None
+
+    @staticmethod
+    def _current(uk: Ukey) -> bool:
+        """Whether UK's translation still holds as far as can be told without translating
+        again: one bridge, no MAC table in it, no rule, group or port change since.  A frame
+        C set up whose megaflow was in already counts for UK only then (``_c_setups``): else a
+        rule that came in since would have forwarded it and the old one be credited."""
         v = uk.visits
-        ok = len(v) == 1 and not v[0].macs and v[0].version == v[0].pipeline.version
-        return uk if ok else None
+        return len(v) == 1 and not v[0].macs and v[0].version == v[0].pipeline.version
 
     def _install(self, puts: list[tuple[Ukey, int]]) -> None:
         if not puts:

@@ -834,9 +834,18 @@ class Translator:
             return kept
         kept = self._shaped(p, e, dp_in, 0)
         if kept is None and like is not None and like.version == p.version and like.dp_in_port == dp_in:
-            v = Visit.sealed(p, (e,), _TABLE_IDS[0], like.version)
-            e.kept = kept = Kept(dp_in, like.version, like.actions, XlateCache((v,)))
-            kept.encoded = like.encode()
+            kept = self.kept_like(p, e, like)
+        return kept
+
+    @staticmethod
+    def kept_like(p: Pipeline, e: FlowEntry, like: Kept) -> Kept:
+        """Rule E's (of table 0 in P) kept translation made from LIKE, a kept translation of a
+        rule with E's instructions from the same datapath port at P's version: LIKE's actions,
+        an xlate cache of E's own (so its counters stay its own); kept on E.  The caller checked
+        LIKE's port and version (``kept_for``; the C table's setups, upcall.py)."""
+        v = Visit.sealed(p, (e,), _TABLE_IDS[0], like.version)
+        e.kept = kept = Kept(like.dp_in_port, like.version, like.actions, XlateCache((v,)))
+        kept.encoded = like.encode()
         return kept
 
     def _first_lookup(self, p: Pipeline, k: int, dp_in: int) -> tuple:

@@ -204,7 +204,9 @@ class SampleDrain:
         self.port_ifindex = np.zeros(MAX_PORTS, dtype=np.uint32)
 
     def _tables(self) -> None:
-        key = tuple((id(a), a.bridge.pipeline.version) for a in self.agents)
+        # the agents themselves, not their ids: a closed agent's id can be a new one's, and
+        # the C datagrams (``_outs``) must be the agents' of now
+        key = tuple((a, a.bridge.pipeline.version) for a in self.agents)
         if key == self._key:
             return
         self.port_agent[:] = 0xFFFFFFFF

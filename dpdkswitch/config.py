@@ -508,6 +508,12 @@ def _valid_hostport(s: str) -> bool:
     return _valid_ip(host) and _valid_port(port, 1)
 
 
+def _valid_unscoped_hostport(s: str) -> bool:
+    """IP:PORT without an IPv6 zone (``%eth0``): the datapath sends sFlow from C to the address
+    alone, so a link-local collector's zone would be dropped without a word."""
+    return "%" not in s and _valid_hostport(s)
+
+
 def _valid_controller(s: str) -> bool:
     kind, _, rest = s.partition(":")
     host, _, port = rest.rpartition(":")
@@ -832,7 +838,8 @@ NETFLOW = {
 }
 SFLOW_MAX_TARGETS = 8     # collectors of one sFlow agent: the datapath's DPS_SFLOW_TARGETS
 SFLOW = {
-    "targets": (_list(_text(_valid_hostport, "IP:PORT, e.g. 127.0.0.1:6343")), REQUIRED),
+    "targets": (_list(_text(_valid_unscoped_hostport,
+                            "IP:PORT without an IPv6 zone (%eth0), e.g. 127.0.0.1:6343")), REQUIRED),
     "sampling": (_int(1, 1 << 30), 400),
     "polling": (_int(1, 3600), 30),
     "header": (_int(18, 256), 128),

@@ -42,6 +42,7 @@ BAD_CASES = {
     "bool_as_int.yaml": ["ofport", "expected an integer in 1..65279 or LOCAL, got boolean 'yes'"],
     "bad_devargs.yaml": ["net_pcap0,rx_pcap", "'rx_pcap' is not key=value"],
     "sflow_too_many_targets.yaml": ["sflow: targets", "at most 8 collectors, not 9"],
+    "sflow_scoped_target.yaml": ["fe80::1%eth0", "without an IPv6 zone"],
     "unknown_driver_key.yaml": ["'ifname'", "iface, mac, remote, persist"],
     "bad_device.yaml": ["bad device string 'eth0'", "PCI address", "tap, af_packet"],
     "af_packet_no_iface.yaml": ["net_af_packet0", "needs iface="],

@@ -165,3 +165,23 @@ def test_no_rebuild_until_python_misses_cost_a_build(dp, monkeypatch):
     kt.build_s = 0.0
     rig.send(1, [udp_frame(i) for i in range(200, 240)], chunk=40)
     assert kt.builds == 2
+
+
+def test_a_refused_build_leaves_the_misses_to_python(dp, monkeypatch):
+    """The datapath refusing the table (no memory: DatapathError from the build) is not the
+    upcall handler's failure: the table is dropped, counted, and every miss still set up by
+    Python's translation."""
+    from dpdkswitch.datapath import DatapathError, OfTable
+
+    def refuse(*_args, **_kw):
+        raise DatapathError("dps_oftable_rules: -12 (ENOMEM)")
+
+    monkeypatch.setattr(ctable, "REBUILD_MISSES", 16)
+    monkeypatch.setattr(OfTable, "rules", refuse)
+    n = 200
+    rig = _rig(dp, n)
+    out = rig.send(1, [udp_frame(i) for i in range(n)], chunk=50)
+    kt = rig.h.kept_table
+    assert len(out[2]) == n and not out[3]
+    assert kt.build_failures >= 1 and kt.builds == 0 and kt.table is None
+    assert rig.h.stats.c_setups == 0 and rig.h.stats.installed == n and not rig.h.stats.errors

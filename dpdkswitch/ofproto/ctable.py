@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 
-from ..datapath import OfTable
+from ..datapath import DatapathError, OfTable
 from ..flowkey import KEY_SIZE
 from .classifier import TRIE_ETH, TRIE_FIELDS, Wildcards
 from .fields import BY_NAME
@@ -63,6 +63,7 @@ class KeptTable:
         self.shapes: dict = {}             # instructions -> shape id
         self.likes: dict[tuple[int, int], Kept] = {}   # (shape id, dp port) -> a kept translation of it
         self.builds = 0
+        self.build_failures = 0          # builds the datapath refused (no memory): Python answered
         self._misses = 0                   # misses through Python at _seen
         self._spent = 0.0                  # ... and the seconds they took
         self.build_s = 0.0                 # the last build's
@@ -99,7 +100,11 @@ class KeptTable:
                 and self._misses >= max(REBUILD_MISSES, p.tables[0].cls.n_rules // REBUILD_PER_RULES)
                 and self._spent >= self.build_s):
             t = time.perf_counter()
-            self.build(p)
+            try:
+                self.build(p)
+            except DatapathError:       # no memory for it: the misses go on through Python
+                self.drop()
+                self.build_failures += 1
             self.build_s = time.perf_counter() - t
 
     def build(self, p: Pipeline) -> None:
@@ -165,7 +170,11 @@ class KeptTable:
         sh = self.shapes.get(instructions)
         if sh is not None and (sh, dp_in) not in self.likes:
             self.likes[(sh, dp_in)] = kept
-            self.table.kept(sh, dp_in, kept.encode())
+            try:
+                self.table.kept(sh, dp_in, kept.encode())
+            except DatapathError:       # as a failed build: the table goes, Python answers
+                self.drop()
+                self.build_failures += 1
 
     def kept_of(self, rule_id: int, dp_in: int) -> Kept:
         """The kept translation of the rule a row names, from DP_IN (its own, or made from its shape's)."""

@@ -262,13 +262,19 @@ dps_oftable_subtable(struct dps_oftable *t, const uint8_t *mask, const uint8_t *
         if (st->mask[w])
             st->words[st->n_words++] = w;
     st->n_stages = n_stages - 1;
-    for (unsigned j = 0; j < st->n_stages; j++) {
+    bool ok = true;
+    for (unsigned j = 0; ok && j < st->n_stages; j++) {
         memcpy(st->stage[j], stages + (size_t)j * sizeof(struct dps_flow_key), sizeof st->stage[j]);
-        if (oset_init(&st->stage_set[j], st->n_words, 16) < 0)
-            return -ENOMEM;
+        ok = oset_init(&st->stage_set[j], st->n_words, 16) == 0;
     }
-    if (oset_init(&st->rules, st->n_words, 16) < 0)
+    if (!ok || oset_init(&st->rules, st->n_words, 16) < 0) {
+        /* not counted in n_st, so dps_oftable_free would not see it: free what was allocated
+         * (the sets not reached are zero from the memset, which oset_fini takes) */
+        for (unsigned j = 0; j < st->n_stages; j++)
+            oset_fini(&st->stage_set[j]);
+        oset_fini(&st->rules);
         return -ENOMEM;
+    }
     st->max_priority = max_priority;
     st->n_prefixes = n_prefixes;
     memcpy(st->tries, tries, n_prefixes);

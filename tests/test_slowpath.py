@@ -785,6 +785,51 @@ def test_rules_on_other_fields_do_not_narrow_udp_megaflows(dp):
     assert field_mask(t.megaflow_mask(), "ipv4_dst") == 0
 
 
+def _udp6_frame(src: str, dst: str = "2001:db8:ffff::1", dport: int = 53) -> bytes:
+    udp = struct.pack("!HHHH", 1024, dport, 8, 0)
+    ip6 = struct.pack("!IHBB", 6 << 28, len(udp), 17, 64) \
+        + ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed
+    return b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x86\xdd" + ip6 + udp
+
+
+def _udp4_frame(src: int) -> bytes:
+    f = udp_frame(5)
+    ip = f[14:24] + b"\0\0" + struct.pack("!I", src) + f[30:34]
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    return f[:14] + ip + f[34:]
+
+
+def test_ipv4_and_ipv6_prefixes_do_not_narrow_each_others_megaflows(dp):
+    """An IPv4 address shares its key bits with the leading ones of an IPv6 address, but an IPv4
+    rule's prefix says nothing of IPv6 packets (its eth_type rules them out), nor an IPv6 rule's
+    of IPv4 packets: as Open vSwitch's, whose IPv4 and IPv6 tries never meet."""
+    rig = Rig(dp)
+    rig.add("priority=10,udp,tp_dst=53,actions=output:2", "priority=10,udp6,tp_dst=53,actions=output:2",
+            "priority=0,actions=drop",
+            "priority=30,ip,nw_src=192.168.0.0/16,actions=output:3",
+            "priority=30,ipv6,ipv6_src=fd00::/16,actions=output:3")
+    # IPv6 packets: the bits that tell the source from fd00::/16 (2001: one, c0a8: three), never
+    # all 16 of the subtable because 192.168/16 would be c0a8 here.
+    for src, bits in (("2001:db8::1", 1), ("c0a8::1", 3)):
+        mask = rig.x.translate(parse(_udp6_frame(src), 1)).megaflow_mask()
+        want = ((1 << bits) - 1) << (128 - bits)
+        assert field_mask(mask, "ipv6_src") == want, (src, hex(field_mask(mask, "ipv6_src")))
+    # IPv4 packets: the bits that tell the source from 192.168/16 (10.x: one, 253.x: three), though
+    # fd00::/16's leading bits are 253.0 there.
+    for src, bits in ((0x0A000005, 1), (0xFD000001, 3)):
+        mask = rig.x.translate(parse(_udp4_frame(src), 1)).megaflow_mask()
+        want = ((1 << bits) - 1) << (32 - bits)
+        assert field_mask(mask, "ipv4_src") == want, (hex(src), hex(field_mask(mask, "ipv4_src")))
+    # The tries still decide: from fd00::/16 and 192.168/16 the rules match.
+    out = rig.send(1, [_udp6_frame("fd00::7"), _udp6_frame("2001:db8::9"), udp_frame(5), _udp4_frame(0xC0A80101)])
+    assert out[3] == [_udp6_frame("fd00::7"), _udp4_frame(0xC0A80101)]
+    assert out[2] == [_udp6_frame("2001:db8::9"), udp_frame(5)]
+    # Without the IPv6 rule, an IPv6 packet consults no address bit at all.
+    rig.p.delete(parse_flow("priority=30,ipv6,ipv6_src=fd00::/16", require_actions=False), strict=True)
+    mask = rig.x.translate(parse(_udp6_frame("2001:db8::1"), 1)).megaflow_mask()
+    assert field_mask(mask, "ipv6_src") == 0
+
+
 def test_a_rule_on_one_port_costs_other_ports_a_few_bits(dp):
     """Ports tracking: a miss on tp_dst=2048 consults only the leading dst-port bits that tell
     the packet apart from 2048, so 5,000 different ports share at most 16 megaflows."""

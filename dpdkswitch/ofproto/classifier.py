@@ -11,7 +11,9 @@ install the narrowest megaflow that is still correct:
 * **prefix tracking** on IPv4/IPv6 source and destination: before probing a subtable that
   matches an address prefix of length p, the set of all rule prefixes of length p says whether
   any can match; if none can, the subtable is skipped and only the leading address bits needed
-  to tell the packet apart from every such prefix are consulted;
+  to tell the packet apart from every such prefix are consulted.  A trie holds only the rules of
+  its eth_type (IPv4 for ipv4_*, IPv6 for ipv6_*): the fields share key bits, but as in Open
+  vSwitch an IPv4 rule's prefix never narrows an IPv6 packet's megaflow, nor the reverse;
 * **ports tracking** (Open vSwitch's ports trie): when a subtable's last stage adds only L4 port
   bits and its probe fails, only the leading bits of (tp_src, tp_dst) that tell the packet apart
   from every rule's ports are consulted, not all 32 — a rule on tp_dst=2048 costs megaflows a
@@ -72,6 +74,7 @@ class PrefixSet:
     def __init__(self, f: Field | None, bits: int = 0):
         self.f = f
         self.bits = f.bits if f is not None else bits
+        self.eth_type = TRIE_ETH[f.name] if f is not None else -1   # the only rules it holds
         self.count: dict[int, dict[int, int]] = {}
         self._sorted: dict[int, list[int]] = {}
 
@@ -148,6 +151,10 @@ class Subtable:
     stage_sets: list[dict] = field(default_factory=list)
     rules: dict[tuple[int, int], list[Rule]] = field(default_factory=dict)
     prefixes: list[tuple[PrefixSet, int]] = field(default_factory=list)
+    # Per entry of ``prefixes``: how many of the rules here are of its trie's eth_type (only
+    # those enter the trie: ipv4_src shares its key bits with ipv6_src's leading ones, and an
+    # IPv4 rule says nothing of IPv6 packets, which its eth_type already rules out).
+    prefix_rules: list[int] = field(default_factory=list)
     ports: PrefixSet | None = None   # the rules' (tp_src, tp_dst) under ports_mask: see lookup
     ports_mask: int = 0              # 32 bits
     max_priority: int = -1
@@ -192,9 +199,13 @@ class Classifier:
         for sm, counts in st.stage_pairs:                        # (the last stage has no set)
             k = (key & sm, meta)
             counts[k] = counts.get(k, 0) + 1
-        for ps, plen in st.prefixes:
-            f = ps.f
-            ps.add(plen, (key >> f.key_bit_shift & f.all_ones) >> (f.bits - plen) if plen else 0)
+        if st.prefixes:
+            eth_type = (key >> _ETH_TYPE.key_bit_shift) & _ETH_TYPE.all_ones
+            for i, (ps, plen) in enumerate(st.prefixes):
+                if ps.eth_type == eth_type:
+                    f = ps.f
+                    ps.add(plen, (key >> f.key_bit_shift & f.all_ones) >> (f.bits - plen) if plen else 0)
+                    st.prefix_rules[i] += 1
         if st.ports is not None:
             st.ports.add(32, (key >> PORTS_SHIFT) & st.ports_mask)
         st.n_rules += 1
@@ -220,8 +231,12 @@ class Classifier:
             st.stage_sets[i][k] -= 1
             if not st.stage_sets[i][k]:
                 del st.stage_sets[i][k]
-        for ps, plen in st.prefixes:
-            ps.remove(plen, field_of(ps.f, rule.key) >> (ps.f.bits - plen) if plen else 0)
+        if st.prefixes:
+            eth_type = field_of(_ETH_TYPE, rule.key)
+            for i, (ps, plen) in enumerate(st.prefixes):
+                if ps.eth_type == eth_type:
+                    ps.remove(plen, field_of(ps.f, rule.key) >> (ps.f.bits - plen) if plen else 0)
+                    st.prefix_rules[i] -= 1
         if st.ports is not None:
             st.ports.remove(32, (rule.key >> PORTS_SHIFT) & st.ports_mask)
         st.n_rules -= 1
@@ -254,6 +269,7 @@ class Classifier:
                 plen = _prefix_len(f, fm)
                 if plen is not None and plen < f.bits or plen == f.bits:
                     st.prefixes.append((self.tries[f.name], plen))
+                    st.prefix_rules.append(0)
         last = stages[-1] & ~(stages[-2] if len(stages) > 1 else 0)
         if last and not last & ~PORTS_BITS:          # the last stage is L4 ports alone
             st.ports, st.ports_mask = PrefixSet(None, 32), (mask >> PORTS_SHIFT) & 0xFFFFFFFF
@@ -350,8 +366,10 @@ class Classifier:
 
     @staticmethod
     def _ruled_out_by_prefix(st: Subtable, key: int, eth_type: int, wc: Wildcards) -> bool:
-        for ps, plen in st.prefixes:
-            if eth_type != TRIE_ETH[ps.f.name] or plen == 0:
+        for i, (ps, plen) in enumerate(st.prefixes):
+            # No rule here of the packet's eth_type: the staged lookup rules the subtable out
+            # on eth_type alone, as Open vSwitch's, whose IPv4 and IPv6 tries never meet.
+            if eth_type != ps.eth_type or plen == 0 or not st.prefix_rules[i]:
                 continue
             bits = ps.bits_to_rule_out(field_of(ps.f, key), plen)
             if bits:

@@ -129,7 +129,7 @@ class KeptTable:
         version = p.version
         for st in cls.order:
             sid = t.subtable(st.mask.to_bytes(KEY_SIZE, "big"), [m.to_bytes(KEY_SIZE, "big") for m in st.stage_masks],
-                             st.max_priority, [(trie_of[id(ps)], plen) for ps, plen in st.prefixes], st.ports is not None)
+                             st.max_priority, [(trie_of[id(ps)], plen) for (ps, plen), n in zip(st.prefixes, st.prefix_rules) if n], st.ports is not None)
             keys, pris, ids, shs = [], [], [], []
             for (k, meta), lst in st.rules.items():
                 if meta & st.meta_mask or not lst:      # the first table's lookup is at metadata 0

@@ -257,8 +257,11 @@ async def serve(switch: Switch, config: Config, socket_path: str, top: bool) -> 
     lacp_cmds.register(commands, switch)
     bond_cmds.register(commands, switch)
     server = Server(socket_path, commands)
-    await server.start()
+    # The OpenFlow listeners first: a tool that waits for the control socket to answer may then
+    # connect to them (each listener's start yields to the loop, which would serve the control
+    # socket meanwhile if it were listening already).
     await openflow.start()
+    await server.start()
     reloader = Reloader(switch, openflow)
     metrics = None
     if config.metrics_listen:

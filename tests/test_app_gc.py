@@ -46,3 +46,21 @@ def test_a_frozen_cycle_that_becomes_garbage_is_freed_after_the_next_thaw():
         assert ref() is None
     finally:
         policy.remove()
+
+
+def test_young_garbage_is_collected_every_young_threshold_allocations_and_the_threshold_is_restored():
+    before = gc.get_threshold()
+    policy = FreezeSurvivors().install()
+    try:
+        assert gc.get_threshold() == (FreezeSurvivors.YOUNG_THRESHOLD, *before[1:])
+        gc.collect()
+        young = gc.get_stats()[0]["collections"]
+        ref = weakref.ref(Node())           # cyclic garbage at once
+        keep = [[] for _ in range(FreezeSurvivors.YOUNG_THRESHOLD // 2)]   # Python's 700 would collect
+        assert ref() is not None and gc.get_stats()[0]["collections"] == young
+        keep += [[] for _ in range(FreezeSurvivors.YOUNG_THRESHOLD // 2 + 10)]   # past the threshold
+        assert ref() is None and gc.get_stats()[0]["collections"] > young
+        del keep
+    finally:
+        policy.remove()
+    assert gc.get_threshold() == before and policy not in gc.callbacks

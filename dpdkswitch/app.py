@@ -124,8 +124,12 @@ def _upcall_budget() -> float:
     ``udpif.INTERACTIVE_S``): a controller's or ovs-ofctl's request-reply round trips (a
     flow-mod and its barrier, 3,000 times over) each wait for a slice, and a short one keeps them
     quick under a miss storm, for a turn's overhead (~50 us) per millisecond of upcalls."""
-    talked = max(OFConnection.last_message, Server.last_request)
-    return udpif.INTERACTIVE_BUDGET_S if time.monotonic() - talked < udpif.INTERACTIVE_S else udpif.UPCALL_BUDGET_S
+    return udpif.INTERACTIVE_BUDGET_S if time.monotonic() - _last_talked() < udpif.INTERACTIVE_S else udpif.UPCALL_BUDGET_S
+
+
+def _last_talked() -> float:
+    """When a peer last talked: an OpenFlow message read or a control-socket request (monotonic)."""
+    return max(OFConnection.last_message, Server.last_request)
 
 
 def _after_io(backer, switch: Switch) -> None:
@@ -415,13 +419,13 @@ class InteractiveSelector(selectors.EpollSelector):
         self.clock = clock
         self.spin_s = INTERACTIVE_SPIN_S if spin_s is None else spin_s
         self.yield_ = yield_
-        self.spins = 0                       # waits that polled first (what `talked` decided)
+        self.spins = 0                       # waits that polled first (a peer had just talked)
 
     def select(self, timeout: float | None = None):
         if timeout is not None and timeout <= 0 or not self.spin_s:
             return super().select(timeout)
         start = self.clock()
-        if start - max(OFConnection.last_message, Server.last_request) >= self.spin_s:
+        if start - _last_talked() >= self.spin_s:
             return super().select(timeout)
         self.spins += 1
         end = start + (self.spin_s if timeout is None else min(self.spin_s, timeout))

@@ -371,11 +371,11 @@ class Pipeline:
             raise ValueError(f"flow_limit {limit}: expected 0..{MAX_FLOW_LIMIT}")
         self.tables[table_id].flow_limit = limit
 
-    def _check(self, spec: FlowSpec) -> tuple:
-        """FlowModError (MatchError) unless SPEC's match and instructions may go into its table;
-        the instructions' conjunctions (classifier.Rule.conj)."""
-        spec.match.check_prereqs()
-        refs, error, conj = self._instructions_ok(spec.instructions, spec.table_id or 0)
+    def _check(self, match: Match, instructions: tuple, tid: int) -> tuple:
+        """FlowModError (MatchError) unless MATCH and INSTRUCTIONS may go into table TID; the
+        instructions' conjunctions (classifier.Rule.conj)."""
+        match.check_prereqs()
+        refs, error, conj = self._instructions_ok(instructions, tid)
         for kind, n in refs:
             if kind == "group" and n not in self.groups:
                 raise FlowModError("unknown_group", f"group {n} does not exist")
@@ -424,25 +424,31 @@ class Pipeline:
         (same match and priority) is replaced, its counters kept unless reset_counts.  NOW: the
         switch clock's time to take as the rule's creation (a caller adding a run of rules reads
         the clock once); None: read it."""
-        tid = spec.table_id or 0
+        return self.add_rule(spec.table_id or 0, spec.match, spec.priority, spec.instructions, spec.cookie,
+                             spec.idle_timeout, spec.hard_timeout, spec.flags, now)
+
+    def add_rule(self, tid: int, match: Match, priority: int, instructions: tuple, cookie: int = 0,
+                 idle_timeout: int = 0, hard_timeout: int = 0, flags: int = 0,
+                 now: float | None = None) -> FlowEntry:
+        """``add`` of a FlowSpec with these values (its table_id TID, an int), for a caller
+        that has them apart (a compiled flow-mod shape's)."""
         if tid >= N_TABLES:
             raise FlowModError("bad_table", f"no table {tid}")
-        conj = self._check(spec)
+        conj = self._check(match, instructions, tid)
         table = self.tables[tid]
         cls = table.cls
-        rule = Rule.of(spec.priority, spec.match, None, conj)
+        rule = Rule.of(priority, match, None, conj)
         old = cls.find_same(rule)
         if old is None and cls.n_rules >= table.flow_limit:
             raise FlowModError("table_full", f"table {tid} is full: {table.flow_limit} rules (its flow_limit)")
-        flags = spec.flags
         if flags & FLAG_CHECK_OVERLAP:
             for r in cls.rules():
-                if r is not old and r.priority == spec.priority and r.match.overlaps(spec.match):
+                if r is not old and r.priority == priority and r.match.overlaps(match):
                     raise FlowModError("overlap", "the new rule overlaps an existing rule of the same priority")
         if now is None:
             now = self.clock()
-        e = FlowEntry(tid, spec.priority, spec.match, spec.instructions, spec.cookie, spec.idle_timeout,
-                      spec.hard_timeout, flags, now, now, 0, 0, rule, next(self._seq))
+        e = FlowEntry(tid, priority, match, instructions, cookie, idle_timeout, hard_timeout, flags, now, now, 0, 0,
+                      rule, next(self._seq))
         rule.data = e
         if old is not None:                       # an identical rule is replaced; counters kept
             oe: FlowEntry = old.data
@@ -453,7 +459,7 @@ class Pipeline:
             self.timed.discard(oe)
             self._touch(oe, tid)
         cls.insert(rule)
-        if e.idle_timeout or e.hard_timeout:
+        if idle_timeout or hard_timeout:
             self.timed.add(e)
         self._touch(e, tid)
         if old is not None:
@@ -527,7 +533,7 @@ class Pipeline:
                 yield e
 
     def modify(self, spec: FlowSpec, strict: bool = False) -> list[FlowEntry]:
-        self._check(spec)
+        self._check(spec.match, spec.instructions, spec.table_id or 0)
         out = list(self.select(spec, strict))
         for e in out:
             old, e.instructions = e.instructions, spec.instructions

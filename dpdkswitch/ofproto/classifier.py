@@ -21,13 +21,22 @@ install the narrowest megaflow that is still correct:
 
 Keys are big-endian ints of the datapath flow key's bytes (``fields.KEY_SIZE``), with in_port
 holding the OpenFlow port; ``meta`` is the pipeline vector (metadata, pkt_mark, registers:
-fields.PIPELINE_BITS), tracked separately (it never reaches the datapath).  Called from the control thread; a lookup costs one dict probe per
-stage per subtable visited.
+fields.PIPELINE_BITS), tracked separately (it never reaches the datapath); a subtable indexes
+both as one int, ``meta << KEY_BITS | key``.
+
+Called from the control thread.  A lookup costs one dict probe per stage per subtable visited.
+An insert files the rule under its key; its subtable's stage sets and the prefix and ports
+tries count it with the next INDEX_BATCH - 1 rules inserted there, in bulk (a few C-level passes
+rather than a few dict updates per rule each in Python: a controller's run of flow-mods), or at
+the next lookup, removal or ``flush``, whichever comes first.
 """
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import rshift
 
 from ..flowkey import KEY_SIZE
 from .fields import BY_NAME, CONJ_ID_SHIFT, Field, stage_masks
@@ -44,6 +53,11 @@ assert BY_NAME["tcp_src"].key_bit_shift == PORTS_SHIFT + 16
 _ETH_TYPE = BY_NAME["eth_type"]
 CONJ_ID_MASK = 0xFFFFFFFF << CONJ_ID_SHIFT
 TRIE_ETH = {"ipv4_src": 0x0800, "ipv4_dst": 0x0800, "ipv6_src": 0x86DD, "ipv6_dst": 0x86DD}
+# Rules inserted into a subtable are indexed (stage sets, prefix and ports tries) INDEX_BATCH at
+# a time, in bulk, as they go in; the rest by the next lookup: up to INDEX_ONE_BY_ONE of them one
+# by one, more in bulk (see Classifier.flush).
+INDEX_BATCH = 64
+INDEX_ONE_BY_ONE = 8
 
 
 @dataclass(slots=True)
@@ -75,14 +89,23 @@ class PrefixSet:
         self.f = f
         self.bits = f.bits if f is not None else bits
         self.eth_type = TRIE_ETH[f.name] if f is not None else -1   # the only rules it holds
-        self.count: dict[int, dict[int, int]] = {}
+        self.count: dict[int, Counter[int]] = {}
         self._sorted: dict[int, list[int]] = {}
 
     def add(self, plen: int, prefix: int) -> None:
         c = self.count.get(plen)
         if c is None:
-            c = self.count[plen] = {}
+            c = self.count[plen] = Counter()
         c[prefix] = c.get(prefix, 0) + 1
+        if self._sorted:
+            self._sorted.pop(plen, None)
+
+    def add_all(self, plen: int, prefixes) -> None:
+        """``add(PLEN, p)`` for each p of the iterable PREFIXES (counted in bulk)."""
+        c = self.count.get(plen)
+        if c is None:
+            c = self.count[plen] = Counter()
+        c.update(prefixes)
         if self._sorted:
             self._sorted.pop(plen, None)
 
@@ -135,21 +158,29 @@ class Rule:
     meta_mask: int = 0
     data: object = None          # the table's own record (instructions, counters, timeouts)
     conj: tuple = ()             # a soft match: its conjunctions, (id, clause 1.., n_clauses)
+    ck: int = 0                  # key and meta as one int: meta << KEY_BITS | key (its subtable's index)
 
     @classmethod
     def of(cls, priority: int, match: Match, data: object = None, conj: tuple = ()) -> "Rule":
         k, m = match.key_and_mask_ints()
         meta, meta_mask = match.pipeline_ints()
-        return cls(priority, match, k, m, meta, meta_mask, data, conj)
+        return cls(priority, match, k, m, meta, meta_mask, data, conj, meta << KEY_BITS | k if meta else k)
 
 
 @dataclass(eq=False)
 class Subtable:
+    """The rules of one (mask, meta_mask).  A packet's key and pipeline vector are one int
+    here, ``meta << KEY_BITS | key`` (``Rule.ck``), under ``cmask``: ``rules`` maps it to the
+    rules (highest priority first).  A stage's set counts the rules' combined keys under that
+    stage's combined mask (``stage_index``: those masks with their sets; ``stages``: each
+    stage's key mask, combined mask and set, what a lookup walks).  Rules inserted since the
+    last lookup wait in ``pending`` to be counted in the sets and tries (``Classifier.flush``)."""
     mask: int
     meta_mask: int
     stage_masks: list[int]
-    stage_sets: list[dict] = field(default_factory=list)
-    rules: dict[tuple[int, int], list[Rule]] = field(default_factory=dict)
+    stage_sets: list[Counter] = field(default_factory=list)
+    cmask: int = 0                   # meta_mask << KEY_BITS | mask
+    rules: dict[int, list[Rule]] = field(default_factory=dict)
     prefixes: list[tuple[PrefixSet, int]] = field(default_factory=list)
     # Per entry of ``prefixes``: how many of the rules here are of its trie's eth_type (only
     # those enter the trie: ipv4_src shares its key bits with ipv6_src's leading ones, and an
@@ -160,7 +191,10 @@ class Subtable:
     max_priority: int = -1
     n_rules: int = 0
     priorities: dict[int, int] = field(default_factory=dict)   # priority -> rules with it
-    stage_pairs: tuple = ()          # zip(stage_masks, stage_sets), made once: what insert and remove walk
+    stage_index: tuple = ()          # (combined mask, set) per stage but the last
+    stages: tuple = ()               # (key mask, combined mask, set) per stage but the last
+    prefix_cuts: list[tuple[int, int]] = field(default_factory=list)   # per prefixes entry: key >> shift & mask
+    pending: list[Rule] = field(default_factory=list)
 
 
 class Classifier:
@@ -175,6 +209,7 @@ class Classifier:
         self.tries = {f.name: PrefixSet(f) for f in TRIE_FIELDS}
         self.n_rules = 0
         self.soft: Classifier | None = None        # the conjunctive (soft) rules
+        self.dirty: list[Subtable] = []            # the subtables with pending rules
 
     # -- changes
     def insert(self, rule: Rule) -> None:
@@ -184,30 +219,23 @@ class Classifier:
             self.soft.insert(rule)
             self.n_rules += 1
             return
-        key, priority = rule.key, rule.priority
+        priority = rule.priority
         st = self.subtables.get((rule.mask, rule.meta_mask))
         if st is None:
             st = self._new_subtable(rule.mask, rule.meta_mask)
-        rk = (key, rule.meta)
-        lst = st.rules.get(rk)
+        lst = st.rules.get(rule.ck)
         if lst is None:
-            st.rules[rk] = [rule]
+            st.rules[rule.ck] = [rule]
         else:
             lst.append(rule)
             lst.sort(key=lambda r: -r.priority)
-        meta = rule.meta & st.meta_mask
-        for sm, counts in st.stage_pairs:                        # (the last stage has no set)
-            k = (key & sm, meta)
-            counts[k] = counts.get(k, 0) + 1
-        if st.prefixes:
-            eth_type = (key >> _ETH_TYPE.key_bit_shift) & _ETH_TYPE.all_ones
-            for i, (ps, plen) in enumerate(st.prefixes):
-                if ps.eth_type == eth_type:
-                    f = ps.f
-                    ps.add(plen, (key >> f.key_bit_shift & f.all_ones) >> (f.bits - plen) if plen else 0)
-                    st.prefix_rules[i] += 1
-        if st.ports is not None:
-            st.ports.add(32, (key >> PORTS_SHIFT) & st.ports_mask)
+        pending = st.pending
+        if not pending:
+            self.dirty.append(st)
+        pending.append(rule)
+        if len(pending) >= INDEX_BATCH:           # (st stays in dirty: flush passes it by)
+            st.pending = []
+            self._index_all(st, pending)
         st.n_rules += 1
         self.n_rules += 1
         pr = st.priorities
@@ -221,21 +249,25 @@ class Classifier:
             self.soft.remove(rule)
             self.n_rules -= 1
             return
+        if self.dirty:
+            self.flush()
         st = self.subtables[(rule.mask, rule.meta_mask)]
-        lst = st.rules[(rule.key, rule.meta)]
+        ck = rule.ck
+        lst = st.rules[ck]
         lst.remove(rule)
         if not lst:
-            del st.rules[(rule.key, rule.meta)]
-        for i, sm in enumerate(st.stage_masks[:-1]):
-            k = (rule.key & sm, rule.meta & st.meta_mask)
-            st.stage_sets[i][k] -= 1
-            if not st.stage_sets[i][k]:
-                del st.stage_sets[i][k]
+            del st.rules[ck]
+        for cm, counts in st.stage_index:
+            k = ck & cm
+            counts[k] -= 1
+            if not counts[k]:
+                del counts[k]
         if st.prefixes:
             eth_type = field_of(_ETH_TYPE, rule.key)
             for i, (ps, plen) in enumerate(st.prefixes):
                 if ps.eth_type == eth_type:
-                    ps.remove(plen, field_of(ps.f, rule.key) >> (ps.f.bits - plen) if plen else 0)
+                    sh, pm = st.prefix_cuts[i]
+                    ps.remove(plen, rule.key >> sh & pm)
                     st.prefix_rules[i] -= 1
         if st.ports is not None:
             st.ports.remove(32, (rule.key >> PORTS_SHIFT) & st.ports_mask)
@@ -252,6 +284,54 @@ class Classifier:
                     st.max_priority = max(st.priorities)
                     self._sort()
 
+    def flush(self) -> None:
+        """Count the rules inserted and not counted yet (fewer than INDEX_BATCH a subtable) in
+        their subtables' stage sets and prefix and ports tries.  A lookup, a match walk and a
+        removal flush first; so does a reader of those indexes (ctable)."""
+        for st in self.dirty:
+            rules, st.pending = st.pending, []
+            if len(rules) <= INDEX_ONE_BY_ONE:
+                for r in rules:
+                    self._index(st, r)
+            else:
+                self._index_all(st, rules)
+        self.dirty = []
+
+    @staticmethod
+    def _index(st: Subtable, rule: Rule) -> None:
+        key, ck = rule.key, rule.ck
+        for cm, counts in st.stage_index:
+            k = ck & cm
+            counts[k] = counts.get(k, 0) + 1
+        if st.prefixes:
+            eth_type = (key >> _ETH_TYPE.key_bit_shift) & _ETH_TYPE.all_ones
+            for i, (ps, plen) in enumerate(st.prefixes):
+                if ps.eth_type == eth_type:
+                    sh, pm = st.prefix_cuts[i]
+                    ps.add(plen, key >> sh & pm)
+                    st.prefix_rules[i] += 1
+        if st.ports is not None:
+            st.ports.add(32, (key >> PORTS_SHIFT) & st.ports_mask)
+
+    @staticmethod
+    def _index_all(st: Subtable, rules: list[Rule]) -> None:
+        """``_index`` of each of RULES, counted a set or trie at a time."""
+        keys = [r.key for r in rules]
+        cks = [r.ck for r in rules] if st.meta_mask else keys
+        for cm, counts in st.stage_index:
+            counts.update(map(cm.__and__, cks))
+        if st.prefixes:
+            ets = [(k >> _ETH_TYPE.key_bit_shift) & _ETH_TYPE.all_ones for k in keys]
+            for i, (ps, plen) in enumerate(st.prefixes):
+                n = ets.count(ps.eth_type)
+                if n:
+                    mine = keys if n == len(keys) else list(compress(keys, [e == ps.eth_type for e in ets]))
+                    sh, pm = st.prefix_cuts[i]
+                    ps.add_all(plen, map(pm.__and__, map(rshift, mine, repeat(sh))))
+                    st.prefix_rules[i] += n
+        if st.ports is not None:
+            st.ports.add_all(32, map(st.ports_mask.__and__, map(rshift, keys, repeat(PORTS_SHIFT))))
+
     def _new_subtable(self, mask: int, meta_mask: int) -> Subtable:
         # Stages that add no bits are dropped; the last one is the whole mask.
         stages, prev = [], -1
@@ -261,8 +341,10 @@ class Classifier:
                 prev = mask & cm
         if not stages or stages[-1] != mask:
             stages.append(mask)
-        st = Subtable(mask, meta_mask, stages, [dict() for _ in stages[:-1]])
-        st.stage_pairs = tuple(zip(st.stage_masks, st.stage_sets))
+        st = Subtable(mask, meta_mask, stages, [Counter() for _ in stages[:-1]], meta_mask << KEY_BITS | mask)
+        cmasks = [meta_mask << KEY_BITS | sm for sm in stages[:-1]]
+        st.stage_index = tuple(zip(cmasks, st.stage_sets))
+        st.stages = tuple(zip(stages[:-1], cmasks, st.stage_sets))
         for f in TRIE_FIELDS:
             fm = field_of(f, mask)
             if fm:
@@ -270,6 +352,7 @@ class Classifier:
                 if plen is not None and plen < f.bits or plen == f.bits:
                     st.prefixes.append((self.tries[f.name], plen))
                     st.prefix_rules.append(0)
+                    st.prefix_cuts.append((f.key_bit_shift + f.bits - plen, (1 << plen) - 1))
         last = stages[-1] & ~(stages[-2] if len(stages) > 1 else 0)
         if last and not last & ~PORTS_BITS:          # the last stage is L4 ports alone
             st.ports, st.ports_mask = PrefixSet(None, 32), (mask >> PORTS_SHIFT) & 0xFFFFFFFF
@@ -290,6 +373,8 @@ class Classifier:
         and the rule it finds is the result; without one, the ordinary rule is.  SEEN, if
         given, gets the soft matches consulted (removing one may change the result)."""
         wc = wc if wc is not None else Wildcards()
+        if self.dirty:
+            self.flush()
         hard = self._lookup(key, meta, wc)
         if self.soft is None or not self.soft.n_rules:
             return hard
@@ -316,40 +401,42 @@ class Classifier:
     def matching(self, key: int, meta: int, wc: Wildcards, above: int) -> list[Rule]:
         """Every rule matching (KEY, META) with a priority above ABOVE; WC gathers the bits
         consulted (every subtable that could hold one is probed)."""
+        if self.dirty:
+            self.flush()
         out: list[Rule] = []
         eth_type = field_of(_ETH_TYPE, key)
+        ck = meta << KEY_BITS | key if meta else key
         for st in self.order:
             if st.max_priority <= above:
                 break
             if self._ruled_out_by_prefix(st, key, eth_type, wc):
                 continue
             wc.meta |= st.meta_mask
-            m = meta & st.meta_mask
-            for i, sm in enumerate(st.stage_masks[:-1]):
-                if (key & sm, m) not in st.stage_sets[i]:
+            for sm, cm, stage in st.stages:
+                if ck & cm not in stage:
                     wc.key |= sm
                     break
             else:
                 wc.key |= st.mask
-                out += [r for r in st.rules.get((key & st.mask, m), ()) if r.priority > above]
+                out += [r for r in st.rules.get(ck & st.cmask, ()) if r.priority > above]
         return out
 
     def _lookup(self, key: int, meta: int, wc: Wildcards) -> Rule | None:
         best: Rule | None = None
         eth_type = (key >> _ETH_TYPE.key_bit_shift) & _ETH_TYPE.all_ones
+        ck = meta << KEY_BITS | key if meta else key
         for st in self.order:
             if best is not None and st.max_priority <= best.priority:
                 break
             if st.prefixes and self._ruled_out_by_prefix(st, key, eth_type, wc):
                 continue
             wc.meta |= st.meta_mask
-            m = meta & st.meta_mask
-            for sm, stage in zip(st.stage_masks, st.stage_sets):   # every stage but the last
-                if (key & sm, m) not in stage:
+            for sm, cm, stage in st.stages:           # every stage but the last
+                if ck & cm not in stage:
                     wc.key |= sm
                     break
             else:
-                rules = st.rules.get((key & st.mask, m))
+                rules = st.rules.get(ck & st.cmask)
                 if not rules and st.ports is not None:
                     # Earlier stages matched some rule, the ports none: the leading port bits
                     # that differ from every rule's say so (0: some rule has these very ports,
@@ -393,7 +480,7 @@ class Classifier:
                 return r
         key, mask = match.key_and_mask_ints()
         meta, meta_mask = match.pipeline_ints()
-        return self._find(key, mask, meta, meta_mask, match, priority)
+        return self._find(meta << KEY_BITS | key if meta else key, mask, meta_mask, match, priority)
 
     def find_same(self, rule: Rule) -> Rule | None:
         """``find_exactly(rule.match, rule.priority)`` for a RULE not inserted yet (its ints
@@ -402,13 +489,13 @@ class Classifier:
             r = self.soft.find_same(rule)
             if r is not None:
                 return r
-        return self._find(rule.key, rule.mask, rule.meta, rule.meta_mask, rule.match, rule.priority)
+        return self._find(rule.ck, rule.mask, rule.meta_mask, rule.match, rule.priority)
 
-    def _find(self, key: int, mask: int, meta: int, meta_mask: int, match: Match, priority: int) -> Rule | None:
+    def _find(self, ck: int, mask: int, meta_mask: int, match: Match, priority: int) -> Rule | None:
         st = self.subtables.get((mask, meta_mask))
         if st is None:
             return None
-        for cand in st.rules.get((key, meta), ()):
+        for cand in st.rules.get(ck, ()):
             if cand.priority == priority and cand.match == match:
                 return cand
         return None

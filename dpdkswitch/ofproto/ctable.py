@@ -28,7 +28,7 @@ import time
 
 from ..datapath import DatapathError, OfTable
 from ..flowkey import KEY_SIZE
-from .classifier import TRIE_ETH, TRIE_FIELDS, Wildcards
+from .classifier import KEY_BITS, TRIE_ETH, TRIE_FIELDS, Wildcards
 from .fields import BY_NAME
 from .pipeline import Pipeline
 from .xlate import Kept, Translator, first_lookup_applies
@@ -118,6 +118,7 @@ class KeptTable:
                 seen.add(port.dp_port)
                 t.port(port.dp_port, port.ofport)
         cls = p.tables[0].cls
+        cls.flush()                        # its tries and prefix counts, with every rule in them
         for i, f in enumerate(TRIE_FIELDS):
             t.trie(i, _byte_ofs(f), f.bits // 8, TRIE_ETH[f.name])
             n, shift = f.bits // 8, f.bits
@@ -131,8 +132,8 @@ class KeptTable:
             sid = t.subtable(st.mask.to_bytes(KEY_SIZE, "big"), [m.to_bytes(KEY_SIZE, "big") for m in st.stage_masks],
                              st.max_priority, [(trie_of[id(ps)], plen) for (ps, plen), n in zip(st.prefixes, st.prefix_rules) if n], st.ports is not None)
             keys, pris, ids, shs = [], [], [], []
-            for (k, meta), lst in st.rules.items():
-                if meta & st.meta_mask or not lst:      # the first table's lookup is at metadata 0
+            for k, lst in st.rules.items():
+                if k >> KEY_BITS or not lst:            # the first table's lookup is at metadata 0
                     continue
                 r = lst[0]
                 e = r.data

@@ -16,7 +16,7 @@ Pure data; any thread.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..flowkey import KEY_SIZE
 from .fields import BY_NAME, FIELDS, FRAG_LATER, NOT_IN_LATER_FRAGMENTS, Field, prereqs_of
@@ -184,7 +184,7 @@ class Match(Mapping[str, tuple[int, int | None]]):
         """Raise MatchError naming the first field whose prerequisites are not all present, or
         an L4 field matched in later fragments only (they have none; no ``alternatives`` then).
         A shape that passed once (``_prereq_key``) passes at the cost of a set probe; a match
-        that passed, or was made from one by ``with_exact``, at none."""
+        that passed, or was made from one by ``substituter``, at none."""
         if self._ok:
             return
         pk = self._prereq_key()
@@ -309,7 +309,7 @@ class Match(Mapping[str, tuple[int, int | None]]):
     # -- substituting values (compiled flow-mod shapes: ofswitch/flowshapes.py) ----------------
     def substitutable(self, f: Field) -> bool:
         """Whether F, matched exactly here, may take any other value of its width with only its
-        own key bits changing (``with_exact``): a field the flow key holds big-endian and whole,
+        own key bits changing (``substituter``): a field the flow key holds big-endian and whole,
         that no prerequisite or consistency check reads (not in PREREQ_FIELDS, not vlan_vid),
         whose key bits no other condition of this match (implied prerequisites included)
         shares, so that no value can contradict another field."""
@@ -326,17 +326,25 @@ class Match(Mapping[str, tuple[int, int | None]]):
                 others |= g.key_ints(v, m & _key_limit(g))[1]
         return not others & own
 
-    def with_exact(self, fields: Sequence[Field], values: Sequence[int]) -> Match:
-        """A copy with each of FIELDS (each ``substitutable`` here) matched exactly on VALUES
-        (each within its field's width) instead.  Its key and mask come from this match's by
-        substituting those bits; its prerequisites are this match's (they read none of them)."""
-        d = dict(self._d)
+    def substituter(self, fields: Sequence[Field]) -> Callable[..., Match]:
+        """A function of values, one per field of FIELDS (each ``substitutable`` here, each
+        value within its field's width), giving a copy of this match with those fields matched
+        exactly on them instead.  Its key and mask come from this match's by substituting
+        those bits; its prerequisites are this match's (they read none of them).  What the
+        copies share is worked out here, once (a compiled flow-mod shape keeps one)."""
         key, mask = self.key_and_mask_ints()
-        for f, v in zip(fields, values):
-            d[f.name] = (v, None)
-            s = f.key_bit_shift
-            key = key & ~(f.all_ones << s) | v << s
-        return Match._new(d, (key, mask), self._pl, self._ok)
+        for f in fields:
+            key &= ~(f.all_ones << f.key_bit_shift)
+        subs = tuple((f.name, f.key_bit_shift) for f in fields)
+        d0, pl, ok, new = self._d, self._pl, self._ok, Match._new
+
+        def with_values(*values: int) -> Match:
+            d, k = d0.copy(), key
+            for (name, shift), v in zip(subs, values):
+                d[name] = (v, None)
+                k |= v << shift
+            return new(d, (k, mask), pl, ok)
+        return with_values
 
     def _key_ints(self) -> tuple[int, int] | None:
         try:

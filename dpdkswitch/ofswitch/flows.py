@@ -159,21 +159,23 @@ class FlowManager:
         try:
             for raw in raws:
                 try:
-                    spec = shapes.spec(raw) if raw[0] == V13 else None
-                    if spec is None:
+                    shape = shapes.find(raw) if raw[0] == V13 else None
+                    if shape is None:
                         msg = decode(raw)
                         may_modify()
                         self.flow_mod(conn, msg, raw)
                         continue
                     may_modify()
                     self.n_flow_mods += 1
-                    ins, tid = spec.instructions, spec.table_id
+                    t = shape.template
+                    ins, tid = t.instructions, t.table_id
                     ck = (id(ins), tid)
                     if checked.get(ck) is not ins:
                         self._check_instructions(tid, ins)
                         checked[ck] = ins
+                    match, priority, cookie, idle, hard = shape.values(raw)
                     try:
-                        p.add(spec, now)
+                        p.add_rule(tid, match, priority, ins, cookie, idle, hard, t.flags, now)
                     except FlowModError as e:
                         raise OFPError(*FLOW_MOD_ERRORS.get(e.kind, (C.OFPET_FLOW_MOD_FAILED, C.OFPFMFC_UNKNOWN))) \
                             from None

@@ -11,13 +11,14 @@ matched fields that the match may substitute (``Match.substitutable``: plain key
 no prerequisite, consistency check or other field reads, at their full width, so every value
 decodes and checks as the first did).  ``spec`` recognises a message of a known shape (one dict
 probe and one comparison of its fixed bytes) and builds its FlowSpec from the values
-(``Match.with_exact``: the key by substitution).  A shape is kept only if building the first
+(``Match.substituter``: the key by substitution).  A shape is kept only if building the first
 message's FlowSpec from it gives what the whole way gave.  What depends on the tables' state
 (groups and meters that exist, the table's flow limit, overlaps) is checked per flow-mod by
 the caller as for any other.
 
-Contract: the control thread (the OpenFlow switch's FlowManager).  Cost: ``spec`` is a dict
-probe, a join of a few slices and the FlowSpec; ``learn`` one pass over the match's TLVs.
+Contract: the control thread (the OpenFlow switch's FlowManager).  Cost: ``find`` is a dict
+probe and a join of a few slices, ``Shape.values`` a few slices and the Match, ``spec`` those
+and the FlowSpec; ``learn`` one pass over the match's TLVs.
 At most MAX_SHAPES shapes are kept (all forgotten when full).
 """
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _head(raw: bytes) -> bytes:
 
 class Shape:
     """What the flow-mods of one shape share; ``segs`` are the fixed ranges after the head."""
-    __slots__ = ("segs", "fixed", "free", "fields", "template", "fixed_of")
+    __slots__ = ("segs", "fixed", "free", "fields", "template", "fixed_of", "match_of")
 
     def __init__(self, raw: bytes, free: list[tuple[int, int]], fields: tuple, template: FlowSpec):
         segs, pos = [], _MATCH_AT + 4
@@ -70,18 +71,24 @@ class Shape:
             self.fixed_of = lambda raw: b"".join([raw[a:b] for a, b in segs])
         self.fixed = self.fixed_of(raw)
         self.free, self.fields, self.template = tuple(free), fields, template
+        self.match_of = template.match.substituter(fields)     # (the free fields' values)
 
-    def spec(self, raw: bytes) -> FlowSpec:
-        t = self.template
+    def values(self, raw: bytes) -> tuple:
+        """What RAW (of this shape) has of its own: (match, priority, cookie, idle_timeout,
+        hard_timeout); the rest is the template's."""
         _, cookie, idle, hard, priority = _VARY.unpack_from(raw)
         free = self.free
         if len(free) == 1:
             (a, b), = free
-            values: list | tuple = (int.from_bytes(raw[a:b], "big"),)
+            match = self.match_of(int.from_bytes(raw[a:b], "big"))
         else:
-            values = [int.from_bytes(raw[a:b], "big") for a, b in free]
-        match = t.match.with_exact(self.fields, values)
-        return t.replaced(match=match, priority=priority, cookie=cookie, idle_timeout=idle, hard_timeout=hard)
+            match = self.match_of(*[int.from_bytes(raw[a:b], "big") for a, b in free])
+        return match, priority, cookie, idle, hard
+
+    def spec(self, raw: bytes) -> FlowSpec:
+        match, priority, cookie, idle, hard = self.values(raw)
+        return self.template.replaced(match=match, priority=priority, cookie=cookie, idle_timeout=idle,
+                                      hard_timeout=hard)
 
 
 class FlowModShapes:
@@ -92,15 +99,20 @@ class FlowModShapes:
         self.n_shapes = 0
         self.hits = 0
 
-    def spec(self, raw: bytes) -> FlowSpec | None:
-        """The FlowSpec of RAW (an OpenFlow 1.3 FLOW_MOD, whole) if it has a known shape, else None."""
+    def find(self, raw: bytes) -> Shape | None:
+        """The shape of RAW (an OpenFlow 1.3 FLOW_MOD, whole) if it has a known one, else None."""
         cands = self.shapes.get(raw[:4] + raw[16:26] + raw[32:_MATCH_AT + 4])    # _head(raw)
         if cands is not None:
             for s in cands:
                 if s.fixed_of(raw) == s.fixed:
                     self.hits += 1
-                    return s.spec(raw)
+                    return s
         return None
+
+    def spec(self, raw: bytes) -> FlowSpec | None:
+        """The FlowSpec of RAW (an OpenFlow 1.3 FLOW_MOD, whole) if it has a known shape, else None."""
+        s = self.find(raw)
+        return s.spec(raw) if s is not None else None
 
     def learn(self, raw: bytes, msg: FlowMod, spec: FlowSpec) -> None:
         """RAW, decoded as MSG (an OpenFlow 1.3 ADD), passed the checks that do not depend on

@@ -134,7 +134,9 @@ def test_a_recognised_flow_mod_is_what_decoding_and_checking_it_gives(pair):
         event(f"refused: {type(e).__name__} {getattr(e, 'code', e)}")
         assert fm.shapes.n_shapes == 0            # refused: no shape kept
         return
-    spec = fm.shapes.spec(two)
+    spec = fm.shapes.spec(two)                    # by the dict of shapes (none found before)
+    assert fm.shapes.find(one) is not None        # one's shape is the last found now:
+    assert fm.shapes.spec(two) == spec            # the same answer by it
     full = _full(two)
     event("recognised" if spec is not None else "not recognised")
     if spec is None:
@@ -160,6 +162,25 @@ def test_the_benchs_flow_mods_are_one_shape_and_go_in_as_decoded():
     want = {(e.priority, e.match): (e.instructions, e.cookie) for e in ref.pipeline.entries()}
     assert len(got) == 1000 and got == want
     assert {e.rule.key for e in fm.pipeline.entries()} == {e.rule.key for e in ref.pipeline.entries()}
+
+
+def test_the_last_shape_found_takes_only_its_own_flow_mods():
+    """The shape last found is tried first: a flow-mod that differs from it in its head (table,
+    command, flags, length) or in a fixed byte of its match is not taken for it."""
+    fm = _manager()
+    tlvs = lambda a: _oxm("eth_type", 0x0800) + _oxm("ipv4_src", a)   # noqa: E731
+    fm.flow_mod_raw(CONN, _flow_mod(tlvs(1), _apply(_output(2))), lambda: None)
+    last = fm.shapes.find(_flow_mod(tlvs(2), _apply(_output(2)), priority=9, cookie=5, xid=3))
+    assert last is not None and fm.shapes.last is last
+    for other in (_flow_mod(tlvs(3), _apply(_output(2)), table=1),
+                  _flow_mod(tlvs(3), _apply(_output(2)), command=C.OFPFC_MODIFY),
+                  _flow_mod(tlvs(3), _apply(_output(2)), flags=1),
+                  _flow_mod(tlvs(3), _apply(_output(3))),
+                  _flow_mod(tlvs(3), _apply(_output(2), _output(3))),
+                  _flow_mod(_oxm("eth_type", 0x0800) + _oxm("ipv4_dst", 3), _apply(_output(2)))):
+        assert fm.shapes.find(other) is None
+        assert fm.shapes.last is last
+    assert fm.shapes.find(_flow_mod(tlvs(4), _apply(_output(2)))) is last
 
 
 def test_a_prerequisite_value_is_part_of_the_shape():

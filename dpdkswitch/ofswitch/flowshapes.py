@@ -9,17 +9,17 @@ flow-mod means); ``learn`` then keeps what the rest of that shape share: every b
 message but the xid, cookie, idle and hard timeouts, priority, and the values of the exactly
 matched fields that the match may substitute (``Match.substitutable``: plain key fields that
 no prerequisite, consistency check or other field reads, at their full width, so every value
-decodes and checks as the first did).  ``spec`` recognises a message of a known shape (one dict
-probe and one comparison of its fixed bytes) and builds its FlowSpec from the values
-(``Match.substituter``: the key by substitution).  A shape is kept only if building the first
-message's FlowSpec from it gives what the whole way gave.  What depends on the tables' state
-(groups and meters that exist, the table's flow limit, overlaps) is checked per flow-mod by
-the caller as for any other.
+decodes and checks as the first did).  ``find`` recognises a message of a known shape (one
+comparison of its fixed bytes with the last shape found's, else one dict probe and one such
+comparison) and ``Shape.values`` builds its match from the values (``Match.substituter``: the key
+by substitution).  A shape is kept only if building the first message's FlowSpec from it
+gives what the whole way gave.  What depends on the tables' state (groups and meters that
+exist, the table's flow limit, overlaps) is checked per flow-mod by the caller as for any other.
 
-Contract: the control thread (the OpenFlow switch's FlowManager).  Cost: ``find`` is a dict
-probe and a join of a few slices, ``Shape.values`` a few slices and the Match, ``spec`` those
-and the FlowSpec; ``learn`` one pass over the match's TLVs.
-At most MAX_SHAPES shapes are kept (all forgotten when full).
+Contract: the control thread (the OpenFlow switch's FlowManager).  Cost: ``find`` is a join of
+a few slices and a comparison (and a dict probe when the shape is not the last one's),
+``Shape.values`` a few slices and the Match, ``spec`` those and the FlowSpec; ``learn`` one
+pass over the match's TLVs.  At most MAX_SHAPES shapes are kept (all forgotten when full).
 """
 from __future__ import annotations
 
@@ -53,20 +53,21 @@ def _head(raw: bytes) -> bytes:
 
 
 class Shape:
-    """What the flow-mods of one shape share; ``segs`` are the fixed ranges after the head."""
+    """What the flow-mods of one shape share; ``segs`` are the fixed ranges of the message: the
+    head's (``_head``) and those of the match and instructions around the free fields."""
     __slots__ = ("segs", "fixed", "free", "fields", "template", "fixed_of", "match_of")
 
     def __init__(self, raw: bytes, free: list[tuple[int, int]], fields: tuple, template: FlowSpec):
-        segs, pos = [], _MATCH_AT + 4
+        segs, pos = [(0, 4), (16, 26)], 32         # (the head's last range runs on into the match)
         for a, b in free:
             segs.append((pos, a))
             pos = b
         segs.append((pos, len(raw)))
         self.segs = tuple(segs)
         # fixed_of(raw): the bytes of RAW in the fixed ranges, joined
-        if len(segs) == 2:                        # one free field (the common shape): two slices
-            (a0, b0), (a1, b1) = segs
-            self.fixed_of = lambda raw: raw[a0:b0] + raw[a1:b1]
+        if len(segs) == 4:                        # one free field (the common shape): four slices
+            _, _, (a2, b2), (a3, b3) = segs
+            self.fixed_of = lambda raw: raw[:4] + raw[16:26] + raw[a2:b2] + raw[a3:b3]
         else:
             self.fixed_of = lambda raw: b"".join([raw[a:b] for a, b in segs])
         self.fixed = self.fixed_of(raw)
@@ -98,14 +99,20 @@ class FlowModShapes:
         self.shapes: dict[bytes, list[Shape]] = {}
         self.n_shapes = 0
         self.hits = 0
+        self.last: Shape | None = None            # the last one found: a run's flow-mods share theirs
 
     def find(self, raw: bytes) -> Shape | None:
         """The shape of RAW (an OpenFlow 1.3 FLOW_MOD, whole) if it has a known one, else None."""
+        s = self.last
+        if s is not None and s.fixed_of(raw) == s.fixed:     # (its fixed bytes include the head's)
+            self.hits += 1
+            return s
         cands = self.shapes.get(raw[:4] + raw[16:26] + raw[32:_MATCH_AT + 4])    # _head(raw)
         if cands is not None:
             for s in cands:
                 if s.fixed_of(raw) == s.fixed:
                     self.hits += 1
+                    self.last = s
                     return s
         return None
 
@@ -133,5 +140,6 @@ class FlowModShapes:
         if self.n_shapes >= MAX_SHAPES:
             self.shapes.clear()
             self.n_shapes = 0
+            self.last = None
         self.shapes.setdefault(_head(raw), []).append(shape)
         self.n_shapes += 1

@@ -21,7 +21,7 @@ import sys
 import time
 
 from . import __version__, udpif
-from .config import Config
+from .config import BUSY_POLL_US, Config
 from .control import CommandError, Commands, Server, dpif
 from .control import ofproto as ofproto_cmds
 from .control import reload as reload_cmds
@@ -398,7 +398,8 @@ class FreezeSurvivors:
         gc.unfreeze()
 
 
-INTERACTIVE_SPIN_S = 0.0005          # how long the loop polls before it sleeps, after a peer's message
+INTERACTIVE_SPIN_S = BUSY_POLL_US / 1e6   # how long the loop polls before it sleeps, after a peer's
+                                          #   message, by default (the config's control.busy_poll_us)
 
 
 class InteractiveSelector(selectors.EpollSelector):
@@ -412,7 +413,8 @@ class InteractiveSelector(selectors.EpollSelector):
     CPU as the flow-mod did (20,000 round trips: 72 us of CPU each with ovs-ofctl on the other
     core, 38 us on ours).  Polling keeps the core awake for the next message; ``sched_yield``
     between polls leaves the core to a peer that shares it.  Idle, or with a peer quiet for
-    longer, the loop sleeps at once: the cost is at most this long a core per burst."""
+    longer, the loop sleeps at once: the cost is at most this long a core per burst.  SPIN_S:
+    how long (``control.busy_poll_us``; 0: never, plain epoll waits)."""
 
     def __init__(self, clock=time.monotonic, spin_s: float | None = None, yield_=os.sched_yield):
         super().__init__()
@@ -438,6 +440,11 @@ class InteractiveSelector(selectors.EpollSelector):
                 break
             self.yield_()
         return super().select(None if timeout is None else max(0.0, timeout - (now - start)))
+
+
+def control_selector(config: Config) -> InteractiveSelector:
+    """The control loop's selector for CONFIG: it polls for control.busy_poll_us."""
+    return InteractiveSelector(spin_s=config.control_busy_poll_us / 1e6)
 
 
 def _interrupt(signum, frame) -> None:
@@ -471,7 +478,7 @@ def run(config: Config, socket_path: str | None = None, top: bool = False, check
         gc.freeze()
         FreezeSurvivors().install()      # and what lives on, after each full collection
         _limit_connections()
-        with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(InteractiveSelector())) as runner:
+        with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(control_selector(config))) as runner:
             runner.run(serve(switch, config, socket_path, top))
     except KeyboardInterrupt:
         LOG.info("stopped during start-up: what it had set up is removed")

@@ -40,6 +40,9 @@ from .log import DPDK_LEVEL_DEFAULT, DPDK_LEVELS
 from .ofproto.pipeline import DEFAULT_FLOW_LIMIT, MAX_FLOW_LIMIT, N_TABLES
 
 LOG = logging.getLogger("dpdkswitch.config")
+# control.busy_poll_us: how long the control loop polls after a peer's message before it sleeps
+# (app.InteractiveSelector), its default and its largest value.
+BUSY_POLL_US, BUSY_POLL_US_MAX = 500, 10_000
 
 __all__ = [
     "ConfigError", "NetnsConfig", "PortConfig", "OpenflowConfig", "SslConfig", "FlowConfig",
@@ -340,6 +343,7 @@ class Config:
     control_socket: str
     bridges: dict[str, BridgeConfig]
     metrics_listen: str | None = None     # "IP:PORT" of the Prometheus endpoint; None: none
+    control_busy_poll_us: int = BUSY_POLL_US   # the control loop polls this long after a peer's message
 
     def datapaths(self) -> list[list[str]]:
         """The bridges, grouped by datapath: bridges linked by patch ports (directly or through
@@ -886,7 +890,8 @@ BRIDGE = {
     "rstp_transmit_hold_count": (_int(1, 10), 6),
     "rstp_ageing_time": (_opt(_int(10, 1000000)), None),
 }
-CONTROL = {"socket": (_text(bool, "a non-empty path"), "/run/dpdkswitch/ctl.sock")}
+CONTROL = {"socket": (_text(bool, "a non-empty path"), "/run/dpdkswitch/ctl.sock"),
+           "busy_poll_us": (_int(0, BUSY_POLL_US_MAX), BUSY_POLL_US)}
 METRICS = {"listen": (_text(_valid_hostport, "IP:PORT, e.g. 127.0.0.1:9101 or [::1]:9101"), REQUIRED)}
 DPDK = {
     "cores": (_list(_int(0)), None),  # None: computed from online_cpus()
@@ -986,7 +991,8 @@ class _Reader:
         if top["metrics"] is not None:
             metrics, _ = self.section(top["metrics"], METRICS, "metrics", nodes["metrics"][0])
         config = Config(self.path, dpdk, control["socket"], bridges,
-                        metrics_listen=metrics["listen"] if metrics else None)
+                        metrics_listen=metrics["listen"] if metrics else None,
+                        control_busy_poll_us=control["busy_poll_us"])
         self.check_datapaths(config, pmd_claims)
         return config
 

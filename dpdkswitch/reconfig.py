@@ -179,6 +179,8 @@ def diff(old: Config, new: Config) -> Plan:
             raise _refuse(f"dpdk.{k}", getattr(old.dpdk, k), getattr(new.dpdk, k))
     if old.control_socket != new.control_socket:
         raise _refuse("control.socket", old.control_socket, new.control_socket)
+    if old.control_busy_poll_us != new.control_busy_poll_us:
+        raise _refuse("control.busy_poll_us", old.control_busy_poll_us, new.control_busy_poll_us)
     if old.metrics_listen != new.metrics_listen:
         raise _refuse("metrics.listen", old.metrics_listen, new.metrics_listen)
     if list(old.bridges) != list(new.bridges):

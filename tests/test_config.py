@@ -108,6 +108,9 @@ def test_bad_config(name):
     ("bridges:\n  br0:\n    flows: [1]  # <- error\n", ["flows[0]", "expected a string", "quote"]),
     ("x: 'unterminated  # <- error\n", ["YAML syntax error"]),
     ("<<: {a: 1}  # <- error\n", ["merge keys"]),
+    ("control:\n  busy_poll_us: -1  # <- error\nbridges: {}", ["busy_poll_us", "0..10000", "-1"]),
+    ("control:\n  busy_poll_us: 20000  # <- error\nbridges: {}", ["busy_poll_us", "0..10000", "20000"]),
+    ("control: {busy_poll_us: 0.5}  # <- error\nbridges: {}", ["busy_poll_us", "expected an integer"]),
 ])
 def test_bad_inline(text, needles):
     with pytest.raises(ConfigError) as ei:
@@ -198,7 +201,7 @@ def test_dpdk_log_level_reaches_eal_for_every_log_type():
 def test_minimal_config_gets_defaults():
     cfg = config.loads("bridges:\n  br0:\n    ports:\n      p1: {device: net_ring0, ofport: 1}\n")
     assert cfg.dpdk == config.DpdkConfig([0, 1], "auto", None, [], None)
-    assert cfg.control_socket == "/run/dpdkswitch/ctl.sock"
+    assert cfg.control_socket == "/run/dpdkswitch/ctl.sock" and cfg.control_busy_poll_us == 500
     br = cfg.bridges["br0"]
     assert (br.pmd_cores, br.emc_insert_inv_prob, br.flow_limit, br.flows) == ([1], 100, 200000, [])
     assert br.openflow == config.OpenflowConfig([], [], "standalone")

@@ -9,7 +9,8 @@ import socket
 
 import pytest
 
-from dpdkswitch.app import InteractiveSelector
+from dpdkswitch import config
+from dpdkswitch.app import InteractiveSelector, control_selector
 from dpdkswitch.control import Server
 from dpdkswitch.openflow.connection import OFConnection
 
@@ -85,3 +86,25 @@ def test_data_already_there_is_returned_by_the_first_poll(rig):
     OFConnection.last_message = now[0]
     assert [k.fileobj for k, _ in sel.select(None)] == [a]          # no timer at all
     assert sel.waits == [0] and yields == []
+
+
+CONFIG = "bridges:\n  br0:\n    ports:\n      p1: {device: net_ring0, ofport: 1}\n"
+
+
+def test_busy_poll_us_sets_how_long_the_loop_polls_and_0_turns_it_off(monkeypatch):
+    """control.busy_poll_us: 500 us unless the config says; 0: a peer that just talked still
+    gets a plain wait, no poll and no yield."""
+    assert control_selector(config.loads(CONFIG)).spin_s == pytest.approx(0.0005)
+    assert control_selector(config.loads("control: {busy_poll_us: 2000}\n" + CONFIG)).spin_s == pytest.approx(0.002)
+    sel = control_selector(config.loads("control: {busy_poll_us: 0}\n" + CONFIG))
+    yields = []
+    sel.yield_ = lambda: yields.append(1)
+    monkeypatch.setattr(OFConnection, "last_message", sel.clock())     # a peer talked just now
+    a, b = socket.socketpair()
+    try:
+        sel.register(a, selectors.EVENT_READ)
+        assert sel.select(0.01) == [] and yields == [] and sel.spins == 0
+    finally:
+        sel.close()
+        a.close()
+        b.close()

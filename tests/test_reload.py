@@ -104,6 +104,8 @@ def test_mirrors_mac_table_flooding_listeners():
 @pytest.mark.parametrize("old, new, key", [
     ("dpdk: {cores: [0, 1]}", "dpdk: {cores: [0]}", "dpdk.cores"),
     ("control: {socket: /tmp/never.sock}", "control: {socket: /tmp/other.sock}", "control.socket"),
+    ("control: {socket: /tmp/never.sock}", "control: {socket: /tmp/never.sock, busy_poll_us: 0}",
+     "control.busy_poll_us"),
     ("datapath: {pmd_cores: []}", "datapath: {pmd_cores: [1]}", "bridge br0 datapath.pmd_cores"),
     ("openflow: {listen: ['ptcp:0']}", "openflow: {listen: ['ptcp:0'], fail_mode: secure}",
      "bridge br0 openflow.fail_mode"),

@@ -77,6 +77,11 @@ def key_int(key: bytes) -> int:
     return int.from_bytes(key, "big")
 
 
+def combined_key(key: int, meta: int) -> int:
+    """KEY and the pipeline vector META as one int, what a subtable indexes: ``meta << KEY_BITS | key``."""
+    return meta << KEY_BITS | key if meta else key
+
+
 def field_of(f: Field, key: int) -> int:
     return (key >> f.key_bit_shift) & f.all_ones
 
@@ -164,17 +169,17 @@ class Rule:
     def of(cls, priority: int, match: Match, data: object = None, conj: tuple = ()) -> "Rule":
         k, m = match.key_and_mask_ints()
         meta, meta_mask = match.pipeline_ints()
-        return cls(priority, match, k, m, meta, meta_mask, data, conj, meta << KEY_BITS | k if meta else k)
+        return cls(priority, match, k, m, meta, meta_mask, data, conj, combined_key(k, meta))
 
 
 @dataclass(eq=False)
 class Subtable:
     """The rules of one (mask, meta_mask).  A packet's key and pipeline vector are one int
-    here, ``meta << KEY_BITS | key`` (``Rule.ck``), under ``cmask``: ``rules`` maps it to the
-    rules (highest priority first).  A stage's set counts the rules' combined keys under that
-    stage's combined mask (``stage_index``: those masks with their sets; ``stages``: each
-    stage's key mask, combined mask and set, what a lookup walks).  Rules inserted since the
-    last lookup wait in ``pending`` to be counted in the sets and tries (``Classifier.flush``)."""
+    here, ``combined_key`` (``Rule.ck``), under ``cmask``: ``rules`` maps it to the rules
+    (highest priority first).  A stage's set counts the rules' combined keys under that stage's
+    combined mask (``stages``: each stage's key mask, combined mask and set).  Rules inserted
+    since the last lookup wait in ``pending`` to be counted in the sets and tries
+    (``Classifier.flush``)."""
     mask: int
     meta_mask: int
     stage_masks: list[int]
@@ -191,7 +196,6 @@ class Subtable:
     max_priority: int = -1
     n_rules: int = 0
     priorities: dict[int, int] = field(default_factory=dict)   # priority -> rules with it
-    stage_index: tuple = ()          # (combined mask, set) per stage but the last
     stages: tuple = ()               # (key mask, combined mask, set) per stage but the last
     prefix_cuts: list[tuple[int, int]] = field(default_factory=list)   # per prefixes entry: key >> shift & mask
     pending: list[Rule] = field(default_factory=list)
@@ -257,7 +261,7 @@ class Classifier:
         lst.remove(rule)
         if not lst:
             del st.rules[ck]
-        for cm, counts in st.stage_index:
+        for _, cm, counts in st.stages:
             k = ck & cm
             counts[k] -= 1
             if not counts[k]:
@@ -300,7 +304,7 @@ class Classifier:
     @staticmethod
     def _index(st: Subtable, rule: Rule) -> None:
         key, ck = rule.key, rule.ck
-        for cm, counts in st.stage_index:
+        for _, cm, counts in st.stages:
             k = ck & cm
             counts[k] = counts.get(k, 0) + 1
         if st.prefixes:
@@ -318,7 +322,7 @@ class Classifier:
         """``_index`` of each of RULES, counted a set or trie at a time."""
         keys = [r.key for r in rules]
         cks = [r.ck for r in rules] if st.meta_mask else keys
-        for cm, counts in st.stage_index:
+        for _, cm, counts in st.stages:
             counts.update(map(cm.__and__, cks))
         if st.prefixes:
             ets = [(k >> _ETH_TYPE.key_bit_shift) & _ETH_TYPE.all_ones for k in keys]
@@ -343,7 +347,6 @@ class Classifier:
             stages.append(mask)
         st = Subtable(mask, meta_mask, stages, [Counter() for _ in stages[:-1]], meta_mask << KEY_BITS | mask)
         cmasks = [meta_mask << KEY_BITS | sm for sm in stages[:-1]]
-        st.stage_index = tuple(zip(cmasks, st.stage_sets))
         st.stages = tuple(zip(stages[:-1], cmasks, st.stage_sets))
         for f in TRIE_FIELDS:
             fm = field_of(f, mask)
@@ -405,7 +408,7 @@ class Classifier:
             self.flush()
         out: list[Rule] = []
         eth_type = field_of(_ETH_TYPE, key)
-        ck = meta << KEY_BITS | key if meta else key
+        ck = combined_key(key, meta)
         for st in self.order:
             if st.max_priority <= above:
                 break
@@ -424,7 +427,7 @@ class Classifier:
     def _lookup(self, key: int, meta: int, wc: Wildcards) -> Rule | None:
         best: Rule | None = None
         eth_type = (key >> _ETH_TYPE.key_bit_shift) & _ETH_TYPE.all_ones
-        ck = meta << KEY_BITS | key if meta else key
+        ck = combined_key(key, meta)
         for st in self.order:
             if best is not None and st.max_priority <= best.priority:
                 break
@@ -480,7 +483,7 @@ class Classifier:
                 return r
         key, mask = match.key_and_mask_ints()
         meta, meta_mask = match.pipeline_ints()
-        return self._find(meta << KEY_BITS | key if meta else key, mask, meta_mask, match, priority)
+        return self._find(combined_key(key, meta), mask, meta_mask, match, priority)
 
     def find_same(self, rule: Rule) -> Rule | None:
         """``find_exactly(rule.match, rule.priority)`` for a RULE not inserted yet (its ints

@@ -55,7 +55,7 @@ def _head(raw: bytes) -> bytes:
 class Shape:
     """What the flow-mods of one shape share; ``segs`` are the fixed ranges of the message: the
     head's (``_head``) and those of the match and instructions around the free fields."""
-    __slots__ = ("segs", "fixed", "free", "fields", "template", "fixed_of", "match_of")
+    __slots__ = ("segs", "fixed", "free", "template", "fixed_of", "match_of")
 
     def __init__(self, raw: bytes, free: list[tuple[int, int]], fields: tuple, template: FlowSpec):
         segs, pos = [(0, 4), (16, 26)], 32         # (the head's last range runs on into the match)
@@ -71,7 +71,7 @@ class Shape:
         else:
             self.fixed_of = lambda raw: b"".join([raw[a:b] for a, b in segs])
         self.fixed = self.fixed_of(raw)
-        self.free, self.fields, self.template = tuple(free), fields, template
+        self.free, self.template = tuple(free), template
         self.match_of = template.match.substituter(fields)     # (the free fields' values)
 
     def values(self, raw: bytes) -> tuple:
